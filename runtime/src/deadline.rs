@@ -37,7 +37,9 @@ impl Deadline {
 
     /// Time left, zero once expired.
     pub fn remaining(&self) -> Duration {
-        self.at.checked_duration_since(Instant::now()).unwrap_or(Duration::from_ticks(0))
+        self.at
+            .checked_duration_since(Instant::now())
+            .unwrap_or(Duration::from_ticks(0))
     }
 }
 

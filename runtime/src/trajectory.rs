@@ -61,7 +61,10 @@ impl Trajectory {
 
     /// Tokens evaluated over the whole trajectory.
     pub fn evaluated_tokens(&self) -> u64 {
-        self.steps.iter().map(|s| u64::from(s.evaluated_tokens)).sum()
+        self.steps
+            .iter()
+            .map(|s| u64::from(s.evaluated_tokens))
+            .sum()
     }
 
     /// Tokens reused from the KV cache over the whole trajectory.

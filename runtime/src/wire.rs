@@ -63,7 +63,9 @@ pub enum WireError {
         expected: RecordKind,
     },
     /// The header's format version is not the one this build reads.
-    #[error("record format version {found} is not supported (this build reads version {supported})")]
+    #[error(
+        "record format version {found} is not supported (this build reads version {supported})"
+    )]
     UnsupportedVersion {
         /// Version in the header.
         found: u16,

@@ -1,1 +1,109 @@
+//! Retroformer trainer (skeleton).
+//!
+//! The trainer will do the gradient updates of the retrospective model and of RISE policies
+//! with `burn`, and export LoRA adapters as GGUF files for the runtime. This crate currently
+//! holds the objectives' names and adapter inspection; the training itself is not built yet.
 
+use std::path::Path;
+
+use retroformer::gguf::{self, GgufFile};
+
+/// The training objectives the trainer will offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Masked cross-entropy on response tokens.
+    Sft,
+    /// Reward model: base + LoRA with a scalar head.
+    Reward,
+    /// REINFORCE with a baseline and a KL penalty.
+    PolicyGradient,
+    /// PPO with a clipped ratio.
+    Ppo,
+    /// RISE's reward-weighted regression.
+    Rwr,
+}
+
+/// A LoRA adapter's shape as read from its GGUF header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdapterSummary {
+    /// `general.architecture`.
+    pub architecture: Option<String>,
+    /// `adapter.lora.alpha`.
+    pub alpha: Option<f64>,
+    /// Rank of the first pair.
+    pub rank: Option<u64>,
+    /// Number of `.lora_a`/`.lora_b` pairs.
+    pub pairs: usize,
+    /// Provenance keys (`retroformer.*`).
+    pub provenance: Vec<(String, String)>,
+}
+
+/// Errors of the trainer library.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainerError {
+    /// The file failed GGUF validation.
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    /// The file is valid GGUF but not a LoRA adapter.
+    #[error("{0}: not a LoRA adapter (general.type is not \"adapter\")")]
+    NotAnAdapter(String),
+}
+
+/// Validates and summarises a LoRA adapter file.
+pub fn inspect_adapter(path: &Path) -> Result<AdapterSummary, TrainerError> {
+    let f: GgufFile = gguf::validate_file(path)?;
+    if f.get_str("general.type") != Some("adapter") {
+        return Err(TrainerError::NotAnAdapter(path.display().to_string()));
+    }
+    let pairs = f
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with(".lora_a"))
+        .count();
+    let rank = f
+        .tensors
+        .iter()
+        .find(|t| t.name.ends_with(".lora_a"))
+        .and_then(|t| t.dims.get(1).copied());
+    let provenance = f
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("retroformer."))
+        .map(|(k, v)| (k.clone(), format!("{:?}", v.value)))
+        .collect();
+    Ok(AdapterSummary {
+        architecture: f.architecture().map(str::to_string),
+        alpha: f.get_f64("adapter.lora.alpha"),
+        rank,
+        pairs,
+        provenance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retroformer::gguf::{GgufWriter, WriteValue};
+
+    #[test]
+    fn inspect_reads_rank_alpha_pairs_and_provenance() {
+        let dir = std::env::temp_dir().join(format!("rf-inspect-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.gguf");
+        let mut w = GgufWriter::new();
+        w.kv("general.architecture", "llama")
+            .kv("general.type", "adapter")
+            .kv("adapter.type", "lora")
+            .kv("adapter.lora.alpha", WriteValue::F32(16.0))
+            .kv("retroformer.objective", "sft")
+            .tensor_f32("blk.0.attn_q.weight.lora_a", &[8, 2], &[0.0; 16])
+            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 8], &[0.0; 16]);
+        w.write(&p).unwrap();
+        let s = inspect_adapter(&p).unwrap();
+        assert_eq!(s.rank, Some(2));
+        assert_eq!(s.pairs, 1);
+        assert!((s.alpha.unwrap() - 16.0).abs() < 1e-6);
+        assert_eq!(s.provenance.len(), 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

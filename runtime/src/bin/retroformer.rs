@@ -1,1 +1,651 @@
-fn main(){}
+//! `retroformer`: the on-device runtime's command line.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use retroformer::fetch::{self, FetchOptions};
+use retroformer::gguf;
+use retroformer::llm::llama::{self, LlamaModel, LoadOptions};
+use retroformer::llm::{
+    ChatMessage, GenerateRequest, Generation, Grammar, LanguageModel, SamplingParams, Session,
+    SessionOptions,
+};
+use retroformer::manifest::{home_dir, Manifest, ModelRef};
+use retroformer::target::{TargetProfile, DEFAULT_TARGET};
+
+#[derive(Parser)]
+#[command(
+    name = "retroformer",
+    version,
+    about = "On-device runtime for LLM agents that improve from their own failures",
+    long_about = "Runs quantized GGUF models through llama.cpp on CPU, Vulkan, CUDA or Metal, \
+with LoRA adapters hot-swapped and KV caches reused across agent steps.\n\n\
+Models are named by manifest (see `retroformer models list`) or given as a path to a GGUF file; \
+named models are fetched into the cache ($RETROFORMER_HOME, default ~/.cache/retroformer) on first use.",
+    after_help = "Examples:\n  retroformer demo\n  retroformer generate --prompt \"Name three primes.\" --max-tokens 32\n  retroformer generate --model qwen2.5-coder-0.5b-instruct --prompt \"def fib(n):\" --raw --json\n  retroformer models fetch qwen2.5-coder-1.5b-instruct\n  retroformer --target raspberry-pi-5 chat"
+)]
+struct Cli {
+    /// Hardware profile: a name from `retroformer targets` or a path to a profile TOML.
+    #[arg(long, global = true, default_value = DEFAULT_TARGET, env = "RETROFORMER_TARGET")]
+    target: String,
+    /// More logging (-v: info, -vv: debug, including llama.cpp's own log).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The main job: fetch the default model if missing and run a short demonstration.
+    Demo(DemoArgs),
+    /// Generate text from a prompt (streams tokens; --json prints text and statistics).
+    Generate(GenerateArgs),
+    /// Chat interactively (one session; the KV cache is reused from turn to turn).
+    Chat(ChatArgs),
+    /// List, fetch, verify and inspect models.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// List the hardware profiles and the devices this build can use.
+    Targets {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// List the model manifests and whether each is installed.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a model into the cache, assemble its parts and verify its sha256.
+    Fetch {
+        /// Manifest name or alias.
+        name: String,
+        /// Fetch again even if installed.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-hash an installed model and compare with its manifest.
+    Verify {
+        /// Manifest name or alias.
+        name: String,
+    },
+    /// Print a GGUF file's metadata (validated first).
+    Info {
+        /// Path to a GGUF file, or an installed model's name.
+        model: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// Model: manifest name or alias, or a path to a GGUF file.
+    #[arg(long, short, default_value = "smollm2-135m-instruct")]
+    model: String,
+    /// Context size in tokens (default: the target profile's).
+    #[arg(long)]
+    ctx_size: Option<u32>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch a missing model; fail instead.
+    #[arg(long)]
+    no_fetch: bool,
+    /// LoRA adapter (GGUF) to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Scale of the adapter.
+    #[arg(long, default_value_t = 1.0, requires = "adapter")]
+    adapter_scale: f32,
+}
+
+#[derive(Args, Clone)]
+struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: i32,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// GBNF grammar file constraining the output.
+    #[arg(long)]
+    grammar: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// The prompt (a user message, unless --raw).
+    #[arg(long, short)]
+    prompt: String,
+    /// System message.
+    #[arg(long)]
+    system: Option<String>,
+    /// Send the prompt as is, without the chat template.
+    #[arg(long)]
+    raw: bool,
+    /// Print one JSON object (text and statistics) instead of streaming.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// System message.
+    #[arg(long)]
+    system: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Model to run.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,llama-cpp-2=warn",
+        _ => "debug,llama-cpp-2=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let profile = TargetProfile::load(&cli.target)?;
+    match cli.command {
+        Command::Demo(a) => demo(&profile, &a),
+        Command::Generate(a) => generate(&profile, &a),
+        Command::Chat(a) => chat(&profile, &a),
+        Command::Models(m) => models(m),
+        Command::Targets { json } => targets(json),
+    }
+}
+
+/// Resolves a model name or path to a file, fetching a known model when allowed.
+fn resolve(name: &str, allow_fetch: bool) -> Result<(PathBuf, Option<Manifest>)> {
+    match ModelRef::parse(name)? {
+        ModelRef::File(p) => Ok((p, None)),
+        ModelRef::Manifest(m) => {
+            let home = home_dir();
+            let path = match fetch::installed(&m, &home) {
+                Some(p) => p,
+                None if allow_fetch => {
+                    eprintln!(
+                        "fetching {} ({} MB) into {} ...",
+                        m.name,
+                        m.size_bytes >> 20,
+                        home.display()
+                    );
+                    fetch::fetch(
+                        &m,
+                        &home,
+                        FetchOptions {
+                            force: false,
+                            progress: true,
+                        },
+                    )?
+                }
+                None => fetch::require_installed(&m, &home)?,
+            };
+            Ok((path, Some(*m)))
+        }
+    }
+}
+
+fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<LlamaModel> {
+    let (path, manifest) = resolve(&args.model, !args.no_fetch)?;
+    let opts = LoadOptions {
+        profile: profile.clone(),
+        chat_template: manifest
+            .as_ref()
+            .and_then(|m| m.chat_template.override_template.clone()),
+        name: manifest.as_ref().map(|m| m.name.clone()),
+    };
+    let model = LlamaModel::load(&path, opts)?;
+    report_backend(profile, &model, args.threads)?;
+    Ok(model)
+}
+
+/// Prints the target, backend and devices actually in use (stderr).
+fn report_backend(profile: &TargetProfile, model: &LlamaModel, threads: Option<u32>) -> Result<()> {
+    let (devices, _) = llama::devices()?;
+    let gpus: Vec<_> = devices.iter().filter(|d| d.backend != "CPU").collect();
+    let used = if profile.gpu_layers > 0 && !gpus.is_empty() {
+        gpus.iter()
+            .map(|d| format!("{} {} ({})", d.backend, d.name, d.description))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        let cpu = devices
+            .iter()
+            .find(|d| d.backend == "CPU")
+            .map(|d| d.description.clone())
+            .unwrap_or_default();
+        format!("CPU ({cpu})")
+    };
+    let threads = threads.unwrap_or_else(|| profile.resolve_threads());
+    eprintln!(
+        "[retroformer] model {} | target {} | backend {} | device {} | threads {} | loaded in {:.0} ms",
+        model.name(),
+        profile.name,
+        profile.backend.name(),
+        used,
+        threads,
+        model.load_ms()
+    );
+    if profile.gpu_layers > 0 && gpus.is_empty() {
+        eprintln!(
+            "[retroformer] warning: target {} asks for GPU offload but this build sees no GPU device; running on the CPU",
+            profile.name
+        );
+    }
+    Ok(())
+}
+
+fn open_session(model: &LlamaModel, args: &ModelArgs) -> Result<Box<dyn Session>> {
+    let mut s = model.session(&SessionOptions {
+        context_size: args.ctx_size,
+        threads: args.threads,
+    })?;
+    if let Some(a) = &args.adapter {
+        let h = model.load_adapter(a)?;
+        s.set_adapter(Some((h, args.adapter_scale)))?;
+    }
+    Ok(s)
+}
+
+fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
+    let grammar = match &s.grammar {
+        Some(p) => Some(Grammar {
+            text: std::fs::read_to_string(p)
+                .with_context(|| format!("--grammar {}", p.display()))?,
+            root: "root".into(),
+            origin: p.display().to_string(),
+        }),
+        None => None,
+    };
+    let sampling = SamplingParams {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        min_p: s.min_p,
+        repeat_penalty: s.repeat_penalty,
+        repeat_last_n: 64,
+        seed: s.seed,
+    };
+    sampling.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "--{}",
+            e.to_string()
+                .trim_start_matches("invalid ")
+                .replace('_', "-")
+        )
+    })?;
+    Ok(GenerateRequest {
+        prompt,
+        max_tokens: s.max_tokens,
+        stop: s.stop.clone(),
+        sampling,
+        grammar,
+        add_bos: true,
+        parse_special: true,
+        ignore_eos: false,
+    })
+}
+
+fn stream_generate(
+    session: &mut dyn Session,
+    req: &GenerateRequest,
+    echo: bool,
+) -> Result<Generation> {
+    let mut out = std::io::stdout().lock();
+    let g = session.generate(req, &mut |t| {
+        if echo {
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+        }
+        true
+    })?;
+    Ok(g)
+}
+
+fn print_stats(g: &Generation) {
+    let s = &g.stats;
+    eprintln!(
+        "\n[retroformer] prompt {} tok (reused {}, evaluated {}) in {:.0} ms = {:.0} t/s | generated {} tok in {:.0} ms = {:.1} t/s | finish {:?}",
+        s.prompt_tokens,
+        s.reused_tokens,
+        s.evaluated_tokens,
+        s.prefill_ms,
+        s.prefill_tps(),
+        s.generated_tokens,
+        s.decode_ms,
+        s.decode_tps(),
+        g.finish
+    );
+}
+
+fn generate(profile: &TargetProfile, a: &GenerateArgs) -> Result<()> {
+    let model = load(profile, &a.model)?;
+    let prompt = if a.raw {
+        a.prompt.clone()
+    } else {
+        let mut msgs = Vec::new();
+        if let Some(s) = &a.system {
+            msgs.push(ChatMessage::new("system", s));
+        }
+        msgs.push(ChatMessage::new("user", &a.prompt));
+        model.chat_prompt(&msgs, true)?
+    };
+    let req = request(prompt, &a.sampling)?;
+    let mut session = open_session(&model, &a.model)?;
+    let g = stream_generate(session.as_mut(), &req, !a.json)?;
+    if a.json {
+        let out = serde_json::json!({
+            "model": model.name(),
+            "target": profile.name,
+            "text": g.text,
+            "finish": g.finish,
+            "stats": g.stats,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!();
+        print_stats(&g);
+    }
+    Ok(())
+}
+
+fn chat(profile: &TargetProfile, a: &ChatArgs) -> Result<()> {
+    let model = load(profile, &a.model)?;
+    let mut session = open_session(&model, &a.model)?;
+    let mut msgs = Vec::new();
+    if let Some(s) = &a.system {
+        msgs.push(ChatMessage::new("system", s));
+    }
+    eprintln!(
+        "[retroformer] chat with {} (empty line or Ctrl-D to quit)",
+        model.name()
+    );
+    let stdin = std::io::stdin();
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        msgs.push(ChatMessage::new("user", line.trim_end()));
+        let req = request(model.chat_prompt(&msgs, true)?, &a.sampling)?;
+        let g = stream_generate(session.as_mut(), &req, true)?;
+        println!();
+        print_stats(&g);
+        msgs.push(ChatMessage::new("assistant", g.text));
+    }
+}
+
+fn demo(profile: &TargetProfile, a: &DemoArgs) -> Result<()> {
+    eprintln!("[retroformer] demo: the default model answers, then continues the same session (KV reuse).");
+    let args = ModelArgs {
+        model: a.model.clone(),
+        ctx_size: None,
+        threads: None,
+        no_fetch: false,
+        adapter: None,
+        adapter_scale: 1.0,
+    };
+    let model = load(profile, &args)?;
+    let mut session = open_session(&model, &args)?;
+    let mut msgs = vec![ChatMessage::new(
+        "user",
+        "In one sentence: what is the capital of France, and what river runs through it?",
+    )];
+    for follow_up in [
+        "Now name one famous museum in that city, in one sentence.",
+        "",
+    ] {
+        eprintln!(
+            "\n> {}",
+            msgs.last().map(|m| m.content.as_str()).unwrap_or_default()
+        );
+        let mut req = GenerateRequest::new(model.chat_prompt(&msgs, true)?, 64);
+        req.stop.push("\n\n".into());
+        let g = stream_generate(session.as_mut(), &req, true)?;
+        print_stats(&g);
+        if follow_up.is_empty() {
+            break;
+        }
+        msgs.push(ChatMessage::new("assistant", g.text));
+        msgs.push(ChatMessage::new("user", follow_up));
+    }
+    eprintln!("\n[retroformer] demo done. Agent environments and Reflexion arrive with later releases of this command.");
+    Ok(())
+}
+
+fn models(cmd: ModelsCommand) -> Result<()> {
+    let home = home_dir();
+    match cmd {
+        ModelsCommand::List { json } => {
+            let rows: Vec<_> = Manifest::builtin()
+                .into_iter()
+                .map(|m| {
+                    let installed = fetch::installed(&m, &home);
+                    (m, installed)
+                })
+                .collect();
+            if json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(m, p)| serde_json::json!({"manifest": m, "installed": p}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<30} {:<8} {:<8} {:>8}  {:<10} LICENCE",
+                    "NAME", "ARCH", "QUANT", "SIZE", "STATUS"
+                );
+                for (m, p) in rows {
+                    println!(
+                        "{:<30} {:<8} {:<8} {:>6}MB  {:<10} {}{}",
+                        m.name,
+                        m.architecture,
+                        m.quantization,
+                        m.size_bytes >> 20,
+                        if p.is_some() { "installed" } else { "-" },
+                        m.licence,
+                        if m.default { "  (default)" } else { "" }
+                    );
+                }
+                println!("\ncache: {}", home.display());
+            }
+        }
+        ModelsCommand::Fetch { name, force } => {
+            let m = Manifest::find(&name).ok_or_else(|| unknown(&name))?;
+            let p = fetch::fetch(
+                &m,
+                &home,
+                FetchOptions {
+                    force,
+                    progress: true,
+                },
+            )?;
+            gguf::validate_file(&p)?;
+            println!("{}", p.display());
+        }
+        ModelsCommand::Verify { name } => {
+            let m = Manifest::find(&name).ok_or_else(|| unknown(&name))?;
+            let p = fetch::verify(&m, &home, true)?;
+            let h = gguf::validate_file(&p)?;
+            println!(
+                "{}: sha256 ok, {} bytes, GGUF v{} with {} tensors",
+                p.display(),
+                m.size_bytes,
+                h.version,
+                h.tensors.len()
+            );
+        }
+        ModelsCommand::Info { model, json } => {
+            let path = match ModelRef::parse(&model)? {
+                ModelRef::File(p) => p,
+                ModelRef::Manifest(m) => fetch::require_installed(&m, &home)?,
+            };
+            info(&path, json)?;
+        }
+    }
+    Ok(())
+}
+
+fn unknown(name: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "unknown model '{name}'; known: {}",
+        Manifest::builtin()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn info(path: &Path, json: bool) -> Result<()> {
+    let h = gguf::validate_file(path)?;
+    let s = h.summary();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(());
+    }
+    let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    println!("file            {}", path.display());
+    println!("gguf version    {}", s.version);
+    println!(
+        "type            {}",
+        s.file_type.as_deref().unwrap_or("model")
+    );
+    println!(
+        "architecture    {}",
+        s.architecture.as_deref().unwrap_or("-")
+    );
+    println!("name            {}", s.name.as_deref().unwrap_or("-"));
+    println!("layers          {}", opt(s.layers));
+    println!("heads           {} (kv {})", opt(s.heads), opt(s.kv_heads));
+    println!("embedding       {}", opt(s.embedding));
+    println!("context length  {}", opt(s.context_length));
+    println!("vocabulary      {}", opt(s.vocab));
+    println!("tensors         {}", s.tensor_count);
+    println!("parameters      {}", s.parameters);
+    println!(
+        "tensor types    {}",
+        s.tensor_types
+            .iter()
+            .map(|(t, n)| format!("{t} x{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "chat template   {}",
+        if s.chat_template { "yes" } else { "no" }
+    );
+    println!("size            {} bytes", s.file_size);
+    Ok(())
+}
+
+fn targets(json: bool) -> Result<()> {
+    let all = TargetProfile::builtin();
+    let (devices, sys_info) = llama::devices()?;
+    if json {
+        let v = serde_json::json!({"targets": all, "devices": devices, "llama_cpp_system_info": sys_info});
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<18} {:<7} {:>7} {:>6} {:>5}  DESCRIPTION",
+        "TARGET", "BACKEND", "THREADS", "CTX", "GPU"
+    );
+    for t in &all {
+        let threads = match t.threads {
+            retroformer::target::Threads::Fixed(n) => n.to_string(),
+            retroformer::target::Threads::Auto(_) => format!("auto={}", t.resolve_threads()),
+        };
+        let built = if t.backend.compiled_in() {
+            ""
+        } else {
+            "  [backend not in this build]"
+        };
+        println!(
+            "{:<18} {:<7} {:>7} {:>6} {:>5}  {}{}",
+            t.name,
+            t.backend.name(),
+            threads,
+            t.context_size,
+            t.gpu_layers,
+            t.description,
+            built
+        );
+    }
+    println!("\ndevices seen by llama.cpp:");
+    for d in devices {
+        println!(
+            "  {:<10} {:<8} {} ({} MB)",
+            d.name,
+            d.backend,
+            d.description,
+            d.memory_total >> 20
+        );
+    }
+    println!("llama.cpp: {sys_info}");
+    Ok(())
+}

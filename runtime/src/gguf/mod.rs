@@ -223,7 +223,8 @@ impl<R: Read + Seek> Reader<R> {
 
     fn skip(&mut self, n: u64, what: &str) -> PResult<()> {
         self.need(n, what)?;
-        let n_i64 = i64::try_from(n).map_err(|_| ParseError::Invalid(format!("{what}: size overflow")))?;
+        let n_i64 =
+            i64::try_from(n).map_err(|_| ParseError::Invalid(format!("{what}: size overflow")))?;
         self.inner
             .seek(SeekFrom::Current(n_i64))
             .map_err(ParseError::Io)?;
@@ -268,7 +269,9 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
         if matches!(version.swap_bytes(), 2 | 3) {
             return bad("big-endian GGUF files are not supported".into());
         }
-        return bad(format!("unsupported GGUF version {version} (expected 2 or 3)"));
+        return bad(format!(
+            "unsupported GGUF version {version} (expected 2 or 3)"
+        ));
     }
     let n_tensors = r.u64("tensor count")?;
     let n_kv = r.u64("metadata count")?;
@@ -276,13 +279,13 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
     // every key/value at least 8 (key len) + 4 (type) + 1 byte.
     if n_tensors > i64::MAX as u64 || n_tensors.saturating_mul(24) > r.remaining() {
         return bad(format!(
-            "tensor count {n_tensors} cannot fit in a file of {} bytes",
+            "tensor count {n_tensors} cannot fit in a file of {} bytes (truncated or corrupt file?)",
             r.len
         ));
     }
     if n_kv > i64::MAX as u64 || n_kv.saturating_mul(13) > r.remaining() {
         return bad(format!(
-            "metadata count {n_kv} cannot fit in a file of {} bytes",
+            "metadata count {n_kv} cannot fit in a file of {} bytes (truncated or corrupt file?)",
             r.len
         ));
     }
@@ -372,9 +375,9 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
                 ty.name()
             ));
         }
-        let size = (n_elements / block).checked_mul(type_size).ok_or_else(|| {
-            ParseError::Invalid(format!("tensor '{name}' byte size overflows"))
-        })?;
+        let size = (n_elements / block)
+            .checked_mul(type_size)
+            .ok_or_else(|| ParseError::Invalid(format!("tensor '{name}' byte size overflows")))?;
         let offset = r.u64("tensor offset")?;
         if offset % alignment != 0 {
             return bad(format!(
@@ -390,9 +393,9 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
             .checked_add(alignment - 1)
             .map(|s| s / alignment * alignment)
             .ok_or_else(|| ParseError::Invalid(format!("tensor '{name}' size overflows")))?;
-        expected_offset = expected_offset.checked_add(padded).ok_or_else(|| {
-            ParseError::Invalid("total tensor data size overflows".to_string())
-        })?;
+        expected_offset = expected_offset
+            .checked_add(padded)
+            .ok_or_else(|| ParseError::Invalid("total tensor data size overflows".to_string()))?;
         tensors.push(TensorInfo {
             name,
             dims,
@@ -563,10 +566,7 @@ impl GgufFile {
             vocab,
             tensor_count: self.tensors.len(),
             parameters: self.tensors.iter().map(TensorInfo::n_elements).sum(),
-            tensor_types: quant
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            tensor_types: quant.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             file_size: self.file_size,
             version: self.version,
             chat_template: self.get_str("tokenizer.chat_template").is_some(),

@@ -5,7 +5,10 @@ fn tiny() -> GgufWriter {
     w.kv("general.architecture", "llama")
         .kv("general.name", "tiny")
         .kv("llama.block_count", WriteValue::U32(1))
-        .kv("tokenizer.ggml.tokens", WriteValue::StrArray(vec!["a".into(), "b".into()]))
+        .kv(
+            "tokenizer.ggml.tokens",
+            WriteValue::StrArray(vec!["a".into(), "b".into()]),
+        )
         .tensor_f32("token_embd.weight", &[4, 2], &[0.5; 8])
         .tensor_f32("blk.0.attn_q.weight", &[4, 4], &[1.0; 16]);
     w
@@ -116,7 +119,8 @@ fn dimensions_types_and_names_are_checked() {
     assert!(reason(&w.to_bytes()).contains("name is 64 bytes"));
 
     let mut w = GgufWriter::new();
-    w.tensor_f32("dup", &[1], &[0.0]).tensor_f32("dup", &[1], &[0.0]);
+    w.tensor_f32("dup", &[1], &[0.0])
+        .tensor_f32("dup", &[1], &[0.0]);
     assert!(reason(&w.to_bytes()).contains("duplicate tensor name"));
 
     let mut w = GgufWriter::new();

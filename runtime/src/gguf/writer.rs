@@ -61,7 +61,11 @@ impl GgufWriter {
     /// Adds an F32 tensor. `dims` are in GGUF order (row length first).
     pub fn tensor_f32(&mut self, name: &str, dims: &[u64], data: &[f32]) -> &mut Self {
         let n: u64 = dims.iter().product();
-        assert_eq!(n as usize, data.len(), "tensor '{name}': data length does not match dims");
+        assert_eq!(
+            n as usize,
+            data.len(),
+            "tensor '{name}': data length does not match dims"
+        );
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.tensors.push(PendingTensor {
             name: name.to_string(),
@@ -73,7 +77,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor of any type from its raw bytes.
-    pub fn tensor_raw(&mut self, name: &str, dims: &[u64], ty: GgmlType, data: Vec<u8>) -> &mut Self {
+    pub fn tensor_raw(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        ty: GgmlType,
+        data: Vec<u8>,
+    ) -> &mut Self {
         self.tensors.push(PendingTensor {
             name: name.to_string(),
             dims: dims.to_vec(),

@@ -68,7 +68,12 @@ impl SamplingParams {
 
     /// Checks ranges; the error names the field.
     pub fn validate(&self) -> Result<(), LlmError> {
-        let bad = |field: &'static str, msg: String| Err(LlmError::InvalidParam { field, message: msg });
+        let bad = |field: &'static str, msg: String| {
+            Err(LlmError::InvalidParam {
+                field,
+                message: msg,
+            })
+        };
         if !self.temperature.is_finite() {
             return bad("temperature", format!("{} is not finite", self.temperature));
         }
@@ -82,10 +87,16 @@ impl SamplingParams {
             return bad("min_p", format!("{} is not in [0, 1]", self.min_p));
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return bad("repeat_penalty", format!("{} must be positive", self.repeat_penalty));
+            return bad(
+                "repeat_penalty",
+                format!("{} must be positive", self.repeat_penalty),
+            );
         }
         if self.repeat_last_n < 0 {
-            return bad("repeat_last_n", format!("{} is negative", self.repeat_last_n));
+            return bad(
+                "repeat_last_n",
+                format!("{} is negative", self.repeat_last_n),
+            );
         }
         Ok(())
     }
@@ -119,6 +130,9 @@ pub struct GenerateRequest {
     pub add_bos: bool,
     /// Parse special-token text (e.g. `<|im_start|>`) as special tokens.
     pub parse_special: bool,
+    /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's `--ignore-eos`).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 impl GenerateRequest {
@@ -132,6 +146,7 @@ impl GenerateRequest {
             grammar: None,
             add_bos: true,
             parse_special: true,
+            ignore_eos: false,
         }
     }
 
@@ -274,11 +289,20 @@ pub trait LanguageModel: Send + Sync {
     /// A short name.
     fn name(&self) -> &str;
     /// Tokenizes `text`.
-    fn tokenize(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<Token>, LlmError>;
+    fn tokenize(
+        &self,
+        text: &str,
+        add_bos: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, LlmError>;
     /// Turns tokens back into text.
     fn detokenize(&self, tokens: &[Token]) -> Result<String, LlmError>;
     /// Renders `messages` with the model's chat template; `add_assistant` opens the reply turn.
-    fn chat_prompt(&self, messages: &[ChatMessage], add_assistant: bool) -> Result<String, LlmError>;
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_assistant: bool,
+    ) -> Result<String, LlmError>;
     /// A new session with its own KV cache.
     fn session(&self, opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError>;
     /// Loads a LoRA adapter (validated first) without reloading the base.

@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn a_stop_string_split_across_tokens_is_found_and_never_shown() {
-        let (shown, text, stop) = run(&["\nObservation"], &[b"Search[x]", b"\nObs", b"ervation 1", b"more"]);
+        let (shown, text, stop) = run(
+            &["\nObservation"],
+            &[b"Search[x]", b"\nObs", b"ervation 1", b"more"],
+        );
         assert_eq!(text, "Search[x]");
         assert_eq!(shown, "Search[x]");
         assert_eq!(stop.as_deref(), Some("\nObservation"));

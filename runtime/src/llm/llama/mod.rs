@@ -30,7 +30,8 @@ use super::{AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, Sessio
 use crate::gguf::{self, GgufFile};
 use crate::target::{Backend, FlashAttention, TargetProfile};
 
-static BACKEND: OnceLock<Result<llama_cpp_2::llama_backend::LlamaBackend, String>> = OnceLock::new();
+static BACKEND: OnceLock<Result<llama_cpp_2::llama_backend::LlamaBackend, String>> =
+    OnceLock::new();
 
 /// Initialises llama.cpp once per process and routes its logs to `tracing` (target
 /// `llama-cpp-2`; shown with `RUST_LOG=llama-cpp-2=info`).
@@ -42,6 +43,18 @@ pub fn init_backend() -> Result<(), LlmError> {
     r.as_ref()
         .map(|_| ())
         .map_err(|e| LlmError::Context(format!("llama.cpp backend init failed: {e}")))
+}
+
+/// The process's llama.cpp backend, for reference measurements that drive the binding directly
+/// (the benchmark's bare llama-cpp-2 loop). Runtime code never needs it.
+pub fn reference_backend() -> Result<&'static llama_cpp_2::llama_backend::LlamaBackend, LlmError> {
+    init_backend()?;
+    match BACKEND.get() {
+        Some(Ok(b)) => Ok(b),
+        _ => Err(LlmError::Context(
+            "llama.cpp backend is not initialised".into(),
+        )),
+    }
 }
 
 /// A ggml device as llama.cpp sees it.
@@ -116,7 +129,10 @@ impl ModelInner {
     pub(crate) fn binding(&self) -> &llama_cpp_2::model::LlamaModel {
         // SAFETY: `LlamaModel` is repr(transparent) over `Ptr<llama_model>`, itself
         // repr(transparent) over `NonNull<llama_model>` (size asserted above; versions pinned).
-        unsafe { &*(&self.ptr as *const NonNull<sys::llama_model>).cast::<llama_cpp_2::model::LlamaModel>() }
+        unsafe {
+            &*(&self.ptr as *const NonNull<sys::llama_model>)
+                .cast::<llama_cpp_2::model::LlamaModel>()
+        }
     }
 
     pub(crate) fn vocab(&self) -> *const sys::llama_vocab {
@@ -234,10 +250,11 @@ impl LlamaModel {
                 ),
             });
         }
-        let cpath = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::ModelLoad {
-            path: path.display().to_string(),
-            reason: "path contains a NUL byte".into(),
-        })?;
+        let cpath =
+            CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::ModelLoad {
+                path: path.display().to_string(),
+                reason: "path contains a NUL byte".into(),
+            })?;
         // SAFETY: plain struct of defaults.
         let mut mp = unsafe { sys::llama_model_default_params() };
         mp.n_gpu_layers = if profile.backend == Backend::Cpu {
@@ -267,7 +284,10 @@ impl LlamaModel {
             )
         };
         let chat_template = match &opts.chat_template {
-            Some(t) => Some(CString::new(t.as_bytes()).map_err(|_| LlmError::ChatTemplate("override contains a NUL byte".into()))?),
+            Some(t) => Some(
+                CString::new(t.as_bytes())
+                    .map_err(|_| LlmError::ChatTemplate("override contains a NUL byte".into()))?,
+            ),
             None => {
                 // SAFETY: ptr is live; the returned string is owned by the model.
                 let t = unsafe { sys::llama_model_chat_template(ptr.as_ptr(), std::ptr::null()) };
@@ -336,7 +356,10 @@ impl LlamaModel {
                 message: format!("{n_ctx} is below 16"),
             });
         }
-        let threads = opts.threads.unwrap_or_else(|| profile.resolve_threads()).max(1);
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| profile.resolve_threads())
+            .max(1);
         let flash = match profile.flash_attention {
             FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
             FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -358,9 +381,10 @@ impl LlamaModel {
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
         let header = gguf::validate_file(path)?;
         gguf::check_adapter(&header, path, &self.header, &self.name)?;
-        let cpath = CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::AdapterLoad {
-            path: path.display().to_string(),
-        })?;
+        let cpath =
+            CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::AdapterLoad {
+                path: path.display().to_string(),
+            })?;
         let raw = {
             let _w = self.inner.lock.write().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the model is alive and no decode runs while we hold the write lock.
@@ -387,7 +411,12 @@ impl LanguageModel for LlamaModel {
         &self.name
     }
 
-    fn tokenize(&self, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<Token>, LlmError> {
+    fn tokenize(
+        &self,
+        text: &str,
+        add_bos: bool,
+        parse_special: bool,
+    ) -> Result<Vec<Token>, LlmError> {
         tokenize(&self.inner, text, add_bos, parse_special)
     }
 
@@ -405,7 +434,11 @@ impl LanguageModel for LlamaModel {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    fn chat_prompt(&self, messages: &[ChatMessage], add_assistant: bool) -> Result<String, LlmError> {
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_assistant: bool,
+    ) -> Result<String, LlmError> {
         let tmpl = self.inner.chat_template.as_ref().ok_or_else(|| {
             LlmError::ChatTemplate(format!(
                 "model {} has no chat template; set chat_template.override in its manifest or use --raw",
@@ -416,8 +449,11 @@ impl LanguageModel for LlamaModel {
             .iter()
             .map(|m| {
                 Ok((
-                    CString::new(m.role.as_bytes()).map_err(|_| LlmError::ChatTemplate("role contains a NUL byte".into()))?,
-                    CString::new(m.content.as_bytes()).map_err(|_| LlmError::ChatTemplate("message contains a NUL byte".into()))?,
+                    CString::new(m.role.as_bytes())
+                        .map_err(|_| LlmError::ChatTemplate("role contains a NUL byte".into()))?,
+                    CString::new(m.content.as_bytes()).map_err(|_| {
+                        LlmError::ChatTemplate("message contains a NUL byte".into())
+                    })?,
                 ))
             })
             .collect::<Result<_, LlmError>>()?;
@@ -428,7 +464,10 @@ impl LanguageModel for LlamaModel {
                 content: c.as_ptr(),
             })
             .collect();
-        let total: usize = messages.iter().map(|m| m.content.len() + m.role.len()).sum();
+        let total: usize = messages
+            .iter()
+            .map(|m| m.content.len() + m.role.len())
+            .sum();
         let mut buf = vec![0u8; total * 2 + 256];
         for _ in 0..2 {
             // SAFETY: msgs point into `owned`, alive for the call; buf is valid for its length.
@@ -455,7 +494,9 @@ impl LanguageModel for LlamaModel {
             }
             buf.resize(n, 0);
         }
-        Err(LlmError::ChatTemplate("template output kept growing".into()))
+        Err(LlmError::ChatTemplate(
+            "template output kept growing".into(),
+        ))
     }
 
     fn session(&self, opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError> {
@@ -467,7 +508,12 @@ impl LanguageModel for LlamaModel {
     }
 }
 
-pub(crate) fn tokenize(m: &ModelInner, text: &str, add_bos: bool, parse_special: bool) -> Result<Vec<Token>, LlmError> {
+pub(crate) fn tokenize(
+    m: &ModelInner,
+    text: &str,
+    add_bos: bool,
+    parse_special: bool,
+) -> Result<Vec<Token>, LlmError> {
     if text.len() > i32::MAX as usize {
         return Err(LlmError::Tokenize("text longer than 2 GiB".into()));
     }

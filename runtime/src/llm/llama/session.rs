@@ -259,7 +259,11 @@ impl Worker {
         // SAFETY: ctx is live.
         let real_ctx = unsafe { sys::llama_n_ctx(ctx.as_ptr()) };
         let batch = Batch::new(cfg.n_batch as usize);
-        tracing::debug!(n_ctx = real_ctx, threads = cfg.threads, "session context created");
+        tracing::debug!(
+            n_ctx = real_ctx,
+            threads = cfg.threads,
+            "session context created"
+        );
         Ok(Self {
             model,
             ctx,
@@ -277,7 +281,11 @@ impl Worker {
     fn run(&mut self, rx: Receiver<Cmd>) {
         while let Ok(cmd) = rx.recv() {
             match cmd {
-                Cmd::Generate { req, events, cancel } => {
+                Cmd::Generate {
+                    req,
+                    events,
+                    cancel,
+                } => {
                     let r = self.generate(&req, &events, &cancel);
                     if let Err(e) = &r {
                         // A failed call may leave the cache in an unknown state.
@@ -308,20 +316,39 @@ impl Worker {
         self.adapter.as_ref().map(|(_, id, s)| (*id, s.to_bits()))
     }
 
-    fn set_adapter(&mut self, adapter: Option<(Arc<AdapterInner>, u64, f32)>) -> Result<(), LlmError> {
+    fn set_adapter(
+        &mut self,
+        adapter: Option<(Arc<AdapterInner>, u64, f32)>,
+    ) -> Result<(), LlmError> {
         let rc = match &adapter {
             // SAFETY: ctx is live; a null list with n=0 clears the adapters.
-            None => unsafe { sys::llama_set_adapters_lora(self.ctx.as_ptr(), std::ptr::null_mut(), 0, std::ptr::null_mut()) },
+            None => unsafe {
+                sys::llama_set_adapters_lora(
+                    self.ctx.as_ptr(),
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null_mut(),
+                )
+            },
             Some((a, _, scale)) => {
                 let mut ptrs = [a.raw()];
                 let mut scales = [*scale];
                 // SAFETY: the adapter belongs to this model (checked by the handle) and stays
                 // alive while set: we hold its Arc in `self.adapter`.
-                unsafe { sys::llama_set_adapters_lora(self.ctx.as_ptr(), ptrs.as_mut_ptr(), 1, scales.as_mut_ptr()) }
+                unsafe {
+                    sys::llama_set_adapters_lora(
+                        self.ctx.as_ptr(),
+                        ptrs.as_mut_ptr(),
+                        1,
+                        scales.as_mut_ptr(),
+                    )
+                }
             }
         };
         if rc != 0 {
-            return Err(LlmError::Context(format!("llama_set_adapters_lora failed with code {rc}")));
+            return Err(LlmError::Context(format!(
+                "llama_set_adapters_lora failed with code {rc}"
+            )));
         }
         self.adapter = adapter;
         Ok(())
@@ -339,7 +366,9 @@ impl Worker {
             return keep;
         }
         // SAFETY: ctx is live; removing [keep, inf) of sequence 0.
-        let ok = unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ctx.as_ptr()), 0, keep as i32, -1) };
+        let ok = unsafe {
+            sys::llama_memory_seq_rm(sys::llama_get_memory(self.ctx.as_ptr()), 0, keep as i32, -1)
+        };
         if ok {
             self.cached.truncate(keep);
             keep
@@ -354,7 +383,9 @@ impl Worker {
     fn eval(&mut self, tokens: &[Token]) -> Result<(), LlmError> {
         let n_vocab = self.model.n_vocab;
         if let Some(&bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
-            return Err(LlmError::Tokenize(format!("token {bad} is outside the vocabulary (0..{n_vocab})")));
+            return Err(LlmError::Tokenize(format!(
+                "token {bad} is outside the vocabulary (0..{n_vocab})"
+            )));
         }
         if self.cached.len() + tokens.len() > self.cfg.n_ctx as usize {
             return Err(LlmError::PromptTooLong {
@@ -396,7 +427,13 @@ impl Worker {
             chain.push(gs);
         }
         if s.repeat_penalty != 1.0 {
-            chain.push(LlamaSampler::penalties(self.model.n_vocab, s.repeat_last_n, s.repeat_penalty, 0.0, 0.0));
+            chain.push(LlamaSampler::penalties(
+                self.model.n_vocab,
+                s.repeat_last_n,
+                s.repeat_penalty,
+                0.0,
+                0.0,
+            ));
         }
         if s.is_greedy() {
             chain.push(LlamaSampler::greedy());
@@ -435,13 +472,24 @@ impl Worker {
         let mut arr = LlamaTokenDataArray::new(data, false);
         arr.apply_sampler(sampler);
         let grammar_err = |message: &str| LlmError::Grammar {
-            origin: req.grammar.as_ref().map(|g| g.origin.clone()).unwrap_or_default(),
+            origin: req
+                .grammar
+                .as_ref()
+                .map(|g| g.origin.clone())
+                .unwrap_or_default(),
             message: message.to_string(),
         };
-        let idx = arr.selected.ok_or_else(|| grammar_err("the sampler selected no token"))?;
-        let chosen = arr.data.get(idx).ok_or_else(|| grammar_err("the sampler selected no token"))?;
+        let idx = arr
+            .selected
+            .ok_or_else(|| grammar_err("the sampler selected no token"))?;
+        let chosen = arr
+            .data
+            .get(idx)
+            .ok_or_else(|| grammar_err("the sampler selected no token"))?;
         if req.grammar.is_some() && chosen.logit() == f32::NEG_INFINITY {
-            return Err(grammar_err("the grammar allows no token the model can produce here"));
+            return Err(grammar_err(
+                "the grammar allows no token the model can produce here",
+            ));
         }
         let token = chosen.id();
         sampler
@@ -450,7 +498,12 @@ impl Worker {
         Ok(token.0)
     }
 
-    fn generate(&mut self, req: &GenerateRequest, events: &Sender<Event>, cancel: &AtomicBool) -> Result<Generation, LlmError> {
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        events: &Sender<Event>,
+        cancel: &AtomicBool,
+    ) -> Result<Generation, LlmError> {
         let t_start = Instant::now();
         let prompt = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
         let tokenize_ms = ms(t_start);
@@ -497,7 +550,7 @@ impl Worker {
             }
             let token = self.sample(&mut sampler, req)?;
             // SAFETY: vocab is live; token is in range (sampled from the vocabulary).
-            if unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
+            if !req.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
                 break FinishReason::EndOfGeneration;
             }
             generated += 1;

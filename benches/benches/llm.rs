@@ -1,0 +1,427 @@
+//! LLM-layer benchmark: the runtime against a bare llama-cpp-2 loop on the same model, threads
+//! and batch, measured in the same run (interleaved, medians); KV reuse; adapter switch vs
+//! model reload; peak RSS with two resident models.
+//!
+//! cargo bench -p retroformer-benches --bench llm -- [--quick] [--model NAME|PATH]
+//!     [--second-model NAME|PATH] [--threads N] [--reps N] [--out FILE]
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel as BareModel;
+use llama_cpp_2::sampling::LlamaSampler;
+use retroformer::fetch::{self, FetchOptions};
+use retroformer::gguf::{GgufWriter, WriteValue};
+use retroformer::llm::llama::{self, LlamaModel, LoadOptions};
+use retroformer::llm::{GenerateRequest, LanguageModel, SessionOptions};
+use retroformer::manifest::{home_dir, ModelRef};
+use retroformer::target::{TargetProfile, Threads};
+use retroformer_benches::{load_average, median, peak_rss_bytes, spread};
+use serde_json::json;
+
+/// llama.cpp's own llama-bench on this machine class (2 threads, quiet), from the issue tracker.
+const LLAMA_BENCH_REF: &[(&str, f64, f64)] = &[
+    ("smollm2-135m-instruct", 429.0, 163.0),
+    ("qwen2.5-coder-1.5b-instruct", 155.0, 38.0),
+];
+
+struct Opts {
+    quick: bool,
+    model: String,
+    second: Option<String>,
+    threads: u32,
+    reps: usize,
+    out: PathBuf,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts {
+        quick: false,
+        model: "smollm2-135m-instruct".into(),
+        second: None,
+        threads: 2,
+        reps: 5,
+        out: PathBuf::from("target/bench/llm.json"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--model" => o.model = args.next().context("--model needs a value")?,
+            "--second-model" => {
+                o.second = Some(args.next().context("--second-model needs a value")?)
+            }
+            "--threads" => {
+                o.threads = args
+                    .next()
+                    .context("--threads needs a value")?
+                    .parse()
+                    .context("--threads")?
+            }
+            "--reps" => {
+                o.reps = args
+                    .next()
+                    .context("--reps needs a value")?
+                    .parse()
+                    .context("--reps")?
+            }
+            "--out" => o.out = PathBuf::from(args.next().context("--out needs a value")?),
+            "--bench" => {}
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    if o.quick {
+        o.reps = o.reps.min(3);
+    }
+    Ok(o)
+}
+
+fn resolve(name: &str) -> Result<(PathBuf, String)> {
+    Ok(match ModelRef::parse(name)? {
+        ModelRef::File(p) => (p.clone(), p.display().to_string()),
+        ModelRef::Manifest(m) => (
+            fetch::fetch(
+                &m,
+                &home_dir(),
+                FetchOptions {
+                    force: false,
+                    progress: true,
+                },
+            )?,
+            m.name,
+        ),
+    })
+}
+
+/// A prompt of about `n` tokens (plain prose, no special tokens).
+fn prompt_of(model: &LlamaModel, n: usize) -> String {
+    let unit =
+        "The quick brown fox jumps over the lazy dog while the river runs past the old mill. ";
+    let mut s = String::new();
+    while model.tokenize(&s, true, false).unwrap().len() < n {
+        s.push_str(unit);
+    }
+    s
+}
+
+struct Bare {
+    model: BareModel,
+}
+
+impl Bare {
+    fn load(path: &Path) -> Result<Self> {
+        let backend = llama::reference_backend()?;
+        let model = BareModel::load_from_file(
+            backend,
+            path,
+            &LlamaModelParams::default().with_n_gpu_layers(0),
+        )?;
+        Ok(Self { model })
+    }
+
+    /// Prefill `prompt`, then greedily decode `n_gen` tokens. Returns (prefill ms, decode ms, prompt tokens).
+    fn run(
+        &self,
+        prompt: &str,
+        n_gen: usize,
+        threads: u32,
+        n_ctx: u32,
+    ) -> Result<(f64, f64, usize)> {
+        let backend = llama::reference_backend()?;
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(512)
+            .with_n_ubatch(512)
+            .with_n_threads(threads as i32)
+            .with_n_threads_batch(threads as i32);
+        let mut ctx = self.model.new_context(backend, params)?;
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, false);
+        let mut batch = LlamaBatch::new(512, 1);
+        let t0 = Instant::now();
+        let mut pos = 0i32;
+        for chunk in tokens.chunks(512) {
+            batch.clear();
+            for (i, t) in chunk.iter().enumerate() {
+                batch.add(*t, pos, &[0], i + 1 == chunk.len())?;
+                pos += 1;
+            }
+            ctx.decode(&mut batch)?;
+        }
+        let prefill = t0.elapsed().as_secs_f64() * 1e3;
+        let mut sampler = LlamaSampler::greedy();
+        let t1 = Instant::now();
+        for _ in 0..n_gen {
+            let tok = sampler.sample(&ctx, batch.n_tokens() - 1);
+            batch.clear();
+            batch.add(tok, pos, &[0], true)?;
+            pos += 1;
+            ctx.decode(&mut batch)?;
+        }
+        let decode = t1.elapsed().as_secs_f64() * 1e3;
+        Ok((prefill, decode, tokens.len()))
+    }
+}
+
+fn ours(
+    model: &LlamaModel,
+    prompt: &str,
+    n_gen: u32,
+    threads: u32,
+    n_ctx: u32,
+) -> Result<(f64, f64, u32, u32)> {
+    let mut s = model.session(&SessionOptions {
+        context_size: Some(n_ctx),
+        threads: Some(threads),
+    })?;
+    let mut req = GenerateRequest::new(prompt, n_gen);
+    req.parse_special = false;
+    req.ignore_eos = true;
+    let g = s.generate(&req, &mut |_| true)?;
+    Ok((
+        g.stats.prefill_ms,
+        g.stats.decode_ms,
+        g.stats.prompt_tokens,
+        g.stats.generated_tokens,
+    ))
+}
+
+fn figure(xs: &[f64]) -> serde_json::Value {
+    let (lo, hi) = spread(xs);
+    json!({"median": median(xs), "min": lo, "max": hi, "n": xs.len()})
+}
+
+fn write_bench_adapter(dir: &Path, model: &LlamaModel, seed: u64) -> Result<PathBuf> {
+    let mut w = GgufWriter::new();
+    w.kv(
+        "general.architecture",
+        model.header().architecture().unwrap_or("llama"),
+    )
+    .kv("general.type", "adapter")
+    .kv("adapter.type", "lora")
+    .kv("adapter.lora.alpha", WriteValue::F32(8.0));
+    let mut state = seed | 1;
+    let rank = 8u64;
+    let targets = [
+        "attn_q.weight",
+        "attn_k.weight",
+        "attn_v.weight",
+        "attn_output.weight",
+        "ffn_gate.weight",
+        "ffn_up.weight",
+        "ffn_down.weight",
+    ];
+    for t in model
+        .header()
+        .tensors
+        .iter()
+        .filter(|t| targets.iter().any(|s| t.name.ends_with(s)) && t.dims.len() == 2)
+    {
+        let mut rnd = |n: u64| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.02
+                })
+                .collect()
+        };
+        let (a, b) = (rnd(t.dims[0] * rank), rnd(rank * t.dims[1]));
+        w.tensor_f32(&format!("{}.lora_a", t.name), &[t.dims[0], rank], &a)
+            .tensor_f32(&format!("{}.lora_b", t.name), &[rank, t.dims[1]], &b);
+    }
+    let p = dir.join(format!("bench-adapter-{seed}.gguf"));
+    w.write(&p)?;
+    Ok(p)
+}
+
+fn rss_probe(a: &str, b: &str) -> Result<()> {
+    let profile = TargetProfile::load("cpu")?;
+    let mut sizes = 0u64;
+    let mut models = Vec::new();
+    for name in [a, b] {
+        let (p, _) = resolve(name)?;
+        sizes += std::fs::metadata(&p)?.len();
+        models.push(LlamaModel::load(&p, LoadOptions::new(profile.clone()))?);
+    }
+    for m in &models {
+        let mut s = m.session(&SessionOptions {
+            context_size: Some(2048),
+            threads: Some(2),
+        })?;
+        s.generate(
+            &GenerateRequest::new("Hello, how are you today?", 16),
+            &mut |_| true,
+        )?;
+    }
+    println!(
+        "{}",
+        json!({"peak_rss_bytes": peak_rss_bytes(), "gguf_bytes": sizes})
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    if let Ok(models) = std::env::var("RF_BENCH_RSS_PROBE") {
+        let (a, b) = models.split_once(',').context("RF_BENCH_RSS_PROBE=A,B")?;
+        return rss_probe(a, b);
+    }
+    let o = parse()?;
+    let load_before = load_average();
+    let (path, name) = resolve(&o.model)?;
+    let mut profile = TargetProfile::load("cpu")?;
+    profile.threads = Threads::Fixed(o.threads);
+    let model = LlamaModel::load(&path, LoadOptions::new(profile.clone()))?;
+    let bare = Bare::load(&path)?;
+    let (pp_len, tg_len) = if o.quick {
+        (128usize, 32u32)
+    } else {
+        (512, 128)
+    };
+    let n_ctx = 2048;
+    let pp_prompt = prompt_of(&model, pp_len);
+    let tg_prompt = "Once upon a time";
+    println!(
+        "model {name} | threads {} | reps {} | pp{pp_len} tg{tg_len}",
+        o.threads, o.reps
+    );
+
+    // 1. Prefill and decode, runtime vs bare loop, interleaved.
+    let (mut pp_o, mut pp_b, mut tg_o, mut tg_b) = (vec![], vec![], vec![], vec![]);
+    let (_, _, warm_tokens, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?; // warm-up
+    bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+    for _ in 0..o.reps {
+        let (pm, _, pt, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?;
+        pp_o.push(f64::from(pt) * 1e3 / pm);
+        let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+        pp_b.push(pt as f64 * 1e3 / pm);
+        let (_, dm, _, gt) = ours(&model, tg_prompt, tg_len, o.threads, n_ctx)?;
+        tg_o.push(f64::from(gt) * 1e3 / dm);
+        let (_, dm, _) = bare.run(tg_prompt, tg_len as usize, o.threads, n_ctx)?;
+        tg_b.push(f64::from(tg_len) * 1e3 / dm);
+    }
+    let pp_ratio = median(&pp_o) / median(&pp_b);
+    let tg_ratio = median(&tg_o) / median(&tg_b);
+    println!("prefill pp{warm_tokens}: runtime {:.1} t/s, bare llama-cpp-2 {:.1} t/s, ratio {:.3} (target >= 0.98)", median(&pp_o), median(&pp_b), pp_ratio);
+    println!("decode tg{tg_len}: runtime {:.1} t/s, bare llama-cpp-2 {:.1} t/s, ratio {:.3} (target >= 0.98)", median(&tg_o), median(&tg_b), tg_ratio);
+    let reference = LLAMA_BENCH_REF.iter().find(|(n, _, _)| *n == name);
+    if let (Some((_, pp_ref, tg_ref)), false) = (reference, o.quick) {
+        println!(
+            "vs llama-bench on this machine class (2 threads): pp512 {:.1}/{pp_ref} = {:.3}, tg128 {:.1}/{tg_ref} = {:.3}",
+            median(&pp_o),
+            median(&pp_o) / pp_ref,
+            median(&tg_o),
+            median(&tg_o) / tg_ref
+        );
+    }
+
+    // 2. KV reuse: append ~50 tokens to a cached ~600-token prefix vs evaluating all ~650.
+    let prefix = prompt_of(&model, 600);
+    let appended = format!("{prefix}Then a second paragraph begins, and it tells what the fox did next, slowly and in detail, until the sun went down behind the hills.");
+    let (mut inc, mut full, mut inc_eval, mut full_eval) = (vec![], vec![], 0, 0);
+    for _ in 0..o.reps {
+        let mut s = model.session(&SessionOptions {
+            context_size: Some(n_ctx),
+            threads: Some(o.threads),
+        })?;
+        let mut req = GenerateRequest::new(prefix.clone(), 1);
+        req.parse_special = false;
+        s.generate(&req, &mut |_| true)?;
+        req.prompt = appended.clone();
+        let g = s.generate(&req, &mut |_| true)?;
+        inc.push(g.stats.prefill_ms);
+        inc_eval = g.stats.evaluated_tokens;
+        let mut fresh = model.session(&SessionOptions {
+            context_size: Some(n_ctx),
+            threads: Some(o.threads),
+        })?;
+        let g = fresh.generate(&req, &mut |_| true)?;
+        full.push(g.stats.prefill_ms);
+        full_eval = g.stats.evaluated_tokens;
+    }
+    let kv_ratio = median(&inc) / median(&full);
+    println!("append: {inc_eval} new tokens on a cached prefix {:.0} ms vs all {full_eval} tokens {:.0} ms, ratio {:.3}", median(&inc), median(&full), kv_ratio);
+
+    // 3. Adapter switch vs model reload.
+    let dir = std::env::temp_dir().join(format!("rf-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let pa = write_bench_adapter(&dir, &model, 1)?;
+    let pb = write_bench_adapter(&dir, &model, 2)?;
+    let t = Instant::now();
+    let (a, b) = (model.load_adapter(&pa)?, model.load_adapter(&pb)?);
+    let adapter_load_ms = t.elapsed().as_secs_f64() * 1e3 / 2.0;
+    let mut s = model.session(&SessionOptions {
+        context_size: Some(n_ctx),
+        threads: Some(o.threads),
+    })?;
+    let (mut switch, mut reload) = (vec![], vec![]);
+    for i in 0..o.reps.max(3) {
+        let t = Instant::now();
+        s.set_adapter(Some((if i % 2 == 0 { a.clone() } else { b.clone() }, 1.0)))?;
+        s.generate(&GenerateRequest::new("Hi", 1), &mut |_| true)?;
+        switch.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let m2 = LlamaModel::load(&path, LoadOptions::new(profile.clone()))?;
+        let mut s2 = m2.session(&SessionOptions {
+            context_size: Some(n_ctx),
+            threads: Some(o.threads),
+        })?;
+        s2.generate(&GenerateRequest::new("Hi", 1), &mut |_| true)?;
+        reload.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    std::fs::remove_dir_all(&dir)?;
+    let switch_ratio = median(&switch) / median(&reload);
+    println!(
+        "adapter switch + first token {:.1} ms vs model reload + first token {:.1} ms, ratio {:.3} (adapter load once: {adapter_load_ms:.0} ms)",
+        median(&switch),
+        median(&reload),
+        switch_ratio
+    );
+
+    // 4. Peak RSS with two models resident, in a fresh process.
+    let second = o.second.clone().unwrap_or_else(|| o.model.clone());
+    let probe = std::process::Command::new(std::env::current_exe()?)
+        .env("RF_BENCH_RSS_PROBE", format!("{},{}", o.model, second))
+        .output()?;
+    let rss: serde_json::Value = serde_json::from_slice(&probe.stdout)
+        .with_context(|| String::from_utf8_lossy(&probe.stderr).to_string())?;
+    let peak = rss["peak_rss_bytes"].as_u64().unwrap_or(0) as f64;
+    let gguf = rss["gguf_bytes"].as_u64().unwrap_or(1) as f64;
+    println!(
+        "peak RSS with {} + {second} resident: {:.0} MB vs GGUF files {:.0} MB, ratio {:.2}",
+        o.model,
+        peak / 1e6,
+        gguf / 1e6,
+        peak / gguf
+    );
+
+    let load_after = load_average();
+    let loaded =
+        load_before.unwrap_or(0.0) > 0.5 || load_after.unwrap_or(0.0) > f64::from(o.threads) + 0.5;
+    if loaded {
+        println!("warning: the machine was under load (load average before {load_before:?}, after {load_after:?}); figures are noisy");
+    }
+    let report = json!({
+        "format_version": 1,
+        "model": name,
+        "threads": o.threads,
+        "reps": o.reps,
+        "prefill_tps": {"runtime": figure(&pp_o), "bare": figure(&pp_b), "ratio": pp_ratio, "prompt_tokens": warm_tokens},
+        "decode_tps": {"runtime": figure(&tg_o), "bare": figure(&tg_b), "ratio": tg_ratio, "tokens": tg_len},
+        "kv_append": {"incremental_ms": figure(&inc), "full_ms": figure(&full), "ratio": kv_ratio, "evaluated_incremental": inc_eval, "evaluated_full": full_eval},
+        "adapter": {"switch_ms": figure(&switch), "reload_ms": figure(&reload), "ratio": switch_ratio, "load_ms": adapter_load_ms},
+        "rss": {"peak_bytes": peak, "gguf_bytes": gguf, "ratio": peak / gguf, "models": [o.model, second]},
+        "load_average": {"before": load_before, "after": load_after, "flagged": loaded},
+    });
+    if let Some(d) = o.out.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    retroformer::fsutil::write_atomic(&o.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    println!("report: {}", o.out.display());
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! The `retroformer` binary end to end: real model, and bad input giving a clear error and a
+//! non-zero exit, never a panic or an abort.
+
+mod common;
+
+use std::process::{Command, Output};
+
+fn cli(args: &[&str]) -> Output {
+    // Make sure the model is in the cache first (the CLI would fetch it too).
+    let _ = common::smollm2_path();
+    Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(args)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run retroformer")
+}
+
+fn assert_clean_failure(out: &Output, must_mention: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1, got {:?}; stderr: {err}",
+        out.status
+    );
+    assert!(!err.contains("panicked"), "panic: {err}");
+    for m in must_mention {
+        assert!(err.contains(m), "stderr does not mention {m:?}: {err}");
+    }
+}
+
+#[test]
+fn generate_json_reports_text_and_statistics() {
+    let out = cli(&[
+        "generate",
+        "--prompt",
+        "Say hello.",
+        "--max-tokens",
+        "8",
+        "--json",
+        "--threads",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["stats"]["generated_tokens"].as_u64().unwrap() <= 8);
+    assert!(v["stats"]["prompt_tokens"].as_u64().unwrap() > 5);
+    assert!(v["text"].is_string());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target cpu") && err.contains("backend cpu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_model_file_is_named() {
+    let out = cli(&[
+        "generate",
+        "--model",
+        "/nonexistent/model.gguf",
+        "--prompt",
+        "x",
+    ]);
+    assert_clean_failure(&out, &["/nonexistent/model.gguf", "no such file"]);
+}
+
+#[test]
+fn a_file_that_is_not_gguf_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("notes.gguf");
+    std::fs::write(&p, "these are not weights").unwrap();
+    let out = cli(&["generate", "--model", p.to_str().unwrap(), "--prompt", "x"]);
+    assert_clean_failure(&out, &["notes.gguf", "bad magic"]);
+}
+
+#[test]
+fn a_truncated_gguf_is_rejected_by_our_validator() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("half.gguf");
+    let bytes = std::fs::read(common::smollm2_path()).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    let out = cli(&["generate", "--model", p.to_str().unwrap(), "--prompt", "x"]);
+    assert_clean_failure(&out, &["half.gguf", "truncated"]);
+    let out = cli(&["models", "info", p.to_str().unwrap()]);
+    assert_clean_failure(&out, &["half.gguf"]);
+}
+
+#[test]
+fn unknown_model_and_target_names_list_the_known_ones() {
+    let out = cli(&["generate", "--model", "gpt-17", "--prompt", "x"]);
+    assert_clean_failure(&out, &["unknown model 'gpt-17'", "smollm2-135m-instruct"]);
+    let out = cli(&["--target", "toaster", "generate", "--prompt", "x"]);
+    assert_clean_failure(&out, &["unknown target 'toaster'", "raspberry-pi-5"]);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_an_error() {
+    let long = "token ".repeat(400);
+    let out = cli(&["generate", "--raw", "--ctx-size", "256", "--prompt", &long]);
+    assert_clean_failure(&out, &["prompt is", "context holds 256"]);
+}
+
+#[test]
+fn a_missing_or_broken_grammar_file_is_named() {
+    let out = cli(&[
+        "generate",
+        "--prompt",
+        "x",
+        "--grammar",
+        "/nonexistent/g.gbnf",
+    ]);
+    assert_clean_failure(&out, &["--grammar /nonexistent/g.gbnf"]);
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("bad.gbnf");
+    std::fs::write(&g, "root ::= [unterminated").unwrap();
+    let out = cli(&[
+        "generate",
+        "--prompt",
+        "x",
+        "--grammar",
+        g.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, &["bad.gbnf"]);
+}
+
+#[test]
+fn a_bad_sampling_flag_is_named() {
+    let out = cli(&["generate", "--prompt", "x", "--top-p", "2"]);
+    assert_clean_failure(&out, &["--top-p"]);
+}
+
+#[test]
+fn a_wrong_checksum_in_the_cache_is_reported_by_verify() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("models/smollm2-135m-instruct");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut bytes = std::fs::read(common::smollm2_path()).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(dir.join("SmolLM2-135M-Instruct.Q4_1.gguf"), &bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(["models", "verify", "smollm2"])
+        .env("RETROFORMER_HOME", home.path())
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["sha256 mismatch"]);
+}
