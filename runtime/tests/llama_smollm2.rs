@@ -320,3 +320,51 @@ fn sampling_with_a_seed_is_reproducible_and_cancellation_stops_early() {
         .unwrap_err();
     assert!(e.to_string().contains("top_p"), "{e}");
 }
+
+#[test]
+fn a_panicking_callback_panics_in_the_caller_and_the_session_survives() {
+    let model = smollm2();
+    let mut s = model.session(&opts()).unwrap();
+    let req = GenerateRequest::new(chat(&model, "Say something."), 8);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.generate(&req, &mut |_| panic!("callback failed"))
+    }));
+    let payload = r.expect_err("the panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"callback failed"));
+    let g = s.generate(&req, &mut |_| true).unwrap();
+    assert!(g.stats.generated_tokens > 0);
+}
+
+#[test]
+fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
+    let model = smollm2();
+    let e = model
+        .session(&SessionOptions {
+            context_size: Some(1 << 30),
+            threads: Some(1),
+        })
+        .err()
+        .expect("a billion-token context is refused");
+    assert!(e.to_string().contains("context_size"), "{e}");
+    let e = model
+        .session(&SessionOptions {
+            context_size: Some(512),
+            threads: Some(0),
+        })
+        .err()
+        .expect("zero threads are refused");
+    assert!(e.to_string().contains("threads"), "{e}");
+    // Far more threads than cores are clamped, not passed to ggml.
+    let mut s = model
+        .session(&SessionOptions {
+            context_size: Some(512),
+            threads: Some(100_000),
+        })
+        .unwrap();
+    assert!(s.info().unwrap().threads <= 512);
+    let mut req = GenerateRequest::new("Hello", 2);
+    req.sampling.repeat_penalty = 1.1;
+    req.sampling.repeat_last_n = i32::MAX;
+    let e = s.generate(&req, &mut |_| true).unwrap_err();
+    assert!(e.to_string().contains("repeat_last_n"), "{e}");
+}

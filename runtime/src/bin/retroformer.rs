@@ -73,9 +73,9 @@ enum ModelsCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Re-hash an installed model and compare with its manifest.
+    /// Re-hash an installed model and compare with its manifest (or validate and hash a file).
     Verify {
-        /// Manifest name or alias.
+        /// Manifest name or alias, or a path to a GGUF file.
         name: String,
     },
     /// Print a GGUF file's metadata (validated first).
@@ -354,9 +354,9 @@ fn stream_generate(
     req: &GenerateRequest,
     echo: bool,
 ) -> Result<Generation> {
-    let mut out = std::io::stdout().lock();
     let g = session.generate(req, &mut |t| {
         if echo {
+            let mut out = std::io::stdout();
             let _ = out.write_all(t.as_bytes());
             let _ = out.flush();
         }
@@ -527,18 +527,33 @@ fn models(cmd: ModelsCommand) -> Result<()> {
             gguf::validate_file(&p)?;
             println!("{}", p.display());
         }
-        ModelsCommand::Verify { name } => {
-            let m = Manifest::find(&name).ok_or_else(|| unknown(&name))?;
-            let p = fetch::verify(&m, &home, true)?;
-            let h = gguf::validate_file(&p)?;
-            println!(
-                "{}: sha256 ok, {} bytes, GGUF v{} with {} tensors",
-                p.display(),
-                m.size_bytes,
-                h.version,
-                h.tensors.len()
-            );
-        }
+        ModelsCommand::Verify { name } => match ModelRef::parse(&name)? {
+            ModelRef::Manifest(m) => {
+                let p = fetch::verify(&m, &home, true)?;
+                let h = gguf::validate_file(&p)?;
+                println!(
+                    "{}: sha256 ok, {} bytes, GGUF v{} with {} tensors",
+                    p.display(),
+                    m.size_bytes,
+                    h.version,
+                    h.tensors.len()
+                );
+            }
+            ModelRef::File(p) => {
+                let h = gguf::validate_file(&p)?;
+                let digest = fetch::sha256_file(&p, true)?;
+                let known = Manifest::builtin().into_iter().find(|m| m.sha256 == digest);
+                println!(
+                    "{}: valid GGUF v{} with {} tensors, sha256 {digest}{}",
+                    p.display(),
+                    h.version,
+                    h.tensors.len(),
+                    known
+                        .map(|m| format!(" (matches manifest {})", m.name))
+                        .unwrap_or_else(|| " (no manifest has this hash)".into())
+                );
+            }
+        },
         ModelsCommand::Info { model, json } => {
             let path = match ModelRef::parse(&model)? {
                 ModelRef::File(p) => p,

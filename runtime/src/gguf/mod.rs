@@ -34,6 +34,8 @@ pub const MAX_DIMS: usize = 4;
 pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Longest scalar string value (keys and string values) we hold in memory.
 pub const MAX_STRING: u64 = 16 << 20;
+/// Skips up to this many bytes are read through the buffer instead of seeking.
+const SMALL_SKIP: u64 = 64 << 10;
 
 /// A metadata value. Arrays are summarised (element type and length), not stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -223,11 +225,24 @@ impl<R: Read + Seek> Reader<R> {
 
     fn skip(&mut self, n: u64, what: &str) -> PResult<()> {
         self.need(n, what)?;
-        let n_i64 =
-            i64::try_from(n).map_err(|_| ParseError::Invalid(format!("{what}: size overflow")))?;
-        self.inner
-            .seek(SeekFrom::Current(n_i64))
-            .map_err(ParseError::Io)?;
+        if n <= SMALL_SKIP {
+            // Small skips (array strings) read through the buffer: a seek would discard it,
+            // costing a system call and a refill for each of a tokenizer's 150k strings.
+            let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
+                .map_err(ParseError::Io)?;
+            if copied != n {
+                return bad(format!(
+                    "at byte {}: {what}: unexpected end of file",
+                    self.pos
+                ));
+            }
+        } else {
+            let n_i64 = i64::try_from(n)
+                .map_err(|_| ParseError::Invalid(format!("{what}: size overflow")))?;
+            self.inner
+                .seek(SeekFrom::Current(n_i64))
+                .map_err(ParseError::Io)?;
+        }
         self.pos += n;
         Ok(())
     }
@@ -675,12 +690,19 @@ pub fn check_adapter(
     if adapter.tensors.is_empty() {
         return Err(mismatch("the adapter has no tensors".into()));
     }
+    let by_name: std::collections::HashMap<&str, &TensorInfo> = adapter
+        .tensors
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    let base_by_name: std::collections::HashMap<&str, &TensorInfo> =
+        base.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut pairs = 0usize;
     for a in &adapter.tensors {
         let Some(base_name_t) = a.name.strip_suffix(".lora_a") else {
             if a.name.ends_with(".lora_b") {
                 let stem = a.name.trim_end_matches(".lora_b");
-                if adapter.tensor(&format!("{stem}.lora_a")).is_none() {
+                if !by_name.contains_key(format!("{stem}.lora_a").as_str()) {
                     return Err(mismatch(format!("'{}' has no matching .lora_a", a.name)));
                 }
                 continue;
@@ -691,10 +713,11 @@ pub fn check_adapter(
             )));
         };
         let b_name = format!("{base_name_t}.lora_b");
-        let b = adapter
-            .tensor(&b_name)
+        let b = by_name
+            .get(b_name.as_str())
+            .copied()
             .ok_or_else(|| mismatch(format!("'{}' has no matching '{b_name}'", a.name)))?;
-        let t = base.tensor(base_name_t).ok_or_else(|| {
+        let t = base_by_name.get(base_name_t).copied().ok_or_else(|| {
             mismatch(format!(
                 "'{}' targets '{base_name_t}', which the base model does not have",
                 a.name

@@ -21,6 +21,9 @@ pub use stream::StopStream;
 /// A token id.
 pub type Token = i32;
 
+/// Largest `repeat_last_n` (llama.cpp allocates a ring buffer of this many tokens).
+pub const MAX_REPEAT_LAST_N: i32 = 1 << 16;
+
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -61,9 +64,10 @@ impl SamplingParams {
         Self::default()
     }
 
-    /// Whether the parameters select greedy decoding.
+    /// Whether the parameters select greedy decoding (temperatures below 1e-3 are treated as
+    /// greedy: dividing logits by them overflows).
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0
+        self.temperature < 1e-3
     }
 
     /// Checks ranges; the error names the field.
@@ -92,10 +96,10 @@ impl SamplingParams {
                 format!("{} must be positive", self.repeat_penalty),
             );
         }
-        if self.repeat_last_n < 0 {
+        if !(0..=MAX_REPEAT_LAST_N).contains(&self.repeat_last_n) {
             return bad(
                 "repeat_last_n",
-                format!("{} is negative", self.repeat_last_n),
+                format!("{} is not in [0, {MAX_REPEAT_LAST_N}]", self.repeat_last_n),
             );
         }
         Ok(())
@@ -312,11 +316,12 @@ pub trait LanguageModel: Send + Sync {
 /// A conversation with its own KV cache.
 pub trait Session: Send {
     /// Generates a continuation of `req.prompt`, reusing the cached prefix. `on_token` receives
-    /// the text as it is produced and returns `false` to stop.
+    /// the text as it is produced and returns `false` to stop. It runs on the session's owner
+    /// thread (hence `Send`), so streaming costs no thread wake-up per token.
     fn generate(
         &mut self,
         req: &GenerateRequest,
-        on_token: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<Generation, LlmError>;
     /// Applies an adapter at `scale`, or none. The KV cache is keyed by (adapter, scale).
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError>;

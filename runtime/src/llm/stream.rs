@@ -101,7 +101,24 @@ impl StopStream {
     /// Ends the stream: returns what was not yet released and the whole text.
     pub fn finish(mut self) -> (String, String) {
         if !self.pending.is_empty() && self.stopped.is_none() {
-            self.text.push_str(&String::from_utf8_lossy(&self.pending));
+            // Incomplete UTF-8 at the very end: replace it, and look for stops once more.
+            let tail = String::from_utf8_lossy(&self.pending).into_owned();
+            self.pending.clear();
+            let from = self.text.len();
+            self.text.push_str(&tail);
+            let start = self.stops.iter().map(String::len).max().unwrap_or(0);
+            let mut at = from.saturating_sub(start);
+            while !self.text.is_char_boundary(at) {
+                at -= 1;
+            }
+            if let Some(i) = self
+                .stops
+                .iter()
+                .filter_map(|s| self.text[at..].find(s.as_str()).map(|i| at + i))
+                .min()
+            {
+                self.text.truncate(i);
+            }
         }
         let rest = self.text[self.emitted.min(self.text.len())..].to_string();
         (rest, self.text)

@@ -17,6 +17,54 @@ mod session;
 
 pub use session::LlamaSession;
 
+// The C++ exception barrier (shim.cpp): llama.cpp calls that can throw go through these.
+extern "C" {
+    fn rf_llama_decode(
+        ctx: *mut sys::llama_context,
+        batch: sys::llama_batch,
+        msg: *mut std::ffi::c_char,
+        msg_len: usize,
+    ) -> i32;
+    fn rf_llama_tokenize(
+        vocab: *const sys::llama_vocab,
+        text: *const std::ffi::c_char,
+        text_len: i32,
+        tokens: *mut sys::llama_token,
+        n_tokens_max: i32,
+        add_special: bool,
+        parse_special: bool,
+        msg: *mut std::ffi::c_char,
+        msg_len: usize,
+    ) -> i32;
+}
+
+/// `rf_*` shims return this when llama.cpp threw.
+const THREW: i32 = i32::MIN;
+
+fn message(buf: &[u8]) -> String {
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// `llama_decode` behind the exception barrier: `Err` carries llama.cpp's exception message.
+///
+/// # Safety
+/// `ctx` must be a live context and `batch` valid for it (tokens in the vocabulary, positions
+/// continuing the cache).
+pub(crate) unsafe fn decode(
+    ctx: *mut sys::llama_context,
+    batch: sys::llama_batch,
+) -> Result<i32, String> {
+    let mut buf = [0u8; 512];
+    // SAFETY: forwarded from the caller; buf is valid for its length.
+    let rc = unsafe { rf_llama_decode(ctx, batch, buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == THREW {
+        Err(message(&buf))
+    } else {
+        Ok(rc)
+    }
+}
+
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
@@ -43,6 +91,16 @@ pub fn init_backend() -> Result<(), LlmError> {
     r.as_ref()
         .map(|_| ())
         .map_err(|e| LlmError::Context(format!("llama.cpp backend init failed: {e}")))
+}
+
+/// The path as llama.cpp will open it: the exact bytes (never a lossy copy, which could name
+/// another file than the one we validated).
+fn c_path(path: &Path) -> Result<CString, ()> {
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()).to_vec();
+    #[cfg(not(unix))]
+    let bytes = path.to_str().ok_or(())?.as_bytes().to_vec();
+    CString::new(bytes).map_err(|_| ())
 }
 
 /// The process's llama.cpp backend, for reference measurements that drive the binding directly
@@ -118,6 +176,8 @@ impl Drop for ModelInner {
 const _: () = assert!(
     std::mem::size_of::<llama_cpp_2::model::LlamaModel>()
         == std::mem::size_of::<NonNull<sys::llama_model>>()
+        && std::mem::align_of::<llama_cpp_2::model::LlamaModel>()
+            == std::mem::align_of::<NonNull<sys::llama_model>>()
 );
 
 impl ModelInner {
@@ -197,6 +257,10 @@ impl LoadOptions {
 
 static NEXT_ADAPTER: AtomicU64 = AtomicU64::new(1);
 
+/// Largest context accepted (tokens); larger requests are a clear error, not an allocation
+/// failure inside llama.cpp.
+pub const MAX_CONTEXT: u32 = 1 << 20;
+
 /// A LoRA adapter loaded into llama.cpp; freed on drop.
 pub(crate) struct AdapterInner {
     ptr: NonNull<sys::llama_adapter_lora>,
@@ -231,6 +295,12 @@ impl LlamaModel {
     /// Validates `path` with the pure-Rust GGUF validator, then loads it through llama.cpp.
     pub fn load(path: &Path, opts: LoadOptions) -> Result<Self, LlmError> {
         let header = gguf::validate_file(path)?;
+        if header.get_u64("split.count").is_some_and(|n| n > 1) {
+            return Err(LlmError::ModelLoad {
+                path: path.display().to_string(),
+                reason: "split GGUF files are not supported (llama.cpp would open the other shards unvalidated); merge them with llama-gguf-split --merge".into(),
+            });
+        }
         if header.get_str("general.type") == Some("adapter") {
             return Err(LlmError::ModelLoad {
                 path: path.display().to_string(),
@@ -250,11 +320,10 @@ impl LlamaModel {
                 ),
             });
         }
-        let cpath =
-            CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::ModelLoad {
-                path: path.display().to_string(),
-                reason: "path contains a NUL byte".into(),
-            })?;
+        let cpath = c_path(path).map_err(|_| LlmError::ModelLoad {
+            path: path.display().to_string(),
+            reason: "path contains a NUL byte".into(),
+        })?;
         // SAFETY: plain struct of defaults.
         let mut mp = unsafe { sys::llama_model_default_params() };
         mp.n_gpu_layers = if profile.backend == Backend::Cpu {
@@ -350,16 +419,30 @@ impl LlamaModel {
     pub fn llama_session(&self, opts: &SessionOptions) -> Result<LlamaSession, LlmError> {
         let profile = &self.inner.profile;
         let n_ctx = opts.context_size.unwrap_or(profile.context_size);
-        if n_ctx < 16 {
+        if !(16..=MAX_CONTEXT).contains(&n_ctx) {
             return Err(LlmError::InvalidParam {
                 field: "context_size",
-                message: format!("{n_ctx} is below 16"),
+                message: format!("{n_ctx} is not in [16, {MAX_CONTEXT}]"),
             });
         }
-        let threads = opts
-            .threads
-            .unwrap_or_else(|| profile.resolve_threads())
-            .max(1);
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1);
+        let wanted = opts.threads.unwrap_or_else(|| profile.resolve_threads());
+        if wanted == 0 {
+            return Err(LlmError::InvalidParam {
+                field: "threads",
+                message: "must be at least 1".into(),
+            });
+        }
+        let threads = wanted.min(cores.clamp(1, 512));
+        if threads < wanted {
+            tracing::warn!(
+                wanted,
+                threads,
+                "more threads than logical cores requested; using {threads}"
+            );
+        }
         let flash = match profile.flash_attention {
             FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
             FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -381,10 +464,9 @@ impl LlamaModel {
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
         let header = gguf::validate_file(path)?;
         gguf::check_adapter(&header, path, &self.header, &self.name)?;
-        let cpath =
-            CString::new(path.to_string_lossy().as_bytes()).map_err(|_| LlmError::AdapterLoad {
-                path: path.display().to_string(),
-            })?;
+        let cpath = c_path(path).map_err(|_| LlmError::AdapterLoad {
+            path: path.display().to_string(),
+        })?;
         let raw = {
             let _w = self.inner.lock.write().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the model is alive and no decode runs while we hold the write lock.
@@ -514,12 +596,37 @@ pub(crate) fn tokenize(
     add_bos: bool,
     parse_special: bool,
 ) -> Result<Vec<Token>, LlmError> {
-    if text.len() > i32::MAX as usize {
-        return Err(LlmError::Tokenize("text longer than 2 GiB".into()));
+    let len = i32::try_from(text.len())
+        .map_err(|_| LlmError::Tokenize("text longer than 2 GiB".into()))?;
+    let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];
+    let mut buf = [0u8; 512];
+    for _ in 0..2 {
+        // SAFETY: text and tokens are valid for the lengths passed; the vocab is alive.
+        let n = unsafe {
+            rf_llama_tokenize(
+                m.vocab(),
+                text.as_ptr().cast(),
+                len,
+                tokens.as_mut_ptr(),
+                tokens.len().min(i32::MAX as usize) as i32,
+                add_bos,
+                parse_special,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n == THREW {
+            return Err(LlmError::Tokenize(format!(
+                "llama.cpp threw: {}",
+                message(&buf)
+            )));
+        }
+        if n >= 0 {
+            tokens.truncate(n as usize);
+            return Ok(tokens);
+        }
+        // Negative: the buffer was too small; -n tokens are needed.
+        tokens.resize(n.unsigned_abs() as usize, 0);
     }
-    let toks = m
-        .binding()
-        .vocab()
-        .tokenize(text.as_bytes(), add_bos, parse_special);
-    Ok(toks.into_iter().map(|t| t.0).collect())
+    Err(LlmError::Tokenize("token count kept growing".into()))
 }

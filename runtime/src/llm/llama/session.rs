@@ -1,7 +1,8 @@
 //! A session: one `llama_context` on its own owner thread, and the handle that talks to it.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +14,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_sys_2 as sys;
 
-use super::{tokenize, AdapterInner, ModelInner};
+use super::{decode, tokenize, AdapterInner, ModelInner};
 use crate::llm::{
     AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, LlmError, Session,
     SessionInfo, StopStream, Token,
@@ -27,11 +28,26 @@ pub(crate) struct ContextConfig {
     pub flash: sys::llama_flash_attn_type,
 }
 
+/// The caller's streaming callback, lent to the owner thread for one `generate` call.
+///
+/// The handle blocks until the worker answers (or dies), so the borrow outlives every use; the
+/// worker never keeps the pointer past its answer.
+struct Callback(*mut (dyn FnMut(&str) -> bool + Send + 'static));
+
+// SAFETY: the closure is `Send`, and it is used by one thread at a time (see above).
+unsafe impl Send for Callback {}
+
+enum Failure {
+    Llm(LlmError),
+    /// The callback panicked on the owner thread; re-raised on the caller's.
+    Panic(Box<dyn Any + Send>),
+}
+
 enum Cmd {
     Generate {
         req: Box<GenerateRequest>,
-        events: Sender<Event>,
-        cancel: Arc<AtomicBool>,
+        on_token: Callback,
+        done: Sender<Result<Generation, Failure>>,
     },
     SetAdapter {
         adapter: Option<(Arc<AdapterInner>, u64, f32)>,
@@ -43,11 +59,6 @@ enum Cmd {
     Info {
         reply: Sender<SessionInfo>,
     },
-}
-
-enum Event {
-    Text(String),
-    Done(Result<Generation, LlmError>),
 }
 
 /// Handle to a session's owner thread. Dropping it stops the thread and frees the context.
@@ -64,6 +75,8 @@ impl LlamaSession {
         let m = model.clone();
         let thread = std::thread::Builder::new()
             .name("llama-session".into())
+            // llama.cpp's grammar parser recurses; grammars are also depth-checked first.
+            .stack_size(16 << 20)
             .spawn(move || match Worker::new(m, cfg) {
                 Ok(mut w) => {
                     let _ = ready_tx.send(Ok(()));
@@ -113,26 +126,28 @@ impl Session for LlamaSession {
     fn generate(
         &mut self,
         req: &GenerateRequest,
-        on_token: &mut dyn FnMut(&str) -> bool,
+        on_token: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<Generation, LlmError> {
         req.sampling.validate()?;
-        let (events, rx) = mpsc::channel();
-        let cancel = Arc::new(AtomicBool::new(false));
+        if let Some(g) = &req.grammar {
+            check_grammar_depth(g)?;
+        }
+        let (done, rx) = mpsc::channel();
+        let ptr: *mut (dyn FnMut(&str) -> bool + Send + '_) = on_token;
+        // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
+        // before returning, and the worker drops the pointer before answering.
+        let ptr: *mut (dyn FnMut(&str) -> bool + Send + 'static) =
+            unsafe { std::mem::transmute(ptr) };
         self.send(Cmd::Generate {
             req: Box::new(req.clone()),
-            events,
-            cancel: cancel.clone(),
+            on_token: Callback(ptr),
+            done,
         })?;
-        loop {
-            match rx.recv() {
-                Ok(Event::Text(t)) => {
-                    if !cancel.load(Ordering::Relaxed) && !on_token(&t) {
-                        cancel.store(true, Ordering::Relaxed);
-                    }
-                }
-                Ok(Event::Done(r)) => return r,
-                Err(_) => return Err(LlmError::SessionGone),
-            }
+        match rx.recv() {
+            Ok(Ok(g)) => Ok(g),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
         }
     }
 
@@ -218,18 +233,44 @@ type KvKey = Option<(u64, u32)>;
 struct Worker {
     model: Arc<ModelInner>,
     ctx: NonNull<sys::llama_context>,
+    /// This session's ggml CPU threads, paused while the session is idle so that an idle
+    /// session never competes with a busy one (see `ARCHITECTURE.md`).
+    pool: NonNull<sys::ggml_threadpool>,
     cfg: ContextConfig,
     batch: Batch,
     /// Tokens whose KV is in the cache, in position order.
     cached: Vec<Token>,
     cached_key: KvKey,
     adapter: Option<(Arc<AdapterInner>, u64, f32)>,
+    /// The vocabulary-sized candidate buffer, reused for every sampled token.
+    candidates: Vec<LlamaTokenData>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // SAFETY: the context was created by us and is freed once.
-        unsafe { sys::llama_free(self.ctx.as_ptr()) }
+        // SAFETY: created by us and freed once, the context before the threadpool it uses.
+        unsafe {
+            sys::llama_free(self.ctx.as_ptr());
+            sys::ggml_threadpool_free(self.pool.as_ptr());
+        }
+    }
+}
+
+/// Resumes a session's threadpool for one call and pauses it again however the call ends.
+struct Resumed(NonNull<sys::ggml_threadpool>);
+
+impl Resumed {
+    fn new(pool: NonNull<sys::ggml_threadpool>) -> Self {
+        // SAFETY: the pool lives as long as the worker, which outlives this guard.
+        unsafe { sys::ggml_threadpool_resume(pool.as_ptr()) };
+        Self(pool)
+    }
+}
+
+impl Drop for Resumed {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { sys::ggml_threadpool_pause(self.0.as_ptr()) }
     }
 }
 
@@ -245,6 +286,9 @@ impl Worker {
         cp.n_threads_batch = cfg.threads as i32;
         cp.flash_attn_type = cfg.flash;
         cp.no_perf = true;
+        // Full-size KV for sliding-window layers (Gemma 3): prefix reuse rolls the cache back,
+        // which a windowed cache cannot do correctly.
+        cp.swa_full = true;
         let raw = {
             let _w = model.lock.write().unwrap_or_else(|e| e.into_inner());
             // SAFETY: the model is alive; context creation mutates it, hence the write lock.
@@ -256,6 +300,21 @@ impl Worker {
                 cfg.n_ctx
             ))
         })?;
+        // SAFETY: plain struct of defaults for `threads` threads.
+        let mut tpp = unsafe { sys::ggml_threadpool_params_default(cfg.threads as i32) };
+        tpp.paused = true;
+        // SAFETY: tpp is a valid parameter block.
+        let pool = NonNull::new(unsafe { sys::ggml_threadpool_new(&mut tpp) });
+        let Some(pool) = pool else {
+            // SAFETY: ctx is live and not used after this.
+            unsafe { sys::llama_free(ctx.as_ptr()) };
+            return Err(LlmError::Context(format!(
+                "could not create a ggml threadpool of {} threads",
+                cfg.threads
+            )));
+        };
+        // SAFETY: both are live; the context is freed before the pool (see Drop).
+        unsafe { sys::llama_attach_threadpool(ctx.as_ptr(), pool.as_ptr(), pool.as_ptr()) };
         // SAFETY: ctx is live.
         let real_ctx = unsafe { sys::llama_n_ctx(ctx.as_ptr()) };
         let batch = Batch::new(cfg.n_batch as usize);
@@ -267,6 +326,7 @@ impl Worker {
         Ok(Self {
             model,
             ctx,
+            pool,
             cfg: ContextConfig {
                 n_ctx: real_ctx,
                 ..cfg
@@ -275,6 +335,7 @@ impl Worker {
             cached: Vec::new(),
             cached_key: None,
             adapter: None,
+            candidates: Vec::new(),
         })
     }
 
@@ -283,16 +344,35 @@ impl Worker {
             match cmd {
                 Cmd::Generate {
                     req,
-                    events,
-                    cancel,
+                    on_token,
+                    done,
                 } => {
-                    let r = self.generate(&req, &events, &cancel);
+                    let mut panicked = None;
+                    // The lent callback is used only inside this block, before we answer.
+                    let r = {
+                        let mut emit = |text: &str| -> bool {
+                            // SAFETY: see `Callback`: the caller is blocked until we answer.
+                            let f = unsafe { &mut *on_token.0 };
+                            match catch_unwind(AssertUnwindSafe(|| f(text))) {
+                                Ok(go_on) => go_on,
+                                Err(p) => {
+                                    panicked = Some(p);
+                                    false
+                                }
+                            }
+                        };
+                        self.generate(&req, &mut emit)
+                    };
                     if let Err(e) = &r {
                         // A failed call may leave the cache in an unknown state.
                         tracing::debug!(error = %e, "generation failed; clearing the KV cache");
                         self.clear_cache();
                     }
-                    let _ = events.send(Event::Done(r));
+                    let answer = match (panicked, r) {
+                        (Some(p), _) => Err(Failure::Panic(p)),
+                        (None, r) => r.map_err(Failure::Llm),
+                    };
+                    let _ = done.send(answer);
                 }
                 Cmd::SetAdapter { adapter, reply } => {
                     let _ = reply.send(self.set_adapter(adapter));
@@ -399,8 +479,9 @@ impl Worker {
                 let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
                 // SAFETY: ctx is live; the batch holds valid tokens (checked above) at positions
                 // that continue the cache and fit the context (checked above).
-                unsafe { sys::llama_decode(self.ctx.as_ptr(), self.batch.raw) }
+                unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
             };
+            let rc = rc.map_err(|e| LlmError::Context(format!("llama_decode threw: {e}")))?;
             if rc != 0 {
                 return Err(if rc == 1 {
                     LlmError::PromptTooLong {
@@ -427,9 +508,10 @@ impl Worker {
             chain.push(gs);
         }
         if s.repeat_penalty != 1.0 {
+            // A window longer than the context only costs memory.
             chain.push(LlamaSampler::penalties(
                 self.model.n_vocab,
-                s.repeat_last_n,
+                s.repeat_last_n.min(self.cfg.n_ctx as i32),
                 s.repeat_penalty,
                 0.0,
                 0.0,
@@ -453,7 +535,11 @@ impl Worker {
         Ok(LlamaSampler::chain_simple(chain))
     }
 
-    fn sample(&self, sampler: &mut LlamaSampler, req: &GenerateRequest) -> Result<Token, LlmError> {
+    fn sample(
+        &mut self,
+        sampler: &mut LlamaSampler,
+        req: &GenerateRequest,
+    ) -> Result<Token, LlmError> {
         let n_vocab = self.model.n_vocab as usize;
         // SAFETY: the last eval requested logits for its last token; the pointer covers n_vocab
         // floats and stays valid until the next decode.
@@ -464,13 +550,18 @@ impl Worker {
             }
             std::slice::from_raw_parts(p, n_vocab)
         };
-        let data: Vec<LlamaTokenData> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0))
-            .collect();
+        let mut data = std::mem::take(&mut self.candidates);
+        data.clear();
+        data.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+        );
         let mut arr = LlamaTokenDataArray::new(data, false);
         arr.apply_sampler(sampler);
+        let picked = arr.selected.and_then(|i| arr.data.get(i).copied());
+        self.candidates = std::mem::take(&mut arr.data);
         let grammar_err = |message: &str| LlmError::Grammar {
             origin: req
                 .grammar
@@ -479,13 +570,7 @@ impl Worker {
                 .unwrap_or_default(),
             message: message.to_string(),
         };
-        let idx = arr
-            .selected
-            .ok_or_else(|| grammar_err("the sampler selected no token"))?;
-        let chosen = arr
-            .data
-            .get(idx)
-            .ok_or_else(|| grammar_err("the sampler selected no token"))?;
+        let chosen = picked.ok_or_else(|| grammar_err("the sampler selected no token"))?;
         if req.grammar.is_some() && chosen.logit() == f32::NEG_INFINITY {
             return Err(grammar_err(
                 "the grammar allows no token the model can produce here",
@@ -501,10 +586,10 @@ impl Worker {
     fn generate(
         &mut self,
         req: &GenerateRequest,
-        events: &Sender<Event>,
-        cancel: &AtomicBool,
+        emit: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, LlmError> {
         let t_start = Instant::now();
+        let _threads = Resumed::new(self.pool);
         let prompt = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
         let tokenize_ms = ms(t_start);
         if prompt.is_empty() {
@@ -545,9 +630,6 @@ impl Worker {
             if generated >= req.max_tokens {
                 break FinishReason::MaxTokens;
             }
-            if cancel.load(Ordering::Relaxed) {
-                break FinishReason::Cancelled;
-            }
             let token = self.sample(&mut sampler, req)?;
             // SAFETY: vocab is live; token is in range (sampled from the vocabulary).
             if !req.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
@@ -555,11 +637,15 @@ impl Worker {
             }
             generated += 1;
             let shown = stream.push(&self.model.token_bytes(token));
-            if !shown.is_empty() {
-                let _ = events.send(Event::Text(shown.to_string()));
+            if !shown.is_empty() && !emit(shown) {
+                break FinishReason::Cancelled;
             }
             if let Some(s) = stream.stopped() {
                 break FinishReason::Stop(s.to_string());
+            }
+            if generated >= req.max_tokens {
+                // The last token is not evaluated: nothing will be sampled after it.
+                break FinishReason::MaxTokens;
             }
             if self.cached.len() + 1 >= n_ctx {
                 break FinishReason::ContextFull;
@@ -568,7 +654,8 @@ impl Worker {
         };
         let (rest, text) = stream.finish();
         if !rest.is_empty() {
-            let _ = events.send(Event::Text(rest));
+            // Cancellation is moot here: generation has ended.
+            let _ = emit(&rest);
         }
         let decode_ms = ms(t_decode);
         Ok(Generation {
@@ -590,4 +677,92 @@ impl Worker {
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+/// Deepest grammar nesting accepted: llama.cpp's GBNF parser recurses once per group.
+pub const MAX_GRAMMAR_DEPTH: usize = 128;
+
+/// Rejects grammars nested deeper than [`MAX_GRAMMAR_DEPTH`] before llama.cpp parses them
+/// (its recursive-descent parser would overflow the stack, which no shim can catch).
+fn check_grammar_depth(g: &crate::llm::Grammar) -> Result<(), LlmError> {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut chars = g.text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // A string literal: skip to its closing quote, honouring escapes.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '[' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        ']' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_GRAMMAR_DEPTH {
+        return Err(LlmError::Grammar {
+            origin: g.origin.clone(),
+            message: format!("groups are nested {max} deep (at most {MAX_GRAMMAR_DEPTH})"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Grammar;
+
+    fn g(text: &str) -> Grammar {
+        Grammar {
+            text: text.into(),
+            root: "root".into(),
+            origin: "t.gbnf".into(),
+        }
+    }
+
+    #[test]
+    fn deeply_nested_grammars_are_rejected_before_llama_cpp_parses_them() {
+        let deep = format!("root ::= {}\"x\"{}", "(".repeat(1000), ")".repeat(1000));
+        let e = check_grammar_depth(&g(&deep)).unwrap_err().to_string();
+        assert!(e.contains("t.gbnf") && e.contains("1000 deep"), "{e}");
+        let ok = format!("root ::= {}\"x\"{}", "(".repeat(10), ")".repeat(10));
+        assert!(check_grammar_depth(&g(&ok)).is_ok());
+        // Parentheses inside strings, character classes and comments do not count.
+        let quoted = format!(
+            "root ::= \"{}\" [(((] # {}\n",
+            "(".repeat(500),
+            "(".repeat(500)
+        );
+        assert!(check_grammar_depth(&g(&quoted)).is_ok());
+    }
 }
