@@ -16,7 +16,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel as BareModel;
 use llama_cpp_2::sampling::LlamaSampler;
 use retroformer::fetch::{self, FetchOptions};
-use retroformer::gguf::{GgufWriter, WriteValue};
+use retroformer::gguf::GgufWriter;
 use retroformer::llm::llama::{self, LlamaModel, LoadOptions};
 use retroformer::llm::{GenerateRequest, LanguageModel, SessionOptions};
 use retroformer::manifest::{home_dir, ModelRef};
@@ -202,14 +202,7 @@ fn figure(xs: &[f64]) -> serde_json::Value {
 }
 
 fn write_bench_adapter(dir: &Path, model: &LlamaModel, seed: u64) -> Result<PathBuf> {
-    let mut w = GgufWriter::new();
-    w.kv(
-        "general.architecture",
-        model.header().architecture().unwrap_or("llama"),
-    )
-    .kv("general.type", "adapter")
-    .kv("adapter.type", "lora")
-    .kv("adapter.lora.alpha", WriteValue::F32(8.0));
+    let mut w = GgufWriter::lora_adapter(model.header().architecture().unwrap_or("llama"), 8.0);
     let mut state = seed | 1;
     let rank = 8u64;
     let targets = [

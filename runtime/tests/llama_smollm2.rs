@@ -131,11 +131,7 @@ fn write_adapter(
     magnitude: f32,
 ) -> std::path::PathBuf {
     let header = model.header();
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "llama")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .kv("adapter.lora.alpha", gguf::WriteValue::F32(4.0));
+    let mut w = GgufWriter::lora_adapter("llama", 4.0);
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut rnd = move || {
         state ^= state << 13;
@@ -205,11 +201,8 @@ fn a_corrupt_or_mismatched_adapter_is_rejected_before_llama_cpp_sees_it() {
         Err(LlmError::Gguf(_))
     ));
 
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "llama")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .tensor_f32("blk.0.ffn_down.weight.lora_a", &[7, 2], &[0.0; 14])
+    let mut w = GgufWriter::lora_adapter("llama", 1.0);
+    w.tensor_f32("blk.0.ffn_down.weight.lora_a", &[7, 2], &[0.0; 14])
         .tensor_f32("blk.0.ffn_down.weight.lora_b", &[2, 576], &[0.0; 1152]);
     let wrong = dir.path().join("wrong-shape.gguf");
     w.write(&wrong).unwrap();

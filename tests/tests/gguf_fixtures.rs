@@ -55,12 +55,8 @@ fn each_gguf_fixture_gets_the_verdict_its_case_names() {
 fn an_adapter_written_by_the_runtime_writer_is_inspected_by_the_trainer() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("a.gguf");
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "qwen2")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .kv("adapter.lora.alpha", WriteValue::F32(32.0))
-        .tensor_f32("blk.0.attn_v.weight.lora_a", &[16, 4], &[0.1; 64])
+    let mut w = GgufWriter::lora_adapter("qwen2", 32.0);
+    w.tensor_f32("blk.0.attn_v.weight.lora_a", &[16, 4], &[0.1; 64])
         .tensor_f32("blk.0.attn_v.weight.lora_b", &[4, 8], &[0.1; 32]);
     w.write(&p).unwrap();
     let s = retroformer_trainer::inspect_adapter(&p).unwrap();

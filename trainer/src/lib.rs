@@ -90,12 +90,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("rf-inspect-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.gguf");
-        let mut w = GgufWriter::new();
-        w.kv("general.architecture", "llama")
-            .kv("general.type", "adapter")
-            .kv("adapter.type", "lora")
-            .kv("adapter.lora.alpha", WriteValue::F32(16.0))
-            .kv("retroformer.objective", "sft")
+        let mut w = GgufWriter::lora_adapter("llama", 16.0);
+        w.kv("retroformer.objective", "sft")
             .tensor_f32("blk.0.attn_q.weight.lora_a", &[8, 2], &[0.0; 16])
             .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 8], &[0.0; 16]);
         w.write(&p).unwrap();

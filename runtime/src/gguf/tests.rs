@@ -213,11 +213,7 @@ fn the_validator_never_panics_on_mutated_files() {
 }
 
 fn adapter_for(base_dims: [u64; 2], a_dims: [u64; 2], b_dims: [u64; 2]) -> GgufFile {
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "llama")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .kv("adapter.lora.alpha", WriteValue::F32(16.0));
+    let mut w = GgufWriter::lora_adapter("llama", 16.0);
     let n = |d: [u64; 2]| (d[0] * d[1]) as usize;
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &a_dims, &vec![0.0; n(a_dims)])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &b_dims, &vec![0.0; n(b_dims)]);
@@ -237,29 +233,20 @@ fn an_adapter_must_match_its_base_in_architecture_names_and_shapes() {
     let e = check_adapter(&base, p, &base, "tiny").unwrap_err();
     assert!(e.to_string().contains("general.type"), "{e}");
     // Another architecture.
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "qwen2")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .tensor_f32("blk.0.attn_q.weight.lora_a", &[4, 2], &[0.0; 8])
+    let mut w = GgufWriter::lora_adapter("qwen2", 1.0);
+    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[4, 2], &[0.0; 8])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 4], &[0.0; 8]);
     let other = validate_bytes(&w.to_bytes()).unwrap();
     let e = check_adapter(&other, p, &base, "tiny").unwrap_err();
     assert!(e.to_string().contains("architecture"), "{e}");
     // A tensor the base does not have, and an unpaired half.
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "llama")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .tensor_f32("blk.9.attn_q.weight.lora_a", &[4, 2], &[0.0; 8])
+    let mut w = GgufWriter::lora_adapter("llama", 1.0);
+    w.tensor_f32("blk.9.attn_q.weight.lora_a", &[4, 2], &[0.0; 8])
         .tensor_f32("blk.9.attn_q.weight.lora_b", &[2, 4], &[0.0; 8]);
     let e = check_adapter(&validate_bytes(&w.to_bytes()).unwrap(), p, &base, "tiny").unwrap_err();
     assert!(e.to_string().contains("does not have"), "{e}");
-    let mut w = GgufWriter::new();
-    w.kv("general.architecture", "llama")
-        .kv("general.type", "adapter")
-        .kv("adapter.type", "lora")
-        .tensor_f32("blk.0.attn_q.weight.lora_a", &[4, 2], &[0.0; 8]);
+    let mut w = GgufWriter::lora_adapter("llama", 1.0);
+    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[4, 2], &[0.0; 8]);
     let e = check_adapter(&validate_bytes(&w.to_bytes()).unwrap(), p, &base, "tiny").unwrap_err();
     assert!(e.to_string().contains("no matching"), "{e}");
 }

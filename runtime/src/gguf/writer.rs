@@ -47,6 +47,18 @@ impl GgufWriter {
         Self::default()
     }
 
+    /// A writer for a LoRA adapter of a base model with architecture `arch`, with the keys
+    /// llama.cpp requires: `general.architecture`, `general.type = adapter`,
+    /// `adapter.type = lora` and `adapter.lora.alpha`.
+    pub fn lora_adapter(arch: &str, alpha: f32) -> Self {
+        let mut w = Self::new();
+        w.kv("general.architecture", arch)
+            .kv("general.type", "adapter")
+            .kv("adapter.type", "lora")
+            .kv("adapter.lora.alpha", WriteValue::F32(alpha));
+        w
+    }
+
     /// Adds a metadata entry (later entries with the same key replace earlier ones).
     pub fn kv(&mut self, key: &str, value: impl Into<WriteValue>) -> &mut Self {
         let value = value.into();
