@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use retroformer::gguf::{self, GgufError, GgufWriter, WriteValue};
+use retroformer::gguf::{self, GgufError, GgufWriter};
 use retroformer_e2e::data_dir;
 
 #[derive(serde::Deserialize)]
