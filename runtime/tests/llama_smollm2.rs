@@ -3,7 +3,7 @@
 mod common;
 
 use common::{opts, smollm2};
-use retroformer::gguf::{self, GgufWriter};
+use retroformer::gguf::GgufWriter;
 use retroformer::llm::{
     ChatMessage, FinishReason, GenerateRequest, Grammar, LanguageModel, LlmError, Session,
     SessionOptions,

@@ -83,7 +83,7 @@ pub fn inspect_adapter(path: &Path) -> Result<AdapterSummary, TrainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use retroformer::gguf::{GgufWriter, WriteValue};
+    use retroformer::gguf::GgufWriter;
 
     #[test]
     fn inspect_reads_rank_alpha_pairs_and_provenance() {
