@@ -327,7 +327,15 @@ fn main() -> Result<()> {
 
     // 2. KV reuse: append ~50 tokens to a cached ~600-token prefix vs evaluating all ~650.
     let prefix = prompt_of(&model, 600);
-    let appended = format!("{prefix}Then a second paragraph begins, and it tells what the fox did next, slowly and in detail, until the sun went down behind the hills.");
+    let n_prefix = model.tokenize(&prefix, true, false)?.len();
+    let mut appended = prefix.clone();
+    for word in "Then a second paragraph begins and tells what the fox did next, slowly and in great detail, while the sun went down behind the hills and the miller closed the heavy doors of the mill for the night, counting sacks of flour one by one until".split(' ').cycle() {
+        if model.tokenize(&appended, true, false)?.len() >= n_prefix + 50 {
+            break;
+        }
+        appended.push_str(word);
+        appended.push(' ');
+    }
     let (mut inc, mut full, mut inc_eval, mut full_eval) = (vec![], vec![], 0, 0);
     for _ in 0..o.reps {
         let mut s = model.session(&SessionOptions {
