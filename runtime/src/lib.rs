@@ -7,7 +7,8 @@
 //!   envelope) and [`deadline`] (time budgets on `embassy-time`);
 //! * `std` modules for the device: [`gguf`] (pure-Rust GGUF validator), [`fsutil`] (atomic
 //!   writes), [`manifest`] and [`fetch`] (model manifests and the model cache), [`target`]
-//!   (hardware profiles), and [`llm`] (the language-model layer over llama.cpp, feature `llama`).
+//!   (hardware profiles), [`llm`] (the language-model layer over llama.cpp, feature `llama`),
+//!   and [`env`] (the environments agents act in).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_op_in_unsafe_fn)]
 
@@ -18,6 +19,8 @@ pub mod memory;
 pub mod trajectory;
 pub mod wire;
 
+#[cfg(feature = "std")]
+pub mod env;
 #[cfg(feature = "std")]
 pub mod fetch;
 #[cfg(feature = "std")]
