@@ -4,6 +4,7 @@
 //!
 //! cargo bench -p retroformer-benches --bench llm -- [--quick] [--model NAME|PATH]
 //!     [--second-model NAME|PATH] [--threads N] [--reps N] [--out FILE]
+//!     [--llama-bench PATH/TO/llama-bench] [--skip-bare]
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -24,13 +25,55 @@ use retroformer::target::{TargetProfile, Threads};
 use retroformer_benches::{load_average, median, peak_rss_bytes, spread};
 use serde_json::json;
 
-/// llama.cpp's own llama-bench on this machine class (2 threads, quiet), from the issue tracker.
+/// llama-bench figures quoted in the issue tracker for this machine class (2 threads, quiet);
+/// printed for reference only. Pass `--llama-bench PATH` to measure llama-bench in the same run.
 const LLAMA_BENCH_REF: &[(&str, f64, f64)] = &[
     ("smollm2-135m-instruct", 429.0, 163.0),
     ("qwen2.5-coder-1.5b-instruct", 155.0, 38.0),
 ];
 
+/// Runs llama.cpp's `llama-bench` on the same model and threads; returns (pp t/s, tg t/s).
+fn llama_bench(
+    exe: &Path,
+    model: &Path,
+    threads: u32,
+    pp: usize,
+    tg: u32,
+    reps: usize,
+) -> Result<(f64, f64)> {
+    let out = std::process::Command::new(exe)
+        .arg("-m")
+        .arg(model)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-p",
+            &pp.to_string(),
+            "-n",
+            &tg.to_string(),
+        ])
+        .args(["-r", &reps.to_string(), "-o", "json"])
+        .output()
+        .with_context(|| format!("running {}", exe.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        exe.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&out.stdout).context("llama-bench -o json output")?;
+    let pick = |prompt: bool| {
+        rows.iter()
+            .find(|r| (r["n_prompt"].as_u64().unwrap_or(0) > 0) == prompt)
+            .and_then(|r| r["avg_ts"].as_f64())
+            .context("llama-bench printed no such test")
+    };
+    Ok((pick(true)?, pick(false)?))
+}
+
 struct Opts {
+    llama_bench: Option<PathBuf>,
     quick: bool,
     skip_bare: bool,
     model: String,
@@ -42,6 +85,7 @@ struct Opts {
 
 fn parse() -> Result<Opts> {
     let mut o = Opts {
+        llama_bench: None,
         quick: false,
         skip_bare: false,
         model: "smollm2-135m-instruct".into(),
@@ -54,6 +98,11 @@ fn parse() -> Result<Opts> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--llama-bench" => {
+                o.llama_bench = Some(PathBuf::from(
+                    args.next().context("--llama-bench needs a path")?,
+                ))
+            }
             "--skip-bare" => o.skip_bare = true,
             "--model" => o.model = args.next().context("--model needs a value")?,
             "--second-model" => {
@@ -314,10 +363,23 @@ fn main() -> Result<()> {
     let tg_ratio = median(&tg_o) / median(&tg_b);
     println!("prefill pp{warm_tokens}: runtime {:.1} t/s, bare llama-cpp-2 {:.1} t/s, ratio {:.3} (target >= 0.98)", median(&pp_o), median(&pp_b), pp_ratio);
     println!("decode tg{tg_len}: runtime {:.1} t/s, bare llama-cpp-2 {:.1} t/s, ratio {:.3} (target >= 0.98)", median(&tg_o), median(&tg_b), tg_ratio);
+    let mut lb = serde_json::Value::Null;
+    if let Some(exe) = &o.llama_bench {
+        let (pp_lb, tg_lb) = llama_bench(exe, &path, o.threads, pp_len, tg_len, o.reps)?;
+        println!(
+            "vs llama-bench measured now (same model, {} threads): pp{pp_len} {:.1}/{pp_lb:.1} = {:.3}, tg{tg_len} {:.1}/{tg_lb:.1} = {:.3}",
+            o.threads,
+            median(&pp_o),
+            median(&pp_o) / pp_lb,
+            median(&tg_o),
+            median(&tg_o) / tg_lb
+        );
+        lb = json!({"pp_tps": pp_lb, "tg_tps": tg_lb, "pp_ratio": median(&pp_o) / pp_lb, "tg_ratio": median(&tg_o) / tg_lb});
+    }
     let reference = LLAMA_BENCH_REF.iter().find(|(n, _, _)| *n == name);
     if let (Some((_, pp_ref, tg_ref)), false) = (reference, o.quick) {
         println!(
-            "vs llama-bench on this machine class (2 threads): pp512 {:.1}/{pp_ref} = {:.3}, tg128 {:.1}/{tg_ref} = {:.3}",
+            "vs llama-bench figures quoted in the issue tracker (another day/host): pp512 {:.1}/{pp_ref} = {:.3}, tg128 {:.1}/{tg_ref} = {:.3}",
             median(&pp_o),
             median(&pp_o) / pp_ref,
             median(&tg_o),
@@ -454,6 +516,7 @@ fn main() -> Result<()> {
         "threads": o.threads,
         "reps": o.reps,
         "prefill_tps": {"runtime": figure(&pp_o), "bare": figure(&pp_b), "ratio": pp_ratio, "prompt_tokens": warm_tokens},
+        "llama_bench": lb,
         "decode_tps": {"runtime": figure(&tg_o), "bare": figure(&tg_b), "ratio": tg_ratio, "tokens": tg_len},
         "kv_append": {"incremental_ms": figure(&inc), "full_ms": figure(&full), "ratio": kv_ratio, "evaluated_incremental": inc_eval, "evaluated_full": full_eval},
         "sessions_taking_turns": {"turns_tps": figure(&turns), "alone_tps": figure(&alone), "ratio": turns_ratio},
