@@ -20,6 +20,8 @@ pub mod trajectory;
 pub mod wire;
 
 #[cfg(feature = "std")]
+pub mod agent;
+#[cfg(feature = "std")]
 pub mod env;
 #[cfg(feature = "std")]
 pub mod fetch;

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "llama")]
 pub mod llama;
+pub mod scripted;
 mod stream;
 
 pub use stream::StopStream;

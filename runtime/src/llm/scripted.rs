@@ -1,0 +1,165 @@
+//! A scripted language model for tests: it answers with prepared texts, in order, and records
+//! every request, so that tests can assert the exact prompts an agent builds. Tokens are
+//! whitespace-separated words; a request's stop strings cut the scripted text as a real model's
+//! output would be cut. It implements the same traits as the llama.cpp model.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{
+    AdapterHandle, ChatMessage, FinishReason, GenerateRequest, Generation, GenerationStats,
+    LanguageModel, LlmError, Session, SessionInfo, SessionOptions, Token,
+};
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<String>,
+    requests: Vec<GenerateRequest>,
+}
+
+/// A model that replies from a script. Clones share the script.
+#[derive(Clone, Default)]
+pub struct ScriptedModel {
+    script: Arc<Mutex<Script>>,
+}
+
+impl ScriptedModel {
+    /// A model that will answer `replies`, in order.
+    pub fn new<S: Into<String>>(replies: impl IntoIterator<Item = S>) -> Self {
+        let m = Self::default();
+        m.script.lock().unwrap().replies = replies.into_iter().map(Into::into).collect();
+        m
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<GenerateRequest> {
+        self.script.lock().unwrap().requests.clone()
+    }
+
+    /// Replies not yet used.
+    pub fn remaining(&self) -> usize {
+        self.script.lock().unwrap().replies.len()
+    }
+}
+
+fn count_tokens(text: &str) -> usize {
+    text.split_whitespace().count()
+}
+
+impl LanguageModel for ScriptedModel {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    fn tokenize(
+        &self,
+        text: &str,
+        _add_bos: bool,
+        _parse_special: bool,
+    ) -> Result<Vec<Token>, LlmError> {
+        Ok((0..count_tokens(text) as Token).collect())
+    }
+
+    fn detokenize(&self, tokens: &[Token]) -> Result<String, LlmError> {
+        Ok(vec!["w"; tokens.len()].join(" "))
+    }
+
+    fn chat_prompt(
+        &self,
+        messages: &[ChatMessage],
+        add_assistant: bool,
+    ) -> Result<String, LlmError> {
+        let mut s: String = messages
+            .iter()
+            .map(|m| format!("<{}>{}</{}>\n", m.role, m.content, m.role))
+            .collect();
+        if add_assistant {
+            s.push_str("<assistant>");
+        }
+        Ok(s)
+    }
+
+    fn session(&self, _opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError> {
+        Ok(Box::new(ScriptedSession {
+            model: self.clone(),
+            cached: String::new(),
+        }))
+    }
+
+    fn load_adapter(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
+        Err(LlmError::AdapterLoad {
+            path: path.display().to_string(),
+        })
+    }
+}
+
+struct ScriptedSession {
+    model: ScriptedModel,
+    /// The last prompt, to report prefix reuse in words as a real session reports tokens.
+    cached: String,
+}
+
+impl Session for ScriptedSession {
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        on_token: &mut (dyn FnMut(&str) -> bool + Send),
+    ) -> Result<Generation, LlmError> {
+        let reply = {
+            let mut s = self.model.script.lock().unwrap();
+            s.requests.push(req.clone());
+            s.replies.pop_front()
+        };
+        let Some(reply) = reply else {
+            return Err(LlmError::Context("the script has no reply left".into()));
+        };
+        let (text, finish) = match req
+            .stop
+            .iter()
+            .filter_map(|s| reply.find(s.as_str()).map(|i| (i, s)))
+            .min_by_key(|(i, _)| *i)
+        {
+            Some((i, s)) => (reply[..i].to_string(), FinishReason::Stop(s.clone())),
+            None => (reply.clone(), FinishReason::EndOfGeneration),
+        };
+        on_token(&text);
+        let prompt_words: Vec<&str> = req.prompt.split_whitespace().collect();
+        let reused = self
+            .cached
+            .split_whitespace()
+            .zip(&prompt_words)
+            .take_while(|(a, b)| a == *b)
+            .count()
+            .min(prompt_words.len().saturating_sub(1));
+        self.cached = req.prompt.clone();
+        Ok(Generation {
+            stats: GenerationStats {
+                prompt_tokens: prompt_words.len() as u32,
+                reused_tokens: reused as u32,
+                evaluated_tokens: (prompt_words.len() - reused) as u32,
+                generated_tokens: count_tokens(&text) as u32,
+                ..GenerationStats::default()
+            },
+            text,
+            finish,
+        })
+    }
+
+    fn set_adapter(&mut self, _adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
+        Ok(())
+    }
+
+    fn clear(&mut self) -> Result<(), LlmError> {
+        self.cached.clear();
+        Ok(())
+    }
+
+    fn info(&self) -> Result<SessionInfo, LlmError> {
+        Ok(SessionInfo {
+            context_size: u32::MAX,
+            cached_tokens: count_tokens(&self.cached) as u32,
+            threads: 1,
+        })
+    }
+}
