@@ -4,6 +4,8 @@
 //! [`react`] runs one ReAct episode on HotPotQA.
 
 pub mod react;
+pub mod reflect;
+pub mod runner;
 
 use crate::llm::LlmError;
 use crate::memory::ReflectionMemory;

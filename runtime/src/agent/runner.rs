@@ -1,0 +1,417 @@
+//! The trial runner: N trials over a task set, Reflexion style, crash-safe.
+//!
+//! Layout of the output folder:
+//! * `run.json`: the settings; a resumed run must use the same ones.
+//! * `trial-NN/TASK.json`: one result per attempted task, written atomically when the task
+//!   (episode and reflection) is complete. These files are the single source of truth.
+//! * `trial-NN.json`: the summary of trial NN, rewritten when the trial ends.
+//! * `records.jsonl`: the Retroformer rating data (task, trial i, reflection prompt x,
+//!   reflection y, G_i, G_{i+1}), regenerated from the task files after every trial.
+//!
+//! Resuming after a crash or `kill -9` skips every task whose file exists; a task solved in an
+//! earlier trial is not retried. An interrupted task is rerun from its start (greedy decoding
+//! makes it deterministic).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::react::{run_episode, ReactConfig};
+use super::reflect::{Reflection, Reflector};
+use super::{context_for, AgentError, Strategy};
+use crate::env::hotpotqa::{Docstore, Episode, Question};
+use crate::fsutil::write_atomic;
+use crate::llm::{LanguageModel, Session};
+use crate::memory::ReflectionMemory;
+use crate::trajectory::Step;
+
+/// Format version of every file the runner writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Settings of a run (saved as `run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Number of trials.
+    pub trials: u32,
+    /// What a trial is told about earlier ones.
+    pub strategy: String,
+    /// Reflection memory capacity.
+    pub memory: usize,
+    /// Search all questions' pages instead of the question's own ten.
+    pub global_docstore: bool,
+    /// ReAct step limit.
+    pub max_steps: u32,
+    /// ReAct prompt budget in tokens.
+    pub max_prompt_tokens: usize,
+    /// Token budget of a previous attempt shown to the next trial.
+    pub last_attempt_tokens: usize,
+    /// Actor model name (for the record; not checked on resume).
+    pub actor: String,
+    /// Reflector model name (for the record).
+    pub reflector: String,
+}
+
+/// One task's attempt in one trial (`trial-NN/TASK.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The task id.
+    pub task_id: String,
+    /// The trial, from 0.
+    pub trial: u32,
+    /// The question.
+    pub question: String,
+    /// The gold answer.
+    pub gold: String,
+    /// The answer given, if any.
+    pub answer: Option<String>,
+    /// Solved by exact match.
+    pub success: bool,
+    /// Ended without an answer.
+    pub halted: bool,
+    /// Episode return G_i.
+    pub episode_return: f32,
+    /// The steps with their token counts.
+    pub steps: Vec<Step>,
+    /// The Thought/Action/Observation lines.
+    pub scratchpad: String,
+    /// The reflection written after this failed trial, if the strategy reflects.
+    pub reflection: Option<Reflection>,
+    /// Wall time of the task, milliseconds.
+    pub wall_ms: f64,
+}
+
+/// One line of `records.jsonl`: a reflection and the returns around it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The task id.
+    pub task_id: String,
+    /// The trial i whose failure was reflected on.
+    pub trial: u32,
+    /// Reflection prompt x.
+    pub prompt: String,
+    /// Reflection y.
+    pub reflection: String,
+    /// G_i.
+    pub return_this_trial: f32,
+    /// G_{i+1}.
+    pub return_next_trial: f32,
+    /// The Retroformer rating G_{i+1} - G_i.
+    pub rating: f32,
+}
+
+/// The summary of one trial (`trial-NN.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialSummary {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The trial.
+    pub trial: u32,
+    /// Tasks in the set.
+    pub tasks: usize,
+    /// Tasks attempted in this trial (not solved before).
+    pub attempted: usize,
+    /// Tasks solved in this trial.
+    pub solved_now: usize,
+    /// Tasks solved in this or an earlier trial.
+    pub solved_total: usize,
+    /// `solved_total / tasks`.
+    pub success_rate: f64,
+    /// Prompt tokens evaluated in this trial.
+    pub evaluated_tokens: u64,
+    /// Prompt tokens reused from the KV cache in this trial.
+    pub reused_tokens: u64,
+    /// Tokens generated in this trial.
+    pub generated_tokens: u64,
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The agent or the LLM failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A result file could not be written or read.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> RunError {
+    RunError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| file_err(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| file_err(path, e))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RunError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| file_err(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(path, e)),
+    }
+}
+
+/// A task id as a file name: kept when plain, hex-encoded otherwise.
+fn file_stem(id: &str) -> String {
+    if !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        id.to_string()
+    } else {
+        format!("x{}", hex::encode(id.as_bytes()))
+    }
+}
+
+/// The folder of trial `i`.
+pub fn trial_dir(out: &Path, trial: u32) -> PathBuf {
+    out.join(format!("trial-{trial:02}"))
+}
+
+/// The result file of `task_id` in trial `i`.
+pub fn task_path(out: &Path, trial: u32, task_id: &str) -> PathBuf {
+    trial_dir(out, trial).join(format!("{}.json", file_stem(task_id)))
+}
+
+/// Loads a task result, checking its format version.
+pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskResult>, RunError> {
+    let path = task_path(out, trial, task_id);
+    let r: Option<TaskResult> = read_json(&path)?;
+    if let Some(r) = &r {
+        if r.format_version != FORMAT_VERSION {
+            return Err(file_err(
+                &path,
+                format!(
+                    "format version {} (this build reads {FORMAT_VERSION})",
+                    r.format_version
+                ),
+            ));
+        }
+    }
+    Ok(r)
+}
+
+/// The actor, the reflector and how to count tokens.
+pub struct Agents<'a> {
+    /// The actor model (for token counting).
+    pub actor: &'a dyn LanguageModel,
+    /// The actor's session (one for the whole run, so the shared prompt prefix stays cached).
+    pub session: &'a mut dyn Session,
+    /// The reflector.
+    pub reflector: &'a mut dyn Reflector,
+}
+
+/// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
+/// called after every task (for progress display).
+pub fn run(
+    questions: &[Question],
+    agents: Agents<'_>,
+    cfg: &RunConfig,
+    out: &Path,
+    on_task: &mut dyn FnMut(&TaskResult),
+) -> Result<Vec<TrialSummary>, RunError> {
+    let strategy = Strategy::parse(&cfg.strategy).ok_or_else(|| {
+        RunError::Config(format!(
+            "unknown strategy '{}'; known: {}",
+            cfg.strategy,
+            Strategy::NAMES.join(", ")
+        ))
+    })?;
+    let capacity_check = ReflectionMemory::new(cfg.memory)
+        .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
+    drop(capacity_check);
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let run_file = out.join("run.json");
+    match read_json::<RunConfig>(&run_file)? {
+        Some(saved) if &saved != cfg => {
+            return Err(RunError::Config(format!(
+                "{} holds a run with other settings ({}); use another --out folder",
+                out.display(),
+                run_file.display()
+            )))
+        }
+        Some(_) => tracing::info!(out = %out.display(), "resuming"),
+        None => write_json(&run_file, cfg)?,
+    }
+    let global = cfg.global_docstore.then(|| Docstore::global(questions));
+    let react = ReactConfig {
+        max_steps: cfg.max_steps,
+        max_prompt_tokens: cfg.max_prompt_tokens,
+        ..ReactConfig::default()
+    };
+    let Agents {
+        actor,
+        session,
+        reflector,
+    } = agents;
+    let count = |s: &str| {
+        actor
+            .tokenize(s, false, false)
+            .map(|t| t.len())
+            .unwrap_or(usize::MAX)
+    };
+    let mut summaries = Vec::new();
+    for trial in 0..cfg.trials {
+        let dir = trial_dir(out, trial);
+        std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+        let mut summary = TrialSummary {
+            format_version: FORMAT_VERSION,
+            trial,
+            tasks: questions.len(),
+            attempted: 0,
+            solved_now: 0,
+            solved_total: 0,
+            success_rate: 0.0,
+            evaluated_tokens: 0,
+            reused_tokens: 0,
+            generated_tokens: 0,
+        };
+        for q in questions {
+            // Earlier trials of this task: solved already? reflections and last attempt.
+            let mut memory = ReflectionMemory::new(cfg.memory).expect("checked above");
+            let mut last: Option<TaskResult> = None;
+            let mut solved_before = false;
+            for j in 0..trial {
+                if let Some(r) = load_task(out, j, &q.id)? {
+                    solved_before |= r.success;
+                    if let Some(refl) = &r.reflection {
+                        memory.push(refl.text.clone());
+                    }
+                    last = Some(r);
+                }
+            }
+            if solved_before {
+                summary.solved_total += 1;
+                continue;
+            }
+            summary.attempted += 1;
+            let result = match load_task(out, trial, &q.id)? {
+                Some(done) => done,
+                None => {
+                    let t0 = Instant::now();
+                    let own;
+                    let store = match &global {
+                        Some(g) => g,
+                        None => {
+                            own = Docstore::for_question(q);
+                            &own
+                        }
+                    };
+                    let mut episode = Episode::new(q, store);
+                    let context = context_for(
+                        strategy,
+                        &q.question,
+                        &memory,
+                        last.as_ref().map(|r| r.scratchpad.as_str()),
+                        &count,
+                        cfg.last_attempt_tokens,
+                    );
+                    let outcome =
+                        run_episode(actor, session, &mut episode, &context, trial, &react)?;
+                    let success = outcome.trajectory.success;
+                    let reflection = if !success && strategy.reflects() && trial + 1 < cfg.trials {
+                        Some(reflector.reflect(
+                            &q.question,
+                            &outcome.scratchpad,
+                            outcome.trajectory.episode_return,
+                        )?)
+                    } else {
+                        None
+                    };
+                    let r = TaskResult {
+                        format_version: FORMAT_VERSION,
+                        task_id: q.id.clone(),
+                        trial,
+                        question: q.question.clone(),
+                        gold: q.answer.clone(),
+                        answer: episode.answer().map(str::to_string),
+                        success,
+                        halted: outcome.halted,
+                        episode_return: outcome.trajectory.episode_return,
+                        steps: outcome.trajectory.steps,
+                        scratchpad: outcome.scratchpad,
+                        reflection,
+                        wall_ms: t0.elapsed().as_secs_f64() * 1e3,
+                    };
+                    write_json(&task_path(out, trial, &q.id), &r)?;
+                    r
+                }
+            };
+            for s in &result.steps {
+                summary.evaluated_tokens += u64::from(s.evaluated_tokens);
+                summary.reused_tokens += u64::from(s.reused_tokens);
+                summary.generated_tokens += u64::from(s.generated_tokens);
+            }
+            if result.success {
+                summary.solved_now += 1;
+                summary.solved_total += 1;
+            }
+            on_task(&result);
+        }
+        summary.success_rate = if questions.is_empty() {
+            0.0
+        } else {
+            summary.solved_total as f64 / questions.len() as f64
+        };
+        write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
+        write_records(questions, out, trial)?;
+        summaries.push(summary);
+    }
+    Ok(summaries)
+}
+
+/// Regenerates `records.jsonl` from the task files of trials 0..=last.
+fn write_records(questions: &[Question], out: &Path, last: u32) -> Result<(), RunError> {
+    let mut lines = String::new();
+    for trial in 0..last {
+        for q in questions {
+            let (Some(this), Some(next)) = (
+                load_task(out, trial, &q.id)?,
+                load_task(out, trial + 1, &q.id)?,
+            ) else {
+                continue;
+            };
+            let Some(refl) = this.reflection else {
+                continue;
+            };
+            let rec = TrainingRecord {
+                format_version: FORMAT_VERSION,
+                task_id: q.id.clone(),
+                trial,
+                prompt: refl.prompt,
+                reflection: refl.text,
+                return_this_trial: this.episode_return,
+                return_next_trial: next.episode_return,
+                rating: crate::trajectory::rating(this.episode_return, next.episode_return),
+            };
+            lines.push_str(&serde_json::to_string(&rec).map_err(|e| file_err(out, e))?);
+            lines.push('\n');
+        }
+    }
+    let path = out.join("records.jsonl");
+    write_atomic(&path, lines.as_bytes()).map_err(|e| file_err(&path, e))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+use super::*;
+use crate::agent::reflect::LlmReflector;
+use crate::env::hotpotqa::Page;
+use crate::llm::scripted::ScriptedModel;
+use crate::llm::SessionOptions;
+
+fn q(id: &str, answer: &str) -> Question {
+    Question {
+        id: id.into(),
+        question: format!("Question {id}?"),
+        answer: answer.into(),
+        kind: "bridge".into(),
+        level: "easy".into(),
+        supporting_facts: vec![],
+        pages: vec![Page {
+            title: format!("Page {id}"),
+            sentences: vec![format!("The answer is {answer}.")],
+        }],
+    }
+}
+
+fn cfg(trials: u32) -> RunConfig {
+    RunConfig {
+        trials,
+        strategy: "reflexion".into(),
+        memory: 3,
+        global_docstore: false,
+        max_steps: 6,
+        max_prompt_tokens: 3896,
+        last_attempt_tokens: 1600,
+        actor: "scripted".into(),
+        reflector: "scripted".into(),
+    }
+}
+
+const ACTOR: [&str; 6] = [
+    "t",
+    "Finish[Pamela Hayden]",
+    "t",
+    "Finish[nope]",
+    "t",
+    "Finish[Springfield]",
+];
+
+fn run_with(
+    out: &Path,
+    actor_replies: &[&str],
+    reflector_replies: &[&str],
+) -> (Result<Vec<TrialSummary>, RunError>, ScriptedModel) {
+    let actor = ScriptedModel::new(actor_replies.iter().copied());
+    let reflector_model = ScriptedModel::new(reflector_replies.iter().copied());
+    let mut session = actor.session(&SessionOptions::default()).unwrap();
+    let mut reflector = LlmReflector::new(
+        reflector_model.session(&SessionOptions::default()).unwrap(),
+        64,
+    );
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let r = run(
+        &questions,
+        Agents {
+            actor: &actor,
+            session: session.as_mut(),
+            reflector: &mut reflector,
+        },
+        &cfg(2),
+        out,
+        &mut |_| {},
+    );
+    (r, actor)
+}
+
+#[test]
+fn a_two_trial_reflexion_run_writes_results_summaries_and_rating_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, actor) = run_with(dir.path(), &ACTOR, &["Search the page before answering."]);
+    let sums = r.unwrap();
+    assert_eq!(sums.len(), 2);
+    assert_eq!(
+        (sums[0].attempted, sums[0].solved_now, sums[0].solved_total),
+        (2, 1, 1)
+    );
+    assert!((sums[0].success_rate - 0.5).abs() < 1e-9);
+    assert_eq!(
+        (sums[1].attempted, sums[1].solved_now, sums[1].solved_total),
+        (1, 1, 2)
+    );
+    assert!((sums[1].success_rate - 1.0).abs() < 1e-9);
+
+    // A solved task is not retried; the failed one carries its reflection.
+    assert!(task_path(dir.path(), 0, "q1").exists());
+    assert!(!task_path(dir.path(), 1, "q1").exists());
+    let failed = load_task(dir.path(), 0, "q2").unwrap().unwrap();
+    assert_eq!(failed.answer.as_deref(), Some("nope"));
+    assert_eq!(
+        failed.reflection.as_ref().unwrap().text,
+        "Search the page before answering."
+    );
+    assert!(
+        load_task(dir.path(), 1, "q2")
+            .unwrap()
+            .unwrap()
+            .reflection
+            .is_none(),
+        "no reflection after the last trial"
+    );
+
+    // The retried task's prompt carries the reflection.
+    let prompts: Vec<String> = actor.requests().into_iter().map(|r| r.prompt).collect();
+    assert_eq!(prompts.len(), 6);
+    assert!(prompts[4].contains("Reflections:\n- Search the page before answering.\n\nQuestion: Question q2?\nThought 1:"), "{}", prompts[4]);
+    assert!(!prompts[2].contains("Reflections:"));
+
+    // One rating record: trial 0 of q2, return 0 -> 1.
+    let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+    let lines: Vec<TrainingRecord> = records
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0].task_id, "q2");
+    assert_eq!(lines[0].trial, 0);
+    assert_eq!(lines[0].reflection, "Search the page before answering.");
+    assert!(lines[0].prompt.ends_with("Reflection:"));
+    assert!((lines[0].rating - 1.0).abs() < 1e-6);
+    let summary: TrialSummary =
+        serde_json::from_slice(&std::fs::read(dir.path().join("trial-01.json")).unwrap()).unwrap();
+    assert_eq!(summary, sums[1]);
+}
+
+fn normalized(out: &Path) -> Vec<TaskResult> {
+    let mut all = Vec::new();
+    for trial in 0..2 {
+        for id in ["q1", "q2"] {
+            if let Some(mut r) = load_task(out, trial, id).unwrap() {
+                // Timing and KV-reuse counts depend on the process (a resumed session starts
+                // with a cold cache); everything else must be identical.
+                r.wall_ms = 0.0;
+                for s in &mut r.steps {
+                    s.reused_tokens = 0;
+                    s.evaluated_tokens = 0;
+                }
+                all.push(r);
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn resuming_an_interrupted_run_gives_the_same_results_as_an_uninterrupted_one() {
+    let whole = tempfile::tempdir().unwrap();
+    run_with(whole.path(), &ACTOR, &["Search the page before answering."])
+        .0
+        .unwrap();
+
+    let broken = tempfile::tempdir().unwrap();
+    // The actor's script runs out during trial 1: the run stops with an error.
+    let (r, _) = run_with(
+        broken.path(),
+        &ACTOR[..4],
+        &["Search the page before answering."],
+    );
+    assert!(r.is_err());
+    assert!(load_task(broken.path(), 0, "q2").unwrap().is_some());
+    assert!(load_task(broken.path(), 1, "q2").unwrap().is_none());
+    // Resume with only what remains: finished tasks are neither redone nor lost.
+    let (r, actor) = run_with(broken.path(), &ACTOR[4..], &[]);
+    r.unwrap();
+    assert_eq!(actor.remaining(), 0);
+    assert_eq!(normalized(whole.path()), normalized(broken.path()));
+    assert_eq!(
+        std::fs::read_to_string(whole.path().join("records.jsonl")).unwrap(),
+        std::fs::read_to_string(broken.path().join("records.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn a_folder_holding_a_run_with_other_settings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    run_with(dir.path(), &ACTOR, &["Search the page before answering."])
+        .0
+        .unwrap();
+    let actor = ScriptedModel::new(["t"]);
+    let mut session = actor.session(&SessionOptions::default()).unwrap();
+    let mut reflector = LlmReflector::new(actor.session(&SessionOptions::default()).unwrap(), 8);
+    let mut other = cfg(2);
+    other.strategy = "none".into();
+    let e = run(
+        &[q("q1", "x")],
+        Agents {
+            actor: &actor,
+            session: session.as_mut(),
+            reflector: &mut reflector,
+        },
+        &other,
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("other settings"), "{e}");
+    other.strategy = "bogus".into();
+    let e = run(
+        &[q("q1", "x")],
+        Agents {
+            actor: &actor,
+            session: session.as_mut(),
+            reflector: &mut reflector,
+        },
+        &other,
+        tempfile::tempdir().unwrap().path(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown strategy 'bogus'"), "{e}");
+    assert_eq!(file_stem("a/b"), "x612f62");
+    assert_eq!(
+        file_stem("5a8b57f25542995d1e6f1371"),
+        "5a8b57f25542995d1e6f1371"
+    );
+}
