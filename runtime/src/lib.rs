@@ -32,6 +32,8 @@ pub mod gguf;
 #[cfg(feature = "std")]
 pub mod manifest;
 #[cfg(feature = "std")]
+pub mod report;
+#[cfg(feature = "std")]
 pub mod target;
 
 #[cfg(feature = "std")]

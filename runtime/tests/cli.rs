@@ -150,3 +150,98 @@ fn a_wrong_checksum_in_the_cache_is_reported_by_verify() {
         .unwrap();
     assert_clean_failure(&out, &["sha256 mismatch"]);
 }
+
+#[test]
+fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl");
+    let o = cli(&[
+        "eval",
+        "hotpotqa",
+        "--limit",
+        "2",
+        "--trials",
+        "2",
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "run.json",
+        "trial-00.json",
+        "trial-01.json",
+        "records.jsonl",
+        "success.svg",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let tasks: Vec<_> = std::fs::read_dir(out.join("trial-00")).unwrap().collect();
+    assert_eq!(tasks.len(), 2);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("trial-00.json")).unwrap()).unwrap();
+    assert_eq!(summary["tasks"], 2);
+    assert_eq!(summary["format_version"], 1);
+    // The instruction and examples are evaluated once and reused for every later call.
+    let reused = summary["reused_tokens"].as_u64().unwrap();
+    let evaluated = summary["evaluated_tokens"].as_u64().unwrap();
+    assert!(reused > evaluated, "reused {reused}, evaluated {evaluated}");
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("success") && table.contains("records.jsonl"),
+        "{table}"
+    );
+    // Running again with the same folder resumes: nothing is redone.
+    let again = cli(&[
+        "eval",
+        "hotpotqa",
+        "--resume",
+        out.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "2",
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+}
+
+#[test]
+fn eval_flags_are_checked_with_clear_errors() {
+    let o = cli(&[
+        "eval",
+        "hotpotqa",
+        "--out",
+        "/tmp/x",
+        "--strategy",
+        "magic",
+        "--limit",
+        "1",
+    ]);
+    assert_clean_failure(&o, &["--strategy magic", "reflexion"]);
+    let o = cli(&["eval", "hotpotqa", "--limit", "1"]);
+    assert_clean_failure(&o, &["--out DIR is required"]);
+    let o = cli(&["eval", "hotpotqa", "--out", "/tmp/x", "--agent", "cot"]);
+    assert_clean_failure(&o, &["--agent cot"]);
+    let o = cli(&[
+        "eval",
+        "hotpotqa",
+        "--out",
+        "/tmp/x",
+        "--data",
+        "/no/such.jsonl",
+    ]);
+    assert_clean_failure(&o, &["/no/such.jsonl"]);
+}

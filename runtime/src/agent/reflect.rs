@@ -83,7 +83,11 @@ impl Reflector for LlmReflector {
         _episode_return: f32,
     ) -> Result<Reflection, AgentError> {
         let prompt = reflection_prompt(question, scratchpad);
-        let mut req = GenerateRequest::new(prompt.clone(), self.max_tokens).stop("\n\n");
+        // Small models run on into the example's markers: stop there too.
+        let mut req = GenerateRequest::new(prompt.clone(), self.max_tokens)
+            .stop("\n\n")
+            .stop("(END OF EXAMPLE)")
+            .stop("Previous trial:");
         req.parse_special = false;
         let g = self.session.generate(&req, &mut |_| true)?;
         Ok(Reflection {
@@ -110,6 +114,9 @@ mod tests {
         let req = &model.requests()[0];
         assert_eq!(req.prompt, out.prompt);
         assert!(req.prompt.ends_with("Previous trial:\nQuestion: Who?\nThought 1: guess\nAction 1: Finish[x]\nObservation 1: Answer is INCORRECT\n\nReflection:"), "{}", req.prompt);
-        assert_eq!(req.stop, vec!["\n\n".to_string()]);
+        assert_eq!(
+            req.stop,
+            vec!["\n\n", "(END OF EXAMPLE)", "Previous trial:"]
+        );
     }
 }

@@ -49,6 +49,9 @@ enum Command {
     /// List, fetch, verify and inspect models.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Evaluate agents over trials on an environment (results, rating records and a plot).
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// List the hardware profiles and the devices this build can use.
     Targets {
         /// Print JSON.
@@ -86,6 +89,61 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// HotPotQA, offline: ReAct with Reflexion strategies over the distractor paragraphs.
+    Hotpotqa(HotpotArgs),
+}
+
+#[derive(Args)]
+struct HotpotArgs {
+    /// Agent: react (cot and cot-context are not built yet).
+    #[arg(long, default_value = "react")]
+    agent: String,
+    /// What a trial is told about earlier ones: none, last-attempt, reflexion, last-attempt-and-reflexion.
+    #[arg(long, default_value = "reflexion")]
+    strategy: String,
+    /// Number of trials.
+    #[arg(long, default_value_t = 5)]
+    trials: u32,
+    /// Actor model (manifest name or GGUF path).
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    actor: String,
+    /// Reflector model, or `actor` to reflect with the actor itself.
+    #[arg(long, default_value = "actor")]
+    reflector: String,
+    /// Reflections kept per task.
+    #[arg(long, default_value_t = 3)]
+    memory: usize,
+    /// Output folder (re-running with the same folder resumes).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Resume the run in this folder with its saved settings.
+    #[arg(long, conflicts_with = "out")]
+    resume: Option<PathBuf>,
+    /// HotPotQA distractor JSONL (default: ../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only the first N questions.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only these question ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Search all questions' pages (about 1000) instead of each question's ten.
+    #[arg(long)]
+    global_docstore: bool,
+    /// Most ReAct steps per episode.
+    #[arg(long, default_value_t = 6)]
+    max_steps: u32,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
 }
 
 #[derive(Args, Clone)]
@@ -213,6 +271,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(a) => generate(&profile, &a),
         Command::Chat(a) => chat(&profile, &a),
         Command::Models(m) => models(m),
+        Command::Eval(EvalCommand::Hotpotqa(a)) => eval_hotpotqa(&profile, &a),
         Command::Targets { json } => targets(json),
     }
 }
@@ -662,5 +721,163 @@ fn targets(json: bool) -> Result<()> {
         );
     }
     println!("llama.cpp: {sys_info}");
+    Ok(())
+}
+
+fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
+    use retroformer::agent::reflect::LlmReflector;
+    use retroformer::agent::runner::{self, Agents, RunConfig};
+    use retroformer::agent::Strategy;
+    use retroformer::env::hotpotqa;
+
+    if a.agent != "react" {
+        anyhow::bail!(
+            "--agent {}: only `react` is built so far (cot and cot-context are not)",
+            a.agent
+        );
+    }
+    let (out, cfg) = match (&a.resume, &a.out) {
+        (Some(dir), _) => {
+            let text = std::fs::read(dir.join("run.json"))
+                .with_context(|| format!("--resume {}: no run.json there", dir.display()))?;
+            let cfg: RunConfig = serde_json::from_slice(&text)
+                .with_context(|| format!("{}", dir.join("run.json").display()))?;
+            (dir.clone(), cfg)
+        }
+        (None, Some(dir)) => {
+            if Strategy::parse(&a.strategy).is_none() {
+                anyhow::bail!(
+                    "--strategy {}: known strategies are {}",
+                    a.strategy,
+                    Strategy::NAMES.join(", ")
+                );
+            }
+            let cfg = RunConfig {
+                trials: a.trials,
+                strategy: a.strategy.clone(),
+                memory: a.memory,
+                global_docstore: a.global_docstore,
+                max_steps: a.max_steps,
+                max_prompt_tokens: 3896,
+                last_attempt_tokens: 1600,
+                actor: a.actor.clone(),
+                reflector: a.reflector.clone(),
+            };
+            (dir.clone(), cfg)
+        }
+        (None, None) => anyhow::bail!("--out DIR is required (or --resume DIR)"),
+    };
+    let data = match &a.data {
+        Some(p) => p.clone(),
+        None => hotpotqa::default_path()?,
+    };
+    let mut questions = hotpotqa::load(&data)?;
+    if !a.tasks.is_empty() {
+        for id in &a.tasks {
+            if !questions.iter().any(|q| &q.id == id) {
+                anyhow::bail!("--tasks: no question with id {id} in {}", data.display());
+            }
+        }
+        questions.retain(|q| a.tasks.contains(&q.id));
+    }
+    if let Some(n) = a.limit {
+        questions.truncate(n);
+    }
+    let model_args = |name: &str| ModelArgs {
+        model: name.to_string(),
+        ctx_size: Some(profile.context_size.max(4096)),
+        threads: a.threads,
+        no_fetch: a.no_fetch,
+        adapter: None,
+        adapter_scale: 1.0,
+    };
+    let actor_args = model_args(&cfg.actor);
+    let actor = load(profile, &actor_args)?;
+    let mut session = open_session(&actor, &actor_args)?;
+    let reflector_model;
+    let reflector_session = if cfg.reflector == "actor" {
+        open_session(&actor, &actor_args)?
+    } else {
+        let r_args = model_args(&cfg.reflector);
+        reflector_model = load(profile, &r_args)?;
+        open_session(&reflector_model, &r_args)?
+    };
+    let mut reflector = LlmReflector::new(reflector_session, 160);
+    eprintln!(
+        "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
+        questions.len(),
+        cfg.trials,
+        cfg.strategy,
+        out.display()
+    );
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let summaries = runner::run(
+        &questions,
+        Agents {
+            actor: &actor,
+            session: session.as_mut(),
+            reflector: &mut reflector,
+        },
+        &cfg,
+        &out,
+        &mut |r| {
+            bar.set_message(format!(
+                "trial {} {}: {} ({} steps)",
+                r.trial + 1,
+                r.task_id,
+                if r.success {
+                    "solved"
+                } else if r.halted {
+                    "halted"
+                } else {
+                    "wrong"
+                },
+                r.steps.len()
+            ));
+            tracing::info!(trial = r.trial, task = %r.task_id, success = r.success, "task done");
+        },
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "{:>5} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10}",
+        "trial", "attempted", "solved", "total", "success", "evaluated", "reused"
+    );
+    for t in &summaries {
+        println!(
+            "{:>5} {:>9} {:>7} {:>7} {:>8.3} {:>10} {:>10}",
+            t.trial + 1,
+            t.attempted,
+            t.solved_now,
+            t.solved_total,
+            t.success_rate,
+            t.evaluated_tokens,
+            t.reused_tokens
+        );
+    }
+    let svg = retroformer::report::line_chart_svg(
+        &format!("HotPotQA, {} ({} questions)", cfg.strategy, questions.len()),
+        "trial",
+        "success rate",
+        (0.0, 1.0),
+        &[retroformer::report::Series {
+            label: format!("react + {}", cfg.strategy),
+            points: summaries
+                .iter()
+                .map(|t| (f64::from(t.trial + 1), t.success_rate))
+                .collect(),
+        }],
+    );
+    let plot = out.join("success.svg");
+    retroformer::fsutil::write_atomic(&plot, svg.as_bytes())?;
+    println!(
+        "results: {} (trial-NN/*.json, records.jsonl, plot {})",
+        out.display(),
+        plot.display()
+    );
     Ok(())
 }
