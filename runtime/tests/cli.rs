@@ -233,8 +233,8 @@ fn eval_flags_are_checked_with_clear_errors() {
     assert_clean_failure(&o, &["--strategy magic", "reflexion"]);
     let o = cli(&["eval", "hotpotqa", "--limit", "1"]);
     assert_clean_failure(&o, &["--out DIR is required"]);
-    let o = cli(&["eval", "hotpotqa", "--out", "/tmp/x", "--agent", "cot"]);
-    assert_clean_failure(&o, &["--agent cot"]);
+    let o = cli(&["eval", "hotpotqa", "--out", "/tmp/x", "--agent", "tot"]);
+    assert_clean_failure(&o, &["--agent tot", "cot-context"]);
     let o = cli(&[
         "eval",
         "hotpotqa",

@@ -3,6 +3,7 @@
 //! [`Strategy`] says what a new trial is told about earlier ones (Reflexion's four options);
 //! [`react`] runs one ReAct episode on HotPotQA.
 
+pub mod cot;
 pub mod react;
 pub mod reflect;
 pub mod runner;

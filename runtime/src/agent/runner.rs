@@ -32,6 +32,9 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Settings of a run (saved as `run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
+    /// The agent: `react`, `cot` (no context) or `cot-context` (gold paragraphs as context).
+    #[serde(default = "default_agent")]
+    pub agent: String,
     /// Number of trials.
     pub trials: u32,
     /// What a trial is told about earlier ones.
@@ -50,6 +53,10 @@ pub struct RunConfig {
     pub actor: String,
     /// Reflector model name (for the record).
     pub reflector: String,
+}
+
+fn default_agent() -> String {
+    "react".into()
 }
 
 /// One task's attempt in one trial (`trial-NN/TASK.json`).
@@ -238,6 +245,12 @@ pub fn run(
             Strategy::NAMES.join(", ")
         ))
     })?;
+    if !["react", "cot", "cot-context"].contains(&cfg.agent.as_str()) {
+        return Err(RunError::Config(format!(
+            "unknown agent '{}'; known: react, cot, cot-context",
+            cfg.agent
+        )));
+    }
     let capacity_check = ReflectionMemory::new(cfg.memory)
         .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
     drop(capacity_check);

@@ -99,7 +99,7 @@ enum EvalCommand {
 
 #[derive(Args)]
 struct HotpotArgs {
-    /// Agent: react (cot and cot-context are not built yet).
+    /// Agent: react, cot (no context) or cot-context (gold paragraphs as context).
     #[arg(long, default_value = "react")]
     agent: String,
     /// What a trial is told about earlier ones: none, last-attempt, reflexion, last-attempt-and-reflexion.
@@ -730,9 +730,9 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     use retroformer::agent::Strategy;
     use retroformer::env::hotpotqa;
 
-    if a.agent != "react" {
+    if !["react", "cot", "cot-context"].contains(&a.agent.as_str()) {
         anyhow::bail!(
-            "--agent {}: only `react` is built so far (cot and cot-context are not)",
+            "--agent {}: known agents are react, cot, cot-context",
             a.agent
         );
     }
@@ -753,6 +753,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
                 );
             }
             let cfg = RunConfig {
+                agent: a.agent.clone(),
                 trials: a.trials,
                 strategy: a.strategy.clone(),
                 memory: a.memory,
@@ -860,12 +861,17 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         );
     }
     let svg = retroformer::report::line_chart_svg(
-        &format!("HotPotQA, {} ({} questions)", cfg.strategy, questions.len()),
+        &format!(
+            "HotPotQA, {} + {} ({} questions)",
+            cfg.agent,
+            cfg.strategy,
+            questions.len()
+        ),
         "trial",
         "success rate",
         (0.0, 1.0),
         &[retroformer::report::Series {
-            label: format!("react + {}", cfg.strategy),
+            label: format!("{} + {}", cfg.agent, cfg.strategy),
             points: summaries
                 .iter()
                 .map(|t| (f64::from(t.trial + 1), t.success_rate))

@@ -21,6 +21,7 @@ fn q(id: &str, answer: &str) -> Question {
 
 fn cfg(trials: u32) -> RunConfig {
     RunConfig {
+        agent: "react".into(),
         trials,
         strategy: "reflexion".into(),
         memory: 3,
