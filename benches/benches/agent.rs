@@ -11,13 +11,11 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use retroformer::agent::react::{run_episode, ReactConfig};
 use retroformer::env::hotpotqa::{self, Docstore, Episode};
-use retroformer::fetch::{self, FetchOptions};
 use retroformer::llm::llama::{LlamaModel, LoadOptions};
 use retroformer::llm::{
     AdapterHandle, GenerateRequest, Generation, LanguageModel, LlmError, Session, SessionInfo,
     SessionOptions,
 };
-use retroformer::manifest::{home_dir, ModelRef};
 use retroformer::target::TargetProfile;
 use serde_json::json;
 
@@ -66,17 +64,7 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    let path = match ModelRef::parse(&model_name)? {
-        ModelRef::File(p) => p,
-        ModelRef::Manifest(m) => fetch::fetch(
-            &m,
-            &home_dir(),
-            FetchOptions {
-                force: false,
-                progress: true,
-            },
-        )?,
-    };
+    let (path, _) = retroformer_benches::resolve_model(&model_name)?;
     let model = LlamaModel::load(&path, LoadOptions::new(TargetProfile::load("cpu")?))?;
     let questions = hotpotqa::load(&data)?;
     let questions = &questions[..n_questions.min(questions.len())];

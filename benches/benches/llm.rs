@@ -16,13 +16,11 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel as BareModel;
 use llama_cpp_2::sampling::LlamaSampler;
-use retroformer::fetch::{self, FetchOptions};
 use retroformer::gguf::GgufWriter;
 use retroformer::llm::llama::{self, LlamaModel, LoadOptions};
 use retroformer::llm::{GenerateRequest, LanguageModel, SessionOptions};
-use retroformer::manifest::{home_dir, ModelRef};
 use retroformer::target::{TargetProfile, Threads};
-use retroformer_benches::{load_average, median, peak_rss_bytes, spread};
+use retroformer_benches::{load_average, median, peak_rss_bytes, resolve_model, spread};
 use serde_json::json;
 
 /// llama-bench figures quoted in the issue tracker for this machine class (2 threads, quiet);
@@ -131,23 +129,6 @@ fn parse() -> Result<Opts> {
         o.reps = o.reps.min(3);
     }
     Ok(o)
-}
-
-fn resolve(name: &str) -> Result<(PathBuf, String)> {
-    Ok(match ModelRef::parse(name)? {
-        ModelRef::File(p) => (p.clone(), p.display().to_string()),
-        ModelRef::Manifest(m) => (
-            fetch::fetch(
-                &m,
-                &home_dir(),
-                FetchOptions {
-                    force: false,
-                    progress: true,
-                },
-            )?,
-            m.name,
-        ),
-    })
 }
 
 /// A prompt of about `n` tokens (plain prose, no special tokens).
@@ -293,7 +274,7 @@ fn rss_probe(a: &str, b: &str) -> Result<()> {
     let mut sizes = 0u64;
     let mut models = Vec::new();
     for name in [a, b] {
-        let (p, _) = resolve(name)?;
+        let (p, _) = resolve_model(name)?;
         sizes += std::fs::metadata(&p)?.len();
         models.push(LlamaModel::load(&p, LoadOptions::new(profile.clone()))?);
     }
@@ -321,7 +302,7 @@ fn main() -> Result<()> {
     }
     let o = parse()?;
     let load_before = load_average();
-    let (path, name) = resolve(&o.model)?;
+    let (path, name) = resolve_model(&o.model)?;
     let mut profile = TargetProfile::load("cpu")?;
     profile.threads = Threads::Fixed(o.threads);
     let model = LlamaModel::load(&path, LoadOptions::new(profile.clone()))?;

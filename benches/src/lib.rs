@@ -1,4 +1,27 @@
-//! Shared helpers for the benchmarks: medians, spreads, peak RSS.
+//! Shared helpers for the benchmarks: model resolution, medians, spreads, peak RSS.
+
+use std::path::PathBuf;
+
+use retroformer::fetch::{self, FetchOptions};
+use retroformer::manifest::{home_dir, ModelRef};
+
+/// A model name or path as a file (fetching a named model if needed) and a label.
+pub fn resolve_model(name: &str) -> anyhow::Result<(PathBuf, String)> {
+    Ok(match ModelRef::parse(name)? {
+        ModelRef::File(p) => (p.clone(), p.display().to_string()),
+        ModelRef::Manifest(m) => (
+            fetch::fetch(
+                &m,
+                &home_dir(),
+                FetchOptions {
+                    force: false,
+                    progress: true,
+                },
+            )?,
+            m.name,
+        ),
+    })
+}
 
 /// Median of `xs` (NaN when empty).
 pub fn median(xs: &[f64]) -> f64 {

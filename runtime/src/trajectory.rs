@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::wire::{Record, RecordKind};
 
 /// One step of an agent: what it thought, what it did, what it saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     /// Free-text reasoning (may be empty for act-only agents).
     pub thought: String,

@@ -2,11 +2,11 @@
 //! with the gold supporting paragraphs as context (`cot-context`) or without (`cot`).
 
 use crate::env::hotpotqa::{Episode, Question};
-use crate::llm::{GenerateRequest, LanguageModel, Session};
+use crate::llm::{LanguageModel, Session};
 use crate::trajectory::{Step, Trajectory};
 
 use super::react::EpisodeOutcome;
-use super::AgentError;
+use super::{line_call, AgentError};
 
 /// The instruction (our wording); `{context}` switches between the two variants.
 pub const INSTRUCTION: &str = "Answer the question with one Thought, then an Action. The Thought reasons step by step about the question. The Action must be Finish[answer], which gives the answer and ends the task.";
@@ -81,28 +81,12 @@ pub fn run_episode(
     let q = episode.question().clone();
     let gold = with_context.then(|| gold_context(&q));
     let mut pad = String::new();
-    let mut step = Step {
-        thought: String::new(),
-        action: String::new(),
-        observation: String::new(),
-        reused_tokens: 0,
-        evaluated_tokens: 0,
-        generated_tokens: 0,
-    };
+    let mut step = Step::default();
     let mut outputs = Vec::new();
     for label in ["\nThought:", "\nAction:"] {
         pad.push_str(label);
-        let mut req = GenerateRequest::new(
-            prompt(gold.as_deref(), earlier, &q.question, &pad),
-            max_tokens,
-        )
-        .stop("\n");
-        req.parse_special = false;
-        let g = session.generate(&req, &mut |_| true)?;
-        step.reused_tokens += g.stats.reused_tokens;
-        step.evaluated_tokens += g.stats.evaluated_tokens;
-        step.generated_tokens += g.stats.generated_tokens;
-        let out = g.text.trim().to_string();
+        let text = prompt(gold.as_deref(), earlier, &q.question, &pad);
+        let out = line_call(session, text, max_tokens, &mut step)?;
         pad.push(' ');
         pad.push_str(&out);
         outputs.push(out);
@@ -134,37 +118,13 @@ pub fn run_episode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::env::hotpotqa::{Docstore, Page, ANSWER_CORRECT};
+    use crate::env::hotpotqa::{milhouse, Docstore, ANSWER_CORRECT};
     use crate::llm::scripted::ScriptedModel;
     use crate::llm::SessionOptions;
 
-    fn question() -> Question {
-        Question {
-            id: "q1".into(),
-            question: "Who voices Milhouse?".into(),
-            answer: "Pamela Hayden".into(),
-            kind: "bridge".into(),
-            level: "easy".into(),
-            supporting_facts: vec![("Milhouse".into(), 1), ("Milhouse".into(), 0)],
-            pages: vec![
-                Page {
-                    title: "Milhouse".into(),
-                    sentences: vec![
-                        "Milhouse is a character.".into(),
-                        " He is voiced by Pamela Hayden.".into(),
-                    ],
-                },
-                Page {
-                    title: "Other".into(),
-                    sentences: vec!["Unrelated.".into()],
-                },
-            ],
-        }
-    }
-
     #[test]
     fn cot_with_context_shows_the_gold_paragraphs_and_finishes_in_one_step() {
-        let q = question();
+        let q = milhouse();
         assert_eq!(
             gold_context(&q),
             "Milhouse is a character. He is voiced by Pamela Hayden."
@@ -186,7 +146,7 @@ mod tests {
 
     #[test]
     fn cot_without_context_and_a_non_finish_action_ends_unanswered() {
-        let q = question();
+        let q = milhouse();
         let store = Docstore::for_question(&q);
         let mut ep = Episode::new(&q, &store);
         let model = ScriptedModel::new(["Not sure.", "Search[Milhouse]"]);

@@ -8,8 +8,26 @@ pub mod react;
 pub mod reflect;
 pub mod runner;
 
-use crate::llm::LlmError;
+use crate::llm::{GenerateRequest, LlmError, Session};
 use crate::memory::ReflectionMemory;
+use crate::trajectory::Step;
+
+/// One greedy LLM call that stops at the end of the line (as Reflexion's agents call the model
+/// for each Thought and Action); its token counts are added to `step`. Returns the trimmed text.
+pub(crate) fn line_call(
+    session: &mut dyn Session,
+    prompt: String,
+    max_tokens: u32,
+    step: &mut Step,
+) -> Result<String, AgentError> {
+    let mut req = GenerateRequest::new(prompt, max_tokens).stop("\n");
+    req.parse_special = false;
+    let g = session.generate(&req, &mut |_| true)?;
+    step.reused_tokens += g.stats.reused_tokens;
+    step.evaluated_tokens += g.stats.evaluated_tokens;
+    step.generated_tokens += g.stats.generated_tokens;
+    Ok(g.text.trim().to_string())
+}
 
 /// What a trial is told about the previous ones (Reflexion's strategies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

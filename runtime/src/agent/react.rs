@@ -7,10 +7,10 @@
 //! each call, and the instruction and examples shared by every task stay cached across tasks.
 
 use crate::env::hotpotqa::Episode;
-use crate::llm::{GenerateRequest, LanguageModel, Session};
+use crate::llm::{LanguageModel, Session};
 use crate::trajectory::{Step, Trajectory};
 
-use super::AgentError;
+use super::{line_call, AgentError};
 
 /// What the agent is told about the task and its actions (our wording of ReAct's instruction).
 pub const INSTRUCTION: &str = "Answer the question by alternating Thought, Action and Observation steps. A Thought reasons about what you know so far and what to do next. An Action is one of:
@@ -81,27 +81,14 @@ pub fn run_episode(
     let mut pad = String::new();
     let mut halted = true;
     for n in 1..=cfg.max_steps {
-        let mut step = Step {
-            thought: String::new(),
-            action: String::new(),
-            observation: String::new(),
-            reused_tokens: 0,
-            evaluated_tokens: 0,
-            generated_tokens: 0,
-        };
+        let mut step = Step::default();
         let mut call = |pad: &mut String, label: String| -> Result<Option<String>, AgentError> {
             pad.push_str(&label);
             let text = prompt(context, &question, pad);
             if model.tokenize(&text, true, false)?.len() > cfg.max_prompt_tokens {
                 return Ok(None);
             }
-            let mut req = GenerateRequest::new(text, cfg.max_tokens_per_call).stop("\n");
-            req.parse_special = false;
-            let g = session.generate(&req, &mut |_| true)?;
-            step.reused_tokens += g.stats.reused_tokens;
-            step.evaluated_tokens += g.stats.evaluated_tokens;
-            step.generated_tokens += g.stats.generated_tokens;
-            let out = g.text.trim().to_string();
+            let out = line_call(session, text, cfg.max_tokens_per_call, &mut step)?;
             pad.push(' ');
             pad.push_str(&out);
             Ok(Some(out))

@@ -497,5 +497,32 @@ impl<'a> Episode<'a> {
     }
 }
 
+/// A small question for tests (who voices Milhouse), shared by the environment's and the
+/// agents' tests.
+#[cfg(test)]
+pub(crate) fn milhouse() -> Question {
+    Question {
+        id: "q1".into(),
+        question: "Who voices Milhouse?".into(),
+        answer: "Pamela Hayden".into(),
+        kind: "bridge".into(),
+        level: "easy".into(),
+        supporting_facts: vec![("Milhouse Van Houten".into(), 1)],
+        pages: vec![
+            Page {
+                title: "Milhouse Van Houten".into(),
+                sentences: vec![
+                    "Milhouse is a character.".into(),
+                    " He is voiced by Pamela Hayden.".into(),
+                ],
+            },
+            Page {
+                title: "Richard Nixon".into(),
+                sentences: vec!["Richard Milhous Nixon was a president.".into()],
+            },
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,31 +1,13 @@
 use super::*;
 use crate::agent::{context_for, Strategy};
-use crate::env::hotpotqa::{Docstore, Page, Question, ANSWER_CORRECT};
+use crate::env::hotpotqa::{milhouse, Docstore, ANSWER_CORRECT};
 use crate::llm::scripted::ScriptedModel;
 use crate::llm::SessionOptions;
 use crate::memory::ReflectionMemory;
 
-fn question() -> Question {
-    Question {
-        id: "q1".into(),
-        question: "Who voices Milhouse?".into(),
-        answer: "Pamela Hayden".into(),
-        kind: "bridge".into(),
-        level: "easy".into(),
-        supporting_facts: vec![("Milhouse Van Houten".into(), 1)],
-        pages: vec![Page {
-            title: "Milhouse Van Houten".into(),
-            sentences: vec![
-                "Milhouse is a character.".into(),
-                " He is voiced by Pamela Hayden.".into(),
-            ],
-        }],
-    }
-}
-
 #[test]
 fn a_scripted_episode_builds_the_exact_prompts_and_reuses_the_growing_prefix() {
-    let q = question();
+    let q = milhouse();
     let store = Docstore::for_question(&q);
     let mut ep = Episode::new(&q, &store);
     let model = ScriptedModel::new([
@@ -78,7 +60,7 @@ fn a_scripted_episode_builds_the_exact_prompts_and_reuses_the_growing_prefix() {
 
 #[test]
 fn an_episode_without_finish_halts_at_the_step_limit() {
-    let q = question();
+    let q = milhouse();
     let store = Docstore::for_question(&q);
     let mut ep = Episode::new(&q, &store);
     let model = ScriptedModel::new(["hmm", "Search[Nothing]", "hmm", "Dance[now]"]);
@@ -98,7 +80,7 @@ fn an_episode_without_finish_halts_at_the_step_limit() {
 
 #[test]
 fn an_episode_halts_before_a_call_that_would_exceed_the_prompt_budget() {
-    let q = question();
+    let q = milhouse();
     let store = Docstore::for_question(&q);
     let mut ep = Episode::new(&q, &store);
     let model = ScriptedModel::new(["never used"]);
@@ -115,7 +97,7 @@ fn an_episode_halts_before_a_call_that_would_exceed_the_prompt_budget() {
 
 #[test]
 fn reflections_go_between_the_examples_and_the_question() {
-    let q = question();
+    let q = milhouse();
     let store = Docstore::for_question(&q);
     let mut ep = Episode::new(&q, &store);
     let mut mem = ReflectionMemory::new(3).unwrap();

@@ -128,30 +128,9 @@ fn squad_normalisation_matches_the_published_function() {
     assert!(!exact_match("Beatle", "Beatles"));
 }
 
-fn question() -> Question {
-    Question {
-        id: "q1".into(),
-        question: "Who voices Milhouse?".into(),
-        answer: "Pamela Hayden".into(),
-        kind: "bridge".into(),
-        level: "easy".into(),
-        supporting_facts: vec![("Milhouse Van Houten".into(), 1)],
-        pages: vec![
-            page(
-                "Milhouse Van Houten",
-                &[
-                    "Milhouse is a character.",
-                    " He is voiced by Pamela Hayden.",
-                ],
-            ),
-            page("Richard Nixon", &["Richard Milhous Nixon was a president."]),
-        ],
-    }
-}
-
 #[test]
 fn an_episode_answers_with_reflexions_observation_strings() {
-    let q = question();
+    let q = milhouse();
     let s = Docstore::for_question(&q);
     let mut ep = Episode::new(&q, &s);
     let r = ep.step("Search[Milhouse Van Houten]");
