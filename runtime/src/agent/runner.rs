@@ -251,9 +251,8 @@ pub fn run(
             cfg.agent
         )));
     }
-    let capacity_check = ReflectionMemory::new(cfg.memory)
+    let empty_memory = ReflectionMemory::new(cfg.memory)
         .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
-    drop(capacity_check);
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let run_file = out.join("run.json");
     match read_json::<RunConfig>(&run_file)? {
@@ -284,6 +283,9 @@ pub fn run(
             .map(|t| t.len())
             .unwrap_or(usize::MAX)
     };
+    // Each task's results by trial, loaded from disk (resume) or produced now: the files are the
+    // source of truth, and this keeps them from being read again for every later trial.
+    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); questions.len()];
     let mut summaries = Vec::new();
     for trial in 0..cfg.trials {
         let dir = trial_dir(out, trial);
@@ -300,21 +302,8 @@ pub fn run(
             reused_tokens: 0,
             generated_tokens: 0,
         };
-        for q in questions {
-            // Earlier trials of this task: solved already? reflections and last attempt.
-            let mut memory = ReflectionMemory::new(cfg.memory).expect("checked above");
-            let mut last: Option<TaskResult> = None;
-            let mut solved_before = false;
-            for j in 0..trial {
-                if let Some(r) = load_task(out, j, &q.id)? {
-                    solved_before |= r.success;
-                    if let Some(refl) = &r.reflection {
-                        memory.push(refl.text.clone());
-                    }
-                    last = Some(r);
-                }
-            }
-            if solved_before {
+        for (q, earlier) in questions.iter().zip(history.iter_mut()) {
+            if earlier.iter().any(|r| r.success) {
                 summary.solved_total += 1;
                 continue;
             }
@@ -331,17 +320,33 @@ pub fn run(
                             &own
                         }
                     };
-                    let mut episode = Episode::new(q, store);
+                    let mut memory = empty_memory.clone();
+                    for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
+                        memory.push(refl.text.clone());
+                    }
                     let context = context_for(
                         strategy,
                         &q.question,
                         &memory,
-                        last.as_ref().map(|r| r.scratchpad.as_str()),
+                        earlier.last().map(|r| r.scratchpad.as_str()),
                         &count,
                         cfg.last_attempt_tokens,
                     );
-                    let outcome =
-                        run_episode(actor, session, &mut episode, &context, trial, &react)?;
+                    let mut episode = Episode::new(q, store);
+                    let outcome = match cfg.agent.as_str() {
+                        "react" => {
+                            run_episode(actor, session, &mut episode, &context, trial, &react)?
+                        }
+                        agent => super::cot::run_episode(
+                            actor,
+                            session,
+                            &mut episode,
+                            agent == "cot-context",
+                            &context,
+                            trial,
+                            react.max_tokens_per_call,
+                        )?,
+                    };
                     let success = outcome.trajectory.success;
                     let reflection = if !success && strategy.reflects() && trial + 1 < cfg.trials {
                         Some(reflector.reflect(
@@ -381,6 +386,7 @@ pub fn run(
                 summary.solved_total += 1;
             }
             on_task(&result);
+            earlier.push(result);
         }
         summary.success_rate = if questions.is_empty() {
             0.0
@@ -388,39 +394,42 @@ pub fn run(
             summary.solved_total as f64 / questions.len() as f64
         };
         write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
-        write_records(questions, out, trial)?;
+        write_records(&history, out)?;
         summaries.push(summary);
     }
     Ok(summaries)
 }
 
-/// Regenerates `records.jsonl` from the task files of trials 0..=last.
-fn write_records(questions: &[Question], out: &Path, last: u32) -> Result<(), RunError> {
-    let mut lines = String::new();
-    for trial in 0..last {
-        for q in questions {
-            let (Some(this), Some(next)) = (
-                load_task(out, trial, &q.id)?,
-                load_task(out, trial + 1, &q.id)?,
-            ) else {
-                continue;
-            };
-            let Some(refl) = this.reflection else {
+/// Regenerates `records.jsonl` from every task's results: one record per reflection whose next
+/// trial has ended. Tasks are attempted in consecutive trials until solved, so a task's results
+/// are consecutive too.
+fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError> {
+    let mut records = Vec::new();
+    for results in history {
+        for pair in results.windows(2) {
+            let (this, next) = (&pair[0], &pair[1]);
+            let Some(refl) = &this.reflection else {
                 continue;
             };
             let rec = TrainingRecord {
                 format_version: FORMAT_VERSION,
-                task_id: q.id.clone(),
-                trial,
-                prompt: refl.prompt,
-                reflection: refl.text,
+                task_id: this.task_id.clone(),
+                trial: this.trial,
+                prompt: refl.prompt.clone(),
+                reflection: refl.text.clone(),
                 return_this_trial: this.episode_return,
                 return_next_trial: next.episode_return,
                 rating: crate::trajectory::rating(this.episode_return, next.episode_return),
             };
-            lines.push_str(&serde_json::to_string(&rec).map_err(|e| file_err(out, e))?);
-            lines.push('\n');
+            records.push(rec);
         }
+    }
+    // By trial, then in task order (the sort is stable).
+    records.sort_by_key(|r| r.trial);
+    let mut lines = String::new();
+    for rec in &records {
+        lines.push_str(&serde_json::to_string(rec).map_err(|e| file_err(out, e))?);
+        lines.push('\n');
     }
     let path = out.join("records.jsonl");
     write_atomic(&path, lines.as_bytes()).map_err(|e| file_err(&path, e))

@@ -317,12 +317,12 @@ fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<LlamaModel> {
         name: manifest.as_ref().map(|m| m.name.clone()),
     };
     let model = LlamaModel::load(&path, opts)?;
-    report_backend(profile, &model, args.threads)?;
+    report_backend(profile, &model)?;
     Ok(model)
 }
 
 /// Prints the target, backend and devices actually in use (stderr).
-fn report_backend(profile: &TargetProfile, model: &LlamaModel, threads: Option<u32>) -> Result<()> {
+fn report_backend(profile: &TargetProfile, model: &LlamaModel) -> Result<()> {
     let (devices, _) = llama::devices()?;
     let gpus: Vec<_> = devices.iter().filter(|d| d.backend != "CPU").collect();
     let used = if profile.gpu_layers > 0 && !gpus.is_empty() {
@@ -338,14 +338,12 @@ fn report_backend(profile: &TargetProfile, model: &LlamaModel, threads: Option<u
             .unwrap_or_default();
         format!("CPU ({cpu})")
     };
-    let threads = threads.unwrap_or_else(|| profile.resolve_threads());
     eprintln!(
-        "[retroformer] model {} | target {} | backend {} | device {} | threads {} | loaded in {:.0} ms",
+        "[retroformer] model {} | target {} | backend {} | device {} | loaded in {:.0} ms",
         model.name(),
         profile.name,
         profile.backend.name(),
         used,
-        threads,
         model.load_ms()
     );
     if profile.gpu_layers > 0 && gpus.is_empty() {
@@ -366,6 +364,12 @@ fn open_session(model: &LlamaModel, args: &ModelArgs) -> Result<Box<dyn Session>
         let h = model.load_adapter(a)?;
         s.set_adapter(Some((h, args.adapter_scale)))?;
     }
+    // What the session really uses (threads are clamped to the cores, the context rounded up).
+    let info = s.info()?;
+    eprintln!(
+        "[retroformer] session: {} threads, context {} tokens",
+        info.threads, info.context_size
+    );
     Ok(s)
 }
 

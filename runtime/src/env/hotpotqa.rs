@@ -194,6 +194,8 @@ pub struct Docstore {
     pages: Vec<Page>,
     by_title: HashMap<String, usize>,
     by_lower_title: HashMap<String, usize>,
+    /// Each title's words and character trigrams, for [`Docstore::similar`].
+    title_keys: Vec<(Vec<String>, Vec<String>)>,
 }
 
 impl Docstore {
@@ -210,6 +212,7 @@ impl Docstore {
                 .by_lower_title
                 .entry(p.title.to_lowercase())
                 .or_insert(i);
+            store.title_keys.push((words(&p.title), trigrams(&p.title)));
             store.pages.push(p);
         }
         store
@@ -250,14 +253,10 @@ impl Docstore {
         let q_words = words(query);
         let q_grams = trigrams(query);
         let mut scored: Vec<(f64, usize)> = self
-            .pages
+            .title_keys
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let w = jaccard(&q_words, &words(&p.title));
-                let g = jaccard(&q_grams, &trigrams(&p.title));
-                (w + 0.5 * g, i)
-            })
+            .map(|(i, (w, g))| (jaccard(&q_words, w) + 0.5 * jaccard(&q_grams, g), i))
             .filter(|(s, _)| *s > 0.0)
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));

@@ -51,6 +51,20 @@ impl StopStream {
                 }
             }
         }
+        self.cut_at_stop(before);
+        let safe = if self.stopped.is_some() {
+            self.text.len()
+        } else {
+            self.text.len() - self.held_back()
+        };
+        let out = &self.text[self.emitted.min(safe)..safe];
+        self.emitted = self.emitted.max(safe);
+        out
+    }
+
+    /// Looks for the earliest stop string that ends after byte `before` (the text's length
+    /// before the latest addition); if found, records it and cuts the text there.
+    fn cut_at_stop(&mut self, before: usize) {
         let longest = self.stops.iter().map(String::len).max().unwrap_or(0);
         let mut from = before.saturating_sub(longest.saturating_sub(1));
         while !self.text.is_char_boundary(from) {
@@ -66,14 +80,6 @@ impl StopStream {
             self.text.truncate(at);
             self.pending.clear();
         }
-        let safe = if self.stopped.is_some() {
-            self.text.len()
-        } else {
-            self.text.len() - self.held_back()
-        };
-        let out = &self.text[self.emitted.min(safe)..safe];
-        self.emitted = self.emitted.max(safe);
-        out
     }
 
     /// Bytes at the end of the text that could begin a stop string.
@@ -104,21 +110,9 @@ impl StopStream {
             // Incomplete UTF-8 at the very end: replace it, and look for stops once more.
             let tail = String::from_utf8_lossy(&self.pending).into_owned();
             self.pending.clear();
-            let from = self.text.len();
+            let before = self.text.len();
             self.text.push_str(&tail);
-            let start = self.stops.iter().map(String::len).max().unwrap_or(0);
-            let mut at = from.saturating_sub(start);
-            while !self.text.is_char_boundary(at) {
-                at -= 1;
-            }
-            if let Some(i) = self
-                .stops
-                .iter()
-                .filter_map(|s| self.text[at..].find(s.as_str()).map(|i| at + i))
-                .min()
-            {
-                self.text.truncate(i);
-            }
+            self.cut_at_stop(before);
         }
         let rest = self.text[self.emitted.min(self.text.len())..].to_string();
         (rest, self.text)

@@ -11,7 +11,7 @@ fn q(id: &str, answer: &str) -> Question {
         answer: answer.into(),
         kind: "bridge".into(),
         level: "easy".into(),
-        supporting_facts: vec![],
+        supporting_facts: vec![(format!("Page {id}"), 0)],
         pages: vec![Page {
             title: format!("Page {id}"),
             sentences: vec![format!("The answer is {answer}.")],
@@ -43,8 +43,11 @@ const ACTOR: [&str; 6] = [
     "Finish[Springfield]",
 ];
 
-fn run_with(
+/// Runs `questions` under `settings` with scripted actor and reflector replies.
+fn run_cfg(
     out: &Path,
+    settings: &RunConfig,
+    questions: &[Question],
     actor_replies: &[&str],
     reflector_replies: &[&str],
 ) -> (Result<Vec<TrialSummary>, RunError>, ScriptedModel) {
@@ -55,19 +58,27 @@ fn run_with(
         reflector_model.session(&SessionOptions::default()).unwrap(),
         64,
     );
-    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
     let r = run(
-        &questions,
+        questions,
         Agents {
             actor: &actor,
             session: session.as_mut(),
             reflector: &mut reflector,
         },
-        &cfg(2),
+        settings,
         out,
         &mut |_| {},
     );
     (r, actor)
+}
+
+fn run_with(
+    out: &Path,
+    actor_replies: &[&str],
+    reflector_replies: &[&str],
+) -> (Result<Vec<TrialSummary>, RunError>, ScriptedModel) {
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    run_cfg(out, &cfg(2), &questions, actor_replies, reflector_replies)
 }
 
 #[test]
@@ -181,41 +192,47 @@ fn a_folder_holding_a_run_with_other_settings_is_refused() {
     run_with(dir.path(), &ACTOR, &["Search the page before answering."])
         .0
         .unwrap();
-    let actor = ScriptedModel::new(["t"]);
-    let mut session = actor.session(&SessionOptions::default()).unwrap();
-    let mut reflector = LlmReflector::new(actor.session(&SessionOptions::default()).unwrap(), 8);
     let mut other = cfg(2);
     other.strategy = "none".into();
-    let e = run(
-        &[q("q1", "x")],
-        Agents {
-            actor: &actor,
-            session: session.as_mut(),
-            reflector: &mut reflector,
-        },
-        &other,
-        dir.path(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let (r, _) = run_cfg(dir.path(), &other, &[q("q1", "x")], &["t"], &[]);
+    let e = r.unwrap_err();
     assert!(e.to_string().contains("other settings"), "{e}");
     other.strategy = "bogus".into();
-    let e = run(
-        &[q("q1", "x")],
-        Agents {
-            actor: &actor,
-            session: session.as_mut(),
-            reflector: &mut reflector,
-        },
-        &other,
-        tempfile::tempdir().unwrap().path(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let fresh = tempfile::tempdir().unwrap();
+    let (r, _) = run_cfg(fresh.path(), &other, &[q("q1", "x")], &["t"], &[]);
+    let e = r.unwrap_err();
     assert!(e.to_string().contains("unknown strategy 'bogus'"), "{e}");
     assert_eq!(file_stem("a/b"), "x612f62");
     assert_eq!(
         file_stem("5a8b57f25542995d1e6f1371"),
         "5a8b57f25542995d1e6f1371"
     );
+}
+
+#[test]
+fn the_cot_agents_are_the_ones_the_settings_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cfg(1);
+    settings.agent = "cot-context".into();
+    let (r, actor) = run_cfg(
+        dir.path(),
+        &settings,
+        &[q("q1", "Pamela Hayden")],
+        &["The page says so.", "Finish[Pamela Hayden]"],
+        &[],
+    );
+    assert!(r.unwrap()[0].solved_now == 1);
+    let prompts: Vec<String> = actor.requests().into_iter().map(|r| r.prompt).collect();
+    assert_eq!(prompts.len(), 2);
+    assert!(
+        prompts[0].ends_with(
+            "Relevant Context: The answer is Pamela Hayden.\nQuestion: Question q1?\nThought:"
+        ),
+        "{}",
+        prompts[0]
+    );
+    let done = load_task(dir.path(), 0, "q1").unwrap().unwrap();
+    assert!(done
+        .scratchpad
+        .starts_with("\nThought: The page says so.\nAction: Finish[Pamela Hayden]"));
 }
