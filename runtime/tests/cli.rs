@@ -180,6 +180,7 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
         "trial-01.json",
         "records.jsonl",
         "success.svg",
+        "success.png",
     ] {
         assert!(out.join(f).is_file(), "missing {f}");
     }
@@ -216,6 +217,35 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // Two runs on one chart: both series drawn, SVG and PNG written (into a new folder).
+    let stem = dir.path().join("charts").join("both");
+    let plot = cli(&[
+        "eval",
+        "plot",
+        out.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--out",
+        stem.to_str().unwrap(),
+    ]);
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    let svg = std::fs::read_to_string(stem.with_extension("svg")).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 2, "{svg}");
+    assert!(std::fs::read(stem.with_extension("png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+    // A folder that is not a run is named in the error.
+    let bad = cli(&[
+        "eval",
+        "plot",
+        dir.path().to_str().unwrap(),
+        "--out",
+        stem.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["run.json"]);
 }
 
 #[test]

@@ -177,6 +177,22 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Run
     }
 }
 
+/// Read a run folder's settings (`run.json`) and the summaries of the trials finished so far
+/// (`trial-NN.json`, in order, stopping at the first missing one). For plots and comparisons.
+pub fn read_run(out: &Path) -> Result<(RunConfig, Vec<TrialSummary>), RunError> {
+    let run_json = out.join("run.json");
+    let cfg: RunConfig = read_json(&run_json)?
+        .ok_or_else(|| file_err(&run_json, "not found: is this a run folder?"))?;
+    let mut summaries = Vec::new();
+    for trial in 0..cfg.trials {
+        match read_json::<TrialSummary>(&out.join(format!("trial-{trial:02}.json")))? {
+            Some(t) => summaries.push(t),
+            None => break,
+        }
+    }
+    Ok((cfg, summaries))
+}
+
 /// A task id as a file name: kept when plain, hex-encoded otherwise.
 fn file_stem(id: &str) -> String {
     if !id.is_empty()

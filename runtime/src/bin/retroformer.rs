@@ -95,6 +95,18 @@ enum ModelsCommand {
 enum EvalCommand {
     /// HotPotQA, offline: ReAct with Reflexion strategies over the distractor paragraphs.
     Hotpotqa(HotpotArgs),
+    /// Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).
+    Plot {
+        /// Run folders (written by `eval hotpotqa --out`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output path without extension: STEM.svg and STEM.png are written.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Chart title.
+        #[arg(long, default_value = "Success rate by trial")]
+        title: String,
+    },
 }
 
 #[derive(Args)]
@@ -272,6 +284,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => chat(&profile, &a),
         Command::Models(m) => models(m),
         Command::Eval(EvalCommand::Hotpotqa(a)) => eval_hotpotqa(&profile, &a),
+        Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Targets { json } => targets(json),
     }
 }
@@ -874,20 +887,66 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         "trial",
         "success rate",
         (0.0, 1.0),
-        &[retroformer::report::Series {
-            label: format!("{} + {}", cfg.agent, cfg.strategy),
-            points: summaries
-                .iter()
-                .map(|t| (f64::from(t.trial + 1), t.success_rate))
-                .collect(),
-        }],
+        &[success_series(&cfg, &summaries)],
     );
-    let plot = out.join("success.svg");
-    retroformer::fsutil::write_atomic(&plot, svg.as_bytes())?;
+    let plots = retroformer::report::write_chart(&out.join("success"), &svg)?;
     println!(
-        "results: {} (trial-NN/*.json, records.jsonl, plot {})",
+        "results: {} (trial-NN/*.json, records.jsonl, plots {})",
         out.display(),
-        plot.display()
+        plots
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
+    Ok(())
+}
+
+/// One run's success rate by trial, labelled with its agent, strategy and actor.
+fn success_series(
+    cfg: &retroformer::agent::runner::RunConfig,
+    summaries: &[retroformer::agent::runner::TrialSummary],
+) -> retroformer::report::Series {
+    retroformer::report::Series {
+        label: format!("{} + {} ({})", cfg.agent, cfg.strategy, cfg.actor),
+        points: summaries
+            .iter()
+            .map(|t| (f64::from(t.trial + 1), t.success_rate))
+            .collect(),
+    }
+}
+
+fn eval_plot(runs: &[PathBuf], out: &Path, title: &str) -> Result<()> {
+    let mut series = Vec::new();
+    for dir in runs {
+        let (cfg, summaries) = retroformer::agent::runner::read_run(dir)?;
+        if summaries.is_empty() {
+            anyhow::bail!("{}: no finished trial to plot", dir.display());
+        }
+        println!(
+            "{}: {}",
+            dir.display(),
+            summaries
+                .iter()
+                .map(|t| format!("{:.3}", t.success_rate))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        series.push(success_series(&cfg, &summaries));
+    }
+    let svg =
+        retroformer::report::line_chart_svg(title, "trial", "success rate", (0.0, 1.0), &series);
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!(
+                "--out {}: cannot create {}",
+                out.display(),
+                parent.display()
+            )
+        })?;
+    }
+    for p in retroformer::report::write_chart(out, &svg)? {
+        println!("wrote {}", p.display());
+    }
     Ok(())
 }
