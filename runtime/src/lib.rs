@@ -33,6 +33,8 @@ pub mod gguf;
 pub mod manifest;
 #[cfg(feature = "std")]
 pub mod report;
+#[cfg(all(feature = "std", unix))]
+pub mod sandbox;
 #[cfg(feature = "std")]
 pub mod target;
 
