@@ -275,3 +275,110 @@ fn eval_flags_are_checked_with_clear_errors() {
     ]);
     assert_clean_failure(&o, &["/no/such.jsonl"]);
 }
+
+#[test]
+fn sandbox_run_prints_the_outcome_and_the_layers_and_names_a_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let prog = dir.path().join("p.py");
+    std::fs::write(&prog, "print('hello from the sandbox')\nassert 1 == 2\n").unwrap();
+    let o = cli(&[
+        "sandbox",
+        "run",
+        prog.to_str().unwrap(),
+        "--wall-ms",
+        "5000",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("hello from the sandbox"), "{out}");
+    assert!(out.contains("outcome: failed, exit 1"), "{out}");
+    assert!(
+        out.contains("network namespace") || out.contains("network"),
+        "{out}"
+    );
+    let json = cli(&["sandbox", "run", prog.to_str().unwrap(), "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["report"]["outcome"], "failed");
+    let missing = cli(&["sandbox", "run", "/nonexistent/p.py"]);
+    assert_clean_failure(&missing, &["/nonexistent/p.py"]);
+    let bad_python = cli(&[
+        "sandbox",
+        "run",
+        prog.to_str().unwrap(),
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    assert_clean_failure(&bad_python, &["--python", "/nonexistent/python3"]);
+}
+
+#[test]
+fn a_short_real_humaneval_run_writes_every_file_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("he");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/humaneval/HumanEval.jsonl.gz");
+    let args = [
+        "eval",
+        "humaneval",
+        "--limit",
+        "1",
+        "--max-iters",
+        "2",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = cli(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "run.json",
+        "humaneval.json",
+        "trial-00.json",
+        "records.jsonl",
+        "success.svg",
+        "success.png",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let results: Vec<_> = std::fs::read_dir(out.join("trial-00")).unwrap().collect();
+    assert_eq!(results.len(), 1);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("humaneval.json")).unwrap()).unwrap();
+    assert_eq!(summary["tasks"], 1);
+    assert_eq!(summary["format_version"], 1);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("pass@1"), "{stdout}");
+    // The same command again finds the task done and redoes nothing: the task file is
+    // untouched and the summary rebuilt from it is the same.
+    let task_file = std::fs::read_dir(out.join("trial-00"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let task_before = std::fs::read(&task_file).unwrap();
+    let summary_before = std::fs::read(out.join("humaneval.json")).unwrap();
+    let again = cli(&args);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(std::fs::read(&task_file).unwrap(), task_before);
+    assert_eq!(
+        std::fs::read(out.join("humaneval.json")).unwrap(),
+        summary_before
+    );
+    let bad = cli(&[
+        "eval",
+        "humaneval",
+        "--strategy",
+        "last-attempt",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["--strategy last-attempt"]);
+}

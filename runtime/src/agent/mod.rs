@@ -4,6 +4,8 @@
 //! [`react`] runs one ReAct episode on HotPotQA.
 
 pub mod cot;
+#[cfg(unix)]
+pub mod programming;
 pub mod react;
 pub mod reflect;
 pub mod runner;

@@ -177,11 +177,26 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Run
     }
 }
 
-/// Read a run folder's settings (`run.json`) and the summaries of the trials finished so far
+/// What names a run in plots and comparisons: the fields every `run.json` has (HotPotQA,
+/// programming, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunLabel {
+    /// The agent.
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// The strategy.
+    pub strategy: String,
+    /// The actor model.
+    pub actor: String,
+    /// Trials planned.
+    pub trials: u32,
+}
+
+/// Read a run folder's label (from `run.json`) and the summaries of the trials finished so far
 /// (`trial-NN.json`, in order, stopping at the first missing one). For plots and comparisons.
-pub fn read_run(out: &Path) -> Result<(RunConfig, Vec<TrialSummary>), RunError> {
+pub fn read_run(out: &Path) -> Result<(RunLabel, Vec<TrialSummary>), RunError> {
     let run_json = out.join("run.json");
-    let cfg: RunConfig = read_json(&run_json)?
+    let cfg: RunLabel = read_json(&run_json)?
         .ok_or_else(|| file_err(&run_json, "not found: is this a run folder?"))?;
     let mut summaries = Vec::new();
     for trial in 0..cfg.trials {

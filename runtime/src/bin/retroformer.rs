@@ -270,6 +270,8 @@ fn sandbox_cmd(cmd: SandboxCommand) -> Result<()> {
 enum EvalCommand {
     /// HotPotQA, offline: ReAct with Reflexion strategies over the distractor paragraphs.
     Hotpotqa(HotpotArgs),
+    /// HumanEval (or MBPP-style JSONL): Reflexion with self-written tests, run in the sandbox.
+    Humaneval(HumanevalArgs),
     /// Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).
     Plot {
         /// Run folders (written by `eval hotpotqa --out`).
@@ -325,6 +327,47 @@ struct HotpotArgs {
     /// Most ReAct steps per episode.
     #[arg(long, default_value_t = 6)]
     max_steps: u32,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Args)]
+struct HumanevalArgs {
+    /// reflexion (self-written tests, reflection, retries) or none (one shot).
+    #[arg(long, default_value = "reflexion")]
+    strategy: String,
+    /// Most implementations per task (the first plus retries).
+    #[arg(long, default_value_t = 5)]
+    max_iters: u32,
+    /// Actor model (manifest name or GGUF path); it also writes the tests and reflections.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    actor: String,
+    /// Output folder (re-running with the same folder and settings resumes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Problems JSONL(.gz) (default: ../shared/data/humaneval/HumanEval.jsonl.gz).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only the first N problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only these task ids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Sandbox runs at once (tests of one implementation run in parallel; hidden tests run
+    /// while the model works on the next task).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Wall-clock limit of one test run, milliseconds.
+    #[arg(long, default_value_t = 6_000)]
+    test_timeout_ms: u64,
+    /// Python interpreter for the sandbox.
+    #[arg(long)]
+    python: Option<PathBuf>,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -459,6 +502,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Chat(a) => chat(&profile, &a),
         Command::Models(m) => models(m),
         Command::Eval(EvalCommand::Hotpotqa(a)) => eval_hotpotqa(&profile, &a),
+        Command::Eval(EvalCommand::Humaneval(a)) => eval_humaneval(&profile, &a),
         Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Sandbox(c) => sandbox_cmd(c),
         Command::Targets { json } => targets(json),
@@ -1063,7 +1107,15 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         "trial",
         "success rate",
         (0.0, 1.0),
-        &[success_series(&cfg, &summaries)],
+        &[success_series(
+            &retroformer::agent::runner::RunLabel {
+                agent: cfg.agent.clone(),
+                strategy: cfg.strategy.clone(),
+                actor: cfg.actor.clone(),
+                trials: cfg.trials,
+            },
+            &summaries,
+        )],
     );
     let plots = retroformer::report::write_chart(&out.join("success"), &svg)?;
     println!(
@@ -1078,9 +1130,162 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     Ok(())
 }
 
+fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
+    use retroformer::agent::programming::{self, Coder, CodingConfig};
+    use retroformer::env::humaneval;
+
+    if !["reflexion", "none"].contains(&a.strategy.as_str()) {
+        anyhow::bail!(
+            "--strategy {}: programming supports reflexion and none",
+            a.strategy
+        );
+    }
+    if a.max_iters == 0 {
+        anyhow::bail!("--max-iters must be at least 1");
+    }
+    let data = match &a.data {
+        Some(p) => p.clone(),
+        None => humaneval::default_path()?,
+    };
+    let mut problems = humaneval::load(&data)?;
+    if !a.tasks.is_empty() {
+        for id in &a.tasks {
+            if !problems.iter().any(|p| &p.task_id == id) {
+                anyhow::bail!("--tasks: no problem with id {id} in {}", data.display());
+            }
+        }
+        problems.retain(|p| a.tasks.contains(&p.task_id));
+    }
+    if let Some(n) = a.limit {
+        problems.truncate(n);
+    }
+    let sandbox = SandboxArgs {
+        python: a.python.clone(),
+        wall_ms: a.test_timeout_ms,
+        memory_mb: 1024,
+        require_network_isolation: false,
+    }
+    .build()?;
+    let inactive: Vec<&str> = sandbox
+        .isolation()
+        .iter()
+        .filter(|l| !l.active)
+        .map(|l| l.name.as_str())
+        .collect();
+    if !inactive.is_empty() {
+        eprintln!(
+            "[retroformer] sandbox: layers not available here: {}",
+            inactive.join(", ")
+        );
+    }
+    let pool = retroformer::sandbox::Pool::new(sandbox, a.workers)?;
+    let args = ModelArgs {
+        model: a.actor.clone(),
+        ctx_size: Some(profile.context_size.max(4096)),
+        threads: a.threads,
+        no_fetch: a.no_fetch,
+        adapter: None,
+        adapter_scale: 1.0,
+    };
+    let actor = load(profile, &args)?;
+    let mut session = open_session(&actor, &args)?;
+    let cfg = CodingConfig::new(&a.strategy, a.max_iters, &a.actor);
+    eprintln!(
+        "[retroformer] humaneval: {} problems, strategy {}, max {} iterations, out {}",
+        problems.len(),
+        cfg.strategy,
+        cfg.max_iters,
+        a.out.display()
+    );
+    let bar = indicatif::ProgressBar::new(problems.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut passed = 0usize;
+    let mut coder = Coder {
+        model: &actor,
+        session: session.as_mut(),
+    };
+    let (summary, _) = programming::run(&problems, &cfg, &a.out, &mut coder, &pool, |r| {
+        passed += usize::from(r.passed);
+        bar.inc(1);
+        bar.set_message(format!(
+            "{}: {} after {} iteration(s); pass@1 so far {}/{}",
+            r.task_id,
+            r.hidden.outcome.name(),
+            r.iterations.len(),
+            passed,
+            bar.position()
+        ));
+        tracing::info!(task = %r.task_id, outcome = r.hidden.outcome.name(), "task done");
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "pass@1 {:.3} ({} of {}), strategy {}, actor {}",
+        summary.pass_at_1, summary.passed, summary.tasks, cfg.strategy, cfg.actor
+    );
+    println!(
+        "hidden-test outcomes: {}",
+        summary
+            .outcomes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "per task: {:.1} iterations, {:.1} s, {:.0} tokens ({:.0} generated)",
+        summary.mean_iterations,
+        summary.mean_task_s,
+        summary.mean_tokens,
+        summary.mean_generated_tokens
+    );
+    let mut series = vec![retroformer::report::Series {
+        label: "own tests all pass (cumulative)".into(),
+        points: summary
+            .own_tests_pass_by_iteration
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ((i + 1) as f64, *v))
+            .collect(),
+    }];
+    series.push(retroformer::report::Series {
+        label: format!("hidden tests, final: pass@1 {:.3}", summary.pass_at_1),
+        points: (1..=cfg.max_iters)
+            .map(|k| (f64::from(k), summary.pass_at_1))
+            .collect(),
+    });
+    let svg = retroformer::report::line_chart_svg(
+        &format!(
+            "HumanEval, {} ({}, {} problems)",
+            cfg.strategy,
+            cfg.actor,
+            problems.len()
+        ),
+        "iteration",
+        "share of tasks",
+        (0.0, 1.0),
+        &series,
+    );
+    let plots = retroformer::report::write_chart(&a.out.join("success"), &svg)?;
+    println!(
+        "results: {} (trial-00/*.json, humaneval.json, records.jsonl, plots {})",
+        a.out.display(),
+        plots
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 /// One run's success rate by trial, labelled with its agent, strategy and actor.
 fn success_series(
-    cfg: &retroformer::agent::runner::RunConfig,
+    cfg: &retroformer::agent::runner::RunLabel,
     summaries: &[retroformer::agent::runner::TrialSummary],
 ) -> retroformer::report::Series {
     retroformer::report::Series {

@@ -257,6 +257,8 @@ pub struct AdapterHandle {
     pub id: u64,
     /// The file it was loaded from.
     pub path: std::path::PathBuf,
+    /// The backend's adapter (read only by the llama.cpp backend).
+    #[cfg_attr(not(feature = "llama"), allow(dead_code))]
     pub(crate) inner: Arc<dyn std::any::Any + Send + Sync>,
 }
 

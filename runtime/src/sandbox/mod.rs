@@ -415,6 +415,89 @@ impl Sandbox {
     }
 }
 
+/// A pool of worker threads that run programs through one sandbox, so that several tests run
+/// at once and the caller can go on (e.g. keep the model generating) while they do.
+pub struct Pool {
+    tx: Option<std::sync::mpsc::Sender<Job>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+type Job = (String, std::sync::mpsc::Sender<RunReport>);
+
+/// A submitted run; [`Pending::wait`] for its report.
+pub struct Pending(std::sync::mpsc::Receiver<RunReport>);
+
+impl Pending {
+    /// Block until the run ends.
+    pub fn wait(self) -> RunReport {
+        self.0.recv().unwrap_or_else(|_| {
+            RunReport::failure("the sandbox worker stopped".into(), Instant::now())
+        })
+    }
+
+    /// The report if the run has ended.
+    pub fn try_get(&self) -> Option<RunReport> {
+        match self.0.try_recv() {
+            Ok(r) => Some(r),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(RunReport::failure(
+                "the sandbox worker stopped".into(),
+                Instant::now(),
+            )),
+        }
+    }
+}
+
+impl Pool {
+    /// `workers` threads (at least 1) sharing `sandbox`.
+    pub fn new(sandbox: Sandbox, workers: usize) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let mut pool = Self {
+            tx: Some(tx),
+            workers: Vec::new(),
+        };
+        for i in 0..workers.max(1) {
+            let rx = Arc::clone(&rx);
+            let sandbox = sandbox.clone();
+            pool.workers.push(
+                std::thread::Builder::new()
+                    .name(format!("sandbox-{i}"))
+                    .spawn(move || loop {
+                        let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((source, reply)) = job else { return };
+                        let _ = reply.send(sandbox.run_python(&source));
+                    })?,
+            );
+        }
+        Ok(pool)
+    }
+
+    /// Queue a program.
+    pub fn submit(&self, source: String) -> Pending {
+        let (reply, rx) = std::sync::mpsc::channel();
+        if let Some(tx) = &self.tx {
+            let _ = tx.send((source, reply));
+        }
+        Pending(rx)
+    }
+
+    /// Run programs in parallel; reports in the same order.
+    pub fn run_all(&self, sources: Vec<String>) -> Vec<RunReport> {
+        let pending: Vec<Pending> = sources.into_iter().map(|s| self.submit(s)).collect();
+        pending.into_iter().map(Pending::wait).collect()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.tx = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
 /// A resource limit to set in the child.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limit {
