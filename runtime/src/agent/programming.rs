@@ -100,6 +100,21 @@ pub struct Usage {
     pub test_ms: f64,
 }
 
+/// Why a task's loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Strategy `none`: one implementation.
+    OneShot,
+    /// The implementation passed all its own tests.
+    OwnTestsPass,
+    /// `max_iters` implementations were written.
+    MaxIterations,
+    /// The model repeated its previous implementation: under greedy decoding the rest of the
+    /// loop would repeat it too.
+    Repeated,
+}
+
 /// One task's result (`trial-00/TASK.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CodingResult {
@@ -111,6 +126,8 @@ pub struct CodingResult {
     pub own_tests: Vec<String>,
     /// Every implementation, in order.
     pub iterations: Vec<Iteration>,
+    /// Why the loop ended.
+    pub stop: StopReason,
     /// The hidden tests' run on the final implementation.
     pub hidden: RunReport,
     /// `hidden.outcome == passed`.
@@ -134,6 +151,8 @@ pub struct CodingSummary {
     pub pass_at_1: f64,
     /// Hidden-test outcomes by name.
     pub outcomes: std::collections::BTreeMap<String, usize>,
+    /// Why the loops ended, by reason.
+    pub stops: std::collections::BTreeMap<String, usize>,
     /// Share of tasks whose own tests all passed at or before iteration k (index k-1).
     pub own_tests_pass_by_iteration: Vec<f64>,
     /// Mean implementations per task.
@@ -480,6 +499,7 @@ pub fn solve(
     )?;
     let mut implementation = extract_code(&reply, &problem.prompt, &problem.entry_point);
     let mut iterations = Vec::new();
+    let mut stop;
     loop {
         let (tests, rate) = if cfg.reflects() {
             run_own_tests(pool, &imports, &implementation, &own_tests, &mut usage)
@@ -494,7 +514,23 @@ pub fn solve(
             reflection_prompt: None,
             reflection: None,
         });
-        if !cfg.reflects() || all_pass || iterations.len() as u32 >= cfg.max_iters {
+        // With greedy decoding, an implementation identical to the previous one gets the same
+        // feedback, so every later prompt, reflection and implementation would repeat too.
+        let repeated = iterations.len() >= 2
+            && iterations[iterations.len() - 1].implementation
+                == iterations[iterations.len() - 2].implementation;
+        stop = if !cfg.reflects() {
+            StopReason::OneShot
+        } else if all_pass {
+            StopReason::OwnTestsPass
+        } else if iterations.len() as u32 >= cfg.max_iters {
+            StopReason::MaxIterations
+        } else if repeated {
+            StopReason::Repeated
+        } else {
+            StopReason::MaxIterations
+        };
+        if !cfg.reflects() || all_pass || repeated || iterations.len() as u32 >= cfg.max_iters {
             break;
         }
         let last = iterations.last_mut().expect("just pushed");
@@ -526,6 +562,7 @@ pub fn solve(
             task_id: problem.task_id.clone(),
             own_tests,
             iterations,
+            stop,
             hidden: RunReport {
                 outcome: Outcome::SandboxFailure,
                 exit_code: None,
@@ -717,10 +754,16 @@ pub fn summarize(results: &[CodingResult], max_iters: u32) -> CodingSummary {
     let n = results.len().max(1) as f64;
     let passed = results.iter().filter(|r| r.passed).count();
     let mut outcomes = std::collections::BTreeMap::new();
+    let mut stops = std::collections::BTreeMap::new();
     for r in results {
         *outcomes
             .entry(r.hidden.outcome.name().to_string())
             .or_insert(0) += 1;
+        let stop = serde_json::to_value(r.stop)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *stops.entry(stop).or_insert(0) += 1;
     }
     let own_by_iter = (1..=max_iters as usize)
         .map(|k| {
@@ -742,6 +785,7 @@ pub fn summarize(results: &[CodingResult], max_iters: u32) -> CodingSummary {
         passed,
         pass_at_1: passed as f64 / n,
         outcomes,
+        stops,
         own_tests_pass_by_iteration: own_by_iter,
         mean_iterations: results
             .iter()
@@ -948,8 +992,15 @@ mod loop_tests {
 
     #[test]
     fn the_loop_stops_after_max_iters_implementations() {
-        let wrong = "def add(a, b):\n    return 0\n```";
-        let model = ScriptedModel::new(["assert add(1, 2) == 3", wrong, "r1", wrong, "r2", wrong]);
+        let wrong = |k: u32| format!("def add(a, b):\n    return {k}\n```");
+        let model = ScriptedModel::new([
+            "assert add(1, 2) == 3".to_string(),
+            wrong(0),
+            "r1".into(),
+            wrong(1),
+            "r2".into(),
+            wrong(2),
+        ]);
         let mut session = model.session(&SessionOptions::default()).unwrap();
         let mut coder = Coder {
             model: &model,
@@ -962,7 +1013,26 @@ mod loop_tests {
         assert_eq!(model.remaining(), 0);
         assert_eq!(r.iterations.len(), 3);
         assert!(r.iterations[2].reflection.is_none());
+        assert_eq!(r.stop, StopReason::MaxIterations);
         assert_eq!(r.hidden.outcome, Outcome::Failed);
+    }
+
+    #[test]
+    fn a_repeated_implementation_ends_the_loop_early() {
+        let wrong = "def add(a, b):\n    return 0\n```";
+        let model = ScriptedModel::new(["assert add(1, 2) == 3", wrong, "r1", wrong]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let mut coder = Coder {
+            model: &model,
+            session: session.as_mut(),
+        };
+        let cfg = CodingConfig::new("reflexion", 5, "scripted");
+        let r = solve(&problem(), &cfg, &mut coder, &pool())
+            .unwrap()
+            .finish();
+        assert_eq!(model.remaining(), 0);
+        assert_eq!(r.iterations.len(), 2);
+        assert_eq!(r.stop, StopReason::Repeated);
     }
 
     #[test]

@@ -1237,6 +1237,15 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
             .join(", ")
     );
     println!(
+        "loops ended: {}",
+        summary
+            .stops
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
         "per task: {:.1} iterations, {:.1} s, {:.0} tokens ({:.0} generated)",
         summary.mean_iterations,
         summary.mean_task_s,
