@@ -228,3 +228,43 @@ fn runs_in_parallel_threads_do_not_disturb_each_other() {
         assert_eq!(r.stdout.trim(), (i * i).to_string());
     }
 }
+
+#[test]
+fn the_project_and_its_benchmark_data_cannot_be_read() {
+    // The hidden tests live in files like these: a program must not be able to read them.
+    let secret = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let r = sandbox().run_python(&format!(
+        "print(open({:?}).read()[:20])\n",
+        secret.to_str().unwrap()
+    ));
+    if active("filesystem: Landlock") {
+        assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+        assert!(r.stderr.contains("PermissionError"), "{}", r.stderr);
+    }
+    // The standard library still imports.
+    let ok = sandbox().run_python("import json, math, re, collections, itertools, hashlib, random\nprint(json.dumps(math.pi))\n");
+    assert_eq!(ok.outcome, Outcome::Passed, "{ok:?}");
+}
+
+#[test]
+fn descriptors_the_host_left_open_do_not_reach_the_program() {
+    // A descriptor opened without close-on-exec, as llama.cpp opens model files.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: open with a valid C string; closed below.
+    let fd = unsafe { libc_open(c.as_ptr()) };
+    assert!(fd >= 0);
+    let r = sandbox().run_python(&format!(
+        "import os\ntry:\n    os.fstat({fd})\n    print('open')\nexcept OSError:\n    print('closed')\n"
+    ));
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc_close(fd) };
+    assert_eq!(r.stdout.trim(), "closed", "{r:?}");
+}
+
+extern "C" {
+    #[link_name = "open"]
+    fn libc_open(path: *const std::ffi::c_char, ...) -> i32;
+    #[link_name = "close"]
+    fn libc_close(fd: i32) -> i32;
+}

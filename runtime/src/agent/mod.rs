@@ -8,6 +8,7 @@ pub mod cot;
 pub mod programming;
 pub mod react;
 pub mod reflect;
+pub mod rise;
 pub mod runner;
 
 use crate::llm::{GenerateRequest, LlmError, Session};

@@ -256,6 +256,15 @@ pub fn test_result(test: &str, r: &RunReport) -> TestResult {
         .find_map(|l| l.strip_prefix(VERDICT))
         .map(str::trim);
     let output = match r.outcome {
+        // Exit status 0 without the harness's verdict: the implementation ended the program
+        // (exit(), os._exit(0)) before the test ran. That is not a pass.
+        Outcome::Passed if verdict != Some("ok") => {
+            return TestResult {
+                test: test.to_string(),
+                outcome: Outcome::Error,
+                output: "the program exited before the test ran".into(),
+            }
+        }
         Outcome::Passed => String::new(),
         Outcome::Failed => match verdict.and_then(|v| v.strip_prefix("failed")) {
             Some(v) if !v.trim().is_empty() && v.trim() != "None" => v.trim().to_string(),
@@ -403,6 +412,7 @@ pub struct InFlight {
     result: Box<CodingResult>,
     started: Instant,
     hidden: Pending,
+    token: String,
 }
 
 impl InFlight {
@@ -412,20 +422,38 @@ impl InFlight {
             result,
             started,
             hidden,
+            token,
         } = self;
-        complete(result, started, hidden.wait())
+        complete(result, started, hidden.wait(), &token)
     }
 
     /// The completed result if the hidden tests have finished.
     pub fn try_finish(self) -> Result<CodingResult, InFlight> {
         match self.hidden.try_get() {
-            Some(r) => Ok(complete(self.result, self.started, r)),
+            Some(r) => Ok(complete(self.result, self.started, r, &self.token)),
             None => Err(self),
         }
     }
 }
 
-fn complete(mut result: Box<CodingResult>, started: Instant, report: RunReport) -> CodingResult {
+fn complete(
+    mut result: Box<CodingResult>,
+    started: Instant,
+    mut report: RunReport,
+    token: &str,
+) -> CodingResult {
+    if report.outcome == Outcome::Passed && !report.stdout.lines().any(|l| l.trim() == token) {
+        report.outcome = Outcome::Error;
+        report.detail =
+            Some("the program exited with status 0 before the hidden tests ended".into());
+    }
+    // The token is ours, not the program's output.
+    report.stdout = report
+        .stdout
+        .lines()
+        .filter(|l| l.trim() != token)
+        .map(|l| format!("{l}\n"))
+        .collect();
     result.passed = report.outcome == Outcome::Passed;
     result.hidden = report;
     result.wall_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -555,7 +583,11 @@ pub fn solve(
         )?;
         implementation = extract_code(&reply, &problem.prompt, &problem.entry_point);
     }
-    let hidden = pool.submit(hidden_test_program(problem, &implementation));
+    let token = pass_token(&problem.task_id, &implementation);
+    let hidden = pool.submit(format!(
+        "{}\nprint({token:?})\n",
+        hidden_test_program(problem, &implementation)
+    ));
     Ok(InFlight {
         result: Box::new(CodingResult {
             format_version: FORMAT_VERSION,
@@ -579,7 +611,25 @@ pub fn solve(
         }),
         started,
         hidden,
+        token,
     })
+}
+
+/// A token printed after the hidden tests: a run only passes if it reached that line, so an
+/// implementation that exits with status 0 early (`exit()`, `os._exit(0)`) does not pass. It
+/// is derived from the clock and the task, never shown to the model.
+fn pass_token(task_id: &str, implementation: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(task_id.as_bytes());
+    h.write(implementation.as_bytes());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("__retroformer_hidden_tests_done_{:016x}__", h.finish())
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -1071,5 +1121,38 @@ mod loop_tests {
         let other = CodingConfig::new("reflexion", 5, "scripted");
         let err = run(&problems, &other, dir.path(), &mut coder, &pool, |_| {}).unwrap_err();
         assert!(err.to_string().contains("other settings"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod cheat_tests {
+    use super::*;
+    use crate::llm::scripted::ScriptedModel;
+    use crate::llm::{LanguageModel, SessionOptions};
+    use crate::sandbox::{Sandbox, SandboxConfig};
+
+    #[test]
+    fn an_implementation_that_exits_early_with_status_zero_passes_nothing() {
+        let problem = Problem {
+            task_id: "T/exit".into(),
+            prompt: "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n".into(),
+            entry_point: "add".into(),
+            test: "def check(candidate):\n    assert candidate(2, 3) == 5\n".into(),
+            canonical_solution: None,
+        };
+        let cheat = "import os\nos._exit(0)\ndef add(a, b):\n    return 0\n```";
+        let model = ScriptedModel::new(["assert add(2, 3) == 5", cheat]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let mut coder = Coder {
+            model: &model,
+            session: session.as_mut(),
+        };
+        let pool = Pool::new(Sandbox::new(SandboxConfig::default()).unwrap(), 1).unwrap();
+        let cfg = CodingConfig::new("reflexion", 1, "scripted");
+        let r = solve(&problem, &cfg, &mut coder, &pool).unwrap().finish();
+        assert_eq!(r.iterations[0].tests[0].outcome, Outcome::Error);
+        assert_eq!(r.iterations[0].own_pass_rate, 0.0);
+        assert!(!r.passed);
+        assert_eq!(r.hidden.outcome, Outcome::Error);
     }
 }

@@ -209,7 +209,7 @@ pub fn read_run(out: &Path) -> Result<(RunLabel, Vec<TrialSummary>), RunError> {
 }
 
 /// A task id as a file name: kept when plain, hex-encoded otherwise.
-fn file_stem(id: &str) -> String {
+pub fn file_stem(id: &str) -> String {
     if !id.is_empty()
         && id.len() <= 128
         && id

@@ -4,6 +4,8 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use retroformer::env::math::Dataset;
+
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use retroformer::fetch::{self, FetchOptions};
@@ -52,6 +54,12 @@ enum Command {
     /// Evaluate agents over trials on an environment (results, rating records and a plot).
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Collect RISE rollouts (n samples per turn, keep the best, stop at a correct one).
+    #[command(subcommand)]
+    Rollouts(RolloutsCommand),
+    /// Build training data from collected runs.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
     /// Run Python through the sandbox that runs generated code, or check its layers here.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -127,6 +135,9 @@ struct SandboxArgs {
     /// Fail instead of warning when no network isolation layer works here.
     #[arg(long)]
     require_network_isolation: bool,
+    /// Run generated code as root when this machine cannot give runs a user of their own.
+    #[arg(long)]
+    allow_root: bool,
 }
 
 impl SandboxArgs {
@@ -136,6 +147,7 @@ impl SandboxArgs {
             cpu_seconds: self.wall_ms.div_ceil(1000).max(1),
             memory_bytes: self.memory_mb.saturating_mul(1 << 20),
             require_network_isolation: self.require_network_isolation,
+            allow_root: self.allow_root,
             ..Default::default()
         };
         if let Some(p) = &self.python {
@@ -151,6 +163,7 @@ impl SandboxArgs {
                 retroformer::sandbox::SandboxError::NoNetworkIsolation { .. } => {
                     "--require-network-isolation: "
                 }
+                retroformer::sandbox::SandboxError::RootOnly { .. } => "--python: ",
             };
             anyhow::anyhow!("{flag}{e}")
         })
@@ -272,6 +285,10 @@ enum EvalCommand {
     Hotpotqa(HotpotArgs),
     /// HumanEval (or MBPP-style JSONL): Reflexion with self-written tests, run in the sandbox.
     Humaneval(HumanevalArgs),
+    /// GSM8K with RISE inference: sequential turns and/or parallel samples, four metrics.
+    Gsm8k(RiseArgs),
+    /// MATH-format problems (`problem`, `solution` with \boxed{}) with RISE inference.
+    Math(RiseArgs),
     /// Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).
     Plot {
         /// Run folders (written by `eval hotpotqa --out`).
@@ -333,6 +350,119 @@ struct HotpotArgs {
     /// Do not fetch missing models.
     #[arg(long)]
     no_fetch: bool,
+}
+
+#[derive(Args)]
+struct RiseArgs {
+    /// sequential (turns), parallel (samples of turn 1) or both (all four metrics).
+    #[arg(long, default_value = "both")]
+    mode: String,
+    /// Sequential turns.
+    #[arg(long, default_value_t = 5)]
+    turns: u32,
+    /// Earlier attempts each turn sees.
+    #[arg(long, default_value_t = 2)]
+    window: usize,
+    /// Parallel samples.
+    #[arg(long, default_value_t = 5)]
+    samples: u32,
+    /// Temperature of the parallel samples.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Tokens per attempt.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Seed of the samplers.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Model (manifest name or GGUF path).
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    actor: String,
+    /// Output folder (re-running with the same folder and settings resumes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Problems JSONL (default: ../shared/data/gsm8k/test.jsonl for gsm8k; required for math).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only the first N problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Subcommand)]
+enum RolloutsCommand {
+    /// GSM8K rollouts.
+    Gsm8k(RolloutArgs),
+    /// MATH-format rollouts.
+    Math(RolloutArgs),
+}
+
+#[derive(Args)]
+struct RolloutArgs {
+    /// Model per turn, comma-separated; the last repeats (e.g. a larger model, then the learner).
+    #[arg(long, value_delimiter = ',', default_value = "smollm2-135m-instruct")]
+    models: Vec<String>,
+    /// Samples per turn, comma-separated; the last repeats (e.g. 1,16).
+    #[arg(long, value_delimiter = ',', default_value = "1,4")]
+    samples: Vec<u32>,
+    /// Most turns.
+    #[arg(long, default_value_t = 5)]
+    turns: u32,
+    /// Earlier attempts each turn sees.
+    #[arg(long, default_value_t = 2)]
+    window: usize,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// Tokens per attempt.
+    #[arg(long, default_value_t = 512)]
+    max_tokens: u32,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
+    /// Output folder (rollouts/ID.json; re-running resumes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Problems JSONL (default: ../shared/data/gsm8k/train.jsonl for gsm8k; required for math).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Only the first N problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Subcommand)]
+enum DatasetCommand {
+    /// RISE training samples from a rollouts folder (reward-weighted, loss on the last turn).
+    Rise {
+        /// all, better, best or success.
+        #[arg(long, default_value = "better")]
+        criteria: String,
+        /// Temperature of the weights exp(reward / tau).
+        #[arg(long, default_value_t = 0.4)]
+        tau: f64,
+        /// Shuffle seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The rollouts folder (from `retroformer rollouts`).
+        #[arg(long = "in")]
+        input: PathBuf,
+        /// Output JSONL.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -503,6 +633,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(m) => models(m),
         Command::Eval(EvalCommand::Hotpotqa(a)) => eval_hotpotqa(&profile, &a),
         Command::Eval(EvalCommand::Humaneval(a)) => eval_humaneval(&profile, &a),
+        Command::Eval(EvalCommand::Gsm8k(a)) => eval_rise(&profile, &a, Dataset::Gsm8k),
+        Command::Eval(EvalCommand::Math(a)) => eval_rise(&profile, &a, Dataset::Math),
+        Command::Rollouts(RolloutsCommand::Gsm8k(a)) => rollouts(&profile, &a, Dataset::Gsm8k),
+        Command::Rollouts(RolloutsCommand::Math(a)) => rollouts(&profile, &a, Dataset::Math),
+        Command::Dataset(DatasetCommand::Rise {
+            criteria,
+            tau,
+            seed,
+            input,
+            out,
+        }) => dataset_rise(&criteria, tau, seed, &input, &out),
         Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Sandbox(c) => sandbox_cmd(c),
         Command::Targets { json } => targets(json),
@@ -1164,6 +1305,7 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
         wall_ms: a.test_timeout_ms,
         memory_mb: 1024,
         require_network_isolation: false,
+        allow_root: false,
     }
     .build()?;
     let inactive: Vec<&str> = sandbox
@@ -1288,6 +1430,207 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    );
+    Ok(())
+}
+
+fn load_math_problems(
+    dataset: Dataset,
+    data: &Option<PathBuf>,
+    split: &str,
+    limit: Option<usize>,
+) -> Result<Vec<retroformer::env::math::MathProblem>> {
+    use retroformer::env::math;
+    let mut problems = match (dataset, data) {
+        (Dataset::Gsm8k, Some(p)) => math::load_gsm8k(p)?,
+        (Dataset::Gsm8k, None) => math::load_gsm8k(&math::default_gsm8k_path(split)?)?,
+        (Dataset::Math, Some(p)) => math::load_math(p)?,
+        (Dataset::Math, None) => {
+            anyhow::bail!("--data PATH is required for MATH (JSONL rows with problem and solution)")
+        }
+    };
+    if let Some(n) = limit {
+        problems.truncate(n);
+    }
+    Ok(problems)
+}
+
+fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<()> {
+    use retroformer::agent::rise::{self, Mode, RiseConfig, Solver};
+    let Some(mode) = Mode::parse(&a.mode) else {
+        anyhow::bail!(
+            "--mode {}: known modes are sequential, parallel, both",
+            a.mode
+        );
+    };
+    if a.turns == 0 || a.samples == 0 {
+        anyhow::bail!("--turns and --samples must be at least 1");
+    }
+    let problems = load_math_problems(dataset, &a.data, "test", a.limit)?;
+    let args = ModelArgs {
+        model: a.actor.clone(),
+        ctx_size: Some(profile.context_size.max(4096)),
+        threads: a.threads,
+        no_fetch: a.no_fetch,
+        adapter: None,
+        adapter_scale: 1.0,
+    };
+    let model = load(profile, &args)?;
+    let mut session = open_session(&model, &args)?;
+    let mut cfg = RiseConfig::new(dataset, mode, &a.actor);
+    cfg.turns = a.turns;
+    cfg.window = a.window;
+    cfg.samples = a.samples;
+    cfg.parallel_temperature = a.temperature;
+    cfg.max_tokens = a.max_tokens;
+    cfg.seed = a.seed;
+    eprintln!(
+        "[retroformer] rise: {} problems, mode {}, {} turns (window {}), {} samples, out {}",
+        problems.len(),
+        cfg.strategy,
+        cfg.turns,
+        cfg.window,
+        cfg.samples,
+        a.out.display()
+    );
+    let bar = indicatif::ProgressBar::new(problems.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut solver = Solver {
+        model: &model,
+        session: session.as_mut(),
+    };
+    let summary = rise::run(&problems, &cfg, &a.out, &mut solver, |r| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "{}: turns {}",
+            r.problem_id,
+            r.sequential
+                .iter()
+                .map(|t| format!("{}", t.reward))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    })?;
+    bar.finish_and_clear();
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.3}"));
+    println!(
+        "m1@t1 {}  m5@t1 {}  m1@t5 {}  p1@t5 {}  ({} problems, {:.1} s and {:.0} generated tokens per problem)",
+        f(summary.metrics.m1_t1),
+        f(summary.metrics.m5_t1),
+        f(summary.metrics.m1_t5),
+        f(summary.metrics.p1_t5),
+        summary.problems,
+        summary.mean_problem_s,
+        summary.mean_generated_tokens
+    );
+    if !summary.accuracy_by_turn.is_empty() {
+        let svg = retroformer::report::line_chart_svg(
+            &format!("RISE sequential turns, {} ({})", a.actor, summary.problems),
+            "turn",
+            "accuracy",
+            (0.0, 1.0),
+            &[retroformer::report::Series {
+                label: "accuracy at turn t".into(),
+                points: summary
+                    .accuracy_by_turn
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| ((i + 1) as f64, *v))
+                    .collect(),
+            }],
+        );
+        retroformer::report::write_chart(&a.out.join("turns"), &svg)?;
+    }
+    println!("results: {} (trial-00/*.json, rise.json)", a.out.display());
+    Ok(())
+}
+
+fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Result<()> {
+    use retroformer::agent::rise::{self, RolloutConfig, Solver};
+    if a.models.is_empty() || a.samples.is_empty() || a.samples.contains(&0) {
+        anyhow::bail!("--models and --samples need at least one entry each, samples at least 1");
+    }
+    let problems = load_math_problems(dataset, &a.data, "train", a.limit)?;
+    let mut models = Vec::new();
+    for name in &a.models {
+        let args = ModelArgs {
+            model: name.clone(),
+            ctx_size: Some(profile.context_size.max(4096)),
+            threads: a.threads,
+            no_fetch: a.no_fetch,
+            adapter: None,
+            adapter_scale: 1.0,
+        };
+        let m = load(profile, &args)?;
+        let s = open_session(&m, &args)?;
+        models.push((m, s));
+    }
+    let cfg = RolloutConfig {
+        dataset,
+        models: a.models.clone(),
+        samples: a.samples.clone(),
+        turns: a.turns,
+        window: a.window,
+        temperature: a.temperature,
+        max_tokens: a.max_tokens,
+        seed: a.seed,
+    };
+    let mut solvers: Vec<Solver<'_>> = models
+        .iter_mut()
+        .map(|(m, s)| Solver {
+            model: &*m,
+            session: s.as_mut(),
+        })
+        .collect();
+    let bar = indicatif::ProgressBar::new(problems.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    let all = rise::collect_all(&problems, &cfg, &a.out, &mut solvers, |r| {
+        bar.inc(1);
+        bar.set_message(format!("{}: {} turn(s)", r.problem_id, r.turns.len()));
+    })?;
+    bar.finish_and_clear();
+    let solved = all
+        .iter()
+        .filter(|r| r.turns.last().is_some_and(|t| t.reward >= 1.0))
+        .count();
+    println!(
+        "{} rollouts, {} end correct; samples per criterion: {}",
+        all.len(),
+        solved,
+        rise::criterion_counts(&all)
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("rollouts: {}", a.out.join("rollouts").display());
+    Ok(())
+}
+
+fn dataset_rise(criteria: &str, tau: f64, seed: u64, input: &Path, out: &Path) -> Result<()> {
+    use retroformer::agent::rise::{self, Criterion};
+    let Some(c) = Criterion::parse(criteria) else {
+        anyhow::bail!("--criteria {criteria}: known criteria are all, better, best, success");
+    };
+    let rollouts =
+        rise::read_rollouts(input).with_context(|| format!("--in {}", input.display()))?;
+    let samples = rise::to_dataset(&rollouts, c, tau, seed)?;
+    rise::write_dataset(out, &samples)?;
+    println!(
+        "{} samples from {} rollouts (criterion {criteria}, tau {tau}, seed {seed}) -> {}",
+        samples.len(),
+        rollouts.len(),
+        out.display()
     );
     Ok(())
 }

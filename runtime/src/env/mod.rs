@@ -4,6 +4,7 @@
 
 pub mod hotpotqa;
 pub mod humaneval;
+pub mod math;
 
 use std::path::PathBuf;
 

@@ -7,10 +7,12 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use super::{apply_limits, posix_limits, Layer, Layers, Limit, ResourceKind, Sandbox};
 
@@ -19,58 +21,142 @@ pub const UID_BASE: u32 = 1_900_000_000;
 /// Runs that can hold a uid at once.
 const UID_SLOTS: usize = 256;
 
-/// Per-run uids, so that the process limit and signals are per run.
+/// Per-run uids, so that the process limit and signals are per run. One pool per process
+/// ([`UidPool::global`]); across processes each uid is also held with an exclusive `flock` on
+/// `/run/retroformer/uid-N.lock`, so two retroformer processes never share a uid.
 #[derive(Debug)]
 pub(crate) struct UidPool {
     used: Mutex<Vec<bool>>,
     freed: Condvar,
+    lock_dir: Option<PathBuf>,
+}
+
+/// A uid held by a run.
+pub(crate) struct HeldUid {
+    pub uid: u32,
+    _lock: Option<std::fs::File>,
 }
 
 impl UidPool {
-    pub(crate) fn new() -> Self {
+    fn new(lock_dir: Option<PathBuf>) -> Self {
         Self {
             used: Mutex::new(vec![false; UID_SLOTS]),
             freed: Condvar::new(),
+            lock_dir,
         }
     }
 
-    fn acquire(&self) -> u32 {
+    /// The process-wide pool.
+    pub(crate) fn global() -> Arc<UidPool> {
+        static POOL: OnceLock<Arc<UidPool>> = OnceLock::new();
+        Arc::clone(POOL.get_or_init(|| {
+            let dir = PathBuf::from("/run/retroformer");
+            let usable = is_root()
+                && std::fs::create_dir_all(&dir).is_ok()
+                && std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).is_ok();
+            if is_root() && !usable {
+                tracing::warn!(
+                    "sandbox: cannot use {} for uid locks; two retroformer processes could hand the same uid to two runs",
+                    dir.display()
+                );
+            }
+            Arc::new(UidPool::new(usable.then_some(dir)))
+        }))
+    }
+
+    /// Try to hold slot `i` across processes.
+    fn lock_slot(&self, i: usize) -> Option<Option<std::fs::File>> {
+        let Some(dir) = &self.lock_dir else {
+            return Some(None);
+        };
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(dir.join(format!("uid-{i}.lock")))
+            .ok()?;
+        // SAFETY: flock on a descriptor we own.
+        let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        (r == 0).then_some(Some(f))
+    }
+
+    fn acquire(&self) -> HeldUid {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if let Some(i) = used.iter().position(|u| !u) {
-                used[i] = true;
-                return UID_BASE + i as u32;
+            for i in 0..UID_SLOTS {
+                if used[i] {
+                    continue;
+                }
+                if let Some(lock) = self.lock_slot(i) {
+                    used[i] = true;
+                    return HeldUid {
+                        uid: UID_BASE + i as u32,
+                        _lock: lock,
+                    };
+                }
             }
-            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+            // Every slot is busy here or in another process: wait a little and look again.
+            used = self
+                .freed
+                .wait_timeout(used, std::time::Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
-    fn release(&self, uid: u32) {
+    fn release(&self, held: HeldUid) {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot) = used.get_mut((uid - UID_BASE) as usize) {
+        if let Some(slot) = used.get_mut((held.uid - UID_BASE) as usize) {
             *slot = false;
         }
+        drop(held);
         self.freed.notify_one();
     }
 }
 
+/// Kill every process of `uid` (a forked helper that becomes `uid` and signals -1), for runs
+/// without the seccomp layer, whose processes may have left the run's process group.
+fn kill_all_of(uid: u32) {
+    let mut cmd = Command::new("/bin/true");
+    // SAFETY: only async-signal-safe calls in the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(uid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::kill(-1, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let _ = cmd.status();
+}
+
 /// Held for the duration of a run: gives the uid back and closes the Landlock ruleset.
 pub(crate) struct Guard<'a> {
-    uid: Option<(u32, &'a UidPool)>,
+    uid: Option<(HeldUid, &'a UidPool)>,
+    seccomp: bool,
     _ruleset: Option<OwnedFd>,
 }
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        if let Some((uid, pool)) = self.uid.take() {
-            // The run's process group has been killed by now, and with the seccomp layer no
-            // process of the run can have left the group, so the uid is free again.
-            pool.release(uid);
+        if let Some((held, pool)) = self.uid.take() {
+            // The run's process group has been killed by now. With the seccomp layer no
+            // process of the run can have left the group; without it, kill whatever still runs
+            // as the uid before the next run gets it.
+            if !self.seccomp {
+                kill_all_of(held.uid);
+            }
+            pool.release(held);
         }
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -113,6 +199,9 @@ fn tasks_of_current_user() -> u64 {
 
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
 const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
+const FS_EXECUTE: u64 = 1 << 0;
+const FS_READ_FILE: u64 = 1 << 2;
+const FS_READ_DIR: u64 = 1 << 3;
 const FS_WRITE_FILE: u64 = 1 << 1;
 const FS_REMOVE_DIR: u64 = 1 << 4;
 const FS_REMOVE_FILE: u64 = 1 << 5;
@@ -162,7 +251,10 @@ fn landlock_abi() -> u32 {
 }
 
 fn handled_fs(abi: u32) -> u64 {
-    let mut fs = FS_WRITE_FILE
+    let mut fs = FS_EXECUTE
+        | FS_READ_FILE
+        | FS_READ_DIR
+        | FS_WRITE_FILE
         | FS_REMOVE_DIR
         | FS_REMOVE_FILE
         | FS_MAKE_CHAR
@@ -181,9 +273,31 @@ fn handled_fs(abi: u32) -> u64 {
     fs
 }
 
-/// A ruleset: no writes anywhere but beneath `dir` (and to `/dev/null`), no TCP bind or
-/// connect (ABI 4+), no abstract Unix sockets or signals outside the sandbox (ABI 6+).
-fn landlock_ruleset(abi: u32, dir: &Path) -> Result<OwnedFd, String> {
+/// Folders an interpreter needs to read (and execute from); the rest of the file system (home
+/// folders, the project, the benchmark data with its hidden tests) is neither readable nor
+/// writable.
+const READ_ROOTS: [&str; 9] = [
+    "/usr",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/bin",
+    "/sbin",
+    "/etc",
+    "/sys/devices/system/cpu",
+];
+
+/// The interpreter's installation prefix (`PREFIX/bin/python3` -> `PREFIX`), if it resolves.
+fn python_prefix(python: &Path) -> Option<PathBuf> {
+    let real = std::fs::canonicalize(python).ok()?;
+    Some(real.parent()?.parent()?.to_path_buf())
+}
+
+/// A ruleset: reads only beneath [`READ_ROOTS`], the interpreter's prefix and `dir`; writes
+/// only beneath `dir` (and to `/dev/null`); no TCP bind or connect (ABI 4+); no abstract Unix
+/// sockets or signals outside the sandbox (ABI 6+).
+fn landlock_ruleset(abi: u32, dir: &Path, python: &Path) -> Result<OwnedFd, String> {
     let fs = handled_fs(abi);
     let attr = RulesetAttr {
         handled_access_fs: fs,
@@ -221,8 +335,31 @@ fn landlock_ruleset(abi: u32, dir: &Path) -> Result<OwnedFd, String> {
     }
     // SAFETY: the kernel returned a new file descriptor that we now own.
     let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let file_rights = FS_WRITE_FILE | if abi >= 3 { FS_TRUNCATE } else { 0 };
-    for (path, allowed) in [(dir, fs), (Path::new("/dev/null"), file_rights)] {
+    let truncate = if abi >= 3 { FS_TRUNCATE } else { 0 };
+    let mut rules: Vec<(PathBuf, u64)> = vec![
+        (dir.to_path_buf(), fs),
+        (
+            PathBuf::from("/dev/null"),
+            FS_READ_FILE | FS_WRITE_FILE | truncate,
+        ),
+    ];
+    for dev in ["/dev/urandom", "/dev/random", "/dev/zero"] {
+        rules.push((PathBuf::from(dev), FS_READ_FILE));
+    }
+    let mut roots: Vec<PathBuf> = READ_ROOTS.iter().map(PathBuf::from).collect();
+    roots.extend(python_prefix(python));
+    for root in roots {
+        match std::fs::metadata(&root) {
+            Ok(m) if m.is_dir() => rules.push((root, FS_EXECUTE | FS_READ_FILE | FS_READ_DIR)),
+            Ok(_) => rules.push((root, FS_EXECUTE | FS_READ_FILE)),
+            Err(_) => {}
+        }
+    }
+    for (path, allowed) in &rules {
+        let (path, allowed) = (path.as_path(), *allowed);
+        if !path.exists() {
+            continue;
+        }
         let c = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| format!("{}: path contains a NUL byte", path.display()))?;
         // SAFETY: a valid C string; O_PATH opens without reading.
@@ -290,11 +427,13 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter: sockets other than `AF_UNIX`, `setsid`, `setpgid`, `ptrace` and io_uring fail
-/// with `EACCES`/`EPERM`; a foreign architecture (or the x32 ABI) kills the process.
+/// The filter: `socket` (every family: a Unix socket by path reaches services outside the
+/// sandbox; `socketpair` still works), `setsid`, `setpgid`, `ptrace`, io_uring and `kill(-1)`
+/// fail with `EACCES`/`EPERM`; a foreign architecture (or the x32 ABI) kills the process.
 fn seccomp_program() -> Option<Vec<libc::sock_filter>> {
     let arch = AUDIT_ARCH?;
-    let denied: [(libc::c_long, u32); 4] = [
+    let denied: [(libc::c_long, u32); 5] = [
+        (libc::SYS_socket, libc::EACCES as u32),
         (libc::SYS_setsid, libc::EPERM as u32),
         (libc::SYS_setpgid, libc::EPERM as u32),
         (libc::SYS_ptrace, libc::EPERM as u32),
@@ -315,16 +454,16 @@ fn seccomp_program() -> Option<Vec<libc::sock_filter>> {
         p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
         p.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | errno));
     }
-    // socket(domain, ...): only AF_UNIX.
-    p.push(jump(BPF_JEQ_K, libc::SYS_socket as u32, 1, 0));
+    // kill(pid, ...): not pid -1 (every process the run's user may signal).
+    p.push(jump(BPF_JEQ_K, libc::SYS_kill as u32, 1, 0));
     p.push(stmt(BPF_RET_K, RET_ALLOW));
     p.push(stmt(BPF_LD_W_ABS, 16)); // args[0], low 32 bits (little-endian)
-    p.push(jump(BPF_JEQ_K, libc::AF_UNIX as u32, 0, 1));
-    p.push(stmt(BPF_RET_K, RET_ALLOW));
+    p.push(jump(BPF_JEQ_K, u32::MAX, 0, 1));
     p.push(stmt(
         BPF_RET_K,
-        libc::SECCOMP_RET_ERRNO | libc::EACCES as u32,
+        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
     ));
+    p.push(stmt(BPF_RET_K, RET_ALLOW));
     Some(p)
 }
 
@@ -352,31 +491,25 @@ pub(crate) fn prepare<'a>(
         soft: nproc,
         hard: nproc,
     });
+    let mut guard = Guard {
+        uid: None,
+        seccomp: layers.seccomp,
+        _ruleset: None,
+    };
     let uid = if layers.own_user {
-        let uid = sandbox.uids.acquire();
-        let chown = |p: &Path| {
-            std::os::unix::fs::chown(p, Some(uid), Some(uid))
-                .map_err(|e| format!("chown {}: {e}", p.display()))
-        };
-        if let Err(e) = chown(dir).and_then(|_| chown(&dir.join("main.py"))) {
-            sandbox.uids.release(uid);
-            return Err(e);
+        let held = sandbox.uids.acquire();
+        let uid = held.uid;
+        guard.uid = Some((held, &*sandbox.uids));
+        for p in [dir.to_path_buf(), dir.join("main.py")] {
+            std::os::unix::fs::chown(&p, Some(uid), Some(uid))
+                .map_err(|e| format!("chown {}: {e}", p.display()))?;
         }
         Some(uid)
     } else {
         None
     };
-    let guard_uid = uid.map(|u| (u, &*sandbox.uids));
     let ruleset = if layers.landlock_abi > 0 {
-        match landlock_ruleset(layers.landlock_abi, dir) {
-            Ok(fd) => Some(fd),
-            Err(e) => {
-                if let Some((u, pool)) = guard_uid {
-                    pool.release(u);
-                }
-                return Err(e);
-            }
-        }
+        Some(landlock_ruleset(layers.landlock_abi, dir, &c.python)?)
     } else {
         None
     };
@@ -391,6 +524,15 @@ pub(crate) fn prepare<'a>(
     unsafe {
         cmd.pre_exec(move || {
             let fail = || Err(std::io::Error::last_os_error());
+            // Descriptors the host opened without close-on-exec (llama.cpp's model files, a
+            // driver's sockets) must not reach the program. CLOEXEC rather than close: std's
+            // error pipe and the Landlock ruleset are needed until exec.
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
             if libc::setsid() < 0 {
                 return fail();
             }
@@ -438,10 +580,8 @@ pub(crate) fn prepare<'a>(
             Ok(())
         });
     }
-    Ok(Guard {
-        uid: guard_uid,
-        _ruleset: ruleset,
-    })
+    guard._ruleset = ruleset;
+    Ok(guard)
 }
 
 /// Which optional layers work here: each is added in turn and kept if `pass` still runs.
@@ -507,7 +647,7 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
         Layer {
             name: "unprivileged user".into(),
             active: true,
-            detail: format!("runs as the invoking user (uid {uid}), not root; the process limit counts that user's other tasks"),
+            detail: format!("runs as the invoking user (uid {uid}), not root, with no uid of its own: the process limit counts that user's other tasks, and without Landlock ABI 6 it could signal them"),
         }
     };
     let net_ns = Layer {
@@ -534,7 +674,7 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
             name: "network: seccomp socket filter".into(),
             active: l.seccomp,
             detail: if l.seccomp {
-                "socket() fails with EACCES for every family but AF_UNIX".into()
+                "socket() fails with EACCES for every family (socketpair still works); kill(-1) denied".into()
             } else {
                 "seccomp filters are not available here".into()
             },
@@ -552,7 +692,7 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
             name: "filesystem: Landlock".into(),
             active: ll >= 1,
             detail: if ll >= 1 {
-                format!("writes only inside the run's folder and to /dev/null (ABI {ll})")
+                format!("reads only system folders (/usr, /lib*, /bin, /etc, ...), the interpreter's prefix and the run's folder; writes only inside the run's folder and to /dev/null (ABI {ll})")
             } else {
                 landlock_off("filesystem", 1)
             },
@@ -657,7 +797,7 @@ mod tests {
     }
 
     #[test]
-    fn the_seccomp_program_denies_setsid_and_allows_unix_sockets() {
+    fn the_seccomp_program_denies_setsid_and_sockets_but_allows_socketpair() {
         let s = sandbox();
         if !s.layers.seccomp {
             return;
@@ -669,6 +809,13 @@ mod tests {
         let r = s.run_with("import os\nos.setsid()\n", layers);
         assert!(r.stderr.contains("PermissionError"), "{r:?}");
         let unix = s.run_with(
+            "import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n",
+            layers,
+        );
+        assert!(unix.stderr.contains("PermissionError"), "{unix:?}");
+        let all = s.run_with("import os\nos.kill(-1, 9)\n", layers);
+        assert!(all.stderr.contains("PermissionError"), "{all:?}");
+        let unix = s.run_with(
             "import socket\na, b = socket.socketpair()\na.send(b'hi')\nassert b.recv(2) == b'hi'\n",
             layers,
         );
@@ -677,11 +824,17 @@ mod tests {
 
     #[test]
     fn uids_are_handed_out_once_and_given_back() {
-        let pool = UidPool::new();
+        let dir = tempfile::tempdir().unwrap();
+        let pool = UidPool::new(Some(dir.path().to_path_buf()));
         let a = pool.acquire();
         let b = pool.acquire();
-        assert_ne!(a, b);
+        assert_ne!(a.uid, b.uid);
+        // Another process (here: another pool on the same lock folder) skips held uids.
+        let other = UidPool::new(Some(dir.path().to_path_buf()));
+        let c = other.acquire();
+        assert!(c.uid != a.uid && c.uid != b.uid);
+        let a_uid = a.uid;
         pool.release(a);
-        assert_eq!(pool.acquire(), a);
+        assert_eq!(pool.acquire().uid, a_uid);
     }
 }

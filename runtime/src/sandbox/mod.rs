@@ -50,6 +50,9 @@ pub struct SandboxConfig {
     pub max_output_bytes: usize,
     /// Refuse to run (instead of warning) when no network isolation layer is available.
     pub require_network_isolation: bool,
+    /// When the host runs as root and runs cannot get a uid of their own, run generated code
+    /// as root anyway (otherwise [`Sandbox::new`] fails).
+    pub allow_root: bool,
 }
 
 impl Default for SandboxConfig {
@@ -64,6 +67,7 @@ impl Default for SandboxConfig {
             max_file_bytes: 16 << 20,
             max_output_bytes: 64 << 10,
             require_network_isolation: false,
+            allow_root: false,
         }
     }
 }
@@ -194,6 +198,12 @@ pub enum SandboxError {
         /// What is missing.
         missing: String,
     },
+    /// The host runs as root and runs cannot be given an unprivileged user.
+    #[error("running as root and {python} does not run as an unprivileged user (is it under a private home folder?): generated code would run as root; pass a system interpreter such as /usr/bin/python3, or allow it explicitly (allow_root, --allow-root)")]
+    RootOnly {
+        /// The interpreter.
+        python: PathBuf,
+    },
     /// A setting is out of range.
     #[error("sandbox setting {field}: {reason}")]
     Config {
@@ -245,6 +255,17 @@ impl Sandbox {
         positive("max_processes", config.max_processes)?;
         positive("max_open_files", config.max_open_files)?;
         positive("max_file_bytes", config.max_file_bytes)?;
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        if config.wall_ms > DAY_MS || config.cpu_seconds > DAY_MS / 1000 {
+            return Err(SandboxError::Config {
+                field: if config.wall_ms > DAY_MS {
+                    "wall_ms"
+                } else {
+                    "cpu_seconds"
+                },
+                reason: "at most one day".into(),
+            });
+        }
         if config.memory_bytes < 64 << 20 {
             return Err(SandboxError::Config {
                 field: "memory_bytes",
@@ -259,7 +280,7 @@ impl Sandbox {
             layers: Layers::default(),
             isolation: Arc::new(Vec::new()),
             #[cfg(target_os = "linux")]
-            uids: Arc::new(linux::UidPool::new()),
+            uids: linux::UidPool::global(),
         };
         // The interpreter must run with the base layers before anything is probed.
         let base = sandbox.run_with("pass\n", sandbox.layers);
@@ -278,15 +299,17 @@ impl Sandbox {
         #[cfg(target_os = "linux")]
         {
             sandbox.layers = linux::probe(&sandbox);
+            if linux::is_root() && !sandbox.layers.own_user && !sandbox.config.allow_root {
+                return Err(SandboxError::RootOnly {
+                    python: sandbox.config.python.clone(),
+                });
+            }
         }
         let isolation = sandbox.describe();
-        let network = isolation
-            .iter()
-            .filter(|l| l.name.starts_with("network"))
-            .any(|l| l.active);
+        // Landlock alone only stops TCP (UDP, e.g. DNS, stays open): it does not count.
+        let network = sandbox.layers.net_namespace || sandbox.layers.seccomp;
         if !network {
-            let missing =
-                "no network namespace, no Landlock TCP rules, no seccomp socket filter".to_string();
+            let missing = "no network namespace and no seccomp socket filter".to_string();
             if sandbox.config.require_network_isolation {
                 return Err(SandboxError::NoNetworkIsolation { missing });
             }
@@ -319,7 +342,7 @@ impl Sandbox {
             Layer {
                 name: "environment".into(),
                 active: true,
-                detail: "scrubbed: only PATH, HOME, LANG, PYTHONHASHSEED, PYTHONDONTWRITEBYTECODE; python -I".into(),
+                detail: "scrubbed: only PATH, HOME and TMPDIR (the run's folder), LANG, PYTHONHASHSEED=0, PYTHONDONTWRITEBYTECODE, PYTHONIOENCODING; python -s -B".into(),
             },
             Layer {
                 name: "process group".into(),
@@ -369,13 +392,16 @@ impl Sandbox {
             return RunReport::failure(format!("{}: {e}", program.display()), start);
         }
         let mut cmd = Command::new(&self.config.python);
-        cmd.arg("-I")
+        // Not `-I`: it would also ignore the PYTHON* variables set here. The environment is
+        // ours (cleared), `-s` drops the user site folder and `-B` bytecode files.
+        cmd.arg("-s")
             .arg("-B")
             .arg("main.py")
             .current_dir(dir.path())
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
             .env("HOME", dir.path())
+            .env("TMPDIR", dir.path())
             .env("LANG", "C.UTF-8")
             .env("PYTHONHASHSEED", "0")
             .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -521,7 +547,7 @@ pub(crate) fn posix_limits(c: &SandboxConfig) -> Vec<Limit> {
         Limit {
             resource: libc::RLIMIT_CPU as ResourceKind,
             soft: c.cpu_seconds,
-            hard: c.cpu_seconds + 1,
+            hard: c.cpu_seconds.saturating_add(1),
         },
         Limit {
             resource: libc::RLIMIT_NOFILE as ResourceKind,
@@ -563,22 +589,21 @@ fn supervise(mut child: std::process::Child, c: &SandboxConfig, start: Instant) 
     let mut out = Capture::new(child.stdout.take(), c.max_output_bytes);
     let mut err = Capture::new(child.stderr.take(), c.max_output_bytes);
     let mut timed_out = false;
-    let status = loop {
+    loop {
         out.poll_read(&mut err, 10);
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) => {}
-            Err(_) => break None,
+        if exited_unreaped(pgid) {
+            break;
         }
         if Instant::now() >= deadline {
             timed_out = true;
-            kill_group(pgid);
-            break child.wait().ok();
+            break;
         }
-    };
-    // Whatever the main process left behind in its group dies with it, so no straggler keeps
-    // the pipes open or the CPU busy.
+    }
+    // Kill the group while its leader is still an unreaped zombie: its pid, and so the group
+    // id, cannot have been reused by another run. Whatever the program left behind dies too,
+    // so no straggler keeps the pipes open or the CPU busy.
     kill_group(pgid);
+    let status = child.wait().ok();
     let drain_until = Instant::now() + Duration::from_millis(500);
     while (out.open() || err.open()) && Instant::now() < drain_until {
         out.poll_read(&mut err, 10);
@@ -586,7 +611,13 @@ fn supervise(mut child: std::process::Child, c: &SandboxConfig, start: Instant) 
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
     let truncated = out.dropped || err.dropped;
     let stdout = String::from_utf8_lossy(&out.buf).into_owned();
-    let stderr = String::from_utf8_lossy(&err.buf).into_owned();
+    let mut stderr = String::from_utf8_lossy(&err.buf).into_owned();
+    if err.dropped {
+        // The traceback is at the end: keep the tail too, marked, for the report and the
+        // classification.
+        stderr.push_str("\n[... output cut ...]\n");
+        stderr.push_str(&String::from_utf8_lossy(&err.tail));
+    }
     let Some(status) = status else {
         return RunReport::failure("lost track of the child process".into(), start);
     };
@@ -602,6 +633,22 @@ fn supervise(mut child: std::process::Child, c: &SandboxConfig, start: Instant) 
         truncated,
         wall_ms,
         detail: None,
+    }
+}
+
+/// Whether the child has exited, without reaping it (`waitid` with `WNOWAIT`).
+fn exited_unreaped(pid: libc::pid_t) -> bool {
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let r = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        // With WNOHANG, si_pid stays 0 while the child runs; an error means it is gone.
+        r != 0 || info.si_pid() != 0
     }
 }
 
@@ -637,7 +684,8 @@ pub fn classify(
     match (exit_code, signal) {
         (Some(0), _) => Outcome::Passed,
         (_, Some(s)) if s == libc::SIGXCPU => Outcome::Timeout,
-        // The CPU hard limit is enforced with SIGKILL one second after SIGXCPU.
+        // SIGKILL from elsewhere (the OOM killer, the CPU hard limit after an ignored SIGXCPU)
+        // is reported as such: the cause cannot be told apart here.
         (_, Some(s)) if s == libc::SIGKILL => Outcome::KilledBySignal,
         (_, Some(_)) if memory => Outcome::MemoryLimit,
         (_, Some(_)) => Outcome::KilledBySignal,
@@ -653,7 +701,12 @@ struct Capture {
     buf: Vec<u8>,
     cap: usize,
     dropped: bool,
+    /// The last [`TAIL`] bytes read past the cap.
+    tail: Vec<u8>,
 }
+
+/// Bytes of the end of an over-long stream kept besides its start.
+const TAIL: usize = 4096;
 
 trait ReadFd: Read + AsRawFd {}
 impl<T: Read + AsRawFd> ReadFd for T {}
@@ -674,6 +727,7 @@ impl Capture {
             buf: Vec::new(),
             cap,
             dropped: false,
+            tail: Vec::new(),
         }
     }
 
@@ -716,10 +770,14 @@ impl Capture {
                 }
                 Ok(n) => {
                     let room = self.cap.saturating_sub(self.buf.len());
+                    self.buf.extend_from_slice(&chunk[..n.min(room)]);
                     if n > room {
                         self.dropped = true;
+                        self.tail.extend_from_slice(&chunk[room..n]);
+                        if self.tail.len() > TAIL {
+                            self.tail.drain(..self.tail.len() - TAIL);
+                        }
                     }
-                    self.buf.extend_from_slice(&chunk[..n.min(room)]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,

@@ -1,0 +1,1058 @@
+//! RISE: multi-turn self-correction on math problems. Inference (sequential turns and parallel
+//! samples, with RISE's four metrics), rollout collection (RISE's data generation: n samples
+//! per turn, keep the best, stop at a correct one) and conversion of rollouts into
+//! reward-weighted training samples for the trainer.
+//!
+//! The feedback in sequential inference is always "incorrect", whatever the answer, so no
+//! oracle leaks into the turns; rollout collection, which is allowed to use the reward, stops at
+//! a correct answer. The prompts are our own wording.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::AgentError;
+use crate::env::math::{extract_answer, reward, Dataset, MathProblem};
+use crate::fsutil::write_atomic;
+use crate::llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
+
+/// Format version of every file this module writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+const SYSTEM: &str = "You solve math problems. Reason step by step, then give the final answer on its own as \\boxed{ANSWER}.";
+const EXAMPLE_QUESTION: &str = "A baker fills 7 trays with 12 rolls each. She sells all but 15 of the rolls at $2 each. How much money does she take in?";
+const EXAMPLE_ANSWER: &str = "She bakes 7 * 12 = 84 rolls. She sells 84 - 15 = 69 of them. At $2 each she takes in 69 * 2 = 138 dollars.\n\\boxed{138}";
+
+/// The observation after an attempt judged (or, in sequential inference, declared) wrong.
+pub fn retry_message(question: &str) -> String {
+    format!("The answer is incorrect. Please try again. Here's the question: {question}")
+}
+
+/// The observation after a correct attempt (rollout collection only).
+pub const SUCCESS_MESSAGE: &str = "The answer is correct.";
+
+/// The conversation for the next attempt: instruction, our worked example, the question, then
+/// the last `window` attempts each followed by the retry message.
+pub fn messages(question: &str, attempts: &[String], window: usize) -> Vec<ChatMessage> {
+    let mut m = vec![
+        ChatMessage::new("system", SYSTEM),
+        ChatMessage::new("user", EXAMPLE_QUESTION),
+        ChatMessage::new("assistant", EXAMPLE_ANSWER),
+        ChatMessage::new("user", question),
+    ];
+    let start = attempts.len().saturating_sub(window);
+    for a in &attempts[start..] {
+        m.push(ChatMessage::new("assistant", a.trim()));
+        m.push(ChatMessage::new("user", retry_message(question)));
+    }
+    m
+}
+
+/// Inference modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// `turns` attempts, each seeing the last `window` ones.
+    Sequential,
+    /// `samples` independent first attempts.
+    Parallel,
+    /// Both (all four metrics).
+    Both,
+}
+
+impl Mode {
+    /// Parse a CLI name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "sequential" => Mode::Sequential,
+            "parallel" => Mode::Parallel,
+            "both" => Mode::Both,
+            _ => return None,
+        })
+    }
+}
+
+/// Settings of an inference run (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiseConfig {
+    /// For plots: `rise`.
+    pub agent: String,
+    /// `sequential`, `parallel` or `both` (recorded as the strategy).
+    pub strategy: String,
+    /// Which checker.
+    pub dataset: Dataset,
+    /// Sequential turns.
+    pub turns: u32,
+    /// Attempts each turn sees.
+    pub window: usize,
+    /// Parallel samples.
+    pub samples: u32,
+    /// Temperature of sequential turns (0: greedy).
+    pub sequential_temperature: f32,
+    /// Temperature of parallel samples.
+    pub parallel_temperature: f32,
+    /// Tokens per attempt.
+    pub max_tokens: u32,
+    /// Base seed of the samplers.
+    pub seed: u32,
+    /// Always 1.
+    pub trials: u32,
+    /// The model.
+    pub actor: String,
+}
+
+impl RiseConfig {
+    /// RISE's evaluation settings: 5 turns, window 2 (configurable), 5 parallel samples.
+    pub fn new(dataset: Dataset, mode: Mode, actor: &str) -> Self {
+        Self {
+            agent: "rise".into(),
+            strategy: match mode {
+                Mode::Sequential => "sequential",
+                Mode::Parallel => "parallel",
+                Mode::Both => "both",
+            }
+            .into(),
+            dataset,
+            turns: 5,
+            window: 2,
+            samples: 5,
+            sequential_temperature: 0.0,
+            parallel_temperature: 0.7,
+            max_tokens: 512,
+            seed: 0,
+            trials: 1,
+            actor: actor.into(),
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::parse(&self.strategy).unwrap_or(Mode::Both)
+    }
+}
+
+/// One attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The model's text.
+    pub response: String,
+    /// The canonical answer (for majority votes), if one could be parsed.
+    pub answer: Option<String>,
+    /// The checker's reward: 1 correct, 0 wrong, -1 no parsable answer.
+    pub reward: f32,
+    /// Prompt tokens evaluated.
+    pub evaluated_tokens: u32,
+    /// Prompt tokens reused.
+    pub reused_tokens: u32,
+    /// Tokens generated.
+    pub generated_tokens: u32,
+    /// Wall time, milliseconds.
+    pub ms: f64,
+}
+
+/// The four RISE metrics for one problem (or, averaged, for a set); `None` when the mode that
+/// measures it was not run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// The first sequential answer is correct.
+    pub m1_t1: Option<f64>,
+    /// The majority of the parallel samples is correct.
+    pub m5_t1: Option<f64>,
+    /// The majority of the sequential turns' answers is correct.
+    pub m1_t5: Option<f64>,
+    /// Any sequential turn is correct (oracle stop).
+    pub p1_t5: Option<f64>,
+}
+
+/// The most common answer (ties: the one seen first); attempts without an answer don't vote.
+pub fn majority(attempts: &[Attempt]) -> Option<&Attempt> {
+    let mut counts: Vec<(&str, usize, usize)> = Vec::new();
+    for (i, a) in attempts.iter().enumerate() {
+        if let Some(ans) = &a.answer {
+            match counts.iter_mut().find(|c| c.0 == ans) {
+                Some(c) => c.1 += 1,
+                None => counts.push((ans, 1, i)),
+            }
+        }
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))?;
+    attempts.get(best.2)
+}
+
+/// The metrics of one problem's attempts.
+pub fn metrics(sequential: &[Attempt], parallel: &[Attempt]) -> Metrics {
+    let correct = |a: Option<&Attempt>| f64::from(u8::from(a.is_some_and(|a| a.reward >= 1.0)));
+    let seq = !sequential.is_empty();
+    Metrics {
+        m1_t1: seq.then(|| correct(sequential.first())),
+        m5_t1: (!parallel.is_empty()).then(|| correct(majority(parallel))),
+        m1_t5: seq.then(|| correct(majority(sequential))),
+        p1_t5: seq.then(|| f64::from(u8::from(sequential.iter().any(|a| a.reward >= 1.0)))),
+    }
+}
+
+/// The mean of each metric over problems (skipping `None`s).
+pub fn mean_metrics(all: &[Metrics]) -> Metrics {
+    let mean = |f: fn(&Metrics) -> Option<f64>| {
+        let v: Vec<f64> = all.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    Metrics {
+        m1_t1: mean(|m| m.m1_t1),
+        m5_t1: mean(|m| m.m5_t1),
+        m1_t5: mean(|m| m.m1_t5),
+        p1_t5: mean(|m| m.p1_t5),
+    }
+}
+
+/// One problem's result (`trial-00/ID.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiseResult {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The problem.
+    pub problem_id: String,
+    /// The gold answer.
+    pub gold: String,
+    /// Sequential turns.
+    pub sequential: Vec<Attempt>,
+    /// Parallel samples.
+    pub parallel: Vec<Attempt>,
+    /// This problem's metrics.
+    pub metrics: Metrics,
+    /// Wall time, milliseconds.
+    pub wall_ms: f64,
+}
+
+/// A model and its session.
+pub struct Solver<'a> {
+    /// The model (chat template).
+    pub model: &'a dyn LanguageModel,
+    /// Its session.
+    pub session: &'a mut dyn Session,
+}
+
+impl Solver<'_> {
+    /// One attempt given the conversation so far.
+    pub fn attempt(
+        &mut self,
+        problem: &MathProblem,
+        msgs: &[ChatMessage],
+        sampling: SamplingParams,
+        max_tokens: u32,
+    ) -> Result<Attempt, AgentError> {
+        let prompt = self.model.chat_prompt(msgs, true)?;
+        let mut req = GenerateRequest::new(prompt, max_tokens);
+        req.sampling = sampling;
+        let start = Instant::now();
+        let g = self.session.generate(&req, &mut |_| true)?;
+        let response = g.text.trim().to_string();
+        Ok(Attempt {
+            answer: extract_answer(problem.dataset, &response),
+            reward: reward(problem, &response),
+            response,
+            evaluated_tokens: g.stats.evaluated_tokens,
+            reused_tokens: g.stats.reused_tokens,
+            generated_tokens: g.stats.generated_tokens,
+            ms: start.elapsed().as_secs_f64() * 1e3,
+        })
+    }
+}
+
+fn sampling(temperature: f32, seed: u32) -> SamplingParams {
+    SamplingParams {
+        temperature,
+        top_p: if temperature > 0.0 { 0.95 } else { 1.0 },
+        seed,
+        ..SamplingParams::default()
+    }
+}
+
+/// A stable per-problem seed (FNV-1a of the id, mixed with the base seed).
+fn problem_seed(base: u32, id: &str, k: u32) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h ^ base.wrapping_mul(0x9e37_79b9) ^ k.wrapping_mul(0x85eb_ca6b)
+}
+
+/// RISE inference on one problem.
+pub fn solve(
+    problem: &MathProblem,
+    cfg: &RiseConfig,
+    solver: &mut Solver<'_>,
+) -> Result<RiseResult, AgentError> {
+    let start = Instant::now();
+    let mode = cfg.mode();
+    let mut sequential = Vec::new();
+    if matches!(mode, Mode::Sequential | Mode::Both) {
+        let mut texts: Vec<String> = Vec::new();
+        for t in 0..cfg.turns {
+            // The feedback is always "incorrect": the turns never learn the reward.
+            let msgs = messages(&problem.question, &texts, cfg.window);
+            let s = sampling(
+                cfg.sequential_temperature,
+                problem_seed(cfg.seed, &problem.id, t),
+            );
+            let a = solver.attempt(problem, &msgs, s, cfg.max_tokens)?;
+            texts.push(a.response.clone());
+            sequential.push(a);
+        }
+    }
+    let mut parallel = Vec::new();
+    if matches!(mode, Mode::Parallel | Mode::Both) {
+        let msgs = messages(&problem.question, &[], cfg.window);
+        for k in 0..cfg.samples {
+            let s = sampling(
+                cfg.parallel_temperature,
+                problem_seed(cfg.seed, &problem.id, 1000 + k),
+            );
+            parallel.push(solver.attempt(problem, &msgs, s, cfg.max_tokens)?);
+        }
+    }
+    Ok(RiseResult {
+        format_version: FORMAT_VERSION,
+        problem_id: problem.id.clone(),
+        gold: problem.answer.clone(),
+        metrics: metrics(&sequential, &parallel),
+        sequential,
+        parallel,
+        wall_ms: start.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+// ---- files ----------------------------------------------------------------------------------
+
+/// Why a RISE run, rollout collection or conversion stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RiseError {
+    /// The model failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A file could not be written or read.
+    #[error("{path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Settings are wrong or differ from the saved ones.
+    #[error("{0}")]
+    Config(String),
+}
+
+fn file_err(path: &Path, e: impl std::fmt::Display) -> RiseError {
+    RiseError::File {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), RiseError> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|e| file_err(path, e))?;
+    write_atomic(path, &bytes).map_err(|e| file_err(path, e))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RiseError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| file_err(path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(file_err(path, e)),
+    }
+}
+
+/// Check `run.json` in `out` against `cfg` (or write it).
+fn claim_folder<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
+    out: &Path,
+    cfg: &T,
+) -> Result<(), RiseError> {
+    std::fs::create_dir_all(out.join("trial-00")).map_err(|e| file_err(out, e))?;
+    let run_json = out.join("run.json");
+    match read_json::<T>(&run_json)? {
+        Some(saved) if &saved != cfg => Err(RiseError::Config(format!(
+            "{} holds a run with other settings ({saved:?}); use another --out or the same settings",
+            out.display()
+        ))),
+        Some(_) => Ok(()),
+        None => write_json(&run_json, cfg),
+    }
+}
+
+/// Summary of an inference run (`rise.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RiseSummary {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// Problems.
+    pub problems: usize,
+    /// The four metrics over the problems.
+    pub metrics: Metrics,
+    /// Sequential accuracy at each turn (share of problems whose turn-t answer is correct).
+    pub accuracy_by_turn: Vec<f64>,
+    /// Mean wall time per problem, seconds.
+    pub mean_problem_s: f64,
+    /// Mean generated tokens per problem.
+    pub mean_generated_tokens: f64,
+}
+
+/// Run (or resume) RISE inference over `problems`; one atomically written file per problem.
+pub fn run(
+    problems: &[MathProblem],
+    cfg: &RiseConfig,
+    out: &Path,
+    solver: &mut Solver<'_>,
+    mut on_done: impl FnMut(&RiseResult),
+) -> Result<RiseSummary, RiseError> {
+    claim_folder(out, cfg)?;
+    let mut results = Vec::with_capacity(problems.len());
+    for p in problems {
+        let path = super::runner::task_path(out, 0, &p.id);
+        let r = match read_json::<RiseResult>(&path)? {
+            Some(r) => r,
+            None => {
+                let r = solve(p, cfg, solver)?;
+                write_json(&path, &r)?;
+                r
+            }
+        };
+        on_done(&r);
+        results.push(r);
+    }
+    let summary = summarize(&results, cfg.turns);
+    write_json(&out.join("rise.json"), &summary)?;
+    Ok(summary)
+}
+
+/// Totals over problems.
+pub fn summarize(results: &[RiseResult], turns: u32) -> RiseSummary {
+    let n = results.len().max(1) as f64;
+    let by_turn = (0..turns as usize)
+        .map(|t| {
+            results
+                .iter()
+                .filter(|r| r.sequential.get(t).is_some_and(|a| a.reward >= 1.0))
+                .count() as f64
+                / n
+        })
+        .collect();
+    let all: Vec<Metrics> = results.iter().map(|r| r.metrics.clone()).collect();
+    RiseSummary {
+        format_version: FORMAT_VERSION,
+        problems: results.len(),
+        metrics: mean_metrics(&all),
+        accuracy_by_turn: if results.iter().any(|r| !r.sequential.is_empty()) {
+            by_turn
+        } else {
+            Vec::new()
+        },
+        mean_problem_s: results.iter().map(|r| r.wall_ms).sum::<f64>() / n / 1e3,
+        mean_generated_tokens: results
+            .iter()
+            .flat_map(|r| r.sequential.iter().chain(&r.parallel))
+            .map(|a| f64::from(a.generated_tokens))
+            .sum::<f64>()
+            / n,
+    }
+}
+
+// ---- rollouts -------------------------------------------------------------------------------
+
+/// Settings of rollout collection (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutConfig {
+    /// Which checker.
+    pub dataset: Dataset,
+    /// Model per turn (the last repeats): e.g. a larger model first (distillation) or the
+    /// learner itself (self-distillation).
+    pub models: Vec<String>,
+    /// Samples per turn (the last repeats), e.g. `[1, 16]`.
+    pub samples: Vec<u32>,
+    /// Most turns.
+    pub turns: u32,
+    /// Attempts each turn sees.
+    pub window: usize,
+    /// Sampling temperature.
+    pub temperature: f32,
+    /// Tokens per attempt.
+    pub max_tokens: u32,
+    /// Base seed.
+    pub seed: u32,
+}
+
+/// One turn of a rollout: every candidate, and the one kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutTurn {
+    /// The model that sampled this turn.
+    pub model: String,
+    /// The candidates.
+    pub candidates: Vec<Attempt>,
+    /// Index of the kept candidate (the best reward; the first among equals).
+    pub chosen: usize,
+    /// Its reward.
+    pub reward: f32,
+}
+
+/// One problem's rollout (`rollouts/ID.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The problem.
+    pub problem_id: String,
+    /// The question.
+    pub question: String,
+    /// The gold answer.
+    pub gold: String,
+    /// The context window the turns were generated with.
+    pub window: usize,
+    /// The turns, until a correct one or the limit.
+    pub turns: Vec<RolloutTurn>,
+}
+
+/// The index of the best candidate (highest reward, first among equals).
+pub fn best_candidate(c: &[Attempt]) -> usize {
+    let mut best = 0;
+    for (i, a) in c.iter().enumerate() {
+        if a.reward > c[best].reward {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Collect one rollout. `solvers[i]` samples turn i (the last repeats).
+pub fn collect(
+    problem: &MathProblem,
+    cfg: &RolloutConfig,
+    solvers: &mut [Solver<'_>],
+) -> Result<Rollout, RiseError> {
+    if solvers.is_empty() || cfg.samples.is_empty() {
+        return Err(RiseError::Config(
+            "rollouts need at least one model and one sample count".into(),
+        ));
+    }
+    let mut kept: Vec<String> = Vec::new();
+    let mut turns = Vec::new();
+    for t in 0..cfg.turns {
+        let i = (t as usize).min(solvers.len() - 1);
+        let n = cfg.samples[(t as usize).min(cfg.samples.len() - 1)].max(1);
+        let msgs = messages(&problem.question, &kept, cfg.window);
+        let mut candidates = Vec::with_capacity(n as usize);
+        for k in 0..n {
+            let s = sampling(
+                cfg.temperature,
+                problem_seed(cfg.seed, &problem.id, t * 1000 + k),
+            );
+            candidates.push(solvers[i].attempt(problem, &msgs, s, cfg.max_tokens)?);
+        }
+        let chosen = best_candidate(&candidates);
+        let reward = candidates[chosen].reward;
+        kept.push(candidates[chosen].response.clone());
+        turns.push(RolloutTurn {
+            model: cfg.models[i.min(cfg.models.len() - 1)].clone(),
+            candidates,
+            chosen,
+            reward,
+        });
+        if reward >= 1.0 {
+            break;
+        }
+    }
+    Ok(Rollout {
+        format_version: FORMAT_VERSION,
+        problem_id: problem.id.clone(),
+        question: problem.question.clone(),
+        gold: problem.answer.clone(),
+        window: cfg.window,
+        turns,
+    })
+}
+
+/// Collect (or resume collecting) rollouts into `out/rollouts/ID.json`.
+pub fn collect_all(
+    problems: &[MathProblem],
+    cfg: &RolloutConfig,
+    out: &Path,
+    solvers: &mut [Solver<'_>],
+    mut on_done: impl FnMut(&Rollout),
+) -> Result<Vec<Rollout>, RiseError> {
+    std::fs::create_dir_all(out.join("rollouts")).map_err(|e| file_err(out, e))?;
+    let run_json = out.join("run.json");
+    match read_json::<RolloutConfig>(&run_json)? {
+        Some(saved) if &saved != cfg => {
+            return Err(RiseError::Config(format!(
+                "{} holds rollouts with other settings ({saved:?})",
+                out.display()
+            )))
+        }
+        Some(_) => {}
+        None => write_json(&run_json, cfg)?,
+    }
+    let mut all = Vec::new();
+    for p in problems {
+        let path = out
+            .join("rollouts")
+            .join(format!("{}.json", super::runner::file_stem(&p.id)));
+        let r = match read_json::<Rollout>(&path)? {
+            Some(r) => r,
+            None => {
+                let r = collect(p, cfg, solvers)?;
+                write_json(&path, &r)?;
+                r
+            }
+        };
+        on_done(&r);
+        all.push(r);
+    }
+    Ok(all)
+}
+
+/// Read every rollout in `dir/rollouts`, sorted by problem id.
+pub fn read_rollouts(dir: &Path) -> Result<Vec<Rollout>, RiseError> {
+    let folder = dir.join("rollouts");
+    let entries = std::fs::read_dir(&folder).map_err(|e| file_err(&folder, e))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.map_err(|e| file_err(&folder, e))?;
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let r: Rollout = read_json(&p)?.ok_or_else(|| file_err(&p, "vanished"))?;
+            out.push(r);
+        }
+    }
+    out.sort_by(|a, b| a.problem_id.cmp(&b.problem_id));
+    Ok(out)
+}
+
+// ---- training data --------------------------------------------------------------------------
+
+/// Which turns of a rollout become training samples (RISE's criteria).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Criterion {
+    /// Every turn.
+    All,
+    /// Turns whose reward is above the previous turn's (the first turn: above -1, i.e. any
+    /// parsable answer).
+    Better,
+    /// Turns with no earlier turn rewarded higher.
+    Best,
+    /// Correct turns only.
+    Success,
+}
+
+impl Criterion {
+    /// Parse a CLI name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "all" => Criterion::All,
+            "better" => Criterion::Better,
+            "best" => Criterion::Best,
+            "success" => Criterion::Success,
+            _ => return None,
+        })
+    }
+
+    /// Whether turn `t` of `rewards` is kept.
+    pub fn keeps(self, rewards: &[f32], t: usize) -> bool {
+        let r = rewards[t];
+        match self {
+            Criterion::All => true,
+            Criterion::Better => r > if t == 0 { -1.0 } else { rewards[t - 1] },
+            Criterion::Best => rewards[..t].iter().all(|&p| p <= r),
+            Criterion::Success => r >= 1.0,
+        }
+    }
+}
+
+/// One training sample (a line of the dataset JSONL).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSample {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The problem.
+    pub problem_id: String,
+    /// The turn (from 0) whose answer is the target.
+    pub turn: u32,
+    /// The conversation: instruction, example, question, the earlier kept attempts in the
+    /// window with their retry messages, then the target assistant turn last.
+    pub messages: Vec<ChatMessage>,
+    /// Which messages carry loss: always `"last_assistant"` (only the final assistant turn).
+    pub loss_on: String,
+    /// The target turn's reward.
+    pub reward: f32,
+    /// exp(reward / tau).
+    pub weight: f64,
+}
+
+/// Convert rollouts into training samples: select turns by `criterion`, weight each by
+/// exp(reward / tau), drop duplicates (same messages), shuffle with `seed`. Deterministic.
+pub fn to_dataset(
+    rollouts: &[Rollout],
+    criterion: Criterion,
+    tau: f64,
+    seed: u64,
+) -> Result<Vec<TrainingSample>, RiseError> {
+    if !(tau.is_finite() && tau > 0.0) {
+        return Err(RiseError::Config(format!("--tau {tau}: must be positive")));
+    }
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for r in rollouts {
+        let rewards: Vec<f32> = r.turns.iter().map(|t| t.reward).collect();
+        let kept: Vec<String> = r
+            .turns
+            .iter()
+            .map(|t| {
+                t.candidates[t.chosen.min(t.candidates.len().saturating_sub(1))]
+                    .response
+                    .clone()
+            })
+            .collect();
+        for t in 0..r.turns.len() {
+            if !criterion.keeps(&rewards, t) {
+                continue;
+            }
+            let mut msgs = messages(&r.question, &kept[..t], r.window);
+            msgs.push(ChatMessage::new("assistant", kept[t].trim()));
+            let key = serde_json::to_string(&msgs).map_err(|e| RiseError::Config(e.to_string()))?;
+            if !seen.insert(key) {
+                continue;
+            }
+            out.push(TrainingSample {
+                format_version: FORMAT_VERSION,
+                problem_id: r.problem_id.clone(),
+                turn: t as u32,
+                messages: msgs,
+                loss_on: "last_assistant".into(),
+                reward: rewards[t],
+                weight: (f64::from(rewards[t]) / tau).exp(),
+            });
+        }
+    }
+    shuffle(&mut out, seed);
+    Ok(out)
+}
+
+/// Fisher-Yates with SplitMix64: the same order for the same seed on every platform and
+/// version (no dependency on a library's generator).
+pub fn shuffle<T>(v: &mut [T], seed: u64) {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    for i in (1..v.len()).rev() {
+        let j = (next() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Write samples as JSONL, atomically.
+pub fn write_dataset(path: &Path, samples: &[TrainingSample]) -> Result<(), RiseError> {
+    let mut text = String::new();
+    for s in samples {
+        text.push_str(&serde_json::to_string(s).map_err(|e| file_err(path, e))?);
+        text.push('\n');
+    }
+    write_atomic(path, text.as_bytes()).map_err(|e| file_err(path, e))
+}
+
+/// Counts by criterion, for reports.
+pub fn criterion_counts(rollouts: &[Rollout]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for (name, c) in [
+        ("all", Criterion::All),
+        ("better", Criterion::Better),
+        ("best", Criterion::Best),
+        ("success", Criterion::Success),
+    ] {
+        let n = rollouts
+            .iter()
+            .map(|r| {
+                let rw: Vec<f32> = r.turns.iter().map(|t| t.reward).collect();
+                (0..rw.len()).filter(|&t| c.keeps(&rw, t)).count()
+            })
+            .sum();
+        m.insert(name.to_string(), n);
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::scripted::ScriptedModel;
+    use crate::llm::SessionOptions;
+
+    fn att(answer: Option<&str>, reward: f32) -> Attempt {
+        Attempt {
+            response: String::new(),
+            answer: answer.map(str::to_string),
+            reward,
+            evaluated_tokens: 0,
+            reused_tokens: 0,
+            generated_tokens: 0,
+            ms: 0.0,
+        }
+    }
+
+    #[test]
+    fn the_four_metrics_follow_their_definitions() {
+        // Turn 1 wrong, turn 3 right, majority wrong ("5" twice vs "7" once).
+        let seq = [
+            att(Some("5"), 0.0),
+            att(Some("5"), 0.0),
+            att(Some("7"), 1.0),
+            att(None, -1.0),
+            att(None, -1.0),
+        ];
+        // Parallel: "7" three times of five: the majority is right.
+        let par = [
+            att(Some("7"), 1.0),
+            att(Some("4"), 0.0),
+            att(Some("7"), 1.0),
+            att(Some("7"), 1.0),
+            att(Some("4"), 0.0),
+        ];
+        let m = metrics(&seq, &par);
+        assert_eq!(m.m1_t1, Some(0.0));
+        assert_eq!(m.m5_t1, Some(1.0));
+        assert_eq!(m.m1_t5, Some(0.0));
+        assert_eq!(m.p1_t5, Some(1.0));
+        // A tie goes to the answer seen first; unparsable answers never win.
+        let tie = [
+            att(Some("2"), 1.0),
+            att(Some("3"), 0.0),
+            att(Some("3"), 0.0),
+            att(Some("2"), 1.0),
+        ];
+        assert_eq!(majority(&tie).unwrap().answer.as_deref(), Some("2"));
+        assert!(majority(&[att(None, -1.0)]).is_none());
+        // Only sequential: no m5@t1.
+        assert_eq!(metrics(&seq, &[]).m5_t1, None);
+        let mean = mean_metrics(&[m.clone(), metrics(&[att(Some("1"), 1.0)], &[])]);
+        assert!((mean.m1_t1.unwrap() - 0.5).abs() < 1e-12);
+        assert!((mean.m5_t1.unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_window_keeps_only_the_last_attempts_and_the_question_stays() {
+        let m = messages("Q?", &["a1".into(), "a2".into(), "a3".into()], 2);
+        let roles: Vec<&str> = m.iter().map(|x| x.role.as_str()).collect();
+        assert_eq!(
+            roles,
+            [
+                "system",
+                "user",
+                "assistant",
+                "user",
+                "assistant",
+                "user",
+                "assistant",
+                "user"
+            ]
+        );
+        assert_eq!(m[3].content, "Q?");
+        assert_eq!(m[4].content, "a2");
+        assert_eq!(m[6].content, "a3");
+        assert_eq!(
+            m[7].content,
+            "The answer is incorrect. Please try again. Here's the question: Q?"
+        );
+    }
+
+    fn problem() -> MathProblem {
+        MathProblem {
+            id: "p1".into(),
+            dataset: Dataset::Gsm8k,
+            question: "What is 2 + 3?".into(),
+            answer: "5".into(),
+            solution: None,
+        }
+    }
+
+    #[test]
+    fn sequential_turns_are_always_told_incorrect_even_after_a_right_answer() {
+        let model = ScriptedModel::new(["2 + 3 = 5 \\boxed{5}", "maybe \\boxed{6}", "no box"]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let mut solver = Solver {
+            model: &model,
+            session: session.as_mut(),
+        };
+        let mut cfg = RiseConfig::new(Dataset::Gsm8k, Mode::Sequential, "scripted");
+        cfg.turns = 3;
+        cfg.window = 1;
+        let r = solve(&problem(), &cfg, &mut solver).unwrap();
+        let rewards: Vec<f32> = r.sequential.iter().map(|a| a.reward).collect();
+        assert_eq!(rewards, [1.0, 0.0, -1.0]);
+        assert_eq!(r.metrics.m1_t1, Some(1.0));
+        assert_eq!(r.metrics.p1_t5, Some(1.0));
+        let reqs = model.requests();
+        assert_eq!(reqs.len(), 3);
+        // Turn 2 sees turn 1's right answer followed by "incorrect".
+        assert!(reqs[1].prompt.contains(
+            "<assistant>2 + 3 = 5 \\boxed{5}</assistant>\n<user>The answer is incorrect. Please try again. Here's the question: What is 2 + 3?</user>"
+        ));
+        // Window 1: turn 3 no longer sees turn 1.
+        assert!(!reqs[2].prompt.contains("\\boxed{5}</assistant>"));
+        assert!(reqs[2].prompt.contains("maybe \\boxed{6}"));
+    }
+
+    fn rollout(id: &str, rewards: &[f32]) -> Rollout {
+        Rollout {
+            format_version: FORMAT_VERSION,
+            problem_id: id.into(),
+            question: format!("question {id}"),
+            gold: "1".into(),
+            window: 2,
+            turns: rewards
+                .iter()
+                .enumerate()
+                .map(|(t, &r)| RolloutTurn {
+                    model: "m".into(),
+                    candidates: vec![att(None, -1.0), {
+                        let mut a = att(None, r);
+                        a.response = format!("{id} turn {t}");
+                        a
+                    }],
+                    chosen: 1,
+                    reward: r,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_criterion_keeps_exactly_the_turns_it_names_with_exp_reward_over_tau_weights() {
+        let log = [
+            rollout("a", &[-1.0, 0.0, 0.0, 1.0]),
+            rollout("b", &[0.0, -1.0, 0.0]),
+        ];
+        let picked = |c| {
+            let mut v: Vec<(String, u32, f32, f64)> = to_dataset(&log, c, 0.4, 7)
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.problem_id, s.turn, s.reward, s.weight))
+                .collect();
+            v.sort_by(|x, y| (x.0.as_str(), x.1).cmp(&(y.0.as_str(), y.1)));
+            v.into_iter()
+                .map(|(p, t, r, _)| (p, t, r))
+                .collect::<Vec<_>>()
+        };
+        let s = |p: &str, t: u32, r: f32| (p.to_string(), t, r);
+        assert_eq!(
+            picked(Criterion::All),
+            [
+                s("a", 0, -1.0),
+                s("a", 1, 0.0),
+                s("a", 2, 0.0),
+                s("a", 3, 1.0),
+                s("b", 0, 0.0),
+                s("b", 1, -1.0),
+                s("b", 2, 0.0)
+            ]
+        );
+        assert_eq!(
+            picked(Criterion::Better),
+            [
+                s("a", 1, 0.0),
+                s("a", 3, 1.0),
+                s("b", 0, 0.0),
+                s("b", 2, 0.0)
+            ]
+        );
+        assert_eq!(
+            picked(Criterion::Best),
+            [
+                s("a", 0, -1.0),
+                s("a", 1, 0.0),
+                s("a", 2, 0.0),
+                s("a", 3, 1.0),
+                s("b", 0, 0.0),
+                s("b", 2, 0.0)
+            ]
+        );
+        assert_eq!(picked(Criterion::Success), [s("a", 3, 1.0)]);
+        let d = to_dataset(&log, Criterion::Success, 0.4, 7).unwrap();
+        assert!((d[0].weight - (1.0f64 / 0.4).exp()).abs() < 1e-9);
+        assert_eq!(d[0].loss_on, "last_assistant");
+        // The target is the last message; the earlier kept turns (window 2) come before it.
+        let last = d[0].messages.last().unwrap();
+        assert_eq!(
+            (last.role.as_str(), last.content.as_str()),
+            ("assistant", "a turn 3")
+        );
+        assert_eq!(d[0].messages[4].content, "a turn 1");
+        assert_eq!(d[0].messages[6].content, "a turn 2");
+        let zero = to_dataset(&log, Criterion::All, 0.4, 7).unwrap();
+        let w0 = zero.iter().find(|x| x.reward == 0.0).unwrap().weight;
+        let wm = zero.iter().find(|x| x.reward == -1.0).unwrap().weight;
+        assert!((w0 - 1.0).abs() < 1e-12 && (wm - (-2.5f64).exp()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn conversion_is_deterministic_per_seed_and_drops_duplicates() {
+        let log: Vec<Rollout> = (0..20)
+            .map(|i| rollout(&format!("p{i}"), &[0.0, 1.0]))
+            .collect();
+        let a = to_dataset(&log, Criterion::All, 0.4, 1).unwrap();
+        let b = to_dataset(&log, Criterion::All, 0.4, 1).unwrap();
+        let c = to_dataset(&log, Criterion::All, 0.4, 2).unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.len(), 40);
+        let twice: Vec<Rollout> = log.iter().chain(&log).cloned().collect();
+        assert_eq!(
+            to_dataset(&twice, Criterion::All, 0.4, 1).unwrap().len(),
+            40
+        );
+        assert!(to_dataset(&log, Criterion::All, 0.0, 1).is_err());
+    }
+
+    #[test]
+    fn rollouts_keep_the_best_candidate_and_stop_at_a_correct_one() {
+        let model = ScriptedModel::new([
+            // Turn 1: two samples, both wrong; the parsable one is kept.
+            "no answer",
+            "\\boxed{4}",
+            // Turn 2: the second sample is right: stop.
+            "\\boxed{6}",
+            "\\boxed{5}",
+        ]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let mut solvers = [Solver {
+            model: &model,
+            session: session.as_mut(),
+        }];
+        let cfg = RolloutConfig {
+            dataset: Dataset::Gsm8k,
+            models: vec!["scripted".into()],
+            samples: vec![2],
+            turns: 5,
+            window: 2,
+            temperature: 0.7,
+            max_tokens: 64,
+            seed: 0,
+        };
+        let r = collect(&problem(), &cfg, &mut solvers).unwrap();
+        assert_eq!(model.remaining(), 0);
+        assert_eq!(r.turns.len(), 2);
+        assert_eq!((r.turns[0].chosen, r.turns[0].reward), (1, 0.0));
+        assert_eq!((r.turns[1].chosen, r.turns[1].reward), (1, 1.0));
+        // Turn 2 saw the kept turn-1 answer.
+        assert!(model.requests()[2]
+            .prompt
+            .contains("<assistant>\\boxed{4}</assistant>"));
+    }
+}
