@@ -38,9 +38,13 @@ impl AtomicFile {
             })?
             .to_string_lossy()
             .into_owned();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".tmp")
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".tmp");
+        // Results are ordinary files (0644 less the umask), not tempfile's private 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+        let tmp = builder
             .tempfile_in(dir)
             .map_err(|e| with_path(e, &dir.join(format!(".{name}.*.tmp"))))?;
         Ok(Self {
@@ -118,6 +122,19 @@ mod tests {
         write_atomic(&p, b"new").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn written_files_are_readable_by_others_not_private_temp_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        write_atomic(&p, b"{}").unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        // 0644 less whatever the umask removes; never 0600.
+        assert_eq!(mode & 0o600, 0o600);
+        assert_ne!(mode, 0o600, "mode {mode:o}");
     }
 
     #[test]

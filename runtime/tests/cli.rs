@@ -382,3 +382,111 @@ fn a_short_real_humaneval_run_writes_every_file_and_resumes() {
     ]);
     assert_clean_failure(&bad, &["--strategy last-attempt"]);
 }
+
+#[test]
+fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k/test.jsonl");
+    let out = dir.path().join("rise");
+    let o = cli(&[
+        "eval",
+        "gsm8k",
+        "--mode",
+        "both",
+        "--turns",
+        "2",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "48",
+        "--limit",
+        "1",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for m in ["m1@t1", "m5@t1", "m1@t5", "p1@t5"] {
+        assert!(stdout.contains(m), "{stdout}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
+    assert_eq!(summary["problems"], 1);
+    assert!(summary["metrics"]["m5_t1"].is_number());
+    let task: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(out.join("trial-00"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(task["sequential"].as_array().unwrap().len(), 2);
+    assert_eq!(task["parallel"].as_array().unwrap().len(), 2);
+
+    let roll = dir.path().join("roll");
+    let o = cli(&[
+        "rollouts",
+        "gsm8k",
+        "--samples",
+        "1,2",
+        "--turns",
+        "2",
+        "--max-tokens",
+        "48",
+        "--limit",
+        "2",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        roll.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_dir(roll.join("rollouts")).unwrap().count(), 2);
+    let ds = dir.path().join("rise.jsonl");
+    let o = cli(&[
+        "dataset",
+        "rise",
+        "--criteria",
+        "all",
+        "--in",
+        roll.to_str().unwrap(),
+        "--out",
+        ds.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&ds)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert_eq!(l["loss_on"], "last_assistant");
+        let w = l["weight"].as_f64().unwrap();
+        let r = l["reward"].as_f64().unwrap();
+        assert!((w - (r / 0.4).exp()).abs() < 1e-9);
+    }
+    let bad = cli(&[
+        "dataset",
+        "rise",
+        "--criteria",
+        "most",
+        "--in",
+        roll.to_str().unwrap(),
+        "--out",
+        ds.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["--criteria most"]);
+}
