@@ -3,6 +3,7 @@
 //! depend on them; see `shared/REFERENCE.md`).
 
 pub mod hotpotqa;
+pub mod household;
 pub mod humaneval;
 pub mod math;
 
