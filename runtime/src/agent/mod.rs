@@ -4,6 +4,7 @@
 //! [`react`] runs one ReAct episode on HotPotQA.
 
 pub mod cot;
+pub mod files;
 #[cfg(unix)]
 pub mod programming;
 pub mod react;

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use super::runner::{TrainingRecord, TrialSummary};
 use super::AgentError;
 use crate::env::humaneval::{hidden_test_program, prompt_imports, Problem};
-use crate::fsutil::write_atomic;
 use crate::llm::{ChatMessage, GenerateRequest, LanguageModel, Session};
 use crate::sandbox::{Outcome, Pending, Pool, RunReport};
 
@@ -641,43 +640,18 @@ pub enum CodingRunError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     /// A file could not be written or read.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     /// The folder holds a run with other settings.
     #[error("{0}")]
     Config(String),
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> CodingRunError {
-    CodingRunError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), CodingRunError> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| file_err(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| file_err(path, e))
-}
+use super::files::{file_err, read_json, write_json};
 
 /// Where a task's result lives.
 pub fn task_path(out: &Path, task_id: &str) -> PathBuf {
     super::runner::task_path(out, 0, task_id)
-}
-
-fn read_result(path: &Path) -> Result<Option<CodingResult>, CodingRunError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| file_err(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(path, e)),
-    }
 }
 
 /// Run (or resume) the programming benchmark: each task once, results written as each task's
@@ -691,22 +665,9 @@ pub fn run(
     pool: &Pool,
     mut on_done: impl FnMut(&CodingResult),
 ) -> Result<(CodingSummary, Vec<CodingResult>), CodingRunError> {
-    std::fs::create_dir_all(super::runner::trial_dir(out, 0)).map_err(|e| file_err(out, e))?;
-    let run_json = out.join("run.json");
-    match std::fs::read(&run_json) {
-        Ok(b) => {
-            let saved: CodingConfig =
-                serde_json::from_slice(&b).map_err(|e| file_err(&run_json, e))?;
-            if &saved != cfg {
-                return Err(CodingRunError::Config(format!(
-                    "{} holds a run with other settings ({saved:?}); use another --out or the same settings",
-                    out.display()
-                )));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_json(&run_json, cfg)?,
-        Err(e) => return Err(file_err(&run_json, e)),
-    }
+    super::files::claim_run_folder(out, cfg)?.map_err(CodingRunError::Config)?;
+    let trials = super::runner::trial_dir(out, 0);
+    std::fs::create_dir_all(&trials).map_err(|e| file_err(&trials, e))?;
     let mut results = Vec::with_capacity(problems.len());
     let mut in_flight: std::collections::VecDeque<InFlight> = Default::default();
     let save = |r: CodingResult,
@@ -719,7 +680,7 @@ pub fn run(
         Ok(())
     };
     for p in problems {
-        if let Some(done) = read_result(&task_path(out, &p.task_id))? {
+        if let Some(done) = read_json::<CodingResult>(&task_path(out, &p.task_id))? {
             on_done(&done);
             results.push(done);
             continue;
@@ -790,13 +751,10 @@ pub fn records(results: &[CodingResult]) -> Vec<TrainingRecord> {
 }
 
 fn write_records(out: &Path, results: &[CodingResult]) -> Result<(), CodingRunError> {
-    let path = out.join("records.jsonl");
-    let mut text = String::new();
-    for r in records(results) {
-        text.push_str(&serde_json::to_string(&r).map_err(|e| file_err(&path, e))?);
-        text.push('\n');
-    }
-    write_atomic(&path, text.as_bytes()).map_err(|e| file_err(&path, e))
+    Ok(super::files::write_jsonl(
+        &out.join("records.jsonl"),
+        &records(results),
+    )?)
 }
 
 /// Totals over finished tasks.

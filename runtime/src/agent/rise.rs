@@ -8,14 +8,13 @@
 //! a correct answer. The prompts are our own wording.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::AgentError;
 use crate::env::math::{extract_answer, reward, Dataset, MathProblem};
-use crate::fsutil::write_atomic;
 use crate::llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
 
 /// Format version of every file this module writes.
@@ -334,55 +333,24 @@ pub enum RiseError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     /// A file could not be written or read.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     /// Settings are wrong or differ from the saved ones.
     #[error("{0}")]
     Config(String),
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> RiseError {
-    RiseError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
+use super::files::{file_err, read_json, write_json};
 
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), RiseError> {
-    let bytes = serde_json::to_vec_pretty(v).map_err(|e| file_err(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| file_err(path, e))
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RiseError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| file_err(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(path, e)),
-    }
-}
-
-/// Check `run.json` in `out` against `cfg` (or write it).
-fn claim_folder<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(
-    out: &Path,
-    cfg: &T,
-) -> Result<(), RiseError> {
-    std::fs::create_dir_all(out.join("trial-00")).map_err(|e| file_err(out, e))?;
-    let run_json = out.join("run.json");
-    match read_json::<T>(&run_json)? {
-        Some(saved) if &saved != cfg => Err(RiseError::Config(format!(
-            "{} holds a run with other settings ({saved:?}); use another --out or the same settings",
-            out.display()
-        ))),
-        Some(_) => Ok(()),
-        None => write_json(&run_json, cfg),
-    }
+/// Claim `out` for a run with `cfg` (see [`super::files::claim_run_folder`]).
+fn claim_folder<T>(out: &Path, cfg: &T) -> Result<(), RiseError>
+where
+    T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug,
+{
+    super::files::claim_run_folder(out, cfg)?.map_err(RiseError::Config)?;
+    let trials = out.join("trial-00");
+    std::fs::create_dir_all(&trials).map_err(|e| file_err(&trials, e))?;
+    Ok(())
 }
 
 /// Summary of an inference run (`rise.json`).
@@ -602,18 +570,9 @@ pub fn collect_all(
     solvers: &mut [Solver<'_>],
     mut on_done: impl FnMut(&Rollout),
 ) -> Result<Vec<Rollout>, RiseError> {
-    std::fs::create_dir_all(out.join("rollouts")).map_err(|e| file_err(out, e))?;
-    let run_json = out.join("run.json");
-    match read_json::<RolloutConfig>(&run_json)? {
-        Some(saved) if &saved != cfg => {
-            return Err(RiseError::Config(format!(
-                "{} holds rollouts with other settings ({saved:?})",
-                out.display()
-            )))
-        }
-        Some(_) => {}
-        None => write_json(&run_json, cfg)?,
-    }
+    super::files::claim_run_folder(out, cfg)?.map_err(RiseError::Config)?;
+    let folder = out.join("rollouts");
+    std::fs::create_dir_all(&folder).map_err(|e| file_err(&folder, e))?;
     let mut all = Vec::new();
     for p in problems {
         let path = out
@@ -779,12 +738,7 @@ pub fn shuffle<T>(v: &mut [T], seed: u64) {
 
 /// Write samples as JSONL, atomically.
 pub fn write_dataset(path: &Path, samples: &[TrainingSample]) -> Result<(), RiseError> {
-    let mut text = String::new();
-    for s in samples {
-        text.push_str(&serde_json::to_string(s).map_err(|e| file_err(path, e))?);
-        text.push('\n');
-    }
-    write_atomic(path, text.as_bytes()).map_err(|e| file_err(path, e))
+    Ok(super::files::write_jsonl(path, samples)?)
 }
 
 /// Counts by criterion, for reports.

@@ -21,7 +21,6 @@ use super::react::{run_episode, ReactConfig};
 use super::reflect::{Reflection, Reflector};
 use super::{context_for, AgentError, Strategy};
 use crate::env::hotpotqa::{Docstore, Episode, Question};
-use crate::fsutil::write_atomic;
 use crate::llm::{LanguageModel, Session};
 use crate::memory::ReflectionMemory;
 use crate::trajectory::Step;
@@ -143,39 +142,14 @@ pub enum RunError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     /// A result file could not be written or read.
-    #[error("{path}: {message}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
+    #[error(transparent)]
+    File(#[from] super::files::FileError),
     /// A setting is wrong.
     #[error("{0}")]
     Config(String),
 }
 
-fn file_err(path: &Path, e: impl std::fmt::Display) -> RunError {
-    RunError::File {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    }
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RunError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| file_err(path, e))?;
-    write_atomic(path, &bytes).map_err(|e| file_err(path, e))
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, RunError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| file_err(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(file_err(path, e)),
-    }
-}
+use super::files::{file_err, read_json, write_json};
 
 /// What names a run in plots and comparisons: the fields every `run.json` has (HotPotQA,
 /// programming, ...).
@@ -238,13 +212,13 @@ pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskRes
     let r: Option<TaskResult> = read_json(&path)?;
     if let Some(r) = &r {
         if r.format_version != FORMAT_VERSION {
-            return Err(file_err(
+            return Err(RunError::from(file_err(
                 &path,
                 format!(
                     "format version {} (this build reads {FORMAT_VERSION})",
                     r.format_version
                 ),
-            ));
+            )));
         }
     }
     Ok(r)
@@ -284,18 +258,10 @@ pub fn run(
     }
     let empty_memory = ReflectionMemory::new(cfg.memory)
         .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
-    let run_file = out.join("run.json");
-    match read_json::<RunConfig>(&run_file)? {
-        Some(saved) if &saved != cfg => {
-            return Err(RunError::Config(format!(
-                "{} holds a run with other settings ({}); use another --out folder",
-                out.display(),
-                run_file.display()
-            )))
-        }
-        Some(_) => tracing::info!(out = %out.display(), "resuming"),
-        None => write_json(&run_file, cfg)?,
+    match super::files::claim_run_folder(out, cfg)? {
+        Ok(super::files::Claim::Resumed) => tracing::info!(out = %out.display(), "resuming"),
+        Ok(super::files::Claim::New) => {}
+        Err(mismatch) => return Err(RunError::Config(mismatch)),
     }
     let global = cfg.global_docstore.then(|| Docstore::global(questions));
     let react = ReactConfig {
@@ -457,13 +423,10 @@ fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError
     }
     // By trial, then in task order (the sort is stable).
     records.sort_by_key(|r| r.trial);
-    let mut lines = String::new();
-    for rec in &records {
-        lines.push_str(&serde_json::to_string(rec).map_err(|e| file_err(out, e))?);
-        lines.push('\n');
-    }
-    let path = out.join("records.jsonl");
-    write_atomic(&path, lines.as_bytes()).map_err(|e| file_err(&path, e))
+    Ok(super::files::write_jsonl(
+        &out.join("records.jsonl"),
+        &records,
+    )?)
 }
 
 #[cfg(test)]

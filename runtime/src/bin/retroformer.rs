@@ -1162,14 +1162,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     if let Some(n) = a.limit {
         questions.truncate(n);
     }
-    let model_args = |name: &str| ModelArgs {
-        model: name.to_string(),
-        ctx_size: Some(profile.context_size.max(4096)),
-        threads: a.threads,
-        no_fetch: a.no_fetch,
-        adapter: None,
-        adapter_scale: 1.0,
-    };
+    let model_args = |name: &str| agent_model_args(name, profile, a.threads, a.no_fetch);
     let actor_args = model_args(&cfg.actor);
     let actor = load(profile, &actor_args)?;
     let mut session = open_session(&actor, &actor_args)?;
@@ -1321,14 +1314,7 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
         );
     }
     let pool = retroformer::sandbox::Pool::new(sandbox, a.workers)?;
-    let args = ModelArgs {
-        model: a.actor.clone(),
-        ctx_size: Some(profile.context_size.max(4096)),
-        threads: a.threads,
-        no_fetch: a.no_fetch,
-        adapter: None,
-        adapter_scale: 1.0,
-    };
+    let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let actor = load(profile, &args)?;
     let mut session = open_session(&actor, &args)?;
     let cfg = CodingConfig::new(&a.strategy, a.max_iters, &a.actor);
@@ -1339,13 +1325,7 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
         cfg.max_iters,
         a.out.display()
     );
-    let bar = indicatif::ProgressBar::new(problems.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = task_bar(problems.len());
     let mut passed = 0usize;
     let mut coder = Coder {
         model: &actor,
@@ -1467,14 +1447,7 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
         anyhow::bail!("--turns and --samples must be at least 1");
     }
     let problems = load_math_problems(dataset, &a.data, "test", a.limit)?;
-    let args = ModelArgs {
-        model: a.actor.clone(),
-        ctx_size: Some(profile.context_size.max(4096)),
-        threads: a.threads,
-        no_fetch: a.no_fetch,
-        adapter: None,
-        adapter_scale: 1.0,
-    };
+    let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let model = load(profile, &args)?;
     let mut session = open_session(&model, &args)?;
     let mut cfg = RiseConfig::new(dataset, mode, &a.actor);
@@ -1493,13 +1466,7 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
         cfg.samples,
         a.out.display()
     );
-    let bar = indicatif::ProgressBar::new(problems.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = task_bar(problems.len());
     let mut solver = Solver {
         model: &model,
         session: session.as_mut(),
@@ -1558,14 +1525,7 @@ fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Resul
     let problems = load_math_problems(dataset, &a.data, "train", a.limit)?;
     let mut models = Vec::new();
     for name in &a.models {
-        let args = ModelArgs {
-            model: name.clone(),
-            ctx_size: Some(profile.context_size.max(4096)),
-            threads: a.threads,
-            no_fetch: a.no_fetch,
-            adapter: None,
-            adapter_scale: 1.0,
-        };
+        let args = agent_model_args(name, profile, a.threads, a.no_fetch);
         let m = load(profile, &args)?;
         let s = open_session(&m, &args)?;
         models.push((m, s));
@@ -1587,13 +1547,7 @@ fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Resul
             session: s.as_mut(),
         })
         .collect();
-    let bar = indicatif::ProgressBar::new(problems.len() as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
-        )
-        .expect("valid template"),
-    );
+    let bar = task_bar(problems.len());
     let all = rise::collect_all(&problems, &cfg, &a.out, &mut solvers, |r| {
         bar.inc(1);
         bar.set_message(format!("{}: {} turn(s)", r.problem_id, r.turns.len()));
@@ -1633,6 +1587,35 @@ fn dataset_rise(criteria: &str, tau: f64, seed: u64, input: &Path, out: &Path) -
         out.display()
     );
     Ok(())
+}
+
+/// A progress bar over `n` tasks with elapsed time and an estimate of the rest.
+fn task_bar(n: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// The model settings of an agent run: the profile's context (at least 4096 tokens), no adapter.
+fn agent_model_args(
+    name: &str,
+    profile: &TargetProfile,
+    threads: Option<u32>,
+    no_fetch: bool,
+) -> ModelArgs {
+    ModelArgs {
+        model: name.to_string(),
+        ctx_size: Some(profile.context_size.max(4096)),
+        threads,
+        no_fetch,
+        adapter: None,
+        adapter_scale: 1.0,
+    }
 }
 
 /// One run's success rate by trial, labelled with its agent, strategy and actor.

