@@ -5,6 +5,7 @@
 
 pub mod cot;
 pub mod files;
+pub mod household;
 #[cfg(unix)]
 pub mod programming;
 pub mod react;

@@ -1,0 +1,317 @@
+//! ReAct on the household world, the way Reflexion runs ALFWorld: two few-shot trajectories of
+//! the task's type, the memory of the last reflections ("Your memory for the task below"), then
+//! the task; the model writes one `> action` line per call and reads the observation. An
+//! episode fails at the step limit (30) or when the same action gets the same observation more
+//! than 3 times in a row. Reflections end with `New plan:`.
+//!
+//! Few-shot trajectories come from ALFWorld's prompt file when it is present
+//! (`shared/data/alfworld/alfworld_3prompts.json`, `react_<type>_1` then `react_<type>_0`, as
+//! Reflexion does); otherwise they are made here, from the world itself: tasks of the training
+//! split solved by the planner, so the binary needs no data files.
+
+use serde::{Deserialize, Serialize};
+
+use super::AgentError;
+use crate::env::household::{plan, train_split, HouseholdEnv, TaskType};
+use crate::llm::{GenerateRequest, Session};
+use crate::trajectory::Step;
+
+/// Settings of a household episode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdConfig {
+    /// Most actions (Reflexion's paper: 30).
+    pub max_steps: u32,
+    /// The episode fails when one action gets the same observation more than this many times
+    /// in a row.
+    pub max_repeats: u32,
+    /// Tokens per action line.
+    pub max_tokens_per_action: u32,
+}
+
+impl Default for HouseholdConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 30,
+            max_repeats: 3,
+            max_tokens_per_action: 64,
+        }
+    }
+}
+
+/// The line before the examples.
+pub const INSTRUCTION: &str = "Interact with a household to solve a task. Here are two examples.\n";
+
+/// ALFWorld's prompt file, if it can be found (see [`crate::env::data_candidates`]).
+pub fn load_prompt_file() -> Option<serde_json::Map<String, serde_json::Value>> {
+    let path = crate::env::data_candidates("alfworld", "alfworld_3prompts.json")
+        .into_iter()
+        .find(|p| p.is_file())?;
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Two example trajectories for `task_type`: from the prompt file when given, else made from
+/// the world ([`planner_examples`]).
+pub fn examples(
+    task_type: TaskType,
+    prompts: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> String {
+    let from_file = prompts.and_then(|d| {
+        let get = |k: usize| d.get(&format!("react_{}_{k}", task_type.name()))?.as_str();
+        Some(format!("{}{}", get(1)?, get(0)?))
+    });
+    from_file.unwrap_or_else(|| planner_examples(task_type))
+}
+
+/// Two trajectories of `task_type` from the training split, solved by the planner, in the
+/// prompt file's layout (first observation, then `> action` / observation lines), with a
+/// `think:` line that states the plan.
+pub fn planner_examples(task_type: TaskType) -> String {
+    let mut out = String::new();
+    let mut made = 0;
+    for spec in train_split(60)
+        .into_iter()
+        .filter(|s| s.task_type == task_type)
+    {
+        let mut env = HouseholdEnv::new(&spec);
+        let Ok(actions) = plan(&env) else { continue };
+        let first = env.reset();
+        out.push_str(&first);
+        out.push('\n');
+        // The plan as a person would state it before looking around: what to do, not where
+        // things are (the planner knows that; the model must find out).
+        out.push_str(&format!(
+            "> think: To solve the task, I need to {}.\nOK.\n",
+            plan_sentence(env.task())
+        ));
+        for a in &actions {
+            let obs = env.step(a).observation;
+            out.push_str(&format!("> {a}\n{obs}\n"));
+        }
+        made += 1;
+        if made == 2 {
+            break;
+        }
+    }
+    out
+}
+
+/// The steps of a task in words, as the prompt file's first `think:` states them.
+pub fn plan_sentence(task: &crate::env::household::Task) -> String {
+    let (o, r) = (&task.object, &task.target);
+    match task.task_type {
+        TaskType::Put => format!("find and take a {o}, then put it in/on {r}"),
+        TaskType::Clean => format!("find and take a {o}, then clean it with sinkbasin, then put it in/on {r}"),
+        TaskType::Heat => format!("find and take a {o}, then heat it with microwave, then put it in/on {r}"),
+        TaskType::Cool => format!("find and take a {o}, then cool it with fridge, then put it in/on {r}"),
+        TaskType::Examine => format!("find and take a {o}, then find and use a {r}"),
+        TaskType::PutTwo => format!(
+            "find and take the first {o}, then put it in/on {r}, then find and take the second {o}, then put it in/on {r}"
+        ),
+    }
+}
+
+/// The memory block Reflexion puts before the task.
+pub fn memory_text(reflections: &[String]) -> String {
+    if reflections.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("Your memory for the task below:\n");
+    for (i, r) in reflections.iter().enumerate() {
+        s.push_str(&format!("Trial {i}:\n{}\n", r.trim()));
+    }
+    s
+}
+
+/// How an episode ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HouseholdOutcome {
+    /// The goal was reached.
+    pub success: bool,
+    /// Why it stopped when it failed: `steps` (the limit) or `repeated` (the same action and
+    /// observation more than `max_repeats` times in a row).
+    pub stopped: Option<String>,
+    /// The actions with their observations and token counts.
+    pub steps: Vec<Step>,
+    /// The task as the model saw it: first observation, then `> action` / observation lines.
+    pub scratchpad: String,
+}
+
+/// Run one episode: `env` from reset, one model call per action.
+pub fn run_episode(
+    session: &mut dyn Session,
+    env: &mut HouseholdEnv,
+    examples: &str,
+    memory: &[String],
+    cfg: &HouseholdConfig,
+) -> Result<HouseholdOutcome, AgentError> {
+    let first = env.reset();
+    let prefix = format!(
+        "{INSTRUCTION}{examples}\n{}Here is the task:\n",
+        memory_text(memory)
+    );
+    let mut scratchpad = format!("{first}\n");
+    let mut steps = Vec::new();
+    let (mut last, mut repeats) = (None::<(String, String)>, 0u32);
+    let mut stopped = Some("steps".to_string());
+    for _ in 0..cfg.max_steps {
+        let mut req =
+            GenerateRequest::new(format!("{prefix}{scratchpad}>"), cfg.max_tokens_per_action)
+                .stop("\n");
+        req.parse_special = false;
+        let g = session.generate(&req, &mut |_| true)?;
+        let action = g.text.trim().trim_start_matches('>').trim().to_string();
+        let result = env.step(&action);
+        scratchpad.push_str(&format!("> {action}\n{}\n", result.observation));
+        steps.push(Step {
+            thought: String::new(),
+            action: action.clone(),
+            observation: result.observation.clone(),
+            reused_tokens: g.stats.reused_tokens,
+            evaluated_tokens: g.stats.evaluated_tokens,
+            generated_tokens: g.stats.generated_tokens,
+        });
+        if env.is_success() {
+            stopped = None;
+            break;
+        }
+        let now = (action, result.observation);
+        if last.as_ref() == Some(&now) {
+            repeats += 1;
+        } else {
+            repeats = 1;
+        }
+        last = Some(now);
+        if repeats > cfg.max_repeats {
+            stopped = Some("repeated".into());
+            break;
+        }
+    }
+    Ok(HouseholdOutcome {
+        success: env.is_success(),
+        stopped,
+        steps,
+        scratchpad,
+    })
+}
+
+/// Our reflection example (in the format of Reflexion's ALFWorld examples: a failed trajectory,
+/// `STATUS: FAIL`, then `New plan:`).
+pub const REFLECTION_EXAMPLE: &str = "You are in the middle of a room. Looking quickly around you, you see a cabinet 2, a cabinet 1, a countertop 1, a fridge 1, a microwave 1, and a sinkbasin 1.\nYour task is to: put a hot egg in fridge.\n> go to fridge 1\nThe fridge 1 is closed.\n> open fridge 1\nYou open the fridge 1. The fridge 1 is open. In it, you see a egg 1.\n> take egg 1 from fridge 1\nYou pick up the egg 1 from the fridge 1.\n> put egg 1 in/on fridge 1\nYou put the egg 1 in/on the fridge 1.\n\nSTATUS: FAIL\nNew plan: I put the egg back in the fridge without heating it. The egg had to be hot first. Next time I will take the egg 1, go to microwave 1, heat egg 1 with microwave 1, then go to fridge 1 and put the egg in it.\n";
+
+/// The reflection prompt: the example, the failed trajectory, `STATUS: FAIL`, the plans of
+/// earlier trials if any, then `New plan:`.
+pub fn reflection_prompt(scratchpad: &str, past_plans: &[String]) -> String {
+    let mut s = format!(
+        "{REFLECTION_EXAMPLE}\n\n{}\nSTATUS: FAIL\n",
+        scratchpad.trim_end()
+    );
+    if !past_plans.is_empty() {
+        s.push_str("Plans from past attempts:\n");
+        for (i, p) in past_plans.iter().enumerate() {
+            s.push_str(&format!("Trial #{i}: {}\n", p.trim()));
+        }
+    }
+    s.push_str("New plan:");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::household::{eval_split, TaskSpec};
+    use crate::llm::scripted::ScriptedModel;
+    use crate::llm::{LanguageModel, SessionOptions};
+
+    fn spec(t: TaskType) -> TaskSpec {
+        eval_split().into_iter().find(|s| s.task_type == t).unwrap()
+    }
+
+    #[test]
+    fn a_scripted_model_that_follows_the_plan_solves_the_task() {
+        let s = spec(TaskType::Heat);
+        let mut env = HouseholdEnv::new(&s);
+        let actions = plan(&env).unwrap();
+        let mut replies = vec![" think: I need a hot one.".to_string()];
+        replies.extend(actions.iter().map(|a| format!(" {a}\n> more")));
+        let model = ScriptedModel::new(replies);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let ex = planner_examples(TaskType::Heat);
+        let out = run_episode(
+            session.as_mut(),
+            &mut env,
+            &ex,
+            &["I forgot to heat it.".into()],
+            &HouseholdConfig::default(),
+        )
+        .unwrap();
+        assert!(out.success, "{}", out.scratchpad);
+        assert_eq!(out.stopped, None);
+        assert_eq!(out.steps.len(), actions.len() + 1);
+        assert_eq!(out.steps[0].observation, "OK.");
+        let reqs = model.requests();
+        assert!(reqs[0].prompt.starts_with(INSTRUCTION));
+        assert!(reqs[0].prompt.contains(
+            "Your memory for the task below:\nTrial 0:\nI forgot to heat it.\nHere is the task:\n"
+        ));
+        assert!(reqs[0]
+            .prompt
+            .ends_with(&format!("{}\n>", env.intro().trim_end())));
+        // Each call sees the previous action and its observation.
+        assert!(reqs[1]
+            .prompt
+            .ends_with("> think: I need a hot one.\nOK.\n>"));
+    }
+
+    #[test]
+    fn the_same_action_with_the_same_result_four_times_fails_the_episode() {
+        let mut env = HouseholdEnv::new(&spec(TaskType::Put));
+        let model = ScriptedModel::new(vec!["look"; 10]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let out = run_episode(
+            session.as_mut(),
+            &mut env,
+            "",
+            &[],
+            &HouseholdConfig::default(),
+        )
+        .unwrap();
+        assert!(!out.success);
+        assert_eq!(out.stopped.as_deref(), Some("repeated"));
+        assert_eq!(out.steps.len(), 4);
+    }
+
+    #[test]
+    fn the_step_limit_ends_an_episode() {
+        let mut env = HouseholdEnv::new(&spec(TaskType::Put));
+        let model = ScriptedModel::new((0..40).map(|i| format!("think: step {i}")));
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let cfg = HouseholdConfig {
+            max_steps: 5,
+            ..HouseholdConfig::default()
+        };
+        let out = run_episode(session.as_mut(), &mut env, "", &[], &cfg).unwrap();
+        assert_eq!(out.steps.len(), 5);
+        assert_eq!(out.stopped.as_deref(), Some("steps"));
+    }
+
+    #[test]
+    fn planner_examples_are_two_solved_trajectories_of_the_type() {
+        for t in TaskType::ALL {
+            let ex = planner_examples(t);
+            assert_eq!(ex.matches("Your task is to:").count(), 2, "{t:?}: {ex}");
+            assert!(ex.contains("> think: To solve the task"));
+        }
+    }
+
+    #[test]
+    fn the_reflection_prompt_ends_with_new_plan_and_lists_past_plans() {
+        let p = reflection_prompt(
+            "Your task is to: x.\n> look\nNothing.",
+            &["a".into(), "b".into()],
+        );
+        assert!(p.ends_with(
+            "STATUS: FAIL\nPlans from past attempts:\nTrial #0: a\nTrial #1: b\nNew plan:"
+        ));
+        assert!(p.starts_with(REFLECTION_EXAMPLE));
+    }
+}
