@@ -185,11 +185,7 @@ fn a_huge_print_is_capped_and_marked_truncated() {
 fn a_signal_death_is_its_own_outcome() {
     let r = sandbox().run_python("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n");
     assert_eq!(r.outcome, Outcome::KilledBySignal, "{r:?}");
-    assert_eq!(r.signal, Some(libc_sigsegv()));
-}
-
-fn libc_sigsegv() -> i32 {
-    11
+    assert_eq!(r.signal, Some(libc::SIGSEGV));
 }
 
 #[test]
@@ -252,19 +248,12 @@ fn descriptors_the_host_left_open_do_not_reach_the_program() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: open with a valid C string; closed below.
-    let fd = unsafe { libc_open(c.as_ptr()) };
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
     assert!(fd >= 0);
     let r = sandbox().run_python(&format!(
         "import os\ntry:\n    os.fstat({fd})\n    print('open')\nexcept OSError:\n    print('closed')\n"
     ));
     // SAFETY: closing the descriptor opened above.
-    unsafe { libc_close(fd) };
+    unsafe { libc::close(fd) };
     assert_eq!(r.stdout.trim(), "closed", "{r:?}");
-}
-
-extern "C" {
-    #[link_name = "open"]
-    fn libc_open(path: *const std::ffi::c_char, ...) -> i32;
-    #[link_name = "close"]
-    fn libc_close(fd: i32) -> i32;
 }
