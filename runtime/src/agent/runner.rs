@@ -234,6 +234,53 @@ pub struct Agents<'a> {
     pub reflector: &'a mut dyn Reflector,
 }
 
+/// What the trial loop knows of a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// The id (file names, records).
+    pub id: String,
+    /// The question or task text.
+    pub question: String,
+    /// The gold answer, if the task has one.
+    pub gold: String,
+}
+
+/// One attempt, whatever the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// The answer given, if any.
+    pub answer: Option<String>,
+    /// Solved.
+    pub success: bool,
+    /// Ended without an answer (step or prompt limit).
+    pub halted: bool,
+    /// Episode return G_i.
+    pub episode_return: f32,
+    /// The steps with their token counts.
+    pub steps: Vec<Step>,
+    /// The trajectory as text.
+    pub scratchpad: String,
+}
+
+/// An agent the trial loop runs: one attempt at task `i` given that task's earlier results,
+/// and a reflection on a failed attempt. Environments plug in here.
+pub trait TrialAgent {
+    /// Attempt task `i` in `trial`.
+    fn attempt(
+        &mut self,
+        i: usize,
+        earlier: &[TaskResult],
+        trial: u32,
+    ) -> Result<Attempt, RunError>;
+    /// Reflect on a failed attempt at task `i`.
+    fn reflect(
+        &mut self,
+        i: usize,
+        attempt: &Attempt,
+        earlier: &[TaskResult],
+    ) -> Result<Reflection, RunError>;
+}
+
 /// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
 /// called after every task (for progress display).
 pub fn run(
@@ -243,13 +290,7 @@ pub fn run(
     out: &Path,
     on_task: &mut dyn FnMut(&TaskResult),
 ) -> Result<Vec<TrialSummary>, RunError> {
-    let strategy = Strategy::parse(&cfg.strategy).ok_or_else(|| {
-        RunError::Config(format!(
-            "unknown strategy '{}'; known: {}",
-            cfg.strategy,
-            Strategy::NAMES.join(", ")
-        ))
-    })?;
+    let strategy = parse_strategy(cfg)?;
     if !["react", "cot", "cot-context"].contains(&cfg.agent.as_str()) {
         return Err(RunError::Config(format!(
             "unknown agent '{}'; known: react, cot, cot-context",
@@ -258,31 +299,144 @@ pub fn run(
     }
     let empty_memory = ReflectionMemory::new(cfg.memory)
         .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
+    let tasks: Vec<TaskInfo> = questions
+        .iter()
+        .map(|q| TaskInfo {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            gold: q.answer.clone(),
+        })
+        .collect();
+    let mut agent = HotpotAgent {
+        questions,
+        global: cfg.global_docstore.then(|| Docstore::global(questions)),
+        react: ReactConfig {
+            max_steps: cfg.max_steps,
+            max_prompt_tokens: cfg.max_prompt_tokens,
+            ..ReactConfig::default()
+        },
+        strategy,
+        empty_memory,
+        agents,
+        cfg,
+    };
+    run_trials(&tasks, &mut agent, cfg, out, on_task)
+}
+
+fn parse_strategy(cfg: &RunConfig) -> Result<Strategy, RunError> {
+    Strategy::parse(&cfg.strategy).ok_or_else(|| {
+        RunError::Config(format!(
+            "unknown strategy '{}'; known: {}",
+            cfg.strategy,
+            Strategy::NAMES.join(", ")
+        ))
+    })
+}
+
+/// ReAct or CoT on HotPotQA.
+struct HotpotAgent<'a, 'b> {
+    questions: &'a [Question],
+    global: Option<Docstore>,
+    react: ReactConfig,
+    strategy: Strategy,
+    empty_memory: ReflectionMemory,
+    agents: Agents<'b>,
+    cfg: &'a RunConfig,
+}
+
+impl TrialAgent for HotpotAgent<'_, '_> {
+    fn attempt(
+        &mut self,
+        i: usize,
+        earlier: &[TaskResult],
+        trial: u32,
+    ) -> Result<Attempt, RunError> {
+        let q = &self.questions[i];
+        let own;
+        let store = match &self.global {
+            Some(g) => g,
+            None => {
+                own = Docstore::for_question(q);
+                &own
+            }
+        };
+        let mut memory = self.empty_memory.clone();
+        for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
+            memory.push(refl.text.clone());
+        }
+        let actor = self.agents.actor;
+        let count = |s: &str| {
+            actor
+                .tokenize(s, false, false)
+                .map(|t| t.len())
+                .unwrap_or(usize::MAX)
+        };
+        let context = context_for(
+            self.strategy,
+            &q.question,
+            &memory,
+            earlier.last().map(|r| r.scratchpad.as_str()),
+            &count,
+            self.cfg.last_attempt_tokens,
+        );
+        let mut episode = Episode::new(q, store);
+        let session = &mut *self.agents.session;
+        let outcome = match self.cfg.agent.as_str() {
+            "react" => run_episode(actor, session, &mut episode, &context, trial, &self.react)?,
+            agent => super::cot::run_episode(
+                actor,
+                session,
+                &mut episode,
+                agent == "cot-context",
+                &context,
+                trial,
+                self.react.max_tokens_per_call,
+            )?,
+        };
+        Ok(Attempt {
+            answer: episode.answer().map(str::to_string),
+            success: outcome.trajectory.success,
+            halted: outcome.halted,
+            episode_return: outcome.trajectory.episode_return,
+            steps: outcome.trajectory.steps,
+            scratchpad: outcome.scratchpad,
+        })
+    }
+
+    fn reflect(
+        &mut self,
+        i: usize,
+        attempt: &Attempt,
+        _earlier: &[TaskResult],
+    ) -> Result<Reflection, RunError> {
+        Ok(self.agents.reflector.reflect(
+            &self.questions[i].question,
+            &attempt.scratchpad,
+            attempt.episode_return,
+        )?)
+    }
+}
+
+/// The trial loop: N trials over `tasks`; a task solved in a trial is not attempted again; one
+/// result file per task and trial (the single source of truth, so a killed run resumes where
+/// it was); a reflection after each failure when the strategy reflects and a trial follows;
+/// summaries and rating records derived from the files.
+pub fn run_trials(
+    tasks: &[TaskInfo],
+    agent: &mut dyn TrialAgent,
+    cfg: &RunConfig,
+    out: &Path,
+    on_task: &mut dyn FnMut(&TaskResult),
+) -> Result<Vec<TrialSummary>, RunError> {
+    let strategy = parse_strategy(cfg)?;
     match super::files::claim_run_folder(out, cfg)? {
         Ok(super::files::Claim::Resumed) => tracing::info!(out = %out.display(), "resuming"),
         Ok(super::files::Claim::New) => {}
         Err(mismatch) => return Err(RunError::Config(mismatch)),
     }
-    let global = cfg.global_docstore.then(|| Docstore::global(questions));
-    let react = ReactConfig {
-        max_steps: cfg.max_steps,
-        max_prompt_tokens: cfg.max_prompt_tokens,
-        ..ReactConfig::default()
-    };
-    let Agents {
-        actor,
-        session,
-        reflector,
-    } = agents;
-    let count = |s: &str| {
-        actor
-            .tokenize(s, false, false)
-            .map(|t| t.len())
-            .unwrap_or(usize::MAX)
-    };
     // Each task's results by trial, loaded from disk (resume) or produced now: the files are the
     // source of truth, and this keeps them from being read again for every later trial.
-    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); questions.len()];
+    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); tasks.len()];
     let mut summaries = Vec::new();
     for trial in 0..cfg.trials {
         let dir = trial_dir(out, trial);
@@ -290,7 +444,7 @@ pub fn run(
         let mut summary = TrialSummary {
             format_version: FORMAT_VERSION,
             trial,
-            tasks: questions.len(),
+            tasks: tasks.len(),
             attempted: 0,
             solved_now: 0,
             solved_total: 0,
@@ -299,77 +453,39 @@ pub fn run(
             reused_tokens: 0,
             generated_tokens: 0,
         };
-        for (q, earlier) in questions.iter().zip(history.iter_mut()) {
+        for (i, (task, earlier)) in tasks.iter().zip(history.iter_mut()).enumerate() {
             if earlier.iter().any(|r| r.success) {
                 summary.solved_total += 1;
                 continue;
             }
             summary.attempted += 1;
-            let result = match load_task(out, trial, &q.id)? {
+            let result = match load_task(out, trial, &task.id)? {
                 Some(done) => done,
                 None => {
                     let t0 = Instant::now();
-                    let own;
-                    let store = match &global {
-                        Some(g) => g,
-                        None => {
-                            own = Docstore::for_question(q);
-                            &own
-                        }
-                    };
-                    let mut memory = empty_memory.clone();
-                    for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
-                        memory.push(refl.text.clone());
-                    }
-                    let context = context_for(
-                        strategy,
-                        &q.question,
-                        &memory,
-                        earlier.last().map(|r| r.scratchpad.as_str()),
-                        &count,
-                        cfg.last_attempt_tokens,
-                    );
-                    let mut episode = Episode::new(q, store);
-                    let outcome = match cfg.agent.as_str() {
-                        "react" => {
-                            run_episode(actor, session, &mut episode, &context, trial, &react)?
-                        }
-                        agent => super::cot::run_episode(
-                            actor,
-                            session,
-                            &mut episode,
-                            agent == "cot-context",
-                            &context,
-                            trial,
-                            react.max_tokens_per_call,
-                        )?,
-                    };
-                    let success = outcome.trajectory.success;
-                    let reflection = if !success && strategy.reflects() && trial + 1 < cfg.trials {
-                        Some(reflector.reflect(
-                            &q.question,
-                            &outcome.scratchpad,
-                            outcome.trajectory.episode_return,
-                        )?)
-                    } else {
-                        None
-                    };
+                    let attempt = agent.attempt(i, earlier, trial)?;
+                    let reflection =
+                        if !attempt.success && strategy.reflects() && trial + 1 < cfg.trials {
+                            Some(agent.reflect(i, &attempt, earlier)?)
+                        } else {
+                            None
+                        };
                     let r = TaskResult {
                         format_version: FORMAT_VERSION,
-                        task_id: q.id.clone(),
+                        task_id: task.id.clone(),
                         trial,
-                        question: q.question.clone(),
-                        gold: q.answer.clone(),
-                        answer: episode.answer().map(str::to_string),
-                        success,
-                        halted: outcome.halted,
-                        episode_return: outcome.trajectory.episode_return,
-                        steps: outcome.trajectory.steps,
-                        scratchpad: outcome.scratchpad,
+                        question: task.question.clone(),
+                        gold: task.gold.clone(),
+                        answer: attempt.answer,
+                        success: attempt.success,
+                        halted: attempt.halted,
+                        episode_return: attempt.episode_return,
+                        steps: attempt.steps,
+                        scratchpad: attempt.scratchpad,
                         reflection,
                         wall_ms: t0.elapsed().as_secs_f64() * 1e3,
                     };
-                    write_json(&task_path(out, trial, &q.id), &r)?;
+                    write_json(&task_path(out, trial, &task.id), &r)?;
                     r
                 }
             };
@@ -385,10 +501,10 @@ pub fn run(
             on_task(&result);
             earlier.push(result);
         }
-        summary.success_rate = if questions.is_empty() {
+        summary.success_rate = if tasks.is_empty() {
             0.0
         } else {
-            summary.solved_total as f64 / questions.len() as f64
+            summary.solved_total as f64 / tasks.len() as f64
         };
         write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
         write_records(&history, out)?;
