@@ -490,3 +490,61 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     ]);
     assert_clean_failure(&bad, &["--criteria most"]);
 }
+
+#[test]
+fn a_short_real_household_run_writes_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hh");
+    let args = [
+        "eval",
+        "household",
+        "--limit",
+        "1",
+        "--trials",
+        "2",
+        "--max-steps",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = cli(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in [
+        "run.json",
+        "trial-00.json",
+        "trial-01.json",
+        "records.jsonl",
+        "success.svg",
+        "success.png",
+    ] {
+        assert!(out.join(f).is_file(), "missing {f}");
+    }
+    let t: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::fs::read_dir(out.join("trial-00"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(t["scratchpad"]
+        .as_str()
+        .unwrap()
+        .contains("Your task is to: "));
+    assert!(t["steps"].as_array().unwrap().len() <= 4);
+    let bad = cli(&[
+        "eval",
+        "household",
+        "--split",
+        "dev",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&bad, &["--split dev"]);
+}

@@ -11,8 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::reflect::Reflection;
+use super::runner::{Attempt, RunError, TaskInfo, TaskResult, TrialAgent};
 use super::AgentError;
-use crate::env::household::{plan, train_split, HouseholdEnv, TaskType};
+use crate::env::household::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
 use crate::llm::{GenerateRequest, Session};
 use crate::trajectory::Step;
 
@@ -215,6 +217,119 @@ pub fn reflection_prompt(scratchpad: &str, past_plans: &[String]) -> String {
     s
 }
 
+/// The household environment as a [`TrialAgent`] for the trial runner: one episode per attempt,
+/// with the last `memory` reflections of the task in the prompt, and a `New plan:` reflection
+/// after a failure.
+pub struct HouseholdAgent<'a> {
+    specs: &'a [TaskSpec],
+    session: &'a mut dyn Session,
+    reflector: &'a mut dyn Session,
+    prompts: Option<serde_json::Map<String, serde_json::Value>>,
+    examples: std::collections::HashMap<TaskType, String>,
+    cfg: HouseholdConfig,
+    memory: usize,
+    reflection_tokens: u32,
+}
+
+impl<'a> HouseholdAgent<'a> {
+    /// An agent over `specs`; `reflector` is the session that writes reflections (the actor's
+    /// model in its own session, or another model).
+    pub fn new(
+        specs: &'a [TaskSpec],
+        session: &'a mut dyn Session,
+        reflector: &'a mut dyn Session,
+        cfg: HouseholdConfig,
+        memory: usize,
+    ) -> Self {
+        Self {
+            specs,
+            session,
+            reflector,
+            prompts: load_prompt_file(),
+            examples: Default::default(),
+            cfg,
+            memory,
+            reflection_tokens: 160,
+        }
+    }
+
+    /// Use these example trajectories for every task type instead of the prompt file's (tests,
+    /// or a fixed prompt).
+    pub fn with_examples(mut self, examples: &str) -> Self {
+        for t in TaskType::ALL {
+            self.examples.insert(t, examples.to_string());
+        }
+        self
+    }
+
+    /// The runner's view of the tasks.
+    pub fn tasks(specs: &[TaskSpec]) -> Vec<TaskInfo> {
+        specs
+            .iter()
+            .map(|s| TaskInfo {
+                id: s.id(),
+                question: HouseholdEnv::new(s).task_text().to_string(),
+                gold: String::new(),
+            })
+            .collect()
+    }
+
+    fn plans(&self, earlier: &[TaskResult]) -> Vec<String> {
+        let all: Vec<String> = earlier
+            .iter()
+            .filter_map(|r| r.reflection.as_ref().map(|x| x.text.clone()))
+            .collect();
+        all[all.len().saturating_sub(self.memory)..].to_vec()
+    }
+}
+
+impl TrialAgent for HouseholdAgent<'_> {
+    fn attempt(
+        &mut self,
+        i: usize,
+        earlier: &[TaskResult],
+        _trial: u32,
+    ) -> Result<Attempt, RunError> {
+        let spec = &self.specs[i];
+        let mut env = HouseholdEnv::new(spec);
+        let prompts = self.prompts.as_ref();
+        let examples = self
+            .examples
+            .entry(spec.task_type)
+            .or_insert_with(|| examples(spec.task_type, prompts))
+            .clone();
+        let memory = self.plans(earlier);
+        let out = run_episode(&mut *self.session, &mut env, &examples, &memory, &self.cfg)?;
+        Ok(Attempt {
+            answer: None,
+            success: out.success,
+            halted: !out.success,
+            episode_return: if out.success { 1.0 } else { 0.0 },
+            steps: out.steps,
+            scratchpad: out.scratchpad,
+        })
+    }
+
+    fn reflect(
+        &mut self,
+        _i: usize,
+        attempt: &Attempt,
+        earlier: &[TaskResult],
+    ) -> Result<Reflection, RunError> {
+        let prompt = reflection_prompt(&attempt.scratchpad, &self.plans(earlier));
+        let mut req = GenerateRequest::new(prompt.clone(), self.reflection_tokens).stop("\n");
+        req.parse_special = false;
+        let g = self
+            .reflector
+            .generate(&req, &mut |_| true)
+            .map_err(AgentError::from)?;
+        Ok(Reflection {
+            prompt,
+            text: g.text.trim().to_string(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +407,56 @@ mod tests {
         let out = run_episode(session.as_mut(), &mut env, "", &[], &cfg).unwrap();
         assert_eq!(out.steps.len(), 5);
         assert_eq!(out.stopped.as_deref(), Some("steps"));
+    }
+
+    #[test]
+    fn a_two_trial_reflexion_run_reflects_after_a_failure_and_uses_the_plan_next_trial() {
+        use crate::agent::runner::{run_trials, RunConfig};
+        let specs = vec![spec(TaskType::Put)];
+        let plan_actions = plan(&HouseholdEnv::new(&specs[0])).unwrap();
+        // Trial 1: looks four times (repeated: failure); reflection; trial 2 follows the plan.
+        let mut actor_replies: Vec<String> = vec!["look".into(); 4];
+        actor_replies.extend(plan_actions.iter().cloned());
+        let actor = ScriptedModel::new(actor_replies);
+        let refl = ScriptedModel::new([
+            " I only looked around. Next time I will search the receptacles.\nmore",
+        ]);
+        let mut s1 = actor.session(&SessionOptions::default()).unwrap();
+        let mut s2 = refl.session(&SessionOptions::default()).unwrap();
+        let mut agent = HouseholdAgent::new(
+            &specs,
+            s1.as_mut(),
+            s2.as_mut(),
+            HouseholdConfig::default(),
+            3,
+        )
+        .with_examples("EXAMPLES\n");
+        let cfg = RunConfig {
+            agent: "household".into(),
+            trials: 2,
+            strategy: "reflexion".into(),
+            memory: 3,
+            global_docstore: false,
+            max_steps: 30,
+            max_prompt_tokens: 0,
+            last_attempt_tokens: 0,
+            actor: "scripted".into(),
+            reflector: "actor".into(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = HouseholdAgent::tasks(&specs);
+        let sums = run_trials(&tasks, &mut agent, &cfg, dir.path(), &mut |_| {}).unwrap();
+        assert_eq!((sums[0].solved_total, sums[1].solved_total), (0, 1));
+        let reqs = actor.requests();
+        assert!(reqs[4].prompt.contains(
+            "Your memory for the task below:\nTrial 0:\nI only looked around. Next time I will search the receptacles.\nHere is the task:"
+        ));
+        assert!(refl.requests()[0]
+            .prompt
+            .ends_with("STATUS: FAIL\nNew plan:"));
+        let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+        assert_eq!(records.lines().count(), 1);
+        assert!(records.contains("\"rating\":1.0"), "{records}");
     }
 
     #[test]

@@ -289,6 +289,8 @@ enum EvalCommand {
     Gsm8k(RiseArgs),
     /// MATH-format problems (`problem`, `solution` with \boxed{}) with RISE inference.
     Math(RiseArgs),
+    /// The household world (ALFWorld's text interface): ReAct with Reflexion over trials.
+    Household(HouseholdArgs),
     /// Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).
     Plot {
         /// Run folders (written by `eval hotpotqa --out`).
@@ -466,6 +468,46 @@ enum DatasetCommand {
 }
 
 #[derive(Args)]
+struct HouseholdArgs {
+    /// eval (the fixed 134 tasks) or train.
+    #[arg(long, default_value = "eval")]
+    split: String,
+    /// Trials.
+    #[arg(long, default_value_t = 10)]
+    trials: u32,
+    /// reflexion or none.
+    #[arg(long, default_value = "reflexion")]
+    strategy: String,
+    /// Actor model (manifest name or GGUF path).
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    actor: String,
+    /// Reflector model, or `actor` to reflect with the actor itself.
+    #[arg(long, default_value = "actor")]
+    reflector: String,
+    /// Reflections kept per task.
+    #[arg(long, default_value_t = 3)]
+    memory: usize,
+    /// Most actions per episode.
+    #[arg(long, default_value_t = 30)]
+    max_steps: u32,
+    /// Output folder (re-running with the same folder and settings resumes).
+    #[arg(long)]
+    out: PathBuf,
+    /// Only the first N tasks.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Only these task ids (comma-separated, e.g. clean-1001003).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Args)]
 struct HumanevalArgs {
     /// reflexion (self-written tests, reflection, retries) or none (one shot).
     #[arg(long, default_value = "reflexion")]
@@ -633,6 +675,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Models(m) => models(m),
         Command::Eval(EvalCommand::Hotpotqa(a)) => eval_hotpotqa(&profile, &a),
         Command::Eval(EvalCommand::Humaneval(a)) => eval_humaneval(&profile, &a),
+        Command::Eval(EvalCommand::Household(a)) => eval_household(&profile, &a),
         Command::Eval(EvalCommand::Gsm8k(a)) => eval_rise(&profile, &a, Dataset::Gsm8k),
         Command::Eval(EvalCommand::Math(a)) => eval_rise(&profile, &a, Dataset::Math),
         Command::Rollouts(RolloutsCommand::Gsm8k(a)) => rollouts(&profile, &a, Dataset::Gsm8k),
@@ -1215,11 +1258,31 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    report_trials(
+        &format!(
+            "HotPotQA, {} + {} ({} questions)",
+            cfg.agent,
+            cfg.strategy,
+            questions.len()
+        ),
+        &cfg,
+        &summaries,
+        &out,
+    )
+}
+
+/// The summary table of a trial run, and its success-by-trial chart (SVG and PNG).
+fn report_trials(
+    title: &str,
+    cfg: &retroformer::agent::runner::RunConfig,
+    summaries: &[retroformer::agent::runner::TrialSummary],
+    out: &Path,
+) -> Result<()> {
     println!(
         "{:>5} {:>9} {:>7} {:>7} {:>8} {:>10} {:>10}",
         "trial", "attempted", "solved", "total", "success", "evaluated", "reused"
     );
-    for t in &summaries {
+    for t in summaries {
         println!(
             "{:>5} {:>9} {:>7} {:>7} {:>8.3} {:>10} {:>10}",
             t.trial + 1,
@@ -1231,25 +1294,18 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
             t.reused_tokens
         );
     }
+    let label = retroformer::agent::runner::RunLabel {
+        agent: cfg.agent.clone(),
+        strategy: cfg.strategy.clone(),
+        actor: cfg.actor.clone(),
+        trials: cfg.trials,
+    };
     let svg = retroformer::report::line_chart_svg(
-        &format!(
-            "HotPotQA, {} + {} ({} questions)",
-            cfg.agent,
-            cfg.strategy,
-            questions.len()
-        ),
+        title,
         "trial",
         "success rate",
         (0.0, 1.0),
-        &[success_series(
-            &retroformer::agent::runner::RunLabel {
-                agent: cfg.agent.clone(),
-                strategy: cfg.strategy.clone(),
-                actor: cfg.actor.clone(),
-                trials: cfg.trials,
-            },
-            &summaries,
-        )],
+        &[success_series(&label, summaries)],
     );
     let plots = retroformer::report::write_chart(&out.join("success"), &svg)?;
     println!(
@@ -1262,6 +1318,99 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
             .join(", ")
     );
     Ok(())
+}
+
+fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
+    use retroformer::agent::household::{HouseholdAgent, HouseholdConfig};
+    use retroformer::agent::runner::{run_trials, RunConfig};
+    use retroformer::env::household::{eval_split, train_split};
+
+    if !["reflexion", "none"].contains(&a.strategy.as_str()) {
+        anyhow::bail!(
+            "--strategy {}: the household runs reflexion or none",
+            a.strategy
+        );
+    }
+    let mut specs = match a.split.as_str() {
+        "eval" => eval_split(),
+        "train" => train_split(a.limit.unwrap_or(134)),
+        other => anyhow::bail!("--split {other}: known splits are eval and train"),
+    };
+    if !a.tasks.is_empty() {
+        for id in &a.tasks {
+            if !specs.iter().any(|s| &s.id() == id) {
+                anyhow::bail!("--tasks: no task {id} in the {} split", a.split);
+            }
+        }
+        specs.retain(|s| a.tasks.contains(&s.id()));
+    }
+    if let Some(n) = a.limit {
+        specs.truncate(n);
+    }
+    if a.max_steps == 0 {
+        anyhow::bail!("--max-steps must be at least 1");
+    }
+    let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
+    let actor = load(profile, &args)?;
+    let mut session = open_session(&actor, &args)?;
+    let reflector_model;
+    let mut reflector_session = if a.reflector == "actor" {
+        open_session(&actor, &args)?
+    } else {
+        let r_args = agent_model_args(&a.reflector, profile, a.threads, a.no_fetch);
+        reflector_model = load(profile, &r_args)?;
+        open_session(&reflector_model, &r_args)?
+    };
+    let cfg = RunConfig {
+        agent: "household".into(),
+        trials: a.trials,
+        strategy: a.strategy.clone(),
+        memory: a.memory,
+        global_docstore: false,
+        max_steps: a.max_steps,
+        max_prompt_tokens: 0,
+        last_attempt_tokens: 0,
+        actor: a.actor.clone(),
+        reflector: a.reflector.clone(),
+    };
+    let household_cfg = HouseholdConfig {
+        max_steps: a.max_steps,
+        ..HouseholdConfig::default()
+    };
+    let tasks = HouseholdAgent::tasks(&specs);
+    let mut agent = HouseholdAgent::new(
+        &specs,
+        session.as_mut(),
+        reflector_session.as_mut(),
+        household_cfg,
+        a.memory,
+    );
+    eprintln!(
+        "[retroformer] household: {} tasks ({} split), {} trials, strategy {}, out {}",
+        tasks.len(),
+        a.split,
+        cfg.trials,
+        cfg.strategy,
+        a.out.display()
+    );
+    let bar = task_bar(tasks.len() * cfg.trials as usize);
+    let summaries = run_trials(&tasks, &mut agent, &cfg, &a.out, &mut |r| {
+        bar.inc(1);
+        bar.set_message(format!(
+            "trial {} {}: {} in {} steps",
+            r.trial + 1,
+            r.task_id,
+            if r.success { "solved" } else { "failed" },
+            r.steps.len()
+        ));
+    })?;
+    bar.finish_and_clear();
+    report_trials(
+        &format!("Household, {} ({} tasks)", cfg.strategy, tasks.len()),
+        &cfg,
+        &summaries,
+        &a.out,
+    )
 }
 
 fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
