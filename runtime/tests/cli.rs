@@ -548,3 +548,42 @@ fn a_short_real_household_run_writes_every_file() {
     ]);
     assert_clean_failure(&bad, &["--split dev"]);
 }
+
+#[test]
+fn play_household_takes_actions_on_stdin_and_says_when_the_task_is_solved() {
+    use retroformer::env::household::{plan, HouseholdEnv, TaskSpec, TaskType};
+    use std::io::Write as _;
+    let actions = plan(&HouseholdEnv::new(&TaskSpec::new(7, TaskType::Clean))).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(["play", "household", "--seed", "7", "--type", "clean"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = String::from("help\nfly away\n");
+    for a in &actions {
+        input.push_str(a);
+        input.push('\n');
+    }
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Your task is to: "), "{text}");
+    assert!(text.contains("valid actions: "), "{text}");
+    assert!(text.contains("Nothing happens."), "{text}");
+    assert!(
+        text.contains(&format!("Task solved in {} steps.", actions.len() + 1)),
+        "{text}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(["play", "household", "--type", "juggle"])
+        .output()
+        .unwrap();
+    assert_clean_failure(&bad, &["--type juggle"]);
+}

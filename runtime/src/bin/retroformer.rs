@@ -54,6 +54,9 @@ enum Command {
     /// Evaluate agents over trials on an environment (results, rating records and a plot).
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// Play an environment yourself in the terminal.
+    #[command(subcommand)]
+    Play(PlayCommand),
     /// Collect RISE rollouts (n samples per turn, keep the best, stop at a correct one).
     #[command(subcommand)]
     Rollouts(RolloutsCommand),
@@ -398,6 +401,19 @@ struct RiseArgs {
 }
 
 #[derive(Subcommand)]
+enum PlayCommand {
+    /// A household task: type actions (`go to cabinet 1`, `help` lists the valid ones, `quit`).
+    Household {
+        /// The world's seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Task type: put, clean, heat, cool, examine, puttwo.
+        #[arg(long = "type", default_value = "put")]
+        task_type: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum RolloutsCommand {
     /// GSM8K rollouts.
     Gsm8k(RolloutArgs),
@@ -689,6 +705,9 @@ fn run(cli: Cli) -> Result<()> {
         }) => dataset_rise(&criteria, tau, seed, &input, &out),
         Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Sandbox(c) => sandbox_cmd(c),
+        Command::Play(PlayCommand::Household { seed, task_type }) => {
+            play_household(seed, &task_type)
+        }
         Command::Targets { json } => targets(json),
     }
 }
@@ -1269,6 +1288,46 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         &summaries,
         &out,
     )
+}
+
+fn play_household(seed: u64, task_type: &str) -> Result<()> {
+    use retroformer::env::household::{HouseholdEnv, TaskSpec, TaskType};
+    let Some(t) = TaskType::from_name(task_type) else {
+        anyhow::bail!(
+            "--type {task_type}: known types are put, clean, heat, cool, examine, puttwo"
+        );
+    };
+    let mut env = HouseholdEnv::new(&TaskSpec::new(seed, t));
+    println!("{}", env.reset());
+    let stdin = std::io::stdin();
+    let mut steps = 0u32;
+    loop {
+        print!("> ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            println!();
+            break;
+        }
+        let action = line.trim();
+        match action {
+            "" => continue,
+            "quit" | "exit" => break,
+            "help" => {
+                println!("valid actions: {}", env.admissible_actions().join(", "));
+                continue;
+            }
+            _ => {}
+        }
+        steps += 1;
+        let r = env.step(action);
+        println!("{}", r.observation);
+        if env.is_success() {
+            println!("Task solved in {steps} steps.");
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The summary table of a trial run, and its success-by-trial chart (SVG and PNG).
