@@ -587,3 +587,31 @@ fn play_household_takes_actions_on_stdin_and_says_when_the_task_is_solved() {
         .unwrap();
     assert_clean_failure(&bad, &["--type juggle"]);
 }
+
+#[test]
+fn the_demo_runs_household_reflexion_end_to_end_with_a_live_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = cli(&[
+        "-v",
+        "demo",
+        "--tasks",
+        "1",
+        "--trials",
+        "2",
+        "--max-steps",
+        "3",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("success by trial"), "{stdout}");
+    assert!(out.join("success.png").is_file() && out.join("records.jsonl").is_file());
+    // The live view shows each action and its observation.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("\n> "), "{stderr}");
+    assert!(stderr.contains("[trial 1 put-"), "{stderr}");
+}

@@ -146,6 +146,18 @@ pub fn run_episode(
     memory: &[String],
     cfg: &HouseholdConfig,
 ) -> Result<HouseholdOutcome, AgentError> {
+    run_episode_observed(session, env, examples, memory, cfg, &mut |_, _| {})
+}
+
+/// [`run_episode`], calling `observe(action, observation)` after every step (live views).
+pub fn run_episode_observed(
+    session: &mut dyn Session,
+    env: &mut HouseholdEnv,
+    examples: &str,
+    memory: &[String],
+    cfg: &HouseholdConfig,
+    observe: &mut dyn FnMut(&str, &str),
+) -> Result<HouseholdOutcome, AgentError> {
     let first = env.reset();
     let prefix = format!(
         "{INSTRUCTION}{examples}\n{}Here is the task:\n",
@@ -163,6 +175,7 @@ pub fn run_episode(
         let g = session.generate(&req, &mut |_| true)?;
         let action = g.text.trim().trim_start_matches('>').trim().to_string();
         let result = env.step(&action);
+        observe(&action, &result.observation);
         scratchpad.push_str(&format!("> {action}\n{}\n", result.observation));
         steps.push(Step {
             thought: String::new(),
@@ -217,6 +230,9 @@ pub fn reflection_prompt(scratchpad: &str, past_plans: &[String]) -> String {
     s
 }
 
+/// Called with (action, observation) after every step.
+pub type StepObserver<'a> = Box<dyn FnMut(&str, &str) + 'a>;
+
 /// The household environment as a [`TrialAgent`] for the trial runner: one episode per attempt,
 /// with the last `memory` reflections of the task in the prompt, and a `New plan:` reflection
 /// after a failure.
@@ -229,6 +245,7 @@ pub struct HouseholdAgent<'a> {
     cfg: HouseholdConfig,
     memory: usize,
     reflection_tokens: u32,
+    observe: Option<StepObserver<'a>>,
 }
 
 impl<'a> HouseholdAgent<'a> {
@@ -250,7 +267,14 @@ impl<'a> HouseholdAgent<'a> {
             cfg,
             memory,
             reflection_tokens: 160,
+            observe: None,
         }
+    }
+
+    /// Call `f(action, observation)` after every step of every episode (a live view).
+    pub fn on_step(mut self, f: impl FnMut(&str, &str) + 'a) -> Self {
+        self.observe = Some(Box::new(f));
+        self
     }
 
     /// Use these example trajectories for every task type instead of the prompt file's (tests,
@@ -299,7 +323,19 @@ impl TrialAgent for HouseholdAgent<'_> {
             .or_insert_with(|| examples(spec.task_type, prompts))
             .clone();
         let memory = self.plans(earlier);
-        let out = run_episode(&mut *self.session, &mut env, &examples, &memory, &self.cfg)?;
+        let mut none = |_: &str, _: &str| {};
+        let observe: &mut dyn FnMut(&str, &str) = match self.observe.as_mut() {
+            Some(f) => f.as_mut(),
+            None => &mut none,
+        };
+        let out = run_episode_observed(
+            &mut *self.session,
+            &mut env,
+            &examples,
+            &memory,
+            &self.cfg,
+            observe,
+        )?;
         Ok(Attempt {
             answer: None,
             success: out.success,

@@ -650,9 +650,24 @@ struct ChatArgs {
 
 #[derive(Args)]
 struct DemoArgs {
-    /// Model to run.
+    /// Actor model (fetched if missing).
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// Household tasks (one per task type, in order: put, clean, heat, cool, examine, puttwo).
+    #[arg(long, default_value_t = 4)]
+    tasks: usize,
+    /// Trials.
+    #[arg(long, default_value_t = 3)]
+    trials: u32,
+    /// Most actions per episode.
+    #[arg(long, default_value_t = 20)]
+    max_steps: u32,
+    /// Output folder (default: a new folder under $RETROFORMER_HOME/runs).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
 }
 
 fn main() -> ExitCode {
@@ -685,7 +700,7 @@ fn init_logging(verbose: u8) {
 fn run(cli: Cli) -> Result<()> {
     let profile = TargetProfile::load(&cli.target)?;
     match cli.command {
-        Command::Demo(a) => demo(&profile, &a),
+        Command::Demo(a) => demo(&profile, &a, cli.verbose > 0),
         Command::Generate(a) => generate(&profile, &a),
         Command::Chat(a) => chat(&profile, &a),
         Command::Models(m) => models(m),
@@ -938,42 +953,122 @@ fn chat(profile: &TargetProfile, a: &ChatArgs) -> Result<()> {
     }
 }
 
-fn demo(profile: &TargetProfile, a: &DemoArgs) -> Result<()> {
-    eprintln!("[retroformer] demo: the default model answers, then continues the same session (KV reuse).");
-    let args = ModelArgs {
-        model: a.model.clone(),
-        ctx_size: None,
-        threads: None,
-        no_fetch: false,
-        adapter: None,
-        adapter_scale: 1.0,
-    };
-    let model = load(profile, &args)?;
-    let mut session = open_session(&model, &args)?;
-    let mut msgs = vec![ChatMessage::new(
-        "user",
-        "In one sentence: what is the capital of France, and what river runs through it?",
-    )];
-    for follow_up in [
-        "Now name one famous museum in that city, in one sentence.",
-        "",
-    ] {
-        eprintln!(
-            "\n> {}",
-            msgs.last().map(|m| m.content.as_str()).unwrap_or_default()
-        );
-        let mut req = GenerateRequest::new(model.chat_prompt(&msgs, true)?, 64);
-        req.stop.push("\n\n".into());
-        let g = stream_generate(session.as_mut(), &req, true)?;
-        print_stats(&g);
-        if follow_up.is_empty() {
+/// Print a line above a progress bar, or to stderr when the bar is hidden (not a terminal).
+fn say(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// The main job: Reflexion on a few household tasks with the default model, needing no data
+/// files (the few-shot examples come from the prompt file when present, else from the world).
+fn demo(profile: &TargetProfile, a: &DemoArgs, verbose: bool) -> Result<()> {
+    use retroformer::agent::household::{HouseholdAgent, HouseholdConfig};
+    use retroformer::agent::runner::{run_trials, RunConfig};
+    use retroformer::env::household::{eval_split, TaskType};
+
+    if a.tasks == 0 || a.trials == 0 || a.max_steps == 0 {
+        anyhow::bail!("--tasks, --trials and --max-steps must be at least 1");
+    }
+    // One task of each type, in order, then the next of each.
+    let split = eval_split();
+    let mut specs = Vec::new();
+    for round in 0.. {
+        for t in TaskType::ALL {
+            if let Some(s) = split.iter().filter(|s| s.task_type == t).nth(round) {
+                specs.push(*s);
+            }
+        }
+        if specs.len() >= a.tasks || round > 40 {
             break;
         }
-        msgs.push(ChatMessage::new("assistant", g.text));
-        msgs.push(ChatMessage::new("user", follow_up));
     }
-    eprintln!("\n[retroformer] demo done. Agent environments and Reflexion arrive with later releases of this command.");
-    Ok(())
+    specs.truncate(a.tasks);
+    let out = match &a.out {
+        Some(o) => o.clone(),
+        None => home_dir().join("runs").join(format!(
+            "demo-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        )),
+    };
+    let args = agent_model_args(&a.model, profile, a.threads, false);
+    let actor = load(profile, &args)?;
+    let mut session = open_session(&actor, &args)?;
+    let mut reflector = open_session(&actor, &args)?;
+    let cfg = RunConfig {
+        agent: "household".into(),
+        trials: a.trials,
+        strategy: "reflexion".into(),
+        memory: 3,
+        global_docstore: false,
+        max_steps: a.max_steps,
+        max_prompt_tokens: 0,
+        last_attempt_tokens: 0,
+        actor: a.model.clone(),
+        reflector: "actor".into(),
+    };
+    let tasks = HouseholdAgent::tasks(&specs);
+    eprintln!(
+        "[retroformer] demo: Reflexion on {} household tasks, {} trials, actor {}; results in {}",
+        tasks.len(),
+        a.trials,
+        a.model,
+        out.display()
+    );
+    let bar = task_bar(tasks.len() * a.trials as usize);
+    let live = bar.clone();
+    let mut agent = HouseholdAgent::new(
+        &specs,
+        session.as_mut(),
+        reflector.as_mut(),
+        HouseholdConfig {
+            max_steps: a.max_steps,
+            ..HouseholdConfig::default()
+        },
+        3,
+    )
+    .on_step(move |action, observation| {
+        if verbose {
+            say(&live, &format!("> {action}\n{observation}"));
+        }
+    });
+    let summaries = run_trials(&tasks, &mut agent, &cfg, &out, &mut |r| {
+        bar.inc(1);
+        if verbose {
+            say(
+                &bar,
+                &format!(
+                    "[trial {} {}: {}]",
+                    r.trial + 1,
+                    r.task_id,
+                    if r.success { "solved" } else { "failed" }
+                ),
+            );
+        }
+        bar.set_message(format!(
+            "trial {} {}: {}",
+            r.trial + 1,
+            r.task_id,
+            if r.success { "solved" } else { "failed" }
+        ));
+    })?;
+    bar.finish_and_clear();
+    println!("success by trial:");
+    report_trials(
+        &format!(
+            "Demo: household Reflexion, {} ({} tasks)",
+            a.model,
+            tasks.len()
+        ),
+        &cfg,
+        &summaries,
+        &out,
+    )
 }
 
 fn models(cmd: ModelsCommand) -> Result<()> {
