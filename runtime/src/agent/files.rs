@@ -56,6 +56,21 @@ pub fn write_jsonl<'a, T: Serialize + 'a>(
     write_atomic(path, text.as_bytes()).map_err(|e| file_err(path, e))
 }
 
+/// The result stored at `path`, or, when there is none yet, `make()`'s, written there
+/// atomically before it is returned: a finished piece of work is never redone on resume.
+pub fn load_or_make<T, E>(path: &Path, make: impl FnOnce() -> Result<T, E>) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<FileError>,
+{
+    if let Some(done) = read_json(path)? {
+        return Ok(done);
+    }
+    let made = make()?;
+    write_json(path, &made)?;
+    Ok(made)
+}
+
 /// Whether a run folder was new or held the same run already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -98,6 +113,16 @@ mod tests {
         std::fs::write(&p, "{").unwrap();
         let e = read_json::<u32>(&p).unwrap_err().to_string();
         assert!(e.contains("x.json"), "{e}");
+    }
+
+    #[test]
+    fn load_or_make_makes_once_and_then_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let a: Result<u32, FileError> = load_or_make(&p, || Ok(7));
+        assert_eq!(a.unwrap(), 7);
+        let b: Result<u32, FileError> = load_or_make(&p, || panic!("must not run again"));
+        assert_eq!(b.unwrap(), 7);
     }
 
     #[test]

@@ -382,14 +382,8 @@ pub fn run(
     let mut results = Vec::with_capacity(problems.len());
     for p in problems {
         let path = super::runner::task_path(out, 0, &p.id);
-        let r = match read_json::<RiseResult>(&path)? {
-            Some(r) => r,
-            None => {
-                let r = solve(p, cfg, solver)?;
-                write_json(&path, &r)?;
-                r
-            }
-        };
+        let r: RiseResult =
+            super::files::load_or_make(&path, || Ok::<_, RiseError>(solve(p, cfg, solver)?))?;
         on_done(&r);
         results.push(r);
     }
@@ -578,14 +572,7 @@ pub fn collect_all(
         let path = out
             .join("rollouts")
             .join(format!("{}.json", super::runner::file_stem(&p.id)));
-        let r = match read_json::<Rollout>(&path)? {
-            Some(r) => r,
-            None => {
-                let r = collect(p, cfg, solvers)?;
-                write_json(&path, &r)?;
-                r
-            }
-        };
+        let r: Rollout = super::files::load_or_make(&path, || collect(p, cfg, solvers))?;
         on_done(&r);
         all.push(r);
     }
