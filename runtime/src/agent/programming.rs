@@ -633,19 +633,8 @@ fn pass_token(task_id: &str, implementation: &str) -> String {
 
 // ---- the run --------------------------------------------------------------------------------
 
-/// Why a programming run stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum CodingRunError {
-    /// The model failed.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// A file could not be written or read.
-    #[error(transparent)]
-    File(#[from] super::files::FileError),
-    /// The folder holds a run with other settings.
-    #[error("{0}")]
-    Config(String),
-}
+/// Why a programming run stopped: the runners share one error type.
+pub type CodingRunError = super::runner::RunError;
 
 use super::files::{file_err, read_json, write_json};
 

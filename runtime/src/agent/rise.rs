@@ -326,19 +326,8 @@ pub fn solve(
 
 // ---- files ----------------------------------------------------------------------------------
 
-/// Why a RISE run, rollout collection or conversion stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum RiseError {
-    /// The model failed.
-    #[error(transparent)]
-    Agent(#[from] AgentError),
-    /// A file could not be written or read.
-    #[error(transparent)]
-    File(#[from] super::files::FileError),
-    /// Settings are wrong or differ from the saved ones.
-    #[error("{0}")]
-    Config(String),
-}
+/// Why a RISE run, rollout collection or conversion stopped: the runners share one error type.
+pub type RiseError = super::runner::RunError;
 
 use super::files::{file_err, read_json, write_json};
 
