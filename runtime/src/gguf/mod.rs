@@ -13,9 +13,11 @@
 //! Array contents are skipped, not stored: only their element type and length are kept, so a
 //! 150k-entry tokenizer array costs nothing to validate.
 
+mod tiny;
 mod types;
 mod writer;
 
+pub use tiny::TinyModel;
 pub use types::{GgmlType, ValueType};
 pub use writer::{GgufWriter, WriteValue};
 
@@ -66,6 +68,9 @@ pub struct Kv {
     pub ty: ValueType,
     /// The value.
     pub value: Value,
+    /// Byte range of the stored type tag and value in the file (for copying the entry,
+    /// arrays included, into another file).
+    pub span: (u64, u64),
 }
 
 /// A tensor's header entry.
@@ -312,12 +317,17 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
         if key.is_empty() {
             return bad(format!("at byte {at}: metadata key {i} is empty"));
         }
+        let value_start = r.pos;
         let ty_raw = r.u32("metadata type")?;
         let ty = ValueType::from_u32(ty_raw).ok_or_else(|| {
             ParseError::Invalid(format!("key '{key}' has invalid GGUF type {ty_raw}"))
         })?;
         let value = read_value(r, ty, &key)?;
-        if metadata.insert(key.clone(), Kv { ty, value }).is_some() {
+        let span = (value_start, r.pos);
+        if metadata
+            .insert(key.clone(), Kv { ty, value, span })
+            .is_some()
+        {
             return bad(format!("duplicate metadata key '{key}'"));
         }
     }
@@ -327,6 +337,7 @@ fn parse<R: Read + Seek>(r: &mut Reader<R>) -> PResult<GgufFile> {
         Some(Kv {
             ty: ValueType::U32,
             value: Value::Uint(a),
+            ..
         }) => {
             if *a == 0 || !a.is_power_of_two() {
                 return bad(format!("general.alignment {a} is not a power of 2"));

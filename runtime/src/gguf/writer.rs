@@ -19,6 +19,8 @@ pub enum WriteValue {
     StrArray(Vec<String>),
     I32Array(Vec<i32>),
     F32Array(Vec<f32>),
+    /// A type tag and value exactly as stored in another GGUF file (see `Kv::span`).
+    Raw(Vec<u8>),
 }
 
 impl From<&str> for WriteValue {
@@ -152,6 +154,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 fn put_value(out: &mut Vec<u8>, v: &WriteValue) {
     let tag = |out: &mut Vec<u8>, t: ValueType| out.extend_from_slice(&t.to_u32().to_le_bytes());
     match v {
+        WriteValue::Raw(bytes) => out.extend_from_slice(bytes),
         WriteValue::U32(x) => {
             tag(out, ValueType::U32);
             out.extend_from_slice(&x.to_le_bytes());

@@ -402,4 +402,14 @@ pub enum LlmError {
     /// An adapter handle from another model or backend.
     #[error("adapter {0} was not loaded by this model")]
     ForeignAdapter(String),
+    /// A tensor of a GGUF file could not be read.
+    #[error("{path}: tensor '{name}': {reason}")]
+    Tensor {
+        /// The file.
+        path: String,
+        /// The tensor (empty when the file itself failed).
+        name: String,
+        /// What went wrong.
+        reason: String,
+    },
 }

@@ -13,9 +13,13 @@
 //! its graph from `model.loras` inside `llama_decode`, so those take `ModelInner::lock` for
 //! writing and decoding takes it for reading.
 
+mod score;
 mod session;
+mod tensors;
 
+pub use score::MAX_SCORE_TOKENS;
 pub use session::LlamaSession;
+pub use tensors::{dequantize, TensorReader, MAX_TENSOR_ELEMENTS};
 
 // The C++ exception barrier (shim.cpp): llama.cpp calls that can throw go through these.
 extern "C" {
