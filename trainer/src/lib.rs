@@ -1,26 +1,137 @@
-//! Retroformer trainer (skeleton).
+//! Retroformer trainer: gradient updates with `burn` on LoRA adapters of GGUF models, exported
+//! back to GGUF for the runtime.
 //!
-//! The trainer will do the gradient updates of the retrospective model and of RISE policies
-//! with `burn`, and export LoRA adapters as GGUF files for the runtime. This crate currently
-//! holds the objectives' names and adapter inspection; the training itself is not built yet.
+//! - [`model`]: the `llama` / `qwen2` forward pass, weights read from a GGUF file;
+//! - [`lora`]: the trainable factors and their export as a llama.cpp adapter.
+//!
+//! The objectives (SFT, reward model, policy gradient, PPO, RWR) are not built yet.
+
+pub mod data;
+pub mod lora;
+pub mod model;
+pub mod objective;
+pub mod train;
 
 use std::path::Path;
 
 use retroformer::gguf::{self, GgufFile};
 
-/// The training objectives the trainer will offer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Objective {
-    /// Masked cross-entropy on response tokens.
-    Sft,
-    /// Reward model: base + LoRA with a scalar head.
-    Reward,
-    /// REINFORCE with a baseline and a KL penalty.
-    PolicyGradient,
-    /// PPO with a clipped ratio.
-    Ppo,
-    /// RISE's reward-weighted regression.
-    Rwr,
+/// The burn backend a run uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// burn-ndarray on the CPU (deprecated by burn 0.22, still the measured default here).
+    Ndarray,
+    /// burn's pure-Rust `flex` CPU backend (feature `flex`).
+    Flex,
+    /// wgpu: Vulkan or Metal (feature `wgpu`).
+    Wgpu,
+    /// CUDA (feature `cuda`).
+    Cuda,
+}
+
+/// The autodiff device of `backend`, or an error naming the feature the build lacks.
+#[allow(deprecated, unreachable_code)]
+pub fn backend_device(backend: Backend) -> Result<burn::tensor::Device, TrainerError> {
+    let missing = |feature: &str| TrainerError::Config {
+        field: "backend".into(),
+        reason: format!(
+            "this build lacks it (rebuild retroformer-trainer with --features {feature})"
+        ),
+    };
+    let device = match backend {
+        Backend::Ndarray => burn::tensor::Device::ndarray(),
+        Backend::Flex => {
+            #[cfg(feature = "flex")]
+            {
+                burn::tensor::Device::flex()
+            }
+            #[cfg(not(feature = "flex"))]
+            return Err(missing("flex"));
+        }
+        Backend::Wgpu => {
+            #[cfg(feature = "wgpu")]
+            {
+                burn::tensor::Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)
+            }
+            #[cfg(not(feature = "wgpu"))]
+            return Err(missing("wgpu"));
+        }
+        Backend::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                burn::tensor::Device::cuda(0)
+            }
+            #[cfg(not(feature = "cuda"))]
+            return Err(missing("cuda"));
+        }
+    };
+    Ok(device.autodiff())
+}
+
+/// Version of the `.log.json` a run writes.
+pub const LOG_FORMAT_VERSION: u32 = 1;
+
+/// Writes `OUT.log.json` (every step) and the loss curve `OUT.loss.svg`/`.png` next to the
+/// adapter; for a reward model also its scalar head, `OUT.head.json`. Returns the files.
+pub fn write_run_report(
+    out: &Path,
+    objective: &objective::Objective,
+    trained: &train::Trained,
+    state: &objective::Trainable,
+) -> Result<Vec<std::path::PathBuf>, TrainerError> {
+    let stem = out.with_extension("");
+    let io = |p: &Path, e: String| TrainerError::Io {
+        path: p.display().to_string(),
+        source: std::io::Error::other(e),
+    };
+    let mut written = Vec::new();
+    let log_path = stem.with_extension("log.json");
+    let log = serde_json::json!({
+        "format_version": LOG_FORMAT_VERSION,
+        "objective": objective.name(),
+        "resumed_from": trained.resumed_from,
+        "steps": trained.log,
+    });
+    retroformer::fsutil::write_atomic(
+        &log_path,
+        &serde_json::to_vec_pretty(&log).map_err(|e| io(&log_path, e.to_string()))?,
+    )
+    .map_err(|e| io(&log_path, e.to_string()))?;
+    written.push(log_path);
+    if let Some(h) = &state.head {
+        let head_path = stem.with_extension("head.json");
+        let (w, _) = lora::to_vec2(h.w.val());
+        let b = objective::to_vec1(h.b.val());
+        let j = serde_json::json!({"format_version": LOG_FORMAT_VERSION, "w": w, "b": b[0]});
+        retroformer::fsutil::write_atomic(&head_path, j.to_string().as_bytes())
+            .map_err(|e| io(&head_path, e.to_string()))?;
+        written.push(head_path);
+    }
+    let points: Vec<(f64, f64)> = trained
+        .log
+        .iter()
+        .map(|l| (l.step as f64, l.loss))
+        .collect();
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.1), b.max(p.1))
+        });
+    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let svg = retroformer::report::line_chart_svg(
+        &format!("{} loss", objective.name()),
+        "step",
+        "loss",
+        (lo - pad, hi + pad),
+        &[retroformer::report::Series {
+            label: objective.name().into(),
+            points,
+        }],
+    );
+    let files = retroformer::report::write_chart(&stem.with_extension("loss"), &svg)
+        .map_err(|e| io(&stem, e.to_string()))?;
+    written.extend(files);
+    Ok(written)
 }
 
 /// A LoRA adapter's shape as read from its GGUF header.
@@ -44,6 +155,44 @@ pub enum TrainerError {
     /// The file failed GGUF validation.
     #[error(transparent)]
     Gguf(#[from] gguf::GgufError),
+    /// llama.cpp or the tensor reader failed.
+    #[error(transparent)]
+    Llm(#[from] retroformer::llm::LlmError),
+    /// The model's header or tensors do not describe a model the trainer supports.
+    #[error("{path}: {reason}")]
+    Model {
+        /// The model file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A line of a data file is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Data {
+        /// The file.
+        path: String,
+        /// 1-based line (0 for the file as a whole).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid {field}: {reason}")]
+    Config {
+        /// The setting (command-line flag without dashes).
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A file could not be written or read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file is valid GGUF but not a LoRA adapter.
     #[error("{0}: not a LoRA adapter (general.type is not \"adapter\")")]
     NotAnAdapter(String),

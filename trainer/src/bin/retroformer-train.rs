@@ -1,9 +1,21 @@
-//! `retroformer-train`: LoRA training for the retrospective model (skeleton).
+//! `retroformer-train`: LoRA training of the retrospective model (and RISE policies) with burn,
+//! exported as GGUF adapters for the runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use retroformer::fetch;
+use retroformer::llm::llama::{LlamaModel, LoadOptions};
+use retroformer::manifest::{home_dir, ModelRef};
+use retroformer::target::TargetProfile;
+use retroformer_trainer::data::{read_examples, tokenize};
+use retroformer_trainer::lora::{export, LoraConfig, Provenance, Target};
+use retroformer_trainer::model::Base;
+use retroformer_trainer::objective::{Objective, RewardMode};
+use retroformer_trainer::train::{train, Run, TrainConfig};
+use retroformer_trainer::{backend_device, write_run_report, Backend};
 
 #[derive(Parser)]
 #[command(
@@ -18,50 +30,271 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Supervised fine-tuning: cross-entropy on the response tokens.
+    Sft(TrainArgs),
+    /// Reward model: LoRA base with a scalar head, on ratings.
+    Reward {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// A rating above this is a positive example.
+        #[arg(long, default_value_t = 0.0)]
+        threshold: f64,
+        /// Regress the rating instead of classifying it.
+        #[arg(long)]
+        regress: bool,
+    },
+    /// Policy gradient (REINFORCE, batch-mean baseline, KL to the base).
+    Pg {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// KL penalty coefficient.
+        #[arg(long, default_value_t = 0.05)]
+        beta: f64,
+    },
+    /// PPO (clipped ratio, group baseline, KL to the base).
+    Ppo {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Clip range.
+        #[arg(long, default_value_t = 0.2)]
+        clip_range: f64,
+        /// KL penalty coefficient.
+        #[arg(long, default_value_t = 0.05)]
+        beta: f64,
+    },
+    /// Reward-weighted regression (RISE): cross-entropy times exp(reward / tau).
+    Rwr {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Temperature; without it, the `weight` stored in the data is used.
+        #[arg(long)]
+        tau: Option<f64>,
+    },
     /// Validate and summarise a LoRA adapter GGUF file.
     Inspect {
         /// The adapter file.
         adapter: PathBuf,
     },
-    /// Supervised fine-tuning (not built yet).
-    Sft,
-    /// Reward model (not built yet).
-    Reward,
-    /// Policy gradient (not built yet).
-    Pg,
-    /// PPO (not built yet).
-    Ppo,
-    /// Reward-weighted regression (not built yet).
-    Rwr,
+}
+
+#[derive(Args, Clone)]
+struct TrainArgs {
+    /// Base model: a manifest name (installed with `retroformer models fetch`) or a GGUF path.
+    #[arg(long)]
+    base: String,
+    /// Training data (JSONL; see the crate docs for the accepted shapes).
+    #[arg(long)]
+    data: PathBuf,
+    /// The adapter to write (GGUF). Its checkpoints go to OUT.ckpt/, its log and loss curve
+    /// next to it.
+    #[arg(long)]
+    out: PathBuf,
+    /// burn backend.
+    #[arg(long, value_enum, default_value_t = Backend::Ndarray)]
+    backend: Backend,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    rank: usize,
+    /// LoRA alpha (the update is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    alpha: f32,
+    /// LoRA dropout.
+    #[arg(long, default_value_t = 0.0)]
+    dropout: f32,
+    /// Adapted projections: q,k,v,o,gate,up,down or all.
+    #[arg(long, default_value = "all")]
+    targets: String,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// Warmup steps.
+    #[arg(long, default_value_t = 10)]
+    warmup: u64,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 100)]
+    steps: u64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
+    /// Global gradient-norm clip (0: off).
+    #[arg(long, default_value_t = 1.0)]
+    clip: f64,
+    /// AdamW weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Longest sequence in tokens (longer examples keep the end of the prompt).
+    #[arg(long, default_value_t = 1024)]
+    max_len: usize,
+    /// Checkpoint every N steps (0: only at the end). A run resumes from OUT.ckpt/ when it exists.
+    #[arg(long, default_value_t = 0)]
+    checkpoint_every: u64,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::Inspect { adapter } => match retroformer_trainer::inspect_adapter(&adapter) {
-            Ok(s) => {
-                println!("architecture  {}", s.architecture.as_deref().unwrap_or("-"));
-                println!("lora pairs    {}", s.pairs);
-                println!(
-                    "rank          {}",
-                    s.rank.map(|r| r.to_string()).unwrap_or("-".into())
-                );
-                println!(
-                    "alpha         {}",
-                    s.alpha.map(|a| a.to_string()).unwrap_or("-".into())
-                );
-                for (k, v) in s.provenance {
-                    println!("{k}  {v}");
-                }
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        _ => {
-            eprintln!("error: training is not built yet in this release (only `inspect` works)");
-            ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
+}
+
+fn run(cmd: Command) -> Result<()> {
+    let (args, objective) = match cmd {
+        Command::Inspect { adapter } => return inspect(&adapter),
+        Command::Sft(a) => (a, Objective::Sft),
+        Command::Rwr { args, tau } => (args, Objective::Rwr { tau }),
+        Command::Reward {
+            args,
+            threshold,
+            regress,
+        } => (
+            args,
+            Objective::Reward {
+                mode: if regress {
+                    RewardMode::Regress
+                } else {
+                    RewardMode::Classify { threshold }
+                },
+            },
+        ),
+        Command::Pg { args, beta } => (args, Objective::Pg { beta }),
+        Command::Ppo {
+            args,
+            clip_range,
+            beta,
+        } => (
+            args,
+            Objective::Ppo {
+                clip: clip_range,
+                beta,
+            },
+        ),
+    };
+    objective.validate()?;
+    let base_path = match ModelRef::parse(&args.base)? {
+        ModelRef::File(p) => p,
+        ModelRef::Manifest(m) => fetch::require_installed(&m, &home_dir())?,
+    };
+    let lora = LoraConfig {
+        rank: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: Target::parse_list(&args.targets)?,
+        ..LoraConfig::default()
+    };
+    lora.validate()?;
+    let config = TrainConfig {
+        lr: args.lr,
+        warmup: args.warmup,
+        steps: args.steps,
+        batch: args.batch,
+        clip: args.clip,
+        weight_decay: args.weight_decay,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+    config.validate()?;
+    if args.max_len < 2 {
+        bail!("--max-len {}: must be at least 2", args.max_len);
+    }
+    if args.out.extension().and_then(|e| e.to_str()) != Some("gguf") {
+        bail!(
+            "--out {}: the adapter file must end in .gguf",
+            args.out.display()
+        );
+    }
+    // Tokenise with llama.cpp's tokenizer of the same file: training and inference see the
+    // same tokens.
+    let tokenizer = LlamaModel::load(&base_path, LoadOptions::new(TargetProfile::load("cpu")?))
+        .with_context(|| format!("loading the tokenizer of {}", base_path.display()))?;
+    let examples = read_examples(&args.data, &tokenizer)?;
+    let data = examples
+        .iter()
+        .map(|e| tokenize(e, &tokenizer, args.max_len))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(tokenizer);
+    let tokens: usize = data.iter().map(|d| d.tokens.len()).sum();
+    eprintln!(
+        "{} examples, {tokens} tokens, from {}",
+        data.len(),
+        args.data.display()
+    );
+    let device = backend_device(args.backend)?;
+    let base = Base::load(&base_path, &device)?;
+    eprintln!(
+        "base {} ({} layers, width {}), backend {:?}",
+        base_path.display(),
+        base.cfg.layers,
+        base.cfg.embd,
+        args.backend
+    );
+    let checkpoint = PathBuf::from(format!("{}.ckpt", args.out.display()));
+    let run = Run {
+        base: &base,
+        lora: lora.clone(),
+        objective,
+        config,
+        data: &data,
+        checkpoint,
+        progress: !args.quiet,
+        stop_after: None,
+    };
+    let trained = train(&run, &device)?;
+    if trained.resumed_from > 0 {
+        eprintln!("resumed from step {}", trained.resumed_from);
+    }
+    let provenance = Provenance {
+        base_sha256: fetch::sha256_file(&base_path, false)?,
+        data_sha256: fetch::sha256_file(&args.data, false)?,
+        step: trained.log.last().map(|l| l.step).unwrap_or(0),
+        objective: objective.name().into(),
+    };
+    export(&trained.state.lora, &lora, &base, &provenance, &args.out)?;
+    let written = write_run_report(&args.out, &objective, &trained, &trained.state)?;
+    let last = trained.log.last().expect("at least one step");
+    let first = &trained.log[0];
+    println!(
+        "{}: {} steps, loss {:.4} -> {:.4}; adapter {}",
+        objective.name(),
+        last.step,
+        first.loss,
+        last.loss,
+        args.out.display()
+    );
+    for p in written {
+        println!("  {}", p.display());
+    }
+    Ok(())
+}
+
+fn inspect(adapter: &Path) -> Result<()> {
+    let s = retroformer_trainer::inspect_adapter(adapter)?;
+    println!("architecture  {}", s.architecture.as_deref().unwrap_or("-"));
+    println!("lora pairs    {}", s.pairs);
+    println!(
+        "rank          {}",
+        s.rank.map(|r| r.to_string()).unwrap_or("-".into())
+    );
+    println!(
+        "alpha         {}",
+        s.alpha.map(|a| a.to_string()).unwrap_or("-".into())
+    );
+    for (k, v) in s.provenance {
+        println!("{k}  {v}");
+    }
+    Ok(())
 }

@@ -1,0 +1,200 @@
+//! Training data: the JSONL files the runtime writes, read into prompt/response pairs and
+//! tokenised by llama.cpp's tokenizer (the runtime's), so that training sees the tokens that
+//! inference sees.
+//!
+//! One line is one example. Three shapes are accepted and told apart by their fields:
+//!
+//! - **generic**: `{"prompt": str, "response": str}` with optional `"reward"` (default 1),
+//!   `"weight"` (default 1) and `"parse_special"` (default false);
+//! - **Retroformer rating record** (`records.jsonl` of `eval`): `{"prompt": x, "reflection": y,
+//!   "rating": G_{i+1} - G_i, ...}`: the response is `" " + y + "\n\n"`, as the runtime's
+//!   reflector generates it (a space after `Reflection:`, stopping at a blank line), and the
+//!   reward is the rating;
+//! - **RISE sample** (`dataset rise`): `{"messages": [...], "reward": r, "weight": w, ...}`: the
+//!   prompt is the chat template applied to every message but the last, with the assistant
+//!   prefix; the response is the rest of the templated conversation (the last assistant turn
+//!   and its end-of-turn marker).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use retroformer::llm::{ChatMessage, LanguageModel};
+use serde::Deserialize;
+
+use crate::TrainerError;
+
+/// One example before tokenisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// Text the model conditions on.
+    pub prompt: String,
+    /// Text the model is trained to produce (or scored on).
+    pub response: String,
+    /// Reward of the response (a rating, a RISE reward, or 1).
+    pub reward: f64,
+    /// Sample weight (RISE's exp(r / tau), or 1).
+    pub weight: f64,
+    /// Parse special-token text in the prompt (chat-templated examples).
+    pub parse_special: bool,
+}
+
+#[derive(Deserialize)]
+struct Line {
+    prompt: Option<String>,
+    response: Option<String>,
+    reflection: Option<String>,
+    rating: Option<f64>,
+    messages: Option<Vec<ChatMessage>>,
+    reward: Option<f64>,
+    weight: Option<f64>,
+    parse_special: Option<bool>,
+}
+
+/// Reads the examples of a JSONL file, naming the line of any malformed one. Chat examples are
+/// templated with `model`'s chat template.
+pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Example>, TrainerError> {
+    let file = std::fs::File::open(path).map_err(|e| TrainerError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| TrainerError::Io {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| TrainerError::Data {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason,
+        };
+        let l: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let ex = if let Some(messages) = l.messages {
+            let Some((last, rest)) = messages.split_last() else {
+                return Err(bad("\"messages\" is empty".into()));
+            };
+            if last.role != "assistant" {
+                return Err(bad(format!(
+                    "the last message is from '{}'; the target must be an assistant turn",
+                    last.role
+                )));
+            }
+            let prompt = model
+                .chat_prompt(rest, true)
+                .map_err(|e| bad(e.to_string()))?;
+            let full = model
+                .chat_prompt(&messages, false)
+                .map_err(|e| bad(e.to_string()))?;
+            let response = match full.strip_prefix(&prompt) {
+                Some(r) => r.to_string(),
+                None => last.content.clone(),
+            };
+            Example {
+                prompt,
+                response,
+                reward: l.reward.unwrap_or(1.0),
+                weight: l.weight.unwrap_or(1.0),
+                parse_special: true,
+            }
+        } else if let (Some(prompt), Some(reflection)) = (&l.prompt, &l.reflection) {
+            Example {
+                prompt: prompt.clone(),
+                response: format!(" {}\n\n", reflection.trim()),
+                reward: l
+                    .rating
+                    .ok_or_else(|| bad("a rating record needs \"rating\"".into()))?,
+                weight: l.weight.unwrap_or(1.0),
+                parse_special: false,
+            }
+        } else if let (Some(prompt), Some(response)) = (l.prompt, l.response) {
+            Example {
+                prompt,
+                response,
+                reward: l.reward.unwrap_or(1.0),
+                weight: l.weight.unwrap_or(1.0),
+                parse_special: l.parse_special.unwrap_or(false),
+            }
+        } else {
+            return Err(bad(
+                "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"} or a RISE sample {\"messages\"}".into(),
+            ));
+        };
+        if !(ex.reward.is_finite() && ex.weight.is_finite() && ex.weight >= 0.0) {
+            return Err(bad("reward and weight must be finite, weight >= 0".into()));
+        }
+        if ex.response.is_empty() {
+            return Err(bad("the response is empty".into()));
+        }
+        out.push(ex);
+    }
+    if out.is_empty() {
+        return Err(TrainerError::Data {
+            path: path.display().to_string(),
+            line: 0,
+            reason: "no examples".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// A tokenised example: the loss falls on `tokens[prompt_len..]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
+    /// Prompt then response tokens.
+    pub tokens: Vec<u32>,
+    /// Number of prompt tokens.
+    pub prompt_len: usize,
+    /// Reward.
+    pub reward: f64,
+    /// Weight.
+    pub weight: f64,
+}
+
+impl Tokenized {
+    /// Number of response (loss) tokens.
+    pub fn response_len(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+}
+
+/// Tokenises `ex` as the runtime would: the prompt with BOS; the response as the tokens that
+/// follow the prompt when the two are tokenised together (falling back to tokenising the
+/// response alone when the joint tokenisation changes the prompt's last token). Sequences
+/// longer than `max_len` keep the end of the prompt and as much response as fits.
+pub fn tokenize(
+    ex: &Example,
+    model: &dyn LanguageModel,
+    max_len: usize,
+) -> Result<Tokenized, TrainerError> {
+    let p = model.tokenize(&ex.prompt, true, ex.parse_special)?;
+    let joint = model.tokenize(
+        &format!("{}{}", ex.prompt, ex.response),
+        true,
+        ex.parse_special,
+    )?;
+    let mut tokens: Vec<i32> = if joint.starts_with(&p) && joint.len() > p.len() {
+        joint
+    } else {
+        let mut t = p.clone();
+        t.extend(model.tokenize(&ex.response, false, ex.parse_special)?);
+        t
+    };
+    let mut prompt_len = p.len();
+    if tokens.len() > max_len {
+        let max_len = max_len.max(2);
+        let resp = (tokens.len() - prompt_len).min(max_len - 1);
+        let keep_prompt = (max_len - resp).min(prompt_len);
+        let cut = prompt_len - keep_prompt;
+        tokens = tokens[cut..cut + keep_prompt + resp].to_vec();
+        prompt_len = keep_prompt;
+    }
+    Ok(Tokenized {
+        tokens: tokens.iter().map(|&t| t as u32).collect(),
+        prompt_len,
+        reward: ex.reward,
+        weight: ex.weight,
+    })
+}

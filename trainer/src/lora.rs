@@ -1,0 +1,347 @@
+//! LoRA factors on the attention and MLP projections, and their export as a GGUF adapter that
+//! llama.cpp loads.
+//!
+//! A projection `y = x W` (W as `[in, out]`) becomes `y = x W + (alpha / r) · drop(x) A B` with
+//! `A: [in, r]` and `B: [r, out]`; `B` starts at zero, so training starts from the base model.
+//! llama.cpp computes the same sum as `scale · B'(A' x)` with `scale = alpha / r` (adapter
+//! scale 1), from tensors `<base>.lora_a` with GGUF dims `[in, r]` (that is, `A` transposed,
+//! row-major) and `<base>.lora_b` with dims `[r, out]` (`B` transposed).
+
+use std::path::Path;
+
+use burn::module::{Module, Param};
+use std::cell::Cell;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use retroformer::gguf::{GgufWriter, WriteValue};
+
+use crate::model::{Base, PROJ_NAMES};
+use crate::TrainerError;
+
+/// A projection LoRA can adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    /// `attn_q`.
+    Q,
+    /// `attn_k`.
+    K,
+    /// `attn_v`.
+    V,
+    /// `attn_output`.
+    O,
+    /// `ffn_gate`.
+    Gate,
+    /// `ffn_up`.
+    Up,
+    /// `ffn_down`.
+    Down,
+}
+
+impl Target {
+    /// All seven, in block order.
+    pub const ALL: [Target; 7] = [
+        Target::Q,
+        Target::K,
+        Target::V,
+        Target::O,
+        Target::Gate,
+        Target::Up,
+        Target::Down,
+    ];
+
+    /// Index into a block's projections.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The short name used on the command line (`q,k,v,o,gate,up,down`).
+    pub fn name(self) -> &'static str {
+        ["q", "k", "v", "o", "gate", "up", "down"][self.index()]
+    }
+
+    /// Parses a comma-separated list of short names (or `all`).
+    pub fn parse_list(s: &str) -> Result<Vec<Target>, TrainerError> {
+        if s.trim() == "all" {
+            return Ok(Self::ALL.to_vec());
+        }
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let t = Self::ALL
+                .into_iter()
+                .find(|t| t.name() == part)
+                .ok_or_else(|| TrainerError::Config {
+                    field: "targets".into(),
+                    reason: format!("'{part}' is not one of q, k, v, o, gate, up, down, all"),
+                })?;
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+        if out.is_empty() {
+            return Err(TrainerError::Config {
+                field: "targets".into(),
+                reason: "no target modules given".into(),
+            });
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// LoRA hyper-parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraConfig {
+    /// Rank r.
+    pub rank: usize,
+    /// Alpha; the update is scaled by alpha / r.
+    pub alpha: f32,
+    /// Dropout on the adapter's input while training (0 disables it).
+    pub dropout: f32,
+    /// Adapted projections.
+    pub targets: Vec<Target>,
+    /// Dropout is applied only while this is set.
+    pub training: bool,
+    /// State of the generator that draws dropout masks (SplitMix64). The training loop sets it
+    /// from (seed, step), so masks never depend on other users of burn's global generator.
+    pub rng: Cell<u64>,
+}
+
+impl Default for LoraConfig {
+    /// Rank 8, alpha 16, no dropout, all seven projections.
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: Target::ALL.to_vec(),
+            training: false,
+            rng: Cell::new(0),
+        }
+    }
+}
+
+impl LoraConfig {
+    /// alpha / r.
+    pub fn scale(&self) -> f32 {
+        self.alpha / self.rank as f32
+    }
+
+    /// Checks the values a user can get wrong.
+    pub fn validate(&self) -> Result<(), TrainerError> {
+        let bad = |field: &str, reason: String| TrainerError::Config {
+            field: field.into(),
+            reason,
+        };
+        if self.rank == 0 || self.rank > 1024 {
+            return Err(bad("rank", format!("{}; expected 1 to 1024", self.rank)));
+        }
+        if !self.alpha.is_finite() || self.alpha <= 0.0 {
+            return Err(bad(
+                "alpha",
+                format!("{}; expected a positive number", self.alpha),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(bad(
+                "dropout",
+                format!("{}; expected 0 <= p < 1", self.dropout),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Initialises adapters for `base`: A uniform in ±1/sqrt(in) (Kaiming-uniform with a = sqrt(5),
+    /// as PEFT), B zero. The values depend only on `seed`.
+    pub fn init(&self, base: &Base, seed: u64, device: &Device) -> Result<Adapters, TrainerError> {
+        self.validate()?;
+        let mut rng = SplitMix(seed ^ 0x1f0a_5c3d_9e37_79b9);
+        let blocks = base
+            .blocks
+            .iter()
+            .map(|blk| BlockLora {
+                proj: Target::ALL
+                    .iter()
+                    .map(|t| {
+                        self.targets.contains(t).then(|| {
+                            let (d_in, d_out) =
+                                (blk.proj[t.index()].d_in(), blk.proj[t.index()].d_out());
+                            let bound = 1.0 / (d_in as f32).sqrt();
+                            let a: Vec<f32> = (0..d_in * self.rank)
+                                .map(|_| (rng.unit() * 2.0 - 1.0) * bound)
+                                .collect();
+                            LinearLora {
+                                a: Param::from_tensor(Tensor::from_data(
+                                    TensorData::new(a, [d_in, self.rank]),
+                                    device,
+                                )),
+                                b: Param::from_tensor(Tensor::zeros([self.rank, d_out], device)),
+                            }
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Adapters { blocks })
+    }
+}
+
+/// One projection's factors.
+#[derive(Module, Debug)]
+pub struct LinearLora {
+    /// `[in, r]`.
+    pub a: Param<Tensor<2>>,
+    /// `[r, out]`.
+    pub b: Param<Tensor<2>>,
+}
+
+impl LinearLora {
+    /// `(alpha / r) · drop(x) A B`.
+    pub fn delta(&self, x: Tensor<2>, cfg: &LoraConfig) -> Tensor<2> {
+        let x = if cfg.training && cfg.dropout > 0.0 {
+            let keep = 1.0 - cfg.dropout;
+            let mut rng = SplitMix(cfg.rng.get());
+            let [r, c] = x.dims();
+            let mask: Vec<f32> = (0..r * c)
+                .map(|_| if rng.unit() < keep { 1.0 / keep } else { 0.0 })
+                .collect();
+            cfg.rng.set(rng.0);
+            let mask = Tensor::<2>::from_data(TensorData::new(mask, [r, c]), &x.device());
+            x * mask
+        } else {
+            x
+        };
+        x.matmul(self.a.val())
+            .matmul(self.b.val())
+            .mul_scalar(cfg.scale())
+    }
+}
+
+/// The factors of one block, indexed by [`Target::index`]; `None` where not adapted.
+#[derive(Module, Debug)]
+pub struct BlockLora {
+    /// Seven entries.
+    pub proj: Vec<Option<LinearLora>>,
+}
+
+impl BlockLora {
+    /// The factors of projection `i`, if adapted.
+    pub fn get(&self, i: usize) -> Option<&LinearLora> {
+        self.proj.get(i).and_then(Option::as_ref)
+    }
+}
+
+/// Every block's factors: the trainable module.
+#[derive(Module, Debug)]
+pub struct Adapters {
+    /// One per block.
+    pub blocks: Vec<BlockLora>,
+}
+
+/// Provenance written into an exported adapter under `retroformer.*`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    /// sha256 of the base GGUF file.
+    pub base_sha256: String,
+    /// sha256 of the training data file.
+    pub data_sha256: String,
+    /// Optimiser steps taken.
+    pub step: u64,
+    /// `sft`, `reward`, `pg`, `ppo` or `rwr`.
+    pub objective: String,
+}
+
+/// Version of the `retroformer.*` keys in exported adapters.
+pub const ADAPTER_FORMAT_VERSION: u32 = 1;
+
+/// Writes `adapters` as a llama.cpp LoRA adapter for `base`, atomically.
+pub fn export(
+    adapters: &Adapters,
+    cfg: &LoraConfig,
+    base: &Base,
+    provenance: &Provenance,
+    path: &Path,
+) -> Result<(), TrainerError> {
+    let mut w = GgufWriter::lora_adapter(&base.cfg.arch, cfg.alpha);
+    w.kv(
+        "retroformer.format_version",
+        WriteValue::U32(ADAPTER_FORMAT_VERSION),
+    )
+    .kv("retroformer.base_sha256", provenance.base_sha256.as_str())
+    .kv("retroformer.data_sha256", provenance.data_sha256.as_str())
+    .kv("retroformer.step", WriteValue::U64(provenance.step))
+    .kv("retroformer.objective", provenance.objective.as_str())
+    .kv("retroformer.lora.rank", WriteValue::U32(cfg.rank as u32))
+    .kv(
+        "retroformer.lora.targets",
+        cfg.targets
+            .iter()
+            .map(|t| t.name())
+            .collect::<Vec<_>>()
+            .join(",")
+            .as_str(),
+    );
+    for (l, blk) in adapters.blocks.iter().enumerate() {
+        for (i, name) in PROJ_NAMES.iter().enumerate() {
+            let Some(f) = blk.get(i) else { continue };
+            let (a, [d_in, r]) = to_vec2(f.a.val());
+            let (b, [r2, d_out]) = to_vec2(f.b.val());
+            debug_assert_eq!(r, r2);
+            // GGUF dims [in, r] = r rows of `in`: A transposed; [r, out] = B transposed.
+            w.tensor_f32(
+                &format!("blk.{l}.{name}.weight.lora_a"),
+                &[d_in as u64, r as u64],
+                &transpose(&a, d_in, r),
+            );
+            w.tensor_f32(
+                &format!("blk.{l}.{name}.weight.lora_b"),
+                &[r as u64, d_out as u64],
+                &transpose(&b, r, d_out),
+            );
+        }
+    }
+    w.write(path).map_err(|e| TrainerError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })
+}
+
+/// A 2-D tensor's values, row-major, with its shape.
+pub fn to_vec2(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
+    let dims = t.dims();
+    let data: TensorData = t.into_data();
+    let v = data
+        .convert::<f32>()
+        .as_slice::<f32>()
+        .expect("f32 data")
+        .to_vec();
+    (v, dims)
+}
+
+/// `rows x cols` row-major -> `cols x rows` row-major.
+fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; v.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = v[r * cols + c];
+        }
+    }
+    out
+}
+
+/// SplitMix64, for initialisation and dropout masks that depend only on the run's seed.
+pub(crate) struct SplitMix(pub(crate) u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}

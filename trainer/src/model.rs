@@ -1,0 +1,437 @@
+//! burn models of the `llama` (SmolLM2) and `qwen2` (Qwen2.5) architectures, loaded straight
+//! from a GGUF file.
+//!
+//! The frozen base is plain tensors (never a parameter, never given a gradient); the trainable
+//! part is a separate [`Adapters`] module, so the optimiser and checkpoints only ever see the
+//! LoRA factors. Weights keep GGUF's layout and RoPE convention: llama.cpp's converter already
+//! permuted the Q/K rows of llama-arch models for its adjacent-pair RoPE, so a LoRA trained
+//! here on those rows needs no permutation when it is exported back to llama.cpp.
+
+use std::path::Path;
+
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use retroformer::gguf::GgufFile;
+use retroformer::llm::llama::TensorReader;
+
+use crate::lora::{Adapters, LinearLora, LoraConfig};
+use crate::TrainerError;
+
+/// How RoPE pairs the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rope {
+    /// Adjacent pairs (2i, 2i+1): llama.cpp's `LLAMA_ROPE_TYPE_NORM` (llama).
+    Norm,
+    /// Halves (i, i + d/2): `LLAMA_ROPE_TYPE_NEOX` (qwen2).
+    Neox,
+}
+
+/// The architecture hyper-parameters read from a GGUF header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelConfig {
+    /// `general.architecture`.
+    pub arch: String,
+    /// Blocks.
+    pub layers: usize,
+    /// Embedding width.
+    pub embd: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads.
+    pub kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// MLP width.
+    pub ff: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// RoPE base frequency.
+    pub rope_base: f32,
+    /// RoPE pairing.
+    pub rope: Rope,
+    /// RMSNorm epsilon.
+    pub eps: f32,
+}
+
+impl ModelConfig {
+    /// Reads the hyper-parameters of a `llama` or `qwen2` model; anything else is refused with
+    /// the key that is missing or unsupported.
+    pub fn from_gguf(f: &GgufFile, path: &Path) -> Result<Self, TrainerError> {
+        let bad = |reason: String| TrainerError::Model {
+            path: path.display().to_string(),
+            reason,
+        };
+        let arch = f
+            .architecture()
+            .ok_or_else(|| bad("general.architecture is missing".into()))?
+            .to_string();
+        let rope = match arch.as_str() {
+            "llama" => Rope::Norm,
+            "qwen2" => Rope::Neox,
+            other => {
+                return Err(bad(format!(
+                    "architecture '{other}' is not supported by the trainer (llama, qwen2)"
+                )))
+            }
+        };
+        let need = |k: &str| {
+            f.arch_u64(k)
+                .map(|v| v as usize)
+                .ok_or_else(|| bad(format!("{arch}.{k} is missing")))
+        };
+        let layers = need("block_count")?;
+        let embd = need("embedding_length")?;
+        let heads = need("attention.head_count")?;
+        let kv_heads = f
+            .arch_u64("attention.head_count_kv")
+            .map(|v| v as usize)
+            .unwrap_or(heads);
+        let ff = need("feed_forward_length")?;
+        if heads == 0 || kv_heads == 0 || embd % heads != 0 || heads % kv_heads != 0 {
+            return Err(bad(format!(
+                "{heads} heads over {kv_heads} KV heads do not divide width {embd}"
+            )));
+        }
+        let head_dim = embd / heads;
+        let rope_dims = f
+            .arch_u64("rope.dimension_count")
+            .map(|v| v as usize)
+            .unwrap_or(head_dim);
+        if rope_dims != head_dim {
+            return Err(bad(format!(
+                "partial RoPE ({rope_dims} of {head_dim} dimensions) is not supported"
+            )));
+        }
+        if let Some(kind) = f.get_str(&format!("{arch}.rope.scaling.type")) {
+            if kind != "none" {
+                return Err(bad(format!("RoPE scaling '{kind}' is not supported")));
+            }
+        }
+        let vocab =
+            f.tensor("token_embd.weight")
+                .and_then(|t| t.dims.get(1).copied())
+                .ok_or_else(|| bad("token_embd.weight is missing".into()))? as usize;
+        let float = |k: &str, d: f64| f.get_f64(&format!("{arch}.{k}")).unwrap_or(d) as f32;
+        Ok(Self {
+            layers,
+            embd,
+            heads,
+            kv_heads,
+            head_dim,
+            ff,
+            vocab,
+            rope_base: float("rope.freq_base", 10000.0),
+            rope,
+            eps: float("attention.layer_norm_rms_epsilon", 1e-5),
+            arch,
+        })
+    }
+}
+
+/// A frozen projection: `x @ w + b` with `w` as `[in, out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[in, out]`.
+    pub w: Tensor<2>,
+    /// `[out]`.
+    pub b: Option<Tensor<1>>,
+}
+
+impl Linear {
+    fn forward(&self, x: Tensor<2>, lora: Option<&LinearLora>, cfg: &LoraConfig) -> Tensor<2> {
+        let mut y = x.clone().matmul(self.w.clone());
+        if let Some(b) = &self.b {
+            y = y + b.clone().unsqueeze_dim(0);
+        }
+        if let Some(l) = lora {
+            y = y + l.delta(x, cfg);
+        }
+        y
+    }
+
+    /// Input width.
+    pub fn d_in(&self) -> usize {
+        self.w.dims()[0]
+    }
+
+    /// Output width.
+    pub fn d_out(&self) -> usize {
+        self.w.dims()[1]
+    }
+}
+
+/// One transformer block's frozen weights.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// `attn_norm`.
+    pub attn_norm: Tensor<1>,
+    /// Projections in [`crate::lora::Target`] order: q, k, v, output, gate, up, down.
+    pub proj: [Linear; 7],
+    /// `ffn_norm`.
+    pub ffn_norm: Tensor<1>,
+}
+
+/// The frozen base model.
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Hyper-parameters.
+    pub cfg: ModelConfig,
+    embd: Tensor<2>,
+    /// Blocks.
+    pub blocks: Vec<Block>,
+    out_norm: Tensor<1>,
+    /// `[embd, vocab]`.
+    head: Tensor<2>,
+}
+
+/// GGUF names of the seven projections, in [`crate::lora::Target`] order.
+pub const PROJ_NAMES: [&str; 7] = [
+    "attn_q",
+    "attn_k",
+    "attn_v",
+    "attn_output",
+    "ffn_gate",
+    "ffn_up",
+    "ffn_down",
+];
+
+impl Base {
+    /// Loads every tensor of `path` (dequantised by ggml) onto `device`.
+    pub fn load(path: &Path, device: &Device) -> Result<Self, TrainerError> {
+        let reader = TensorReader::open(path)?;
+        let cfg = ModelConfig::from_gguf(reader.header(), path)?;
+        let vec1 = |name: &str, n: usize| -> Result<Tensor<1>, TrainerError> {
+            let (dims, data) = reader.read_f32(name)?;
+            check_dims(path, name, &dims, &[n])?;
+            Ok(Tensor::from_data(TensorData::new(data, [n]), device))
+        };
+        // A GGUF matrix with dims [in, out] is `out` rows of `in`: transpose to [in, out].
+        let mat = |name: &str, d_in: usize, d_out: usize| -> Result<Tensor<2>, TrainerError> {
+            let (dims, data) = reader.read_f32(name)?;
+            check_dims(path, name, &dims, &[d_in, d_out])?;
+            let mut t = vec![0f32; data.len()];
+            for o in 0..d_out {
+                for i in 0..d_in {
+                    t[i * d_out + o] = data[o * d_in + i];
+                }
+            }
+            Ok(Tensor::from_data(TensorData::new(t, [d_in, d_out]), device))
+        };
+        let (e, kv, f, v) = (cfg.embd, cfg.kv_heads * cfg.head_dim, cfg.ff, cfg.vocab);
+        let (edims, embd_data) = reader.read_f32("token_embd.weight")?;
+        check_dims(path, "token_embd.weight", &edims, &[e, v])?;
+        let embd = Tensor::from_data(TensorData::new(embd_data, [v, e]), device);
+        let has = |n: &str| reader.header().tensor(n).is_some();
+        let mut blocks = Vec::with_capacity(cfg.layers);
+        for l in 0..cfg.layers {
+            let p = |s: &str| format!("blk.{l}.{s}");
+            let shapes = [(e, e), (e, kv), (e, kv), (e, e), (e, f), (e, f), (f, e)];
+            let mut proj = Vec::with_capacity(7);
+            for (name, (di, dout)) in PROJ_NAMES.iter().zip(shapes) {
+                let w = mat(&p(&format!("{name}.weight")), di, dout)?;
+                let bias = p(&format!("{name}.bias"));
+                let b = if has(&bias) {
+                    Some(vec1(&bias, dout)?)
+                } else {
+                    None
+                };
+                proj.push(Linear { w, b });
+            }
+            blocks.push(Block {
+                attn_norm: vec1(&p("attn_norm.weight"), e)?,
+                proj: proj.try_into().expect("seven projections"),
+                ffn_norm: vec1(&p("ffn_norm.weight"), e)?,
+            });
+        }
+        let head = if has("output.weight") {
+            mat("output.weight", e, v)?
+        } else {
+            embd.clone().transpose()
+        };
+        Ok(Self {
+            out_norm: vec1("output_norm.weight", e)?,
+            cfg,
+            embd,
+            blocks,
+            head,
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embd.device()
+    }
+
+    /// The last hidden state (after the output norm), `[tokens, embd]`.
+    pub fn hidden(&self, tokens: &[u32], lora: Option<(&Adapters, &LoraConfig)>) -> Tensor<2> {
+        let device = self.device();
+        let cfg = &self.cfg;
+        let s = tokens.len();
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [s]), &device);
+        let mut x = self.embd.clone().select(0, ids);
+        let (cos, sin) = rope_tables(cfg, s, &device);
+        // Causal mask as an additive bias: 0 on and below the diagonal, a large negative
+        // number above it (exp underflows to exactly 0, as with -inf). burn's `tril_mask`
+        // marks the elements *outside* the lower triangle, i.e. the future positions.
+        let mask = Tensor::<3>::zeros([1, s, s], &device)
+            .mask_fill(Tensor::<3, Bool>::tril_mask([1, s, s], 0, &device), -1e30);
+        let scale = (cfg.head_dim as f64).powf(-0.5);
+        let default_cfg = LoraConfig::default();
+        for (l, blk) in self.blocks.iter().enumerate() {
+            let (ad, lcfg) = match lora {
+                Some((a, c)) => (a.blocks.get(l), c),
+                None => (None, &default_cfg),
+            };
+            let pl = |i: usize| ad.and_then(|b| b.get(i));
+            let h = rms_norm(x.clone(), &blk.attn_norm, cfg.eps);
+            let q = blk.proj[0].forward(h.clone(), pl(0), lcfg);
+            let k = blk.proj[1].forward(h.clone(), pl(1), lcfg);
+            let v = blk.proj[2].forward(h, pl(2), lcfg);
+            let q = heads(q, cfg.heads, cfg.head_dim);
+            let k = heads(k, cfg.kv_heads, cfg.head_dim);
+            let v = heads(v, cfg.kv_heads, cfg.head_dim);
+            let q = apply_rope(q, &cos, &sin, cfg.rope);
+            let k = apply_rope(k, &cos, &sin, cfg.rope);
+            let rep = cfg.heads / cfg.kv_heads;
+            let k = repeat_kv(k, rep);
+            let v = repeat_kv(v, rep);
+            let att = q.matmul(k.swap_dims(1, 2)).mul_scalar(scale);
+            let att = att + mask.clone();
+            let att = softmax(att, 2);
+            let o = att.matmul(v).swap_dims(0, 1).reshape([s, cfg.embd]);
+            x = x + blk.proj[3].forward(o, pl(3), lcfg);
+            let h = rms_norm(x.clone(), &blk.ffn_norm, cfg.eps);
+            let g = silu(blk.proj[4].forward(h.clone(), pl(4), lcfg));
+            let u = blk.proj[5].forward(h, pl(5), lcfg);
+            x = x + blk.proj[6].forward(g * u, pl(6), lcfg);
+        }
+        rms_norm(x, &self.out_norm, cfg.eps)
+    }
+
+    /// Logits after every token, `[tokens, vocab]`.
+    pub fn logits(&self, tokens: &[u32], lora: Option<(&Adapters, &LoraConfig)>) -> Tensor<2> {
+        self.project(self.hidden(tokens, lora))
+    }
+
+    /// The output head applied to hidden states: `[n, embd]` -> `[n, vocab]`.
+    pub fn project(&self, h: Tensor<2>) -> Tensor<2> {
+        h.matmul(self.head.clone())
+    }
+}
+
+fn check_dims(path: &Path, name: &str, got: &[u64], want: &[usize]) -> Result<(), TrainerError> {
+    if got.len() != want.len() || got.iter().zip(want).any(|(&g, &w)| g as usize != w) {
+        return Err(TrainerError::Model {
+            path: path.display().to_string(),
+            reason: format!("tensor {name} has dims {got:?}; the header implies {want:?}"),
+        });
+    }
+    Ok(())
+}
+
+fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f32) -> Tensor<2> {
+    let ms = x.clone().square().mean_dim(1);
+    x * ms.add_scalar(eps).sqrt().recip() * w.clone().unsqueeze_dim(0)
+}
+
+/// `[s, n*d]` -> `[n, s, d]`.
+fn heads(x: Tensor<2>, n: usize, d: usize) -> Tensor<3> {
+    let s = x.dims()[0];
+    x.reshape([s, n, d]).swap_dims(0, 1)
+}
+
+/// `[kv, s, d]` -> `[kv*rep, s, d]`, head h reading KV head h / rep (as ggml broadcasts).
+fn repeat_kv(x: Tensor<3>, rep: usize) -> Tensor<3> {
+    if rep == 1 {
+        return x;
+    }
+    let [n, s, d] = x.dims();
+    x.unsqueeze_dim::<4>(1)
+        .repeat_dim(1, rep)
+        .reshape([n * rep, s, d])
+}
+
+/// cos and sin of position * base^(-2i/d), `[1, s, d/2]`.
+fn rope_tables(cfg: &ModelConfig, s: usize, device: &Device) -> (Tensor<3>, Tensor<3>) {
+    let half = cfg.head_dim / 2;
+    let mut c = Vec::with_capacity(s * half);
+    let mut si = Vec::with_capacity(s * half);
+    // As ggml's rope cache: theta starts at the position and is multiplied by
+    // base^(-2/d) once per pair, in f32, so the angles match llama.cpp's to the last bit.
+    let theta_scale = cfg.rope_base.powf(-2.0 / cfg.head_dim as f32);
+    for p in 0..s {
+        let mut theta = p as f32;
+        for _ in 0..half {
+            c.push(theta.cos());
+            si.push(theta.sin());
+            theta *= theta_scale;
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(c, [1, s, half]), device),
+        Tensor::from_data(TensorData::new(si, [1, s, half]), device),
+    )
+}
+
+/// Rotates `[n, s, d]` by the tables.
+fn apply_rope(x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>, rope: Rope) -> Tensor<3> {
+    let [n, s, d] = x.dims();
+    let half = d / 2;
+    match rope {
+        Rope::Neox => {
+            let x1 = x.clone().narrow(2, 0, half);
+            let x2 = x.narrow(2, half, half);
+            let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+            let r2 = x2 * cos.clone() + x1 * sin.clone();
+            Tensor::cat(vec![r1, r2], 2)
+        }
+        Rope::Norm => {
+            let x = x.reshape([n, s, half, 2]);
+            let x1 = x.clone().narrow(3, 0, 1).reshape([n, s, half]);
+            let x2 = x.narrow(3, 1, 1).reshape([n, s, half]);
+            let r1 = x1.clone() * cos.clone() - x2.clone() * sin.clone();
+            let r2 = x2 * cos.clone() + x1 * sin.clone();
+            Tensor::cat(vec![r1.unsqueeze_dim::<4>(3), r2.unsqueeze_dim::<4>(3)], 3)
+                .reshape([n, s, d])
+        }
+    }
+}
+
+/// Writes an F32 copy of a GGUF model: every tensor dequantised by ggml, every metadata entry
+/// (tokenizer arrays included) copied as stored, `general.file_type` set to 0 (all F32). The
+/// strict parity checks run on such copies of the real quantised models.
+pub fn write_f32_copy(src: &Path, dst: &Path) -> Result<(), TrainerError> {
+    use retroformer::gguf::{GgufWriter, WriteValue};
+    use std::os::unix::fs::FileExt;
+    let reader = TensorReader::open(src)?;
+    let file = std::fs::File::open(src).map_err(|e| TrainerError::Io {
+        path: src.display().to_string(),
+        source: e,
+    })?;
+    let mut w = GgufWriter::new();
+    for (key, kv) in &reader.header().metadata {
+        if key == "general.alignment" {
+            continue;
+        }
+        if key == "general.file_type" {
+            w.kv(key, WriteValue::U32(0));
+            continue;
+        }
+        let mut raw = vec![0u8; (kv.span.1 - kv.span.0) as usize];
+        file.read_exact_at(&mut raw, kv.span.0)
+            .map_err(|e| TrainerError::Io {
+                path: src.display().to_string(),
+                source: e,
+            })?;
+        w.kv(key, WriteValue::Raw(raw));
+    }
+    for t in &reader.header().tensors {
+        let (dims, data) = reader.read_f32(&t.name)?;
+        w.tensor_f32(&t.name, &dims, &data);
+    }
+    w.write(dst).map_err(|e| TrainerError::Io {
+        path: dst.display().to_string(),
+        source: e,
+    })
+}

@@ -1,0 +1,254 @@
+//! The training objectives, each a loss on one tokenised example given batch statistics.
+//!
+//! A step averages the loss over `batch` examples (gradient accumulation, one example at a
+//! time because sequences differ in length). Per-example losses are token means over the
+//! response, so long and short responses count alike.
+
+use burn::module::{Module, Param};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use crate::data::Tokenized;
+use crate::lora::{Adapters, LoraConfig};
+use crate::model::Base;
+use crate::TrainerError;
+
+/// What is trained.
+#[derive(Module, Debug)]
+pub struct Trainable {
+    /// The LoRA factors.
+    pub lora: Adapters,
+    /// The reward model's scalar head (reward objective only).
+    pub head: Option<ScalarHead>,
+}
+
+/// `h_last · w + b`: a scalar from the last token's hidden state.
+#[derive(Module, Debug)]
+pub struct ScalarHead {
+    /// `[embd, 1]`.
+    pub w: Param<Tensor<2>>,
+    /// `[1]`.
+    pub b: Param<Tensor<1>>,
+}
+
+impl ScalarHead {
+    /// A zero-initialised head for width `embd`.
+    pub fn new(embd: usize, device: &Device) -> Self {
+        Self {
+            w: Param::from_tensor(Tensor::zeros([embd, 1], device)),
+            b: Param::from_tensor(Tensor::zeros([1], device)),
+        }
+    }
+}
+
+/// How the reward model reads the rating.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RewardMode {
+    /// Binary classifier of `reward > threshold`, classes weighted to balance.
+    Classify {
+        /// Label boundary.
+        threshold: f64,
+    },
+    /// Squared error on the reward.
+    Regress,
+}
+
+/// A training objective and its settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Objective {
+    /// Masked cross-entropy on the response tokens (times the example's weight).
+    Sft,
+    /// RISE's reward-weighted regression: cross-entropy times exp(reward / tau); with `tau`
+    /// unset, the weight stored in the data (`dataset rise` writes exp(r / tau) there).
+    Rwr {
+        /// Temperature.
+        tau: Option<f64>,
+    },
+    /// A reward model: the LoRA base with a scalar head.
+    Reward {
+        /// Classification or regression.
+        mode: RewardMode,
+    },
+    /// REINFORCE with the batch's mean reward as baseline and a KL penalty to the frozen base.
+    Pg {
+        /// KL coefficient.
+        beta: f64,
+    },
+    /// PPO: clipped probability ratio against the policy at the start of the epoch, advantage
+    /// = reward minus the mean reward of examples with the same prompt (a group baseline),
+    /// KL penalty to the frozen base.
+    Ppo {
+        /// Clip range epsilon.
+        clip: f64,
+        /// KL coefficient.
+        beta: f64,
+    },
+}
+
+impl Objective {
+    /// The name written into adapters and results.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Objective::Sft => "sft",
+            Objective::Rwr { .. } => "rwr",
+            Objective::Reward { .. } => "reward",
+            Objective::Pg { .. } => "pg",
+            Objective::Ppo { .. } => "ppo",
+        }
+    }
+
+    /// Checks settings.
+    pub fn validate(&self) -> Result<(), TrainerError> {
+        let bad = |field: &str, reason: String| {
+            Err(TrainerError::Config {
+                field: field.into(),
+                reason,
+            })
+        };
+        match *self {
+            Objective::Rwr { tau: Some(t) } if !(t.is_finite() && t > 0.0) => {
+                bad("tau", format!("{t}; must be positive"))
+            }
+            Objective::Pg { beta } | Objective::Ppo { beta, .. }
+                if !(beta.is_finite() && beta >= 0.0) =>
+            {
+                bad("beta", format!("{beta}; must be >= 0"))
+            }
+            Objective::Ppo { clip, .. } if !(clip > 0.0 && clip < 1.0) => {
+                bad("clip", format!("{clip}; expected 0 < clip < 1"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Per-example context an objective needs beyond the example itself.
+#[derive(Debug, Clone, Default)]
+pub struct ExampleStats {
+    /// Advantage (policy gradient, PPO).
+    pub advantage: f64,
+    /// Class weight (balanced reward classifier).
+    pub class_weight: f64,
+    /// Log-probabilities of the response under the policy at the start of the epoch (PPO).
+    pub old_logprobs: Option<Vec<f32>>,
+    /// Log-probabilities of the response under the frozen base (KL penalty).
+    pub ref_logprobs: Option<Vec<f32>>,
+}
+
+/// log p(tokens[i] | tokens[..i]) for the response positions `prompt_len.max(1)..`, `[m]`.
+pub fn response_logprobs(
+    base: &Base,
+    lora: Option<(&Adapters, &LoraConfig)>,
+    ex: &Tokenized,
+) -> Tensor<1> {
+    let n = ex.tokens.len();
+    let start = ex.prompt_len.max(1);
+    let m = n - start;
+    let h = base.hidden(&ex.tokens, lora).narrow(0, start - 1, m);
+    let logp = log_softmax(base.project(h), 1);
+    let targets: Vec<i64> = ex.tokens[start..].iter().map(|&t| t as i64).collect();
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(targets, [m, 1]), &base.device());
+    logp.gather(1, idx).reshape([m])
+}
+
+/// The loss of one example, already divided by the batch size.
+pub fn example_loss(
+    objective: &Objective,
+    base: &Base,
+    state: &Trainable,
+    cfg: &LoraConfig,
+    ex: &Tokenized,
+    stats: &ExampleStats,
+    batch: usize,
+) -> Result<Tensor<1>, TrainerError> {
+    let b = batch as f64;
+    let device = base.device();
+    let vector =
+        |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+    Ok(match *objective {
+        Objective::Sft => {
+            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            lp.mean().mul_scalar(-ex.weight / b)
+        }
+        Objective::Rwr { tau } => {
+            let w = match tau {
+                Some(t) => (ex.reward / t).exp(),
+                None => ex.weight,
+            };
+            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            lp.mean().mul_scalar(-w / b)
+        }
+        Objective::Reward { mode } => {
+            let head = state.head.as_ref().ok_or_else(|| TrainerError::Config {
+                field: "objective".into(),
+                reason: "the reward objective needs a scalar head".into(),
+            })?;
+            let score = reward_score(base, &state.lora, head, cfg, &ex.tokens);
+            match mode {
+                RewardMode::Classify { threshold } => {
+                    let y = if ex.reward > threshold { 1.0 } else { 0.0 };
+                    // Binary cross-entropy with logits, stable form:
+                    // max(s, 0) - s*y + log(1 + exp(-|s|)).
+                    let loss = score.clone().clamp_min(0.0) - score.clone().mul_scalar(y)
+                        + score.abs().neg().exp().add_scalar(1.0).log();
+                    loss.mul_scalar(stats.class_weight / b)
+                }
+                RewardMode::Regress => score.sub_scalar(ex.reward).square().mul_scalar(1.0 / b),
+            }
+        }
+        Objective::Pg { beta } => {
+            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            let mut loss = lp.clone().mean().mul_scalar(-stats.advantage / b);
+            if beta > 0.0 {
+                if let Some(r) = &stats.ref_logprobs {
+                    loss = loss + (lp - vector(r)).mean().mul_scalar(beta / b);
+                }
+            }
+            loss
+        }
+        Objective::Ppo { clip, beta } => {
+            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            let old = stats
+                .old_logprobs
+                .as_ref()
+                .ok_or_else(|| TrainerError::Config {
+                    field: "objective".into(),
+                    reason: "PPO needs the log-probabilities of the old policy".into(),
+                })?;
+            let ratio = (lp.clone() - vector(old)).exp();
+            let a = stats.advantage;
+            let unclipped = ratio.clone().mul_scalar(a);
+            let clipped = ratio.clamp(1.0 - clip, 1.0 + clip).mul_scalar(a);
+            let surrogate = unclipped.min_pair(clipped);
+            let mut loss = surrogate.mean().mul_scalar(-1.0 / b);
+            if beta > 0.0 {
+                if let Some(r) = &stats.ref_logprobs {
+                    loss = loss + (lp - vector(r)).mean().mul_scalar(beta / b);
+                }
+            }
+            loss
+        }
+    })
+}
+
+/// The reward model's score of a sequence, `[1]`.
+pub fn reward_score(
+    base: &Base,
+    lora: &Adapters,
+    head: &ScalarHead,
+    cfg: &LoraConfig,
+    tokens: &[u32],
+) -> Tensor<1> {
+    let n = tokens.len();
+    let h = base.hidden(tokens, Some((lora, cfg))).narrow(0, n - 1, 1);
+    h.matmul(head.w.val()).reshape([1]) + head.b.val()
+}
+
+/// A `[m]` tensor's values.
+pub fn to_vec1(t: Tensor<1>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .as_slice::<f32>()
+        .expect("f32 data")
+        .to_vec()
+}

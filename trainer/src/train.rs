@@ -1,0 +1,553 @@
+//! Our own training loop (not burn-train's `Learner`): AdamW, linear warmup then cosine decay,
+//! gradient accumulation over a batch, clipping by the global gradient norm, seeded data
+//! order and dropout, checkpoints that resume to the same weights, a progress bar with the
+//! loss and tokens/s, and a loss curve.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{Module, ParamId};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::store::ModuleRecord;
+use burn::tensor::{Bytes, Device};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Tokenized;
+use crate::lora::LoraConfig;
+use crate::model::Base;
+use crate::objective::{
+    example_loss, response_logprobs, to_vec1, ExampleStats, Objective, RewardMode, Trainable,
+};
+use crate::TrainerError;
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warmup steps.
+    pub warmup: u64,
+    /// Optimiser steps in total.
+    pub steps: u64,
+    /// Examples per step (accumulated one at a time).
+    pub batch: usize,
+    /// Clip the global gradient norm to this (0 disables).
+    pub clip: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Seed of data order, initialisation and dropout.
+    pub seed: u64,
+    /// Write a checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            lr: 2e-4,
+            warmup: 10,
+            steps: 100,
+            batch: 4,
+            clip: 1.0,
+            weight_decay: 0.0,
+            seed: 0,
+            checkpoint_every: 0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), TrainerError> {
+        let bad = |field: &str, reason: String| {
+            Err(TrainerError::Config {
+                field: field.into(),
+                reason,
+            })
+        };
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("{}; must be positive", self.lr));
+        }
+        if self.steps == 0 {
+            return bad("steps", "must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return bad("batch", "must be at least 1".into());
+        }
+        if !(self.clip.is_finite() && self.clip >= 0.0) {
+            return bad("clip", format!("{}; must be >= 0", self.clip));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight-decay",
+                format!("{}; must be >= 0", self.weight_decay),
+            );
+        }
+        Ok(())
+    }
+
+    /// Learning rate at step `s` (from 0): linear warmup to `lr`, then cosine to 0.
+    pub fn lr_at(&self, s: u64) -> f64 {
+        if s < self.warmup {
+            return self.lr * (s + 1) as f64 / self.warmup as f64;
+        }
+        let span = (self.steps - self.warmup).max(1) as f64;
+        let t = (s - self.warmup) as f64 / span;
+        self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
+    }
+}
+
+/// One step's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepLog {
+    /// Step (from 1).
+    pub step: u64,
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens evaluated.
+    pub tokens: u64,
+    /// Wall time of the step in seconds.
+    pub seconds: f64,
+}
+
+/// Version of the checkpoint's `state.json`.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    format_version: u32,
+    step: u64,
+    objective: String,
+    config: TrainConfig,
+    log: Vec<StepLog>,
+}
+
+/// The order in which examples are visited: epoch e is a SplitMix shuffle seeded by (seed, e).
+pub fn example_at(seed: u64, n: usize, k: u64) -> usize {
+    let epoch = k / n as u64;
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut state = seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for i in (1..n).rev() {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        idx.swap(i, (z % (i as u64 + 1)) as usize);
+    }
+    idx[(k % n as u64) as usize]
+}
+
+/// Everything a run needs.
+pub struct Run<'a> {
+    /// The frozen base.
+    pub base: &'a Base,
+    /// LoRA settings.
+    pub lora: LoraConfig,
+    /// The objective.
+    pub objective: Objective,
+    /// Optimisation settings.
+    pub config: TrainConfig,
+    /// The examples.
+    pub data: &'a [Tokenized],
+    /// Checkpoint folder: `state.json`, `trainable-STEP.bpk`, `optim-STEP.bpk`.
+    pub checkpoint: PathBuf,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Stop (after writing a checkpoint) once this step is reached, as if interrupted.
+    pub stop_after: Option<u64>,
+}
+
+/// What a run returns.
+pub struct Trained {
+    /// The trained module.
+    pub state: Trainable,
+    /// One entry per step, including the steps before a resume.
+    pub log: Vec<StepLog>,
+    /// Step the run resumed from (0 for a fresh run).
+    pub resumed_from: u64,
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainerError {
+    TrainerError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
+
+/// Ids of the trainable 2-D and 1-D parameters, for global-norm clipping.
+fn param_ids(state: &Trainable) -> (Vec<ParamId>, Vec<ParamId>) {
+    let mut two = Vec::new();
+    for blk in &state.lora.blocks {
+        for f in blk.proj.iter().flatten() {
+            two.push(f.a.id);
+            two.push(f.b.id);
+        }
+    }
+    let mut one = Vec::new();
+    if let Some(h) = &state.head {
+        two.push(h.w.id);
+        one.push(h.b.id);
+    }
+    (two, one)
+}
+
+fn clip_global(grads: &mut GradientsParams, state: &Trainable, max_norm: f64) -> f64 {
+    let (two, one) = param_ids(state);
+    let mut sq = 0f64;
+    for id in &two {
+        if let Some(g) = grads.get::<2>(*id) {
+            sq += g.square().sum().into_scalar::<f64>();
+        }
+    }
+    for id in &one {
+        if let Some(g) = grads.get::<1>(*id) {
+            sq += g.square().sum().into_scalar::<f64>();
+        }
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let f = max_norm / (norm + 1e-6);
+        for id in two {
+            if let Some(g) = grads.remove::<2>(id) {
+                grads.register(id, g.mul_scalar(f));
+            }
+        }
+        for id in one {
+            if let Some(g) = grads.remove::<1>(id) {
+                grads.register(id, g.mul_scalar(f));
+            }
+        }
+    }
+    norm
+}
+
+/// Per-example statistics for a batch: advantages, class weights, reference and old
+/// log-probabilities.
+fn batch_stats(
+    run: &Run,
+    state: &Trainable,
+    batch: &[usize],
+    class_weights: (f64, f64),
+) -> Vec<ExampleStats> {
+    let data = run.data;
+    let mean_reward = batch.iter().map(|&i| data[i].reward).sum::<f64>() / batch.len() as f64;
+    batch
+        .iter()
+        .map(|&i| {
+            let ex = &data[i];
+            let mut s = ExampleStats {
+                class_weight: 1.0,
+                ..ExampleStats::default()
+            };
+            match run.objective {
+                Objective::Reward {
+                    mode: RewardMode::Classify { threshold },
+                } => {
+                    s.class_weight = if ex.reward > threshold {
+                        class_weights.1
+                    } else {
+                        class_weights.0
+                    };
+                }
+                Objective::Pg { beta } => {
+                    s.advantage = ex.reward - mean_reward;
+                    if beta > 0.0 {
+                        s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
+                    }
+                }
+                Objective::Ppo { beta, .. } => {
+                    // Group baseline: examples in the batch with the same prompt.
+                    let group: Vec<f64> = batch
+                        .iter()
+                        .filter(|&&j| {
+                            data[j].tokens[..data[j].prompt_len] == ex.tokens[..ex.prompt_len]
+                        })
+                        .map(|&j| data[j].reward)
+                        .collect();
+                    let baseline = if group.len() > 1 {
+                        group.iter().sum::<f64>() / group.len() as f64
+                    } else {
+                        mean_reward
+                    };
+                    s.advantage = ex.reward - baseline;
+                    // The policy before this step's update (no gradient: values only).
+                    s.old_logprobs = Some(to_vec1(
+                        response_logprobs(run.base, Some((&state.lora, &run.lora)), ex).detach(),
+                    ));
+                    if beta > 0.0 {
+                        s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
+                    }
+                }
+                _ => {}
+            }
+            s
+        })
+        .collect()
+}
+
+/// Trains from the checkpoint in `run.checkpoint` if there is one, else from a fresh
+/// initialisation, up to `run.config.steps`.
+pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
+    run.config.validate()?;
+    run.lora.validate()?;
+    run.objective.validate()?;
+    if run.data.is_empty() {
+        return Err(TrainerError::Config {
+            field: "data".into(),
+            reason: "no examples".into(),
+        });
+    }
+    let cfg = &run.config;
+    let mut lora_cfg = run.lora.clone();
+    let head = matches!(run.objective, Objective::Reward { .. })
+        .then(|| crate::objective::ScalarHead::new(run.base.cfg.embd, device));
+    let mut state = Trainable {
+        lora: lora_cfg.init(run.base, cfg.seed, device)?,
+        head,
+    };
+    let mut optim = AdamWConfig::new()
+        .with_weight_decay(cfg.weight_decay as f32)
+        .init();
+    let mut log = Vec::new();
+    let mut step = 0u64;
+    let state_path = run.checkpoint.join("state.json");
+    if state_path.exists() {
+        let ck: CheckpointState = serde_json::from_slice(
+            &std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?,
+        )
+        .map_err(|e| io_err(&state_path, e))?;
+        if ck.format_version != CHECKPOINT_FORMAT_VERSION {
+            return Err(io_err(
+                &state_path,
+                format!(
+                    "checkpoint format {} (this build reads {CHECKPOINT_FORMAT_VERSION})",
+                    ck.format_version
+                ),
+            ));
+        }
+        if ck.objective != run.objective.name()
+            || ck.config.seed != cfg.seed
+            || ck.config.batch != cfg.batch
+        {
+            return Err(TrainerError::Config {
+                field: "resume".into(),
+                reason: format!(
+                    "{} holds a {} run with seed {} and batch {}; this run is {} with seed {} and batch {}",
+                    run.checkpoint.display(),
+                    ck.objective,
+                    ck.config.seed,
+                    ck.config.batch,
+                    run.objective.name(),
+                    cfg.seed,
+                    cfg.batch
+                ),
+            });
+        }
+        let tp = run.checkpoint.join(format!("trainable-{}.bpk", ck.step));
+        let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
+        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+        state = state
+            .try_load_record(record)
+            .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+        let op = run.checkpoint.join(format!("optim-{}.bpk", ck.step));
+        let bytes = std::fs::read(&op).map_err(|e| io_err(&op, e))?;
+        optim = optim
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| io_err(&op, format!("{e:?}")))?;
+        step = ck.step;
+        log = ck.log;
+        tracing::info!(step, checkpoint = %run.checkpoint.display(), "resumed");
+    }
+    let resumed_from = step;
+    let n = run.data.len();
+    let class_weights = match run.objective {
+        Objective::Reward {
+            mode: RewardMode::Classify { threshold },
+        } => {
+            let pos = run.data.iter().filter(|e| e.reward > threshold).count();
+            let neg = n - pos;
+            if pos == 0 || neg == 0 {
+                return Err(TrainerError::Config {
+                    field: "threshold".into(),
+                    reason: format!(
+                        "all {n} examples fall on one side of {threshold}; a classifier needs both"
+                    ),
+                });
+            }
+            (n as f64 / (2.0 * neg as f64), n as f64 / (2.0 * pos as f64))
+        }
+        _ => (1.0, 1.0),
+    };
+    let bar = if run.progress {
+        let b = indicatif::ProgressBar::new(cfg.steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} steps {msg} ({eta})",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
+        );
+        b.set_prefix(run.objective.name());
+        b.set_position(step);
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    while step < cfg.steps {
+        let t0 = Instant::now();
+        // Dropout masks depend only on (seed, step), so a resumed run draws the same ones.
+        lora_cfg
+            .rng
+            .set(cfg.seed ^ (step + 1).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        lora_cfg.training = true;
+        let batch: Vec<usize> = (0..cfg.batch as u64)
+            .map(|j| example_at(cfg.seed, n, step * cfg.batch as u64 + j))
+            .collect();
+        let stats = batch_stats(run, &state, &batch, class_weights);
+        let mut grads: Option<GradientsParams> = None;
+        let mut loss_sum = 0f64;
+        let mut tokens = 0u64;
+        for (&i, st) in batch.iter().zip(&stats) {
+            let ex = &run.data[i];
+            let loss = example_loss(
+                &run.objective,
+                run.base,
+                &state,
+                &lora_cfg,
+                ex,
+                st,
+                cfg.batch,
+            )?;
+            loss_sum += loss.clone().into_scalar::<f64>();
+            tokens += ex.tokens.len() as u64;
+            let g = GradientsParams::from_grads(loss.backward(), &state);
+            grads = Some(match grads {
+                None => g,
+                Some(acc) => add_grads(acc, g, &state),
+            });
+        }
+        let mut grads = grads.expect("batch >= 1");
+        let grad_norm = clip_global(&mut grads, &state, cfg.clip);
+        let lr = cfg.lr_at(step);
+        state = optim.step(lr, state, grads);
+        step += 1;
+        let seconds = t0.elapsed().as_secs_f64();
+        log.push(StepLog {
+            step,
+            loss: loss_sum,
+            lr,
+            grad_norm,
+            tokens,
+            seconds,
+        });
+        bar.set_position(step);
+        bar.set_message(format!(
+            "loss {loss_sum:.4} | {:.0} tokens/s",
+            tokens as f64 / seconds
+        ));
+        let stop = run.stop_after.is_some_and(|s| step >= s);
+        if (cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every))
+            || step == cfg.steps
+            || stop
+        {
+            save_checkpoint(run, &state, &optim, step, &log)?;
+        }
+        if stop {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    lora_cfg.training = false;
+    Ok(Trained {
+        state,
+        log,
+        resumed_from,
+    })
+}
+
+fn add_grads(
+    mut acc: GradientsParams,
+    mut g: GradientsParams,
+    state: &Trainable,
+) -> GradientsParams {
+    let (two, one) = param_ids(state);
+    for id in two {
+        if let Some(x) = g.remove::<2>(id) {
+            let sum = match acc.remove::<2>(id) {
+                Some(y) => y + x,
+                None => x,
+            };
+            acc.register(id, sum);
+        }
+    }
+    for id in one {
+        if let Some(x) = g.remove::<1>(id) {
+            let sum = match acc.remove::<1>(id) {
+                Some(y) => y + x,
+                None => x,
+            };
+            acc.register(id, sum);
+        }
+    }
+    acc
+}
+
+fn save_checkpoint(
+    run: &Run,
+    state: &Trainable,
+    optim: &burn::optim::ModuleOptimizer,
+    step: u64,
+    log: &[StepLog],
+) -> Result<(), TrainerError> {
+    let dir = &run.checkpoint;
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        retroformer::fsutil::write_atomic(&p, bytes).map_err(|e| io_err(&p, e))
+    };
+    let record = state
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| io_err(dir, format!("{e:?}")))?;
+    write(&format!("trainable-{step}.bpk"), &record)?;
+    let op = optim
+        .into_bytes()
+        .map_err(|e| io_err(dir, format!("{e:?}")))?;
+    write(&format!("optim-{step}.bpk"), &op)?;
+    // state.json last: a checkpoint counts once its state names the step, so a kill at any
+    // point leaves the previous checkpoint's files and state intact.
+    let st = CheckpointState {
+        format_version: CHECKPOINT_FORMAT_VERSION,
+        step,
+        objective: run.objective.name().into(),
+        config: run.config.clone(),
+        log: log.to_vec(),
+    };
+    write(
+        "state.json",
+        &serde_json::to_vec_pretty(&st).map_err(|e| io_err(dir, e))?,
+    )?;
+    // Older steps' files are no longer referenced.
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let old = ["trainable-", "optim-"].iter().any(|p| {
+                name.strip_prefix(p)
+                    .and_then(|r| r.strip_suffix(".bpk"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n != step)
+            });
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}

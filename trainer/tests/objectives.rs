@@ -1,0 +1,241 @@
+//! Each objective lowers its loss on a small fixed dataset and moves the model the right way;
+//! a resumed run ends with the same weights as an uninterrupted one. Tiny random model.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use retroformer::gguf::TinyModel;
+use retroformer_trainer::data::Tokenized;
+use retroformer_trainer::lora::{to_vec2, LoraConfig};
+use retroformer_trainer::model::Base;
+use retroformer_trainer::objective::{
+    response_logprobs, reward_score, to_vec1, Objective, RewardMode, Trainable,
+};
+use retroformer_trainer::train::{train, Run, TrainConfig};
+
+#[allow(deprecated)]
+fn device() -> Device {
+    Device::ndarray().autodiff()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rf-objectives-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn base(dev: &Device) -> Base {
+    let path = tmp("tiny.gguf");
+    if !path.exists() {
+        TinyModel::llama().writer().write(&path).unwrap();
+    }
+    Base::load(&path, dev).unwrap()
+}
+
+fn ex(prompt: &[u32], response: &[u32], reward: f64) -> Tokenized {
+    let mut tokens = vec![1];
+    tokens.extend_from_slice(prompt);
+    let prompt_len = tokens.len();
+    tokens.extend_from_slice(response);
+    Tokenized {
+        tokens,
+        prompt_len,
+        reward,
+        weight: 1.0,
+    }
+}
+
+fn mean_logprob(base: &Base, state: Option<&Trainable>, cfg: &LoraConfig, e: &Tokenized) -> f64 {
+    let v = to_vec1(response_logprobs(base, state.map(|s| (&s.lora, cfg)), e));
+    v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64
+}
+
+fn config(steps: u64) -> TrainConfig {
+    TrainConfig {
+        lr: 1e-2,
+        warmup: 2,
+        steps,
+        batch: 2,
+        clip: 1.0,
+        weight_decay: 0.0,
+        seed: 3,
+        checkpoint_every: 0,
+    }
+}
+
+fn lora() -> LoraConfig {
+    LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        ..LoraConfig::default()
+    }
+}
+
+fn run<'a>(
+    base: &'a Base,
+    objective: Objective,
+    data: &'a [Tokenized],
+    steps: u64,
+    ck: &str,
+) -> Run<'a> {
+    let checkpoint = tmp(ck);
+    let _ = std::fs::remove_dir_all(&checkpoint);
+    Run {
+        base,
+        lora: lora(),
+        objective,
+        config: config(steps),
+        data,
+        checkpoint,
+        progress: false,
+        stop_after: None,
+    }
+}
+
+#[test]
+fn sft_lowers_its_loss_and_raises_the_log_probability_of_the_targets() {
+    let dev = device();
+    let base = base(&dev);
+    let data = vec![
+        ex(&[270, 271], &[280, 281, 282], 1.0),
+        ex(&[272, 273], &[283, 284, 285], 1.0),
+    ];
+    let before: Vec<f64> = data
+        .iter()
+        .map(|e| mean_logprob(&base, None, &lora(), e))
+        .collect();
+    let r = run(&base, Objective::Sft, &data, 30, "sft");
+    let t = train(&r, &dev).unwrap();
+    let after: Vec<f64> = data
+        .iter()
+        .map(|e| mean_logprob(&base, Some(&t.state), &lora(), e))
+        .collect();
+    let (first, last) = (t.log[0].loss, t.log.last().unwrap().loss);
+    assert!(last < first * 0.5, "loss {first} -> {last}");
+    for (b, a) in before.iter().zip(&after) {
+        assert!(a > &(b + 1.0), "mean log p {b} -> {a}");
+    }
+}
+
+#[test]
+fn policy_gradient_raises_rewarded_responses_and_lowers_penalised_ones() {
+    for objective in [
+        Objective::Pg { beta: 0.01 },
+        Objective::Ppo {
+            clip: 0.2,
+            beta: 0.01,
+        },
+    ] {
+        let dev = device();
+        let base = base(&dev);
+        let good = ex(&[270, 271], &[280, 281], 1.0);
+        let bad = ex(&[270, 271], &[290, 291], -1.0);
+        let data = vec![good.clone(), bad.clone()];
+        let cfg = lora();
+        let (g0, b0) = (
+            mean_logprob(&base, None, &cfg, &good),
+            mean_logprob(&base, None, &cfg, &bad),
+        );
+        let r = run(&base, objective, &data, 20, objective.name());
+        let t = train(&r, &dev).unwrap();
+        let (g1, b1) = (
+            mean_logprob(&base, Some(&t.state), &cfg, &good),
+            mean_logprob(&base, Some(&t.state), &cfg, &bad),
+        );
+        assert!(g1 > g0 + 0.5, "{}: rewarded {g0} -> {g1}", objective.name());
+        assert!(
+            b1 < b0 - 0.5,
+            "{}: penalised {b0} -> {b1}",
+            objective.name()
+        );
+    }
+}
+
+#[test]
+fn rwr_favours_the_higher_reward_response() {
+    let dev = device();
+    let base = base(&dev);
+    let hi = ex(&[270], &[280, 281], 1.0);
+    let lo = ex(&[270], &[290, 291], 0.0);
+    let data = vec![hi.clone(), lo.clone()];
+    let cfg = lora();
+    let r = run(&base, Objective::Rwr { tau: Some(0.2) }, &data, 20, "rwr");
+    let t = train(&r, &dev).unwrap();
+    let gain = |e: &Tokenized| {
+        mean_logprob(&base, Some(&t.state), &cfg, e) - mean_logprob(&base, None, &cfg, e)
+    };
+    let (g_hi, g_lo) = (gain(&hi), gain(&lo));
+    // exp(1/0.2) / exp(0) ~ 148: the high-reward response gains much more.
+    assert!(g_hi > 1.0 && g_hi > g_lo + 0.5, "gains {g_hi} vs {g_lo}");
+}
+
+#[test]
+fn the_reward_model_learns_to_separate_positive_from_negative_ratings() {
+    let dev = device();
+    let base = base(&dev);
+    let data = vec![
+        ex(&[270, 271], &[280, 281], 1.0),
+        ex(&[272, 271], &[280, 282], 0.5),
+        ex(&[270, 271], &[290, 291], -1.0),
+        ex(&[272, 271], &[290, 292], 0.0),
+    ];
+    let objective = Objective::Reward {
+        mode: RewardMode::Classify { threshold: 0.0 },
+    };
+    let r = run(&base, objective, &data, 30, "reward");
+    let t = train(&r, &dev).unwrap();
+    let head = t.state.head.as_ref().unwrap();
+    let cfg = lora();
+    let scores: Vec<f32> = data
+        .iter()
+        .map(|e| to_vec1(reward_score(&base, &t.state.lora, head, &cfg, &e.tokens))[0])
+        .collect();
+    assert!(scores[0] > 0.0 && scores[1] > 0.0, "{scores:?}");
+    assert!(scores[2] < 0.0 && scores[3] < 0.0, "{scores:?}");
+    assert!(t.log.last().unwrap().loss < t.log[0].loss);
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
+    let dev = device();
+    let base = base(&dev);
+    let data = vec![
+        ex(&[270, 271], &[280, 281, 282], 1.0),
+        ex(&[272, 273], &[283, 284, 285], 1.0),
+        ex(&[274], &[286, 287], 1.0),
+    ];
+    let mut cfg = lora();
+    cfg.dropout = 0.1;
+    let mut straight = run(&base, Objective::Sft, &data, 8, "straight");
+    straight.lora = cfg.clone();
+    let a = train(&straight, &dev).unwrap();
+
+    // The same run, stopped after step 4 (as a kill would, just after a checkpoint), then
+    // started again.
+    let mut resumed = run(&base, Objective::Sft, &data, 8, "resumed");
+    resumed.lora = cfg.clone();
+    resumed.config.checkpoint_every = 2;
+    resumed.stop_after = Some(4);
+    let part = train(&resumed, &dev).unwrap();
+    assert_eq!(part.log.len(), 4);
+    resumed.stop_after = None;
+    let b = train(&resumed, &dev).unwrap();
+    assert_eq!(b.resumed_from, 4);
+    assert_eq!(b.log.len(), 8);
+    for (x, y) in a.log.iter().zip(&b.log) {
+        assert!(
+            (x.loss - y.loss).abs() <= 1e-6 * x.loss.abs().max(1.0),
+            "{x:?} vs {y:?}"
+        );
+    }
+    for (ba, bb) in a.state.lora.blocks.iter().zip(&b.state.lora.blocks) {
+        for (pa, pb) in ba.proj.iter().zip(&bb.proj) {
+            let (pa, pb) = (pa.as_ref().unwrap(), pb.as_ref().unwrap());
+            let (va, _) = to_vec2(pa.b.val());
+            let (vb, _) = to_vec2(pb.b.val());
+            for (x, y) in va.iter().zip(&vb) {
+                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            }
+        }
+    }
+}

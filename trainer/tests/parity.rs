@@ -1,0 +1,121 @@
+//! The burn model against llama.cpp on the same GGUF and tokens: logits without and with a LoRA
+//! adapter exported by the trainer.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::tensor::{Device, Distribution, Tensor};
+use retroformer::gguf::TinyModel;
+use retroformer::llm::llama::{LlamaModel, LoadOptions};
+use retroformer::llm::LanguageModel;
+use retroformer::target::TargetProfile;
+use retroformer_trainer::lora::{self, LoraConfig, Provenance, Target};
+use retroformer_trainer::model::Base;
+
+#[allow(deprecated)]
+fn device() -> Device {
+    Device::ndarray()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rf-parity-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn llama(path: &Path) -> LlamaModel {
+    LlamaModel::load(path, LoadOptions::new(TargetProfile::load("cpu").unwrap())).unwrap()
+}
+
+/// ||a - b|| / ||b|| and the largest |a - b|.
+fn rel_err(a: &[f32], b: &[f32]) -> (f64, f64) {
+    assert_eq!(a.len(), b.len());
+    let (mut num, mut den, mut max) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let d = (*x as f64 - *y as f64).abs();
+        num += d * d;
+        den += (*y as f64) * (*y as f64);
+        max = max.max(d);
+    }
+    ((num / den).sqrt(), max)
+}
+
+fn tokens(vocab: u32, n: usize) -> Vec<u32> {
+    let mut t = vec![1u32];
+    t.extend((0..n as u32 - 1).map(|i| (i * 37 + 11) % vocab));
+    t
+}
+
+fn burn_logits(
+    base: &Base,
+    toks: &[u32],
+    lora: Option<(&lora::Adapters, &LoraConfig)>,
+) -> Vec<f32> {
+    lora::to_vec2(base.logits(toks, lora)).0
+}
+
+fn check_model(m: TinyModel, file: &str) {
+    let path = tmp(file);
+    m.writer().write(&path).unwrap();
+    let toks = tokens(m.vocab(), 48);
+    let reference = llama(&path)
+        .logits(&toks.iter().map(|&t| t as i32).collect::<Vec<_>>(), None, 2)
+        .unwrap();
+    let base = Base::load(&path, &device()).unwrap();
+    let ours = burn_logits(&base, &toks, None);
+    let (rel, max) = rel_err(&ours, &reference);
+    eprintln!("{}: relative error {rel:.2e}, max abs {max:.2e}", m.arch);
+    assert!(rel <= 1e-4, "{}: relative error {rel}", m.arch);
+}
+
+#[test]
+fn the_burn_llama_model_matches_llama_cpp_on_a_tiny_f32_model() {
+    check_model(TinyModel::llama(), "tiny-llama.gguf");
+}
+
+#[test]
+fn the_burn_qwen2_model_matches_llama_cpp_on_a_tiny_f32_model() {
+    check_model(TinyModel::qwen2(), "tiny-qwen2.gguf");
+}
+
+#[test]
+fn an_exported_adapter_gives_the_same_logits_in_llama_cpp_as_in_burn() {
+    for m in [TinyModel::llama(), TinyModel::qwen2()] {
+        let path = tmp(&format!("tiny-{}-base.gguf", m.arch));
+        m.writer().write(&path).unwrap();
+        let dev = device();
+        let base = Base::load(&path, &dev).unwrap();
+        let cfg = LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            targets: Target::ALL.to_vec(),
+            ..LoraConfig::default()
+        };
+        let mut adapters = cfg.init(&base, 7, &dev).unwrap();
+        // B starts at zero; give it values so that the adapter changes the logits.
+        for blk in &mut adapters.blocks {
+            for f in blk.proj.iter_mut().flatten() {
+                let dims = f.b.val().dims();
+                f.b = Param::from_tensor(Tensor::random(
+                    dims,
+                    Distribution::Uniform(-0.3, 0.3),
+                    &dev,
+                ));
+            }
+        }
+        let out = tmp(&format!("tiny-{}-adapter.gguf", m.arch));
+        lora::export(&adapters, &cfg, &base, &Provenance::default(), &out).unwrap();
+        let toks = tokens(m.vocab(), 40);
+        let model = llama(&path);
+        let handle = model.load_adapter(&out).unwrap();
+        let itoks: Vec<i32> = toks.iter().map(|&t| t as i32).collect();
+        let reference = model.logits(&itoks, Some((&handle, 1.0)), 2).unwrap();
+        let without = model.logits(&itoks, None, 2).unwrap();
+        let ours = burn_logits(&base, &toks, Some((&adapters, &cfg)));
+        let (rel, max) = rel_err(&ours, &reference);
+        let (moved, _) = rel_err(&without, &reference);
+        eprintln!("{} adapter: relative error {rel:.2e} (max abs {max:.2e}); the adapter moves the logits by {moved:.2e}", m.arch);
+        assert!(moved > 1e-2, "the adapter should change the logits");
+        assert!(rel <= 1e-3, "{}: relative error {rel}", m.arch);
+    }
+}
