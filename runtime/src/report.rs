@@ -275,9 +275,20 @@ fn crc32(bytes: &[u8]) -> u32 {
 }
 
 /// Write a chart as `STEM.svg` and (feature `png`) `STEM.png`, each atomically. Returns the
-/// paths written.
+/// paths written. The suffixes are appended (`run.loss` gives `run.loss.svg`), except that a
+/// stem already ending in `.svg` or `.png` has that ending replaced.
 pub fn write_chart(stem: &Path, svg: &str) -> Result<Vec<PathBuf>, ReportError> {
-    let svg_path = stem.with_extension("svg");
+    let stem = match stem.extension().and_then(|e| e.to_str()) {
+        Some("svg" | "png") => stem.with_extension(""),
+        _ => stem.to_path_buf(),
+    };
+    let with = |ext: &str| {
+        let mut s = stem.clone().into_os_string();
+        s.push(".");
+        s.push(ext);
+        PathBuf::from(s)
+    };
+    let svg_path = with("svg");
     crate::fsutil::write_atomic(&svg_path, svg.as_bytes()).map_err(|source| ReportError::Io {
         path: svg_path.clone(),
         source,
@@ -286,7 +297,7 @@ pub fn write_chart(stem: &Path, svg: &str) -> Result<Vec<PathBuf>, ReportError> 
     let mut written = vec![svg_path];
     #[cfg(feature = "png")]
     {
-        let png_path = stem.with_extension("png");
+        let png_path = with("png");
         let png = svg_to_png(svg, &png_path)?;
         crate::fsutil::write_atomic(&png_path, &png).map_err(|source| ReportError::Io {
             path: png_path.clone(),
@@ -353,6 +364,15 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&written[0]).unwrap(), svg);
         #[cfg(feature = "png")]
         assert_eq!(written[1], dir.path().join("success.png"));
+    }
+
+    #[test]
+    fn write_chart_appends_the_suffixes_to_a_dotted_stem_and_replaces_an_svg_ending() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_chart(&dir.path().join("run.loss"), "<svg/>").unwrap();
+        assert_eq!(written[0], dir.path().join("run.loss.svg"));
+        let written = write_chart(&dir.path().join("cmp.svg"), "<svg/>").unwrap();
+        assert_eq!(written[0], dir.path().join("cmp.svg"));
     }
 
     #[test]

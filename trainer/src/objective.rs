@@ -252,3 +252,26 @@ pub fn to_vec1(t: Tensor<1>) -> Vec<f32> {
         .expect("f32 data")
         .to_vec()
 }
+
+/// Share of `data` the reward model puts on the right side of 0 (score > 0 for rewards above
+/// `threshold`).
+pub fn reward_accuracy(
+    base: &Base,
+    state: &Trainable,
+    cfg: &LoraConfig,
+    data: &[Tokenized],
+    threshold: f64,
+) -> Option<f64> {
+    let head = state.head.as_ref()?;
+    if data.is_empty() {
+        return None;
+    }
+    let right = data
+        .iter()
+        .filter(|e| {
+            let s = to_vec1(reward_score(base, &state.lora, head, cfg, &e.tokens))[0];
+            (s > 0.0) == (e.reward > threshold)
+        })
+        .count();
+    Some(right as f64 / data.len() as f64)
+}

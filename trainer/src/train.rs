@@ -123,7 +123,79 @@ struct CheckpointState {
     step: u64,
     objective: String,
     config: TrainConfig,
+    lora: LoraSettings,
     log: Vec<StepLog>,
+}
+
+/// The LoRA settings as stored in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraSettings {
+    /// Rank.
+    pub rank: usize,
+    /// Alpha.
+    pub alpha: f32,
+    /// Dropout.
+    pub dropout: f32,
+    /// Short target names.
+    pub targets: Vec<String>,
+}
+
+impl LoraSettings {
+    fn of(cfg: &LoraConfig) -> Self {
+        Self {
+            rank: cfg.rank,
+            alpha: cfg.alpha,
+            dropout: cfg.dropout,
+            targets: cfg.targets.iter().map(|t| t.name().to_string()).collect(),
+        }
+    }
+
+    /// Back to a configuration.
+    pub fn to_config(&self) -> Result<LoraConfig, TrainerError> {
+        Ok(LoraConfig {
+            rank: self.rank,
+            alpha: self.alpha,
+            dropout: self.dropout,
+            targets: crate::lora::Target::parse_list(&self.targets.join(","))?,
+            ..LoraConfig::default()
+        })
+    }
+}
+
+/// A checkpoint's trained module, LoRA settings, objective name and step, for export.
+pub fn load_checkpoint(
+    dir: &Path,
+    base: &Base,
+    device: &Device,
+) -> Result<(Trainable, LoraConfig, String, u64), TrainerError> {
+    let state_path = dir.join("state.json");
+    let ck: CheckpointState =
+        serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?)
+            .map_err(|e| io_err(&state_path, e))?;
+    if ck.format_version != CHECKPOINT_FORMAT_VERSION {
+        return Err(io_err(
+            &state_path,
+            format!(
+                "checkpoint format {} (this build reads {CHECKPOINT_FORMAT_VERSION})",
+                ck.format_version
+            ),
+        ));
+    }
+    let cfg = ck.lora.to_config()?;
+    let head = (ck.objective == "reward")
+        .then(|| crate::objective::ScalarHead::new(base.cfg.embd, device));
+    let state = Trainable {
+        lora: cfg.init(base, 0, device)?,
+        head,
+    };
+    let tp = dir.join(format!("trainable-{}.bpk", ck.step));
+    let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+    let state = state
+        .try_load_record(record)
+        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+    Ok((state, cfg, ck.objective, ck.step))
 }
 
 /// The order in which examples are visited: epoch e is a SplitMix shuffle seeded by (seed, e).
@@ -330,21 +402,25 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
                 ),
             ));
         }
+        let lora_now = LoraSettings::of(&run.lora);
         if ck.objective != run.objective.name()
             || ck.config.seed != cfg.seed
             || ck.config.batch != cfg.batch
+            || ck.lora != lora_now
         {
             return Err(TrainerError::Config {
                 field: "resume".into(),
                 reason: format!(
-                    "{} holds a {} run with seed {} and batch {}; this run is {} with seed {} and batch {}",
+                    "{} holds a {} run with seed {}, batch {} and LoRA {:?}; this run is {} with seed {}, batch {} and LoRA {:?} (delete the folder to start over)",
                     run.checkpoint.display(),
                     ck.objective,
                     ck.config.seed,
                     ck.config.batch,
+                    ck.lora,
                     run.objective.name(),
                     cfg.seed,
-                    cfg.batch
+                    cfg.batch,
+                    lora_now
                 ),
             });
         }
@@ -528,6 +604,7 @@ fn save_checkpoint(
         step,
         objective: run.objective.name().into(),
         config: run.config.clone(),
+        lora: LoraSettings::of(&run.lora),
         log: log.to_vec(),
     };
     write(

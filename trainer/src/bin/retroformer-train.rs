@@ -13,8 +13,8 @@ use retroformer::target::TargetProfile;
 use retroformer_trainer::data::{read_examples, tokenize};
 use retroformer_trainer::lora::{export, LoraConfig, Provenance, Target};
 use retroformer_trainer::model::Base;
-use retroformer_trainer::objective::{Objective, RewardMode};
-use retroformer_trainer::train::{train, Run, TrainConfig};
+use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
+use retroformer_trainer::train::{load_checkpoint, train, Run, TrainConfig};
 use retroformer_trainer::{backend_device, write_run_report, Backend};
 
 #[derive(Parser)]
@@ -69,6 +69,18 @@ enum Command {
         /// Temperature; without it, the `weight` stored in the data is used.
         #[arg(long)]
         tau: Option<f64>,
+    },
+    /// Export a checkpoint folder (OUT.ckpt/) as a GGUF adapter.
+    Export {
+        /// Base model (manifest name or GGUF path) the checkpoint was trained on.
+        #[arg(long)]
+        base: String,
+        /// The checkpoint folder.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The adapter to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Validate and summarise a LoRA adapter GGUF file.
     Inspect {
@@ -155,6 +167,11 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<()> {
     let (args, objective) = match cmd {
         Command::Inspect { adapter } => return inspect(&adapter),
+        Command::Export {
+            base,
+            checkpoint,
+            out,
+        } => return export_checkpoint(&base, &checkpoint, &out),
         Command::Sft(a) => (a, Objective::Sft),
         Command::Rwr { args, tau } => (args, Objective::Rwr { tau }),
         Command::Reward {
@@ -185,10 +202,7 @@ fn run(cmd: Command) -> Result<()> {
         ),
     };
     objective.validate()?;
-    let base_path = match ModelRef::parse(&args.base)? {
-        ModelRef::File(p) => p,
-        ModelRef::Manifest(m) => fetch::require_installed(&m, &home_dir())?,
-    };
+    let base_path = base_file(&args.base)?;
     let lora = LoraConfig {
         rank: args.rank,
         alpha: args.alpha,
@@ -222,10 +236,24 @@ fn run(cmd: Command) -> Result<()> {
     let tokenizer = LlamaModel::load(&base_path, LoadOptions::new(TargetProfile::load("cpu")?))
         .with_context(|| format!("loading the tokenizer of {}", base_path.display()))?;
     let examples = read_examples(&args.data, &tokenizer)?;
-    let data = examples
+    let mut data = examples
         .iter()
         .map(|e| tokenize(e, &tokenizer, args.max_len))
         .collect::<Result<Vec<_>, _>>()?;
+    // The reward model holds out every fifth example (from 10 examples on) to report its
+    // accuracy on data it did not see.
+    let held_out: Vec<_> = match objective {
+        Objective::Reward {
+            mode: RewardMode::Classify { .. },
+        } if data.len() >= 10 => {
+            let all = std::mem::take(&mut data);
+            let (eval, train): (Vec<_>, Vec<_>) =
+                all.into_iter().enumerate().partition(|(i, _)| i % 5 == 4);
+            data = train.into_iter().map(|(_, d)| d).collect();
+            eval.into_iter().map(|(_, d)| d).collect()
+        }
+        _ => Vec::new(),
+    };
     drop(tokenizer);
     let tokens: usize = data.iter().map(|d| d.tokens.len()).sum();
     eprintln!(
@@ -265,6 +293,21 @@ fn run(cmd: Command) -> Result<()> {
     };
     export(&trained.state.lora, &lora, &base, &provenance, &args.out)?;
     let written = write_run_report(&args.out, &objective, &trained, &trained.state)?;
+    if let Objective::Reward {
+        mode: RewardMode::Classify { threshold },
+    } = objective
+    {
+        let acc = |d: &[_]| {
+            reward_accuracy(&base, &trained.state, &lora, d, threshold)
+                .map(|a| format!("{a:.3} of {}", d.len()))
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "reward model accuracy: training {}, held out {}",
+            acc(&data),
+            acc(&held_out)
+        );
+    }
     let last = trained.log.last().expect("at least one step");
     let first = &trained.log[0];
     println!(
@@ -278,6 +321,33 @@ fn run(cmd: Command) -> Result<()> {
     for p in written {
         println!("  {}", p.display());
     }
+    Ok(())
+}
+
+fn base_file(name: &str) -> Result<PathBuf> {
+    Ok(match ModelRef::parse(name)? {
+        ModelRef::File(p) => p,
+        ModelRef::Manifest(m) => fetch::require_installed(&m, &home_dir())?,
+    })
+}
+
+fn export_checkpoint(base: &str, checkpoint: &Path, out: &Path) -> Result<()> {
+    let base_path = base_file(base)?;
+    let device = backend_device(Backend::Ndarray)?;
+    let base = Base::load(&base_path, &device)?;
+    let (state, lora, objective, step) = load_checkpoint(checkpoint, &base, &device)?;
+    let provenance = Provenance {
+        base_sha256: fetch::sha256_file(&base_path, false)?,
+        data_sha256: String::new(),
+        step,
+        objective,
+    };
+    export(&state.lora, &lora, &base, &provenance, out)?;
+    println!(
+        "step {step} of {} -> {}",
+        checkpoint.display(),
+        out.display()
+    );
     Ok(())
 }
 

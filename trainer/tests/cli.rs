@@ -1,0 +1,165 @@
+//! `retroformer-train` end to end on a tiny model: train, files written, the adapter loads in
+//! llama.cpp, export from the checkpoint, and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use retroformer::gguf::TinyModel;
+use retroformer::llm::llama::{LlamaModel, LoadOptions};
+use retroformer::llm::LanguageModel;
+use retroformer::target::TargetProfile;
+
+fn dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rf-train-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_retroformer-train"))
+}
+
+fn write_data(path: &Path, lines: &[&str]) {
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
+
+#[test]
+fn sft_writes_an_adapter_that_llama_cpp_loads_and_export_rebuilds_it_from_the_checkpoint() {
+    let d = dir();
+    let base = d.join("tiny.gguf");
+    TinyModel::llama().writer().write(&base).unwrap();
+    let data = d.join("sft.jsonl");
+    write_data(
+        &data,
+        &[
+            r#"{"prompt": "a b c", "response": " d e f"}"#,
+            r#"{"prompt": "b c d", "response": " e f g"}"#,
+            r#"{"prompt": "Reflection prompt", "reflection": "Search first.", "rating": 1.0}"#,
+        ],
+    );
+    let out = d.join("a.gguf");
+    let o = bin()
+        .args(["sft", "--base"])
+        .arg(&base)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args([
+            "--steps",
+            "6",
+            "--batch",
+            "2",
+            "--rank",
+            "4",
+            "--lr",
+            "0.01",
+            "--quiet",
+            "--checkpoint-every",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("sft: 6 steps"), "{stdout}");
+    assert!(stderr.contains("3 examples"), "{stderr}");
+    for f in [
+        "a.gguf",
+        "a.log.json",
+        "a.loss.svg",
+        "a.loss.png",
+        "a.gguf.ckpt/state.json",
+    ] {
+        assert!(d.join(f).is_file(), "{f} missing");
+    }
+    let log: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("a.log.json")).unwrap()).unwrap();
+    assert_eq!(log["format_version"], 1);
+    assert_eq!(log["steps"].as_array().unwrap().len(), 6);
+
+    let model =
+        LlamaModel::load(&base, LoadOptions::new(TargetProfile::load("cpu").unwrap())).unwrap();
+    model.load_adapter(&out).unwrap();
+    let s = retroformer_trainer::inspect_adapter(&out).unwrap();
+    assert_eq!(s.rank, Some(4));
+    assert_eq!(s.pairs, 2 * 7);
+    assert!(s
+        .provenance
+        .iter()
+        .any(|(k, v)| k == "retroformer.objective" && v.contains("sft")));
+
+    let again = d.join("b.gguf");
+    let o = bin()
+        .args(["export", "--base"])
+        .arg(&base)
+        .arg("--checkpoint")
+        .arg(d.join("a.gguf.ckpt"))
+        .arg("--out")
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let a = retroformer::gguf::validate_file(&out).unwrap();
+    let b = retroformer::gguf::validate_file(&again).unwrap();
+    assert_eq!(a.tensors, b.tensors);
+    let bytes = |p: &Path, f: &retroformer::gguf::GgufFile| {
+        let all = std::fs::read(p).unwrap();
+        all[f.data_offset as usize..].to_vec()
+    };
+    assert_eq!(
+        bytes(&out, &a),
+        bytes(&again, &b),
+        "exported weights differ"
+    );
+}
+
+#[test]
+fn a_malformed_data_line_is_reported_with_its_file_and_line() {
+    let d = dir();
+    let base = d.join("tiny2.gguf");
+    TinyModel::llama().writer().write(&base).unwrap();
+    let data = d.join("bad.jsonl");
+    write_data(
+        &data,
+        &[r#"{"prompt": "a", "response": "b"}"#, r#"{"prompt": "a"}"#],
+    );
+    let o = bin()
+        .args(["sft", "--base"])
+        .arg(&base)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(d.join("x.gguf"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.jsonl:2:"), "{err}");
+    assert!(!d.join("x.gguf").exists());
+}
+
+#[test]
+fn out_of_range_settings_are_refused_with_the_flag_named() {
+    let d = dir();
+    let base = d.join("tiny3.gguf");
+    TinyModel::llama().writer().write(&base).unwrap();
+    for (flag, value, needle) in [
+        ("--rank", "0", "invalid rank"),
+        ("--lr", "-1", "invalid lr"),
+        ("--targets", "q,nope", "invalid targets"),
+    ] {
+        let o = bin()
+            .args(["sft", "--base"])
+            .arg(&base)
+            .args(["--data", "/nonexistent.jsonl", "--out"])
+            .arg(d.join("y.gguf"))
+            .arg(format!("{flag}={value}"))
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{flag}: {err}");
+    }
+}
