@@ -198,3 +198,64 @@ pub fn tokenize(
         weight: ex.weight,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retroformer::llm::scripted::ScriptedModel;
+
+    fn file(lines: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("d.jsonl");
+        std::fs::write(&p, lines.join("\n")).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn the_three_shapes_become_prompt_response_pairs() {
+        let (_d, p) = file(&[
+            r#"{"prompt": "P", "response": "R", "reward": 0.5}"#,
+            "",
+            r#"{"task_id": "t", "trial": 0, "prompt": "X\nReflection:", "reflection": " plan ", "rating": 1.0}"#,
+            r#"{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], "reward": 1.0, "weight": 2.5}"#,
+        ]);
+        let ex = read_examples(&p, &ScriptedModel::new(Vec::<String>::new())).unwrap();
+        assert_eq!(ex.len(), 3);
+        assert_eq!(
+            (ex[0].prompt.as_str(), ex[0].response.as_str(), ex[0].reward),
+            ("P", "R", 0.5)
+        );
+        assert!(!ex[0].parse_special);
+        assert_eq!(ex[1].response, " plan\n\n");
+        assert_eq!(ex[1].reward, 1.0);
+        assert_eq!(ex[2].prompt, "<user>Q</user>\n<assistant>");
+        assert_eq!(ex[2].response, "A</assistant>\n");
+        assert_eq!(ex[2].weight, 2.5);
+        assert!(ex[2].parse_special);
+    }
+
+    #[test]
+    fn malformed_lines_are_named_by_line_number() {
+        for (line, needle) in [
+            (r#"{"prompt": "P"}"#, "expected"),
+            (r#"{"prompt": "P", "reflection": "y"}"#, "needs \"rating\""),
+            (
+                r#"{"messages": [{"role": "user", "content": "Q"}]}"#,
+                "assistant turn",
+            ),
+            (r#"{"prompt": "P", "response": ""}"#, "response is empty"),
+            (
+                r#"{"prompt": "P", "response": "R", "weight": -1}"#,
+                "weight",
+            ),
+            ("not json", "expected"),
+        ] {
+            let (_d, p) = file(&[r#"{"prompt": "P", "response": "R"}"#, line]);
+            let err = read_examples(&p, &ScriptedModel::new(Vec::<String>::new()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("d.jsonl:2:"), "{err}");
+            assert!(err.contains(needle), "{line}: {err}");
+        }
+    }
+}

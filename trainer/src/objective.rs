@@ -74,7 +74,8 @@ pub enum Objective {
         /// KL coefficient.
         beta: f64,
     },
-    /// PPO: clipped probability ratio against the policy at the start of the epoch, advantage
+    /// PPO: clipped probability ratio against the policy before the batch's first update
+    /// (`epochs` updates per batch), advantage
     /// = reward minus the mean reward of examples with the same prompt (a group baseline),
     /// KL penalty to the frozen base.
     Ppo {
@@ -82,6 +83,8 @@ pub enum Objective {
         clip: f64,
         /// KL coefficient.
         beta: f64,
+        /// Updates on each batch against the same old policy.
+        epochs: usize,
     },
 }
 
@@ -113,6 +116,9 @@ impl Objective {
                 if !(beta.is_finite() && beta >= 0.0) =>
             {
                 bad("beta", format!("{beta}; must be >= 0"))
+            }
+            Objective::Ppo { epochs, .. } if !(1..=64).contains(&epochs) => {
+                bad("ppo-epochs", format!("{epochs}; expected 1 to 64"))
             }
             Objective::Ppo { clip, .. } if !(clip > 0.0 && clip < 1.0) => {
                 bad("clip", format!("{clip}; expected 0 < clip < 1"))
@@ -206,7 +212,7 @@ pub fn example_loss(
             }
             loss
         }
-        Objective::Ppo { clip, beta } => {
+        Objective::Ppo { clip, beta, .. } => {
             let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
             let old = stats
                 .old_logprobs

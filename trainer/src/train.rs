@@ -486,32 +486,44 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             .map(|j| example_at(cfg.seed, n, step * cfg.batch as u64 + j))
             .collect();
         let stats = batch_stats(run, &state, &batch, class_weights);
-        let mut grads: Option<GradientsParams> = None;
-        let mut loss_sum = 0f64;
-        let mut tokens = 0u64;
-        for (&i, st) in batch.iter().zip(&stats) {
-            let ex = &run.data[i];
-            let loss = example_loss(
-                &run.objective,
-                run.base,
-                &state,
-                &lora_cfg,
-                ex,
-                st,
-                cfg.batch,
-            )?;
-            loss_sum += loss.clone().into_scalar::<f64>();
-            tokens += ex.tokens.len() as u64;
-            let g = GradientsParams::from_grads(loss.backward(), &state);
-            grads = Some(match grads {
-                None => g,
-                Some(acc) => add_grads(acc, g, &state),
-            });
-        }
-        let mut grads = grads.expect("batch >= 1");
-        let grad_norm = clip_global(&mut grads, &state, cfg.clip);
+        // PPO takes several updates on each batch against the same old policy; the others one.
+        let updates = match run.objective {
+            Objective::Ppo { epochs, .. } => epochs.max(1),
+            _ => 1,
+        };
         let lr = cfg.lr_at(step);
-        state = optim.step(lr, state, grads);
+        let (mut loss_sum, mut tokens, mut grad_norm) = (0f64, 0u64, 0f64);
+        for update in 0..updates {
+            let mut grads: Option<GradientsParams> = None;
+            let mut batch_loss = 0f64;
+            for (&i, st) in batch.iter().zip(&stats) {
+                let ex = &run.data[i];
+                let loss = example_loss(
+                    &run.objective,
+                    run.base,
+                    &state,
+                    &lora_cfg,
+                    ex,
+                    st,
+                    cfg.batch,
+                )?;
+                batch_loss += loss.clone().into_scalar::<f64>();
+                tokens += ex.tokens.len() as u64;
+                let g = GradientsParams::from_grads(loss.backward(), &state);
+                grads = Some(match grads {
+                    None => g,
+                    Some(acc) => add_grads(acc, g, &state),
+                });
+            }
+            let mut grads = grads.expect("batch >= 1");
+            let norm = clip_global(&mut grads, &state, cfg.clip);
+            state = optim.step(lr, state, grads);
+            if update == 0 {
+                // The loss and gradient norm before this step's first update.
+                loss_sum = batch_loss;
+                grad_norm = norm;
+            }
+        }
         step += 1;
         let seconds = t0.elapsed().as_secs_f64();
         log.push(StepLog {

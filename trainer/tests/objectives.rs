@@ -13,9 +13,8 @@ use retroformer_trainer::objective::{
 };
 use retroformer_trainer::train::{train, Run, TrainConfig};
 
-#[allow(deprecated)]
 fn device() -> Device {
-    Device::ndarray().autodiff()
+    retroformer_trainer::backend_device(retroformer_trainer::Backend::Flex).unwrap()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -124,6 +123,7 @@ fn policy_gradient_raises_rewarded_responses_and_lowers_penalised_ones() {
         Objective::Ppo {
             clip: 0.2,
             beta: 0.01,
+            epochs: 3,
         },
     ] {
         let dev = device();

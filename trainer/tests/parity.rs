@@ -12,9 +12,8 @@ use retroformer::target::TargetProfile;
 use retroformer_trainer::lora::{self, LoraConfig, Provenance, Target};
 use retroformer_trainer::model::Base;
 
-#[allow(deprecated)]
 fn device() -> Device {
-    Device::ndarray()
+    retroformer_trainer::backend_device(retroformer_trainer::Backend::Flex).unwrap()
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -118,4 +117,19 @@ fn an_exported_adapter_gives_the_same_logits_in_llama_cpp_as_in_burn() {
         assert!(moved > 1e-2, "the adapter should change the logits");
         assert!(rel <= 1e-3, "{}: relative error {rel}", m.arch);
     }
+}
+
+#[test]
+fn the_flex_and_ndarray_backends_give_the_same_logits() {
+    use retroformer_trainer::{backend_device, Backend};
+    let path = tmp("tiny-backends.gguf");
+    TinyModel::qwen2().writer().write(&path).unwrap();
+    let toks = tokens(TinyModel::qwen2().vocab(), 32);
+    let run = |b| {
+        let base = Base::load(&path, &backend_device(b).unwrap()).unwrap();
+        burn_logits(&base, &toks, None)
+    };
+    let (rel, max) = rel_err(&run(Backend::Flex), &run(Backend::Ndarray));
+    eprintln!("flex vs ndarray: relative error {rel:.2e}, max abs {max:.2e}");
+    assert!(rel <= 1e-5, "{rel}");
 }

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::Device;
 use retroformer::fetch::{self, FetchOptions};
 use retroformer::llm::llama::{LlamaModel, LoadOptions};
 use retroformer::llm::LanguageModel;
@@ -45,14 +44,17 @@ fn compare(ours: &[f32], theirs: &[f32], vocab: usize) -> (f64, f64) {
 }
 
 #[test]
-#[allow(deprecated)]
 fn the_burn_model_matches_llama_cpp_on_smollm2() {
     let q4 = smollm2();
     let model = load(&q4);
     let text = "Question: What is the capital of France?\nThought 1: I need to search France and find its capital.\nAction 1: Search[France]";
     let toks = model.tokenize(text, true, false).unwrap();
     let utoks: Vec<u32> = toks.iter().map(|&t| t as u32).collect();
-    let base = Base::load(&q4, &Device::ndarray()).unwrap();
+    let base = Base::load(
+        &q4,
+        &retroformer_trainer::backend_device(retroformer_trainer::Backend::Flex).unwrap(),
+    )
+    .unwrap();
     let vocab = base.cfg.vocab;
     let ours = to_vec2(base.logits(&utoks, None)).0;
 

@@ -61,6 +61,9 @@ enum Command {
         /// KL penalty coefficient.
         #[arg(long, default_value_t = 0.05)]
         beta: f64,
+        /// Updates per batch against the same old policy.
+        #[arg(long, default_value_t = 4)]
+        ppo_epochs: usize,
     },
     /// Reward-weighted regression (RISE): cross-entropy times exp(reward / tau).
     Rwr {
@@ -101,8 +104,8 @@ struct TrainArgs {
     /// next to it.
     #[arg(long)]
     out: PathBuf,
-    /// burn backend.
-    #[arg(long, value_enum, default_value_t = Backend::Ndarray)]
+    /// burn backend (flex: pure-Rust CPU, the fastest measured here).
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
@@ -193,11 +196,13 @@ fn run(cmd: Command) -> Result<()> {
             args,
             clip_range,
             beta,
+            ppo_epochs,
         } => (
             args,
             Objective::Ppo {
                 clip: clip_range,
                 beta,
+                epochs: ppo_epochs,
             },
         ),
     };
@@ -333,7 +338,7 @@ fn base_file(name: &str) -> Result<PathBuf> {
 
 fn export_checkpoint(base: &str, checkpoint: &Path, out: &Path) -> Result<()> {
     let base_path = base_file(base)?;
-    let device = backend_device(Backend::Ndarray)?;
+    let device = backend_device(Backend::Flex)?;
     let base = Base::load(&base_path, &device)?;
     let (state, lora, objective, step) = load_checkpoint(checkpoint, &base, &device)?;
     let provenance = Provenance {

@@ -1,0 +1,279 @@
+//! LoRA SFT speed and memory against PyTorch + PEFT on the same CPU, model and settings,
+//! measured in the same run.
+//!
+//! Setting (issue 7): SmolLM2-135M-Instruct, one sequence of `--seq` (512) tokens, batch 1,
+//! rank 8 / alpha 16 on q,k,v,o,gate,up,down, AdamW, 2 threads. Each side runs as its own
+//! process (ours: this binary re-invoked with `--child`; theirs: `benches/py/peft_sft.py`),
+//! alternately, `--reps` times; each process trains `--steps` steps on the same token ids. The
+//! first step of each process is warm-up and is left out. Reports the median step time,
+//! tokens/s, and each process's peak RSS (from `wait4`), and our figure over theirs.
+//!
+//! cargo bench -p retroformer-benches --bench train -- [--model M] [--seq 512] [--steps 4]
+//!     [--reps 2] [--backend ndarray|flex] [--python PATH] [--out FILE]
+//!
+//! The reference needs a Python with torch, transformers, peft and gguf (`--python`, default
+//! `python3`); without one the bench prints our figures and says the reference is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use retroformer::llm::llama::{LlamaModel, LoadOptions};
+use retroformer::llm::LanguageModel;
+use retroformer::target::TargetProfile;
+use retroformer_benches::{load_average, median, resolve_model};
+use retroformer_trainer::data::Tokenized;
+use retroformer_trainer::lora::LoraConfig;
+use retroformer_trainer::model::Base;
+use retroformer_trainer::objective::Objective;
+use retroformer_trainer::train::{train, Run, TrainConfig};
+use retroformer_trainer::{backend_device, Backend};
+
+struct Side {
+    seconds: Vec<f64>,
+    losses: Vec<f64>,
+    peak_rss: u64,
+}
+
+/// Runs `cmd` to completion; returns its stdout and its peak RSS in bytes (wait4's
+/// `ru_maxrss`).
+fn run_measured(cmd: &mut Command) -> Result<(String, u64)> {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id() as libc::pid_t;
+    let (mut so, mut se) = (
+        child.stdout.take().context("stdout")?,
+        child.stderr.take().context("stderr")?,
+    );
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = se.read_to_string(&mut s);
+        s
+    });
+    let mut stdout = String::new();
+    so.read_to_string(&mut stdout)?;
+    let stderr = err.join().unwrap_or_default();
+    let mut status = 0;
+    // SAFETY: zeroed rusage is a valid value; the kernel fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, which `child` never reaps (we do not call wait on it).
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc < 0 {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("child failed (status {status}):\n{stderr}");
+    }
+    Ok((stdout, ru.ru_maxrss as u64 * 1024))
+}
+
+fn parse_side(stdout: &str, rss: u64) -> Result<Side> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("no JSON line in the child's output")?;
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let nums = |k: &str| -> Vec<f64> {
+        v[k].as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default()
+    };
+    Ok(Side {
+        seconds: nums("seconds"),
+        losses: nums("losses"),
+        peak_rss: rss,
+    })
+}
+
+/// The child: trains `steps` SFT steps on the token ids and prints per-step seconds and losses.
+fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()> {
+    let ids: Vec<u32> = serde_json::from_slice(&std::fs::read(tokens)?)?;
+    let device = backend_device(backend)?;
+    let base = Base::load(model, &device)?;
+    let data = vec![Tokenized {
+        tokens: ids,
+        prompt_len: 1,
+        reward: 1.0,
+        weight: 1.0,
+    }];
+    let ck = std::env::temp_dir().join(format!("rf-bench-train-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ck);
+    let run = Run {
+        base: &base,
+        lora: LoraConfig::default(),
+        objective: Objective::Sft,
+        config: TrainConfig {
+            lr: 2e-4,
+            warmup: 0,
+            steps,
+            batch: 1,
+            clip: 0.0,
+            weight_decay: 0.0,
+            seed: 0,
+            checkpoint_every: u64::MAX,
+        },
+        data: &data,
+        checkpoint: ck.clone(),
+        progress: false,
+        stop_after: None,
+    };
+    let t = train(&run, &device)?;
+    let _ = std::fs::remove_dir_all(&ck);
+    let seconds: Vec<f64> = t.log.iter().map(|l| l.seconds).collect();
+    let losses: Vec<f64> = t.log.iter().map(|l| l.loss).collect();
+    println!(
+        "{}",
+        serde_json::json!({"seconds": seconds, "losses": losses})
+    );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let mut model = "smollm2-135m-instruct".to_string();
+    let (mut seq, mut steps, mut reps) = (512usize, 4u64, 2usize);
+    let mut python = "python3".to_string();
+    let mut out: Option<PathBuf> = None;
+    let mut child_args: Option<(PathBuf, PathBuf)> = None;
+    let mut backend = Backend::Flex;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--model" => model = args.next().context("--model M")?,
+            "--seq" => seq = args.next().context("--seq N")?.parse()?,
+            "--steps" => steps = args.next().context("--steps N")?.parse()?,
+            "--reps" => reps = args.next().context("--reps N")?.parse()?,
+            "--python" => python = args.next().context("--python PATH")?,
+            "--backend" => {
+                let b = args.next().context("--backend ndarray|flex|wgpu|cuda")?;
+                backend = <Backend as clap::ValueEnum>::from_str(&b, true)
+                    .map_err(|e| anyhow::anyhow!("--backend {b}: {e}"))?;
+            }
+            "--out" => out = Some(args.next().context("--out FILE")?.into()),
+            "--child" => {
+                let m = args.next().context("--child MODEL TOKENS")?;
+                let t = args.next().context("--child MODEL TOKENS")?;
+                child_args = Some((m.into(), t.into()));
+            }
+            "--bench" => {}
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if let Some((m, t)) = child_args {
+        return child(&m, &t, steps, backend);
+    }
+    if steps < 2 {
+        bail!("--steps must be at least 2 (the first step is warm-up)");
+    }
+    let (path, label) = resolve_model(&model)?;
+    // The same token ids for both sides: this repository's architecture document, tokenised by
+    // llama.cpp, cut to `seq` tokens.
+    let text = include_str!("../../ARCHITECTURE.md").repeat(4);
+    let lm = LlamaModel::load(&path, LoadOptions::new(TargetProfile::load("cpu")?))?;
+    let mut ids = lm.tokenize(&text, true, false)?;
+    drop(lm);
+    if ids.len() < seq {
+        bail!("only {} tokens of text for --seq {seq}", ids.len());
+    }
+    ids.truncate(seq);
+    let dir = std::env::temp_dir().join(format!("rf-bench-train-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let tokens = dir.join("tokens.json");
+    std::fs::write(&tokens, serde_json::to_vec(&ids)?)?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py/peft_sft.py");
+    let has_reference = Command::new(&python)
+        .args(["-c", "import torch, transformers, peft, gguf"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let load_start = load_average();
+    let me = std::env::current_exe()?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let t0 = Instant::now();
+    for rep in 0..reps {
+        let (o, rss) = run_measured(
+            Command::new(&me)
+                .arg("--child")
+                .arg(&path)
+                .arg(&tokens)
+                .args(["--steps", &steps.to_string()])
+                .args(["--backend", &format!("{backend:?}").to_lowercase()]),
+        )?;
+        ours.push(parse_side(&o, rss)?);
+        eprintln!("rep {rep}: ours done ({:.0} s)", t0.elapsed().as_secs_f64());
+        if has_reference {
+            let (o, rss) = run_measured(
+                Command::new(&python)
+                    .arg(&script)
+                    .arg("--gguf")
+                    .arg(&path)
+                    .arg("--tokens")
+                    .arg(&tokens)
+                    .args(["--steps", &steps.to_string(), "--threads", "2"]),
+            )?;
+            theirs.push(parse_side(&o, rss)?);
+            eprintln!(
+                "rep {rep}: reference done ({:.0} s)",
+                t0.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let summarise = |sides: &[Side]| -> (f64, f64, Vec<f64>) {
+        let steps: Vec<f64> = sides.iter().flat_map(|s| s.seconds[1..].to_vec()).collect();
+        let rss: Vec<f64> = sides.iter().map(|s| s.peak_rss as f64).collect();
+        (median(&steps), median(&rss), sides[0].losses.clone())
+    };
+    let (ms, mr, ml) = summarise(&ours);
+    println!(
+        "ours ({label}, seq {seq}, rank 8, all 7 projections, {backend:?}, 2 threads): {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
+        ms,
+        seq as f64 / ms,
+        mr / 1e9,
+        ml
+    );
+    let mut report = serde_json::json!({
+        "format_version": 1,
+        "benchmark": "train",
+        "model": label,
+        "backend": format!("{backend:?}").to_lowercase(),
+        "seq": seq,
+        "steps_per_process": steps,
+        "reps": reps,
+        "ours": {"seconds_per_step": ms, "tokens_per_s": seq as f64 / ms, "peak_rss_bytes": mr, "losses": ml},
+        "load_average_at_start": load_start,
+    });
+    if has_reference {
+        let (ts, tr, tl) = summarise(&theirs);
+        println!(
+            "PyTorch + PEFT: {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
+            ts,
+            seq as f64 / ts,
+            tr / 1e9,
+            tl
+        );
+        println!(
+            "ratio (ours / PyTorch): speed {:.2}, peak RSS {:.2}",
+            ts / ms,
+            mr / tr
+        );
+        report["reference"] = serde_json::json!({"seconds_per_step": ts, "tokens_per_s": seq as f64 / ts, "peak_rss_bytes": tr, "losses": tl});
+        report["speed_ratio"] = serde_json::json!(ts / ms);
+        report["rss_ratio"] = serde_json::json!(mr / tr);
+    } else {
+        println!("reference missing: `{python}` lacks torch, transformers, peft or gguf (pip install torch transformers peft gguf; pass --python)");
+    }
+    if let Some(l) = load_start {
+        if l > 0.5 {
+            println!("note: load average {l:.2} at the start: the machine was not quiet");
+        }
+    }
+    if let Some(p) = out {
+        retroformer::fsutil::write_atomic(&p, serde_json::to_string_pretty(&report)?.as_bytes())?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}

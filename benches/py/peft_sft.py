@@ -1,0 +1,44 @@
+"""Reference for `cargo bench --bench train`: one LoRA SFT configuration with PyTorch + PEFT.
+
+Loads the same GGUF through transformers (`gguf_file=`, dequantised to f32), attaches LoRA
+(rank, alpha, all seven projections, no dropout), and times AdamW steps on one sequence of
+exactly `--seq` token ids read from `--tokens` (the ids our tokenizer produced, so both sides
+train on the same tokens). Prints one JSON object: per-step seconds and the loss of each step.
+Peak RSS is measured by the caller (wait4 on this process).
+"""
+import argparse, json, os, sys, time
+
+p = argparse.ArgumentParser()
+p.add_argument("--gguf", required=True)
+p.add_argument("--tokens", required=True)
+p.add_argument("--steps", type=int, default=4)
+p.add_argument("--rank", type=int, default=8)
+p.add_argument("--alpha", type=float, default=16.0)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--lr", type=float, default=2e-4)
+a = p.parse_args()
+
+import torch
+from transformers import AutoModelForCausalLM
+from peft import LoraConfig, get_peft_model
+
+torch.set_num_threads(a.threads)
+torch.manual_seed(0)
+d, f = os.path.split(os.path.abspath(a.gguf))
+model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32)
+cfg = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=0.0,
+                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+model = get_peft_model(model, cfg)
+model.train()
+ids = torch.tensor([json.load(open(a.tokens))], dtype=torch.long)
+opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.0)
+secs, losses = [], []
+for _ in range(a.steps):
+    t = time.perf_counter()
+    out = model(input_ids=ids, labels=ids)
+    out.loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    secs.append(time.perf_counter() - t)
+    losses.append(out.loss.item())
+print(json.dumps({"torch": torch.__version__, "seq": ids.shape[1], "seconds": secs, "losses": losses}))
