@@ -16,6 +16,7 @@ extern crate alloc;
 
 pub mod deadline;
 pub mod memory;
+pub mod rng;
 pub mod trajectory;
 pub mod wire;
 

@@ -14,6 +14,7 @@ use std::cell::Cell;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use retroformer::gguf::{GgufWriter, WriteValue};
+use retroformer::rng::SplitMix64;
 
 use crate::model::{Base, PROJ_NAMES};
 use crate::TrainerError;
@@ -154,7 +155,7 @@ impl LoraConfig {
     /// as PEFT), B zero. The values depend only on `seed`.
     pub fn init(&self, base: &Base, seed: u64, device: &Device) -> Result<Adapters, TrainerError> {
         self.validate()?;
-        let mut rng = SplitMix(seed ^ 0x1f0a_5c3d_9e37_79b9);
+        let mut rng = SplitMix64::new(seed ^ 0x1f0a_5c3d_9e37_79b9);
         let blocks = base
             .blocks
             .iter()
@@ -167,7 +168,7 @@ impl LoraConfig {
                                 (blk.proj[t.index()].d_in(), blk.proj[t.index()].d_out());
                             let bound = 1.0 / (d_in as f32).sqrt();
                             let a: Vec<f32> = (0..d_in * self.rank)
-                                .map(|_| (rng.unit() * 2.0 - 1.0) * bound)
+                                .map(|_| (rng.unit_f32() * 2.0 - 1.0) * bound)
                                 .collect();
                             LinearLora {
                                 a: Param::from_tensor(Tensor::from_data(
@@ -199,12 +200,18 @@ impl LinearLora {
     pub fn delta(&self, x: Tensor<2>, cfg: &LoraConfig) -> Tensor<2> {
         let x = if cfg.training && cfg.dropout > 0.0 {
             let keep = 1.0 - cfg.dropout;
-            let mut rng = SplitMix(cfg.rng.get());
+            let mut rng = SplitMix64::new(cfg.rng.get());
             let [r, c] = x.dims();
             let mask: Vec<f32> = (0..r * c)
-                .map(|_| if rng.unit() < keep { 1.0 / keep } else { 0.0 })
+                .map(|_| {
+                    if rng.unit_f32() < keep {
+                        1.0 / keep
+                    } else {
+                        0.0
+                    }
+                })
                 .collect();
-            cfg.rng.set(rng.0);
+            cfg.rng.set(rng.state());
             let mask = Tensor::<2>::from_data(TensorData::new(mask, [r, c]), &x.device());
             x * mask
         } else {
@@ -326,22 +333,4 @@ fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// SplitMix64, for initialisation and dropout masks that depend only on the run's seed.
-pub(crate) struct SplitMix(pub(crate) u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
-    }
 }

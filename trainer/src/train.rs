@@ -202,15 +202,7 @@ pub fn load_checkpoint(
 pub fn example_at(seed: u64, n: usize, k: u64) -> usize {
     let epoch = k / n as u64;
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut state = seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for i in (1..n).rev() {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        idx.swap(i, (z % (i as u64 + 1)) as usize);
-    }
+    retroformer::rng::shuffle(&mut idx, seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     idx[(k % n as u64) as usize]
 }
 

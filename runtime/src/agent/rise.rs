@@ -695,22 +695,7 @@ pub fn to_dataset(
     Ok(out)
 }
 
-/// Fisher-Yates with SplitMix64: the same order for the same seed on every platform and
-/// version (no dependency on a library's generator).
-pub fn shuffle<T>(v: &mut [T], seed: u64) {
-    let mut state = seed;
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    for i in (1..v.len()).rev() {
-        let j = (next() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-}
+pub use crate::rng::shuffle;
 
 /// Write samples as JSONL, atomically.
 pub fn write_dataset(path: &Path, samples: &[TrainingSample]) -> Result<(), RiseError> {

@@ -3,6 +3,7 @@
 //! realism.
 
 use super::writer::{GgufWriter, WriteValue};
+use crate::rng::SplitMix64;
 
 /// The shape of a tiny model.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,18 +130,20 @@ impl TinyModel {
             .kv("tokenizer.ggml.unknown_token_id", WriteValue::U32(0))
             .kv("tokenizer.ggml.bos_token_id", WriteValue::U32(1))
             .kv("tokenizer.ggml.eos_token_id", WriteValue::U32(2));
-        let mut rng = SplitMix(self.seed);
+        let mut rng = SplitMix64::new(self.seed);
         let mut mat = |w: &mut GgufWriter, name: &str, dims: [u64; 2]| {
             let scale = 1.0 / (dims[0] as f32).sqrt();
             let data: Vec<f32> = (0..dims[0] * dims[1])
-                .map(|_| rng.uniform() * scale)
+                .map(|_| (rng.unit_f32() * 2.0 - 1.0) * scale)
                 .collect();
             w.tensor_f32(name, &dims, &data);
         };
         mat(&mut w, "token_embd.weight", [e, v]);
-        let mut rng2 = SplitMix(self.seed ^ 0x9e37_79b9);
+        let mut rng2 = SplitMix64::new(self.seed ^ 0x9e37_79b9);
         let mut vec = |w: &mut GgufWriter, name: &str, n: u64, center: f32, spread: f32| {
-            let data: Vec<f32> = (0..n).map(|_| center + spread * rng2.uniform()).collect();
+            let data: Vec<f32> = (0..n)
+                .map(|_| center + spread * (rng2.unit_f32() * 2.0 - 1.0))
+                .collect();
             w.tensor_f32(name, &[n], &data);
         };
         for l in 0..self.layers {
@@ -168,24 +171,6 @@ impl TinyModel {
             mat(&mut w, "output.weight", [e, v]);
         }
         w
-    }
-}
-
-/// SplitMix64: a tiny, seedable generator (no dependency for test weights).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
 

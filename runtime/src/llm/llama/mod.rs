@@ -276,6 +276,29 @@ unsafe impl Send for AdapterInner {}
 // SAFETY: as above.
 unsafe impl Sync for AdapterInner {}
 
+/// The llama.cpp adapter behind `h`, checked to belong to `model`, with a finite `scale`.
+pub(crate) fn resolve_adapter(
+    model: &Arc<ModelInner>,
+    h: &AdapterHandle,
+    scale: f32,
+) -> Result<Arc<AdapterInner>, LlmError> {
+    if !scale.is_finite() {
+        return Err(LlmError::InvalidParam {
+            field: "adapter_scale",
+            message: format!("{scale} is not finite"),
+        });
+    }
+    let inner = h
+        .inner
+        .clone()
+        .downcast::<AdapterInner>()
+        .map_err(|_| LlmError::ForeignAdapter(h.path.display().to_string()))?;
+    if !inner.belongs_to(model) {
+        return Err(LlmError::ForeignAdapter(h.path.display().to_string()));
+    }
+    Ok(inner)
+}
+
 impl AdapterInner {
     pub(crate) fn raw(&self) -> *mut sys::llama_adapter_lora {
         self.ptr.as_ptr()

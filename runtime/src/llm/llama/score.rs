@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 use llama_cpp_sys_2 as sys;
 
 use super::super::{AdapterHandle, LlmError, Token};
-use super::{decode, AdapterInner, LlamaModel};
+use super::{decode, LlamaModel};
 
 /// Longest sequence [`LlamaModel::logits`] scores in one call.
 pub const MAX_SCORE_TOKENS: usize = 8192;
@@ -67,23 +67,7 @@ impl LlamaModel {
         }
         let adapter = match adapter {
             None => None,
-            Some((h, scale)) => {
-                if !scale.is_finite() {
-                    return Err(LlmError::InvalidParam {
-                        field: "adapter_scale",
-                        message: format!("{scale} is not finite"),
-                    });
-                }
-                let inner = h
-                    .inner
-                    .clone()
-                    .downcast::<AdapterInner>()
-                    .map_err(|_| LlmError::ForeignAdapter(h.path.display().to_string()))?;
-                if !inner.belongs_to(&self.inner) {
-                    return Err(LlmError::ForeignAdapter(h.path.display().to_string()));
-                }
-                Some((inner, scale))
-            }
+            Some((h, scale)) => Some((super::resolve_adapter(&self.inner, h, scale)?, scale)),
         };
         let n_ctx = (n as u32).next_multiple_of(256);
         // SAFETY: plain struct of defaults.

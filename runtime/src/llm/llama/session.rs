@@ -155,21 +155,7 @@ impl Session for LlamaSession {
         let adapter = match adapter {
             None => None,
             Some((h, scale)) => {
-                if !scale.is_finite() {
-                    return Err(LlmError::InvalidParam {
-                        field: "adapter_scale",
-                        message: format!("{scale} is not finite"),
-                    });
-                }
-                let inner = h
-                    .inner
-                    .clone()
-                    .downcast::<AdapterInner>()
-                    .map_err(|_| LlmError::ForeignAdapter(h.path.display().to_string()))?;
-                if !inner.belongs_to(&self.model) {
-                    return Err(LlmError::ForeignAdapter(h.path.display().to_string()));
-                }
-                Some((inner, h.id, scale))
+                Some((super::resolve_adapter(&self.model, &h, scale)?, h.id, scale))
             }
         };
         let (reply, rx) = mpsc::channel();
