@@ -21,6 +21,8 @@ pub mod trajectory;
 pub mod wire;
 
 #[cfg(feature = "std")]
+pub mod adapters;
+#[cfg(feature = "std")]
 pub mod agent;
 #[cfg(feature = "std")]
 pub mod env;

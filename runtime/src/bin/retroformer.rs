@@ -66,6 +66,9 @@ enum Command {
     /// Run Python through the sandbox that runs generated code, or check its layers here.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+    /// The adapter store of a base model: install, activate, roll back.
+    #[command(subcommand)]
+    Adapters(AdaptersCommand),
     /// List the hardware profiles and the devices this build can use.
     Targets {
         /// Print JSON.
@@ -462,6 +465,44 @@ struct RolloutArgs {
 }
 
 #[derive(Subcommand)]
+enum AdaptersCommand {
+    /// The installed adapters of a base model (the active one marked).
+    List {
+        /// Base model (manifest name or GGUF path).
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        base: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate an adapter against the base model and install it (not activated).
+    Install {
+        /// The adapter file.
+        file: PathBuf,
+        /// Base model.
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        base: String,
+        /// Activate it once installed.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make an installed adapter the active one.
+    Activate {
+        /// Its id (from `adapters list`).
+        id: String,
+        /// Base model.
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        base: String,
+    },
+    /// Go back to the adapter that was active before.
+    Rollback {
+        /// Base model.
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        base: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum DatasetCommand {
     /// RISE training samples from a rollouts folder (reward-weighted, loss on the last turn).
     Rise {
@@ -720,6 +761,7 @@ fn run(cli: Cli) -> Result<()> {
         }) => dataset_rise(&criteria, tau, seed, &input, &out),
         Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Sandbox(c) => sandbox_cmd(c),
+        Command::Adapters(c) => adapters_cmd(c),
         Command::Play(PlayCommand::Household { seed, task_type }) => {
             play_household(seed, &task_type)
         }
@@ -1968,4 +2010,97 @@ fn eval_plot(runs: &[PathBuf], out: &Path, title: &str) -> Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// The store of `base` and its validated header.
+fn adapter_store(
+    base: &str,
+) -> Result<(retroformer::adapters::AdapterStore, PathBuf, gguf::GgufFile)> {
+    let (path, manifest) = resolve(base, false)?;
+    let sha = match manifest {
+        Some(m) => m.sha256,
+        None => fetch::sha256_file(&path, false)?,
+    };
+    let header = retroformer::gguf::validate_file(&path)?;
+    let store = retroformer::adapters::AdapterStore::for_base(&home_dir(), &sha)?;
+    Ok((store, path, header))
+}
+
+fn adapters_cmd(c: AdaptersCommand) -> Result<()> {
+    match c {
+        AdaptersCommand::List { base, json } => {
+            let (store, _, _) = adapter_store(&base)?;
+            let active = store.active()?.map(|m| m.id);
+            let all = store.list()?;
+            if json {
+                let adapters: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|m| {
+                        let mut v = serde_json::to_value(m).expect("manifest serialises");
+                        v["path"] = store.adapter_path(&m.id).display().to_string().into();
+                        v
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"format_version": 1, "active": active, "adapters": adapters})
+                );
+                return Ok(());
+            }
+            if all.is_empty() {
+                println!(
+                    "no adapters installed for {base} ({})",
+                    store.root().display()
+                );
+            }
+            for m in all {
+                let mark = if active.as_deref() == Some(m.id.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
+                let metrics: Vec<String> = m
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v:.3}"))
+                    .collect();
+                println!(
+                    "{mark} {}  {:<6} rank {:<3} step {:<6} {}  {}",
+                    m.id,
+                    m.objective,
+                    m.rank,
+                    m.step,
+                    m.source,
+                    metrics.join(" ")
+                );
+            }
+            Ok(())
+        }
+        AdaptersCommand::Install {
+            file,
+            base,
+            activate,
+        } => {
+            let (store, path, header) = adapter_store(&base)?;
+            let m = store.install(&file, &header, &path.display().to_string())?;
+            println!("installed {} ({})", m.id, file.display());
+            if activate {
+                store.activate(&m.id)?;
+                println!("active: {}", m.id);
+            }
+            Ok(())
+        }
+        AdaptersCommand::Activate { id, base } => {
+            let (store, _, _) = adapter_store(&base)?;
+            store.activate(&id)?;
+            println!("active: {id}");
+            Ok(())
+        }
+        AdaptersCommand::Rollback { base } => {
+            let (store, _, _) = adapter_store(&base)?;
+            let id = store.rollback()?;
+            println!("active: {id}");
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,653 @@
+//! The on-device adapter store: versioned LoRA adapters of one base model, with atomic
+//! activation, rollback and a canary.
+//!
+//! Layout of a store (one per base model, under `$RETROFORMER_HOME/adapters/<base sha256[..16]>`):
+//!
+//! ```text
+//! state.json                 {"format_version": 1, "active": ID or null, "history": [ID, ...]}
+//! versions/ID/adapter.gguf   the adapter, byte for byte as installed
+//! versions/ID/manifest.json  its manifest (sha256, base sha256, objective, data hash, metrics)
+//! ```
+//!
+//! `ID` is the first 16 hex digits of the adapter's sha256, so installing the same file twice is
+//! a no-op. Every write is atomic: a version folder is built under a temporary name and renamed
+//! into place, and `state.json` is replaced with [`crate::fsutil::write_atomic`], so a kill at any
+//! moment leaves the previously active adapter active and the store readable. Leftover
+//! temporary folders are ignored (and removed by the next install).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::gguf::{self, AdapterError, GgufFile};
+
+/// Version of `state.json` and `manifest.json`.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+
+/// Errors of the adapter store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file of the store could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The adapter failed validation against the base model.
+    #[error(transparent)]
+    Invalid(#[from] AdapterError),
+    /// The adapter records that it was trained on another base model.
+    #[error("{path}: adapter was trained on base {found}, not on this base ({expected})")]
+    WrongBase {
+        /// The adapter file.
+        path: PathBuf,
+        /// This store's base sha256.
+        expected: String,
+        /// The adapter's `retroformer.base_sha256`.
+        found: String,
+    },
+    /// No installed adapter has this id.
+    #[error("no adapter '{id}' in the store (installed: {known})")]
+    UnknownId {
+        /// The id asked for.
+        id: String,
+        /// The ids installed.
+        known: String,
+    },
+    /// The canary's evaluation failed (nothing was activated).
+    #[error("canary evaluation failed: {0}")]
+    Eval(String),
+    /// Rollback with no earlier adapter.
+    #[error("nothing to roll back to: no adapter was active before the current one")]
+    NothingToRollBack,
+    /// A store file is unreadable or of another format version.
+    #[error("{path}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Crash injection for tests: when `RETROFORMER_FAILPOINT` names this point, the process aborts
+/// here (no destructors, no cleanup), as a kill -9 at this moment would leave it.
+fn failpoint(name: &str) {
+    if std::env::var("RETROFORMER_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What the store knows of one installed adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterManifest {
+    /// [`STORE_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// First 16 hex digits of `sha256`.
+    pub id: String,
+    /// sha256 of the adapter file.
+    pub sha256: String,
+    /// sha256 of the base model this store belongs to.
+    pub base_sha256: String,
+    /// `retroformer.objective` of the adapter (empty when absent).
+    pub objective: String,
+    /// `retroformer.data_sha256` (empty when absent).
+    pub data_sha256: String,
+    /// `retroformer.step` (0 when absent).
+    pub step: u64,
+    /// LoRA rank (from the first `lora_a`).
+    pub rank: u64,
+    /// `adapter.lora.alpha`.
+    pub alpha: f64,
+    /// Where the adapter was installed from.
+    pub source: String,
+    /// Seconds since the Unix epoch at installation.
+    pub installed_at: u64,
+    /// Measurements attached later (the canary's scores, for one).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct State {
+    format_version: u32,
+    active: Option<String>,
+    /// Earlier active ids, the most recent last.
+    history: Vec<String>,
+}
+
+/// The result of a canary evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryReport {
+    /// The candidate.
+    pub candidate: String,
+    /// The adapter it was compared with (`None`: the base model alone).
+    pub incumbent: Option<String>,
+    /// The candidate's score.
+    pub candidate_score: f64,
+    /// The incumbent's score.
+    pub incumbent_score: f64,
+    /// How much worse the candidate may be and still be promoted.
+    pub margin: f64,
+    /// Whether the candidate is now active.
+    pub promoted: bool,
+}
+
+/// A store of adapters for one base model.
+#[derive(Debug, Clone)]
+pub struct AdapterStore {
+    root: PathBuf,
+    base_sha256: String,
+}
+
+impl AdapterStore {
+    /// The store of the base model with sha256 `base_sha256` under `home`.
+    pub fn for_base(home: &Path, base_sha256: &str) -> Result<Self, StoreError> {
+        let short = &base_sha256[..base_sha256.len().min(16)];
+        Self::open(&home.join("adapters").join(short), base_sha256)
+    }
+
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: &Path, base_sha256: &str) -> Result<Self, StoreError> {
+        let versions = root.join("versions");
+        std::fs::create_dir_all(&versions).map_err(|e| io(&versions, e))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            base_sha256: base_sha256.to_string(),
+        })
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    fn version_dir(&self, id: &str) -> PathBuf {
+        self.root.join("versions").join(id)
+    }
+
+    /// The adapter file of `id`.
+    pub fn adapter_path(&self, id: &str) -> PathBuf {
+        self.version_dir(id).join("adapter.gguf")
+    }
+
+    fn read_state(&self) -> Result<State, StoreError> {
+        let p = self.state_path();
+        match std::fs::read(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+                format_version: STORE_FORMAT_VERSION,
+                ..State::default()
+            }),
+            Err(e) => Err(io(&p, e)),
+            Ok(bytes) => {
+                let s: State = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                })?;
+                if s.format_version != STORE_FORMAT_VERSION {
+                    return Err(StoreError::Corrupt {
+                        path: p,
+                        reason: format!(
+                            "format version {} (this build reads {STORE_FORMAT_VERSION})",
+                            s.format_version
+                        ),
+                    });
+                }
+                Ok(s)
+            }
+        }
+    }
+
+    fn write_state(&self, s: &State) -> Result<(), StoreError> {
+        let p = self.state_path();
+        let bytes = serde_json::to_vec_pretty(s).expect("state serialises");
+        crate::fsutil::write_atomic(&p, &bytes).map_err(|e| io(&p, e))
+    }
+
+    /// Validates `file` against the base model (`base`, the validated header of the file with
+    /// sha256 `base_sha256` given at open) and installs it. Nothing is activated.
+    pub fn install(
+        &self,
+        file: &Path,
+        base: &GgufFile,
+        base_name: &str,
+    ) -> Result<AdapterManifest, StoreError> {
+        let header = gguf::validate_file(file).map_err(AdapterError::from)?;
+        gguf::check_adapter(&header, file, base, base_name)?;
+        let recorded = header.get_str("retroformer.base_sha256").unwrap_or("");
+        if !recorded.is_empty() && recorded != self.base_sha256 {
+            return Err(StoreError::WrongBase {
+                path: file.to_path_buf(),
+                expected: self.base_sha256.clone(),
+                found: recorded.to_string(),
+            });
+        }
+        let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
+        let sha256 = {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(&bytes))
+        };
+        let id = sha256[..16].to_string();
+        if let Ok(m) = self.manifest(&id) {
+            return Ok(m);
+        }
+        let manifest = AdapterManifest {
+            format_version: STORE_FORMAT_VERSION,
+            id: id.clone(),
+            sha256,
+            base_sha256: self.base_sha256.clone(),
+            objective: header
+                .get_str("retroformer.objective")
+                .unwrap_or("")
+                .to_string(),
+            data_sha256: header
+                .get_str("retroformer.data_sha256")
+                .unwrap_or("")
+                .to_string(),
+            step: header.get_u64("retroformer.step").unwrap_or(0),
+            rank: header
+                .tensors
+                .iter()
+                .find(|t| t.name.ends_with(".lora_a"))
+                .and_then(|t| t.dims.get(1).copied())
+                .unwrap_or(0),
+            alpha: header.get_f64("adapter.lora.alpha").unwrap_or(0.0),
+            source: file.display().to_string(),
+            installed_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            metrics: BTreeMap::new(),
+        };
+        let versions = self.root.join("versions");
+        self.remove_leftovers();
+        let tmp = versions.join(format!(".tmp-{id}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+        let put = |name: &str, data: &[u8]| {
+            let p = tmp.join(name);
+            crate::fsutil::write_atomic(&p, data).map_err(|e| io(&p, e))
+        };
+        put("adapter.gguf", &bytes)?;
+        put(
+            "manifest.json",
+            &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
+        )?;
+        failpoint("install-before-rename");
+        let dest = self.version_dir(&id);
+        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        crate::fsutil::sync_dir(&versions).map_err(|e| io(&versions, e))?;
+        failpoint("install-after-rename");
+        tracing::info!(id = %id, source = %file.display(), "adapter installed");
+        Ok(manifest)
+    }
+
+    fn remove_leftovers(&self) {
+        let versions = self.root.join("versions");
+        if let Ok(entries) = std::fs::read_dir(&versions) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+    }
+
+    /// The manifest of `id`.
+    pub fn manifest(&self, id: &str) -> Result<AdapterManifest, StoreError> {
+        let p = self.version_dir(id).join("manifest.json");
+        let bytes = std::fs::read(&p).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                StoreError::UnknownId {
+                    id: id.to_string(),
+                    known: self.ids().join(", "),
+                }
+            } else {
+                io(&p, e)
+            }
+        })?;
+        let m: AdapterManifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: p.clone(),
+                reason: e.to_string(),
+            })?;
+        if m.format_version != STORE_FORMAT_VERSION {
+            return Err(StoreError::Corrupt {
+                path: p,
+                reason: format!("format version {}", m.format_version),
+            });
+        }
+        Ok(m)
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.root.join("versions"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// Every installed adapter, oldest installation first.
+    pub fn list(&self) -> Result<Vec<AdapterManifest>, StoreError> {
+        let mut all = self
+            .ids()
+            .iter()
+            .map(|id| self.manifest(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        all.sort_by(|a, b| (a.installed_at, &a.id).cmp(&(b.installed_at, &b.id)));
+        Ok(all)
+    }
+
+    /// The active adapter, if any.
+    pub fn active(&self) -> Result<Option<AdapterManifest>, StoreError> {
+        match self.read_state()?.active {
+            Some(id) => Ok(Some(self.manifest(&id)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes `id` the active adapter (the previous one goes on the history).
+    pub fn activate(&self, id: &str) -> Result<(), StoreError> {
+        self.manifest(id)?;
+        let mut s = self.read_state()?;
+        if s.active.as_deref() == Some(id) {
+            return Ok(());
+        }
+        if let Some(prev) = s.active.take() {
+            s.history.push(prev);
+        }
+        s.active = Some(id.to_string());
+        s.format_version = STORE_FORMAT_VERSION;
+        failpoint("activate-before-state");
+        self.write_state(&s)
+    }
+
+    /// Goes back to the adapter that was active before the current one; returns it.
+    pub fn rollback(&self) -> Result<String, StoreError> {
+        let mut s = self.read_state()?;
+        let prev = s.history.pop().ok_or(StoreError::NothingToRollBack)?;
+        s.active = Some(prev.clone());
+        s.format_version = STORE_FORMAT_VERSION;
+        self.write_state(&s)?;
+        Ok(prev)
+    }
+
+    /// Deactivates every adapter (the base model alone), keeping the current one on the history.
+    pub fn deactivate(&self) -> Result<(), StoreError> {
+        let mut s = self.read_state()?;
+        if let Some(prev) = s.active.take() {
+            s.history.push(prev);
+        }
+        s.format_version = STORE_FORMAT_VERSION;
+        self.write_state(&s)
+    }
+
+    /// Records measurements in `id`'s manifest.
+    pub fn record_metrics(&self, id: &str, metrics: &[(&str, f64)]) -> Result<(), StoreError> {
+        let mut m = self.manifest(id)?;
+        for (k, v) in metrics {
+            m.metrics.insert((*k).to_string(), *v);
+        }
+        let p = self.version_dir(id).join("manifest.json");
+        crate::fsutil::write_atomic(&p, &serde_json::to_vec_pretty(&m).expect("serialises"))
+            .map_err(|e| io(&p, e))
+    }
+
+    /// The canary: scores the active adapter (or the base alone) and `candidate` with `eval`
+    /// (higher is better; `eval` gets the adapter file, `None` for the base alone), and
+    /// activates the candidate only if its score is at least the incumbent's minus `margin`.
+    /// Otherwise the incumbent stays active. Both scores go into the candidate's manifest.
+    pub fn canary(
+        &self,
+        candidate: &str,
+        margin: f64,
+        eval: &mut dyn FnMut(Option<&Path>) -> Result<f64, String>,
+    ) -> Result<CanaryReport, StoreError> {
+        self.manifest(candidate)?;
+        let incumbent = self.active()?.map(|m| m.id);
+        let inc_path = incumbent.as_deref().map(|id| self.adapter_path(id));
+        let incumbent_score = eval(inc_path.as_deref()).map_err(StoreError::Eval)?;
+        let cand_path = self.adapter_path(candidate);
+        let candidate_score = eval(Some(&cand_path)).map_err(StoreError::Eval)?;
+        if !(candidate_score.is_finite() && incumbent_score.is_finite()) {
+            return Err(StoreError::Eval(format!(
+                "scores must be finite (candidate {candidate_score}, incumbent {incumbent_score})"
+            )));
+        }
+        let promoted = candidate_score >= incumbent_score - margin;
+        self.record_metrics(
+            candidate,
+            &[
+                ("canary_score", candidate_score),
+                ("canary_incumbent_score", incumbent_score),
+                ("canary_promoted", f64::from(u8::from(promoted))),
+            ],
+        )?;
+        if promoted {
+            self.activate(candidate)?;
+        }
+        tracing::info!(
+            candidate,
+            candidate_score,
+            incumbent_score,
+            promoted,
+            "canary"
+        );
+        Ok(CanaryReport {
+            candidate: candidate.to_string(),
+            incumbent,
+            candidate_score,
+            incumbent_score,
+            margin,
+            promoted,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::{GgufWriter, TinyModel, WriteValue};
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        base: GgufFile,
+        store: AdapterStore,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = TinyModel::llama().writer().to_bytes();
+        let base = gguf::validate_bytes(&bytes).unwrap();
+        let store =
+            AdapterStore::open(&dir.path().join("store"), "ab".repeat(32).as_str()).unwrap();
+        Fixture { dir, base, store }
+    }
+
+    /// A valid rank-2 adapter on blk.0.attn_q of the tiny llama, distinguished by `fill`.
+    fn adapter(f: &Fixture, name: &str, fill: f32, base_sha: Option<&str>) -> PathBuf {
+        let mut w = GgufWriter::lora_adapter("llama", 4.0);
+        if let Some(s) = base_sha {
+            w.kv("retroformer.base_sha256", s);
+        }
+        w.kv("retroformer.objective", "sft")
+            .kv("retroformer.step", WriteValue::U64(7))
+            .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[fill; 128])
+            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[fill; 128]);
+        let p = f.dir.path().join(name);
+        w.write(&p).unwrap();
+        p
+    }
+
+    #[test]
+    fn install_activate_and_roll_back() {
+        let f = fixture();
+        let a = f
+            .store
+            .install(
+                &adapter(&f, "a.gguf", 0.1, Some(&"ab".repeat(32))),
+                &f.base,
+                "tiny",
+            )
+            .unwrap();
+        assert_eq!((a.rank, a.step, a.objective.as_str()), (2, 7, "sft"));
+        assert_eq!(a.id.len(), 16);
+        // The same file again is the same version.
+        let again = f
+            .store
+            .install(
+                &adapter(&f, "a2.gguf", 0.1, Some(&"ab".repeat(32))),
+                &f.base,
+                "tiny",
+            )
+            .unwrap();
+        assert_eq!(again.id, a.id);
+        let b = f
+            .store
+            .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny")
+            .unwrap();
+        assert_eq!(f.store.list().unwrap().len(), 2);
+        assert!(f.store.active().unwrap().is_none());
+        f.store.activate(&a.id).unwrap();
+        f.store.activate(&b.id).unwrap();
+        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
+        assert_eq!(f.store.rollback().unwrap(), a.id);
+        assert_eq!(f.store.active().unwrap().unwrap().id, a.id);
+        assert!(matches!(
+            f.store.rollback(),
+            Err(StoreError::NothingToRollBack)
+        ));
+        assert!(matches!(
+            f.store.activate("nope"),
+            Err(StoreError::UnknownId { .. })
+        ));
+        assert_eq!(
+            std::fs::read(f.store.adapter_path(&b.id)).unwrap(),
+            std::fs::read(f.dir.path().join("b.gguf")).unwrap()
+        );
+    }
+
+    #[test]
+    fn install_rejects_a_corrupt_adapter_another_base_and_wrong_shapes() {
+        let f = fixture();
+        let good = adapter(&f, "good.gguf", 0.1, None);
+        let bytes = std::fs::read(&good).unwrap();
+        let corrupt = f.dir.path().join("corrupt.gguf");
+        std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(
+            f.store.install(&corrupt, &f.base, "tiny"),
+            Err(StoreError::Invalid(_))
+        ));
+        let other = adapter(&f, "other.gguf", 0.1, Some(&"cd".repeat(32)));
+        let err = f.store.install(&other, &f.base, "tiny").unwrap_err();
+        assert!(matches!(err, StoreError::WrongBase { .. }), "{err}");
+        let mut w = GgufWriter::lora_adapter("llama", 4.0);
+        w.tensor_f32("blk.0.attn_q.weight.lora_a", &[32, 2], &[0.0; 64])
+            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.0; 128]);
+        let shapes = f.dir.path().join("shapes.gguf");
+        w.write(&shapes).unwrap();
+        assert!(matches!(
+            f.store.install(&shapes, &f.base, "tiny"),
+            Err(StoreError::Invalid(AdapterError::Mismatch { .. }))
+        ));
+        let mut w = GgufWriter::lora_adapter("qwen2", 4.0);
+        w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[0.0; 128])
+            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.0; 128]);
+        let arch = f.dir.path().join("arch.gguf");
+        w.write(&arch).unwrap();
+        assert!(f.store.install(&arch, &f.base, "tiny").is_err());
+        assert!(
+            f.store.list().unwrap().is_empty(),
+            "nothing may be installed"
+        );
+    }
+
+    #[test]
+    fn a_leftover_temporary_folder_is_ignored_and_cleaned_up() {
+        let f = fixture();
+        let tmp = f.store.root().join("versions").join(".tmp-deadbeef-1");
+        std::fs::create_dir_all(&tmp).unwrap();
+        std::fs::write(tmp.join("adapter.gguf"), b"half").unwrap();
+        assert!(f.store.list().unwrap().is_empty());
+        f.store
+            .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny")
+            .unwrap();
+        assert!(!tmp.exists());
+        assert_eq!(f.store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_canary_promotes_a_better_adapter_and_keeps_the_incumbent_over_a_worse_one() {
+        let f = fixture();
+        let a = f
+            .store
+            .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny")
+            .unwrap();
+        let b = f
+            .store
+            .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny")
+            .unwrap();
+        let c = f
+            .store
+            .install(&adapter(&f, "c.gguf", 0.3, None), &f.base, "tiny")
+            .unwrap();
+        let score = |p: Option<&Path>| -> Result<f64, String> {
+            let name = p.map(|p| {
+                p.parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            });
+            Ok(match name {
+                None => 0.30,
+                Some(id) if id == a.id => 0.40,
+                Some(id) if id == b.id => 0.38,
+                Some(_) => 0.20,
+            })
+        };
+        let r = f.store.canary(&a.id, 0.0, &mut |p| score(p)).unwrap();
+        assert!(r.promoted && r.incumbent.is_none());
+        assert_eq!(f.store.active().unwrap().unwrap().id, a.id);
+        // 0.38 is within a margin of 0.05 of 0.40: promoted.
+        let r = f.store.canary(&b.id, 0.05, &mut |p| score(p)).unwrap();
+        assert!(r.promoted, "{r:?}");
+        // 0.20 is far below 0.38: rejected, b stays active.
+        let r = f.store.canary(&c.id, 0.05, &mut |p| score(p)).unwrap();
+        assert!(!r.promoted);
+        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
+        let m = f.store.manifest(&c.id).unwrap();
+        assert_eq!(m.metrics["canary_promoted"], 0.0);
+        assert!((m.metrics["canary_score"] - 0.20).abs() < 1e-12);
+        // A failing evaluation activates nothing.
+        let err = f
+            .store
+            .canary(&c.id, 1.0, &mut |_| Err("model crashed".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("model crashed"));
+        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
+    }
+}
