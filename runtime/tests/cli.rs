@@ -615,3 +615,49 @@ fn the_demo_runs_household_reflexion_end_to_end_with_a_live_view() {
     assert!(stderr.contains("\n> "), "{stderr}");
     assert!(stderr.contains("[trial 1 put-"), "{stderr}");
 }
+
+#[test]
+fn the_reflector_runs_with_its_own_adapter_and_the_run_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let adapter = dir.path().join("refl.gguf");
+    let mut w = retroformer::gguf::GgufWriter::lora_adapter("llama", 2.0);
+    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.01; 1152])
+        .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.01; 1152]);
+    w.write(&adapter).unwrap();
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl");
+    let out = dir.path().join("run");
+    let args = |adapter: &str| {
+        vec![
+            "eval".to_string(),
+            "hotpotqa".into(),
+            "--limit".into(),
+            "1".into(),
+            "--trials".into(),
+            "2".into(),
+            "--max-steps".into(),
+            "2".into(),
+            "--threads".into(),
+            "1".into(),
+            "--data".into(),
+            data.to_str().unwrap().into(),
+            "--reflector-adapter".into(),
+            adapter.into(),
+            "--out".into(),
+            out.to_str().unwrap().into(),
+        ]
+    };
+    let a: Vec<String> = args(adapter.to_str().unwrap());
+    let o = cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("reflector adapter"));
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["reflector_adapter"], adapter.to_str().unwrap());
+
+    let missing = dir.path().join("missing.gguf");
+    let _ = std::fs::remove_dir_all(&out);
+    let a: Vec<String> = args(missing.to_str().unwrap());
+    let o = cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_clean_failure(&o, &["--reflector-adapter", "missing.gguf"]);
+}

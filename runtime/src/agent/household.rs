@@ -478,6 +478,7 @@ mod tests {
             last_attempt_tokens: 0,
             actor: "scripted".into(),
             reflector: "actor".into(),
+            reflector_adapter: None,
         };
         let dir = tempfile::tempdir().unwrap();
         let tasks = HouseholdAgent::tasks(&specs);

@@ -52,6 +52,9 @@ pub struct RunConfig {
     pub actor: String,
     /// Reflector model name (for the record).
     pub reflector: String,
+    /// The reflector's LoRA adapter (a file, or `active` for the store's active one), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflector_adapter: Option<String>,
 }
 
 fn default_agent() -> String {

@@ -328,6 +328,11 @@ struct HotpotArgs {
     /// Reflector model, or `actor` to reflect with the actor itself.
     #[arg(long, default_value = "actor")]
     reflector: String,
+    /// A LoRA adapter for the reflector (the learned retrospective model): a GGUF file, or
+    /// `active` for the active adapter of the reflector's store (`retroformer adapters`). The
+    /// actor's session never uses it.
+    #[arg(long)]
+    reflector_adapter: Option<String>,
     /// Reflections kept per task.
     #[arg(long, default_value_t = 3)]
     memory: usize,
@@ -1053,6 +1058,7 @@ fn demo(profile: &TargetProfile, a: &DemoArgs, verbose: bool) -> Result<()> {
         last_attempt_tokens: 0,
         actor: a.model.clone(),
         reflector: "actor".into(),
+        reflector_adapter: None,
     };
     let tasks = HouseholdAgent::tasks(&specs);
     eprintln!(
@@ -1340,6 +1346,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
                 last_attempt_tokens: 1600,
                 actor: a.actor.clone(),
                 reflector: a.reflector.clone(),
+                reflector_adapter: a.reflector_adapter.clone(),
             };
             (dir.clone(), cfg)
         }
@@ -1365,14 +1372,38 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     let actor_args = model_args(&cfg.actor);
     let actor = load(profile, &actor_args)?;
     let mut session = open_session(&actor, &actor_args)?;
-    let reflector_model;
-    let reflector_session = if cfg.reflector == "actor" {
-        open_session(&actor, &actor_args)?
+    let (reflector_model, r_args) = if cfg.reflector == "actor" {
+        (None, actor_args.clone())
     } else {
         let r_args = model_args(&cfg.reflector);
-        reflector_model = load(profile, &r_args)?;
-        open_session(&reflector_model, &r_args)?
+        (Some(load(profile, &r_args)?), r_args)
     };
+    let r_model = reflector_model.as_ref().unwrap_or(&actor);
+    let mut reflector_session = open_session(r_model, &r_args)?;
+    if let Some(spec) = &cfg.reflector_adapter {
+        let path = if spec == "active" {
+            let name = if cfg.reflector == "actor" {
+                &cfg.actor
+            } else {
+                &cfg.reflector
+            };
+            let (store, _, _) = adapter_store(name)?;
+            let m = store.active()?.with_context(|| {
+                format!(
+                    "--reflector-adapter active: no adapter is active in {}",
+                    store.root().display()
+                )
+            })?;
+            store.adapter_path(&m.id)
+        } else {
+            PathBuf::from(spec)
+        };
+        let handle = r_model
+            .load_adapter(&path)
+            .with_context(|| format!("--reflector-adapter {}", path.display()))?;
+        reflector_session.set_adapter(Some((handle, 1.0)))?;
+        eprintln!("[retroformer] reflector adapter: {}", path.display());
+    }
     let mut reflector = LlmReflector::new(reflector_session, 160);
     eprintln!(
         "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
@@ -1568,6 +1599,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         last_attempt_tokens: 0,
         actor: a.actor.clone(),
         reflector: a.reflector.clone(),
+        reflector_adapter: None,
     };
     let household_cfg = HouseholdConfig {
         max_steps: a.max_steps,

@@ -31,6 +31,7 @@ fn cfg(trials: u32) -> RunConfig {
         last_attempt_tokens: 1600,
         actor: "scripted".into(),
         reflector: "scripted".into(),
+        reflector_adapter: None,
     }
 }
 
