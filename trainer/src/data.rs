@@ -140,6 +140,27 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
     Ok(out)
 }
 
+/// The examples whose reward is at least `min` (the Retroformer SFT set: reflections whose
+/// rating G_{i+1} - G_i reached the threshold). Errors when none is left, naming the threshold.
+pub fn with_min_reward(
+    examples: Vec<Example>,
+    min: f64,
+    path: &Path,
+) -> Result<Vec<Example>, TrainerError> {
+    let n = examples.len();
+    let kept: Vec<Example> = examples.into_iter().filter(|e| e.reward >= min).collect();
+    if kept.is_empty() {
+        return Err(TrainerError::Data {
+            path: path.display().to_string(),
+            line: 0,
+            reason: format!(
+                "none of the {n} examples has a reward of at least {min} (--min-reward)"
+            ),
+        });
+    }
+    Ok(kept)
+}
+
 /// A tokenised example: the loss falls on `tokens[prompt_len..]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tokenized {
@@ -232,6 +253,23 @@ mod tests {
         assert_eq!(ex[2].response, "A</assistant>\n");
         assert_eq!(ex[2].weight, 2.5);
         assert!(ex[2].parse_special);
+    }
+
+    #[test]
+    fn the_sft_set_keeps_the_reflections_rated_at_or_above_the_threshold() {
+        let (_d, p) = file(&[
+            r#"{"prompt": "x1", "reflection": "y1", "rating": 1.0}"#,
+            r#"{"prompt": "x2", "reflection": "y2", "rating": 0.0}"#,
+            r#"{"prompt": "x3", "reflection": "y3", "rating": -1.0}"#,
+            r#"{"prompt": "x4", "reflection": "y4", "rating": 0.5}"#,
+        ]);
+        let all = read_examples(&p, &ScriptedModel::new(Vec::<String>::new())).unwrap();
+        let kept = with_min_reward(all.clone(), 0.5, &p).unwrap();
+        let prompts: Vec<&str> = kept.iter().map(|e| e.prompt.as_str()).collect();
+        assert_eq!(prompts, ["x1", "x4"]);
+        assert_eq!(with_min_reward(all.clone(), -1.0, &p).unwrap().len(), 4);
+        let err = with_min_reward(all, 2.0, &p).unwrap_err().to_string();
+        assert!(err.contains("--min-reward"), "{err}");
     }
 
     #[test]

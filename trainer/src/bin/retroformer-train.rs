@@ -10,7 +10,7 @@ use retroformer::fetch;
 use retroformer::llm::llama::{LlamaModel, LoadOptions};
 use retroformer::manifest::{home_dir, ModelRef};
 use retroformer::target::TargetProfile;
-use retroformer_trainer::data::{read_examples, tokenize};
+use retroformer_trainer::data::{read_examples, tokenize, with_min_reward};
 use retroformer_trainer::lora::{export, LoraConfig, Provenance, Target};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
@@ -146,6 +146,11 @@ struct TrainArgs {
     /// Checkpoint every N steps (0: only at the end). A run resumes from OUT.ckpt/ when it exists.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
+    /// Keep only examples whose reward (a rating record's G_{i+1} - G_i) is at least this:
+    /// the Retroformer SFT set is `sft --min-reward 1` on `records.jsonl` (reflections after
+    /// which the task was solved).
+    #[arg(long)]
+    min_reward: Option<f64>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -240,7 +245,10 @@ fn run(cmd: Command) -> Result<()> {
     // same tokens.
     let tokenizer = LlamaModel::load(&base_path, LoadOptions::new(TargetProfile::load("cpu")?))
         .with_context(|| format!("loading the tokenizer of {}", base_path.display()))?;
-    let examples = read_examples(&args.data, &tokenizer)?;
+    let mut examples = read_examples(&args.data, &tokenizer)?;
+    if let Some(min) = args.min_reward {
+        examples = with_min_reward(examples, min, &args.data)?;
+    }
     let mut data = examples
         .iter()
         .map(|e| tokenize(e, &tokenizer, args.max_len))
