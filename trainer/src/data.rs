@@ -203,6 +203,15 @@ pub fn tokenize(
         t.extend(model.tokenize(&ex.response, false, ex.parse_special)?);
         t
     };
+    if tokens.len() <= p.len() {
+        return Err(TrainerError::Config {
+            field: "data".into(),
+            reason: format!(
+                "the response {:?} tokenises to nothing",
+                ex.response.chars().take(40).collect::<String>()
+            ),
+        });
+    }
     let mut prompt_len = p.len();
     if tokens.len() > max_len {
         let max_len = max_len.max(2);

@@ -366,6 +366,16 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             reason: "no examples".into(),
         });
     }
+    if let Some(i) = run
+        .data
+        .iter()
+        .position(|d| d.tokens.len() <= d.prompt_len.max(1) || d.prompt_len > d.tokens.len())
+    {
+        return Err(TrainerError::Config {
+            field: "data".into(),
+            reason: format!("example {i} has no response token to train on"),
+        });
+    }
     let cfg = &run.config;
     let mut lora_cfg = run.lora.clone();
     let head = matches!(run.objective, Objective::Reward { .. })
