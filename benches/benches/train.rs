@@ -118,6 +118,8 @@ fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()
         checkpoint: ck.clone(),
         progress: false,
         stop_after: None,
+        base_sha256: String::new(),
+        data_sha256: String::new(),
     };
     let t = train(&run, &device)?;
     let _ = std::fs::remove_dir_all(&ck);

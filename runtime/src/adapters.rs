@@ -83,6 +83,26 @@ fn failpoint(name: &str) {
     }
 }
 
+/// Held while a change is made; unlocks when dropped (the descriptor closes).
+struct StoreLock(#[allow(dead_code)] std::fs::File);
+
+/// Ids are 16 lowercase hex digits; anything else (a path, `..`) is refused before it is joined
+/// to a path.
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownId {
+            id: id.to_string(),
+            known: "ids are 16 lowercase hex digits; see `retroformer adapters list`".into(),
+        })
+    }
+}
+
 fn io(path: &Path, source: std::io::Error) -> StoreError {
     StoreError::Io {
         path: path.to_path_buf(),
@@ -228,7 +248,18 @@ impl AdapterStore {
         base: &GgufFile,
         base_name: &str,
     ) -> Result<AdapterManifest, StoreError> {
-        let header = gguf::validate_file(file).map_err(AdapterError::from)?;
+        let _lock = self.lock()?;
+        // Read once: what is validated is what is installed.
+        let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
+        let header = gguf::validate_bytes(&bytes).map_err(|e| match e {
+            gguf::GgufError::Invalid { reason, .. } => {
+                AdapterError::Gguf(gguf::GgufError::Invalid {
+                    path: file.to_path_buf(),
+                    reason,
+                })
+            }
+            other => AdapterError::Gguf(other),
+        })?;
         gguf::check_adapter(&header, file, base, base_name)?;
         let recorded = header.get_str("retroformer.base_sha256").unwrap_or("");
         if !recorded.is_empty() && recorded != self.base_sha256 {
@@ -238,7 +269,6 @@ impl AdapterStore {
                 found: recorded.to_string(),
             });
         }
-        let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
         let sha256 = {
             use sha2::{Digest, Sha256};
             hex::encode(Sha256::digest(&bytes))
@@ -309,8 +339,27 @@ impl AdapterStore {
         }
     }
 
+    /// An exclusive lock on the store for the length of a change (install, activate,
+    /// rollback, canary), so that two processes never interleave their writes.
+    fn lock(&self) -> Result<StoreLock, StoreError> {
+        let p = self.root.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io(&p, e))?;
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor we own; released when `f` is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io(&p, std::io::Error::last_os_error()));
+        }
+        Ok(StoreLock(f))
+    }
+
     /// The manifest of `id`.
     pub fn manifest(&self, id: &str) -> Result<AdapterManifest, StoreError> {
+        check_id(id)?;
         let p = self.version_dir(id).join("manifest.json");
         let bytes = std::fs::read(&p).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -370,6 +419,11 @@ impl AdapterStore {
 
     /// Makes `id` the active adapter (the previous one goes on the history).
     pub fn activate(&self, id: &str) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
+        self.activate_locked(id)
+    }
+
+    fn activate_locked(&self, id: &str) -> Result<(), StoreError> {
         self.manifest(id)?;
         let mut s = self.read_state()?;
         if s.active.as_deref() == Some(id) {
@@ -386,6 +440,7 @@ impl AdapterStore {
 
     /// Goes back to the adapter that was active before the current one; returns it.
     pub fn rollback(&self) -> Result<String, StoreError> {
+        let _lock = self.lock()?;
         let mut s = self.read_state()?;
         let prev = s.history.pop().ok_or(StoreError::NothingToRollBack)?;
         s.active = Some(prev.clone());
@@ -396,6 +451,7 @@ impl AdapterStore {
 
     /// Deactivates every adapter (the base model alone), keeping the current one on the history.
     pub fn deactivate(&self) -> Result<(), StoreError> {
+        let _lock = self.lock()?;
         let mut s = self.read_state()?;
         if let Some(prev) = s.active.take() {
             s.history.push(prev);
@@ -446,7 +502,8 @@ impl AdapterStore {
             ],
         )?;
         if promoted {
-            self.activate(candidate)?;
+            let _lock = self.lock()?;
+            self.activate_locked(candidate)?;
         }
         tracing::info!(
             candidate,

@@ -176,6 +176,14 @@ pub enum TrainerError {
         /// What is wrong.
         reason: String,
     },
+    /// Training diverged.
+    #[error("step {step}: {what} (lower --lr, or check the rewards and weights in the data)")]
+    NonFinite {
+        /// The step (from 1).
+        step: u64,
+        /// What was not finite.
+        what: String,
+    },
     /// A setting is out of range.
     #[error("invalid {field}: {reason}")]
     Config {

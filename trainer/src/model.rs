@@ -107,6 +107,32 @@ impl ModelConfig {
                 return Err(bad(format!("RoPE scaling '{kind}' is not supported")));
             }
         }
+        // llama.cpp applies these when present; the trainer does not, so it refuses them
+        // rather than silently computing another model.
+        for key in ["rope.scaling.factor", "rope.scale_linear"] {
+            if let Some(v) = f.get_f64(&format!("{arch}.{key}")) {
+                if v != 0.0 && v != 1.0 {
+                    return Err(bad(format!(
+                        "{arch}.{key} = {v} (RoPE scaling) is not supported"
+                    )));
+                }
+            }
+        }
+        if f.tensor("rope_freqs.weight").is_some() {
+            return Err(bad(
+                "rope_freqs.weight (per-frequency RoPE factors) is not supported".into(),
+            ));
+        }
+        for key in ["attention.key_length", "attention.value_length"] {
+            if let Some(v) = f.arch_u64(key) {
+                if v as usize != embd / heads {
+                    return Err(bad(format!(
+                        "{arch}.{key} = {v} differs from width / heads = {}",
+                        embd / heads
+                    )));
+                }
+            }
+        }
         let vocab =
             f.tensor("token_embd.weight")
                 .and_then(|t| t.dims.get(1).copied())

@@ -207,7 +207,7 @@ pub fn example_loss(
             let mut loss = lp.clone().mean().mul_scalar(-stats.advantage / b);
             if beta > 0.0 {
                 if let Some(r) = &stats.ref_logprobs {
-                    loss = loss + (lp - vector(r)).mean().mul_scalar(beta / b);
+                    loss = loss + kl_to_base(lp, vector(r)).mul_scalar(beta / b);
                 }
             }
             loss
@@ -229,12 +229,21 @@ pub fn example_loss(
             let mut loss = surrogate.mean().mul_scalar(-1.0 / b);
             if beta > 0.0 {
                 if let Some(r) = &stats.ref_logprobs {
-                    loss = loss + (lp - vector(r)).mean().mul_scalar(beta / b);
+                    loss = loss + kl_to_base(lp, vector(r)).mul_scalar(beta / b);
                 }
             }
             loss
         }
     })
+}
+
+/// Token-mean KL from the policy to the frozen base by the k3 estimator,
+/// exp(ref - lp) - (ref - lp) - 1: zero with a zero gradient where the two agree, and its
+/// gradient, (1 - pi_ref / pi) grad lp, pulls the policy back towards the base (the plain
+/// lp - ref would just push every response token down).
+pub fn kl_to_base(lp: Tensor<1>, reference: Tensor<1>) -> Tensor<1> {
+    let d = reference - lp;
+    (d.clone().exp() - d).sub_scalar(1.0).mean()
 }
 
 /// The reward model's score of a sequence, `[1]`.
@@ -280,4 +289,21 @@ pub fn reward_accuracy(
         })
         .count();
     Some(right as f64 / data.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kl_penalty_is_zero_at_the_base_and_positive_away_from_it() {
+        let device = crate::backend_device(crate::Backend::Flex).unwrap();
+        let t = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
+        let same = to_vec1(kl_to_base(t(&[-1.0, -2.0]), t(&[-1.0, -2.0])))[0];
+        assert!(same.abs() < 1e-7, "{same}");
+        // exp(d) - d - 1 at d = 0.5 and d = -0.5, averaged.
+        let away = to_vec1(kl_to_base(t(&[-1.0, -2.0]), t(&[-0.5, -2.5])))[0];
+        let want = ((0.5f32.exp() - 0.5 - 1.0) + ((-0.5f32).exp() + 0.5 - 1.0)) / 2.0;
+        assert!((away - want).abs() < 1e-6, "{away} vs {want}");
+    }
 }

@@ -124,6 +124,14 @@ struct CheckpointState {
     objective: String,
     config: TrainConfig,
     lora: LoraSettings,
+    /// The objective with its settings (`Debug` form), compared on resume.
+    #[serde(default)]
+    objective_settings: String,
+    /// sha256 of the base model and of the data, compared on resume and used by export.
+    #[serde(default)]
+    base_sha256: String,
+    #[serde(default)]
+    data_sha256: String,
     log: Vec<StepLog>,
 }
 
@@ -162,12 +170,28 @@ impl LoraSettings {
     }
 }
 
-/// A checkpoint's trained module, LoRA settings, objective name and step, for export.
+/// A checkpoint read back for export.
+pub struct Checkpoint {
+    /// The trained module.
+    pub state: Trainable,
+    /// Its LoRA settings.
+    pub lora: LoraConfig,
+    /// The objective's name.
+    pub objective: String,
+    /// The step.
+    pub step: u64,
+    /// sha256 of the base it was trained on.
+    pub base_sha256: String,
+    /// sha256 of its data.
+    pub data_sha256: String,
+}
+
+/// Reads a checkpoint folder.
 pub fn load_checkpoint(
     dir: &Path,
     base: &Base,
     device: &Device,
-) -> Result<(Trainable, LoraConfig, String, u64), TrainerError> {
+) -> Result<Checkpoint, TrainerError> {
     let state_path = dir.join("state.json");
     let ck: CheckpointState =
         serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?)
@@ -195,7 +219,14 @@ pub fn load_checkpoint(
     let state = state
         .try_load_record(record)
         .map_err(|e| io_err(&tp, format!("{e:?}")))?;
-    Ok((state, cfg, ck.objective, ck.step))
+    Ok(Checkpoint {
+        state,
+        lora: cfg,
+        objective: ck.objective,
+        step: ck.step,
+        base_sha256: ck.base_sha256,
+        data_sha256: ck.data_sha256,
+    })
 }
 
 /// The order in which examples are visited: epoch e is a SplitMix shuffle seeded by (seed, e).
@@ -224,6 +255,10 @@ pub struct Run<'a> {
     pub progress: bool,
     /// Stop (after writing a checkpoint) once this step is reached, as if interrupted.
     pub stop_after: Option<u64>,
+    /// sha256 of the base model file (recorded in checkpoints; a resume must match).
+    pub base_sha256: String,
+    /// sha256 of the data file (likewise).
+    pub data_sha256: String,
 }
 
 /// What a run returns.
@@ -234,6 +269,10 @@ pub struct Trained {
     pub log: Vec<StepLog>,
     /// Step the run resumed from (0 for a fresh run).
     pub resumed_from: u64,
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
 }
 
 fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainerError {
@@ -366,6 +405,20 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             reason: "no examples".into(),
         });
     }
+    if matches!(run.objective, Objective::Pg { .. } | Objective::Ppo { .. }) {
+        if run.lora.dropout > 0.0 {
+            return Err(TrainerError::Config {
+                field: "dropout".into(),
+                reason: "must be 0 for pg and ppo (their old and reference log-probabilities are taken without dropout)".into(),
+            });
+        }
+        if run.config.batch < 2 {
+            return Err(TrainerError::Config {
+                field: "batch".into(),
+                reason: "pg and ppo need at least 2 examples per batch (the baseline is the batch mean; with 1 every advantage is 0)".into(),
+            });
+        }
+    }
     if let Some(i) = run
         .data
         .iter()
@@ -405,24 +458,36 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             ));
         }
         let lora_now = LoraSettings::of(&run.lora);
+        let same_schedule = ck.config.lr == cfg.lr
+            && ck.config.warmup == cfg.warmup
+            && ck.config.clip == cfg.clip
+            && ck.config.weight_decay == cfg.weight_decay;
+        let differs = |a: &str, b: &str| !a.is_empty() && a != b;
         if ck.objective != run.objective.name()
+            || (!ck.objective_settings.is_empty()
+                && ck.objective_settings != format!("{:?}", run.objective))
             || ck.config.seed != cfg.seed
             || ck.config.batch != cfg.batch
+            || !same_schedule
             || ck.lora != lora_now
+            || differs(&ck.base_sha256, &run.base_sha256)
+            || differs(&ck.data_sha256, &run.data_sha256)
         {
             return Err(TrainerError::Config {
                 field: "resume".into(),
                 reason: format!(
-                    "{} holds a {} run with seed {}, batch {} and LoRA {:?}; this run is {} with seed {}, batch {} and LoRA {:?} (delete the folder to start over)",
+                    "{} holds another run ({}, {:?}, LoRA {:?}, base {}, data {}); this run is {:?}, {:?}, LoRA {:?}, base {}, data {}: a resume needs the same objective, seed, batch, lr, warmup, clip, weight decay, LoRA, base and data (delete the folder to start over)",
                     run.checkpoint.display(),
-                    ck.objective,
-                    ck.config.seed,
-                    ck.config.batch,
+                    ck.objective_settings,
+                    ck.config,
                     ck.lora,
-                    run.objective.name(),
-                    cfg.seed,
-                    cfg.batch,
-                    lora_now
+                    short(&ck.base_sha256),
+                    short(&ck.data_sha256),
+                    run.objective,
+                    cfg,
+                    lora_now,
+                    short(&run.base_sha256),
+                    short(&run.data_sha256)
                 ),
             });
         }
@@ -509,7 +574,14 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
                     st,
                     cfg.batch,
                 )?;
-                batch_loss += loss.clone().into_scalar::<f64>();
+                let value = loss.clone().into_scalar::<f64>();
+                if !value.is_finite() {
+                    return Err(TrainerError::NonFinite {
+                        step: step + 1,
+                        what: format!("the loss of example {i} is {value}"),
+                    });
+                }
+                batch_loss += value;
                 tokens += ex.tokens.len() as u64;
                 let g = GradientsParams::from_grads(loss.backward(), &state);
                 grads = Some(match grads {
@@ -519,6 +591,12 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             }
             let mut grads = grads.expect("batch >= 1");
             let norm = clip_global(&mut grads, &state, cfg.clip);
+            if !norm.is_finite() {
+                return Err(TrainerError::NonFinite {
+                    step: step + 1,
+                    what: format!("the gradient norm is {norm}"),
+                });
+            }
             state = optim.step(lr, state, grads);
             if update == 0 {
                 // The loss and gradient norm before this step's first update.
@@ -619,6 +697,9 @@ fn save_checkpoint(
         objective: run.objective.name().into(),
         config: run.config.clone(),
         lora: LoraSettings::of(&run.lora),
+        objective_settings: format!("{:?}", run.objective),
+        base_sha256: run.base_sha256.clone(),
+        data_sha256: run.data_sha256.clone(),
         log: log.to_vec(),
     };
     write(

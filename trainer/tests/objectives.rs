@@ -88,6 +88,8 @@ fn run<'a>(
         checkpoint,
         progress: false,
         stop_after: None,
+        base_sha256: String::new(),
+        data_sha256: String::new(),
     }
 }
 

@@ -283,6 +283,8 @@ fn run(cmd: Command) -> Result<()> {
         base.cfg.embd,
         args.backend
     );
+    let base_sha256 = fetch::sha256_file(&base_path, false)?;
+    let data_sha256 = fetch::sha256_file(&args.data, false)?;
     let checkpoint = PathBuf::from(format!("{}.ckpt", args.out.display()));
     let run = Run {
         base: &base,
@@ -293,14 +295,16 @@ fn run(cmd: Command) -> Result<()> {
         checkpoint,
         progress: !args.quiet,
         stop_after: None,
+        base_sha256: base_sha256.clone(),
+        data_sha256: data_sha256.clone(),
     };
     let trained = train(&run, &device)?;
     if trained.resumed_from > 0 {
         eprintln!("resumed from step {}", trained.resumed_from);
     }
     let provenance = Provenance {
-        base_sha256: fetch::sha256_file(&base_path, false)?,
-        data_sha256: fetch::sha256_file(&args.data, false)?,
+        base_sha256,
+        data_sha256,
         step: trained.log.last().map(|l| l.step).unwrap_or(0),
         objective: objective.name().into(),
     };
@@ -321,8 +325,9 @@ fn run(cmd: Command) -> Result<()> {
             acc(&held_out)
         );
     }
-    let last = trained.log.last().expect("at least one step");
-    let first = &trained.log[0];
+    let (Some(first), Some(last)) = (trained.log.first(), trained.log.last()) else {
+        bail!("the run took no step");
+    };
     println!(
         "{}: {} steps, loss {:.4} -> {:.4}; adapter {}",
         objective.name(),
@@ -348,16 +353,26 @@ fn export_checkpoint(base: &str, checkpoint: &Path, out: &Path) -> Result<()> {
     let base_path = base_file(base)?;
     let device = backend_device(Backend::Flex)?;
     let base = Base::load(&base_path, &device)?;
-    let (state, lora, objective, step) = load_checkpoint(checkpoint, &base, &device)?;
+    let ck = load_checkpoint(checkpoint, &base, &device)?;
+    let base_sha256 = fetch::sha256_file(&base_path, false)?;
+    if !ck.base_sha256.is_empty() && ck.base_sha256 != base_sha256 {
+        bail!(
+            "--base {}: {} was trained on another base model (sha256 {})",
+            base_path.display(),
+            checkpoint.display(),
+            ck.base_sha256
+        );
+    }
     let provenance = Provenance {
-        base_sha256: fetch::sha256_file(&base_path, false)?,
-        data_sha256: String::new(),
-        step,
-        objective,
+        base_sha256,
+        data_sha256: ck.data_sha256.clone(),
+        step: ck.step,
+        objective: ck.objective.clone(),
     };
-    export(&state.lora, &lora, &base, &provenance, out)?;
+    export(&ck.state.lora, &ck.lora, &base, &provenance, out)?;
     println!(
-        "step {step} of {} -> {}",
+        "step {} of {} -> {}",
+        ck.step,
         checkpoint.display(),
         out.display()
     );

@@ -120,8 +120,19 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: u64) -> Result<Vec<f32>, String
     // returns a pointer to a static table entry or null.
     let traits = unsafe { sys::ggml_get_type_traits(ty.to_u32() as sys::ggml_type) };
     // SAFETY: checked non-null; the table is static.
-    let to_float = unsafe { traits.as_ref() }
-        .and_then(|t| t.to_float)
+    let traits =
+        unsafe { traits.as_ref() }.ok_or_else(|| format!("ggml knows no type {}", ty.name()))?;
+    // Our block table decided how many bytes ggml may read: it must be ggml's own.
+    if traits.blck_size as u64 != block || traits.type_size as u64 != block_bytes {
+        return Err(format!(
+            "type {}: ggml has blocks of {} elements in {} bytes, our table {block} in {block_bytes}",
+            ty.name(),
+            traits.blck_size,
+            traits.type_size
+        ));
+    }
+    let to_float = traits
+        .to_float
         .ok_or_else(|| format!("ggml has no dequantiser for type {}", ty.name()))?;
     let mut out = vec![0f32; n_usize];
     // ggml's row functions take an i64 count; dequantise in chunks of whole blocks.
