@@ -186,12 +186,7 @@ pub struct Checkpoint {
     pub data_sha256: String,
 }
 
-/// Reads a checkpoint folder.
-pub fn load_checkpoint(
-    dir: &Path,
-    base: &Base,
-    device: &Device,
-) -> Result<Checkpoint, TrainerError> {
+fn read_state(dir: &Path) -> Result<CheckpointState, TrainerError> {
     let state_path = dir.join("state.json");
     let ck: CheckpointState =
         serde_json::from_slice(&std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?)
@@ -205,6 +200,27 @@ pub fn load_checkpoint(
             ),
         ));
     }
+    Ok(ck)
+}
+
+/// `state` with the weights of `dir`'s step `step`.
+fn load_trainable(dir: &Path, step: u64, state: Trainable) -> Result<Trainable, TrainerError> {
+    let tp = dir.join(format!("trainable-{step}.bpk"));
+    let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+    state
+        .try_load_record(record)
+        .map_err(|e| io_err(&tp, format!("{e:?}")))
+}
+
+/// Reads a checkpoint folder.
+pub fn load_checkpoint(
+    dir: &Path,
+    base: &Base,
+    device: &Device,
+) -> Result<Checkpoint, TrainerError> {
+    let ck = read_state(dir)?;
     let cfg = ck.lora.to_config()?;
     let head = (ck.objective == "reward")
         .then(|| crate::objective::ScalarHead::new(base.cfg.embd, device));
@@ -212,13 +228,7 @@ pub fn load_checkpoint(
         lora: cfg.init(base, 0, device)?,
         head,
     };
-    let tp = dir.join(format!("trainable-{}.bpk", ck.step));
-    let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
-    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
-    let state = state
-        .try_load_record(record)
-        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+    let state = load_trainable(dir, ck.step, state)?;
     Ok(Checkpoint {
         state,
         lora: cfg,
@@ -444,19 +454,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     let mut step = 0u64;
     let state_path = run.checkpoint.join("state.json");
     if state_path.exists() {
-        let ck: CheckpointState = serde_json::from_slice(
-            &std::fs::read(&state_path).map_err(|e| io_err(&state_path, e))?,
-        )
-        .map_err(|e| io_err(&state_path, e))?;
-        if ck.format_version != CHECKPOINT_FORMAT_VERSION {
-            return Err(io_err(
-                &state_path,
-                format!(
-                    "checkpoint format {} (this build reads {CHECKPOINT_FORMAT_VERSION})",
-                    ck.format_version
-                ),
-            ));
-        }
+        let ck = read_state(&run.checkpoint)?;
         let lora_now = LoraSettings::of(&run.lora);
         let same_schedule = ck.config.lr == cfg.lr
             && ck.config.warmup == cfg.warmup
@@ -491,13 +489,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
                 ),
             });
         }
-        let tp = run.checkpoint.join(format!("trainable-{}.bpk", ck.step));
-        let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
-        let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-            .map_err(|e| io_err(&tp, format!("{e:?}")))?;
-        state = state
-            .try_load_record(record)
-            .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+        state = load_trainable(&run.checkpoint, ck.step, state)?;
         let op = run.checkpoint.join(format!("optim-{}.bpk", ck.step));
         let bytes = std::fs::read(&op).map_err(|e| io_err(&op, e))?;
         optim = optim
