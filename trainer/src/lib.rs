@@ -2,9 +2,10 @@
 //! back to GGUF for the runtime.
 //!
 //! - [`model`]: the `llama` / `qwen2` forward pass, weights read from a GGUF file;
-//! - [`lora`]: the trainable factors and their export as a llama.cpp adapter.
-//!
-//! The objectives (SFT, reward model, policy gradient, PPO, RWR) are not built yet.
+//! - [`lora`]: the trainable factors and their export as a llama.cpp adapter;
+//! - [`data`]: JSONL examples (prompt/response, rating records, RISE samples) and tokenisation;
+//! - [`objective`]: SFT, RWR, the reward model, REINFORCE and PPO;
+//! - [`train`]: the training loop and its checkpoints.
 
 pub mod data;
 pub mod lora;
