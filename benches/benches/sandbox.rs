@@ -101,14 +101,5 @@ fn main() -> Result<()> {
         ms / mb,
         ms - mb
     );
-    if let Some(l) = load_start {
-        if l > 0.5 {
-            println!("note: load average {l:.2} at the start: the machine was not quiet");
-        }
-    }
-    if let Some(p) = out {
-        retroformer::fsutil::write_atomic(&p, serde_json::to_string_pretty(&report)?.as_bytes())?;
-        println!("wrote {}", p.display());
-    }
-    Ok(())
+    retroformer_benches::finish_report(&report, out.as_deref(), load_start)
 }

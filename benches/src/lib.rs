@@ -64,6 +64,25 @@ pub fn load_average() -> Option<f64> {
         .ok()
 }
 
+/// The end of every benchmark: a note when the machine was not quiet at the start, and the
+/// JSON report written atomically to `out` if one was asked for.
+pub fn finish_report(
+    report: &serde_json::Value,
+    out: Option<&std::path::Path>,
+    load_start: Option<f64>,
+) -> anyhow::Result<()> {
+    if let Some(l) = load_start {
+        if l > 0.5 {
+            println!("note: load average {l:.2} at the start: the machine was not quiet");
+        }
+    }
+    if let Some(p) = out {
+        retroformer::fsutil::write_atomic(p, serde_json::to_string_pretty(report)?.as_bytes())?;
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -117,31 +117,19 @@ pub fn load(path: &Path) -> Result<Vec<Question>, EnvError> {
         source,
     };
     let reader = BufReader::new(File::open(path).map_err(io)?);
-    let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parse = |message: String| EnvError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
-        };
-        let raw: RawRow = serde_json::from_str(&line).map_err(|e| parse(e.to_string()))?;
+    super::parse_jsonl(path, reader, |_, line| {
+        let raw: RawRow = serde_json::from_str(line).map_err(|e| e.to_string())?;
         if raw.context.title.len() != raw.context.sentences.len() {
-            return Err(parse(format!(
+            return Err(format!(
                 "context has {} titles but {} sentence lists",
                 raw.context.title.len(),
                 raw.context.sentences.len()
-            )));
-        }
-        if raw.supporting_facts.title.len() != raw.supporting_facts.sent_id.len() {
-            return Err(parse(
-                "supporting_facts title and sent_id differ in length".into(),
             ));
         }
-        out.push(Question {
+        if raw.supporting_facts.title.len() != raw.supporting_facts.sent_id.len() {
+            return Err("supporting_facts title and sent_id differ in length".into());
+        }
+        Ok(Question {
             id: raw.id,
             question: raw.question,
             answer: raw.answer,
@@ -160,9 +148,8 @@ pub fn load(path: &Path) -> Result<Vec<Question>, EnvError> {
                 .zip(raw.context.sentences)
                 .map(|(title, sentences)| Page { title, sentences })
                 .collect(),
-        });
-    }
-    Ok(out)
+        })
+    })
 }
 
 /// The default data file: `$RETROFORMER_DATA/hotpotqa/…`, then `../shared/data/hotpotqa/…`

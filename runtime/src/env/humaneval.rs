@@ -55,54 +55,37 @@ pub fn load(path: &Path) -> Result<Vec<Problem>, EnvError> {
     } else {
         Box::new(BufReader::new(file))
     };
-    let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parse = |message: String| EnvError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
-        };
-        let raw: RawRow = serde_json::from_str(&line).map_err(|e| parse(e.to_string()))?;
+    let rows = super::parse_jsonl(path, reader, |line_no, line| {
+        let raw: RawRow = serde_json::from_str(line).map_err(|e| e.to_string())?;
         if raw.entry_point.trim().is_empty()
             || !raw
                 .entry_point
                 .chars()
                 .all(|c| c.is_alphanumeric() || c == '_')
         {
-            return Err(parse(format!(
+            return Err(format!(
                 "entry_point {:?} is not a Python identifier",
                 raw.entry_point
-            )));
+            ));
         }
         if !raw.prompt.contains(&raw.entry_point) {
-            return Err(parse(format!(
+            return Err(format!(
                 "the prompt does not mention entry_point {:?}",
                 raw.entry_point
-            )));
+            ));
         }
         if raw.test.trim().is_empty() {
-            return Err(parse("test is empty".into()));
+            return Err("test is empty".into());
         }
-        out.push(Problem {
-            task_id: raw.task_id.unwrap_or_else(|| format!("row-{}", i + 1)),
+        Ok(Problem {
+            task_id: raw.task_id.unwrap_or_else(|| format!("row-{line_no}")),
             prompt: raw.prompt,
             entry_point: raw.entry_point,
             test: raw.test,
             canonical_solution: raw.canonical_solution,
-        });
-    }
-    if out.is_empty() {
-        return Err(EnvError::Parse {
-            path: path.to_path_buf(),
-            line: 0,
-            message: "no problems in the file".into(),
-        });
-    }
-    Ok(out)
+        })
+    })?;
+    super::require_rows(path, rows)
 }
 
 /// `<data>/humaneval/HumanEval.jsonl.gz` under `$RETROFORMER_DATA`, `../shared/data` or

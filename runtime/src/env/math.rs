@@ -17,7 +17,7 @@
 //!   `\text{ ` units), [`try_math_normalize`] gives `None` and [`math_equiv`] falls back to raw
 //!   string equality, as the reference's `is_equiv` does in its `except` branch.
 
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -67,38 +67,16 @@ struct MathRow {
     id: Option<serde_json::Value>,
 }
 
-/// Read a JSONL file, turning each non-blank line into a problem with `row(line, text)`; an
-/// error message from `row` becomes [`EnvError::Parse`] naming the 1-based line.
+/// Read a JSONL file of problems (at least one) through [`super::parse_jsonl`].
 fn load_jsonl(
     path: &Path,
-    mut row: impl FnMut(usize, &str) -> Result<MathProblem, String>,
+    row: impl FnMut(usize, &str) -> Result<MathProblem, String>,
 ) -> Result<Vec<MathProblem>, EnvError> {
-    let io = |source| EnvError::Io {
+    let file = std::fs::File::open(path).map_err(|source| EnvError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let problem = row(i + 1, &line).map_err(|message| EnvError::Parse {
-            path: path.to_path_buf(),
-            line: i + 1,
-            message,
-        })?;
-        out.push(problem);
-    }
-    if out.is_empty() {
-        return Err(EnvError::Parse {
-            path: path.to_path_buf(),
-            line: 0,
-            message: "no problems in the file".into(),
-        });
-    }
-    Ok(out)
+    })?;
+    super::require_rows(path, super::parse_jsonl(path, BufReader::new(file), row)?)
 }
 
 fn file_stem(path: &Path) -> String {

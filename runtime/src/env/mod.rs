@@ -7,7 +7,8 @@ pub mod household;
 pub mod humaneval;
 pub mod math;
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
 
 /// What an environment answers to one action.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,4 +90,42 @@ pub fn find_data(
                 .join(", "),
             hint,
         })
+}
+
+/// Reads JSONL from `reader` (the file `path`), turning each non-blank line into a row with
+/// `row(line, text)`; an error message from `row` becomes [`EnvError::Parse`] naming the
+/// 1-based line. The data loaders all read through this.
+pub(crate) fn parse_jsonl<T>(
+    path: &Path,
+    reader: impl BufRead,
+    mut row: impl FnMut(usize, &str) -> Result<T, String>,
+) -> Result<Vec<T>, EnvError> {
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|source| EnvError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        out.push(row(i + 1, &line).map_err(|message| EnvError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        })?);
+    }
+    Ok(out)
+}
+
+/// `rows`, or a parse error for the whole file when there are none.
+pub(crate) fn require_rows<T>(path: &Path, rows: Vec<T>) -> Result<Vec<T>, EnvError> {
+    if rows.is_empty() {
+        return Err(EnvError::Parse {
+            path: path.to_path_buf(),
+            line: 0,
+            message: "no problems in the file".into(),
+        });
+    }
+    Ok(rows)
 }
