@@ -25,6 +25,8 @@ pub mod adapters;
 #[cfg(feature = "std")]
 pub mod agent;
 #[cfg(feature = "std")]
+pub mod bench;
+#[cfg(feature = "std")]
 pub mod env;
 #[cfg(feature = "std")]
 pub mod fetch;

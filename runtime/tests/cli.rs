@@ -661,3 +661,106 @@ fn the_reflector_runs_with_its_own_adapter_and_the_run_records_it() {
     let o = cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert_clean_failure(&o, &["--reflector-adapter", "missing.gguf"]);
 }
+
+#[test]
+fn bench_quick_writes_a_versioned_report_that_compare_lines_up() {
+    use retroformer::bench::BenchReport;
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    let out = cli(&[
+        "bench",
+        "--quick",
+        "--threads",
+        "2",
+        "--label",
+        "ci",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = BenchReport::read(&a).unwrap();
+    assert_eq!(r.format_version, retroformer::bench::FORMAT_VERSION);
+    assert!(r.quick && r.label == "ci");
+    assert!(r.fingerprint.logical_cores >= 1);
+    assert!(!r.fingerprint.llama_cpp_system_info.is_empty());
+    let m = &r.models[0];
+    assert_eq!(m.name, "smollm2-135m-instruct");
+    assert_eq!(m.prefill.len(), 2);
+    for p in &m.prefill {
+        assert!(p.runtime_tps.median > 0.0 && p.runtime_tps.n == 3);
+        // The bare llama.cpp loop ran in the same process, on the same prompts.
+        assert!(p.ratio.unwrap() > 0.0);
+    }
+    assert!(
+        (m.prefill[1].prompt_tokens as i64 - 128).abs() <= 2,
+        "{:?}",
+        m.prefill[1]
+    );
+    assert_eq!(m.decode.len(), 2);
+    assert!(m.decode.iter().all(|d| d.runtime_tps.median > 0.0));
+    // Evaluating ~100 new tokens on a cached ~700-token prefix is far cheaper than all of it.
+    assert!(m.react_step.ratio < 0.8, "{:?}", m.react_step);
+    assert!(m.adapter_switch.as_ref().unwrap().ratio > 0.0);
+    assert!(m.peak_rss_bytes.unwrap() > 50_000_000);
+    assert_eq!(r.agent.len(), 1);
+    assert!(r.agent[0].calls >= 1 && r.agent[0].generated_tokens > 0);
+    assert!(
+        stdout.contains("smollm2-135m-instruct decode @0"),
+        "{stdout}"
+    );
+
+    // A second report with another model set and a missing figure.
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&a).unwrap()).unwrap();
+    v["label"] = "other".into();
+    v["models"][0]["name"] = "qwen".into();
+    v["models"][0]["adapter_switch"] = serde_json::Value::Null;
+    let b = dir.path().join("b.json");
+    std::fs::write(&b, v.to_string()).unwrap();
+    let stem = dir.path().join("cmp");
+    let out = cli(&[
+        "bench",
+        "compare",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        stem.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("other/ci"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| {
+            l.starts_with("qwen adapter switch")
+                || l.starts_with("smollm2-135m-instruct adapter switch")
+        })
+        .unwrap();
+    assert!(
+        line.contains(" -"),
+        "a missing figure is shown as '-': {line}"
+    );
+    assert!(dir.path().join("cmp-prefill.svg").is_file());
+    assert!(dir.path().join("cmp-decode.png").is_file());
+
+    // Not a report: a clean error naming the file.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"kind\": \"x\"}").unwrap();
+    let out = cli(&[
+        "bench",
+        "compare",
+        a.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&out, &["bad.json", "kind"]);
+    let out = cli(&["bench", "--reps", "0"]);
+    assert_clean_failure(&out, &["--reps"]);
+}

@@ -69,6 +69,9 @@ enum Command {
     /// The adapter store of a base model: install, activate, roll back.
     #[command(subcommand)]
     Adapters(AdaptersCommand),
+    /// Benchmark this machine: per-model speed next to a bare llama.cpp loop, an agent suite,
+    /// trainer figures; one versioned JSON report. `bench compare A.json B.json` lines reports up.
+    Bench(BenchArgs),
     /// List the hardware profiles and the devices this build can use.
     Targets {
         /// Print JSON.
@@ -469,6 +472,56 @@ struct RolloutArgs {
     no_fetch: bool,
 }
 
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    /// A short suite (3 repetitions, short prompts, one household task): under two minutes
+    /// with the default model on 2 cores.
+    #[arg(long)]
+    quick: bool,
+    /// Models to measure (repeat the flag; manifest names or GGUF paths).
+    #[arg(long = "model", short = 'm', default_value = "smollm2-135m-instruct")]
+    models: Vec<String>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Repetitions of each measurement (default 5, quick 3).
+    #[arg(long)]
+    reps: Option<usize>,
+    /// Where to write the JSON report (default $RETROFORMER_HOME/bench/LABEL-TIME.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A name for this machine or run in comparisons (default the host name).
+    #[arg(long)]
+    label: Option<String>,
+    /// Skip the agent-level suite.
+    #[arg(long)]
+    no_agents: bool,
+    /// Also measure LoRA training (runs `retroformer-train bench`, found next to this binary
+    /// or on PATH) for each backend given, e.g. `--trainer flex`.
+    #[arg(long, value_delimiter = ',')]
+    trainer: Vec<String>,
+    /// Do not fetch missing models; fail instead.
+    #[arg(long)]
+    no_fetch: bool,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Line up reports: a table of each figure and its ratio to the first report, and plots of
+    /// throughput against prompt length and depth (STEM-prefill/-decode .svg/.png).
+    Compare {
+        /// Reports written by `retroformer bench` (the first is the baseline).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Stem of the plots.
+        #[arg(long, default_value = "bench-compare")]
+        out: PathBuf,
+    },
+}
+
 #[derive(Subcommand)]
 enum AdaptersCommand {
     /// The installed adapters of a base model (the active one marked).
@@ -771,6 +824,7 @@ fn run(cli: Cli) -> Result<()> {
             play_household(seed, &task_type)
         }
         Command::Targets { json } => targets(json),
+        Command::Bench(a) => bench(&profile, a),
     }
 }
 
@@ -2135,4 +2189,182 @@ fn adapters_cmd(c: AdaptersCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
+    use retroformer::bench::{self, agents, suite, system, BenchReport};
+    if let Some(BenchCommand::Compare { reports, out }) = a.command {
+        let reports = reports
+            .iter()
+            .map(|p| BenchReport::read(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = bench::compare(&reports);
+        print!("{}", c.table());
+        for f in bench::write_plots(&reports, &out)? {
+            println!("plot: {}", f.display());
+        }
+        return Ok(());
+    }
+    if a.reps == Some(0) {
+        anyhow::bail!("--reps must be at least 1");
+    }
+    if a.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    let started = std::time::Instant::now();
+    let meter = system::LoadMeter::start();
+    let mut fp = system::fingerprint(profile.backend.name());
+    suite::complete_fingerprint(&mut fp)?;
+    let label = a.label.clone().unwrap_or_else(|| fp.host.clone());
+    let created_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = a.out.clone().unwrap_or_else(|| {
+        home_dir()
+            .join("bench")
+            .join(format!("{}-{created_unix}.json", fetch_safe(&label)))
+    });
+    let threads = a.threads.unwrap_or_else(|| profile.resolve_threads());
+    let mut opts = suite::SuiteOptions::new(profile.clone(), threads, a.quick);
+    if let Some(r) = a.reps {
+        opts.reps = r;
+    }
+    let mut notes = Vec::new();
+    if !opts.reference {
+        notes.push(format!(
+            "no bare llama.cpp reference: the target offloads {} layers to a GPU and the reference runs on the CPU",
+            profile.gpu_layers
+        ));
+    }
+    eprintln!(
+        "bench: {} | {} | {} threads | {} repetitions{}",
+        label,
+        fp.cpu_model,
+        threads,
+        opts.reps,
+        if a.quick { " | quick" } else { "" }
+    );
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut models = Vec::new();
+    let mut agent = Vec::new();
+    for name in &a.models {
+        let (path, manifest) = resolve(name, !a.no_fetch)?;
+        let label = manifest.as_ref().map_or(name.clone(), |m| m.name.clone());
+        let load = LoadOptions {
+            profile: profile.clone(),
+            chat_template: manifest
+                .as_ref()
+                .and_then(|m| m.chat_template.override_template.clone()),
+            name: manifest.as_ref().map(|m| m.name.clone()),
+        };
+        let say = |what: &str| bar.set_message(format!("{label}: {what}"));
+        let m = suite::run_model(
+            &path,
+            &label,
+            manifest.as_ref().map(|m| m.sha256.clone()),
+            &load,
+            &opts,
+            &say,
+        )?;
+        if !a.no_agents {
+            let model = LlamaModel::load(&path, load.clone())?;
+            agent.extend(agents::run(
+                &model,
+                &label,
+                threads,
+                &agents::AgentSuite::new(a.quick),
+                &mut notes,
+                &say,
+            )?);
+        }
+        models.push(m);
+    }
+    let mut trainer = Vec::new();
+    for backend in &a.trainer {
+        bar.set_message(format!("trainer: {backend}"));
+        trainer.push(trainer_bench(backend, &a.models[0], a.quick)?);
+    }
+    bar.finish_and_clear();
+    let load = meter.finish(fp.logical_cores);
+    if let Some(n) = &load.note {
+        eprintln!("warning: {n}");
+    }
+    notes.sort();
+    notes.dedup();
+    let report = BenchReport {
+        kind: bench::KIND.into(),
+        format_version: bench::FORMAT_VERSION,
+        label,
+        created_unix,
+        quick: a.quick,
+        wall_s: started.elapsed().as_secs_f64(),
+        fingerprint: fp,
+        target: profile.clone(),
+        models,
+        agent,
+        trainer,
+        load,
+        notes,
+    };
+    report.write(&out)?;
+    print!("{}", bench::compare(std::slice::from_ref(&report)).table());
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+/// A label as a file name: letters, digits, `-`, `_`, `.`; anything else becomes `_`.
+fn fetch_safe(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs `retroformer-train bench` (next to this binary, else on PATH) and reads its figure.
+fn trainer_bench(
+    backend: &str,
+    model: &str,
+    quick: bool,
+) -> Result<retroformer::bench::TrainerFigure> {
+    let exe_name = format!("retroformer-train{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(&exe_name)))
+        .filter(|p| p.is_file());
+    let exe = beside.unwrap_or_else(|| PathBuf::from(&exe_name));
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.args(["bench", "--backend", backend, "--model", model, "--json"]);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().with_context(|| {
+        format!(
+            "--trainer: running {} (build it with `cargo build --release -p retroformer-trainer`)",
+            exe.display()
+        )
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "--trainer {backend}: {} failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "--trainer {backend}: {} printed no trainer figure",
+            exe.display()
+        )
+    })
 }
