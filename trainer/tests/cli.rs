@@ -163,3 +163,36 @@ fn out_of_range_settings_are_refused_with_the_flag_named() {
         assert!(err.contains(needle), "{flag}: {err}");
     }
 }
+
+#[test]
+fn bench_prints_a_trainer_figure_in_the_bench_report_schema() {
+    let d = dir();
+    let base = d.join("tiny-bench.gguf");
+    TinyModel::llama().writer().write(&base).unwrap();
+    let out = bin()
+        .args(["bench", "--quick", "--json", "--seq", "32", "--model"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f: retroformer::bench::TrainerFigure = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (f.backend.as_str(), f.tokens_per_step, f.rank),
+        ("flex", 32, 8)
+    );
+    // Three steps, the first one warm-up: two timed.
+    assert_eq!(f.tokens_per_s.n, 2);
+    assert!(f.tokens_per_s.median > 0.0);
+    let out = bin()
+        .args(["bench", "--steps", "1", "--model"])
+        .arg(&base)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--steps"), "{err}");
+}

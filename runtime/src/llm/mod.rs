@@ -316,6 +316,18 @@ pub trait LanguageModel: Send + Sync {
     fn load_adapter(&self, path: &std::path::Path) -> Result<AdapterHandle, LlmError>;
 }
 
+/// How many leading tokens of `prompt` a session can take from its cache `cached`: the common
+/// prefix, but never the whole prompt, since its last token must be evaluated again to get
+/// fresh logits. Zero for an empty prompt.
+pub fn reusable_prefix(cached: &[Token], prompt: &[Token]) -> usize {
+    cached
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(prompt.len().saturating_sub(1))
+}
+
 /// A conversation with its own KV cache.
 pub trait Session: Send {
     /// Generates a continuation of `req.prompt`, reusing the cached prefix. `on_token` receives
@@ -412,4 +424,20 @@ pub enum LlmError {
         /// What went wrong.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reusable_prefix;
+
+    #[test]
+    fn the_reusable_prefix_is_the_common_one_but_never_the_whole_prompt() {
+        assert_eq!(reusable_prefix(&[1, 2, 3, 4], &[1, 2, 9, 4, 5]), 2);
+        // Same prompt again: all but the last token, whose logits must be recomputed.
+        assert_eq!(reusable_prefix(&[1, 2, 3], &[1, 2, 3]), 2);
+        // The prompt grew: the whole cache is reused.
+        assert_eq!(reusable_prefix(&[1, 2], &[1, 2, 3, 4]), 2);
+        assert_eq!(reusable_prefix(&[], &[1, 2]), 0);
+        assert_eq!(reusable_prefix(&[1], &[]), 0);
+    }
 }

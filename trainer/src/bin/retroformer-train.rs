@@ -85,6 +85,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Measure LoRA training speed and peak memory on one backend (SFT steps on fixed text;
+    /// the first step is warm-up). `retroformer bench --trainer BACKEND` runs this.
+    Bench {
+        /// Burn backend.
+        #[arg(long, value_enum, default_value = "flex")]
+        backend: Backend,
+        /// Base model: a manifest name or a GGUF path.
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        model: String,
+        /// Tokens per step (default 512; quick 128).
+        #[arg(long)]
+        seq: Option<usize>,
+        /// Steps, the first not timed (default 4; quick 3).
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Fewer, shorter steps.
+        #[arg(long)]
+        quick: bool,
+        /// Print the figure as JSON (the schema of `retroformer bench`'s trainer entries).
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate and summarise a LoRA adapter GGUF file.
     Inspect {
         /// The adapter file.
@@ -175,6 +197,18 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<()> {
     let (args, objective) = match cmd {
         Command::Inspect { adapter } => return inspect(&adapter),
+        Command::Bench {
+            backend,
+            model,
+            seq,
+            steps,
+            quick,
+            json,
+        } => {
+            let seq = seq.unwrap_or(if quick { 128 } else { 512 });
+            let steps = steps.unwrap_or(if quick { 3 } else { 4 });
+            return bench(backend, &model, seq, steps, json);
+        }
         Command::Export {
             base,
             checkpoint,
@@ -393,6 +427,89 @@ fn inspect(adapter: &Path) -> Result<()> {
     );
     for (k, v) in s.provenance {
         println!("{k}  {v}");
+    }
+    Ok(())
+}
+
+fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> Result<()> {
+    use retroformer::bench::{suite::prose, system, Figure, TrainerFigure};
+    use retroformer::llm::LanguageModel;
+    use retroformer_trainer::data::Tokenized;
+    if steps < 2 {
+        bail!("--steps must be at least 2 (the first step is warm-up)");
+    }
+    if seq < 8 {
+        bail!("--seq must be at least 8 tokens");
+    }
+    let path = base_file(model)?;
+    let isolated = system::reset_peak_rss();
+    let lm = LlamaModel::load(&path, LoadOptions::new(TargetProfile::load("cpu")?))?;
+    let mut ids = lm.tokenize(&prose(&lm, seq as u32 + 8)?, true, false)?;
+    drop(lm);
+    ids.truncate(seq);
+    let device = backend_device(backend)?;
+    let base = Base::load(&path, &device)?;
+    let data = vec![Tokenized {
+        tokens: ids.iter().map(|&t| t as u32).collect(),
+        prompt_len: 1,
+        reward: 1.0,
+        weight: 1.0,
+    }];
+    let ck = tempfile::tempdir()?;
+    let lora = LoraConfig::default();
+    let rank = lora.rank as u32;
+    let run = Run {
+        base: &base,
+        lora,
+        objective: Objective::Sft,
+        config: TrainConfig {
+            lr: 2e-4,
+            warmup: 0,
+            steps,
+            batch: 1,
+            clip: 0.0,
+            weight_decay: 0.0,
+            seed: 0,
+            checkpoint_every: u64::MAX,
+        },
+        data: &data,
+        checkpoint: ck.path().join("ckpt"),
+        progress: false,
+        stop_after: None,
+        base_sha256: String::new(),
+        data_sha256: String::new(),
+    };
+    let t = train(&run, &device)?;
+    let rates: Vec<f64> = t
+        .log
+        .iter()
+        .skip(1)
+        .map(|l| l.tokens as f64 / l.seconds)
+        .collect();
+    let fig = TrainerFigure {
+        backend: format!("{backend:?}").to_lowercase(),
+        model: model.to_string(),
+        tokens_per_s: Figure::of(&rates).context("no timed step")?,
+        peak_rss_bytes: system::peak_rss_bytes().filter(|_| isolated),
+        rank,
+        tokens_per_step: seq as u32,
+    };
+    if json {
+        println!("{}", serde_json::to_string(&fig)?);
+    } else {
+        println!(
+            "{} on {}: {:.1} training tokens/s (median of {} steps, {:.1}..{:.1}), rank {}, {} tokens/step, peak RSS {}",
+            fig.backend,
+            fig.model,
+            fig.tokens_per_s.median,
+            fig.tokens_per_s.n,
+            fig.tokens_per_s.min,
+            fig.tokens_per_s.max,
+            fig.rank,
+            fig.tokens_per_step,
+            fig.peak_rss_bytes
+                .map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
+        );
     }
     Ok(())
 }

@@ -596,13 +596,7 @@ impl Worker {
             self.clear_cache();
             self.cached_key = self.key();
         }
-        let common = self
-            .cached
-            .iter()
-            .zip(&prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
+        let common = crate::llm::reusable_prefix(&self.cached, &prompt);
         let reused = self.truncate_cache(common);
 
         let t_prefill = Instant::now();
