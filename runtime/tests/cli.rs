@@ -671,7 +671,7 @@ fn bench_quick_writes_a_versioned_report_that_compare_lines_up() {
         "bench",
         "--quick",
         "--threads",
-        "2",
+        "1",
         "--label",
         "ci",
         "--out",
@@ -763,4 +763,99 @@ fn bench_quick_writes_a_versioned_report_that_compare_lines_up() {
     assert_clean_failure(&out, &["bad.json", "kind"]);
     let out = cli(&["bench", "--reps", "0"]);
     assert_clean_failure(&out, &["--reps"]);
+}
+
+#[test]
+fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_within_the_margin() {
+    let home = tempfile::tempdir().unwrap();
+    let base = common::smollm2_path();
+    let adapter = home.path().join("refl.gguf");
+    let mut w = retroformer::gguf::GgufWriter::lora_adapter("llama", 2.0);
+    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.01; 1152])
+        .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.01; 1152]);
+    w.write(&adapter).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_retroformer"))
+            .args(args)
+            .env("RETROFORMER_HOME", home.path())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let b = base.to_str().unwrap();
+    let o = run(&[
+        "adapters",
+        "install",
+        adapter.to_str().unwrap(),
+        "--base",
+        b,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let evals = home.path().join("canary");
+    let o = run(&[
+        "adapters",
+        "canary",
+        &id,
+        "--base",
+        b,
+        "--env",
+        "household",
+        "--skip",
+        "5",
+        "--limit",
+        "1",
+        "--trials",
+        "1",
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        "--margin",
+        "1",
+        "--out",
+        evals.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Scores are success rates in [0, 1]: a margin of 1 always promotes.
+    assert!(stdout.contains("promoted"), "{stdout}");
+    // The incumbent (the base alone) and the candidate each ran the same held-out task.
+    for who in ["base", id.as_str()] {
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(evals.join(who).join("run.json")).unwrap())
+                .unwrap();
+        assert_eq!(run["trials"], 1);
+        let trial: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(evals.join(who).join("trial-00.json")).unwrap())
+                .unwrap();
+        assert_eq!(trial["tasks"], 1);
+    }
+    let o = run(&["adapters", "list", "--base", b, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["active"], id.as_str());
+    let m = &v["adapters"][0]["metrics"];
+    assert!(
+        m["canary_score"].is_number() && m["canary_incumbent_score"].is_number(),
+        "{v}"
+    );
+    assert_eq!(m["canary_promoted"], 1.0);
+
+    let o = run(&["adapters", "canary", &id, "--base", b, "--env", "humaneval"]);
+    assert_clean_failure(&o, &["--env humaneval"]);
+    let o = run(&[
+        "adapters",
+        "canary",
+        "0123456789abcdef",
+        "--base",
+        b,
+        "--margin",
+        "0",
+    ]);
+    assert_clean_failure(&o, &["0123456789abcdef"]);
 }

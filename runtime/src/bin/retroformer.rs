@@ -348,7 +348,10 @@ struct HotpotArgs {
     /// HotPotQA distractor JSONL (default: ../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Only the first N questions.
+    /// Leave out the first N questions (held-out sets: train on the first N, test on the rest).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Only the first N questions (after --skip).
     #[arg(long)]
     limit: Option<usize>,
     /// Only these question ids (comma-separated).
@@ -558,6 +561,55 @@ enum AdaptersCommand {
         #[arg(long, default_value = "smollm2-135m-instruct")]
         base: String,
     },
+    /// Evaluate an installed adapter as the reflector against the active one (or the base
+    /// alone) on held-out tasks; activate it only if it is not worse by more than --margin,
+    /// else keep the active one.
+    Canary(CanaryArgs),
+}
+
+#[derive(Args, Clone)]
+struct CanaryArgs {
+    /// The candidate's id (from `adapters list`).
+    id: String,
+    /// Base model: the reflector whose store holds the adapters.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    base: String,
+    /// Environment: hotpotqa or household.
+    #[arg(long, default_value = "household")]
+    env: String,
+    /// Actor model (default: the base model itself).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Leave out the first N tasks (those used for training).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Held-out tasks to evaluate on.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Household split (`eval` or `train`).
+    #[arg(long, default_value = "eval")]
+    split: String,
+    /// Trials per task (Reflexion; the score is the success rate after the last).
+    #[arg(long, default_value_t = 3)]
+    trials: u32,
+    /// Most steps per episode (default: the environment's, 6 for hotpotqa, 30 for household).
+    #[arg(long)]
+    max_steps: Option<u32>,
+    /// HotPotQA data file (default: as `eval hotpotqa`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Promote when candidate >= incumbent - margin.
+    #[arg(long, default_value_t = 0.0)]
+    margin: f64,
+    /// Where the two evaluations go (default: the store's canary/ID folder).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Do not fetch missing models.
+    #[arg(long)]
+    no_fetch: bool,
 }
 
 #[derive(Subcommand)]
@@ -599,6 +651,9 @@ struct HouseholdArgs {
     /// Reflector model, or `actor` to reflect with the actor itself.
     #[arg(long, default_value = "actor")]
     reflector: String,
+    /// A LoRA adapter for the reflector: a GGUF file, or `active` (see `eval hotpotqa`).
+    #[arg(long)]
+    reflector_adapter: Option<String>,
     /// Reflections kept per task.
     #[arg(long, default_value_t = 3)]
     memory: usize,
@@ -608,7 +663,10 @@ struct HouseholdArgs {
     /// Output folder (re-running with the same folder and settings resumes).
     #[arg(long)]
     out: PathBuf,
-    /// Only the first N tasks.
+    /// Leave out the first N tasks (held-out sets: train on the first N, test on the rest).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Only the first N tasks (after --skip).
     #[arg(long)]
     limit: Option<usize>,
     /// Only these task ids (comma-separated, e.g. clean-1001003).
@@ -819,7 +877,7 @@ fn run(cli: Cli) -> Result<()> {
         }) => dataset_rise(&criteria, tau, seed, &input, &out),
         Command::Eval(EvalCommand::Plot { runs, out, title }) => eval_plot(&runs, &out, &title),
         Command::Sandbox(c) => sandbox_cmd(c),
-        Command::Adapters(c) => adapters_cmd(c),
+        Command::Adapters(c) => adapters_cmd(&profile, c),
         Command::Play(PlayCommand::Household { seed, task_type }) => {
             play_household(seed, &task_type)
         }
@@ -1419,6 +1477,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         }
         questions.retain(|q| a.tasks.contains(&q.id));
     }
+    questions.drain(..a.skip.min(questions.len()));
     if let Some(n) = a.limit {
         questions.truncate(n);
     }
@@ -1434,30 +1493,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     };
     let r_model = reflector_model.as_ref().unwrap_or(&actor);
     let mut reflector_session = open_session(r_model, &r_args)?;
-    if let Some(spec) = &cfg.reflector_adapter {
-        let path = if spec == "active" {
-            let name = if cfg.reflector == "actor" {
-                &cfg.actor
-            } else {
-                &cfg.reflector
-            };
-            let (store, _, _) = adapter_store(name)?;
-            let m = store.active()?.with_context(|| {
-                format!(
-                    "--reflector-adapter active: no adapter is active in {}",
-                    store.root().display()
-                )
-            })?;
-            store.adapter_path(&m.id)
-        } else {
-            PathBuf::from(spec)
-        };
-        let handle = r_model
-            .load_adapter(&path)
-            .with_context(|| format!("--reflector-adapter {}", path.display()))?;
-        reflector_session.set_adapter(Some((handle, 1.0)))?;
-        eprintln!("[retroformer] reflector adapter: {}", path.display());
-    }
+    apply_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let mut reflector = LlmReflector::new(reflector_session, 160);
     eprintln!(
         "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
@@ -1601,6 +1637,41 @@ fn report_trials(
     Ok(())
 }
 
+/// Puts the run's reflector adapter (a file, or `active`: the active one of the reflector
+/// model's store) on the reflector's session. The actor's session never gets it.
+fn apply_reflector_adapter(
+    cfg: &retroformer::agent::runner::RunConfig,
+    model: &LlamaModel,
+    session: &mut dyn Session,
+) -> Result<()> {
+    let Some(spec) = &cfg.reflector_adapter else {
+        return Ok(());
+    };
+    let path = if spec == "active" {
+        let name = if cfg.reflector == "actor" {
+            &cfg.actor
+        } else {
+            &cfg.reflector
+        };
+        let (store, _, _) = adapter_store(name)?;
+        let m = store.active()?.with_context(|| {
+            format!(
+                "--reflector-adapter active: no adapter is active in {}",
+                store.root().display()
+            )
+        })?;
+        store.adapter_path(&m.id)
+    } else {
+        PathBuf::from(spec)
+    };
+    let handle = model
+        .load_adapter(&path)
+        .with_context(|| format!("--reflector-adapter {}", path.display()))?;
+    session.set_adapter(Some((handle, 1.0)))?;
+    eprintln!("[retroformer] reflector adapter: {}", path.display());
+    Ok(())
+}
+
 fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     use retroformer::agent::household::{HouseholdAgent, HouseholdConfig};
     use retroformer::agent::runner::{run_trials, RunConfig};
@@ -1614,7 +1685,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     }
     let mut specs = match a.split.as_str() {
         "eval" => eval_split(),
-        "train" => train_split(a.limit.unwrap_or(134)),
+        "train" => train_split(a.skip + a.limit.unwrap_or(134)),
         other => anyhow::bail!("--split {other}: known splits are eval and train"),
     };
     if !a.tasks.is_empty() {
@@ -1625,6 +1696,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         }
         specs.retain(|s| a.tasks.contains(&s.id()));
     }
+    specs.drain(..a.skip.min(specs.len()));
     if let Some(n) = a.limit {
         specs.truncate(n);
     }
@@ -1634,14 +1706,17 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let actor = load(profile, &args)?;
     let mut session = open_session(&actor, &args)?;
-    let reflector_model;
-    let mut reflector_session = if a.reflector == "actor" {
-        open_session(&actor, &args)?
+    let reflector_model = if a.reflector == "actor" {
+        None
     } else {
         let r_args = agent_model_args(&a.reflector, profile, a.threads, a.no_fetch);
-        reflector_model = load(profile, &r_args)?;
-        open_session(&reflector_model, &r_args)?
+        Some((load(profile, &r_args)?, r_args))
     };
+    let (r_model, r_args) = match &reflector_model {
+        Some((m, r)) => (m, r),
+        None => (&actor, &args),
+    };
+    let mut reflector_session = open_session(r_model, r_args)?;
     let cfg = RunConfig {
         agent: "household".into(),
         trials: a.trials,
@@ -1653,8 +1728,9 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         last_attempt_tokens: 0,
         actor: a.actor.clone(),
         reflector: a.reflector.clone(),
-        reflector_adapter: None,
+        reflector_adapter: a.reflector_adapter.clone(),
     };
+    apply_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let household_cfg = HouseholdConfig {
         max_steps: a.max_steps,
         ..HouseholdConfig::default()
@@ -2112,7 +2188,7 @@ fn adapter_store(
     Ok((store, path, header))
 }
 
-fn adapters_cmd(c: AdaptersCommand) -> Result<()> {
+fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
     match c {
         AdaptersCommand::List { base, json } => {
             let (store, _, _) = adapter_store(&base)?;
@@ -2188,7 +2264,105 @@ fn adapters_cmd(c: AdaptersCommand) -> Result<()> {
             println!("active: {id}");
             Ok(())
         }
+        AdaptersCommand::Canary(c) => canary(profile, &c),
     }
+}
+
+/// `adapters canary`: a Reflexion run on held-out tasks with the incumbent reflector and one
+/// with the candidate, same actor and settings; the store promotes or keeps.
+fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
+    if !["hotpotqa", "household"].contains(&c.env.as_str()) {
+        anyhow::bail!("--env {}: the canary runs hotpotqa or household", c.env);
+    }
+    if c.trials == 0 || c.limit == 0 {
+        anyhow::bail!("--trials and --limit must be at least 1");
+    }
+    if !c.margin.is_finite() || c.margin < 0.0 {
+        anyhow::bail!("--margin {}: must be a number >= 0", c.margin);
+    }
+    let (store, _, _) = adapter_store(&c.base)?;
+    let out = c
+        .out
+        .clone()
+        .unwrap_or_else(|| store.root().join("canary").join(&c.id));
+    let actor = c.actor.clone().unwrap_or_else(|| c.base.clone());
+    let mut eval = |adapter: Option<&Path>| -> std::result::Result<f64, String> {
+        let name = adapter
+            .and_then(|p| p.parent())
+            .and_then(|d| d.file_name())
+            .map_or("base".to_string(), |n| n.to_string_lossy().to_string());
+        let dir = out.join(&name);
+        let spec = adapter.map(|p| p.display().to_string());
+        let run = || -> Result<()> {
+            if c.env == "hotpotqa" {
+                eval_hotpotqa(
+                    profile,
+                    &HotpotArgs {
+                        agent: "react".into(),
+                        strategy: "reflexion".into(),
+                        trials: c.trials,
+                        actor: actor.clone(),
+                        reflector: c.base.clone(),
+                        reflector_adapter: spec.clone(),
+                        memory: 3,
+                        out: Some(dir.clone()),
+                        resume: None,
+                        data: c.data.clone(),
+                        skip: c.skip,
+                        limit: Some(c.limit),
+                        tasks: Vec::new(),
+                        global_docstore: false,
+                        max_steps: c.max_steps.unwrap_or(6),
+                        threads: c.threads,
+                        no_fetch: c.no_fetch,
+                    },
+                )
+            } else {
+                eval_household(
+                    profile,
+                    &HouseholdArgs {
+                        split: c.split.clone(),
+                        trials: c.trials,
+                        strategy: "reflexion".into(),
+                        actor: actor.clone(),
+                        reflector: c.base.clone(),
+                        reflector_adapter: spec.clone(),
+                        memory: 3,
+                        max_steps: c.max_steps.unwrap_or(30),
+                        out: dir.clone(),
+                        skip: c.skip,
+                        limit: Some(c.limit),
+                        tasks: Vec::new(),
+                        threads: c.threads,
+                        no_fetch: c.no_fetch,
+                    },
+                )
+            }
+        };
+        run().map_err(|e| format!("{name}: {e:#}"))?;
+        let (_, summaries) =
+            retroformer::agent::runner::read_run(&dir).map_err(|e| format!("{name}: {e}"))?;
+        summaries
+            .last()
+            .map(|t| t.success_rate)
+            .ok_or_else(|| format!("{name}: the run has no trial summary"))
+    };
+    let r = store.canary(&c.id, c.margin, &mut eval)?;
+    println!(
+        "canary {}: candidate {:.3} vs {} {:.3} (margin {:.3}) -> {}",
+        r.candidate,
+        r.candidate_score,
+        r.incumbent.as_deref().unwrap_or("base alone"),
+        r.incumbent_score,
+        r.margin,
+        if r.promoted {
+            "promoted (active)"
+        } else {
+            "kept the incumbent"
+        }
+    );
+    println!("evaluations: {}", out.display());
+    Ok(())
 }
 
 fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
@@ -2231,7 +2405,9 @@ fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
         opts.reps = r;
     }
     let mut notes = Vec::new();
-    if !opts.reference {
+    if opts.reference {
+        notes.push("reference: a plain decode loop on llama-cpp-2's safe API with llama.cpp's default context settings and the same threads and batch; it attaches no ggml threadpool, so ggml starts threads for every graph, which the runtime's per-session threadpool avoids (decode ratios above 1 come from that, not from faster kernels)".to_string());
+    } else {
         notes.push(format!(
             "no bare llama.cpp reference: the target offloads {} layers to a GPU and the reference runs on the CPU",
             profile.gpu_layers

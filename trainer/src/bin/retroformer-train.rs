@@ -107,11 +107,66 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Retroformer loop: collect Reflexion trials with the current reflector, train the
+    /// reflector by SFT on the reflections whose rating reached --min-reward, export, install,
+    /// canary on held-out tasks, repeat. Each round's figures go to OUT/loop.json and a plot.
+    Loop(LoopArgs),
     /// Validate and summarise a LoRA adapter GGUF file.
     Inspect {
         /// The adapter file.
         adapter: PathBuf,
     },
+}
+
+#[derive(Args, Clone)]
+struct LoopArgs {
+    /// Environment: hotpotqa or household.
+    #[arg(long)]
+    env: String,
+    /// Rounds of collect, train, install, canary.
+    #[arg(long, default_value_t = 2)]
+    rounds: u32,
+    /// The retrospective model (the reflector) that is trained; its adapter store is used.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    base: String,
+    /// The actor (frozen; default: the base model itself).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Tasks trials are collected on (hotpotqa: the first N questions; household: the
+    /// training split).
+    #[arg(long, default_value_t = 20)]
+    train_tasks: usize,
+    /// Held-out tasks for the canary (hotpotqa: the N after the training ones; household: the
+    /// evaluation split).
+    #[arg(long, default_value_t = 20)]
+    eval_tasks: usize,
+    /// Reflexion trials per task, in collection and canary.
+    #[arg(long, default_value_t = 3)]
+    trials: u32,
+    /// Most steps per episode (default: the environment's).
+    #[arg(long)]
+    max_steps: Option<u32>,
+    /// Ratings kept for SFT: G_{i+1} - G_i at least this.
+    #[arg(long, default_value_t = 0.5)]
+    min_reward: f64,
+    /// SFT steps per round.
+    #[arg(long, default_value_t = 40)]
+    steps: u64,
+    /// Canary margin: promote when candidate >= incumbent - margin.
+    #[arg(long, default_value_t = 0.0)]
+    margin: f64,
+    /// HotPotQA data file (default: as `retroformer eval hotpotqa`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Threads for the runtime's evaluations.
+    #[arg(long)]
+    threads: Option<u32>,
+    /// burn backend for training.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    backend: Backend,
+    /// Output folder (re-running with it resumes: finished evaluations and training are reused).
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -197,6 +252,7 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<()> {
     let (args, objective) = match cmd {
         Command::Inspect { adapter } => return inspect(&adapter),
+        Command::Loop(a) => return retro_loop(&a),
         Command::Bench {
             backend,
             model,
@@ -510,6 +566,282 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
             fig.peak_rss_bytes
                 .map_or("unknown".into(), |b| format!("{:.0} MB", b as f64 / 1e6))
         );
+    }
+    Ok(())
+}
+
+/// A phase of the loop run as a child process: its stdout, wall seconds and peak RSS.
+struct Phase {
+    stdout: String,
+    wall_s: f64,
+    peak_rss_bytes: u64,
+}
+
+/// Runs `cmd` to the end, stderr passed through; errors name `what` and the exit status.
+fn run_phase(what: &str, cmd: &mut std::process::Command) -> Result<Phase> {
+    use std::io::Read;
+    use std::process::Stdio;
+    eprintln!("[loop] {what}: {cmd:?}");
+    let start = std::time::Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("{what}: starting {:?}", cmd.get_program()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .context("child stdout")?
+        .read_to_string(&mut stdout)?;
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our child, not yet reaped (std's Child is dropped without waiting).
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if rc < 0 {
+        bail!("{what}: wait4: {}", std::io::Error::last_os_error());
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("{what} failed (wait status {status}); its errors are above");
+    }
+    Ok(Phase {
+        stdout,
+        wall_s: start.elapsed().as_secs_f64(),
+        peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
+    })
+}
+
+/// `retroformer` (the runtime's CLI): next to this binary, else on PATH.
+fn runtime_cli() -> std::process::Command {
+    let name = format!("retroformer{}", std::env::consts::EXE_SUFFIX);
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(&name)))
+        .filter(|p| p.is_file());
+    std::process::Command::new(beside.unwrap_or_else(|| PathBuf::from(name)))
+}
+
+/// Success rate by trial of an evaluation folder.
+fn success_by_trial(dir: &Path) -> Result<Vec<f64>> {
+    let (_, summaries) = retroformer::agent::runner::read_run(dir)?;
+    Ok(summaries.iter().map(|t| t.success_rate).collect())
+}
+
+fn retro_loop(a: &LoopArgs) -> Result<()> {
+    use retroformer::report::{line_chart_svg, write_chart, Series};
+    if !["hotpotqa", "household"].contains(&a.env.as_str()) {
+        bail!(
+            "--env {}: the loop runs hotpotqa or household (humaneval's reflections are not rated per trial yet)",
+            a.env
+        );
+    }
+    if a.rounds == 0 || a.trials < 2 || a.train_tasks == 0 || a.eval_tasks == 0 || a.steps == 0 {
+        bail!("--rounds, --train-tasks, --eval-tasks and --steps must be at least 1, and --trials at least 2 (a rating needs a next trial)");
+    }
+    let base_path = base_file(&a.base)?;
+    let actor = a.actor.clone().unwrap_or_else(|| a.base.clone());
+    std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
+    let base_sha = fetch::sha256_file(&base_path, false)?;
+    let store = retroformer::adapters::AdapterStore::for_base(&home_dir(), &base_sha)?;
+    let common = |cmd: &mut std::process::Command| {
+        if let Some(t) = a.threads {
+            cmd.args(["--threads", &t.to_string()]);
+        }
+        if let Some(m) = a.max_steps {
+            cmd.args(["--max-steps", &m.to_string()]);
+        }
+        if let (Some(d), "hotpotqa") = (&a.data, a.env.as_str()) {
+            cmd.arg("--data").arg(d);
+        }
+    };
+    let mut rounds: Vec<serde_json::Value> = Vec::new();
+    let all_records = a.out.join("records-all.jsonl");
+    for r in 1..=a.rounds {
+        let dir = a.out.join(format!("round-{r}"));
+        std::fs::create_dir_all(&dir)?;
+        let active = store.active()?.map(|m| m.id);
+        // 1. Collect with the current reflector.
+        let collect_dir = dir.join("collect");
+        let mut cmd = runtime_cli();
+        cmd.args(["eval", &a.env, "--strategy", "reflexion"])
+            .args(["--trials", &a.trials.to_string(), "--actor", &actor])
+            .args(["--reflector", &a.base])
+            .args(["--limit", &a.train_tasks.to_string()]);
+        if a.env == "household" {
+            cmd.args(["--split", "train"]);
+        }
+        if active.is_some() {
+            cmd.args(["--reflector-adapter", "active"]);
+        }
+        common(&mut cmd);
+        cmd.arg("--out").arg(&collect_dir);
+        let collect = run_phase(&format!("round {r}: collect"), &mut cmd)?;
+        let collected = success_by_trial(&collect_dir)?;
+        // 2. The SFT set: every round's records so far, kept by rating.
+        let mut text = String::new();
+        for k in 1..=r {
+            let p = a.out.join(format!("round-{k}/collect/records.jsonl"));
+            text.push_str(&std::fs::read_to_string(&p).with_context(|| p.display().to_string())?);
+        }
+        retroformer::fsutil::write_atomic(&all_records, text.as_bytes())?;
+        let ratings: Vec<f64> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["rating"].as_f64())
+            .collect();
+        let kept = ratings.iter().filter(|&&x| x >= a.min_reward).count();
+        let mut round = serde_json::json!({
+            "round": r,
+            "reflector_adapter": active,
+            "collect": {"success_by_trial": collected, "records": ratings.len(), "kept": kept,
+                        "wall_s": collect.wall_s, "peak_rss_bytes": collect.peak_rss_bytes},
+        });
+        if kept == 0 {
+            eprintln!("[loop] round {r}: no reflection reached rating {} of {} records: nothing to train on; stopping", a.min_reward, ratings.len());
+            round["stopped"] = "no rating reached --min-reward".into();
+            rounds.push(round);
+            break;
+        }
+        // 3. Train the reflector (SFT) and export its adapter.
+        let adapter = dir.join("reflector.gguf");
+        let me = std::env::current_exe()?;
+        let mut cmd = std::process::Command::new(&me);
+        cmd.args(["sft", "--base"])
+            .arg(&base_path)
+            .arg("--data")
+            .arg(&all_records)
+            .arg(format!("--min-reward={}", a.min_reward))
+            .args(["--steps", &a.steps.to_string()])
+            .args(["--warmup", &(a.steps / 10).to_string()])
+            .args(["--batch", "4", "--quiet"])
+            .args(["--backend", &format!("{:?}", a.backend).to_lowercase()])
+            .arg("--out")
+            .arg(&adapter);
+        let trained = run_phase(&format!("round {r}: train"), &mut cmd)?;
+        let log_path = dir.join("reflector.log.json");
+        let log: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(&log_path).with_context(|| log_path.display().to_string())?,
+        )?;
+        // 4. Install, then 5. the canary on held-out tasks.
+        let mut cmd = runtime_cli();
+        cmd.args(["adapters", "install"])
+            .arg(&adapter)
+            .arg("--base")
+            .arg(&base_path);
+        let installed = run_phase(&format!("round {r}: install"), &mut cmd)?;
+        let id = installed
+            .stdout
+            .split_whitespace()
+            .nth(1)
+            .context("`retroformer adapters install` printed no id")?
+            .to_string();
+        let mut cmd = runtime_cli();
+        cmd.args(["adapters", "canary", &id, "--base"])
+            .arg(&base_path)
+            .args(["--env", &a.env, "--actor", &actor])
+            .args(["--trials", &a.trials.to_string()])
+            .args(["--limit", &a.eval_tasks.to_string()])
+            .arg(format!("--margin={}", a.margin));
+        if a.env == "hotpotqa" {
+            cmd.args(["--skip", &a.train_tasks.to_string()]);
+        } else {
+            cmd.args(["--split", "eval"]);
+        }
+        common(&mut cmd);
+        cmd.arg("--out").arg(dir.join("canary"));
+        let canary = run_phase(&format!("round {r}: canary"), &mut cmd)?;
+        let m = store.manifest(&id)?;
+        let metric = |k: &str| m.metrics.get(k).copied();
+        round["train"] = serde_json::json!({
+            "adapter": adapter, "id": id, "steps": a.steps,
+            "loss_first": log["steps"].as_array().and_then(|s| s.first()).map(|s| s["loss"].clone()),
+            "loss_last": log["steps"].as_array().and_then(|s| s.last()).map(|s| s["loss"].clone()),
+            "wall_s": trained.wall_s, "peak_rss_bytes": trained.peak_rss_bytes,
+        });
+        round["canary"] = serde_json::json!({
+            "candidate": metric("canary_score"), "incumbent": metric("canary_incumbent_score"),
+            "incumbent_id": active, "promoted": metric("canary_promoted") == Some(1.0),
+            "margin": a.margin, "wall_s": canary.wall_s, "peak_rss_bytes": canary.peak_rss_bytes,
+        });
+        eprintln!("[loop] round {r}: {}", round["canary"]);
+        rounds.push(round);
+        let report = serde_json::json!({
+            "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
+            "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
+            "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
+        });
+        retroformer::fsutil::write_atomic(
+            &a.out.join("loop.json"),
+            serde_json::to_string_pretty(&report)?.as_bytes(),
+        )?;
+    }
+    let report = serde_json::json!({
+        "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
+        "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
+        "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
+    });
+    retroformer::fsutil::write_atomic(
+        &a.out.join("loop.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    let series = |label: &str, f: &dyn Fn(&serde_json::Value) -> Option<f64>| Series {
+        label: label.into(),
+        points: rounds
+            .iter()
+            .filter_map(|r| Some((r["round"].as_f64()?, f(r)?)))
+            .collect(),
+    };
+    let svg = line_chart_svg(
+        &format!(
+            "Retroformer loop, {} ({} held-out tasks)",
+            a.env, a.eval_tasks
+        ),
+        "round",
+        "success rate after the last trial",
+        (0.0, 1.0),
+        &[
+            series("canary: trained reflector", &|r| {
+                r["canary"]["candidate"].as_f64()
+            }),
+            series("canary: incumbent", &|r| r["canary"]["incumbent"].as_f64()),
+            series("collection (training tasks)", &|r| {
+                r["collect"]["success_by_trial"]
+                    .as_array()?
+                    .last()?
+                    .as_f64()
+            }),
+        ],
+    );
+    let written = write_chart(&a.out.join("loop"), &svg)?;
+    println!(
+        "{:>5} {:>10} {:>8} {:>10} {:>10} {:>9}",
+        "round", "collected", "kept", "candidate", "incumbent", "promoted"
+    );
+    for r in &rounds {
+        println!(
+            "{:>5} {:>10} {:>8} {:>10} {:>10} {:>9}",
+            r["round"].to_string(),
+            r["collect"]["success_by_trial"]
+                .as_array()
+                .and_then(|s| s.last())
+                .map_or("-".into(), |x| format!("{:.3}", x.as_f64().unwrap_or(0.0))),
+            r["collect"]["kept"].to_string(),
+            r["canary"]["candidate"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.3}")),
+            r["canary"]["incumbent"]
+                .as_f64()
+                .map_or("-".into(), |x| format!("{x:.3}")),
+            r["canary"]["promoted"]
+                .as_bool()
+                .map_or("-".into(), |x| x.to_string()),
+        );
+    }
+    println!("results: {}", a.out.join("loop.json").display());
+    for p in written {
+        println!("plot: {}", p.display());
     }
     Ok(())
 }

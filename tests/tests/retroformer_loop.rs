@@ -1,0 +1,117 @@
+//! The Retroformer loop end to end, across both binaries and the real SmolLM2 model: collect
+//! Reflexion trials, train the reflector (SFT), export, install into the adapter store, canary
+//! on held-out tasks; and the results file that records each phase.
+//!
+//! `cargo test --workspace` builds both binaries (`retroformer`, `retroformer-train`) before
+//! any test runs; run alone, build them first with `cargo build --bins`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A binary of the workspace, next to this test's `deps/` folder.
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+fn smollm2() -> PathBuf {
+    let m = retroformer::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
+    retroformer::fetch::installed(&m, &retroformer::manifest::home_dir())
+        .expect("SmolLM2 is fetched first (tests/run does it)")
+}
+
+#[test]
+fn one_round_collects_trains_installs_and_canaries_the_reflector() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("loop");
+    let base = smollm2();
+    // The runtime's CLI is found next to the trainer's.
+    let trainer = bin("retroformer-train");
+    bin("retroformer");
+    let o = Command::new(&trainer)
+        .args(["loop", "--env", "household", "--rounds", "1"])
+        .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
+        .args(["--max-steps", "2", "--steps", "1", "--threads", "1"])
+        // Every reflection is kept (ratings are -1, 0 or 1), so that there is something to
+        // train on whatever this small model does.
+        .arg("--min-reward=-1")
+        .arg("--base")
+        .arg(&base)
+        .arg("--out")
+        .arg(&out)
+        .env("RETROFORMER_HOME", home.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("loop.json")).unwrap()).unwrap();
+    assert_eq!(report["format_version"], 1);
+    let r = &report["rounds"][0];
+    // Two trials of one task: one reflection, rated by the second trial's return.
+    assert_eq!(r["collect"]["records"], 1, "{r}");
+    assert_eq!(r["collect"]["kept"], 1);
+    assert_eq!(
+        r["collect"]["success_by_trial"].as_array().unwrap().len(),
+        2
+    );
+    assert!(r["train"]["loss_first"].as_f64().unwrap().is_finite());
+    assert!(r["train"]["peak_rss_bytes"].as_u64().unwrap() > 50_000_000);
+    let id = r["train"]["id"].as_str().unwrap();
+    // The canary scored the candidate against the base alone (no adapter was active).
+    assert!(r["canary"]["incumbent_id"].is_null());
+    let (cand, inc) = (
+        r["canary"]["candidate"].as_f64().unwrap(),
+        r["canary"]["incumbent"].as_f64().unwrap(),
+    );
+    assert_eq!(r["canary"]["promoted"].as_bool().unwrap(), cand >= inc);
+    assert!(out.join("round-1/canary/base/run.json").is_file());
+    assert!(out.join(format!("round-1/canary/{id}/run.json")).is_file());
+    assert!(out.join("loop.svg").is_file() && out.join("loop.png").is_file());
+    // The store agrees: the adapter is installed, active exactly when promoted.
+    let o = Command::new(bin("retroformer"))
+        .args(["adapters", "list", "--json", "--base"])
+        .arg(&base)
+        .env("RETROFORMER_HOME", home.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["adapters"][0]["id"], id);
+    assert_eq!(v["active"].as_str() == Some(id), cand >= inc);
+}
+
+#[test]
+fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
+    let o = Command::new(bin("retroformer-train"))
+        .args(["loop", "--env", "chess", "--out", "/nonexistent"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--env chess"), "{err}");
+    let o = Command::new(bin("retroformer-train"))
+        .args([
+            "loop",
+            "--env",
+            "household",
+            "--trials",
+            "1",
+            "--out",
+            "/nonexistent",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--trials"), "{err}");
+}
