@@ -6,18 +6,12 @@
 //!     [--second-model NAME|PATH] [--threads N] [--reps N] [--out FILE]
 //!     [--llama-bench PATH/TO/llama-bench] [--skip-bare]
 
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::model::LlamaModel as BareModel;
-use llama_cpp_2::sampling::LlamaSampler;
-use retroformer::gguf::GgufWriter;
-use retroformer::llm::llama::{self, LlamaModel, LoadOptions};
+use retroformer::bench::suite::BareLoop as Bare;
+use retroformer::llm::llama::{LlamaModel, LoadOptions};
 use retroformer::llm::{GenerateRequest, LanguageModel, SessionOptions};
 use retroformer::target::{TargetProfile, Threads};
 use retroformer_benches::{load_average, median, peak_rss_bytes, resolve_model, spread};
@@ -142,67 +136,6 @@ fn prompt_of(model: &LlamaModel, n: usize) -> String {
     s
 }
 
-struct Bare {
-    model: BareModel,
-}
-
-impl Bare {
-    fn load(path: &Path) -> Result<Self> {
-        let backend = llama::reference_backend()?;
-        let model = BareModel::load_from_file(
-            backend,
-            path,
-            &LlamaModelParams::default().with_n_gpu_layers(0),
-        )?;
-        Ok(Self { model })
-    }
-
-    /// Prefill `prompt`, then greedily decode `n_gen` tokens. Returns (prefill ms, decode ms, prompt tokens).
-    fn run(
-        &self,
-        prompt: &str,
-        n_gen: usize,
-        threads: u32,
-        n_ctx: u32,
-    ) -> Result<(f64, f64, usize)> {
-        let backend = llama::reference_backend()?;
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
-            .with_n_batch(512)
-            .with_n_ubatch(512)
-            .with_n_threads(threads as i32)
-            .with_n_threads_batch(threads as i32);
-        let mut ctx = self.model.new_context(backend, params)?;
-        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), true, false);
-        let mut batch = LlamaBatch::new(512, 1);
-        let t0 = Instant::now();
-        let mut pos = 0i32;
-        for chunk in tokens.chunks(512) {
-            batch.clear();
-            for (i, t) in chunk.iter().enumerate() {
-                batch.add(*t, pos, &[0], i + 1 == chunk.len())?;
-                pos += 1;
-            }
-            ctx.decode(&mut batch)?;
-        }
-        let prefill = t0.elapsed().as_secs_f64() * 1e3;
-        let mut sampler = LlamaSampler::greedy();
-        let t1 = Instant::now();
-        for i in 0..n_gen {
-            let tok = sampler.sample(&ctx, batch.n_tokens() - 1);
-            if i + 1 == n_gen {
-                break; // like the runtime: the last token is sampled, not evaluated
-            }
-            batch.clear();
-            batch.add(tok, pos, &[0], true)?;
-            pos += 1;
-            ctx.decode(&mut batch)?;
-        }
-        let decode = t1.elapsed().as_secs_f64() * 1e3;
-        Ok((prefill, decode, tokens.len()))
-    }
-}
-
 fn ours(
     model: &LlamaModel,
     prompt: &str,
@@ -232,41 +165,8 @@ fn figure(xs: &[f64]) -> serde_json::Value {
 }
 
 fn write_bench_adapter(dir: &Path, model: &LlamaModel, seed: u64) -> Result<PathBuf> {
-    let mut w = GgufWriter::lora_adapter(model.header().architecture().unwrap_or("llama"), 8.0);
-    let mut state = seed | 1;
-    let rank = 8u64;
-    let targets = [
-        "attn_q.weight",
-        "attn_k.weight",
-        "attn_v.weight",
-        "attn_output.weight",
-        "ffn_gate.weight",
-        "ffn_up.weight",
-        "ffn_down.weight",
-    ];
-    for t in model
-        .header()
-        .tensors
-        .iter()
-        .filter(|t| targets.iter().any(|s| t.name.ends_with(s)) && t.dims.len() == 2)
-    {
-        let mut rnd = |n: u64| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.02
-                })
-                .collect()
-        };
-        let (a, b) = (rnd(t.dims[0] * rank), rnd(rank * t.dims[1]));
-        w.tensor_f32(&format!("{}.lora_a", t.name), &[t.dims[0], rank], &a)
-            .tensor_f32(&format!("{}.lora_b", t.name), &[rank, t.dims[1]], &b);
-    }
-    let p = dir.join(format!("bench-adapter-{seed}.gguf"));
-    w.write(&p)?;
-    Ok(p)
+    retroformer::bench::suite::random_adapter(model, dir, seed)?
+        .context("the model has no projection an adapter can target")
 }
 
 fn rss_probe(a: &str, b: &str) -> Result<()> {
@@ -324,19 +224,19 @@ fn main() -> Result<()> {
     let (mut pp_o, mut pp_b, mut tg_o, mut tg_b) = (vec![], vec![], vec![], vec![]);
     let (_, _, warm_tokens, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?; // warm-up
     if !o.skip_bare {
-        bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+        bare.run(&pp_prompt, 1, o.threads, n_ctx, 512)?;
     }
     for _ in 0..o.reps {
         let (pm, _, pt, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?;
         pp_o.push(f64::from(pt) * 1e3 / pm);
         if !o.skip_bare {
-            let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx)?;
+            let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx, 512)?;
             pp_b.push(pt as f64 * 1e3 / pm);
         }
         let (_, dm, _, gt) = ours(&model, tg_prompt, tg_len, o.threads, n_ctx)?;
         tg_o.push(f64::from(gt) * 1e3 / dm);
         if !o.skip_bare {
-            let (_, dm, _) = bare.run(tg_prompt, tg_len as usize, o.threads, n_ctx)?;
+            let (_, dm, _) = bare.run(tg_prompt, tg_len, o.threads, n_ctx, 512)?;
             tg_b.push(f64::from(tg_len) * 1e3 / dm);
         }
     }

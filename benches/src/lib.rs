@@ -46,23 +46,7 @@ pub fn spread(xs: &[f64]) -> (f64, f64) {
         })
 }
 
-/// Peak resident set size of this process in bytes (`VmHWM`), Linux only.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The 1-minute load average (Linux), to flag runs under foreign load.
-pub fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
+pub use retroformer::bench::system::{load_average, peak_rss_bytes};
 
 /// The end of every benchmark: a note when the machine was not quiet at the start, and the
 /// JSON report written atomically to `out` if one was asked for.

@@ -114,12 +114,13 @@ pub fn prose(model: &dyn LanguageModel, n: u32) -> Result<String, BenchError> {
 
 /// The bare reference: llama-cpp-2's safe API, one context per run, a plain batch loop and a
 /// greedy sampler, with the same threads and batch size as the runtime.
-struct Bare {
+pub struct BareLoop {
     model: BareModel,
 }
 
-impl Bare {
-    fn load(path: &Path) -> Result<Self, BenchError> {
+impl BareLoop {
+    /// Loads `path` through llama-cpp-2 alone (CPU, no layers offloaded).
+    pub fn load(path: &Path) -> Result<Self, BenchError> {
         let backend = llama::reference_backend()?;
         let model = BareModel::load_from_file(
             backend,
@@ -132,7 +133,7 @@ impl Bare {
 
     /// Prefill `prompt`, then greedily decode `n_gen` tokens: (prefill ms, decode ms, prompt
     /// tokens).
-    fn run(
+    pub fn run(
         &self,
         prompt: &str,
         n_gen: u32,
@@ -283,7 +284,7 @@ pub fn run_model(
     let model = model.ok_or_else(|| BenchError::Config("reps must be at least 1".into()))?;
     let n_ctx = o.context_size().min(model.n_ctx_train().max(512));
     let bare = if o.reference {
-        Some(Bare::load(path)?)
+        Some(BareLoop::load(path)?)
     } else {
         None
     };

@@ -629,6 +629,20 @@ fn success_by_trial(dir: &Path) -> Result<Vec<f64>> {
     Ok(summaries.iter().map(|t| t.success_rate).collect())
 }
 
+/// `OUT/loop.json`: the settings and every round so far (rewritten after each round).
+fn write_loop_report(a: &LoopArgs, actor: &str, rounds: &[serde_json::Value]) -> Result<()> {
+    let report = serde_json::json!({
+        "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
+        "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
+        "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
+    });
+    retroformer::fsutil::write_atomic(
+        &a.out.join("loop.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
 fn retro_loop(a: &LoopArgs) -> Result<()> {
     use retroformer::report::{line_chart_svg, write_chart, Series};
     if !["hotpotqa", "household"].contains(&a.env.as_str()) {
@@ -767,25 +781,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         });
         eprintln!("[loop] round {r}: {}", round["canary"]);
         rounds.push(round);
-        let report = serde_json::json!({
-            "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
-            "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
-            "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
-        });
-        retroformer::fsutil::write_atomic(
-            &a.out.join("loop.json"),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
+        write_loop_report(a, &actor, &rounds)?;
     }
-    let report = serde_json::json!({
-        "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
-        "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
-        "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
-    });
-    retroformer::fsutil::write_atomic(
-        &a.out.join("loop.json"),
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
+    write_loop_report(a, &actor, &rounds)?;
     let series = |label: &str, f: &dyn Fn(&serde_json::Value) -> Option<f64>| Series {
         label: label.into(),
         points: rounds
