@@ -224,19 +224,19 @@ fn main() -> Result<()> {
     let (mut pp_o, mut pp_b, mut tg_o, mut tg_b) = (vec![], vec![], vec![], vec![]);
     let (_, _, warm_tokens, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?; // warm-up
     if !o.skip_bare {
-        bare.run(&pp_prompt, 1, o.threads, n_ctx, 512)?;
+        bare.run(&pp_prompt, 1, o.threads, n_ctx, 512, 512)?;
     }
     for _ in 0..o.reps {
         let (pm, _, pt, _) = ours(&model, &pp_prompt, 1, o.threads, n_ctx)?;
         pp_o.push(f64::from(pt) * 1e3 / pm);
         if !o.skip_bare {
-            let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx, 512)?;
+            let (pm, _, pt) = bare.run(&pp_prompt, 1, o.threads, n_ctx, 512, 512)?;
             pp_b.push(pt as f64 * 1e3 / pm);
         }
         let (_, dm, _, gt) = ours(&model, tg_prompt, tg_len, o.threads, n_ctx)?;
         tg_o.push(f64::from(gt) * 1e3 / dm);
         if !o.skip_bare {
-            let (_, dm, _) = bare.run(tg_prompt, tg_len, o.threads, n_ctx, 512)?;
+            let (_, dm, _) = bare.run(tg_prompt, tg_len, o.threads, n_ctx, 512, 512)?;
             tg_b.push(f64::from(tg_len) * 1e3 / dm);
         }
     }

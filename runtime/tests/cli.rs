@@ -846,6 +846,41 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
     );
     assert_eq!(m["canary_promoted"], 1.0);
 
+    // The active adapter cannot be its own canary.
+    let o = run(&["adapters", "canary", &id, "--base", b]);
+    assert_clean_failure(&o, &[&id, "already the active adapter"]);
+    // A held-out set that --skip empties is an error, not a tie that promotes.
+    let o2 = run(&[
+        "adapters",
+        "install",
+        adapter2(&home).to_str().unwrap(),
+        "--base",
+        b,
+    ]);
+    assert!(
+        o2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let id2 = String::from_utf8_lossy(&o2.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let o = run(&[
+        "adapters",
+        "canary",
+        &id2,
+        "--base",
+        b,
+        "--skip",
+        "1000",
+        "--limit",
+        "1",
+        "--out",
+        home.path().join("canary-empty").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["--skip 1000"]);
     let o = run(&["adapters", "canary", &id, "--base", b, "--env", "humaneval"]);
     assert_clean_failure(&o, &["--env humaneval"]);
     let o = run(&[
@@ -858,4 +893,14 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
         "0",
     ]);
     assert_clean_failure(&o, &["0123456789abcdef"]);
+}
+
+/// A second valid adapter for SmolLM2 (other values, so another id).
+fn adapter2(home: &tempfile::TempDir) -> std::path::PathBuf {
+    let p = home.path().join("refl2.gguf");
+    let mut w = retroformer::gguf::GgufWriter::lora_adapter("llama", 2.0);
+    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.02; 1152])
+        .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.02; 1152]);
+    w.write(&p).unwrap();
+    p
 }

@@ -232,9 +232,10 @@ pub struct ModelReport {
     /// Adapter switch against model reload (absent when the model has no attention tensors
     /// an adapter can target).
     pub adapter_switch: Option<AdapterSwitch>,
-    /// Peak resident memory while this model was measured, bytes.
+    /// Peak resident memory over time to first token and the ReAct steps (the model and its
+    /// sessions alone; the reference model is unloaded first), bytes.
     pub peak_rss_bytes: Option<u64>,
-    /// Whether the peak was reset before this model (else it includes what ran earlier).
+    /// Whether the peak could be reset before that phase (else it includes what ran earlier).
     pub peak_rss_isolated: bool,
 }
 
@@ -502,6 +503,8 @@ pub struct Comparison {
     pub rows: Vec<ComparisonRow>,
     /// Labels of reports whose run was flagged as under load.
     pub flagged: Vec<String>,
+    /// Why some rows do not compare like with like (quick and full reports mixed).
+    pub warnings: Vec<String>,
 }
 
 /// One figure across reports.
@@ -567,10 +570,15 @@ pub fn compare(reports: &[BenchReport]) -> Comparison {
         .filter(|(r, _)| r.load.flagged)
         .map(|(_, l)| l.clone())
         .collect();
+    let mut warnings = Vec::new();
+    if reports.iter().any(|r| r.quick) && reports.iter().any(|r| !r.quick) {
+        warnings.push("quick and full reports are mixed: decode, time to first token, ReAct step, agent and trainer rows measure different amounts of work".to_string());
+    }
     Comparison {
         labels,
         rows,
         flagged,
+        warnings,
     }
 }
 
@@ -640,6 +648,9 @@ impl Comparison {
         s.push_str(
             "(^ higher is better, v lower is better; ratios are each report over the first)\n",
         );
+        for w in &self.warnings {
+            s.push_str(&format!("warning: {w}\n"));
+        }
         for l in &self.flagged {
             s.push_str(&format!(
                 "warning: {l} ran under external load; its figures are not comparable\n"
@@ -828,6 +839,10 @@ mod tests {
             ratio: 0.05,
         });
         b.load.flagged = true;
+        assert!(compare(&[a.clone(), b.clone()]).warnings.is_empty());
+        let mut full = a.clone();
+        full.quick = false;
+        assert_eq!(compare(&[full, b.clone()]).warnings.len(), 1);
         let c = compare(&[a, b]);
         assert_eq!(c.labels, vec!["laptop", "laptop#2"]);
         assert_eq!(c.flagged, vec!["laptop#2"]);

@@ -46,7 +46,10 @@ pub struct SuiteOptions {
 impl SuiteOptions {
     /// The full suite, or (`quick`) a short one that still measures every figure.
     pub fn new(profile: TargetProfile, threads: u32, quick: bool) -> Self {
-        let reference = profile.gpu_layers == 0;
+        // The reference can only match CPU profiles whose flash attention is llama.cpp's
+        // default (the safe API has no setter for it).
+        let reference = profile.gpu_layers == 0
+            && profile.flash_attention == crate::target::FlashAttention::Auto;
         if quick {
             Self {
                 profile,
@@ -140,13 +143,14 @@ impl BareLoop {
         threads: u32,
         n_ctx: u32,
         n_batch: u32,
+        n_ubatch: u32,
     ) -> Result<(f64, f64, usize), BenchError> {
         let r = |e: &dyn std::fmt::Display| BenchError::Reference(e.to_string());
         let backend = llama::reference_backend()?;
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
             .with_n_batch(n_batch)
-            .with_n_ubatch(n_batch)
+            .with_n_ubatch(n_ubatch)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32);
         let mut ctx = self.model.new_context(backend, params).map_err(|e| r(&e))?;
@@ -276,6 +280,7 @@ pub fn run_model(
     let mut load_ms = Vec::new();
     let mut model = None;
     for _ in 0..o.reps {
+        drop(model.take()); // one model resident at a time
         let t = Instant::now();
         let m = LlamaModel::load(path, load.clone())?;
         load_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -288,7 +293,11 @@ pub fn run_model(
     } else {
         None
     };
-    let n_batch = o.profile.batch_size;
+    // The runtime's own batch sizes and thread cap (see `LlamaModel::session`).
+    let n_batch = o.profile.batch_size.min(n_ctx);
+    let n_ubatch = o.profile.ubatch_size.min(n_batch);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let threads = o.threads.min(cores.max(1));
     let sess = o.session_options(n_ctx);
 
     // Prefill at each length, runtime and reference interleaved.
@@ -302,7 +311,7 @@ pub fn run_model(
             .session(&sess)?
             .generate(&request(text.clone(), 1), &mut |_| true)?;
         if let Some(b) = &bare {
-            b.run(&text, 1, o.threads, n_ctx, n_batch)?;
+            b.run(&text, 1, threads, n_ctx, n_batch, n_ubatch)?;
         }
         for _ in 0..o.reps {
             let g = model
@@ -311,7 +320,7 @@ pub fn run_model(
             tokens = g.stats.prompt_tokens;
             ours.push(f64::from(g.stats.evaluated_tokens) * 1e3 / g.stats.prefill_ms);
             if let Some(b) = &bare {
-                let (ms, _, n) = b.run(&text, 1, o.threads, n_ctx, n_batch)?;
+                let (ms, _, n) = b.run(&text, 1, threads, n_ctx, n_batch, n_ubatch)?;
                 theirs.push(n as f64 * 1e3 / ms);
             }
         }
@@ -342,7 +351,8 @@ pub fn run_model(
             depth_tokens = g.stats.prompt_tokens;
             ours.push(g.stats.decode_tps());
             if let Some(b) = &bare {
-                let (_, ms, _) = b.run(&text, o.decode_tokens, o.threads, n_ctx, n_batch)?;
+                let (_, ms, _) =
+                    b.run(&text, o.decode_tokens, threads, n_ctx, n_batch, n_ubatch)?;
                 theirs.push(f64::from(o.decode_tokens) * 1e3 / ms);
             }
         }
@@ -357,6 +367,10 @@ pub fn run_model(
         });
     }
 
+    // From here on only the runtime's model is resident: peak RSS is measured over time to
+    // first token and the ReAct steps (a model with its sessions, as an agent holds it).
+    drop(bare);
+    let isolated = isolated && system::reset_peak_rss();
     // Time to first token from a fresh session (context creation not included).
     progress("time to first token");
     let ttft_len = o
@@ -434,6 +448,8 @@ pub fn run_model(
         without_reuse_ms,
     };
 
+    let peak_rss_bytes = system::peak_rss_bytes();
+
     // Adapter switch in a live session against a model reload.
     progress("adapter switch");
     let dir = tempfile::tempdir().map_err(|source| BenchError::Io {
@@ -482,7 +498,7 @@ pub fn run_model(
         ttft_prompt_tokens: ttft_tokens,
         react_step,
         adapter_switch,
-        peak_rss_bytes: system::peak_rss_bytes(),
+        peak_rss_bytes,
         peak_rss_isolated: isolated,
     })
 }

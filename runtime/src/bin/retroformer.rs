@@ -2281,6 +2281,12 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
         anyhow::bail!("--margin {}: must be a number >= 0", c.margin);
     }
     let (store, _, _) = adapter_store(&c.base)?;
+    if store.active()?.is_some_and(|m| m.id == c.id) {
+        anyhow::bail!(
+            "{} is already the active adapter: nothing to compare it with",
+            c.id
+        );
+    }
     let out = c
         .out
         .clone()
@@ -2342,10 +2348,14 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
         run().map_err(|e| format!("{name}: {e:#}"))?;
         let (_, summaries) =
             retroformer::agent::runner::read_run(&dir).map_err(|e| format!("{name}: {e}"))?;
-        summaries
-            .last()
-            .map(|t| t.success_rate)
-            .ok_or_else(|| format!("{name}: the run has no trial summary"))
+        match summaries.last() {
+            Some(t) if t.tasks > 0 => Ok(t.success_rate),
+            Some(_) => Err(format!(
+                "{name}: no held-out task was evaluated (--skip {} leaves none)",
+                c.skip
+            )),
+            None => Err(format!("{name}: the run has no trial summary")),
+        }
     };
     let r = store.canary(&c.id, c.margin, &mut eval)?;
     println!(
@@ -2395,11 +2405,18 @@ fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let out = a.out.clone().unwrap_or_else(|| {
-        home_dir()
-            .join("bench")
-            .join(format!("{}-{created_unix}.json", fetch_safe(&label)))
+        home_dir().join("bench").join(format!(
+            "{}-{created_unix}-{}.json",
+            fetch_safe(&label),
+            std::process::id()
+        ))
     });
-    let threads = a.threads.unwrap_or_else(|| profile.resolve_threads());
+    // Not the profile's `auto` (free cores, which would count this program's own load from a
+    // previous run): a fixed count, or every core.
+    let threads = a.threads.unwrap_or(match profile.threads {
+        retroformer::target::Threads::Fixed(n) => n,
+        _ => fp.logical_cores,
+    });
     let mut opts = suite::SuiteOptions::new(profile.clone(), threads, a.quick);
     if let Some(r) = a.reps {
         opts.reps = r;

@@ -589,12 +589,18 @@ fn run_phase(what: &str, cmd: &mut std::process::Command) -> Result<Phase> {
         .spawn()
         .with_context(|| format!("{what}: starting {:?}", cmd.get_program()))?;
     let pid = child.id() as libc::pid_t;
-    let mut stdout = String::new();
-    child
+    let mut bytes = Vec::new();
+    if let Err(e) = child
         .stdout
         .take()
-        .context("child stdout")?
-        .read_to_string(&mut stdout)?;
+        .context("child stdout")
+        .and_then(|mut o| o.read_to_end(&mut bytes).map_err(Into::into))
+    {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.context(format!("{what}: reading its output")));
+    }
+    let stdout = String::from_utf8_lossy(&bytes).into_owned();
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -609,7 +615,12 @@ fn run_phase(what: &str, cmd: &mut std::process::Command) -> Result<Phase> {
     Ok(Phase {
         stdout,
         wall_s: start.elapsed().as_secs_f64(),
-        peak_rss_bytes: ru.ru_maxrss as u64 * 1024,
+        // Linux reports kilobytes, macOS bytes.
+        peak_rss_bytes: if cfg!(target_os = "macos") {
+            ru.ru_maxrss as u64
+        } else {
+            ru.ru_maxrss as u64 * 1024
+        },
     })
 }
 
@@ -686,8 +697,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         if a.env == "household" {
             cmd.args(["--split", "train"]);
         }
-        if active.is_some() {
-            cmd.args(["--reflector-adapter", "active"]);
+        // The adapter's file, not `active`: a resumed round keeps the reflector it started with.
+        if let Some(id) = &active {
+            cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
         }
         common(&mut cmd);
         cmd.arg("--out").arg(&collect_dir);
