@@ -57,6 +57,21 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The settings the speed benchmarks time: `steps` plain SFT steps of batch 1, constant
+    /// learning rate 2e-4, no clipping, no decay, no checkpoints.
+    pub fn timing(steps: u64) -> Self {
+        Self {
+            lr: 2e-4,
+            warmup: 0,
+            steps,
+            batch: 1,
+            clip: 0.0,
+            weight_decay: 0.0,
+            seed: 0,
+            checkpoint_every: u64::MAX,
+        }
+    }
+
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), TrainerError> {
         let bad = |field: &str, reason: String| {
