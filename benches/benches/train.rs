@@ -193,7 +193,9 @@ fn main() -> Result<()> {
                 .arg(&path)
                 .arg(&tokens)
                 .args(["--steps", &steps.to_string()])
-                .args(["--backend", &format!("{backend:?}").to_lowercase()]),
+                .args(["--backend", &format!("{backend:?}").to_lowercase()])
+                // The flex backend's threads are rayon's: two, like the reference's.
+                .env("RAYON_NUM_THREADS", "2"),
         )?;
         ours.push(parse_side(&o, rss)?);
         eprintln!("rep {rep}: ours done ({:.0} s)", t0.elapsed().as_secs_f64());
