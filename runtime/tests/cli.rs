@@ -881,8 +881,8 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
         home.path().join("canary-empty").to_str().unwrap(),
     ]);
     assert_clean_failure(&o, &["--skip 1000"]);
-    let o = run(&["adapters", "canary", &id, "--base", b, "--env", "humaneval"]);
-    assert_clean_failure(&o, &["--env humaneval"]);
+    let o = run(&["adapters", "canary", &id, "--base", b, "--env", "alfworld"]);
+    assert_clean_failure(&o, &["--env alfworld"]);
     let o = run(&[
         "adapters",
         "canary",
@@ -893,6 +893,102 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
         "0",
     ]);
     assert_clean_failure(&o, &["0123456789abcdef"]);
+}
+
+#[test]
+fn the_humaneval_canary_scores_pass_at_1_on_held_out_problems_with_the_candidate_reflector() {
+    let home = tempfile::tempdir().unwrap();
+    let base = common::smollm2_path();
+    let b = base.to_str().unwrap();
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/humaneval/tiny.jsonl");
+    let adapter = adapter2(&home);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_retroformer"))
+            .args(args)
+            .env("RETROFORMER_HOME", home.path())
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let o = run(&[
+        "adapters",
+        "install",
+        adapter.to_str().unwrap(),
+        "--base",
+        b,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let id = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let evals = home.path().join("canary");
+    let o = run(&[
+        "adapters",
+        "canary",
+        &id,
+        "--base",
+        b,
+        "--env",
+        "humaneval",
+        "--data",
+        data.to_str().unwrap(),
+        "--skip",
+        "1",
+        "--limit",
+        "1",
+        "--trials",
+        "2",
+        "--threads",
+        "1",
+        "--margin",
+        "1",
+        "--out",
+        evals.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout.contains("promoted"), "{stdout}");
+    // Both evaluations ran the held-out problem only (Tiny/1), the candidate with its adapter
+    // on the reflector.
+    for who in ["base", id.as_str()] {
+        let dir = evals.join(who);
+        let run: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+        assert_eq!(run["max_iters"], 2);
+        assert_eq!(run["reflector"], b);
+        assert_eq!(run["reflector_adapter"].is_string(), who != "base", "{run}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("humaneval.json")).unwrap()).unwrap();
+        assert_eq!(summary["tasks"], 1);
+        let files: Vec<_> = std::fs::read_dir(dir.join("trial-00"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let task: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("trial-00").join(&files[0])).unwrap())
+                .unwrap();
+        assert_eq!(task["task_id"], "Tiny/1");
+    }
+    // Nothing left after --skip is an error that names it, before any model is loaded.
+    let o = run(&[
+        "eval",
+        "humaneval",
+        "--data",
+        data.to_str().unwrap(),
+        "--skip",
+        "2",
+        "--out",
+        home.path().join("he-empty").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["--skip 2"]);
 }
 
 /// A second valid adapter for SmolLM2 (other values, so another id).

@@ -37,6 +37,16 @@ pub struct CodingConfig {
     pub trials: u32,
     /// Actor model name (for the record).
     pub actor: String,
+    /// The model that writes the reflections: `actor`, or another model's name.
+    #[serde(default = "actor_reflects")]
+    pub reflector: String,
+    /// The reflector's LoRA adapter file, if one is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflector_adapter: Option<String>,
+}
+
+fn actor_reflects() -> String {
+    "actor".into()
 }
 
 impl CodingConfig {
@@ -50,6 +60,8 @@ impl CodingConfig {
             max_impl_tokens: 768,
             trials: 1,
             actor: actor.into(),
+            reflector: actor_reflects(),
+            reflector_adapter: None,
         }
     }
 
@@ -378,10 +390,21 @@ pub struct Coder<'a> {
     pub model: &'a dyn LanguageModel,
     /// Its session (KV cache reused across calls).
     pub session: &'a mut dyn Session,
+    /// The retrospective model that writes the reflections (Retroformer's reflector, possibly
+    /// with its own LoRA adapter); `None`: the actor reflects in its own session.
+    pub reflector: Option<Reflector<'a>>,
+}
+
+/// A reflector: its model and its own session.
+pub struct Reflector<'a> {
+    /// The model (chat template).
+    pub model: &'a dyn LanguageModel,
+    /// Its session.
+    pub session: &'a mut dyn Session,
 }
 
 impl Coder<'_> {
-    /// One call. `prefill` opens the reply (e.g. a code fence, so that the model answers
+    /// One actor call. `prefill` opens the reply (e.g. a code fence, so that the model answers
     /// with code and stops at the closing fence); the text returned starts with it.
     fn ask(
         &mut self,
@@ -391,19 +414,53 @@ impl Coder<'_> {
         prefill: &str,
         stop: &[&str],
     ) -> Result<(String, String), AgentError> {
-        let prompt = format!("{}{prefill}", self.model.chat_prompt(messages, true)?);
-        let mut req = GenerateRequest::new(prompt.clone(), max_tokens);
-        for s in stop {
-            req = req.stop(*s);
-        }
-        let start = Instant::now();
-        let g = self.session.generate(&req, &mut |_| true)?;
-        usage.llm_ms += start.elapsed().as_secs_f64() * 1e3;
-        usage.evaluated_tokens += u64::from(g.stats.evaluated_tokens);
-        usage.reused_tokens += u64::from(g.stats.reused_tokens);
-        usage.generated_tokens += u64::from(g.stats.generated_tokens);
-        Ok((prompt, format!("{prefill}{}", g.text)))
+        ask_with(
+            self.model,
+            self.session,
+            messages,
+            max_tokens,
+            usage,
+            prefill,
+            stop,
+        )
     }
+
+    /// One reflection call: the reflector's, or the actor's when there is none.
+    fn reflect(
+        &mut self,
+        messages: &[ChatMessage],
+        max_tokens: u32,
+        usage: &mut Usage,
+        stop: &[&str],
+    ) -> Result<(String, String), AgentError> {
+        match &mut self.reflector {
+            Some(r) => ask_with(r.model, r.session, messages, max_tokens, usage, "", stop),
+            None => self.ask(messages, max_tokens, usage, "", stop),
+        }
+    }
+}
+
+fn ask_with(
+    model: &dyn LanguageModel,
+    session: &mut dyn Session,
+    messages: &[ChatMessage],
+    max_tokens: u32,
+    usage: &mut Usage,
+    prefill: &str,
+    stop: &[&str],
+) -> Result<(String, String), AgentError> {
+    let prompt = format!("{}{prefill}", model.chat_prompt(messages, true)?);
+    let mut req = GenerateRequest::new(prompt.clone(), max_tokens);
+    for s in stop {
+        req = req.stop(*s);
+    }
+    let start = Instant::now();
+    let g = session.generate(&req, &mut |_| true)?;
+    usage.llm_ms += start.elapsed().as_secs_f64() * 1e3;
+    usage.evaluated_tokens += u64::from(g.stats.evaluated_tokens);
+    usage.reused_tokens += u64::from(g.stats.reused_tokens);
+    usage.generated_tokens += u64::from(g.stats.generated_tokens);
+    Ok((prompt, format!("{prefill}{}", g.text)))
 }
 
 /// A task whose hidden tests are running while the model goes on.
@@ -563,11 +620,10 @@ pub fn solve(
         let last = iterations.last_mut().expect("just pushed");
         let feedback = format_feedback(&last.tests);
         // A reflection is prose: it ends where the model starts writing code.
-        let (reflect_prompt, reflection) = coder.ask(
+        let (reflect_prompt, reflection) = coder.reflect(
             &reflect_messages(&implementation, &feedback),
             256,
             &mut usage,
-            "",
             &["```"],
         )?;
         let reflection = reflection.trim().to_string();
@@ -916,6 +972,7 @@ mod loop_tests {
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let cfg = CodingConfig::new("reflexion", 5, "scripted");
         let pool = pool();
@@ -970,12 +1027,65 @@ mod loop_tests {
     }
 
     #[test]
+    fn a_separate_reflector_writes_the_reflections_and_the_actor_the_code() {
+        let actor = ScriptedModel::new([
+            "assert add(1, 2) == 3",
+            "def add(a, b):\n    return a - b\n```",
+            "def add(a, b):\n    return a + b\n```",
+        ]);
+        let reflector = ScriptedModel::new(["Use + instead of -."]);
+        let mut session = actor.session(&SessionOptions::default()).unwrap();
+        let mut r_session = reflector.session(&SessionOptions::default()).unwrap();
+        let mut coder = Coder {
+            model: &actor,
+            session: session.as_mut(),
+            reflector: Some(Reflector {
+                model: &reflector,
+                session: r_session.as_mut(),
+            }),
+        };
+        let cfg = CodingConfig::new("reflexion", 5, "scripted");
+        let r = solve(&problem(), &cfg, &mut coder, &pool())
+            .unwrap()
+            .finish();
+        assert_eq!(actor.remaining(), 0);
+        assert_eq!(reflector.remaining(), 0);
+        assert_eq!(actor.requests().len(), 3);
+        let asked = reflector.requests();
+        assert_eq!(asked.len(), 1);
+        assert!(asked[0].prompt.contains("[self-reflection]:"));
+        assert_eq!(
+            r.iterations[0].reflection.as_deref(),
+            Some("Use + instead of -.")
+        );
+        assert_eq!(
+            r.iterations[0].reflection_prompt.as_deref(),
+            Some(asked[0].prompt.as_str())
+        );
+        assert!(actor.requests()[2]
+            .prompt
+            .contains("[reflection on previous implementation]:\nUse + instead of -."));
+        assert!(r.passed, "{:?}", r.hidden);
+    }
+
+    #[test]
+    fn an_old_run_json_without_a_reflector_reads_as_the_actor_reflecting() {
+        let mut v = serde_json::to_value(CodingConfig::new("reflexion", 5, "m")).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("reflector");
+        assert!(!o.contains_key("reflector_adapter"));
+        let back: CodingConfig = serde_json::from_value(v).unwrap();
+        assert_eq!(back, CodingConfig::new("reflexion", 5, "m"));
+    }
+
+    #[test]
     fn strategy_none_is_one_shot_and_a_wrong_answer_fails_the_hidden_tests() {
         let model = ScriptedModel::new(["def add(a, b):\n    return a * b\n```"]);
         let mut session = model.session(&SessionOptions::default()).unwrap();
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let cfg = CodingConfig::new("none", 5, "scripted");
         let r = solve(&problem(), &cfg, &mut coder, &pool())
@@ -1002,6 +1112,7 @@ mod loop_tests {
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let cfg = CodingConfig::new("reflexion", 3, "scripted");
         let r = solve(&problem(), &cfg, &mut coder, &pool())
@@ -1022,6 +1133,7 @@ mod loop_tests {
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let cfg = CodingConfig::new("reflexion", 5, "scripted");
         let r = solve(&problem(), &cfg, &mut coder, &pool())
@@ -1044,6 +1156,7 @@ mod loop_tests {
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let cfg = CodingConfig::new("none", 5, "scripted");
         let pool = pool();
@@ -1093,6 +1206,7 @@ mod cheat_tests {
         let mut coder = Coder {
             model: &model,
             session: session.as_mut(),
+            reflector: None,
         };
         let pool = Pool::new(Sandbox::new(SandboxConfig::default()).unwrap(), 1).unwrap();
         let cfg = CodingConfig::new("reflexion", 1, "scripted");

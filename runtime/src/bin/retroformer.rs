@@ -574,7 +574,7 @@ struct CanaryArgs {
     /// Base model: the reflector whose store holds the adapters.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     base: String,
-    /// Environment: hotpotqa or household.
+    /// Environment: hotpotqa, household or humaneval.
     #[arg(long, default_value = "household")]
     env: String,
     /// Actor model (default: the base model itself).
@@ -589,13 +589,14 @@ struct CanaryArgs {
     /// Household split (`eval` or `train`).
     #[arg(long, default_value = "eval")]
     split: String,
-    /// Trials per task (Reflexion; the score is the success rate after the last).
+    /// Trials per task (Reflexion; the score is the success rate after the last). For
+    /// humaneval: implementations per task (--max-iters); the score is pass@1.
     #[arg(long, default_value_t = 3)]
     trials: u32,
     /// Most steps per episode (default: the environment's, 6 for hotpotqa, 30 for household).
     #[arg(long)]
     max_steps: Option<u32>,
-    /// HotPotQA data file (default: as `eval hotpotqa`).
+    /// HotPotQA or HumanEval data file (default: as `eval hotpotqa` / `eval humaneval`).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Promote when candidate >= incumbent - margin.
@@ -688,16 +689,26 @@ struct HumanevalArgs {
     /// Most implementations per task (the first plus retries).
     #[arg(long, default_value_t = 5)]
     max_iters: u32,
-    /// Actor model (manifest name or GGUF path); it also writes the tests and reflections.
+    /// Actor model (manifest name or GGUF path); it writes the tests and the code, and the
+    /// reflections too unless --reflector names another model or --reflector-adapter is given.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     actor: String,
+    /// Reflector model, or `actor` to reflect with the actor itself.
+    #[arg(long, default_value = "actor")]
+    reflector: String,
+    /// A LoRA adapter for the reflector: a GGUF file, or `active` (see `eval hotpotqa`).
+    #[arg(long)]
+    reflector_adapter: Option<String>,
     /// Output folder (re-running with the same folder and settings resumes).
     #[arg(long)]
     out: PathBuf,
     /// Problems JSONL(.gz) (default: ../shared/data/humaneval/HumanEval.jsonl.gz).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Only the first N problems.
+    /// Leave out the first N problems (held-out sets: train on the first N, test on the rest).
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Only the first N problems (after --skip).
     #[arg(long)]
     limit: Option<usize>,
     /// Only these task ids (comma-separated).
@@ -1493,7 +1504,13 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     };
     let r_model = reflector_model.as_ref().unwrap_or(&actor);
     let mut reflector_session = open_session(r_model, &r_args)?;
-    apply_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
+    apply_reflector_adapter(
+        cfg.reflector_adapter.as_deref(),
+        &cfg.reflector,
+        &cfg.actor,
+        r_model,
+        reflector_session.as_mut(),
+    )?;
     let mut reflector = LlmReflector::new(reflector_session, 160);
     eprintln!(
         "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
@@ -1640,18 +1657,20 @@ fn report_trials(
 /// Puts the run's reflector adapter (a file, or `active`: the active one of the reflector
 /// model's store) on the reflector's session. The actor's session never gets it.
 fn apply_reflector_adapter(
-    cfg: &retroformer::agent::runner::RunConfig,
+    spec: Option<&str>,
+    reflector: &str,
+    actor: &str,
     model: &LlamaModel,
     session: &mut dyn Session,
 ) -> Result<()> {
-    let Some(spec) = &cfg.reflector_adapter else {
+    let Some(spec) = spec else {
         return Ok(());
     };
     let path = if spec == "active" {
-        let name = if cfg.reflector == "actor" {
-            &cfg.actor
+        let name = if reflector == "actor" {
+            actor
         } else {
-            &cfg.reflector
+            reflector
         };
         let (store, _, _) = adapter_store(name)?;
         let m = store.active()?.with_context(|| {
@@ -1730,7 +1749,13 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         reflector: a.reflector.clone(),
         reflector_adapter: a.reflector_adapter.clone(),
     };
-    apply_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
+    apply_reflector_adapter(
+        cfg.reflector_adapter.as_deref(),
+        &cfg.reflector,
+        &cfg.actor,
+        r_model,
+        reflector_session.as_mut(),
+    )?;
     let household_cfg = HouseholdConfig {
         max_steps: a.max_steps,
         ..HouseholdConfig::default()
@@ -1797,8 +1822,18 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
         }
         problems.retain(|p| a.tasks.contains(&p.task_id));
     }
+    problems.drain(..a.skip.min(problems.len()));
     if let Some(n) = a.limit {
         problems.truncate(n);
+    }
+    if problems.is_empty() {
+        anyhow::bail!(
+            "no problem left to run in {} (--skip {}, --limit {:?}, --tasks {})",
+            data.display(),
+            a.skip,
+            a.limit,
+            a.tasks.len()
+        );
     }
     let sandbox = SandboxArgs {
         python: a.python.clone(),
@@ -1824,7 +1859,34 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let actor = load(profile, &args)?;
     let mut session = open_session(&actor, &args)?;
-    let cfg = CodingConfig::new(&a.strategy, a.max_iters, &a.actor);
+    let mut cfg = CodingConfig::new(&a.strategy, a.max_iters, &a.actor);
+    cfg.reflector = a.reflector.clone();
+    cfg.reflector_adapter = a.reflector_adapter.clone();
+    // A reflector of its own (another model, or the actor with an adapter) gets its own
+    // session; otherwise the actor reflects in its session, as Reflexion does.
+    let reflector_model = if a.reflector == "actor" {
+        None
+    } else {
+        let r_args = agent_model_args(&a.reflector, profile, a.threads, a.no_fetch);
+        Some((load(profile, &r_args)?, r_args))
+    };
+    let mut reflector_session = if reflector_model.is_some() || a.reflector_adapter.is_some() {
+        let (r_model, r_args) = match &reflector_model {
+            Some((m, r)) => (m, r),
+            None => (&actor, &args),
+        };
+        let mut s = open_session(r_model, r_args)?;
+        apply_reflector_adapter(
+            a.reflector_adapter.as_deref(),
+            &a.reflector,
+            &a.actor,
+            r_model,
+            s.as_mut(),
+        )?;
+        Some(s)
+    } else {
+        None
+    };
     eprintln!(
         "[retroformer] humaneval: {} problems, strategy {}, max {} iterations, out {}",
         problems.len(),
@@ -1834,9 +1896,19 @@ fn eval_humaneval(profile: &TargetProfile, a: &HumanevalArgs) -> Result<()> {
     );
     let bar = task_bar(problems.len());
     let mut passed = 0usize;
+    let r_model: &dyn retroformer::llm::LanguageModel = match &reflector_model {
+        Some((m, _)) => m,
+        None => &actor,
+    };
     let mut coder = Coder {
         model: &actor,
         session: session.as_mut(),
+        reflector: reflector_session
+            .as_mut()
+            .map(|s| retroformer::agent::programming::Reflector {
+                model: r_model,
+                session: s.as_mut(),
+            }),
     };
     let (summary, _) = programming::run(&problems, &cfg, &a.out, &mut coder, &pool, |r| {
         passed += usize::from(r.passed);
@@ -2271,8 +2343,11 @@ fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
 /// `adapters canary`: a Reflexion run on held-out tasks with the incumbent reflector and one
 /// with the candidate, same actor and settings; the store promotes or keeps.
 fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
-    if !["hotpotqa", "household"].contains(&c.env.as_str()) {
-        anyhow::bail!("--env {}: the canary runs hotpotqa or household", c.env);
+    if !["hotpotqa", "household", "humaneval"].contains(&c.env.as_str()) {
+        anyhow::bail!(
+            "--env {}: the canary runs hotpotqa, household or humaneval",
+            c.env
+        );
     }
     if c.trials == 0 || c.limit == 0 {
         anyhow::bail!("--trials and --limit must be at least 1");
@@ -2319,6 +2394,29 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         tasks: Vec::new(),
                         global_docstore: false,
                         max_steps: c.max_steps.unwrap_or(6),
+                        threads: c.threads,
+                        no_fetch: c.no_fetch,
+                    },
+                )
+            } else if c.env == "humaneval" {
+                // Reflexion's programming loop: --trials is its iterations per task; the
+                // score is pass@1 on the hidden tests of the held-out problems.
+                eval_humaneval(
+                    profile,
+                    &HumanevalArgs {
+                        strategy: "reflexion".into(),
+                        max_iters: c.trials,
+                        actor: actor.clone(),
+                        reflector: c.base.clone(),
+                        reflector_adapter: spec.clone(),
+                        out: dir.clone(),
+                        data: c.data.clone(),
+                        skip: c.skip,
+                        limit: Some(c.limit),
+                        tasks: Vec::new(),
+                        workers: 2,
+                        test_timeout_ms: 6_000,
+                        python: None,
                         threads: c.threads,
                         no_fetch: c.no_fetch,
                     },

@@ -21,7 +21,8 @@ use retroformer_trainer::{backend_device, write_run_report, Backend};
 #[command(
     name = "retroformer-train",
     version,
-    about = "Train LoRA adapters for Retroformer and export them as GGUF"
+    about = "Train LoRA adapters for Retroformer and export them as GGUF",
+    after_help = "The CPU backend (flex) uses every core; set RAYON_NUM_THREADS=N to use N threads."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -120,7 +121,7 @@ enum Command {
 
 #[derive(Args, Clone)]
 struct LoopArgs {
-    /// Environment: hotpotqa or household.
+    /// Environment: hotpotqa, household or humaneval.
     #[arg(long)]
     env: String,
     /// Rounds of collect, train, install, canary.
@@ -132,15 +133,16 @@ struct LoopArgs {
     /// The actor (frozen; default: the base model itself).
     #[arg(long)]
     actor: Option<String>,
-    /// Tasks trials are collected on (hotpotqa: the first N questions; household: the
+    /// Tasks trials are collected on (hotpotqa, humaneval: the first N; household: the
     /// training split).
     #[arg(long, default_value_t = 20)]
     train_tasks: usize,
-    /// Held-out tasks for the canary (hotpotqa: the N after the training ones; household: the
-    /// evaluation split).
+    /// Held-out tasks for the canary (hotpotqa, humaneval: the N after the training ones;
+    /// household: the evaluation split).
     #[arg(long, default_value_t = 20)]
     eval_tasks: usize,
-    /// Reflexion trials per task, in collection and canary.
+    /// Reflexion trials per task, in collection and canary (humaneval: implementations per
+    /// task, `--max-iters`).
     #[arg(long, default_value_t = 3)]
     trials: u32,
     /// Most steps per episode (default: the environment's).
@@ -155,7 +157,7 @@ struct LoopArgs {
     /// Canary margin: promote when candidate >= incumbent - margin.
     #[arg(long, default_value_t = 0.0)]
     margin: f64,
-    /// HotPotQA data file (default: as `retroformer eval hotpotqa`).
+    /// HotPotQA or HumanEval data file (default: as `retroformer eval hotpotqa|humaneval`).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Threads for the runtime's evaluations.
@@ -647,9 +649,9 @@ fn write_loop_report(a: &LoopArgs, actor: &str, rounds: &[serde_json::Value]) ->
 
 fn retro_loop(a: &LoopArgs) -> Result<()> {
     use retroformer::report::{line_chart_svg, write_chart, Series};
-    if !["hotpotqa", "household"].contains(&a.env.as_str()) {
+    if !["hotpotqa", "household", "humaneval"].contains(&a.env.as_str()) {
         bail!(
-            "--env {}: the loop runs hotpotqa or household (humaneval's reflections are not rated per trial yet)",
+            "--env {}: the loop runs hotpotqa, household or humaneval",
             a.env
         );
     }
@@ -665,10 +667,10 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         if let Some(t) = a.threads {
             cmd.args(["--threads", &t.to_string()]);
         }
-        if let Some(m) = a.max_steps {
+        if let (Some(m), false) = (a.max_steps, a.env == "humaneval") {
             cmd.args(["--max-steps", &m.to_string()]);
         }
-        if let (Some(d), "hotpotqa") = (&a.data, a.env.as_str()) {
+        if let (Some(d), "hotpotqa" | "humaneval") = (&a.data, a.env.as_str()) {
             cmd.arg("--data").arg(d);
         }
     };
@@ -682,7 +684,15 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         let collect_dir = dir.join("collect");
         let mut cmd = runtime_cli();
         cmd.args(["eval", &a.env, "--strategy", "reflexion"])
-            .args(["--trials", &a.trials.to_string(), "--actor", &actor])
+            // HumanEval's trials are the implementations inside a task; each reflection is
+            // rated by the next implementation's share of the model's own tests.
+            .arg(if a.env == "humaneval" {
+                "--max-iters"
+            } else {
+                "--trials"
+            })
+            .arg(a.trials.to_string())
+            .args(["--actor", &actor])
             .args(["--reflector", &a.base])
             .args(["--limit", &a.train_tasks.to_string()]);
         if a.env == "household" {
@@ -761,10 +771,10 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
             .args(["--trials", &a.trials.to_string()])
             .args(["--limit", &a.eval_tasks.to_string()])
             .arg(format!("--margin={}", a.margin));
-        if a.env == "hotpotqa" {
-            cmd.args(["--skip", &a.train_tasks.to_string()]);
-        } else {
+        if a.env == "household" {
             cmd.args(["--split", "eval"]);
+        } else {
+            cmd.args(["--skip", &a.train_tasks.to_string()]);
         }
         common(&mut cmd);
         cmd.arg("--out").arg(dir.join("canary"));
