@@ -955,6 +955,9 @@ fn the_humaneval_canary_scores_pass_at_1_on_held_out_problems_with_the_candidate
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(stdout.contains("promoted"), "{stdout}");
+    // The adapter went onto a reflector session once: in the candidate's evaluation.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(stderr.matches("reflector adapter:").count(), 1, "{stderr}");
     // Both evaluations ran the held-out problem only (Tiny/1), the candidate with its adapter
     // on the reflector.
     for who in ["base", id.as_str()] {

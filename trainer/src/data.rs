@@ -10,10 +10,12 @@
 //!   "rating": G_{i+1} - G_i, ...}`: the response is `" " + y + "\n\n"`, as the runtime's
 //!   reflector generates it (a space after `Reflection:`, stopping at a blank line), and the
 //!   reward is the rating;
-//! - **RISE sample** (`dataset rise`): `{"messages": [...], "reward": r, "weight": w, ...}`: the
-//!   prompt is the chat template applied to every message but the last, with the assistant
-//!   prefix; the response is the rest of the templated conversation (the last assistant turn
-//!   and its end-of-turn marker).
+//! - **chat** (a RISE sample of `dataset rise`, or a rating record of a chat reflection, as
+//!   HumanEval's): `{"messages": [...], "reward": r, "weight": w, ...}`: the prompt is the
+//!   chat template applied to every message but the last, with the assistant prefix; the
+//!   response is the rest of the templated conversation (the last assistant turn and its
+//!   end-of-turn marker). The reward is `reward`, else `rating`, else 1. `messages` wins over
+//!   `prompt`, whose text is in the generating model's template.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -95,7 +97,8 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
             Example {
                 prompt,
                 response,
-                reward: l.reward.unwrap_or(1.0),
+                // A rating record of a chat reflection (HumanEval) carries its rating.
+                reward: l.reward.or(l.rating).unwrap_or(1.0),
                 weight: l.weight.unwrap_or(1.0),
                 parse_special: true,
             }
@@ -262,6 +265,23 @@ mod tests {
         assert_eq!(ex[2].response, "A</assistant>\n");
         assert_eq!(ex[2].weight, 2.5);
         assert!(ex[2].parse_special);
+    }
+
+    #[test]
+    fn a_chat_rating_record_is_templated_by_the_trainers_model_and_keeps_its_rating() {
+        // As HumanEval writes it: `prompt` in the generating model's template, `messages`
+        // template-free, the reflection as the last assistant turn.
+        let (_d, p) = file(&[
+            r#"{"task_id": "HumanEval/0", "trial": 0, "prompt": "<|im_start|>user\nI<|im_end|>\n<|im_start|>assistant\n", "reflection": "Use +.", "rating": 0.5, "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "I"}, {"role": "assistant", "content": "Use +."}]}"#,
+        ]);
+        let ex = read_examples(&p, &ScriptedModel::new(Vec::<String>::new())).unwrap();
+        assert_eq!(
+            ex[0].prompt,
+            "<system>S</system>\n<user>I</user>\n<assistant>"
+        );
+        assert_eq!(ex[0].response, "Use +.</assistant>\n");
+        assert_eq!(ex[0].reward, 0.5);
+        assert!(ex[0].parse_special);
     }
 
     #[test]

@@ -172,6 +172,7 @@ fn bench_prints_a_trainer_figure_in_the_bench_report_schema() {
     let out = bin()
         .args(["bench", "--quick", "--json", "--seq", "32", "--model"])
         .arg(&base)
+        .env("RAYON_NUM_THREADS", "1")
         .output()
         .unwrap();
     assert!(
@@ -187,6 +188,8 @@ fn bench_prints_a_trainer_figure_in_the_bench_report_schema() {
     // Three steps, the first one warm-up: two timed.
     assert_eq!(f.tokens_per_s.n, 2);
     assert!(f.tokens_per_s.median > 0.0);
+    // The thread count it ran with is part of the figure.
+    assert_eq!(f.threads, Some(1));
     let out = bin()
         .args(["bench", "--steps", "1", "--model"])
         .arg(&base)

@@ -788,6 +788,16 @@ pub fn records(results: &[CodingResult]) -> Vec<TrainingRecord> {
                     return_this_trial: pair[0].own_pass_rate,
                     return_next_trial: pair[1].own_pass_rate,
                     rating: pair[1].own_pass_rate - pair[0].own_pass_rate,
+                    // The request as it was made (`solve` reflects on this implementation
+                    // and the feedback of its tests), then the reply.
+                    messages: Some({
+                        let mut m = reflect_messages(
+                            &pair[0].implementation,
+                            &format_feedback(&pair[0].tests),
+                        );
+                        m.push(ChatMessage::new("assistant", y.clone()));
+                        m
+                    }),
                 });
             }
         }
@@ -1020,10 +1030,17 @@ mod loop_tests {
         assert!(reqs[3]
             .prompt
             .contains("<assistant>```python\ndef add(a, b):\n    return a - b\n```</assistant>"));
-        // The rating record: own-test pass rate 0.5 -> 1.0.
+        // The rating record: own-test pass rate 0.5 -> 1.0, with the request as chat messages
+        // that template back to exactly the prompt the reflection was written for.
         let recs = records(&[r]);
         assert_eq!(recs.len(), 1);
         assert!((recs[0].rating - 0.5).abs() < 1e-6);
+        let m = recs[0].messages.as_ref().unwrap();
+        let (last, rest) = m.split_last().unwrap();
+        assert_eq!(last.role, "assistant");
+        assert_eq!(last.content, "It subtracts instead of adding.");
+        assert_eq!(model.chat_prompt(rest, true).unwrap(), reqs[2].prompt);
+        assert_eq!(recs[0].prompt, reqs[2].prompt);
     }
 
     #[test]

@@ -111,6 +111,12 @@ pub struct TrainingRecord {
     pub return_next_trial: f32,
     /// The Retroformer rating G_{i+1} - G_i.
     pub rating: f32,
+    /// When the reflection was a chat reply: the request's messages followed by the reflection
+    /// as the assistant turn. `prompt` is then that request in the reflector's chat template,
+    /// and a trainer should template `messages` with its own model's (the end-of-turn token
+    /// included) rather than train on `prompt` as plain text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<crate::llm::ChatMessage>>,
 }
 
 /// The summary of one trial (`trial-NN.json`).
@@ -536,6 +542,7 @@ fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError
                 return_this_trial: this.episode_return,
                 return_next_trial: next.episode_return,
                 rating: crate::trajectory::rating(this.episode_return, next.episode_return),
+                messages: None,
             };
             records.push(rec);
         }

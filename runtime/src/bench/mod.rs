@@ -277,6 +277,9 @@ pub struct TrainerFigure {
     pub rank: u32,
     /// Tokens per step.
     pub tokens_per_step: u32,
+    /// CPU threads the trainer used (rayon's pool; absent in reports that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<u32>,
 }
 
 /// How busy the machine was with other work while the suite ran.

@@ -2575,7 +2575,7 @@ fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
     let mut trainer = Vec::new();
     for backend in &a.trainer {
         bar.set_message(format!("trainer: {backend}"));
-        trainer.push(trainer_bench(backend, &a.models[0], a.quick)?);
+        trainer.push(trainer_bench(backend, &a.models[0], a.quick, threads)?);
     }
     bar.finish_and_clear();
     let load = meter.finish(fp.logical_cores);
@@ -2627,6 +2627,7 @@ fn trainer_bench(
     backend: &str,
     model: &str,
     quick: bool,
+    threads: u32,
 ) -> Result<retroformer::bench::TrainerFigure> {
     let exe_name = format!("retroformer-train{}", std::env::consts::EXE_SUFFIX);
     let beside = std::env::current_exe()
@@ -2636,6 +2637,8 @@ fn trainer_bench(
     let exe = beside.unwrap_or_else(|| PathBuf::from(&exe_name));
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["bench", "--backend", backend, "--model", model, "--json"]);
+    // The CPU backend's threads are rayon's: as many as the runtime's figures used.
+    cmd.env("RAYON_NUM_THREADS", threads.to_string());
     if quick {
         cmd.arg("--quick");
     }

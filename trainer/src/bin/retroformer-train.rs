@@ -542,6 +542,7 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
         peak_rss_bytes: system::peak_rss_bytes().filter(|_| isolated),
         rank,
         tokens_per_step: seq as u32,
+        threads: u32::try_from(rayon::current_num_threads()).ok(),
     };
     if json {
         println!("{}", serde_json::to_string(&fig)?);

@@ -69,7 +69,6 @@ where
     }
 }
 
-/// Generic unary operation for any element type.
 /// Elements from which an in-place unary op runs on rayon's threads.
 #[cfg(feature = "rayon")]
 const PARALLEL_UNARY_MIN: usize = 1 << 16;
@@ -77,6 +76,7 @@ const PARALLEL_UNARY_MIN: usize = 1 << 16;
 #[cfg(feature = "rayon")]
 const PARALLEL_UNARY_CHUNK: usize = 1 << 14;
 
+/// Generic unary operation for any element type.
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
