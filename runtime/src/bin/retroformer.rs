@@ -1504,13 +1504,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     };
     let r_model = reflector_model.as_ref().unwrap_or(&actor);
     let mut reflector_session = open_session(r_model, &r_args)?;
-    apply_reflector_adapter(
-        cfg.reflector_adapter.as_deref(),
-        &cfg.reflector,
-        &cfg.actor,
-        r_model,
-        reflector_session.as_mut(),
-    )?;
+    apply_run_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let mut reflector = LlmReflector::new(reflector_session, 160);
     eprintln!(
         "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
@@ -1656,6 +1650,21 @@ fn report_trials(
 
 /// Puts the run's reflector adapter (a file, or `active`: the active one of the reflector
 /// model's store) on the reflector's session. The actor's session never gets it.
+/// [`apply_reflector_adapter`] with a run's settings (HotPotQA, household).
+fn apply_run_reflector_adapter(
+    cfg: &retroformer::agent::runner::RunConfig,
+    model: &LlamaModel,
+    session: &mut dyn Session,
+) -> Result<()> {
+    apply_reflector_adapter(
+        cfg.reflector_adapter.as_deref(),
+        &cfg.reflector,
+        &cfg.actor,
+        model,
+        session,
+    )
+}
+
 fn apply_reflector_adapter(
     spec: Option<&str>,
     reflector: &str,
@@ -1749,13 +1758,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         reflector: a.reflector.clone(),
         reflector_adapter: a.reflector_adapter.clone(),
     };
-    apply_reflector_adapter(
-        cfg.reflector_adapter.as_deref(),
-        &cfg.reflector,
-        &cfg.actor,
-        r_model,
-        reflector_session.as_mut(),
-    )?;
+    apply_run_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let household_cfg = HouseholdConfig {
         max_steps: a.max_steps,
         ..HouseholdConfig::default()
