@@ -71,6 +71,7 @@ fn main() -> Result<()> {
     let so = SessionOptions {
         context_size: Some(4096),
         threads: Some(threads),
+        ..Default::default()
     };
     let cfg = ReactConfig::default();
     let mut rows = Vec::new();

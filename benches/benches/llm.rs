@@ -146,6 +146,7 @@ fn ours(
     let mut s = model.session(&SessionOptions {
         context_size: Some(n_ctx),
         threads: Some(threads),
+        ..Default::default()
     })?;
     let mut req = GenerateRequest::new(prompt, n_gen);
     req.parse_special = false;
@@ -182,6 +183,7 @@ fn rss_probe(a: &str, b: &str) -> Result<()> {
         let mut s = m.session(&SessionOptions {
             context_size: Some(2048),
             threads: Some(2),
+            ..Default::default()
         })?;
         s.generate(
             &GenerateRequest::new("Hello, how are you today?", 16),
@@ -284,6 +286,7 @@ fn main() -> Result<()> {
         let mut s = model.session(&SessionOptions {
             context_size: Some(n_ctx),
             threads: Some(o.threads),
+            ..Default::default()
         })?;
         let mut req = GenerateRequest::new(prefix.clone(), 1);
         req.parse_special = false;
@@ -295,6 +298,7 @@ fn main() -> Result<()> {
         let mut fresh = model.session(&SessionOptions {
             context_size: Some(n_ctx),
             threads: Some(o.threads),
+            ..Default::default()
         })?;
         let g = fresh.generate(&req, &mut |_| true)?;
         full.push(g.stats.prefill_ms);
@@ -314,6 +318,7 @@ fn main() -> Result<()> {
     let mut s = model.session(&SessionOptions {
         context_size: Some(n_ctx),
         threads: Some(o.threads),
+        ..Default::default()
     })?;
     let (mut switch, mut reload) = (vec![], vec![]);
     for i in 0..o.reps.max(3) {
@@ -326,6 +331,7 @@ fn main() -> Result<()> {
         let mut s2 = m2.session(&SessionOptions {
             context_size: Some(n_ctx),
             threads: Some(o.threads),
+            ..Default::default()
         })?;
         s2.generate(&GenerateRequest::new("Hi", 1), &mut |_| true)?;
         reload.push(t.elapsed().as_secs_f64() * 1e3);
@@ -345,6 +351,7 @@ fn main() -> Result<()> {
         let so = SessionOptions {
             context_size: Some(1024),
             threads: Some(o.threads),
+            ..Default::default()
         };
         let mut req = GenerateRequest::new(tg_prompt, tg_len.min(64));
         req.ignore_eos = true;

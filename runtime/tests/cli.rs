@@ -401,7 +401,9 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         "--max-tokens",
         "48",
         "--limit",
-        "1",
+        "2",
+        "--batch",
+        "2",
         "--threads",
         "1",
         "--data",
@@ -416,7 +418,11 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
-    assert_eq!(summary["problems"], 1);
+    // Both problems went through one batch: their turns, then their four samples, together.
+    assert_eq!(summary["problems"], 2);
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["batch"], 2, "{run}");
     assert!(summary["metrics"]["m5_t1"].is_number());
     let task: serde_json::Value = serde_json::from_slice(
         &std::fs::read(

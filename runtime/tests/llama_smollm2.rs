@@ -124,6 +124,87 @@ fn a_session_evaluates_only_the_appended_tokens_and_matches_a_fresh_context() {
     assert_eq!(s.info().unwrap().context_size, 2048);
 }
 
+#[test]
+fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
+    let model = smollm2();
+    let sea = chat(&model, "Write one sentence about the sea.");
+    let count = chat(
+        &model,
+        "Count from one to ten in words, separated by commas.",
+    );
+    let mut sampled = GenerateRequest::new(sea.clone(), 16);
+    sampled.sampling.temperature = 0.9;
+    sampled.sampling.top_p = 0.95;
+    sampled.sampling.seed = 7;
+    let reqs = vec![
+        GenerateRequest::new(sea.clone(), 16),
+        sampled,
+        GenerateRequest::new(count.clone(), 16),
+        GenerateRequest::new(sea.clone(), 16),
+        GenerateRequest::new(count.clone(), 40).stop(" of"),
+        GenerateRequest::new(sea.clone(), 0),
+    ];
+    let mut one = model.session(&opts()).unwrap();
+    let singles: Vec<_> = reqs
+        .iter()
+        .map(|r| {
+            one.clear().unwrap();
+            run(one.as_mut(), r)
+        })
+        .collect();
+    // Four lanes for six requests: two groups.
+    let mut b = model
+        .session(&SessionOptions {
+            sequences: Some(4),
+            ..opts()
+        })
+        .unwrap();
+    let batch = b.generate_batch(&reqs).unwrap();
+    assert_eq!(batch.len(), reqs.len());
+    for i in [0, 2, 3, 4, 5] {
+        assert_eq!(batch[i].text, singles[i].text, "greedy request {i}");
+        assert_eq!(batch[i].finish, singles[i].finish, "greedy request {i}");
+        assert_eq!(
+            batch[i].stats.generated_tokens, singles[i].stats.generated_tokens,
+            "greedy request {i}"
+        );
+    }
+    assert!(!batch[1].text.is_empty() && batch[1].stats.generated_tokens <= 16);
+    assert_eq!(batch[0].text, batch[3].text);
+    assert!(
+        matches!(batch[4].finish, FinishReason::Stop(_)),
+        "{:?} {:?}",
+        batch[4].finish,
+        batch[4].text
+    );
+    assert_eq!(batch[5].stats.generated_tokens, 0);
+    assert_eq!(batch[5].finish, FinishReason::MaxTokens);
+    // Each group evaluates the prompts' common prefix once: the others count it as reused.
+    let a = model.tokenize(&sea, true, true).unwrap();
+    let c = model.tokenize(&count, true, true).unwrap();
+    let common = a.iter().zip(&c).take_while(|(x, y)| x == y).count() as u32;
+    assert!(common > 0);
+    for g in &batch[1..4] {
+        assert_eq!(g.stats.reused_tokens, common);
+        assert_eq!(
+            g.stats.evaluated_tokens,
+            g.stats.prompt_tokens - g.stats.reused_tokens
+        );
+    }
+    // The session goes on with one request at a time, reusing the prefix the batch left.
+    let after = run(b.as_mut(), &reqs[0]);
+    assert_eq!(after.text, singles[0].text);
+    assert!(after.stats.reused_tokens >= common);
+    let e = model
+        .session(&SessionOptions {
+            sequences: Some(0),
+            ..opts()
+        })
+        .err()
+        .expect("zero sequences are refused");
+    assert!(e.to_string().contains("sequences"), "{e}");
+}
+
 /// A rank-4 LoRA on every layer's FFN down projection, with weights from a fixed xorshift.
 fn write_adapter(
     dir: &std::path::Path,
@@ -239,6 +320,7 @@ fn a_prompt_longer_than_the_context_is_a_clear_error_and_the_session_survives() 
         .session(&SessionOptions {
             context_size: Some(256),
             threads: Some(1),
+            ..Default::default()
         })
         .unwrap();
     let long = "word ".repeat(400);
@@ -335,6 +417,7 @@ fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
         .session(&SessionOptions {
             context_size: Some(1 << 30),
             threads: Some(1),
+            ..Default::default()
         })
         .err()
         .expect("a billion-token context is refused");
@@ -343,6 +426,7 @@ fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
         .session(&SessionOptions {
             context_size: Some(512),
             threads: Some(0),
+            ..Default::default()
         })
         .err()
         .expect("zero threads are refused");
@@ -352,6 +436,7 @@ fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
         .session(&SessionOptions {
             context_size: Some(512),
             threads: Some(100_000),
+            ..Default::default()
         })
         .unwrap();
     assert!(s.info().unwrap().threads <= 512);

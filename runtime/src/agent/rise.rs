@@ -17,6 +17,9 @@ use super::AgentError;
 use crate::env::math::{extract_answer, reward, Dataset, MathProblem};
 use crate::llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
 
+/// One attempt to make: the problem, the conversation so far and the sampler.
+pub type Job<'p> = (&'p MathProblem, Vec<ChatMessage>, SamplingParams);
+
 /// Format version of every file this module writes.
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -100,6 +103,15 @@ pub struct RiseConfig {
     pub trials: u32,
     /// The model.
     pub actor: String,
+    /// Problems solved together: each turn's attempts (and all their parallel samples) go to
+    /// the session in one [`Session::generate_batch`] call. 1 (runs before this setting
+    /// existed) attempts one at a time; batched results may differ in the last float bits.
+    #[serde(default = "one")]
+    pub batch: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl RiseConfig {
@@ -123,6 +135,7 @@ impl RiseConfig {
             seed: 0,
             trials: 1,
             actor: actor.into(),
+            batch: 1,
         }
     }
 
@@ -243,21 +256,46 @@ impl Solver<'_> {
         sampling: SamplingParams,
         max_tokens: u32,
     ) -> Result<Attempt, AgentError> {
-        let prompt = self.model.chat_prompt(msgs, true)?;
-        let mut req = GenerateRequest::new(prompt, max_tokens);
-        req.sampling = sampling;
+        let mut a = self.attempts(&[(problem, msgs.to_vec(), sampling)], max_tokens)?;
+        Ok(a.remove(0))
+    }
+
+    /// Several attempts, in order, in one [`Session::generate_batch`] call (decoded together
+    /// where the session can). Each attempt's `ms` runs from the call's start to its own end.
+    pub fn attempts(
+        &mut self,
+        jobs: &[Job<'_>],
+        max_tokens: u32,
+    ) -> Result<Vec<Attempt>, AgentError> {
+        let mut reqs = Vec::with_capacity(jobs.len());
+        for (_, msgs, sampling) in jobs {
+            let mut req = GenerateRequest::new(self.model.chat_prompt(msgs, true)?, max_tokens);
+            req.sampling = sampling.clone();
+            reqs.push(req);
+        }
         let start = Instant::now();
-        let g = self.session.generate(&req, &mut |_| true)?;
-        let response = g.text.trim().to_string();
-        Ok(Attempt {
-            answer: extract_answer(problem.dataset, &response),
-            reward: reward(problem, &response),
-            response,
-            evaluated_tokens: g.stats.evaluated_tokens,
-            reused_tokens: g.stats.reused_tokens,
-            generated_tokens: g.stats.generated_tokens,
-            ms: start.elapsed().as_secs_f64() * 1e3,
-        })
+        let gens = self.session.generate_batch(&reqs)?;
+        let batch_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(jobs
+            .iter()
+            .zip(gens)
+            .map(|((problem, _, _), g)| {
+                let response = g.text.trim().to_string();
+                Attempt {
+                    answer: extract_answer(problem.dataset, &response),
+                    reward: reward(problem, &response),
+                    response,
+                    evaluated_tokens: g.stats.evaluated_tokens,
+                    reused_tokens: g.stats.reused_tokens,
+                    generated_tokens: g.stats.generated_tokens,
+                    ms: if jobs.len() == 1 {
+                        batch_ms
+                    } else {
+                        g.stats.total_ms
+                    },
+                }
+            })
+            .collect())
     }
 }
 
@@ -285,43 +323,77 @@ pub fn solve(
     cfg: &RiseConfig,
     solver: &mut Solver<'_>,
 ) -> Result<RiseResult, AgentError> {
+    Ok(solve_many(&[problem], cfg, solver)?.remove(0))
+}
+
+/// RISE inference on several problems together: each sequential turn of all of them is one
+/// batch, and so are all their parallel samples. Each problem's `wall_ms` is the batch's wall
+/// time divided by its problems.
+pub fn solve_many(
+    problems: &[&MathProblem],
+    cfg: &RiseConfig,
+    solver: &mut Solver<'_>,
+) -> Result<Vec<RiseResult>, AgentError> {
     let start = Instant::now();
     let mode = cfg.mode();
-    let mut sequential = Vec::new();
+    let mut sequential: Vec<Vec<Attempt>> = vec![Vec::new(); problems.len()];
     if matches!(mode, Mode::Sequential | Mode::Both) {
-        let mut texts: Vec<String> = Vec::new();
         for t in 0..cfg.turns {
             // The feedback is always "incorrect": the turns never learn the reward.
-            let msgs = messages(&problem.question, &texts, cfg.window);
-            let s = sampling(
-                cfg.sequential_temperature,
-                problem_seed(cfg.seed, &problem.id, t),
-            );
-            let a = solver.attempt(problem, &msgs, s, cfg.max_tokens)?;
-            texts.push(a.response.clone());
-            sequential.push(a);
+            let jobs: Vec<Job<'_>> = problems
+                .iter()
+                .zip(&sequential)
+                .map(|(p, done)| {
+                    let texts: Vec<String> = done.iter().map(|a| a.response.clone()).collect();
+                    (
+                        *p,
+                        messages(&p.question, &texts, cfg.window),
+                        sampling(cfg.sequential_temperature, problem_seed(cfg.seed, &p.id, t)),
+                    )
+                })
+                .collect();
+            let made = solver.attempts(&jobs, cfg.max_tokens)?;
+            for (s, a) in sequential.iter_mut().zip(made) {
+                s.push(a);
+            }
         }
     }
-    let mut parallel = Vec::new();
+    let mut parallel: Vec<Vec<Attempt>> = vec![Vec::new(); problems.len()];
     if matches!(mode, Mode::Parallel | Mode::Both) {
-        let msgs = messages(&problem.question, &[], cfg.window);
-        for k in 0..cfg.samples {
-            let s = sampling(
-                cfg.parallel_temperature,
-                problem_seed(cfg.seed, &problem.id, 1000 + k),
-            );
-            parallel.push(solver.attempt(problem, &msgs, s, cfg.max_tokens)?);
+        let jobs: Vec<Job<'_>> = problems
+            .iter()
+            .flat_map(|p| {
+                (0..cfg.samples).map(move |k| {
+                    (
+                        *p,
+                        messages(&p.question, &[], cfg.window),
+                        sampling(
+                            cfg.parallel_temperature,
+                            problem_seed(cfg.seed, &p.id, 1000 + k),
+                        ),
+                    )
+                })
+            })
+            .collect();
+        let mut made = solver.attempts(&jobs, cfg.max_tokens)?.into_iter();
+        for par in &mut parallel {
+            par.extend(made.by_ref().take(cfg.samples as usize));
         }
     }
-    Ok(RiseResult {
-        format_version: FORMAT_VERSION,
-        problem_id: problem.id.clone(),
-        gold: problem.answer.clone(),
-        metrics: metrics(&sequential, &parallel),
-        sequential,
-        parallel,
-        wall_ms: start.elapsed().as_secs_f64() * 1e3,
-    })
+    let wall_ms = start.elapsed().as_secs_f64() * 1e3 / problems.len().max(1) as f64;
+    Ok(problems
+        .iter()
+        .zip(sequential.into_iter().zip(parallel))
+        .map(|(p, (sequential, parallel))| RiseResult {
+            format_version: FORMAT_VERSION,
+            problem_id: p.id.clone(),
+            gold: p.answer.clone(),
+            metrics: metrics(&sequential, &parallel),
+            sequential,
+            parallel,
+            wall_ms,
+        })
+        .collect())
 }
 
 // ---- files ----------------------------------------------------------------------------------
@@ -368,14 +440,26 @@ pub fn run(
     mut on_done: impl FnMut(&RiseResult),
 ) -> Result<RiseSummary, RiseError> {
     claim_folder(out, cfg)?;
-    let mut results = Vec::with_capacity(problems.len());
+    let mut results: Vec<Option<RiseResult>> = Vec::with_capacity(problems.len());
     for p in problems {
-        let path = super::runner::task_path(out, 0, &p.id);
-        let r: RiseResult =
-            super::files::load_or_make(&path, || Ok::<_, RiseError>(solve(p, cfg, solver)?))?;
-        on_done(&r);
+        let r: Option<RiseResult> = read_json(&super::runner::task_path(out, 0, &p.id))?;
+        if let Some(r) = &r {
+            on_done(r);
+        }
         results.push(r);
     }
+    let pending: Vec<usize> = (0..problems.len())
+        .filter(|&i| results[i].is_none())
+        .collect();
+    for chunk in pending.chunks(cfg.batch.max(1) as usize) {
+        let group: Vec<&MathProblem> = chunk.iter().map(|&i| &problems[i]).collect();
+        for (&i, r) in chunk.iter().zip(solve_many(&group, cfg, solver)?) {
+            write_json(&super::runner::task_path(out, 0, &problems[i].id), &r)?;
+            on_done(&r);
+            results[i] = Some(r);
+        }
+    }
+    let results: Vec<RiseResult> = results.into_iter().flatten().collect();
     let summary = summarize(&results, cfg.turns);
     write_json(&out.join("rise.json"), &summary)?;
     Ok(summary)
@@ -498,14 +582,17 @@ pub fn collect(
         let i = (t as usize).min(solvers.len() - 1);
         let n = cfg.samples[(t as usize).min(cfg.samples.len() - 1)].max(1);
         let msgs = messages(&problem.question, &kept, cfg.window);
-        let mut candidates = Vec::with_capacity(n as usize);
-        for k in 0..n {
-            let s = sampling(
-                cfg.temperature,
-                problem_seed(cfg.seed, &problem.id, t * 1000 + k),
-            );
-            candidates.push(solvers[i].attempt(problem, &msgs, s, cfg.max_tokens)?);
-        }
+        // The n candidates go to the session together (decoded as one batch where it can).
+        let jobs: Vec<Job<'_>> = (0..n)
+            .map(|k| {
+                let s = sampling(
+                    cfg.temperature,
+                    problem_seed(cfg.seed, &problem.id, t * 1000 + k),
+                );
+                (problem, msgs.clone(), s)
+            })
+            .collect();
+        let candidates = solvers[i].attempts(&jobs, cfg.max_tokens)?;
         let chosen = best_candidate(&candidates);
         let reward = candidates[chosen].reward;
         kept.push(candidates[chosen].response.clone());
@@ -841,6 +928,74 @@ mod tests {
         // Window 1: turn 3 no longer sees turn 1.
         assert!(!reqs[2].prompt.contains("\\boxed{5}</assistant>"));
         assert!(reqs[2].prompt.contains("maybe \\boxed{6}"));
+    }
+
+    #[test]
+    fn a_batched_run_gives_each_problem_its_own_turns_and_samples_and_resumes() {
+        let p2 = MathProblem {
+            id: "p2".into(),
+            question: "What is 4 + 4?".into(),
+            answer: "8".into(),
+            ..problem()
+        };
+        let problems = [problem(), p2];
+        // Batch order: turn 1 of both, turn 2 of both, then each problem's two samples.
+        let model = ScriptedModel::new([
+            "p1 first \\boxed{4}",
+            "p2 first \\boxed{8}",
+            "p1 second \\boxed{5}",
+            "p2 second \\boxed{9}",
+            "p1 sample \\boxed{5}",
+            "p1 sample \\boxed{5}",
+            "p2 sample \\boxed{7}",
+            "p2 sample \\boxed{8}",
+        ]);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let mut solver = Solver {
+            model: &model,
+            session: session.as_mut(),
+        };
+        let mut cfg = RiseConfig::new(Dataset::Gsm8k, Mode::Both, "scripted");
+        cfg.turns = 2;
+        cfg.samples = 2;
+        cfg.batch = 2;
+        let dir = tempfile::tempdir().unwrap();
+        let mut done = Vec::new();
+        let summary = run(&problems, &cfg, dir.path(), &mut solver, |r| {
+            done.push(r.problem_id.clone())
+        })
+        .unwrap();
+        assert_eq!(done, ["p1", "p2"]);
+        assert_eq!(model.remaining(), 0);
+        let reqs = model.requests();
+        // Turn 2 of each problem sees its own first answer and its own question only.
+        assert!(reqs[2].prompt.contains("p1 first") && !reqs[2].prompt.contains("p2 first"));
+        assert!(reqs[3].prompt.contains("p2 first") && !reqs[3].prompt.contains("p1 first"));
+        assert!(reqs[3].prompt.contains("What is 4 + 4?"));
+        let r1: RiseResult = read_json(&super::super::runner::task_path(dir.path(), 0, "p1"))
+            .unwrap()
+            .unwrap();
+        let r2: RiseResult = read_json(&super::super::runner::task_path(dir.path(), 0, "p2"))
+            .unwrap()
+            .unwrap();
+        let rewards = |a: &[Attempt]| a.iter().map(|a| a.reward).collect::<Vec<_>>();
+        assert_eq!(rewards(&r1.sequential), [0.0, 1.0]);
+        assert_eq!(rewards(&r2.sequential), [1.0, 0.0]);
+        assert_eq!(rewards(&r1.parallel), [1.0, 1.0]);
+        assert_eq!(rewards(&r2.parallel), [0.0, 1.0]);
+        // p1: first wrong, some turn right, majority of turns a tie (first seen: 4, wrong),
+        // samples agree on 5. p2: first right, samples tie 7/8 (first seen: 7, wrong).
+        assert_eq!(r1.metrics.m1_t1, Some(0.0));
+        assert_eq!(r1.metrics.p1_t5, Some(1.0));
+        assert_eq!(r1.metrics.m5_t1, Some(1.0));
+        assert_eq!(r2.metrics.m1_t1, Some(1.0));
+        assert_eq!(r2.metrics.m5_t1, Some(0.0));
+        assert_eq!(summary.problems, 2);
+        assert!((summary.metrics.m1_t1.unwrap() - 0.5).abs() < 1e-12);
+        // A second run resumes: nothing more is asked of the model.
+        let again = run(&problems, &cfg, dir.path(), &mut solver, |_| {}).unwrap();
+        assert_eq!(again, summary);
+        assert_eq!(model.requests().len(), 8);
     }
 
     fn rollout(id: &str, rewards: &[f32]) -> Rollout {

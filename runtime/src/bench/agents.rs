@@ -65,6 +65,7 @@ pub fn run(
     let opts = SessionOptions {
         context_size: Some(4096),
         threads: Some(threads),
+        ..Default::default()
     };
     // Household: tasks spread evenly over the 134-task evaluation split.
     let specs = eval_split();

@@ -92,6 +92,7 @@ impl SuiteOptions {
         SessionOptions {
             context_size: Some(n_ctx),
             threads: Some(self.threads),
+            ..Default::default()
         }
     }
 }

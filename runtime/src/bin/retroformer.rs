@@ -406,6 +406,11 @@ struct RiseArgs {
     /// Only the first N problems.
     #[arg(long)]
     limit: Option<usize>,
+    /// Problems solved together: each turn of all of them, and all their parallel samples,
+    /// decode as one batch (about 2.3x the tokens per second at 4 sequences and 2.9x at 8
+    /// with Qwen2.5-Coder-0.5B on 2 cores; `cargo bench --bench batch`). 1: one at a time.
+    #[arg(long, default_value_t = 8)]
+    batch: u32,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -977,9 +982,27 @@ fn report_backend(profile: &TargetProfile, model: &LlamaModel) -> Result<()> {
 }
 
 fn open_session(model: &LlamaModel, args: &ModelArgs) -> Result<Box<dyn Session>> {
+    open_batch_session(model, args, 1, 0)
+}
+
+/// A session that decodes up to `sequences` requests together, with at least `ctx` tokens of
+/// context (shared by them).
+fn open_batch_session(
+    model: &LlamaModel,
+    args: &ModelArgs,
+    sequences: u32,
+    ctx: u32,
+) -> Result<Box<dyn Session>> {
+    let context_size = match args.ctx_size {
+        Some(c) if ctx > 0 => Some(c.max(ctx)),
+        Some(c) => Some(c),
+        None if ctx > 0 => Some(ctx),
+        None => None,
+    };
     let mut s = model.session(&SessionOptions {
-        context_size: args.ctx_size,
+        context_size,
         threads: args.threads,
+        sequences: Some(sequences),
     })?;
     if let Some(a) = &args.adapter {
         let h = model.load_adapter(a)?;
@@ -2028,10 +2051,12 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
     if a.turns == 0 || a.samples == 0 {
         anyhow::bail!("--turns and --samples must be at least 1");
     }
+    if a.batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
     let problems = load_math_problems(dataset, &a.data, "test", a.limit)?;
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let model = load(profile, &args)?;
-    let mut session = open_session(&model, &args)?;
     let mut cfg = RiseConfig::new(dataset, mode, &a.actor);
     cfg.turns = a.turns;
     cfg.window = a.window;
@@ -2039,6 +2064,13 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
     cfg.parallel_temperature = a.temperature;
     cfg.max_tokens = a.max_tokens;
     cfg.seed = a.seed;
+    cfg.batch = a.batch;
+    let (sequences, ctx) = if a.batch > 1 {
+        rise_lanes(mode, a.batch, a.samples, a.window, a.max_tokens)
+    } else {
+        (1, 0)
+    };
+    let mut session = open_batch_session(&model, &args, sequences, ctx)?;
     eprintln!(
         "[retroformer] rise: {} problems, mode {}, {} turns (window {}), {} samples, out {}",
         problems.len(),
@@ -2099,6 +2131,44 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
     Ok(())
 }
 
+/// Sequences and context for RISE attempts decoded together: `batch` problems' sequential
+/// turns (each up to the prompt, `window` earlier attempts and its own) or their `samples`
+/// parallel samples each. The context is capped; groups that do not fit it are split.
+fn rise_lanes(
+    mode: retroformer::agent::rise::Mode,
+    batch: u32,
+    samples: u32,
+    window: usize,
+    max_tokens: u32,
+) -> (u32, u32) {
+    use retroformer::agent::rise::Mode;
+    let seq = matches!(mode, Mode::Sequential | Mode::Both);
+    let par = matches!(mode, Mode::Parallel | Mode::Both);
+    let (mut lanes, mut ctx) = (1u32, 0u32);
+    if seq {
+        lanes = lanes.max(batch);
+        ctx = ctx.max(batch.saturating_mul(rise_lane_tokens(window, max_tokens)));
+    }
+    if par {
+        let n = batch.saturating_mul(samples);
+        lanes = lanes.max(n);
+        ctx = ctx.max(n.saturating_mul(rise_lane_tokens(0, max_tokens)));
+    }
+    (
+        lanes.min(retroformer::llm::MAX_SEQUENCES),
+        ctx.min(MAX_BATCH_CONTEXT),
+    )
+}
+
+/// Tokens one RISE attempt may need: instruction, worked example and question (generously
+/// 400), `window` earlier attempts with their retry messages, and its own answer.
+fn rise_lane_tokens(window: usize, max_tokens: u32) -> u32 {
+    400 + (window as u32).saturating_mul(max_tokens + 40) + max_tokens
+}
+
+/// The largest context a batched session asks for (its KV cache grows with it).
+const MAX_BATCH_CONTEXT: u32 = 32768;
+
 fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Result<()> {
     use retroformer::agent::rise::{self, RolloutConfig, Solver};
     if a.models.is_empty() || a.samples.is_empty() || a.samples.contains(&0) {
@@ -2106,10 +2176,21 @@ fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Resul
     }
     let problems = load_math_problems(dataset, &a.data, "train", a.limit)?;
     let mut models = Vec::new();
+    // A turn's candidates are decoded together.
+    let most = a.samples.iter().copied().max().unwrap_or(1);
+    let (sequences, ctx) = if most > 1 {
+        (
+            most.min(retroformer::llm::MAX_SEQUENCES),
+            most.saturating_mul(rise_lane_tokens(a.window, a.max_tokens))
+                .min(MAX_BATCH_CONTEXT),
+        )
+    } else {
+        (1, 0)
+    };
     for name in &a.models {
         let args = agent_model_args(name, profile, a.threads, a.no_fetch);
         let m = load(profile, &args)?;
-        let s = open_session(&m, &args)?;
+        let s = open_batch_session(&m, &args, sequences, ctx)?;
         models.push((m, s));
     }
     let cfg = RolloutConfig {

@@ -278,7 +278,14 @@ pub struct SessionOptions {
     pub context_size: Option<u32>,
     /// Threads.
     pub threads: Option<u32>,
+    /// Requests [`Session::generate_batch`] decodes together (default 1: one at a time). The
+    /// context's cells are shared between them, so size `context_size` for all of them.
+    #[serde(default)]
+    pub sequences: Option<u32>,
 }
+
+/// Most requests a session decodes together.
+pub const MAX_SEQUENCES: u32 = 128;
 
 /// What a session's owner reports about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +345,17 @@ pub trait Session: Send {
         req: &GenerateRequest,
         on_token: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<Generation, LlmError>;
+    /// Generates one continuation per request, in request order, without streaming. A backend
+    /// that can decodes them together: the llama.cpp one evaluates their common prompt prefix
+    /// once and then runs one sequence per request through shared batches, up to the session's
+    /// `sequences`, which multiplies throughput wherever decoding one sequence leaves the
+    /// hardware idle. The default runs them one after another. Batched results may differ from
+    /// one-at-a-time ones in the last bits of the logits, as any change of batch shape does.
+    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        reqs.iter()
+            .map(|r| self.generate(r, &mut |_| true))
+            .collect()
+    }
     /// Applies an adapter at `scale`, or none. The KV cache is keyed by (adapter, scale).
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError>;
     /// Forgets the KV cache.

@@ -38,5 +38,6 @@ pub fn opts() -> SessionOptions {
     SessionOptions {
         context_size: Some(2048),
         threads: Some(1),
+        ..Default::default()
     }
 }

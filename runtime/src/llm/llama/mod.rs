@@ -470,6 +470,13 @@ impl LlamaModel {
                 "more threads than logical cores requested; using {threads}"
             );
         }
+        let sequences = opts.sequences.unwrap_or(1);
+        if !(1..=crate::llm::MAX_SEQUENCES).contains(&sequences) {
+            return Err(LlmError::InvalidParam {
+                field: "sequences",
+                message: format!("{sequences} is not in [1, {}]", crate::llm::MAX_SEQUENCES),
+            });
+        }
         let flash = match profile.flash_attention {
             FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
             FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
@@ -483,6 +490,8 @@ impl LlamaModel {
                 n_ubatch: profile.ubatch_size.min(profile.batch_size).min(n_ctx),
                 threads,
                 flash,
+                // Sequence 0 holds the shared prefix; one more per batched request.
+                n_seq_max: if sequences > 1 { sequences + 1 } else { 1 },
             },
         )
     }

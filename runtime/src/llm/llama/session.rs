@@ -26,6 +26,8 @@ pub(crate) struct ContextConfig {
     pub n_ubatch: u32,
     pub threads: u32,
     pub flash: sys::llama_flash_attn_type,
+    /// Sequences the context holds at once: 1, or 1 + the lanes of [`Session::generate_batch`].
+    pub n_seq_max: u32,
 }
 
 /// The caller's streaming callback, lent to the owner thread for one `generate` call.
@@ -58,6 +60,10 @@ enum Cmd {
     },
     Info {
         reply: Sender<SessionInfo>,
+    },
+    GenerateBatch {
+        reqs: Vec<GenerateRequest>,
+        done: Sender<Result<Vec<Generation>, LlmError>>,
     },
 }
 
@@ -151,6 +157,21 @@ impl Session for LlamaSession {
         }
     }
 
+    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        for req in reqs {
+            req.sampling.validate()?;
+            if let Some(g) = &req.grammar {
+                check_grammar_depth(g)?;
+            }
+        }
+        let (done, rx) = mpsc::channel();
+        self.send(Cmd::GenerateBatch {
+            reqs: reqs.to_vec(),
+            done,
+        })?;
+        rx.recv().map_err(|_| LlmError::SessionGone)?
+    }
+
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
         let adapter = match adapter {
             None => None,
@@ -203,6 +224,32 @@ impl Batch {
             }
         }
         self.raw.n_tokens = tokens.len() as i32;
+    }
+
+    fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    /// Appends one token of sequence `seq` at `pos`; returns its index in the batch (where its
+    /// logits are, if asked for).
+    fn push(&mut self, token: Token, pos: usize, seq: i32, logits: bool) -> i32 {
+        let i = self.len();
+        assert!(i < self.cap, "batch overflow");
+        // SAFETY: the arrays were allocated for `cap` entries by llama_batch_init, with room
+        // for one sequence id per token.
+        unsafe {
+            *self.raw.token.add(i) = token;
+            *self.raw.pos.add(i) = pos as i32;
+            *self.raw.n_seq_id.add(i) = 1;
+            *(*self.raw.seq_id.add(i)) = seq;
+            *self.raw.logits.add(i) = i8::from(logits);
+        }
+        self.raw.n_tokens += 1;
+        i as i32
     }
 }
 
@@ -267,7 +314,10 @@ impl Worker {
         cp.n_ctx = cfg.n_ctx;
         cp.n_batch = cfg.n_batch;
         cp.n_ubatch = cfg.n_ubatch;
-        cp.n_seq_max = 1;
+        cp.n_seq_max = cfg.n_seq_max.max(1);
+        // One pool of cells for all sequences: a batch's lanes share the prompt prefix held by
+        // sequence 0 and split the rest of the context between them as they need it.
+        cp.kv_unified = cfg.n_seq_max > 1;
         cp.n_threads = cfg.threads as i32;
         cp.n_threads_batch = cfg.threads as i32;
         cp.flash_attn_type = cfg.flash;
@@ -366,6 +416,14 @@ impl Worker {
                 Cmd::Clear { reply } => {
                     self.clear_cache();
                     let _ = reply.send(Ok(()));
+                }
+                Cmd::GenerateBatch { reqs, done } => {
+                    let r = self.generate_batch(&reqs);
+                    if let Err(e) = &r {
+                        tracing::debug!(error = %e, "batch generation failed; clearing the KV cache");
+                        self.clear_cache();
+                    }
+                    let _ = done.send(r);
                 }
                 Cmd::Info { reply } => {
                     let _ = reply.send(SessionInfo {
@@ -521,16 +579,19 @@ impl Worker {
         Ok(LlamaSampler::chain_simple(chain))
     }
 
+    /// Samples from the logits of the last decode's batch entry `idx` (-1: its last entry).
     fn sample(
         &mut self,
         sampler: &mut LlamaSampler,
         req: &GenerateRequest,
+        idx: i32,
     ) -> Result<Token, LlmError> {
         let n_vocab = self.model.n_vocab as usize;
-        // SAFETY: the last eval requested logits for its last token; the pointer covers n_vocab
-        // floats and stays valid until the next decode.
+        // SAFETY: the last decode requested logits for entry `idx`; the pointer covers n_vocab
+        // floats and stays valid until the next decode. llama.cpp returns NULL for an entry
+        // without logits.
         let logits = unsafe {
-            let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), -1);
+            let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), idx);
             if p.is_null() {
                 return Err(LlmError::Decode(-100));
             }
@@ -610,7 +671,7 @@ impl Worker {
             if generated >= req.max_tokens {
                 break FinishReason::MaxTokens;
             }
-            let token = self.sample(&mut sampler, req)?;
+            let token = self.sample(&mut sampler, req, -1)?;
             // SAFETY: vocab is live; token is in range (sampled from the vocabulary).
             if !req.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
                 break FinishReason::EndOfGeneration;
@@ -653,6 +714,262 @@ impl Worker {
             },
         })
     }
+
+    /// [`Session::generate_batch`]: packs the requests, in order, into groups that fit the
+    /// context's cells and lanes; each group's common prompt prefix is evaluated once on
+    /// sequence 0 (reusing the cache), copied to one sequence per request, and the requests'
+    /// own prompt tails and generated tokens then go through shared batches. Sequence 0 keeps
+    /// the prefix afterwards, so the next call reuses it. A request that fits no group with
+    /// another runs alone, as [`Worker::generate`].
+    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        let lanes = self.cfg.n_seq_max.saturating_sub(1) as usize;
+        if reqs.len() < 2 || lanes < 2 {
+            return reqs
+                .iter()
+                .map(|r| self.generate(r, &mut |_| true))
+                .collect();
+        }
+        let t_start = Instant::now();
+        let n_ctx = self.cfg.n_ctx as usize;
+        let mut prompts = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            let p = tokenize(&self.model, &r.prompt, r.add_bos, r.parse_special)?;
+            if p.is_empty() {
+                return Err(LlmError::EmptyPrompt);
+            }
+            if p.len() >= n_ctx {
+                return Err(LlmError::PromptTooLong {
+                    prompt_tokens: p.len() as u32,
+                    context_size: self.cfg.n_ctx,
+                });
+            }
+            prompts.push(p);
+        }
+        let tokenize_ms = ms(t_start);
+        if self.cached_key != self.key() {
+            self.clear_cache();
+            self.cached_key = self.key();
+        }
+        let mut out = Vec::with_capacity(reqs.len());
+        let mut i = 0;
+        while i < reqs.len() {
+            let (end, shared) = pack(&prompts[i..], &reqs[i..], lanes, n_ctx);
+            let end = i + end;
+            if end - i == 1 {
+                out.push(self.generate(&reqs[i], &mut |_| true)?);
+            } else {
+                out.extend(self.run_group(
+                    &reqs[i..end],
+                    &prompts[i..end],
+                    shared,
+                    t_start,
+                    tokenize_ms,
+                )?);
+            }
+            i = end;
+        }
+        Ok(out)
+    }
+
+    fn run_group(
+        &mut self,
+        reqs: &[GenerateRequest],
+        prompts: &[Vec<Token>],
+        shared: usize,
+        t_start: Instant,
+        tokenize_ms: f64,
+    ) -> Result<Vec<Generation>, LlmError> {
+        struct Lane {
+            seq: i32,
+            sampler: LlamaSampler,
+            stream: StopStream,
+            /// Prompt tokens in the cache (shared prefix included).
+            fed: usize,
+            /// Position of the next generated token.
+            pos: usize,
+            next: Option<Token>,
+            logits_at: Option<i32>,
+            generated: u32,
+            finish: Option<FinishReason>,
+            first_ms: Option<f64>,
+            end_ms: f64,
+        }
+        let _threads = Resumed::new(self.pool);
+        let t_prefill = Instant::now();
+        let reused = {
+            let c = common_prefix(&self.cached, &prompts[0][..shared]);
+            self.truncate_cache(c)
+        };
+        self.eval(&prompts[0][reused..shared])?;
+        // SAFETY: ctx is live.
+        let mem = unsafe { sys::llama_get_memory(self.ctx.as_ptr()) };
+        let mut lanes = Vec::with_capacity(reqs.len());
+        for (k, (req, p)) in reqs.iter().zip(prompts).enumerate() {
+            let seq = k as i32 + 1;
+            // SAFETY: mem belongs to the live context; seq < n_seq_max (checked by `pack`).
+            // The copy shares sequence 0's cells (the prefix) with the lane; nothing is copied.
+            unsafe {
+                sys::llama_memory_seq_rm(mem, seq, -1, -1);
+                sys::llama_memory_seq_cp(mem, 0, seq, -1, -1);
+            }
+            lanes.push(Lane {
+                seq,
+                sampler: self.sampler(req)?,
+                stream: StopStream::new(&req.stop),
+                fed: shared,
+                pos: p.len(),
+                next: None,
+                logits_at: None,
+                generated: 0,
+                finish: (req.max_tokens == 0).then_some(FinishReason::MaxTokens),
+                first_ms: None,
+                end_ms: 0.0,
+            });
+        }
+        let mut used = shared;
+        let result = (|| -> Result<(), LlmError> {
+            loop {
+                self.batch.clear();
+                for (lane, p) in lanes.iter_mut().zip(prompts) {
+                    lane.logits_at = None;
+                    if lane.finish.is_some() {
+                        continue;
+                    }
+                    let room = self.batch.cap - self.batch.len();
+                    if lane.fed < p.len() {
+                        let take = (p.len() - lane.fed).min(room);
+                        for t in lane.fed..lane.fed + take {
+                            let last = t + 1 == p.len();
+                            let idx = self.batch.push(p[t], t, lane.seq, last);
+                            if last {
+                                lane.logits_at = Some(idx);
+                            }
+                        }
+                        lane.fed += take;
+                    } else if room > 0 {
+                        if let Some(tok) = lane.next.take() {
+                            lane.logits_at = Some(self.batch.push(tok, lane.pos, lane.seq, true));
+                            lane.pos += 1;
+                        }
+                    }
+                }
+                if self.batch.len() == 0 {
+                    return Ok(());
+                }
+                used += self.batch.len();
+                let rc = {
+                    let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
+                    // SAFETY: ctx is live; every token is in the vocabulary (sampled, or
+                    // checked by tokenize) and every sequence id is below n_seq_max.
+                    unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
+                };
+                let rc = rc.map_err(|e| LlmError::Context(format!("llama_decode threw: {e}")))?;
+                if rc != 0 {
+                    return Err(if rc == 1 {
+                        LlmError::PromptTooLong {
+                            prompt_tokens: used as u32,
+                            context_size: self.cfg.n_ctx,
+                        }
+                    } else {
+                        LlmError::Decode(rc)
+                    });
+                }
+                for (lane, req) in lanes.iter_mut().zip(reqs) {
+                    let Some(idx) = lane.logits_at else { continue };
+                    lane.first_ms.get_or_insert_with(|| ms(t_prefill));
+                    let token = self.sample(&mut lane.sampler, req, idx)?;
+                    // SAFETY: vocab is live; the token was sampled from the vocabulary.
+                    let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
+                    let finish = if !req.ignore_eos && eog {
+                        Some(FinishReason::EndOfGeneration)
+                    } else {
+                        lane.generated += 1;
+                        lane.stream.push(&self.model.token_bytes(token));
+                        if let Some(s) = lane.stream.stopped() {
+                            Some(FinishReason::Stop(s.to_string()))
+                        } else if lane.generated >= req.max_tokens {
+                            Some(FinishReason::MaxTokens)
+                        } else if used + 1 >= self.cfg.n_ctx as usize {
+                            Some(FinishReason::ContextFull)
+                        } else {
+                            lane.next = Some(token);
+                            None
+                        }
+                    };
+                    if finish.is_some() {
+                        lane.finish = finish;
+                        lane.end_ms = ms(t_start);
+                    }
+                }
+            }
+        })();
+        for lane in &lanes {
+            // SAFETY: as above; the lane's cells beyond the prefix are freed, the prefix stays
+            // with sequence 0.
+            unsafe { sys::llama_memory_seq_rm(mem, lane.seq, -1, -1) };
+        }
+        result?;
+        Ok(lanes
+            .into_iter()
+            .zip(prompts)
+            .enumerate()
+            .map(|(k, (lane, p))| {
+                // The prefix is evaluated once; the first request carries its cost.
+                let reused_here = if k == 0 { reused } else { shared };
+                let first = lane.first_ms.unwrap_or(lane.end_ms);
+                let (_, text) = lane.stream.finish();
+                Generation {
+                    text,
+                    finish: lane.finish.unwrap_or(FinishReason::MaxTokens),
+                    stats: GenerationStats {
+                        prompt_tokens: p.len() as u32,
+                        reused_tokens: reused_here as u32,
+                        evaluated_tokens: (p.len() - reused_here) as u32,
+                        generated_tokens: lane.generated,
+                        tokenize_ms,
+                        prefill_ms: first,
+                        decode_ms: (lane.end_ms - tokenize_ms - first).max(0.0),
+                        total_ms: lane.end_ms,
+                    },
+                }
+            })
+            .collect())
+    }
+}
+
+/// The length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+/// How many of `reqs` (at least one) go into the next group, and the group's shared prefix:
+/// at most `lanes` requests whose cells (the prefix once, then each one's prompt tail and
+/// `max_tokens`) fit `n_ctx`. The prefix leaves every prompt at least one token of its own,
+/// whose logits the lane samples first.
+fn pack(
+    prompts: &[Vec<Token>],
+    reqs: &[GenerateRequest],
+    lanes: usize,
+    n_ctx: usize,
+) -> (usize, usize) {
+    let mut shared = prompts[0].len() - 1;
+    let mut end = 1;
+    while end < prompts.len() && end < lanes {
+        let s = shared
+            .min(common_prefix(&prompts[0], &prompts[end]))
+            .min(prompts[end].len() - 1);
+        let cells: usize = s + prompts[..=end]
+            .iter()
+            .zip(reqs)
+            .map(|(p, r)| p.len() - s + r.max_tokens as usize)
+            .sum::<usize>();
+        if cells > n_ctx {
+            break;
+        }
+        shared = s;
+        end += 1;
+    }
+    (end, shared)
 }
 
 fn ms(t: Instant) -> f64 {
@@ -728,6 +1045,24 @@ mod tests {
             root: "root".into(),
             origin: "t.gbnf".into(),
         }
+    }
+
+    #[test]
+    fn batches_share_the_longest_common_prefix_and_stop_at_lanes_or_context() {
+        let reqs = vec![GenerateRequest::new("", 2); 3];
+        let p = vec![vec![1, 2, 3, 4], vec![1, 2, 3, 5], vec![1, 2, 9]];
+        // All three fit: the prefix is what all three share.
+        assert_eq!(pack(&p, &reqs, 8, 100), (3, 2));
+        // Two lanes: the first two, sharing three tokens.
+        assert_eq!(pack(&p, &reqs, 2, 100), (2, 3));
+        // 3 shared + (1 + 2) + (1 + 2) = 9 cells do not fit 8: the first goes alone.
+        assert_eq!(pack(&p, &reqs, 8, 8), (1, 3));
+        assert_eq!(pack(&p, &reqs, 8, 9), (2, 3));
+        // Identical prompts share all but their last token, which each lane evaluates.
+        let same = vec![vec![7, 8, 9]; 3];
+        assert_eq!(pack(&same, &reqs, 8, 100), (3, 2));
+        // Nothing in common: every lane evaluates its whole prompt.
+        assert_eq!(pack(&[vec![1], vec![2]], &reqs[..2], 8, 100), (2, 0));
     }
 
     #[test]
