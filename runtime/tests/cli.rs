@@ -15,6 +15,36 @@ fn cli(args: &[&str]) -> Output {
         .expect("run retroformer")
 }
 
+/// Runs the CLI with `home` as its `RETROFORMER_HOME` (an adapter store of its own).
+fn cli_home(home: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(args)
+        .env("RETROFORMER_HOME", home)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run retroformer")
+}
+
+/// Installs `adapter` for `base` into `home`'s store; returns its id.
+fn install_adapter(home: &std::path::Path, adapter: &std::path::Path, base: &str) -> String {
+    let o = cli_home(
+        home,
+        &[
+            "adapters",
+            "install",
+            adapter.to_str().unwrap(),
+            "--base",
+            base,
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .nth(1)
+        .expect("install prints the id second")
+        .to_string()
+}
+
 fn assert_clean_failure(out: &Output, must_mention: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -780,25 +810,9 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.01; 1152])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.01; 1152]);
     w.write(&adapter).unwrap();
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_retroformer"))
-            .args(args)
-            .env("RETROFORMER_HOME", home.path())
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| cli_home(home.path(), args);
     let b = base.to_str().unwrap();
-    let o = run(&[
-        "adapters",
-        "install",
-        adapter.to_str().unwrap(),
-        "--base",
-        b,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let id = install_adapter(home.path(), &adapter, b);
     let evals = home.path().join("canary");
     let o = run(&[
         "adapters",
@@ -856,23 +870,7 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
     let o = run(&["adapters", "canary", &id, "--base", b]);
     assert_clean_failure(&o, &[&id, "already the active adapter"]);
     // A held-out set that --skip empties is an error, not a tie that promotes.
-    let o2 = run(&[
-        "adapters",
-        "install",
-        adapter2(&home).to_str().unwrap(),
-        "--base",
-        b,
-    ]);
-    assert!(
-        o2.status.success(),
-        "{}",
-        String::from_utf8_lossy(&o2.stderr)
-    );
-    let id2 = String::from_utf8_lossy(&o2.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let id2 = install_adapter(home.path(), &adapter2(&home), b);
     let o = run(&[
         "adapters",
         "canary",
@@ -909,27 +907,8 @@ fn the_humaneval_canary_scores_pass_at_1_on_held_out_problems_with_the_candidate
     let data =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/humaneval/tiny.jsonl");
     let adapter = adapter2(&home);
-    let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_retroformer"))
-            .args(args)
-            .env("RETROFORMER_HOME", home.path())
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .unwrap()
-    };
-    let o = run(&[
-        "adapters",
-        "install",
-        adapter.to_str().unwrap(),
-        "--base",
-        b,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let id = String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .to_string();
+    let run = |args: &[&str]| cli_home(home.path(), args);
+    let id = install_adapter(home.path(), &adapter, b);
     let evals = home.path().join("canary");
     let o = run(&[
         "adapters",
