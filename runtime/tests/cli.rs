@@ -453,6 +453,35 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     let run: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["batch"], 2, "{run}");
+    // Resuming without --batch takes the run's own batch: nothing is left to generate.
+    let again = cli(&[
+        "eval",
+        "gsm8k",
+        "--mode",
+        "both",
+        "--turns",
+        "2",
+        "--samples",
+        "2",
+        "--max-tokens",
+        "48",
+        "--limit",
+        "2",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let again_summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
+    assert_eq!(again_summary, summary);
     assert!(summary["metrics"]["m5_t1"].is_number());
     let task: serde_json::Value = serde_json::from_slice(
         &std::fs::read(

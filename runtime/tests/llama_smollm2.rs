@@ -179,17 +179,21 @@ fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
     );
     assert_eq!(batch[5].stats.generated_tokens, 0);
     assert_eq!(batch[5].finish, FinishReason::MaxTokens);
-    // Each group evaluates the prompts' common prefix once: the others count it as reused.
+    // A group evaluates its prompts' common prefix once, and a prompt it holds twice once:
+    // requests 1 and 3 repeat request 0's prompt and take its cells and logits.
     let a = model.tokenize(&sea, true, true).unwrap();
     let c = model.tokenize(&count, true, true).unwrap();
     let common = a.iter().zip(&c).take_while(|(x, y)| x == y).count() as u32;
     assert!(common > 0);
-    for g in &batch[1..4] {
-        assert_eq!(g.stats.reused_tokens, common);
-        assert_eq!(
-            g.stats.evaluated_tokens,
-            g.stats.prompt_tokens - g.stats.reused_tokens
-        );
+    assert_eq!(batch[0].stats.evaluated_tokens, a.len() as u32);
+    assert_eq!(batch[2].stats.reused_tokens, common);
+    assert_eq!(batch[2].stats.evaluated_tokens, c.len() as u32 - common);
+    for i in [1, 3, 5] {
+        assert_eq!(batch[i].stats.evaluated_tokens, 0, "request {i}");
+        assert_eq!(batch[i].stats.reused_tokens, a.len() as u32, "request {i}");
+    }
+    for g in &batch {
+        assert!(g.stats.total_ms >= g.stats.prefill_ms + g.stats.decode_ms - 1e-6);
     }
     // The session goes on with one request at a time, reusing the prefix the batch left.
     let after = run(b.as_mut(), &reqs[0]);

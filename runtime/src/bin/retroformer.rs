@@ -409,8 +409,9 @@ struct RiseArgs {
     /// Problems solved together: each turn of all of them, and all their parallel samples,
     /// decode as one batch (about 2.3x the tokens per second at 4 sequences and 2.9x at 8
     /// with Qwen2.5-Coder-0.5B on 2 cores; `cargo bench --bench batch`). 1: one at a time.
-    #[arg(long, default_value_t = 8)]
-    batch: u32,
+    /// Default: 8, or what the run being resumed in --out used.
+    #[arg(long)]
+    batch: Option<u32>,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -2051,9 +2052,11 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
     if a.turns == 0 || a.samples == 0 {
         anyhow::bail!("--turns and --samples must be at least 1");
     }
-    if a.batch == 0 {
-        anyhow::bail!("--batch must be at least 1");
-    }
+    let batch = match a.batch {
+        Some(0) => anyhow::bail!("--batch must be at least 1"),
+        Some(b) => b,
+        None => resumed_batch(&a.out)?.unwrap_or(8),
+    };
     let problems = load_math_problems(dataset, &a.data, "test", a.limit)?;
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let model = load(profile, &args)?;
@@ -2064,9 +2067,9 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
     cfg.parallel_temperature = a.temperature;
     cfg.max_tokens = a.max_tokens;
     cfg.seed = a.seed;
-    cfg.batch = a.batch;
-    let (sequences, ctx) = if a.batch > 1 {
-        rise_lanes(mode, a.batch, a.samples, a.window, a.max_tokens)
+    cfg.batch = batch;
+    let (sequences, ctx) = if batch > 1 {
+        rise_lanes(profile, mode, batch, a.samples, a.window, a.max_tokens)
     } else {
         (1, 0)
     };
@@ -2135,6 +2138,7 @@ fn eval_rise(profile: &TargetProfile, a: &RiseArgs, dataset: Dataset) -> Result<
 /// turns (each up to the prompt, `window` earlier attempts and its own) or their `samples`
 /// parallel samples each. The context is capped; groups that do not fit it are split.
 fn rise_lanes(
+    profile: &TargetProfile,
     mode: retroformer::agent::rise::Mode,
     batch: u32,
     samples: u32,
@@ -2156,18 +2160,41 @@ fn rise_lanes(
     }
     (
         lanes.min(retroformer::llm::MAX_SEQUENCES),
-        ctx.min(MAX_BATCH_CONTEXT),
+        ctx.min(max_batch_context(profile)),
     )
 }
 
 /// Tokens one RISE attempt may need: instruction, worked example and question (generously
 /// 400), `window` earlier attempts with their retry messages, and its own answer.
 fn rise_lane_tokens(window: usize, max_tokens: u32) -> u32 {
-    400 + (window as u32).saturating_mul(max_tokens + 40) + max_tokens
+    let window = u32::try_from(window).unwrap_or(u32::MAX);
+    400u32
+        .saturating_add(window.saturating_mul(max_tokens.saturating_add(40)))
+        .saturating_add(max_tokens)
 }
 
-/// The largest context a batched session asks for (its KV cache grows with it).
-const MAX_BATCH_CONTEXT: u32 = 32768;
+/// The largest context a batched session asks for: 8 times the target's context, at most
+/// 32768 tokens (the KV cache grows with it; groups that do not fit are split).
+fn max_batch_context(profile: &TargetProfile) -> u32 {
+    profile.context_size.saturating_mul(8).min(32768)
+}
+
+/// The `--batch` of the RISE run already in `out` (1 for runs from before the setting), if any.
+fn resumed_batch(out: &std::path::Path) -> Result<Option<u32>> {
+    let path = out.join("run.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    Ok(Some(
+        v.get("batch")
+            .and_then(|b| b.as_u64())
+            .map_or(1, |b| u32::try_from(b).unwrap_or(u32::MAX)),
+    ))
+}
 
 fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Result<()> {
     use retroformer::agent::rise::{self, RolloutConfig, Solver};
@@ -2182,7 +2209,7 @@ fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Resul
         (
             most.min(retroformer::llm::MAX_SEQUENCES),
             most.saturating_mul(rise_lane_tokens(a.window, a.max_tokens))
-                .min(MAX_BATCH_CONTEXT),
+                .min(max_batch_context(profile)),
         )
     } else {
         (1, 0)

@@ -758,13 +758,7 @@ impl Worker {
             if end - i == 1 {
                 out.push(self.generate(&reqs[i], &mut |_| true)?);
             } else {
-                out.extend(self.run_group(
-                    &reqs[i..end],
-                    &prompts[i..end],
-                    shared,
-                    t_start,
-                    tokenize_ms,
-                )?);
+                out.extend(self.run_group(&reqs[i..end], &prompts[i..end], shared, tokenize_ms)?);
             }
             i = end;
         }
@@ -776,13 +770,15 @@ impl Worker {
         reqs: &[GenerateRequest],
         prompts: &[Vec<Token>],
         shared: usize,
-        t_start: Instant,
         tokenize_ms: f64,
     ) -> Result<Vec<Generation>, LlmError> {
         struct Lane {
             seq: i32,
             sampler: LlamaSampler,
             stream: StopStream,
+            /// The earlier lane with the very same prompt, whose cells and logits this one
+            /// takes instead of evaluating the prompt again.
+            twin_of: Option<usize>,
             /// Prompt tokens in the cache (shared prefix included).
             fed: usize,
             /// Position of the next generated token.
@@ -795,7 +791,8 @@ impl Worker {
             end_ms: f64,
         }
         let _threads = Resumed::new(self.pool);
-        let t_prefill = Instant::now();
+        // Every time of the group's generations counts from here (plus the tokenisation).
+        let t_group = Instant::now();
         let reused = {
             let c = common_prefix(&self.cached, &prompts[0][..shared]);
             self.truncate_cache(c)
@@ -803,25 +800,35 @@ impl Worker {
         self.eval(&prompts[0][reused..shared])?;
         // SAFETY: ctx is live.
         let mem = unsafe { sys::llama_get_memory(self.ctx.as_ptr()) };
-        let mut lanes = Vec::with_capacity(reqs.len());
+        let mut lanes: Vec<Lane> = Vec::with_capacity(reqs.len());
         for (k, (req, p)) in reqs.iter().zip(prompts).enumerate() {
             let seq = k as i32 + 1;
-            // SAFETY: mem belongs to the live context; seq < n_seq_max (checked by `pack`).
-            // The copy shares sequence 0's cells (the prefix) with the lane; nothing is copied.
+            // SAFETY: mem belongs to the live context; seq < n_seq_max (`pack` takes at most
+            // n_seq_max - 1 requests). With a unified cache the copy only adds the lane's id
+            // to sequence 0's cells (the prefix).
             unsafe {
                 sys::llama_memory_seq_rm(mem, seq, -1, -1);
                 sys::llama_memory_seq_cp(mem, 0, seq, -1, -1);
             }
+            let finish = (req.max_tokens == 0).then_some(FinishReason::MaxTokens);
+            let twin_of = if finish.is_none() {
+                (0..k).find(|&j| {
+                    lanes[j].twin_of.is_none() && lanes[j].finish.is_none() && prompts[j] == *p
+                })
+            } else {
+                None
+            };
             lanes.push(Lane {
                 seq,
                 sampler: self.sampler(req)?,
                 stream: StopStream::new(&req.stop),
+                twin_of,
                 fed: shared,
                 pos: p.len(),
                 next: None,
                 logits_at: None,
                 generated: 0,
-                finish: (req.max_tokens == 0).then_some(FinishReason::MaxTokens),
+                finish,
                 first_ms: None,
                 end_ms: 0.0,
             });
@@ -832,7 +839,7 @@ impl Worker {
                 self.batch.clear();
                 for (lane, p) in lanes.iter_mut().zip(prompts) {
                     lane.logits_at = None;
-                    if lane.finish.is_some() {
+                    if lane.finish.is_some() || (lane.twin_of.is_some() && lane.fed < p.len()) {
                         continue;
                     }
                     let room = self.batch.cap - self.batch.len();
@@ -874,9 +881,25 @@ impl Worker {
                         LlmError::Decode(rc)
                     });
                 }
+                // Twins whose prompt has just been evaluated take its cells and its logits.
+                for k in 0..lanes.len() {
+                    let Some(j) = lanes[k].twin_of else { continue };
+                    if lanes[k].fed < prompts[k].len() && lanes[j].fed == prompts[j].len() {
+                        if let Some(idx) = lanes[j].logits_at.filter(|_| lanes[j].generated == 0) {
+                            // SAFETY: as above; both sequences are this group's lanes. Their
+                            // cells so far are the shared prefix and lane j's prompt.
+                            unsafe {
+                                sys::llama_memory_seq_rm(mem, lanes[k].seq, -1, -1);
+                                sys::llama_memory_seq_cp(mem, lanes[j].seq, lanes[k].seq, -1, -1);
+                            }
+                            lanes[k].fed = prompts[k].len();
+                            lanes[k].logits_at = Some(idx);
+                        }
+                    }
+                }
                 for (lane, req) in lanes.iter_mut().zip(reqs) {
                     let Some(idx) = lane.logits_at else { continue };
-                    lane.first_ms.get_or_insert_with(|| ms(t_prefill));
+                    lane.first_ms.get_or_insert_with(|| ms(t_group));
                     let token = self.sample(&mut lane.sampler, req, idx)?;
                     // SAFETY: vocab is live; the token was sampled from the vocabulary.
                     let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
@@ -889,7 +912,9 @@ impl Worker {
                             Some(FinishReason::Stop(s.to_string()))
                         } else if lane.generated >= req.max_tokens {
                             Some(FinishReason::MaxTokens)
-                        } else if used + 1 >= self.cfg.n_ctx as usize {
+                        } else if used + reqs.len() > self.cfg.n_ctx as usize {
+                            // Defensive: `pack` sizes groups to fit, but the next decode may
+                            // add a cell for every lane.
                             Some(FinishReason::ContextFull)
                         } else {
                             lane.next = Some(token);
@@ -898,14 +923,14 @@ impl Worker {
                     };
                     if finish.is_some() {
                         lane.finish = finish;
-                        lane.end_ms = ms(t_start);
+                        lane.end_ms = ms(t_group);
                     }
                 }
             }
         })();
         for lane in &lanes {
-            // SAFETY: as above; the lane's cells beyond the prefix are freed, the prefix stays
-            // with sequence 0.
+            // SAFETY: as above; the lane's own cells are freed, the prefix stays with
+            // sequence 0.
             unsafe { sys::llama_memory_seq_rm(mem, lane.seq, -1, -1) };
         }
         result?;
@@ -914,8 +939,16 @@ impl Worker {
             .zip(prompts)
             .enumerate()
             .map(|(k, (lane, p))| {
-                // The prefix is evaluated once; the first request carries its cost.
-                let reused_here = if k == 0 { reused } else { shared };
+                // The prefix is evaluated once (the first request carries its cost), a twin's
+                // prompt not at all, and nothing for a request that generates nothing.
+                let reused_here =
+                    if lane.twin_of.is_some() || (lane.generated == 0 && lane.first_ms.is_none()) {
+                        p.len()
+                    } else if k == 0 {
+                        reused
+                    } else {
+                        shared
+                    };
                 let first = lane.first_ms.unwrap_or(lane.end_ms);
                 let (_, text) = lane.stream.finish();
                 Generation {
@@ -923,13 +956,13 @@ impl Worker {
                     finish: lane.finish.unwrap_or(FinishReason::MaxTokens),
                     stats: GenerationStats {
                         prompt_tokens: p.len() as u32,
-                        reused_tokens: reused_here as u32,
-                        evaluated_tokens: (p.len() - reused_here) as u32,
+                        reused_tokens: reused_here.min(p.len()) as u32,
+                        evaluated_tokens: (p.len() - reused_here.min(p.len())) as u32,
                         generated_tokens: lane.generated,
                         tokenize_ms,
                         prefill_ms: first,
-                        decode_ms: (lane.end_ms - tokenize_ms - first).max(0.0),
-                        total_ms: lane.end_ms,
+                        decode_ms: (lane.end_ms - first).max(0.0),
+                        total_ms: tokenize_ms + lane.end_ms,
                     },
                 }
             })
@@ -943,8 +976,8 @@ fn common_prefix(a: &[Token], b: &[Token]) -> usize {
 }
 
 /// How many of `reqs` (at least one) go into the next group, and the group's shared prefix:
-/// at most `lanes` requests whose cells (the prefix once, then each one's prompt tail and
-/// `max_tokens`) fit `n_ctx`. The prefix leaves every prompt at least one token of its own,
+/// at most `lanes` requests whose cells (the prefix once, each distinct prompt's tail once, and
+/// each request's `max_tokens`) fit `n_ctx`. The prefix leaves every prompt at least one token of its own,
 /// whose logits the lane samples first.
 fn pack(
     prompts: &[Vec<Token>],
@@ -958,11 +991,18 @@ fn pack(
         let s = shared
             .min(common_prefix(&prompts[0], &prompts[end]))
             .min(prompts[end].len() - 1);
-        let cells: usize = s + prompts[..=end]
-            .iter()
-            .zip(reqs)
-            .map(|(p, r)| p.len() - s + r.max_tokens as usize)
-            .sum::<usize>();
+        // A prompt seen earlier in the group shares that lane's cells (see `run_group`).
+        let cells: usize = s
+            + (0..=end)
+                .map(|k| {
+                    let tail = if prompts[..k].contains(&prompts[k]) {
+                        0
+                    } else {
+                        prompts[k].len() - s
+                    };
+                    tail + reqs[k].max_tokens as usize
+                })
+                .sum::<usize>();
         if cells > n_ctx {
             break;
         }
@@ -1061,6 +1101,9 @@ mod tests {
         // Identical prompts share all but their last token, which each lane evaluates.
         let same = vec![vec![7, 8, 9]; 3];
         assert_eq!(pack(&same, &reqs, 8, 100), (3, 2));
+        // ... and their tails take cells once: 2 + (1 + 2) + 2 + 2.
+        assert_eq!(pack(&same, &reqs, 8, 9), (3, 2));
+        assert_eq!(pack(&same, &reqs, 8, 8), (2, 2));
         // Nothing in common: every lane evaluates its whole prompt.
         assert_eq!(pack(&[vec![1], vec![2]], &reqs[..2], 8, 100), (2, 0));
     }
