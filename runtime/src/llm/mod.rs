@@ -284,6 +284,9 @@ pub struct SessionOptions {
     pub sequences: Option<u32>,
 }
 
+/// A request and the caller's key for it ([`Session::generate_stream`]).
+pub type Keyed = (u64, GenerateRequest);
+
 /// Most requests a session decodes together.
 pub const MAX_SEQUENCES: u32 = 128;
 
@@ -355,6 +358,26 @@ pub trait Session: Send {
         reqs.iter()
             .map(|r| self.generate(r, &mut |_| true))
             .collect()
+    }
+    /// Continuous batching: runs `first`, and the follow-ups that `on_done(key, generation)`
+    /// returns as each request finishes, until none is left. A backend that can keeps every
+    /// lane busy: a request starts as soon as a lane and the context allow, not when a whole
+    /// batch is done; a follow-up starts in the lane of the request it follows, reusing that
+    /// prompt's KV (the next step of an agent extends the last one). Results arrive in the order
+    /// requests finish. The default runs one request at a time, follow-ups first.
+    fn generate_stream(
+        &mut self,
+        first: Vec<Keyed>,
+        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send),
+    ) -> Result<(), LlmError> {
+        let mut queue: std::collections::VecDeque<Keyed> = first.into();
+        while let Some((key, req)) = queue.pop_front() {
+            let g = self.generate(&req, &mut |_| true)?;
+            for (i, f) in on_done(key, g).into_iter().enumerate() {
+                queue.insert(i, f);
+            }
+        }
+        Ok(())
     }
     /// Applies an adapter at `scale`, or none. The KV cache is keyed by (adapter, scale).
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError>;

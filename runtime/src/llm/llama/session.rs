@@ -16,9 +16,11 @@ use llama_cpp_sys_2 as sys;
 
 use super::{decode, tokenize, AdapterInner, ModelInner};
 use crate::llm::{
-    AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, LlmError, Session,
-    SessionInfo, StopStream, Token,
+    AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError,
+    Session, SessionInfo, StopStream, Token,
 };
+
+mod stream;
 
 pub(crate) struct ContextConfig {
     pub n_ctx: u32,
@@ -38,6 +40,12 @@ struct Callback(*mut (dyn FnMut(&str) -> bool + Send + 'static));
 
 // SAFETY: the closure is `Send`, and it is used by one thread at a time (see above).
 unsafe impl Send for Callback {}
+
+/// The caller's `on_done` for one `generate_stream` call, lent like [`Callback`].
+struct DoneCallback(*mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static));
+
+// SAFETY: as for `Callback`.
+unsafe impl Send for DoneCallback {}
 
 enum Failure {
     Llm(LlmError),
@@ -61,9 +69,10 @@ enum Cmd {
     Info {
         reply: Sender<SessionInfo>,
     },
-    GenerateBatch {
-        reqs: Vec<GenerateRequest>,
-        done: Sender<Result<Vec<Generation>, LlmError>>,
+    Stream {
+        first: Vec<Keyed>,
+        on_done: DoneCallback,
+        done: Sender<Result<(), Failure>>,
     },
 }
 
@@ -134,10 +143,7 @@ impl Session for LlamaSession {
         req: &GenerateRequest,
         on_token: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<Generation, LlmError> {
-        req.sampling.validate()?;
-        if let Some(g) = &req.grammar {
-            check_grammar_depth(g)?;
-        }
+        check_request(req)?;
         let (done, rx) = mpsc::channel();
         let ptr: *mut (dyn FnMut(&str) -> bool + Send + '_) = on_token;
         // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
@@ -157,19 +163,48 @@ impl Session for LlamaSession {
         }
     }
 
-    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
-        for req in reqs {
-            req.sampling.validate()?;
-            if let Some(g) = &req.grammar {
-                check_grammar_depth(g)?;
-            }
+    fn generate_stream(
+        &mut self,
+        first: Vec<Keyed>,
+        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send),
+    ) -> Result<(), LlmError> {
+        for (_, req) in &first {
+            check_request(req)?;
         }
         let (done, rx) = mpsc::channel();
-        self.send(Cmd::GenerateBatch {
-            reqs: reqs.to_vec(),
+        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + '_) = on_done;
+        // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
+        // before returning, and the worker drops the pointer before answering.
+        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static) =
+            unsafe { std::mem::transmute(ptr) };
+        self.send(Cmd::Stream {
+            first,
+            on_done: DoneCallback(ptr),
             done,
         })?;
-        rx.recv().map_err(|_| LlmError::SessionGone)?
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
+        }
+    }
+
+    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        let mut out: Vec<Option<Generation>> = vec![None; reqs.len()];
+        let first = reqs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r))
+            .collect();
+        self.generate_stream(first, &mut |key, g| {
+            out[key as usize] = Some(g);
+            Vec::new()
+        })?;
+        out.into_iter()
+            .map(|g| g.ok_or(LlmError::SessionGone))
+            .collect()
     }
 
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
@@ -417,10 +452,24 @@ impl Worker {
                     self.clear_cache();
                     let _ = reply.send(Ok(()));
                 }
-                Cmd::GenerateBatch { reqs, done } => {
-                    let r = self.generate_batch(&reqs);
-                    if let Err(e) = &r {
-                        tracing::debug!(error = %e, "batch generation failed; clearing the KV cache");
+                Cmd::Stream {
+                    first,
+                    on_done,
+                    done,
+                } => {
+                    let mut report = |key: u64, g: Generation| -> Result<Vec<Keyed>, Failure> {
+                        // SAFETY: see `DoneCallback`: the caller is blocked until we answer.
+                        let f = unsafe { &mut *on_done.0 };
+                        let follow =
+                            catch_unwind(AssertUnwindSafe(|| f(key, g))).map_err(Failure::Panic)?;
+                        for (_, req) in &follow {
+                            check_request(req).map_err(Failure::Llm)?;
+                        }
+                        Ok(follow)
+                    };
+                    let r = self.generate_stream(first, &mut report);
+                    if r.is_err() {
+                        tracing::debug!("batched generation failed; clearing the KV cache");
                         self.clear_cache();
                     }
                     let _ = done.send(r);
@@ -714,260 +763,6 @@ impl Worker {
             },
         })
     }
-
-    /// [`Session::generate_batch`]: packs the requests, in order, into groups that fit the
-    /// context's cells and lanes; each group's common prompt prefix is evaluated once on
-    /// sequence 0 (reusing the cache), copied to one sequence per request, and the requests'
-    /// own prompt tails and generated tokens then go through shared batches. Sequence 0 keeps
-    /// the prefix afterwards, so the next call reuses it. A request that fits no group with
-    /// another runs alone, as [`Worker::generate`].
-    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
-        let lanes = self.cfg.n_seq_max.saturating_sub(1) as usize;
-        if reqs.len() < 2 || lanes < 2 {
-            return reqs
-                .iter()
-                .map(|r| self.generate(r, &mut |_| true))
-                .collect();
-        }
-        let t_start = Instant::now();
-        let n_ctx = self.cfg.n_ctx as usize;
-        let mut prompts = Vec::with_capacity(reqs.len());
-        for r in reqs {
-            let p = tokenize(&self.model, &r.prompt, r.add_bos, r.parse_special)?;
-            if p.is_empty() {
-                return Err(LlmError::EmptyPrompt);
-            }
-            if p.len() >= n_ctx {
-                return Err(LlmError::PromptTooLong {
-                    prompt_tokens: p.len() as u32,
-                    context_size: self.cfg.n_ctx,
-                });
-            }
-            prompts.push(p);
-        }
-        let tokenize_ms = ms(t_start);
-        if self.cached_key != self.key() {
-            self.clear_cache();
-            self.cached_key = self.key();
-        }
-        let mut out = Vec::with_capacity(reqs.len());
-        let mut i = 0;
-        while i < reqs.len() {
-            let (end, shared) = pack(&prompts[i..], &reqs[i..], lanes, n_ctx);
-            let end = i + end;
-            if end - i == 1 {
-                out.push(self.generate(&reqs[i], &mut |_| true)?);
-            } else {
-                out.extend(self.run_group(&reqs[i..end], &prompts[i..end], shared, tokenize_ms)?);
-            }
-            i = end;
-        }
-        Ok(out)
-    }
-
-    fn run_group(
-        &mut self,
-        reqs: &[GenerateRequest],
-        prompts: &[Vec<Token>],
-        shared: usize,
-        tokenize_ms: f64,
-    ) -> Result<Vec<Generation>, LlmError> {
-        struct Lane {
-            seq: i32,
-            sampler: LlamaSampler,
-            stream: StopStream,
-            /// The earlier lane with the very same prompt, whose cells and logits this one
-            /// takes instead of evaluating the prompt again.
-            twin_of: Option<usize>,
-            /// Prompt tokens in the cache (shared prefix included).
-            fed: usize,
-            /// Position of the next generated token.
-            pos: usize,
-            next: Option<Token>,
-            logits_at: Option<i32>,
-            generated: u32,
-            finish: Option<FinishReason>,
-            first_ms: Option<f64>,
-            end_ms: f64,
-        }
-        let _threads = Resumed::new(self.pool);
-        // Every time of the group's generations counts from here (plus the tokenisation).
-        let t_group = Instant::now();
-        let reused = {
-            let c = common_prefix(&self.cached, &prompts[0][..shared]);
-            self.truncate_cache(c)
-        };
-        self.eval(&prompts[0][reused..shared])?;
-        // SAFETY: ctx is live.
-        let mem = unsafe { sys::llama_get_memory(self.ctx.as_ptr()) };
-        let mut lanes: Vec<Lane> = Vec::with_capacity(reqs.len());
-        for (k, (req, p)) in reqs.iter().zip(prompts).enumerate() {
-            let seq = k as i32 + 1;
-            // SAFETY: mem belongs to the live context; seq < n_seq_max (`pack` takes at most
-            // n_seq_max - 1 requests). With a unified cache the copy only adds the lane's id
-            // to sequence 0's cells (the prefix).
-            unsafe {
-                sys::llama_memory_seq_rm(mem, seq, -1, -1);
-                sys::llama_memory_seq_cp(mem, 0, seq, -1, -1);
-            }
-            let finish = (req.max_tokens == 0).then_some(FinishReason::MaxTokens);
-            let twin_of = if finish.is_none() {
-                (0..k).find(|&j| {
-                    lanes[j].twin_of.is_none() && lanes[j].finish.is_none() && prompts[j] == *p
-                })
-            } else {
-                None
-            };
-            lanes.push(Lane {
-                seq,
-                sampler: self.sampler(req)?,
-                stream: StopStream::new(&req.stop),
-                twin_of,
-                fed: shared,
-                pos: p.len(),
-                next: None,
-                logits_at: None,
-                generated: 0,
-                finish,
-                first_ms: None,
-                end_ms: 0.0,
-            });
-        }
-        let mut used = shared;
-        let result = (|| -> Result<(), LlmError> {
-            loop {
-                self.batch.clear();
-                for (lane, p) in lanes.iter_mut().zip(prompts) {
-                    lane.logits_at = None;
-                    if lane.finish.is_some() || (lane.twin_of.is_some() && lane.fed < p.len()) {
-                        continue;
-                    }
-                    let room = self.batch.cap - self.batch.len();
-                    if lane.fed < p.len() {
-                        let take = (p.len() - lane.fed).min(room);
-                        for t in lane.fed..lane.fed + take {
-                            let last = t + 1 == p.len();
-                            let idx = self.batch.push(p[t], t, lane.seq, last);
-                            if last {
-                                lane.logits_at = Some(idx);
-                            }
-                        }
-                        lane.fed += take;
-                    } else if room > 0 {
-                        if let Some(tok) = lane.next.take() {
-                            lane.logits_at = Some(self.batch.push(tok, lane.pos, lane.seq, true));
-                            lane.pos += 1;
-                        }
-                    }
-                }
-                if self.batch.len() == 0 {
-                    return Ok(());
-                }
-                used += self.batch.len();
-                let rc = {
-                    let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
-                    // SAFETY: ctx is live; every token is in the vocabulary (sampled, or
-                    // checked by tokenize) and every sequence id is below n_seq_max.
-                    unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
-                };
-                let rc = rc.map_err(|e| LlmError::Context(format!("llama_decode threw: {e}")))?;
-                if rc != 0 {
-                    return Err(if rc == 1 {
-                        LlmError::PromptTooLong {
-                            prompt_tokens: used as u32,
-                            context_size: self.cfg.n_ctx,
-                        }
-                    } else {
-                        LlmError::Decode(rc)
-                    });
-                }
-                // Twins whose prompt has just been evaluated take its cells and its logits.
-                for k in 0..lanes.len() {
-                    let Some(j) = lanes[k].twin_of else { continue };
-                    if lanes[k].fed < prompts[k].len() && lanes[j].fed == prompts[j].len() {
-                        if let Some(idx) = lanes[j].logits_at.filter(|_| lanes[j].generated == 0) {
-                            // SAFETY: as above; both sequences are this group's lanes. Their
-                            // cells so far are the shared prefix and lane j's prompt.
-                            unsafe {
-                                sys::llama_memory_seq_rm(mem, lanes[k].seq, -1, -1);
-                                sys::llama_memory_seq_cp(mem, lanes[j].seq, lanes[k].seq, -1, -1);
-                            }
-                            lanes[k].fed = prompts[k].len();
-                            lanes[k].logits_at = Some(idx);
-                        }
-                    }
-                }
-                for (lane, req) in lanes.iter_mut().zip(reqs) {
-                    let Some(idx) = lane.logits_at else { continue };
-                    lane.first_ms.get_or_insert_with(|| ms(t_group));
-                    let token = self.sample(&mut lane.sampler, req, idx)?;
-                    // SAFETY: vocab is live; the token was sampled from the vocabulary.
-                    let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
-                    let finish = if !req.ignore_eos && eog {
-                        Some(FinishReason::EndOfGeneration)
-                    } else {
-                        lane.generated += 1;
-                        lane.stream.push(&self.model.token_bytes(token));
-                        if let Some(s) = lane.stream.stopped() {
-                            Some(FinishReason::Stop(s.to_string()))
-                        } else if lane.generated >= req.max_tokens {
-                            Some(FinishReason::MaxTokens)
-                        } else if used + reqs.len() > self.cfg.n_ctx as usize {
-                            // Defensive: `pack` sizes groups to fit, but the next decode may
-                            // add a cell for every lane.
-                            Some(FinishReason::ContextFull)
-                        } else {
-                            lane.next = Some(token);
-                            None
-                        }
-                    };
-                    if finish.is_some() {
-                        lane.finish = finish;
-                        lane.end_ms = ms(t_group);
-                    }
-                }
-            }
-        })();
-        for lane in &lanes {
-            // SAFETY: as above; the lane's own cells are freed, the prefix stays with
-            // sequence 0.
-            unsafe { sys::llama_memory_seq_rm(mem, lane.seq, -1, -1) };
-        }
-        result?;
-        Ok(lanes
-            .into_iter()
-            .zip(prompts)
-            .enumerate()
-            .map(|(k, (lane, p))| {
-                // The prefix is evaluated once (the first request carries its cost), a twin's
-                // prompt not at all, and nothing for a request that generates nothing.
-                let reused_here =
-                    if lane.twin_of.is_some() || (lane.generated == 0 && lane.first_ms.is_none()) {
-                        p.len()
-                    } else if k == 0 {
-                        reused
-                    } else {
-                        shared
-                    };
-                let first = lane.first_ms.unwrap_or(lane.end_ms);
-                let (_, text) = lane.stream.finish();
-                Generation {
-                    text,
-                    finish: lane.finish.unwrap_or(FinishReason::MaxTokens),
-                    stats: GenerationStats {
-                        prompt_tokens: p.len() as u32,
-                        reused_tokens: reused_here.min(p.len()) as u32,
-                        evaluated_tokens: (p.len() - reused_here.min(p.len())) as u32,
-                        generated_tokens: lane.generated,
-                        tokenize_ms,
-                        prefill_ms: first,
-                        decode_ms: (lane.end_ms - first).max(0.0),
-                        total_ms: tokenize_ms + lane.end_ms,
-                    },
-                }
-            })
-            .collect())
-    }
 }
 
 /// The length of the common prefix of `a` and `b`.
@@ -975,45 +770,17 @@ fn common_prefix(a: &[Token], b: &[Token]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// How many of `reqs` (at least one) go into the next group, and the group's shared prefix:
-/// at most `lanes` requests whose cells (the prefix once, each distinct prompt's tail once, and
-/// each request's `max_tokens`) fit `n_ctx`. The prefix leaves every prompt at least one token of its own,
-/// whose logits the lane samples first.
-fn pack(
-    prompts: &[Vec<Token>],
-    reqs: &[GenerateRequest],
-    lanes: usize,
-    n_ctx: usize,
-) -> (usize, usize) {
-    let mut shared = prompts[0].len() - 1;
-    let mut end = 1;
-    while end < prompts.len() && end < lanes {
-        let s = shared
-            .min(common_prefix(&prompts[0], &prompts[end]))
-            .min(prompts[end].len() - 1);
-        // A prompt seen earlier in the group shares that lane's cells (see `run_group`).
-        let cells: usize = s
-            + (0..=end)
-                .map(|k| {
-                    let tail = if prompts[..k].contains(&prompts[k]) {
-                        0
-                    } else {
-                        prompts[k].len() - s
-                    };
-                    tail + reqs[k].max_tokens as usize
-                })
-                .sum::<usize>();
-        if cells > n_ctx {
-            break;
-        }
-        shared = s;
-        end += 1;
-    }
-    (end, shared)
-}
-
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
+}
+
+/// What the caller's side checks before a request reaches the owner thread.
+fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
+    req.sampling.validate()?;
+    if let Some(g) = &req.grammar {
+        check_grammar_depth(g)?;
+    }
+    Ok(())
 }
 
 /// Deepest grammar nesting accepted: llama.cpp's GBNF parser recurses once per group.
@@ -1085,27 +852,6 @@ mod tests {
             root: "root".into(),
             origin: "t.gbnf".into(),
         }
-    }
-
-    #[test]
-    fn batches_share_the_longest_common_prefix_and_stop_at_lanes_or_context() {
-        let reqs = vec![GenerateRequest::new("", 2); 3];
-        let p = vec![vec![1, 2, 3, 4], vec![1, 2, 3, 5], vec![1, 2, 9]];
-        // All three fit: the prefix is what all three share.
-        assert_eq!(pack(&p, &reqs, 8, 100), (3, 2));
-        // Two lanes: the first two, sharing three tokens.
-        assert_eq!(pack(&p, &reqs, 2, 100), (2, 3));
-        // 3 shared + (1 + 2) + (1 + 2) = 9 cells do not fit 8: the first goes alone.
-        assert_eq!(pack(&p, &reqs, 8, 8), (1, 3));
-        assert_eq!(pack(&p, &reqs, 8, 9), (2, 3));
-        // Identical prompts share all but their last token, which each lane evaluates.
-        let same = vec![vec![7, 8, 9]; 3];
-        assert_eq!(pack(&same, &reqs, 8, 100), (3, 2));
-        // ... and their tails take cells once: 2 + (1 + 2) + 2 + 2.
-        assert_eq!(pack(&same, &reqs, 8, 9), (3, 2));
-        assert_eq!(pack(&same, &reqs, 8, 8), (2, 2));
-        // Nothing in common: every lane evaluates its whole prompt.
-        assert_eq!(pack(&[vec![1], vec![2]], &reqs[..2], 8, 100), (2, 0));
     }
 
     #[test]

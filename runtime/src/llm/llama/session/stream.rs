@@ -1,0 +1,501 @@
+//! Continuous batching: [`Session::generate_stream`](crate::llm::Session::generate_stream) on
+//! one llama.cpp context.
+//!
+//! Sequence 0 holds the prompt prefix that the first requests share (evaluated once, reusing
+//! the session's cache). Every other sequence is a lane: a request is admitted to a free lane
+//! when the context has cells for it, takes the longest prefix it can from its lane's own
+//! cache (a follow-up of the request that just finished there) or from sequence 0, and its
+//! prompt tail and generated tokens then share every `llama_decode` with the other lanes'.
+//! A request whose prompt another lane is still evaluating becomes that lane's twin: it takes
+//! the other lane's cells and first logits instead of evaluating the prompt again. When a
+//! request finishes, the caller's `on_done` may return follow-ups: the first one goes to the
+//! lane that just finished, the rest ahead of the queue. At the end the lanes are emptied and
+//! sequence 0 keeps the prefix, as after a single request.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_sys_2 as sys;
+
+use super::super::{decode, tokenize};
+use super::{common_prefix, ms, Failure, Resumed, Worker};
+use crate::llm::{
+    FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, StopStream, Token,
+};
+
+/// One admitted request.
+struct Job {
+    key: u64,
+    req: GenerateRequest,
+    prompt: Vec<Token>,
+    sampler: LlamaSampler,
+    stream: StopStream,
+    /// The lane whose identical prompt this one takes (cells and first logits).
+    twin_of: Option<usize>,
+    /// Prompt tokens in this lane's cache.
+    fed: usize,
+    next: Option<Token>,
+    logits_at: Option<i32>,
+    generated: u32,
+    reused: usize,
+    tokenize_ms: f64,
+    admitted: Instant,
+    first_ms: Option<f64>,
+}
+
+/// A sequence of the context and the tokens its cells hold, in position order.
+struct Lane {
+    seq: i32,
+    tokens: Vec<Token>,
+    /// Leading tokens whose cells are sequence 0's (copied, so not this lane's own).
+    from_prefix: usize,
+    job: Option<Job>,
+}
+
+impl Lane {
+    /// Cells only this lane holds (an upper bound: a twin's copied prompt counts here too).
+    fn own(&self) -> usize {
+        self.tokens.len() - self.from_prefix.min(self.tokens.len())
+    }
+
+    /// Cells its job may still add: the prompt left to evaluate and the tokens left to make.
+    fn reserved(&self) -> usize {
+        self.job.as_ref().map_or(0, |j| {
+            j.prompt.len().saturating_sub(j.fed.max(self.tokens.len()))
+                + (j.req.max_tokens - j.generated.min(j.req.max_tokens)) as usize
+        })
+    }
+
+    fn waiting_twin(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.twin_of.is_some() && j.fed < j.prompt.len())
+    }
+}
+
+/// What `run` needs from its caller for each finished request.
+pub type OnDone<'a> = dyn FnMut(u64, Generation) -> Result<Vec<Keyed>, Failure> + 'a;
+
+impl Worker {
+    /// Runs `first` and every follow-up `on_done` returns, as lanes and cells allow.
+    pub(super) fn generate_stream(
+        &mut self,
+        first: Vec<Keyed>,
+        on_done: &mut OnDone<'_>,
+    ) -> Result<(), Failure> {
+        let lanes = self.cfg.n_seq_max.saturating_sub(1) as usize;
+        if lanes < 2 {
+            // One sequence: one request at a time on the ordinary path.
+            let mut queue: VecDeque<Keyed> = first.into();
+            while let Some((key, req)) = queue.pop_front() {
+                let g = self.generate(&req, &mut |_| true).map_err(Failure::Llm)?;
+                for (i, f) in on_done(key, g)?.into_iter().enumerate() {
+                    queue.insert(i, f);
+                }
+            }
+            return Ok(());
+        }
+        let _threads = Resumed::new(self.pool);
+        let n_ctx = self.cfg.n_ctx as usize;
+        // The prefix the first requests share, on sequence 0 (reusing what it holds).
+        if self.cached_key != self.key() {
+            self.clear_cache();
+            self.cached_key = self.key();
+        }
+        let mut firsts = Vec::with_capacity(first.len());
+        for (_, r) in &first {
+            firsts.push(self.tokens_of(r).map_err(Failure::Llm)?);
+        }
+        let shared = match firsts.split_first() {
+            None => 0,
+            Some((a, rest)) => rest.iter().fold(a.len() - 1, |s, b| {
+                s.min(common_prefix(a, b)).min(b.len() - 1)
+            }),
+        };
+        let reused0 = {
+            let c = common_prefix(
+                &self.cached,
+                firsts.first().map_or(&[][..], |p| &p[..shared]),
+            );
+            self.truncate_cache(c)
+        };
+        if let Some(p) = firsts.first() {
+            self.eval(&p[reused0..shared]).map_err(Failure::Llm)?;
+        }
+        // The prefix's evaluation is charged to the first request that uses it.
+        let mut prefix_charge = shared - reused0;
+        // SAFETY: ctx is live.
+        let mem = unsafe { sys::llama_get_memory(self.ctx.as_ptr()) };
+        let mut lanes: Vec<Lane> = (1..=lanes as i32)
+            .map(|seq| Lane {
+                seq,
+                tokens: Vec::new(),
+                from_prefix: 0,
+                job: None,
+            })
+            .collect();
+        for l in &lanes {
+            // SAFETY: mem belongs to the live context; every lane's id is below n_seq_max.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+        }
+        let mut queue: VecDeque<(Keyed, Option<Vec<Token>>)> = first
+            .into_iter()
+            .zip(firsts.into_iter().map(Some))
+            .collect();
+        let result = (|| -> Result<(), Failure> {
+            loop {
+                // Admit what fits into free lanes, oldest first.
+                while let Some(((_, req), toks)) = queue.front_mut() {
+                    let prompt = match toks.take() {
+                        Some(t) => t,
+                        None => self.tokens_of(req).map_err(Failure::Llm)?,
+                    };
+                    let need = prompt.len() + req.max_tokens as usize;
+                    let busy = lanes.iter().any(|l| l.job.is_some());
+                    let Some(i) = self.free_lane(&mut lanes, need, busy, mem) else {
+                        *toks = Some(prompt);
+                        break;
+                    };
+                    let ((key, req), _) = queue.pop_front().expect("front exists");
+                    if let Some((k, g)) = self
+                        .admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)
+                        .map_err(Failure::Llm)?
+                    {
+                        for f in on_done(k, g)?.into_iter().rev() {
+                            queue.push_front((f, None));
+                        }
+                    }
+                }
+                if lanes.iter().all(|l| l.job.is_none()) {
+                    return Ok(());
+                }
+                // One batch: prompt chunks and next tokens of every lane, as room allows.
+                self.batch.clear();
+                for l in lanes.iter_mut() {
+                    let waiting = l.waiting_twin();
+                    let Some(j) = l.job.as_mut() else { continue };
+                    j.logits_at = None;
+                    if waiting {
+                        continue;
+                    }
+                    let room = self.batch.cap - self.batch.len();
+                    if j.fed < j.prompt.len() {
+                        let take = (j.prompt.len() - j.fed).min(room);
+                        for t in j.fed..j.fed + take {
+                            let last = t + 1 == j.prompt.len();
+                            let idx = self.batch.push(j.prompt[t], t, l.seq, last);
+                            l.tokens.push(j.prompt[t]);
+                            if last {
+                                j.logits_at = Some(idx);
+                            }
+                        }
+                        j.fed += take;
+                    } else if room > 0 {
+                        if let Some(tok) = j.next.take() {
+                            j.logits_at = Some(self.batch.push(tok, l.tokens.len(), l.seq, true));
+                            l.tokens.push(tok);
+                        }
+                    }
+                }
+                if self.batch.len() == 0 {
+                    // Only twins whose source finished without logits to share: impossible
+                    // (a source always samples once), but never spin.
+                    return Err(Failure::Llm(LlmError::Context(
+                        "batched generation stalled".into(),
+                    )));
+                }
+                let rc = {
+                    let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
+                    // SAFETY: ctx is live; every token is in the vocabulary (sampled, or
+                    // checked by tokenize), every sequence id is below n_seq_max, and each
+                    // lane's positions continue its own cells.
+                    unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
+                };
+                let rc = rc.map_err(|e| {
+                    Failure::Llm(LlmError::Context(format!("llama_decode threw: {e}")))
+                })?;
+                if rc != 0 {
+                    return Err(Failure::Llm(if rc == 1 {
+                        LlmError::PromptTooLong {
+                            prompt_tokens: used_cells(&self.cached, &lanes) as u32,
+                            context_size: self.cfg.n_ctx,
+                        }
+                    } else {
+                        LlmError::Decode(rc)
+                    }));
+                }
+                // Twins whose source prompt has just been evaluated take its cells and logits.
+                for k in 0..lanes.len() {
+                    let Some(src) = lanes[k].job.as_ref().and_then(|j| j.twin_of) else {
+                        continue;
+                    };
+                    if !lanes[k].waiting_twin() {
+                        continue;
+                    }
+                    let ready = lanes[src].job.as_ref().and_then(|j| {
+                        (j.fed == j.prompt.len() && j.generated == 0 && j.first_ms.is_none())
+                            .then_some(j.logits_at)
+                            .flatten()
+                    });
+                    if let Some(idx) = ready {
+                        // SAFETY: as above; both are this context's lanes, and the source's
+                        // cells are its prompt (prefix included).
+                        unsafe {
+                            sys::llama_memory_seq_rm(mem, lanes[k].seq, -1, -1);
+                            sys::llama_memory_seq_cp(mem, lanes[src].seq, lanes[k].seq, -1, -1);
+                        }
+                        let tokens = lanes[src].tokens.clone();
+                        let l = &mut lanes[k];
+                        l.tokens = tokens;
+                        l.from_prefix = 0;
+                        let j = l.job.as_mut().expect("twin has a job");
+                        j.fed = j.prompt.len();
+                        j.reused = j.prompt.len();
+                        j.logits_at = Some(idx);
+                    }
+                }
+                // Sample every lane that has logits; finished requests report back.
+                for i in 0..lanes.len() {
+                    let Some(idx) = lanes[i].job.as_ref().and_then(|j| j.logits_at) else {
+                        continue;
+                    };
+                    let cells_left = n_ctx.saturating_sub(used_cells(&self.cached, &lanes));
+                    let active = lanes.iter().filter(|l| l.job.is_some()).count();
+                    let finish = {
+                        let mut j = lanes[i].job.take().expect("lane has a job");
+                        j.first_ms.get_or_insert_with(|| ms(j.admitted));
+                        let token = match self.sample(&mut j.sampler, &j.req, idx) {
+                            Ok(t) => t,
+                            Err(e) => return Err(Failure::Llm(e)),
+                        };
+                        // SAFETY: vocab is live; the token was sampled from the vocabulary.
+                        let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
+                        let finish = if !j.req.ignore_eos && eog {
+                            Some(FinishReason::EndOfGeneration)
+                        } else {
+                            j.generated += 1;
+                            j.stream.push(&self.model.token_bytes(token));
+                            if let Some(s) = j.stream.stopped() {
+                                Some(FinishReason::Stop(s.to_string()))
+                            } else if j.generated >= j.req.max_tokens {
+                                Some(FinishReason::MaxTokens)
+                            } else if cells_left < active {
+                                // Admission reserves cells, so only a request admitted
+                                // alone into a too-small context gets here.
+                                Some(FinishReason::ContextFull)
+                            } else {
+                                j.next = Some(token);
+                                None
+                            }
+                        };
+                        match finish {
+                            None => {
+                                lanes[i].job = Some(j);
+                                None
+                            }
+                            Some(f) => Some((j, f)),
+                        }
+                    };
+                    if let Some((j, f)) = finish {
+                        let key = j.key;
+                        let g = finished(j, f);
+                        let mut follow = on_done(key, g)?.into_iter();
+                        if let Some((k, req)) = follow.next() {
+                            // The lane that just finished holds the prompt a follow-up
+                            // usually extends: admit it there if it fits, else queue it first.
+                            let prompt = self.tokens_of(&req).map_err(Failure::Llm)?;
+                            let need = prompt.len() + req.max_tokens as usize;
+                            let fits =
+                                used_cells(&self.cached, &lanes) + reserved_cells(&lanes) + need
+                                    <= n_ctx;
+                            let rest: Vec<_> = follow.collect();
+                            for (k2, r2) in rest.into_iter().rev() {
+                                queue.push_front(((k2, r2), None));
+                            }
+                            if fits {
+                                if let Some((k, g)) = self
+                                    .admit(&mut lanes, i, k, req, prompt, &mut prefix_charge, mem)
+                                    .map_err(Failure::Llm)?
+                                {
+                                    for f in on_done(k, g)?.into_iter().rev() {
+                                        queue.push_front((f, None));
+                                    }
+                                }
+                            } else {
+                                queue.push_front(((k, req), Some(prompt)));
+                            }
+                        }
+                    }
+                }
+            }
+        })();
+        for l in &lanes {
+            // SAFETY: as above; the lanes' cells go, sequence 0 keeps the prefix.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+        }
+        result
+    }
+
+    fn tokens_of(&self, req: &GenerateRequest) -> Result<Vec<Token>, LlmError> {
+        let p = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
+        if p.is_empty() {
+            return Err(LlmError::EmptyPrompt);
+        }
+        if p.len() >= self.cfg.n_ctx as usize {
+            return Err(LlmError::PromptTooLong {
+                prompt_tokens: p.len() as u32,
+                context_size: self.cfg.n_ctx,
+            });
+        }
+        Ok(p)
+    }
+
+    /// A free lane for a request needing `need` cells at most: idle lanes' caches are dropped
+    /// (the oldest first) until it fits; with nothing running it is admitted anyway (it then
+    /// ends at `ContextFull`, as a single request would).
+    fn free_lane(
+        &mut self,
+        lanes: &mut [Lane],
+        need: usize,
+        busy: bool,
+        mem: sys::llama_memory_t,
+    ) -> Option<usize> {
+        let n_ctx = self.cfg.n_ctx as usize;
+        let free = lanes.iter().position(|l| l.job.is_none())?;
+        let fits = |lanes: &[Lane]| {
+            used_cells(&self.cached, lanes) + reserved_cells(lanes) + need <= n_ctx
+        };
+        if fits(lanes) {
+            return Some(free);
+        }
+        for l in lanes
+            .iter_mut()
+            .filter(|l| l.job.is_none() && !l.tokens.is_empty())
+        {
+            // SAFETY: mem belongs to the live context; the lane is idle.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+            l.tokens.clear();
+            l.from_prefix = 0;
+        }
+        (fits(lanes) || !busy).then_some(free)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        lanes: &mut [Lane],
+        i: usize,
+        key: u64,
+        req: GenerateRequest,
+        prompt: Vec<Token>,
+        prefix_charge: &mut usize,
+        mem: sys::llama_memory_t,
+    ) -> Result<Option<(u64, Generation)>, LlmError> {
+        let t0 = Instant::now();
+        let sampler = self.sampler(&req)?;
+        let stream = StopStream::new(&req.stop);
+        let twin_of = (req.max_tokens > 0)
+            .then(|| {
+                lanes.iter().position(|l| {
+                    l.job.as_ref().is_some_and(|j| {
+                        j.twin_of.is_none()
+                            && j.first_ms.is_none()
+                            && j.generated == 0
+                            && j.prompt == prompt
+                    })
+                })
+            })
+            .flatten();
+        let cap = prompt.len() - 1;
+        let from_lane = common_prefix(&lanes[i].tokens, &prompt).min(cap);
+        let from_zero = common_prefix(&self.cached, &prompt).min(cap);
+        let l = &mut lanes[i];
+        let reused = if twin_of.is_some() {
+            // SAFETY: mem belongs to the live context; the lane is ours.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+            l.tokens.clear();
+            l.from_prefix = 0;
+            0
+        } else if from_lane >= from_zero {
+            // SAFETY: as above; drops the lane's cells from position `from_lane` on.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, from_lane as i32, -1) };
+            l.tokens.truncate(from_lane);
+            l.from_prefix = l.from_prefix.min(from_lane);
+            from_lane
+        } else {
+            // SAFETY: as above; the lane takes sequence 0's cells of positions
+            // [0, from_zero), which hold exactly `self.cached[..from_zero]`.
+            unsafe {
+                sys::llama_memory_seq_rm(mem, l.seq, -1, -1);
+                sys::llama_memory_seq_cp(mem, 0, l.seq, 0, from_zero as i32);
+            }
+            l.tokens = prompt[..from_zero].to_vec();
+            l.from_prefix = from_zero;
+            let charge = (*prefix_charge).min(from_zero);
+            *prefix_charge -= charge;
+            from_zero - charge
+        };
+        let finished_already = req.max_tokens == 0;
+        let job = Job {
+            key,
+            fed: if twin_of.is_some() {
+                0
+            } else {
+                reused.max(l.tokens.len())
+            },
+            req,
+            prompt,
+            sampler,
+            stream,
+            twin_of,
+            next: None,
+            logits_at: None,
+            generated: 0,
+            reused,
+            tokenize_ms: ms(t0),
+            admitted: Instant::now(),
+            first_ms: None,
+        };
+        if finished_already {
+            // Nothing to generate: report at once. Nothing was evaluated for it either.
+            l.job = None;
+            let mut g = finished(job, FinishReason::MaxTokens);
+            g.stats.reused_tokens = g.stats.prompt_tokens;
+            g.stats.evaluated_tokens = 0;
+            return Ok(Some((key, g)));
+        }
+        l.job = Some(job);
+        Ok(None)
+    }
+}
+
+/// Cells in use: sequence 0's and every lane's own (an upper bound).
+fn used_cells(prefix: &[Token], lanes: &[Lane]) -> usize {
+    prefix.len() + lanes.iter().map(Lane::own).sum::<usize>()
+}
+
+fn reserved_cells(lanes: &[Lane]) -> usize {
+    lanes.iter().map(Lane::reserved).sum()
+}
+
+fn finished(j: Job, finish: FinishReason) -> Generation {
+    let end = ms(j.admitted);
+    let first = j.first_ms.unwrap_or(end);
+    let (_, text) = j.stream.finish();
+    let reused = j.reused.min(j.prompt.len());
+    Generation {
+        text,
+        finish,
+        stats: GenerationStats {
+            prompt_tokens: j.prompt.len() as u32,
+            reused_tokens: reused as u32,
+            evaluated_tokens: (j.prompt.len() - reused) as u32,
+            generated_tokens: j.generated,
+            tokenize_ms: j.tokenize_ms,
+            prefill_ms: first,
+            decode_ms: (end - first).max(0.0),
+            total_ms: j.tokenize_ms + end,
+        },
+    }
+}
