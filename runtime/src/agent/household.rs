@@ -158,26 +158,74 @@ pub fn run_episode_observed(
     cfg: &HouseholdConfig,
     observe: &mut dyn FnMut(&str, &str),
 ) -> Result<HouseholdOutcome, AgentError> {
-    let first = env.reset();
-    let prefix = format!(
-        "{INSTRUCTION}{examples}\n{}Here is the task:\n",
-        memory_text(memory)
-    );
-    let mut scratchpad = format!("{first}\n");
-    let mut steps = Vec::new();
-    let (mut last, mut repeats) = (None::<(String, String)>, 0u32);
-    let mut stopped = Some("steps".to_string());
-    for _ in 0..cfg.max_steps {
-        let mut req =
-            GenerateRequest::new(format!("{prefix}{scratchpad}>"), cfg.max_tokens_per_action)
-                .stop("\n");
-        req.parse_special = false;
+    let mut run = EpisodeRun::start(env, examples, memory);
+    while let Some(req) = run.request(cfg) {
         let g = session.generate(&req, &mut |_| true)?;
+        run.absorb(env, &g, cfg, observe);
+    }
+    Ok(run.finish(env))
+}
+
+/// One episode as a state machine: the request for the next action, then the model's reply.
+/// [`run_episode_observed`] drives one with a session; [`HouseholdAgent`] drives many at once
+/// through [`Session::generate_stream`].
+pub struct EpisodeRun {
+    prefix: String,
+    scratchpad: String,
+    steps: Vec<Step>,
+    last: Option<(String, String)>,
+    repeats: u32,
+    stopped: Option<String>,
+    over: bool,
+}
+
+impl EpisodeRun {
+    /// Resets `env` and builds the prompt prefix (instruction, examples, memory).
+    pub fn start(env: &mut HouseholdEnv, examples: &str, memory: &[String]) -> Self {
+        let first = env.reset();
+        Self {
+            prefix: format!(
+                "{INSTRUCTION}{examples}\n{}Here is the task:\n",
+                memory_text(memory)
+            ),
+            scratchpad: format!("{first}\n"),
+            steps: Vec::new(),
+            last: None,
+            repeats: 0,
+            stopped: Some("steps".to_string()),
+            over: false,
+        }
+    }
+
+    /// The request for the next action, or `None` once the episode is over.
+    pub fn request(&self, cfg: &HouseholdConfig) -> Option<GenerateRequest> {
+        if self.over || self.steps.len() >= cfg.max_steps as usize {
+            return None;
+        }
+        let mut req = GenerateRequest::new(
+            format!("{}{}>", self.prefix, self.scratchpad),
+            cfg.max_tokens_per_action,
+        )
+        .stop("\n");
+        req.parse_special = false;
+        Some(req)
+    }
+
+    /// Takes the model's reply: acts in `env`, and ends the episode on success or on the
+    /// repetition limit.
+    pub fn absorb(
+        &mut self,
+        env: &mut HouseholdEnv,
+        g: &crate::llm::Generation,
+        cfg: &HouseholdConfig,
+        observe: &mut dyn FnMut(&str, &str),
+    ) {
         let action = g.text.trim().trim_start_matches('>').trim().to_string();
         let result = env.step(&action);
         observe(&action, &result.observation);
-        scratchpad.push_str(&format!("> {action}\n{}\n", result.observation));
-        steps.push(Step {
+        self.scratchpad
+            .push_str(&format!("> {action}\n{}\n", result.observation));
+        self.steps.push(Step {
             thought: String::new(),
             action: action.clone(),
             observation: result.observation.clone(),
@@ -186,27 +234,32 @@ pub fn run_episode_observed(
             generated_tokens: g.stats.generated_tokens,
         });
         if env.is_success() {
-            stopped = None;
-            break;
+            self.stopped = None;
+            self.over = true;
+            return;
         }
         let now = (action, result.observation);
-        if last.as_ref() == Some(&now) {
-            repeats += 1;
+        if self.last.as_ref() == Some(&now) {
+            self.repeats += 1;
         } else {
-            repeats = 1;
+            self.repeats = 1;
         }
-        last = Some(now);
-        if repeats > cfg.max_repeats {
-            stopped = Some("repeated".into());
-            break;
+        self.last = Some(now);
+        if self.repeats > cfg.max_repeats {
+            self.stopped = Some("repeated".into());
+            self.over = true;
         }
     }
-    Ok(HouseholdOutcome {
-        success: env.is_success(),
-        stopped,
-        steps,
-        scratchpad,
-    })
+
+    /// How it ended.
+    pub fn finish(self, env: &HouseholdEnv) -> HouseholdOutcome {
+        HouseholdOutcome {
+            success: env.is_success(),
+            stopped: self.stopped,
+            steps: self.steps,
+            scratchpad: self.scratchpad,
+        }
+    }
 }
 
 /// Our reflection example (in the format of Reflexion's ALFWorld examples: a failed trajectory,
@@ -246,6 +299,7 @@ pub struct HouseholdAgent<'a> {
     memory: usize,
     reflection_tokens: u32,
     observe: Option<StepObserver<'a>>,
+    parallel: usize,
 }
 
 impl<'a> HouseholdAgent<'a> {
@@ -268,7 +322,15 @@ impl<'a> HouseholdAgent<'a> {
             memory,
             reflection_tokens: 160,
             observe: None,
+            parallel: 1,
         }
+    }
+
+    /// Run up to `n` episodes at once through the session's continuous batching (open the
+    /// session with `sequences` = n); 1 runs them one after another.
+    pub fn parallel(mut self, n: usize) -> Self {
+        self.parallel = n.max(1);
+        self
     }
 
     /// Call `f(action, observation)` after every step of every episode (a live view).
@@ -307,21 +369,121 @@ impl<'a> HouseholdAgent<'a> {
     }
 }
 
+impl HouseholdAgent<'_> {
+    /// The prompt examples of task `i`'s type.
+    fn examples_for(&mut self, i: usize) -> String {
+        let t = self.specs[i].task_type;
+        let prompts = self.prompts.as_ref();
+        self.examples
+            .entry(t)
+            .or_insert_with(|| examples(t, prompts))
+            .clone()
+    }
+}
+
 impl TrialAgent for HouseholdAgent<'_> {
+    fn parallelism(&self) -> usize {
+        // A live view shows one episode's steps at a time.
+        if self.observe.is_some() {
+            1
+        } else {
+            self.parallel
+        }
+    }
+
+    fn attempt_many(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+    ) -> Result<Vec<Attempt>, RunError> {
+        if self.parallelism() <= 1 || tasks.len() <= 1 {
+            return tasks
+                .iter()
+                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
+                .collect();
+        }
+        // Every episode is a chain of requests: each action's reply asks for the next one,
+        // which extends the same prompt (so it continues in the same lane, on its KV).
+        let mut envs = Vec::with_capacity(tasks.len());
+        let mut runs = Vec::with_capacity(tasks.len());
+        for (i, earlier) in tasks {
+            let examples = self.examples_for(*i);
+            let memory = self.plans(earlier);
+            let mut env = HouseholdEnv::new(&self.specs[*i]);
+            runs.push(EpisodeRun::start(&mut env, &examples, &memory));
+            envs.push(env);
+        }
+        let cfg = self.cfg.clone();
+        let first = runs
+            .iter()
+            .enumerate()
+            .filter_map(|(k, r)| r.request(&cfg).map(|q| (k as u64, q)))
+            .collect();
+        self.session
+            .generate_stream(first, &mut |key, g| {
+                let k = key as usize;
+                runs[k].absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
+                runs[k]
+                    .request(&cfg)
+                    .map(|q| vec![(key, q)])
+                    .unwrap_or_default()
+            })
+            .map_err(AgentError::from)?;
+        Ok(runs
+            .into_iter()
+            .zip(&envs)
+            .map(|(r, env)| {
+                let out = r.finish(env);
+                Attempt {
+                    answer: None,
+                    success: out.success,
+                    halted: !out.success,
+                    episode_return: if out.success { 1.0 } else { 0.0 },
+                    steps: out.steps,
+                    scratchpad: out.scratchpad,
+                }
+            })
+            .collect())
+    }
+
+    fn reflect_many(
+        &mut self,
+        failed: &[(usize, &Attempt, &[TaskResult])],
+    ) -> Result<Vec<Reflection>, RunError> {
+        let prompts: Vec<String> = failed
+            .iter()
+            .map(|(_, a, earlier)| reflection_prompt(&a.scratchpad, &self.plans(earlier)))
+            .collect();
+        let reqs: Vec<GenerateRequest> = prompts
+            .iter()
+            .map(|p| {
+                let mut req = GenerateRequest::new(p.clone(), self.reflection_tokens).stop("\n");
+                req.parse_special = false;
+                req
+            })
+            .collect();
+        let gens = self
+            .reflector
+            .generate_batch(&reqs)
+            .map_err(AgentError::from)?;
+        Ok(prompts
+            .into_iter()
+            .zip(gens)
+            .map(|(prompt, g)| Reflection {
+                prompt,
+                text: g.text.trim().to_string(),
+            })
+            .collect())
+    }
+
     fn attempt(
         &mut self,
         i: usize,
         earlier: &[TaskResult],
         _trial: u32,
     ) -> Result<Attempt, RunError> {
-        let spec = &self.specs[i];
-        let mut env = HouseholdEnv::new(spec);
-        let prompts = self.prompts.as_ref();
-        let examples = self
-            .examples
-            .entry(spec.task_type)
-            .or_insert_with(|| examples(spec.task_type, prompts))
-            .clone();
+        let examples = self.examples_for(i);
+        let mut env = HouseholdEnv::new(&self.specs[i]);
         let memory = self.plans(earlier);
         let mut none = |_: &str, _: &str| {};
         let observe: &mut dyn FnMut(&str, &str) = match self.observe.as_mut() {

@@ -288,6 +288,32 @@ pub trait TrialAgent {
         attempt: &Attempt,
         earlier: &[TaskResult],
     ) -> Result<Reflection, RunError>;
+    /// How many tasks [`TrialAgent::attempt_many`] runs at once (1: one after another).
+    fn parallelism(&self) -> usize {
+        1
+    }
+    /// Attempts at several tasks (task index and its earlier results), in order. The default
+    /// runs them one after another; an agent with a batching session runs them together.
+    fn attempt_many(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+    ) -> Result<Vec<Attempt>, RunError> {
+        tasks
+            .iter()
+            .map(|(i, earlier)| self.attempt(*i, earlier, trial))
+            .collect()
+    }
+    /// Reflections on several failed attempts, in order (default: one after another).
+    fn reflect_many(
+        &mut self,
+        failed: &[(usize, &Attempt, &[TaskResult])],
+    ) -> Result<Vec<Reflection>, RunError> {
+        failed
+            .iter()
+            .map(|(i, a, earlier)| self.reflect(*i, a, earlier))
+            .collect()
+    }
 }
 
 /// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
@@ -462,42 +488,73 @@ pub fn run_trials(
             reused_tokens: 0,
             generated_tokens: 0,
         };
-        for (i, (task, earlier)) in tasks.iter().zip(history.iter_mut()).enumerate() {
+        // Tasks still open in this trial, with what is on disk already (resume).
+        let mut results: Vec<Option<TaskResult>> = vec![None; tasks.len()];
+        let mut pending = Vec::new();
+        for (i, (task, earlier)) in tasks.iter().zip(&history).enumerate() {
+            if earlier.iter().any(|r| r.success) {
+                continue;
+            }
+            match load_task(out, trial, &task.id)? {
+                Some(done) => {
+                    on_task(&done);
+                    results[i] = Some(done);
+                }
+                None => pending.push(i),
+            }
+        }
+        // Open tasks go to the agent a few lanes' worth at a time; each chunk's results are
+        // written before the next starts, so a killed run loses at most one chunk.
+        let chunk = agent.parallelism().max(1) * 2;
+        for group in pending.chunks(chunk) {
+            let t0 = Instant::now();
+            let asks: Vec<(usize, &[TaskResult])> =
+                group.iter().map(|&i| (i, history[i].as_slice())).collect();
+            let attempts = agent.attempt_many(&asks, trial)?;
+            let reflect = strategy.reflects() && trial + 1 < cfg.trials;
+            let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
+                .iter()
+                .zip(&attempts)
+                .filter(|(_, a)| reflect && !a.success)
+                .map(|(&i, a)| (i, a, history[i].as_slice()))
+                .collect();
+            let mut reflections = agent.reflect_many(&failed)?.into_iter();
+            // With several tasks at once, each one's wall time is its share of the group's.
+            let wall_ms = t0.elapsed().as_secs_f64() * 1e3 / group.len() as f64;
+            for (&i, attempt) in group.iter().zip(attempts) {
+                let task = &tasks[i];
+                let reflection = if reflect && !attempt.success {
+                    reflections.next()
+                } else {
+                    None
+                };
+                let r = TaskResult {
+                    format_version: FORMAT_VERSION,
+                    task_id: task.id.clone(),
+                    trial,
+                    question: task.question.clone(),
+                    gold: task.gold.clone(),
+                    answer: attempt.answer,
+                    success: attempt.success,
+                    halted: attempt.halted,
+                    episode_return: attempt.episode_return,
+                    steps: attempt.steps,
+                    scratchpad: attempt.scratchpad,
+                    reflection,
+                    wall_ms,
+                };
+                write_json(&task_path(out, trial, &task.id), &r)?;
+                on_task(&r);
+                results[i] = Some(r);
+            }
+        }
+        for (earlier, result) in history.iter_mut().zip(results) {
             if earlier.iter().any(|r| r.success) {
                 summary.solved_total += 1;
                 continue;
             }
+            let Some(result) = result else { continue };
             summary.attempted += 1;
-            let result = match load_task(out, trial, &task.id)? {
-                Some(done) => done,
-                None => {
-                    let t0 = Instant::now();
-                    let attempt = agent.attempt(i, earlier, trial)?;
-                    let reflection =
-                        if !attempt.success && strategy.reflects() && trial + 1 < cfg.trials {
-                            Some(agent.reflect(i, &attempt, earlier)?)
-                        } else {
-                            None
-                        };
-                    let r = TaskResult {
-                        format_version: FORMAT_VERSION,
-                        task_id: task.id.clone(),
-                        trial,
-                        question: task.question.clone(),
-                        gold: task.gold.clone(),
-                        answer: attempt.answer,
-                        success: attempt.success,
-                        halted: attempt.halted,
-                        episode_return: attempt.episode_return,
-                        steps: attempt.steps,
-                        scratchpad: attempt.scratchpad,
-                        reflection,
-                        wall_ms: t0.elapsed().as_secs_f64() * 1e3,
-                    };
-                    write_json(&task_path(out, trial, &task.id), &r)?;
-                    r
-                }
-            };
             for s in &result.steps {
                 summary.evaluated_tokens += u64::from(s.evaluated_tokens);
                 summary.reused_tokens += u64::from(s.reused_tokens);
@@ -507,7 +564,6 @@ pub fn run_trials(
                 summary.solved_now += 1;
                 summary.solved_total += 1;
             }
-            on_task(&result);
             earlier.push(result);
         }
         summary.success_rate = if tasks.is_empty() {

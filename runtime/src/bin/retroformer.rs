@@ -679,6 +679,10 @@ struct HouseholdArgs {
     /// Only these task ids (comma-separated, e.g. clean-1001003).
     #[arg(long, value_delimiter = ',')]
     tasks: Vec<String>,
+    /// Episodes run at once through one session (continuous batching: each episode's next
+    /// action continues in its own lane, on its KV). 1: one after another.
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -986,19 +990,19 @@ fn open_session(model: &LlamaModel, args: &ModelArgs) -> Result<Box<dyn Session>
     open_batch_session(model, args, 1, 0)
 }
 
-/// A session that decodes up to `sequences` requests together, with at least `ctx` tokens of
-/// context (shared by them).
+/// A session that decodes up to `sequences` requests together, each with `ctx` tokens of
+/// context of its own (0: the model arguments' context).
 fn open_batch_session(
     model: &LlamaModel,
     args: &ModelArgs,
     sequences: u32,
     ctx: u32,
 ) -> Result<Box<dyn Session>> {
-    let context_size = match args.ctx_size {
-        Some(c) if ctx > 0 => Some(c.max(ctx)),
-        Some(c) => Some(c),
-        None if ctx > 0 => Some(ctx),
-        None => None,
+    // With several sequences the context is per sequence (each has a KV stream of its own).
+    let context_size = if sequences > 1 && ctx > 0 {
+        Some(ctx)
+    } else {
+        args.ctx_size
     };
     let mut s = model.session(&SessionOptions {
         context_size,
@@ -1755,9 +1759,20 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     if a.max_steps == 0 {
         anyhow::bail!("--max-steps must be at least 1");
     }
+    if a.parallel == 0 {
+        anyhow::bail!("--parallel must be at least 1");
+    }
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let actor = load(profile, &args)?;
-    let mut session = open_session(&actor, &args)?;
+    // Household prompts (instruction, two examples, memory, up to 30 steps) stay under about
+    // 3k tokens; the examples differ by task type, so lanes share little.
+    let (seqs, ctx) = if a.parallel > 1 {
+        batch_lanes(profile, a.parallel, 3072)
+    } else {
+        (1, 0)
+    };
+    let lanes = seqs;
+    let mut session = open_batch_session(&actor, &args, seqs, ctx)?;
     let reflector_model = if a.reflector == "actor" {
         None
     } else {
@@ -1768,7 +1783,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         Some((m, r)) => (m, r),
         None => (&actor, &args),
     };
-    let mut reflector_session = open_session(r_model, r_args)?;
+    let mut reflector_session = open_batch_session(r_model, r_args, seqs, ctx)?;
     let cfg = RunConfig {
         agent: "household".into(),
         trials: a.trials,
@@ -1794,7 +1809,8 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         reflector_session.as_mut(),
         household_cfg,
         a.memory,
-    );
+    )
+    .parallel(lanes as usize);
     eprintln!(
         "[retroformer] household: {} tasks ({} split), {} trials, strategy {}, out {}",
         tasks.len(),
@@ -2148,19 +2164,29 @@ fn rise_lanes(
     use retroformer::agent::rise::Mode;
     let seq = matches!(mode, Mode::Sequential | Mode::Both);
     let par = matches!(mode, Mode::Parallel | Mode::Both);
-    let (mut lanes, mut ctx) = (1u32, 0u32);
+    let (mut lanes, mut per_lane) = (1u32, 0u32);
     if seq {
         lanes = lanes.max(batch);
-        ctx = ctx.max(batch.saturating_mul(rise_lane_tokens(window, max_tokens)));
+        per_lane = per_lane.max(rise_lane_tokens(window, max_tokens));
     }
     if par {
-        let n = batch.saturating_mul(samples);
-        lanes = lanes.max(n);
-        ctx = ctx.max(n.saturating_mul(rise_lane_tokens(0, max_tokens)));
+        lanes = lanes.max(batch.saturating_mul(samples));
+        per_lane = per_lane.max(rise_lane_tokens(0, max_tokens));
     }
+    batch_lanes(profile, lanes, per_lane)
+}
+
+/// Lanes and context per lane for `wanted` lanes of `per_lane` tokens: as many lanes as the
+/// batch budget (`max_batch_context`) holds, at least 2, at most [`MAX_SEQUENCES`]; requests
+/// beyond the lanes wait for one to free up.
+///
+/// [`MAX_SEQUENCES`]: retroformer::llm::MAX_SEQUENCES
+fn batch_lanes(profile: &TargetProfile, wanted: u32, per_lane: u32) -> (u32, u32) {
+    let per_lane = per_lane.max(256);
+    let fit = (max_batch_context(profile) / per_lane).max(2);
     (
-        lanes.min(retroformer::llm::MAX_SEQUENCES),
-        ctx.min(max_batch_context(profile)),
+        wanted.min(fit).min(retroformer::llm::MAX_SEQUENCES),
+        per_lane,
     )
 }
 
@@ -2173,8 +2199,8 @@ fn rise_lane_tokens(window: usize, max_tokens: u32) -> u32 {
         .saturating_add(max_tokens)
 }
 
-/// The largest context a batched session asks for: 8 times the target's context, at most
-/// 32768 tokens (the KV cache grows with it; groups that do not fit are split).
+/// The most KV cells a batched session asks for, over all its lanes: 8 times the target's
+/// context, at most 32768 tokens (the KV cache grows with it).
 fn max_batch_context(profile: &TargetProfile) -> u32 {
     profile.context_size.saturating_mul(8).min(32768)
 }
@@ -2206,11 +2232,7 @@ fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Resul
     // A turn's candidates are decoded together.
     let most = a.samples.iter().copied().max().unwrap_or(1);
     let (sequences, ctx) = if most > 1 {
-        (
-            most.min(retroformer::llm::MAX_SEQUENCES),
-            most.saturating_mul(rise_lane_tokens(a.window, a.max_tokens))
-                .min(max_batch_context(profile)),
-        )
+        batch_lanes(profile, most, rise_lane_tokens(a.window, a.max_tokens))
     } else {
         (1, 0)
     };
@@ -2548,6 +2570,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         skip: c.skip,
                         limit: Some(c.limit),
                         tasks: Vec::new(),
+                        parallel: 1,
                         threads: c.threads,
                         no_fetch: c.no_fetch,
                     },

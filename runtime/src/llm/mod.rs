@@ -278,8 +278,9 @@ pub struct SessionOptions {
     pub context_size: Option<u32>,
     /// Threads.
     pub threads: Option<u32>,
-    /// Requests [`Session::generate_batch`] decodes together (default 1: one at a time). The
-    /// context's cells are shared between them, so size `context_size` for all of them.
+    /// Requests [`Session::generate_stream`] decodes together (default 1: one at a time). With
+    /// more than one, `context_size` is per sequence: each has a KV cache of its own, and one
+    /// more holds the prompt prefix they share, so memory grows with `sequences + 1`.
     #[serde(default)]
     pub sequences: Option<u32>,
 }

@@ -28,7 +28,8 @@ pub(crate) struct ContextConfig {
     pub n_ubatch: u32,
     pub threads: u32,
     pub flash: sys::llama_flash_attn_type,
-    /// Sequences the context holds at once: 1, or 1 + the lanes of [`Session::generate_batch`].
+    /// Sequences the context holds at once, each with `n_ctx` cells of its own: 1, or 1 + the
+    /// lanes of [`Session::generate_stream`].
     pub n_seq_max: u32,
 }
 
@@ -346,13 +347,14 @@ impl Worker {
     fn new(model: Arc<ModelInner>, cfg: ContextConfig) -> Result<Self, LlmError> {
         // SAFETY: plain struct of defaults.
         let mut cp = unsafe { sys::llama_context_default_params() };
-        cp.n_ctx = cfg.n_ctx;
+        // `n_ctx` is per sequence: each sequence gets a KV stream of its own (attention in a
+        // lane only ever reads that lane's cells; a shared pool makes every lane's attention
+        // walk every lane's cells, which costs more than batching saves on long prompts).
+        cp.n_ctx = cfg.n_ctx.saturating_mul(cfg.n_seq_max.max(1));
         cp.n_batch = cfg.n_batch;
         cp.n_ubatch = cfg.n_ubatch;
         cp.n_seq_max = cfg.n_seq_max.max(1);
-        // One pool of cells for all sequences: a batch's lanes share the prompt prefix held by
-        // sequence 0 and split the rest of the context between them as they need it.
-        cp.kv_unified = cfg.n_seq_max > 1;
+        cp.kv_unified = false;
         cp.n_threads = cfg.threads as i32;
         cp.n_threads_batch = cfg.threads as i32;
         cp.flash_attn_type = cfg.flash;
@@ -387,7 +389,7 @@ impl Worker {
         // SAFETY: both are live; the context is freed before the pool (see Drop).
         unsafe { sys::llama_attach_threadpool(ctx.as_ptr(), pool.as_ptr(), pool.as_ptr()) };
         // SAFETY: ctx is live.
-        let real_ctx = unsafe { sys::llama_n_ctx(ctx.as_ptr()) };
+        let real_ctx = unsafe { sys::llama_n_ctx_seq(ctx.as_ptr()) };
         let batch = Batch::new(cfg.n_batch as usize);
         tracing::debug!(
             n_ctx = real_ctx,

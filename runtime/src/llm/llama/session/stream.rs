@@ -1,11 +1,13 @@
 //! Continuous batching: [`Session::generate_stream`](crate::llm::Session::generate_stream) on
 //! one llama.cpp context.
 //!
-//! Sequence 0 holds the prompt prefix that the first requests share (evaluated once, reusing
-//! the session's cache). Every other sequence is a lane: a request is admitted to a free lane
-//! when the context has cells for it, takes the longest prefix it can from its lane's own
-//! cache (a follow-up of the request that just finished there) or from sequence 0, and its
-//! prompt tail and generated tokens then share every `llama_decode` with the other lanes'.
+//! Every sequence has a KV stream of its own (`n_ctx` cells). Sequence 0 holds the prompt
+//! prefix that the first requests share (evaluated once, reusing the session's cache). Every
+//! other sequence is a lane: a request is admitted to a free lane, takes the longest prefix it
+//! can from that lane's own cache (a follow-up of the request that just finished there) or from
+//! sequence 0 (llama.cpp copies the whole stream, then the lane drops what it does not share),
+//! and its prompt tail and generated tokens then share every `llama_decode` with the other
+//! lanes'.
 //! A request whose prompt another lane is still evaluating becomes that lane's twin: it takes
 //! the other lane's cells and first logits instead of evaluating the prompt again. When a
 //! request finishes, the caller's `on_done` may return follow-ups: the first one goes to the
@@ -48,25 +50,10 @@ struct Job {
 struct Lane {
     seq: i32,
     tokens: Vec<Token>,
-    /// Leading tokens whose cells are sequence 0's (copied, so not this lane's own).
-    from_prefix: usize,
     job: Option<Job>,
 }
 
 impl Lane {
-    /// Cells only this lane holds (an upper bound: a twin's copied prompt counts here too).
-    fn own(&self) -> usize {
-        self.tokens.len() - self.from_prefix.min(self.tokens.len())
-    }
-
-    /// Cells its job may still add: the prompt left to evaluate and the tokens left to make.
-    fn reserved(&self) -> usize {
-        self.job.as_ref().map_or(0, |j| {
-            j.prompt.len().saturating_sub(j.fed.max(self.tokens.len()))
-                + (j.req.max_tokens - j.generated.min(j.req.max_tokens)) as usize
-        })
-    }
-
     fn waiting_twin(&self) -> bool {
         self.job
             .as_ref()
@@ -131,7 +118,6 @@ impl Worker {
             .map(|seq| Lane {
                 seq,
                 tokens: Vec::new(),
-                from_prefix: 0,
                 job: None,
             })
             .collect();
@@ -145,19 +131,23 @@ impl Worker {
             .collect();
         let result = (|| -> Result<(), Failure> {
             loop {
-                // Admit what fits into free lanes, oldest first.
-                while let Some(((_, req), toks)) = queue.front_mut() {
-                    let prompt = match toks.take() {
-                        Some(t) => t,
-                        None => self.tokens_of(req).map_err(Failure::Llm)?,
-                    };
-                    let need = prompt.len() + req.max_tokens as usize;
-                    let busy = lanes.iter().any(|l| l.job.is_some());
-                    let Some(i) = self.free_lane(&mut lanes, need, busy, mem) else {
-                        *toks = Some(prompt);
+                // Admit queued requests into free lanes, oldest first; each goes to the idle
+                // lane whose cache shares most with its prompt.
+                while lanes.iter().any(|l| l.job.is_none()) {
+                    let Some(((key, req), toks)) = queue.pop_front() else {
                         break;
                     };
-                    let ((key, req), _) = queue.pop_front().expect("front exists");
+                    let prompt = match toks {
+                        Some(t) => t,
+                        None => self.tokens_of(&req).map_err(Failure::Llm)?,
+                    };
+                    let i = lanes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, l)| l.job.is_none())
+                        .max_by_key(|(k, l)| (common_prefix(&l.tokens, &prompt), usize::MAX - k))
+                        .map(|(k, _)| k)
+                        .expect("a lane is free");
                     if let Some((k, g)) = self
                         .admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)
                         .map_err(Failure::Llm)?
@@ -170,7 +160,14 @@ impl Worker {
                 if lanes.iter().all(|l| l.job.is_none()) {
                     return Ok(());
                 }
-                // One batch: prompt chunks and next tokens of every lane, as room allows.
+                // One batch: the prompt chunks of the lanes that have some left, else the next
+                // token of every lane. Kept apart because llama.cpp splits a batch over
+                // per-sequence KV streams into micro-batches with the same number of tokens per
+                // sequence: one prompt chunk among single tokens would cut the decode step into
+                // many small graph runs, each reading all the weights.
+                let prefilling = lanes.iter().any(|l| {
+                    !l.waiting_twin() && l.job.as_ref().is_some_and(|j| j.fed < j.prompt.len())
+                });
                 self.batch.clear();
                 for l in lanes.iter_mut() {
                     let waiting = l.waiting_twin();
@@ -191,7 +188,7 @@ impl Worker {
                             }
                         }
                         j.fed += take;
-                    } else if room > 0 {
+                    } else if room > 0 && !prefilling {
                         if let Some(tok) = j.next.take() {
                             j.logits_at = Some(self.batch.push(tok, l.tokens.len(), l.seq, true));
                             l.tokens.push(tok);
@@ -218,7 +215,8 @@ impl Worker {
                 if rc != 0 {
                     return Err(Failure::Llm(if rc == 1 {
                         LlmError::PromptTooLong {
-                            prompt_tokens: used_cells(&self.cached, &lanes) as u32,
+                            prompt_tokens: lanes.iter().map(|l| l.tokens.len()).max().unwrap_or(0)
+                                as u32,
                             context_size: self.cfg.n_ctx,
                         }
                     } else {
@@ -239,8 +237,9 @@ impl Worker {
                             .flatten()
                     });
                     if let Some(idx) = ready {
-                        // SAFETY: as above; both are this context's lanes, and the source's
-                        // cells are its prompt (prefix included).
+                        // SAFETY: as above; both are this context's lanes. The copy is of the
+                        // whole source stream (as llama.cpp requires across streams), which
+                        // holds the source's prompt and nothing else yet.
                         unsafe {
                             sys::llama_memory_seq_rm(mem, lanes[k].seq, -1, -1);
                             sys::llama_memory_seq_cp(mem, lanes[src].seq, lanes[k].seq, -1, -1);
@@ -248,7 +247,6 @@ impl Worker {
                         let tokens = lanes[src].tokens.clone();
                         let l = &mut lanes[k];
                         l.tokens = tokens;
-                        l.from_prefix = 0;
                         let j = l.job.as_mut().expect("twin has a job");
                         j.fed = j.prompt.len();
                         j.reused = j.prompt.len();
@@ -260,8 +258,7 @@ impl Worker {
                     let Some(idx) = lanes[i].job.as_ref().and_then(|j| j.logits_at) else {
                         continue;
                     };
-                    let cells_left = n_ctx.saturating_sub(used_cells(&self.cached, &lanes));
-                    let active = lanes.iter().filter(|l| l.job.is_some()).count();
+                    let lane_full = lanes[i].tokens.len() + 1 >= n_ctx;
                     let finish = {
                         let mut j = lanes[i].job.take().expect("lane has a job");
                         j.first_ms.get_or_insert_with(|| ms(j.admitted));
@@ -280,9 +277,7 @@ impl Worker {
                                 Some(FinishReason::Stop(s.to_string()))
                             } else if j.generated >= j.req.max_tokens {
                                 Some(FinishReason::MaxTokens)
-                            } else if cells_left < active {
-                                // Admission reserves cells, so only a request admitted
-                                // alone into a too-small context gets here.
+                            } else if lane_full {
                                 Some(FinishReason::ContextFull)
                             } else {
                                 j.next = Some(token);
@@ -302,28 +297,20 @@ impl Worker {
                         let g = finished(j, f);
                         let mut follow = on_done(key, g)?.into_iter();
                         if let Some((k, req)) = follow.next() {
-                            // The lane that just finished holds the prompt a follow-up
-                            // usually extends: admit it there if it fits, else queue it first.
+                            // The lane that just finished holds the prompt a follow-up usually
+                            // extends: it starts there.
                             let prompt = self.tokens_of(&req).map_err(Failure::Llm)?;
-                            let need = prompt.len() + req.max_tokens as usize;
-                            let fits =
-                                used_cells(&self.cached, &lanes) + reserved_cells(&lanes) + need
-                                    <= n_ctx;
                             let rest: Vec<_> = follow.collect();
                             for (k2, r2) in rest.into_iter().rev() {
                                 queue.push_front(((k2, r2), None));
                             }
-                            if fits {
-                                if let Some((k, g)) = self
-                                    .admit(&mut lanes, i, k, req, prompt, &mut prefix_charge, mem)
-                                    .map_err(Failure::Llm)?
-                                {
-                                    for f in on_done(k, g)?.into_iter().rev() {
-                                        queue.push_front((f, None));
-                                    }
+                            if let Some((k, g)) = self
+                                .admit(&mut lanes, i, k, req, prompt, &mut prefix_charge, mem)
+                                .map_err(Failure::Llm)?
+                            {
+                                for f in on_done(k, g)?.into_iter().rev() {
+                                    queue.push_front((f, None));
                                 }
-                            } else {
-                                queue.push_front(((k, req), Some(prompt)));
                             }
                         }
                     }
@@ -349,36 +336,6 @@ impl Worker {
             });
         }
         Ok(p)
-    }
-
-    /// A free lane for a request needing `need` cells at most: idle lanes' caches are dropped
-    /// (the oldest first) until it fits; with nothing running it is admitted anyway (it then
-    /// ends at `ContextFull`, as a single request would).
-    fn free_lane(
-        &mut self,
-        lanes: &mut [Lane],
-        need: usize,
-        busy: bool,
-        mem: sys::llama_memory_t,
-    ) -> Option<usize> {
-        let n_ctx = self.cfg.n_ctx as usize;
-        let free = lanes.iter().position(|l| l.job.is_none())?;
-        let fits = |lanes: &[Lane]| {
-            used_cells(&self.cached, lanes) + reserved_cells(lanes) + need <= n_ctx
-        };
-        if fits(lanes) {
-            return Some(free);
-        }
-        for l in lanes
-            .iter_mut()
-            .filter(|l| l.job.is_none() && !l.tokens.is_empty())
-        {
-            // SAFETY: mem belongs to the live context; the lane is idle.
-            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
-            l.tokens.clear();
-            l.from_prefix = 0;
-        }
-        (fits(lanes) || !busy).then_some(free)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -415,23 +372,21 @@ impl Worker {
             // SAFETY: mem belongs to the live context; the lane is ours.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
             l.tokens.clear();
-            l.from_prefix = 0;
             0
         } else if from_lane >= from_zero {
             // SAFETY: as above; drops the lane's cells from position `from_lane` on.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, from_lane as i32, -1) };
             l.tokens.truncate(from_lane);
-            l.from_prefix = l.from_prefix.min(from_lane);
             from_lane
         } else {
-            // SAFETY: as above; the lane takes sequence 0's cells of positions
-            // [0, from_zero), which hold exactly `self.cached[..from_zero]`.
+            // SAFETY: as above. Across streams llama.cpp copies a whole sequence (its cells
+            // are `self.cached`); the lane then drops the positions it does not share.
             unsafe {
                 sys::llama_memory_seq_rm(mem, l.seq, -1, -1);
-                sys::llama_memory_seq_cp(mem, 0, l.seq, 0, from_zero as i32);
+                sys::llama_memory_seq_cp(mem, 0, l.seq, -1, -1);
+                sys::llama_memory_seq_rm(mem, l.seq, from_zero as i32, -1);
             }
             l.tokens = prompt[..from_zero].to_vec();
-            l.from_prefix = from_zero;
             let charge = (*prefix_charge).min(from_zero);
             *prefix_charge -= charge;
             from_zero - charge
@@ -468,15 +423,6 @@ impl Worker {
         l.job = Some(job);
         Ok(None)
     }
-}
-
-/// Cells in use: sequence 0's and every lane's own (an upper bound).
-fn used_cells(prefix: &[Token], lanes: &[Lane]) -> usize {
-    prefix.len() + lanes.iter().map(Lane::own).sum::<usize>()
-}
-
-fn reserved_cells(lanes: &[Lane]) -> usize {
-    lanes.iter().map(Lane::reserved).sum()
 }
 
 fn finished(j: Job, finish: FinishReason) -> Generation {
