@@ -659,6 +659,72 @@ mod tests {
     }
 
     #[test]
+    fn episodes_run_together_through_a_stream_give_each_task_its_own_steps_and_reflection() {
+        use crate::agent::runner::{run_trials, RunConfig};
+        let specs = vec![spec(TaskType::Put), spec(TaskType::Heat)];
+        let put = plan(&HouseholdEnv::new(&specs[0])).unwrap();
+        let heat = plan(&HouseholdEnv::new(&specs[1])).unwrap();
+        // The scripted session streams one request at a time, follow-ups first: the put
+        // episode runs to its end, then the heat episode looks four times and fails; in trial 2
+        // only the heat task is open again and follows its plan.
+        let mut replies: Vec<String> = put.clone();
+        replies.extend(vec!["look".to_string(); 4]);
+        replies.extend(heat.iter().cloned());
+        let actor = ScriptedModel::new(replies);
+        let refl = ScriptedModel::new([" Heat the egg first.\nmore"]);
+        let mut s1 = actor.session(&SessionOptions::default()).unwrap();
+        let mut s2 = refl.session(&SessionOptions::default()).unwrap();
+        let mut agent = HouseholdAgent::new(
+            &specs,
+            s1.as_mut(),
+            s2.as_mut(),
+            HouseholdConfig::default(),
+            3,
+        )
+        .with_examples("EXAMPLES\n")
+        .parallel(2);
+        let cfg = RunConfig {
+            agent: "household".into(),
+            trials: 2,
+            strategy: "reflexion".into(),
+            memory: 3,
+            global_docstore: false,
+            max_steps: 30,
+            max_prompt_tokens: 0,
+            last_attempt_tokens: 0,
+            actor: "scripted".into(),
+            reflector: "actor".into(),
+            reflector_adapter: None,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = HouseholdAgent::tasks(&specs);
+        let sums = run_trials(&tasks, &mut agent, &cfg, dir.path(), &mut |_| {}).unwrap();
+        assert_eq!((sums[0].solved_total, sums[1].solved_total), (1, 2));
+        assert_eq!(actor.remaining(), 0);
+        let first: crate::agent::runner::TaskResult = crate::agent::files::read_json(
+            &crate::agent::runner::task_path(dir.path(), 0, &tasks[1].id),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!first.success);
+        assert_eq!(first.steps.len(), 4);
+        assert_eq!(
+            first.reflection.as_ref().map(|r| r.text.as_str()),
+            Some("Heat the egg first.")
+        );
+        // Trial 2's heat episode has the reflection in its memory; the put task is not retried.
+        let reqs = actor.requests();
+        let last = &reqs[put.len() + 4];
+        assert!(last
+            .prompt
+            .contains("Trial 0:\nHeat the egg first.\nHere is the task:"));
+        assert!(last.prompt.contains(&tasks[1].question));
+        let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
+        assert_eq!(records.lines().count(), 1);
+        assert!(records.contains("\"rating\":1.0"), "{records}");
+    }
+
+    #[test]
     fn planner_examples_are_two_solved_trajectories_of_the_type() {
         for t in TaskType::ALL {
             let ex = planner_examples(t);
