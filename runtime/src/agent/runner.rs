@@ -503,9 +503,13 @@ pub fn run_trials(
                 None => pending.push(i),
             }
         }
-        // Open tasks go to the agent a few lanes' worth at a time; each chunk's results are
-        // written before the next starts, so a killed run loses at most one chunk.
-        let chunk = agent.parallelism().max(1) * 2;
+        // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'
+        // worth at a time; each chunk's results are written before the next starts, so a
+        // killed run loses at most one chunk.
+        let chunk = match agent.parallelism() {
+            0 | 1 => 1,
+            n => n * 2,
+        };
         for group in pending.chunks(chunk) {
             let t0 = Instant::now();
             let asks: Vec<(usize, &[TaskResult])> =
