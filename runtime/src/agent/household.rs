@@ -607,9 +607,26 @@ mod tests {
         assert_eq!(out.stopped.as_deref(), Some("steps"));
     }
 
+    /// Household Reflexion over two trials, memory 3, with a scripted actor.
+    fn two_trial_reflexion() -> crate::agent::runner::RunConfig {
+        crate::agent::runner::RunConfig {
+            agent: "household".into(),
+            trials: 2,
+            strategy: "reflexion".into(),
+            memory: 3,
+            global_docstore: false,
+            max_steps: 30,
+            max_prompt_tokens: 0,
+            last_attempt_tokens: 0,
+            actor: "scripted".into(),
+            reflector: "actor".into(),
+            reflector_adapter: None,
+        }
+    }
+
     #[test]
     fn a_two_trial_reflexion_run_reflects_after_a_failure_and_uses_the_plan_next_trial() {
-        use crate::agent::runner::{run_trials, RunConfig};
+        use crate::agent::runner::run_trials;
         let specs = vec![spec(TaskType::Put)];
         let plan_actions = plan(&HouseholdEnv::new(&specs[0])).unwrap();
         // Trial 1: looks four times (repeated: failure); reflection; trial 2 follows the plan.
@@ -629,19 +646,7 @@ mod tests {
             3,
         )
         .with_examples("EXAMPLES\n");
-        let cfg = RunConfig {
-            agent: "household".into(),
-            trials: 2,
-            strategy: "reflexion".into(),
-            memory: 3,
-            global_docstore: false,
-            max_steps: 30,
-            max_prompt_tokens: 0,
-            last_attempt_tokens: 0,
-            actor: "scripted".into(),
-            reflector: "actor".into(),
-            reflector_adapter: None,
-        };
+        let cfg = two_trial_reflexion();
         let dir = tempfile::tempdir().unwrap();
         let tasks = HouseholdAgent::tasks(&specs);
         let sums = run_trials(&tasks, &mut agent, &cfg, dir.path(), &mut |_| {}).unwrap();
@@ -660,7 +665,7 @@ mod tests {
 
     #[test]
     fn episodes_run_together_through_a_stream_give_each_task_its_own_steps_and_reflection() {
-        use crate::agent::runner::{run_trials, RunConfig};
+        use crate::agent::runner::run_trials;
         let specs = vec![spec(TaskType::Put), spec(TaskType::Heat)];
         let put = plan(&HouseholdEnv::new(&specs[0])).unwrap();
         let heat = plan(&HouseholdEnv::new(&specs[1])).unwrap();
@@ -683,19 +688,7 @@ mod tests {
         )
         .with_examples("EXAMPLES\n")
         .parallel(2);
-        let cfg = RunConfig {
-            agent: "household".into(),
-            trials: 2,
-            strategy: "reflexion".into(),
-            memory: 3,
-            global_docstore: false,
-            max_steps: 30,
-            max_prompt_tokens: 0,
-            last_attempt_tokens: 0,
-            actor: "scripted".into(),
-            reflector: "actor".into(),
-            reflector_adapter: None,
-        };
+        let cfg = two_trial_reflexion();
         let dir = tempfile::tempdir().unwrap();
         let tasks = HouseholdAgent::tasks(&specs);
         let sums = run_trials(&tasks, &mut agent, &cfg, dir.path(), &mut |_| {}).unwrap();
