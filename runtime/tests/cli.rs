@@ -419,7 +419,7 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     let data =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k/test.jsonl");
     let out = dir.path().join("rise");
-    let o = cli(&[
+    let eval_args = [
         "eval",
         "gsm8k",
         "--mode",
@@ -432,15 +432,14 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         "48",
         "--limit",
         "2",
-        "--batch",
-        "2",
         "--threads",
         "1",
         "--data",
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-    ]);
+    ];
+    let o = cli(&[&eval_args[..], &["--batch", "2"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
     for m in ["m1@t1", "m5@t1", "m1@t5", "p1@t5"] {
@@ -454,26 +453,7 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["batch"], 2, "{run}");
     // Resuming without --batch takes the run's own batch: nothing is left to generate.
-    let again = cli(&[
-        "eval",
-        "gsm8k",
-        "--mode",
-        "both",
-        "--turns",
-        "2",
-        "--samples",
-        "2",
-        "--max-tokens",
-        "48",
-        "--limit",
-        "2",
-        "--threads",
-        "1",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let again = cli(&eval_args);
     assert!(
         again.status.success(),
         "{}",

@@ -138,6 +138,20 @@ pub struct HouseholdOutcome {
     pub scratchpad: String,
 }
 
+/// An episode as the trial runner's attempt: return 1 when solved, else 0 and halted.
+impl From<HouseholdOutcome> for Attempt {
+    fn from(out: HouseholdOutcome) -> Self {
+        Attempt {
+            answer: None,
+            success: out.success,
+            halted: !out.success,
+            episode_return: if out.success { 1.0 } else { 0.0 },
+            steps: out.steps,
+            scratchpad: out.scratchpad,
+        }
+    }
+}
+
 /// Run one episode: `env` from reset, one model call per action.
 pub fn run_episode(
     session: &mut dyn Session,
@@ -432,17 +446,7 @@ impl TrialAgent for HouseholdAgent<'_> {
         Ok(runs
             .into_iter()
             .zip(&envs)
-            .map(|(r, env)| {
-                let out = r.finish(env);
-                Attempt {
-                    answer: None,
-                    success: out.success,
-                    halted: !out.success,
-                    episode_return: if out.success { 1.0 } else { 0.0 },
-                    steps: out.steps,
-                    scratchpad: out.scratchpad,
-                }
-            })
+            .map(|(r, env)| r.finish(env).into())
             .collect())
     }
 
@@ -498,14 +502,7 @@ impl TrialAgent for HouseholdAgent<'_> {
             &self.cfg,
             observe,
         )?;
-        Ok(Attempt {
-            answer: None,
-            success: out.success,
-            halted: !out.success,
-            episode_return: if out.success { 1.0 } else { 0.0 },
-            steps: out.steps,
-            scratchpad: out.scratchpad,
-        })
+        Ok(out.into())
     }
 
     fn reflect(
