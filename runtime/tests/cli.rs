@@ -247,6 +247,42 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+    // The same run with both episodes at once (continuous batching, two lanes): every file,
+    // both tasks, the reflections written together. Its text may differ from the run above
+    // in near-ties (batched logits differ in the last bits), so only the layout is compared.
+    let lanes = dir.path().join("lanes");
+    let o = cli(&[
+        "eval",
+        "hotpotqa",
+        "--limit",
+        "2",
+        "--trials",
+        "2",
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        "--parallel",
+        "2",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        lanes.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lanes.join("trial-00.json")).unwrap()).unwrap();
+    assert_eq!(summary["tasks"], 2);
+    for entry in std::fs::read_dir(lanes.join("trial-00")).unwrap() {
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        let steps = r["steps"].as_array().unwrap();
+        assert!(!steps.is_empty(), "{r}");
+        if r["success"] == false {
+            assert!(r["reflection"]["text"].is_string(), "{r}");
+        }
+    }
+    assert!(lanes.join("records.jsonl").is_file());
     // Two runs on one chart: both series drawn, SVG and PNG written (into a new folder).
     let stem = dir.path().join("charts").join("both");
     let plot = cli(&[

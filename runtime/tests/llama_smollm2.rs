@@ -293,6 +293,44 @@ fn a_stream_starts_follow_ups_in_the_lane_they_extend_and_matches_one_at_a_time(
     assert_same_start(&again.text, &get(1).text, "after the stream");
 }
 
+#[test]
+fn a_lane_that_moves_down_when_a_lower_one_frees_up_goes_on_as_if_alone() {
+    let model = smollm2();
+    // Three lanes: the first request ends after two tokens while the other two go on, so the
+    // third lane's request moves (its whole KV stream) into the first lane and continues there.
+    let reqs = vec![
+        GenerateRequest::new(chat(&model, "Name a colour."), 2),
+        GenerateRequest::new(chat(&model, "Write one sentence about the sea."), 24),
+        GenerateRequest::new(
+            chat(
+                &model,
+                "Count from one to ten in words, separated by commas.",
+            ),
+            24,
+        ),
+    ];
+    let mut b = model
+        .session(&SessionOptions {
+            sequences: Some(3),
+            ..opts()
+        })
+        .unwrap();
+    let batch = b.generate_batch(&reqs).unwrap();
+    let mut one = model.session(&opts()).unwrap();
+    for (i, r) in reqs.iter().enumerate() {
+        one.clear().unwrap();
+        let alone = run(one.as_mut(), r);
+        assert_same_start(&batch[i].text, &alone.text, &format!("request {i}"));
+    }
+    assert_eq!(batch[0].stats.generated_tokens, 2);
+    // The moved request's words after its first two tokens come from the moved cells.
+    assert!(
+        batch[2].text.split_whitespace().count() >= 6,
+        "{:?}",
+        batch[2].text
+    );
+}
+
 /// A rank-4 LoRA on every layer's FFN down projection, with weights from a fixed xorshift.
 fn write_adapter(
     dir: &std::path::Path,

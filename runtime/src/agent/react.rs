@@ -7,10 +7,10 @@
 //! each call, and the instruction and examples shared by every task stay cached across tasks.
 
 use crate::env::hotpotqa::Episode;
-use crate::llm::{LanguageModel, Session};
+use crate::llm::{GenerateRequest, Generation, LanguageModel, Session};
 use crate::trajectory::{Step, Trajectory};
 
-use super::{line_call, AgentError};
+use super::AgentError;
 
 /// What the agent is told about the task and its actions (our wording of ReAct's instruction).
 pub const INSTRUCTION: &str = "Answer the question by alternating Thought, Action and Observation steps. A Thought reasons about what you know so far and what to do next. An Action is one of:
@@ -76,47 +76,128 @@ pub fn run_episode(
     trial: u32,
     cfg: &ReactConfig,
 ) -> Result<EpisodeOutcome, AgentError> {
-    let question = episode.question().question.clone();
-    let mut trajectory = Trajectory::new(episode.question().id.clone(), trial);
-    let mut pad = String::new();
-    let mut halted = true;
-    for n in 1..=cfg.max_steps {
-        let mut step = Step::default();
-        let mut call = |pad: &mut String, label: String| -> Result<Option<String>, AgentError> {
-            pad.push_str(&label);
-            let text = prompt(context, &question, pad);
-            if model.tokenize(&text, true, false)?.len() > cfg.max_prompt_tokens {
-                return Ok(None);
-            }
-            let out = line_call(session, text, cfg.max_tokens_per_call, &mut step)?;
-            pad.push(' ');
-            pad.push_str(&out);
-            Ok(Some(out))
-        };
-        let Some(thought) = call(&mut pad, format!("\nThought {n}:"))? else {
-            break;
-        };
-        let Some(action) = call(&mut pad, format!("\nAction {n}:"))? else {
-            break;
-        };
-        let result = episode.step(&action);
-        pad.push_str(&format!("\nObservation {n}: {}", result.observation));
-        step.thought = thought;
-        step.action = action;
-        step.observation = result.observation;
-        trajectory.push(step);
-        if result.done {
-            halted = false;
-            break;
+    let mut run = EpisodeRun::start(episode, context, trial);
+    while let Some(req) = run.request(model, cfg)? {
+        let g = session.generate(&req, &mut |_| true)?;
+        run.absorb(episode, &g);
+    }
+    Ok(run.finish(episode))
+}
+
+/// What the next call writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Thought,
+    Action,
+}
+
+/// One ReAct episode as a state machine: the request for the next Thought or Action, then the
+/// model's reply. [`run_episode`] drives one with a session; the HotPotQA agent drives several
+/// at once through [`Session::generate_stream`], each episode a chain of follow-ups whose
+/// prompts only grow (so each continues in its lane, on its KV).
+#[derive(Debug)]
+pub struct EpisodeRun {
+    head: String,
+    pad: String,
+    n: u32,
+    phase: Phase,
+    step: Step,
+    trajectory: Trajectory,
+    halted: bool,
+    over: bool,
+}
+
+impl EpisodeRun {
+    /// An episode on `episode`'s question, told `context` about earlier trials.
+    pub fn start(episode: &Episode<'_>, context: &str, trial: u32) -> Self {
+        let q = episode.question();
+        Self {
+            head: prompt(context, &q.question, ""),
+            pad: String::new(),
+            n: 1,
+            phase: Phase::Thought,
+            step: Step::default(),
+            trajectory: Trajectory::new(q.id.clone(), trial),
+            halted: true,
+            over: false,
         }
     }
-    trajectory.success = episode.success();
-    trajectory.episode_return = if trajectory.success { 1.0 } else { 0.0 };
-    Ok(EpisodeOutcome {
-        trajectory,
-        scratchpad: pad,
-        halted,
-    })
+
+    /// The request for the next Thought or Action (greedy, one line), or `None` once the
+    /// episode is over: after `Finish`, after `max_steps` steps, or when the prompt would
+    /// exceed `max_prompt_tokens` (counted with `model`'s tokenizer). Call [`absorb`] with
+    /// the reply before asking again.
+    ///
+    /// [`absorb`]: EpisodeRun::absorb
+    pub fn request(
+        &mut self,
+        model: &dyn LanguageModel,
+        cfg: &ReactConfig,
+    ) -> Result<Option<GenerateRequest>, AgentError> {
+        if self.over {
+            return Ok(None);
+        }
+        let n = self.n;
+        match self.phase {
+            Phase::Thought if n > cfg.max_steps => {
+                self.over = true;
+                return Ok(None);
+            }
+            Phase::Thought => self.pad.push_str(&format!("\nThought {n}:")),
+            Phase::Action => self.pad.push_str(&format!("\nAction {n}:")),
+        }
+        let text = format!("{}{}", self.head, self.pad);
+        if model.tokenize(&text, true, false)?.len() > cfg.max_prompt_tokens {
+            self.over = true;
+            return Ok(None);
+        }
+        let mut req = GenerateRequest::new(text, cfg.max_tokens_per_call).stop("\n");
+        req.parse_special = false;
+        Ok(Some(req))
+    }
+
+    /// Takes the model's reply to the last request: a Thought, or an Action that is carried
+    /// out in `episode`.
+    pub fn absorb(&mut self, episode: &mut Episode<'_>, g: &Generation) {
+        self.step.reused_tokens += g.stats.reused_tokens;
+        self.step.evaluated_tokens += g.stats.evaluated_tokens;
+        self.step.generated_tokens += g.stats.generated_tokens;
+        let out = g.text.trim().to_string();
+        self.pad.push(' ');
+        self.pad.push_str(&out);
+        match self.phase {
+            Phase::Thought => {
+                self.step.thought = out;
+                self.phase = Phase::Action;
+            }
+            Phase::Action => {
+                let result = episode.step(&out);
+                self.pad
+                    .push_str(&format!("\nObservation {}: {}", self.n, result.observation));
+                let mut step = std::mem::take(&mut self.step);
+                step.action = out;
+                step.observation = result.observation;
+                self.trajectory.push(step);
+                self.n += 1;
+                self.phase = Phase::Thought;
+                if result.done {
+                    self.halted = false;
+                    self.over = true;
+                }
+            }
+        }
+    }
+
+    /// How it ended.
+    pub fn finish(mut self, episode: &Episode<'_>) -> EpisodeOutcome {
+        self.trajectory.success = episode.success();
+        self.trajectory.episode_return = if self.trajectory.success { 1.0 } else { 0.0 };
+        EpisodeOutcome {
+            trajectory: self.trajectory,
+            scratchpad: self.pad,
+            halted: self.halted,
+        }
+    }
 }
 
 #[cfg(test)]

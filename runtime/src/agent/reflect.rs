@@ -27,6 +27,18 @@ pub trait Reflector {
         scratchpad: &str,
         episode_return: f32,
     ) -> Result<Reflection, AgentError>;
+    /// Reflections on several failed attempts (question, scratchpad, return), in order. The
+    /// default writes them one after another; a reflector with a batching session writes
+    /// them together.
+    fn reflect_many(
+        &mut self,
+        failed: &[(&str, &str, f32)],
+    ) -> Result<Vec<Reflection>, AgentError> {
+        failed
+            .iter()
+            .map(|(q, pad, ret)| self.reflect(q, pad, *ret))
+            .collect()
+    }
 }
 
 /// What the reflecting model is asked (our wording).
@@ -75,6 +87,18 @@ impl LlmReflector {
     }
 }
 
+impl LlmReflector {
+    fn request(&self, prompt: String) -> GenerateRequest {
+        // Small models run on into the example's markers: stop there too.
+        let mut req = GenerateRequest::new(prompt, self.max_tokens)
+            .stop("\n\n")
+            .stop("(END OF EXAMPLE)")
+            .stop("Previous trial:");
+        req.parse_special = false;
+        req
+    }
+}
+
 impl Reflector for LlmReflector {
     fn reflect(
         &mut self,
@@ -83,17 +107,34 @@ impl Reflector for LlmReflector {
         _episode_return: f32,
     ) -> Result<Reflection, AgentError> {
         let prompt = reflection_prompt(question, scratchpad);
-        // Small models run on into the example's markers: stop there too.
-        let mut req = GenerateRequest::new(prompt.clone(), self.max_tokens)
-            .stop("\n\n")
-            .stop("(END OF EXAMPLE)")
-            .stop("Previous trial:");
-        req.parse_special = false;
-        let g = self.session.generate(&req, &mut |_| true)?;
+        let g = self
+            .session
+            .generate(&self.request(prompt.clone()), &mut |_| true)?;
         Ok(Reflection {
             prompt,
             text: g.text.trim().to_string(),
         })
+    }
+
+    /// One [`Session::generate_batch`]: together when the session has several sequences.
+    fn reflect_many(
+        &mut self,
+        failed: &[(&str, &str, f32)],
+    ) -> Result<Vec<Reflection>, AgentError> {
+        let prompts: Vec<String> = failed
+            .iter()
+            .map(|(q, pad, _)| reflection_prompt(q, pad))
+            .collect();
+        let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| self.request(p.clone())).collect();
+        let gens = self.session.generate_batch(&reqs)?;
+        Ok(prompts
+            .into_iter()
+            .zip(gens)
+            .map(|(prompt, g)| Reflection {
+                prompt,
+                text: g.text.trim().to_string(),
+            })
+            .collect())
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::react::{run_episode, ReactConfig};
+use super::react::{run_episode, EpisodeRun, ReactConfig};
 use super::reflect::{Reflection, Reflector};
 use super::{context_for, AgentError, Strategy};
 use crate::env::hotpotqa::{Docstore, Episode, Question};
@@ -241,6 +241,9 @@ pub struct Agents<'a> {
     pub session: &'a mut dyn Session,
     /// The reflector.
     pub reflector: &'a mut dyn Reflector,
+    /// ReAct episodes run at once through `session` (continuous batching; at most the
+    /// sequences the session was opened with). 1: one after another.
+    pub parallel: usize,
 }
 
 /// What the trial loop knows of a task.
@@ -379,7 +382,129 @@ struct HotpotAgent<'a, 'b> {
     cfg: &'a RunConfig,
 }
 
+impl HotpotAgent<'_, '_> {
+    /// What a trial at task `i` is told about its earlier trials.
+    fn context(&self, i: usize, earlier: &[TaskResult]) -> String {
+        let q = &self.questions[i];
+        let mut memory = self.empty_memory.clone();
+        for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
+            memory.push(refl.text.clone());
+        }
+        let actor = self.agents.actor;
+        let count = |s: &str| {
+            actor
+                .tokenize(s, false, false)
+                .map(|t| t.len())
+                .unwrap_or(usize::MAX)
+        };
+        context_for(
+            self.strategy,
+            &q.question,
+            &memory,
+            earlier.last().map(|r| r.scratchpad.as_str()),
+            &count,
+            self.cfg.last_attempt_tokens,
+        )
+    }
+}
+
+/// An attempt from an episode's outcome and its answer.
+fn attempt_from(outcome: super::react::EpisodeOutcome, answer: Option<&str>) -> Attempt {
+    Attempt {
+        answer: answer.map(str::to_string),
+        success: outcome.trajectory.success,
+        halted: outcome.halted,
+        episode_return: outcome.trajectory.episode_return,
+        steps: outcome.trajectory.steps,
+        scratchpad: outcome.scratchpad,
+    }
+}
+
 impl TrialAgent for HotpotAgent<'_, '_> {
+    fn parallelism(&self) -> usize {
+        // Only ReAct's episodes are chains of calls that share a session's lanes.
+        if self.cfg.agent == "react" {
+            self.agents.parallel.max(1)
+        } else {
+            1
+        }
+    }
+
+    fn attempt_many(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+    ) -> Result<Vec<Attempt>, RunError> {
+        if self.parallelism() <= 1 || tasks.len() <= 1 {
+            return tasks
+                .iter()
+                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
+                .collect();
+        }
+        let contexts: Vec<String> = tasks
+            .iter()
+            .map(|(i, earlier)| self.context(*i, earlier))
+            .collect();
+        let own: Vec<Option<Docstore>> = tasks
+            .iter()
+            .map(|(i, _)| {
+                self.global
+                    .is_none()
+                    .then(|| Docstore::for_question(&self.questions[*i]))
+            })
+            .collect();
+        let mut episodes: Vec<Episode<'_>> = tasks
+            .iter()
+            .zip(&own)
+            .map(|((i, _), store)| {
+                let store = store
+                    .as_ref()
+                    .or(self.global.as_ref())
+                    .expect("a docstore: the task's own or the global one");
+                Episode::new(&self.questions[*i], store)
+            })
+            .collect();
+        let mut runs: Vec<EpisodeRun> = episodes
+            .iter()
+            .zip(&contexts)
+            .map(|(ep, context)| EpisodeRun::start(ep, context, trial))
+            .collect();
+        let actor = self.agents.actor;
+        let react = &self.react;
+        let mut first = Vec::with_capacity(runs.len());
+        for (k, run) in runs.iter_mut().enumerate() {
+            if let Some(q) = run.request(actor, react)? {
+                first.push((k as u64, q));
+            }
+        }
+        // Every episode is a chain of requests: each reply asks for the next Thought or
+        // Action, which extends the same prompt (so it continues in its lane, on its KV).
+        let mut failed: Option<AgentError> = None;
+        self.agents
+            .session
+            .generate_stream(first, &mut |key, g| {
+                let k = key as usize;
+                runs[k].absorb(&mut episodes[k], &g);
+                match runs[k].request(actor, react) {
+                    Ok(Some(q)) => vec![(key, q)],
+                    Ok(None) => Vec::new(),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        Vec::new()
+                    }
+                }
+            })
+            .map_err(AgentError::from)?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok(runs
+            .into_iter()
+            .zip(&episodes)
+            .map(|(run, ep)| attempt_from(run.finish(ep), ep.answer()))
+            .collect())
+    }
+
     fn attempt(
         &mut self,
         i: usize,
@@ -395,25 +520,8 @@ impl TrialAgent for HotpotAgent<'_, '_> {
                 &own
             }
         };
-        let mut memory = self.empty_memory.clone();
-        for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
-            memory.push(refl.text.clone());
-        }
+        let context = self.context(i, earlier);
         let actor = self.agents.actor;
-        let count = |s: &str| {
-            actor
-                .tokenize(s, false, false)
-                .map(|t| t.len())
-                .unwrap_or(usize::MAX)
-        };
-        let context = context_for(
-            self.strategy,
-            &q.question,
-            &memory,
-            earlier.last().map(|r| r.scratchpad.as_str()),
-            &count,
-            self.cfg.last_attempt_tokens,
-        );
         let mut episode = Episode::new(q, store);
         let session = &mut *self.agents.session;
         let outcome = match self.cfg.agent.as_str() {
@@ -428,14 +536,7 @@ impl TrialAgent for HotpotAgent<'_, '_> {
                 self.react.max_tokens_per_call,
             )?,
         };
-        Ok(Attempt {
-            answer: episode.answer().map(str::to_string),
-            success: outcome.trajectory.success,
-            halted: outcome.halted,
-            episode_return: outcome.trajectory.episode_return,
-            steps: outcome.trajectory.steps,
-            scratchpad: outcome.scratchpad,
-        })
+        Ok(attempt_from(outcome, episode.answer()))
     }
 
     fn reflect(
@@ -449,6 +550,23 @@ impl TrialAgent for HotpotAgent<'_, '_> {
             &attempt.scratchpad,
             attempt.episode_return,
         )?)
+    }
+
+    fn reflect_many(
+        &mut self,
+        failed: &[(usize, &Attempt, &[TaskResult])],
+    ) -> Result<Vec<Reflection>, RunError> {
+        let items: Vec<(&str, &str, f32)> = failed
+            .iter()
+            .map(|(i, a, _)| {
+                (
+                    self.questions[*i].question.as_str(),
+                    a.scratchpad.as_str(),
+                    a.episode_return,
+                )
+            })
+            .collect();
+        Ok(self.agents.reflector.reflect_many(&items)?)
     }
 }
 

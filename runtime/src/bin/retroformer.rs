@@ -363,6 +363,11 @@ struct HotpotArgs {
     /// Most ReAct steps per episode.
     #[arg(long, default_value_t = 6)]
     max_steps: u32,
+    /// ReAct episodes run at once through one session (continuous batching: each episode's
+    /// next Thought or Action continues in its own lane, on its KV), and reflections written
+    /// together. 1: one after another.
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -611,6 +616,9 @@ struct CanaryArgs {
     /// Where the two evaluations go (default: the store's canary/ID folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Episodes run at once (hotpotqa and household; see `eval hotpotqa --parallel`).
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
@@ -1520,10 +1528,20 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     if let Some(n) = a.limit {
         questions.truncate(n);
     }
+    if a.parallel == 0 {
+        anyhow::bail!("--parallel must be at least 1");
+    }
+    // A lane holds one episode's prompt (at most the 3896-token budget) and its next call,
+    // or one reflection prompt (the example and a failed trajectory) and its reply.
+    let (seqs, ctx) = if a.parallel > 1 && cfg.agent == "react" {
+        batch_lanes(profile, a.parallel, 4096)
+    } else {
+        (1, 0)
+    };
     let model_args = |name: &str| agent_model_args(name, profile, a.threads, a.no_fetch);
     let actor_args = model_args(&cfg.actor);
     let actor = load(profile, &actor_args)?;
-    let mut session = open_session(&actor, &actor_args)?;
+    let mut session = open_batch_session(&actor, &actor_args, seqs, ctx)?;
     let (reflector_model, r_args) = if cfg.reflector == "actor" {
         (None, actor_args.clone())
     } else {
@@ -1531,7 +1549,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         (Some(load(profile, &r_args)?), r_args)
     };
     let r_model = reflector_model.as_ref().unwrap_or(&actor);
-    let mut reflector_session = open_session(r_model, &r_args)?;
+    let mut reflector_session = open_batch_session(r_model, &r_args, seqs, ctx)?;
     apply_run_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let mut reflector = LlmReflector::new(reflector_session, 160);
     eprintln!(
@@ -1553,6 +1571,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
             actor: &actor,
             session: session.as_mut(),
             reflector: &mut reflector,
+            parallel: seqs as usize,
         },
         &cfg,
         &out,
@@ -2527,6 +2546,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         tasks: Vec::new(),
                         global_docstore: false,
                         max_steps: c.max_steps.unwrap_or(6),
+                        parallel: c.parallel,
                         threads: c.threads,
                         no_fetch: c.no_fetch,
                     },
@@ -2570,7 +2590,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         skip: c.skip,
                         limit: Some(c.limit),
                         tasks: Vec::new(),
-                        parallel: 1,
+                        parallel: c.parallel,
                         threads: c.threads,
                         no_fetch: c.no_fetch,
                     },

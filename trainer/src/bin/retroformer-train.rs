@@ -163,6 +163,10 @@ struct LoopArgs {
     /// Threads for the runtime's evaluations.
     #[arg(long)]
     threads: Option<u32>,
+    /// Episodes the runtime's evaluations run at once (hotpotqa and household: continuous
+    /// batching in one session; see `retroformer eval hotpotqa --parallel`).
+    #[arg(long, default_value_t = 1)]
+    parallel: u32,
     /// burn backend for training.
     #[arg(long, value_enum, default_value_t = Backend::Flex)]
     backend: Backend,
@@ -667,6 +671,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
     let common = |cmd: &mut std::process::Command| {
         if let Some(t) = a.threads {
             cmd.args(["--threads", &t.to_string()]);
+        }
+        if a.parallel > 1 && a.env != "humaneval" {
+            cmd.args(["--parallel", &a.parallel.to_string()]);
         }
         if let (Some(m), false) = (a.max_steps, a.env == "humaneval") {
             cmd.args(["--max-steps", &m.to_string()]);

@@ -52,6 +52,25 @@ fn run_cfg(
     actor_replies: &[&str],
     reflector_replies: &[&str],
 ) -> (Result<Vec<TrialSummary>, RunError>, ScriptedModel) {
+    run_lanes(
+        out,
+        settings,
+        questions,
+        actor_replies,
+        reflector_replies,
+        1,
+    )
+}
+
+/// [`run_cfg`] with `parallel` episodes at once.
+fn run_lanes(
+    out: &Path,
+    settings: &RunConfig,
+    questions: &[Question],
+    actor_replies: &[&str],
+    reflector_replies: &[&str],
+    parallel: usize,
+) -> (Result<Vec<TrialSummary>, RunError>, ScriptedModel) {
     let actor = ScriptedModel::new(actor_replies.iter().copied());
     let reflector_model = ScriptedModel::new(reflector_replies.iter().copied());
     let mut session = actor.session(&SessionOptions::default()).unwrap();
@@ -65,6 +84,7 @@ fn run_cfg(
             actor: &actor,
             session: session.as_mut(),
             reflector: &mut reflector,
+            parallel,
         },
         settings,
         out,
@@ -184,6 +204,47 @@ fn resuming_an_interrupted_run_gives_the_same_results_as_an_uninterrupted_one() 
     assert_eq!(
         std::fs::read_to_string(whole.path().join("records.jsonl")).unwrap(),
         std::fs::read_to_string(broken.path().join("records.jsonl")).unwrap()
+    );
+}
+
+#[test]
+fn react_episodes_run_together_give_the_same_results_prompts_and_records_as_one_at_a_time() {
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let one = tempfile::tempdir().unwrap();
+    let (r, actor_one) = run_lanes(
+        one.path(),
+        &cfg(2),
+        &questions,
+        &ACTOR,
+        &["Search the page before answering."],
+        1,
+    );
+    r.unwrap();
+    let together = tempfile::tempdir().unwrap();
+    let (r, actor_together) = run_lanes(
+        together.path(),
+        &cfg(2),
+        &questions,
+        &ACTOR,
+        &["Search the page before answering."],
+        4,
+    );
+    let sums = r.unwrap();
+    assert_eq!(actor_together.remaining(), 0);
+    assert_eq!(
+        (sums[1].solved_total, sums[1].attempted),
+        (2, 1),
+        "{sums:?}"
+    );
+    // The scripted session runs a stream one request at a time, follow-ups first: the
+    // episodes' chains must ask exactly what the one-at-a-time agent asks.
+    let prompts =
+        |m: &ScriptedModel| -> Vec<String> { m.requests().into_iter().map(|r| r.prompt).collect() };
+    assert_eq!(prompts(&actor_one), prompts(&actor_together));
+    assert_eq!(normalized(one.path()), normalized(together.path()));
+    assert_eq!(
+        std::fs::read_to_string(one.path().join("records.jsonl")).unwrap(),
+        std::fs::read_to_string(together.path().join("records.jsonl")).unwrap()
     );
 }
 

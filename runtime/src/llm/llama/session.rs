@@ -270,6 +270,13 @@ impl Batch {
         self.raw.n_tokens as usize
     }
 
+    /// The sequence id of token `i` (below `len()`).
+    fn seq(&self, i: usize) -> i32 {
+        assert!(i < self.len(), "batch index out of range");
+        // SAFETY: i is below n_tokens, each entry has one sequence id.
+        unsafe { *(*self.raw.seq_id.add(i)) }
+    }
+
     /// Appends one token of sequence `seq` at `pos`; returns its index in the batch (where its
     /// logits are, if asked for).
     fn push(&mut self, token: Token, pos: usize, seq: i32, logits: bool) -> i32 {

@@ -129,6 +129,7 @@ impl Worker {
             .into_iter()
             .zip(firsts.into_iter().map(Some))
             .collect();
+        let mut tally = Tally::default();
         let result = (|| -> Result<(), Failure> {
             loop {
                 // Admit queued requests into free lanes, oldest first; each goes to the idle
@@ -159,6 +160,14 @@ impl Worker {
                 }
                 if lanes.iter().all(|l| l.job.is_none()) {
                     return Ok(());
+                }
+                // llama.cpp puts only consecutive sequence ids into one micro-batch (per-sequence
+                // KV streams): when requests have left lanes free below busy ones, the busiest
+                // lanes move down, so that one decode step stays one graph run.
+                // Not while a twin waits for its source's cells (it names the source's lane);
+                // a twin that has its cells only keeps `twin_of` as a mark.
+                if !lanes.iter().any(Lane::waiting_twin) {
+                    tally.moves += compact(&mut lanes, mem);
                 }
                 // One batch: the prompt chunks of the lanes that have some left, else the next
                 // token of every lane. Kept apart because llama.cpp splits a batch over
@@ -202,6 +211,7 @@ impl Worker {
                         "batched generation stalled".into(),
                     )));
                 }
+                let t_decode = Instant::now();
                 let rc = {
                     let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
                     // SAFETY: ctx is live; every token is in the vocabulary (sampled, or
@@ -223,6 +233,12 @@ impl Worker {
                         LlmError::Decode(rc)
                     }));
                 }
+                tally.count(
+                    prefilling,
+                    self.batch.len(),
+                    groups(&self.batch),
+                    ms(t_decode),
+                );
                 // Twins whose source prompt has just been evaluated take its cells and logits.
                 for k in 0..lanes.len() {
                     let Some(src) = lanes[k].job.as_ref().and_then(|j| j.twin_of) else {
@@ -321,6 +337,18 @@ impl Worker {
             // SAFETY: as above; the lanes' cells go, sequence 0 keeps the prefix.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
         }
+        tracing::debug!(
+            prefill_steps = tally.prefill_steps,
+            prefill_tokens = tally.prefill_tokens,
+            prefill_runs = tally.prefill_runs,
+            prefill_ms = tally.prefill_ms as u64,
+            decode_steps = tally.decode_steps,
+            decode_tokens = tally.decode_tokens,
+            decode_runs = tally.decode_runs,
+            decode_ms = tally.decode_ms as u64,
+            lane_moves = tally.moves,
+            "stream done"
+        );
         result
     }
 
@@ -422,6 +450,78 @@ impl Worker {
         }
         l.job = Some(job);
         Ok(None)
+    }
+}
+
+/// What one stream's `llama_decode` calls carried (logged at debug level).
+#[derive(Default)]
+struct Tally {
+    prefill_steps: u32,
+    prefill_tokens: usize,
+    prefill_runs: usize,
+    prefill_ms: f64,
+    decode_steps: u32,
+    decode_tokens: usize,
+    decode_runs: usize,
+    decode_ms: f64,
+    moves: u32,
+}
+
+impl Tally {
+    fn count(&mut self, prefill: bool, tokens: usize, runs: usize, ms: f64) {
+        if prefill {
+            self.prefill_steps += 1;
+            self.prefill_tokens += tokens;
+            self.prefill_runs += runs;
+            self.prefill_ms += ms;
+        } else {
+            self.decode_steps += 1;
+            self.decode_tokens += tokens;
+            self.decode_runs += runs;
+            self.decode_ms += ms;
+        }
+    }
+}
+
+/// How many runs of consecutive sequence ids a batch's tokens form, in batch order: a lower
+/// bound on the micro-batches llama.cpp splits it into.
+fn groups(batch: &super::Batch) -> usize {
+    let mut runs = 0;
+    let mut last: Option<i32> = None;
+    for i in 0..batch.len() {
+        let seq = batch.seq(i);
+        if last != Some(seq) && last.is_none_or(|l| l + 1 != seq) {
+            runs += 1;
+        }
+        last = Some(seq);
+    }
+    runs
+}
+
+/// Moves busy lanes into free lanes below them (the whole KV stream, then the source's cells
+/// go) until the busy lanes are the lowest ones. Returns how many moved.
+fn compact(lanes: &mut [Lane], mem: sys::llama_memory_t) -> u32 {
+    let mut moves = 0;
+    loop {
+        let Some(free) = lanes.iter().position(|l| l.job.is_none()) else {
+            return moves;
+        };
+        let Some(busy) = lanes.iter().rposition(|l| l.job.is_some()) else {
+            return moves;
+        };
+        if busy < free {
+            return moves;
+        }
+        // SAFETY: mem belongs to the live context; both ids are this context's lanes (below
+        // n_seq_max). Across streams llama.cpp copies a whole stream into an emptied one.
+        unsafe {
+            sys::llama_memory_seq_rm(mem, lanes[free].seq, -1, -1);
+            sys::llama_memory_seq_cp(mem, lanes[busy].seq, lanes[free].seq, -1, -1);
+            sys::llama_memory_seq_rm(mem, lanes[busy].seq, -1, -1);
+        }
+        lanes[free].tokens = std::mem::take(&mut lanes[busy].tokens);
+        lanes[free].job = lanes[busy].job.take();
+        moves += 1;
     }
 }
 
