@@ -120,11 +120,15 @@ pub fn line_chart_svg(
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
             .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
-            pts.join(" ")
-        );
+        // A line needs two points (a one-point polyline is invalid SVG); a single point is
+        // drawn by its marker alone.
+        if pts.len() >= 2 {
+            let _ = writeln!(
+                s,
+                r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{}"/>"#,
+                pts.join(" ")
+            );
+        }
         for &(x, y) in &ser.points {
             let _ = writeln!(
                 s,
@@ -398,6 +402,19 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("Success &lt;by&gt; trial") && svg.contains("react &amp; reflexion"));
         assert_eq!(svg.matches("<circle").count(), 3);
+        // A one-point series is its marker only: a polyline needs two points.
+        let one = line_chart_svg(
+            "one trial",
+            "trial",
+            "success rate",
+            (0.0, 1.0),
+            &[Series {
+                label: "none".into(),
+                points: vec![(1.0, 0.25)],
+            }],
+        );
+        assert_eq!(one.matches("<circle").count(), 1);
+        assert!(!one.contains("<polyline"), "{one}");
         // x from 1 to 3 spans the plot area (70..620); y 0 -> 340, y 1 -> 40.
         assert!(
             svg.contains(r#"points="70.0,340.0 345.0,190.0 620.0,40.0""#),

@@ -323,6 +323,7 @@ fn a_lane_that_moves_down_when_a_lower_one_frees_up_goes_on_as_if_alone() {
         assert_same_start(&batch[i].text, &alone.text, &format!("request {i}"));
     }
     assert_eq!(batch[0].stats.generated_tokens, 2);
+    assert!(b.info().unwrap().lane_moves >= 1, "no lane moved");
     // The moved request's words after its first two tokens come from the moved cells.
     assert!(
         batch[2].text.split_whitespace().count() >= 6,

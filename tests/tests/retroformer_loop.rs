@@ -37,7 +37,16 @@ fn one_round_collects_trains_installs_and_canaries_the_reflector() {
     let o = Command::new(&trainer)
         .args(["loop", "--env", "household", "--rounds", "1"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
-        .args(["--max-steps", "2", "--steps", "1", "--threads", "1"])
+        .args([
+            "--max-steps",
+            "2",
+            "--steps",
+            "1",
+            "--threads",
+            "1",
+            "--parallel",
+            "2",
+        ])
         // Every reflection is kept (ratings are -1, 0 or 1), so that there is something to
         // train on whatever this small model does.
         .arg("--min-reward=-1")
@@ -67,6 +76,12 @@ fn one_round_collects_trains_installs_and_canaries_the_reflector() {
     );
     assert!(r["train"]["loss_first"].as_f64().unwrap().is_finite());
     assert!(r["train"]["peak_rss_bytes"].as_u64().unwrap() > 50_000_000);
+    // Each phase's time: training without the export, the export, the install.
+    let export_s = r["export"]["export_s"].as_f64().unwrap();
+    let train_s = r["train"]["wall_s_without_export"].as_f64().unwrap();
+    assert!(export_s > 0.0 && train_s > 0.0, "{r}");
+    assert!(r["export"]["install_wall_s"].as_f64().unwrap() > 0.0);
+    assert!(stdout.contains("install"), "{stdout}");
     let id = r["train"]["id"].as_str().unwrap();
     // The canary scored the candidate against the base alone (no adapter was active).
     assert!(r["canary"]["incumbent_id"].is_null());

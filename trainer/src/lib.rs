@@ -73,13 +73,15 @@ pub fn backend_device(backend: Backend) -> Result<burn::tensor::Device, TrainerE
 /// Version of the `.log.json` a run writes.
 pub const LOG_FORMAT_VERSION: u32 = 1;
 
-/// Writes `OUT.log.json` (every step) and the loss curve `OUT.loss.svg`/`.png` next to the
-/// adapter; for a reward model also its scalar head, `OUT.head.json`. Returns the files.
+/// Writes `OUT.log.json` (every step, and how long the adapter's export took) and the loss
+/// curve `OUT.loss.svg`/`.png` next to the adapter; for a reward model also its scalar head,
+/// `OUT.head.json`. Returns the files.
 pub fn write_run_report(
     out: &Path,
     objective: &objective::Objective,
     trained: &train::Trained,
     state: &objective::Trainable,
+    export_ms: f64,
 ) -> Result<Vec<std::path::PathBuf>, TrainerError> {
     let stem = out.with_extension("");
     let io = |p: &Path, e: String| TrainerError::Io {
@@ -92,6 +94,7 @@ pub fn write_run_report(
         "format_version": LOG_FORMAT_VERSION,
         "objective": objective.name(),
         "resumed_from": trained.resumed_from,
+        "export_ms": export_ms,
         "steps": trained.log,
     });
     retroformer::fsutil::write_atomic(

@@ -121,6 +121,9 @@ impl Reflector for LlmReflector {
         &mut self,
         failed: &[(&str, &str, f32)],
     ) -> Result<Vec<Reflection>, AgentError> {
+        if failed.is_empty() {
+            return Ok(Vec::new());
+        }
         let prompts: Vec<String> = failed
             .iter()
             .map(|(q, pad, _)| reflection_prompt(q, pad))

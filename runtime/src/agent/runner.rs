@@ -483,6 +483,10 @@ impl TrialAgent for HotpotAgent<'_, '_> {
         self.agents
             .session
             .generate_stream(first, &mut |key, g| {
+                if failed.is_some() {
+                    // The chunk fails as a whole: let the lanes drain.
+                    return Vec::new();
+                }
                 let k = key as usize;
                 runs[k].absorb(&mut episodes[k], &g);
                 match runs[k].request(actor, react) {

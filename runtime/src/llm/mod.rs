@@ -300,6 +300,9 @@ pub struct SessionInfo {
     pub cached_tokens: u32,
     /// Threads used.
     pub threads: u32,
+    /// Busy lanes moved down so far by continuous batching, so that busy sequence ids stay
+    /// consecutive (see `generate_stream`); 0 for backends without lanes.
+    pub lane_moves: u64,
 }
 
 /// A language model: tokenizer, chat template and a factory of sessions.

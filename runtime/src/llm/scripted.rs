@@ -16,6 +16,7 @@ use super::{
 struct Script {
     replies: VecDeque<String>,
     requests: Vec<GenerateRequest>,
+    streams: Vec<usize>,
 }
 
 /// A model that replies from a script. Clones share the script.
@@ -35,6 +36,12 @@ impl ScriptedModel {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<GenerateRequest> {
         self.script.lock().unwrap().requests.clone()
+    }
+
+    /// For each `generate_stream` call so far, how many requests it started with (a session
+    /// runs a stream one request at a time, follow-ups first, as the trait's default does).
+    pub fn streams(&self) -> Vec<usize> {
+        self.script.lock().unwrap().streams.clone()
     }
 
     /// Replies not yet used.
@@ -146,6 +153,22 @@ impl Session for ScriptedSession {
         })
     }
 
+    fn generate_stream(
+        &mut self,
+        first: Vec<super::Keyed>,
+        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<super::Keyed> + Send),
+    ) -> Result<(), LlmError> {
+        self.model.script.lock().unwrap().streams.push(first.len());
+        let mut queue: VecDeque<super::Keyed> = first.into();
+        while let Some((key, req)) = queue.pop_front() {
+            let g = self.generate(&req, &mut |_| true)?;
+            for (i, f) in on_done(key, g).into_iter().enumerate() {
+                queue.insert(i, f);
+            }
+        }
+        Ok(())
+    }
+
     fn set_adapter(&mut self, _adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
         Ok(())
     }
@@ -160,6 +183,7 @@ impl Session for ScriptedSession {
             context_size: u32::MAX,
             cached_tokens: count_tokens(&self.cached) as u32,
             threads: 1,
+            lane_moves: 0,
         })
     }
 }

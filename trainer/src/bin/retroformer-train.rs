@@ -404,8 +404,10 @@ fn run(cmd: Command) -> Result<()> {
         step: trained.log.last().map(|l| l.step).unwrap_or(0),
         objective: objective.name().into(),
     };
+    let t_export = std::time::Instant::now();
     export(&trained.state.lora, &lora, &base, &provenance, &args.out)?;
-    let written = write_run_report(&args.out, &objective, &trained, &trained.state)?;
+    let export_ms = t_export.elapsed().as_secs_f64() * 1e3;
+    let written = write_run_report(&args.out, &objective, &trained, &trained.state, export_ms)?;
     if let Objective::Reward {
         mode: RewardMode::Classify { threshold },
     } = objective
@@ -789,11 +791,19 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         let canary = run_phase(&format!("round {r}: canary"), &mut cmd)?;
         let m = store.manifest(&id)?;
         let metric = |k: &str| m.metrics.get(k).copied();
+        // The training process ends by exporting the adapter (its log says how long that took);
+        // installing validates and copies it into the store.
+        let export_s = log["export_ms"].as_f64().map(|m| m / 1e3);
+        round["export"] = serde_json::json!({
+            "export_s": export_s, "install_wall_s": installed.wall_s,
+            "install_peak_rss_bytes": installed.peak_rss_bytes,
+        });
         round["train"] = serde_json::json!({
             "adapter": adapter, "id": id, "steps": a.steps,
             "loss_first": log["steps"].as_array().and_then(|s| s.first()).map(|s| s["loss"].clone()),
             "loss_last": log["steps"].as_array().and_then(|s| s.last()).map(|s| s["loss"].clone()),
             "wall_s": trained.wall_s, "peak_rss_bytes": trained.peak_rss_bytes,
+            "wall_s_without_export": export_s.map(|e| trained.wall_s - e),
         });
         round["canary"] = serde_json::json!({
             "candidate": metric("canary_score"), "incumbent": metric("canary_incumbent_score"),
@@ -856,6 +866,28 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
             r["canary"]["promoted"]
                 .as_bool()
                 .map_or("-".into(), |x| x.to_string()),
+        );
+    }
+    // Time and peak memory of each phase (the export's peak is the training process's).
+    let cell =
+        |v: &serde_json::Value, wall: &str, rss: &str| match (v[wall].as_f64(), v[rss].as_u64()) {
+            (Some(w), Some(m)) => format!("{w:.0} s/{} MB", m / 1_000_000),
+            (Some(w), None) => format!("{w:.1} s"),
+            _ => "-".into(),
+        };
+    println!(
+        "{:>5} {:>16} {:>16} {:>8} {:>16} {:>16}",
+        "round", "collect", "train", "export", "install", "canary"
+    );
+    for r in &rounds {
+        println!(
+            "{:>5} {:>16} {:>16} {:>8} {:>16} {:>16}",
+            r["round"].to_string(),
+            cell(&r["collect"], "wall_s", "peak_rss_bytes"),
+            cell(&r["train"], "wall_s_without_export", "peak_rss_bytes"),
+            cell(&r["export"], "export_s", "-"),
+            cell(&r["export"], "install_wall_s", "install_peak_rss_bytes"),
+            cell(&r["canary"], "wall_s", "peak_rss_bytes"),
         );
     }
     println!("results: {}", a.out.join("loop.json").display());

@@ -93,6 +93,35 @@ fn an_episode_halts_before_a_call_that_would_exceed_the_prompt_budget() {
     assert!(out.halted);
     assert!(out.trajectory.steps.is_empty());
     assert_eq!(model.requests().len(), 0);
+    // The label that did not fit stays in the scratchpad, as Reflexion's agent leaves it.
+    assert_eq!(out.scratchpad, "\nThought 1:");
+}
+
+#[test]
+fn a_budget_reached_at_the_action_drops_the_step_whose_thought_was_written() {
+    let q = milhouse();
+    let store = Docstore::for_question(&q);
+    let mut ep = Episode::new(&q, &store);
+    let model = ScriptedModel::new(["a b c", "never used"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    // The scripted tokenizer counts words: the first Thought's prompt fits exactly.
+    let fits = model
+        .tokenize(&prompt("", &q.question, "\nThought 1:"), true, false)
+        .unwrap()
+        .len();
+    let cfg = ReactConfig {
+        max_prompt_tokens: fits,
+        ..ReactConfig::default()
+    };
+    let out = run_episode(&model, session.as_mut(), &mut ep, "", 0, &cfg).unwrap();
+    assert!(out.halted && !out.trajectory.success);
+    assert_eq!(model.requests().len(), 1);
+    assert!(
+        out.trajectory.steps.is_empty(),
+        "{:?}",
+        out.trajectory.steps
+    );
+    assert_eq!(out.scratchpad, "\nThought 1: a b c\nAction 1:");
 }
 
 #[test]

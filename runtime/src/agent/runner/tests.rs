@@ -241,6 +241,10 @@ fn react_episodes_run_together_give_the_same_results_prompts_and_records_as_one_
     let prompts =
         |m: &ScriptedModel| -> Vec<String> { m.requests().into_iter().map(|r| r.prompt).collect() };
     assert_eq!(prompts(&actor_one), prompts(&actor_together));
+    // Trial 1's two episodes went through one stream; trial 2's one task alone, as does every
+    // task of the one-at-a-time run.
+    assert_eq!(actor_together.streams(), [2]);
+    assert!(actor_one.streams().is_empty());
     assert_eq!(normalized(one.path()), normalized(together.path()));
     assert_eq!(
         std::fs::read_to_string(one.path().join("records.jsonl")).unwrap(),

@@ -320,6 +320,8 @@ struct Worker {
     adapter: Option<(Arc<AdapterInner>, u64, f32)>,
     /// The vocabulary-sized candidate buffer, reused for every sampled token.
     candidates: Vec<LlamaTokenData>,
+    /// Lane moves of this session's streams so far.
+    lane_moves: u64,
 }
 
 impl Drop for Worker {
@@ -416,6 +418,7 @@ impl Worker {
             cached_key: None,
             adapter: None,
             candidates: Vec::new(),
+            lane_moves: 0,
         })
     }
 
@@ -488,6 +491,7 @@ impl Worker {
                         context_size: self.cfg.n_ctx,
                         cached_tokens: self.cached.len() as u32,
                         threads: self.cfg.threads,
+                        lane_moves: self.lane_moves,
                     });
                 }
             }

@@ -71,6 +71,10 @@ impl Worker {
         first: Vec<Keyed>,
         on_done: &mut OnDone<'_>,
     ) -> Result<(), Failure> {
+        if first.is_empty() {
+            // Nothing to do: in particular, sequence 0's cached prefix stays.
+            return Ok(());
+        }
         let lanes = self.cfg.n_seq_max.saturating_sub(1) as usize;
         if lanes < 2 {
             // One sequence: one request at a time on the ordinary path.
@@ -162,8 +166,8 @@ impl Worker {
                     return Ok(());
                 }
                 // llama.cpp puts only consecutive sequence ids into one micro-batch (per-sequence
-                // KV streams): when requests have left lanes free below busy ones, the busiest
-                // lanes move down, so that one decode step stays one graph run.
+                // KV streams): when requests have left lanes free below busy ones, the highest
+                // busy lanes move down, so that one decode step stays one graph run.
                 // Not while a twin waits for its source's cells (it names the source's lane);
                 // a twin that has its cells only keeps `twin_of` as a mark.
                 if !lanes.iter().any(Lane::waiting_twin) {
@@ -349,6 +353,7 @@ impl Worker {
             lane_moves = tally.moves,
             "stream done"
         );
+        self.lane_moves += u64::from(tally.moves);
         result
     }
 
@@ -383,8 +388,11 @@ impl Worker {
         let twin_of = (req.max_tokens > 0)
             .then(|| {
                 lanes.iter().position(|l| {
+                    // Only a prompt still being evaluated: one evaluated in the last decode
+                    // but not yet sampled would be sampled before the twin could take it.
                     l.job.as_ref().is_some_and(|j| {
                         j.twin_of.is_none()
+                            && j.fed < j.prompt.len()
                             && j.first_ms.is_none()
                             && j.generated == 0
                             && j.prompt == prompt
