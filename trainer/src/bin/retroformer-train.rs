@@ -665,6 +665,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
     if a.rounds == 0 || a.trials < 2 || a.train_tasks == 0 || a.eval_tasks == 0 || a.steps == 0 {
         bail!("--rounds, --train-tasks, --eval-tasks and --steps must be at least 1, and --trials at least 2 (a rating needs a next trial)");
     }
+    if a.parallel == 0 {
+        bail!("--parallel must be at least 1");
+    }
     let base_path = base_file(&a.base)?;
     let actor = a.actor.clone().unwrap_or_else(|| a.base.clone());
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
