@@ -187,22 +187,28 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
     let out = dir.path().join("run");
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl");
-    let o = cli(&[
-        "eval",
-        "hotpotqa",
-        "--limit",
-        "2",
-        "--trials",
-        "2",
-        "--max-steps",
-        "2",
-        "--threads",
-        "1",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    // Two questions, two trials of at most two steps; `extra` adds flags.
+    let run = |folder: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "hotpotqa",
+            "--limit",
+            "2",
+            "--trials",
+            "2",
+            "--max-steps",
+            "2",
+            "--threads",
+            "1",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            folder.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let o = run(&out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for f in [
         "run.json",
@@ -251,24 +257,7 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
     // both tasks, the reflections written together. Its text may differ from the run above
     // in near-ties (batched logits differ in the last bits), so only the layout is compared.
     let lanes = dir.path().join("lanes");
-    let o = cli(&[
-        "eval",
-        "hotpotqa",
-        "--limit",
-        "2",
-        "--trials",
-        "2",
-        "--max-steps",
-        "2",
-        "--threads",
-        "1",
-        "--parallel",
-        "2",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        lanes.to_str().unwrap(),
-    ]);
+    let o = run(&lanes, &["--parallel", "2"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lanes.join("trial-00.json")).unwrap()).unwrap();

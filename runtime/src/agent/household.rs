@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::reflect::Reflection;
+use super::reflect::{reflect_batch, Reflection};
 use super::runner::{Attempt, RunError, TaskInfo, TaskResult, TrialAgent};
 use super::AgentError;
 use crate::env::household::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
@@ -428,21 +428,12 @@ impl TrialAgent for HouseholdAgent<'_> {
             envs.push(env);
         }
         let cfg = self.cfg.clone();
-        let first = runs
-            .iter()
-            .enumerate()
-            .filter_map(|(k, r)| r.request(&cfg).map(|q| (k as u64, q)))
-            .collect();
-        self.session
-            .generate_stream(first, &mut |key, g| {
-                let k = key as usize;
+        super::run_chains::<AgentError>(&mut *self.session, runs.len(), |k, g| {
+            if let Some(g) = g {
                 runs[k].absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
-                runs[k]
-                    .request(&cfg)
-                    .map(|q| vec![(key, q)])
-                    .unwrap_or_default()
-            })
-            .map_err(AgentError::from)?;
+            }
+            Ok(runs[k].request(&cfg))
+        })?;
         Ok(runs
             .into_iter()
             .zip(&envs)
@@ -458,26 +449,13 @@ impl TrialAgent for HouseholdAgent<'_> {
             .iter()
             .map(|(_, a, earlier)| reflection_prompt(&a.scratchpad, &self.plans(earlier)))
             .collect();
-        let reqs: Vec<GenerateRequest> = prompts
-            .iter()
-            .map(|p| {
-                let mut req = GenerateRequest::new(p.clone(), self.reflection_tokens).stop("\n");
-                req.parse_special = false;
-                req
-            })
-            .collect();
-        let gens = self
-            .reflector
-            .generate_batch(&reqs)
-            .map_err(AgentError::from)?;
-        Ok(prompts
-            .into_iter()
-            .zip(gens)
-            .map(|(prompt, g)| Reflection {
-                prompt,
-                text: g.text.trim().to_string(),
-            })
-            .collect())
+        let tokens = self.reflection_tokens;
+        Ok(reflect_batch(&mut *self.reflector, prompts, |p| {
+            let mut req = GenerateRequest::new(p, tokens).stop("\n");
+            req.parse_special = false;
+            req
+        })
+        .map_err(AgentError::from)?)
     }
 
     fn attempt(

@@ -13,9 +13,43 @@ pub mod reflect;
 pub mod rise;
 pub mod runner;
 
-use crate::llm::{GenerateRequest, LlmError, Session};
+use crate::llm::{GenerateRequest, Generation, LlmError, Session};
 use crate::memory::ReflectionMemory;
 use crate::trajectory::Step;
+
+/// Runs `chains` chains of requests together through one session's
+/// [`Session::generate_stream`] (continuous batching). Chain `k`'s opening request is
+/// `next(k, None)`; after each reply, `next(k, Some(reply))` takes it in and gives the chain's
+/// next request (`None`: the chain is done). A follow-up extends its chain's prompt, so it
+/// continues in the same lane, on its KV. The first error stops every chain (requests in
+/// flight drain; no new ones start) and is returned.
+pub(crate) fn run_chains<E: From<LlmError> + Send>(
+    session: &mut dyn Session,
+    chains: usize,
+    mut next: impl FnMut(usize, Option<Generation>) -> Result<Option<GenerateRequest>, E> + Send,
+) -> Result<(), E> {
+    let mut first = Vec::with_capacity(chains);
+    for k in 0..chains {
+        if let Some(q) = next(k, None)? {
+            first.push((k as u64, q));
+        }
+    }
+    let mut failed: Option<E> = None;
+    session.generate_stream(first, &mut |key, g| {
+        if failed.is_some() {
+            return Vec::new();
+        }
+        match next(key as usize, Some(g)) {
+            Ok(Some(q)) => vec![(key, q)],
+            Ok(None) => Vec::new(),
+            Err(e) => {
+                failed.get_or_insert(e);
+                Vec::new()
+            }
+        }
+    })?;
+    failed.map_or(Ok(()), Err)
+}
 
 /// One greedy LLM call that stops at the end of the line (as Reflexion's agents call the model
 /// for each Thought and Action); its token counts are added to `step`. Returns the trimmed text.

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{GenerateRequest, Session};
+use crate::llm::{GenerateRequest, LlmError, Session};
 
 use super::AgentError;
 
@@ -87,16 +87,15 @@ impl LlmReflector {
     }
 }
 
-impl LlmReflector {
-    fn request(&self, prompt: String) -> GenerateRequest {
-        // Small models run on into the example's markers: stop there too.
-        let mut req = GenerateRequest::new(prompt, self.max_tokens)
-            .stop("\n\n")
-            .stop("(END OF EXAMPLE)")
-            .stop("Previous trial:");
-        req.parse_special = false;
-        req
-    }
+/// The request for a HotPotQA reflection prompt. Small models run on into the example's
+/// markers: stop there too.
+fn reflection_request(prompt: String, max_tokens: u32) -> GenerateRequest {
+    let mut req = GenerateRequest::new(prompt, max_tokens)
+        .stop("\n\n")
+        .stop("(END OF EXAMPLE)")
+        .stop("Previous trial:");
+    req.parse_special = false;
+    req
 }
 
 impl Reflector for LlmReflector {
@@ -107,9 +106,10 @@ impl Reflector for LlmReflector {
         _episode_return: f32,
     ) -> Result<Reflection, AgentError> {
         let prompt = reflection_prompt(question, scratchpad);
-        let g = self
-            .session
-            .generate(&self.request(prompt.clone()), &mut |_| true)?;
+        let g = self.session.generate(
+            &reflection_request(prompt.clone(), self.max_tokens),
+            &mut |_| true,
+        )?;
         Ok(Reflection {
             prompt,
             text: g.text.trim().to_string(),
@@ -121,24 +121,38 @@ impl Reflector for LlmReflector {
         &mut self,
         failed: &[(&str, &str, f32)],
     ) -> Result<Vec<Reflection>, AgentError> {
-        if failed.is_empty() {
-            return Ok(Vec::new());
-        }
         let prompts: Vec<String> = failed
             .iter()
             .map(|(q, pad, _)| reflection_prompt(q, pad))
             .collect();
-        let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| self.request(p.clone())).collect();
-        let gens = self.session.generate_batch(&reqs)?;
-        Ok(prompts
-            .into_iter()
-            .zip(gens)
-            .map(|(prompt, g)| Reflection {
-                prompt,
-                text: g.text.trim().to_string(),
-            })
-            .collect())
+        let session = &mut *self.session;
+        let max_tokens = self.max_tokens;
+        Ok(reflect_batch(session, prompts, |p| {
+            reflection_request(p, max_tokens)
+        })?)
     }
+}
+
+/// Reflections on `prompts` written with one [`Session::generate_batch`] (together when the
+/// session has several sequences), each reply trimmed; `request` makes a prompt's request.
+pub(crate) fn reflect_batch(
+    session: &mut dyn Session,
+    prompts: Vec<String>,
+    request: impl Fn(String) -> GenerateRequest,
+) -> Result<Vec<Reflection>, LlmError> {
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| request(p.clone())).collect();
+    let gens = session.generate_batch(&reqs)?;
+    Ok(prompts
+        .into_iter()
+        .zip(gens)
+        .map(|(prompt, g)| Reflection {
+            prompt,
+            text: g.text.trim().to_string(),
+        })
+        .collect())
 }
 
 #[cfg(test)]

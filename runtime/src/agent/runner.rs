@@ -471,37 +471,14 @@ impl TrialAgent for HotpotAgent<'_, '_> {
             .collect();
         let actor = self.agents.actor;
         let react = &self.react;
-        let mut first = Vec::with_capacity(runs.len());
-        for (k, run) in runs.iter_mut().enumerate() {
-            if let Some(q) = run.request(actor, react)? {
-                first.push((k as u64, q));
-            }
-        }
         // Every episode is a chain of requests: each reply asks for the next Thought or
         // Action, which extends the same prompt (so it continues in its lane, on its KV).
-        let mut failed: Option<AgentError> = None;
-        self.agents
-            .session
-            .generate_stream(first, &mut |key, g| {
-                if failed.is_some() {
-                    // The chunk fails as a whole: let the lanes drain.
-                    return Vec::new();
-                }
-                let k = key as usize;
+        super::run_chains::<AgentError>(&mut *self.agents.session, runs.len(), |k, g| {
+            if let Some(g) = g {
                 runs[k].absorb(&mut episodes[k], &g);
-                match runs[k].request(actor, react) {
-                    Ok(Some(q)) => vec![(key, q)],
-                    Ok(None) => Vec::new(),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        Vec::new()
-                    }
-                }
-            })
-            .map_err(AgentError::from)?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
+            }
+            runs[k].request(actor, react)
+        })?;
         Ok(runs
             .into_iter()
             .zip(&episodes)
