@@ -21,8 +21,9 @@ use crate::trajectory::Step;
 /// [`Session::generate_stream`] (continuous batching). Chain `k`'s opening request is
 /// `next(k, None)`; after each reply, `next(k, Some(reply))` takes it in and gives the chain's
 /// next request (`None`: the chain is done). A follow-up extends its chain's prompt, so it
-/// continues in the same lane, on its KV. The first error stops every chain (requests in
-/// flight drain; no new ones start) and is returned.
+/// continues in the same lane, on its KV. After the first error of `next` no chain gets a
+/// follow-up (requests already handed over still run); a session error is returned first,
+/// else that error.
 pub(crate) fn run_chains<E: From<LlmError> + Send>(
     session: &mut dyn Session,
     chains: usize,
