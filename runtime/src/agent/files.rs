@@ -86,14 +86,33 @@ pub fn claim_run_folder<T>(out: &Path, cfg: &T) -> Result<Result<Claim, String>,
 where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
 {
+    claim_run_folder_by(out, cfg, |saved, cfg| saved == cfg)
+}
+
+/// As [`claim_run_folder`], but the saved settings need only be `same` as `cfg` (equal but
+/// for settings a resumed run may change, such as the number of trials); when they are not
+/// equal, `run.json` is rewritten with `cfg`.
+pub fn claim_run_folder_by<T>(
+    out: &Path,
+    cfg: &T,
+    same: impl Fn(&T, &T) -> bool,
+) -> Result<Result<Claim, String>, FileError>
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let run_json = out.join("run.json");
     Ok(match read_json::<T>(&run_json)? {
-        Some(saved) if &saved != cfg => Err(format!(
+        Some(saved) if !same(&saved, cfg) => Err(format!(
             "{} holds a run with other settings ({saved:?}); use another --out folder or the same settings",
             out.display()
         )),
-        Some(_) => Ok(Claim::Resumed),
+        Some(saved) => {
+            if &saved != cfg {
+                write_json(&run_json, cfg)?;
+            }
+            Ok(Claim::Resumed)
+        }
         None => {
             write_json(&run_json, cfg)?;
             Ok(Claim::New)

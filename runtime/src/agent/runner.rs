@@ -274,6 +274,20 @@ pub struct Attempt {
     pub scratchpad: String,
 }
 
+impl From<&TaskResult> for Attempt {
+    /// The attempt a saved result records (to reflect on it after a resume).
+    fn from(r: &TaskResult) -> Self {
+        Attempt {
+            answer: r.answer.clone(),
+            success: r.success,
+            halted: r.halted,
+            episode_return: r.episode_return,
+            steps: r.steps.clone(),
+            scratchpad: r.scratchpad.clone(),
+        }
+    }
+}
+
 /// An agent the trial loop runs: one attempt at task `i` given that task's earlier results,
 /// and a reflection on a failed attempt. Environments plug in here.
 pub trait TrialAgent {
@@ -563,7 +577,15 @@ pub fn run_trials(
     on_task: &mut dyn FnMut(&TaskResult),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let strategy = parse_strategy(cfg)?;
-    match super::files::claim_run_folder(out, cfg)? {
+    // A run may be resumed with another number of trials (more: it goes on; fewer: it stops
+    // there); every other setting must be the same.
+    let same_run = |saved: &RunConfig, cfg: &RunConfig| {
+        &RunConfig {
+            trials: cfg.trials,
+            ..saved.clone()
+        } == cfg
+    };
+    match super::files::claim_run_folder_by(out, cfg, same_run)? {
         Ok(super::files::Claim::Resumed) => tracing::info!(out = %out.display(), "resuming"),
         Ok(super::files::Claim::New) => {}
         Err(mismatch) => return Err(RunError::Config(mismatch)),
@@ -600,6 +622,39 @@ pub fn run_trials(
                     results[i] = Some(done);
                 }
                 None => pending.push(i),
+            }
+        }
+        // Failures saved without a reflection because their trial was the last one then (the
+        // run is now resumed with more trials): reflect on them now, as the run would have.
+        if strategy.reflects() && trial + 1 < cfg.trials {
+            let late: Vec<usize> = (0..tasks.len())
+                .filter(|&i| {
+                    results[i]
+                        .as_ref()
+                        .is_some_and(|r| !r.success && r.reflection.is_none())
+                })
+                .collect();
+            if !late.is_empty() {
+                let attempts: Vec<Attempt> = late
+                    .iter()
+                    .map(|&i| Attempt::from(results[i].as_ref().expect("loaded above")))
+                    .collect();
+                let failed: Vec<(usize, &Attempt, &[TaskResult])> = late
+                    .iter()
+                    .zip(&attempts)
+                    .map(|(&i, a)| (i, a, history[i].as_slice()))
+                    .collect();
+                let reflections = agent.reflect_many(&failed)?;
+                for (&i, reflection) in late.iter().zip(reflections) {
+                    let r = results[i].as_mut().expect("loaded above");
+                    r.reflection = Some(reflection);
+                    write_json(&task_path(out, trial, &r.task_id), r)?;
+                }
+                tracing::info!(
+                    trial,
+                    tasks = late.len(),
+                    "reflected on a resumed run's last trial"
+                );
             }
         }
         // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'

@@ -322,7 +322,8 @@ struct HotpotArgs {
     /// What a trial is told about earlier ones: none, last-attempt, reflexion, last-attempt-and-reflexion.
     #[arg(long, default_value = "reflexion")]
     strategy: String,
-    /// Number of trials.
+    /// Number of trials. Running again into the same --out with more trials goes on from
+    /// where the run stopped (the last trial's failures get their reflections first).
     #[arg(long, default_value_t = 5)]
     trials: u32,
     /// Actor model (manifest name or GGUF path).
@@ -654,7 +655,8 @@ struct HouseholdArgs {
     /// eval (the fixed 134 tasks) or train.
     #[arg(long, default_value = "eval")]
     split: String,
-    /// Trials.
+    /// Trials. Running again into the same --out with more trials goes on from where the
+    /// run stopped (the last trial's failures get their reflections first).
     #[arg(long, default_value_t = 10)]
     trials: u32,
     /// reflexion or none.

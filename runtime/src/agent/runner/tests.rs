@@ -253,6 +253,48 @@ fn react_episodes_run_together_give_the_same_results_prompts_and_records_as_one_
 }
 
 #[test]
+fn a_run_resumed_with_more_trials_reflects_on_its_last_failures_and_matches_one_run_throughout() {
+    let whole = tempfile::tempdir().unwrap();
+    run_with(whole.path(), &ACTOR, &["Search the page before answering."])
+        .0
+        .unwrap();
+
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let grown = tempfile::tempdir().unwrap();
+    // One trial: no reflection follows the last trial's failure.
+    let (r, _) = run_cfg(grown.path(), &cfg(1), &questions, &ACTOR[..4], &[]);
+    assert_eq!(r.unwrap().len(), 1);
+    let failed = load_task(grown.path(), 0, "q2").unwrap().unwrap();
+    assert!(failed.reflection.is_none());
+    // The same folder with two trials: trial 0's failure gets its reflection first, then
+    // trial 1 runs with it; files, records and settings end as in one two-trial run.
+    let (r, actor) = run_cfg(
+        grown.path(),
+        &cfg(2),
+        &questions,
+        &ACTOR[4..],
+        &["Search the page before answering."],
+    );
+    assert_eq!(r.unwrap().len(), 2);
+    assert_eq!(actor.remaining(), 0);
+    assert!(actor.requests()[0]
+        .prompt
+        .contains("Reflections:\n- Search the page before answering."));
+    assert_eq!(normalized(whole.path()), normalized(grown.path()));
+    assert_eq!(
+        std::fs::read_to_string(whole.path().join("records.jsonl")).unwrap(),
+        std::fs::read_to_string(grown.path().join("records.jsonl")).unwrap()
+    );
+    let saved: RunConfig =
+        serde_json::from_slice(&std::fs::read(grown.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(saved, cfg(2));
+    // Fewer trials than saved: the run stops there, nothing is redone.
+    let (r, actor) = run_cfg(grown.path(), &cfg(1), &questions, &[], &[]);
+    assert_eq!(r.unwrap().len(), 1);
+    assert!(actor.requests().is_empty());
+}
+
+#[test]
 fn a_folder_holding_a_run_with_other_settings_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     run_with(dir.path(), &ACTOR, &["Search the page before answering."])
