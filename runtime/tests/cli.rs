@@ -259,6 +259,10 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
         .unwrap()
         .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
         .collect();
+    let records_before = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
     let o = run(&out, "3", &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run_json: serde_json::Value =
@@ -267,6 +271,8 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
     let open: Vec<_> = trial1.iter().filter(|r| r["success"] == false).collect();
     // SmolLM2 in two steps solves neither question (the check below needs an open one).
     assert!(!open.is_empty(), "{trial1:?}");
+    // Trial 2 was the last one: no reflection then.
+    assert!(open.iter().all(|r| r["reflection"].is_null()), "{open:?}");
     for r in &open {
         let id = r["task_id"].as_str().unwrap();
         let path = std::fs::read_dir(out.join("trial-01"))
@@ -284,6 +290,36 @@ fn a_short_real_hotpotqa_run_writes_every_file_and_reuses_the_kv_cache() {
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("trial-02.json")).unwrap()).unwrap();
     assert_eq!(summary["attempted"].as_u64().unwrap(), open.len() as u64);
+    // Each of those reflections is rated by trial 3's return: one record more each.
+    let records_after = std::fs::read_to_string(out.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(records_after, records_before + open.len());
+    // Running again without --trials resumes the three-trial run (the default, 5, would
+    // extend it); fewer trials are refused, naming the folder.
+    let again = cli(&[
+        "eval",
+        "hotpotqa",
+        "--limit",
+        "2",
+        "--max-steps",
+        "2",
+        "--threads",
+        "1",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(!out.join("trial-03.json").exists());
+    let fewer = run(&out, "2", &[]);
+    assert_clean_failure(&fewer, &["holds a run of 3 trials", "--trials 2"]);
     // The same run with both episodes at once (continuous batching, two lanes): every file,
     // both tasks, the reflections written together. Its text may differ from the run above
     // in near-ties (batched logits differ in the last bits), so only the layout is compared.

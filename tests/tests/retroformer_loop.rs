@@ -130,3 +130,38 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--trials"), "{err}");
 }
+
+#[test]
+fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |trials: &str| {
+        vec![
+            "loop".to_string(),
+            "--env".into(),
+            "household".into(),
+            "--base".into(),
+            "smollm2-135m-instruct".into(),
+            "--trials".into(),
+            trials.into(),
+            "--out".into(),
+            dir.path().display().to_string(),
+        ]
+    };
+    // What a loop with three trials leaves in loop.json (the settings; no round yet).
+    let saved = serde_json::json!({
+        "format_version": 1, "env": "household", "base": "smollm2-135m-instruct",
+        "actor": "smollm2-135m-instruct", "train_tasks": 20, "eval_tasks": 20, "trials": 3,
+        "min_reward": 0.5, "steps": 40, "margin": 0.0, "rounds": [],
+    });
+    std::fs::write(dir.path().join("loop.json"), saved.to_string()).unwrap();
+    let o = Command::new(bin("retroformer-train"))
+        .args(args("2"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("loop.json holds a loop with other settings (trials: 3 there, 2 now)"),
+        "{err}"
+    );
+}

@@ -577,14 +577,29 @@ pub fn run_trials(
     on_task: &mut dyn FnMut(&TaskResult),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let strategy = parse_strategy(cfg)?;
-    // A run may be resumed with another number of trials (more: it goes on; fewer: it stops
-    // there); every other setting must be the same.
+    if cfg.trials == 0 {
+        return Err(RunError::Config("--trials must be at least 1".into()));
+    }
+    // A run may be resumed with more trials (it goes on from where it stopped); every other
+    // setting must be the same. Fewer would drop the later trials from the summaries and
+    // the rating records, so that is refused.
     let same_run = |saved: &RunConfig, cfg: &RunConfig| {
         &RunConfig {
             trials: cfg.trials,
             ..saved.clone()
         } == cfg
     };
+    if let Some(saved) = super::files::read_json::<RunConfig>(&out.join("run.json"))? {
+        if same_run(&saved, cfg) && saved.trials > cfg.trials {
+            return Err(RunError::Config(format!(
+                "{} holds a run of {} trials: --trials {} would leave out the later ones; give --trials {} or more, or another --out folder",
+                out.display(),
+                saved.trials,
+                cfg.trials,
+                saved.trials
+            )));
+        }
+    }
     match super::files::claim_run_folder_by(out, cfg, same_run)? {
         Ok(super::files::Claim::Resumed) => tracing::info!(out = %out.display(), "resuming"),
         Ok(super::files::Claim::New) => {}
@@ -624,6 +639,13 @@ pub fn run_trials(
                 None => pending.push(i),
             }
         }
+        // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'
+        // worth at a time; each chunk's results are written before the next starts, so a
+        // killed run loses at most one chunk.
+        let chunk = match agent.parallelism() {
+            0 | 1 => 1,
+            n => n * 2,
+        };
         // Failures saved without a reflection because their trial was the last one then (the
         // run is now resumed with more trials): reflect on them now, as the run would have.
         if strategy.reflects() && trial + 1 < cfg.trials {
@@ -634,22 +656,25 @@ pub fn run_trials(
                         .is_some_and(|r| !r.success && r.reflection.is_none())
                 })
                 .collect();
-            if !late.is_empty() {
-                let attempts: Vec<Attempt> = late
+            // In chunks like the attempts below, each written before the next starts.
+            for group in late.chunks(chunk) {
+                let attempts: Vec<Attempt> = group
                     .iter()
                     .map(|&i| Attempt::from(results[i].as_ref().expect("loaded above")))
                     .collect();
-                let failed: Vec<(usize, &Attempt, &[TaskResult])> = late
+                let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
                     .iter()
                     .zip(&attempts)
                     .map(|(&i, a)| (i, a, history[i].as_slice()))
                     .collect();
                 let reflections = agent.reflect_many(&failed)?;
-                for (&i, reflection) in late.iter().zip(reflections) {
+                for (&i, reflection) in group.iter().zip(reflections) {
                     let r = results[i].as_mut().expect("loaded above");
                     r.reflection = Some(reflection);
                     write_json(&task_path(out, trial, &r.task_id), r)?;
                 }
+            }
+            if !late.is_empty() {
                 tracing::info!(
                     trial,
                     tasks = late.len(),
@@ -657,13 +682,6 @@ pub fn run_trials(
                 );
             }
         }
-        // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'
-        // worth at a time; each chunk's results are written before the next starts, so a
-        // killed run loses at most one chunk.
-        let chunk = match agent.parallelism() {
-            0 | 1 => 1,
-            n => n * 2,
-        };
         for group in pending.chunks(chunk) {
             let t0 = Instant::now();
             let asks: Vec<(usize, &[TaskResult])> =

@@ -322,10 +322,11 @@ struct HotpotArgs {
     /// What a trial is told about earlier ones: none, last-attempt, reflexion, last-attempt-and-reflexion.
     #[arg(long, default_value = "reflexion")]
     strategy: String,
-    /// Number of trials. Running again into the same --out with more trials goes on from
-    /// where the run stopped (the last trial's failures get their reflections first).
-    #[arg(long, default_value_t = 5)]
-    trials: u32,
+    /// Number of trials (default: 5, or the count of the run already in --out / --resume).
+    /// Running again with more trials goes on from where the run stopped (the last trial's
+    /// failures get their reflections first); fewer are refused.
+    #[arg(long)]
+    trials: Option<u32>,
     /// Actor model (manifest name or GGUF path).
     #[arg(long, default_value = "smollm2-135m-instruct")]
     actor: String,
@@ -655,10 +656,11 @@ struct HouseholdArgs {
     /// eval (the fixed 134 tasks) or train.
     #[arg(long, default_value = "eval")]
     split: String,
-    /// Trials. Running again into the same --out with more trials goes on from where the
-    /// run stopped (the last trial's failures get their reflections first).
-    #[arg(long, default_value_t = 10)]
-    trials: u32,
+    /// Trials (default: 10, or the count of the run already in --out). Running again with
+    /// more trials goes on from where the run stopped (the last trial's failures get their
+    /// reflections first); fewer are refused.
+    #[arg(long)]
+    trials: Option<u32>,
     /// reflexion or none.
     #[arg(long, default_value = "reflexion")]
     strategy: String,
@@ -1468,6 +1470,18 @@ fn targets(json: bool) -> Result<()> {
     Ok(())
 }
 
+/// The number of trials of a Reflexion evaluation into `out`: `--trials` when given, else the
+/// count the run already in `out` was saved with (running again without the flag resumes it,
+/// never extends it), else `default`.
+fn trials_or_saved(given: Option<u32>, out: &std::path::Path, default: u32) -> Result<u32> {
+    if let Some(t) = given {
+        return Ok(t);
+    }
+    let saved: Option<retroformer::agent::runner::RunConfig> =
+        retroformer::agent::files::read_json(&out.join("run.json"))?;
+    Ok(saved.map_or(default, |c| c.trials))
+}
+
 fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     use retroformer::agent::reflect::LlmReflector;
     use retroformer::agent::runner::{self, Agents, RunConfig};
@@ -1484,8 +1498,11 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
         (Some(dir), _) => {
             let text = std::fs::read(dir.join("run.json"))
                 .with_context(|| format!("--resume {}: no run.json there", dir.display()))?;
-            let cfg: RunConfig = serde_json::from_slice(&text)
+            let mut cfg: RunConfig = serde_json::from_slice(&text)
                 .with_context(|| format!("{}", dir.join("run.json").display()))?;
+            if let Some(t) = a.trials {
+                cfg.trials = t;
+            }
             (dir.clone(), cfg)
         }
         (None, Some(dir)) => {
@@ -1498,7 +1515,7 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
             }
             let cfg = RunConfig {
                 agent: a.agent.clone(),
-                trials: a.trials,
+                trials: trials_or_saved(a.trials, dir, 5)?,
                 strategy: a.strategy.clone(),
                 memory: a.memory,
                 global_docstore: a.global_docstore,
@@ -1807,7 +1824,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     let mut reflector_session = open_batch_session(r_model, r_args, seqs, ctx)?;
     let cfg = RunConfig {
         agent: "household".into(),
-        trials: a.trials,
+        trials: trials_or_saved(a.trials, &a.out, 10)?,
         strategy: a.strategy.clone(),
         memory: a.memory,
         global_docstore: false,
@@ -2535,7 +2552,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                     &HotpotArgs {
                         agent: "react".into(),
                         strategy: "reflexion".into(),
-                        trials: c.trials,
+                        trials: Some(c.trials),
                         actor: actor.clone(),
                         reflector: c.base.clone(),
                         reflector_adapter: spec.clone(),
@@ -2581,7 +2598,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                     profile,
                     &HouseholdArgs {
                         split: c.split.clone(),
-                        trials: c.trials,
+                        trials: Some(c.trials),
                         strategy: "reflexion".into(),
                         actor: actor.clone(),
                         reflector: c.base.clone(),

@@ -640,13 +640,55 @@ fn success_by_trial(dir: &Path) -> Result<Vec<f64>> {
     Ok(summaries.iter().map(|t| t.success_rate).collect())
 }
 
+/// The loop's settings as `loop.json` records them (a resumed loop must keep them: its
+/// rounds' evaluations and adapters were made with them).
+fn loop_settings(a: &LoopArgs, actor: &str) -> serde_json::Value {
+    serde_json::json!({
+        "env": a.env, "base": a.base, "actor": actor,
+        "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
+        "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin,
+    })
+}
+
+/// Refuses to resume a loop in `a.out` whose `loop.json` was written with other settings
+/// (more `--rounds` is fine: the loop goes on).
+fn check_loop_settings(a: &LoopArgs, actor: &str) -> Result<()> {
+    let path = a.out.join("loop.json");
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+    };
+    let saved: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{}", path.display()))?;
+    let now = loop_settings(a, actor);
+    let now = now.as_object().expect("an object");
+    let differ: Vec<String> = now
+        .iter()
+        .filter(|(k, v)| saved.get(k.as_str()) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {} there, {v} now",
+                saved.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "{} holds a loop with other settings ({}); use the same settings or another --out folder",
+            path.display(),
+            differ.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// `OUT/loop.json`: the settings and every round so far (rewritten after each round).
 fn write_loop_report(a: &LoopArgs, actor: &str, rounds: &[serde_json::Value]) -> Result<()> {
-    let report = serde_json::json!({
-        "format_version": 1, "env": a.env, "base": a.base, "actor": actor,
-        "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
-        "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin, "rounds": rounds,
-    });
+    let mut report = loop_settings(a, actor);
+    let map = report.as_object_mut().expect("an object");
+    map.insert("format_version".into(), 1.into());
+    map.insert("rounds".into(), rounds.into());
     retroformer::fsutil::write_atomic(
         &a.out.join("loop.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
@@ -668,8 +710,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
     if a.parallel == 0 {
         bail!("--parallel must be at least 1");
     }
-    let base_path = base_file(&a.base)?;
     let actor = a.actor.clone().unwrap_or_else(|| a.base.clone());
+    check_loop_settings(a, &actor)?;
+    let base_path = base_file(&a.base)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("--out {}", a.out.display()))?;
     let base_sha = fetch::sha256_file(&base_path, false)?;
     let store = retroformer::adapters::AdapterStore::for_base(&home_dir(), &base_sha)?;

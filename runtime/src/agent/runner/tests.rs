@@ -288,10 +288,90 @@ fn a_run_resumed_with_more_trials_reflects_on_its_last_failures_and_matches_one_
     let saved: RunConfig =
         serde_json::from_slice(&std::fs::read(grown.path().join("run.json")).unwrap()).unwrap();
     assert_eq!(saved, cfg(2));
-    // Fewer trials than saved: the run stops there, nothing is redone.
+    // Fewer trials than saved would drop trial 1 from the records: refused, nothing changed.
+    let records = std::fs::read_to_string(grown.path().join("records.jsonl")).unwrap();
     let (r, actor) = run_cfg(grown.path(), &cfg(1), &questions, &[], &[]);
-    assert_eq!(r.unwrap().len(), 1);
+    let e = r.unwrap_err().to_string();
+    assert!(
+        e.contains("holds a run of 2 trials") && e.contains("--trials 1"),
+        "{e}"
+    );
     assert!(actor.requests().is_empty());
+    let saved: RunConfig =
+        serde_json::from_slice(&std::fs::read(grown.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(saved, cfg(2));
+    assert_eq!(
+        std::fs::read_to_string(grown.path().join("records.jsonl")).unwrap(),
+        records
+    );
+    let (r, _) = run_cfg(grown.path(), &cfg(0), &questions, &[], &[]);
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("--trials must be at least 1"));
+}
+
+#[test]
+fn a_run_extended_after_a_kill_in_its_last_trial_finishes_that_trial_then_goes_on() {
+    let whole = tempfile::tempdir().unwrap();
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    // Three trials in one go: q2 fails twice (two reflections), then is solved.
+    let actor3 = [
+        "t",
+        "Finish[Pamela Hayden]",
+        "t",
+        "Finish[nope]",
+        "t",
+        "Finish[still nope]",
+        "t",
+        "Finish[Springfield]",
+    ];
+    let reflections = ["First reflection.", "Second reflection."];
+    run_cfg(whole.path(), &cfg(3), &questions, &actor3, &reflections)
+        .0
+        .unwrap();
+
+    // Two trials, killed (the script runs out) before trial 1's attempt at q2 ends...
+    let grown = tempfile::tempdir().unwrap();
+    let (r, _) = run_cfg(
+        grown.path(),
+        &cfg(2),
+        &questions,
+        &actor3[..5],
+        &reflections[..1],
+    );
+    assert!(r.is_err());
+    assert!(load_task(grown.path(), 1, "q2").unwrap().is_none());
+    // ...then run with three: trial 1 finishes (with its reflection, a trial follows now),
+    // trial 2 runs; everything as in the uninterrupted three-trial run.
+    let (r, actor) = run_cfg(
+        grown.path(),
+        &cfg(3),
+        &questions,
+        &actor3[4..],
+        &reflections[1..],
+    );
+    assert_eq!(r.unwrap().len(), 3);
+    assert_eq!(actor.remaining(), 0);
+    let all = |out: &Path| {
+        (0..3)
+            .flat_map(|t| ["q1", "q2"].map(|id| (t, id)))
+            .filter_map(|(t, id)| load_task(out, t, id).unwrap())
+            .map(|mut r| {
+                r.wall_ms = 0.0;
+                for s in &mut r.steps {
+                    s.reused_tokens = 0;
+                    s.evaluated_tokens = 0;
+                }
+                r
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(all(whole.path()), all(grown.path()));
+    assert_eq!(
+        std::fs::read_to_string(whole.path().join("records.jsonl")).unwrap(),
+        std::fs::read_to_string(grown.path().join("records.jsonl")).unwrap()
+    );
 }
 
 #[test]
