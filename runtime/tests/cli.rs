@@ -957,6 +957,23 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
                 .unwrap();
         assert_eq!(trial["tasks"], 1);
     }
+    // The first trial has no reflection yet: the candidate took the incumbent's instead of
+    // running it again (its wall time too, so the files are the same bytes).
+    let task_file = |who: &str| {
+        let dir = evals.join(who).join("trial-00");
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::read(&files[0]).unwrap()
+    };
+    assert_eq!(task_file("base"), task_file(&id));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("trial 1 of 1 tasks taken from"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(&["adapters", "list", "--base", b, "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["active"], id.as_str());

@@ -1,6 +1,6 @@
 //! The Retroformer loop end to end, across both binaries and the real SmolLM2 model: collect
 //! Reflexion trials, train the reflector (SFT), export, install into the adapter store, canary
-//! on held-out tasks; and the results file that records each phase.
+//! on held-out tasks, twice; and the results file that records each phase.
 //!
 //! `cargo test --workspace` builds both binaries (`retroformer`, `retroformer-train`) before
 //! any test runs; run alone, build them first with `cargo build --bins`.
@@ -27,7 +27,7 @@ fn smollm2() -> PathBuf {
 }
 
 #[test]
-fn one_round_collects_trains_installs_and_canaries_the_reflector() {
+fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first_trial() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
     let base = smollm2();
@@ -35,7 +35,7 @@ fn one_round_collects_trains_installs_and_canaries_the_reflector() {
     let trainer = bin("retroformer-train");
     bin("retroformer");
     let o = Command::new(&trainer)
-        .args(["loop", "--env", "household", "--rounds", "1"])
+        .args(["loop", "--env", "household", "--rounds", "2"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
         .args([
             "--max-steps",
@@ -93,7 +93,44 @@ fn one_round_collects_trains_installs_and_canaries_the_reflector() {
     assert!(out.join("round-1/canary/base/run.json").is_file());
     assert!(out.join(format!("round-1/canary/{id}/run.json")).is_file());
     assert!(out.join("loop.svg").is_file() && out.join("loop.png").is_file());
-    // The store agrees: the adapter is installed, active exactly when promoted.
+    // Round 2 collected with round 1's outcome as its reflector and pooled both rounds' records.
+    let r2 = &report["rounds"][1];
+    assert_eq!(r2["round"], 2, "{report}");
+    assert_eq!(
+        r2["reflector_adapter"].as_str(),
+        (cand >= inc).then_some(id),
+        "{r2}"
+    );
+    assert_eq!(r2["collect"]["records"], 2, "{r2}");
+    let id2 = r2["train"]["id"].as_str().unwrap();
+    assert_ne!(id2, id);
+    // Trial 1 has no reflection yet, so it ran once: round 2's collection took round 1's, and
+    // every canary evaluation took round 1's first one (the same bytes: wall times included).
+    let trial1 = |dir: &str| {
+        let dir = out.join(dir).join("trial-00");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), 1, "{files:?}");
+        let mut r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+        // The reflection is each run's own.
+        r["reflection"] = serde_json::Value::Null;
+        r
+    };
+    assert_eq!(trial1("round-1/collect"), trial1("round-2/collect"));
+    let first = trial1("round-1/canary/base");
+    let incumbent2 = r2["canary"]["incumbent_id"].as_str().unwrap_or("base");
+    for arm in [
+        format!("round-1/canary/{id}"),
+        format!("round-2/canary/{incumbent2}"),
+        format!("round-2/canary/{id2}"),
+    ] {
+        assert_eq!(trial1(&arm), first, "{arm}");
+    }
+    // The store agrees: both adapters are installed, and the active one is the last promoted.
     let o = Command::new(bin("retroformer"))
         .args(["adapters", "list", "--json", "--base"])
         .arg(&base)
@@ -101,8 +138,22 @@ fn one_round_collects_trains_installs_and_canaries_the_reflector() {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["adapters"][0]["id"], id);
-    assert_eq!(v["active"].as_str() == Some(id), cand >= inc);
+    let mut ids: Vec<&str> = v["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let mut want = vec![id, id2];
+    want.sort();
+    assert_eq!(ids, want);
+    let expected = if r2["canary"]["promoted"].as_bool().unwrap() {
+        Some(id2)
+    } else {
+        r2["reflector_adapter"].as_str()
+    };
+    assert_eq!(v["active"].as_str(), expected, "{v}");
 }
 
 #[test]

@@ -233,6 +233,91 @@ pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskRes
     Ok(r)
 }
 
+/// The tasks of HotPotQA `questions`, as the trial loop knows them.
+pub fn hotpotqa_tasks(questions: &[Question]) -> Vec<TaskInfo> {
+    questions
+        .iter()
+        .map(|q| TaskInfo {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            gold: q.answer.clone(),
+        })
+        .collect()
+}
+
+/// Starts a new run in `to` from the first trial of the run in `from`, so that two runs that
+/// differ only in their reflector (a canary's incumbent and candidate, a loop's rounds) share
+/// one first trial: no reflection exists before it, so the reflector cannot change it, and
+/// sharing it leaves the reflections as the runs' only difference. `from` must hold a run with
+/// `cfg`'s settings apart from `trials`, `reflector` and `reflector_adapter`. Each of `tasks`'
+/// trial-1 results in `from` is copied without its reflection (the run in `to` writes its own
+/// before its second trial; see [`run_trials`]); tasks `from` lacks are attempted as usual.
+///
+/// Does nothing when `to` already holds a run (its `run.json` exists): a resumed run keeps the
+/// first trial it has. Returns how many results were copied.
+pub fn seed_first_trial(
+    from: &Path,
+    to: &Path,
+    cfg: &RunConfig,
+    tasks: &[TaskInfo],
+) -> Result<usize, RunError> {
+    if to.join("run.json").exists() {
+        return Ok(0);
+    }
+    let src = from.join("run.json");
+    let Some(saved) = read_json::<RunConfig>(&src)? else {
+        return Err(RunError::Config(format!(
+            "{}: no run there to take the first trial from",
+            src.display()
+        )));
+    };
+    let comparable = |c: &RunConfig| RunConfig {
+        trials: 0,
+        reflector: String::new(),
+        reflector_adapter: None,
+        ..c.clone()
+    };
+    if comparable(&saved) != comparable(cfg) {
+        let a = serde_json::to_value(comparable(&saved)).unwrap_or_default();
+        let b = serde_json::to_value(comparable(cfg)).unwrap_or_default();
+        let differ: Vec<String> = b
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, v)| a.get(k.as_str()) != Some(v))
+            .map(|(k, v)| {
+                format!(
+                    "{k}: {} there, {v} here",
+                    a.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+                )
+            })
+            .collect();
+        return Err(RunError::Config(format!(
+            "{}: its first trial was run with other settings ({}); only trials and the reflector may differ",
+            src.display(),
+            differ.join(", ")
+        )));
+    }
+    std::fs::create_dir_all(trial_dir(to, 0)).map_err(|e| file_err(&trial_dir(to, 0), e))?;
+    let mut copied = 0;
+    for task in tasks {
+        let Some(mut r) = load_task(from, 0, &task.id)? else {
+            continue;
+        };
+        if r.question != task.question || r.gold != task.gold {
+            return Err(RunError::Config(format!(
+                "{}: task {} there has another question or gold answer than here",
+                task_path(from, 0, &task.id).display(),
+                task.id
+            )));
+        }
+        r.reflection = None;
+        write_json(&task_path(to, 0, &task.id), &r)?;
+        copied += 1;
+    }
+    Ok(copied)
+}
+
 /// The actor, the reflector and how to count tokens.
 pub struct Agents<'a> {
     /// The actor model (for token counting).
@@ -351,14 +436,7 @@ pub fn run(
     }
     let empty_memory = ReflectionMemory::new(cfg.memory)
         .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
-    let tasks: Vec<TaskInfo> = questions
-        .iter()
-        .map(|q| TaskInfo {
-            id: q.id.clone(),
-            question: q.question.clone(),
-            gold: q.answer.clone(),
-        })
-        .collect();
+    let tasks = hotpotqa_tasks(questions);
     let mut agent = HotpotAgent {
         questions,
         global: cfg.global_docstore.then(|| Docstore::global(questions)),

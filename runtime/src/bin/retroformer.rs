@@ -347,6 +347,12 @@ struct HotpotArgs {
     /// Resume the run in this folder with its saved settings.
     #[arg(long, conflicts_with = "out")]
     resume: Option<PathBuf>,
+    /// Start a new run from the first trial of the run in DIR (same settings apart from
+    /// --trials and the reflector), instead of running that trial again: no reflection exists
+    /// before it, so the reflector cannot change it. Runs that compare reflectors (the
+    /// canary, the loop's rounds) share it this way. Ignored when --out already holds a run.
+    #[arg(long, value_name = "DIR")]
+    first_trial_from: Option<PathBuf>,
     /// HotPotQA distractor JSONL (default: ../shared/data/hotpotqa/hotpot-qa-distractor-sample.jsonl).
     #[arg(long)]
     data: Option<PathBuf>,
@@ -618,6 +624,11 @@ struct CanaryArgs {
     /// Where the two evaluations go (default: the store's canary/ID folder).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Take both evaluations' first trial from the run in DIR (hotpotqa, household; see
+    /// `eval hotpotqa --first-trial-from`). Without it the second evaluation takes the
+    /// first's: the first trial has no reflection yet, so it is the same for both reflectors.
+    #[arg(long, value_name = "DIR")]
+    first_trial_from: Option<PathBuf>,
     /// Episodes run at once (hotpotqa and household; see `eval hotpotqa --parallel`).
     #[arg(long, default_value_t = 1)]
     parallel: u32,
@@ -682,6 +693,12 @@ struct HouseholdArgs {
     /// Output folder (re-running with the same folder and settings resumes).
     #[arg(long)]
     out: PathBuf,
+    /// Start a new run from the first trial of the run in DIR (same settings apart from
+    /// --trials and the reflector), instead of running that trial again: no reflection exists
+    /// before it, so the reflector cannot change it. Runs that compare reflectors (the
+    /// canary, the loop's rounds) share it this way. Ignored when --out already holds a run.
+    #[arg(long, value_name = "DIR")]
+    first_trial_from: Option<PathBuf>,
     /// Leave out the first N tasks (held-out sets: train on the first N, test on the rest).
     #[arg(long, default_value_t = 0)]
     skip: usize,
@@ -1584,6 +1601,16 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
             .expect("valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    if let Some(from) = &a.first_trial_from {
+        let n = runner::seed_first_trial(from, &out, &cfg, &runner::hotpotqa_tasks(&questions))?;
+        if n > 0 {
+            eprintln!(
+                "[retroformer] trial 1 of {} questions taken from {}",
+                n,
+                from.display()
+            );
+        }
+    }
     let summaries = runner::run(
         &questions,
         Agents {
@@ -1857,6 +1884,16 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         cfg.strategy,
         a.out.display()
     );
+    if let Some(from) = &a.first_trial_from {
+        let n = retroformer::agent::runner::seed_first_trial(from, &a.out, &cfg, &tasks)?;
+        if n > 0 {
+            eprintln!(
+                "[retroformer] trial 1 of {} tasks taken from {}",
+                n,
+                from.display()
+            );
+        }
+    }
     let bar = task_bar(tasks.len() * cfg.trials as usize);
     let summaries = run_trials(&tasks, &mut agent, &cfg, &a.out, &mut |r| {
         bar.inc(1);
@@ -2538,6 +2575,9 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| store.root().join("canary").join(&c.id));
     let actor = c.actor.clone().unwrap_or_else(|| c.base.clone());
+    // HumanEval's "trials" are the implementations inside one task, each after a reflection
+    // but the first: there is no reflector-free trial to share.
+    let mut first_trial_from = c.first_trial_from.clone().filter(|_| c.env != "humaneval");
     let mut eval = |adapter: Option<&Path>| -> std::result::Result<f64, String> {
         let name = adapter
             .and_then(|p| p.parent())
@@ -2559,6 +2599,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         memory: 3,
                         out: Some(dir.clone()),
                         resume: None,
+                        first_trial_from: first_trial_from.clone(),
                         data: c.data.clone(),
                         skip: c.skip,
                         limit: Some(c.limit),
@@ -2606,6 +2647,7 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         memory: 3,
                         max_steps: c.max_steps.unwrap_or(30),
                         out: dir.clone(),
+                        first_trial_from: first_trial_from.clone(),
                         skip: c.skip,
                         limit: Some(c.limit),
                         tasks: Vec::new(),
@@ -2617,6 +2659,9 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
             }
         };
         run().map_err(|e| format!("{name}: {e:#}"))?;
+        if first_trial_from.is_none() && c.env != "humaneval" {
+            first_trial_from = Some(dir.clone());
+        }
         let (_, summaries) =
             retroformer::agent::runner::read_run(&dir).map_err(|e| format!("{name}: {e}"))?;
         match summaries.last() {

@@ -759,6 +759,13 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
             cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
         }
         common(&mut cmd);
+        // Trial 1 has no reflection yet, so the reflector cannot change it: later rounds take
+        // round 1's instead of running it again (not HumanEval, whose trials are the
+        // implementations inside a task).
+        if r > 1 && a.env != "humaneval" {
+            cmd.arg("--first-trial-from")
+                .arg(a.out.join("round-1/collect"));
+        }
         cmd.arg("--out").arg(&collect_dir);
         let collect = run_phase(&format!("round {r}: collect"), &mut cmd)?;
         let collected = success_by_trial(&collect_dir)?;
@@ -833,6 +840,13 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
             cmd.args(["--skip", &a.train_tasks.to_string()]);
         }
         common(&mut cmd);
+        // The canary's two evaluations share one first trial (see above); later rounds take
+        // round 1's.
+        if let (Some(first), "hotpotqa" | "household") = (rounds.first(), a.env.as_str()) {
+            let arm = first["reflector_adapter"].as_str().unwrap_or("base");
+            cmd.arg("--first-trial-from")
+                .arg(a.out.join("round-1/canary").join(arm));
+        }
         cmd.arg("--out").arg(dir.join("canary"));
         let canary = run_phase(&format!("round {r}: canary"), &mut cmd)?;
         let m = store.manifest(&id)?;

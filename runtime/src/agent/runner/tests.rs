@@ -424,3 +424,112 @@ fn the_cot_agents_are_the_ones_the_settings_name() {
         .scratchpad
         .starts_with("\nThought: The page says so.\nAction: Finish[Pamela Hayden]"));
 }
+
+#[test]
+fn a_run_seeded_with_another_runs_first_trial_reflects_with_its_own_reflector_and_skips_trial_one()
+{
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let incumbent = tempfile::tempdir().unwrap();
+    run_with(
+        incumbent.path(),
+        &ACTOR,
+        &["Search the page before answering."],
+    )
+    .0
+    .unwrap();
+    // The candidate: the same run with another reflector, seeded with the incumbent's trial 1.
+    let candidate = tempfile::tempdir().unwrap();
+    let mut settings = cfg(2);
+    settings.reflector = "candidate".into();
+    settings.reflector_adapter = Some("candidate.gguf".into());
+    let tasks = hotpotqa_tasks(&questions);
+    assert_eq!(
+        seed_first_trial(incumbent.path(), candidate.path(), &settings, &tasks).unwrap(),
+        2
+    );
+    // Trial 1 is not run again: the actor is asked only for q2's second trial, and its prompt
+    // carries the candidate's reflection, not the incumbent's.
+    let (r, actor) = run_cfg(
+        candidate.path(),
+        &settings,
+        &questions,
+        &ACTOR[4..],
+        &["Look up the exact name."],
+    );
+    let sums = r.unwrap();
+    assert_eq!(actor.remaining(), 0);
+    assert_eq!(
+        sums.iter().map(|s| s.solved_total).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let first = actor.requests()[0].prompt.clone();
+    assert!(
+        first.contains("Reflections:\n- Look up the exact name.")
+            && !first.contains("Search the page before answering."),
+        "{first}"
+    );
+    // Trial 1's results are the incumbent's, apart from the reflection.
+    for id in ["q1", "q2"] {
+        let mut theirs = load_task(incumbent.path(), 0, id).unwrap().unwrap();
+        let ours = load_task(candidate.path(), 0, id).unwrap().unwrap();
+        assert_eq!(
+            ours.reflection.as_ref().map(|r| r.text.as_str()),
+            theirs
+                .reflection
+                .as_ref()
+                .map(|_| "Look up the exact name."),
+        );
+        theirs.reflection = ours.reflection.clone();
+        assert_eq!(ours, theirs);
+    }
+    let records = std::fs::read_to_string(candidate.path().join("records.jsonl")).unwrap();
+    assert!(
+        records.contains("Look up the exact name.") && records.contains("\"rating\":1.0"),
+        "{records}"
+    );
+    // Once the candidate's folder holds a run, seeding leaves it alone.
+    assert_eq!(
+        seed_first_trial(incumbent.path(), candidate.path(), &settings, &tasks).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken() {
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let source = tempfile::tempdir().unwrap();
+    run_with(
+        source.path(),
+        &ACTOR,
+        &["Search the page before answering."],
+    )
+    .0
+    .unwrap();
+    let tasks = hotpotqa_tasks(&questions);
+    let mut other = cfg(2);
+    other.max_steps = 4;
+    let to = tempfile::tempdir().unwrap();
+    let e = seed_first_trial(source.path(), to.path(), &other, &tasks)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("other settings") && e.contains("max_steps: 6 there, 4 here"),
+        "{e}"
+    );
+    let e = seed_first_trial(
+        to.path(),
+        source.path().join("new").as_path(),
+        &cfg(2),
+        &tasks,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no run there"), "{e}");
+    let changed = hotpotqa_tasks(&[q("q1", "Someone else")]);
+    let e = seed_first_trial(source.path(), to.path(), &cfg(2), &changed)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("another question or gold answer"), "{e}");
+    // Nothing was claimed: the folder can still start a run of its own.
+    assert!(!to.path().join("run.json").exists());
+}
