@@ -1008,6 +1008,18 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
     let o = run(&[
         "adapters",
         "canary",
+        &id2,
+        "--base",
+        b,
+        "--env",
+        "humaneval",
+        "--first-trial-from",
+        evals.join("base").to_str().unwrap(),
+    ]);
+    assert_clean_failure(&o, &["--first-trial-from", "humaneval"]);
+    let o = run(&[
+        "adapters",
+        "canary",
         "0123456789abcdef",
         "--base",
         b,

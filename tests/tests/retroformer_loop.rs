@@ -216,3 +216,89 @@ fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
         "{err}"
     );
 }
+
+#[test]
+fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_with() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("loop");
+    let base = smollm2();
+    let b = base.display().to_string();
+    let loop_args = |rounds: &str| {
+        let mut cmd = Command::new(bin("retroformer-train"));
+        cmd.args(["loop", "--env", "household", "--rounds", rounds])
+            .args(["--base", &b, "--threads", "1", "--out"])
+            .arg(&out)
+            .env("RETROFORMER_HOME", home.path());
+        cmd
+    };
+    let settings = |rounds: serde_json::Value| {
+        serde_json::json!({
+            "format_version": 1, "env": "household", "base": b, "actor": b,
+            "train_tasks": 20, "eval_tasks": 20, "trials": 3, "min_reward": 0.5,
+            "steps": 40, "margin": 0.0, "rounds": rounds,
+        })
+    };
+    // Round 1 finished (its figures saved phase by phase): nothing of it runs again.
+    let round1 = serde_json::json!({
+        "round": 1, "reflector_adapter": null,
+        "collect": {"success_by_trial": [0.1, 0.2, 0.25], "wall_s": 123.0,
+                    "peak_rss_bytes": 1, "resumed": false},
+        "train": {"id": "0123456789abcdef", "wall_s": 45.0, "loss_first": 2.0, "loss_last": 1.0},
+        "export": {"export_s": 0.5, "install_wall_s": 0.25},
+        "canary": {"candidate": 0.3, "incumbent": 0.25, "incumbent_id": null, "promoted": true,
+                   "wall_s": 67.0},
+    });
+    std::fs::create_dir_all(out.join("round-1/collect")).unwrap();
+    std::fs::write(
+        out.join("round-1/collect/records.jsonl"),
+        "{\"rating\": 1.0}\n{\"rating\": 0.0}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        out.join("loop.json"),
+        settings(serde_json::json!([round1])).to_string(),
+    )
+    .unwrap();
+    let o = loop_args("1").output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("loop.json")).unwrap()).unwrap();
+    let r = &report["rounds"][0];
+    assert_eq!(r["collect"]["wall_s"], 123.0, "{r}");
+    assert_eq!(
+        (
+            r["collect"]["records"].clone(),
+            r["collect"]["kept"].clone()
+        ),
+        (2.into(), 1.into())
+    );
+    assert_eq!(r["train"]["wall_s"], 45.0);
+    assert_eq!(r["canary"]["wall_s"], 67.0);
+    assert!(
+        stdout.contains("0.300") && stdout.contains("123 s"),
+        "{stdout}"
+    );
+    // Round 2 was killed after it started with adapter fedc...: resumed, it collects with that
+    // adapter (which this store lacks, so the collection fails naming it), not with whatever
+    // is active now.
+    let round2 = serde_json::json!({"round": 2, "reflector_adapter": "fedcba9876543210"});
+    std::fs::write(
+        out.join("loop.json"),
+        settings(serde_json::json!([round1, round2])).to_string(),
+    )
+    .unwrap();
+    let o = loop_args("2").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("round 2: collect failed")
+            && err.contains("error: --reflector-adapter: ")
+            && err.contains("versions/fedcba9876543210/adapter.gguf: No such file"),
+        "{err}"
+    );
+}

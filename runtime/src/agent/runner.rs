@@ -245,24 +245,30 @@ pub fn hotpotqa_tasks(questions: &[Question]) -> Vec<TaskInfo> {
         .collect()
 }
 
-/// Starts a new run in `to` from the first trial of the run in `from`, so that two runs that
+/// Starts a run in `to` from the first trial of the run in `from`, so that two runs that
 /// differ only in their reflector (a canary's incumbent and candidate, a loop's rounds) share
 /// one first trial: no reflection exists before it, so the reflector cannot change it, and
-/// sharing it leaves the reflections as the runs' only difference. `from` must hold a run with
-/// `cfg`'s settings apart from `trials`, `reflector` and `reflector_adapter`. Each of `tasks`'
-/// trial-1 results in `from` is copied without its reflection (the run in `to` writes its own
-/// before its second trial; see [`run_trials`]); tasks `from` lacks are attempted as usual.
+/// sharing it leaves the reflections as the runs' only difference.
 ///
-/// Does nothing when `to` already holds a run (its `run.json` exists): a resumed run keeps the
-/// first trial it has. Returns how many results were copied.
+/// Checked before anything is written: `from` holds a run with `cfg`'s settings apart from
+/// `trials`, `reflector` and `reflector_adapter`; each of `tasks` found there has the same
+/// question and gold answer; `cfg` does not search a global docstore (whose pages depend on
+/// the whole question set, which a run's settings do not record). Then `to` is claimed for
+/// `cfg` (`run.json`; a folder holding another run is refused, as [`run_trials`] would) and
+/// each trial-1 result of `from` that `to` lacks is copied without its reflection (the run in
+/// `to` writes its own before its second trial). Tasks `from` lacks are attempted as usual, so
+/// a kill while copying leaves a folder that resumes. The copies keep their token counts and
+/// wall times, which were spent by the run in `from`. Returns how many results were copied.
 pub fn seed_first_trial(
     from: &Path,
     to: &Path,
     cfg: &RunConfig,
     tasks: &[TaskInfo],
 ) -> Result<usize, RunError> {
-    if to.join("run.json").exists() {
-        return Ok(0);
+    if cfg.global_docstore {
+        return Err(RunError::Config(
+            "--first-trial-from cannot be used with --global-docstore (the first trial's searches depend on the whole question set)".into(),
+        ));
     }
     let src = from.join("run.json");
     let Some(saved) = read_json::<RunConfig>(&src)? else {
@@ -298,10 +304,9 @@ pub fn seed_first_trial(
             differ.join(", ")
         )));
     }
-    std::fs::create_dir_all(trial_dir(to, 0)).map_err(|e| file_err(&trial_dir(to, 0), e))?;
-    let mut copied = 0;
+    let mut found = Vec::new();
     for task in tasks {
-        let Some(mut r) = load_task(from, 0, &task.id)? else {
+        let Some(r) = load_task(from, 0, &task.id)? else {
             continue;
         };
         if r.question != task.question || r.gold != task.gold {
@@ -311,11 +316,39 @@ pub fn seed_first_trial(
                 task.id
             )));
         }
+        found.push(r);
+    }
+    if let Some(there) = read_json::<RunConfig>(&to.join("run.json"))? {
+        if !same_run(&there, cfg) {
+            return Err(RunError::Config(format!(
+                "{} holds a run with other settings ({there:?}); use another --out folder or the same settings",
+                to.display()
+            )));
+        }
+    } else if let Err(mismatch) = super::files::claim_run_folder_by(to, cfg, same_run)? {
+        return Err(RunError::Config(mismatch));
+    }
+    std::fs::create_dir_all(trial_dir(to, 0)).map_err(|e| file_err(&trial_dir(to, 0), e))?;
+    let mut copied = 0;
+    for mut r in found {
+        let path = task_path(to, 0, &r.task_id);
+        if path.exists() {
+            continue;
+        }
         r.reflection = None;
-        write_json(&task_path(to, 0, &task.id), &r)?;
+        write_json(&path, &r)?;
         copied += 1;
     }
     Ok(copied)
+}
+
+/// A saved run and `cfg` are the same run: equal apart from the number of trials (a run may be
+/// resumed with more).
+fn same_run(saved: &RunConfig, cfg: &RunConfig) -> bool {
+    &RunConfig {
+        trials: cfg.trials,
+        ..saved.clone()
+    } == cfg
 }
 
 /// The actor, the reflector and how to count tokens.
@@ -661,12 +694,6 @@ pub fn run_trials(
     // A run may be resumed with more trials (it goes on from where it stopped); every other
     // setting must be the same. Fewer would drop the later trials from the summaries and
     // the rating records, so that is refused.
-    let same_run = |saved: &RunConfig, cfg: &RunConfig| {
-        &RunConfig {
-            trials: cfg.trials,
-            ..saved.clone()
-        } == cfg
-    };
     if let Some(saved) = super::files::read_json::<RunConfig>(&out.join("run.json"))? {
         if same_run(&saved, cfg) && saved.trials > cfg.trials {
             return Err(RunError::Config(format!(

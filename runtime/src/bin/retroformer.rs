@@ -1785,9 +1785,7 @@ fn apply_reflector_adapter(
     } else {
         PathBuf::from(spec)
     };
-    let handle = model
-        .load_adapter(&path)
-        .with_context(|| format!("--reflector-adapter {}", path.display()))?;
+    let handle = model.load_adapter(&path).context("--reflector-adapter")?;
     session.set_adapter(Some((handle, 1.0)))?;
     eprintln!("[retroformer] reflector adapter: {}", path.display());
     Ok(())
@@ -2577,7 +2575,10 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
     let actor = c.actor.clone().unwrap_or_else(|| c.base.clone());
     // HumanEval's "trials" are the implementations inside one task, each after a reflection
     // but the first: there is no reflector-free trial to share.
-    let mut first_trial_from = c.first_trial_from.clone().filter(|_| c.env != "humaneval");
+    if c.env == "humaneval" && c.first_trial_from.is_some() {
+        anyhow::bail!("--first-trial-from: the humaneval canary has no first trial to share (its trials are the implementations inside a task)");
+    }
+    let mut first_trial_from = c.first_trial_from.clone();
     let mut eval = |adapter: Option<&Path>| -> std::result::Result<f64, String> {
         let name = adapter
             .and_then(|p| p.parent())

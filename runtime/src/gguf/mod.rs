@@ -116,13 +116,13 @@ pub struct GgufFile {
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
+        /// The I/O error (shown in the message, so not also a `source()`, which would print it
+        /// twice in an error chain).
+        error: io::Error,
     },
     /// The file is not a valid GGUF file.
     #[error("{path}: not a valid GGUF file: {reason}")]
@@ -145,9 +145,9 @@ impl GgufError {
 
 /// Validates the GGUF file at `path` and returns its header.
 pub fn validate_file(path: &Path) -> Result<GgufFile, GgufError> {
-    let io_err = |source| GgufError::Io {
+    let io_err = |error| GgufError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
@@ -166,9 +166,9 @@ pub fn validate_file(path: &Path) -> Result<GgufFile, GgufError> {
 pub fn validate_bytes(bytes: &[u8]) -> Result<GgufFile, GgufError> {
     let mut reader = Reader::new(io::Cursor::new(bytes), bytes.len() as u64);
     parse(&mut reader).map_err(|e| match e {
-        ParseError::Io(source) => GgufError::Io {
+        ParseError::Io(error) => GgufError::Io {
             path: PathBuf::from("<memory>"),
-            source,
+            error,
         },
         ParseError::Invalid(reason) => GgufError::invalid(Path::new("<memory>"), reason),
     })

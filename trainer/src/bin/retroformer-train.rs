@@ -731,44 +731,82 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         }
     };
     let mut rounds: Vec<serde_json::Value> = Vec::new();
+    // A resumed loop: each round's figures as far as it got. A phase whose figures were saved
+    // is not run again (its output is on disk); the one a kill interrupted runs again, resuming
+    // its own output, and is marked `resumed` (its time and memory cover only the last part).
+    let saved_rounds: Vec<serde_json::Value> = match retroformer::agent::files::read_json::<
+        serde_json::Value,
+    >(&a.out.join("loop.json"))?
+    {
+        Some(v) => v["rounds"].as_array().cloned().unwrap_or_default(),
+        None => Vec::new(),
+    };
     let all_records = a.out.join("records-all.jsonl");
     for r in 1..=a.rounds {
         let dir = a.out.join(format!("round-{r}"));
+        let saved = saved_rounds
+            .get(r as usize - 1)
+            .cloned()
+            .unwrap_or_default();
+        // The reflector a round started with, even when a resumed loop finds another one active
+        // (its own canary may have promoted one before the kill).
+        let active = if saved.is_object() {
+            saved["reflector_adapter"].as_str().map(String::from)
+        } else {
+            store.active()?.map(|m| m.id)
+        };
+        let mut round = serde_json::json!({"round": r, "reflector_adapter": active});
+        let save = |round: &serde_json::Value| -> Result<()> {
+            let mut all = rounds.clone();
+            all.push(round.clone());
+            write_loop_report(a, &actor, &all)
+        };
+        save(&round)?;
         std::fs::create_dir_all(&dir)?;
-        let active = store.active()?.map(|m| m.id);
         // 1. Collect with the current reflector.
         let collect_dir = dir.join("collect");
-        let mut cmd = runtime_cli();
-        cmd.args(["eval", &a.env, "--strategy", "reflexion"])
-            // HumanEval's trials are the implementations inside a task; each reflection is
-            // rated by the next implementation's share of the model's own tests.
-            .arg(if a.env == "humaneval" {
-                "--max-iters"
-            } else {
-                "--trials"
-            })
-            .arg(a.trials.to_string())
-            .args(["--actor", &actor])
-            .args(["--reflector", &a.base])
-            .args(["--limit", &a.train_tasks.to_string()]);
-        if a.env == "household" {
-            cmd.args(["--split", "train"]);
-        }
-        // The adapter's file, not `active`: a resumed round keeps the reflector it started with.
-        if let Some(id) = &active {
-            cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
-        }
-        common(&mut cmd);
         // Trial 1 has no reflection yet, so the reflector cannot change it: later rounds take
         // round 1's instead of running it again (not HumanEval, whose trials are the
         // implementations inside a task).
-        if r > 1 && a.env != "humaneval" {
-            cmd.arg("--first-trial-from")
-                .arg(a.out.join("round-1/collect"));
+        let collect_first = (r > 1 && a.env != "humaneval").then(|| a.out.join("round-1/collect"));
+        if saved["collect"].is_object() {
+            round["collect"] = saved["collect"].clone();
+        } else {
+            let resumed = collect_dir.join("run.json").exists();
+            let mut cmd = runtime_cli();
+            cmd.args(["eval", &a.env, "--strategy", "reflexion"])
+                // HumanEval's trials are the implementations inside a task; each reflection is
+                // rated by the next implementation's share of the model's own tests.
+                .arg(if a.env == "humaneval" {
+                    "--max-iters"
+                } else {
+                    "--trials"
+                })
+                .arg(a.trials.to_string())
+                .args(["--actor", &actor])
+                .args(["--reflector", &a.base])
+                .args(["--limit", &a.train_tasks.to_string()]);
+            if a.env == "household" {
+                cmd.args(["--split", "train"]);
+            }
+            // The adapter's file, not `active`: a resumed round keeps the reflector it started
+            // with.
+            if let Some(id) = &active {
+                cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
+            }
+            common(&mut cmd);
+            if let Some(first) = &collect_first {
+                cmd.arg("--first-trial-from").arg(first);
+            }
+            cmd.arg("--out").arg(&collect_dir);
+            let collect = run_phase(&format!("round {r}: collect"), &mut cmd)?;
+            round["collect"] = serde_json::json!({
+                "success_by_trial": success_by_trial(&collect_dir)?,
+                "first_trial_from": collect_first,
+                "wall_s": collect.wall_s, "peak_rss_bytes": collect.peak_rss_bytes,
+                "resumed": resumed,
+            });
         }
-        cmd.arg("--out").arg(&collect_dir);
-        let collect = run_phase(&format!("round {r}: collect"), &mut cmd)?;
-        let collected = success_by_trial(&collect_dir)?;
         // 2. The SFT set: every round's records so far, kept by rating.
         let mut text = String::new();
         for k in 1..=r {
@@ -782,12 +820,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
             .filter_map(|v| v["rating"].as_f64())
             .collect();
         let kept = ratings.iter().filter(|&&x| x >= a.min_reward).count();
-        let mut round = serde_json::json!({
-            "round": r,
-            "reflector_adapter": active,
-            "collect": {"success_by_trial": collected, "records": ratings.len(), "kept": kept,
-                        "wall_s": collect.wall_s, "peak_rss_bytes": collect.peak_rss_bytes},
-        });
+        round["collect"]["records"] = ratings.len().into();
+        round["collect"]["kept"] = kept.into();
+        save(&round)?;
         if kept == 0 {
             eprintln!("[loop] round {r}: no reflection reached rating {} of {} records: nothing to train on; stopping", a.min_reward, ratings.len());
             round["stopped"] = "no rating reached --min-reward".into();
@@ -796,80 +831,116 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         }
         // 3. Train the reflector (SFT) and export its adapter.
         let adapter = dir.join("reflector.gguf");
-        let me = std::env::current_exe()?;
-        let mut cmd = std::process::Command::new(&me);
-        cmd.args(["sft", "--base"])
-            .arg(&base_path)
-            .arg("--data")
-            .arg(&all_records)
-            .arg(format!("--min-reward={}", a.min_reward))
-            .args(["--steps", &a.steps.to_string()])
-            .args(["--warmup", &(a.steps / 10).to_string()])
-            .args(["--batch", "4", "--quiet"])
-            .args(["--backend", &format!("{:?}", a.backend).to_lowercase()])
-            .arg("--out")
-            .arg(&adapter);
-        let trained = run_phase(&format!("round {r}: train"), &mut cmd)?;
-        let log_path = dir.join("reflector.log.json");
-        let log: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(&log_path).with_context(|| log_path.display().to_string())?,
-        )?;
-        // 4. Install, then 5. the canary on held-out tasks.
-        let mut cmd = runtime_cli();
-        cmd.args(["adapters", "install"])
-            .arg(&adapter)
-            .arg("--base")
-            .arg(&base_path);
-        let installed = run_phase(&format!("round {r}: install"), &mut cmd)?;
-        let id = installed
-            .stdout
-            .split_whitespace()
-            .nth(1)
-            .context("`retroformer adapters install` printed no id")?
-            .to_string();
-        let mut cmd = runtime_cli();
-        cmd.args(["adapters", "canary", &id, "--base"])
-            .arg(&base_path)
-            .args(["--env", &a.env, "--actor", &actor])
-            .args(["--trials", &a.trials.to_string()])
-            .args(["--limit", &a.eval_tasks.to_string()])
-            .arg(format!("--margin={}", a.margin));
-        if a.env == "household" {
-            cmd.args(["--split", "eval"]);
+        if saved["train"].is_object() {
+            round["train"] = saved["train"].clone();
+            round["export"] = saved["export"].clone();
         } else {
-            cmd.args(["--skip", &a.train_tasks.to_string()]);
+            let resumed = dir.join("reflector.gguf.ckpt").exists();
+            let me = std::env::current_exe()?;
+            let mut cmd = std::process::Command::new(&me);
+            cmd.args(["sft", "--base"])
+                .arg(&base_path)
+                .arg("--data")
+                .arg(&all_records)
+                .arg(format!("--min-reward={}", a.min_reward))
+                .args(["--steps", &a.steps.to_string()])
+                .args(["--warmup", &(a.steps / 10).to_string()])
+                .args(["--batch", "4", "--quiet"])
+                .args(["--backend", &format!("{:?}", a.backend).to_lowercase()])
+                .arg("--out")
+                .arg(&adapter);
+            let trained = run_phase(&format!("round {r}: train"), &mut cmd)?;
+            let log_path = dir.join("reflector.log.json");
+            let log: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(&log_path).with_context(|| log_path.display().to_string())?,
+            )?;
+            // The training process ends by exporting the adapter (its log says how long that
+            // took); installing validates and copies it into the store.
+            let export_s = log["export_ms"].as_f64().map(|m| m / 1e3);
+            round["export"] = serde_json::json!({"export_s": export_s});
+            round["train"] = serde_json::json!({
+                "adapter": adapter, "steps": a.steps,
+                "loss_first": log["steps"].as_array().and_then(|s| s.first()).map(|s| s["loss"].clone()),
+                "loss_last": log["steps"].as_array().and_then(|s| s.last()).map(|s| s["loss"].clone()),
+                "wall_s": trained.wall_s, "peak_rss_bytes": trained.peak_rss_bytes,
+                "wall_s_without_export": export_s.map(|e| trained.wall_s - e),
+                "resumed": resumed,
+            });
+            save(&round)?;
         }
-        common(&mut cmd);
-        // The canary's two evaluations share one first trial (see above); later rounds take
-        // round 1's.
-        if let (Some(first), "hotpotqa" | "household") = (rounds.first(), a.env.as_str()) {
-            let arm = first["reflector_adapter"].as_str().unwrap_or("base");
-            cmd.arg("--first-trial-from")
-                .arg(a.out.join("round-1/canary").join(arm));
+        // 4. Install (validated and copied into the store; installing the same file again
+        // gives the same id).
+        let id = match round["train"]["id"].as_str() {
+            Some(id) => id.to_string(),
+            None => {
+                let mut cmd = runtime_cli();
+                cmd.args(["adapters", "install"])
+                    .arg(&adapter)
+                    .arg("--base")
+                    .arg(&base_path);
+                let installed = run_phase(&format!("round {r}: install"), &mut cmd)?;
+                let id = installed
+                    .stdout
+                    .split_whitespace()
+                    .nth(1)
+                    .context("`retroformer adapters install` printed no id")?
+                    .to_string();
+                round["train"]["id"] = id.clone().into();
+                round["export"]["install_wall_s"] = installed.wall_s.into();
+                round["export"]["install_peak_rss_bytes"] = installed.peak_rss_bytes.into();
+                save(&round)?;
+                id
+            }
+        };
+        // 5. The canary on held-out tasks. Its two evaluations share one first trial (see
+        // above); later rounds take round 1's.
+        if saved["canary"].is_object() {
+            round["canary"] = saved["canary"].clone();
+        } else {
+            let m = store.manifest(&id)?;
+            let metric = |k: &str| m.metrics.get(k).copied();
+            let canary_first = match (rounds.first(), a.env.as_str()) {
+                (Some(first), "hotpotqa" | "household") => {
+                    let arm = first["reflector_adapter"].as_str().unwrap_or("base");
+                    Some(a.out.join("round-1/canary").join(arm))
+                }
+                _ => None,
+            };
+            let (wall_s, peak_rss_bytes, resumed) = if metric("canary_score").is_some() {
+                // A kill after the store recorded the canary's verdict (and perhaps
+                // activated the adapter), before this file did: the verdict stands.
+                (None, None, true)
+            } else {
+                let resumed = dir.join("canary").exists();
+                let mut cmd = runtime_cli();
+                cmd.args(["adapters", "canary", &id, "--base"])
+                    .arg(&base_path)
+                    .args(["--env", &a.env, "--actor", &actor])
+                    .args(["--trials", &a.trials.to_string()])
+                    .args(["--limit", &a.eval_tasks.to_string()])
+                    .arg(format!("--margin={}", a.margin));
+                if a.env == "household" {
+                    cmd.args(["--split", "eval"]);
+                } else {
+                    cmd.args(["--skip", &a.train_tasks.to_string()]);
+                }
+                common(&mut cmd);
+                if let Some(first) = &canary_first {
+                    cmd.arg("--first-trial-from").arg(first);
+                }
+                cmd.arg("--out").arg(dir.join("canary"));
+                let canary = run_phase(&format!("round {r}: canary"), &mut cmd)?;
+                (Some(canary.wall_s), Some(canary.peak_rss_bytes), resumed)
+            };
+            let m = store.manifest(&id)?;
+            let metric = |k: &str| m.metrics.get(k).copied();
+            round["canary"] = serde_json::json!({
+                "candidate": metric("canary_score"), "incumbent": metric("canary_incumbent_score"),
+                "incumbent_id": active, "promoted": metric("canary_promoted") == Some(1.0),
+                "margin": a.margin, "first_trial_from": canary_first,
+                "wall_s": wall_s, "peak_rss_bytes": peak_rss_bytes, "resumed": resumed,
+            });
         }
-        cmd.arg("--out").arg(dir.join("canary"));
-        let canary = run_phase(&format!("round {r}: canary"), &mut cmd)?;
-        let m = store.manifest(&id)?;
-        let metric = |k: &str| m.metrics.get(k).copied();
-        // The training process ends by exporting the adapter (its log says how long that took);
-        // installing validates and copies it into the store.
-        let export_s = log["export_ms"].as_f64().map(|m| m / 1e3);
-        round["export"] = serde_json::json!({
-            "export_s": export_s, "install_wall_s": installed.wall_s,
-            "install_peak_rss_bytes": installed.peak_rss_bytes,
-        });
-        round["train"] = serde_json::json!({
-            "adapter": adapter, "id": id, "steps": a.steps,
-            "loss_first": log["steps"].as_array().and_then(|s| s.first()).map(|s| s["loss"].clone()),
-            "loss_last": log["steps"].as_array().and_then(|s| s.last()).map(|s| s["loss"].clone()),
-            "wall_s": trained.wall_s, "peak_rss_bytes": trained.peak_rss_bytes,
-            "wall_s_without_export": export_s.map(|e| trained.wall_s - e),
-        });
-        round["canary"] = serde_json::json!({
-            "candidate": metric("canary_score"), "incumbent": metric("canary_incumbent_score"),
-            "incumbent_id": active, "promoted": metric("canary_promoted") == Some(1.0),
-            "margin": a.margin, "wall_s": canary.wall_s, "peak_rss_bytes": canary.peak_rss_bytes,
-        });
         eprintln!("[loop] round {r}: {}", round["canary"]);
         rounds.push(round);
         write_loop_report(a, &actor, &rounds)?;

@@ -495,7 +495,7 @@ fn a_run_seeded_with_another_runs_first_trial_reflects_with_its_own_reflector_an
 }
 
 #[test]
-fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken() {
+fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken_and_nothing_is_written() {
     let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
     let source = tempfile::tempdir().unwrap();
     run_with(
@@ -506,9 +506,12 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken() {
     .0
     .unwrap();
     let tasks = hotpotqa_tasks(&questions);
+    let to = tempfile::tempdir().unwrap();
+    let untouched = |to: &Path| {
+        assert!(!to.join("run.json").exists() && !to.join("trial-00").exists());
+    };
     let mut other = cfg(2);
     other.max_steps = 4;
-    let to = tempfile::tempdir().unwrap();
     let e = seed_first_trial(source.path(), to.path(), &other, &tasks)
         .unwrap_err()
         .to_string();
@@ -516,6 +519,13 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken() {
         e.contains("other settings") && e.contains("max_steps: 6 there, 4 here"),
         "{e}"
     );
+    untouched(to.path());
+    let mut global = cfg(2);
+    global.global_docstore = true;
+    let e = seed_first_trial(source.path(), to.path(), &global, &tasks)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--global-docstore"), "{e}");
     let e = seed_first_trial(
         to.path(),
         source.path().join("new").as_path(),
@@ -525,11 +535,61 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("no run there"), "{e}");
-    let changed = hotpotqa_tasks(&[q("q1", "Someone else")]);
+    // q2 matches, q1 does not: refused before q2 is copied.
+    let changed = hotpotqa_tasks(&[q("q2", "Springfield"), q("q1", "Someone else")]);
     let e = seed_first_trial(source.path(), to.path(), &cfg(2), &changed)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("another question or gold answer"), "{e}");
-    // Nothing was claimed: the folder can still start a run of its own.
-    assert!(!to.path().join("run.json").exists());
+    assert!(
+        e.contains("task q1") && e.contains("another question or gold answer"),
+        "{e}"
+    );
+    untouched(to.path());
+    // A folder holding another run is refused, and left as it was.
+    let mut none = cfg(2);
+    none.strategy = "none".into();
+    write_json(&to.path().join("run.json"), &none).unwrap();
+    let e = seed_first_trial(source.path(), to.path(), &cfg(2), &tasks)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("holds a run with other settings"), "{e}");
+    assert!(!to.path().join("trial-00").exists());
+}
+
+#[test]
+fn seeding_again_after_a_kill_copies_only_the_results_still_missing() {
+    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
+    let source = tempfile::tempdir().unwrap();
+    run_with(
+        source.path(),
+        &ACTOR,
+        &["Search the page before answering."],
+    )
+    .0
+    .unwrap();
+    let tasks = hotpotqa_tasks(&questions);
+    let to = tempfile::tempdir().unwrap();
+    // The folder is claimed before anything is copied.
+    assert_eq!(
+        seed_first_trial(source.path(), to.path(), &cfg(2), &tasks).unwrap(),
+        2
+    );
+    let saved: RunConfig =
+        serde_json::from_slice(&std::fs::read(to.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(saved, cfg(2));
+    // As if killed before q2's copy was written: seeding again copies q2 alone.
+    std::fs::remove_file(task_path(to.path(), 0, "q2")).unwrap();
+    assert_eq!(
+        seed_first_trial(source.path(), to.path(), &cfg(3), &tasks).unwrap(),
+        1
+    );
+    assert!(load_task(to.path(), 0, "q2")
+        .unwrap()
+        .unwrap()
+        .reflection
+        .is_none());
+    // Claiming did not shrink or grow the saved run: the trial count is the run's to change.
+    let saved: RunConfig =
+        serde_json::from_slice(&std::fs::read(to.path().join("run.json")).unwrap()).unwrap();
+    assert_eq!(saved, cfg(2));
 }
