@@ -5,7 +5,7 @@
 //! `cargo test --workspace` builds both binaries (`retroformer`, `retroformer-train`) before
 //! any test runs; run alone, build them first with `cargo build --bins`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A binary of the workspace, next to this test's `deps/` folder.
@@ -24,6 +24,18 @@ fn smollm2() -> PathBuf {
     let m = retroformer::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
     retroformer::fetch::installed(&m, &retroformer::manifest::home_dir())
         .expect("SmolLM2 is fetched first (tests/run does it)")
+}
+
+/// A loop that ended well: its standard output and its `loop.json`.
+fn finished(o: &std::process::Output, out: &Path) -> (String, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = serde_json::from_slice(&std::fs::read(out.join("loop.json")).unwrap()).unwrap();
+    (stdout, report)
 }
 
 #[test]
@@ -57,14 +69,7 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
         .env("RETROFORMER_HOME", home.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(
-        o.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("loop.json")).unwrap()).unwrap();
+    let (stdout, report) = finished(&o, &out);
     assert_eq!(report["format_version"], 1);
     let r = &report["rounds"][0];
     // Two trials of one task: one reflection, rated by the second trial's return.
@@ -260,14 +265,7 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     )
     .unwrap();
     let o = loop_args("1").output().unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("loop.json")).unwrap()).unwrap();
+    let (stdout, report) = finished(&o, &out);
     let r = &report["rounds"][0];
     assert_eq!(r["collect"]["wall_s"], 123.0, "{r}");
     assert_eq!(

@@ -89,6 +89,27 @@ where
     claim_run_folder_by(out, cfg, |saved, cfg| saved == cfg)
 }
 
+/// The settings that differ between a saved object and the current one, each as
+/// `key: SAVED there, NOW <here>` (`here` names the current side: "here", "now"), in the
+/// current object's key order. Keys the saved object lacks show as `null` there.
+pub fn setting_differences(
+    there: &serde_json::Value,
+    now: &serde_json::Value,
+    here: &str,
+) -> Vec<String> {
+    now.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, v)| there.get(k.as_str()) != Some(v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {} there, {v} {here}",
+                there.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect()
+}
+
 /// As [`claim_run_folder`], but the saved settings need only be `same` as `cfg` (equal but
 /// for settings a resumed run may change, such as the number of trials); when they are not
 /// equal, `run.json` is rewritten with `cfg`.

@@ -284,20 +284,11 @@ pub fn seed_first_trial(
         ..c.clone()
     };
     if comparable(&saved) != comparable(cfg) {
-        let a = serde_json::to_value(comparable(&saved)).unwrap_or_default();
-        let b = serde_json::to_value(comparable(cfg)).unwrap_or_default();
-        let differ: Vec<String> = b
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| a.get(k.as_str()) != Some(v))
-            .map(|(k, v)| {
-                format!(
-                    "{k}: {} there, {v} here",
-                    a.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
-                )
-            })
-            .collect();
+        let differ = super::files::setting_differences(
+            &serde_json::to_value(comparable(&saved)).unwrap_or_default(),
+            &serde_json::to_value(comparable(cfg)).unwrap_or_default(),
+            "here",
+        );
         return Err(RunError::Config(format!(
             "{}: its first trial was run with other settings ({}); only trials and the reflector may differ",
             src.display(),

@@ -661,18 +661,8 @@ fn check_loop_settings(a: &LoopArgs, actor: &str) -> Result<()> {
     };
     let saved: serde_json::Value =
         serde_json::from_slice(&text).with_context(|| format!("{}", path.display()))?;
-    let now = loop_settings(a, actor);
-    let now = now.as_object().expect("an object");
-    let differ: Vec<String> = now
-        .iter()
-        .filter(|(k, v)| saved.get(k.as_str()) != Some(v))
-        .map(|(k, v)| {
-            format!(
-                "{k}: {} there, {v} now",
-                saved.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
-            )
-        })
-        .collect();
+    let differ =
+        retroformer::agent::files::setting_differences(&saved, &loop_settings(a, actor), "now");
     if !differ.is_empty() {
         bail!(
             "{} holds a loop with other settings ({}); use the same settings or another --out folder",

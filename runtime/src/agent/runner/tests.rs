@@ -425,24 +425,26 @@ fn the_cot_agents_are_the_ones_the_settings_name() {
         .starts_with("\nThought: The page says so.\nAction: Finish[Pamela Hayden]"));
 }
 
+/// The two-question, two-trial run of [`run_with`] in a new folder, and its tasks.
+fn finished_two_trial_run() -> (tempfile::TempDir, Vec<TaskInfo>) {
+    let dir = tempfile::tempdir().unwrap();
+    run_with(dir.path(), &ACTOR, &["Search the page before answering."])
+        .0
+        .unwrap();
+    let tasks = hotpotqa_tasks(&[q("q1", "Pamela Hayden"), q("q2", "Springfield")]);
+    (dir, tasks)
+}
+
 #[test]
 fn a_run_seeded_with_another_runs_first_trial_reflects_with_its_own_reflector_and_skips_trial_one()
 {
     let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
-    let incumbent = tempfile::tempdir().unwrap();
-    run_with(
-        incumbent.path(),
-        &ACTOR,
-        &["Search the page before answering."],
-    )
-    .0
-    .unwrap();
+    let (incumbent, tasks) = finished_two_trial_run();
     // The candidate: the same run with another reflector, seeded with the incumbent's trial 1.
     let candidate = tempfile::tempdir().unwrap();
     let mut settings = cfg(2);
     settings.reflector = "candidate".into();
     settings.reflector_adapter = Some("candidate.gguf".into());
-    let tasks = hotpotqa_tasks(&questions);
     assert_eq!(
         seed_first_trial(incumbent.path(), candidate.path(), &settings, &tasks).unwrap(),
         2
@@ -496,16 +498,7 @@ fn a_run_seeded_with_another_runs_first_trial_reflects_with_its_own_reflector_an
 
 #[test]
 fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken_and_nothing_is_written() {
-    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
-    let source = tempfile::tempdir().unwrap();
-    run_with(
-        source.path(),
-        &ACTOR,
-        &["Search the page before answering."],
-    )
-    .0
-    .unwrap();
-    let tasks = hotpotqa_tasks(&questions);
+    let (source, tasks) = finished_two_trial_run();
     let to = tempfile::tempdir().unwrap();
     let untouched = |to: &Path| {
         assert!(!to.join("run.json").exists() && !to.join("trial-00").exists());
@@ -558,16 +551,7 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken_and_not
 
 #[test]
 fn seeding_again_after_a_kill_copies_only_the_results_still_missing() {
-    let questions = [q("q1", "Pamela Hayden"), q("q2", "Springfield")];
-    let source = tempfile::tempdir().unwrap();
-    run_with(
-        source.path(),
-        &ACTOR,
-        &["Search the page before answering."],
-    )
-    .0
-    .unwrap();
-    let tasks = hotpotqa_tasks(&questions);
+    let (source, tasks) = finished_two_trial_run();
     let to = tempfile::tempdir().unwrap();
     // The folder is claimed before anything is copied.
     assert_eq!(
