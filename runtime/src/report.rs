@@ -139,9 +139,16 @@ pub fn line_chart_svg(
             );
         }
         let ly = top + 14.0 + 16.0 * i as f64;
+        // A label wider than the plot (about 6.7 px a character at 12 px) is squeezed to fit.
+        let room = w - right - (left + 30.0) - 4.0;
+        let fit = if ser.label.chars().count() as f64 * 6.7 > room {
+            format!(r#" textLength="{room:.0}" lengthAdjust="spacingAndGlyphs""#)
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             s,
-            r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}">{}</text>"#,
+            r#"<rect x="{}" y="{:.1}" width="12" height="3" fill="{c}"/><text x="{}" y="{:.1}"{fit}>{}</text>"#,
             left + 12.0,
             ly - 4.0,
             left + 30.0,
@@ -419,6 +426,21 @@ mod tests {
         assert!(
             svg.contains(r#"points="70.0,340.0 345.0,190.0 620.0,40.0""#),
             "{svg}"
+        ); // A short label keeps its natural width; one wider than the plot is squeezed into it.
+        assert!(!svg.contains("textLength"), "{svg}");
+        let long = line_chart_svg(
+            "t",
+            "trial",
+            "success rate",
+            (0.0, 1.0),
+            &[Series {
+                label: "react + reflexion (qwen; reflector SmolLM2-135M-Instruct.Q4_1.gguf + adapter 50abf14192561941)".into(),
+                points: vec![(1.0, 0.25), (2.0, 0.5)],
+            }],
+        );
+        assert!(
+            long.contains(r#"textLength="516" lengthAdjust="spacingAndGlyphs""#),
+            "{long}"
         );
     }
 }

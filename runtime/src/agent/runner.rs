@@ -173,6 +173,47 @@ pub struct RunLabel {
     pub actor: String,
     /// Trials planned.
     pub trials: u32,
+    /// The reflector model (`actor`: the actor itself), where the run records one.
+    #[serde(default)]
+    pub reflector: Option<String>,
+    /// The reflector's adapter, if any.
+    #[serde(default)]
+    pub reflector_adapter: Option<String>,
+}
+
+impl RunLabel {
+    /// The legend of this run in a chart: agent, strategy and actor, and the reflector when it
+    /// is another model or carries an adapter (runs that compare reflectors differ only there).
+    /// An adapter in a store (`versions/ID/adapter.gguf`) is named by its id, a file by its name.
+    /// A model given as a path is named by its file name.
+    pub fn legend(&self) -> String {
+        let short = |m: &str| {
+            if m.contains(std::path::MAIN_SEPARATOR) || m.contains('/') {
+                Path::new(m)
+                    .file_name()
+                    .map_or(m.to_string(), |n| n.to_string_lossy().into_owned())
+            } else {
+                m.to_string()
+            }
+        };
+        let mut who = short(&self.actor);
+        let other = self.reflector.as_deref().filter(|r| *r != "actor");
+        if other.is_some() || self.reflector_adapter.is_some() {
+            who.push_str("; reflector ");
+            who.push_str(&short(other.unwrap_or("actor")));
+            if let Some(a) = &self.reflector_adapter {
+                let p = Path::new(a);
+                let name = if p.file_name().is_some_and(|n| n == "adapter.gguf") {
+                    p.parent().and_then(|d| d.file_name())
+                } else {
+                    p.file_name()
+                };
+                who.push_str(" + adapter ");
+                who.push_str(&name.map_or(a.clone(), |n| n.to_string_lossy().into_owned()));
+            }
+        }
+        format!("{} + {} ({who})", self.agent, self.strategy)
+    }
 }
 
 /// Read a run folder's label (from `run.json`) and the summaries of the trials finished so far

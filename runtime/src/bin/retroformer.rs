@@ -1720,6 +1720,8 @@ fn report_trials(
         strategy: cfg.strategy.clone(),
         actor: cfg.actor.clone(),
         trials: cfg.trials,
+        reflector: Some(cfg.reflector.clone()),
+        reflector_adapter: cfg.reflector_adapter.clone(),
     };
     let svg = retroformer::report::line_chart_svg(
         title,
@@ -2403,13 +2405,13 @@ fn agent_model_args(
     }
 }
 
-/// One run's success rate by trial, labelled with its agent, strategy and actor.
+/// One run's success rate by trial, labelled with its agent, strategy, actor and reflector.
 fn success_series(
     cfg: &retroformer::agent::runner::RunLabel,
     summaries: &[retroformer::agent::runner::TrialSummary],
 ) -> retroformer::report::Series {
     retroformer::report::Series {
-        label: format!("{} + {} ({})", cfg.agent, cfg.strategy, cfg.actor),
+        label: cfg.legend(),
         points: summaries
             .iter()
             .map(|t| (f64::from(t.trial + 1), t.success_rate))

@@ -577,3 +577,39 @@ fn seeding_again_after_a_kill_copies_only_the_results_still_missing() {
         serde_json::from_slice(&std::fs::read(to.path().join("run.json")).unwrap()).unwrap();
     assert_eq!(saved, cfg(2));
 }
+
+#[test]
+fn a_runs_legend_names_the_reflector_only_when_it_is_not_the_plain_actor() {
+    let mut label = RunLabel {
+        agent: "react".into(),
+        strategy: "reflexion".into(),
+        actor: "qwen".into(),
+        trials: 3,
+        reflector: Some("actor".into()),
+        reflector_adapter: None,
+    };
+    assert_eq!(label.legend(), "react + reflexion (qwen)");
+    label.reflector = None;
+    assert_eq!(label.legend(), "react + reflexion (qwen)");
+    label.reflector = Some("smollm2".into());
+    assert_eq!(
+        label.legend(),
+        "react + reflexion (qwen; reflector smollm2)"
+    );
+    label.reflector_adapter =
+        Some("/home/a/adapters/b1/versions/50abf14192561941/adapter.gguf".into());
+    assert_eq!(
+        label.legend(),
+        "react + reflexion (qwen; reflector smollm2 + adapter 50abf14192561941)"
+    );
+    label.reflector_adapter = Some("runs/refl.gguf".into());
+    assert_eq!(
+        label.legend(),
+        "react + reflexion (qwen; reflector smollm2 + adapter refl.gguf)"
+    );
+    // A run.json without the reflector fields (older runs, other agents) still reads.
+    let old: RunLabel =
+        serde_json::from_str(r#"{"agent":"react","strategy":"none","actor":"qwen","trials":1}"#)
+            .unwrap();
+    assert_eq!(old.legend(), "react + none (qwen)");
+}
