@@ -396,6 +396,11 @@ fn eval_flags_are_checked_with_clear_errors() {
         "/no/such.jsonl",
     ]);
     assert_clean_failure(&o, &["/no/such.jsonl"]);
+    for (env, t) in [("hotpotqa", "-1"), ("household", "inf")] {
+        let flag = format!("--reflector-temperature={t}");
+        let o = cli(&["eval", env, "--out", "/tmp/x", &flag]);
+        assert_clean_failure(&o, &[&format!("--reflector-temperature {t}")]);
+    }
 }
 
 #[test]

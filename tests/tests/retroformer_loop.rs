@@ -185,6 +185,78 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--trials"), "{err}");
+    // HumanEval's collections share no first trial, so they cannot sample reflections of one.
+    let o = Command::new(bin("retroformer-train"))
+        .args(["loop", "--env", "humaneval", "--collect-samples", "2"])
+        .args(["--out", "/nonexistent"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--collect-samples"), "{err}");
+}
+
+#[test]
+fn sampled_collections_share_the_first_trial_and_too_small_an_sft_set_stops_the_loop() {
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("loop");
+    let o = Command::new(bin("retroformer-train"))
+        .args(["loop", "--env", "household", "--rounds", "1"])
+        .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
+        .args(["--max-steps", "2", "--threads", "1"])
+        .args(["--collect-samples", "2", "--collect-temperature", "0.9"])
+        // Both reflections are kept (ratings are -1, 0 or 1), and two are too few.
+        .args(["--min-reward=-1", "--min-sft-examples", "3"])
+        .arg("--base")
+        .arg(smollm2())
+        .arg("--out")
+        .arg(&out)
+        .env("RETROFORMER_HOME", home.path())
+        .output()
+        .unwrap();
+    let (_, report) = finished(&o, &out);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("fewer than --min-sft-examples 3"),
+        "{stderr}"
+    );
+    assert_eq!(report["collect_samples"], 2, "{report}");
+    let r = &report["rounds"][0];
+    // One failed task, two collections: two reflections of one failure, each rated.
+    assert_eq!(r["collect"]["records"], 2, "{r}");
+    assert_eq!(r["collect"]["kept"], 2, "{r}");
+    assert!(r["stopped"]
+        .as_str()
+        .unwrap()
+        .contains("--min-sft-examples"));
+    assert!(r["train"].is_null() && r["canary"].is_null(), "{r}");
+    let samples = r["collect"]["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[1]["temperature"].as_f64(), Some(0.9));
+    assert_eq!(samples[1]["seed"], 1);
+    let wall: f64 = samples.iter().map(|x| x["wall_s"].as_f64().unwrap()).sum();
+    assert!((r["collect"]["wall_s"].as_f64().unwrap() - wall).abs() < 1e-6);
+    let all = std::fs::read_to_string(out.join("records-all.jsonl")).unwrap();
+    assert_eq!(all.lines().count(), 2);
+    // The sampled collection says how it sampled, and took the greedy one's trial 1.
+    let run = |dir: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(dir).join("run.json")).unwrap()).unwrap()
+    };
+    assert!(run("round-1/collect")["reflector_temperature"].is_null());
+    assert_eq!(run("round-1/collect-2")["reflector_seed"], 1);
+    let trial1 = |dir: &str| -> serde_json::Value {
+        let d = out.join(dir).join("trial-00");
+        let f = std::fs::read_dir(&d)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
+        v.as_object_mut().unwrap().remove("reflection");
+        v
+    };
+    assert_eq!(trial1("round-1/collect"), trial1("round-1/collect-2"));
 }
 
 #[test]

@@ -15,7 +15,7 @@ use super::reflect::{reflect_batch, Reflection};
 use super::runner::{Attempt, RunError, TaskInfo, TaskResult, TrialAgent};
 use super::AgentError;
 use crate::env::household::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
-use crate::llm::{GenerateRequest, Session};
+use crate::llm::{GenerateRequest, SamplingParams, Session};
 use crate::trajectory::Step;
 
 /// Settings of a household episode.
@@ -312,6 +312,7 @@ pub struct HouseholdAgent<'a> {
     cfg: HouseholdConfig,
     memory: usize,
     reflection_tokens: u32,
+    reflection_sampling: SamplingParams,
     observe: Option<StepObserver<'a>>,
     parallel: usize,
 }
@@ -335,9 +336,16 @@ impl<'a> HouseholdAgent<'a> {
             cfg,
             memory,
             reflection_tokens: 160,
+            reflection_sampling: SamplingParams::default(),
             observe: None,
             parallel: 1,
         }
+    }
+
+    /// Sample reflections with `sampling` instead of greedy decoding.
+    pub fn reflection_sampling(mut self, sampling: SamplingParams) -> Self {
+        self.reflection_sampling = sampling;
+        self
     }
 
     /// Run up to `n` episodes at once through the session's continuous batching (open the
@@ -449,10 +457,11 @@ impl TrialAgent for HouseholdAgent<'_> {
             .iter()
             .map(|(_, a, earlier)| reflection_prompt(&a.scratchpad, &self.plans(earlier)))
             .collect();
-        let tokens = self.reflection_tokens;
+        let (tokens, sampling) = (self.reflection_tokens, self.reflection_sampling.clone());
         Ok(reflect_batch(&mut *self.reflector, prompts, |p| {
             let mut req = GenerateRequest::new(p, tokens).stop("\n");
             req.parse_special = false;
+            req.sampling = sampling.clone();
             req
         })
         .map_err(AgentError::from)?)
@@ -582,6 +591,15 @@ mod tests {
         assert_eq!(out.stopped.as_deref(), Some("steps"));
     }
 
+    /// Sampled reflections (a collection's second and later samples).
+    fn sampled() -> SamplingParams {
+        SamplingParams {
+            temperature: 0.8,
+            seed: 2,
+            ..Default::default()
+        }
+    }
+
     /// Household Reflexion over two trials, memory 3, with a scripted actor.
     fn two_trial_reflexion() -> crate::agent::runner::RunConfig {
         crate::agent::runner::RunConfig {
@@ -596,6 +614,8 @@ mod tests {
             actor: "scripted".into(),
             reflector: "actor".into(),
             reflector_adapter: None,
+            reflector_temperature: 0.0,
+            reflector_seed: 0,
         }
     }
 
@@ -633,6 +653,7 @@ mod tests {
         assert!(refl.requests()[0]
             .prompt
             .ends_with("STATUS: FAIL\nNew plan:"));
+        assert_eq!(refl.requests()[0].sampling, SamplingParams::default());
         let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
         assert_eq!(records.lines().count(), 1);
         assert!(records.contains("\"rating\":1.0"), "{records}");
@@ -662,6 +683,7 @@ mod tests {
             3,
         )
         .with_examples("EXAMPLES\n")
+        .reflection_sampling(sampled())
         .parallel(2);
         let cfg = two_trial_reflexion();
         let dir = tempfile::tempdir().unwrap();
@@ -680,6 +702,7 @@ mod tests {
             first.reflection.as_ref().map(|r| r.text.as_str()),
             Some("Heat the egg first.")
         );
+        assert_eq!(refl.requests()[0].sampling, sampled());
         // Trial 2's heat episode has the reflection in its memory; the put task is not retried.
         let reqs = actor.requests();
         let last = &reqs[put.len() + 4];

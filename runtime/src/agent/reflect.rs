@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{GenerateRequest, LlmError, Session};
+use crate::llm::{GenerateRequest, LlmError, SamplingParams, Session};
 
 use super::AgentError;
 
@@ -75,6 +75,7 @@ pub fn reflection_prompt(question: &str, scratchpad: &str) -> String {
 pub struct LlmReflector {
     session: Box<dyn Session>,
     max_tokens: u32,
+    sampling: SamplingParams,
 }
 
 impl LlmReflector {
@@ -83,18 +84,30 @@ impl LlmReflector {
         Self {
             session,
             max_tokens,
+            sampling: SamplingParams::default(),
         }
+    }
+
+    /// Sample reflections with `sampling` instead of greedy decoding.
+    pub fn with_sampling(mut self, sampling: SamplingParams) -> Self {
+        self.sampling = sampling;
+        self
     }
 }
 
 /// The request for a HotPotQA reflection prompt. Small models run on into the example's
 /// markers: stop there too.
-fn reflection_request(prompt: String, max_tokens: u32) -> GenerateRequest {
+fn reflection_request(
+    prompt: String,
+    max_tokens: u32,
+    sampling: SamplingParams,
+) -> GenerateRequest {
     let mut req = GenerateRequest::new(prompt, max_tokens)
         .stop("\n\n")
         .stop("(END OF EXAMPLE)")
         .stop("Previous trial:");
     req.parse_special = false;
+    req.sampling = sampling;
     req
 }
 
@@ -107,7 +120,7 @@ impl Reflector for LlmReflector {
     ) -> Result<Reflection, AgentError> {
         let prompt = reflection_prompt(question, scratchpad);
         let g = self.session.generate(
-            &reflection_request(prompt.clone(), self.max_tokens),
+            &reflection_request(prompt.clone(), self.max_tokens, self.sampling.clone()),
             &mut |_| true,
         )?;
         Ok(Reflection {
@@ -126,9 +139,9 @@ impl Reflector for LlmReflector {
             .map(|(q, pad, _)| reflection_prompt(q, pad))
             .collect();
         let session = &mut *self.session;
-        let max_tokens = self.max_tokens;
+        let (max_tokens, sampling) = (self.max_tokens, self.sampling.clone());
         Ok(reflect_batch(session, prompts, |p| {
-            reflection_request(p, max_tokens)
+            reflection_request(p, max_tokens, sampling.clone())
         })?)
     }
 }
@@ -176,5 +189,27 @@ mod tests {
             req.stop,
             vec!["\n\n", "(END OF EXAMPLE)", "Previous trial:"]
         );
+        assert_eq!(req.sampling, SamplingParams::default(), "greedy by default");
+    }
+
+    #[test]
+    fn a_sampling_reflector_asks_for_its_temperature_and_seed_in_every_request() {
+        let model = ScriptedModel::new([" One.", " Two.", " Three."]);
+        let sampling = SamplingParams {
+            temperature: 0.7,
+            seed: 5,
+            ..Default::default()
+        };
+        let mut r = LlmReflector::new(model.session(&SessionOptions::default()).unwrap(), 100)
+            .with_sampling(sampling.clone());
+        let pad = "\nAction 1: Finish[x]\nObservation 1: Answer is INCORRECT";
+        r.reflect("Who?", pad, 0.0).unwrap();
+        let many = r
+            .reflect_many(&[("Where?", pad, 0.0), ("When?", pad, 0.0)])
+            .unwrap();
+        assert_eq!(many[1].text, "Three.");
+        let reqs = model.requests();
+        assert_eq!(reqs.len(), 3);
+        assert!(reqs.iter().all(|q| q.sampling == sampling), "{reqs:?}");
     }
 }

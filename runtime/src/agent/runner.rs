@@ -55,6 +55,33 @@ pub struct RunConfig {
     /// The reflector's LoRA adapter (a file, or `active` for the store's active one), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reflector_adapter: Option<String>,
+    /// The reflector's sampling temperature (0: greedy). Sampled reflections give a collection
+    /// several rated reflections of one failure (runs that share a first trial, each with its
+    /// own seed).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub reflector_temperature: f32,
+    /// The seed of the reflector's sampler (used when the temperature is above 0).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub reflector_seed: u32,
+}
+
+fn is_zero_f32(x: &f32) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
+}
+
+impl RunConfig {
+    /// How the reflector samples: greedy, or at `reflector_temperature` with `reflector_seed`.
+    pub fn reflector_sampling(&self) -> crate::llm::SamplingParams {
+        crate::llm::SamplingParams {
+            temperature: self.reflector_temperature,
+            seed: self.reflector_seed,
+            ..Default::default()
+        }
+    }
 }
 
 fn default_agent() -> String {
@@ -322,6 +349,8 @@ pub fn seed_first_trial(
         trials: 0,
         reflector: String::new(),
         reflector_adapter: None,
+        reflector_temperature: 0.0,
+        reflector_seed: 0,
         ..c.clone()
     };
     if comparable(&saved) != comparable(cfg) {

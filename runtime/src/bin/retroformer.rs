@@ -338,6 +338,13 @@ struct HotpotArgs {
     /// actor's session never uses it.
     #[arg(long)]
     reflector_adapter: Option<String>,
+    /// Sample the reflections at this temperature (0: greedy decoding). Runs with other seeds
+    /// that take one first trial (--first-trial-from) rate several reflections of each failure.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    reflector_temperature: f32,
+    /// Seed of the reflector's sampler (with --reflector-temperature above 0).
+    #[arg(long, default_value_t = 0)]
+    reflector_seed: u32,
     /// Reflections kept per task.
     #[arg(long, default_value_t = 3)]
     memory: usize,
@@ -684,6 +691,13 @@ struct HouseholdArgs {
     /// A LoRA adapter for the reflector: a GGUF file, or `active` (see `eval hotpotqa`).
     #[arg(long)]
     reflector_adapter: Option<String>,
+    /// Sample the reflections at this temperature (0: greedy decoding). Runs with other seeds
+    /// that take one first trial (--first-trial-from) rate several reflections of each failure.
+    #[arg(long, default_value_t = 0.0, value_name = "T")]
+    reflector_temperature: f32,
+    /// Seed of the reflector's sampler (with --reflector-temperature above 0).
+    #[arg(long, default_value_t = 0)]
+    reflector_seed: u32,
     /// Reflections kept per task.
     #[arg(long, default_value_t = 3)]
     memory: usize,
@@ -1239,6 +1253,8 @@ fn demo(profile: &TargetProfile, a: &DemoArgs, verbose: bool) -> Result<()> {
         actor: a.model.clone(),
         reflector: "actor".into(),
         reflector_adapter: None,
+        reflector_temperature: 0.0,
+        reflector_seed: 0,
     };
     let tasks = HouseholdAgent::tasks(&specs);
     eprintln!(
@@ -1542,6 +1558,8 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
                 actor: a.actor.clone(),
                 reflector: a.reflector.clone(),
                 reflector_adapter: a.reflector_adapter.clone(),
+                reflector_temperature: reflector_temperature(a.reflector_temperature)?,
+                reflector_seed: a.reflector_seed,
             };
             (dir.clone(), cfg)
         }
@@ -1587,7 +1605,8 @@ fn eval_hotpotqa(profile: &TargetProfile, a: &HotpotArgs) -> Result<()> {
     let r_model = reflector_model.as_ref().unwrap_or(&actor);
     let mut reflector_session = open_batch_session(r_model, &r_args, seqs, ctx)?;
     apply_run_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
-    let mut reflector = LlmReflector::new(reflector_session, 160);
+    let mut reflector =
+        LlmReflector::new(reflector_session, 160).with_sampling(cfg.reflector_sampling());
     eprintln!(
         "[retroformer] hotpotqa: {} questions, {} trials, strategy {}, out {}",
         questions.len(),
@@ -1745,6 +1764,14 @@ fn report_trials(
 
 /// Puts the run's reflector adapter (a file, or `active`: the active one of the reflector
 /// model's store) on the reflector's session. The actor's session never gets it.
+/// `--reflector-temperature`, checked: 0 (greedy) or a finite positive temperature.
+fn reflector_temperature(t: f32) -> Result<f32> {
+    if !(t.is_finite() && t >= 0.0) {
+        anyhow::bail!("--reflector-temperature {t}: must be 0 (greedy) or a positive number");
+    }
+    Ok(t)
+}
+
 /// [`apply_reflector_adapter`] with a run's settings (HotPotQA, household).
 fn apply_run_reflector_adapter(
     cfg: &retroformer::agent::runner::RunConfig,
@@ -1827,6 +1854,8 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
     if a.parallel == 0 {
         anyhow::bail!("--parallel must be at least 1");
     }
+    // Checked before the models load; the settings below take it.
+    let temperature = reflector_temperature(a.reflector_temperature)?;
     let args = agent_model_args(&a.actor, profile, a.threads, a.no_fetch);
     let actor = load(profile, &args)?;
     // Household prompts (instruction, two examples, memory, up to 30 steps) stay under about
@@ -1861,6 +1890,8 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         actor: a.actor.clone(),
         reflector: a.reflector.clone(),
         reflector_adapter: a.reflector_adapter.clone(),
+        reflector_temperature: temperature,
+        reflector_seed: a.reflector_seed,
     };
     apply_run_reflector_adapter(&cfg, r_model, reflector_session.as_mut())?;
     let household_cfg = HouseholdConfig {
@@ -1875,6 +1906,7 @@ fn eval_household(profile: &TargetProfile, a: &HouseholdArgs) -> Result<()> {
         household_cfg,
         a.memory,
     )
+    .reflection_sampling(cfg.reflector_sampling())
     .parallel(lanes as usize);
     eprintln!(
         "[retroformer] household: {} tasks ({} split), {} trials, strategy {}, out {}",
@@ -2599,6 +2631,8 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         actor: actor.clone(),
                         reflector: c.base.clone(),
                         reflector_adapter: spec.clone(),
+                        reflector_temperature: 0.0,
+                        reflector_seed: 0,
                         memory: 3,
                         out: Some(dir.clone()),
                         resume: None,
@@ -2647,6 +2681,8 @@ fn canary(profile: &TargetProfile, c: &CanaryArgs) -> Result<()> {
                         actor: actor.clone(),
                         reflector: c.base.clone(),
                         reflector_adapter: spec.clone(),
+                        reflector_temperature: 0.0,
+                        reflector_seed: 0,
                         memory: 3,
                         max_steps: c.max_steps.unwrap_or(30),
                         out: dir.clone(),

@@ -151,6 +151,19 @@ struct LoopArgs {
     /// Ratings kept for SFT: G_{i+1} - G_i at least this.
     #[arg(long, default_value_t = 0.5)]
     min_reward: f64,
+    /// Collections per round (hotpotqa, household): the first decodes the reflections
+    /// greedily, the others sample them at --collect-temperature, each with its own seed; all
+    /// take one first trial, so each failure gets this many rated reflections.
+    #[arg(long, default_value_t = 1)]
+    collect_samples: u32,
+    /// Temperature of the sampled collections (--collect-samples above 1).
+    #[arg(long, default_value_t = 0.7)]
+    collect_temperature: f64,
+    /// Train only on an SFT set of at least this many reflections; with fewer the loop stops
+    /// (a handful of examples is fitted, not learned: see the README's retroformer-hotpotqa
+    /// result).
+    #[arg(long, default_value_t = 1)]
+    min_sft_examples: usize,
     /// SFT steps per round.
     #[arg(long, default_value_t = 40)]
     steps: u64,
@@ -643,11 +656,33 @@ fn success_by_trial(dir: &Path) -> Result<Vec<f64>> {
 /// The loop's settings as `loop.json` records them (a resumed loop must keep them: its
 /// rounds' evaluations and adapters were made with them).
 fn loop_settings(a: &LoopArgs, actor: &str) -> serde_json::Value {
-    serde_json::json!({
+    let mut v = serde_json::json!({
         "env": a.env, "base": a.base, "actor": actor,
         "train_tasks": a.train_tasks, "eval_tasks": a.eval_tasks, "trials": a.trials,
         "min_reward": a.min_reward, "steps": a.steps, "margin": a.margin,
-    })
+    });
+    // Settings added later are recorded when they are not their defaults, so that loops
+    // written before them still resume.
+    if a.collect_samples > 1 {
+        v["collect_samples"] = a.collect_samples.into();
+        v["collect_temperature"] = a.collect_temperature.into();
+    }
+    if a.min_sft_examples > 1 {
+        v["min_sft_examples"] = a.min_sft_examples.into();
+    }
+    v
+}
+
+/// The collection folders of round `r`: `collect` (greedy reflections), then `collect-2` ...
+/// (sampled ones), `samples` in all.
+fn collect_dirs(out: &Path, r: u32, samples: u32) -> Vec<PathBuf> {
+    let round = out.join(format!("round-{r}"));
+    (1..=samples.max(1))
+        .map(|k| match k {
+            1 => round.join("collect"),
+            k => round.join(format!("collect-{k}")),
+        })
+        .collect()
 }
 
 /// Refuses to resume a loop in `a.out` whose `loop.json` was written with other settings
@@ -699,6 +734,22 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
     }
     if a.parallel == 0 {
         bail!("--parallel must be at least 1");
+    }
+    if a.collect_samples == 0 {
+        bail!("--collect-samples must be at least 1");
+    }
+    if a.collect_samples > 1 && a.env == "humaneval" {
+        bail!("--collect-samples above 1 needs hotpotqa or household (their collections share one first trial)");
+    }
+    if a.collect_samples > 1 && !(a.collect_temperature.is_finite() && a.collect_temperature > 0.0)
+    {
+        bail!(
+            "--collect-temperature {}: sampled collections need a positive temperature",
+            a.collect_temperature
+        );
+    }
+    if a.min_sft_examples == 0 {
+        bail!("--min-sft-examples must be at least 1");
     }
     let actor = a.actor.clone().unwrap_or_else(|| a.base.clone());
     check_loop_settings(a, &actor)?;
@@ -753,8 +804,9 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         };
         save(&round)?;
         std::fs::create_dir_all(&dir)?;
-        // 1. Collect with the current reflector.
-        let collect_dir = dir.join("collect");
+        // 1. Collect with the current reflector: greedy, then --collect-samples - 1 sampled
+        // collections that take the greedy one's first trial.
+        let dirs = collect_dirs(&a.out, r, a.collect_samples);
         // Trial 1 has no reflection yet, so the reflector cannot change it: later rounds take
         // round 1's instead of running it again (not HumanEval, whose trials are the
         // implementations inside a task).
@@ -762,46 +814,90 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         if saved["collect"].is_object() {
             round["collect"] = saved["collect"].clone();
         } else {
-            let resumed = collect_dir.join("run.json").exists();
-            let mut cmd = runtime_cli();
-            cmd.args(["eval", &a.env, "--strategy", "reflexion"])
-                // HumanEval's trials are the implementations inside a task; each reflection is
-                // rated by the next implementation's share of the model's own tests.
-                .arg(if a.env == "humaneval" {
-                    "--max-iters"
-                } else {
-                    "--trials"
-                })
-                .arg(a.trials.to_string())
-                .args(["--actor", &actor])
-                .args(["--reflector", &a.base])
-                .args(["--limit", &a.train_tasks.to_string()]);
-            if a.env == "household" {
-                cmd.args(["--split", "train"]);
+            let mut arms = Vec::new();
+            for (k, collect_dir) in dirs.iter().enumerate() {
+                let resumed = collect_dir.join("run.json").exists();
+                let mut cmd = runtime_cli();
+                cmd.args(["eval", &a.env, "--strategy", "reflexion"])
+                    // HumanEval's trials are the implementations inside a task; each
+                    // reflection is rated by the next implementation's share of the model's
+                    // own tests.
+                    .arg(if a.env == "humaneval" {
+                        "--max-iters"
+                    } else {
+                        "--trials"
+                    })
+                    .arg(a.trials.to_string())
+                    .args(["--actor", &actor])
+                    .args(["--reflector", &a.base])
+                    .args(["--limit", &a.train_tasks.to_string()]);
+                if a.env == "household" {
+                    cmd.args(["--split", "train"]);
+                }
+                // The adapter's file, not `active`: a resumed round keeps the reflector it
+                // started with.
+                if let Some(id) = &active {
+                    cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
+                }
+                // Seeds differ between rounds too, so that a round does not draw the same
+                // reflections as the one before from an unchanged reflector.
+                let seed = (r - 1) * a.collect_samples + k as u32;
+                if k > 0 {
+                    cmd.arg(format!("--reflector-temperature={}", a.collect_temperature))
+                        .args(["--reflector-seed", &seed.to_string()]);
+                }
+                common(&mut cmd);
+                let first = match (&collect_first, k) {
+                    (Some(f), _) => Some(f.clone()),
+                    (None, 0) => None,
+                    (None, _) => Some(dirs[0].clone()),
+                };
+                if let Some(first) = &first {
+                    cmd.arg("--first-trial-from").arg(first);
+                }
+                cmd.arg("--out").arg(collect_dir);
+                let what = match k {
+                    0 => format!("round {r}: collect"),
+                    _ => format!("round {r}: collect {}/{}", k + 1, a.collect_samples),
+                };
+                let collect = run_phase(&what, &mut cmd)?;
+                arms.push(serde_json::json!({
+                    "dir": collect_dir,
+                    "temperature": if k > 0 { a.collect_temperature } else { 0.0 },
+                    "seed": (k > 0).then_some(seed),
+                    "success_by_trial": success_by_trial(collect_dir)?,
+                    "first_trial_from": first,
+                    "wall_s": collect.wall_s, "peak_rss_bytes": collect.peak_rss_bytes,
+                    "resumed": resumed,
+                }));
             }
-            // The adapter's file, not `active`: a resumed round keeps the reflector it started
-            // with.
-            if let Some(id) = &active {
-                cmd.arg("--reflector-adapter").arg(store.adapter_path(id));
+            // The greedy collection's figures, with the time and peak of all of them.
+            let mut c = arms[0].clone();
+            c["wall_s"] = arms
+                .iter()
+                .filter_map(|x| x["wall_s"].as_f64())
+                .sum::<f64>()
+                .into();
+            c["peak_rss_bytes"] = arms
+                .iter()
+                .filter_map(|x| x["peak_rss_bytes"].as_u64())
+                .max()
+                .into();
+            c["resumed"] = arms.iter().any(|x| x["resumed"] == true).into();
+            if arms.len() > 1 {
+                c["samples"] = arms.into();
             }
-            common(&mut cmd);
-            if let Some(first) = &collect_first {
-                cmd.arg("--first-trial-from").arg(first);
-            }
-            cmd.arg("--out").arg(&collect_dir);
-            let collect = run_phase(&format!("round {r}: collect"), &mut cmd)?;
-            round["collect"] = serde_json::json!({
-                "success_by_trial": success_by_trial(&collect_dir)?,
-                "first_trial_from": collect_first,
-                "wall_s": collect.wall_s, "peak_rss_bytes": collect.peak_rss_bytes,
-                "resumed": resumed,
-            });
+            round["collect"] = c;
         }
         // 2. The SFT set: every round's records so far, kept by rating.
         let mut text = String::new();
         for k in 1..=r {
-            let p = a.out.join(format!("round-{k}/collect/records.jsonl"));
-            text.push_str(&std::fs::read_to_string(&p).with_context(|| p.display().to_string())?);
+            for d in collect_dirs(&a.out, k, a.collect_samples) {
+                let p = d.join("records.jsonl");
+                text.push_str(
+                    &std::fs::read_to_string(&p).with_context(|| p.display().to_string())?,
+                );
+            }
         }
         retroformer::fsutil::write_atomic(&all_records, text.as_bytes())?;
         let ratings: Vec<f64> = text
@@ -813,9 +909,15 @@ fn retro_loop(a: &LoopArgs) -> Result<()> {
         round["collect"]["records"] = ratings.len().into();
         round["collect"]["kept"] = kept.into();
         save(&round)?;
-        if kept == 0 {
-            eprintln!("[loop] round {r}: no reflection reached rating {} of {} records: nothing to train on; stopping", a.min_reward, ratings.len());
-            round["stopped"] = "no rating reached --min-reward".into();
+        if kept < a.min_sft_examples {
+            eprintln!(
+                "[loop] round {r}: {kept} of {} reflections reached rating {}, fewer than --min-sft-examples {}: too few to train on; stopping (more per failure: --collect-samples)",
+                ratings.len(),
+                a.min_reward,
+                a.min_sft_examples
+            );
+            round["stopped"] =
+                "fewer reflections reached --min-reward than --min-sft-examples".into();
             rounds.push(round);
             break;
         }

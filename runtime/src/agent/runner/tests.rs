@@ -32,6 +32,8 @@ fn cfg(trials: u32) -> RunConfig {
         actor: "scripted".into(),
         reflector: "scripted".into(),
         reflector_adapter: None,
+        reflector_temperature: 0.0,
+        reflector_seed: 0,
     }
 }
 
@@ -445,6 +447,9 @@ fn a_run_seeded_with_another_runs_first_trial_reflects_with_its_own_reflector_an
     let mut settings = cfg(2);
     settings.reflector = "candidate".into();
     settings.reflector_adapter = Some("candidate.gguf".into());
+    // Its reflections are sampled: a setting of the reflector too.
+    settings.reflector_temperature = 0.7;
+    settings.reflector_seed = 3;
     assert_eq!(
         seed_first_trial(incumbent.path(), candidate.path(), &settings, &tasks).unwrap(),
         2
