@@ -9,14 +9,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer::agent::react::{run_episode, ReactConfig};
-use retroformer::env::hotpotqa::{self, Docstore, Episode};
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::{
+use retroformer_envs::hotpotqa::react::{run_episode, ReactConfig};
+use retroformer_envs::hotpotqa::{self, Docstore, Episode};
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::{
     AdapterHandle, GenerateRequest, Generation, LanguageModel, LlmError, Session, SessionInfo,
     SessionOptions,
 };
-use retroformer::target::TargetProfile;
 use serde_json::json;
 
 /// A session that forgets its KV cache before every call.
@@ -46,9 +46,7 @@ fn main() -> Result<()> {
     let mut model_name = "smollm2-135m-instruct".to_string();
     let mut n_questions = 3usize;
     let mut threads = 2u32;
-    let mut data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/hotpotqa")
-        .join(hotpotqa::DATA_FILE);
+    let mut data: Option<PathBuf> = None;
     let mut out = PathBuf::from("target/bench/agent.json");
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -58,7 +56,7 @@ fn main() -> Result<()> {
                 n_questions = args.next().context("--questions needs a value")?.parse()?
             }
             "--threads" => threads = args.next().context("--threads needs a value")?.parse()?,
-            "--data" => data = PathBuf::from(args.next().context("--data needs a value")?),
+            "--data" => data = Some(PathBuf::from(args.next().context("--data needs a value")?)),
             "--out" => out = PathBuf::from(args.next().context("--out needs a value")?),
             "--bench" => {}
             other => anyhow::bail!("unknown argument {other}"),
@@ -66,7 +64,7 @@ fn main() -> Result<()> {
     }
     let (path, _) = retroformer_benches::resolve_model(&model_name)?;
     let model = LlamaModel::load(&path, LoadOptions::new(TargetProfile::load("cpu")?))?;
-    let questions = hotpotqa::load(&data)?;
+    let questions = hotpotqa::load(hotpotqa::source(data.as_deref()))?;
     let questions = &questions[..n_questions.min(questions.len())];
     let so = SessionOptions {
         context_size: Some(4096),
@@ -124,7 +122,10 @@ fn main() -> Result<()> {
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d)?;
     }
-    retroformer::fsutil::write_atomic(&out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    retroformer_core::fsutil::write_atomic(
+        &out,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     println!("report: {}", out.display());
     Ok(())
 }

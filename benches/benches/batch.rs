@@ -14,14 +14,15 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::{
+use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::{TargetProfile, Threads};
+use retroformer_llm::{
     ChatMessage, GenerateRequest, LanguageModel, SamplingParams, SessionOptions,
 };
-use retroformer::target::{TargetProfile, Threads};
-use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
 use serde_json::json;
 
+// long: a benchmark's main reads as its steps: arguments, warm-up, the interleaved repetitions, the report.
 fn main() -> Result<()> {
     let mut model_name = "qwen2.5-coder-0.5b-instruct".to_string();
     let mut threads = 2u32;
@@ -147,5 +148,5 @@ fn main() -> Result<()> {
         "load_average_start": load_start,
         "rows": rows,
     });
-    finish_report(&report, out.as_deref(), load_start)
+    Ok(finish_report(&report, out.as_deref(), load_start)?)
 }

@@ -8,8 +8,8 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer::env::household::{eval_split, plan::plan, HouseholdEnv, TaskSpec};
 use retroformer_benches::median;
+use retroformer_envs::household::{eval_split, plan::plan, HouseholdEnv, TaskSpec};
 
 fn main() -> Result<()> {
     let mut seconds = 1.0f64;

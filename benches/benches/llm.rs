@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer::bench::suite::BareLoop as Bare;
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::{GenerateRequest, LanguageModel, SessionOptions};
-use retroformer::target::{TargetProfile, Threads};
+use retroformer_llama::BareLoop as Bare;
 use retroformer_benches::{load_average, median, peak_rss_bytes, resolve_model, spread};
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::{TargetProfile, Threads};
+use retroformer_llm::{GenerateRequest, LanguageModel, SessionOptions};
 use serde_json::json;
 
 /// llama-bench figures quoted in the issue tracker for this machine class (2 threads, quiet);
@@ -166,7 +166,7 @@ fn figure(xs: &[f64]) -> serde_json::Value {
 }
 
 fn write_bench_adapter(dir: &Path, model: &LlamaModel, seed: u64) -> Result<PathBuf> {
-    retroformer::bench::suite::random_adapter(model, dir, seed)?
+    retroformer_benches::harness::suite::random_adapter(model, dir, seed)?
         .context("the model has no projection an adapter can target")
 }
 
@@ -197,6 +197,7 @@ fn rss_probe(a: &str, b: &str) -> Result<()> {
     Ok(())
 }
 
+// long: a benchmark's main reads as its steps: arguments, each measurement interleaved with its reference, the report.
 fn main() -> Result<()> {
     if let Ok(models) = std::env::var("RF_BENCH_RSS_PROBE") {
         let (a, b) = models.split_once(',').context("RF_BENCH_RSS_PROBE=A,B")?;
@@ -415,7 +416,10 @@ fn main() -> Result<()> {
     if let Some(d) = o.out.parent() {
         std::fs::create_dir_all(d)?;
     }
-    retroformer::fsutil::write_atomic(&o.out, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    retroformer_core::fsutil::write_atomic(
+        &o.out,
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
     println!("report: {}", o.out.display());
     Ok(())
 }

@@ -7,12 +7,14 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use retroformer::agent::{context_for, react, Strategy};
-use retroformer::env::hotpotqa::{normalize_answer, Docstore, Explorer, Page};
-use retroformer::env::math::try_math_normalize;
-use retroformer::llm::reusable_prefix;
-use retroformer::memory::ReflectionMemory;
-use retroformer::wire;
+use retroformer::agent::Strategy;
+use retroformer_envs::hotpotqa::context::context_for;
+use retroformer_envs::hotpotqa::react;
+use retroformer_core::memory::ReflectionMemory;
+use retroformer_core::wire;
+use retroformer_envs::hotpotqa::{normalize_answer, Docstore, Explorer, Page};
+use retroformer_envs::math::try_math_normalize;
+use retroformer_llm::reusable_prefix;
 
 const REFLECTION: &str = "I searched for the wrong entity. The question asks about the magazine \
 that was started first; I should have searched both magazines and compared their founding years \
@@ -103,7 +105,7 @@ fn normalise(c: &mut Criterion) {
 
 #[cfg(unix)]
 fn sandbox(c: &mut Criterion) {
-    use retroformer::sandbox::{Sandbox, SandboxConfig};
+    use retroformer_sandbox::{Sandbox, SandboxConfig};
     let Ok(sb) = Sandbox::new(SandboxConfig::default()) else {
         eprintln!("sandbox spawn: skipped (no python3 or no sandbox on this machine)");
         return;

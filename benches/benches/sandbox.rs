@@ -9,9 +9,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer::env::humaneval::{hidden_test_program, load};
-use retroformer::sandbox::{Outcome, Sandbox, SandboxConfig};
 use retroformer_benches::{load_average, median, spread};
+use retroformer_envs::humaneval::{hidden_test_program, load};
+use retroformer_sandbox::{Outcome, Sandbox, SandboxConfig};
 use serde_json::json;
 
 fn main() -> Result<()> {
@@ -28,9 +28,7 @@ fn main() -> Result<()> {
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/humaneval/HumanEval.jsonl.gz");
-    let problems = load(&data)?;
+    let problems = load(retroformer_envs::humaneval::source(None))?;
     // Realistic test runs: reference solutions against their hidden tests, plus a one-liner.
     let mut programs: Vec<String> = problems
         .iter()
@@ -101,5 +99,5 @@ fn main() -> Result<()> {
         ms / mb,
         ms - mb
     );
-    retroformer_benches::finish_report(&report, out.as_deref(), load_start)
+    Ok(retroformer_benches::finish_report(&report, out.as_deref(), load_start)?)
 }

@@ -19,10 +19,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::LanguageModel;
-use retroformer::target::TargetProfile;
 use retroformer_benches::{load_average, median, resolve_model};
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::LanguageModel;
 use retroformer_trainer::data::Tokenized;
 use retroformer_trainer::lora::LoraConfig;
 use retroformer_trainer::model::Base;
@@ -123,6 +123,7 @@ fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()
     Ok(())
 }
 
+// long: a benchmark's main reads as its steps: arguments, the child processes of both sides, interleaved, the report.
 fn main() -> Result<()> {
     let mut model = "smollm2-135m-instruct".to_string();
     let (mut seq, mut steps, mut reps) = (512usize, 4u64, 2usize);
@@ -140,8 +141,7 @@ fn main() -> Result<()> {
             "--python" => python = args.next().context("--python PATH")?,
             "--backend" => {
                 let b = args.next().context("--backend ndarray|flex|wgpu|cuda")?;
-                backend = <Backend as clap::ValueEnum>::from_str(&b, true)
-                    .map_err(|e| anyhow::anyhow!("--backend {b}: {e}"))?;
+                backend = b.parse().map_err(|e| anyhow::anyhow!("--backend {e}"))?;
             }
             "--out" => out = Some(args.next().context("--out FILE")?.into()),
             "--child" => {
@@ -261,5 +261,5 @@ fn main() -> Result<()> {
     } else {
         println!("reference missing: `{python}` lacks torch, transformers, peft or gguf (pip install torch transformers peft gguf; pass --python)");
     }
-    retroformer_benches::finish_report(&report, out.as_deref(), load_start)
+    Ok(retroformer_benches::finish_report(&report, out.as_deref(), load_start)?)
 }

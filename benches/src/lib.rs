@@ -1,26 +1,20 @@
-//! Shared helpers for the benchmarks: model resolution, medians, spreads, peak RSS.
+//! The benchmarks: the harness of `retroformer bench` ([`harness`]), and the helpers of the
+//! bench targets in `benches/` (model resolution, medians, spreads, reports).
+
+pub mod harness;
 
 use std::path::PathBuf;
 
-use retroformer::fetch::{self, FetchOptions};
-use retroformer::manifest::{home_dir, ModelRef};
+use harness::BenchError;
 
 /// A model name or path as a file (fetching a named model if needed) and a label.
-pub fn resolve_model(name: &str) -> anyhow::Result<(PathBuf, String)> {
-    Ok(match ModelRef::parse(name)? {
-        ModelRef::File(p) => (p.clone(), p.display().to_string()),
-        ModelRef::Manifest(m) => (
-            fetch::fetch(
-                &m,
-                &home_dir(),
-                FetchOptions {
-                    force: false,
-                    progress: true,
-                },
-            )?,
-            m.name,
-        ),
-    })
+pub fn resolve_model(name: &str) -> Result<(PathBuf, String), BenchError> {
+    let r = retroformer::backend::resolve(name, Some(&retroformer::fetch::Silent))?;
+    let label = match &r.manifest {
+        Some(m) => m.name.clone(),
+        None => r.path.display().to_string(),
+    };
+    Ok((r.path, label))
 }
 
 /// Median of `xs` (NaN when empty).
@@ -46,7 +40,8 @@ pub fn spread(xs: &[f64]) -> (f64, f64) {
         })
 }
 
-pub use retroformer::bench::system::{load_average, peak_rss_bytes};
+pub use harness::system::load_average;
+pub use retroformer_core::rss::peak_rss_bytes;
 
 /// The end of every benchmark: a note when the machine was not quiet at the start, and the
 /// JSON report written atomically to `out` if one was asked for.
@@ -54,14 +49,20 @@ pub fn finish_report(
     report: &serde_json::Value,
     out: Option<&std::path::Path>,
     load_start: Option<f64>,
-) -> anyhow::Result<()> {
+) -> Result<(), BenchError> {
     if let Some(l) = load_start {
         if l > 0.5 {
             println!("note: load average {l:.2} at the start: the machine was not quiet");
         }
     }
     if let Some(p) = out {
-        retroformer::fsutil::write_atomic(p, serde_json::to_string_pretty(report)?.as_bytes())?;
+        let text = serde_json::to_string_pretty(report).expect("a JSON value serialises");
+        retroformer_core::fsutil::write_atomic(p, text.as_bytes()).map_err(|source| {
+            BenchError::Io {
+                path: p.to_path_buf(),
+                source,
+            }
+        })?;
         println!("wrote {}", p.display());
     }
     Ok(())

@@ -11,7 +11,7 @@
 //!
 //! `ID` is the first 16 hex digits of the adapter's sha256, so installing the same file twice is
 //! a no-op. Every write is atomic: a version folder is built under a temporary name and renamed
-//! into place, and `state.json` is replaced with [`crate::fsutil::write_atomic`], so a kill at any
+//! into place, and `state.json` is replaced with [`retroformer_core::fsutil::write_atomic`], so a kill at any
 //! moment leaves the previously active adapter active and the store readable. Leftover
 //! temporary folders are ignored (and removed by the next install).
 
@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::gguf::{self, AdapterError, GgufFile};
+use retroformer_core::records::{keys, AdapterProvenance};
+use retroformer_gguf::{AdapterError, GgufFile};
 
 /// Version of `state.json` and `manifest.json`.
 pub const STORE_FORMAT_VERSION: u32 = 1;
@@ -64,6 +65,9 @@ pub enum StoreError {
     /// Rollback with no earlier adapter.
     #[error("nothing to roll back to: no adapter was active before the current one")]
     NothingToRollBack,
+    /// The base model could not be read.
+    #[error("base model: {0}")]
+    Base(String),
     /// A store file is unreadable or of another format version.
     #[error("{path}: {reason}")]
     Corrupt {
@@ -173,6 +177,19 @@ pub struct AdapterStore {
 }
 
 impl AdapterStore {
+    /// The store of a resolved base model under `$RETROFORMER_HOME`, and its validated header:
+    /// the sha256 comes from its manifest, or from hashing a file named by path.
+    pub fn for_model(base: &crate::backend::Resolved) -> Result<(Self, GgufFile), StoreError> {
+        let sha = match &base.manifest {
+            Some(m) => m.sha256.clone(),
+            None => crate::fetch::sha256_file(&base.path, &crate::fetch::Silent)
+                .map_err(|e| StoreError::Base(e.to_string()))?,
+        };
+        let header = retroformer_gguf::validate_file(&base.path)
+            .map_err(|e| StoreError::Base(e.to_string()))?;
+        Ok((Self::for_base(&crate::manifest::home_dir(), &sha)?, header))
+    }
+
     /// The store of the base model with sha256 `base_sha256` under `home`.
     pub fn for_base(home: &Path, base_sha256: &str) -> Result<Self, StoreError> {
         let short = &base_sha256[..base_sha256.len().min(16)];
@@ -237,7 +254,7 @@ impl AdapterStore {
     fn write_state(&self, s: &State) -> Result<(), StoreError> {
         let p = self.state_path();
         let bytes = serde_json::to_vec_pretty(s).expect("state serialises");
-        crate::fsutil::write_atomic(&p, &bytes).map_err(|e| io(&p, e))
+        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| io(&p, e))
     }
 
     /// Validates `file` against the base model (`base`, the validated header of the file with
@@ -251,22 +268,26 @@ impl AdapterStore {
         let _lock = self.lock()?;
         // Read once: what is validated is what is installed.
         let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
-        let header = gguf::validate_bytes(&bytes).map_err(|e| match e {
-            gguf::GgufError::Invalid { reason, .. } => {
-                AdapterError::Gguf(gguf::GgufError::Invalid {
+        let header = retroformer_gguf::validate_bytes(&bytes).map_err(|e| match e {
+            retroformer_gguf::GgufError::Invalid { reason, .. } => {
+                AdapterError::Gguf(retroformer_gguf::GgufError::Invalid {
                     path: file.to_path_buf(),
                     reason,
                 })
             }
             other => AdapterError::Gguf(other),
         })?;
-        gguf::check_adapter(&header, file, base, base_name)?;
-        let recorded = header.get_str("retroformer.base_sha256").unwrap_or("");
-        if !recorded.is_empty() && recorded != self.base_sha256 {
+        retroformer_gguf::check_adapter(&header, file, base, base_name)?;
+        let provenance = AdapterProvenance::read(
+            |k| header.get_str(k).map(str::to_string),
+            |k| header.get_u64(k),
+        );
+        let recorded = &provenance.base_sha256;
+        if !recorded.is_empty() && *recorded != self.base_sha256 {
             return Err(StoreError::WrongBase {
                 path: file.to_path_buf(),
                 expected: self.base_sha256.clone(),
-                found: recorded.to_string(),
+                found: recorded.clone(),
             });
         }
         let sha256 = {
@@ -282,22 +303,16 @@ impl AdapterStore {
             id: id.clone(),
             sha256,
             base_sha256: self.base_sha256.clone(),
-            objective: header
-                .get_str("retroformer.objective")
-                .unwrap_or("")
-                .to_string(),
-            data_sha256: header
-                .get_str("retroformer.data_sha256")
-                .unwrap_or("")
-                .to_string(),
-            step: header.get_u64("retroformer.step").unwrap_or(0),
+            objective: provenance.objective,
+            data_sha256: provenance.data_sha256,
+            step: provenance.step,
             rank: header
                 .tensors
                 .iter()
                 .find(|t| t.name.ends_with(".lora_a"))
                 .and_then(|t| t.dims.get(1).copied())
                 .unwrap_or(0),
-            alpha: header.get_f64("adapter.lora.alpha").unwrap_or(0.0),
+            alpha: header.get_f64(keys::ALPHA).unwrap_or(0.0),
             source: file.display().to_string(),
             installed_at: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -312,7 +327,7 @@ impl AdapterStore {
         std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
         let put = |name: &str, data: &[u8]| {
             let p = tmp.join(name);
-            crate::fsutil::write_atomic(&p, data).map_err(|e| io(&p, e))
+            retroformer_core::fsutil::write_atomic(&p, data).map_err(|e| io(&p, e))
         };
         put("adapter.gguf", &bytes)?;
         put(
@@ -322,7 +337,7 @@ impl AdapterStore {
         failpoint("install-before-rename");
         let dest = self.version_dir(&id);
         std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
-        crate::fsutil::sync_dir(&versions).map_err(|e| io(&versions, e))?;
+        retroformer_core::fsutil::sync_dir(&versions).map_err(|e| io(&versions, e))?;
         failpoint("install-after-rename");
         tracing::info!(id = %id, source = %file.display(), "adapter installed");
         Ok(manifest)
@@ -467,8 +482,11 @@ impl AdapterStore {
             m.metrics.insert((*k).to_string(), *v);
         }
         let p = self.version_dir(id).join("manifest.json");
-        crate::fsutil::write_atomic(&p, &serde_json::to_vec_pretty(&m).expect("serialises"))
-            .map_err(|e| io(&p, e))
+        retroformer_core::fsutil::write_atomic(
+            &p,
+            &serde_json::to_vec_pretty(&m).expect("serialises"),
+        )
+        .map_err(|e| io(&p, e))
     }
 
     /// The canary: scores the active adapter (or the base alone) and `candidate` with `eval`
@@ -526,7 +544,7 @@ impl AdapterStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gguf::{GgufWriter, TinyModel, WriteValue};
+    use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -537,7 +555,7 @@ mod tests {
     fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let bytes = TinyModel::llama().writer().to_bytes();
-        let base = gguf::validate_bytes(&bytes).unwrap();
+        let base = retroformer_gguf::validate_bytes(&bytes).unwrap();
         let store =
             AdapterStore::open(&dir.path().join("store"), "ab".repeat(32).as_str()).unwrap();
         Fixture { dir, base, store }
@@ -547,10 +565,10 @@ mod tests {
     fn adapter(f: &Fixture, name: &str, fill: f32, base_sha: Option<&str>) -> PathBuf {
         let mut w = GgufWriter::lora_adapter("llama", 4.0);
         if let Some(s) = base_sha {
-            w.kv("retroformer.base_sha256", s);
+            w.kv(keys::BASE_SHA256, s);
         }
-        w.kv("retroformer.objective", "sft")
-            .kv("retroformer.step", WriteValue::U64(7))
+        w.kv(keys::OBJECTIVE, "sft")
+            .kv(keys::STEP, WriteValue::U64(7))
             .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[fill; 128])
             .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[fill; 128]);
         let p = f.dir.path().join(name);

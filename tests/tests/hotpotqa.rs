@@ -1,8 +1,8 @@
 //! HotPotQA against data: the SQuAD normalisation fixture (expected values computed by the
-//! published Python function) and the real 100-question sample in `shared/data`.
+//! published Python function) and the real 100-question sample bundled with the environments.
 
-use retroformer::env::hotpotqa::{self, Docstore, Episode, Explorer};
 use retroformer_e2e::data_dir;
+use retroformer_envs::hotpotqa::{self, Docstore, Episode, Explorer};
 
 #[test]
 fn normalisation_agrees_with_the_python_reference_on_every_fixture_row() {
@@ -25,14 +25,11 @@ fn normalisation_agrees_with_the_python_reference_on_every_fixture_row() {
 }
 
 fn sample() -> Vec<hotpotqa::Question> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/hotpotqa")
-        .join(hotpotqa::DATA_FILE);
-    hotpotqa::load(&path).unwrap_or_else(|e| panic!("the shared HotPotQA sample is needed: {e}"))
+    hotpotqa::load(hotpotqa::source(None)).unwrap()
 }
 
 #[test]
-fn the_shared_sample_loads_and_every_supporting_fact_can_be_found() {
+fn the_bundled_sample_loads_and_every_supporting_fact_can_be_found() {
     let qs = sample();
     assert_eq!(qs.len(), 100);
     assert!(qs.iter().all(|q| q.pages.len() == 10));

@@ -1,17 +1,19 @@
 //! The household world against ALFWorld's text interface: hand-checked observation fixtures
 //! (`tests/data/household/observations.jsonl`), replays of every ALFWorld few-shot trajectory
-//! in `shared/data/alfworld` in a world inferred from the trajectory itself, scripted and
+//! bundled with the environments (`runtime/envs/data/alfworld`) in a world inferred from the trajectory itself, scripted and
 //! planned solutions of each task type, solvability of generated tasks over many seeds,
 //! determinism (a golden file of generated worlds), and robustness to arbitrary action text.
+//!
+//! long: the household's fixtures: every observation checked by hand and every prompt trajectory replayed, one scenario after another.
 
+use retroformer_envs::data;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
-use retroformer::env::household::{
+use retroformer_e2e::data_dir;
+use retroformer_envs::household::{
     eval_split, generate, plan, train_split, HouseholdEnv, ReceptacleSpec, SplitMix64, Task,
     TaskSpec, TaskType, WorldSpec, EVAL_COUNTS, NOTHING_HAPPENS,
 };
-use retroformer_e2e::data_dir;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -48,19 +50,9 @@ fn strings(v: &Value, key: &str, at: &str) -> Vec<String> {
         .collect()
 }
 
-fn shared_alfworld() -> PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/alfworld")
-}
-
 /// The ALFWorld prompt file: key -> trajectory text.
 fn prompts() -> BTreeMap<String, String> {
-    let path = shared_alfworld().join("alfworld_3prompts.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "the shared ALFWorld prompts are needed ({}): {e}",
-            path.display()
-        )
-    });
+    let text = String::from_utf8(data::ALFWORLD_PROMPTS.bytes().unwrap()).unwrap();
     let v: BTreeMap<String, String> =
         serde_json::from_str(&text).expect("the prompt file is a JSON object of strings");
     assert_eq!(v.len(), 36, "36 prompts");
@@ -69,8 +61,7 @@ fn prompts() -> BTreeMap<String, String> {
 
 /// The two failed trajectories of Reflexion's few-shot file (up to each `STATUS:` line).
 fn reflexion_examples() -> Vec<String> {
-    let path = shared_alfworld().join("reflexion_few_shot_examples.txt");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = String::from_utf8(data::REFLEXION_ALFWORLD_EXAMPLES.bytes().unwrap()).unwrap();
     let mut out: Vec<String> = Vec::new();
     let mut current: Option<String> = None;
     for line in text.lines() {

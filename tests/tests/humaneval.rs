@@ -2,13 +2,11 @@
 //! tests and an empty body fails them, so the hidden-test program, the loader and the sandbox
 //! agree with the benchmark's own definition of a pass.
 
-use retroformer::env::humaneval::{hidden_test_program, load, Problem};
-use retroformer::sandbox::{Outcome, Pool, Sandbox, SandboxConfig};
+use retroformer_envs::humaneval::{hidden_test_program, load, Problem};
+use retroformer_sandbox::{Outcome, Pool, Sandbox, SandboxConfig};
 
 fn problems() -> Vec<Problem> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/humaneval/HumanEval.jsonl.gz");
-    load(&p).unwrap_or_else(|e| panic!("{e}"))
+    load(retroformer_envs::humaneval::source(None)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn pool() -> Pool {

@@ -1,12 +1,10 @@
 //! Math answer checkers against data: hand-written GSM8K reward, MATH equivalence and boxed
 //! extraction fixtures (the MATH expectations agree with the published Hendrycks Python, and
 //! `math_normalize.jsonl` holds that Python's own output), and the real GSM8K test split in
-//! `shared/data`.
+//! bundled data (`runtime/envs/data`).
 
-use std::path::{Path, PathBuf};
-
-use retroformer::env::math::{self, Dataset};
 use retroformer_e2e::data_dir;
+use retroformer_envs::math::{self, Dataset};
 use serde_json::Value;
 
 /// The rows of `tests/data/math/<name>`, each with its 1-based line number.
@@ -173,15 +171,9 @@ fn the_fixtures_catch_a_checker_that_ignores_the_answer() {
     assert!(equiv.iter().filter(|&&e| !e).count() >= 20);
 }
 
-fn gsm8k_test_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/gsm8k/test.jsonl")
-}
-
 #[test]
 fn every_real_gsm8k_test_gold_parses_and_its_own_boxed_form_scores_one() {
-    let path = gsm8k_test_path();
-    let problems = math::load_gsm8k(&path)
-        .unwrap_or_else(|e| panic!("the shared GSM8K test split is needed: {e}"));
+    let problems = math::load_gsm8k(math::gsm8k_source("test", None).unwrap()).unwrap();
     assert_eq!(problems.len(), 1319);
     assert_eq!(problems[0].id, "test-1");
     assert_eq!(problems[0].answer, "18");
@@ -212,7 +204,7 @@ fn every_real_gsm8k_test_gold_parses_and_its_own_boxed_form_scores_one() {
 
 #[test]
 fn a_wrong_number_scores_zero_on_every_real_gsm8k_test_problem() {
-    let problems = math::load_gsm8k(&gsm8k_test_path()).unwrap();
+    let problems = math::load_gsm8k(math::gsm8k_source("test", None).unwrap()).unwrap();
     let wrong: Vec<_> = problems
         .iter()
         .filter(|p| {

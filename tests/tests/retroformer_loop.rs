@@ -1,6 +1,7 @@
-//! The Retroformer loop end to end, across both binaries and the real SmolLM2 model: collect
-//! Reflexion trials, train the reflector (SFT), export, install into the adapter store, canary
-//! on held-out tasks, twice; and the results file that records each phase.
+//! The Retroformer loop (`retroformer loop`) end to end, with the real SmolLM2 model and the
+//! trainer (`retroformer-train`, spawned for training): collect Reflexion trials, train the
+//! reflector (SFT), export, install into the adapter store, canary on held-out tasks, twice;
+//! and the results file that records each phase.
 //!
 //! `cargo test --workspace` builds both binaries (`retroformer`, `retroformer-train`) before
 //! any test runs; run alone, build them first with `cargo build --bins`.
@@ -43,10 +44,9 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
     let base = smollm2();
-    // The runtime's CLI is found next to the trainer's.
-    let trainer = bin("retroformer-train");
-    bin("retroformer");
-    let o = Command::new(&trainer)
+    // The trainer is found next to the runtime's CLI.
+    bin("retroformer-train");
+    let o = Command::new(bin("retroformer"))
         .args(["loop", "--env", "household", "--rounds", "2"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
         .args([
@@ -163,14 +163,14 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
 
 #[test]
 fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
-    let o = Command::new(bin("retroformer-train"))
+    let o = Command::new(bin("retroformer"))
         .args(["loop", "--env", "chess", "--out", "/nonexistent"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--env chess"), "{err}");
-    let o = Command::new(bin("retroformer-train"))
+    let o = Command::new(bin("retroformer"))
         .args([
             "loop",
             "--env",
@@ -186,7 +186,7 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--trials"), "{err}");
     // HumanEval's collections share no first trial, so they cannot sample reflections of one.
-    let o = Command::new(bin("retroformer-train"))
+    let o = Command::new(bin("retroformer"))
         .args(["loop", "--env", "humaneval", "--collect-samples", "2"])
         .args(["--out", "/nonexistent"])
         .output()
@@ -200,7 +200,7 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
 fn sampled_collections_share_the_first_trial_and_too_small_an_sft_set_stops_the_loop() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
-    let o = Command::new(bin("retroformer-train"))
+    let o = Command::new(bin("retroformer"))
         .args(["loop", "--env", "household", "--rounds", "1"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
         .args(["--max-steps", "2", "--threads", "1"])
@@ -282,7 +282,7 @@ fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
         "min_reward": 0.5, "steps": 40, "margin": 0.0, "rounds": [],
     });
     std::fs::write(dir.path().join("loop.json"), saved.to_string()).unwrap();
-    let o = Command::new(bin("retroformer-train"))
+    let o = Command::new(bin("retroformer"))
         .args(args("2"))
         .output()
         .unwrap();
@@ -301,7 +301,7 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     let base = smollm2();
     let b = base.display().to_string();
     let loop_args = |rounds: &str| {
-        let mut cmd = Command::new(bin("retroformer-train"));
+        let mut cmd = Command::new(bin("retroformer"));
         cmd.args(["loop", "--env", "household", "--rounds", rounds])
             .args(["--base", &b, "--threads", "1", "--out"])
             .arg(&out)
@@ -328,7 +328,7 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     std::fs::create_dir_all(out.join("round-1/collect")).unwrap();
     std::fs::write(
         out.join("round-1/collect/records.jsonl"),
-        "{\"rating\": 1.0}\n{\"rating\": 0.0}\n",
+        "{\"prompt\": \"x\", \"reflection\": \"y\", \"rating\": 1.0}\n{\"prompt\": \"x\", \"reflection\": \"z\", \"rating\": 0.0}\n",
     )
     .unwrap();
     std::fs::write(
@@ -366,8 +366,8 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(
-        err.contains("round 2: collect failed")
-            && err.contains("error: --reflector-adapter: ")
+        err.contains("round 2: collect")
+            && err.contains("--reflector-adapter")
             && err.contains("versions/fedcba9876543210/adapter.gguf: No such file"),
         "{err}"
     );

@@ -20,7 +20,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use retroformer::llm::{ChatMessage, LanguageModel};
+use retroformer_core::records::{RatingRecord, RiseSample};
+use retroformer_llm::{ChatMessage, LanguageModel};
 use serde::Deserialize;
 
 use crate::TrainerError;
@@ -40,13 +41,11 @@ pub struct Example {
     pub parse_special: bool,
 }
 
+/// The trainer's own shape: a prompt and the response to learn.
 #[derive(Deserialize)]
-struct Line {
-    prompt: Option<String>,
-    response: Option<String>,
-    reflection: Option<String>,
-    rating: Option<f64>,
-    messages: Option<Vec<ChatMessage>>,
+struct PromptResponse {
+    prompt: String,
+    response: String,
     reward: Option<f64>,
     weight: Option<f64>,
     parse_special: Option<bool>,
@@ -73,58 +72,7 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
             line: i + 1,
             reason,
         };
-        let l: Line = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
-        let ex = if let Some(messages) = l.messages {
-            let Some((last, rest)) = messages.split_last() else {
-                return Err(bad("\"messages\" is empty".into()));
-            };
-            if last.role != "assistant" {
-                return Err(bad(format!(
-                    "the last message is from '{}'; the target must be an assistant turn",
-                    last.role
-                )));
-            }
-            let prompt = model
-                .chat_prompt(rest, true)
-                .map_err(|e| bad(e.to_string()))?;
-            let full = model
-                .chat_prompt(&messages, false)
-                .map_err(|e| bad(e.to_string()))?;
-            let response = match full.strip_prefix(&prompt) {
-                Some(r) => r.to_string(),
-                None => last.content.clone(),
-            };
-            Example {
-                prompt,
-                response,
-                // A rating record of a chat reflection (HumanEval) carries its rating.
-                reward: l.reward.or(l.rating).unwrap_or(1.0),
-                weight: l.weight.unwrap_or(1.0),
-                parse_special: true,
-            }
-        } else if let (Some(prompt), Some(reflection)) = (&l.prompt, &l.reflection) {
-            Example {
-                prompt: prompt.clone(),
-                response: format!(" {}\n\n", reflection.trim()),
-                reward: l
-                    .rating
-                    .ok_or_else(|| bad("a rating record needs \"rating\"".into()))?,
-                weight: l.weight.unwrap_or(1.0),
-                parse_special: false,
-            }
-        } else if let (Some(prompt), Some(response)) = (l.prompt, l.response) {
-            Example {
-                prompt,
-                response,
-                reward: l.reward.unwrap_or(1.0),
-                weight: l.weight.unwrap_or(1.0),
-                parse_special: l.parse_special.unwrap_or(false),
-            }
-        } else {
-            return Err(bad(
-                "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"} or a RISE sample {\"messages\"}".into(),
-            ));
-        };
+        let ex = example(&line, model).map_err(bad)?;
         if !(ex.reward.is_finite() && ex.weight.is_finite() && ex.weight >= 0.0) {
             return Err(bad("reward and weight must be finite, weight >= 0".into()));
         }
@@ -141,6 +89,86 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
         });
     }
     Ok(out)
+}
+
+/// One line as an example: told apart by its fields, each shape read as its own record type.
+fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
+    const EXPECTED: &str = "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"} or a RISE sample {\"messages\"}";
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| format!("{EXPECTED}: {e}"))?;
+    let has = |k: &str| v.get(k).is_some();
+    let parse = |what: &str| format!("{what}: ");
+    if has("messages") && has("rating") {
+        // A rating record of a chat reflection (HumanEval) carries its rating.
+        let r: RatingRecord =
+            serde_json::from_value(v).map_err(|e| parse("rating record") + &e.to_string())?;
+        let messages = r.messages.unwrap_or_default();
+        chat(&messages, f64::from(r.rating), 1.0, model)
+    } else if has("messages") {
+        let s: RiseSample =
+            serde_json::from_value(v).map_err(|e| parse("RISE sample") + &e.to_string())?;
+        chat(&s.messages, s.reward, s.weight, model)
+    } else if has("reflection") {
+        if !has("rating") {
+            return Err("a rating record needs \"rating\"".into());
+        }
+        let r: RatingRecord =
+            serde_json::from_value(v).map_err(|e| parse("rating record") + &e.to_string())?;
+        // As the runtime's reflector generates it: a space after `Reflection:`, stopping at a
+        // blank line.
+        Ok(Example {
+            prompt: r.prompt,
+            response: format!(" {}\n\n", r.reflection.trim()),
+            reward: f64::from(r.rating),
+            weight: 1.0,
+            parse_special: false,
+        })
+    } else if has("prompt") && has("response") {
+        let g: PromptResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(Example {
+            prompt: g.prompt,
+            response: g.response,
+            reward: g.reward.unwrap_or(1.0),
+            weight: g.weight.unwrap_or(1.0),
+            parse_special: g.parse_special.unwrap_or(false),
+        })
+    } else {
+        Err(EXPECTED.into())
+    }
+}
+
+/// A chat example: the prompt is `model`'s template of every message but the last, with the
+/// assistant prefix; the response is the rest of the templated conversation.
+fn chat(
+    messages: &[ChatMessage],
+    reward: f64,
+    weight: f64,
+    model: &dyn LanguageModel,
+) -> Result<Example, String> {
+    let Some((last, rest)) = messages.split_last() else {
+        return Err("\"messages\" is empty".into());
+    };
+    if last.role != "assistant" {
+        return Err(format!(
+            "the last message is from '{}'; the target must be an assistant turn",
+            last.role
+        ));
+    }
+    let prompt = model.chat_prompt(rest, true).map_err(|e| e.to_string())?;
+    let full = model
+        .chat_prompt(messages, false)
+        .map_err(|e| e.to_string())?;
+    let response = match full.strip_prefix(&prompt) {
+        Some(r) => r.to_string(),
+        None => last.content.clone(),
+    };
+    Ok(Example {
+        prompt,
+        response,
+        reward,
+        weight,
+        parse_special: true,
+    })
 }
 
 /// The examples whose reward is at least `min` (the Retroformer SFT set: reflections whose
@@ -235,7 +263,7 @@ pub fn tokenize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use retroformer::llm::scripted::ScriptedModel;
+    use retroformer_llm::scripted::ScriptedModel;
 
     fn file(lines: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
         let d = tempfile::tempdir().unwrap();

@@ -2,12 +2,13 @@
 //! back to GGUF for the runtime.
 //!
 //! - [`model`]: the `llama` / `qwen2` forward pass, weights read from a GGUF file;
-//! - [`lora`]: the trainable factors and their export as a llama.cpp adapter;
+//! - [`lora`]: the trainable factors; [`export`]: their export as a llama.cpp adapter;
 //! - [`data`]: JSONL examples (prompt/response, rating records, RISE samples) and tokenisation;
 //! - [`objective`]: SFT, RWR, the reward model, REINFORCE and PPO;
 //! - [`train`]: the training loop and its checkpoints.
 
 pub mod data;
+pub mod export;
 pub mod lora;
 pub mod model;
 pub mod objective;
@@ -15,10 +16,11 @@ pub mod train;
 
 use std::path::Path;
 
-use retroformer::gguf::{self, GgufFile};
+use retroformer_core::records::{keys, TrainingLog, FORMAT_VERSION};
+use retroformer_gguf::{self as gguf, GgufFile};
 
 /// The burn backend a run uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// burn-ndarray on the CPU (deprecated by burn 0.22; 2.4x slower than flex here: 9.1 vs
     /// 3.74 s per SmolLM2 SFT step, release build, 2 threads).
@@ -29,6 +31,36 @@ pub enum Backend {
     Wgpu,
     /// CUDA (feature `cuda`).
     Cuda,
+}
+
+impl Backend {
+    /// Every backend, by its command-line name.
+    pub const ALL: [(&'static str, Backend); 4] = [
+        ("ndarray", Backend::Ndarray),
+        ("flex", Backend::Flex),
+        ("wgpu", Backend::Wgpu),
+        ("cuda", Backend::Cuda),
+    ];
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("flex", |(n, _)| n)
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, b)| *b)
+            .ok_or_else(|| format!("{s}: known backends are ndarray, flex, wgpu, cuda"))
+    }
 }
 
 /// The autodiff device of `backend`, or an error naming the feature the build lacks.
@@ -70,9 +102,6 @@ pub fn backend_device(backend: Backend) -> Result<burn::tensor::Device, TrainerE
     Ok(device.autodiff())
 }
 
-/// Version of the `.log.json` a run writes.
-pub const LOG_FORMAT_VERSION: u32 = 1;
-
 /// Writes `OUT.log.json` (every step, and how long the adapter's export took) and the loss
 /// curve `OUT.loss.svg`/`.png` next to the adapter; for a reward model also its scalar head,
 /// `OUT.head.json`. Returns the files.
@@ -90,14 +119,14 @@ pub fn write_run_report(
     };
     let mut written = Vec::new();
     let log_path = stem.with_extension("log.json");
-    let log = serde_json::json!({
-        "format_version": LOG_FORMAT_VERSION,
-        "objective": objective.name(),
-        "resumed_from": trained.resumed_from,
-        "export_ms": export_ms,
-        "steps": trained.log,
-    });
-    retroformer::fsutil::write_atomic(
+    let log = TrainingLog {
+        format_version: FORMAT_VERSION,
+        objective: objective.name().into(),
+        resumed_from: trained.resumed_from,
+        export_ms,
+        steps: trained.log.clone(),
+    };
+    retroformer_core::fsutil::write_atomic(
         &log_path,
         &serde_json::to_vec_pretty(&log).map_err(|e| io(&log_path, e.to_string()))?,
     )
@@ -107,8 +136,8 @@ pub fn write_run_report(
         let head_path = stem.with_extension("head.json");
         let (w, _) = lora::to_vec2(h.w.val());
         let b = objective::to_vec1(h.b.val());
-        let j = serde_json::json!({"format_version": LOG_FORMAT_VERSION, "w": w, "b": b[0]});
-        retroformer::fsutil::write_atomic(&head_path, j.to_string().as_bytes())
+        let j = serde_json::json!({"format_version": FORMAT_VERSION, "w": w, "b": b[0]});
+        retroformer_core::fsutil::write_atomic(&head_path, j.to_string().as_bytes())
             .map_err(|e| io(&head_path, e.to_string()))?;
         written.push(head_path);
     }
@@ -123,17 +152,17 @@ pub fn write_run_report(
             (a.min(p.1), b.max(p.1))
         });
     let pad = ((hi - lo) * 0.05).max(1e-6);
-    let svg = retroformer::report::line_chart_svg(
+    let svg = retroformer_report::line_chart_svg(
         &format!("{} loss", objective.name()),
         "step",
         "loss",
         (lo - pad, hi + pad),
-        &[retroformer::report::Series {
+        &[retroformer_report::Series {
             label: objective.name().into(),
             points,
         }],
     );
-    let files = retroformer::report::write_chart(&stem.with_extension("loss"), &svg)
+    let files = retroformer_report::write_chart(&stem.with_extension("loss"), &svg)
         .map_err(|e| io(&stem, e.to_string()))?;
     written.extend(files);
     Ok(written)
@@ -162,7 +191,7 @@ pub enum TrainerError {
     Gguf(#[from] gguf::GgufError),
     /// llama.cpp or the tensor reader failed.
     #[error(transparent)]
-    Llm(#[from] retroformer::llm::LlmError),
+    Llm(#[from] retroformer_llm::LlmError),
     /// The model's header or tensors do not describe a model the trainer supports.
     #[error("{path}: {reason}")]
     Model {
@@ -230,12 +259,12 @@ pub fn inspect_adapter(path: &Path) -> Result<AdapterSummary, TrainerError> {
     let provenance = f
         .metadata
         .iter()
-        .filter(|(k, _)| k.starts_with("retroformer."))
+        .filter(|(k, _)| k.starts_with(keys::PREFIX))
         .map(|(k, v)| (k.clone(), format!("{:?}", v.value)))
         .collect();
     Ok(AdapterSummary {
         architecture: f.architecture().map(str::to_string),
-        alpha: f.get_f64("adapter.lora.alpha"),
+        alpha: f.get_f64(keys::ALPHA),
         rank,
         pairs,
         provenance,
@@ -245,7 +274,7 @@ pub fn inspect_adapter(path: &Path) -> Result<AdapterSummary, TrainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use retroformer::gguf::GgufWriter;
+    use retroformer_gguf::GgufWriter;
 
     #[test]
     fn inspect_reads_rank_alpha_pairs_and_provenance() {
@@ -253,7 +282,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("a.gguf");
         let mut w = GgufWriter::lora_adapter("llama", 16.0);
-        w.kv("retroformer.objective", "sft")
+        w.kv(keys::OBJECTIVE, "sft")
             .tensor_f32("blk.0.attn_q.weight.lora_a", &[8, 2], &[0.0; 16])
             .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 8], &[0.0; 16]);
         w.write(&p).unwrap();

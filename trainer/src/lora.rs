@@ -1,22 +1,14 @@
-//! LoRA factors on the attention and MLP projections, and their export as a GGUF adapter that
-//! llama.cpp loads.
+//! LoRA factors on the attention and MLP projections (their export is [`crate::export`]).
 //!
 //! A projection `y = x W` (W as `[in, out]`) becomes `y = x W + (alpha / r) · drop(x) A B` with
 //! `A: [in, r]` and `B: [r, out]`; `B` starts at zero, so training starts from the base model.
-//! llama.cpp computes the same sum as `scale · B'(A' x)` with `scale = alpha / r` (adapter
-//! scale 1), from tensors `<base>.lora_a` with GGUF dims `[in, r]` (that is, `A` transposed,
-//! row-major) and `<base>.lora_b` with dims `[r, out]` (`B` transposed).
-
-use std::path::Path;
 
 use burn::module::{Module, Param};
 use std::cell::Cell;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use retroformer::gguf::{GgufWriter, WriteValue};
-use retroformer::rng::SplitMix64;
+use retroformer_core::rng::SplitMix64;
 
-use crate::model::{Base, PROJ_NAMES};
 use crate::TrainerError;
 
 /// A projection LoRA can adapt.
@@ -151,21 +143,25 @@ impl LoraConfig {
         Ok(())
     }
 
-    /// Initialises adapters for `base`: A uniform in ±1/sqrt(in) (Kaiming-uniform with a = sqrt(5),
-    /// as PEFT), B zero. The values depend only on `seed`.
-    pub fn init(&self, base: &Base, seed: u64, device: &Device) -> Result<Adapters, TrainerError> {
+    /// Initialises adapters for a model whose blocks' projections have the `(in, out)` sizes
+    /// `shapes` (in [`Target`] order; `Base::lora_shapes`): A uniform in ±1/sqrt(in)
+    /// (Kaiming-uniform with a = sqrt(5), as PEFT), B zero. The values depend only on `seed`.
+    pub fn init(
+        &self,
+        shapes: &[[(usize, usize); 7]],
+        seed: u64,
+        device: &Device,
+    ) -> Result<Adapters, TrainerError> {
         self.validate()?;
         let mut rng = SplitMix64::new(seed ^ 0x1f0a_5c3d_9e37_79b9);
-        let blocks = base
-            .blocks
+        let blocks = shapes
             .iter()
             .map(|blk| BlockLora {
                 proj: Target::ALL
                     .iter()
                     .map(|t| {
                         self.targets.contains(t).then(|| {
-                            let (d_in, d_out) =
-                                (blk.proj[t.index()].d_in(), blk.proj[t.index()].d_out());
+                            let (d_in, d_out) = blk[t.index()];
                             let bound = 1.0 / (d_in as f32).sqrt();
                             let a: Vec<f32> = (0..d_in * self.rank)
                                 .map(|_| (rng.unit_f32() * 2.0 - 1.0) * bound)
@@ -244,74 +240,6 @@ pub struct Adapters {
     pub blocks: Vec<BlockLora>,
 }
 
-/// Provenance written into an exported adapter under `retroformer.*`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Provenance {
-    /// sha256 of the base GGUF file.
-    pub base_sha256: String,
-    /// sha256 of the training data file.
-    pub data_sha256: String,
-    /// Optimiser steps taken.
-    pub step: u64,
-    /// `sft`, `reward`, `pg`, `ppo` or `rwr`.
-    pub objective: String,
-}
-
-/// Version of the `retroformer.*` keys in exported adapters.
-pub const ADAPTER_FORMAT_VERSION: u32 = 1;
-
-/// Writes `adapters` as a llama.cpp LoRA adapter for `base`, atomically.
-pub fn export(
-    adapters: &Adapters,
-    cfg: &LoraConfig,
-    base: &Base,
-    provenance: &Provenance,
-    path: &Path,
-) -> Result<(), TrainerError> {
-    let mut w = GgufWriter::lora_adapter(&base.cfg.arch, cfg.alpha);
-    w.kv(
-        "retroformer.format_version",
-        WriteValue::U32(ADAPTER_FORMAT_VERSION),
-    )
-    .kv("retroformer.base_sha256", provenance.base_sha256.as_str())
-    .kv("retroformer.data_sha256", provenance.data_sha256.as_str())
-    .kv("retroformer.step", WriteValue::U64(provenance.step))
-    .kv("retroformer.objective", provenance.objective.as_str())
-    .kv("retroformer.lora.rank", WriteValue::U32(cfg.rank as u32))
-    .kv(
-        "retroformer.lora.targets",
-        cfg.targets
-            .iter()
-            .map(|t| t.name())
-            .collect::<Vec<_>>()
-            .join(",")
-            .as_str(),
-    );
-    for (l, blk) in adapters.blocks.iter().enumerate() {
-        for (i, name) in PROJ_NAMES.iter().enumerate() {
-            let Some(f) = blk.get(i) else { continue };
-            let (a, [d_in, r]) = to_vec2(f.a.val());
-            let (b, [r2, d_out]) = to_vec2(f.b.val());
-            debug_assert_eq!(r, r2);
-            // GGUF dims [in, r] = r rows of `in`: A transposed; [r, out] = B transposed.
-            w.tensor_f32(
-                &format!("blk.{l}.{name}.weight.lora_a"),
-                &[d_in as u64, r as u64],
-                &transpose(&a, d_in, r),
-            );
-            w.tensor_f32(
-                &format!("blk.{l}.{name}.weight.lora_b"),
-                &[r as u64, d_out as u64],
-                &transpose(&b, r, d_out),
-            );
-        }
-    }
-    w.write(path).map_err(|e| TrainerError::Io {
-        path: path.display().to_string(),
-        source: e,
-    })
-}
-
 /// A 2-D tensor's values, row-major, with its shape.
 pub fn to_vec2(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
     let dims = t.dims();
@@ -325,7 +253,7 @@ pub fn to_vec2(t: Tensor<2>) -> (Vec<f32>, [usize; 2]) {
 }
 
 /// `rows x cols` row-major -> `cols x rows` row-major.
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; v.len()];
     for r in 0..rows {
         for c in 0..cols {

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use retroformer::gguf::GgufFile;
-use retroformer::llm::llama::TensorReader;
+use retroformer_gguf::GgufFile;
+use retroformer_llama::TensorReader;
 
 use crate::lora::{Adapters, LinearLora, LoraConfig};
 use crate::TrainerError;
@@ -222,6 +222,15 @@ pub const PROJ_NAMES: [&str; 7] = [
 ];
 
 impl Base {
+    /// The `(in, out)` sizes of every block's seven projections, in [`crate::lora::Target`]
+    /// order, for [`LoraConfig::init`].
+    pub fn lora_shapes(&self) -> Vec<[(usize, usize); 7]> {
+        self.blocks
+            .iter()
+            .map(|b| std::array::from_fn(|i| (b.proj[i].d_in(), b.proj[i].d_out())))
+            .collect()
+    }
+
     /// Loads every tensor of `path` (dequantised by ggml) onto `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self, TrainerError> {
         let reader = TensorReader::open(path)?;
@@ -428,7 +437,7 @@ fn apply_rope(x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>, rope: Rope) -> Ten
 /// (tokenizer arrays included) copied as stored, `general.file_type` set to 0 (all F32). The
 /// strict parity checks run on such copies of the real quantised models.
 pub fn write_f32_copy(src: &Path, dst: &Path) -> Result<(), TrainerError> {
-    use retroformer::gguf::{GgufWriter, WriteValue};
+    use retroformer_gguf::{GgufWriter, WriteValue};
     use std::os::unix::fs::FileExt;
     let reader = TensorReader::open(src)?;
     let file = std::fs::File::open(src).map_err(|e| TrainerError::Io {

@@ -19,6 +19,7 @@ use crate::objective::{
     example_loss, response_logprobs, to_vec1, ExampleStats, Objective, RewardMode, Trainable,
 };
 use crate::TrainerError;
+use retroformer_core::records::TrainingStep;
 
 /// Optimisation settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,23 +113,6 @@ impl TrainConfig {
     }
 }
 
-/// One step's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepLog {
-    /// Step (from 1).
-    pub step: u64,
-    /// Mean loss over the batch.
-    pub loss: f64,
-    /// Learning rate used.
-    pub lr: f64,
-    /// Global gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Tokens evaluated.
-    pub tokens: u64,
-    /// Wall time of the step in seconds.
-    pub seconds: f64,
-}
-
 /// Version of the checkpoint's `state.json`.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 
@@ -147,7 +131,7 @@ struct CheckpointState {
     base_sha256: String,
     #[serde(default)]
     data_sha256: String,
-    log: Vec<StepLog>,
+    log: Vec<TrainingStep>,
 }
 
 /// The LoRA settings as stored in a checkpoint.
@@ -240,7 +224,7 @@ pub fn load_checkpoint(
     let head = (ck.objective == "reward")
         .then(|| crate::objective::ScalarHead::new(base.cfg.embd, device));
     let state = Trainable {
-        lora: cfg.init(base, 0, device)?,
+        lora: cfg.init(&base.lora_shapes(), 0, device)?,
         head,
     };
     let state = load_trainable(dir, ck.step, state)?;
@@ -258,7 +242,7 @@ pub fn load_checkpoint(
 pub fn example_at(seed: u64, n: usize, k: u64) -> usize {
     let epoch = k / n as u64;
     let mut idx: Vec<usize> = (0..n).collect();
-    retroformer::rng::shuffle(&mut idx, seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    retroformer_core::rng::shuffle(&mut idx, seed ^ epoch.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     idx[(k % n as u64) as usize]
 }
 
@@ -291,7 +275,7 @@ pub struct Trained {
     /// The trained module.
     pub state: Trainable,
     /// One entry per step, including the steps before a resume.
-    pub log: Vec<StepLog>,
+    pub log: Vec<TrainingStep>,
     /// Step the run resumed from (0 for a fresh run).
     pub resumed_from: u64,
 }
@@ -420,6 +404,7 @@ fn batch_stats(
 
 /// Trains from the checkpoint in `run.checkpoint` if there is one, else from a fresh
 /// initialisation, up to `run.config.steps`.
+// long: the training loop: one step's batch, forward, loss, backward, clipping, optimiser and checkpoint share the loop's state; each phase is commented in place.
 pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     run.config.validate()?;
     run.lora.validate()?;
@@ -459,7 +444,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     let head = matches!(run.objective, Objective::Reward { .. })
         .then(|| crate::objective::ScalarHead::new(run.base.cfg.embd, device));
     let mut state = Trainable {
-        lora: lora_cfg.init(run.base, cfg.seed, device)?,
+        lora: lora_cfg.init(&run.base.lora_shapes(), cfg.seed, device)?,
         head,
     };
     let mut optim = AdamWConfig::new()
@@ -613,7 +598,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         }
         step += 1;
         let seconds = t0.elapsed().as_secs_f64();
-        log.push(StepLog {
+        log.push(TrainingStep {
             step,
             loss: loss_sum,
             lr,
@@ -678,13 +663,13 @@ fn save_checkpoint(
     state: &Trainable,
     optim: &burn::optim::ModuleOptimizer,
     step: u64,
-    log: &[StepLog],
+    log: &[TrainingStep],
 ) -> Result<(), TrainerError> {
     let dir = &run.checkpoint;
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let write = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
-        retroformer::fsutil::write_atomic(&p, bytes).map_err(|e| io_err(&p, e))
+        retroformer_core::fsutil::write_atomic(&p, bytes).map_err(|e| io_err(&p, e))
     };
     let record = state
         .clone()

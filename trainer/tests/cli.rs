@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use retroformer::gguf::TinyModel;
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::LanguageModel;
-use retroformer::target::TargetProfile;
+use retroformer_gguf::TinyModel;
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::LanguageModel;
 
 fn dir() -> PathBuf {
     let d = std::env::temp_dir().join(format!("rf-train-cli-{}", std::process::id()));
@@ -88,7 +88,7 @@ fn sft_writes_an_adapter_that_llama_cpp_loads_and_export_rebuilds_it_from_the_ch
     assert!(s
         .provenance
         .iter()
-        .any(|(k, v)| k == "retroformer.objective" && v.contains("sft")));
+        .any(|(k, v)| k == retroformer_core::records::keys::OBJECTIVE && v.contains("sft")));
 
     let again = d.join("b.gguf");
     let o = bin()
@@ -101,10 +101,10 @@ fn sft_writes_an_adapter_that_llama_cpp_loads_and_export_rebuilds_it_from_the_ch
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let a = retroformer::gguf::validate_file(&out).unwrap();
-    let b = retroformer::gguf::validate_file(&again).unwrap();
+    let a = retroformer_gguf::validate_file(&out).unwrap();
+    let b = retroformer_gguf::validate_file(&again).unwrap();
     assert_eq!(a.tensors, b.tensors);
-    let bytes = |p: &Path, f: &retroformer::gguf::GgufFile| {
+    let bytes = |p: &Path, f: &retroformer_gguf::GgufFile| {
         let all = std::fs::read(p).unwrap();
         all[f.data_offset as usize..].to_vec()
     };
@@ -180,7 +180,7 @@ fn bench_prints_a_trainer_figure_in_the_bench_report_schema() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let f: retroformer::bench::TrainerFigure = serde_json::from_slice(&out.stdout).unwrap();
+    let f: retroformer_core::records::TrainerFigure = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (f.backend.as_str(), f.tokens_per_step, f.rank),
         ("flex", 32, 8)

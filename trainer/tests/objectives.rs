@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::Device;
-use retroformer::gguf::TinyModel;
+use retroformer_gguf::TinyModel;
 use retroformer_trainer::data::Tokenized;
 use retroformer_trainer::lora::{to_vec2, LoraConfig};
 use retroformer_trainer::model::Base;

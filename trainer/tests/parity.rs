@@ -5,11 +5,13 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::{Device, Distribution, Tensor};
-use retroformer::gguf::TinyModel;
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::LanguageModel;
-use retroformer::target::TargetProfile;
-use retroformer_trainer::lora::{self, LoraConfig, Provenance, Target};
+use retroformer_core::records::AdapterProvenance;
+use retroformer_gguf::TinyModel;
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::LanguageModel;
+use retroformer_trainer::export::export;
+use retroformer_trainer::lora::{self, LoraConfig, Target};
 use retroformer_trainer::model::Base;
 
 fn device() -> Device {
@@ -90,7 +92,7 @@ fn an_exported_adapter_gives_the_same_logits_in_llama_cpp_as_in_burn() {
             targets: Target::ALL.to_vec(),
             ..LoraConfig::default()
         };
-        let mut adapters = cfg.init(&base, 7, &dev).unwrap();
+        let mut adapters = cfg.init(&base.lora_shapes(), 7, &dev).unwrap();
         // B starts at zero; give it values so that the adapter changes the logits.
         for blk in &mut adapters.blocks {
             for f in blk.proj.iter_mut().flatten() {
@@ -103,7 +105,7 @@ fn an_exported_adapter_gives_the_same_logits_in_llama_cpp_as_in_burn() {
             }
         }
         let out = tmp(&format!("tiny-{}-adapter.gguf", m.arch));
-        lora::export(&adapters, &cfg, &base, &Provenance::default(), &out).unwrap();
+        export(&adapters, &cfg, &base, &AdapterProvenance::default(), &out).unwrap();
         let toks = tokens(m.vocab(), 40);
         let model = llama(&path);
         let handle = model.load_adapter(&out).unwrap();

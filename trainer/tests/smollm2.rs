@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 
 use retroformer::fetch::{self, FetchOptions};
-use retroformer::llm::llama::{LlamaModel, LoadOptions};
-use retroformer::llm::LanguageModel;
 use retroformer::manifest::{home_dir, Manifest};
-use retroformer::target::TargetProfile;
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::LanguageModel;
 use retroformer_trainer::lora::to_vec2;
 use retroformer_trainer::model::{write_f32_copy, Base};
 

@@ -1,4 +1,4 @@
-//! The runners' JSON files: atomic writes (through [`crate::fsutil`]), reads that tell a
+//! The runners' JSON files: atomic writes (through [`retroformer_core::fsutil`]), reads that tell a
 //! missing file from a broken one, and the `run.json` check that keeps one run's settings per
 //! folder (so that re-running resumes and other settings are refused).
 
@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::fsutil::write_atomic;
+use retroformer_core::fsutil::write_atomic;
 
 /// A result file could not be written or read.
 #[derive(Debug, thiserror::Error)]

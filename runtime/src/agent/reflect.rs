@@ -1,14 +1,15 @@
-//! Reflection: after a failed trial, a model reads the trajectory and writes what went wrong
-//! and a new plan. [`Reflector`] is the slot; [`LlmReflector`] fills it with a frozen model (any
-//! manifest model, or the actor itself); the learned retrospective model plugs in here too.
+//! The reflection slot: after a failed trial, a model reads the trajectory and writes what went
+//! wrong and a new plan. [`Reflector`] is the slot; [`LlmReflector`] fills it with a model in a
+//! session of its own (any model, the actor itself, or a learned retrospective model with its
+//! adapter) asked in an environment's own words ([`ReflectionPrompt`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::llm::{GenerateRequest, LlmError, SamplingParams, Session};
+use retroformer_llm::{GenerateRequest, LlmError, SamplingParams, Session};
 
 use super::AgentError;
 
-/// A reflection and the prompt it was written from: the (x, y) of a Retroformer training record.
+/// A reflection and the prompt it was written from: the (x, y) of a Retroformer rating record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reflection {
     /// The reflection prompt x.
@@ -17,72 +18,58 @@ pub struct Reflection {
     pub text: String,
 }
 
-/// Writes reflections on failed trials.
+/// A failed attempt, as a reflector sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Failure<'a> {
+    /// The task (a question, a household goal).
+    pub task: &'a str,
+    /// The attempt's trajectory as text.
+    pub trajectory: &'a str,
+    /// Its return.
+    pub episode_return: f32,
+    /// The task's earlier reflections still in memory, oldest first.
+    pub earlier: &'a [String],
+}
+
+/// Writes reflections on failed attempts.
 pub trait Reflector {
-    /// Reflects on a failed attempt at `question`, whose Thought/Action/Observation lines are
-    /// `scratchpad` and whose return was `episode_return`.
-    fn reflect(
-        &mut self,
-        question: &str,
-        scratchpad: &str,
-        episode_return: f32,
-    ) -> Result<Reflection, AgentError>;
-    /// Reflections on several failed attempts (question, scratchpad, return), in order. The
-    /// default writes them one after another; a reflector with a batching session writes
-    /// them together.
-    fn reflect_many(
-        &mut self,
-        failed: &[(&str, &str, f32)],
-    ) -> Result<Vec<Reflection>, AgentError> {
-        failed
-            .iter()
-            .map(|(q, pad, ret)| self.reflect(q, pad, *ret))
-            .collect()
+    /// Reflections on several failed attempts, in order. A reflector with a batching session
+    /// writes them together.
+    fn reflect_many(&mut self, failed: &[Failure<'_>]) -> Result<Vec<Reflection>, AgentError>;
+
+    /// A reflection on one failed attempt.
+    fn reflect(&mut self, failure: &Failure<'_>) -> Result<Reflection, AgentError> {
+        let mut out = self.reflect_many(std::slice::from_ref(failure))?;
+        Ok(out.pop().expect("one reflection per failure"))
     }
 }
 
-/// What the reflecting model is asked (our wording).
-pub const REFLECT_INSTRUCTION: &str = "You are an advanced reasoning agent that improves by reflecting on its own mistakes. Below is a previous attempt at a question-answering task that used Search, Lookup and Finish actions. The attempt failed: it gave a wrong answer, or ran out of steps before answering. In a few sentences, say why it failed and write a new, concise plan that avoids the same failure.";
-
-/// Our own example of a reflection.
-pub const REFLECT_EXAMPLE: &str = "Previous trial:
-Question: What year was the university attended by the author of Dracula founded?
-Thought 1: I need the author of Dracula, then the university he attended, then its founding year.
-Action 1: Search[Dracula]
-Observation 1: Dracula is an 1897 Gothic horror novel by Irish author Bram Stoker.
-Thought 2: The author is Bram Stoker. I need his university.
-Action 2: Search[Bram Stoker university]
-Observation 2: Could not find [Bram Stoker university]. Similar: ['Bram Stoker', 'Bram Stoker Award']
-Thought 3: I cannot find his university, so I will guess.
-Action 3: Finish[1850]
-Observation 3: Answer is INCORRECT
-
-Reflection: I searched a phrase that is not a page title and then guessed instead of using the similar titles offered. Next time I will search the exact page, Bram Stoker, look up the word university to find Trinity College Dublin, then search that page for its founding year.";
-
-/// The reflection prompt for one failed attempt.
-pub fn reflection_prompt(question: &str, scratchpad: &str) -> String {
-    format!(
-        "{REFLECT_INSTRUCTION}\nHere is an example:\n\n{REFLECT_EXAMPLE}\n(END OF EXAMPLE)\n\nPrevious trial:\nQuestion: {question}{}\n\nReflection:",
-        if scratchpad.starts_with('\n') {
-            scratchpad.to_string()
-        } else {
-            format!("\n{scratchpad}")
-        }
-    )
+/// How an environment puts a failure to a reflecting model.
+pub trait ReflectionPrompt: Send {
+    /// The prompt for `failure`.
+    fn prompt(&self, failure: &Failure<'_>) -> String;
+    /// The stop strings of a reflection (where a reply that runs on is cut).
+    fn stops(&self) -> &[&str];
 }
 
-/// A frozen LLM as the reflector.
+/// A model as the reflector, in a session of its own (so the actor's cache is untouched).
 pub struct LlmReflector {
     session: Box<dyn Session>,
+    prompt: Box<dyn ReflectionPrompt>,
     max_tokens: u32,
     sampling: SamplingParams,
 }
 
 impl LlmReflector {
-    /// A reflector writing with `session` (its own session, so the actor's cache is untouched).
-    pub fn new(session: Box<dyn Session>, max_tokens: u32) -> Self {
+    /// A reflector writing with `session`, asked with `prompt`, greedy.
+    pub fn new(
+        session: Box<dyn Session>,
+        prompt: Box<dyn ReflectionPrompt>,
+        max_tokens: u32,
+    ) -> Self {
         Self {
             session,
+            prompt,
             max_tokens,
             sampling: SamplingParams::default(),
         }
@@ -93,70 +80,37 @@ impl LlmReflector {
         self.sampling = sampling;
         self
     }
-}
 
-/// The request for a HotPotQA reflection prompt. Small models run on into the example's
-/// markers: stop there too.
-fn reflection_request(
-    prompt: String,
-    max_tokens: u32,
-    sampling: SamplingParams,
-) -> GenerateRequest {
-    let mut req = GenerateRequest::new(prompt, max_tokens)
-        .stop("\n\n")
-        .stop("(END OF EXAMPLE)")
-        .stop("Previous trial:");
-    req.parse_special = false;
-    req.sampling = sampling;
-    req
+    fn request(&self, prompt: String) -> GenerateRequest {
+        let mut req = GenerateRequest::new(prompt, self.max_tokens);
+        for s in self.prompt.stops() {
+            req = req.stop(*s);
+        }
+        req.parse_special = false;
+        req.sampling = self.sampling.clone();
+        req
+    }
 }
 
 impl Reflector for LlmReflector {
-    fn reflect(
-        &mut self,
-        question: &str,
-        scratchpad: &str,
-        _episode_return: f32,
-    ) -> Result<Reflection, AgentError> {
-        let prompt = reflection_prompt(question, scratchpad);
-        let g = self.session.generate(
-            &reflection_request(prompt.clone(), self.max_tokens, self.sampling.clone()),
-            &mut |_| true,
-        )?;
-        Ok(Reflection {
-            prompt,
-            text: g.text.trim().to_string(),
-        })
-    }
-
     /// One [`Session::generate_batch`]: together when the session has several sequences.
-    fn reflect_many(
-        &mut self,
-        failed: &[(&str, &str, f32)],
-    ) -> Result<Vec<Reflection>, AgentError> {
-        let prompts: Vec<String> = failed
-            .iter()
-            .map(|(q, pad, _)| reflection_prompt(q, pad))
-            .collect();
-        let session = &mut *self.session;
-        let (max_tokens, sampling) = (self.max_tokens, self.sampling.clone());
-        Ok(reflect_batch(session, prompts, |p| {
-            reflection_request(p, max_tokens, sampling.clone())
-        })?)
+    fn reflect_many(&mut self, failed: &[Failure<'_>]) -> Result<Vec<Reflection>, AgentError> {
+        let prompts: Vec<String> = failed.iter().map(|f| self.prompt.prompt(f)).collect();
+        let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| self.request(p.clone())).collect();
+        Ok(reflect_batch(&mut *self.session, prompts, reqs)?)
     }
 }
 
-/// Reflections on `prompts` written with one [`Session::generate_batch`] (together when the
-/// session has several sequences), each reply trimmed; `request` makes a prompt's request.
-pub(crate) fn reflect_batch(
+/// Reflections on `prompts`, written from their requests `reqs` with one
+/// [`Session::generate_batch`], each reply trimmed.
+fn reflect_batch(
     session: &mut dyn Session,
     prompts: Vec<String>,
-    request: impl Fn(String) -> GenerateRequest,
+    reqs: Vec<GenerateRequest>,
 ) -> Result<Vec<Reflection>, LlmError> {
     if prompts.is_empty() {
         return Ok(Vec::new());
     }
-    let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| request(p.clone())).collect();
     let gens = session.generate_batch(&reqs)?;
     Ok(prompts
         .into_iter()
@@ -171,45 +125,71 @@ pub(crate) fn reflect_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::scripted::ScriptedModel;
-    use crate::llm::{LanguageModel, SessionOptions};
+    use retroformer_llm::scripted::ScriptedModel;
+    use retroformer_llm::{LanguageModel, SessionOptions};
+
+    struct Plain;
+    impl ReflectionPrompt for Plain {
+        fn prompt(&self, f: &Failure<'_>) -> String {
+            format!(
+                "{} | {} | {}\nReflection:",
+                f.task,
+                f.trajectory,
+                f.earlier.join(";")
+            )
+        }
+        fn stops(&self) -> &[&str] {
+            &["\n\n"]
+        }
+    }
+
+    fn failure<'a>(task: &'a str, earlier: &'a [String]) -> Failure<'a> {
+        Failure {
+            task,
+            trajectory: "did x",
+            episode_return: 0.0,
+            earlier,
+        }
+    }
 
     #[test]
-    fn the_reflector_sends_the_failed_trial_and_keeps_the_text_before_a_blank_line() {
-        let model =
-            ScriptedModel::new([" I guessed. Next time search the page.\n\nPrevious trial: ..."]);
-        let mut r = LlmReflector::new(model.session(&SessionOptions::default()).unwrap(), 100);
-        let pad = "\nThought 1: guess\nAction 1: Finish[x]\nObservation 1: Answer is INCORRECT";
-        let out = r.reflect("Who?", pad, 0.0).unwrap();
-        assert_eq!(out.text, "I guessed. Next time search the page.");
-        let req = &model.requests()[0];
-        assert_eq!(req.prompt, out.prompt);
-        assert!(req.prompt.ends_with("Previous trial:\nQuestion: Who?\nThought 1: guess\nAction 1: Finish[x]\nObservation 1: Answer is INCORRECT\n\nReflection:"), "{}", req.prompt);
+    fn the_reflector_asks_in_the_environments_words_and_keeps_the_text_before_its_stop() {
+        let model = ScriptedModel::new([" I guessed.\n\nMore.", " Two.", " Three."]);
+        let session = model.session(&SessionOptions::default()).unwrap();
+        let mut r = LlmReflector::new(session, Box::new(Plain), 100);
+        let earlier = vec!["old plan".to_string()];
+        let one = r.reflect(&failure("Who?", &earlier)).unwrap();
+        assert_eq!(one.text, "I guessed.");
+        assert_eq!(one.prompt, "Who? | did x | old plan\nReflection:");
+        let many = r
+            .reflect_many(&[failure("A?", &[]), failure("B?", &[])])
+            .unwrap();
         assert_eq!(
-            req.stop,
-            vec!["\n\n", "(END OF EXAMPLE)", "Previous trial:"]
+            (many[0].text.as_str(), many[1].text.as_str()),
+            ("Two.", "Three.")
         );
-        assert_eq!(req.sampling, SamplingParams::default(), "greedy by default");
+        let reqs = model.requests();
+        assert_eq!(reqs[0].prompt, one.prompt);
+        assert_eq!(reqs[0].stop, vec!["\n\n"]);
+        assert!(reqs
+            .iter()
+            .all(|q| q.sampling == SamplingParams::default() && !q.parse_special));
+        assert!(r.reflect_many(&[]).unwrap().is_empty());
     }
 
     #[test]
     fn a_sampling_reflector_asks_for_its_temperature_and_seed_in_every_request() {
-        let model = ScriptedModel::new([" One.", " Two.", " Three."]);
+        let model = ScriptedModel::new([" One.", " Two."]);
         let sampling = SamplingParams {
             temperature: 0.7,
             seed: 5,
             ..Default::default()
         };
-        let mut r = LlmReflector::new(model.session(&SessionOptions::default()).unwrap(), 100)
-            .with_sampling(sampling.clone());
-        let pad = "\nAction 1: Finish[x]\nObservation 1: Answer is INCORRECT";
-        r.reflect("Who?", pad, 0.0).unwrap();
-        let many = r
-            .reflect_many(&[("Where?", pad, 0.0), ("When?", pad, 0.0)])
+        let session = model.session(&SessionOptions::default()).unwrap();
+        let mut r =
+            LlmReflector::new(session, Box::new(Plain), 100).with_sampling(sampling.clone());
+        r.reflect_many(&[failure("A?", &[]), failure("B?", &[])])
             .unwrap();
-        assert_eq!(many[1].text, "Three.");
-        let reqs = model.requests();
-        assert_eq!(reqs.len(), 3);
-        assert!(reqs.iter().all(|q| q.sampling == sampling), "{reqs:?}");
+        assert!(model.requests().iter().all(|q| q.sampling == sampling));
     }
 }

@@ -11,19 +11,20 @@
 //! Resuming after a crash or `kill -9` skips every task whose file exists; a task solved in an
 //! earlier trial is not retried. An interrupted task is rerun from its start (greedy decoding
 //! makes it deterministic).
+//!
+//! The runner knows no environment: an environment's agent plugs in as a [`TrialAgent`], and
+//! its own settings travel in [`RunConfig::env`].
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::react::{run_episode, EpisodeRun, ReactConfig};
-use super::reflect::{Reflection, Reflector};
-use super::{context_for, AgentError, Strategy};
-use crate::env::hotpotqa::{Docstore, Episode, Question};
-use crate::llm::{LanguageModel, Session};
-use crate::memory::ReflectionMemory;
-use crate::trajectory::Step;
+use super::reflect::Reflection;
+use super::{AgentError, Strategy};
+use retroformer_core::records::RatingRecord;
+use retroformer_core::trajectory::Step;
 
 /// Format version of every file the runner writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -31,7 +32,8 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Settings of a run (saved as `run.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
-    /// The agent: `react`, `cot` (no context) or `cot-context` (gold paragraphs as context).
+    /// The agent, as the environment names it (HotPotQA: `react`, `cot` or `cot-context`;
+    /// household: `household`).
     #[serde(default = "default_agent")]
     pub agent: String,
     /// Number of trials.
@@ -40,14 +42,8 @@ pub struct RunConfig {
     pub strategy: String,
     /// Reflection memory capacity.
     pub memory: usize,
-    /// Search all questions' pages instead of the question's own ten.
-    pub global_docstore: bool,
-    /// ReAct step limit.
+    /// Step limit of an episode.
     pub max_steps: u32,
-    /// ReAct prompt budget in tokens.
-    pub max_prompt_tokens: usize,
-    /// Token budget of a previous attempt shown to the next trial.
-    pub last_attempt_tokens: usize,
     /// Actor model name (for the record; not checked on resume).
     pub actor: String,
     /// Reflector model name (for the record).
@@ -63,6 +59,12 @@ pub struct RunConfig {
     /// The seed of the reflector's sampler (used when the temperature is above 0).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub reflector_seed: u32,
+    /// The environment's own settings, saved beside the others (HotPotQA: `global_docstore`,
+    /// `max_prompt_tokens`, `last_attempt_tokens`). A setting whose value is zero, false or
+    /// empty is the same as one that is absent, so settings added later leave older runs
+    /// resumable.
+    #[serde(flatten)]
+    pub env: BTreeMap<String, serde_json::Value>,
 }
 
 fn is_zero_f32(x: &f32) -> bool {
@@ -74,9 +76,34 @@ fn is_zero_u32(x: &u32) -> bool {
 }
 
 impl RunConfig {
+    /// The settings with the environment's zero-valued ones left out (see [`RunConfig::env`]).
+    fn normalized(&self) -> RunConfig {
+        let zero = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => true,
+            serde_json::Value::Bool(b) => !b,
+            serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+            serde_json::Value::String(s) => s.is_empty(),
+            _ => false,
+        };
+        let mut c = self.clone();
+        c.env.retain(|_, v| !zero(v));
+        c
+    }
+
+    /// The strategy, parsed.
+    pub fn parsed_strategy(&self) -> Result<Strategy, RunError> {
+        Strategy::parse(&self.strategy).ok_or_else(|| {
+            RunError::Config(format!(
+                "unknown strategy '{}'; known: {}",
+                self.strategy,
+                Strategy::NAMES.join(", ")
+            ))
+        })
+    }
+
     /// How the reflector samples: greedy, or at `reflector_temperature` with `reflector_seed`.
-    pub fn reflector_sampling(&self) -> crate::llm::SamplingParams {
-        crate::llm::SamplingParams {
+    pub fn reflector_sampling(&self) -> retroformer_llm::SamplingParams {
+        retroformer_llm::SamplingParams {
             temperature: self.reflector_temperature,
             seed: self.reflector_seed,
             ..Default::default()
@@ -117,33 +144,6 @@ pub struct TaskResult {
     pub reflection: Option<Reflection>,
     /// Wall time of the task, milliseconds.
     pub wall_ms: f64,
-}
-
-/// One line of `records.jsonl`: a reflection and the returns around it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainingRecord {
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// The task id.
-    pub task_id: String,
-    /// The trial i whose failure was reflected on.
-    pub trial: u32,
-    /// Reflection prompt x.
-    pub prompt: String,
-    /// Reflection y.
-    pub reflection: String,
-    /// G_i.
-    pub return_this_trial: f32,
-    /// G_{i+1}.
-    pub return_next_trial: f32,
-    /// The Retroformer rating G_{i+1} - G_i.
-    pub rating: f32,
-    /// When the reflection was a chat reply: the request's messages followed by the reflection
-    /// as the assistant turn. `prompt` is then that request in the reflector's chat template,
-    /// and a trainer should template `messages` with its own model's (the end-of-turn token
-    /// included) rather than train on `prompt` as plain text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub messages: Option<Vec<crate::llm::ChatMessage>>,
 }
 
 /// The summary of one trial (`trial-NN.json`).
@@ -301,18 +301,6 @@ pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskRes
     Ok(r)
 }
 
-/// The tasks of HotPotQA `questions`, as the trial loop knows them.
-pub fn hotpotqa_tasks(questions: &[Question]) -> Vec<TaskInfo> {
-    questions
-        .iter()
-        .map(|q| TaskInfo {
-            id: q.id.clone(),
-            question: q.question.clone(),
-            gold: q.answer.clone(),
-        })
-        .collect()
-}
-
 /// Starts a run in `to` from the first trial of the run in `from`, so that two runs that
 /// differ only in their reflector (a canary's incumbent and candidate, a loop's rounds) share
 /// one first trial: no reflection exists before it, so the reflector cannot change it, and
@@ -320,8 +308,8 @@ pub fn hotpotqa_tasks(questions: &[Question]) -> Vec<TaskInfo> {
 ///
 /// Checked before anything is written: `from` holds a run with `cfg`'s settings apart from
 /// `trials`, `reflector` and `reflector_adapter`; each of `tasks` found there has the same
-/// question and gold answer; `cfg` does not search a global docstore (whose pages depend on
-/// the whole question set, which a run's settings do not record). Then `to` is claimed for
+/// question and gold answer. (An environment whose first trial depends on more than its
+/// settings and tasks refuses to be seeded before it calls this.) Then `to` is claimed for
 /// `cfg` (`run.json`; a folder holding another run is refused, as [`run_trials`] would) and
 /// each trial-1 result of `from` that `to` lacks is copied without its reflection (the run in
 /// `to` writes its own before its second trial). Tasks `from` lacks are attempted as usual, so
@@ -333,11 +321,6 @@ pub fn seed_first_trial(
     cfg: &RunConfig,
     tasks: &[TaskInfo],
 ) -> Result<usize, RunError> {
-    if cfg.global_docstore {
-        return Err(RunError::Config(
-            "--first-trial-from cannot be used with --global-docstore (the first trial's searches depend on the whole question set)".into(),
-        ));
-    }
     let src = from.join("run.json");
     let Some(saved) = read_json::<RunConfig>(&src)? else {
         return Err(RunError::Config(format!(
@@ -351,7 +334,7 @@ pub fn seed_first_trial(
         reflector_adapter: None,
         reflector_temperature: 0.0,
         reflector_seed: 0,
-        ..c.clone()
+        ..c.normalized()
     };
     if comparable(&saved) != comparable(cfg) {
         let differ = super::files::setting_differences(
@@ -406,23 +389,10 @@ pub fn seed_first_trial(
 /// A saved run and `cfg` are the same run: equal apart from the number of trials (a run may be
 /// resumed with more).
 fn same_run(saved: &RunConfig, cfg: &RunConfig) -> bool {
-    &RunConfig {
+    RunConfig {
         trials: cfg.trials,
-        ..saved.clone()
-    } == cfg
-}
-
-/// The actor, the reflector and how to count tokens.
-pub struct Agents<'a> {
-    /// The actor model (for token counting).
-    pub actor: &'a dyn LanguageModel,
-    /// The actor's session (one for the whole run, so the shared prompt prefix stays cached).
-    pub session: &'a mut dyn Session,
-    /// The reflector.
-    pub reflector: &'a mut dyn Reflector,
-    /// ReAct episodes run at once through `session` (continuous batching; at most the
-    /// sequences the session was opened with). 1: one after another.
-    pub parallel: usize,
+        ..saved.normalized()
+    } == cfg.normalized()
 }
 
 /// What the trial loop knows of a task.
@@ -512,231 +482,6 @@ pub trait TrialAgent {
     }
 }
 
-/// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
-/// called after every task (for progress display).
-pub fn run(
-    questions: &[Question],
-    agents: Agents<'_>,
-    cfg: &RunConfig,
-    out: &Path,
-    on_task: &mut dyn FnMut(&TaskResult),
-) -> Result<Vec<TrialSummary>, RunError> {
-    let strategy = parse_strategy(cfg)?;
-    if !["react", "cot", "cot-context"].contains(&cfg.agent.as_str()) {
-        return Err(RunError::Config(format!(
-            "unknown agent '{}'; known: react, cot, cot-context",
-            cfg.agent
-        )));
-    }
-    let empty_memory = ReflectionMemory::new(cfg.memory)
-        .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
-    let tasks = hotpotqa_tasks(questions);
-    let mut agent = HotpotAgent {
-        questions,
-        global: cfg.global_docstore.then(|| Docstore::global(questions)),
-        react: ReactConfig {
-            max_steps: cfg.max_steps,
-            max_prompt_tokens: cfg.max_prompt_tokens,
-            ..ReactConfig::default()
-        },
-        strategy,
-        empty_memory,
-        agents,
-        cfg,
-    };
-    run_trials(&tasks, &mut agent, cfg, out, on_task)
-}
-
-fn parse_strategy(cfg: &RunConfig) -> Result<Strategy, RunError> {
-    Strategy::parse(&cfg.strategy).ok_or_else(|| {
-        RunError::Config(format!(
-            "unknown strategy '{}'; known: {}",
-            cfg.strategy,
-            Strategy::NAMES.join(", ")
-        ))
-    })
-}
-
-/// ReAct or CoT on HotPotQA.
-struct HotpotAgent<'a, 'b> {
-    questions: &'a [Question],
-    global: Option<Docstore>,
-    react: ReactConfig,
-    strategy: Strategy,
-    empty_memory: ReflectionMemory,
-    agents: Agents<'b>,
-    cfg: &'a RunConfig,
-}
-
-impl HotpotAgent<'_, '_> {
-    /// What a trial at task `i` is told about its earlier trials.
-    fn context(&self, i: usize, earlier: &[TaskResult]) -> String {
-        let q = &self.questions[i];
-        let mut memory = self.empty_memory.clone();
-        for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
-            memory.push(refl.text.clone());
-        }
-        let actor = self.agents.actor;
-        let count = |s: &str| {
-            actor
-                .tokenize(s, false, false)
-                .map(|t| t.len())
-                .unwrap_or(usize::MAX)
-        };
-        context_for(
-            self.strategy,
-            &q.question,
-            &memory,
-            earlier.last().map(|r| r.scratchpad.as_str()),
-            &count,
-            self.cfg.last_attempt_tokens,
-        )
-    }
-}
-
-/// An attempt from an episode's outcome and its answer.
-fn attempt_from(outcome: super::react::EpisodeOutcome, answer: Option<&str>) -> Attempt {
-    Attempt {
-        answer: answer.map(str::to_string),
-        success: outcome.trajectory.success,
-        halted: outcome.halted,
-        episode_return: outcome.trajectory.episode_return,
-        steps: outcome.trajectory.steps,
-        scratchpad: outcome.scratchpad,
-    }
-}
-
-impl TrialAgent for HotpotAgent<'_, '_> {
-    fn parallelism(&self) -> usize {
-        // Only ReAct's episodes are chains of calls that share a session's lanes.
-        if self.cfg.agent == "react" {
-            self.agents.parallel.max(1)
-        } else {
-            1
-        }
-    }
-
-    fn attempt_many(
-        &mut self,
-        tasks: &[(usize, &[TaskResult])],
-        trial: u32,
-    ) -> Result<Vec<Attempt>, RunError> {
-        if self.parallelism() <= 1 || tasks.len() <= 1 {
-            return tasks
-                .iter()
-                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
-                .collect();
-        }
-        let contexts: Vec<String> = tasks
-            .iter()
-            .map(|(i, earlier)| self.context(*i, earlier))
-            .collect();
-        let own: Vec<Option<Docstore>> = tasks
-            .iter()
-            .map(|(i, _)| {
-                self.global
-                    .is_none()
-                    .then(|| Docstore::for_question(&self.questions[*i]))
-            })
-            .collect();
-        let mut episodes: Vec<Episode<'_>> = tasks
-            .iter()
-            .zip(&own)
-            .map(|((i, _), store)| {
-                let store = store
-                    .as_ref()
-                    .or(self.global.as_ref())
-                    .expect("a docstore: the task's own or the global one");
-                Episode::new(&self.questions[*i], store)
-            })
-            .collect();
-        let mut runs: Vec<EpisodeRun> = episodes
-            .iter()
-            .zip(&contexts)
-            .map(|(ep, context)| EpisodeRun::start(ep, context, trial))
-            .collect();
-        let actor = self.agents.actor;
-        let react = &self.react;
-        // Every episode is a chain of requests: each reply asks for the next Thought or
-        // Action, which extends the same prompt (so it continues in its lane, on its KV).
-        super::run_chains::<AgentError>(&mut *self.agents.session, runs.len(), |k, g| {
-            if let Some(g) = g {
-                runs[k].absorb(&mut episodes[k], &g);
-            }
-            runs[k].request(actor, react)
-        })?;
-        Ok(runs
-            .into_iter()
-            .zip(&episodes)
-            .map(|(run, ep)| attempt_from(run.finish(ep), ep.answer()))
-            .collect())
-    }
-
-    fn attempt(
-        &mut self,
-        i: usize,
-        earlier: &[TaskResult],
-        trial: u32,
-    ) -> Result<Attempt, RunError> {
-        let q = &self.questions[i];
-        let own;
-        let store = match &self.global {
-            Some(g) => g,
-            None => {
-                own = Docstore::for_question(q);
-                &own
-            }
-        };
-        let context = self.context(i, earlier);
-        let actor = self.agents.actor;
-        let mut episode = Episode::new(q, store);
-        let session = &mut *self.agents.session;
-        let outcome = match self.cfg.agent.as_str() {
-            "react" => run_episode(actor, session, &mut episode, &context, trial, &self.react)?,
-            agent => super::cot::run_episode(
-                actor,
-                session,
-                &mut episode,
-                agent == "cot-context",
-                &context,
-                trial,
-                self.react.max_tokens_per_call,
-            )?,
-        };
-        Ok(attempt_from(outcome, episode.answer()))
-    }
-
-    fn reflect(
-        &mut self,
-        i: usize,
-        attempt: &Attempt,
-        _earlier: &[TaskResult],
-    ) -> Result<Reflection, RunError> {
-        Ok(self.agents.reflector.reflect(
-            &self.questions[i].question,
-            &attempt.scratchpad,
-            attempt.episode_return,
-        )?)
-    }
-
-    fn reflect_many(
-        &mut self,
-        failed: &[(usize, &Attempt, &[TaskResult])],
-    ) -> Result<Vec<Reflection>, RunError> {
-        let items: Vec<(&str, &str, f32)> = failed
-            .iter()
-            .map(|(i, a, _)| {
-                (
-                    self.questions[*i].question.as_str(),
-                    a.scratchpad.as_str(),
-                    a.episode_return,
-                )
-            })
-            .collect();
-        Ok(self.agents.reflector.reflect_many(&items)?)
-    }
-}
-
 /// The trial loop: N trials over `tasks`; a task solved in a trial is not attempted again; one
 /// result file per task and trial (the single source of truth, so a killed run resumes where
 /// it was); a reflection after each failure when the strategy reflects and a trial follows;
@@ -748,13 +493,51 @@ pub fn run_trials(
     out: &Path,
     on_task: &mut dyn FnMut(&TaskResult),
 ) -> Result<Vec<TrialSummary>, RunError> {
-    let strategy = parse_strategy(cfg)?;
+    let strategy = cfg.parsed_strategy()?;
     if cfg.trials == 0 {
         return Err(RunError::Config("--trials must be at least 1".into()));
     }
-    // A run may be resumed with more trials (it goes on from where it stopped); every other
-    // setting must be the same. Fewer would drop the later trials from the summaries and
-    // the rating records, so that is refused.
+    claim(cfg, out)?;
+    // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'
+    // worth at a time; each chunk's results are written before the next starts, so a killed
+    // run loses at most one chunk.
+    let chunk = match agent.parallelism() {
+        0 | 1 => 1,
+        n => n * 2,
+    };
+    // Each task's results by trial, loaded from disk (resume) or produced now: the files are the
+    // source of truth, and this keeps them from being read again for every later trial.
+    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); tasks.len()];
+    let mut summaries = Vec::new();
+    for trial in 0..cfg.trials {
+        let dir = trial_dir(out, trial);
+        std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
+        let reflect = strategy.reflects() && trial + 1 < cfg.trials;
+        let (mut results, pending) = load_trial(tasks, &history, trial, out, on_task)?;
+        if reflect {
+            reflect_late(agent, tasks, &history, &mut results, trial, chunk, out)?;
+        }
+        for group in pending.chunks(chunk) {
+            let done = attempt_group(agent, tasks, &history, group, trial, reflect)?;
+            for (&i, r) in group.iter().zip(done) {
+                write_json(&task_path(out, trial, &r.task_id), &r)?;
+                on_task(&r);
+                results[i] = Some(r);
+            }
+        }
+        let summary = summarize(&mut history, results, trial);
+        write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
+        write_records(&history, out)?;
+        summaries.push(summary);
+    }
+    Ok(summaries)
+}
+
+/// Claims `out` for a run with `cfg`: a new folder, or one holding the same run. A run may be
+/// resumed with more trials (it goes on from where it stopped); every other setting must be
+/// the same. Fewer would drop the later trials from the summaries and the rating records, so
+/// that is refused.
+fn claim(cfg: &RunConfig, out: &Path) -> Result<(), RunError> {
     if let Some(saved) = super::files::read_json::<RunConfig>(&out.join("run.json"))? {
         if same_run(&saved, cfg) && saved.trials > cfg.trials {
             return Err(RunError::Config(format!(
@@ -771,153 +554,170 @@ pub fn run_trials(
         Ok(super::files::Claim::New) => {}
         Err(mismatch) => return Err(RunError::Config(mismatch)),
     }
-    // Each task's results by trial, loaded from disk (resume) or produced now: the files are the
-    // source of truth, and this keeps them from being read again for every later trial.
-    let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); tasks.len()];
-    let mut summaries = Vec::new();
-    for trial in 0..cfg.trials {
-        let dir = trial_dir(out, trial);
-        std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
-        let mut summary = TrialSummary {
-            format_version: FORMAT_VERSION,
-            trial,
-            tasks: tasks.len(),
-            attempted: 0,
-            solved_now: 0,
-            solved_total: 0,
-            success_rate: 0.0,
-            evaluated_tokens: 0,
-            reused_tokens: 0,
-            generated_tokens: 0,
-        };
-        // Tasks still open in this trial, with what is on disk already (resume).
-        let mut results: Vec<Option<TaskResult>> = vec![None; tasks.len()];
-        let mut pending = Vec::new();
-        for (i, (task, earlier)) in tasks.iter().zip(&history).enumerate() {
-            if earlier.iter().any(|r| r.success) {
-                continue;
-            }
-            match load_task(out, trial, &task.id)? {
-                Some(done) => {
-                    on_task(&done);
-                    results[i] = Some(done);
-                }
-                None => pending.push(i),
-            }
+    Ok(())
+}
+
+/// Trial `trial`'s results already on disk (resume), by task, and the tasks still open in it.
+fn load_trial(
+    tasks: &[TaskInfo],
+    history: &[Vec<TaskResult>],
+    trial: u32,
+    out: &Path,
+    on_task: &mut dyn FnMut(&TaskResult),
+) -> Result<(Vec<Option<TaskResult>>, Vec<usize>), RunError> {
+    let mut results: Vec<Option<TaskResult>> = vec![None; tasks.len()];
+    let mut pending = Vec::new();
+    for (i, (task, earlier)) in tasks.iter().zip(history).enumerate() {
+        if earlier.iter().any(|r| r.success) {
+            continue;
         }
-        // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'
-        // worth at a time; each chunk's results are written before the next starts, so a
-        // killed run loses at most one chunk.
-        let chunk = match agent.parallelism() {
-            0 | 1 => 1,
-            n => n * 2,
-        };
-        // Failures saved without a reflection because their trial was the last one then (the
-        // run is now resumed with more trials): reflect on them now, as the run would have.
-        if strategy.reflects() && trial + 1 < cfg.trials {
-            let late: Vec<usize> = (0..tasks.len())
-                .filter(|&i| {
-                    results[i]
-                        .as_ref()
-                        .is_some_and(|r| !r.success && r.reflection.is_none())
-                })
-                .collect();
-            // In chunks like the attempts below, each written before the next starts.
-            for group in late.chunks(chunk) {
-                let attempts: Vec<Attempt> = group
-                    .iter()
-                    .map(|&i| Attempt::from(results[i].as_ref().expect("loaded above")))
-                    .collect();
-                let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
-                    .iter()
-                    .zip(&attempts)
-                    .map(|(&i, a)| (i, a, history[i].as_slice()))
-                    .collect();
-                let reflections = agent.reflect_many(&failed)?;
-                for (&i, reflection) in group.iter().zip(reflections) {
-                    let r = results[i].as_mut().expect("loaded above");
-                    r.reflection = Some(reflection);
-                    write_json(&task_path(out, trial, &r.task_id), r)?;
-                }
+        match load_task(out, trial, &task.id)? {
+            Some(done) => {
+                on_task(&done);
+                results[i] = Some(done);
             }
-            if !late.is_empty() {
-                tracing::info!(
-                    trial,
-                    tasks = late.len(),
-                    "reflected on a resumed run's last trial"
-                );
-            }
+            None => pending.push(i),
         }
-        for group in pending.chunks(chunk) {
-            let t0 = Instant::now();
-            let asks: Vec<(usize, &[TaskResult])> =
-                group.iter().map(|&i| (i, history[i].as_slice())).collect();
-            let attempts = agent.attempt_many(&asks, trial)?;
-            let reflect = strategy.reflects() && trial + 1 < cfg.trials;
-            let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
-                .iter()
-                .zip(&attempts)
-                .filter(|(_, a)| reflect && !a.success)
-                .map(|(&i, a)| (i, a, history[i].as_slice()))
-                .collect();
-            let mut reflections = agent.reflect_many(&failed)?.into_iter();
-            // With several tasks at once, each one's wall time is its share of the group's.
-            let wall_ms = t0.elapsed().as_secs_f64() * 1e3 / group.len() as f64;
-            for (&i, attempt) in group.iter().zip(attempts) {
-                let task = &tasks[i];
-                let reflection = if reflect && !attempt.success {
-                    reflections.next()
-                } else {
-                    None
-                };
-                let r = TaskResult {
-                    format_version: FORMAT_VERSION,
-                    task_id: task.id.clone(),
-                    trial,
-                    question: task.question.clone(),
-                    gold: task.gold.clone(),
-                    answer: attempt.answer,
-                    success: attempt.success,
-                    halted: attempt.halted,
-                    episode_return: attempt.episode_return,
-                    steps: attempt.steps,
-                    scratchpad: attempt.scratchpad,
-                    reflection,
-                    wall_ms,
-                };
-                write_json(&task_path(out, trial, &task.id), &r)?;
-                on_task(&r);
-                results[i] = Some(r);
-            }
-        }
-        for (earlier, result) in history.iter_mut().zip(results) {
-            if earlier.iter().any(|r| r.success) {
-                summary.solved_total += 1;
-                continue;
-            }
-            let Some(result) = result else { continue };
-            summary.attempted += 1;
-            for s in &result.steps {
-                summary.evaluated_tokens += u64::from(s.evaluated_tokens);
-                summary.reused_tokens += u64::from(s.reused_tokens);
-                summary.generated_tokens += u64::from(s.generated_tokens);
-            }
-            if result.success {
-                summary.solved_now += 1;
-                summary.solved_total += 1;
-            }
-            earlier.push(result);
-        }
-        summary.success_rate = if tasks.is_empty() {
-            0.0
-        } else {
-            summary.solved_total as f64 / tasks.len() as f64
-        };
-        write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
-        write_records(&history, out)?;
-        summaries.push(summary);
     }
-    Ok(summaries)
+    Ok((results, pending))
+}
+
+/// Failures saved without a reflection because their trial was the last one then (the run is
+/// now resumed with more trials): reflects on them now, as the run would have, in chunks like
+/// the attempts, each written before the next starts.
+fn reflect_late(
+    agent: &mut dyn TrialAgent,
+    tasks: &[TaskInfo],
+    history: &[Vec<TaskResult>],
+    results: &mut [Option<TaskResult>],
+    trial: u32,
+    chunk: usize,
+    out: &Path,
+) -> Result<(), RunError> {
+    let late: Vec<usize> = (0..tasks.len())
+        .filter(|&i| {
+            results[i]
+                .as_ref()
+                .is_some_and(|r| !r.success && r.reflection.is_none())
+        })
+        .collect();
+    for group in late.chunks(chunk) {
+        let attempts: Vec<Attempt> = group
+            .iter()
+            .map(|&i| Attempt::from(results[i].as_ref().expect("loaded")))
+            .collect();
+        let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
+            .iter()
+            .zip(&attempts)
+            .map(|(&i, a)| (i, a, history[i].as_slice()))
+            .collect();
+        let reflections = agent.reflect_many(&failed)?;
+        for (&i, reflection) in group.iter().zip(reflections) {
+            let r = results[i].as_mut().expect("loaded");
+            r.reflection = Some(reflection);
+            write_json(&task_path(out, trial, &r.task_id), r)?;
+        }
+    }
+    if !late.is_empty() {
+        tracing::info!(
+            trial,
+            tasks = late.len(),
+            "reflected on a resumed run's last trial"
+        );
+    }
+    Ok(())
+}
+
+/// Attempts the tasks of `group` in `trial` (and, with `reflect`, reflects on their failures):
+/// their results, in order.
+fn attempt_group(
+    agent: &mut dyn TrialAgent,
+    tasks: &[TaskInfo],
+    history: &[Vec<TaskResult>],
+    group: &[usize],
+    trial: u32,
+    reflect: bool,
+) -> Result<Vec<TaskResult>, RunError> {
+    let t0 = Instant::now();
+    let asks: Vec<(usize, &[TaskResult])> =
+        group.iter().map(|&i| (i, history[i].as_slice())).collect();
+    let attempts = agent.attempt_many(&asks, trial)?;
+    let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
+        .iter()
+        .zip(&attempts)
+        .filter(|(_, a)| reflect && !a.success)
+        .map(|(&i, a)| (i, a, history[i].as_slice()))
+        .collect();
+    let mut reflections = agent.reflect_many(&failed)?.into_iter();
+    // With several tasks at once, each one's wall time is its share of the group's.
+    let wall_ms = t0.elapsed().as_secs_f64() * 1e3 / group.len() as f64;
+    Ok(group
+        .iter()
+        .zip(attempts)
+        .map(|(&i, attempt)| {
+            let task = &tasks[i];
+            let reflection = (reflect && !attempt.success)
+                .then(|| reflections.next())
+                .flatten();
+            TaskResult {
+                format_version: FORMAT_VERSION,
+                task_id: task.id.clone(),
+                trial,
+                question: task.question.clone(),
+                gold: task.gold.clone(),
+                answer: attempt.answer,
+                success: attempt.success,
+                halted: attempt.halted,
+                episode_return: attempt.episode_return,
+                steps: attempt.steps,
+                scratchpad: attempt.scratchpad,
+                reflection,
+                wall_ms,
+            }
+        })
+        .collect())
+}
+
+/// Trial `trial`'s summary; its results join each task's history.
+fn summarize(
+    history: &mut [Vec<TaskResult>],
+    results: Vec<Option<TaskResult>>,
+    trial: u32,
+) -> TrialSummary {
+    let mut summary = TrialSummary {
+        format_version: FORMAT_VERSION,
+        trial,
+        tasks: history.len(),
+        attempted: 0,
+        solved_now: 0,
+        solved_total: 0,
+        success_rate: 0.0,
+        evaluated_tokens: 0,
+        reused_tokens: 0,
+        generated_tokens: 0,
+    };
+    for (earlier, result) in history.iter_mut().zip(results) {
+        if earlier.iter().any(|r| r.success) {
+            summary.solved_total += 1;
+            continue;
+        }
+        let Some(result) = result else { continue };
+        summary.attempted += 1;
+        for s in &result.steps {
+            summary.evaluated_tokens += u64::from(s.evaluated_tokens);
+            summary.reused_tokens += u64::from(s.reused_tokens);
+            summary.generated_tokens += u64::from(s.generated_tokens);
+        }
+        if result.success {
+            summary.solved_now += 1;
+            summary.solved_total += 1;
+        }
+        earlier.push(result);
+    }
+    if summary.tasks > 0 {
+        summary.success_rate = summary.solved_total as f64 / summary.tasks as f64;
+    }
+    summary
 }
 
 /// Regenerates `records.jsonl` from every task's results: one record per reflection whose next
@@ -931,18 +731,14 @@ fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError
             let Some(refl) = &this.reflection else {
                 continue;
             };
-            let rec = TrainingRecord {
-                format_version: FORMAT_VERSION,
-                task_id: this.task_id.clone(),
-                trial: this.trial,
-                prompt: refl.prompt.clone(),
-                reflection: refl.text.clone(),
-                return_this_trial: this.episode_return,
-                return_next_trial: next.episode_return,
-                rating: crate::trajectory::rating(this.episode_return, next.episode_return),
-                messages: None,
-            };
-            records.push(rec);
+            records.push(RatingRecord::new(
+                &this.task_id,
+                this.trial,
+                &refl.prompt,
+                &refl.text,
+                this.episode_return,
+                next.episode_return,
+            ));
         }
     }
     // By trial, then in task order (the sort is stable).

@@ -1,0 +1,238 @@
+//! `bench`: this machine's figures in one versioned report, and `bench compare`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use retroformer::manifest::home_dir;
+use retroformer_benches::harness::{
+    self as bench, agents, suite, system, BenchReport, TrainerFigure,
+};
+use retroformer_envs::Registry;
+use retroformer_llm::target::TargetProfile;
+
+use crate::common::FetchBar;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
+    /// A short suite (3 repetitions, short prompts, one household task): under two minutes
+    /// with the default model on 2 cores.
+    #[arg(long)]
+    pub quick: bool,
+    /// Models to measure (repeat the flag; manifest names or GGUF paths).
+    #[arg(long = "model", short = 'm', default_value = "smollm2-135m-instruct")]
+    pub models: Vec<String>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Repetitions of each measurement (default 5, quick 3).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Where to write the JSON report (default $RETROFORMER_HOME/bench/LABEL-TIME.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A name for this machine or run in comparisons (default the host name).
+    #[arg(long)]
+    pub label: Option<String>,
+    /// Skip the agent-level suite.
+    #[arg(long)]
+    pub no_agents: bool,
+    /// Also measure LoRA training (runs `retroformer-train bench`, found next to this binary
+    /// or on PATH) for each backend given, e.g. `--trainer flex`.
+    #[arg(long, value_delimiter = ',')]
+    pub trainer: Vec<String>,
+    /// Do not fetch missing models; fail instead.
+    #[arg(long)]
+    pub no_fetch: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Line up reports: a table of each figure and its ratio to the first report, and plots of
+    /// throughput against prompt length and depth (STEM-prefill/-decode .svg/.png).
+    Compare {
+        /// Reports written by `retroformer bench` (the first is the baseline).
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Stem of the plots.
+        #[arg(long, default_value = "bench-compare")]
+        out: PathBuf,
+    },
+}
+
+/// `bench compare`: the reports' figures side by side, and their plots.
+fn compare(reports: &[PathBuf], out: &std::path::Path) -> Result<()> {
+    let reports = reports
+        .iter()
+        .map(|p| BenchReport::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    print!("{}", bench::compare(&reports).table());
+    for f in bench::write_plots(&reports, out)? {
+        println!("plot: {}", f.display());
+    }
+    Ok(())
+}
+
+pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
+    if let Some(BenchCommand::Compare { reports, out }) = &a.command {
+        return compare(reports, out);
+    }
+    if a.reps == Some(0) {
+        anyhow::bail!("--reps must be at least 1");
+    }
+    if a.threads == Some(0) {
+        anyhow::bail!("--threads must be at least 1");
+    }
+    let started = std::time::Instant::now();
+    let meter = system::LoadMeter::start();
+    let mut fp = system::fingerprint(profile.backend.name());
+    suite::complete_fingerprint(&mut fp)?;
+    let label = a.label.clone().unwrap_or_else(|| fp.host.clone());
+    let created_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = a.out.clone().unwrap_or_else(|| {
+        home_dir().join("bench").join(format!(
+            "{}-{created_unix}-{}.json",
+            fetch_safe(&label),
+            std::process::id()
+        ))
+    });
+    // Not the profile's `auto` (free cores, which would count this program's own load from a
+    // previous run): a fixed count, or every core.
+    let threads = a.threads.unwrap_or(match profile.threads {
+        retroformer_llm::target::Threads::Fixed(n) => n,
+        _ => fp.logical_cores,
+    });
+    let mut opts = suite::SuiteOptions::new(profile.clone(), threads, a.quick);
+    if let Some(r) = a.reps {
+        opts.reps = r;
+    }
+    let mut notes = Vec::new();
+    if opts.reference {
+        notes.push("reference: a plain decode loop on llama-cpp-2's safe API with llama.cpp's default context settings and the same threads and batch; it attaches no ggml threadpool, so ggml starts threads for every graph, which the runtime's per-session threadpool avoids (decode ratios above 1 come from that, not from faster kernels)".to_string());
+    } else {
+        notes.push(format!(
+            "no bare llama.cpp reference: the target offloads {} layers to a GPU and the reference runs on the CPU",
+            profile.gpu_layers
+        ));
+    }
+    eprintln!(
+        "bench: {} | {} | {} threads | {} repetitions{}",
+        label,
+        fp.cpu_model,
+        threads,
+        opts.reps,
+        if a.quick { " | quick" } else { "" }
+    );
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let mut models = Vec::new();
+    let mut agent = Vec::new();
+    for name in &a.models {
+        let fetch_bar = FetchBar::default();
+        let fetch = (!a.no_fetch).then_some(&fetch_bar as &dyn retroformer::fetch::Progress);
+        let resolved = retroformer::backend::resolve(name, fetch)?;
+        let label = resolved
+            .manifest
+            .as_ref()
+            .map_or(name.clone(), |m| m.name.clone());
+        let say = |what: &str| bar.set_message(format!("{label}: {what}"));
+        let m = suite::run_model(&resolved, &label, &opts, &say)?;
+        if !a.no_agents {
+            let model = retroformer::backend::load(&resolved, profile)?;
+            agent.extend(agents::run(
+                &Registry::builtin(),
+                &model,
+                &label,
+                threads,
+                a.quick,
+                &say,
+            )?);
+        }
+        models.push(m);
+    }
+    let mut trainer = Vec::new();
+    for backend in &a.trainer {
+        bar.set_message(format!("trainer: {backend}"));
+        trainer.push(trainer_bench(backend, &a.models[0], a.quick, threads)?);
+    }
+    bar.finish_and_clear();
+    let load = meter.finish(fp.logical_cores);
+    if let Some(n) = &load.note {
+        eprintln!("warning: {n}");
+    }
+    notes.sort();
+    notes.dedup();
+    let report = BenchReport {
+        kind: bench::KIND.into(),
+        format_version: bench::FORMAT_VERSION,
+        label,
+        created_unix,
+        quick: a.quick,
+        wall_s: started.elapsed().as_secs_f64(),
+        fingerprint: fp,
+        target: profile.clone(),
+        models,
+        agent,
+        trainer,
+        load,
+        notes,
+    };
+    report.write(&out)?;
+    print!("{}", bench::compare(std::slice::from_ref(&report)).table());
+    for n in &report.notes {
+        println!("note: {n}");
+    }
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+/// A label as a file name: letters, digits, `-`, `_`, `.`; anything else becomes `_`.
+fn fetch_safe(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Runs `retroformer-train bench` (next to this binary, else on PATH) and reads its figure.
+fn trainer_bench(backend: &str, model: &str, quick: bool, threads: u32) -> Result<TrainerFigure> {
+    let mut cmd = retroformer_lab::retroformer_loop::trainer();
+    let exe = PathBuf::from(cmd.get_program());
+    cmd.args(["bench", "--backend", backend, "--model", model, "--json"]);
+    // The CPU backend's threads are rayon's: as many as the runtime's figures used.
+    cmd.env("RAYON_NUM_THREADS", threads.to_string());
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().with_context(|| {
+        format!(
+            "--trainer: running {} (build it with `cargo build --release -p retroformer-trainer`)",
+            exe.display()
+        )
+    })?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "--trainer {backend}: {} failed: {}",
+            exe.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "--trainer {backend}: {} printed no trainer figure",
+            exe.display()
+        )
+    })
+}

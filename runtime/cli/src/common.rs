@@ -1,0 +1,283 @@
+//! What the commands share: model and sampling flags, loading a model, sessions, progress.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use retroformer::backend::{self, Model};
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::{
+    GenerateRequest, Grammar, LanguageModel, SamplingParams, Session, SessionOptions,
+};
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// Model: manifest name or alias, or a path to a GGUF file.
+    #[arg(long, short, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// Context size in tokens (default: the target profile's).
+    #[arg(long)]
+    pub ctx_size: Option<u32>,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    pub threads: Option<u32>,
+    /// Do not fetch a missing model; fail instead.
+    #[arg(long)]
+    pub no_fetch: bool,
+    /// LoRA adapter (GGUF) to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Scale of the adapter.
+    #[arg(long, default_value_t = 1.0, requires = "adapter")]
+    pub adapter_scale: f32,
+}
+
+#[derive(Args, Clone)]
+pub struct SamplingArgs {
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: u32,
+    /// Temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    /// Top-k (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub top_k: i32,
+    /// Top-p (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    /// Min-p (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+    /// Stop before this string (repeatable).
+    #[arg(long)]
+    pub stop: Vec<String>,
+    /// GBNF grammar file constraining the output.
+    #[arg(long)]
+    pub grammar: Option<PathBuf>,
+}
+
+/// Loads `args.model` with `profile` (fetching it unless `--no-fetch`) and says which backend
+/// and devices it runs on.
+pub fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<Model> {
+    let bar = FetchBar::default();
+    let fetch = (!args.no_fetch).then_some(&bar as &dyn retroformer::fetch::Progress);
+    let model = backend::load_named(&args.model, profile, fetch)?;
+    report_backend(profile, &model)?;
+    Ok(model)
+}
+
+/// Prints the target, backend and devices actually in use (stderr).
+pub fn report_backend(profile: &TargetProfile, model: &Model) -> Result<()> {
+    let (devices, _) = backend::devices()?;
+    let gpus: Vec<_> = devices.iter().filter(|d| d.backend != "CPU").collect();
+    let used = if profile.gpu_layers > 0 && !gpus.is_empty() {
+        gpus.iter()
+            .map(|d| format!("{} {} ({})", d.backend, d.name, d.description))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        let cpu = devices
+            .iter()
+            .find(|d| d.backend == "CPU")
+            .map(|d| d.description.clone())
+            .unwrap_or_default();
+        format!("CPU ({cpu})")
+    };
+    eprintln!(
+        "[retroformer] model {} | target {} | backend {} | device {} | loaded in {:.0} ms",
+        model.name(),
+        profile.name,
+        profile.backend.name(),
+        used,
+        model.load_ms()
+    );
+    if profile.gpu_layers > 0 && gpus.is_empty() {
+        eprintln!(
+            "[retroformer] warning: target {} asks for GPU offload but this build sees no GPU device; running on the CPU",
+            profile.name
+        );
+    }
+    Ok(())
+}
+
+pub fn open_session(model: &Model, args: &ModelArgs) -> Result<Box<dyn Session>> {
+    open_batch_session(model, args, 1, 0)
+}
+
+/// A session that decodes up to `sequences` requests together, each with `ctx` tokens of
+/// context of its own (0: the model arguments' context).
+pub fn open_batch_session(
+    model: &Model,
+    args: &ModelArgs,
+    sequences: u32,
+    ctx: u32,
+) -> Result<Box<dyn Session>> {
+    // With several sequences the context is per sequence (each has a KV stream of its own).
+    let context_size = if sequences > 1 && ctx > 0 {
+        Some(ctx)
+    } else {
+        args.ctx_size
+    };
+    let mut s = model.session(&SessionOptions {
+        context_size,
+        threads: args.threads,
+        sequences: Some(sequences),
+    })?;
+    if let Some(a) = &args.adapter {
+        let h = model.load_adapter(a)?;
+        s.set_adapter(Some((h, args.adapter_scale)))?;
+    }
+    // What the session really uses (threads are clamped to the cores, the context rounded up).
+    let info = s.info()?;
+    eprintln!(
+        "[retroformer] session: {} threads, context {} tokens",
+        info.threads, info.context_size
+    );
+    Ok(s)
+}
+
+pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
+    let grammar = match &s.grammar {
+        Some(p) => Some(Grammar {
+            text: std::fs::read_to_string(p)
+                .with_context(|| format!("--grammar {}", p.display()))?,
+            root: "root".into(),
+            origin: p.display().to_string(),
+        }),
+        None => None,
+    };
+    let sampling = SamplingParams {
+        temperature: s.temperature,
+        top_k: s.top_k,
+        top_p: s.top_p,
+        min_p: s.min_p,
+        repeat_penalty: s.repeat_penalty,
+        repeat_last_n: 64,
+        seed: s.seed,
+    };
+    sampling.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "--{}",
+            e.to_string()
+                .trim_start_matches("invalid ")
+                .replace('_', "-")
+        )
+    })?;
+    Ok(GenerateRequest {
+        prompt,
+        max_tokens: s.max_tokens,
+        stop: s.stop.clone(),
+        sampling,
+        grammar,
+        add_bos: true,
+        parse_special: true,
+        ignore_eos: false,
+    })
+}
+
+/// A progress bar over `n` tasks with elapsed time and an estimate of the rest.
+pub fn task_bar(n: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}, eta {eta}] {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// Print a line above a progress bar, or to stderr when the bar is hidden (not a terminal).
+pub fn say(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// A progress bar for downloads and hashes (hidden when stderr is not a terminal).
+#[derive(Default)]
+pub struct FetchBar {
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl retroformer::fetch::Progress for FetchBar {
+    fn start(&self, label: &str, total: u64) {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.set_message(label.to_string());
+        *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
+    }
+
+    fn at(&self, done: u64) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            b.set_position(done);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// An evaluation's progress: a bar over its tasks, notes and a live view on stderr.
+pub struct TaskProgress {
+    bar: indicatif::ProgressBar,
+    live: bool,
+}
+
+impl TaskProgress {
+    /// A bar (its length set by the evaluation); `live` shows each step as it happens.
+    pub fn new(live: bool) -> Self {
+        Self {
+            bar: task_bar(0),
+            live,
+        }
+    }
+
+    /// Clears the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl retroformer_envs::Progress for TaskProgress {
+    fn total(&mut self, n: u64) {
+        self.bar.set_length(n);
+    }
+
+    fn done(&mut self, message: &str) {
+        self.bar.inc(1);
+        self.bar.set_message(message.to_string());
+        tracing::info!("{message}");
+    }
+
+    fn note(&mut self, message: &str) {
+        say(&self.bar, &format!("[retroformer] {message}"));
+    }
+
+    fn wants_details(&self) -> bool {
+        self.live
+    }
+
+    fn detail(&mut self, line: &str) {
+        say(&self.bar, line);
+    }
+}

@@ -1,0 +1,171 @@
+//! `retroformer`: the command line. Only glue: each command's work is in the crates it calls
+//! (`retroformer` for models and adapters, `retroformer-envs` through its registry,
+//! `retroformer-lab` for evaluations, the canary and the loop, `retroformer-benches` for
+//! `bench`). `eval` has a subcommand per environment, built from the registry.
+
+mod adapters;
+mod bench;
+mod common;
+mod data;
+mod demo;
+mod eval;
+mod generate;
+mod models;
+mod play;
+mod retro_loop;
+mod rise;
+mod sandbox;
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use retroformer_envs::math::Dataset;
+use retroformer_envs::Registry;
+use retroformer_llm::target::{TargetProfile, DEFAULT_TARGET};
+
+#[derive(Parser)]
+#[command(
+    name = "retroformer",
+    version,
+    about = "On-device runtime for LLM agents that improve from their own failures",
+    long_about = "Runs quantized GGUF models through llama.cpp on CPU, Vulkan, CUDA or Metal, \
+with LoRA adapters hot-swapped and KV caches reused across agent steps.\n\n\
+Models are named by manifest (see `retroformer models list`) or given as a path to a GGUF file; \
+named models are fetched into the cache ($RETROFORMER_HOME, default ~/.cache/retroformer) on first use.",
+    after_help = "Examples:\n  retroformer demo\n  retroformer generate --prompt \"Name three primes.\" --max-tokens 32\n  retroformer generate --model qwen2.5-coder-0.5b-instruct --prompt \"def fib(n):\" --raw --json\n  retroformer models fetch qwen2.5-coder-1.5b-instruct\n  retroformer --target raspberry-pi-5 chat"
+)]
+struct Cli {
+    /// Hardware profile: a name from `retroformer targets` or a path to a profile TOML.
+    #[arg(long, global = true, default_value = DEFAULT_TARGET, env = "RETROFORMER_TARGET")]
+    target: String,
+    /// More logging (-v: info, -vv: debug, including llama.cpp's own log).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The main job: fetch the default model if missing and run a short demonstration.
+    Demo(demo::DemoArgs),
+    /// Generate text from a prompt (streams tokens; --json prints text and statistics).
+    Generate(generate::GenerateArgs),
+    /// Chat interactively (one session; the KV cache is reused from turn to turn).
+    Chat(generate::ChatArgs),
+    /// List, fetch, verify and inspect models.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Play an environment yourself in the terminal.
+    #[command(subcommand)]
+    Play(play::PlayCommand),
+    /// Collect RISE rollouts (n samples per turn, keep the best, stop at a correct one).
+    #[command(subcommand)]
+    Rollouts(rise::RolloutsCommand),
+    /// Build training data from collected runs.
+    #[command(subcommand)]
+    Dataset(rise::DatasetCommand),
+    /// Run Python through the sandbox that runs generated code, or check its layers here.
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
+    /// The adapter store of a base model: install, activate, roll back.
+    #[command(subcommand)]
+    Adapters(adapters::AdaptersCommand),
+    /// The Retroformer loop: collect rated reflections, train the reflector
+    /// (`retroformer-train`), install it, canary it on held-out tasks; rounds, resumable.
+    Loop(retro_loop::LoopArgs),
+    /// The benchmark data bundled with the environments.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Benchmark this machine: per-model speed next to a bare llama.cpp loop, an agent suite,
+    /// trainer figures; one versioned JSON report. `bench compare A.json B.json` lines reports up.
+    Bench(bench::BenchArgs),
+    /// List the hardware profiles and the devices this build can use.
+    Targets {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    // Writing to a closed pipe (`retroformer models list | head`) ends the program quietly.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let registry = Registry::builtin();
+    let matches = Cli::command()
+        .subcommand(eval::command(&registry))
+        .get_matches();
+    let verbose = matches.get_count("verbose");
+    init_logging(verbose);
+    let result = match matches.subcommand() {
+        Some(("eval", m)) => TargetProfile::load(
+            matches
+                .get_one::<String>("target")
+                .map_or(DEFAULT_TARGET, String::as_str),
+        )
+        .map_err(anyhow::Error::from)
+        .and_then(|profile| eval::run(&registry, &profile, m, false)),
+        _ => Cli::from_arg_matches(&matches)
+            .map_err(anyhow::Error::from)
+            .and_then(run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info,llama-cpp-2=warn",
+        _ => "debug,llama-cpp-2=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let profile = TargetProfile::load(&cli.target)?;
+    match cli.command {
+        Command::Demo(a) => demo::demo(&profile, &a, cli.verbose > 0),
+        Command::Generate(a) => generate::generate(&profile, &a),
+        Command::Chat(a) => generate::chat(&profile, &a),
+        Command::Models(m) => models::models(m),
+        Command::Rollouts(rise::RolloutsCommand::Gsm8k(a)) => {
+            rise::rollouts(&profile, &a, Dataset::Gsm8k)
+        }
+        Command::Rollouts(rise::RolloutsCommand::Math(a)) => {
+            rise::rollouts(&profile, &a, Dataset::Math)
+        }
+        Command::Dataset(rise::DatasetCommand::Rise {
+            criteria,
+            tau,
+            seed,
+            input,
+            out,
+        }) => rise::dataset_rise(&criteria, tau, seed, &input, &out),
+        Command::Sandbox(c) => sandbox::sandbox_cmd(c),
+        Command::Adapters(c) => adapters::adapters_cmd(&profile, c),
+        Command::Play(play::PlayCommand::Household { seed, task_type }) => {
+            play::play_household(seed, &task_type)
+        }
+        Command::Loop(a) => retro_loop::retro_loop(&profile, &a),
+        Command::Data(c) => data::data_cmd(c),
+        Command::Targets { json } => models::targets(json),
+        Command::Bench(a) => bench::bench(&profile, a),
+    }
+}

@@ -1,0 +1,337 @@
+//! ReAct or CoT on HotPotQA as the trial runner's agent: what a trial is told about earlier
+//! trials, the episodes (several at once through continuous batching), and the reflections.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::context::context_for;
+use super::react::{run_episode, EpisodeRun, ReactConfig};
+use super::{Docstore, Episode, Question};
+use retroformer::agent::reflect::{Failure, Reflection, Reflector};
+use retroformer::agent::runner::{
+    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
+};
+use retroformer::agent::{AgentError, Strategy};
+use retroformer_core::memory::ReflectionMemory;
+use retroformer_llm::{LanguageModel, Session};
+
+/// HotPotQA's own settings of a run, saved in `run.json` beside the runner's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HotpotqaSettings {
+    /// Search all questions' pages instead of the question's own ten.
+    pub global_docstore: bool,
+    /// ReAct prompt budget in tokens.
+    pub max_prompt_tokens: usize,
+    /// Token budget of a previous attempt shown to the next trial.
+    pub last_attempt_tokens: usize,
+}
+
+impl Default for HotpotqaSettings {
+    /// As Reflexion: a prompt budget of about 3900 tokens, a previous attempt of 1600.
+    fn default() -> Self {
+        Self {
+            global_docstore: false,
+            max_prompt_tokens: 3896,
+            last_attempt_tokens: 1600,
+        }
+    }
+}
+
+impl HotpotqaSettings {
+    /// The settings a run records (a missing one reads as zero, as in runs that predate it).
+    pub fn of(cfg: &RunConfig) -> Result<Self, RunError> {
+        let mut map = serde_json::Map::new();
+        for key in [
+            "global_docstore",
+            "max_prompt_tokens",
+            "last_attempt_tokens",
+        ] {
+            let zero = if key == "global_docstore" {
+                serde_json::Value::Bool(false)
+            } else {
+                serde_json::Value::from(0)
+            };
+            map.insert(key.into(), cfg.env.get(key).cloned().unwrap_or(zero));
+        }
+        serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| RunError::Config(format!("run settings: {e}")))
+    }
+
+    /// These settings as a run's environment settings.
+    pub fn into_env(self) -> std::collections::BTreeMap<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
+            _ => unreachable!("a struct serialises to an object"),
+        }
+    }
+}
+
+/// The tasks of HotPotQA `questions`, as the trial loop knows them.
+pub fn hotpotqa_tasks(questions: &[Question]) -> Vec<TaskInfo> {
+    questions
+        .iter()
+        .map(|q| TaskInfo {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            gold: q.answer.clone(),
+        })
+        .collect()
+}
+
+/// Starts a run in `to` from the first trial of the run in `from`
+/// ([`retroformer::agent::runner::seed_first_trial`]); refused with a global docstore, whose
+/// pages depend on the whole question set, which a run's settings do not record.
+pub fn seed_first_trial(
+    from: &Path,
+    to: &Path,
+    cfg: &RunConfig,
+    tasks: &[TaskInfo],
+) -> Result<usize, RunError> {
+    if HotpotqaSettings::of(cfg)?.global_docstore {
+        return Err(RunError::Config(
+            "--first-trial-from cannot be used with --global-docstore (the first trial's searches depend on the whole question set)".into(),
+        ));
+    }
+    retroformer::agent::runner::seed_first_trial(from, to, cfg, tasks)
+}
+
+/// The models of a HotPotQA run: the actor (and its session) and the reflector.
+pub struct HotpotqaModels<'a> {
+    /// The actor model (for token counting).
+    pub actor: &'a dyn LanguageModel,
+    /// The actor's session (one for the whole run, so the shared prompt prefix stays cached).
+    pub session: &'a mut dyn Session,
+    /// The reflector.
+    pub reflector: &'a mut dyn Reflector,
+    /// ReAct episodes run at once through `session` (continuous batching; at most the
+    /// sequences the session was opened with). 1: one after another.
+    pub parallel: usize,
+}
+
+/// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
+/// called after every task (for progress display).
+pub fn run(
+    questions: &[Question],
+    models: HotpotqaModels<'_>,
+    cfg: &RunConfig,
+    out: &Path,
+    on_task: &mut dyn FnMut(&TaskResult),
+) -> Result<Vec<TrialSummary>, RunError> {
+    let strategy = cfg.parsed_strategy()?;
+    let settings = HotpotqaSettings::of(cfg)?;
+    if !["react", "cot", "cot-context"].contains(&cfg.agent.as_str()) {
+        return Err(RunError::Config(format!(
+            "unknown agent '{}'; known: react, cot, cot-context",
+            cfg.agent
+        )));
+    }
+    let empty_memory = ReflectionMemory::new(cfg.memory)
+        .map_err(|e| RunError::Config(format!("--memory: {e}")))?;
+    let tasks = hotpotqa_tasks(questions);
+    let mut agent = HotpotqaAgent {
+        questions,
+        global: settings
+            .global_docstore
+            .then(|| Docstore::global(questions)),
+        react: ReactConfig {
+            max_steps: cfg.max_steps,
+            max_prompt_tokens: settings.max_prompt_tokens,
+            ..ReactConfig::default()
+        },
+        last_attempt_tokens: settings.last_attempt_tokens,
+        strategy,
+        empty_memory,
+        agents: models,
+        cfg,
+    };
+    run_trials(&tasks, &mut agent, cfg, out, on_task)
+}
+
+/// ReAct or CoT on HotPotQA.
+struct HotpotqaAgent<'a, 'b> {
+    questions: &'a [Question],
+    global: Option<Docstore>,
+    react: ReactConfig,
+    strategy: Strategy,
+    empty_memory: ReflectionMemory,
+    last_attempt_tokens: usize,
+    agents: HotpotqaModels<'b>,
+    cfg: &'a RunConfig,
+}
+
+impl HotpotqaAgent<'_, '_> {
+    /// What a trial at task `i` is told about its earlier trials.
+    fn context(&self, i: usize, earlier: &[TaskResult]) -> String {
+        let q = &self.questions[i];
+        let mut memory = self.empty_memory.clone();
+        for refl in earlier.iter().filter_map(|r| r.reflection.as_ref()) {
+            memory.push(refl.text.clone());
+        }
+        let actor = self.agents.actor;
+        let count = |s: &str| {
+            actor
+                .tokenize(s, false, false)
+                .map(|t| t.len())
+                .unwrap_or(usize::MAX)
+        };
+        context_for(
+            self.strategy,
+            &q.question,
+            &memory,
+            earlier.last().map(|r| r.scratchpad.as_str()),
+            &count,
+            self.last_attempt_tokens,
+        )
+    }
+}
+
+/// An attempt from an episode's outcome and its answer.
+fn attempt_from(outcome: super::react::EpisodeOutcome, answer: Option<&str>) -> Attempt {
+    Attempt {
+        answer: answer.map(str::to_string),
+        success: outcome.trajectory.success,
+        halted: outcome.halted,
+        episode_return: outcome.trajectory.episode_return,
+        steps: outcome.trajectory.steps,
+        scratchpad: outcome.scratchpad,
+    }
+}
+
+impl TrialAgent for HotpotqaAgent<'_, '_> {
+    fn parallelism(&self) -> usize {
+        // Only ReAct's episodes are chains of calls that share a session's lanes.
+        if self.cfg.agent == "react" {
+            self.agents.parallel.max(1)
+        } else {
+            1
+        }
+    }
+
+    fn attempt_many(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+    ) -> Result<Vec<Attempt>, RunError> {
+        if self.parallelism() <= 1 || tasks.len() <= 1 {
+            return tasks
+                .iter()
+                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
+                .collect();
+        }
+        let contexts: Vec<String> = tasks
+            .iter()
+            .map(|(i, earlier)| self.context(*i, earlier))
+            .collect();
+        let own: Vec<Option<Docstore>> = tasks
+            .iter()
+            .map(|(i, _)| {
+                self.global
+                    .is_none()
+                    .then(|| Docstore::for_question(&self.questions[*i]))
+            })
+            .collect();
+        let mut episodes: Vec<Episode<'_>> = tasks
+            .iter()
+            .zip(&own)
+            .map(|((i, _), store)| {
+                let store = store
+                    .as_ref()
+                    .or(self.global.as_ref())
+                    .expect("a docstore: the task's own or the global one");
+                Episode::new(&self.questions[*i], store)
+            })
+            .collect();
+        let mut runs: Vec<EpisodeRun> = episodes
+            .iter()
+            .zip(&contexts)
+            .map(|(ep, context)| EpisodeRun::start(ep, context, trial))
+            .collect();
+        let actor = self.agents.actor;
+        let react = &self.react;
+        // Every episode is a chain of requests: each reply asks for the next Thought or
+        // Action, which extends the same prompt (so it continues in its lane, on its KV).
+        retroformer::agent::run_chains::<AgentError>(
+            &mut *self.agents.session,
+            runs.len(),
+            |k, g| {
+                if let Some(g) = g {
+                    runs[k].absorb(&mut episodes[k], &g);
+                }
+                runs[k].request(actor, react)
+            },
+        )?;
+        Ok(runs
+            .into_iter()
+            .zip(&episodes)
+            .map(|(run, ep)| attempt_from(run.finish(ep), ep.answer()))
+            .collect())
+    }
+
+    fn attempt(
+        &mut self,
+        i: usize,
+        earlier: &[TaskResult],
+        trial: u32,
+    ) -> Result<Attempt, RunError> {
+        let q = &self.questions[i];
+        let own;
+        let store = match &self.global {
+            Some(g) => g,
+            None => {
+                own = Docstore::for_question(q);
+                &own
+            }
+        };
+        let context = self.context(i, earlier);
+        let actor = self.agents.actor;
+        let mut episode = Episode::new(q, store);
+        let session = &mut *self.agents.session;
+        let outcome = match self.cfg.agent.as_str() {
+            "react" => run_episode(actor, session, &mut episode, &context, trial, &self.react)?,
+            agent => super::cot::run_episode(
+                actor,
+                session,
+                &mut episode,
+                agent == "cot-context",
+                &context,
+                trial,
+                self.react.max_tokens_per_call,
+            )?,
+        };
+        Ok(attempt_from(outcome, episode.answer()))
+    }
+
+    fn reflect(
+        &mut self,
+        i: usize,
+        attempt: &Attempt,
+        _earlier: &[TaskResult],
+    ) -> Result<Reflection, RunError> {
+        Ok(self.agents.reflector.reflect(&Failure {
+            task: &self.questions[i].question,
+            trajectory: &attempt.scratchpad,
+            episode_return: attempt.episode_return,
+            earlier: &[],
+        })?)
+    }
+
+    fn reflect_many(
+        &mut self,
+        failed: &[(usize, &Attempt, &[TaskResult])],
+    ) -> Result<Vec<Reflection>, RunError> {
+        let items: Vec<Failure<'_>> = failed
+            .iter()
+            .map(|(i, a, _)| Failure {
+                task: &self.questions[*i].question,
+                trajectory: &a.scratchpad,
+                episode_return: a.episode_return,
+                earlier: &[],
+            })
+            .collect();
+        Ok(self.agents.reflector.reflect_many(&items)?)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! HotPotQA in the registry: ReAct (or CoT) with Reflexion's strategies over the offline
+//! distractor sample.
+
+use super::agent::{hotpotqa_tasks, run, seed_first_trial, HotpotqaModels, HotpotqaSettings};
+use super::reflect::HotpotqaReflection;
+use super::Question;
+use crate::trials;
+use crate::{
+    EnvError, Environment, EvalPlan, EvalReport, Evaluation, Flag, FlagKind, Models, Needs,
+    Progress, Setting, Spec,
+};
+use retroformer::agent::reflect::LlmReflector;
+use retroformer::agent::runner::RunConfig;
+
+/// HotPotQA.
+pub struct Hotpotqa;
+
+/// The agents: ReAct, and CoT without or with the gold paragraphs as context.
+pub const AGENTS: [&str; 3] = ["react", "cot", "cot-context"];
+
+/// Tokens of a reflection.
+const REFLECTION_TOKENS: u32 = 160;
+
+/// A lane holds one episode's prompt (at most the 3896-token budget) and its next call, or one
+/// reflection prompt (the example and a failed trajectory) and its reply.
+const LANE_TOKENS: u32 = 4096;
+
+impl Environment for Hotpotqa {
+    fn name(&self) -> &'static str {
+        "hotpotqa"
+    }
+
+    fn spec(&self) -> Spec {
+        use Setting::*;
+        Spec {
+            about:
+                "HotPotQA, offline: ReAct with Reflexion strategies over the distractor paragraphs.",
+            settings: &[
+                Strategy,
+                Trials,
+                Memory,
+                MaxSteps,
+                Reflector,
+                ReflectorSampling,
+                Parallel,
+                FirstTrialFrom,
+                Resume,
+                Data,
+                Tasks,
+                Skip,
+                Limit,
+            ],
+            trials: ("trials", 5),
+            strategies: &[
+                "reflexion",
+                "none",
+                "last-attempt",
+                "last-attempt-and-reflexion",
+            ],
+            max_steps: 6,
+            splits: &[],
+            data: "the bundled 100-question distractor sample of the Reflexion paper",
+            reflexion: true,
+        }
+    }
+
+    fn flags(&self) -> &'static [Flag] {
+        &[
+            Flag {
+                name: "agent",
+                help: "Agent: react, cot (no context) or cot-context (gold paragraphs as context).",
+                kind: FlagKind::Value {
+                    default: Some("react"),
+                },
+            },
+            Flag {
+                name: "global-docstore",
+                help: "Search all questions' pages (about 1000) instead of each question's ten.",
+                kind: FlagKind::Switch,
+            },
+        ]
+    }
+
+    fn prepare(&self, plan: &EvalPlan) -> Result<Box<dyn Evaluation>, EnvError> {
+        let agent: String = plan.options.or("agent", "react".to_string())?;
+        if !AGENTS.contains(&agent.as_str()) {
+            return Err(EnvError::setting(
+                "agent",
+                format!("{agent}: known agents are {}", AGENTS.join(", ")),
+            ));
+        }
+        let settings = HotpotqaSettings {
+            global_docstore: plan.options.switch("global-docstore"),
+            ..HotpotqaSettings::default()
+        };
+        let cfg = trials::run_config(plan, &self.spec(), &agent, settings.into_env())?;
+        if !AGENTS.contains(&cfg.agent.as_str()) {
+            return Err(EnvError::setting(
+                "resume",
+                format!(
+                    "{}: the run's agent {} is not HotPotQA's",
+                    plan.out.display(),
+                    cfg.agent
+                ),
+            ));
+        }
+        let source = super::source(plan.data.as_deref());
+        let questions = trials::select(
+            super::load(source.clone())?,
+            |q| q.id.clone(),
+            plan,
+            &source.path(),
+        )?;
+        Ok(Box::new(HotpotqaEval {
+            cfg,
+            questions,
+            parallel: trials::parallel(plan)?,
+            first_trial_from: plan.first_trial_from.clone(),
+            out: plan.out.clone(),
+        }))
+    }
+
+    fn bench(
+        &self,
+        model: &dyn retroformer_llm::LanguageModel,
+        opts: &retroformer_llm::SessionOptions,
+        quick: bool,
+        progress: &dyn Fn(&str),
+    ) -> Result<Vec<crate::BenchEpisode>, EnvError> {
+        if quick {
+            return Ok(Vec::new());
+        }
+        let questions = super::load(super::source(None))?;
+        let mut out = Vec::new();
+        // ReAct on the first two questions, each with its own docstore.
+        for q in questions.iter().take(2) {
+            progress(&format!("hotpotqa {}", q.id));
+            let store = super::Docstore::for_question(q);
+            let mut ep = super::Episode::new(q, &store);
+            let mut session = model.session(opts)?;
+            let t = std::time::Instant::now();
+            let o = super::react::run_episode(
+                model,
+                session.as_mut(),
+                &mut ep,
+                "",
+                0,
+                &super::react::ReactConfig::default(),
+            )
+            .map_err(retroformer::agent::runner::RunError::from)?;
+            let steps = &o.trajectory.steps;
+            out.push(crate::BenchEpisode {
+                task: q.id.clone(),
+                success: ep.success(),
+                calls: 2 * steps.len() as u32,
+                evaluated_tokens: steps.iter().map(|s| u64::from(s.evaluated_tokens)).sum(),
+                reused_tokens: steps.iter().map(|s| u64::from(s.reused_tokens)).sum(),
+                generated_tokens: steps.iter().map(|s| u64::from(s.generated_tokens)).sum(),
+                wall_ms: t.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        Ok(out)
+    }
+}
+
+struct HotpotqaEval {
+    cfg: RunConfig,
+    questions: Vec<Question>,
+    parallel: u32,
+    first_trial_from: Option<std::path::PathBuf>,
+    out: std::path::PathBuf,
+}
+
+impl Evaluation for HotpotqaEval {
+    fn needs(&self) -> Needs {
+        Needs {
+            actor: self.cfg.actor.clone(),
+            reflector: (self.cfg.reflector != "actor").then(|| self.cfg.reflector.clone()),
+            reflector_adapter: self.cfg.reflector_adapter.clone(),
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        models: &Models<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<EvalReport, EnvError> {
+        let cfg = &self.cfg;
+        // Only ReAct's episodes are chains of calls that share a session's lanes.
+        let wanted = if cfg.agent == "react" {
+            self.parallel
+        } else {
+            1
+        };
+        let (lanes, lane_tokens) = models.lanes(wanted, LANE_TOKENS);
+        let mut session = models.session(models.actor, lanes, lane_tokens)?;
+        let mut reflector = LlmReflector::new(
+            models.reflector_session(lanes, lane_tokens)?,
+            Box::new(HotpotqaReflection),
+            REFLECTION_TOKENS,
+        )
+        .with_sampling(cfg.reflector_sampling());
+        progress.note(&format!(
+            "hotpotqa: {} questions, {} trials, strategy {}, out {}",
+            self.questions.len(),
+            cfg.trials,
+            cfg.strategy,
+            self.out.display()
+        ));
+        if let Some(from) = &self.first_trial_from {
+            let n = seed_first_trial(from, &self.out, cfg, &hotpotqa_tasks(&self.questions))?;
+            if n > 0 {
+                progress.note(&format!(
+                    "trial 1 of {n} questions taken from {}",
+                    from.display()
+                ));
+            }
+        }
+        progress.total(self.questions.len() as u64 * u64::from(cfg.trials));
+        let summaries = run(
+            &self.questions,
+            HotpotqaModels {
+                actor: models.actor,
+                session: session.as_mut(),
+                reflector: &mut reflector,
+                parallel: lanes as usize,
+            },
+            cfg,
+            &self.out,
+            &mut |r| progress.done(&trials::task_line(r)),
+        )?;
+        Ok(trials::report(
+            &format!(
+                "HotPotQA, {} + {} ({} questions)",
+                cfg.agent,
+                cfg.strategy,
+                self.questions.len()
+            ),
+            cfg,
+            &summaries,
+            &self.out,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retroformer::agent::Strategy;
+
+    #[test]
+    fn every_strategy_hotpotqa_offers_is_one_the_agent_core_knows() {
+        for s in Hotpotqa.spec().strategies {
+            assert!(Strategy::parse(s).is_some(), "{s}");
+        }
+        assert_eq!(Hotpotqa.spec().strategies[0], "reflexion");
+    }
+}

@@ -1,0 +1,213 @@
+//! The household world in the registry: Reflexion's ALFWorld loop over generated tasks.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::agent::{
+    planner_examples, run_episode, HouseholdAgent, HouseholdConfig, HouseholdReflection,
+    REFLECTION_TOKENS,
+};
+use super::{eval_split, train_split, HouseholdEnv, TaskSpec};
+use crate::trials;
+use crate::{
+    BenchEpisode, EnvError, Environment, EvalPlan, EvalReport, Evaluation, Models, Needs, Progress,
+    Setting, Spec,
+};
+use retroformer::agent::reflect::LlmReflector;
+use retroformer::agent::runner::{run_trials, seed_first_trial, RunConfig, RunError};
+use retroformer_llm::{LanguageModel, SessionOptions};
+
+/// The household world.
+pub struct Household;
+
+/// Household prompts (instruction, two examples, memory, up to 30 steps) stay under about 3k
+/// tokens; the examples differ by task type, so lanes share little.
+const LANE_TOKENS: u32 = 3072;
+
+impl Environment for Household {
+    fn name(&self) -> &'static str {
+        "household"
+    }
+
+    fn spec(&self) -> Spec {
+        use Setting::*;
+        Spec {
+            about:
+                "The household world (ALFWorld's text interface): ReAct with Reflexion over trials.",
+            settings: &[
+                Strategy,
+                Trials,
+                Memory,
+                MaxSteps,
+                Reflector,
+                ReflectorSampling,
+                Parallel,
+                FirstTrialFrom,
+                Split,
+                Tasks,
+                Skip,
+                Limit,
+            ],
+            trials: ("trials", 10),
+            strategies: &["reflexion", "none"],
+            max_steps: 30,
+            splits: &["eval", "train"],
+            data: "generated worlds (no data file)",
+            reflexion: true,
+        }
+    }
+
+    fn prepare(&self, plan: &EvalPlan) -> Result<Box<dyn Evaluation>, EnvError> {
+        let split = plan.split.clone().unwrap_or_else(|| "eval".into());
+        let specs = match split.as_str() {
+            "eval" => eval_split(),
+            "train" => train_split(plan.skip + plan.limit.unwrap_or(134)),
+            other => {
+                return Err(EnvError::setting(
+                    "split",
+                    format!("{other}: known splits are eval and train"),
+                ))
+            }
+        };
+        let origin = PathBuf::from(format!("the {split} split"));
+        let specs = trials::select(specs, |s| s.id(), plan, &origin)?;
+        let cfg = trials::run_config(plan, &self.spec(), "household", Default::default())?;
+        Ok(Box::new(HouseholdEval {
+            cfg,
+            specs,
+            split,
+            parallel: trials::parallel(plan)?,
+            first_trial_from: plan.first_trial_from.clone(),
+            out: plan.out.clone(),
+        }))
+    }
+
+    fn bench(
+        &self,
+        model: &dyn LanguageModel,
+        opts: &SessionOptions,
+        quick: bool,
+        progress: &dyn Fn(&str),
+    ) -> Result<Vec<BenchEpisode>, EnvError> {
+        // Tasks spread evenly over the evaluation split; the examples are the planner's, never
+        // the prompt file's, so that every machine sees the same prompt.
+        let (n, max_steps) = if quick { (1, 6) } else { (3, 30) };
+        let specs = eval_split();
+        let cfg = HouseholdConfig {
+            max_steps,
+            ..HouseholdConfig::default()
+        };
+        let mut out = Vec::new();
+        for i in 0..n {
+            let spec = &specs[i * specs.len() / n];
+            progress(&format!("household {}", spec.id()));
+            let mut env = HouseholdEnv::new(spec);
+            let examples = planner_examples(spec.task_type);
+            let mut session = model.session(opts)?;
+            let t = Instant::now();
+            let o = run_episode(session.as_mut(), &mut env, &examples, &[], &cfg)
+                .map_err(RunError::from)?;
+            out.push(BenchEpisode {
+                task: spec.id(),
+                success: o.success,
+                calls: o.steps.len() as u32,
+                evaluated_tokens: o.steps.iter().map(|s| u64::from(s.evaluated_tokens)).sum(),
+                reused_tokens: o.steps.iter().map(|s| u64::from(s.reused_tokens)).sum(),
+                generated_tokens: o.steps.iter().map(|s| u64::from(s.generated_tokens)).sum(),
+                wall_ms: t.elapsed().as_secs_f64() * 1e3,
+            });
+        }
+        Ok(out)
+    }
+}
+
+struct HouseholdEval {
+    cfg: RunConfig,
+    specs: Vec<TaskSpec>,
+    split: String,
+    parallel: u32,
+    first_trial_from: Option<PathBuf>,
+    out: PathBuf,
+}
+
+impl Evaluation for HouseholdEval {
+    fn needs(&self) -> Needs {
+        Needs {
+            actor: self.cfg.actor.clone(),
+            reflector: (self.cfg.reflector != "actor").then(|| self.cfg.reflector.clone()),
+            reflector_adapter: self.cfg.reflector_adapter.clone(),
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        models: &Models<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<EvalReport, EnvError> {
+        let cfg = &self.cfg;
+        let (lanes, lane_tokens) = models.lanes(self.parallel, LANE_TOKENS);
+        let mut session = models.session(models.actor, lanes, lane_tokens)?;
+        let mut reflector = LlmReflector::new(
+            models.reflector_session(lanes, lane_tokens)?,
+            Box::new(HouseholdReflection),
+            REFLECTION_TOKENS,
+        )
+        .with_sampling(cfg.reflector_sampling());
+        let tasks = HouseholdAgent::tasks(&self.specs);
+        progress.note(&format!(
+            "household: {} tasks ({} split), {} trials, strategy {}, out {}",
+            tasks.len(),
+            self.split,
+            cfg.trials,
+            cfg.strategy,
+            self.out.display()
+        ));
+        if let Some(from) = &self.first_trial_from {
+            let n = seed_first_trial(from, &self.out, cfg, &tasks)?;
+            if n > 0 {
+                progress.note(&format!(
+                    "trial 1 of {n} tasks taken from {}",
+                    from.display()
+                ));
+            }
+        }
+        progress.total(tasks.len() as u64 * u64::from(cfg.trials));
+        let household = HouseholdConfig {
+            max_steps: cfg.max_steps,
+            ..HouseholdConfig::default()
+        };
+        // The live view (the progress's details) shows one episode's steps at a time.
+        let progress = std::cell::RefCell::new(progress);
+        let live = progress.borrow().wants_details();
+        let mut agent = HouseholdAgent::new(
+            &self.specs,
+            session.as_mut(),
+            &mut reflector,
+            household,
+            cfg.memory,
+        )
+        .parallel(lanes as usize);
+        if live {
+            agent = agent.on_step(|action, observation| {
+                progress
+                    .borrow_mut()
+                    .detail(&format!("> {action}\n{observation}"));
+            });
+        }
+        let summaries = run_trials(&tasks, &mut agent, cfg, &self.out, &mut |r| {
+            let mut p = progress.borrow_mut();
+            if live {
+                let verdict = if r.success { "solved" } else { "failed" };
+                p.detail(&format!("[trial {} {}: {verdict}]", r.trial + 1, r.task_id));
+            }
+            p.done(&trials::task_line(r));
+        })?;
+        drop(agent);
+        Ok(trials::report(
+            &format!("Household, {} ({} tasks)", cfg.strategy, tasks.len()),
+            cfg,
+            &summaries,
+            &self.out,
+        ))
+    }
+}

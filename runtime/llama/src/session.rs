@@ -1,0 +1,860 @@
+//! A session: one `llama_context` on its own owner thread, and the handle that talks to it.
+//!
+//! long: the session's owner thread (its command loop, KV bookkeeping and decode) shares the context's unsafe state; split, the invariants that keep llama.cpp's calls sound would be spread over files.
+
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_sys_2 as sys;
+
+use super::{decode, tokenize, AdapterInner, ModelInner};
+use retroformer_llm::{
+    AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError,
+    Session, SessionInfo, StopStream, Token,
+};
+
+mod stream;
+
+pub(crate) struct ContextConfig {
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    pub n_ubatch: u32,
+    pub threads: u32,
+    pub flash: sys::llama_flash_attn_type,
+    /// Sequences the context holds at once, each with `n_ctx` cells of its own: 1, or 1 + the
+    /// lanes of [`Session::generate_stream`].
+    pub n_seq_max: u32,
+}
+
+/// The caller's streaming callback, lent to the owner thread for one `generate` call.
+///
+/// The handle blocks until the worker answers (or dies), so the borrow outlives every use; the
+/// worker never keeps the pointer past its answer.
+struct Callback(*mut (dyn FnMut(&str) -> bool + Send + 'static));
+
+// SAFETY: the closure is `Send`, and it is used by one thread at a time (see above).
+unsafe impl Send for Callback {}
+
+/// The caller's `on_done` for one `generate_stream` call, lent like [`Callback`].
+struct DoneCallback(*mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static));
+
+// SAFETY: as for `Callback`.
+unsafe impl Send for DoneCallback {}
+
+enum Failure {
+    Llm(LlmError),
+    /// The callback panicked on the owner thread; re-raised on the caller's.
+    Panic(Box<dyn Any + Send>),
+}
+
+enum Cmd {
+    Generate {
+        req: Box<GenerateRequest>,
+        on_token: Callback,
+        done: Sender<Result<Generation, Failure>>,
+    },
+    SetAdapter {
+        adapter: Option<(Arc<AdapterInner>, u64, f32)>,
+        reply: Sender<Result<(), LlmError>>,
+    },
+    Clear {
+        reply: Sender<Result<(), LlmError>>,
+    },
+    Info {
+        reply: Sender<SessionInfo>,
+    },
+    Stream {
+        first: Vec<Keyed>,
+        on_done: DoneCallback,
+        done: Sender<Result<(), Failure>>,
+    },
+}
+
+/// Handle to a session's owner thread. Dropping it stops the thread and frees the context.
+pub struct LlamaSession {
+    tx: Option<Sender<Cmd>>,
+    thread: Option<JoinHandle<()>>,
+    model: Arc<ModelInner>,
+}
+
+impl LlamaSession {
+    pub(crate) fn spawn(model: Arc<ModelInner>, cfg: ContextConfig) -> Result<Self, LlmError> {
+        let (tx, rx) = mpsc::channel::<Cmd>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), LlmError>>();
+        let m = model.clone();
+        let thread = std::thread::Builder::new()
+            .name("llama-session".into())
+            // llama.cpp's grammar parser recurses; grammars are also depth-checked first.
+            .stack_size(16 << 20)
+            .spawn(move || match Worker::new(m, cfg) {
+                Ok(mut w) => {
+                    let _ = ready_tx.send(Ok(()));
+                    w.run(rx);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            })
+            .map_err(|e| LlmError::Context(format!("cannot spawn the session thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                tx: Some(tx),
+                thread: Some(thread),
+                model,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(LlmError::SessionGone)
+            }
+        }
+    }
+
+    fn send(&self, cmd: Cmd) -> Result<(), LlmError> {
+        self.tx
+            .as_ref()
+            .ok_or(LlmError::SessionGone)?
+            .send(cmd)
+            .map_err(|_| LlmError::SessionGone)
+    }
+}
+
+impl Drop for LlamaSession {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Session for LlamaSession {
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        on_token: &mut (dyn FnMut(&str) -> bool + Send),
+    ) -> Result<Generation, LlmError> {
+        check_request(req)?;
+        let (done, rx) = mpsc::channel();
+        let ptr: *mut (dyn FnMut(&str) -> bool + Send + '_) = on_token;
+        // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
+        // before returning, and the worker drops the pointer before answering.
+        let ptr: *mut (dyn FnMut(&str) -> bool + Send + 'static) =
+            unsafe { std::mem::transmute(ptr) };
+        self.send(Cmd::Generate {
+            req: Box::new(req.clone()),
+            on_token: Callback(ptr),
+            done,
+        })?;
+        match rx.recv() {
+            Ok(Ok(g)) => Ok(g),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
+        }
+    }
+
+    fn generate_stream(
+        &mut self,
+        first: Vec<Keyed>,
+        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send),
+    ) -> Result<(), LlmError> {
+        for (_, req) in &first {
+            check_request(req)?;
+        }
+        let (done, rx) = mpsc::channel();
+        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + '_) = on_done;
+        // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
+        // before returning, and the worker drops the pointer before answering.
+        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static) =
+            unsafe { std::mem::transmute(ptr) };
+        self.send(Cmd::Stream {
+            first,
+            on_done: DoneCallback(ptr),
+            done,
+        })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
+        }
+    }
+
+    fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        let mut out: Vec<Option<Generation>> = vec![None; reqs.len()];
+        let first = reqs
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r))
+            .collect();
+        self.generate_stream(first, &mut |key, g| {
+            out[key as usize] = Some(g);
+            Vec::new()
+        })?;
+        out.into_iter()
+            .map(|g| g.ok_or(LlmError::SessionGone))
+            .collect()
+    }
+
+    fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
+        let adapter = match adapter {
+            None => None,
+            Some((h, scale)) => {
+                Some((super::resolve_adapter(&self.model, &h, scale)?, h.id, scale))
+            }
+        };
+        let (reply, rx) = mpsc::channel();
+        self.send(Cmd::SetAdapter { adapter, reply })?;
+        rx.recv().map_err(|_| LlmError::SessionGone)?
+    }
+
+    fn clear(&mut self) -> Result<(), LlmError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Cmd::Clear { reply })?;
+        rx.recv().map_err(|_| LlmError::SessionGone)?
+    }
+
+    fn info(&self) -> Result<SessionInfo, LlmError> {
+        let (reply, rx) = mpsc::channel();
+        self.send(Cmd::Info { reply })?;
+        rx.recv().map_err(|_| LlmError::SessionGone)
+    }
+}
+
+/// A `llama_batch` with RAII.
+struct Batch {
+    raw: sys::llama_batch,
+    cap: usize,
+}
+
+impl Batch {
+    fn new(cap: usize) -> Self {
+        // SAFETY: allocates arrays for `cap` tokens with one sequence id each.
+        let raw = unsafe { sys::llama_batch_init(cap as i32, 0, 1) };
+        Self { raw, cap }
+    }
+
+    /// Fills the batch with `tokens` at positions `pos0..`, logits for the last one only.
+    fn fill(&mut self, tokens: &[Token], pos0: usize) {
+        assert!(tokens.len() <= self.cap, "batch overflow");
+        // SAFETY: the arrays were allocated for `cap` entries by llama_batch_init.
+        unsafe {
+            for (i, &t) in tokens.iter().enumerate() {
+                *self.raw.token.add(i) = t;
+                *self.raw.pos.add(i) = (pos0 + i) as i32;
+                *self.raw.n_seq_id.add(i) = 1;
+                *(*self.raw.seq_id.add(i)) = 0;
+                *self.raw.logits.add(i) = i8::from(i + 1 == tokens.len());
+            }
+        }
+        self.raw.n_tokens = tokens.len() as i32;
+    }
+
+    fn clear(&mut self) {
+        self.raw.n_tokens = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.raw.n_tokens as usize
+    }
+
+    /// The sequence id of token `i` (below `len()`).
+    fn seq(&self, i: usize) -> i32 {
+        assert!(i < self.len(), "batch index out of range");
+        // SAFETY: i is below n_tokens, each entry has one sequence id.
+        unsafe { *(*self.raw.seq_id.add(i)) }
+    }
+
+    /// Appends one token of sequence `seq` at `pos`; returns its index in the batch (where its
+    /// logits are, if asked for).
+    fn push(&mut self, token: Token, pos: usize, seq: i32, logits: bool) -> i32 {
+        let i = self.len();
+        assert!(i < self.cap, "batch overflow");
+        // SAFETY: the arrays were allocated for `cap` entries by llama_batch_init, with room
+        // for one sequence id per token.
+        unsafe {
+            *self.raw.token.add(i) = token;
+            *self.raw.pos.add(i) = pos as i32;
+            *self.raw.n_seq_id.add(i) = 1;
+            *(*self.raw.seq_id.add(i)) = seq;
+            *self.raw.logits.add(i) = i8::from(logits);
+        }
+        self.raw.n_tokens += 1;
+        i as i32
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: allocated by llama_batch_init.
+        unsafe { sys::llama_batch_free(self.raw) }
+    }
+}
+
+/// KV-cache key: which adapter (id) at which scale the cached KV was computed under.
+type KvKey = Option<(u64, u32)>;
+
+struct Worker {
+    model: Arc<ModelInner>,
+    ctx: NonNull<sys::llama_context>,
+    /// This session's ggml CPU threads, paused while the session is idle so that an idle
+    /// session never competes with a busy one (see `ARCHITECTURE.md`).
+    pool: NonNull<sys::ggml_threadpool>,
+    cfg: ContextConfig,
+    batch: Batch,
+    /// Tokens whose KV is in the cache, in position order.
+    cached: Vec<Token>,
+    cached_key: KvKey,
+    adapter: Option<(Arc<AdapterInner>, u64, f32)>,
+    /// The vocabulary-sized candidate buffer, reused for every sampled token.
+    candidates: Vec<LlamaTokenData>,
+    /// Lane moves of this session's streams so far.
+    lane_moves: u64,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // SAFETY: created by us and freed once, the context before the threadpool it uses.
+        unsafe {
+            sys::llama_free(self.ctx.as_ptr());
+            sys::ggml_threadpool_free(self.pool.as_ptr());
+        }
+    }
+}
+
+/// Resumes a session's threadpool for one call and pauses it again however the call ends.
+struct Resumed(NonNull<sys::ggml_threadpool>);
+
+impl Resumed {
+    fn new(pool: NonNull<sys::ggml_threadpool>) -> Self {
+        // SAFETY: the pool lives as long as the worker, which outlives this guard.
+        unsafe { sys::ggml_threadpool_resume(pool.as_ptr()) };
+        Self(pool)
+    }
+}
+
+impl Drop for Resumed {
+    fn drop(&mut self) {
+        // SAFETY: as in `new`.
+        unsafe { sys::ggml_threadpool_pause(self.0.as_ptr()) }
+    }
+}
+
+impl Worker {
+    fn new(model: Arc<ModelInner>, cfg: ContextConfig) -> Result<Self, LlmError> {
+        // SAFETY: plain struct of defaults.
+        let mut cp = unsafe { sys::llama_context_default_params() };
+        // `n_ctx` is per sequence: each sequence gets a KV stream of its own (attention in a
+        // lane only ever reads that lane's cells; a shared pool makes every lane's attention
+        // walk every lane's cells, which costs more than batching saves on long prompts).
+        cp.n_ctx = cfg.n_ctx.saturating_mul(cfg.n_seq_max.max(1));
+        cp.n_batch = cfg.n_batch;
+        cp.n_ubatch = cfg.n_ubatch;
+        cp.n_seq_max = cfg.n_seq_max.max(1);
+        cp.kv_unified = false;
+        cp.n_threads = cfg.threads as i32;
+        cp.n_threads_batch = cfg.threads as i32;
+        cp.flash_attn_type = cfg.flash;
+        cp.no_perf = true;
+        // Full-size KV for sliding-window layers (Gemma 3): prefix reuse rolls the cache back,
+        // which a windowed cache cannot do correctly.
+        cp.swa_full = true;
+        let raw = {
+            let _w = model.lock.write().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: the model is alive; context creation mutates it, hence the write lock.
+            unsafe { sys::llama_init_from_model(model.raw(), cp) }
+        };
+        let ctx = NonNull::new(raw).ok_or_else(|| {
+            LlmError::Context(format!(
+                "llama_init_from_model returned NULL for n_ctx={} (out of memory?)",
+                cfg.n_ctx
+            ))
+        })?;
+        // SAFETY: plain struct of defaults for `threads` threads.
+        let mut tpp = unsafe { sys::ggml_threadpool_params_default(cfg.threads as i32) };
+        tpp.paused = true;
+        // SAFETY: tpp is a valid parameter block.
+        let pool = NonNull::new(unsafe { sys::ggml_threadpool_new(&mut tpp) });
+        let Some(pool) = pool else {
+            // SAFETY: ctx is live and not used after this.
+            unsafe { sys::llama_free(ctx.as_ptr()) };
+            return Err(LlmError::Context(format!(
+                "could not create a ggml threadpool of {} threads",
+                cfg.threads
+            )));
+        };
+        // SAFETY: both are live; the context is freed before the pool (see Drop).
+        unsafe { sys::llama_attach_threadpool(ctx.as_ptr(), pool.as_ptr(), pool.as_ptr()) };
+        // SAFETY: ctx is live.
+        let real_ctx = unsafe { sys::llama_n_ctx_seq(ctx.as_ptr()) };
+        let batch = Batch::new(cfg.n_batch as usize);
+        tracing::debug!(
+            n_ctx = real_ctx,
+            threads = cfg.threads,
+            "session context created"
+        );
+        Ok(Self {
+            model,
+            ctx,
+            pool,
+            cfg: ContextConfig {
+                n_ctx: real_ctx,
+                ..cfg
+            },
+            batch,
+            cached: Vec::new(),
+            cached_key: None,
+            adapter: None,
+            candidates: Vec::new(),
+            lane_moves: 0,
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Cmd>) {
+        while let Ok(cmd) = rx.recv() {
+            match cmd {
+                Cmd::Generate {
+                    req,
+                    on_token,
+                    done,
+                } => {
+                    let mut panicked = None;
+                    // The lent callback is used only inside this block, before we answer.
+                    let r = {
+                        let mut emit = |text: &str| -> bool {
+                            // SAFETY: see `Callback`: the caller is blocked until we answer.
+                            let f = unsafe { &mut *on_token.0 };
+                            match catch_unwind(AssertUnwindSafe(|| f(text))) {
+                                Ok(go_on) => go_on,
+                                Err(p) => {
+                                    panicked = Some(p);
+                                    false
+                                }
+                            }
+                        };
+                        self.generate(&req, &mut emit)
+                    };
+                    if let Err(e) = &r {
+                        // A failed call may leave the cache in an unknown state.
+                        tracing::debug!(error = %e, "generation failed; clearing the KV cache");
+                        self.clear_cache();
+                    }
+                    let answer = match (panicked, r) {
+                        (Some(p), _) => Err(Failure::Panic(p)),
+                        (None, r) => r.map_err(Failure::Llm),
+                    };
+                    let _ = done.send(answer);
+                }
+                Cmd::SetAdapter { adapter, reply } => {
+                    let _ = reply.send(self.set_adapter(adapter));
+                }
+                Cmd::Clear { reply } => {
+                    self.clear_cache();
+                    let _ = reply.send(Ok(()));
+                }
+                Cmd::Stream {
+                    first,
+                    on_done,
+                    done,
+                } => {
+                    let mut report = |key: u64, g: Generation| -> Result<Vec<Keyed>, Failure> {
+                        // SAFETY: see `DoneCallback`: the caller is blocked until we answer.
+                        let f = unsafe { &mut *on_done.0 };
+                        let follow =
+                            catch_unwind(AssertUnwindSafe(|| f(key, g))).map_err(Failure::Panic)?;
+                        for (_, req) in &follow {
+                            check_request(req).map_err(Failure::Llm)?;
+                        }
+                        Ok(follow)
+                    };
+                    let r = self.generate_stream(first, &mut report);
+                    if r.is_err() {
+                        tracing::debug!("batched generation failed; clearing the KV cache");
+                        self.clear_cache();
+                    }
+                    let _ = done.send(r);
+                }
+                Cmd::Info { reply } => {
+                    let _ = reply.send(SessionInfo {
+                        context_size: self.cfg.n_ctx,
+                        cached_tokens: self.cached.len() as u32,
+                        threads: self.cfg.threads,
+                        lane_moves: self.lane_moves,
+                    });
+                }
+            }
+        }
+    }
+
+    fn key(&self) -> KvKey {
+        self.adapter.as_ref().map(|(_, id, s)| (*id, s.to_bits()))
+    }
+
+    fn set_adapter(
+        &mut self,
+        adapter: Option<(Arc<AdapterInner>, u64, f32)>,
+    ) -> Result<(), LlmError> {
+        let rc = match &adapter {
+            // SAFETY: ctx is live; a null list with n=0 clears the adapters.
+            None => unsafe {
+                sys::llama_set_adapters_lora(
+                    self.ctx.as_ptr(),
+                    std::ptr::null_mut(),
+                    0,
+                    std::ptr::null_mut(),
+                )
+            },
+            Some((a, _, scale)) => {
+                let mut ptrs = [a.raw()];
+                let mut scales = [*scale];
+                // SAFETY: the adapter belongs to this model (checked by the handle) and stays
+                // alive while set: we hold its Arc in `self.adapter`.
+                unsafe {
+                    sys::llama_set_adapters_lora(
+                        self.ctx.as_ptr(),
+                        ptrs.as_mut_ptr(),
+                        1,
+                        scales.as_mut_ptr(),
+                    )
+                }
+            }
+        };
+        if rc != 0 {
+            return Err(LlmError::Context(format!(
+                "llama_set_adapters_lora failed with code {rc}"
+            )));
+        }
+        self.adapter = adapter;
+        Ok(())
+    }
+
+    fn clear_cache(&mut self) {
+        // SAFETY: ctx is live.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ctx.as_ptr()), true) };
+        self.cached.clear();
+    }
+
+    /// Makes the cache hold exactly `tokens[..keep]` and returns `keep`.
+    fn truncate_cache(&mut self, keep: usize) -> usize {
+        if keep == self.cached.len() {
+            return keep;
+        }
+        // SAFETY: ctx is live; removing [keep, inf) of sequence 0.
+        let ok = unsafe {
+            sys::llama_memory_seq_rm(sys::llama_get_memory(self.ctx.as_ptr()), 0, keep as i32, -1)
+        };
+        if ok {
+            self.cached.truncate(keep);
+            keep
+        } else {
+            // Some memory types cannot drop a partial sequence: start over.
+            self.clear_cache();
+            0
+        }
+    }
+
+    /// Evaluates `tokens` after the cache in batches; logits are left for the last one.
+    fn eval(&mut self, tokens: &[Token]) -> Result<(), LlmError> {
+        let n_vocab = self.model.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t < 0 || t >= n_vocab) {
+            return Err(LlmError::Tokenize(format!(
+                "token {bad} is outside the vocabulary (0..{n_vocab})"
+            )));
+        }
+        if self.cached.len() + tokens.len() > self.cfg.n_ctx as usize {
+            return Err(LlmError::PromptTooLong {
+                prompt_tokens: (self.cached.len() + tokens.len()) as u32,
+                context_size: self.cfg.n_ctx,
+            });
+        }
+        for chunk in tokens.chunks(self.batch.cap) {
+            self.batch.fill(chunk, self.cached.len());
+            let rc = {
+                let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
+                // SAFETY: ctx is live; the batch holds valid tokens (checked above) at positions
+                // that continue the cache and fit the context (checked above).
+                unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
+            };
+            let rc = rc.map_err(|e| LlmError::Context(format!("llama_decode threw: {e}")))?;
+            if rc != 0 {
+                return Err(if rc == 1 {
+                    LlmError::PromptTooLong {
+                        prompt_tokens: (self.cached.len() + chunk.len()) as u32,
+                        context_size: self.cfg.n_ctx,
+                    }
+                } else {
+                    LlmError::Decode(rc)
+                });
+            }
+            self.cached.extend_from_slice(chunk);
+        }
+        Ok(())
+    }
+
+    fn sampler(&self, req: &GenerateRequest) -> Result<LlamaSampler, LlmError> {
+        let s = &req.sampling;
+        let mut chain = Vec::new();
+        if let Some(g) = &req.grammar {
+            let gs = LlamaSampler::grammar(self.model.binding(), &g.text, &g.root).map_err(|e| LlmError::Grammar {
+                origin: g.origin.clone(),
+                message: format!("llama.cpp rejected it ({e}); run with RUST_LOG=llama-cpp-2=info for the parser's message"),
+            })?;
+            chain.push(gs);
+        }
+        if s.repeat_penalty != 1.0 {
+            // A window longer than the context only costs memory.
+            chain.push(LlamaSampler::penalties(
+                self.model.n_vocab,
+                s.repeat_last_n.min(self.cfg.n_ctx as i32),
+                s.repeat_penalty,
+                0.0,
+                0.0,
+            ));
+        }
+        if s.is_greedy() {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            if s.top_k > 0 {
+                chain.push(LlamaSampler::top_k(s.top_k));
+            }
+            if s.top_p < 1.0 {
+                chain.push(LlamaSampler::top_p(s.top_p, 1));
+            }
+            if s.min_p > 0.0 {
+                chain.push(LlamaSampler::min_p(s.min_p, 1));
+            }
+            chain.push(LlamaSampler::temp(s.temperature));
+            chain.push(LlamaSampler::dist(s.seed));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+
+    /// Samples from the logits of the last decode's batch entry `idx` (-1: its last entry).
+    fn sample(
+        &mut self,
+        sampler: &mut LlamaSampler,
+        req: &GenerateRequest,
+        idx: i32,
+    ) -> Result<Token, LlmError> {
+        let n_vocab = self.model.n_vocab as usize;
+        // SAFETY: the last decode requested logits for entry `idx`; the pointer covers n_vocab
+        // floats and stays valid until the next decode. llama.cpp returns NULL for an entry
+        // without logits.
+        let logits = unsafe {
+            let p = sys::llama_get_logits_ith(self.ctx.as_ptr(), idx);
+            if p.is_null() {
+                return Err(LlmError::Decode(-100));
+            }
+            std::slice::from_raw_parts(p, n_vocab)
+        };
+        let mut data = std::mem::take(&mut self.candidates);
+        data.clear();
+        data.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
+        );
+        let mut arr = LlamaTokenDataArray::new(data, false);
+        arr.apply_sampler(sampler);
+        let picked = arr.selected.and_then(|i| arr.data.get(i).copied());
+        self.candidates = std::mem::take(&mut arr.data);
+        let grammar_err = |message: &str| LlmError::Grammar {
+            origin: req
+                .grammar
+                .as_ref()
+                .map(|g| g.origin.clone())
+                .unwrap_or_default(),
+            message: message.to_string(),
+        };
+        let chosen = picked.ok_or_else(|| grammar_err("the sampler selected no token"))?;
+        if req.grammar.is_some() && chosen.logit() == f32::NEG_INFINITY {
+            return Err(grammar_err(
+                "the grammar allows no token the model can produce here",
+            ));
+        }
+        let token = chosen.id();
+        sampler
+            .try_accept(token)
+            .map_err(|e| grammar_err(&format!("the grammar rejected the sampled token ({e})")))?;
+        Ok(token.0)
+    }
+
+    fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        emit: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<Generation, LlmError> {
+        let t_start = Instant::now();
+        let _threads = Resumed::new(self.pool);
+        let prompt = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
+        let tokenize_ms = ms(t_start);
+        if prompt.is_empty() {
+            return Err(LlmError::EmptyPrompt);
+        }
+        let n_ctx = self.cfg.n_ctx as usize;
+        if prompt.len() >= n_ctx {
+            return Err(LlmError::PromptTooLong {
+                prompt_tokens: prompt.len() as u32,
+                context_size: self.cfg.n_ctx,
+            });
+        }
+        let mut sampler = self.sampler(req)?;
+
+        // KV reuse: only under the same (adapter, scale), and at most up to the second-to-last
+        // prompt token, since the last one must be evaluated to get fresh logits.
+        if self.cached_key != self.key() {
+            self.clear_cache();
+            self.cached_key = self.key();
+        }
+        let common = retroformer_llm::reusable_prefix(&self.cached, &prompt);
+        let reused = self.truncate_cache(common);
+
+        let t_prefill = Instant::now();
+        self.eval(&prompt[reused..])?;
+        let prefill_ms = ms(t_prefill);
+
+        let t_decode = Instant::now();
+        let mut stream = StopStream::new(&req.stop);
+        let mut generated = 0u32;
+        let finish = loop {
+            if generated >= req.max_tokens {
+                break FinishReason::MaxTokens;
+            }
+            let token = self.sample(&mut sampler, req, -1)?;
+            // SAFETY: vocab is live; token is in range (sampled from the vocabulary).
+            if !req.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
+                break FinishReason::EndOfGeneration;
+            }
+            generated += 1;
+            let shown = stream.push(&self.model.token_bytes(token));
+            if !shown.is_empty() && !emit(shown) {
+                break FinishReason::Cancelled;
+            }
+            if let Some(s) = stream.stopped() {
+                break FinishReason::Stop(s.to_string());
+            }
+            if generated >= req.max_tokens {
+                // The last token is not evaluated: nothing will be sampled after it.
+                break FinishReason::MaxTokens;
+            }
+            if self.cached.len() + 1 >= n_ctx {
+                break FinishReason::ContextFull;
+            }
+            self.eval(&[token])?;
+        };
+        let (rest, text) = stream.finish();
+        if !rest.is_empty() {
+            // Cancellation is moot here: generation has ended.
+            let _ = emit(&rest);
+        }
+        let decode_ms = ms(t_decode);
+        Ok(Generation {
+            text,
+            finish,
+            stats: GenerationStats {
+                prompt_tokens: prompt.len() as u32,
+                reused_tokens: reused as u32,
+                evaluated_tokens: (prompt.len() - reused) as u32,
+                generated_tokens: generated,
+                tokenize_ms,
+                prefill_ms,
+                decode_ms,
+                total_ms: ms(t_start),
+            },
+        })
+    }
+}
+
+/// The length of the common prefix of `a` and `b`.
+fn common_prefix(a: &[Token], b: &[Token]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// What the caller's side checks before a request reaches the owner thread.
+fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
+    req.sampling.validate()?;
+    if let Some(g) = &req.grammar {
+        check_grammar_depth(g)?;
+    }
+    Ok(())
+}
+
+/// Deepest grammar nesting accepted: llama.cpp's GBNF parser recurses once per group.
+pub const MAX_GRAMMAR_DEPTH: usize = 128;
+
+/// Rejects grammars nested deeper than [`MAX_GRAMMAR_DEPTH`] before llama.cpp parses them
+/// (its recursive-descent parser would overflow the stack, which no shim can catch).
+fn check_grammar_depth(g: &retroformer_llm::Grammar) -> Result<(), LlmError> {
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    let mut chars = g.text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                // A string literal: skip to its closing quote, honouring escapes.
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '[' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        ']' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            ')' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if max > MAX_GRAMMAR_DEPTH {
+        return Err(LlmError::Grammar {
+            origin: g.origin.clone(),
+            message: format!("groups are nested {max} deep (at most {MAX_GRAMMAR_DEPTH})"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,555 @@
+//! Continuous batching: [`Session::generate_stream`](retroformer_llm::Session::generate_stream) on
+//! one llama.cpp context.
+//!
+//! Every sequence has a KV stream of its own (`n_ctx` cells). Sequence 0 holds the prompt
+//! prefix that the first requests share (evaluated once, reusing the session's cache). Every
+//! other sequence is a lane: a request is admitted to a free lane, takes the longest prefix it
+//! can from that lane's own cache (a follow-up of the request that just finished there) or from
+//! sequence 0 (llama.cpp copies the whole stream, then the lane drops what it does not share),
+//! and its prompt tail and generated tokens then share every `llama_decode` with the other
+//! lanes'.
+//! A request whose prompt another lane is still evaluating becomes that lane's twin: it takes
+//! the other lane's cells and first logits instead of evaluating the prompt again. When a
+//! request finishes, the caller's `on_done` may return follow-ups: the first one goes to the
+//! lane that just finished, the rest ahead of the queue. At the end the lanes are emptied and
+//! sequence 0 keeps the prefix, as after a single request.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_sys_2 as sys;
+
+use super::{common_prefix, ms, Failure, Resumed, Worker};
+use crate::{decode, tokenize};
+use retroformer_llm::{
+    FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, StopStream, Token,
+};
+
+/// One admitted request.
+struct Job {
+    key: u64,
+    req: GenerateRequest,
+    prompt: Vec<Token>,
+    sampler: LlamaSampler,
+    stream: StopStream,
+    /// The lane whose identical prompt this one takes (cells and first logits).
+    twin_of: Option<usize>,
+    /// Prompt tokens in this lane's cache.
+    fed: usize,
+    next: Option<Token>,
+    logits_at: Option<i32>,
+    generated: u32,
+    reused: usize,
+    tokenize_ms: f64,
+    admitted: Instant,
+    first_ms: Option<f64>,
+}
+
+/// A sequence of the context and the tokens its cells hold, in position order.
+struct Lane {
+    seq: i32,
+    tokens: Vec<Token>,
+    job: Option<Job>,
+}
+
+impl Lane {
+    fn waiting_twin(&self) -> bool {
+        self.job
+            .as_ref()
+            .is_some_and(|j| j.twin_of.is_some() && j.fed < j.prompt.len())
+    }
+}
+
+/// What `run` needs from its caller for each finished request.
+pub type OnDone<'a> = dyn FnMut(u64, Generation) -> Result<Vec<Keyed>, Failure> + 'a;
+
+impl Worker {
+    /// Runs `first` and every follow-up `on_done` returns, as lanes and cells allow.
+    pub(super) fn generate_stream(
+        &mut self,
+        first: Vec<Keyed>,
+        on_done: &mut OnDone<'_>,
+    ) -> Result<(), Failure> {
+        if first.is_empty() {
+            // Nothing to do: in particular, sequence 0's cached prefix stays.
+            return Ok(());
+        }
+        let lanes = self.cfg.n_seq_max.saturating_sub(1) as usize;
+        if lanes < 2 {
+            // One sequence: one request at a time on the ordinary path.
+            let mut queue: VecDeque<Keyed> = first.into();
+            while let Some((key, req)) = queue.pop_front() {
+                let g = self.generate(&req, &mut |_| true).map_err(Failure::Llm)?;
+                for (i, f) in on_done(key, g)?.into_iter().enumerate() {
+                    queue.insert(i, f);
+                }
+            }
+            return Ok(());
+        }
+        let _threads = Resumed::new(self.pool);
+        let n_ctx = self.cfg.n_ctx as usize;
+        // The prefix the first requests share, on sequence 0 (reusing what it holds).
+        if self.cached_key != self.key() {
+            self.clear_cache();
+            self.cached_key = self.key();
+        }
+        let mut firsts = Vec::with_capacity(first.len());
+        for (_, r) in &first {
+            firsts.push(self.tokens_of(r).map_err(Failure::Llm)?);
+        }
+        let shared = match firsts.split_first() {
+            None => 0,
+            Some((a, rest)) => rest.iter().fold(a.len() - 1, |s, b| {
+                s.min(common_prefix(a, b)).min(b.len() - 1)
+            }),
+        };
+        let reused0 = {
+            let c = common_prefix(
+                &self.cached,
+                firsts.first().map_or(&[][..], |p| &p[..shared]),
+            );
+            self.truncate_cache(c)
+        };
+        if let Some(p) = firsts.first() {
+            self.eval(&p[reused0..shared]).map_err(Failure::Llm)?;
+        }
+        // The prefix's evaluation is charged to the first request that uses it.
+        let mut prefix_charge = shared - reused0;
+        // SAFETY: ctx is live.
+        let mem = unsafe { sys::llama_get_memory(self.ctx.as_ptr()) };
+        let mut lanes: Vec<Lane> = (1..=lanes as i32)
+            .map(|seq| Lane {
+                seq,
+                tokens: Vec::new(),
+                job: None,
+            })
+            .collect();
+        for l in &lanes {
+            // SAFETY: mem belongs to the live context; every lane's id is below n_seq_max.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+        }
+        let mut queue: VecDeque<(Keyed, Option<Vec<Token>>)> = first
+            .into_iter()
+            .zip(firsts.into_iter().map(Some))
+            .collect();
+        let mut tally = Tally::default();
+        let result = (|| -> Result<(), Failure> {
+            loop {
+                // Admit queued requests into free lanes, oldest first; each goes to the idle
+                // lane whose cache shares most with its prompt.
+                while lanes.iter().any(|l| l.job.is_none()) {
+                    let Some(((key, req), toks)) = queue.pop_front() else {
+                        break;
+                    };
+                    let prompt = match toks {
+                        Some(t) => t,
+                        None => self.tokens_of(&req).map_err(Failure::Llm)?,
+                    };
+                    let i = lanes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, l)| l.job.is_none())
+                        .max_by_key(|(k, l)| (common_prefix(&l.tokens, &prompt), usize::MAX - k))
+                        .map(|(k, _)| k)
+                        .expect("a lane is free");
+                    if let Some((k, g)) = self
+                        .admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)
+                        .map_err(Failure::Llm)?
+                    {
+                        for f in on_done(k, g)?.into_iter().rev() {
+                            queue.push_front((f, None));
+                        }
+                    }
+                }
+                if lanes.iter().all(|l| l.job.is_none()) {
+                    return Ok(());
+                }
+                // llama.cpp puts only consecutive sequence ids into one micro-batch (per-sequence
+                // KV streams): when requests have left lanes free below busy ones, the highest
+                // busy lanes move down, so that one decode step stays one graph run.
+                // Not while a twin waits for its source's cells (it names the source's lane);
+                // a twin that has its cells only keeps `twin_of` as a mark.
+                if !lanes.iter().any(Lane::waiting_twin) {
+                    tally.moves += compact(&mut lanes, mem);
+                }
+                // One batch: the prompt chunks of the lanes that have some left, else the next
+                // token of every lane. Kept apart because llama.cpp splits a batch over
+                // per-sequence KV streams into micro-batches with the same number of tokens per
+                // sequence: one prompt chunk among single tokens would cut the decode step into
+                // many small graph runs, each reading all the weights.
+                let prefilling = lanes.iter().any(|l| {
+                    !l.waiting_twin() && l.job.as_ref().is_some_and(|j| j.fed < j.prompt.len())
+                });
+                self.batch.clear();
+                for l in lanes.iter_mut() {
+                    let waiting = l.waiting_twin();
+                    let Some(j) = l.job.as_mut() else { continue };
+                    j.logits_at = None;
+                    if waiting {
+                        continue;
+                    }
+                    let room = self.batch.cap - self.batch.len();
+                    if j.fed < j.prompt.len() {
+                        let take = (j.prompt.len() - j.fed).min(room);
+                        for t in j.fed..j.fed + take {
+                            let last = t + 1 == j.prompt.len();
+                            let idx = self.batch.push(j.prompt[t], t, l.seq, last);
+                            l.tokens.push(j.prompt[t]);
+                            if last {
+                                j.logits_at = Some(idx);
+                            }
+                        }
+                        j.fed += take;
+                    } else if room > 0 && !prefilling {
+                        if let Some(tok) = j.next.take() {
+                            j.logits_at = Some(self.batch.push(tok, l.tokens.len(), l.seq, true));
+                            l.tokens.push(tok);
+                        }
+                    }
+                }
+                if self.batch.len() == 0 {
+                    // Only twins whose source finished without logits to share: impossible
+                    // (a source always samples once), but never spin.
+                    return Err(Failure::Llm(LlmError::Context(
+                        "batched generation stalled".into(),
+                    )));
+                }
+                let t_decode = Instant::now();
+                let rc = {
+                    let _r = self.model.lock.read().unwrap_or_else(|e| e.into_inner());
+                    // SAFETY: ctx is live; every token is in the vocabulary (sampled, or
+                    // checked by tokenize), every sequence id is below n_seq_max, and each
+                    // lane's positions continue its own cells.
+                    unsafe { decode(self.ctx.as_ptr(), self.batch.raw) }
+                };
+                let rc = rc.map_err(|e| {
+                    Failure::Llm(LlmError::Context(format!("llama_decode threw: {e}")))
+                })?;
+                if rc != 0 {
+                    return Err(Failure::Llm(if rc == 1 {
+                        LlmError::PromptTooLong {
+                            prompt_tokens: lanes.iter().map(|l| l.tokens.len()).max().unwrap_or(0)
+                                as u32,
+                            context_size: self.cfg.n_ctx,
+                        }
+                    } else {
+                        LlmError::Decode(rc)
+                    }));
+                }
+                tally.count(
+                    prefilling,
+                    self.batch.len(),
+                    groups(&self.batch),
+                    ms(t_decode),
+                );
+                // Twins whose source prompt has just been evaluated take its cells and logits.
+                for k in 0..lanes.len() {
+                    let Some(src) = lanes[k].job.as_ref().and_then(|j| j.twin_of) else {
+                        continue;
+                    };
+                    if !lanes[k].waiting_twin() {
+                        continue;
+                    }
+                    let ready = lanes[src].job.as_ref().and_then(|j| {
+                        (j.fed == j.prompt.len() && j.generated == 0 && j.first_ms.is_none())
+                            .then_some(j.logits_at)
+                            .flatten()
+                    });
+                    if let Some(idx) = ready {
+                        // SAFETY: as above; both are this context's lanes. The copy is of the
+                        // whole source stream (as llama.cpp requires across streams), which
+                        // holds the source's prompt and nothing else yet.
+                        unsafe {
+                            sys::llama_memory_seq_rm(mem, lanes[k].seq, -1, -1);
+                            sys::llama_memory_seq_cp(mem, lanes[src].seq, lanes[k].seq, -1, -1);
+                        }
+                        let tokens = lanes[src].tokens.clone();
+                        let l = &mut lanes[k];
+                        l.tokens = tokens;
+                        let j = l.job.as_mut().expect("twin has a job");
+                        j.fed = j.prompt.len();
+                        j.reused = j.prompt.len();
+                        j.logits_at = Some(idx);
+                    }
+                }
+                // Sample every lane that has logits; finished requests report back.
+                for i in 0..lanes.len() {
+                    let Some(idx) = lanes[i].job.as_ref().and_then(|j| j.logits_at) else {
+                        continue;
+                    };
+                    let lane_full = lanes[i].tokens.len() + 1 >= n_ctx;
+                    let finish = {
+                        let mut j = lanes[i].job.take().expect("lane has a job");
+                        j.first_ms.get_or_insert_with(|| ms(j.admitted));
+                        let token = match self.sample(&mut j.sampler, &j.req, idx) {
+                            Ok(t) => t,
+                            Err(e) => return Err(Failure::Llm(e)),
+                        };
+                        // SAFETY: vocab is live; the token was sampled from the vocabulary.
+                        let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
+                        let finish = if !j.req.ignore_eos && eog {
+                            Some(FinishReason::EndOfGeneration)
+                        } else {
+                            j.generated += 1;
+                            j.stream.push(&self.model.token_bytes(token));
+                            if let Some(s) = j.stream.stopped() {
+                                Some(FinishReason::Stop(s.to_string()))
+                            } else if j.generated >= j.req.max_tokens {
+                                Some(FinishReason::MaxTokens)
+                            } else if lane_full {
+                                Some(FinishReason::ContextFull)
+                            } else {
+                                j.next = Some(token);
+                                None
+                            }
+                        };
+                        match finish {
+                            None => {
+                                lanes[i].job = Some(j);
+                                None
+                            }
+                            Some(f) => Some((j, f)),
+                        }
+                    };
+                    if let Some((j, f)) = finish {
+                        let key = j.key;
+                        let g = finished(j, f);
+                        let mut follow = on_done(key, g)?.into_iter();
+                        if let Some((k, req)) = follow.next() {
+                            // The lane that just finished holds the prompt a follow-up usually
+                            // extends: it starts there.
+                            let prompt = self.tokens_of(&req).map_err(Failure::Llm)?;
+                            let rest: Vec<_> = follow.collect();
+                            for (k2, r2) in rest.into_iter().rev() {
+                                queue.push_front(((k2, r2), None));
+                            }
+                            if let Some((k, g)) = self
+                                .admit(&mut lanes, i, k, req, prompt, &mut prefix_charge, mem)
+                                .map_err(Failure::Llm)?
+                            {
+                                for f in on_done(k, g)?.into_iter().rev() {
+                                    queue.push_front((f, None));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        })();
+        for l in &lanes {
+            // SAFETY: as above; the lanes' cells go, sequence 0 keeps the prefix.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+        }
+        tracing::debug!(
+            prefill_steps = tally.prefill_steps,
+            prefill_tokens = tally.prefill_tokens,
+            prefill_runs = tally.prefill_runs,
+            prefill_ms = tally.prefill_ms as u64,
+            decode_steps = tally.decode_steps,
+            decode_tokens = tally.decode_tokens,
+            decode_runs = tally.decode_runs,
+            decode_ms = tally.decode_ms as u64,
+            lane_moves = tally.moves,
+            "stream done"
+        );
+        self.lane_moves += u64::from(tally.moves);
+        result
+    }
+
+    fn tokens_of(&self, req: &GenerateRequest) -> Result<Vec<Token>, LlmError> {
+        let p = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
+        if p.is_empty() {
+            return Err(LlmError::EmptyPrompt);
+        }
+        if p.len() >= self.cfg.n_ctx as usize {
+            return Err(LlmError::PromptTooLong {
+                prompt_tokens: p.len() as u32,
+                context_size: self.cfg.n_ctx,
+            });
+        }
+        Ok(p)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &mut self,
+        lanes: &mut [Lane],
+        i: usize,
+        key: u64,
+        req: GenerateRequest,
+        prompt: Vec<Token>,
+        prefix_charge: &mut usize,
+        mem: sys::llama_memory_t,
+    ) -> Result<Option<(u64, Generation)>, LlmError> {
+        let t0 = Instant::now();
+        let sampler = self.sampler(&req)?;
+        let stream = StopStream::new(&req.stop);
+        let twin_of = (req.max_tokens > 0)
+            .then(|| {
+                lanes.iter().position(|l| {
+                    // Only a prompt still being evaluated: one evaluated in the last decode
+                    // but not yet sampled would be sampled before the twin could take it.
+                    l.job.as_ref().is_some_and(|j| {
+                        j.twin_of.is_none()
+                            && j.fed < j.prompt.len()
+                            && j.first_ms.is_none()
+                            && j.generated == 0
+                            && j.prompt == prompt
+                    })
+                })
+            })
+            .flatten();
+        let cap = prompt.len() - 1;
+        let from_lane = common_prefix(&lanes[i].tokens, &prompt).min(cap);
+        let from_zero = common_prefix(&self.cached, &prompt).min(cap);
+        let l = &mut lanes[i];
+        let reused = if twin_of.is_some() {
+            // SAFETY: mem belongs to the live context; the lane is ours.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
+            l.tokens.clear();
+            0
+        } else if from_lane >= from_zero {
+            // SAFETY: as above; drops the lane's cells from position `from_lane` on.
+            unsafe { sys::llama_memory_seq_rm(mem, l.seq, from_lane as i32, -1) };
+            l.tokens.truncate(from_lane);
+            from_lane
+        } else {
+            // SAFETY: as above. Across streams llama.cpp copies a whole sequence (its cells
+            // are `self.cached`); the lane then drops the positions it does not share.
+            unsafe {
+                sys::llama_memory_seq_rm(mem, l.seq, -1, -1);
+                sys::llama_memory_seq_cp(mem, 0, l.seq, -1, -1);
+                sys::llama_memory_seq_rm(mem, l.seq, from_zero as i32, -1);
+            }
+            l.tokens = prompt[..from_zero].to_vec();
+            let charge = (*prefix_charge).min(from_zero);
+            *prefix_charge -= charge;
+            from_zero - charge
+        };
+        let finished_already = req.max_tokens == 0;
+        let job = Job {
+            key,
+            fed: if twin_of.is_some() {
+                0
+            } else {
+                reused.max(l.tokens.len())
+            },
+            req,
+            prompt,
+            sampler,
+            stream,
+            twin_of,
+            next: None,
+            logits_at: None,
+            generated: 0,
+            reused,
+            tokenize_ms: ms(t0),
+            admitted: Instant::now(),
+            first_ms: None,
+        };
+        if finished_already {
+            // Nothing to generate: report at once. Nothing was evaluated for it either.
+            l.job = None;
+            let mut g = finished(job, FinishReason::MaxTokens);
+            g.stats.reused_tokens = g.stats.prompt_tokens;
+            g.stats.evaluated_tokens = 0;
+            return Ok(Some((key, g)));
+        }
+        l.job = Some(job);
+        Ok(None)
+    }
+}
+
+/// What one stream's `llama_decode` calls carried (logged at debug level).
+#[derive(Default)]
+struct Tally {
+    prefill_steps: u32,
+    prefill_tokens: usize,
+    prefill_runs: usize,
+    prefill_ms: f64,
+    decode_steps: u32,
+    decode_tokens: usize,
+    decode_runs: usize,
+    decode_ms: f64,
+    moves: u32,
+}
+
+impl Tally {
+    fn count(&mut self, prefill: bool, tokens: usize, runs: usize, ms: f64) {
+        if prefill {
+            self.prefill_steps += 1;
+            self.prefill_tokens += tokens;
+            self.prefill_runs += runs;
+            self.prefill_ms += ms;
+        } else {
+            self.decode_steps += 1;
+            self.decode_tokens += tokens;
+            self.decode_runs += runs;
+            self.decode_ms += ms;
+        }
+    }
+}
+
+/// How many runs of consecutive sequence ids a batch's tokens form, in batch order: a lower
+/// bound on the micro-batches llama.cpp splits it into.
+fn groups(batch: &super::Batch) -> usize {
+    let mut runs = 0;
+    let mut last: Option<i32> = None;
+    for i in 0..batch.len() {
+        let seq = batch.seq(i);
+        if last != Some(seq) && last.is_none_or(|l| l + 1 != seq) {
+            runs += 1;
+        }
+        last = Some(seq);
+    }
+    runs
+}
+
+/// Moves busy lanes into free lanes below them (the whole KV stream, then the source's cells
+/// go) until the busy lanes are the lowest ones. Returns how many moved.
+fn compact(lanes: &mut [Lane], mem: sys::llama_memory_t) -> u32 {
+    let mut moves = 0;
+    loop {
+        let Some(free) = lanes.iter().position(|l| l.job.is_none()) else {
+            return moves;
+        };
+        let Some(busy) = lanes.iter().rposition(|l| l.job.is_some()) else {
+            return moves;
+        };
+        if busy < free {
+            return moves;
+        }
+        // SAFETY: mem belongs to the live context; both ids are this context's lanes (below
+        // n_seq_max). Across streams llama.cpp copies a whole stream into an emptied one.
+        unsafe {
+            sys::llama_memory_seq_rm(mem, lanes[free].seq, -1, -1);
+            sys::llama_memory_seq_cp(mem, lanes[busy].seq, lanes[free].seq, -1, -1);
+            sys::llama_memory_seq_rm(mem, lanes[busy].seq, -1, -1);
+        }
+        lanes[free].tokens = std::mem::take(&mut lanes[busy].tokens);
+        lanes[free].job = lanes[busy].job.take();
+        moves += 1;
+    }
+}
+
+fn finished(j: Job, finish: FinishReason) -> Generation {
+    let end = ms(j.admitted);
+    let first = j.first_ms.unwrap_or(end);
+    let (_, text) = j.stream.finish();
+    let reused = j.reused.min(j.prompt.len());
+    Generation {
+        text,
+        finish,
+        stats: GenerationStats {
+            prompt_tokens: j.prompt.len() as u32,
+            reused_tokens: reused as u32,
+            evaluated_tokens: (j.prompt.len() - reused) as u32,
+            generated_tokens: j.generated,
+            tokenize_ms: j.tokenize_ms,
+            prefill_ms: first,
+            decode_ms: (end - first).max(0.0),
+            total_ms: j.tokenize_ms + end,
+        },
+    }
+}

@@ -1,0 +1,421 @@
+//! The conformance suite: the session invariants every backend keeps, written once against
+//! the [`LanguageModel`]/[`Session`] traits and run against each backend (the scripted model in
+//! this crate's tests, llama.cpp with the real SmolLM2 in the workspace's end-to-end tests).
+//!
+//! Agents rely on these: a follow-up prompt that extends the last one costs only its new
+//! tokens and gives what a fresh session gives; stop strings never reach the caller; a cache
+//! is never reused across adapters; batched and streamed requests give what one request at a
+//! time gives; a batch leaves the session as one request would.
+//!
+//! Greedy decoding is deterministic for a given batch shape; across batch shapes the last bits
+//! of the logits may differ, which can flip a near-tie late in a run, so batched output is
+//! compared with single output by its start ([`same_start`]).
+
+use std::path::PathBuf;
+
+use crate::{FinishReason, GenerateRequest, Generation, LanguageModel, Session, SessionOptions};
+
+/// What the suite runs against.
+pub struct Backend<'a> {
+    /// The model under test.
+    pub model: &'a dyn LanguageModel,
+    /// Options of the sessions the suite opens (context, threads).
+    pub opts: SessionOptions,
+    /// A LoRA adapter of `model`, for the adapter checks (skipped without one).
+    pub adapter: Option<PathBuf>,
+}
+
+/// One invariant: its name (a sentence) and the check.
+pub struct Check {
+    /// What the backend must do.
+    pub name: &'static str,
+    run: fn(&Backend<'_>) -> Result<(), String>,
+}
+
+/// Every check of the suite, in order.
+pub fn checks() -> Vec<Check> {
+    vec![
+        Check {
+            name: "greedy generation is deterministic across sessions",
+            run: deterministic,
+        },
+        Check {
+            name: "max_tokens is respected exactly",
+            run: max_tokens,
+        },
+        Check {
+            name: "generation stops before a stop string and streams the same text",
+            run: stop_strings,
+        },
+        Check {
+            name: "a prompt that extends the cached one evaluates only its new tokens and matches a fresh session",
+            run: prefix_reuse,
+        },
+        Check {
+            name: "clear forgets the cache",
+            run: clear,
+        },
+        Check {
+            name: "a batch matches its requests one at a time and leaves the session as one request would",
+            run: batch,
+        },
+        Check {
+            name: "a stream matches one request at a time and a follow-up reuses the prompt it extends",
+            run: stream,
+        },
+        Check {
+            name: "the cache is keyed by adapter and scale, and unsetting the adapter restores the base",
+            run: adapter_keyed_cache,
+        },
+    ]
+}
+
+/// Runs every check; the failures, each named (empty when the backend conforms).
+pub fn run(backend: &Backend<'_>) -> Vec<String> {
+    checks()
+        .into_iter()
+        .filter_map(|c| (c.run)(backend).err().map(|e| format!("{}: {e}", c.name)))
+        .collect()
+}
+
+/// The first six words of two texts are the same (see the module's note on batch shapes).
+pub fn same_start(a: &str, b: &str) -> bool {
+    let words = |t: &str| {
+        t.split_whitespace()
+            .take(6)
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    words(a) == words(b)
+}
+
+fn chat(b: &Backend<'_>, user: &str) -> Result<String, String> {
+    b.model
+        .chat_prompt(&[crate::ChatMessage::new("user", user)], true)
+        .map_err(|e| e.to_string())
+}
+
+fn session(b: &Backend<'_>, sequences: u32) -> Result<Box<dyn Session>, String> {
+    let opts = SessionOptions {
+        sequences: (sequences > 1).then_some(sequences),
+        ..b.opts.clone()
+    };
+    b.model.session(&opts).map_err(|e| e.to_string())
+}
+
+fn gen(s: &mut dyn Session, req: &GenerateRequest) -> Result<Generation, String> {
+    s.generate(req, &mut |_| true).map_err(|e| e.to_string())
+}
+
+fn tokens(b: &Backend<'_>, text: &str) -> Result<u32, String> {
+    Ok(b.model
+        .tokenize(text, true, true)
+        .map_err(|e| e.to_string())?
+        .len() as u32)
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(what())
+    }
+}
+
+fn deterministic(b: &Backend<'_>) -> Result<(), String> {
+    let req = GenerateRequest::new(chat(b, "Write one sentence about the sea.")?, 24);
+    let x = gen(session(b, 1)?.as_mut(), &req)?;
+    let y = gen(session(b, 1)?.as_mut(), &req)?;
+    ensure(!x.text.trim().is_empty(), || "empty output".into())?;
+    ensure(x.text == y.text, || format!("{:?} vs {:?}", x.text, y.text))
+}
+
+fn max_tokens(b: &Backend<'_>) -> Result<(), String> {
+    let req = GenerateRequest::new(chat(b, "Count from one to fifty in words.")?, 7);
+    let g = gen(session(b, 1)?.as_mut(), &req)?;
+    ensure(
+        g.stats.generated_tokens == 7 && g.finish == FinishReason::MaxTokens,
+        || format!("{} tokens, {:?}", g.stats.generated_tokens, g.finish),
+    )
+}
+
+fn stop_strings(b: &Backend<'_>) -> Result<(), String> {
+    let prompt = chat(b, "Count from one to ten in words, separated by commas.")?;
+    let mut s = session(b, 1)?;
+    let full = gen(s.as_mut(), &GenerateRequest::new(prompt.clone(), 40))?;
+    // A stop string of three characters from the middle of the unconstrained answer.
+    let space = full
+        .text
+        .get(3..)
+        .and_then(|t| t.find(' '))
+        .ok_or_else(|| format!("the answer {:?} has too few words", full.text))?
+        + 3;
+    let stop: String = full.text[space..].chars().take(3).collect();
+    let at = full.text.find(&stop).expect("taken from the text");
+    let mut streamed = String::new();
+    let g = s
+        .generate(
+            &GenerateRequest::new(prompt, 40).stop(stop.clone()),
+            &mut |t| {
+                streamed.push_str(t);
+                true
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    ensure(g.text == full.text[..at], || {
+        format!("{:?}, expected {:?}", g.text, &full.text[..at])
+    })?;
+    ensure(streamed == g.text, || format!("streamed {streamed:?}"))?;
+    ensure(g.finish == FinishReason::Stop(stop), || {
+        format!("{:?}", g.finish)
+    })
+}
+
+fn prefix_reuse(b: &Backend<'_>) -> Result<(), String> {
+    let base = chat(b, "Explain in two sentences why the sky is blue.")?;
+    let mut s = session(b, 1)?;
+    let first = gen(s.as_mut(), &GenerateRequest::new(base.clone(), 16))?;
+    ensure(first.stats.reused_tokens == 0, || {
+        format!("a fresh session reused {}", first.stats.reused_tokens)
+    })?;
+    // The next agent step: the previous prompt, the answer, and more text.
+    let next = format!("{base}{} Now say it in five words.", first.text);
+    let second = gen(s.as_mut(), &GenerateRequest::new(next.clone(), 16))?;
+    let n_base = tokens(b, &base)?;
+    let st = &second.stats;
+    ensure(st.prompt_tokens == tokens(b, &next)?, || {
+        format!("prompt_tokens {}", st.prompt_tokens)
+    })?;
+    ensure(st.reused_tokens >= n_base, || {
+        format!("reused {} < the cached prompt's {n_base}", st.reused_tokens)
+    })?;
+    ensure(
+        st.evaluated_tokens == st.prompt_tokens - st.reused_tokens,
+        || format!("evaluated {} of {}", st.evaluated_tokens, st.prompt_tokens),
+    )?;
+    let fresh = gen(session(b, 1)?.as_mut(), &GenerateRequest::new(next, 16))?;
+    ensure(fresh.text == second.text, || {
+        format!("{:?} after reuse vs {:?} fresh", second.text, fresh.text)
+    })?;
+    // The same prompt again reuses everything but its last token.
+    let again = gen(s.as_mut(), &GenerateRequest::new(base, 16))?;
+    ensure(again.stats.evaluated_tokens == 1, || {
+        format!("evaluated {}", again.stats.evaluated_tokens)
+    })?;
+    ensure(again.text == first.text, || format!("{:?}", again.text))
+}
+
+fn clear(b: &Backend<'_>) -> Result<(), String> {
+    let req = GenerateRequest::new(chat(b, "Name a colour.")?, 4);
+    let mut s = session(b, 1)?;
+    gen(s.as_mut(), &req)?;
+    s.clear().map_err(|e| e.to_string())?;
+    let g = gen(s.as_mut(), &req)?;
+    ensure(g.stats.reused_tokens == 0, || {
+        format!("reused {} after clear", g.stats.reused_tokens)
+    })
+}
+
+fn batch(b: &Backend<'_>) -> Result<(), String> {
+    let sea = chat(b, "Write one sentence about the sea.")?;
+    let count = chat(b, "Count from one to ten in words, separated by commas.")?;
+    let reqs = vec![
+        GenerateRequest::new(sea.clone(), 16),
+        GenerateRequest::new(count.clone(), 16),
+        GenerateRequest::new(sea.clone(), 16),
+        GenerateRequest::new(count, 12),
+        GenerateRequest::new(sea, 0),
+    ];
+    let mut one = session(b, 1)?;
+    let mut singles = Vec::new();
+    for r in &reqs {
+        one.clear().map_err(|e| e.to_string())?;
+        singles.push(gen(one.as_mut(), r)?);
+    }
+    // Three lanes for five requests.
+    let mut s = session(b, 3)?;
+    let got = s.generate_batch(&reqs).map_err(|e| e.to_string())?;
+    ensure(got.len() == reqs.len(), || format!("{} results", got.len()))?;
+    for (i, (g, alone)) in got.iter().zip(&singles).enumerate() {
+        ensure(same_start(&g.text, &alone.text), || {
+            format!(
+                "request {i}: {:?} batched vs {:?} alone",
+                g.text, alone.text
+            )
+        })?;
+        ensure(g.stats.generated_tokens <= reqs[i].max_tokens, || {
+            format!("request {i}: {} tokens", g.stats.generated_tokens)
+        })?;
+    }
+    // Afterwards one request at a time, as after any other call.
+    let after = gen(s.as_mut(), &reqs[0])?;
+    ensure(same_start(&after.text, &singles[0].text), || {
+        format!("after the batch: {:?}", after.text)
+    })?;
+    let empty = s.generate_batch(&[]).map_err(|e| e.to_string())?;
+    ensure(empty.is_empty(), || "an empty batch gave results".into())
+}
+
+fn stream(b: &Backend<'_>) -> Result<(), String> {
+    let first = vec![
+        (0, GenerateRequest::new(chat(b, "Name a colour.")?, 12)),
+        (1, GenerateRequest::new(chat(b, "Name an animal.")?, 12)),
+        (2, GenerateRequest::new(chat(b, "Name a city.")?, 12)),
+    ];
+    let next = |prompt: &str, answer: &str| format!("{prompt}{answer} And another one?");
+    let p0 = first[0].1.prompt.clone();
+    let mut done: Vec<(u64, Generation)> = Vec::new();
+    let mut s = session(b, 2)?;
+    s.generate_stream(first.clone(), &mut |key, g| {
+        let follow = if key == 0 {
+            vec![(10, GenerateRequest::new(next(&p0, &g.text), 12))]
+        } else {
+            Vec::new()
+        };
+        done.push((key, g));
+        follow
+    })
+    .map_err(|e| e.to_string())?;
+    let mut keys: Vec<u64> = done.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    ensure(keys == [0, 1, 2, 10], || format!("finished {keys:?}"))?;
+    let get = |k: u64| &done.iter().find(|(key, _)| *key == k).expect("checked").1;
+    let mut one = session(b, 1)?;
+    let follow = GenerateRequest::new(next(&p0, &get(0).text), 12);
+    for (k, r) in first.iter().chain(std::iter::once(&(10, follow))) {
+        one.clear().map_err(|e| e.to_string())?;
+        let alone = gen(one.as_mut(), r)?;
+        ensure(same_start(&get(*k).text, &alone.text), || {
+            format!(
+                "request {k}: {:?} streamed vs {:?} alone",
+                get(*k).text,
+                alone.text
+            )
+        })?;
+    }
+    let n_first = tokens(b, &p0)?;
+    ensure(get(10).stats.reused_tokens >= n_first, || {
+        format!(
+            "the follow-up reused {} of the {n_first} tokens it extends",
+            get(10).stats.reused_tokens
+        )
+    })
+}
+
+fn adapter_keyed_cache(b: &Backend<'_>) -> Result<(), String> {
+    let Some(path) = &b.adapter else {
+        return Ok(());
+    };
+    let h = b.model.load_adapter(path).map_err(|e| e.to_string())?;
+    let req = GenerateRequest::new(chat(b, "Write one sentence about the sea.")?, 12);
+    let mut s = session(b, 1)?;
+    let base = gen(s.as_mut(), &req)?;
+    // Each step: the adapter to set (None: leave it as it is), and whether the cache is reused.
+    type Set = Option<Option<(crate::AdapterHandle, f32)>>;
+    let mut step = |set: Set, what: &str, reused: bool| {
+        if let Some(adapter) = set {
+            s.set_adapter(adapter).map_err(|e| e.to_string())?;
+        }
+        let g = gen(s.as_mut(), &req)?;
+        ensure((g.stats.reused_tokens > 0) == reused, || {
+            format!("{what}: reused {}", g.stats.reused_tokens)
+        })?;
+        Ok::<Generation, String>(g)
+    };
+    step(Some(Some((h.clone(), 1.0))), "adapter set", false)?;
+    step(None, "same adapter again", true)?;
+    step(Some(Some((h, 0.5))), "scale changed", false)?;
+    let back = step(Some(None), "unset", false)?;
+    ensure(back.text == base.text, || {
+        format!("{:?} after unsetting vs {:?} before", back.text, base.text)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::ScriptedModel;
+
+    #[test]
+    fn the_scripted_model_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = dir.path().join("a.gguf");
+        std::fs::write(&adapter, b"any").unwrap();
+        let model = ScriptedModel::generative();
+        let failures = run(&Backend {
+            model: &model,
+            opts: SessionOptions::default(),
+            adapter: Some(adapter),
+        });
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn a_backend_that_ignores_stop_strings_fails_the_suite_by_name() {
+        struct NoStops(ScriptedModel);
+        struct S(Box<dyn Session>);
+        impl Session for S {
+            fn generate(
+                &mut self,
+                req: &GenerateRequest,
+                on_token: &mut (dyn FnMut(&str) -> bool + Send),
+            ) -> Result<Generation, crate::LlmError> {
+                let mut r = req.clone();
+                r.stop.clear();
+                self.0.generate(&r, on_token)
+            }
+            fn set_adapter(
+                &mut self,
+                a: Option<(crate::AdapterHandle, f32)>,
+            ) -> Result<(), crate::LlmError> {
+                self.0.set_adapter(a)
+            }
+            fn clear(&mut self) -> Result<(), crate::LlmError> {
+                self.0.clear()
+            }
+            fn info(&self) -> Result<crate::SessionInfo, crate::LlmError> {
+                self.0.info()
+            }
+        }
+        impl LanguageModel for NoStops {
+            fn name(&self) -> &str {
+                "no-stops"
+            }
+            fn tokenize(
+                &self,
+                t: &str,
+                b: bool,
+                p: bool,
+            ) -> Result<Vec<crate::Token>, crate::LlmError> {
+                self.0.tokenize(t, b, p)
+            }
+            fn detokenize(&self, t: &[crate::Token]) -> Result<String, crate::LlmError> {
+                self.0.detokenize(t)
+            }
+            fn chat_prompt(
+                &self,
+                m: &[crate::ChatMessage],
+                a: bool,
+            ) -> Result<String, crate::LlmError> {
+                self.0.chat_prompt(m, a)
+            }
+            fn session(&self, o: &SessionOptions) -> Result<Box<dyn Session>, crate::LlmError> {
+                Ok(Box::new(S(self.0.session(o)?)))
+            }
+            fn load_adapter(
+                &self,
+                p: &std::path::Path,
+            ) -> Result<crate::AdapterHandle, crate::LlmError> {
+                self.0.load_adapter(p)
+            }
+        }
+        let model = NoStops(ScriptedModel::generative());
+        let failures = run(&Backend {
+            model: &model,
+            opts: SessionOptions::default(),
+            adapter: None,
+        });
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert!(failures[0].starts_with("generation stops before a stop string"));
+    }
+}

@@ -1,0 +1,323 @@
+//! Hardware target profiles (`targets/*.toml`).
+//!
+//! A profile says how to run llama.cpp on a class of hardware: backend, threads, GPU layers,
+//! context and batch sizes, flash attention, mmap/mlock. The profiles in the repository's
+//! `targets/` folder are compiled in, so `--target NAME` works from any folder; `--target` also
+//! takes a path to a profile file.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The profiles shipped in `targets/`, compiled in.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("cpu", include_str!("../../../targets/cpu.toml")),
+    ("vulkan", include_str!("../../../targets/vulkan.toml")),
+    ("cuda", include_str!("../../../targets/cuda.toml")),
+    ("metal", include_str!("../../../targets/metal.toml")),
+    (
+        "raspberry-pi-5",
+        include_str!("../../../targets/raspberry-pi-5.toml"),
+    ),
+    (
+        "jetson-orin-nano",
+        include_str!("../../../targets/jetson-orin-nano.toml"),
+    ),
+    (
+        "apple-m-laptop",
+        include_str!("../../../targets/apple-m-laptop.toml"),
+    ),
+    (
+        "x86-laptop",
+        include_str!("../../../targets/x86-laptop.toml"),
+    ),
+];
+
+/// The profile used when none is named.
+pub const DEFAULT_TARGET: &str = "cpu";
+
+/// Which ggml backend a profile asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// llama.cpp's CPU backend.
+    Cpu,
+    /// ggml-vulkan (feature `vulkan`).
+    Vulkan,
+    /// ggml-cuda (feature `cuda`).
+    Cuda,
+    /// ggml-metal (feature `metal`).
+    Metal,
+}
+
+impl Backend {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Vulkan => "vulkan",
+            Backend::Cuda => "cuda",
+            Backend::Metal => "metal",
+        }
+    }
+}
+
+/// A thread count: a number or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Threads {
+    /// Exactly this many.
+    Fixed(u32),
+    /// `"auto"`: the free cores.
+    Auto(AutoTag),
+}
+
+/// The literal `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoTag {
+    /// `"auto"`.
+    Auto,
+}
+
+/// Flash attention: `auto`, `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlashAttention {
+    /// Let llama.cpp decide.
+    Auto,
+    /// Always.
+    On,
+    /// Never.
+    Off,
+}
+
+/// A hardware profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetProfile {
+    /// Profile name.
+    pub name: String,
+    /// One line for `retroformer targets`.
+    pub description: String,
+    /// ggml backend.
+    pub backend: Backend,
+    /// Threads for generation and prompt processing.
+    pub threads: Threads,
+    /// Layers offloaded to the GPU (0 on CPU).
+    pub gpu_layers: u32,
+    /// Context size in tokens.
+    pub context_size: u32,
+    /// Logical batch size (tokens per `llama_decode` call).
+    pub batch_size: u32,
+    /// Physical micro-batch size.
+    pub ubatch_size: u32,
+    /// Flash attention.
+    pub flash_attention: FlashAttention,
+    /// Memory-map the weights.
+    pub mmap: bool,
+    /// Lock the weights in RAM.
+    pub mlock: bool,
+}
+
+/// Why a profile could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    /// Neither a built-in name nor an existing file.
+    #[error("unknown target '{name}'; known targets: {known}")]
+    Unknown {
+        /// What was asked for.
+        name: String,
+        /// The built-in names.
+        known: String,
+    },
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or a field is wrong.
+    #[error("{path}: invalid target profile: {message}")]
+    Invalid {
+        /// The file or built-in name.
+        path: String,
+        /// What is wrong (names the field).
+        message: String,
+    },
+}
+
+impl TargetProfile {
+    /// The most KV cells a batched session asks for, over all its lanes: 8 times the
+    /// profile's context, at most 32768 tokens (the KV cache grows with it).
+    pub fn max_batch_context(&self) -> u32 {
+        self.context_size.saturating_mul(8).min(32768)
+    }
+
+    /// Lanes and context per lane for `wanted` lanes of `per_lane` tokens (at least 256): as
+    /// many lanes as [`Self::max_batch_context`] holds, at least 2, at most
+    /// [`crate::MAX_SEQUENCES`]; requests beyond the lanes wait for one to free up.
+    pub fn lanes(&self, wanted: u32, per_lane: u32) -> (u32, u32) {
+        let per_lane = per_lane.max(256);
+        let fit = (self.max_batch_context() / per_lane).max(2);
+        (wanted.min(fit).min(crate::MAX_SEQUENCES), per_lane)
+    }
+
+    /// Parses a profile from TOML; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, TargetError> {
+        let p: TargetProfile = toml::from_str(text).map_err(|e| TargetError::Invalid {
+            path: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        p.check(origin)?;
+        Ok(p)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), TargetError> {
+        let invalid = |message: String| TargetError::Invalid {
+            path: origin.to_string(),
+            message,
+        };
+        if self.context_size < 64 {
+            return Err(invalid(format!(
+                "context_size {} is below 64",
+                self.context_size
+            )));
+        }
+        if self.batch_size == 0 || self.ubatch_size == 0 {
+            return Err(invalid(
+                "batch_size and ubatch_size must be at least 1".into(),
+            ));
+        }
+        if self.ubatch_size > self.batch_size {
+            return Err(invalid(format!(
+                "ubatch_size {} is larger than batch_size {}",
+                self.ubatch_size, self.batch_size
+            )));
+        }
+        if let Threads::Fixed(0) = self.threads {
+            return Err(invalid("threads must be at least 1 or \"auto\"".into()));
+        }
+        Ok(())
+    }
+
+    /// Loads a built-in profile by name, or a profile file by path.
+    pub fn load(name_or_path: &str) -> Result<Self, TargetError> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Self::from_toml(text, &format!("targets/{name_or_path}.toml"));
+        }
+        let path = Path::new(name_or_path);
+        if name_or_path.ends_with(".toml") || path.exists() {
+            let text = std::fs::read_to_string(path).map_err(|source| TargetError::Io {
+                path: name_or_path.to_string(),
+                source,
+            })?;
+            return Self::from_toml(&text, name_or_path);
+        }
+        Err(TargetError::Unknown {
+            name: name_or_path.to_string(),
+            known: BUILTIN
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// All built-in profiles.
+    pub fn builtin() -> Vec<Self> {
+        BUILTIN
+            .iter()
+            .map(|(n, t)| Self::from_toml(t, n).expect("built-in profiles are valid (tested)"))
+            .collect()
+    }
+
+    /// The thread count to use now: a fixed count as given, `auto` as the free cores.
+    pub fn resolve_threads(&self) -> u32 {
+        match self.threads {
+            Threads::Fixed(n) => n,
+            Threads::Auto(_) => free_cores(),
+        }
+    }
+}
+
+/// Logical cores minus the rounded 1-minute load average (at least 1).
+pub fn free_cores() -> u32 {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get() as u32)
+        .unwrap_or(1);
+    let load = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    free_cores_for(cores, load)
+}
+
+fn free_cores_for(cores: u32, load: f64) -> u32 {
+    let busy = load.round().max(0.0) as u32;
+    cores.saturating_sub(busy).clamp(1, cores.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_profile_parses_and_is_named_after_its_file() {
+        for (name, text) in BUILTIN {
+            let p = TargetProfile::from_toml(text, name).unwrap();
+            assert_eq!(&p.name, name);
+        }
+        assert_eq!(TargetProfile::load("cpu").unwrap().backend, Backend::Cpu);
+        assert_eq!(
+            TargetProfile::load("raspberry-pi-5").unwrap().threads,
+            Threads::Fixed(3)
+        );
+    }
+
+    #[test]
+    fn an_unknown_target_lists_the_known_ones() {
+        let e = TargetProfile::load("toaster").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("unknown target 'toaster'") && msg.contains("raspberry-pi-5"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_bad_field_is_named_in_the_error() {
+        let text =
+            include_str!("../../../targets/cpu.toml").replace("gpu_layers = 0", "gpu_layers = -1");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("x.toml") && msg.contains("gpu_layers"),
+            "{msg}"
+        );
+        let text = include_str!("../../../targets/cpu.toml")
+            .replace("mlock = false", "mlock = false\nturbo = true");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("turbo"), "{msg}");
+        let text = include_str!("../../../targets/cpu.toml")
+            .replace("ubatch_size = 512", "ubatch_size = 4096");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("ubatch_size 4096"), "{msg}");
+    }
+
+    #[test]
+    fn auto_threads_leave_busy_cores_alone_but_keep_one() {
+        assert_eq!(free_cores_for(2, 0.1), 2);
+        assert_eq!(free_cores_for(2, 1.2), 1);
+        assert_eq!(free_cores_for(2, 7.0), 1);
+        assert_eq!(free_cores_for(8, 2.6), 5);
+    }
+}

@@ -1,0 +1,259 @@
+//! Hostile programs through the real sandbox: each gets its own outcome, the host is unharmed
+//! and the next run still works.
+
+#![cfg(unix)]
+
+use retroformer_sandbox::{Outcome, Sandbox, SandboxConfig};
+use std::sync::OnceLock;
+
+fn sandbox() -> &'static Sandbox {
+    static S: OnceLock<Sandbox> = OnceLock::new();
+    S.get_or_init(|| {
+        Sandbox::new(SandboxConfig {
+            wall_ms: 4_000,
+            cpu_seconds: 3,
+            memory_bytes: 256 << 20,
+            max_processes: 16,
+            max_file_bytes: 1 << 20,
+            max_output_bytes: 4096,
+            ..SandboxConfig::default()
+        })
+        .expect("python3 runs in the sandbox")
+    })
+}
+
+fn active(name: &str) -> bool {
+    sandbox()
+        .isolation()
+        .iter()
+        .any(|l| l.name == name && l.active)
+}
+
+/// After each hostile run, an ordinary one still passes.
+fn still_works() {
+    let r = sandbox().run_python("print(sum(range(10)))\n");
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert_eq!(r.stdout.trim(), "45");
+}
+
+#[test]
+fn passing_failing_and_erroring_programs_get_three_different_outcomes() {
+    let s = sandbox();
+    assert_eq!(s.run_python("assert 1 + 1 == 2\n").outcome, Outcome::Passed);
+    let f = s.run_python("def f(x):\n    return x\nassert f(1) == 2\n");
+    assert_eq!(f.outcome, Outcome::Failed, "{f:?}");
+    let e = s.run_python("{}['missing']\n");
+    assert_eq!(e.outcome, Outcome::Error, "{e:?}");
+    assert_eq!(e.exception_line(), Some("KeyError: 'missing'"));
+    let syntax = s.run_python("def f(:\n");
+    assert_eq!(syntax.outcome, Outcome::Error);
+}
+
+#[test]
+fn an_infinite_loop_times_out_and_is_killed() {
+    let r = sandbox().run_python("while True:\n    pass\n");
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+    still_works();
+}
+
+#[test]
+fn a_sleeping_program_is_killed_at_the_wall_clock_limit() {
+    let r = sandbox().run_python("import time\ntime.sleep(60)\n");
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+    assert!(r.wall_ms < 10_000.0, "{}", r.wall_ms);
+}
+
+#[test]
+fn a_memory_hog_hits_the_memory_limit() {
+    let r = sandbox().run_python("x = bytearray(2 * 1024 ** 3)\n");
+    assert_eq!(r.outcome, Outcome::MemoryLimit, "{r:?}");
+    let grow = sandbox().run_python("x = []\nwhile True:\n    x.append('y' * 10**6)\n");
+    assert_eq!(grow.outcome, Outcome::MemoryLimit, "{grow:?}");
+    still_works();
+}
+
+#[test]
+fn a_fork_bomb_is_contained_and_everything_it_started_is_killed() {
+    let r = sandbox().run_python(
+        "import os, time\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        time.sleep(0.01)\n",
+    );
+    assert!(
+        matches!(r.outcome, Outcome::Timeout | Outcome::Error),
+        "{r:?}"
+    );
+    still_works();
+}
+
+#[test]
+fn a_ten_gigabyte_write_is_stopped_at_the_file_size_limit() {
+    let r = sandbox().run_python(
+        "with open('big', 'wb') as f:\n    for _ in range(10 * 1024):\n        f.write(b'x' * 2**20)\n",
+    );
+    assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+    assert!(r.stderr.contains("File too large"), "{}", r.stderr);
+    still_works();
+}
+
+#[test]
+fn a_write_outside_its_folder_fails_and_leaves_nothing_behind() {
+    let target = std::env::temp_dir().join(format!("rf-escape-{}", std::process::id()));
+    let r = sandbox().run_python(&format!(
+        "open({:?}, 'w').write('escaped')\n",
+        target.to_str().unwrap()
+    ));
+    if active("filesystem: Landlock")
+        || active("unprivileged user") && !target_dir_is_world_writable()
+    {
+        assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+        assert!(r.stderr.contains("PermissionError"), "{}", r.stderr);
+        assert!(!target.exists());
+    } else {
+        eprintln!("no filesystem layer here: outcome {:?}", r.outcome);
+        let _ = std::fs::remove_file(&target);
+    }
+    // Its own folder is writable.
+    let own =
+        sandbox().run_python("open('here.txt', 'w').write('ok')\nprint(open('here.txt').read())\n");
+    assert_eq!(own.outcome, Outcome::Passed, "{own:?}");
+}
+
+fn target_dir_is_world_writable() -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(std::env::temp_dir())
+        .map(|m| m.permissions().mode() & 0o002 != 0)
+        .unwrap_or(true)
+}
+
+#[test]
+fn a_network_connection_is_refused() {
+    // A listener on the host's loopback: the sandbox must not reach it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = sandbox().run_python(&format!(
+        "import socket\ns = socket.create_connection(('127.0.0.1', {port}), timeout=2)\nprint('connected')\n"
+    ));
+    let isolated = sandbox()
+        .isolation()
+        .iter()
+        .any(|l| l.name.starts_with("network") && l.active);
+    if isolated {
+        assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+        assert!(!r.stdout.contains("connected"));
+    } else {
+        eprintln!("no network layer on this machine: {:?}", r.outcome);
+    }
+}
+
+#[test]
+fn a_process_that_ignores_sigterm_is_still_killed() {
+    let r = sandbox().run_python(
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)\n",
+    );
+    assert_eq!(r.outcome, Outcome::Timeout, "{r:?}");
+    still_works();
+}
+
+#[test]
+fn a_background_child_does_not_outlive_its_run() {
+    // The child keeps the stdout pipe open; the run must still end when the parent exits.
+    let r = sandbox().run_python(
+        "import os, time\nif os.fork() == 0:\n    time.sleep(30)\nprint('parent done')\n",
+    );
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert!(r.wall_ms < 3_000.0, "{}", r.wall_ms);
+}
+
+#[test]
+fn escaping_the_process_group_is_denied_when_seccomp_is_active() {
+    let r = sandbox().run_python("import os\nos.setsid()\n");
+    if active("seccomp: group escape") {
+        assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+        assert!(r.stderr.contains("PermissionError"), "{}", r.stderr);
+    }
+}
+
+#[test]
+fn a_huge_print_is_capped_and_marked_truncated() {
+    let r = sandbox().run_python("print('x' * 50_000_000)\n");
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert!(r.truncated);
+    assert_eq!(r.stdout.len(), 4096);
+    still_works();
+}
+
+#[test]
+fn a_signal_death_is_its_own_outcome() {
+    let r = sandbox().run_python("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n");
+    assert_eq!(r.outcome, Outcome::KilledBySignal, "{r:?}");
+    assert_eq!(r.signal, Some(libc::SIGSEGV));
+}
+
+#[test]
+fn the_environment_is_scrubbed() {
+    // SAFETY (test): set before any run in this process reads the environment.
+    let r = sandbox().run_python("import os\nprint(sorted(os.environ))\n");
+    assert_eq!(r.outcome, Outcome::Passed);
+    assert!(!r.stdout.contains("CARGO"), "{}", r.stdout);
+    assert!(!r.stdout.contains("RETROFORMER"), "{}", r.stdout);
+}
+
+#[test]
+fn a_missing_interpreter_is_a_clear_setup_error() {
+    let err = Sandbox::new(SandboxConfig {
+        python: "/nonexistent/python3".into(),
+        ..SandboxConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("/nonexistent/python3"), "{err}");
+}
+
+#[test]
+fn runs_in_parallel_threads_do_not_disturb_each_other() {
+    let handles: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let r = sandbox().run_python(&format!("print({i} * {i})\n"));
+                (i, r)
+            })
+        })
+        .collect();
+    for h in handles {
+        let (i, r) = h.join().unwrap();
+        assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+        assert_eq!(r.stdout.trim(), (i * i).to_string());
+    }
+}
+
+#[test]
+fn the_project_and_its_benchmark_data_cannot_be_read() {
+    // The hidden tests live in files like these: a program must not be able to read them.
+    let secret = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let r = sandbox().run_python(&format!(
+        "print(open({:?}).read()[:20])\n",
+        secret.to_str().unwrap()
+    ));
+    if active("filesystem: Landlock") {
+        assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+        assert!(r.stderr.contains("PermissionError"), "{}", r.stderr);
+    }
+    // The standard library still imports.
+    let ok = sandbox().run_python("import json, math, re, collections, itertools, hashlib, random\nprint(json.dumps(math.pi))\n");
+    assert_eq!(ok.outcome, Outcome::Passed, "{ok:?}");
+}
+
+#[test]
+fn descriptors_the_host_left_open_do_not_reach_the_program() {
+    // A descriptor opened without close-on-exec, as llama.cpp opens model files.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: open with a valid C string; closed below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0);
+    let r = sandbox().run_python(&format!(
+        "import os\ntry:\n    os.fstat({fd})\n    print('open')\nexcept OSError:\n    print('closed')\n"
+    ));
+    // SAFETY: closing the descriptor opened above.
+    unsafe { libc::close(fd) };
+    assert_eq!(r.stdout.trim(), "closed", "{r:?}");
+}

@@ -1,0 +1,196 @@
+//! A toy environment, to show what adding one takes: this folder, and one line that puts it in
+//! a registry. Each task asks for the word that follows another in a fixed list; an attempt
+//! succeeds when the reply names it; a failed attempt gets a reflection, shown next trial.
+
+use retroformer::agent::reflect::{Failure, LlmReflector, Reflection, ReflectionPrompt, Reflector};
+use retroformer::agent::runner::{
+    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+};
+use retroformer_envs::{
+    BenchEpisode, EnvError, Environment, EvalPlan, EvalReport, Evaluation, Models, Needs, Progress,
+    Setting, Spec,
+};
+use retroformer_llm::{GenerateRequest, LanguageModel, Session, SessionOptions};
+
+const WORDS: [&str; 8] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+];
+
+/// The toy environment.
+pub struct Toy;
+
+impl Environment for Toy {
+    fn name(&self) -> &'static str {
+        "toy"
+    }
+
+    fn spec(&self) -> Spec {
+        use Setting::*;
+        Spec {
+            about: "Which word follows another.",
+            settings: &[Strategy, Trials, Reflector, Limit],
+            trials: ("trials", 2),
+            strategies: &["reflexion", "none"],
+            max_steps: 1,
+            splits: &[],
+            data: "generated",
+            reflexion: true,
+        }
+    }
+
+    fn prepare(&self, plan: &EvalPlan) -> Result<Box<dyn Evaluation>, EnvError> {
+        let n = plan.limit.unwrap_or(WORDS.len() - 1).min(WORDS.len() - 1);
+        let tasks = (0..n)
+            .map(|i| TaskInfo {
+                id: format!("w{i}"),
+                question: format!("Which word follows {}?", WORDS[i]),
+                gold: WORDS[i + 1].into(),
+            })
+            .collect();
+        let cfg = RunConfig {
+            agent: "toy".into(),
+            trials: plan.trials.unwrap_or(2),
+            strategy: plan.strategy.clone().unwrap_or_else(|| "reflexion".into()),
+            memory: 1,
+            max_steps: 1,
+            actor: plan.actor.clone(),
+            reflector: plan.reflector.clone(),
+            reflector_adapter: plan.reflector_adapter.clone(),
+            reflector_temperature: 0.0,
+            reflector_seed: 0,
+            env: Default::default(),
+        };
+        Ok(Box::new(ToyEval {
+            cfg,
+            tasks,
+            out: plan.out.clone(),
+        }))
+    }
+
+    fn bench(
+        &self,
+        model: &dyn LanguageModel,
+        opts: &SessionOptions,
+        _quick: bool,
+        _progress: &dyn Fn(&str),
+    ) -> Result<Vec<BenchEpisode>, EnvError> {
+        let mut s = model.session(opts)?;
+        let g = s.generate(
+            &GenerateRequest::new("Which word follows alpha?", 4),
+            &mut |_| true,
+        )?;
+        Ok(vec![BenchEpisode {
+            task: "w0".into(),
+            success: g.text.contains("bravo"),
+            calls: 1,
+            evaluated_tokens: u64::from(g.stats.evaluated_tokens),
+            reused_tokens: u64::from(g.stats.reused_tokens),
+            generated_tokens: u64::from(g.stats.generated_tokens),
+            wall_ms: g.stats.total_ms,
+        }])
+    }
+}
+
+struct ToyEval {
+    cfg: RunConfig,
+    tasks: Vec<TaskInfo>,
+    out: std::path::PathBuf,
+}
+
+impl Evaluation for ToyEval {
+    fn needs(&self) -> Needs {
+        Needs {
+            actor: self.cfg.actor.clone(),
+            reflector: (self.cfg.reflector != "actor").then(|| self.cfg.reflector.clone()),
+            reflector_adapter: self.cfg.reflector_adapter.clone(),
+        }
+    }
+
+    fn run(
+        self: Box<Self>,
+        models: &Models<'_>,
+        progress: &mut dyn Progress,
+    ) -> Result<EvalReport, EnvError> {
+        let mut session = models.session(models.actor, 1, 0)?;
+        let mut reflector = LlmReflector::new(models.reflector_session(1, 0)?, Box::new(Plan), 8);
+        let mut agent = ToyAgent {
+            tasks: &self.tasks,
+            session: session.as_mut(),
+            reflector: &mut reflector,
+        };
+        let sums = run_trials(&self.tasks, &mut agent, &self.cfg, &self.out, &mut |r| {
+            progress.done(&r.task_id)
+        })?;
+        Ok(EvalReport {
+            score: sums.last().map(|s| s.success_rate),
+            success_by_trial: sums.iter().map(|s| s.success_rate).collect(),
+            tasks: self.tasks.len(),
+            lines: Vec::new(),
+            chart: None,
+        })
+    }
+}
+
+struct Plan;
+
+impl ReflectionPrompt for Plan {
+    fn prompt(&self, f: &Failure<'_>) -> String {
+        format!("{}\n{}\nPlan:", f.task, f.trajectory)
+    }
+
+    fn stops(&self) -> &[&str] {
+        &["\n"]
+    }
+}
+
+struct ToyAgent<'a> {
+    tasks: &'a [TaskInfo],
+    session: &'a mut dyn Session,
+    reflector: &'a mut dyn Reflector,
+}
+
+impl TrialAgent for ToyAgent<'_> {
+    fn attempt(
+        &mut self,
+        i: usize,
+        earlier: &[TaskResult],
+        _trial: u32,
+    ) -> Result<Attempt, RunError> {
+        let t = &self.tasks[i];
+        let notes: String = earlier
+            .iter()
+            .filter_map(|r| r.reflection.as_ref())
+            .map(|r| format!("{}\n", r.text))
+            .collect();
+        let g = self
+            .session
+            .generate(
+                &GenerateRequest::new(format!("{notes}{}", t.question), 4),
+                &mut |_| true,
+            )
+            .map_err(retroformer::agent::AgentError::from)?;
+        let success = g.text.contains(&t.gold);
+        Ok(Attempt {
+            answer: Some(g.text.trim().to_string()),
+            success,
+            halted: false,
+            episode_return: if success { 1.0 } else { 0.0 },
+            steps: Vec::new(),
+            scratchpad: g.text,
+        })
+    }
+
+    fn reflect(
+        &mut self,
+        i: usize,
+        a: &Attempt,
+        _earlier: &[TaskResult],
+    ) -> Result<Reflection, RunError> {
+        Ok(self.reflector.reflect(&Failure {
+            task: &self.tasks[i].question,
+            trajectory: &a.scratchpad,
+            episode_return: a.episode_return,
+            earlier: &[],
+        })?)
+    }
+}
