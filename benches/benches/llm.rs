@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use retroformer_llama::BareLoop as Bare;
 use retroformer_benches::{load_average, median, peak_rss_bytes, resolve_model, spread};
+use retroformer_llama::BareLoop as Bare;
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::{TargetProfile, Threads};
 use retroformer_llm::{GenerateRequest, LanguageModel, SessionOptions};

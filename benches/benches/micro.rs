@@ -8,10 +8,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use retroformer::agent::Strategy;
-use retroformer_envs::hotpotqa::context::context_for;
-use retroformer_envs::hotpotqa::react;
 use retroformer_core::memory::ReflectionMemory;
 use retroformer_core::wire;
+use retroformer_envs::hotpotqa::context::context_for;
+use retroformer_envs::hotpotqa::react;
 use retroformer_envs::hotpotqa::{normalize_answer, Docstore, Explorer, Page};
 use retroformer_envs::math::try_math_normalize;
 use retroformer_llm::reusable_prefix;

@@ -99,5 +99,9 @@ fn main() -> Result<()> {
         ms / mb,
         ms - mb
     );
-    Ok(retroformer_benches::finish_report(&report, out.as_deref(), load_start)?)
+    Ok(retroformer_benches::finish_report(
+        &report,
+        out.as_deref(),
+        load_start,
+    )?)
 }

@@ -261,5 +261,9 @@ fn main() -> Result<()> {
     } else {
         println!("reference missing: `{python}` lacks torch, transformers, peft or gguf (pip install torch transformers peft gguf; pass --python)");
     }
-    Ok(retroformer_benches::finish_report(&report, out.as_deref(), load_start)?)
+    Ok(retroformer_benches::finish_report(
+        &report,
+        out.as_deref(),
+        load_start,
+    )?)
 }

@@ -185,6 +185,17 @@ pub struct Needs {
     pub reflector_adapter: Option<String>,
 }
 
+impl Needs {
+    /// The models of a run whose reflector is `reflector` (`actor`: the actor's own model).
+    pub fn new(actor: &str, reflector: &str, reflector_adapter: Option<&str>) -> Self {
+        Self {
+            actor: actor.into(),
+            reflector: (reflector != "actor").then(|| reflector.into()),
+            reflector_adapter: reflector_adapter.map(Into::into),
+        }
+    }
+}
+
 /// The loaded models an evaluation runs with, and how to open their sessions.
 pub struct Models<'a> {
     /// The actor.

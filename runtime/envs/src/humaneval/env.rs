@@ -115,11 +115,8 @@ struct HumanevalEval {
 
 impl Evaluation for HumanevalEval {
     fn needs(&self) -> Needs {
-        Needs {
-            actor: self.cfg.actor.clone(),
-            reflector: (self.cfg.reflector != "actor").then(|| self.cfg.reflector.clone()),
-            reflector_adapter: self.cfg.reflector_adapter.clone(),
-        }
+        let c = &self.cfg;
+        Needs::new(&c.actor, &c.reflector, c.reflector_adapter.as_deref())
     }
 
     fn run(
