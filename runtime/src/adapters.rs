@@ -26,6 +26,9 @@ use retroformer_gguf::{AdapterError, GgufFile};
 /// Version of `state.json` and `manifest.json`.
 pub const STORE_FORMAT_VERSION: u32 = 1;
 
+/// The largest adapter the store takes (it is read whole, to install exactly what was checked).
+pub const MAX_ADAPTER_BYTES: u64 = 4 << 30;
+
 /// Errors of the adapter store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,6 +52,27 @@ pub enum StoreError {
         /// This store's base sha256.
         expected: String,
         /// The adapter's `retroformer.base_sha256`.
+        found: String,
+    },
+    /// The load probe refused the adapter on the base: llama.cpp could not load it, or ended
+    /// the probe process trying.
+    #[error("{path}: refused: {reason}")]
+    Refused {
+        /// The adapter file.
+        path: PathBuf,
+        /// What the probe said.
+        reason: String,
+    },
+    /// An installed adapter's bytes no longer have the sha256 its manifest records.
+    #[error("{path}: the installed adapter {id} was changed after installation (sha256 {found}, installed {expected}); reinstall it")]
+    Tampered {
+        /// The adapter's id.
+        id: String,
+        /// Its file.
+        path: PathBuf,
+        /// The sha256 recorded at installation.
+        expected: String,
+        /// The file's sha256 now.
         found: String,
     },
     /// No installed adapter has this id.
@@ -219,9 +243,29 @@ impl AdapterStore {
         self.root.join("versions").join(id)
     }
 
-    /// The adapter file of `id`.
+    /// The adapter file of `id` (not checked: see [`AdapterStore::verified_adapter`]).
     pub fn adapter_path(&self, id: &str) -> PathBuf {
         self.version_dir(id).join("adapter.gguf")
+    }
+
+    /// The adapter file of `id`, after checking that its bytes still have the sha256 recorded
+    /// at installation (what was validated and probed is what is loaded).
+    pub fn verified_adapter(&self, id: &str) -> Result<PathBuf, StoreError> {
+        use sha2::{Digest, Sha256};
+        let m = self.manifest(id)?;
+        let p = self.adapter_path(id);
+        let bytes =
+            retroformer_core::fsutil::read_regular(&p, MAX_ADAPTER_BYTES).map_err(|e| io(&p, e))?;
+        let found = hex::encode(Sha256::digest(&bytes));
+        if found != m.sha256 {
+            return Err(StoreError::Tampered {
+                id: id.to_string(),
+                path: p,
+                expected: m.sha256,
+                found,
+            });
+        }
+        Ok(p)
     }
 
     fn read_state(&self) -> Result<State, StoreError> {
@@ -258,16 +302,35 @@ impl AdapterStore {
     }
 
     /// Validates `file` against the base model (`base`, the validated header of the file with
-    /// sha256 `base_sha256` given at open) and installs it. Nothing is activated.
+    /// sha256 `base_sha256` given at open), has `proof` load the copy to be installed (the load
+    /// probe: base and adapter in a child process), and installs it. Nothing is activated; a
+    /// refused adapter leaves nothing behind.
     pub fn install(
         &self,
         file: &Path,
         base: &GgufFile,
         base_name: &str,
+        proof: &dyn Fn(&Path) -> Result<(), String>,
     ) -> Result<AdapterManifest, StoreError> {
         let _lock = self.lock()?;
         // Read once: what is validated is what is installed.
-        let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
+        let bytes = {
+            use std::io::Read;
+            let mut b = Vec::new();
+            retroformer_core::fsutil::open_regular(file)
+                .and_then(|f| f.take(MAX_ADAPTER_BYTES + 1).read_to_end(&mut b))
+                .map_err(|e| io(file, e))?;
+            if b.len() as u64 > MAX_ADAPTER_BYTES {
+                return Err(io(
+                    file,
+                    std::io::Error::other(format!(
+                        "larger than {} MiB, the most an adapter may be",
+                        MAX_ADAPTER_BYTES >> 20
+                    )),
+                ));
+            }
+            b
+        };
         let header = retroformer_gguf::validate_bytes(&bytes).map_err(|e| match e {
             retroformer_gguf::GgufError::Invalid { reason, .. } => {
                 AdapterError::Gguf(retroformer_gguf::GgufError::Invalid {
@@ -330,6 +393,13 @@ impl AdapterStore {
             retroformer_core::fsutil::write_atomic(&p, data).map_err(|e| io(&p, e))
         };
         put("adapter.gguf", &bytes)?;
+        if let Err(reason) = proof(&tmp.join("adapter.gguf")) {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(StoreError::Refused {
+                path: file.to_path_buf(),
+                reason,
+            });
+        }
         put(
             "manifest.json",
             &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"),
@@ -501,9 +571,12 @@ impl AdapterStore {
     ) -> Result<CanaryReport, StoreError> {
         self.manifest(candidate)?;
         let incumbent = self.active()?.map(|m| m.id);
-        let inc_path = incumbent.as_deref().map(|id| self.adapter_path(id));
+        let inc_path = incumbent
+            .as_deref()
+            .map(|id| self.verified_adapter(id))
+            .transpose()?;
         let incumbent_score = eval(inc_path.as_deref()).map_err(StoreError::Eval)?;
-        let cand_path = self.adapter_path(candidate);
+        let cand_path = self.verified_adapter(candidate)?;
         let candidate_score = eval(Some(&cand_path)).map_err(StoreError::Eval)?;
         if !(candidate_score.is_finite() && incumbent_score.is_finite()) {
             return Err(StoreError::Eval(format!(
@@ -542,187 +615,4 @@ impl AdapterStore {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
-
-    struct Fixture {
-        dir: tempfile::TempDir,
-        base: GgufFile,
-        store: AdapterStore,
-    }
-
-    fn fixture() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let bytes = TinyModel::llama().writer().to_bytes();
-        let base = retroformer_gguf::validate_bytes(&bytes).unwrap();
-        let store =
-            AdapterStore::open(&dir.path().join("store"), "ab".repeat(32).as_str()).unwrap();
-        Fixture { dir, base, store }
-    }
-
-    /// A valid rank-2 adapter on blk.0.attn_q of the tiny llama, distinguished by `fill`.
-    fn adapter(f: &Fixture, name: &str, fill: f32, base_sha: Option<&str>) -> PathBuf {
-        let mut w = GgufWriter::lora_adapter("llama", 4.0);
-        if let Some(s) = base_sha {
-            w.kv(keys::BASE_SHA256, s);
-        }
-        w.kv(keys::OBJECTIVE, "sft")
-            .kv(keys::STEP, WriteValue::U64(7))
-            .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[fill; 128])
-            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[fill; 128]);
-        let p = f.dir.path().join(name);
-        w.write(&p).unwrap();
-        p
-    }
-
-    #[test]
-    fn install_activate_and_roll_back() {
-        let f = fixture();
-        let a = f
-            .store
-            .install(
-                &adapter(&f, "a.gguf", 0.1, Some(&"ab".repeat(32))),
-                &f.base,
-                "tiny",
-            )
-            .unwrap();
-        assert_eq!((a.rank, a.step, a.objective.as_str()), (2, 7, "sft"));
-        assert_eq!(a.id.len(), 16);
-        // The same file again is the same version.
-        let again = f
-            .store
-            .install(
-                &adapter(&f, "a2.gguf", 0.1, Some(&"ab".repeat(32))),
-                &f.base,
-                "tiny",
-            )
-            .unwrap();
-        assert_eq!(again.id, a.id);
-        let b = f
-            .store
-            .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny")
-            .unwrap();
-        assert_eq!(f.store.list().unwrap().len(), 2);
-        assert!(f.store.active().unwrap().is_none());
-        f.store.activate(&a.id).unwrap();
-        f.store.activate(&b.id).unwrap();
-        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
-        assert_eq!(f.store.rollback().unwrap(), a.id);
-        assert_eq!(f.store.active().unwrap().unwrap().id, a.id);
-        assert!(matches!(
-            f.store.rollback(),
-            Err(StoreError::NothingToRollBack)
-        ));
-        assert!(matches!(
-            f.store.activate("nope"),
-            Err(StoreError::UnknownId { .. })
-        ));
-        assert_eq!(
-            std::fs::read(f.store.adapter_path(&b.id)).unwrap(),
-            std::fs::read(f.dir.path().join("b.gguf")).unwrap()
-        );
-    }
-
-    #[test]
-    fn install_rejects_a_corrupt_adapter_another_base_and_wrong_shapes() {
-        let f = fixture();
-        let good = adapter(&f, "good.gguf", 0.1, None);
-        let bytes = std::fs::read(&good).unwrap();
-        let corrupt = f.dir.path().join("corrupt.gguf");
-        std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
-        assert!(matches!(
-            f.store.install(&corrupt, &f.base, "tiny"),
-            Err(StoreError::Invalid(_))
-        ));
-        let other = adapter(&f, "other.gguf", 0.1, Some(&"cd".repeat(32)));
-        let err = f.store.install(&other, &f.base, "tiny").unwrap_err();
-        assert!(matches!(err, StoreError::WrongBase { .. }), "{err}");
-        let mut w = GgufWriter::lora_adapter("llama", 4.0);
-        w.tensor_f32("blk.0.attn_q.weight.lora_a", &[32, 2], &[0.0; 64])
-            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.0; 128]);
-        let shapes = f.dir.path().join("shapes.gguf");
-        w.write(&shapes).unwrap();
-        assert!(matches!(
-            f.store.install(&shapes, &f.base, "tiny"),
-            Err(StoreError::Invalid(AdapterError::Mismatch { .. }))
-        ));
-        let mut w = GgufWriter::lora_adapter("qwen2", 4.0);
-        w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[0.0; 128])
-            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.0; 128]);
-        let arch = f.dir.path().join("arch.gguf");
-        w.write(&arch).unwrap();
-        assert!(f.store.install(&arch, &f.base, "tiny").is_err());
-        assert!(
-            f.store.list().unwrap().is_empty(),
-            "nothing may be installed"
-        );
-    }
-
-    #[test]
-    fn a_leftover_temporary_folder_is_ignored_and_cleaned_up() {
-        let f = fixture();
-        let tmp = f.store.root().join("versions").join(".tmp-deadbeef-1");
-        std::fs::create_dir_all(&tmp).unwrap();
-        std::fs::write(tmp.join("adapter.gguf"), b"half").unwrap();
-        assert!(f.store.list().unwrap().is_empty());
-        f.store
-            .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny")
-            .unwrap();
-        assert!(!tmp.exists());
-        assert_eq!(f.store.list().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn the_canary_promotes_a_better_adapter_and_keeps_the_incumbent_over_a_worse_one() {
-        let f = fixture();
-        let a = f
-            .store
-            .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny")
-            .unwrap();
-        let b = f
-            .store
-            .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny")
-            .unwrap();
-        let c = f
-            .store
-            .install(&adapter(&f, "c.gguf", 0.3, None), &f.base, "tiny")
-            .unwrap();
-        let score = |p: Option<&Path>| -> Result<f64, String> {
-            let name = p.map(|p| {
-                p.parent()
-                    .unwrap()
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            });
-            Ok(match name {
-                None => 0.30,
-                Some(id) if id == a.id => 0.40,
-                Some(id) if id == b.id => 0.38,
-                Some(_) => 0.20,
-            })
-        };
-        let r = f.store.canary(&a.id, 0.0, &mut |p| score(p)).unwrap();
-        assert!(r.promoted && r.incumbent.is_none());
-        assert_eq!(f.store.active().unwrap().unwrap().id, a.id);
-        // 0.38 is within a margin of 0.05 of 0.40: promoted.
-        let r = f.store.canary(&b.id, 0.05, &mut |p| score(p)).unwrap();
-        assert!(r.promoted, "{r:?}");
-        // 0.20 is far below 0.38: rejected, b stays active.
-        let r = f.store.canary(&c.id, 0.05, &mut |p| score(p)).unwrap();
-        assert!(!r.promoted);
-        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
-        let m = f.store.manifest(&c.id).unwrap();
-        assert_eq!(m.metrics["canary_promoted"], 0.0);
-        assert!((m.metrics["canary_score"] - 0.20).abs() < 1e-12);
-        // A failing evaluation activates nothing.
-        let err = f
-            .store
-            .canary(&c.id, 1.0, &mut |_| Err("model crashed".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("model crashed"));
-        assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use retroformer_llm::target::TargetProfile;
 use retroformer_llm::LlmError;
 
 #[cfg(feature = "llama")]
-pub use retroformer_llama::{compiled_in, devices, DeviceInfo};
+pub use retroformer_llama::{compiled_in, devices, DeviceInfo, LoadOptions};
 
 /// The backend's model type.
 #[cfg(feature = "llama")]
@@ -108,4 +108,25 @@ pub fn load_named(
     fetch: Option<&dyn crate::fetch::Progress>,
 ) -> Result<Model, BackendError> {
     load(&resolve(name, fetch)?, profile)
+}
+
+/// Makes every later load in this process (models and adapters, through [`load`] or the
+/// backend's own `load`) go through a load probe that re-runs `program` with `args` (the
+/// binary's hidden probe command), keeping verdicts under `$RETROFORMER_HOME`. Call it once, at
+/// the start of a binary; `false` when a probe was installed already.
+#[cfg(feature = "llama")]
+pub fn install_process_probe(program: PathBuf, args: Vec<String>) -> bool {
+    let probe = crate::probe::ProcessProbe::new(program, args, Some(&home_dir()));
+    retroformer_llama::install_probe(Box::new(probe))
+}
+
+/// The installed load probe's verdict on `adapter` applied to `model` (on the CPU profile, as
+/// the adapter store checks an adapter before installing it); `Ok` when no probe is installed.
+#[cfg(feature = "llama")]
+pub fn probe_adapter(model: &std::path::Path, adapter: &std::path::Path) -> Result<(), String> {
+    let profile = TargetProfile::load("cpu").map_err(|e| e.to_string())?;
+    retroformer_llama::probe(model, Some(adapter), &profile).map_err(|e| match e {
+        LlmError::Refused { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }

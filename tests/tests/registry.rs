@@ -96,7 +96,10 @@ fn the_canary_compares_two_reflectors_on_an_added_environment_and_applies_the_po
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[0.1; 128])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.1; 128]);
     w.write(&adapter).unwrap();
-    let id = store.install(&adapter, &header, &base_name).unwrap().id;
+    let id = store
+        .install(&adapter, &header, &base_name, &|_| Ok(()))
+        .unwrap()
+        .id;
     let plan = CanaryPlan {
         candidate: id.clone(),
         base: base_name,

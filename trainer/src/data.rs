@@ -54,7 +54,7 @@ struct PromptResponse {
 /// Reads the examples of a JSONL file, naming the line of any malformed one. Chat examples are
 /// templated with `model`'s chat template.
 pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Example>, TrainerError> {
-    let file = std::fs::File::open(path).map_err(|e| TrainerError::Io {
+    let file = retroformer_core::fsutil::open_regular(path).map_err(|e| TrainerError::Io {
         path: path.display().to_string(),
         source: e,
     })?;

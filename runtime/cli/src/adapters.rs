@@ -11,7 +11,7 @@ use retroformer_lab::canary::{self, CanaryPlan};
 use retroformer_lab::BackendSource;
 use retroformer_llm::target::TargetProfile;
 
-use crate::common::{FetchBar, TaskProgress};
+use crate::common::{show, FetchBar, TaskProgress};
 
 #[derive(Subcommand)]
 pub enum AdaptersCommand {
@@ -152,15 +152,15 @@ pub fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
                 let metrics: Vec<String> = m
                     .metrics
                     .iter()
-                    .map(|(k, v)| format!("{k}={v:.3}"))
+                    .map(|(k, v)| format!("{}={v:.3}", show(k)))
                     .collect();
                 println!(
                     "{mark} {}  {:<6} rank {:<3} step {:<6} {}  {}",
-                    m.id,
-                    m.objective,
+                    show(&m.id),
+                    show(&m.objective),
                     m.rank,
                     m.step,
-                    m.source,
+                    show(&m.source),
                     metrics.join(" ")
                 );
             }
@@ -172,7 +172,9 @@ pub fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
             activate,
         } => {
             let (store, path, header) = adapter_store(&base)?;
-            let m = store.install(&file, &header, &path.display().to_string())?;
+            let m = store.install(&file, &header, &path.display().to_string(), &|p| {
+                retroformer::backend::probe_adapter(&path, p)
+            })?;
             println!("installed {} ({})", m.id, file.display());
             if activate {
                 store.activate(&m.id)?;

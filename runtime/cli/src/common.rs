@@ -93,8 +93,8 @@ pub fn report_backend(profile: &TargetProfile, model: &Model) -> Result<()> {
     };
     eprintln!(
         "[retroformer] model {} | target {} | backend {} | device {} | loaded in {:.0} ms",
-        model.name(),
-        profile.name,
+        show(model.name()),
+        show(&profile.name),
         profile.backend.name(),
         used,
         model.load_ms()
@@ -144,11 +144,21 @@ pub fn open_batch_session(
     Ok(s)
 }
 
+/// Text from a file or a program, with its control characters escaped (one line).
+pub fn show(s: &str) -> std::borrow::Cow<'_, str> {
+    retroformer_core::text::printable(s, false)
+}
+
+/// The text of the regular file `path` (at most `max` bytes, UTF-8).
+pub fn read_text(path: &std::path::Path, max: u64) -> Result<String> {
+    let bytes = retroformer_core::fsutil::read_regular(path, max)?;
+    String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("not UTF-8 text"))
+}
+
 pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
     let grammar = match &s.grammar {
         Some(p) => Some(Grammar {
-            text: std::fs::read_to_string(p)
-                .with_context(|| format!("--grammar {}", p.display()))?,
+            text: read_text(p, 1 << 20).with_context(|| format!("--grammar {}", p.display()))?,
             root: "root".into(),
             origin: p.display().to_string(),
         }),

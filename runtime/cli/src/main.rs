@@ -12,6 +12,7 @@ mod eval;
 mod generate;
 mod models;
 mod play;
+mod probe;
 mod retro_loop;
 mod rise;
 mod sandbox;
@@ -87,6 +88,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The child side of the load probe (internal): load a file, decode one token, say ok.
+    #[command(hide = true)]
+    ProbeLoad(probe::ProbeArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +106,9 @@ fn main() -> ExitCode {
         .get_matches();
     let verbose = matches.get_count("verbose");
     init_logging(verbose);
+    if matches.subcommand_name() != Some("probe-load") {
+        install_probe();
+    }
     let result = match matches.subcommand() {
         Some(("eval", m)) => TargetProfile::load(
             matches
@@ -120,6 +127,17 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every model and adapter this process loads is loaded first by a child (`probe-load`), so that
+/// a file llama.cpp would abort or fault on is refused instead of ending this process.
+fn install_probe() {
+    match std::env::current_exe() {
+        Ok(exe) => {
+            retroformer::backend::install_process_probe(exe, vec!["probe-load".into()]);
+        }
+        Err(e) => tracing::warn!(error = %e, "no load probe: cannot find this program's path"),
     }
 }
 
@@ -166,6 +184,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Loop(a) => retro_loop::retro_loop(&profile, &a),
         Command::Data(c) => data::data_cmd(c),
         Command::Targets { json } => models::targets(json),
+        Command::ProbeLoad(a) => probe::probe_load(&a),
         Command::Bench(a) => bench::bench(&profile, a),
     }
 }

@@ -10,7 +10,7 @@ use retroformer::manifest::{home_dir, Manifest, ModelRef};
 use retroformer_gguf as gguf;
 use retroformer_llm::target::TargetProfile;
 
-use crate::common::FetchBar;
+use crate::common::{show, FetchBar};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -91,13 +91,13 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                     progress: &bar,
                 },
             )?;
-            gguf::validate_file(&p)?;
+            gguf::validate_model(&p)?;
             println!("{}", p.display());
         }
         ModelsCommand::Verify { name } => match ModelRef::parse(&name)? {
             ModelRef::Manifest(m) => {
                 let p = fetch::verify(&m, &home, &FetchBar::default())?;
-                let h = gguf::validate_file(&p)?;
+                let h = gguf::validate_model(&p)?;
                 println!(
                     "{}: sha256 ok, {} bytes, GGUF v{} with {} tensors",
                     p.display(),
@@ -107,7 +107,7 @@ pub fn models(cmd: ModelsCommand) -> Result<()> {
                 );
             }
             ModelRef::File(p) => {
-                let h = gguf::validate_file(&p)?;
+                let h = gguf::validate_model(&p)?;
                 let digest = fetch::sha256_file(&p, &FetchBar::default())?;
                 let known = Manifest::builtin().into_iter().find(|m| m.sha256 == digest);
                 println!(
@@ -146,22 +146,22 @@ fn unknown(name: &str) -> anyhow::Error {
 pub fn info(path: &Path, json: bool) -> Result<()> {
     let h = gguf::validate_file(path)?;
     let s = h.summary();
+    let is_model = s.file_type.as_deref() != Some("adapter");
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
+        if is_model {
+            gguf::check_model(&h, path)?;
+        }
         return Ok(());
     }
     let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+    // Names come from the file: shown with their control characters escaped.
+    let shown = |v: Option<&str>, none: &'static str| show(v.unwrap_or(none)).into_owned();
     println!("file            {}", path.display());
     println!("gguf version    {}", s.version);
-    println!(
-        "type            {}",
-        s.file_type.as_deref().unwrap_or("model")
-    );
-    println!(
-        "architecture    {}",
-        s.architecture.as_deref().unwrap_or("-")
-    );
-    println!("name            {}", s.name.as_deref().unwrap_or("-"));
+    println!("type            {}", shown(s.file_type.as_deref(), "model"));
+    println!("architecture    {}", shown(s.architecture.as_deref(), "-"));
+    println!("name            {}", shown(s.name.as_deref(), "-"));
     println!("layers          {}", opt(s.layers));
     println!("heads           {} (kv {})", opt(s.heads), opt(s.kv_heads));
     println!("embedding       {}", opt(s.embedding));
@@ -173,7 +173,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         "tensor types    {}",
         s.tensor_types
             .iter()
-            .map(|(t, n)| format!("{t} x{n}"))
+            .map(|(t, n)| format!("{} x{n}", show(t)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -182,6 +182,11 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
         if s.chat_template { "yes" } else { "no" }
     );
     println!("size            {} bytes", s.file_size);
+    if is_model {
+        // Shown after the summary, so that a file llama.cpp would refuse can still be looked at.
+        gguf::check_model(&h, path)?;
+        println!("values          ok for llama.cpp");
+    }
     Ok(())
 }
 
@@ -209,12 +214,12 @@ pub fn targets(json: bool) -> Result<()> {
         };
         println!(
             "{:<18} {:<7} {:>7} {:>6} {:>5}  {}{}",
-            t.name,
+            show(&t.name),
             t.backend.name(),
             threads,
             t.context_size,
             t.gpu_layers,
-            t.description,
+            show(&t.description),
             built
         );
     }

@@ -87,7 +87,7 @@ fn print_layers(sandbox: &retroformer_sandbox::Sandbox) {
 pub fn sandbox_cmd(cmd: SandboxCommand) -> Result<()> {
     match cmd {
         SandboxCommand::Run { file, limits, json } => {
-            let source = std::fs::read_to_string(&file)
+            let source = crate::common::read_text(&file, 16 << 20)
                 .with_context(|| format!("{}: cannot read the program", file.display()))?;
             let sandbox = limits.build()?;
             let r = sandbox.run_python(&source);
@@ -97,8 +97,10 @@ pub fn sandbox_cmd(cmd: SandboxCommand) -> Result<()> {
                     serde_json::json!({ "report": r, "layers": sandbox.isolation() })
                 );
             } else {
-                print!("{}", r.stdout);
-                eprint!("{}", r.stderr);
+                // The program's output, with its control characters shown, not obeyed: raw
+                // escape codes could hide or fake the outcome line below.
+                print!("{}", retroformer_core::text::printable(&r.stdout, true));
+                eprint!("{}", retroformer_core::text::printable(&r.stderr, true));
                 println!(
                     "outcome: {}{}{} in {:.0} ms{}",
                     r.outcome.name(),

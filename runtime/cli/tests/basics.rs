@@ -152,6 +152,19 @@ fn sandbox_run_prints_the_outcome_and_the_layers_and_names_a_missing_file() {
     let json = cli(&["sandbox", "run", prog.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["report"]["outcome"], "failed");
+    // A program's terminal control codes are shown, not obeyed: it cannot erase or fake the
+    // outcome line.
+    let fake = dir.path().join("fake.py");
+    std::fs::write(
+        &fake,
+        "import sys\nsys.stdout.write('outcome: passed\\n\\x1b[1A\\x1b[2K')\nsys.exit(3)\n",
+    )
+    .unwrap();
+    let o = cli(&["sandbox", "run", fake.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains('\x1b'), "{out:?}");
+    assert!(out.contains("\\u{1b}[1A\\u{1b}[2K"), "{out:?}");
+    assert!(out.contains("outcome: error, exit 3"), "{out:?}");
     let missing = cli(&["sandbox", "run", "/nonexistent/p.py"]);
     assert_clean_failure(&missing, &["/nonexistent/p.py"]);
     let bad_python = cli(&[

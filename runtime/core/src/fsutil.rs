@@ -9,6 +9,33 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Opens `path` for reading if it is a regular file. A FIFO, a device or a folder is refused
+/// before it is opened (opening a FIFO for reading blocks until a writer comes). Errors do
+/// not name the path: callers do, as they do for `File::open`.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    File::open(path)
+}
+
+/// Reads the regular file `path` if it holds at most `max` bytes (errors as [`open_regular`]).
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path)?.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = AtomicFile::create(path)?;
@@ -113,6 +140,30 @@ pub fn with_path(e: io::Error, path: &Path) -> io::Error {
 mod tests {
     use super::*;
     use std::fs;
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_fifo_or_a_folder_is_refused_without_blocking_and_a_large_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc_mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = open_regular(&fifo).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        assert!(open_regular(dir.path()).is_err());
+        let big = dir.path().join("big");
+        fs::write(&big, vec![b'x'; 100]).unwrap();
+        assert_eq!(read_regular(&big, 100).unwrap().len(), 100);
+        let e = read_regular(&big, 99).unwrap_err();
+        assert!(e.to_string().contains("larger than 99 bytes"), "{e}");
+    }
+
+    #[cfg(target_os = "linux")]
+    extern "C" {
+        #[link_name = "mkfifo"]
+        fn libc_mkfifo(path: *const std::ffi::c_char, mode: u32) -> i32;
+    }
 
     #[test]
     fn an_atomic_write_replaces_the_file_and_leaves_no_temp_file() {

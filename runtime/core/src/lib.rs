@@ -19,6 +19,7 @@ pub mod deadline;
 pub mod memory;
 pub mod records;
 pub mod rng;
+pub mod text;
 pub mod trajectory;
 pub mod wire;
 

@@ -163,7 +163,7 @@ impl Source {
                     path: p.clone(),
                     source,
                 };
-                let mut file = std::fs::File::open(p).map_err(io)?;
+                let mut file = retroformer_core::fsutil::open_regular(p).map_err(io)?;
                 let mut magic = [0u8; 2];
                 let n = file.read(&mut magic).map_err(io)?;
                 let file = std::fs::File::open(p).map_err(io)?;

@@ -117,7 +117,7 @@ pub(crate) fn require_rows<T>(path: &Path, rows: Vec<T>) -> Result<Vec<T>, EnvEr
         return Err(EnvError::Parse {
             path: path.to_path_buf(),
             line: 0,
-            message: "no problems in the file".into(),
+            message: "the file has no rows".into(),
         });
     }
     Ok(rows)

@@ -53,6 +53,11 @@ pub(crate) fn run_config(
             format!("{t}: must be 0 (greedy) or a positive number"),
         ));
     }
+    let memory = plan.memory.unwrap_or(3);
+    // A reflecting run with no memory would rate reflections that no trial is shown.
+    if let Err(e) = retroformer_core::memory::ReflectionMemory::new(memory) {
+        return Err(EnvError::setting("memory", format!("{memory}: {e}")));
+    }
     let max_steps = plan.max_steps.unwrap_or(spec.max_steps);
     if max_steps == 0 {
         return Err(EnvError::setting("max-steps", "must be at least 1"));
@@ -64,7 +69,7 @@ pub(crate) fn run_config(
             .or(saved.map(|c| c.trials))
             .unwrap_or(spec.trials.1),
         strategy,
-        memory: plan.memory.unwrap_or(3),
+        memory,
         max_steps,
         actor: plan.actor.clone(),
         reflector: plan.reflector.clone(),

@@ -13,16 +13,19 @@
 //! Array contents are skipped, not stored: only their element type and length are kept, so a
 //! 150k-entry tokenizer array costs nothing to validate.
 
+mod adapter;
+mod semantics;
 mod tiny;
 mod types;
 mod writer;
 
+pub use adapter::{check_adapter, AdapterError};
+pub use semantics::check_model;
 pub use tiny::TinyModel;
 pub use types::{GgmlType, ValueType};
 pub use writer::{GgufWriter, WriteValue};
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -132,6 +135,16 @@ pub enum GgufError {
         /// What is wrong, with the byte offset where it was found.
         reason: String,
     },
+    /// A valid GGUF file whose values llama.cpp would abort on.
+    #[error("{path}: {key}: {reason}")]
+    Semantic {
+        /// The file.
+        path: PathBuf,
+        /// The metadata key or tensor.
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
 }
 
 impl GgufError {
@@ -149,7 +162,7 @@ pub fn validate_file(path: &Path) -> Result<GgufFile, GgufError> {
         path: path.to_path_buf(),
         error,
     };
-    let file = File::open(path).map_err(io_err)?;
+    let file = retroformer_core::fsutil::open_regular(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {
         return Err(GgufError::invalid(path, "not a regular file"));
@@ -160,6 +173,62 @@ pub fn validate_file(path: &Path) -> Result<GgufFile, GgufError> {
         ParseError::Io(source) => io_err(source),
         ParseError::Invalid(reason) => GgufError::invalid(path, reason),
     })
+}
+
+/// Validates the GGUF file at `path` as a model llama.cpp may load: the container
+/// ([`validate_file`]), one shard only (llama.cpp would open the other shards unvalidated), not
+/// an adapter, and its values ([`check_model`]).
+pub fn validate_model(path: &Path) -> Result<GgufFile, GgufError> {
+    let header = validate_file(path)?;
+    if header.get_u64("split.count").is_some_and(|n| n > 1) {
+        return Err(GgufError::Semantic {
+            path: path.to_path_buf(),
+            key: "split.count".into(),
+            reason: "split GGUF files are not supported (llama.cpp would open the other shards unvalidated); merge them with llama-gguf-split --merge".into(),
+        });
+    }
+    check_model(&header, path)?;
+    Ok(header)
+}
+
+/// The elements of the array stored under `key` in the file at `path` (whose header is `f`),
+/// read from the entry's span; `None` when the key is absent or not an array. At most
+/// `max_len` elements are read (a longer array is an error).
+pub fn read_array(
+    path: &Path,
+    f: &GgufFile,
+    key: &str,
+    max_len: u64,
+) -> Result<Option<Vec<Value>>, GgufError> {
+    let Some(kv) = f.metadata.get(key) else {
+        return Ok(None);
+    };
+    let Value::Array { elem, len } = kv.value else {
+        return Ok(None);
+    };
+    if len > max_len {
+        return Err(GgufError::invalid(
+            path,
+            format!("'{key}' has {len} elements, more than {max_len}"),
+        ));
+    }
+    let io_err = |error| GgufError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut file = retroformer_core::fsutil::open_regular(path).map_err(io_err)?;
+    // The span starts at the type tag; the array's element type and length follow it.
+    file.seek(SeekFrom::Start(kv.span.0 + 16)).map_err(io_err)?;
+    let mut r = Reader::new(BufReader::with_capacity(1 << 16, file), f.file_size);
+    r.pos = kv.span.0 + 16;
+    let mut out = Vec::with_capacity(len as usize);
+    for _ in 0..len {
+        out.push(read_value(&mut r, elem, key).map_err(|e| match e {
+            ParseError::Io(error) => io_err(error),
+            ParseError::Invalid(reason) => GgufError::invalid(path, reason),
+        })?);
+    }
+    Ok(Some(out))
 }
 
 /// Validates a GGUF image held in memory (used by the fuzz target and tests).
@@ -634,142 +703,6 @@ pub struct Summary {
     pub version: u32,
     /// Whether the file carries a chat template.
     pub chat_template: bool,
-}
-
-/// Why a LoRA adapter does not fit a base model.
-#[derive(Debug, thiserror::Error)]
-pub enum AdapterError {
-    /// The adapter file itself is not valid GGUF.
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    /// The adapter is valid GGUF but does not match the base model.
-    #[error("{path}: adapter does not fit base model {base}: {reason}")]
-    Mismatch {
-        /// The adapter file.
-        path: PathBuf,
-        /// The base model's name or path.
-        base: String,
-        /// What does not match.
-        reason: String,
-    },
-}
-
-/// Checks that the validated adapter `adapter` (read from `path`) is a LoRA adapter for `base`:
-/// `general.type = adapter`, `adapter.type = lora`, the same architecture, every `.lora_a` with
-/// its `.lora_b`, each naming a 2-D base tensor, with `lora_a` [in, r] and `lora_b` [r, out]
-/// where the base is [in, out], and types llama.cpp can apply (F32, F16, BF16, or Q8_0 with
-/// rows a multiple of 32).
-pub fn check_adapter(
-    adapter: &GgufFile,
-    path: &Path,
-    base: &GgufFile,
-    base_name: &str,
-) -> Result<(), AdapterError> {
-    let mismatch = |reason: String| AdapterError::Mismatch {
-        path: path.to_path_buf(),
-        base: base_name.to_string(),
-        reason,
-    };
-    match adapter.get_str("general.type") {
-        Some("adapter") => {}
-        other => {
-            return Err(mismatch(format!(
-                "general.type is {other:?}, expected \"adapter\""
-            )))
-        }
-    }
-    match adapter.get_str("adapter.type") {
-        Some("lora") => {}
-        other => {
-            return Err(mismatch(format!(
-                "adapter.type is {other:?}, expected \"lora\""
-            )))
-        }
-    }
-    if adapter.architecture() != base.architecture() {
-        return Err(mismatch(format!(
-            "adapter architecture {:?} differs from the base's {:?}",
-            adapter.architecture(),
-            base.architecture()
-        )));
-    }
-    if let Some(alpha) = adapter.get(retroformer_core::records::keys::ALPHA) {
-        match alpha {
-            Value::Float(a) if a.is_finite() => {}
-            other => return Err(mismatch(format!("adapter.lora.alpha is {other:?}"))),
-        }
-    }
-    if adapter.tensors.is_empty() {
-        return Err(mismatch("the adapter has no tensors".into()));
-    }
-    let by_name: std::collections::HashMap<&str, &TensorInfo> = adapter
-        .tensors
-        .iter()
-        .map(|t| (t.name.as_str(), t))
-        .collect();
-    let base_by_name: std::collections::HashMap<&str, &TensorInfo> =
-        base.tensors.iter().map(|t| (t.name.as_str(), t)).collect();
-    let mut pairs = 0usize;
-    for a in &adapter.tensors {
-        let Some(base_name_t) = a.name.strip_suffix(".lora_a") else {
-            if a.name.ends_with(".lora_b") {
-                let stem = a.name.trim_end_matches(".lora_b");
-                if !by_name.contains_key(format!("{stem}.lora_a").as_str()) {
-                    return Err(mismatch(format!("'{}' has no matching .lora_a", a.name)));
-                }
-                continue;
-            }
-            return Err(mismatch(format!(
-                "tensor '{}' is neither a .lora_a nor a .lora_b tensor",
-                a.name
-            )));
-        };
-        let b_name = format!("{base_name_t}.lora_b");
-        let b = by_name
-            .get(b_name.as_str())
-            .copied()
-            .ok_or_else(|| mismatch(format!("'{}' has no matching '{b_name}'", a.name)))?;
-        let t = base_by_name.get(base_name_t).copied().ok_or_else(|| {
-            mismatch(format!(
-                "'{}' targets '{base_name_t}', which the base model does not have",
-                a.name
-            ))
-        })?;
-        if t.dims.len() != 2 || a.dims.len() != 2 || b.dims.len() != 2 {
-            return Err(mismatch(format!(
-                "'{base_name_t}': LoRA tensors and their base must be 2-D (base {:?}, a {:?}, b {:?})",
-                t.dims, a.dims, b.dims
-            )));
-        }
-        let (n_in, n_out) = (t.dims[0], t.dims[1]);
-        let rank = a.dims[1];
-        if a.dims[0] != n_in || b.dims[0] != rank || b.dims[1] != n_out || rank == 0 {
-            return Err(mismatch(format!(
-                "'{base_name_t}' is [{n_in}, {n_out}] but lora_a is {:?} and lora_b is {:?} (expected [{n_in}, r] and [r, {n_out}])",
-                a.dims, b.dims
-            )));
-        }
-        for x in [a, b] {
-            let ok = match x.ty {
-                GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => true,
-                GgmlType::Q8_0 => x.dims[0] % 32 == 0,
-                _ => false,
-            };
-            if !ok {
-                return Err(mismatch(format!(
-                    "'{}' has type {} with rows of {}: llama.cpp applies only F32, F16, BF16 or Q8_0 (rows a multiple of 32)",
-                    x.name,
-                    x.ty.name(),
-                    x.dims[0]
-                )));
-            }
-        }
-        pairs += 1;
-    }
-    if pairs == 0 {
-        return Err(mismatch("the adapter has no .lora_a/.lora_b pairs".into()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

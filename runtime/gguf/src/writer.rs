@@ -75,6 +75,18 @@ impl GgufWriter {
         self
     }
 
+    /// Removes a metadata entry (tests build broken files this way).
+    pub fn remove_kv(&mut self, key: &str) -> &mut Self {
+        self.kvs.retain(|(k, _)| k != key);
+        self
+    }
+
+    /// Removes a tensor.
+    pub fn remove_tensor(&mut self, name: &str) -> &mut Self {
+        self.tensors.retain(|t| t.name != name);
+        self
+    }
+
     /// Adds an F32 tensor. `dims` are in GGUF order (row length first).
     pub fn tensor_f32(&mut self, name: &str, dims: &[u64], data: &[f32]) -> &mut Self {
         let n: u64 = dims.iter().product();

@@ -82,7 +82,7 @@ pub fn adapter_file(spec: &str, model: &str) -> Result<PathBuf, LabError> {
             format!("active: no adapter is active in {}", store.root().display()),
         )
     })?;
-    Ok(store.adapter_path(&m.id))
+    Ok(store.verified_adapter(&m.id)?)
 }
 
 /// Draws `chart` into `dir` (`STEM.svg`, `STEM.png`).

@@ -52,13 +52,14 @@ pub enum LabError {
     /// Settings that contradict each other or what is on disk, in a sentence.
     #[error("{0}")]
     Config(String),
-    /// A phase of an experiment failed.
-    #[error("{what}: {source}")]
+    /// A phase of an experiment failed. (Why is in the message, not a `source`: a chain
+    /// printed whole would say it twice.)
+    #[error("{what}: {error}")]
     Phase {
         /// The phase (`round 2: collect`).
         what: String,
         /// Why.
-        source: Box<LabError>,
+        error: Box<LabError>,
     },
     /// A file of the experiment could not be read or written.
     #[error("{path}: {message}")]
@@ -83,7 +84,7 @@ impl LabError {
     pub fn during(self, what: String) -> Self {
         LabError::Phase {
             what,
-            source: Box::new(self),
+            error: Box::new(self),
         }
     }
 

@@ -335,8 +335,10 @@ impl Ctx<'_> {
             }
             p.limit = Some(s.train_tasks);
             // The adapter's file, not `active`: a resumed round keeps its reflector.
-            p.reflector_adapter =
-                active.map(|id| self.store.adapter_path(id).display().to_string());
+            p.reflector_adapter = active
+                .map(|id| self.store.verified_adapter(id))
+                .transpose()?
+                .map(|p| p.display().to_string());
             // Seeds differ between rounds too, so that a round does not draw the reflections
             // of the one before from an unchanged reflector.
             let seed = (r - 1) * s.samples() + k as u32;
@@ -441,7 +443,9 @@ impl Ctx<'_> {
         let (m, wall_s, peak) = measured(|| {
             Ok(self
                 .store
-                .install(&train.adapter, base, &self.plan.settings.base)?)
+                .install(&train.adapter, base, &self.plan.settings.base, &|p| {
+                    retroformer::backend::probe_adapter(self.base_path, p)
+                })?)
         })?;
         progress.note(&format!("round {}: installed {}", round.round, m.id));
         train.id = Some(m.id.clone());

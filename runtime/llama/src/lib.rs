@@ -14,11 +14,13 @@
 //! writing and decoding takes it for reading.
 
 mod bare;
+mod probe;
 mod score;
 mod session;
 mod tensors;
 
 pub use bare::BareLoop;
+pub use probe::{install_probe, probe, LoadProbe};
 
 pub use score::MAX_SCORE_TOKENS;
 pub use session::LlamaSession;
@@ -55,6 +57,11 @@ pub fn compiled_in(backend: retroformer_llm::target::Backend) -> bool {
         Backend::Metal => cfg!(feature = "metal"),
     }
 }
+
+/// The longest text tokenised in one call: 256 KiB, tens of thousands of tokens beyond the
+/// largest context we run, and short enough that a pathological text (llama.cpp's SentencePiece
+/// byte fallback is quadratic) tokenises in seconds, not minutes.
+pub const MAX_TOKENIZE_BYTES: usize = 256 << 10;
 
 /// `rf_*` shims return this when llama.cpp threw.
 const THREW: i32 = i32::MIN;
@@ -335,21 +342,11 @@ impl Drop for AdapterInner {
 }
 
 impl LlamaModel {
-    /// Validates `path` with the pure-Rust GGUF validator, then loads it through llama.cpp.
+    /// Validates `path` with the pure-Rust GGUF validator (container and values), then loads it
+    /// through llama.cpp.
     pub fn load(path: &Path, opts: LoadOptions) -> Result<Self, LlmError> {
-        let header = retroformer_gguf::validate_file(path)?;
-        if header.get_u64("split.count").is_some_and(|n| n > 1) {
-            return Err(LlmError::ModelLoad {
-                path: path.display().to_string(),
-                reason: "split GGUF files are not supported (llama.cpp would open the other shards unvalidated); merge them with llama-gguf-split --merge".into(),
-            });
-        }
-        if header.get_str("general.type") == Some("adapter") {
-            return Err(LlmError::ModelLoad {
-                path: path.display().to_string(),
-                reason: "this is a LoRA adapter, not a model (pass it with --adapter)".into(),
-            });
-        }
+        let header = retroformer_gguf::validate_model(path)?;
+        probe(path, None, &opts.profile)?;
         init_backend()?;
         let profile = opts.profile.clone();
         if !compiled_in(profile.backend) {
@@ -519,6 +516,7 @@ impl LlamaModel {
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
         let header = retroformer_gguf::validate_file(path)?;
         retroformer_gguf::check_adapter(&header, path, &self.header, &self.name)?;
+        probe(&self.path, Some(path), self.profile())?;
         let cpath = c_path(path).map_err(|_| LlmError::AdapterLoad {
             path: path.display().to_string(),
         })?;
@@ -651,6 +649,12 @@ pub(crate) fn tokenize(
     add_bos: bool,
     parse_special: bool,
 ) -> Result<Vec<Token>, LlmError> {
+    if text.len() > MAX_TOKENIZE_BYTES {
+        return Err(LlmError::Tokenize(format!(
+            "a text of {} bytes is longer than the {MAX_TOKENIZE_BYTES} bytes tokenised at once (more than any context holds; llama.cpp's byte fallback takes time quadratic in it)",
+            text.len()
+        )));
+    }
     let len = i32::try_from(text.len())
         .map_err(|_| LlmError::Tokenize("text longer than 2 GiB".into()))?;
     let mut tokens: Vec<Token> = vec![0; text.len() / 2 + 8];

@@ -415,6 +415,15 @@ pub enum LlmError {
         /// The file.
         path: String,
     },
+    /// A load probe (a child process that loaded the file first) failed: the file would have
+    /// taken this process down, or could not be loaded at all.
+    #[error("{path}: refused: {reason}")]
+    Refused {
+        /// The file.
+        path: String,
+        /// What the probe saw (its exit, signal or message).
+        reason: String,
+    },
     /// The context could not be created.
     #[error("could not create a llama.cpp context: {0}")]
     Context(String),

@@ -211,9 +211,16 @@ impl TargetProfile {
         }
         let path = Path::new(name_or_path);
         if name_or_path.ends_with(".toml") || path.exists() {
-            let text = std::fs::read_to_string(path).map_err(|source| TargetError::Io {
+            let io = |source| TargetError::Io {
                 path: name_or_path.to_string(),
                 source,
+            };
+            let bytes = retroformer_core::fsutil::read_regular(path, 1 << 20).map_err(io)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "not UTF-8 text",
+                ))
             })?;
             return Self::from_toml(&text, name_or_path);
         }

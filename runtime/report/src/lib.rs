@@ -21,8 +21,11 @@ const COLORS: [&str; 6] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
 ];
 
+/// Text for SVG: XML's special characters escaped, and control characters (which XML 1.0
+/// forbids, so a name holding one made the whole chart invalid) shown as `\u{..}`.
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
+    retroformer_core::text::printable(s, false)
+        .replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
@@ -327,6 +330,24 @@ pub fn write_chart(stem: &Path, svg: &str) -> Result<Vec<PathBuf>, ReportError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_with_control_characters_give_valid_svg() {
+        let svg = line_chart_svg(
+            "title\x1b[31m",
+            "x",
+            "y",
+            (0.0, 1.0),
+            &[Series {
+                label: "a\x00b\x07".into(),
+                points: vec![(1.0, 0.5)],
+            }],
+        );
+        assert!(!svg.chars().any(|c| c.is_control() && c != '\n'), "{svg}");
+        assert!(svg.contains("a\\u{0}b\\u{7}"), "{svg}");
+        #[cfg(feature = "png")]
+        assert!(resvg::usvg::Tree::from_str(&svg, &resvg::usvg::Options::default()).is_ok());
+    }
 
     #[cfg(feature = "png")]
     #[test]

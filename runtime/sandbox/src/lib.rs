@@ -14,6 +14,7 @@
 //!
 //! Every run ends in exactly one [`Outcome`]; they are never collapsed.
 
+mod cleanup;
 #[cfg(target_os = "linux")]
 mod linux;
 
@@ -28,6 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+pub use cleanup::remove_tree;
+use cleanup::{exited_unreaped, kill_group, reap_group};
 
 /// Limits of one run. The defaults suit unit tests of small functions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -221,6 +225,9 @@ pub(crate) struct Layers {
     pub own_user: bool,
     /// `unshare(CLONE_NEWNET)` (with `CLONE_NEWUSER` when not root).
     pub net_namespace: bool,
+    /// `unshare(CLONE_NEWIPC)`: System V shared memory, queues and semaphores of a run are its
+    /// own and die with it.
+    pub ipc_namespace: bool,
     /// The Landlock ABI version, 0 when unavailable.
     pub landlock_abi: u32,
     /// The seccomp filter.
@@ -275,6 +282,10 @@ impl Sandbox {
                 ),
             });
         }
+        // Orphans of a run become this process's children, so that they are reaped before the
+        // run's uid is given to another run (see `reap_group`).
+        #[cfg(target_os = "linux")]
+        linux::become_subreaper();
         let mut sandbox = Sandbox {
             config: Arc::new(config),
             layers: Layers::default(),
@@ -437,7 +448,22 @@ impl Sandbox {
                 )
             }
         };
-        supervise(child, &self.config, start)
+        let pgid = child.id() as libc::pid_t;
+        let mut report = supervise(child, &self.config, start);
+        // What the run left: its orphans (reaped before its uid goes back to the pool), then
+        // its folder, removed even when the program made it deep or unreadable.
+        reap_group(pgid);
+        #[cfg(target_os = "linux")]
+        drop(_guard);
+        let path = dir.keep();
+        if let Err(e) = remove_tree(&path) {
+            tracing::error!(dir = %path.display(), error = %e, "sandbox: the run's folder was not removed");
+            report.detail = Some(format!(
+                "the run's folder {} could not be removed: {e}",
+                path.display()
+            ));
+        }
+        report
     }
 }
 
@@ -633,31 +659,6 @@ fn supervise(mut child: std::process::Child, c: &SandboxConfig, start: Instant) 
         truncated,
         wall_ms,
         detail: None,
-    }
-}
-
-/// Whether the child has exited, without reaping it (`waitid` with `WNOWAIT`).
-fn exited_unreaped(pid: libc::pid_t) -> bool {
-    // SAFETY: a zeroed siginfo_t is a valid out-parameter for waitid.
-    unsafe {
-        let mut info: libc::siginfo_t = std::mem::zeroed();
-        let r = libc::waitid(
-            libc::P_PID,
-            pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        );
-        // With WNOHANG, si_pid stays 0 while the child runs; an error means it is gone.
-        r != 0 || info.si_pid() != 0
-    }
-}
-
-fn kill_group(pgid: libc::pid_t) {
-    if pgid > 1 {
-        // SAFETY: signalling a process group we created; ESRCH when it is gone is fine.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
     }
 }
 

@@ -145,15 +145,54 @@ pub(crate) struct Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         if let Some((held, pool)) = self.uid.take() {
-            // The run's process group has been killed by now. With the seccomp layer no
-            // process of the run can have left the group; without it, kill whatever still runs
-            // as the uid before the next run gets it.
+            // The run's process group has been killed and reaped by now. With the seccomp
+            // layer no process of the run can have left the group; without it, kill whatever
+            // still runs as the uid. The uid goes back to the pool only once no task of it is
+            // left, a zombie included (it would count against the next run's process limit).
             if !self.seccomp {
                 kill_all_of(held.uid);
+            }
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            while uid_has_tasks(held.uid) && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if uid_has_tasks(held.uid) {
+                tracing::warn!(
+                    uid = held.uid,
+                    "sandbox: a run's processes outlived it; its uid is not reused"
+                );
+                std::mem::forget(held);
+                return;
             }
             pool.release(held);
         }
     }
+}
+
+/// Makes this process the reaper of its descendants' orphans (`PR_SET_CHILD_SUBREAPER`).
+pub(crate) fn become_subreaper() {
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+}
+
+/// Whether any task (a zombie included) runs as `uid`.
+fn uid_has_tasks(uid: u32) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten()
+        .filter(|e| e.file_name().as_bytes().iter().all(u8::is_ascii_digit))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .any(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|s| s.parse::<u32>().ok())
+                == Some(uid)
+        })
 }
 
 pub(crate) fn is_root() -> bool {
@@ -428,16 +467,27 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// The filter: `socket` (every family: a Unix socket by path reaches services outside the
-/// sandbox; `socketpair` still works), `setsid`, `setpgid`, `ptrace`, io_uring and `kill(-1)`
-/// fail with `EACCES`/`EPERM`; a foreign architecture (or the x32 ABI) kills the process.
+/// sandbox; `socketpair` still works), `setsid`, `setpgid`, `ptrace`, io_uring, memfd, the
+/// keyrings, `unshare` and `kill(-1)` fail with `EACCES`/`EPERM`; a foreign architecture (or
+/// the x32 ABI) kills the process.
 fn seccomp_program() -> Option<Vec<libc::sock_filter>> {
     let arch = AUDIT_ARCH?;
-    let denied: [(libc::c_long, u32); 5] = [
+    let eperm = libc::EPERM as u32;
+    let denied: [(libc::c_long, u32); 11] = [
         (libc::SYS_socket, libc::EACCES as u32),
-        (libc::SYS_setsid, libc::EPERM as u32),
-        (libc::SYS_setpgid, libc::EPERM as u32),
-        (libc::SYS_ptrace, libc::EPERM as u32),
-        (libc::SYS_io_uring_setup, libc::EPERM as u32),
+        (libc::SYS_setsid, eperm),
+        (libc::SYS_setpgid, eperm),
+        (libc::SYS_ptrace, eperm),
+        (libc::SYS_io_uring_setup, eperm),
+        // Anonymous memory files escape the address-space limit (their pages are not mapped).
+        (libc::SYS_memfd_create, eperm),
+        (libc::SYS_memfd_secret, eperm),
+        // The kernel keyrings outlive a run and are shared by its uid's later runs.
+        (libc::SYS_add_key, eperm),
+        (libc::SYS_request_key, eperm),
+        (libc::SYS_keyctl, eperm),
+        // Another namespace would escape the run's (the IPC one among them).
+        (libc::SYS_unshare, eperm),
     ];
     let mut p = vec![
         stmt(BPF_LD_W_ABS, 4),       // seccomp_data.arch
@@ -519,7 +569,16 @@ pub(crate) fn prepare<'a>(
     } else {
         None
     };
-    let net = layers.net_namespace;
+    let mut namespaces = 0;
+    if layers.net_namespace {
+        namespaces |= libc::CLONE_NEWNET;
+    }
+    if layers.ipc_namespace {
+        namespaces |= libc::CLONE_NEWIPC;
+    }
+    if namespaces != 0 && !root {
+        namespaces |= libc::CLONE_NEWUSER;
+    }
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared above.
     unsafe {
         cmd.pre_exec(move || {
@@ -537,15 +596,8 @@ pub(crate) fn prepare<'a>(
                 return fail();
             }
             apply_limits(&limits)?;
-            if net {
-                let flags = if root {
-                    libc::CLONE_NEWNET
-                } else {
-                    libc::CLONE_NEWUSER | libc::CLONE_NEWNET
-                };
-                if libc::unshare(flags) != 0 {
-                    return fail();
-                }
+            if namespaces != 0 && libc::unshare(namespaces) != 0 {
+                return fail();
             }
             if let Some(uid) = uid {
                 if libc::setgroups(0, std::ptr::null()) != 0
@@ -607,6 +659,11 @@ pub(crate) fn probe(sandbox: &Sandbox) -> Layers {
     if works(t) {
         layers = t;
     }
+    let mut t = layers;
+    t.ipc_namespace = true;
+    if works(t) {
+        layers = t;
+    }
     let abi = landlock_abi();
     if abi > 0 {
         let mut t = layers;
@@ -659,6 +716,15 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
             "unshare(CLONE_NEWNET) is not permitted here".into()
         },
     };
+    let ipc_ns = Layer {
+        name: "IPC namespace".into(),
+        active: l.ipc_namespace,
+        detail: if l.ipc_namespace {
+            "a new IPC namespace: System V shared memory, queues and semaphores are the run's own and die with it".into()
+        } else {
+            "unshare(CLONE_NEWIPC) is not permitted here".into()
+        },
+    };
     let ll = l.landlock_abi;
     let landlock_off = |what: &str, need: u32| {
         if ll == 0 {
@@ -670,6 +736,7 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
     vec![
         user,
         net_ns,
+        ipc_ns,
         Layer {
             name: "network: seccomp socket filter".into(),
             active: l.seccomp,
@@ -710,7 +777,7 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
             name: "seccomp: group escape".into(),
             active: l.seccomp,
             detail: if l.seccomp {
-                "setsid, setpgid, ptrace and io_uring_setup denied, so the group kill reaches every process".into()
+                "setsid, setpgid, ptrace, io_uring_setup and unshare denied, so the group kill reaches every process; memfd_create (memory outside the address-space limit) and the keyrings (state that outlives a run) denied".into()
             } else {
                 "seccomp filters are not available here".into()
             },

@@ -257,3 +257,107 @@ fn descriptors_the_host_left_open_do_not_reach_the_program() {
     unsafe { libc::close(fd) };
     assert_eq!(r.stdout.trim(), "closed", "{r:?}");
 }
+
+/// Whether any task (a zombie included) runs as `uid`.
+#[cfg(target_os = "linux")]
+fn uid_has_tasks(uid: u32) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .any(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|u| u.parse::<u32>().ok())
+                == Some(uid)
+        })
+}
+
+#[test]
+fn system_v_shared_memory_queues_and_semaphores_die_with_their_run() {
+    if !active("IPC namespace") {
+        eprintln!("no IPC namespace here: skipped");
+        return;
+    }
+    let make = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nkey = 0x52460001\n\
+        shm = libc.shmget(key, 256 << 20, 0o1666)\nq = libc.msgget(key, 0o1666)\n\
+        sem = libc.semget(key, 1, 0o1666)\nprint(shm, q, sem)\nassert min(shm, q, sem) >= 0\n";
+    let r = sandbox().run_python(make);
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    // Not in the host's namespace, and not there for the next run.
+    for table in ["shm", "msg", "sem"] {
+        let t = std::fs::read_to_string(format!("/proc/sysvipc/{table}")).unwrap_or_default();
+        assert!(!t.contains("1380319233"), "{table}: {t}");
+    }
+    let find = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nkey = 0x52460001\n\
+        print(libc.shmget(key, 0, 0), libc.msgget(key, 0), libc.semget(key, 0, 0))\n";
+    let r = sandbox().run_python(find);
+    assert_eq!(r.stdout.trim(), "-1 -1 -1", "{r:?}");
+}
+
+#[test]
+fn memory_files_that_escape_the_address_space_limit_are_denied() {
+    if !active("seccomp: group escape") {
+        return;
+    }
+    let r = sandbox().run_python(
+        "import os\nfd = os.memfd_create('x')\nos.ftruncate(fd, 1 << 30)\nprint('made', fd)\n",
+    );
+    assert_eq!(r.outcome, Outcome::Error, "{r:?}");
+    assert!(r.stderr.contains("PermissionError"), "{r:?}");
+    still_works();
+}
+
+#[test]
+fn the_kernel_keyrings_are_denied() {
+    if !active("seccomp: group escape") {
+        return;
+    }
+    let (add_key, keyctl) = if cfg!(target_arch = "aarch64") {
+        (217, 219)
+    } else {
+        (248, 250)
+    };
+    let r = sandbox().run_python(&format!(
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n\
+         k = libc.syscall({add_key}, b'user', b'rf-secret', b'leak', 4, -3)\n\
+         e1 = ctypes.get_errno()\nr = libc.syscall({keyctl}, 0, -3, 0)\ne2 = ctypes.get_errno()\n\
+         print(k, e1, r, e2)\n"
+    ));
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert_eq!(r.stdout.trim(), "-1 1 -1 1", "EPERM for both: {r:?}");
+}
+
+#[test]
+fn a_deep_unreadable_folder_chain_is_removed_after_its_run() {
+    let r = sandbox().run_python(
+        "import os\nprint(os.getcwd(), flush=True)\nfor i in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\n\
+         open('f', 'w').write('x')\nos.chdir(os.environ['HOME'])\nos.chmod('d', 0)\n",
+    );
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    assert!(r.detail.is_none(), "{r:?}");
+    let dir = r.stdout.lines().next().unwrap();
+    assert!(!std::path::Path::new(dir).exists(), "{dir} is still there");
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn zombies_of_a_run_are_reaped_before_its_uid_is_given_to_another_run() {
+    if !active("unprivileged user") || !active("seccomp: group escape") {
+        return;
+    }
+    // Children that exit while their parent never waits for them, then the parent exits: the
+    // zombies are left to whoever adopts them.
+    let r = sandbox().run_python(
+        "import os, time\nprint(os.getuid(), flush=True)\nfor i in range(10):\n    if os.fork() == 0:\n        os._exit(0)\n\
+         time.sleep(0.2)\nos._exit(0)\n",
+    );
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    let uid: u32 = r.stdout.trim().parse().unwrap();
+    assert!(
+        !uid_has_tasks(uid),
+        "processes of uid {uid} outlived the run"
+    );
+    still_works();
+}

@@ -34,7 +34,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), FileError>
 
 /// Read JSON; `None` when the file does not exist, an error when it exists but does not parse.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, FileError> {
-    match std::fs::read(path) {
+    match retroformer_core::fsutil::read_regular(path, 1 << 30) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| file_err(path, e)),

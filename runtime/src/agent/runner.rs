@@ -259,14 +259,36 @@ pub fn read_run(out: &Path) -> Result<(RunLabel, Vec<TrialSummary>), RunError> {
     Ok((cfg, summaries))
 }
 
-/// A task id as a file name: kept when plain, hex-encoded otherwise.
+/// A task id as a file name, one-to-one: a plain id (lower-case letters, digits, `-`, `_`, at
+/// most 128 bytes, not starting with `x`) is kept; any other is `x` and its hex (ids up to 100
+/// bytes) or `x-` and its sha256 (longer ones). No two ids get the same name, on
+/// case-insensitive file systems too.
 pub fn file_stem(id: &str) -> String {
-    if !id.is_empty()
+    let plain = !id.is_empty()
+        && id.len() <= 128
+        && !id.starts_with('x')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if plain {
+        id.to_string()
+    } else if id.len() <= 100 {
+        format!("x{}", hex::encode(id.as_bytes()))
+    } else {
+        use sha2::Digest;
+        format!("x-{}", hex::encode(sha2::Sha256::digest(id.as_bytes())))
+    }
+}
+
+/// The file name earlier versions gave an id (capitals kept): read on resume; the id inside the
+/// file is checked, so a collision of two such names is an error, not a wrong answer.
+fn legacy_stem(id: &str) -> String {
+    let plain = !id.is_empty()
         && id.len() <= 128
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
         id.to_string()
     } else {
         format!("x{}", hex::encode(id.as_bytes()))
@@ -285,7 +307,12 @@ pub fn task_path(out: &Path, trial: u32, task_id: &str) -> PathBuf {
 
 /// Loads a task result, checking its format version.
 pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskResult>, RunError> {
-    let path = task_path(out, trial, task_id);
+    let mut path = task_path(out, trial, task_id);
+    // Runs written before ids with capitals were encoded keep their files under the old name.
+    let legacy = trial_dir(out, trial).join(format!("{}.json", legacy_stem(task_id)));
+    if !path.exists() && legacy.exists() {
+        path = legacy;
+    }
     let r: Option<TaskResult> = read_json(&path)?;
     if let Some(r) = &r {
         if r.format_version != FORMAT_VERSION {
@@ -294,6 +321,15 @@ pub fn load_task(out: &Path, trial: u32, task_id: &str) -> Result<Option<TaskRes
                 format!(
                     "format version {} (this build reads {FORMAT_VERSION})",
                     r.format_version
+                ),
+            )));
+        }
+        if r.task_id != task_id || r.trial != trial {
+            return Err(RunError::from(file_err(
+                &path,
+                format!(
+                    "holds task {:?} of trial index {}, not task {task_id:?} of trial index {trial}",
+                    r.task_id, r.trial
                 ),
             )));
         }
@@ -496,6 +532,16 @@ pub fn run_trials(
     let strategy = cfg.parsed_strategy()?;
     if cfg.trials == 0 {
         return Err(RunError::Config("--trials must be at least 1".into()));
+    }
+    if tasks.is_empty() {
+        return Err(RunError::Config("no task to run".into()));
+    }
+    let mut stems = std::collections::HashSet::new();
+    if let Some(dup) = tasks.iter().find(|t| !stems.insert(file_stem(&t.id))) {
+        return Err(RunError::Config(format!(
+            "task id {:?} appears more than once",
+            dup.id
+        )));
     }
     claim(cfg, out)?;
     // Open tasks go to the agent one at a time, or, when it runs several at once, two lanes'

@@ -118,7 +118,7 @@ struct RawContext {
 pub fn load(source: impl Into<Source>) -> Result<Vec<Question>, EnvError> {
     let source = source.into();
     let path = source.path();
-    super::parse_jsonl(&path, source.reader()?, |_, line| {
+    let rows = super::parse_jsonl(&path, source.reader()?, |_, line| {
         let raw: RawRow = serde_json::from_str(line).map_err(|e| e.to_string())?;
         if raw.context.title.len() != raw.context.sentences.len() {
             return Err(format!(
@@ -150,7 +150,8 @@ pub fn load(source: impl Into<Source>) -> Result<Vec<Question>, EnvError> {
                 .map(|(title, sentences)| Page { title, sentences })
                 .collect(),
         })
-    })
+    })?;
+    super::require_rows(&path, rows)
 }
 
 /// The questions: from `given` (`--data`), else the bundled sample (see [`crate::data`]).

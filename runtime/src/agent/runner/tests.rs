@@ -139,12 +139,95 @@ fn environment_settings_that_are_zero_match_runs_saved_without_them() {
 }
 
 #[test]
-fn task_ids_become_plain_file_names_or_hex() {
+fn task_ids_become_file_names_one_to_one() {
     assert_eq!(file_stem("a/b"), "x612f62");
     assert_eq!(
         file_stem("5a8b57f25542995d1e6f1371"),
         "5a8b57f25542995d1e6f1371"
     );
+    // An id that looks like another's encoding, and ids that differ in case only, get names
+    // of their own.
+    let ids = [
+        "a/b",
+        "x612f62",
+        "Q1",
+        "q1",
+        "",
+        "x",
+        &"y".repeat(300),
+        &"y".repeat(301),
+    ];
+    let stems: std::collections::HashSet<String> = ids.iter().map(|i| file_stem(i)).collect();
+    assert_eq!(stems.len(), ids.len(), "{stems:?}");
+    let lower: std::collections::HashSet<String> = stems.iter().map(|s| s.to_lowercase()).collect();
+    assert_eq!(lower.len(), ids.len());
+    assert!(stems.iter().all(|s| !s.is_empty() && s.len() <= 130));
+}
+
+#[test]
+fn duplicate_ids_an_empty_task_set_and_a_result_file_of_another_task_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut twice = tasks(2);
+    twice[1].id = twice[0].id.clone();
+    let e = run_trials(
+        &twice,
+        &mut Toy { calls: Vec::new() },
+        &cfg(1),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("more than once"), "{e}");
+    let e = run_trials(
+        &[],
+        &mut Toy { calls: Vec::new() },
+        &cfg(1_000_000),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no task"), "{e}");
+    assert!(!trial_dir(dir.path(), 0).exists());
+    // A result file that says it is another task's is not credited to this one.
+    run_trials(
+        &tasks(2),
+        &mut Toy { calls: Vec::new() },
+        &cfg(1),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    std::fs::copy(
+        task_path(dir.path(), 0, "t1"),
+        task_path(dir.path(), 0, "t0"),
+    )
+    .unwrap();
+    let e = load_task(dir.path(), 0, "t0").unwrap_err().to_string();
+    assert!(e.contains("holds task \"t1\""), "{e}");
+}
+
+#[test]
+fn a_result_saved_under_the_old_name_of_an_id_with_capitals_still_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = vec![TaskInfo {
+        id: "Task-A".into(),
+        question: "q".into(),
+        gold: "g".into(),
+    }];
+    run_trials(
+        &tasks,
+        &mut Toy { calls: Vec::new() },
+        &cfg(1),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let new = task_path(dir.path(), 0, "Task-A");
+    assert!(new.ends_with(format!("{}.json", file_stem("Task-A"))));
+    let old = trial_dir(dir.path(), 0).join("Task-A.json");
+    std::fs::rename(&new, &old).unwrap();
+    let r = load_task(dir.path(), 0, "Task-A").unwrap().unwrap();
+    assert_eq!(r.task_id, "Task-A");
 }
 
 #[test]

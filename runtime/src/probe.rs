@@ -1,0 +1,344 @@
+//! The load probe of a binary: before this process's llama.cpp reads a model or an adapter that
+//! it has not read before, a child process (the binary itself, run with a probe command) loads
+//! it and decodes one token. What the validators cannot rule out (an assert that aborts, a bad
+//! pointer in a kernel) then ends the child, and the file is refused with the signal named.
+//!
+//! A verdict is kept under `$RETROFORMER_HOME/probed/`, keyed by the files' identity (device,
+//! inode, size, modification time), the profile and this build's version, so each file is
+//! probed once; a file changed in place has a new identity and is probed again. Only successes
+//! are kept: a refused file is probed again next time (and refused again).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use retroformer_llama::LoadProbe;
+use retroformer_llm::target::TargetProfile;
+use serde::{Deserialize, Serialize};
+
+/// Format of a verdict file.
+pub const VERDICT_FORMAT_VERSION: u32 = 1;
+
+/// How long a probe may take before it is killed and the file refused (a hang is a refusal).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How much of the child's stderr is kept for the message.
+const STDERR_TAIL: usize = 4096;
+
+/// A probe that runs `program args… --model M [--adapter A]`, the profile as JSON on stdin; the
+/// child loads, decodes one token, prints `ok` and exits 0.
+#[derive(Debug, Clone)]
+pub struct ProcessProbe {
+    program: PathBuf,
+    args: Vec<String>,
+    verdicts: Option<PathBuf>,
+    timeout: Duration,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Verdict {
+    format_version: u32,
+    model: String,
+    adapter: Option<String>,
+    verdict: String,
+}
+
+impl ProcessProbe {
+    /// A probe running `program` with `args` before the file flags; verdicts kept under
+    /// `home/probed` (none kept when `home` is `None`).
+    pub fn new(program: PathBuf, args: Vec<String>, home: Option<&Path>) -> Self {
+        Self {
+            program,
+            args,
+            verdicts: home.map(|h| h.join("probed")),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// The same probe with another time limit.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The file a success for these files and profile is kept in; `None` when a file cannot be
+    /// looked at (then the probe runs, and says why).
+    fn verdict_path(
+        &self,
+        model: &Path,
+        adapter: Option<&Path>,
+        profile: &TargetProfile,
+    ) -> Option<PathBuf> {
+        use sha2::{Digest, Sha256};
+        let dir = self.verdicts.as_ref()?;
+        let mut h = Sha256::new();
+        h.update(env!("CARGO_PKG_VERSION"));
+        for f in std::iter::once(model).chain(adapter) {
+            h.update(identity(f)?);
+        }
+        h.update(serde_json::to_vec(profile).ok()?);
+        Some(dir.join(format!("{}.json", &hex::encode(h.finalize())[..32])))
+    }
+
+    fn run(
+        &self,
+        model: &Path,
+        adapter: Option<&Path>,
+        profile: &TargetProfile,
+    ) -> Result<(), String> {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).arg("--model").arg(model);
+        if let Some(a) = adapter {
+            cmd.arg("--adapter").arg(a);
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = crate::child::tied_to_us(&mut cmd)
+            .spawn()
+            .map_err(|e| format!("could not start the probe {}: {e}", self.program.display()))?;
+        let profile_json = serde_json::to_vec(profile).map_err(|e| e.to_string())?;
+        let mut stdin = child.stdin.take().expect("piped");
+        // The child reads the profile before anything else; a write error means it already
+        // ended, which its status says better.
+        let _ = std::io::Write::write_all(&mut stdin, &profile_json);
+        drop(stdin);
+        let out = reader(child.stdout.take().expect("piped"));
+        let err = reader(child.stderr.take().expect("piped"));
+        let status = wait(&mut child, self.timeout);
+        let out = out.join().unwrap_or_default();
+        let err = err.join().unwrap_or_default();
+        match status {
+            None => Err(format!(
+                "loading it did not finish within {} s in a probe process (killed)",
+                self.timeout.as_secs()
+            )),
+            Some(s) if s.success() && out.trim() == "ok" => Ok(()),
+            Some(s) => Err(describe(s, &err)),
+        }
+    }
+}
+
+impl LoadProbe for ProcessProbe {
+    fn check(
+        &self,
+        model: &Path,
+        adapter: Option<&Path>,
+        profile: &TargetProfile,
+    ) -> Result<(), String> {
+        let kept = self.verdict_path(model, adapter, profile);
+        if kept.as_deref().is_some_and(is_success) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        self.run(model, adapter, profile)?;
+        tracing::info!(model = %model.display(), adapter = ?adapter, ms = started.elapsed().as_millis() as u64, "load probe passed");
+        if let Some(p) = kept {
+            let v = Verdict {
+                format_version: VERDICT_FORMAT_VERSION,
+                model: model.display().to_string(),
+                adapter: adapter.map(|a| a.display().to_string()),
+                verdict: "ok".into(),
+            };
+            let bytes = serde_json::to_vec_pretty(&v).expect("verdict serialises");
+            // A verdict that cannot be kept only costs a probe next time.
+            let kept = p
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| retroformer_core::fsutil::write_atomic(&p, &bytes));
+            if let Err(e) = kept {
+                tracing::warn!(path = %p.display(), error = %e, "could not keep the probe's verdict");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a file as bytes: device, inode, size, modification time.
+fn identity(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let canonical = std::fs::canonicalize(path).ok()?;
+    let mut id = canonical.as_os_str().as_encoded_bytes().to_vec();
+    for n in [
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime() as u64,
+        m.mtime_nsec() as u64,
+    ] {
+        id.extend_from_slice(&n.to_le_bytes());
+    }
+    Some(id)
+}
+
+fn is_success(p: &Path) -> bool {
+    retroformer_core::fsutil::read_regular(p, 4096)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Verdict>(&b).ok())
+        .is_some_and(|v| v.format_version == VERDICT_FORMAT_VERSION && v.verdict == "ok")
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if buf.len() > 2 * STDERR_TAIL {
+                buf.drain(..buf.len() - STDERR_TAIL);
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// The child's status, or `None` (after killing it) when it ran past `timeout`.
+fn wait(child: &mut std::process::Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(s)) => return Some(s),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// The probe's end in words: the signal that ended it, or its exit and last message.
+fn describe(s: ExitStatus, stderr: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let last = stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| retroformer_core::text::printable(l, false).into_owned())
+        .unwrap_or_default();
+    match s.signal() {
+        Some(sig) => format!(
+            "llama.cpp was killed by signal {sig} ({}) loading it in a probe process{}",
+            signal_name(sig),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!("; its last message: {last}")
+            }
+        ),
+        None => format!(
+            "loading it in a probe process failed (exit status {}){}",
+            s.code().unwrap_or(-1),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        ),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGABRT => "SIGABRT, an assert in llama.cpp",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGKILL => "SIGKILL, perhaps out of memory",
+        _ => "a signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, home: Option<&Path>) -> ProcessProbe {
+        ProcessProbe::new(
+            "/bin/sh".into(),
+            vec!["-c".into(), script.into(), "probe".into()],
+            home,
+        )
+        .with_timeout(Duration::from_secs(20))
+    }
+
+    fn profile() -> TargetProfile {
+        TargetProfile::load("cpu").unwrap()
+    }
+
+    fn file(dir: &Path, name: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, b"GGUF").unwrap();
+        p
+    }
+
+    #[test]
+    fn a_probe_killed_by_a_signal_refuses_the_file_and_names_the_signal() {
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        let err = sh("echo 'GGML_ASSERT failed' >&2; kill -ABRT $$", None)
+            .check(&m, None, &profile())
+            .unwrap_err();
+        assert!(err.contains("signal 6 (SIGABRT"), "{err}");
+        assert!(err.contains("GGML_ASSERT failed"), "{err}");
+    }
+
+    #[test]
+    fn a_probe_that_fails_or_hangs_refuses_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        let err = sh("echo 'error: bad tensor' >&2; exit 3", None)
+            .check(&m, None, &profile())
+            .unwrap_err();
+        assert!(
+            err.contains("exit status 3") && err.contains("bad tensor"),
+            "{err}"
+        );
+        let err = sh("sleep 30", None)
+            .with_timeout(Duration::from_millis(300))
+            .check(&m, None, &profile())
+            .unwrap_err();
+        assert!(err.contains("did not finish"), "{err}");
+    }
+
+    #[test]
+    fn a_success_is_kept_and_a_changed_file_is_probed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        let a = file(d.path(), "a.gguf");
+        let count = d.path().join("count");
+        // Each run appends a line, reads the profile from stdin, and passes.
+        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
+        let p = sh(&script, Some(d.path()));
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        p.check(&m, Some(&a), &profile()).unwrap();
+        p.check(&m, Some(&a), &profile()).unwrap();
+        assert_eq!(runs(), 1, "the second check uses the kept verdict");
+        p.check(&m, None, &profile()).unwrap();
+        assert_eq!(runs(), 2, "another pair of files is probed");
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&a, b"GGUF changed").unwrap();
+        p.check(&m, Some(&a), &profile()).unwrap();
+        assert_eq!(runs(), 3, "a changed adapter is probed again");
+    }
+
+    #[test]
+    fn a_probe_must_say_ok_to_pass() {
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        assert!(sh("exit 0", None).check(&m, None, &profile()).is_err());
+    }
+}
