@@ -142,6 +142,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reflector_temperature: 0.0,
         reflector_seed: 0,
         env: Default::default(),
+        ..Default::default()
     };
     let summaries = run_trials(&tasks, &mut agent, &cfg, &out, &mut |r| {
         println!(

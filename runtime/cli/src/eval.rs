@@ -95,6 +95,19 @@ fn setting_args(s: Setting, spec: &Spec) -> Vec<Arg> {
                 .default_value("0")
                 .value_parser(clap::value_parser!(u32)),
         ],
+        Setting::ActorSampling => vec![
+            value("temperature", "Sample the actor at this temperature (0: greedy, so a retry without new information repeats the attempt before). Each task and trial gets a seed of its own from --seed: runs with the same seed sample the same first trial, so a sampled `none` run is the baseline a reflecting run is compared with (`eval compare`).".into())
+                .value_name("T")
+                .default_value("0")
+                .value_parser(clap::value_parser!(f32)),
+            value("top-p", "The actor's nucleus threshold when sampled (1: off).".into())
+                .value_name("P")
+                .default_value("1")
+                .value_parser(clap::value_parser!(f32)),
+            value("seed", "The seed the actor's per-task, per-trial seeds derive from.".into())
+                .default_value("0")
+                .value_parser(clap::value_parser!(u32)),
+        ],
         Setting::Parallel => vec![value("parallel", "Episodes run at once through one session (continuous batching: each episode's next step continues in its own lane, on its KV), and reflections written together. 1: one after another.".into())
             .default_value("1")
             .value_parser(clap::value_parser!(u32))],
@@ -160,6 +173,7 @@ fn env_command(env: &dyn Environment) -> Command {
 fn plan(env: &dyn Environment, m: &ArgMatches) -> EvalPlan {
     let s = |id: &str| m.try_get_one::<String>(id).ok().flatten().cloned();
     let get = |id: &str| m.try_get_one::<u32>(id).ok().flatten().copied();
+    let f = |id: &str| m.try_get_one::<f32>(id).ok().flatten().copied();
     let path = |id: &str| m.try_get_one::<PathBuf>(id).ok().flatten().cloned();
     let resume = path("resume");
     let mut options = Options::default();
@@ -182,13 +196,11 @@ fn plan(env: &dyn Environment, m: &ArgMatches) -> EvalPlan {
         actor: s("actor").unwrap_or_else(|| DEFAULT_ACTOR.into()),
         reflector: s("reflector").unwrap_or_else(|| "actor".into()),
         reflector_adapter: s("reflector-adapter"),
-        reflector_temperature: m
-            .try_get_one::<f32>("reflector-temperature")
-            .ok()
-            .flatten()
-            .copied()
-            .unwrap_or(0.0),
+        reflector_temperature: f("reflector-temperature").unwrap_or(0.0),
         reflector_seed: get("reflector-seed").unwrap_or(0),
+        actor_temperature: f("temperature").unwrap_or(0.0),
+        actor_top_p: f("top-p").unwrap_or(1.0),
+        actor_seed: get("seed").unwrap_or(0),
         strategy: s("strategy"),
         trials: get("trials"),
         memory: m.try_get_one::<usize>("memory").ok().flatten().copied(),

@@ -51,6 +51,17 @@ impl SplitMix64 {
     }
 }
 
+/// A seed from bytes (FNV-1a, then one SplitMix64 step to spread it): the same bytes give the
+/// same seed on every platform and version.
+pub fn seed_from(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    SplitMix64::new(h).next_u64()
+}
+
 /// Fisher-Yates driven by SplitMix64 from `seed` (index by modulo): the same order for the
 /// same seed everywhere.
 pub fn shuffle<T>(v: &mut [T], seed: u64) {

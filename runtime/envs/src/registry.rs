@@ -31,6 +31,8 @@ pub enum Setting {
     Reflector,
     /// `--reflector-temperature`, `--reflector-seed`: sampled reflections.
     ReflectorSampling,
+    /// `--temperature`, `--top-p`, `--seed`: the actor samples, with a seed per task and trial.
+    ActorSampling,
     /// `--parallel`: episodes run at once through one session.
     Parallel,
     /// `--first-trial-from`: share another run's first trial.
@@ -148,6 +150,12 @@ pub struct EvalPlan {
     pub reflector_temperature: f32,
     /// The reflector's seed.
     pub reflector_seed: u32,
+    /// The actor's temperature (0: greedy).
+    pub actor_temperature: f32,
+    /// The actor's top-p (0 or 1: off).
+    pub actor_top_p: f32,
+    /// The seed each task's and trial's actor seed derives from.
+    pub actor_seed: u32,
     /// The strategy.
     pub strategy: Option<String>,
     /// Trials (or iterations) per task.

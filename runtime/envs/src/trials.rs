@@ -53,6 +53,20 @@ pub(crate) fn run_config(
             format!("{t}: must be 0 (greedy) or a positive number"),
         ));
     }
+    let at = plan.actor_temperature;
+    if !(at.is_finite() && at >= 0.0) {
+        return Err(EnvError::setting(
+            "temperature",
+            format!("{at}: must be 0 (greedy) or a positive number"),
+        ));
+    }
+    let p = plan.actor_top_p;
+    if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+        return Err(EnvError::setting(
+            "top-p",
+            format!("{p}: must be in 0..=1 (0 or 1: off)"),
+        ));
+    }
     let memory = plan.memory.unwrap_or(3);
     // A reflecting run with no memory would rate reflections that no trial is shown.
     if let Err(e) = retroformer_core::memory::ReflectionMemory::new(memory) {
@@ -76,6 +90,10 @@ pub(crate) fn run_config(
         reflector_adapter: plan.reflector_adapter.clone(),
         reflector_temperature: t,
         reflector_seed: plan.reflector_seed,
+        // Top-p 1 is off, as 0 is: stored as 0 so that both are the same run.
+        actor_temperature: at,
+        actor_top_p: if p >= 1.0 { 0.0 } else { p },
+        actor_seed: plan.actor_seed,
         env,
     })
 }

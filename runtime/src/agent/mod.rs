@@ -59,15 +59,21 @@ pub enum Strategy {
     Reflexion,
     /// The previous trajectory and the newest reflection.
     LastAttemptAndReflexion,
+    /// A placebo for Reflexion: reflections are written as for Reflexion, but each task is
+    /// shown those written for another task of the same trial (the next failed one, in task
+    /// order). Same prompt, same length and style, no information about this task: the
+    /// difference between Reflexion and this arm is what a reflection's content is worth.
+    Placebo,
 }
 
 impl Strategy {
     /// The CLI names.
-    pub const NAMES: [&'static str; 4] = [
+    pub const NAMES: [&'static str; 5] = [
         "none",
         "last-attempt",
         "reflexion",
         "last-attempt-and-reflexion",
+        "placebo",
     ];
 
     /// Parses a CLI name.
@@ -77,6 +83,7 @@ impl Strategy {
             "last-attempt" => Strategy::LastAttempt,
             "reflexion" => Strategy::Reflexion,
             "last-attempt-and-reflexion" => Strategy::LastAttemptAndReflexion,
+            "placebo" => Strategy::Placebo,
             _ => return None,
         })
     }
@@ -85,8 +92,14 @@ impl Strategy {
     pub fn reflects(self) -> bool {
         matches!(
             self,
-            Strategy::Reflexion | Strategy::LastAttemptAndReflexion
+            Strategy::Reflexion | Strategy::LastAttemptAndReflexion | Strategy::Placebo
         )
+    }
+
+    /// Whether the reflections a trial is shown are another task's ([`Strategy::Placebo`]):
+    /// they are not rated (a rating would credit a reflection with a task it was not about).
+    pub fn is_placebo(self) -> bool {
+        self == Strategy::Placebo
     }
 }
 
@@ -103,7 +116,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn strategies_parse_from_their_cli_names_and_only_two_reflect() {
+    fn strategies_parse_from_their_cli_names_and_three_reflect() {
         for name in Strategy::NAMES {
             assert!(Strategy::parse(name).is_some(), "{name}");
         }
@@ -116,6 +129,9 @@ mod tests {
             .into_iter()
             .filter(|n| Strategy::parse(n).unwrap().reflects())
             .collect();
-        assert_eq!(reflecting, ["reflexion", "last-attempt-and-reflexion"]);
+        assert_eq!(
+            reflecting,
+            ["reflexion", "last-attempt-and-reflexion", "placebo"]
+        );
     }
 }

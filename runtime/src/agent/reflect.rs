@@ -50,6 +50,70 @@ pub trait ReflectionPrompt: Send {
     fn prompt(&self, failure: &Failure<'_>) -> String;
     /// The stop strings of a reflection (where a reply that runs on is cut).
     fn stops(&self) -> &[&str];
+    /// Line openings that mean the reply has gone on to write a trajectory (a small model
+    /// continues the prompt's pattern): the reflection is cut before the first such line, so
+    /// that no invented step reaches the actor's prompt.
+    fn trajectory_lines(&self) -> &[&str] {
+        &TRAJECTORY_LINES
+    }
+}
+
+/// Openings of trajectory lines common to our environments' prompts.
+pub const TRAJECTORY_LINES: [&str; 8] = [
+    "Thought",
+    "Action",
+    "Observation",
+    "Question:",
+    "Reflection:",
+    "STATUS:",
+    "> ",
+    "Your task is",
+];
+
+/// A reflection as it may enter memory: the reply cut before the first line that opens like a
+/// trajectory line (`trajectory_lines`), and before the first sentence that repeats an earlier
+/// one (a reply caught in a loop), trimmed. May be empty.
+pub fn clean(text: &str, trajectory_lines: &[&str]) -> String {
+    let mut kept = Vec::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if !kept.is_empty() && trajectory_lines.iter().any(|p| t.starts_with(p)) {
+            break;
+        }
+        if kept.is_empty() && trajectory_lines.iter().any(|p| t.starts_with(p)) {
+            // A reply that opens like a trajectory line has nothing before it to keep.
+            return String::new();
+        }
+        kept.push(line);
+    }
+    cut_repeats(kept.join("\n").trim())
+}
+
+/// `text` up to the first sentence that repeats an earlier one (compared without case and
+/// spacing).
+fn cut_repeats(text: &str) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let mut end = 0;
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        let boundary = matches!(b, b'.' | b'!' | b'?' | b'\n') || i + 1 == bytes.len();
+        if !boundary {
+            continue;
+        }
+        let sentence: String = text[start..=i]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase();
+        let trivial = sentence.trim_matches(|c: char| !c.is_alphanumeric()).len() < 8;
+        if !trivial && !seen.insert(sentence) {
+            break;
+        }
+        end = i + 1;
+        start = i + 1;
+    }
+    text[..end].trim().to_string()
 }
 
 /// A model as the reflector, in a session of its own (so the actor's cache is untouched).
@@ -94,32 +158,60 @@ impl LlmReflector {
 
 impl Reflector for LlmReflector {
     /// One [`Session::generate_batch`]: together when the session has several sequences.
+    /// Each reply is [`clean`]ed; a reply that comes out empty is asked for once more, sampled
+    /// (an empty reflection would enter memory as nothing and be rated as something).
     fn reflect_many(&mut self, failed: &[Failure<'_>]) -> Result<Vec<Reflection>, AgentError> {
         let prompts: Vec<String> = failed.iter().map(|f| self.prompt.prompt(f)).collect();
         let reqs: Vec<GenerateRequest> = prompts.iter().map(|p| self.request(p.clone())).collect();
-        Ok(reflect_batch(&mut *self.session, prompts, reqs)?)
+        let mut texts = self.write(&reqs)?;
+        let empty: Vec<usize> = (0..texts.len()).filter(|&i| texts[i].is_empty()).collect();
+        if !empty.is_empty() {
+            let retry: Vec<GenerateRequest> = empty
+                .iter()
+                .map(|&i| {
+                    let mut q = reqs[i].clone();
+                    q.sampling = retry_sampling(&self.sampling, i);
+                    q
+                })
+                .collect();
+            for (&i, text) in empty.iter().zip(self.write(&retry)?) {
+                texts[i] = text;
+            }
+        }
+        Ok(prompts
+            .into_iter()
+            .zip(texts)
+            .map(|(prompt, text)| Reflection { prompt, text })
+            .collect())
     }
 }
 
-/// Reflections on `prompts`, written from their requests `reqs` with one
-/// [`Session::generate_batch`], each reply trimmed.
-fn reflect_batch(
-    session: &mut dyn Session,
-    prompts: Vec<String>,
-    reqs: Vec<GenerateRequest>,
-) -> Result<Vec<Reflection>, LlmError> {
-    if prompts.is_empty() {
-        return Ok(Vec::new());
+impl LlmReflector {
+    /// The cleaned replies to `reqs`, with one [`Session::generate_batch`].
+    fn write(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<String>, LlmError> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lines = self.prompt.trajectory_lines();
+        Ok(self
+            .session
+            .generate_batch(reqs)?
+            .into_iter()
+            .map(|g| clean(&g.text, lines))
+            .collect())
     }
-    let gens = session.generate_batch(&reqs)?;
-    Ok(prompts
-        .into_iter()
-        .zip(gens)
-        .map(|(prompt, g)| Reflection {
-            prompt,
-            text: g.text.trim().to_string(),
-        })
-        .collect())
+}
+
+/// How an empty reply is asked for again: sampled at a moderate temperature, within the
+/// nucleus, with a seed of its own (greedy decoding would write the same empty reply).
+fn retry_sampling(sampling: &SamplingParams, i: usize) -> SamplingParams {
+    SamplingParams {
+        temperature: sampling.temperature.max(0.7),
+        top_p: 0.95,
+        min_p: 0.05,
+        seed: sampling.seed.wrapping_add(7919).wrapping_add(i as u32),
+        ..sampling.clone()
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +267,50 @@ mod tests {
             .iter()
             .all(|q| q.sampling == SamplingParams::default() && !q.parse_special));
         assert!(r.reflect_many(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn cleaning_cuts_invented_trajectory_lines_and_loops() {
+        let lines = &TRAJECTORY_LINES;
+        assert_eq!(
+            clean(
+                " I searched the wrong page.\nThought 3: Search[x]\nAction 3: ...",
+                lines
+            ),
+            "I searched the wrong page."
+        );
+        assert_eq!(clean("Thought 1: I should search.", lines), "");
+        assert_eq!(
+            clean(
+                "Search the film first. Then the actor. Search the film first. Then",
+                lines
+            ),
+            "Search the film first. Then the actor."
+        );
+        assert_eq!(clean("  \n ", lines), "");
+        // Short fragments ("1.", "ok.") may repeat without being a loop.
+        assert_eq!(
+            clean("Plan: 1. go. 2. take. 1. go again.", lines),
+            "Plan: 1. go. 2. take. 1. go again."
+        );
+    }
+
+    #[test]
+    fn an_empty_reply_is_asked_for_once_more_sampled() {
+        let model = ScriptedModel::new([" Good plan.", "\n", " Second try."]);
+        let session = model.session(&SessionOptions::default()).unwrap();
+        let mut r = LlmReflector::new(session, Box::new(Plain), 100);
+        let out = r
+            .reflect_many(&[failure("A?", &[]), failure("B?", &[])])
+            .unwrap();
+        assert_eq!(
+            (out[0].text.as_str(), out[1].text.as_str()),
+            ("Good plan.", "Second try.")
+        );
+        let reqs = model.requests();
+        assert_eq!(reqs.len(), 3);
+        assert!(reqs[2].sampling.temperature > 0.0 && reqs[2].sampling.top_p < 1.0);
+        assert_eq!(reqs[2].prompt, reqs[1].prompt);
     }
 
     #[test]

@@ -30,7 +30,7 @@ use retroformer_core::trajectory::Step;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Settings of a run (saved as `run.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     /// The agent, as the environment names it (HotPotQA: `react`, `cot` or `cot-context`;
     /// household: `household`).
@@ -59,6 +59,19 @@ pub struct RunConfig {
     /// The seed of the reflector's sampler (used when the temperature is above 0).
     #[serde(default, skip_serializing_if = "is_zero_u32")]
     pub reflector_seed: u32,
+    /// The actor's sampling temperature (0: greedy, every trial the same as the one before
+    /// when nothing else changes). Sampled, a retry differs from the attempt before without
+    /// any information: the baseline a reflection must beat.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub actor_temperature: f32,
+    /// The actor's nucleus (top-p) threshold when sampled (0 or 1: off).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub actor_top_p: f32,
+    /// The seed from which each task's and trial's actor seed is derived ([`actor_seed`]):
+    /// two runs with the same seed sample the same first trial, and each retry has a seed of
+    /// its own.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub actor_seed: u32,
     /// The environment's own settings, saved beside the others (HotPotQA: `global_docstore`,
     /// `max_prompt_tokens`, `last_attempt_tokens`). A setting whose value is zero, false or
     /// empty is the same as one that is absent, so settings added later leave older runs
@@ -101,14 +114,50 @@ impl RunConfig {
         })
     }
 
-    /// How the reflector samples: greedy, or at `reflector_temperature` with `reflector_seed`.
+    /// How the reflector samples: greedy, or at `reflector_temperature` with `reflector_seed`
+    /// within the nucleus (top-p 0.95, min-p 0.05: a small model's whole vocabulary is mostly
+    /// noise).
     pub fn reflector_sampling(&self) -> retroformer_llm::SamplingParams {
+        if self.reflector_temperature <= 0.0 {
+            return retroformer_llm::SamplingParams::greedy();
+        }
         retroformer_llm::SamplingParams {
             temperature: self.reflector_temperature,
+            top_p: 0.95,
+            min_p: 0.05,
             seed: self.reflector_seed,
             ..Default::default()
         }
     }
+}
+
+impl RunConfig {
+    /// How the actor samples in `trial` of `task_id`: greedy, or at `actor_temperature` with
+    /// `actor_top_p` and a seed of that task and trial. An agent that calls the model several
+    /// times in an episode adds the step to the seed.
+    pub fn actor_sampling(&self, task_id: &str, trial: u32) -> retroformer_llm::SamplingParams {
+        if self.actor_temperature <= 0.0 {
+            return retroformer_llm::SamplingParams::greedy();
+        }
+        retroformer_llm::SamplingParams {
+            temperature: self.actor_temperature,
+            top_p: if self.actor_top_p > 0.0 {
+                self.actor_top_p
+            } else {
+                1.0
+            },
+            seed: actor_seed(self.actor_seed, task_id, trial),
+            ..Default::default()
+        }
+    }
+}
+
+/// The actor's seed for `trial` of `task_id` in a run seeded with `seed`: the same in every run
+/// with that seed, different across tasks and trials (and never 0, llama.cpp's "random").
+pub fn actor_seed(seed: u32, task_id: &str, trial: u32) -> u32 {
+    let key = format!("{seed}\u{1f}{task_id}\u{1f}{trial}");
+    let s = retroformer_core::rng::seed_from(key.as_bytes()) as u32;
+    s.max(1)
 }
 
 fn default_agent() -> String {
@@ -364,6 +413,7 @@ pub fn seed_first_trial(
             src.display()
         )));
     };
+    // The actor's sampling must match: the first trial is sampled with it.
     let comparable = |c: &RunConfig| RunConfig {
         trials: 0,
         reflector: String::new(),
@@ -563,8 +613,11 @@ pub fn run_trials(
         if reflect {
             reflect_late(agent, tasks, &history, &mut results, trial, chunk, out)?;
         }
+        // What each task is shown of its earlier trials: its own results, or under the placebo
+        // another task's reflections; never an empty reflection.
+        let shown = shown_history(&history, strategy);
         for group in pending.chunks(chunk) {
-            let done = attempt_group(agent, tasks, &history, group, trial, reflect)?;
+            let done = attempt_group(agent, tasks, &history, &shown, group, trial, reflect)?;
             for (&i, r) in group.iter().zip(done) {
                 write_json(&task_path(out, trial, &r.task_id), &r)?;
                 on_task(&r);
@@ -573,7 +626,9 @@ pub fn run_trials(
         }
         let summary = summarize(&mut history, results, trial);
         write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
-        write_records(&history, out)?;
+        if !strategy.is_placebo() {
+            write_records(&history, out)?;
+        }
         summaries.push(summary);
     }
     Ok(summaries)
@@ -674,19 +729,88 @@ fn reflect_late(
     Ok(())
 }
 
+/// The history the attempts are shown: `history` itself, unless a reflection in it is empty
+/// (dropped: nothing would enter memory but an empty line) or the strategy is the placebo.
+fn shown_history(
+    history: &[Vec<TaskResult>],
+    strategy: Strategy,
+) -> std::borrow::Cow<'_, [Vec<TaskResult>]> {
+    let empty = |r: &TaskResult| {
+        r.reflection
+            .as_ref()
+            .is_some_and(|x| x.text.trim().is_empty())
+    };
+    if !strategy.is_placebo() && !history.iter().flatten().any(empty) {
+        return std::borrow::Cow::Borrowed(history);
+    }
+    let kept: Vec<Vec<TaskResult>> = history
+        .iter()
+        .map(|results| {
+            results
+                .iter()
+                .map(|r| TaskResult {
+                    reflection: r.reflection.clone().filter(|x| !x.text.trim().is_empty()),
+                    ..r.clone()
+                })
+                .collect()
+        })
+        .collect();
+    std::borrow::Cow::Owned(if strategy.is_placebo() {
+        placebo_view(&kept)
+    } else {
+        kept
+    })
+}
+
+/// Each task's results with every reflection replaced by the one written in the same trial
+/// for the next task (in task order, cyclically) that has one there: the placebo's view of
+/// the history. A reflection with no other task to come from is removed.
+fn placebo_view(history: &[Vec<TaskResult>]) -> Vec<Vec<TaskResult>> {
+    // Per trial, the tasks with a reflection in it, in task order, and those reflections.
+    let mut by_trial: std::collections::BTreeMap<u32, Vec<(usize, Reflection)>> =
+        std::collections::BTreeMap::new();
+    for (i, results) in history.iter().enumerate() {
+        for r in results {
+            if let Some(refl) = &r.reflection {
+                by_trial.entry(r.trial).or_default().push((i, refl.clone()));
+            }
+        }
+    }
+    let donor = |trial: u32, i: usize| -> Option<Reflection> {
+        let list = by_trial.get(&trial)?;
+        let at = list.iter().position(|(j, _)| *j == i)?;
+        (list.len() > 1).then(|| list[(at + 1) % list.len()].1.clone())
+    };
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, results)| {
+            results
+                .iter()
+                .map(|r| TaskResult {
+                    reflection: r.reflection.as_ref().and_then(|_| donor(r.trial, i)),
+                    ..r.clone()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// Attempts the tasks of `group` in `trial` (and, with `reflect`, reflects on their failures):
-/// their results, in order.
+/// their results, in order. The attempts are shown `shown` (the history, or the placebo's view
+/// of it); reflections are written on `history`, each about its own task.
 fn attempt_group(
     agent: &mut dyn TrialAgent,
     tasks: &[TaskInfo],
     history: &[Vec<TaskResult>],
+    shown: &[Vec<TaskResult>],
     group: &[usize],
     trial: u32,
     reflect: bool,
 ) -> Result<Vec<TaskResult>, RunError> {
     let t0 = Instant::now();
     let asks: Vec<(usize, &[TaskResult])> =
-        group.iter().map(|&i| (i, history[i].as_slice())).collect();
+        group.iter().map(|&i| (i, shown[i].as_slice())).collect();
     let attempts = agent.attempt_many(&asks, trial)?;
     let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
         .iter()
@@ -774,7 +898,12 @@ fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError
     for results in history {
         for pair in results.windows(2) {
             let (this, next) = (&pair[0], &pair[1]);
-            let Some(refl) = &this.reflection else {
+            // An empty reflection was shown to no trial: there is nothing to rate.
+            let Some(refl) = this
+                .reflection
+                .as_ref()
+                .filter(|r| !r.text.trim().is_empty())
+            else {
                 continue;
             };
             records.push(RatingRecord::new(

@@ -59,6 +59,7 @@ impl Environment for Toy {
             reflector_temperature: 0.0,
             reflector_seed: 0,
             env: Default::default(),
+            ..Default::default()
         };
         Ok(Box::new(ToyEval {
             cfg,

@@ -68,7 +68,7 @@ pub fn context_for(
     match strategy {
         Strategy::None => String::new(),
         Strategy::LastAttempt => last(),
-        Strategy::Reflexion => reflections(true),
+        Strategy::Reflexion | Strategy::Placebo => reflections(true),
         Strategy::LastAttemptAndReflexion => format!("{}{}", last(), reflections(false)),
     }
 }

@@ -617,6 +617,7 @@ mod tests {
             reflector_temperature: 0.0,
             reflector_seed: 0,
             env: Default::default(),
+            ..Default::default()
         }
     }
 

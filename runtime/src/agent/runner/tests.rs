@@ -59,6 +59,7 @@ fn cfg(trials: u32) -> RunConfig {
         reflector_temperature: 0.0,
         reflector_seed: 0,
         env: BTreeMap::new(),
+        ..Default::default()
     }
 }
 
@@ -264,4 +265,99 @@ fn a_runs_legend_names_the_reflector_only_when_it_is_not_the_plain_actor() {
         serde_json::from_str(r#"{"agent":"react","strategy":"none","actor":"qwen","trials":1}"#)
             .unwrap();
     assert_eq!(old.legend(), "react + none (qwen)");
+}
+
+#[test]
+fn the_placebo_shows_each_task_another_tasks_reflection_and_rates_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let placebo = RunConfig {
+        strategy: "placebo".into(),
+        ..cfg(3)
+    };
+    let mut toy = Toy { calls: Vec::new() };
+    let s = run_trials(&tasks(3), &mut toy, &placebo, dir.path(), &mut |_| {}).unwrap();
+    // Task i is solved only by "answer i"; it is shown "answer i+1": nothing is solved.
+    assert!(s.iter().all(|t| t.solved_total == 0), "{s:?}");
+    // Its own reflection is still written (about itself) and saved.
+    let r = load_task(dir.path(), 0, "t1").unwrap().unwrap();
+    assert_eq!(r.reflection.unwrap().text, "answer 1");
+    assert!(std::fs::read_to_string(dir.path().join("records.jsonl")).is_err());
+    // The same run with Reflexion solves every task in its second trial.
+    let dir = tempfile::tempdir().unwrap();
+    let s = run_trials(
+        &tasks(3),
+        &mut Toy { calls: Vec::new() },
+        &cfg(3),
+        dir.path(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(s[1].solved_total, 3);
+}
+
+#[test]
+fn the_placebo_view_takes_the_next_failed_tasks_reflection_of_the_same_trial() {
+    let result = |i: usize, trial: u32, refl: Option<&str>| TaskResult {
+        format_version: FORMAT_VERSION,
+        task_id: format!("t{i}"),
+        trial,
+        question: String::new(),
+        gold: String::new(),
+        answer: None,
+        success: false,
+        halted: false,
+        episode_return: 0.0,
+        steps: Vec::new(),
+        scratchpad: String::new(),
+        reflection: refl.map(|t| Reflection {
+            prompt: String::new(),
+            text: t.into(),
+        }),
+        wall_ms: 0.0,
+    };
+    let history = vec![
+        vec![result(0, 0, Some("r0")), result(0, 1, Some("r0b"))],
+        vec![result(1, 0, None)],
+        vec![result(2, 0, Some("r2")), result(2, 1, Some("r2b"))],
+        vec![result(3, 0, Some("r3"))],
+    ];
+    let text = |v: &Vec<Vec<TaskResult>>, i: usize, t: usize| {
+        v[i][t].reflection.as_ref().map(|r| r.text.clone())
+    };
+    let view = placebo_view(&history);
+    assert_eq!(text(&view, 0, 0).as_deref(), Some("r2"));
+    assert_eq!(text(&view, 2, 0).as_deref(), Some("r3"));
+    assert_eq!(text(&view, 3, 0).as_deref(), Some("r0"));
+    assert_eq!(text(&view, 1, 0), None);
+    assert_eq!(text(&view, 0, 1).as_deref(), Some("r2b"));
+    assert_eq!(text(&view, 2, 1).as_deref(), Some("r0b"));
+    // An empty reflection is shown to nobody, under any strategy.
+    let mut with_empty = history.clone();
+    with_empty[3][0].reflection.as_mut().unwrap().text = " ".into();
+    let shown = shown_history(&with_empty, Strategy::Reflexion);
+    assert_eq!(text(&shown.to_vec(), 3, 0), None);
+    assert_eq!(text(&shown.to_vec(), 0, 0).as_deref(), Some("r0"));
+}
+
+#[test]
+fn actor_seeds_are_fixed_per_task_and_trial_and_differ_between_them() {
+    let sampled = RunConfig {
+        actor_temperature: 0.8,
+        actor_top_p: 0.9,
+        actor_seed: 3,
+        ..cfg(2)
+    };
+    let a = sampled.actor_sampling("t1", 0);
+    assert_eq!(a, sampled.actor_sampling("t1", 0));
+    assert!((a.temperature - 0.8).abs() < 1e-6 && (a.top_p - 0.9).abs() < 1e-6);
+    let seeds: std::collections::HashSet<u32> = ["t1", "t2"]
+        .iter()
+        .flat_map(|t| (0..3).map(move |k| actor_seed(3, t, k)))
+        .collect();
+    assert_eq!(seeds.len(), 6);
+    assert_ne!(actor_seed(3, "t1", 0), actor_seed(4, "t1", 0));
+    assert!(cfg(2).actor_sampling("t1", 1).is_greedy());
+    // Unset sampling settings leave run.json as older versions wrote it.
+    let json = serde_json::to_value(cfg(2)).unwrap();
+    assert!(json.get("actor_temperature").is_none() && json.get("actor_seed").is_none());
 }

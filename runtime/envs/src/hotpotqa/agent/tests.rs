@@ -35,6 +35,7 @@ fn cfg(trials: u32) -> RunConfig {
         reflector_temperature: 0.0,
         reflector_seed: 0,
         env: HotpotqaSettings::default().into_env(),
+        ..Default::default()
     }
 }
 
