@@ -116,6 +116,41 @@ fn cut_repeats(text: &str) -> String {
     text[..end].trim().to_string()
 }
 
+/// A model's chat template around one user message, taken apart once so that a prompt can be
+/// put in it without the model at hand: `before` + message + `after` is what the template
+/// renders (with the assistant's turn opened). A model without a template (a raw base model)
+/// gets plain text: both parts empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChatFrame {
+    /// The template's text before the user message.
+    pub before: String,
+    /// The template's text after it, up to the assistant's reply.
+    pub after: String,
+}
+
+impl ChatFrame {
+    /// The frame of `model`'s chat template (plain text when it has none).
+    pub fn of(model: &dyn retroformer_llm::LanguageModel) -> Self {
+        const MARK: &str = "\u{1}RETROFORMER-MESSAGE\u{1}";
+        let msg = [retroformer_llm::ChatMessage::new("user", MARK)];
+        match model.chat_prompt(&msg, true) {
+            Ok(text) => match text.split_once(MARK) {
+                Some((before, after)) => Self {
+                    before: before.into(),
+                    after: after.into(),
+                },
+                None => Self::default(),
+            },
+            Err(_) => Self::default(),
+        }
+    }
+
+    /// `message` in the frame.
+    pub fn wrap(&self, message: &str) -> String {
+        format!("{}{message}{}", self.before, self.after)
+    }
+}
+
 /// A model as the reflector, in a session of its own (so the actor's cache is untouched).
 pub struct LlmReflector {
     session: Box<dyn Session>,
@@ -293,6 +328,17 @@ mod tests {
             clean("Plan: 1. go. 2. take. 1. go again.", lines),
             "Plan: 1. go. 2. take. 1. go again."
         );
+    }
+
+    #[test]
+    fn a_chat_frame_puts_a_message_where_the_template_would() {
+        let model = ScriptedModel::new(Vec::<String>::new());
+        let frame = ChatFrame::of(&model);
+        let direct = model
+            .chat_prompt(&[retroformer_llm::ChatMessage::new("user", "Why?")], true)
+            .unwrap();
+        assert_eq!(frame.wrap("Why?"), direct);
+        assert!(!frame.before.is_empty() || !frame.after.is_empty());
     }
 
     #[test]
