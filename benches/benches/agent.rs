@@ -83,7 +83,15 @@ fn main() -> Result<()> {
         let measure = |s: &mut dyn Session| -> Result<(u64, f64, String, usize)> {
             let mut ep = Episode::new(q, &store);
             let t = Instant::now();
-            let o = run_episode(&model, s, &mut ep, "", 0, &cfg)?;
+            let o = run_episode(
+                &model,
+                s,
+                &mut ep,
+                "",
+                0,
+                &cfg,
+                &retroformer_llm::SamplingParams::greedy(),
+            )?;
             let ms = t.elapsed().as_secs_f64() * 1e3;
             Ok((
                 o.trajectory.evaluated_tokens(),

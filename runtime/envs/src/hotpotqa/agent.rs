@@ -180,10 +180,24 @@ impl HotpotqaAgent<'_, '_> {
             &q.question,
             &memory,
             earlier.last().map(|r| r.scratchpad.as_str()),
+            &rejected_answers(earlier),
             &count,
             self.last_attempt_tokens,
         )
     }
+}
+
+/// The answers earlier trials gave and were told were wrong, oldest first, each once.
+fn rejected_answers(earlier: &[TaskResult]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    earlier
+        .iter()
+        .filter(|r| !r.success)
+        .filter_map(|r| r.answer.as_deref())
+        .map(str::trim)
+        .filter(|a| !a.is_empty() && seen.insert(super::normalize_answer(a)))
+        .map(str::to_string)
+        .collect()
 }
 
 /// An attempt from an episode's outcome and its answer.
@@ -245,7 +259,11 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
         let mut runs: Vec<EpisodeRun> = episodes
             .iter()
             .zip(&contexts)
-            .map(|(ep, context)| EpisodeRun::start(ep, context, trial))
+            .zip(tasks)
+            .map(|((ep, context), (i, _))| {
+                let id = &self.questions[*i].id;
+                EpisodeRun::start(ep, context, trial, self.cfg.actor_sampling(id, trial))
+            })
             .collect();
         let actor = self.agents.actor;
         let react = &self.react;
@@ -287,8 +305,17 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
         let actor = self.agents.actor;
         let mut episode = Episode::new(q, store);
         let session = &mut *self.agents.session;
+        let sampling = self.cfg.actor_sampling(&q.id, trial);
         let outcome = match self.cfg.agent.as_str() {
-            "react" => run_episode(actor, session, &mut episode, &context, trial, &self.react)?,
+            "react" => run_episode(
+                actor,
+                session,
+                &mut episode,
+                &context,
+                trial,
+                &self.react,
+                &sampling,
+            )?,
             agent => super::cot::run_episode(
                 actor,
                 session,
@@ -297,6 +324,7 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
                 &context,
                 trial,
                 self.react.max_tokens_per_call,
+                &sampling,
             )?,
         };
         Ok(attempt_from(outcome, episode.answer()))

@@ -4,23 +4,37 @@
 use retroformer::agent::{AgentError, Strategy};
 use retroformer_core::memory::ReflectionMemory;
 use retroformer_core::trajectory::Step;
-use retroformer_llm::{GenerateRequest, Session};
+use retroformer_llm::{GenerateRequest, SamplingParams, Session};
 
-/// One greedy LLM call that stops at the end of the line (as Reflexion's agents call the model
-/// for each Thought and Action); its token counts are added to `step`. Returns the trimmed text.
+/// One LLM call that stops at the end of the line (as Reflexion's agents call the model for
+/// each Thought and Action), with `sampling`; its token counts are added to `step`. Returns the
+/// trimmed text.
 pub(crate) fn line_call(
     session: &mut dyn Session,
     prompt: String,
     max_tokens: u32,
+    sampling: SamplingParams,
     step: &mut Step,
 ) -> Result<String, AgentError> {
     let mut req = GenerateRequest::new(prompt, max_tokens).stop("\n");
     req.parse_special = false;
+    req.sampling = sampling;
     let g = session.generate(&req, &mut |_| true)?;
     step.reused_tokens += g.stats.reused_tokens;
     step.evaluated_tokens += g.stats.evaluated_tokens;
     step.generated_tokens += g.stats.generated_tokens;
     Ok(g.text.trim().to_string())
+}
+
+/// The sampling of an episode's `k`-th model call: the episode's own (see
+/// `RunConfig::actor_sampling`) with the call's index added to its seed, so that each call of
+/// a sampled episode draws its own numbers and a rerun draws the same ones.
+pub fn call_sampling(episode: &SamplingParams, k: u32) -> SamplingParams {
+    let mut s = episode.clone();
+    if !s.is_greedy() {
+        s.seed = s.seed.wrapping_add(k);
+    }
+    s
 }
 
 /// Opens the reflections section of a prompt.
@@ -31,13 +45,19 @@ pub const LAST_ATTEMPT_HEADER: &str =
 /// Replaces an observation shortened to fit the prompt budget.
 pub const TRUNCATED: &str = "[observation shortened]";
 
+/// Names the answers already judged incorrect.
+pub const REJECTED_HEADER: &str = "Answers already judged incorrect (do not give them again): ";
+
 /// The text a trial is given about earlier trials under `strategy` (empty for `None` or when
-/// there is nothing to tell yet).
+/// there is nothing to tell yet). Strategies that show reflections also list `rejected`, the
+/// answers earlier trials gave and were told were wrong: feedback the environment gave, which a
+/// small actor otherwise repeats.
 pub fn context_for(
     strategy: Strategy,
     question: &str,
     memory: &ReflectionMemory,
     last_scratchpad: Option<&str>,
+    rejected: &[String],
     count_tokens: &dyn Fn(&str) -> usize,
     last_attempt_budget: usize,
 ) -> String {
@@ -51,8 +71,13 @@ pub fn context_for(
             return String::new();
         }
         let list: Vec<String> = items.iter().map(|r| r.trim().to_string()).collect();
+        let wrong = if rejected.is_empty() {
+            String::new()
+        } else {
+            format!("{REJECTED_HEADER}{}\n", rejected.join("; "))
+        };
         format!(
-            "{REFLECTIONS_HEADER}Reflections:\n- {}\n",
+            "{REFLECTIONS_HEADER}Reflections:\n- {}\n{wrong}",
             list.join("\n- ")
         )
     };
@@ -110,7 +135,7 @@ mod tests {
     fn each_strategy_tells_the_trial_what_reflexion_tells_it() {
         let mut mem = ReflectionMemory::new(3).unwrap();
         let pad = "Thought 1: search\nAction 1: Search[X]\nObservation 1: X is a thing.";
-        let ctx = |s, m: &ReflectionMemory, p| context_for(s, "Q?", m, p, &words, 100);
+        let ctx = |s, m: &ReflectionMemory, p| context_for(s, "Q?", m, p, &[], &words, 100);
         assert_eq!(ctx(Strategy::None, &mem, Some(pad)), "");
         assert_eq!(
             ctx(Strategy::Reflexion, &mem, Some(pad)),
@@ -137,6 +162,20 @@ mod tests {
         );
         assert_eq!(Strategy::parse("Reflexion"), None);
         assert!(Strategy::Reflexion.reflects() && !Strategy::LastAttempt.reflects());
+    }
+
+    #[test]
+    fn reflecting_strategies_also_list_the_answers_judged_wrong() {
+        let mut mem = ReflectionMemory::new(3).unwrap();
+        mem.push("A plan.".into());
+        let wrong = vec!["Paris".to_string(), "Lyon".to_string()];
+        let with = |s| context_for(s, "Q?", &mem, None, &wrong, &words, 100);
+        assert_eq!(
+            with(Strategy::Reflexion),
+            format!("{REFLECTIONS_HEADER}Reflections:\n- A plan.\n{REJECTED_HEADER}Paris; Lyon\n")
+        );
+        assert!(with(Strategy::Placebo).contains("Paris; Lyon"));
+        assert_eq!(with(Strategy::None), "");
     }
 
     #[test]

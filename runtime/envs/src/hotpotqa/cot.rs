@@ -3,9 +3,9 @@
 
 use crate::hotpotqa::{Episode, Question};
 use retroformer_core::trajectory::{Step, Trajectory};
-use retroformer_llm::{LanguageModel, Session};
+use retroformer_llm::{LanguageModel, SamplingParams, Session};
 
-use super::context::line_call;
+use super::context::{call_sampling, line_call};
 use super::react::EpisodeOutcome;
 use retroformer::agent::AgentError;
 
@@ -78,16 +78,18 @@ pub fn run_episode(
     earlier: &str,
     trial: u32,
     max_tokens: u32,
+    sampling: &SamplingParams,
 ) -> Result<EpisodeOutcome, AgentError> {
     let q = episode.question().clone();
     let gold = with_context.then(|| gold_context(&q));
     let mut pad = String::new();
     let mut step = Step::default();
     let mut outputs = Vec::new();
-    for label in ["\nThought:", "\nAction:"] {
+    for (k, label) in ["\nThought:", "\nAction:"].into_iter().enumerate() {
         pad.push_str(label);
         let text = prompt(gold.as_deref(), earlier, &q.question, &pad);
-        let out = line_call(session, text, max_tokens, &mut step)?;
+        let call = call_sampling(sampling, k as u32);
+        let out = line_call(session, text, max_tokens, call, &mut step)?;
         pad.push(' ');
         pad.push_str(&out);
         outputs.push(out);
@@ -135,7 +137,17 @@ mod tests {
         let model =
             ScriptedModel::new(["The context says Pamela Hayden.", "Finish[Pamela Hayden]"]);
         let mut s = model.session(&SessionOptions::default()).unwrap();
-        let out = run_episode(&model, s.as_mut(), &mut ep, true, "", 0, 64).unwrap();
+        let out = run_episode(
+            &model,
+            s.as_mut(),
+            &mut ep,
+            true,
+            "",
+            0,
+            64,
+            &SamplingParams::greedy(),
+        )
+        .unwrap();
         assert!(out.trajectory.success && !out.halted);
         assert_eq!(out.trajectory.steps[0].observation, ANSWER_CORRECT);
         let reqs = model.requests();
@@ -152,7 +164,17 @@ mod tests {
         let mut ep = Episode::new(&q, &store);
         let model = ScriptedModel::new(["Not sure.", "Search[Milhouse]"]);
         let mut s = model.session(&SessionOptions::default()).unwrap();
-        let out = run_episode(&model, s.as_mut(), &mut ep, false, "", 0, 64).unwrap();
+        let out = run_episode(
+            &model,
+            s.as_mut(),
+            &mut ep,
+            false,
+            "",
+            0,
+            64,
+            &SamplingParams::greedy(),
+        )
+        .unwrap();
         assert!(!out.trajectory.success && out.halted);
         assert!(out
             .scratchpad

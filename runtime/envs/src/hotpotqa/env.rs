@@ -9,7 +9,7 @@ use crate::{
     EnvError, Environment, EvalPlan, EvalReport, Evaluation, Flag, FlagKind, Models, Needs,
     Progress, Setting, Spec,
 };
-use retroformer::agent::reflect::LlmReflector;
+use retroformer::agent::reflect::{ChatFrame, LlmReflector};
 use retroformer::agent::runner::RunConfig;
 
 /// HotPotQA.
@@ -18,8 +18,8 @@ pub struct Hotpotqa;
 /// The agents: ReAct, and CoT without or with the gold paragraphs as context.
 pub const AGENTS: [&str; 3] = ["react", "cot", "cot-context"];
 
-/// Tokens of a reflection.
-const REFLECTION_TOKENS: u32 = 160;
+/// Tokens of a reflection (Reflexion gives its reflector 250).
+const REFLECTION_TOKENS: u32 = 250;
 
 /// A lane holds one episode's prompt (at most the 3896-token budget) and its next call, or one
 /// reflection prompt (the example and a failed trajectory) and its reply.
@@ -148,6 +148,7 @@ impl Environment for Hotpotqa {
                 "",
                 0,
                 &super::react::ReactConfig::default(),
+                &retroformer_llm::SamplingParams::greedy(),
             )
             .map_err(retroformer::agent::runner::RunError::from)?;
             let steps = &o.trajectory.steps;
@@ -195,7 +196,9 @@ impl Evaluation for HotpotqaEval {
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
             models.reflector_session(lanes, lane_tokens)?,
-            Box::new(HotpotqaReflection),
+            Box::new(HotpotqaReflection {
+                frame: ChatFrame::of(models.reflector),
+            }),
             REFLECTION_TOKENS,
         )
         .with_sampling(cfg.reflector_sampling());

@@ -39,6 +39,9 @@ pub const LOOKUP_WITHOUT_PAGE: &str = "The last page Searched was not found, so 
 pub const ANSWER_CORRECT: &str = "Answer is CORRECT";
 /// The observation for a wrong `Finish`.
 pub const ANSWER_INCORRECT: &str = "Answer is INCORRECT";
+/// The trigram overlap (Jaccard) above which a title that shares no word with a query still
+/// counts as similar (a misspelling, another form of a word).
+const MIN_TRIGRAM_SIMILARITY: f64 = 0.2;
 /// How many similar titles a failed search lists.
 pub const SIMILAR_TITLES: usize = 5;
 
@@ -209,13 +212,31 @@ impl Docstore {
         self.pages.is_empty()
     }
 
-    /// The page titled `title` (exactly, else ignoring case).
+    /// The page titled `title`: exactly, else ignoring case, else the one page whose title is
+    /// `title` with or without a parenthetical (`Rob Thomas` finds `Rob Thomas (musician)`, as
+    /// Wikipedia's search lands on the one article of that name; with two such pages, none).
     pub fn find(&self, title: &str) -> Option<&Page> {
-        let i = self
+        let lower = title.to_lowercase();
+        if let Some(i) = self
             .by_title
             .get(title)
-            .or_else(|| self.by_lower_title.get(&title.to_lowercase()))?;
-        self.pages.get(*i)
+            .or_else(|| self.by_lower_title.get(&lower))
+        {
+            return self.pages.get(*i);
+        }
+        let base = |t: &str| -> String {
+            let t = t.trim();
+            match (t.rfind(" ("), t.ends_with(')')) {
+                (Some(at), true) => t[..at].trim().to_lowercase(),
+                _ => t.to_lowercase(),
+            }
+        };
+        let wanted = base(title);
+        let mut hits = self.pages.iter().filter(|p| base(&p.title) == wanted);
+        match (hits.next(), hits.next()) {
+            (Some(p), None) => Some(p),
+            _ => None,
+        }
     }
 
     /// The titles most similar to `query`, best first (at most `n`, only those sharing
@@ -227,8 +248,10 @@ impl Docstore {
             .title_keys
             .iter()
             .enumerate()
-            .map(|(i, (w, g))| (jaccard(&q_words, w) + 0.5 * jaccard(&q_grams, g), i))
-            .filter(|(s, _)| *s > 0.0)
+            .map(|(i, (w, g))| (jaccard(&q_words, w), jaccard(&q_grams, g), i))
+            // A shared word, or enough shared spelling (a trigram or two in common is chance).
+            .filter(|(w, g, _)| *w > 0.0 || *g >= MIN_TRIGRAM_SIMILARITY)
+            .map(|(w, g, i)| (w + 0.5 * g, i))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored
@@ -239,19 +262,33 @@ impl Docstore {
     }
 }
 
-fn words(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = s
-        .split(|c: char| !c.is_alphanumeric())
+/// Words that say nothing about which page is meant: a title that shares only these with a
+/// query is not similar to it.
+const STOPWORDS: [&str; 24] = [
+    "a", "an", "and", "as", "at", "by", "de", "for", "from", "in", "is", "la", "le", "of", "on",
+    "or", "the", "to", "was", "were", "what", "which", "who", "with",
+];
+
+/// `s`'s words, lower-cased, without stopwords, in order.
+fn words_in_order(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
-        .collect();
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .collect()
+}
+
+fn words(s: &str) -> Vec<String> {
+    let mut v = words_in_order(s);
     v.sort();
     v.dedup();
     v
 }
 
+/// Character trigrams of `s`'s words other than stopwords (each word padded by a space).
 fn trigrams(s: &str) -> Vec<String> {
-    let chars: Vec<char> = s.to_lowercase().chars().collect();
+    let text: String = words_in_order(s).iter().map(|w| format!(" {w} ")).collect();
+    let chars: Vec<char> = text.chars().collect();
     let mut v: Vec<String> = chars.windows(3).map(|w| w.iter().collect()).collect();
     v.sort();
     v.dedup();

@@ -8,7 +8,9 @@
 
 use crate::hotpotqa::Episode;
 use retroformer_core::trajectory::{Step, Trajectory};
-use retroformer_llm::{GenerateRequest, Generation, LanguageModel, Session};
+use retroformer_llm::{GenerateRequest, Generation, LanguageModel, SamplingParams, Session};
+
+use super::context::call_sampling;
 
 use retroformer::agent::AgentError;
 
@@ -67,7 +69,8 @@ pub fn prompt(context: &str, question: &str, scratchpad: &str) -> String {
     )
 }
 
-/// Runs one ReAct episode of `episode` in `session` (greedy decoding).
+/// Runs one ReAct episode of `episode` in `session`, sampling with `sampling` (greedy: the
+/// default).
 pub fn run_episode(
     model: &dyn LanguageModel,
     session: &mut dyn Session,
@@ -75,8 +78,9 @@ pub fn run_episode(
     context: &str,
     trial: u32,
     cfg: &ReactConfig,
+    sampling: &SamplingParams,
 ) -> Result<EpisodeOutcome, AgentError> {
-    let mut run = EpisodeRun::start(episode, context, trial);
+    let mut run = EpisodeRun::start(episode, context, trial, sampling.clone());
     while let Some(req) = run.request(model, cfg)? {
         let g = session.generate(&req, &mut |_| true)?;
         run.absorb(episode, &g);
@@ -105,11 +109,19 @@ pub struct EpisodeRun {
     trajectory: Trajectory,
     halted: bool,
     over: bool,
+    sampling: SamplingParams,
+    calls: u32,
 }
 
 impl EpisodeRun {
-    /// An episode on `episode`'s question, told `context` about earlier trials.
-    pub fn start(episode: &Episode<'_>, context: &str, trial: u32) -> Self {
+    /// An episode on `episode`'s question, told `context` about earlier trials, its calls
+    /// sampled with `sampling` (each call's seed its own, see [`call_sampling`]).
+    pub fn start(
+        episode: &Episode<'_>,
+        context: &str,
+        trial: u32,
+        sampling: SamplingParams,
+    ) -> Self {
         let q = episode.question();
         Self {
             head: prompt(context, &q.question, ""),
@@ -120,10 +132,12 @@ impl EpisodeRun {
             trajectory: Trajectory::new(q.id.clone(), trial),
             halted: true,
             over: false,
+            sampling,
+            calls: 0,
         }
     }
 
-    /// The request for the next Thought or Action (greedy, one line), or `None` once the
+    /// The request for the next Thought or Action (one line), or `None` once the
     /// episode is over: after `Finish`, after `max_steps` steps, or when the prompt would
     /// exceed `max_prompt_tokens` (counted with `model`'s tokenizer). Call [`absorb`] with
     /// the reply before asking again.
@@ -153,6 +167,8 @@ impl EpisodeRun {
         }
         let mut req = GenerateRequest::new(text, cfg.max_tokens_per_call).stop("\n");
         req.parse_special = false;
+        req.sampling = call_sampling(&self.sampling, self.calls);
+        self.calls += 1;
         Ok(Some(req))
     }
 

@@ -46,9 +46,9 @@ fn search_returns_the_paragraph_of_an_exact_title() {
 fn a_failed_search_lists_similar_titles_as_a_python_list() {
     let s = store();
     let mut e = Explorer::new(&s);
-    let obs = e.search("Nixon");
+    let obs = e.search("President Nixon");
     assert!(
-        obs.starts_with("Could not find [Nixon]. Similar: ['"),
+        obs.starts_with("Could not find [President Nixon]. Similar: ['"),
         "{obs}"
     );
     assert!(
@@ -58,6 +58,33 @@ fn a_failed_search_lists_similar_titles_as_a_python_list() {
     assert!(!obs.contains("Simpsons"), "{obs}");
     assert_eq!(e.search("zzzz"), "Could not find [zzzz]. Similar: []");
     assert_eq!(python_list(&["it's", "a'b\"c"]), "[\"it's\", 'a\\'b\"c']");
+}
+
+#[test]
+fn a_title_without_its_parenthetical_finds_the_one_page_with_it() {
+    let s = store();
+    let mut e = Explorer::new(&s);
+    assert_eq!(e.search("Nixon"), "Nixon is a 1995 film.");
+    assert_eq!(
+        e.search("Richard Nixon (president)"),
+        "Richard Milhous Nixon was the 37th President of the United States."
+    );
+    let two = Docstore::new([
+        page("Rob Thomas (musician)", &["A singer."]),
+        page("Rob Thomas (writer)", &["A writer."]),
+    ]);
+    let mut e = Explorer::new(&two);
+    let obs = e.search("Rob Thomas");
+    assert!(obs.starts_with("Could not find [Rob Thomas]."), "{obs}");
+    assert!(obs.contains("'Rob Thomas (musician)'") && obs.contains("'Rob Thomas (writer)'"));
+}
+
+#[test]
+fn titles_that_share_only_stopwords_with_a_query_are_not_similar() {
+    let s = store();
+    let mut e = Explorer::new(&s);
+    let obs = e.search("The Wire of the Night");
+    assert_eq!(obs, "Could not find [The Wire of the Night]. Similar: []");
 }
 
 #[test]

@@ -80,7 +80,7 @@ fn run_lanes(
     let mut session = actor.session(&SessionOptions::default()).unwrap();
     let mut reflector = LlmReflector::new(
         reflector_model.session(&SessionOptions::default()).unwrap(),
-        Box::new(HotpotqaReflection),
+        Box::new(HotpotqaReflection::default()),
         64,
     );
     let r = run(
@@ -145,7 +145,7 @@ fn a_two_trial_reflexion_run_writes_results_summaries_and_rating_records() {
     // The retried task's prompt carries the reflection.
     let prompts: Vec<String> = actor.requests().into_iter().map(|r| r.prompt).collect();
     assert_eq!(prompts.len(), 6);
-    assert!(prompts[4].contains("Reflections:\n- Search the page before answering.\n\nQuestion: Question q2?\nThought 1:"), "{}", prompts[4]);
+    assert!(prompts[4].contains("Reflections:\n- Search the page before answering.\nAnswers already judged incorrect (do not give them again): nope\n\nQuestion: Question q2?\nThought 1:"), "{}", prompts[4]);
     assert!(!prompts[2].contains("Reflections:"));
 
     // One rating record: trial 0 of q2, return 0 -> 1.

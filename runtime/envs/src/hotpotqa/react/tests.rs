@@ -4,6 +4,7 @@ use crate::hotpotqa::{milhouse, Docstore, ANSWER_CORRECT};
 use retroformer::agent::Strategy;
 use retroformer_core::memory::ReflectionMemory;
 use retroformer_llm::scripted::ScriptedModel;
+use retroformer_llm::SamplingParams;
 use retroformer_llm::SessionOptions;
 
 #[test]
@@ -25,6 +26,7 @@ fn a_scripted_episode_builds_the_exact_prompts_and_reuses_the_growing_prefix() {
         "",
         0,
         &ReactConfig::default(),
+        &SamplingParams::greedy(),
     )
     .unwrap();
 
@@ -70,7 +72,16 @@ fn an_episode_without_finish_halts_at_the_step_limit() {
         max_steps: 2,
         ..ReactConfig::default()
     };
-    let out = run_episode(&model, session.as_mut(), &mut ep, "", 3, &cfg).unwrap();
+    let out = run_episode(
+        &model,
+        session.as_mut(),
+        &mut ep,
+        "",
+        3,
+        &cfg,
+        &SamplingParams::greedy(),
+    )
+    .unwrap();
     assert!(out.halted && !out.trajectory.success);
     assert_eq!(out.trajectory.trial, 3);
     assert!(out.scratchpad.ends_with("Observation 2: Invalid Action. Valid Actions are Lookup[<topic>] Search[<topic>] and Finish[<answer>]."), "{}", out.scratchpad);
@@ -90,7 +101,16 @@ fn an_episode_halts_before_a_call_that_would_exceed_the_prompt_budget() {
         max_prompt_tokens: 50,
         ..ReactConfig::default()
     };
-    let out = run_episode(&model, session.as_mut(), &mut ep, "", 0, &cfg).unwrap();
+    let out = run_episode(
+        &model,
+        session.as_mut(),
+        &mut ep,
+        "",
+        0,
+        &cfg,
+        &SamplingParams::greedy(),
+    )
+    .unwrap();
     assert!(out.halted);
     assert!(out.trajectory.steps.is_empty());
     assert_eq!(model.requests().len(), 0);
@@ -114,7 +134,16 @@ fn a_budget_reached_at_the_action_drops_the_step_whose_thought_was_written() {
         max_prompt_tokens: fits,
         ..ReactConfig::default()
     };
-    let out = run_episode(&model, session.as_mut(), &mut ep, "", 0, &cfg).unwrap();
+    let out = run_episode(
+        &model,
+        session.as_mut(),
+        &mut ep,
+        "",
+        0,
+        &cfg,
+        &SamplingParams::greedy(),
+    )
+    .unwrap();
     assert!(out.halted && !out.trajectory.success);
     assert_eq!(model.requests().len(), 1);
     assert!(
@@ -137,6 +166,7 @@ fn reflections_go_between_the_examples_and_the_question() {
         &q.question,
         &mem,
         None,
+        &[],
         &|s| s.split_whitespace().count(),
         1600,
     );
@@ -149,6 +179,7 @@ fn reflections_go_between_the_examples_and_the_question() {
         &ctx,
         1,
         &ReactConfig::default(),
+        &SamplingParams::greedy(),
     )
     .unwrap();
     assert!(!out.trajectory.success && !out.halted);
