@@ -48,6 +48,7 @@ fn prompts(c: &mut Criterion) {
                 "Which magazine was started first?",
                 black_box(&m),
                 Some(&pad),
+                &[],
                 &words,
                 1000,
             );

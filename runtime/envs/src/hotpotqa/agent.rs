@@ -317,7 +317,6 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
                 &sampling,
             )?,
             agent => super::cot::run_episode(
-                actor,
                 session,
                 &mut episode,
                 agent == "cot-context",

@@ -3,7 +3,7 @@
 
 use crate::hotpotqa::{Episode, Question};
 use retroformer_core::trajectory::{Step, Trajectory};
-use retroformer_llm::{LanguageModel, SamplingParams, Session};
+use retroformer_llm::{SamplingParams, Session};
 
 use super::context::{call_sampling, line_call};
 use super::react::EpisodeOutcome;
@@ -71,7 +71,6 @@ pub fn prompt(gold: Option<&str>, earlier: &str, question: &str, scratchpad: &st
 
 /// Runs one CoT episode: a Thought call and an Action call, each stopping at a newline.
 pub fn run_episode(
-    _model: &dyn LanguageModel,
     session: &mut dyn Session,
     episode: &mut Episode<'_>,
     with_context: bool,
@@ -123,7 +122,7 @@ mod tests {
     use super::*;
     use crate::hotpotqa::{milhouse, Docstore, ANSWER_CORRECT};
     use retroformer_llm::scripted::ScriptedModel;
-    use retroformer_llm::SessionOptions;
+    use retroformer_llm::{LanguageModel, SessionOptions};
 
     #[test]
     fn cot_with_context_shows_the_gold_paragraphs_and_finishes_in_one_step() {
@@ -138,7 +137,6 @@ mod tests {
             ScriptedModel::new(["The context says Pamela Hayden.", "Finish[Pamela Hayden]"]);
         let mut s = model.session(&SessionOptions::default()).unwrap();
         let out = run_episode(
-            &model,
             s.as_mut(),
             &mut ep,
             true,
@@ -165,7 +163,6 @@ mod tests {
         let model = ScriptedModel::new(["Not sure.", "Search[Milhouse]"]);
         let mut s = model.session(&SessionOptions::default()).unwrap();
         let out = run_episode(
-            &model,
             s.as_mut(),
             &mut ep,
             false,
