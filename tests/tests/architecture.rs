@@ -532,3 +532,21 @@ fn the_cycle_check_finds_two_modules_that_import_each_other() {
         "{cycles:?}"
     );
 }
+
+#[test]
+fn the_binaries_that_draw_charts_ask_for_png_themselves() {
+    // The workspace declares the report crate without its default `png`; a workspace-wide build
+    // unifies features and hides a binary that forgot it (its charts would be SVG only).
+    for manifest in [
+        "runtime/cli/Cargo.toml",
+        "trainer/Cargo.toml",
+        "benches/Cargo.toml",
+    ] {
+        let text = std::fs::read_to_string(root().join(manifest)).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("retroformer-report"))
+            .unwrap_or_else(|| panic!("{manifest} does not use retroformer-report"));
+        assert!(line.contains("\"png\""), "{manifest}: {line}");
+    }
+}

@@ -1,11 +1,12 @@
 //! `eval ENV`: one subcommand per environment of the registry, its flags built from what the
-//! environment declares ([`Spec`], [`Flag`]); and `eval plot`.
+//! environment declares ([`Spec`], [`Flag`]); and `eval plot` and `eval compare`.
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 use retroformer_envs::{Environment, EvalPlan, FlagKind, Options, Registry, Setting, Spec};
+use retroformer_lab::compare::{compare, lines, write_report};
 use retroformer_lab::eval::{evaluate, plot_runs};
 use retroformer_lab::BackendSource;
 use retroformer_llm::target::TargetProfile;
@@ -29,7 +30,22 @@ pub struct PlotArgs {
     title: String,
 }
 
-/// The `eval` command: a subcommand per environment, and `plot`.
+/// `eval compare`.
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Run folders (written by `eval ENV --out`) over the same tasks with the same --seed; the
+    /// first is the baseline.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// Write compare.json and the chart (compare.svg, compare.png) into this folder.
+    #[arg(long, short)]
+    out: Option<PathBuf>,
+    /// Print the report as JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `eval` command: a subcommand per environment, `plot` and `compare`.
 pub fn command(registry: &Registry) -> Command {
     let mut eval = Command::new("eval")
         .about("Evaluate agents over trials on an environment (results, rating records and a plot)")
@@ -40,6 +56,9 @@ pub fn command(registry: &Registry) -> Command {
     }
     eval.subcommand(PlotArgs::augment_args(Command::new("plot")).about(
         "Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).",
+    ))
+    .subcommand(CompareArgs::augment_args(Command::new("compare")).about(
+        "Paired statistics between run folders over one task set: per trial the success rates, their difference with 95% intervals (paired bootstrap, Newcombe score), the exact McNemar p-value and the win/loss table; the first run is the baseline.",
     ))
 }
 
@@ -241,6 +260,9 @@ pub fn run(registry: &Registry, profile: &TargetProfile, m: &ArgMatches, live: b
         }
         return Ok(());
     }
+    if name == "compare" {
+        return compare_cmd(&CompareArgs::from_arg_matches(sub)?);
+    }
     let env = registry.get(name)?;
     let plan = plan(env, sub);
     if plan.out.as_os_str().is_empty() {
@@ -265,6 +287,30 @@ pub fn run(registry: &Registry, profile: &TargetProfile, m: &ArgMatches, live: b
     }
     for p in &done.plots {
         println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
+/// `eval compare`: the report as a table (or JSON on stdout with `--json`, the files written
+/// then named on stderr so that stdout stays one JSON document).
+fn compare_cmd(a: &CompareArgs) -> Result<()> {
+    let report = compare(&a.runs)?;
+    let written = match &a.out {
+        Some(dir) => write_report(&report, dir)?,
+        None => Vec::new(),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        for p in &written {
+            eprintln!("wrote {}", p.display());
+        }
+    } else {
+        for line in lines(&report) {
+            println!("{line}");
+        }
+        for p in &written {
+            println!("wrote {}", p.display());
+        }
     }
     Ok(())
 }

@@ -554,3 +554,130 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     ]);
     assert_clean_failure(&bad, &["--criteria most"]);
 }
+
+/// A run folder written by hand: `run.json` (a sampled ReAct run with `strategy` and actor
+/// seed 7) and, per trial, one result file per (task, success) given.
+fn hand_made_run(dir: &std::path::Path, strategy: &str, trials: &[&[(&str, bool)]]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let settings = serde_json::json!({
+        "agent": "react", "trials": trials.len(), "strategy": strategy, "memory": 3,
+        "max_steps": 6, "actor": "smollm2-135m-instruct", "reflector": "actor",
+        "actor_temperature": 0.7, "actor_seed": 7,
+    });
+    std::fs::write(dir.join("run.json"), settings.to_string()).unwrap();
+    for (t, tasks) in trials.iter().enumerate() {
+        let folder = dir.join(format!("trial-{t:02}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        for (id, ok) in tasks.iter() {
+            let r =
+                serde_json::json!({"format_version": 1, "task_id": id, "trial": t, "success": ok});
+            std::fs::write(folder.join(format!("{id}.json")), r.to_string()).unwrap();
+        }
+    }
+}
+
+const FIRST_TRIAL: [(&str, bool); 5] = [
+    ("q1", true),
+    ("q2", false),
+    ("q3", false),
+    ("q4", false),
+    ("q5", false),
+];
+
+#[test]
+fn eval_compare_pairs_two_hand_made_runs_task_by_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, arm, out) = (
+        dir.path().join("none"),
+        dir.path().join("reflexion"),
+        dir.path().join("cmp"),
+    );
+    // One first trial (same seed); q1, solved in it, has no file in trial 1.
+    let retry = |q2, q3, q4| [("q2", q2), ("q3", q3), ("q4", q4), ("q5", false)];
+    hand_made_run(&base, "none", &[&FIRST_TRIAL, &retry(true, false, false)]);
+    hand_made_run(&arm, "reflexion", &[&FIRST_TRIAL, &retry(true, true, true)]);
+    let (b, a, o) = (
+        base.to_str().unwrap(),
+        arm.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    // No model is needed: the home is an empty folder.
+    let json = common::cli_home(dir.path(), &["eval", "compare", b, a, "--out", o, "--json"]);
+    assert!(
+        json.status.success(),
+        "{}",
+        String::from_utf8_lossy(&json.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["kind"], "retroformer-compare");
+    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["runs"][1]["actor_seed"], 7);
+    assert_eq!(
+        report["runs"][1]["success_rate"],
+        serde_json::json!([0.2, 0.8])
+    );
+    let t1 = &report["pairs"][0]["trials"][1];
+    assert_eq!((t1["trial"].as_u64(), t1["n"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(
+        t1["table"],
+        serde_json::json!({"both": 2, "only_a": 0, "only_b": 2, "neither": 1})
+    );
+    assert!(
+        (t1["difference"].as_f64().unwrap() - 0.4).abs() < 1e-12,
+        "{t1}"
+    );
+    // Two discordant pairs, both one way: 2 * (1/2)^2.
+    assert!(
+        (t1["p_value"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{t1}"
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(written, report);
+    // The files written are named on stderr (stdout is the JSON alone): the report and the
+    // chart (its PNG copy too when the build draws PNGs).
+    let err = String::from_utf8_lossy(&json.stderr);
+    let named: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.strip_prefix("wrote "))
+        .collect();
+    assert!(named.len() >= 2, "{err}");
+    assert!(
+        named.iter().all(|f| std::path::Path::new(f).is_file()),
+        "{err}"
+    );
+    assert!(out.join("compare.svg").is_file());
+    // The table for people: nothing written without --out.
+    let table = common::cli_home(dir.path(), &["eval", "compare", b, a]);
+    assert!(
+        table.status.success(),
+        "{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("[1] vs [0]") && text.contains("+40.0"),
+        "{text}"
+    );
+    assert!(!text.contains("wrote"), "{text}");
+}
+
+#[test]
+fn eval_compare_refuses_runs_over_different_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (base, arm) = (dir.path().join("none"), dir.path().join("other"));
+    hand_made_run(&base, "none", &[&FIRST_TRIAL]);
+    hand_made_run(&arm, "reflexion", &[&FIRST_TRIAL[..4]]);
+    let o = common::cli_home(
+        dir.path(),
+        &[
+            "eval",
+            "compare",
+            base.to_str().unwrap(),
+            arm.to_str().unwrap(),
+        ],
+    );
+    assert_clean_failure(&o, &["different task sets", "1 task (\"q5\")", "no task"]);
+    let one = common::cli_home(dir.path(), &["eval", "compare", base.to_str().unwrap()]);
+    assert_clean_failure(&one, &["at least two run folders"]);
+}

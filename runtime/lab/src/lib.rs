@@ -6,6 +6,7 @@
 //! ([`BackendSource`]), scripted models in tests.
 
 pub mod canary;
+pub mod compare;
 pub mod eval;
 mod models;
 pub mod retroformer_loop;
