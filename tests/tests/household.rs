@@ -993,3 +993,131 @@ fn arbitrary_action_text_never_panics_and_is_valid_exactly_when_admissible() {
         assert_eq!(env.step(&"x".repeat(100_000)).observation, NOTHING_HAPPENS);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The actor's replies constrained to the admissible actions, with the real SmolLM2
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn an_action_grammar_with_quotes_backslashes_and_newlines_parses_and_yields_one_of_its_actions() {
+    use retroformer_envs::household::grammar::actions_grammar;
+    use retroformer_llm::{GenerateRequest, LanguageModel, SamplingParams};
+    let model = retroformer_e2e::smollm2();
+    let mut s = model.session(&retroformer_e2e::opts()).unwrap();
+    let actions = ["say \"hi\"", "a\\b", "x\ny", "café ☃", "tab\there"];
+    for seed in [0u32, 1, 2, 3] {
+        let mut req = GenerateRequest::new("Pick one of the actions.\n>", 24);
+        req.grammar = Some(actions_grammar(&actions, false));
+        req.parse_special = false;
+        if seed > 0 {
+            req.sampling = SamplingParams {
+                temperature: 1.5,
+                seed,
+                ..Default::default()
+            };
+        }
+        let g = s.generate(&req, &mut |_| true).unwrap();
+        assert!(
+            actions.iter().any(|a| g.text == format!(" {a}\n")),
+            "seed {seed}: {:?}",
+            g.text
+        );
+    }
+    // A think is bounded and stays on one line.
+    let mut req = GenerateRequest::new("Think at length about cooking.\n>", 260);
+    req.grammar = Some(actions_grammar::<&str>(&[], true));
+    req.parse_special = false;
+    let g = s.generate(&req, &mut |_| true).unwrap();
+    let think = g.text.strip_prefix(" think: ").expect("a think");
+    assert!(
+        !think.is_empty() && think.chars().count() <= 201,
+        "{think:?}"
+    );
+    assert_eq!(think.matches('\n').count(), 1, "{think:?}");
+    assert!(think.ends_with('\n'), "{think:?}");
+}
+
+/// Every step of `steps` the world accepted, and every think bounded.
+fn assert_all_accepted(steps: &[retroformer_core::trajectory::Step], what: &str) {
+    use retroformer_envs::household::grammar::MAX_THINK_CHARS;
+    assert!(!steps.is_empty(), "{what}");
+    for s in steps {
+        if let Some(t) = s.action.strip_prefix("think: ") {
+            assert!(t.chars().count() <= MAX_THINK_CHARS, "{what}: {t:?}");
+            assert!(!t.contains('\n'));
+        } else {
+            assert_ne!(s.observation, NOTHING_HAPPENS, "{what}: `{}`", s.action);
+        }
+    }
+}
+
+#[test]
+fn with_the_real_model_every_constrained_step_is_accepted_alone_and_in_a_batch() {
+    use retroformer::agent::reflect::{ChatFrame, LlmReflector};
+    use retroformer::agent::runner::{run_trials, RunConfig, TaskResult};
+    use retroformer_envs::household::agent::{
+        planner_examples, run_episode, HouseholdAgent, HouseholdConfig, HouseholdReflection,
+        REFLECTION_TOKENS,
+    };
+    use retroformer_llm::{LanguageModel, SamplingParams, SessionOptions};
+    let model = retroformer_e2e::smollm2();
+    let specs = train_split(2);
+    let examples = planner_examples(TaskType::Put);
+    let cfg = HouseholdConfig {
+        max_steps: 8,
+        ..Default::default()
+    };
+    // One at a time, sampled: the same seed gives the same episode.
+    let sampled = SamplingParams {
+        temperature: 0.8,
+        top_p: 0.95,
+        seed: 7,
+        ..Default::default()
+    };
+    let mut outs = Vec::new();
+    for _ in 0..2 {
+        let mut session = model.session(&retroformer_e2e::opts()).unwrap();
+        let mut env = HouseholdEnv::new(&specs[0]);
+        let o = run_episode(session.as_mut(), &mut env, &examples, &[], &cfg, &sampled).unwrap();
+        assert_all_accepted(&o.steps, "alone");
+        outs.push(o.scratchpad);
+    }
+    assert_eq!(outs[0], outs[1]);
+    // Two episodes at once through continuous batching, each request with its own grammar.
+    let mut session = model
+        .session(&SessionOptions {
+            context_size: Some(2048),
+            threads: Some(1),
+            sequences: Some(2),
+        })
+        .unwrap();
+    let mut reflector = LlmReflector::new(
+        model.session(&retroformer_e2e::opts()).unwrap(),
+        Box::new(HouseholdReflection::new(ChatFrame::of(&model))),
+        REFLECTION_TOKENS,
+    );
+    let mut agent = HouseholdAgent::new(&specs, session.as_mut(), &mut reflector, cfg, 3)
+        .with_examples(&examples)
+        .parallel(2);
+    let run = RunConfig {
+        agent: "household".into(),
+        trials: 1,
+        strategy: "none".into(),
+        memory: 3,
+        max_steps: 8,
+        actor: "smollm2".into(),
+        reflector: "actor".into(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = HouseholdAgent::tasks(&specs);
+    run_trials(&tasks, &mut agent, &run, dir.path(), &mut |_| {}).unwrap();
+    for t in &tasks {
+        let r: TaskResult = retroformer::agent::files::read_json(
+            &retroformer::agent::runner::task_path(dir.path(), 0, &t.id),
+        )
+        .unwrap()
+        .unwrap();
+        assert_all_accepted(&r.steps, &t.id);
+    }
+}

@@ -1,47 +1,26 @@
-//! ReAct on the household world, the way Reflexion runs ALFWorld: two few-shot trajectories of
-//! the task's type, the memory of the last reflections ("Your memory for the task below"), then
-//! the task; the model writes one `> action` line per call and reads the observation. An
-//! episode fails at the step limit (30) or when the same action gets the same observation more
-//! than 3 times in a row. Reflections end with `New plan:`.
+//! ReAct on the household world as the trial runner's agent, the way Reflexion runs ALFWorld:
+//! each attempt is an episode ([`super::episode`]: two few-shot trajectories of the task's type,
+//! the memory of the last reflections, the newest one also as the episode's first thought,
+//! replies constrained to the admissible actions), sampled as the run says
+//! ([`RunConfig::actor_sampling`]: a seed per task and trial, the step added); each failure
+//! gets a reflection ending in a new plan ([`super::reflect`]: Reflexion's prompt).
 //!
 //! Few-shot trajectories come from ALFWorld's prompt file (bundled,
 //! [`crate::data::ALFWORLD_PROMPTS`]; `react_<type>_1` then `react_<type>_0`, as Reflexion does)
 //! when it reads; otherwise they are made here, from the world itself: tasks of the training
 //! split solved by the planner.
 
-use serde::{Deserialize, Serialize};
-
 use super::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
-use retroformer::agent::reflect::{Failure, Reflection, ReflectionPrompt, Reflector};
-use retroformer::agent::runner::{Attempt, RunError, TaskInfo, TaskResult, TrialAgent};
+use retroformer::agent::reflect::{Failure, Reflection, Reflector};
+use retroformer::agent::runner::{Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent};
 use retroformer::agent::{run_chains, AgentError};
-use retroformer_core::trajectory::Step;
-use retroformer_llm::{GenerateRequest, Session};
+use retroformer_llm::{SamplingParams, Session};
 
-/// Settings of a household episode.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HouseholdConfig {
-    /// Most actions (Reflexion's paper: 30).
-    pub max_steps: u32,
-    /// The episode fails when one action gets the same observation more than this many times
-    /// in a row.
-    pub max_repeats: u32,
-    /// Tokens per action line.
-    pub max_tokens_per_action: u32,
-}
-
-impl Default for HouseholdConfig {
-    fn default() -> Self {
-        Self {
-            max_steps: 30,
-            max_repeats: 3,
-            max_tokens_per_action: 64,
-        }
-    }
-}
-
-/// The line before the examples.
-pub const INSTRUCTION: &str = "Interact with a household to solve a task. Here are two examples.\n";
+pub use super::episode::{
+    memory_text, run_episode, run_episode_observed, EpisodeRun, HouseholdConfig, HouseholdOutcome,
+    INSTRUCTION,
+};
+pub use super::reflect::{HouseholdReflection, REFLECTION_TOKENS};
 
 /// ALFWorld's prompt file (`$RETROFORMER_DATA/alfworld/alfworld_3prompts.json`, else the
 /// bundled copy), if it reads.
@@ -111,205 +90,6 @@ pub fn plan_sentence(task: &crate::household::Task) -> String {
     }
 }
 
-/// The memory block Reflexion puts before the task.
-pub fn memory_text(reflections: &[String]) -> String {
-    if reflections.is_empty() {
-        return String::new();
-    }
-    let mut s = String::from("Your memory for the task below:\n");
-    for (i, r) in reflections.iter().enumerate() {
-        s.push_str(&format!("Trial {i}:\n{}\n", r.trim()));
-    }
-    s
-}
-
-/// How an episode ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HouseholdOutcome {
-    /// The goal was reached.
-    pub success: bool,
-    /// Why it stopped when it failed: `steps` (the limit) or `repeated` (the same action and
-    /// observation more than `max_repeats` times in a row).
-    pub stopped: Option<String>,
-    /// The actions with their observations and token counts.
-    pub steps: Vec<Step>,
-    /// The task as the model saw it: first observation, then `> action` / observation lines.
-    pub scratchpad: String,
-}
-
-/// An episode as the trial runner's attempt: return 1 when solved, else 0 and halted.
-impl From<HouseholdOutcome> for Attempt {
-    fn from(out: HouseholdOutcome) -> Self {
-        Attempt {
-            answer: None,
-            success: out.success,
-            halted: !out.success,
-            episode_return: if out.success { 1.0 } else { 0.0 },
-            steps: out.steps,
-            scratchpad: out.scratchpad,
-        }
-    }
-}
-
-/// Run one episode: `env` from reset, one model call per action.
-pub fn run_episode(
-    session: &mut dyn Session,
-    env: &mut HouseholdEnv,
-    examples: &str,
-    memory: &[String],
-    cfg: &HouseholdConfig,
-) -> Result<HouseholdOutcome, AgentError> {
-    run_episode_observed(session, env, examples, memory, cfg, &mut |_, _| {})
-}
-
-/// [`run_episode`], calling `observe(action, observation)` after every step (live views).
-pub fn run_episode_observed(
-    session: &mut dyn Session,
-    env: &mut HouseholdEnv,
-    examples: &str,
-    memory: &[String],
-    cfg: &HouseholdConfig,
-    observe: &mut dyn FnMut(&str, &str),
-) -> Result<HouseholdOutcome, AgentError> {
-    let mut run = EpisodeRun::start(env, examples, memory);
-    while let Some(req) = run.request(cfg) {
-        let g = session.generate(&req, &mut |_| true)?;
-        run.absorb(env, &g, cfg, observe);
-    }
-    Ok(run.finish(env))
-}
-
-/// One episode as a state machine: the request for the next action, then the model's reply.
-/// [`run_episode_observed`] drives one with a session; [`HouseholdAgent`] drives many at once
-/// through [`Session::generate_stream`].
-pub struct EpisodeRun {
-    prefix: String,
-    scratchpad: String,
-    steps: Vec<Step>,
-    last: Option<(String, String)>,
-    repeats: u32,
-    stopped: Option<String>,
-    over: bool,
-}
-
-impl EpisodeRun {
-    /// Resets `env` and builds the prompt prefix (instruction, examples, memory).
-    pub fn start(env: &mut HouseholdEnv, examples: &str, memory: &[String]) -> Self {
-        let first = env.reset();
-        Self {
-            prefix: format!(
-                "{INSTRUCTION}{examples}\n{}Here is the task:\n",
-                memory_text(memory)
-            ),
-            scratchpad: format!("{first}\n"),
-            steps: Vec::new(),
-            last: None,
-            repeats: 0,
-            stopped: Some("steps".to_string()),
-            over: false,
-        }
-    }
-
-    /// The request for the next action, or `None` once the episode is over.
-    pub fn request(&self, cfg: &HouseholdConfig) -> Option<GenerateRequest> {
-        if self.over || self.steps.len() >= cfg.max_steps as usize {
-            return None;
-        }
-        let mut req = GenerateRequest::new(
-            format!("{}{}>", self.prefix, self.scratchpad),
-            cfg.max_tokens_per_action,
-        )
-        .stop("\n");
-        req.parse_special = false;
-        Some(req)
-    }
-
-    /// Takes the model's reply: acts in `env`, and ends the episode on success or on the
-    /// repetition limit.
-    pub fn absorb(
-        &mut self,
-        env: &mut HouseholdEnv,
-        g: &retroformer_llm::Generation,
-        cfg: &HouseholdConfig,
-        observe: &mut dyn FnMut(&str, &str),
-    ) {
-        let action = g.text.trim().trim_start_matches('>').trim().to_string();
-        let result = env.step(&action);
-        observe(&action, &result.observation);
-        self.scratchpad
-            .push_str(&format!("> {action}\n{}\n", result.observation));
-        self.steps.push(Step {
-            thought: String::new(),
-            action: action.clone(),
-            observation: result.observation.clone(),
-            reused_tokens: g.stats.reused_tokens,
-            evaluated_tokens: g.stats.evaluated_tokens,
-            generated_tokens: g.stats.generated_tokens,
-        });
-        if env.is_success() {
-            self.stopped = None;
-            self.over = true;
-            return;
-        }
-        let now = (action, result.observation);
-        if self.last.as_ref() == Some(&now) {
-            self.repeats += 1;
-        } else {
-            self.repeats = 1;
-        }
-        self.last = Some(now);
-        if self.repeats > cfg.max_repeats {
-            self.stopped = Some("repeated".into());
-            self.over = true;
-        }
-    }
-
-    /// How it ended.
-    pub fn finish(self, env: &HouseholdEnv) -> HouseholdOutcome {
-        HouseholdOutcome {
-            success: env.is_success(),
-            stopped: self.stopped,
-            steps: self.steps,
-            scratchpad: self.scratchpad,
-        }
-    }
-}
-
-/// Our reflection example (in the format of Reflexion's ALFWorld examples: a failed trajectory,
-/// `STATUS: FAIL`, then `New plan:`).
-pub const REFLECTION_EXAMPLE: &str = "You are in the middle of a room. Looking quickly around you, you see a cabinet 2, a cabinet 1, a countertop 1, a fridge 1, a microwave 1, and a sinkbasin 1.\nYour task is to: put a hot egg in fridge.\n> go to fridge 1\nThe fridge 1 is closed.\n> open fridge 1\nYou open the fridge 1. The fridge 1 is open. In it, you see a egg 1.\n> take egg 1 from fridge 1\nYou pick up the egg 1 from the fridge 1.\n> put egg 1 in/on fridge 1\nYou put the egg 1 in/on the fridge 1.\n\nSTATUS: FAIL\nNew plan: I put the egg back in the fridge without heating it. The egg had to be hot first. Next time I will take the egg 1, go to microwave 1, heat egg 1 with microwave 1, then go to fridge 1 and put the egg in it.\n";
-
-/// The reflection prompt: the example, the failed trajectory, `STATUS: FAIL`, the plans of
-/// earlier trials if any, then `New plan:`.
-pub fn reflection_prompt(scratchpad: &str, past_plans: &[String]) -> String {
-    let mut s = format!(
-        "{REFLECTION_EXAMPLE}\n\n{}\nSTATUS: FAIL\n",
-        scratchpad.trim_end()
-    );
-    if !past_plans.is_empty() {
-        s.push_str("Plans from past attempts:\n");
-        for (i, p) in past_plans.iter().enumerate() {
-            s.push_str(&format!("Trial #{i}: {}\n", p.trim()));
-        }
-    }
-    s.push_str("New plan:");
-    s
-}
-
-/// The household's [`ReflectionPrompt`]: the failed trajectory, the plans of earlier trials,
-/// `New plan:`; a plan is one line.
-pub struct HouseholdReflection;
-
-impl ReflectionPrompt for HouseholdReflection {
-    fn prompt(&self, failure: &Failure<'_>) -> String {
-        reflection_prompt(failure.trajectory, failure.earlier)
-    }
-
-    fn stops(&self) -> &[&str] {
-        &["\n"]
-    }
-}
-
 /// Called with (action, observation) after every step.
 pub type StepObserver<'a> = Box<dyn FnMut(&str, &str) + 'a>;
 
@@ -326,10 +106,9 @@ pub struct HouseholdAgent<'a> {
     memory: usize,
     observe: Option<StepObserver<'a>>,
     parallel: usize,
+    /// The run's settings, for the actor's sampling; `None`: greedy.
+    run: Option<RunConfig>,
 }
-
-/// Tokens of a household reflection.
-pub const REFLECTION_TOKENS: u32 = 160;
 
 impl<'a> HouseholdAgent<'a> {
     /// An agent over `specs`; `reflector` writes the reflections (an
@@ -352,7 +131,16 @@ impl<'a> HouseholdAgent<'a> {
             memory,
             observe: None,
             parallel: 1,
+            run: None,
         }
+    }
+
+    /// Sample the actor as `run` says ([`RunConfig::actor_sampling`]: greedy at temperature
+    /// 0, else a seed of each task and trial), every step of an episode with the step added to
+    /// the seed. Without it the actor is greedy.
+    pub fn sampled_as(mut self, run: &RunConfig) -> Self {
+        self.run = Some(run.clone());
+        self
     }
 
     /// Run up to `n` episodes at once through the session's continuous batching (open the
@@ -395,6 +183,13 @@ impl<'a> HouseholdAgent<'a> {
             .filter_map(|r| r.reflection.as_ref().map(|x| x.text.clone()))
             .collect();
         all[all.len().saturating_sub(self.memory)..].to_vec()
+    }
+
+    /// How the actor samples task `i`'s episode in `trial`.
+    fn sampling(&self, i: usize, trial: u32) -> SamplingParams {
+        self.run.as_ref().map_or_else(SamplingParams::greedy, |r| {
+            r.actor_sampling(&self.specs[i].id(), trial)
+        })
     }
 }
 
@@ -439,7 +234,8 @@ impl TrialAgent for HouseholdAgent<'_> {
             let examples = self.examples_for(*i);
             let memory = self.plans(earlier);
             let mut env = HouseholdEnv::new(&self.specs[*i]);
-            runs.push(EpisodeRun::start(&mut env, &examples, &memory));
+            let sampling = self.sampling(*i, trial);
+            runs.push(EpisodeRun::start(&mut env, &examples, &memory, sampling));
             envs.push(env);
         }
         let cfg = self.cfg.clone();
@@ -447,7 +243,7 @@ impl TrialAgent for HouseholdAgent<'_> {
             if let Some(g) = g {
                 runs[k].absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
             }
-            Ok(runs[k].request(&cfg))
+            Ok(runs[k].request(&envs[k], &cfg))
         })?;
         Ok(runs
             .into_iter()
@@ -482,11 +278,12 @@ impl TrialAgent for HouseholdAgent<'_> {
         &mut self,
         i: usize,
         earlier: &[TaskResult],
-        _trial: u32,
+        trial: u32,
     ) -> Result<Attempt, RunError> {
         let examples = self.examples_for(i);
         let mut env = HouseholdEnv::new(&self.specs[i]);
         let memory = self.plans(earlier);
+        let sampling = self.sampling(i, trial);
         let mut none = |_: &str, _: &str| {};
         let observe: &mut dyn FnMut(&str, &str) = match self.observe.as_mut() {
             Some(f) => f.as_mut(),
@@ -498,6 +295,7 @@ impl TrialAgent for HouseholdAgent<'_> {
             &examples,
             &memory,
             &self.cfg,
+            &sampling,
             observe,
         )?;
         Ok(out.into())
@@ -518,80 +316,12 @@ impl TrialAgent for HouseholdAgent<'_> {
 mod tests {
     use super::*;
     use crate::household::{eval_split, TaskSpec};
-    use retroformer::agent::reflect::LlmReflector;
+    use retroformer::agent::reflect::{ChatFrame, LlmReflector};
     use retroformer_llm::scripted::ScriptedModel;
     use retroformer_llm::{LanguageModel, SessionOptions};
 
     fn spec(t: TaskType) -> TaskSpec {
         eval_split().into_iter().find(|s| s.task_type == t).unwrap()
-    }
-
-    #[test]
-    fn a_scripted_model_that_follows_the_plan_solves_the_task() {
-        let s = spec(TaskType::Heat);
-        let mut env = HouseholdEnv::new(&s);
-        let actions = plan(&env).unwrap();
-        let mut replies = vec![" think: I need a hot one.".to_string()];
-        replies.extend(actions.iter().map(|a| format!(" {a}\n> more")));
-        let model = ScriptedModel::new(replies);
-        let mut session = model.session(&SessionOptions::default()).unwrap();
-        let ex = planner_examples(TaskType::Heat);
-        let out = run_episode(
-            session.as_mut(),
-            &mut env,
-            &ex,
-            &["I forgot to heat it.".into()],
-            &HouseholdConfig::default(),
-        )
-        .unwrap();
-        assert!(out.success, "{}", out.scratchpad);
-        assert_eq!(out.stopped, None);
-        assert_eq!(out.steps.len(), actions.len() + 1);
-        assert_eq!(out.steps[0].observation, "OK.");
-        let reqs = model.requests();
-        assert!(reqs[0].prompt.starts_with(INSTRUCTION));
-        assert!(reqs[0].prompt.contains(
-            "Your memory for the task below:\nTrial 0:\nI forgot to heat it.\nHere is the task:\n"
-        ));
-        assert!(reqs[0]
-            .prompt
-            .ends_with(&format!("{}\n>", env.intro().trim_end())));
-        // Each call sees the previous action and its observation.
-        assert!(reqs[1]
-            .prompt
-            .ends_with("> think: I need a hot one.\nOK.\n>"));
-    }
-
-    #[test]
-    fn the_same_action_with_the_same_result_four_times_fails_the_episode() {
-        let mut env = HouseholdEnv::new(&spec(TaskType::Put));
-        let model = ScriptedModel::new(vec!["look"; 10]);
-        let mut session = model.session(&SessionOptions::default()).unwrap();
-        let out = run_episode(
-            session.as_mut(),
-            &mut env,
-            "",
-            &[],
-            &HouseholdConfig::default(),
-        )
-        .unwrap();
-        assert!(!out.success);
-        assert_eq!(out.stopped.as_deref(), Some("repeated"));
-        assert_eq!(out.steps.len(), 4);
-    }
-
-    #[test]
-    fn the_step_limit_ends_an_episode() {
-        let mut env = HouseholdEnv::new(&spec(TaskType::Put));
-        let model = ScriptedModel::new((0..40).map(|i| format!("think: step {i}")));
-        let mut session = model.session(&SessionOptions::default()).unwrap();
-        let cfg = HouseholdConfig {
-            max_steps: 5,
-            ..HouseholdConfig::default()
-        };
-        let out = run_episode(session.as_mut(), &mut env, "", &[], &cfg).unwrap();
-        assert_eq!(out.steps.len(), 5);
-        assert_eq!(out.stopped.as_deref(), Some("steps"));
     }
 
     /// Sampled reflections (a collection's second and later samples).
@@ -631,11 +361,15 @@ mod tests {
         actor_replies.extend(plan_actions.iter().cloned());
         let actor = ScriptedModel::new(actor_replies);
         let refl = ScriptedModel::new([
-            " I only looked around. Next time I will search the receptacles.\nmore",
+            " I only looked around. Next time I will search the receptacles.\n\nmore",
         ]);
         let mut s1 = actor.session(&SessionOptions::default()).unwrap();
         let s2 = refl.session(&SessionOptions::default()).unwrap();
-        let mut reflector = LlmReflector::new(s2, Box::new(HouseholdReflection), REFLECTION_TOKENS);
+        let mut reflector = LlmReflector::new(
+            s2,
+            Box::new(HouseholdReflection::new(ChatFrame::default())),
+            REFLECTION_TOKENS,
+        );
         let mut agent = HouseholdAgent::new(
             &specs,
             s1.as_mut(),
@@ -653,9 +387,13 @@ mod tests {
         assert!(reqs[4].prompt.contains(
             "Your memory for the task below:\nTrial 0:\nI only looked around. Next time I will search the receptacles.\nHere is the task:"
         ));
+        // The plan is also the episode's first thought.
+        assert!(reqs[4].prompt.ends_with(
+            "\n> think: I only looked around. Next time I will search the receptacles.\nOK.\n>"
+        ));
         assert!(refl.requests()[0]
             .prompt
-            .ends_with("STATUS: FAIL\nNew plan:"));
+            .ends_with("> look\nYou are in the middle of a room. Looking quickly around you, you see nothing.\n\nSTATUS: FAIL\n\nNew plan:"));
         assert_eq!(
             refl.requests()[0].sampling,
             retroformer_llm::SamplingParams::default()
@@ -678,11 +416,15 @@ mod tests {
         replies.extend(vec!["look".to_string(); 4]);
         replies.extend(heat.iter().cloned());
         let actor = ScriptedModel::new(replies);
-        let refl = ScriptedModel::new([" Heat the egg first.\nmore"]);
+        let refl = ScriptedModel::new([" Heat the mug first.\n> go to"]);
         let mut s1 = actor.session(&SessionOptions::default()).unwrap();
         let s2 = refl.session(&SessionOptions::default()).unwrap();
-        let mut reflector = LlmReflector::new(s2, Box::new(HouseholdReflection), REFLECTION_TOKENS)
-            .with_sampling(sampled());
+        let mut reflector = LlmReflector::new(
+            s2,
+            Box::new(HouseholdReflection::new(ChatFrame::default())),
+            REFLECTION_TOKENS,
+        )
+        .with_sampling(sampled());
         let mut agent = HouseholdAgent::new(
             &specs,
             s1.as_mut(),
@@ -707,7 +449,7 @@ mod tests {
         assert_eq!(first.steps.len(), 4);
         assert_eq!(
             first.reflection.as_ref().map(|r| r.text.as_str()),
-            Some("Heat the egg first.")
+            Some("Heat the mug first.")
         );
         assert_eq!(refl.requests()[0].sampling, sampled());
         // Trial 2's heat episode has the reflection in its memory; the put task is not retried.
@@ -715,7 +457,7 @@ mod tests {
         let last = &reqs[put.len() + 4];
         assert!(last
             .prompt
-            .contains("Trial 0:\nHeat the egg first.\nHere is the task:"));
+            .contains("Trial 0:\nHeat the mug first.\nHere is the task:"));
         assert!(last.prompt.contains(&tasks[1].question));
         let records = std::fs::read_to_string(dir.path().join("records.jsonl")).unwrap();
         assert_eq!(records.lines().count(), 1);
@@ -732,14 +474,47 @@ mod tests {
     }
 
     #[test]
-    fn the_reflection_prompt_ends_with_new_plan_and_lists_past_plans() {
-        let p = reflection_prompt(
-            "Your task is to: x.\n> look\nNothing.",
-            &["a".into(), "b".into()],
+    fn a_sampled_run_asks_each_step_with_its_task_and_trials_seed_plus_the_step() {
+        use retroformer::agent::runner::run_trials;
+        let specs = vec![spec(TaskType::Put)];
+        let actor = ScriptedModel::new(vec!["look".to_string(); 8]);
+        let refl = ScriptedModel::new([" Search the shelves."]);
+        let mut s1 = actor.session(&SessionOptions::default()).unwrap();
+        let s2 = refl.session(&SessionOptions::default()).unwrap();
+        let mut reflector = LlmReflector::new(
+            s2,
+            Box::new(HouseholdReflection::new(ChatFrame::default())),
+            REFLECTION_TOKENS,
         );
-        assert!(p.ends_with(
-            "STATUS: FAIL\nPlans from past attempts:\nTrial #0: a\nTrial #1: b\nNew plan:"
-        ));
-        assert!(p.starts_with(REFLECTION_EXAMPLE));
+        let cfg = retroformer::agent::runner::RunConfig {
+            actor_temperature: 0.7,
+            actor_top_p: 0.9,
+            actor_seed: 11,
+            ..two_trial_reflexion()
+        };
+        let mut agent = HouseholdAgent::new(
+            &specs,
+            s1.as_mut(),
+            &mut reflector,
+            HouseholdConfig::default(),
+            3,
+        )
+        .with_examples("EXAMPLES\n")
+        .sampled_as(&cfg);
+        let dir = tempfile::tempdir().unwrap();
+        let tasks = HouseholdAgent::tasks(&specs);
+        run_trials(&tasks, &mut agent, &cfg, dir.path(), &mut |_| {}).unwrap();
+        let reqs = actor.requests();
+        assert_eq!(reqs.len(), 8, "two trials of four looks");
+        for (trial, episode) in reqs.chunks(4).enumerate() {
+            let want = cfg.actor_sampling(&tasks[0].id, trial as u32);
+            assert!(want.temperature == 0.7 && want.top_p == 0.9);
+            for (step, q) in episode.iter().enumerate() {
+                let mut s = want.clone();
+                s.seed = want.seed.wrapping_add(step as u32);
+                assert_eq!(q.sampling, s, "trial {trial} step {step}");
+            }
+        }
+        assert_ne!(reqs[0].sampling.seed, reqs[4].sampling.seed);
     }
 }

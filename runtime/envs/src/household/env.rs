@@ -13,7 +13,7 @@ use crate::{
     BenchEpisode, EnvError, Environment, EvalPlan, EvalReport, Evaluation, Models, Needs, Progress,
     Setting, Spec,
 };
-use retroformer::agent::reflect::LlmReflector;
+use retroformer::agent::reflect::{ChatFrame, LlmReflector};
 use retroformer::agent::runner::{run_trials, seed_first_trial, RunConfig, RunError};
 use retroformer_llm::{LanguageModel, SessionOptions};
 
@@ -106,7 +106,8 @@ impl Environment for Household {
             let examples = planner_examples(spec.task_type);
             let mut session = model.session(opts)?;
             let t = Instant::now();
-            let o = run_episode(session.as_mut(), &mut env, &examples, &[], &cfg)
+            let greedy = retroformer_llm::SamplingParams::greedy();
+            let o = run_episode(session.as_mut(), &mut env, &examples, &[], &cfg, &greedy)
                 .map_err(RunError::from)?;
             out.push(BenchEpisode {
                 task: spec.id(),
@@ -147,7 +148,7 @@ impl Evaluation for HouseholdEval {
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
             models.reflector_session(lanes, lane_tokens)?,
-            Box::new(HouseholdReflection),
+            Box::new(HouseholdReflection::new(ChatFrame::of(models.reflector))),
             REFLECTION_TOKENS,
         )
         .with_sampling(cfg.reflector_sampling());
@@ -184,6 +185,7 @@ impl Evaluation for HouseholdEval {
             household,
             cfg.memory,
         )
+        .sampled_as(cfg)
         .parallel(lanes as usize);
         if live {
             agent = agent.on_step(|action, observation| {

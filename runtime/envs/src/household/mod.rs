@@ -17,12 +17,19 @@
 //!   [`train_split`] other seeds.
 //! * [`WorldSpec`] describes a world as data (fixtures, replays of the prompt trajectories).
 //! * [`plan::plan`]: a breadth-first planner that solves a task from the current state.
+//! * [`episode`]: one ReAct episode (replies constrained by [`grammar`] to the admissible
+//!   actions, the newest plan as the first thought, thinks capped, loops ended);
+//!   [`agent::HouseholdAgent`]: the trial runner's agent; [`reflect`]: Reflexion's ALFWorld
+//!   reflection prompt.
 
 pub mod agent;
 mod catalog;
 pub mod env;
+pub mod episode;
 pub mod gen;
+pub mod grammar;
 pub mod plan;
+pub mod reflect;
 pub mod task;
 pub mod world;
 

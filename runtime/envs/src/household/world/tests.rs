@@ -132,3 +132,45 @@ fn an_invalid_action_changes_nothing() {
     }
     assert_ne!(s, s0);
 }
+
+#[test]
+fn the_admissible_actions_are_what_the_world_accepts_in_each_state() {
+    let (l, mut s, _) = world(SMALL);
+    // In the middle of the room: going to each receptacle, looking, the inventory.
+    assert_eq!(
+        l.admissible(&s),
+        [
+            "go to cabinet 1",
+            "go to cabinet 10",
+            "go to cabinet 2",
+            "go to toilet 1",
+            "inventory",
+            "look"
+        ]
+    );
+    run(&l, &mut s, "go to cabinet 2");
+    run(&l, &mut s, "open cabinet 2");
+    let here = l.admissible(&s);
+    for a in [
+        "close cabinet 2",
+        "examine cabinet 2",
+        "examine candle 1",
+        "take candle 1 from cabinet 2",
+        "take spraybottle 2 from cabinet 2",
+        "go to toilet 1",
+    ] {
+        assert!(here.contains(&a.to_string()), "{a}: {here:?}");
+    }
+    assert!(!here.contains(&"go to cabinet 2".to_string()));
+    assert!(!here.iter().any(|a| a.starts_with("put ")));
+    run(&l, &mut s, "take spraybottle 2 from cabinet 2");
+    let held = l.admissible(&s);
+    assert!(held.contains(&"put spraybottle 2 in/on cabinet 2".to_string()));
+    assert!(held.contains(&"examine spraybottle 2".to_string()));
+    assert!(!held.iter().any(|a| a.starts_with("take ")), "{held:?}");
+    // Every listed action is accepted, and leaves the world as applying it says.
+    for a in &held {
+        let mut t = s.clone();
+        assert_ne!(run(&l, &mut t, a), NOTHING_HAPPENS, "{a}");
+    }
+}
