@@ -22,8 +22,17 @@ impl Environment for Humaneval {
     fn spec(&self) -> Spec {
         use Setting::*;
         Spec {
-            about: "HumanEval (or MBPP-style JSONL): Reflexion with self-written tests, run in the sandbox.",
-            settings: &[Strategy, Trials, Reflector, Data, Tasks, Skip, Limit],
+            about: "HumanEval (or MBPP-style JSONL): Reflexion with the docstring's examples as visible tests (else one self-written test), run in the sandbox.",
+            settings: &[
+                Strategy,
+                Trials,
+                Reflector,
+                ActorSampling,
+                Data,
+                Tasks,
+                Skip,
+                Limit,
+            ],
             trials: ("max-iters", 5),
             strategies: &["reflexion", "none"],
             max_steps: 0,
@@ -95,6 +104,23 @@ impl Environment for Humaneval {
         let mut cfg = CodingConfig::new(&strategy, max_iters, &plan.actor);
         cfg.reflector = plan.reflector.clone();
         cfg.reflector_adapter = plan.reflector_adapter.clone();
+        let (t, p) = (plan.actor_temperature, plan.actor_top_p);
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(EnvError::setting(
+                "temperature",
+                format!("{t}: must be 0 (greedy) or a positive number"),
+            ));
+        }
+        if !(p.is_finite() && (0.0..=1.0).contains(&p)) {
+            return Err(EnvError::setting(
+                "top-p",
+                format!("{p}: must be in 0..=1 (0 or 1: off)"),
+            ));
+        }
+        cfg.actor_temperature = t;
+        // Top-p 1 is off, as 0 is: stored as 0 so that both are the same run.
+        cfg.actor_top_p = if p >= 1.0 { 0.0 } else { p };
+        cfg.actor_seed = plan.actor_seed;
         Ok(Box::new(HumanevalEval {
             cfg,
             problems,
@@ -149,8 +175,22 @@ impl Evaluation for HumanevalEval {
         } else {
             None
         };
+        let decoding = if cfg.sampled() {
+            format!(
+                "sampled (temperature {}, top-p {}, seed {})",
+                cfg.actor_temperature,
+                if cfg.actor_top_p > 0.0 {
+                    cfg.actor_top_p
+                } else {
+                    1.0
+                },
+                cfg.actor_seed
+            )
+        } else {
+            "greedy".into()
+        };
         progress.note(&format!(
-            "humaneval: {} problems, strategy {}, max {} iterations, out {}",
+            "humaneval: {} problems, strategy {}, max {} iterations, actor {decoding}, out {}",
             self.problems.len(),
             cfg.strategy,
             cfg.max_iters,
@@ -167,17 +207,25 @@ impl Evaluation for HumanevalEval {
         };
         let mut passed = 0usize;
         let mut finished = 0usize;
-        let (summary, _) =
-            programming::run(&self.problems, cfg, &self.out, &mut agent, &pool, |r| {
+        let (summary, _) = programming::run(
+            &self.problems,
+            cfg,
+            &self.out,
+            &mut agent,
+            &pool,
+            |r| {
                 passed += usize::from(r.passed);
                 finished += 1;
                 progress.done(&format!(
-                    "{}: {} after {} iteration(s); pass@1 so far {passed}/{finished}",
+                    "{}: {} after {} iteration(s) (submitted #{}, visible tests: {}); pass@1 so far {passed}/{finished}",
                     r.task_id,
                     r.hidden.outcome.name(),
                     r.iterations.len(),
+                    r.submitted.map_or(r.iterations.len(), |s| s + 1),
+                    programming::visible_source(r),
                 ));
-            })?;
+            },
+        )?;
         Ok(report(cfg, &summary, self.problems.len(), &self.out))
     }
 }
@@ -194,6 +242,8 @@ fn report(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let v = &s.verifier;
+    let share = |r: Option<f64>| r.map_or("-".to_string(), |x| format!("{:.1} %", 100.0 * x));
     let lines = vec![
         format!(
             "pass@1 {:.3} ({} of {}), strategy {}, actor {}",
@@ -201,6 +251,21 @@ fn report(
         ),
         format!("hidden-test outcomes: {}", counts(&s.outcomes)),
         format!("loops ended: {}", counts(&s.stops)),
+        format!("visible tests from: {}", counts(&s.visible_tests)),
+        format!(
+            "verifier (hidden tests on every implementation, analysis only): false alarms {} of {} that pass ({}), misses {} of {} that fail ({}); regressions {}, fixes {} (of {} tasks, {} first implementations passed); {} tasks submitted an earlier implementation",
+            v.false_alarms,
+            v.hidden_passed,
+            share(v.false_alarm_rate),
+            v.misses,
+            v.hidden_failed,
+            share(v.miss_rate),
+            v.regressions,
+            v.fixes,
+            v.tasks,
+            v.first_passed,
+            s.submitted_earlier
+        ),
         format!(
             "per task: {:.1} iterations, {:.1} s, {:.0} tokens ({:.0} generated)",
             s.mean_iterations, s.mean_task_s, s.mean_tokens, s.mean_generated_tokens
@@ -219,6 +284,12 @@ fn report(
     let hidden = (1..=cfg.max_iters)
         .map(|k| (f64::from(k), s.pass_at_1))
         .collect();
+    let oracle = s
+        .hidden_pass_any_by_iteration
+        .iter()
+        .enumerate()
+        .map(|(i, v)| ((i + 1) as f64, *v))
+        .collect();
     EvalReport {
         score: Some(s.pass_at_1),
         success_by_trial: Vec::new(),
@@ -233,9 +304,13 @@ fn report(
             x_label: "iteration".into(),
             y_label: "share of tasks".into(),
             series: vec![
-                ("own tests all pass (cumulative)".into(), own),
+                ("visible tests all pass (cumulative)".into(), own),
                 (
-                    format!("hidden tests, final: pass@1 {:.3}", s.pass_at_1),
+                    "an implementation passes the hidden tests (cumulative, oracle)".into(),
+                    oracle,
+                ),
+                (
+                    format!("hidden tests, submitted: pass@1 {:.3}", s.pass_at_1),
                     hidden,
                 ),
             ],

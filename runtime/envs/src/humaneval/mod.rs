@@ -3,6 +3,7 @@
 //! check an implementation against the hidden tests.
 
 pub mod env;
+pub mod examples;
 pub mod programming;
 
 use std::path::Path;

@@ -1,8 +1,14 @@
-//! Reflexion for programming (HumanEval, MBPP), as published: the model writes its own unit
-//! tests, an implementation, runs its tests in the sandbox, and on failure reflects on the
-//! implementation and the failing tests and writes a new implementation given the previous
-//! one, the feedback and the newest reflection (memory 1). The hidden tests run once, on the
-//! final implementation, so pass@1 stays honest. Strategy `none` is the single-shot baseline.
+//! Reflexion for programming (HumanEval, MBPP): the model writes an implementation, the visible
+//! tests run on it in the sandbox, and on failure it reflects on the implementation and the
+//! failing tests and writes a new implementation given the previous one, the feedback and the
+//! newest reflection (memory 1). The visible tests are the examples of the prompt's docstring
+//! ([`super::examples`]); a prompt without any gets ONE test the model writes, drawn at random
+//! from the ones it proposes, as published. The submitted implementation is the one that
+//! passed the most visible tests (the latest of a tie), and its hidden tests decide `passed`.
+//! For analysis only, the hidden tests also run on every other implementation (never shown to
+//! the model), which measures the visible tests as a verifier. With `--temperature` above 0
+//! every actor call samples, with a seed per task and iteration. Strategy `none` is the
+//! single-shot baseline.
 //!
 //! The prompts are our own wording in the structure of Reflexion's.
 
@@ -11,16 +17,23 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+mod hidden;
+mod summary;
 mod text;
 
+use hidden::HiddenRun;
+pub use hidden::InFlight;
+pub use summary::*;
 pub use text::*;
 
-use super::{hidden_test_program, prompt_imports, Problem};
-use retroformer::agent::runner::{self, TrialSummary};
+use super::examples::docstring_tests;
+use super::{prompt_imports, Problem};
+use retroformer::agent::reflect::clean;
+use retroformer::agent::runner::{self, actor_seed, TrialSummary};
 use retroformer::agent::{files, AgentError};
 use retroformer_core::records::RatingRecord;
-use retroformer_llm::{ChatMessage, GenerateRequest, LanguageModel, Session};
-use retroformer_sandbox::{Outcome, Pending, Pool, RunReport};
+use retroformer_llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
+use retroformer_sandbox::{Outcome, Pool, RunReport};
 
 /// Format version of every file this module writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -34,7 +47,8 @@ pub struct CodingConfig {
     pub strategy: String,
     /// Most implementations per task (the first plus reflections), Reflexion's `max_iters`.
     pub max_iters: u32,
-    /// Most self-written tests kept.
+    /// Most self-written tests kept (1, as published; runs written before the docstring
+    /// tests kept up to 6).
     pub max_tests: usize,
     /// Tokens per implementation.
     pub max_impl_tokens: u32,
@@ -48,30 +62,99 @@ pub struct CodingConfig {
     /// The reflector's LoRA adapter file, if one is applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reflector_adapter: Option<String>,
+    /// The actor's sampling temperature (0: greedy). Sampled, a retry differs from the
+    /// implementation before it even when the prompt does not.
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub actor_temperature: f32,
+    /// The actor's nucleus (top-p) threshold when sampled (0: off).
+    #[serde(default, skip_serializing_if = "is_zero_f32")]
+    pub actor_top_p: f32,
+    /// The seed each task's and iteration's actor seed derives from ([`actor_seed`]); it also
+    /// draws the self-written test that is kept.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub actor_seed: u32,
 }
 
 fn actor_reflects() -> String {
     "actor".into()
 }
 
+fn is_zero_f32(x: &f32) -> bool {
+    *x == 0.0
+}
+
+fn is_zero_u32(x: &u32) -> bool {
+    *x == 0
+}
+
+/// The call of an iteration that writes the implementation (its seed is the iteration's).
+pub const IMPL_CALL: u32 = 0;
+/// The call that writes the self-written tests (iteration 0; the seed after the first
+/// implementation's).
+pub const TESTS_CALL: u32 = 1;
+
 impl CodingConfig {
-    /// Reflexion's settings: 5 iterations, up to 6 tests.
+    /// Reflexion's settings: 5 iterations, one self-written test, greedy.
     pub fn new(strategy: &str, max_iters: u32, actor: &str) -> Self {
         Self {
             agent: "programming".into(),
             strategy: strategy.into(),
             max_iters,
-            max_tests: 6,
+            max_tests: 1,
             max_impl_tokens: 768,
             trials: 1,
             actor: actor.into(),
             reflector: actor_reflects(),
             reflector_adapter: None,
+            actor_temperature: 0.0,
+            actor_top_p: 0.0,
+            actor_seed: 0,
         }
     }
 
     fn reflects(&self) -> bool {
         self.strategy == "reflexion"
+    }
+
+    /// Whether the actor samples (temperature above 0).
+    pub fn sampled(&self) -> bool {
+        self.actor_temperature > 0.0
+    }
+
+    /// How the actor decodes `call` ([`IMPL_CALL`], [`TESTS_CALL`]) of `iteration` (from 0) of
+    /// `task_id`: greedy, or at `actor_temperature` and `actor_top_p` with the seed
+    /// `actor_seed(actor_seed, task_id, iteration) + call`.
+    pub fn sampling(&self, task_id: &str, iteration: u32, call: u32) -> SamplingParams {
+        if !self.sampled() {
+            return SamplingParams::greedy();
+        }
+        SamplingParams {
+            temperature: self.actor_temperature,
+            top_p: if self.actor_top_p > 0.0 {
+                self.actor_top_p
+            } else {
+                1.0
+            },
+            seed: actor_seed(self.actor_seed, task_id, iteration)
+                .wrapping_add(call)
+                .max(1),
+            ..Default::default()
+        }
+    }
+
+    /// The self-written tests kept of `candidates`: all when there are at most `max_tests`,
+    /// else `max_tests` of them drawn with the task's seed (published Reflexion samples one),
+    /// in their order.
+    pub fn pick_tests(&self, task_id: &str, candidates: &[String]) -> Vec<String> {
+        if candidates.len() <= self.max_tests {
+            return candidates.to_vec();
+        }
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        let seed = u64::from(actor_seed(self.actor_seed, task_id, 0));
+        retroformer_core::rng::shuffle(&mut order, seed);
+        let mut kept: Vec<usize> = order.into_iter().take(self.max_tests).collect();
+        kept.sort_unstable();
+        kept.into_iter().map(|i| candidates[i].clone()).collect()
     }
 }
 
@@ -91,14 +174,20 @@ pub struct TestResult {
 pub struct Iteration {
     /// The code.
     pub implementation: String,
-    /// Its self-written test results (empty for strategy `none`).
+    /// Its visible test results: the docstring's tests, else the self-written one (empty when
+    /// there are neither).
     pub tests: Vec<TestResult>,
-    /// Share of self-written tests passed (1.0 when there are none).
+    /// Share of visible tests passed (1.0 when there are none); the name predates the
+    /// docstring tests.
     pub own_pass_rate: f32,
     /// The reflection prompt written after this iteration failed its tests, if any.
     pub reflection_prompt: Option<String>,
-    /// The reflection, if any.
+    /// The reflection, if any (cleaned; empty when nothing was left of it).
     pub reflection: Option<String>,
+    /// Whether this implementation passes the hidden tests: for analysis only, never shown
+    /// to the model (absent in older files).
+    #[serde(default)]
+    pub hidden_passed: Option<bool>,
 }
 
 /// Token and time totals of a task.
@@ -122,12 +211,13 @@ pub struct Usage {
 pub enum StopReason {
     /// Strategy `none`: one implementation.
     OneShot,
-    /// The implementation passed all its own tests.
+    /// The implementation passed all its visible tests (the name predates the docstring
+    /// tests).
     OwnTestsPass,
     /// `max_iters` implementations were written.
     MaxIterations,
-    /// The model repeated its previous implementation: under greedy decoding the rest of the
-    /// loop would repeat it too.
+    /// The model repeated its previous implementation under greedy decoding: the rest of the
+    /// loop would repeat it too (a sampled run goes on).
     Repeated,
 }
 
@@ -138,13 +228,21 @@ pub struct CodingResult {
     pub format_version: u32,
     /// The task.
     pub task_id: String,
-    /// The self-written tests kept.
+    /// The tests out of the prompt's docstring: the visible tests when there are any
+    /// (absent in older files).
+    #[serde(default)]
+    pub docstring_tests: Vec<String>,
+    /// The self-written tests kept (none when the docstring has tests).
     pub own_tests: Vec<String>,
     /// Every implementation, in order.
     pub iterations: Vec<Iteration>,
     /// Why the loop ended.
     pub stop: StopReason,
-    /// The hidden tests' run on the final implementation.
+    /// The submitted implementation's index in `iterations`: the one that passed the most
+    /// visible tests, the latest of a tie (absent in older files: the last).
+    #[serde(default)]
+    pub submitted: Option<usize>,
+    /// The hidden tests' run on the submitted implementation.
     pub hidden: RunReport,
     /// `hidden.outcome == passed`.
     pub passed: bool,
@@ -152,33 +250,6 @@ pub struct CodingResult {
     pub usage: Usage,
     /// Wall time, milliseconds.
     pub wall_ms: f64,
-}
-
-/// The summary of a programming run (`humaneval.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CodingSummary {
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// Tasks.
-    pub tasks: usize,
-    /// Tasks whose hidden tests passed.
-    pub passed: usize,
-    /// `passed / tasks`.
-    pub pass_at_1: f64,
-    /// Hidden-test outcomes by name.
-    pub outcomes: std::collections::BTreeMap<String, usize>,
-    /// Why the loops ended, by reason.
-    pub stops: std::collections::BTreeMap<String, usize>,
-    /// Share of tasks whose own tests all passed at or before iteration k (index k-1).
-    pub own_tests_pass_by_iteration: Vec<f64>,
-    /// Mean implementations per task.
-    pub mean_iterations: f64,
-    /// Mean wall time per task, seconds.
-    pub mean_task_s: f64,
-    /// Mean tokens (evaluated + generated) per task.
-    pub mean_tokens: f64,
-    /// Mean generated tokens per task.
-    pub mean_generated_tokens: f64,
 }
 
 // ---- the loop -------------------------------------------------------------------------------
@@ -202,39 +273,40 @@ pub struct ReflectorSession<'a> {
     pub session: &'a mut dyn Session,
 }
 
+/// One model call: the messages, the tokens allowed, what opens the reply (`prefill`, e.g. a
+/// code fence, so that the model answers with code and stops at the closing fence; the text
+/// returned starts with it), the stop strings and the sampling.
+struct Call<'m> {
+    messages: &'m [ChatMessage],
+    max_tokens: u32,
+    prefill: &'m str,
+    stop: &'m [&'m str],
+    sampling: SamplingParams,
+}
+
 impl HumanevalAgent<'_> {
-    /// One actor call. `prefill` opens the reply (e.g. a code fence, so that the model answers
-    /// with code and stops at the closing fence); the text returned starts with it.
-    fn ask(
-        &mut self,
-        messages: &[ChatMessage],
-        max_tokens: u32,
-        usage: &mut Usage,
-        prefill: &str,
-        stop: &[&str],
-    ) -> Result<(String, String), AgentError> {
-        ask_with(
-            self.model,
-            self.session,
-            messages,
-            max_tokens,
-            usage,
-            prefill,
-            stop,
-        )
+    /// One actor call; the prompt and the reply.
+    fn ask(&mut self, call: &Call<'_>, usage: &mut Usage) -> Result<(String, String), AgentError> {
+        ask_with(self.model, self.session, call, usage)
     }
 
-    /// One reflection call: the reflector's, or the actor's when there is none.
+    /// One reflection call (greedy): the reflector's, or the actor's when there is none.
     fn reflect(
         &mut self,
         messages: &[ChatMessage],
-        max_tokens: u32,
         usage: &mut Usage,
-        stop: &[&str],
     ) -> Result<(String, String), AgentError> {
+        // A reflection is prose: it ends where the model starts writing code.
+        let call = Call {
+            messages,
+            max_tokens: 256,
+            prefill: "",
+            stop: &["```"],
+            sampling: SamplingParams::greedy(),
+        };
         match &mut self.reflector {
-            Some(r) => ask_with(r.model, r.session, messages, max_tokens, usage, "", stop),
-            None => self.ask(messages, max_tokens, usage, "", stop),
+            Some(r) => ask_with(r.model, r.session, &call, usage),
+            None => self.ask(&call, usage),
         }
     }
 }
@@ -242,80 +314,29 @@ impl HumanevalAgent<'_> {
 fn ask_with(
     model: &dyn LanguageModel,
     session: &mut dyn Session,
-    messages: &[ChatMessage],
-    max_tokens: u32,
+    call: &Call<'_>,
     usage: &mut Usage,
-    prefill: &str,
-    stop: &[&str],
 ) -> Result<(String, String), AgentError> {
-    let prompt = format!("{}{prefill}", model.chat_prompt(messages, true)?);
-    let mut req = GenerateRequest::new(prompt.clone(), max_tokens);
-    for s in stop {
+    let prompt = format!(
+        "{}{}",
+        model.chat_prompt(call.messages, true)?,
+        call.prefill
+    );
+    let mut req = GenerateRequest::new(prompt.clone(), call.max_tokens);
+    for s in call.stop {
         req = req.stop(*s);
     }
+    req.sampling = call.sampling.clone();
     let start = Instant::now();
     let g = session.generate(&req, &mut |_| true)?;
     usage.llm_ms += start.elapsed().as_secs_f64() * 1e3;
     usage.evaluated_tokens += u64::from(g.stats.evaluated_tokens);
     usage.reused_tokens += u64::from(g.stats.reused_tokens);
     usage.generated_tokens += u64::from(g.stats.generated_tokens);
-    Ok((prompt, format!("{prefill}{}", g.text)))
+    Ok((prompt, format!("{}{}", call.prefill, g.text)))
 }
 
-/// A task whose hidden tests are running while the model goes on.
-pub struct InFlight {
-    result: Box<CodingResult>,
-    started: Instant,
-    hidden: Pending,
-    token: String,
-}
-
-impl InFlight {
-    /// Wait for the hidden tests and complete the result.
-    pub fn finish(self) -> CodingResult {
-        let InFlight {
-            result,
-            started,
-            hidden,
-            token,
-        } = self;
-        complete(result, started, hidden.wait(), &token)
-    }
-
-    /// The completed result if the hidden tests have finished.
-    pub fn try_finish(self) -> Result<CodingResult, InFlight> {
-        match self.hidden.try_get() {
-            Some(r) => Ok(complete(self.result, self.started, r, &self.token)),
-            None => Err(self),
-        }
-    }
-}
-
-fn complete(
-    mut result: Box<CodingResult>,
-    started: Instant,
-    mut report: RunReport,
-    token: &str,
-) -> CodingResult {
-    if report.outcome == Outcome::Passed && !report.stdout.lines().any(|l| l.trim() == token) {
-        report.outcome = Outcome::Error;
-        report.detail =
-            Some("the program exited with status 0 before the hidden tests ended".into());
-    }
-    // The token is ours, not the program's output.
-    report.stdout = report
-        .stdout
-        .lines()
-        .filter(|l| l.trim() != token)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    result.passed = report.outcome == Outcome::Passed;
-    result.hidden = report;
-    result.wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    *result
-}
-
-fn run_own_tests(
+fn run_visible_tests(
     pool: &Pool,
     imports: &str,
     implementation: &str,
@@ -345,8 +366,123 @@ fn run_own_tests(
     (results, passed as f32 / tests.len() as f32)
 }
 
-/// Solve one problem: the Reflexion loop (or one shot), then submit the hidden tests to the
-/// pool and return without waiting for them.
+/// The submitted implementation: the one that passed the most visible tests, the latest of a
+/// tie (so with no visible tests, the last). 0 for no iterations.
+pub fn best_iteration(iterations: &[Iteration]) -> usize {
+    let passed = |it: &Iteration| {
+        it.tests
+            .iter()
+            .filter(|t| t.outcome == Outcome::Passed)
+            .count()
+    };
+    (0..iterations.len())
+        .max_by_key(|&i| (passed(&iterations[i]), i))
+        .unwrap_or(0)
+}
+
+/// The self-written tests (strategy `reflexion`, a prompt without docstring tests): the model
+/// proposes some, those that parse as one `assert` are candidates, and
+/// [`CodingConfig::pick_tests`] keeps `max_tests` of them.
+fn write_own_tests(
+    problem: &Problem,
+    cfg: &CodingConfig,
+    coder: &mut HumanevalAgent<'_>,
+    pool: &Pool,
+    usage: &mut Usage,
+) -> Result<Vec<String>, AgentError> {
+    let messages = tests_messages(&problem.prompt);
+    let call = Call {
+        messages: &messages,
+        max_tokens: 256,
+        prefill: "",
+        stop: &[],
+        sampling: cfg.sampling(&problem.task_id, 0, TESTS_CALL),
+    };
+    let (_, reply) = coder.ask(&call, usage)?;
+    let candidates = parse_asserts(&reply);
+    if candidates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let start = Instant::now();
+    let r = pool.submit(syntax_filter_program(&candidates)).wait();
+    usage.test_ms += start.elapsed().as_secs_f64() * 1e3;
+    let valid: Vec<String> = r
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().parse::<usize>().ok())
+        .filter_map(|i| candidates.get(i).cloned())
+        .collect();
+    Ok(cfg.pick_tests(&problem.task_id, &valid))
+}
+
+/// Why the loop ends after `iterations`, if it does.
+fn stop_reason(cfg: &CodingConfig, iterations: &[Iteration]) -> Option<StopReason> {
+    let last = iterations.last()?;
+    let all_pass = last.tests.iter().all(|t| t.outcome == Outcome::Passed);
+    // With greedy decoding, an implementation identical to the previous one gets the same
+    // feedback, so every later prompt, reflection and implementation would repeat too.
+    let n = iterations.len();
+    let repeated = n >= 2 && iterations[n - 1].implementation == iterations[n - 2].implementation;
+    if !cfg.reflects() {
+        Some(StopReason::OneShot)
+    } else if all_pass {
+        Some(StopReason::OwnTestsPass)
+    } else if n as u32 >= cfg.max_iters {
+        Some(StopReason::MaxIterations)
+    } else if repeated && !cfg.sampled() {
+        Some(StopReason::Repeated)
+    } else {
+        None
+    }
+}
+
+/// Line openings that mean a reflection has gone on to write the next prompt's sections or
+/// test listings: it is cut before the first (see [`clean`]).
+pub const REFLECTION_CUTS: [&str; 7] = [
+    "[implementation]",
+    "[unit test",
+    "[self-reflection]",
+    "[reflection on",
+    "[improved implementation]",
+    "Tests passed:",
+    "Tests failed:",
+];
+
+/// After `last` failed its visible tests: the reflection on it (recorded in it) and the next
+/// implementation, iteration `next`.
+fn reflect_and_retry(
+    problem: &Problem,
+    cfg: &CodingConfig,
+    coder: &mut HumanevalAgent<'_>,
+    last: &mut Iteration,
+    next: u32,
+    usage: &mut Usage,
+) -> Result<String, AgentError> {
+    let feedback = format_feedback(&last.tests);
+    let (prompt, reply) =
+        coder.reflect(&reflect_messages(&last.implementation, &feedback), usage)?;
+    let reflection = clean(&reply, &REFLECTION_CUTS);
+    last.reflection_prompt = Some(prompt);
+    last.reflection = Some(reflection.clone());
+    let messages = retry_messages(
+        &problem.prompt,
+        &last.implementation,
+        &feedback,
+        &reflection,
+    );
+    let call = Call {
+        messages: &messages,
+        max_tokens: cfg.max_impl_tokens,
+        prefill: CODE_FENCE,
+        stop: &["```"],
+        sampling: cfg.sampling(&problem.task_id, next, IMPL_CALL),
+    };
+    let (_, reply) = coder.ask(&call, usage)?;
+    Ok(extract_code(&reply, &problem.prompt, &problem.entry_point))
+}
+
+/// Solve one problem: the Reflexion loop (or one shot), each implementation's hidden tests
+/// queued in the pool as it is written; returns without waiting for them.
 pub fn solve(
     problem: &Problem,
     cfg: &CodingConfig,
@@ -356,99 +492,58 @@ pub fn solve(
     let started = Instant::now();
     let mut usage = Usage::default();
     let imports = prompt_imports(&problem.prompt);
-    let mut own_tests = Vec::new();
-    if cfg.reflects() {
-        let (_, reply) = coder.ask(&tests_messages(&problem.prompt), 256, &mut usage, "", &[])?;
-        let candidates = parse_asserts(&reply);
-        if !candidates.is_empty() {
-            let start = Instant::now();
-            let r = pool.submit(syntax_filter_program(&candidates)).wait();
-            usage.test_ms += start.elapsed().as_secs_f64() * 1e3;
-            own_tests = r
-                .stdout
-                .lines()
-                .filter_map(|l| l.trim().parse::<usize>().ok())
-                .filter_map(|i| candidates.get(i).cloned())
-                .take(cfg.max_tests)
-                .collect();
-        }
-    }
-    let (_, reply) = coder.ask(
-        &impl_messages(&problem.prompt),
-        cfg.max_impl_tokens,
-        &mut usage,
-        CODE_FENCE,
-        &["```"],
-    )?;
+    let docstring = docstring_tests(&problem.prompt, &problem.entry_point);
+    let own_tests = if cfg.reflects() && docstring.is_empty() {
+        write_own_tests(problem, cfg, coder, pool, &mut usage)?
+    } else {
+        Vec::new()
+    };
+    let visible = if docstring.is_empty() {
+        &own_tests
+    } else {
+        &docstring
+    };
+    let messages = impl_messages(&problem.prompt);
+    let first = Call {
+        messages: &messages,
+        max_tokens: cfg.max_impl_tokens,
+        prefill: CODE_FENCE,
+        stop: &["```"],
+        sampling: cfg.sampling(&problem.task_id, 0, IMPL_CALL),
+    };
+    let (_, reply) = coder.ask(&first, &mut usage)?;
     let mut implementation = extract_code(&reply, &problem.prompt, &problem.entry_point);
-    let mut iterations = Vec::new();
-    let mut stop;
-    loop {
-        let (tests, rate) = if cfg.reflects() {
-            run_own_tests(pool, &imports, &implementation, &own_tests, &mut usage)
-        } else {
-            (Vec::new(), 1.0)
-        };
-        let all_pass = tests.iter().all(|t| t.outcome == Outcome::Passed);
+    let mut iterations: Vec<Iteration> = Vec::new();
+    let mut hidden = Vec::new();
+    let stop = loop {
+        let (tests, rate) = run_visible_tests(pool, &imports, &implementation, visible, &mut usage);
+        // Queued after the visible tests, so that they do not wait behind it.
+        hidden.push(HiddenRun::submit(pool, problem, &implementation));
         iterations.push(Iteration {
-            implementation: implementation.clone(),
+            implementation: std::mem::take(&mut implementation),
             tests,
             own_pass_rate: rate,
             reflection_prompt: None,
             reflection: None,
+            hidden_passed: None,
         });
-        // With greedy decoding, an implementation identical to the previous one gets the same
-        // feedback, so every later prompt, reflection and implementation would repeat too.
-        let repeated = iterations.len() >= 2
-            && iterations[iterations.len() - 1].implementation
-                == iterations[iterations.len() - 2].implementation;
-        stop = if !cfg.reflects() {
-            StopReason::OneShot
-        } else if all_pass {
-            StopReason::OwnTestsPass
-        } else if iterations.len() as u32 >= cfg.max_iters {
-            StopReason::MaxIterations
-        } else if repeated {
-            StopReason::Repeated
-        } else {
-            StopReason::MaxIterations
-        };
-        if !cfg.reflects() || all_pass || repeated || iterations.len() as u32 >= cfg.max_iters {
-            break;
+        if let Some(stop) = stop_reason(cfg, &iterations) {
+            break stop;
         }
+        let next = iterations.len() as u32;
         let last = iterations.last_mut().expect("just pushed");
-        let feedback = format_feedback(&last.tests);
-        // A reflection is prose: it ends where the model starts writing code.
-        let (reflect_prompt, reflection) = coder.reflect(
-            &reflect_messages(&implementation, &feedback),
-            256,
-            &mut usage,
-            &["```"],
-        )?;
-        let reflection = reflection.trim().to_string();
-        last.reflection_prompt = Some(reflect_prompt);
-        last.reflection = Some(reflection.clone());
-        let (_, reply) = coder.ask(
-            &retry_messages(&problem.prompt, &implementation, &feedback, &reflection),
-            cfg.max_impl_tokens,
-            &mut usage,
-            CODE_FENCE,
-            &["```"],
-        )?;
-        implementation = extract_code(&reply, &problem.prompt, &problem.entry_point);
-    }
-    let token = pass_token(&problem.task_id, &implementation);
-    let hidden = pool.submit(format!(
-        "{}\nprint({token:?})\n",
-        hidden_test_program(problem, &implementation)
-    ));
+        implementation = reflect_and_retry(problem, cfg, coder, last, next, &mut usage)?;
+    };
+    let submitted = best_iteration(&iterations);
     Ok(InFlight {
         result: Box::new(CodingResult {
             format_version: FORMAT_VERSION,
             task_id: problem.task_id.clone(),
+            docstring_tests: docstring,
             own_tests,
             iterations,
             stop,
+            submitted: Some(submitted),
             hidden: RunReport {
                 outcome: Outcome::SandboxFailure,
                 exit_code: None,
@@ -465,25 +560,7 @@ pub fn solve(
         }),
         started,
         hidden,
-        token,
     })
-}
-
-/// A token printed after the hidden tests: a run only passes if it reached that line, so an
-/// implementation that exits with status 0 early (`exit()`, `os._exit(0)`) does not pass. It
-/// is derived from the clock and the task, never shown to the model.
-fn pass_token(task_id: &str, implementation: &str) -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write(task_id.as_bytes());
-    h.write(implementation.as_bytes());
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    format!("__retroformer_hidden_tests_done_{:016x}__", h.finish())
 }
 
 // ---- the run --------------------------------------------------------------------------------
@@ -498,6 +575,25 @@ pub fn task_path(out: &Path, task_id: &str) -> PathBuf {
     runner::task_path(out, 0, task_id)
 }
 
+/// The settings to run in `out`: `cfg`, or, when `out` holds a run written before the
+/// one-test rule that differs from `cfg` in `max_tests` only, `cfg` with the saved `max_tests`,
+/// so that the run resumes as it began.
+fn resumed_settings(out: &Path, cfg: &CodingConfig) -> Result<CodingConfig, CodingRunError> {
+    let saved = read_json::<CodingConfig>(&out.join("run.json"))?;
+    Ok(match saved {
+        Some(s) if s.max_tests != cfg.max_tests => {
+            let mut c = cfg.clone();
+            c.max_tests = s.max_tests;
+            if c == s {
+                c
+            } else {
+                cfg.clone()
+            }
+        }
+        _ => cfg.clone(),
+    })
+}
+
 /// Run (or resume) the programming benchmark: each task once, results written as each task's
 /// hidden tests finish, the model moving on to the next task meanwhile. `on_done` is called
 /// with each finished (or, on resume, already finished) task.
@@ -509,6 +605,7 @@ pub fn run(
     pool: &Pool,
     mut on_done: impl FnMut(&CodingResult),
 ) -> Result<(CodingSummary, Vec<CodingResult>), CodingRunError> {
+    let cfg = &resumed_settings(out, cfg)?;
     files::claim_run_folder(out, cfg)?.map_err(CodingRunError::Config)?;
     let trials = runner::trial_dir(out, 0);
     std::fs::create_dir_all(&trials).map_err(|e| file_err(&trials, e))?;
@@ -571,13 +668,17 @@ pub fn run(
     Ok((summary, results))
 }
 
-/// The Retroformer rating data of a programming run: each reflection with the share of own
-/// tests passed before (G_i) and after (G_{i+1}) it.
+/// The Retroformer rating data of a programming run: each reflection with the share of
+/// visible tests passed before (G_i) and after (G_{i+1}) it. An empty reflection (nothing
+/// left after cleaning) was not shown to the actor and is not rated.
 pub fn records(results: &[CodingResult]) -> Vec<RatingRecord> {
     let mut out = Vec::new();
     for r in results {
         for (i, pair) in r.iterations.windows(2).enumerate() {
             if let (Some(x), Some(y)) = (&pair[0].reflection_prompt, &pair[0].reflection) {
+                if y.is_empty() {
+                    continue;
+                }
                 let mut record = RatingRecord::new(
                     &r.task_id,
                     i as u32,
@@ -604,63 +705,6 @@ fn write_records(out: &Path, results: &[CodingResult]) -> Result<(), CodingRunEr
         &out.join("records.jsonl"),
         &records(results),
     )?)
-}
-
-/// Totals over finished tasks.
-pub fn summarize(results: &[CodingResult], max_iters: u32) -> CodingSummary {
-    let n = results.len().max(1) as f64;
-    let passed = results.iter().filter(|r| r.passed).count();
-    let mut outcomes = std::collections::BTreeMap::new();
-    let mut stops = std::collections::BTreeMap::new();
-    for r in results {
-        *outcomes
-            .entry(r.hidden.outcome.name().to_string())
-            .or_insert(0) += 1;
-        let stop = serde_json::to_value(r.stop)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *stops.entry(stop).or_insert(0) += 1;
-    }
-    let own_by_iter = (1..=max_iters as usize)
-        .map(|k| {
-            results
-                .iter()
-                .filter(|r| {
-                    r.iterations
-                        .iter()
-                        .take(k)
-                        .any(|it| !it.tests.is_empty() && it.own_pass_rate >= 1.0)
-                })
-                .count() as f64
-                / n
-        })
-        .collect();
-    CodingSummary {
-        format_version: FORMAT_VERSION,
-        tasks: results.len(),
-        passed,
-        pass_at_1: passed as f64 / n,
-        outcomes,
-        stops,
-        own_tests_pass_by_iteration: own_by_iter,
-        mean_iterations: results
-            .iter()
-            .map(|r| r.iterations.len() as f64)
-            .sum::<f64>()
-            / n,
-        mean_task_s: results.iter().map(|r| r.wall_ms).sum::<f64>() / n / 1e3,
-        mean_tokens: results
-            .iter()
-            .map(|r| (r.usage.evaluated_tokens + r.usage.generated_tokens) as f64)
-            .sum::<f64>()
-            / n,
-        mean_generated_tokens: results
-            .iter()
-            .map(|r| r.usage.generated_tokens as f64)
-            .sum::<f64>()
-            / n,
-    }
 }
 
 #[cfg(test)]

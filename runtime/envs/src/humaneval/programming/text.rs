@@ -78,16 +78,17 @@ pub fn syntax_filter_program(candidates: &[String]) -> String {
 /// Marker of the line the test harness prints with its verdict.
 const VERDICT: &str = "__retroformer_test__";
 
-/// The program that runs one assert against an implementation and prints the left-hand side's
-/// actual value when an `==` comparison fails.
+/// The program that runs one assert against an implementation and, when it fails, prints the
+/// actual value of the left-hand side of an `==` comparison (or of `x` in a float test
+/// `abs(x - y) < tol`).
 pub fn test_program(imports: &str, implementation: &str, test: &str) -> String {
     format!(
-        "{imports}{implementation}\n\nimport ast as __ast\n__t = {src}\ntry:\n    exec(compile(__t, '<test>', 'exec'), globals())\n    print({VERDICT:?}, 'ok')\nexcept AssertionError:\n    __out = None\n    __n = __ast.parse(__t).body[0].test\n    if isinstance(__n, __ast.Compare) and len(__n.ops) == 1 and isinstance(__n.ops[0], __ast.Eq):\n        try:\n            __out = repr(eval(compile(__ast.Expression(__n.left), '<lhs>', 'eval'), globals()))\n        except Exception as __e:\n            __out = type(__e).__name__ + ': ' + str(__e)\n    print({VERDICT:?}, 'failed', __out)\n    raise\n",
+        "{imports}{implementation}\n\nimport ast as __ast\n__t = {src}\ntry:\n    exec(compile(__t, '<test>', 'exec'), globals())\n    print({VERDICT:?}, 'ok')\nexcept AssertionError:\n    __out = None\n    __n = __ast.parse(__t).body[0].test\n    __lhs = None\n    if isinstance(__n, __ast.Compare) and len(__n.ops) == 1:\n        __l = __n.left\n        if isinstance(__n.ops[0], __ast.Eq):\n            __lhs = __l\n        elif isinstance(__n.ops[0], (__ast.Lt, __ast.LtE)) and isinstance(__l, __ast.Call) and isinstance(__l.func, __ast.Name) and __l.func.id == 'abs' and len(__l.args) == 1 and isinstance(__l.args[0], __ast.BinOp) and isinstance(__l.args[0].op, __ast.Sub):\n            __lhs = __l.args[0].left\n    if __lhs is not None:\n        try:\n            __out = repr(eval(compile(__ast.Expression(__lhs), '<lhs>', 'eval'), globals()))\n        except Exception as __e:\n            __out = type(__e).__name__ + ': ' + str(__e)\n    print({VERDICT:?}, 'failed', __out)\n    raise\n",
         src = py_str(test)
     )
 }
 
-/// The result of one self-test run.
+/// The result of one visible test's run.
 pub fn test_result(test: &str, r: &RunReport) -> TestResult {
     let verdict = r
         .stdout
@@ -125,8 +126,9 @@ pub fn test_result(test: &str, r: &RunReport) -> TestResult {
     }
 }
 
-/// Feedback in Reflexion's layout: the passed asserts, then each failed one with its actual
-/// output.
+/// Feedback in Reflexion's layout: the passed asserts, then each failed one with what
+/// happened, stated plainly: `# output: V` (the value its left-hand side had), or
+/// `# error: WHAT` (the exception's line, a timeout, a crash).
 pub fn format_feedback(results: &[TestResult]) -> String {
     let mut s = String::from("Tests passed:\n");
     for r in results.iter().filter(|r| r.outcome == Outcome::Passed) {
@@ -135,7 +137,15 @@ pub fn format_feedback(results: &[TestResult]) -> String {
     }
     s.push_str("\nTests failed:\n");
     for r in results.iter().filter(|r| r.outcome != Outcome::Passed) {
-        s.push_str(&format!("{} # output: {}\n", r.test, r.output));
+        let what = match r.outcome {
+            Outcome::Failed => format!("output: {}", r.output),
+            Outcome::Error => format!("error: {}", r.output),
+            Outcome::Timeout => "error: timed out".into(),
+            Outcome::MemoryLimit => "error: ran out of memory".into(),
+            Outcome::KilledBySignal => "error: killed by a signal".into(),
+            Outcome::SandboxFailure | Outcome::Passed => "error: the test could not run".into(),
+        };
+        s.push_str(&format!("{} # {what}\n", r.test));
     }
     s
 }
@@ -149,7 +159,7 @@ const TESTS_EXAMPLE_REPLY: &str = "assert count_vowels(\"\") == 0\nassert count_
 /// The system message of the first implementation.
 pub const IMPL_SYSTEM: &str = "You are a Python programmer. Reply only with Python code in one ```python block: the complete function, with its signature restated and the imports it needs. No explanations.";
 /// The system message of a reflection.
-pub const REFLECT_SYSTEM: &str = "You are a Python programming assistant. You are shown a function implementation and the results of unit tests on it. In a few sentences, explain why the implementation is wrong, as the failing tests show. This will be your hint for the next attempt. Reply with the explanation only, no code.";
+pub const REFLECT_SYSTEM: &str = "You are a Python programming assistant. You are shown a function implementation and the results of unit tests on it; each failed test is followed by the value its left side had (`# output:`) or the error it raised (`# error:`). In a few sentences, explain why the implementation is wrong, as the failing tests show. This will be your hint for the next attempt. Reply with the explanation only, no code.";
 const RETRY_SYSTEM: &str = "You are a Python programmer. You are given your previous implementation of a function, the results of unit tests on it and a hint about what went wrong. Reply only with the improved, complete function in one ```python block, with its signature restated. No explanations.";
 
 /// What an implementation reply is opened with: the model continues inside a Python fence and
@@ -189,13 +199,20 @@ pub fn reflect_messages(implementation: &str, feedback: &str) -> Vec<ChatMessage
     ]
 }
 
-/// The chat messages that ask for a new implementation (memory 1: the newest reflection).
+/// The chat messages that ask for a new implementation (memory 1: the newest reflection;
+/// an empty one is left out).
 pub fn retry_messages(
     prompt: &str,
     previous: &str,
     feedback: &str,
     reflection: &str,
 ) -> Vec<ChatMessage> {
+    let reflection = reflection.trim();
+    let hint = if reflection.is_empty() {
+        String::new()
+    } else {
+        format!("[reflection on previous implementation]:\n{reflection}\n\n")
+    };
     vec![
         ChatMessage::new("system", RETRY_SYSTEM),
         ChatMessage::new("user", prompt),
@@ -206,9 +223,7 @@ pub fn retry_messages(
         ChatMessage::new(
             "user",
             format!(
-                "[unit test results from previous implementation]:\n{}\n[reflection on previous implementation]:\n{}\n\n[improved implementation]:",
-                feedback,
-                reflection.trim()
+                "[unit test results from previous implementation]:\n{feedback}\n{hint}[improved implementation]:"
             ),
         ),
     ]
