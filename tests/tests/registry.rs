@@ -137,3 +137,46 @@ fn the_canary_compares_two_reflectors_on_an_added_environment_and_applies_the_po
         .to_string();
     assert!(e.contains("--env chess") && e.contains("toy"), "{e}");
 }
+
+#[test]
+fn an_experiment_runs_each_arm_on_the_same_tasks_and_compares_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = registry();
+    let env = registry.get("toy").unwrap();
+    let plan = EvalPlan {
+        actor: "scripted".into(),
+        reflector: "actor".into(),
+        trials: Some(3),
+        ..EvalPlan::default()
+    };
+    let models = Scripted(TargetProfile::load("cpu").unwrap());
+    let arms = retroformer_lab::arms::run_arms(
+        env,
+        &plan,
+        &["none", "reflexion"],
+        dir.path(),
+        &models,
+        &mut Quiet::default(),
+    )
+    .unwrap();
+    assert_eq!(arms.runs.len(), 2);
+    assert_eq!(arms.runs[1].1, dir.path().join("reflexion"));
+    assert_eq!(arms.compare.runs.len(), 2);
+    let pair = &arms.compare.pairs[0];
+    assert_eq!((pair.a, pair.b), (0, 1));
+    assert_eq!(pair.trials.len(), 3);
+    assert!(pair.trials.iter().all(|t| t.n == 7));
+    assert!(dir.path().join("compare.json").is_file());
+    assert!(arms.files.iter().all(|f| f.is_file()));
+    // One arm is not an experiment.
+    let err = retroformer_lab::arms::run_arms(
+        env,
+        &plan,
+        &["none"],
+        dir.path(),
+        &models,
+        &mut Quiet::default(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("baseline"), "{err}");
+}

@@ -1,4 +1,8 @@
-//! `demo`, the README's main job: Reflexion on a few household tasks, with the default model.
+//! `demo`, the README's main job: an agent improving from its failures, measured against the
+//! baseline that a sceptic asks for. The same tasks run twice with the same sampled actor and
+//! seed: once retrying without any information (`none`), once with Reflexion; both share their
+//! first trial; then the two success-by-trial lines, their paired difference with its interval
+//! and p-value, and a chart.
 
 use std::path::PathBuf;
 
@@ -7,7 +11,8 @@ use clap::Args;
 use retroformer::manifest::home_dir;
 use retroformer_envs::household::{eval_split, TaskType};
 use retroformer_envs::{EvalPlan, Registry};
-use retroformer_lab::eval::evaluate;
+use retroformer_lab::arms::run_arms;
+use retroformer_lab::compare::lines;
 use retroformer_lab::BackendSource;
 use retroformer_llm::target::TargetProfile;
 
@@ -16,17 +21,27 @@ use crate::common::{FetchBar, TaskProgress};
 /// `demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// Actor model (fetched if missing).
+    /// The environment: `hotpotqa` (chain of thought over the question's gold paragraphs, the
+    /// first N questions of the bundled sample) or `household` (one task of each type, then the
+    /// next of each, in the evaluation split's order).
+    #[arg(long, default_value = "hotpotqa")]
+    env: String,
+    /// Actor model (fetched if missing); it also writes the reflections.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
-    /// Household tasks: the first of each task type (put, clean, heat, cool, examine, puttwo),
-    /// then the next of each, run in the evaluation split's order.
-    #[arg(long, default_value_t = 4)]
+    /// Tasks.
+    #[arg(long, default_value_t = 40)]
     tasks: usize,
     /// Trials.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     trials: u32,
-    /// Most actions per episode.
+    /// The actor's sampling temperature (both arms).
+    #[arg(long, default_value_t = 0.7)]
+    temperature: f32,
+    /// The seed of both arms' samples.
+    #[arg(long, default_value_t = 1)]
+    seed: u32,
+    /// Most actions per household episode.
     #[arg(long, default_value_t = 20)]
     max_steps: u32,
     /// Output folder (default: a new folder under $RETROFORMER_HOME/runs).
@@ -37,8 +52,8 @@ pub struct DemoArgs {
     threads: Option<u32>,
 }
 
-/// The demo's task ids: one of each type, in order, then the next of each.
-fn task_ids(n: usize) -> Vec<String> {
+/// The household demo's task ids: one of each type, in order, then the next of each.
+fn household_ids(n: usize) -> Vec<String> {
     let split = eval_split();
     let mut ids = Vec::new();
     for round in 0..=40 {
@@ -55,10 +70,37 @@ fn task_ids(n: usize) -> Vec<String> {
     ids
 }
 
+/// The plan both arms share (the strategy and the folder are the arms').
+fn plan(a: &DemoArgs) -> Result<EvalPlan> {
+    let mut plan = EvalPlan {
+        actor: a.model.clone(),
+        reflector: "actor".into(),
+        trials: Some(a.trials),
+        memory: Some(3),
+        actor_temperature: a.temperature,
+        actor_top_p: 0.95,
+        actor_seed: a.seed,
+        ..EvalPlan::default()
+    };
+    match a.env.as_str() {
+        "hotpotqa" => {
+            plan.limit = Some(a.tasks);
+            plan.options.0.insert("agent".into(), "cot-context".into());
+        }
+        "household" => {
+            plan.split = Some("eval".into());
+            plan.tasks = household_ids(a.tasks);
+            plan.max_steps = Some(a.max_steps);
+        }
+        other => anyhow::bail!("--env {other}: the demo runs hotpotqa or household"),
+    }
+    Ok(plan)
+}
+
 /// Runs the demo; `live` shows each action and observation.
 pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
-    if a.tasks == 0 || a.trials == 0 || a.max_steps == 0 {
-        anyhow::bail!("--tasks, --trials and --max-steps must be at least 1");
+    if a.tasks == 0 || a.trials < 2 || a.max_steps == 0 {
+        anyhow::bail!("--tasks and --max-steps must be at least 1, --trials at least 2");
     }
     let out = a.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
@@ -67,23 +109,15 @@ pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
             .unwrap_or(0);
         home_dir().join("runs").join(format!("demo-{now}"))
     });
-    let plan = EvalPlan {
-        out: out.clone(),
-        actor: a.model.clone(),
-        reflector: "actor".into(),
-        strategy: Some("reflexion".into()),
-        trials: Some(a.trials),
-        memory: Some(3),
-        max_steps: Some(a.max_steps),
-        split: Some("eval".into()),
-        tasks: task_ids(a.tasks),
-        ..EvalPlan::default()
-    };
+    let plan = plan(a)?;
     eprintln!(
-        "[retroformer] demo: Reflexion on {} household tasks, {} trials, actor {}; results in {}",
-        plan.tasks.len(),
+        "[retroformer] demo: {} on {} tasks, {} trials, actor {} sampled at T={} (seed {}): retries without information (none) against Reflexion; results in {}",
+        a.env,
+        a.tasks,
         a.trials,
         a.model,
+        a.temperature,
+        a.seed,
         out.display()
     );
     let bar = FetchBar::default();
@@ -93,18 +127,48 @@ pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
         fetch: Some(&bar),
     };
     let registry = Registry::builtin();
+    let env = registry.get(&a.env)?;
     let mut progress = TaskProgress::new(live);
-    let done = evaluate(registry.get("household")?, &plan, &models, &mut progress);
+    let arms = run_arms(
+        env,
+        &plan,
+        &["none", "reflexion"],
+        &out,
+        &models,
+        &mut progress,
+    );
     progress.finish();
-    let done = done?;
-    println!("success by trial:");
-    for line in &done.report.lines {
+    let arms = arms?;
+    for line in lines(&arms.compare) {
         println!("{line}");
     }
-    for p in &done.plots {
-        println!("plot: {}", p.display());
+    println!("{}", verdict(&arms.compare));
+    for p in &arms.files {
+        println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+/// One sentence on the last trial: the gain, its interval and p, and whether this run can tell
+/// it from chance.
+fn verdict(r: &retroformer_lab::compare::CompareReport) -> String {
+    let Some(t) = r.pairs.first().and_then(|p| p.trials.last()) else {
+        return "no trial finished in both arms".into();
+    };
+    let points = |x: f64| format!("{:+.1}", 100.0 * x);
+    let told = if t.p_value < 0.05 {
+        "a difference this run can tell from chance"
+    } else {
+        "not a difference this run can tell from chance (more tasks would be needed)"
+    };
+    format!(
+        "Reflexion against retries without information after trial {}: {} points (95 % interval {} to {}, McNemar p = {:.3}): {told}.",
+        t.trial + 1,
+        points(t.difference),
+        points(t.interval[0]),
+        points(t.interval[1]),
+        t.p_value
+    )
 }
 
 #[cfg(test)]
@@ -112,8 +176,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_demo_takes_one_task_of_each_type_before_a_second_of_any() {
-        let ids = task_ids(8);
+    fn the_household_demo_takes_one_task_of_each_type_before_a_second_of_any() {
+        let ids = household_ids(8);
         let types: Vec<&str> = ids.iter().map(|i| i.split('-').next().unwrap()).collect();
         assert_eq!(
             types,

@@ -359,12 +359,14 @@ fn a_short_real_household_run_writes_every_file() {
 }
 
 #[test]
-fn the_demo_runs_household_reflexion_end_to_end_with_a_live_view() {
+fn the_demo_runs_the_baseline_and_reflexion_on_household_with_a_live_view() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let o = cli(&[
         "-v",
         "demo",
+        "--env",
+        "household",
         "--tasks",
         "1",
         "--trials",
@@ -378,12 +380,44 @@ fn the_demo_runs_household_reflexion_end_to_end_with_a_live_view() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("success by trial"), "{stdout}");
-    assert!(out.join("success.png").is_file() && out.join("records.jsonl").is_file());
+    assert!(
+        stdout.contains("Reflexion against retries without information after trial 2"),
+        "{stdout}"
+    );
+    assert!(out.join("compare.png").is_file() && out.join("compare.json").is_file());
+    assert!(out.join("none/run.json").is_file() && out.join("reflexion/run.json").is_file());
     // The live view shows each action and its observation.
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("\n> "), "{stderr}");
     assert!(stderr.contains("[trial 1 put-"), "{stderr}");
+}
+
+#[test]
+fn the_demo_on_hotpotqa_pairs_the_arms_over_the_first_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = cli(&[
+        "demo",
+        "--tasks",
+        "2",
+        "--trials",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
+    assert_eq!(report["runs"][0]["strategy"], "none");
+    assert_eq!(report["runs"][1]["strategy"], "reflexion");
+    assert_eq!(report["runs"][0]["tasks"], 2);
+    assert_eq!(report["pairs"][0]["trials"].as_array().unwrap().len(), 2);
+    // Both arms share the first trial: the same outcome on every question.
+    let t0 = &report["pairs"][0]["trials"][0]["table"];
+    assert_eq!(t0["only_a"], 0);
+    assert_eq!(t0["only_b"], 0);
 }
 
 #[test]

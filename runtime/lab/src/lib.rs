@@ -1,10 +1,12 @@
-//! Retroformer's experiments, over the environment registry: evaluations ([`eval`]), the
-//! adapter canary ([`canary`]), and the Retroformer loop ([`retroformer_loop`]: collect rated
+//! Retroformer's experiments, over the environment registry: evaluations ([`eval`]), arms of
+//! one experiment on the same tasks and seed ([`arms`]) and their paired comparison
+//! ([`compare`]), the adapter canary ([`canary`]), and the Retroformer loop ([`retroformer_loop`]: collect rated
 //! reflections, train the reflector with `retroformer-train`, install, canary).
 //!
 //! Models come from a [`ModelSource`]: the device runtime's backend for real runs
 //! ([`BackendSource`]), scripted models in tests.
 
+pub mod arms;
 pub mod canary;
 pub mod compare;
 pub mod eval;

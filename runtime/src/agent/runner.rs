@@ -250,7 +250,7 @@ use shown::shown_history;
 /// sharing it leaves the reflections as the runs' only difference.
 ///
 /// Checked before anything is written: `from` holds a run with `cfg`'s settings apart from
-/// `trials`, `reflector` and `reflector_adapter`; each of `tasks` found there has the same
+/// `trials`, `strategy`, `memory` and the reflector's settings; each of `tasks` found there has the same
 /// question and gold answer. (An environment whose first trial depends on more than its
 /// settings and tasks refuses to be seeded before it calls this.) Then `to` is claimed for
 /// `cfg` (`run.json`; a folder holding another run is refused, as [`run_trials`] would) and
@@ -271,9 +271,13 @@ pub fn seed_first_trial(
             src.display()
         )));
     };
-    // The actor's sampling must match: the first trial is sampled with it.
+    // The actor's sampling must match: the first trial is sampled with it. The strategy and
+    // the memory may differ: no strategy shows anything before the second trial, which is
+    // what lets an experiment's arms (none, Reflexion, placebo) share one first trial.
     let comparable = |c: &RunConfig| RunConfig {
         trials: 0,
+        strategy: String::new(),
+        memory: 0,
         reflector: String::new(),
         reflector_adapter: None,
         reflector_temperature: 0.0,
@@ -287,7 +291,7 @@ pub fn seed_first_trial(
             "here",
         );
         return Err(RunError::Config(format!(
-            "{}: its first trial was run with other settings ({}); only trials and the reflector may differ",
+            "{}: its first trial was run with other settings ({}); only trials, the strategy, the memory and the reflector may differ",
             src.display(),
             differ.join(", ")
         )));

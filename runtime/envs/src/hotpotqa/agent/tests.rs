@@ -553,6 +553,22 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken_and_not
 }
 
 #[test]
+fn an_arm_with_another_strategy_and_memory_takes_the_first_trial_of_the_none_arm() {
+    let (source, tasks) = finished_two_trial_run();
+    let to = tempfile::tempdir().unwrap();
+    for (strategy, memory) in [("none", 1), ("placebo", 3)] {
+        let mut arm = cfg(2);
+        arm.strategy = strategy.into();
+        arm.memory = memory;
+        let to = to.path().join(strategy);
+        assert_eq!(
+            seed_first_trial(source.path(), &to, &arm, &tasks).unwrap(),
+            2
+        );
+    }
+}
+
+#[test]
 fn seeding_again_after_a_kill_copies_only_the_results_still_missing() {
     let (source, tasks) = finished_two_trial_run();
     let to = tempfile::tempdir().unwrap();
