@@ -27,10 +27,10 @@ pub struct DemoArgs {
     #[arg(long, default_value = "hotpotqa")]
     env: String,
     /// Actor model (fetched if missing); it also writes the reflections.
-    #[arg(long, default_value = "smollm2-135m-instruct")]
+    #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
     model: String,
     /// Tasks.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 10)]
     tasks: usize,
     /// Trials.
     #[arg(long, default_value_t = 5)]

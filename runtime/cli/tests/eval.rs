@@ -365,6 +365,8 @@ fn the_demo_runs_the_baseline_and_reflexion_on_household_with_a_live_view() {
     let o = cli(&[
         "-v",
         "demo",
+        "--model",
+        "smollm2-135m-instruct",
         "--env",
         "household",
         "--tasks",
@@ -398,6 +400,8 @@ fn the_demo_on_hotpotqa_pairs_the_arms_over_the_first_questions() {
     let out = dir.path().join("demo");
     let o = cli(&[
         "demo",
+        "--model",
+        "smollm2-135m-instruct",
         "--tasks",
         "2",
         "--trials",
