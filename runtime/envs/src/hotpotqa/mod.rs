@@ -390,6 +390,9 @@ impl<'a> Explorer<'a> {
 
 /// Parses an action as Reflexion's `^(\w+)\[(.+)\]$` does: a word, `[`, at least one character
 /// (no line breaks), `]` at the end (one trailing newline allowed, as Python's `$` allows).
+/// A line that does not end in `]` is read up to its first `]`: sampled small actors write words
+/// after the action on the same line (`Finish[VIVA Media AG] END OF EXAMPLES`), which the regex
+/// rejects as an invalid action although the answer is plain; lines it accepts read as before.
 pub fn parse_action(text: &str) -> Option<(&str, &str)> {
     let text = text.strip_suffix('\n').unwrap_or(text);
     let open = text.find('[')?;
@@ -397,7 +400,11 @@ pub fn parse_action(text: &str) -> Option<(&str, &str)> {
     if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || c == '_') {
         return None;
     }
-    let arg = rest.strip_prefix('[')?.strip_suffix(']')?;
+    let rest = rest.strip_prefix('[')?;
+    let arg = match rest.strip_suffix(']') {
+        Some(arg) => arg,
+        None => &rest[..rest.find(']')?],
+    };
     if arg.is_empty() || arg.contains('\n') {
         return None;
     }

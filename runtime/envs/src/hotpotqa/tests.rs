@@ -124,10 +124,21 @@ fn actions_parse_like_reflexions_regex() {
     assert_eq!(parse_action("Lookup[a] b]"), Some(("Lookup", "a] b")));
     assert_eq!(parse_action("Search[]"), None);
     assert_eq!(parse_action("Search Nixon"), None);
-    assert_eq!(parse_action("Search[Nixon] now"), None);
+    assert_eq!(parse_action("Search[Nixon"), None);
     assert_eq!(parse_action(" Search[Nixon]"), None);
     assert_eq!(parse_action("Search[a\nb]"), None);
     assert_eq!(parse_action("[Nixon]"), None);
+}
+
+#[test]
+fn words_after_an_action_on_its_line_are_ignored() {
+    assert_eq!(
+        parse_action("Finish[VIVA Media AG] END OF EXAMPLES"),
+        Some(("Finish", "VIVA Media AG"))
+    );
+    assert_eq!(parse_action("Search[Nixon] now"), Some(("Search", "Nixon")));
+    assert_eq!(parse_action("Finish[] yes"), None);
+    assert_eq!(parse_action("Finish[a\nb] c"), None);
 }
 
 #[test]
