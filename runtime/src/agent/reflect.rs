@@ -56,6 +56,12 @@ pub trait ReflectionPrompt: Send {
     fn trajectory_lines(&self) -> &[&str] {
         &TRAJECTORY_LINES
     }
+    /// The chat template the prompt is put in, if any: a reply is cut where it writes the
+    /// template's end of turn as text (with special tokens not parsed, a small model that
+    /// writes `<|im_end|>` does not end its turn).
+    fn frame(&self) -> Option<&ChatFrame> {
+        None
+    }
 }
 
 /// Openings of trajectory lines common to our environments' prompts.
@@ -149,6 +155,16 @@ impl ChatFrame {
     pub fn wrap(&self, message: &str) -> String {
         format!("{}{message}{}", self.before, self.after)
     }
+
+    /// The text that ends a message in this template (ChatML's `<|im_end|>`): the first line
+    /// of `after`, if any.
+    pub fn end_of_turn(&self) -> Option<&str> {
+        self.after
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
 }
 
 /// A model as the reflector, in a session of its own (so the actor's cache is untouched).
@@ -184,6 +200,9 @@ impl LlmReflector {
         let mut req = GenerateRequest::new(prompt, self.max_tokens);
         for s in self.prompt.stops() {
             req = req.stop(*s);
+        }
+        if let Some(end) = self.prompt.frame().and_then(ChatFrame::end_of_turn) {
+            req = req.stop(end);
         }
         req.parse_special = false;
         req.sampling = self.sampling.clone();
@@ -302,6 +321,16 @@ mod tests {
             .iter()
             .all(|q| q.sampling == SamplingParams::default() && !q.parse_special));
         assert!(r.reflect_many(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_chat_frame_ends_a_turn_where_its_template_does() {
+        let chatml = ChatFrame {
+            before: "<|im_start|>user\n".into(),
+            after: "<|im_end|>\n<|im_start|>assistant\n".into(),
+        };
+        assert_eq!(chatml.end_of_turn(), Some("<|im_end|>"));
+        assert_eq!(ChatFrame::default().end_of_turn(), None);
     }
 
     #[test]

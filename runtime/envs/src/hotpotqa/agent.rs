@@ -335,8 +335,9 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
         attempt: &Attempt,
         _earlier: &[TaskResult],
     ) -> Result<Reflection, RunError> {
+        let task = self.reflection_task(i);
         Ok(self.agents.reflector.reflect(&Failure {
-            task: &self.questions[i].question,
+            task: &task,
             trajectory: &attempt.scratchpad,
             episode_return: attempt.episode_return,
             earlier: &[],
@@ -347,16 +348,36 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
         &mut self,
         failed: &[(usize, &Attempt, &[TaskResult])],
     ) -> Result<Vec<Reflection>, RunError> {
+        let tasks: Vec<String> = failed
+            .iter()
+            .map(|(i, _, _)| self.reflection_task(*i))
+            .collect();
         let items: Vec<Failure<'_>> = failed
             .iter()
-            .map(|(i, a, _)| Failure {
-                task: &self.questions[*i].question,
+            .zip(&tasks)
+            .map(|((_, a, _), task)| Failure {
+                task,
                 trajectory: &a.scratchpad,
                 episode_return: a.episode_return,
                 earlier: &[],
             })
             .collect();
         Ok(self.agents.reflector.reflect_many(&items)?)
+    }
+}
+
+impl HotpotqaAgent<'_, '_> {
+    /// What the reflection prompt shows as question `i`'s task: the question for ReAct; for
+    /// chain of thought as the published prompt shows it, after the context where it had one.
+    fn reflection_task(&self, i: usize) -> String {
+        let q = &self.questions[i];
+        match self.cfg.agent.as_str() {
+            "cot" => super::reflect::cot_task(None, &q.question),
+            "cot-context" => {
+                super::reflect::cot_task(Some(&super::cot::gold_context(q)), &q.question)
+            }
+            _ => q.question.clone(),
+        }
     }
 }
 

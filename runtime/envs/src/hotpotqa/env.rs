@@ -2,7 +2,7 @@
 //! distractor sample.
 
 use super::agent::{hotpotqa_tasks, run, seed_first_trial, HotpotqaModels, HotpotqaSettings};
-use super::reflect::HotpotqaReflection;
+use super::reflect::{HotpotqaReflection, ReflectionKind};
 use super::Question;
 use crate::trials;
 use crate::{
@@ -198,6 +198,7 @@ impl Evaluation for HotpotqaEval {
             models.reflector_session(lanes, lane_tokens)?,
             Box::new(HotpotqaReflection {
                 frame: ChatFrame::of(models.reflector),
+                kind: ReflectionKind::of_agent(&cfg.agent),
             }),
             REFLECTION_TOKENS,
         )

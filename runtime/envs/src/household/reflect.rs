@@ -153,6 +153,10 @@ impl ReflectionPrompt for HouseholdReflection {
         ]
     }
 
+    fn frame(&self) -> Option<&ChatFrame> {
+        Some(&self.frame)
+    }
+
     fn trajectory_lines(&self) -> &[&str] {
         &TRAJECTORY_LINES
     }
