@@ -1,5 +1,5 @@
 use super::*;
-use crate::hotpotqa::reflect::HotpotqaReflection;
+use crate::hotpotqa::reflect::{HotpotqaReflection, ReflectionKind};
 use crate::hotpotqa::Page;
 use retroformer::agent::reflect::LlmReflector;
 use retroformer::agent::runner::{load_task, task_path};
@@ -80,7 +80,10 @@ fn run_lanes(
     let mut session = actor.session(&SessionOptions::default()).unwrap();
     let mut reflector = LlmReflector::new(
         reflector_model.session(&SessionOptions::default()).unwrap(),
-        Box::new(HotpotqaReflection::default()),
+        Box::new(HotpotqaReflection {
+            kind: ReflectionKind::of_agent(&settings.agent),
+            ..Default::default()
+        }),
         64,
     );
     let r = run(
@@ -423,6 +426,34 @@ fn the_cot_agents_are_the_ones_the_settings_name() {
     assert!(done
         .scratchpad
         .starts_with("\nThought: The page says so.\nAction: Finish[Pamela Hayden]"));
+}
+
+#[test]
+fn a_chain_of_thought_with_context_reflects_on_its_trial_after_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = cfg(2);
+    settings.agent = "cot-context".into();
+    let (r, _) = run_cfg(
+        dir.path(),
+        &settings,
+        &[q("q1", "Pamela Hayden")],
+        &[
+            "Guess.",
+            "Finish[Nancy] END",
+            "Read it.",
+            "Finish[Pamela Hayden]",
+        ],
+        &["Read the context before answering."],
+    );
+    assert_eq!(r.unwrap()[1].solved_total, 1);
+    let first = load_task(dir.path(), 0, "q1").unwrap().unwrap();
+    let prompt = first.reflection.unwrap().prompt;
+    assert!(prompt.contains("Previous trial:\nRelevant Context: The answer is Pamela Hayden.\nQuestion: Question q1?\nThought: Guess.\nAction: Finish[Nancy] END"), "{prompt}");
+    assert!(
+        prompt.contains("Your answer \"Nancy\" was judged incorrect."),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("Docstore"), "{prompt}");
 }
 
 /// The two-question, two-trial run of [`run_with`] in a new folder, and its tasks.
