@@ -57,8 +57,7 @@ pub trait ReflectionPrompt: Send {
         &TRAJECTORY_LINES
     }
     /// The chat template the prompt is put in, if any: a reply is cut where it writes the
-    /// template's end of turn as text (with special tokens not parsed, a small model that
-    /// writes `<|im_end|>` does not end its turn).
+    /// template's end of turn as text ([`own_turn`]).
     fn frame(&self) -> Option<&ChatFrame> {
         None
     }
@@ -120,6 +119,29 @@ fn cut_repeats(text: &str) -> String {
         start = i + 1;
     }
     text[..end].trim().to_string()
+}
+
+/// The reply's own turn: the prompt is tokenized without special tokens, so a small model ends
+/// or reopens turns by writing the template's markers as text. A reply that opens by closing
+/// the turn (and reopening the assistant's) is read after that; any reply is cut at the next
+/// end of turn. Not a generation stop: a stop would end the first kind of reply before its text.
+pub fn own_turn<'a>(text: &'a str, frame: Option<&ChatFrame>) -> &'a str {
+    let Some(end) = frame.and_then(ChatFrame::end_of_turn) else {
+        return text;
+    };
+    let mut t = text.trim_start();
+    if let Some(rest) = t.strip_prefix(end) {
+        let reopen = frame
+            .and_then(|f| f.after.split_once(end))
+            .map_or("", |(_, r)| r.trim());
+        t = rest.trim_start();
+        t = t
+            .strip_prefix(reopen)
+            .filter(|_| !reopen.is_empty())
+            .unwrap_or(t)
+            .trim_start();
+    }
+    t.find(end).map_or(t, |i| &t[..i])
 }
 
 /// A model's chat template around one user message, taken apart once so that a prompt can be
@@ -201,9 +223,6 @@ impl LlmReflector {
         for s in self.prompt.stops() {
             req = req.stop(*s);
         }
-        if let Some(end) = self.prompt.frame().and_then(ChatFrame::end_of_turn) {
-            req = req.stop(end);
-        }
         req.parse_special = false;
         req.sampling = self.sampling.clone();
         req
@@ -251,7 +270,7 @@ impl LlmReflector {
             .session
             .generate_batch(reqs)?
             .into_iter()
-            .map(|g| clean(&g.text, lines))
+            .map(|g| clean(own_turn(&g.text, self.prompt.frame()), lines))
             .collect())
     }
 }
@@ -331,6 +350,14 @@ mod tests {
         };
         assert_eq!(chatml.end_of_turn(), Some("<|im_end|>"));
         assert_eq!(ChatFrame::default().end_of_turn(), None);
+        let f = Some(&chatml);
+        assert_eq!(own_turn("Plan.<|im_end|>\n<|im_start|>user\nQ", f), "Plan.");
+        assert_eq!(
+            own_turn("<|im_end|>\n<|im_start|>assistant\nPlan.<|im_end|>", f),
+            "Plan."
+        );
+        assert_eq!(own_turn("<|im_end|>", f), "");
+        assert_eq!(own_turn("Plan.", None), "Plan.");
     }
 
     #[test]
