@@ -39,6 +39,40 @@ fn finished(o: &std::process::Output, out: &Path) -> (String, serde_json::Value)
     (stdout, report)
 }
 
+/// The one task result of a run's first trial, its reflection (each run's own) left out.
+fn first_trial(run: &Path) -> serde_json::Value {
+    let dir = run.join("trial-00");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    r["reflection"] = serde_json::Value::Null;
+    r
+}
+
+/// The ids of the adapters installed for `base` and the active one's.
+fn installed_adapters(base: &Path, home: &Path) -> (Vec<String>, Option<String>) {
+    let o = Command::new(bin("retroformer"))
+        .args(["adapters", "list", "--json", "--base"])
+        .arg(base)
+        .env("RETROFORMER_HOME", home)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut ids: Vec<String> = v["adapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    (ids, v["active"].as_str().map(String::from))
+}
+
 #[test]
 fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first_trial() {
     let home = tempfile::tempdir().unwrap();
@@ -123,20 +157,7 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
     }
     // Trial 1 has no reflection yet, so it ran once: round 2's collection took round 1's, and
     // every canary evaluation took round 1's first one (the same bytes: wall times included).
-    let trial1 = |dir: &str| {
-        let dir = out.join(dir).join("trial-00");
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        assert_eq!(files.len(), 1, "{files:?}");
-        let mut r: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
-        // The reflection is each run's own.
-        r["reflection"] = serde_json::Value::Null;
-        r
-    };
+    let trial1 = |dir: &str| first_trial(&out.join(dir));
     assert_eq!(trial1("round-1/collect"), trial1("round-2/collect"));
     let first = trial1("round-1/canary/base");
     let mut arms = vec![format!("round-1/canary/{id}")];
@@ -152,20 +173,7 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
         assert_eq!(trial1(&arm), first, "{arm}");
     }
     // The store agrees: both adapters are installed, and the active one is the last promoted.
-    let o = Command::new(bin("retroformer"))
-        .args(["adapters", "list", "--json", "--base"])
-        .arg(&base)
-        .env("RETROFORMER_HOME", home.path())
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut ids: Vec<&str> = v["adapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_str().unwrap())
-        .collect();
-    ids.sort();
+    let (ids, active) = installed_adapters(&base, home.path());
     let mut want = vec![id, id2];
     want.sort();
     want.dedup();
@@ -175,7 +183,7 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
     } else {
         r2["reflector_adapter"].as_str()
     };
-    assert_eq!(v["active"].as_str(), expected, "{v}");
+    assert_eq!(active.as_deref(), expected, "{ids:?}");
 }
 
 #[test]
