@@ -172,7 +172,8 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
     for arm in arms {
         assert_eq!(trial1(&arm), first, "{arm}");
     }
-    // The store agrees: both adapters are installed, and the active one is the last promoted.
+    // The store agrees: each adapter trained is installed once, and the active one is the last
+    // promoted.
     let (ids, active) = installed_adapters(&base, home.path());
     let mut want = vec![id, id2];
     want.sort();

@@ -134,12 +134,8 @@ pub fn own_turn<'a>(text: &'a str, frame: Option<&ChatFrame>) -> &'a str {
         let reopen = frame
             .and_then(|f| f.after.split_once(end))
             .map_or("", |(_, r)| r.trim());
-        t = rest.trim_start();
-        t = t
-            .strip_prefix(reopen)
-            .filter(|_| !reopen.is_empty())
-            .unwrap_or(t)
-            .trim_start();
+        let rest = rest.trim_start();
+        t = rest.strip_prefix(reopen).unwrap_or(rest).trim_start();
     }
     t.find(end).map_or(t, |i| &t[..i])
 }
