@@ -109,6 +109,7 @@ fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()
         checkpoint: ck.clone(),
         progress: false,
         stop_after: None,
+        heldout: None,
         base_sha256: String::new(),
         data_sha256: String::new(),
     };

@@ -125,6 +125,7 @@ pub fn write_run_report(
         resumed_from: trained.resumed_from,
         export_ms,
         steps: trained.log.clone(),
+        best_step: trained.best_step,
     };
     retroformer_core::fsutil::write_atomic(
         &log_path,

@@ -264,10 +264,31 @@ pub struct Run<'a> {
     pub progress: bool,
     /// Stop (after writing a checkpoint) once this step is reached, as if interrupted.
     pub stop_after: Option<u64>,
+    /// Held-out examples for early stopping, if any.
+    pub heldout: Option<Heldout<'a>>,
     /// sha256 of the base model file (recorded in checkpoints; a resume must match).
     pub base_sha256: String,
     /// sha256 of the data file (likewise).
     pub data_sha256: String,
+}
+
+/// A held-out set: its mean loss is measured every `every` steps (and after the last); training
+/// stops once `patience` measurements in a row bring no new lowest loss (0: never), and the
+/// state with the lowest loss is the one returned. A resumed run starts its search afresh.
+pub struct Heldout<'a> {
+    /// The examples (none of them in the training data).
+    pub data: &'a [Tokenized],
+    /// Steps between measurements.
+    pub every: u64,
+    /// Measurements without a new lowest loss before stopping.
+    pub patience: u64,
+}
+
+/// The lowest held-out loss so far: the loss, its step, the state.
+struct Best {
+    loss: f64,
+    step: u64,
+    state: Trainable,
 }
 
 /// What a run returns.
@@ -278,6 +299,8 @@ pub struct Trained {
     pub log: Vec<TrainingStep>,
     /// Step the run resumed from (0 for a fresh run).
     pub resumed_from: u64,
+    /// The step of the returned state when a held-out set chose it.
+    pub best_step: Option<u64>,
 }
 
 fn short(sha: &str) -> &str {
@@ -439,6 +462,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             reason: format!("example {i} has no response token to train on"),
         });
     }
+    check_heldout(run)?;
     let cfg = &run.config;
     let mut lora_cfg = run.lora.clone();
     let head = matches!(run.objective, Objective::Reward { .. })
@@ -534,6 +558,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     } else {
         indicatif::ProgressBar::hidden()
     };
+    let (mut best, mut since_best): (Option<Best>, u64) = (None, 0);
     while step < cfg.steps {
         let t0 = Instant::now();
         // Dropout masks depend only on (seed, step), so a resumed run draws the same ones.
@@ -605,13 +630,35 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             grad_norm,
             tokens,
             seconds,
+            heldout_loss: None,
         });
         bar.set_position(step);
         bar.set_message(format!(
             "loss {loss_sum:.4} | {:.0} tokens/s",
             tokens as f64 / seconds
         ));
-        let stop = run.stop_after.is_some_and(|s| step >= s);
+        let early = match &run.heldout {
+            Some(h) if step.is_multiple_of(h.every.max(1)) || step == cfg.steps => {
+                lora_cfg.training = false;
+                let loss = heldout_loss(run, &state, &lora_cfg, h.data)?;
+                if let Some(last) = log.last_mut() {
+                    last.heldout_loss = Some(loss);
+                }
+                if best.as_ref().is_none_or(|b| loss < b.loss) {
+                    best = Some(Best {
+                        loss,
+                        step,
+                        state: state.clone(),
+                    });
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                }
+                h.patience > 0 && since_best >= h.patience
+            }
+            _ => false,
+        };
+        let stop = run.stop_after.is_some_and(|s| step >= s) || early;
         if (cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every))
             || step == cfg.steps
             || stop
@@ -624,11 +671,66 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     }
     bar.finish_and_clear();
     lora_cfg.training = false;
+    let best_step = best.as_ref().map(|b| b.step);
+    if let Some(b) = best {
+        state = b.state;
+    }
     Ok(Trained {
         state,
         log,
         resumed_from,
+        best_step,
     })
+}
+
+/// Refuses a held-out set the objective cannot score, an empty one, or one with an example
+/// without a response token.
+fn check_heldout(run: &Run) -> Result<(), TrainerError> {
+    let Some(h) = &run.heldout else {
+        return Ok(());
+    };
+    let bad = |reason: String| {
+        Err(TrainerError::Config {
+            field: "eval-data".into(),
+            reason,
+        })
+    };
+    if !matches!(run.objective, Objective::Sft | Objective::Rwr { .. }) {
+        return bad(format!(
+            "a held-out loss is measured for sft and rwr, not {}",
+            run.objective.name()
+        ));
+    }
+    if h.data.is_empty() {
+        return bad("no examples".into());
+    }
+    if let Some(i) = h
+        .data
+        .iter()
+        .position(|d| d.tokens.len() <= d.prompt_len.max(1))
+    {
+        return bad(format!("example {i} has no response token"));
+    }
+    Ok(())
+}
+
+/// The mean loss of `data` (no dropout, no gradient step; SFT and RWR).
+fn heldout_loss(
+    run: &Run,
+    state: &Trainable,
+    cfg: &LoraConfig,
+    data: &[Tokenized],
+) -> Result<f64, TrainerError> {
+    let stats = ExampleStats {
+        class_weight: 1.0,
+        ..ExampleStats::default()
+    };
+    let mut sum = 0.0;
+    for ex in data {
+        let loss = example_loss(&run.objective, run.base, state, cfg, ex, &stats, 1)?;
+        sum += loss.into_scalar::<f64>();
+    }
+    Ok(sum / data.len().max(1) as f64)
 }
 
 fn add_grads(

@@ -88,6 +88,7 @@ fn run<'a>(
         checkpoint,
         progress: false,
         stop_after: None,
+        heldout: None,
         base_sha256: String::new(),
         data_sha256: String::new(),
     }
@@ -240,4 +241,65 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
             }
         }
     }
+}
+
+#[test]
+fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
+    use retroformer_trainer::train::Heldout;
+    let dev = device();
+    let base = base(&dev);
+    // Training moves the prompts towards one response; the held-out set wants another, so its
+    // loss rises as training goes on.
+    let data = vec![
+        ex(&[270, 271], &[280, 281, 282], 1.0),
+        ex(&[272, 273], &[283, 284, 285], 1.0),
+    ];
+    let heldout = vec![
+        ex(&[270, 271], &[290, 291, 292], 1.0),
+        ex(&[272, 273], &[293, 294, 295], 1.0),
+    ];
+    let mut r = run(&base, Objective::Sft, &data, 40, "heldout");
+    r.heldout = Some(Heldout {
+        data: &heldout,
+        every: 2,
+        patience: 2,
+    });
+    let t = train(&r, &dev).unwrap();
+    let measured: Vec<(u64, f64)> = t
+        .log
+        .iter()
+        .filter_map(|l| l.heldout_loss.map(|h| (l.step, h)))
+        .collect();
+    assert!(t.log.len() < 40, "no early stop: {} steps", t.log.len());
+    let (best_step, lowest) = measured
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!(t.best_step, Some(best_step));
+    // The returned state is the measured one: its held-out loss is the lowest logged.
+    let again: f64 = heldout
+        .iter()
+        .map(|e| -mean_logprob(&base, Some(&t.state), &lora(), e))
+        .sum::<f64>()
+        / heldout.len() as f64;
+    assert!((again - lowest).abs() < 1e-4, "{again} vs {lowest}");
+    // Two measurements after the best one, none lower.
+    assert_eq!(measured.last().unwrap().0, best_step + 4);
+}
+
+#[test]
+fn a_held_out_set_is_refused_for_an_objective_it_cannot_score() {
+    use retroformer_trainer::train::Heldout;
+    let dev = device();
+    let base = base(&dev);
+    let data = vec![ex(&[270, 271], &[280], 1.0), ex(&[272, 273], &[283], -1.0)];
+    let mut r = run(&base, Objective::Pg { beta: 0.0 }, &data, 2, "heldout-pg");
+    r.heldout = Some(Heldout {
+        data: &data,
+        every: 1,
+        patience: 0,
+    });
+    let err = train(&r, &dev).err().expect("refused").to_string();
+    assert!(err.contains("eval-data"), "{err}");
 }

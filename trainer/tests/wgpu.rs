@@ -110,6 +110,7 @@ fn sft_on_wgpu_follows_the_same_losses_and_weights_as_on_flex() {
             checkpoint,
             progress: false,
             stop_after: None,
+            heldout: None,
             base_sha256: String::new(),
             data_sha256: String::new(),
         };

@@ -245,6 +245,9 @@ pub struct TrainingStep {
     pub tokens: u64,
     /// Wall time of the step in seconds.
     pub seconds: f64,
+    /// Mean loss on the held-out examples after this step, where they were evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heldout_loss: Option<f64>,
 }
 
 /// A training run's log (`OUT.log.json`), written by the trainer and read by the loop.
@@ -260,6 +263,10 @@ pub struct TrainingLog {
     pub export_ms: f64,
     /// Every step, those before a resume included.
     pub steps: Vec<TrainingStep>,
+    /// The step whose state was exported: the lowest held-out loss, where a held-out set was
+    /// given (absent: the last step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_step: Option<u64>,
 }
 
 /// One measured figure: the median of `n` repetitions and their range.

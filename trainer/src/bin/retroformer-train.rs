@@ -15,7 +15,7 @@ use retroformer_trainer::export::export;
 use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
-use retroformer_trainer::train::{load_checkpoint, train, Run, TrainConfig};
+use retroformer_trainer::train::{load_checkpoint, train, Heldout, Run, TrainConfig};
 use retroformer_trainer::{backend_device, write_run_report, Backend};
 
 #[derive(Parser)]
@@ -175,6 +175,17 @@ struct TrainArgs {
     /// which the task was solved).
     #[arg(long)]
     min_reward: Option<f64>,
+    /// Held-out examples (the shapes of --data; sft and rwr): their loss is measured every
+    /// --eval-every steps, training stops after --patience measurements without a new lowest
+    /// loss, and the state with the lowest is exported.
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Steps between held-out measurements.
+    #[arg(long, default_value_t = 10)]
+    eval_every: u64,
+    /// Held-out measurements without a new lowest loss before stopping (0: never stop early).
+    #[arg(long, default_value_t = 3)]
+    patience: u64,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -304,6 +315,17 @@ fn run(cmd: Command) -> Result<()> {
         }
         _ => Vec::new(),
     };
+    let heldout = match &args.eval_data {
+        Some(p) => read_examples(p, &tokenizer)?
+            .iter()
+            .map(|e| tokenize(e, &tokenizer, args.max_len))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("--eval-data {}", p.display()))?,
+        None => Vec::new(),
+    };
+    if args.eval_every == 0 {
+        bail!("--eval-every 0: must be at least 1");
+    }
     drop(tokenizer);
     let tokens: usize = data.iter().map(|d| d.tokens.len()).sum();
     eprintln!(
@@ -332,6 +354,11 @@ fn run(cmd: Command) -> Result<()> {
         checkpoint,
         progress: !args.quiet,
         stop_after: None,
+        heldout: args.eval_data.as_ref().map(|_| Heldout {
+            data: &heldout,
+            every: args.eval_every,
+            patience: args.patience,
+        }),
         base_sha256: base_sha256.clone(),
         data_sha256: data_sha256.clone(),
     };
@@ -342,7 +369,10 @@ fn run(cmd: Command) -> Result<()> {
     let provenance = AdapterProvenance {
         base_sha256,
         data_sha256,
-        step: trained.log.last().map(|l| l.step).unwrap_or(0),
+        step: trained
+            .best_step
+            .or(trained.log.last().map(|l| l.step))
+            .unwrap_or(0),
         objective: objective.name().into(),
         ..AdapterProvenance::default()
     };
@@ -376,6 +406,17 @@ fn run(cmd: Command) -> Result<()> {
         last.loss,
         args.out.display()
     );
+    if let Some(b) = trained.best_step {
+        let h = trained
+            .log
+            .iter()
+            .find(|l| l.step == b)
+            .and_then(|l| l.heldout_loss);
+        println!(
+            "exported step {b}: the lowest held-out loss ({})",
+            h.map_or("-".into(), |h| format!("{h:.4}"))
+        );
+    }
     for p in written {
         println!("  {}", p.display());
     }
@@ -473,6 +514,7 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
         checkpoint: ck.path().join("ckpt"),
         progress: false,
         stop_after: None,
+        heldout: None,
         base_sha256: String::new(),
         data_sha256: String::new(),
     };
