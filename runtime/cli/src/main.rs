@@ -67,6 +67,9 @@ enum Command {
     /// Build training data from collected runs.
     #[command(subcommand)]
     Dataset(rise::DatasetCommand),
+    /// RISE: a training round (rollouts, reward-weighted regression, evaluation).
+    #[command(subcommand)]
+    Rise(rise::RiseCommand),
     /// Run Python through the sandbox that runs generated code, or check its layers here.
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -176,6 +179,7 @@ fn run(cli: Cli) -> Result<()> {
             input,
             out,
         }) => rise::dataset_rise(&criteria, tau, seed, &input, &out),
+        Command::Rise(rise::RiseCommand::Round(a)) => rise::round(&profile, &a),
         Command::Sandbox(c) => sandbox::sandbox_cmd(c),
         Command::Adapters(c) => adapters::adapters_cmd(&profile, c),
         Command::Play(play::PlayCommand::Household { seed, task_type }) => {

@@ -12,6 +12,7 @@ pub mod compare;
 pub mod eval;
 mod models;
 pub mod retroformer_loop;
+pub mod rise_round;
 
 pub use models::{BackendSource, ModelSource};
 
@@ -96,6 +97,15 @@ impl LabError {
         LabError::File {
             path: path.to_path_buf(),
             message: e.to_string(),
+        }
+    }
+}
+
+impl From<retroformer::agent::files::FileError> for LabError {
+    fn from(e: retroformer::agent::files::FileError) -> Self {
+        LabError::File {
+            path: e.path,
+            message: e.message,
         }
     }
 }

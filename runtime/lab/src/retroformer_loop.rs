@@ -538,7 +538,10 @@ pub fn trainer() -> std::process::Command {
 }
 
 /// Runs `cmd` to the end (output passed through): its wall seconds and peak resident memory.
-fn run_child(what: &str, cmd: &mut std::process::Command) -> Result<(f64, Option<u64>), LabError> {
+pub(crate) fn run_child(
+    what: &str,
+    cmd: &mut std::process::Command,
+) -> Result<(f64, Option<u64>), LabError> {
     let err = |message: String| LabError::Child {
         what: what.into(),
         message,

@@ -39,7 +39,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "window",
-        help: "Earlier attempts each turn sees.",
+        help: "Turns each turn's context holds, itself included, as RISE's context_window: 2 shows one earlier attempt, 1 none.",
         kind: FlagKind::Value { default: Some("2") },
     },
     Flag {
@@ -49,10 +49,22 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "temperature",
-        help: "Temperature of the parallel samples.",
+        help: "Temperature of every sequential turn and parallel sample (RISE: 1.0); 0: greedy.",
         kind: FlagKind::Value {
-            default: Some("0.7"),
+            default: Some("1.0"),
         },
+    },
+    Flag {
+        name: "top-p",
+        help: "Top-p of every sampled attempt (RISE: 1.0).",
+        kind: FlagKind::Value {
+            default: Some("1.0"),
+        },
+    },
+    Flag {
+        name: "adapter",
+        help: "A LoRA adapter (GGUF) on the model, e.g. one `retroformer rise round` trained.",
+        kind: FlagKind::Value { default: None },
     },
     Flag {
         name: "max-tokens",
@@ -117,7 +129,29 @@ impl Environment for MathEnv {
         cfg.turns = o.or("turns", 5)?;
         cfg.window = o.or("window", 2)?;
         cfg.samples = o.or("samples", 5)?;
-        cfg.parallel_temperature = o.or("temperature", 0.7)?;
+        let temperature: f32 = o.or("temperature", rise::PUBLISHED_TEMPERATURE)?;
+        cfg.top_p = o.or("top-p", rise::PUBLISHED_TOP_P)?;
+        if !(temperature.is_finite() && temperature >= 0.0) {
+            return Err(EnvError::setting(
+                "temperature",
+                format!("{temperature}: must be 0 or more"),
+            ));
+        }
+        if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
+            return Err(EnvError::setting(
+                "top-p",
+                format!("{}: must be in (0, 1]", cfg.top_p),
+            ));
+        }
+        if cfg.window == 0 {
+            return Err(EnvError::setting(
+                "window",
+                "must be at least 1 (the turn itself)",
+            ));
+        }
+        cfg.sequential_temperature = temperature;
+        cfg.parallel_temperature = temperature;
+        cfg.adapter = o.get::<String>("adapter")?;
         cfg.max_tokens = o.or("max-tokens", 512)?;
         cfg.seed = o.or("seed", 0)?;
         if cfg.turns == 0 || cfg.samples == 0 {
@@ -213,11 +247,11 @@ fn resumed_batch(out: &Path) -> Result<Option<u32>, EnvError> {
 }
 
 /// Tokens one RISE attempt may need: instruction, worked example and question (generously
-/// 400), `window` earlier attempts with their retry messages, and its own answer.
+/// 400), `window - 1` earlier attempts with their retry messages, and its own answer.
 pub fn lane_tokens(window: usize, max_tokens: u32) -> u32 {
-    let window = u32::try_from(window).unwrap_or(u32::MAX);
+    let earlier = u32::try_from(window.saturating_sub(1)).unwrap_or(u32::MAX);
     400u32
-        .saturating_add(window.saturating_mul(max_tokens.saturating_add(40)))
+        .saturating_add(earlier.saturating_mul(max_tokens.saturating_add(40)))
         .saturating_add(max_tokens)
 }
 
@@ -244,7 +278,7 @@ impl MathEval {
         }
         if matches!(mode, Mode::Parallel | Mode::Both) {
             lanes = lanes.max(c.batch.saturating_mul(c.samples));
-            per_lane = per_lane.max(lane_tokens(0, c.max_tokens));
+            per_lane = per_lane.max(lane_tokens(1, c.max_tokens));
         }
         models.profile.lanes(lanes, per_lane)
     }
@@ -267,6 +301,14 @@ impl Evaluation for MathEval {
         let cfg = &self.cfg;
         let (lanes, lane_tokens) = self.lanes(models);
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
+        if let Some(path) = &cfg.adapter {
+            let h = models
+                .actor
+                .load_adapter(Path::new(path))
+                .map_err(|e| EnvError::setting("adapter", format!("{path}: {e}")))?;
+            session.set_adapter(Some((h, 1.0)))?;
+            progress.note(&format!("adapter: {path}"));
+        }
         progress.note(&format!(
             "rise: {} problems, mode {}, {} turns (window {}), {} samples, out {}",
             self.problems.len(),

@@ -7,7 +7,6 @@
 //! oracle leaks into the turns; rollout collection, which is allowed to use the reward, stops at
 //! a correct answer. The prompts are our own wording.
 
-use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,14 +15,20 @@ use serde::{Deserialize, Serialize};
 use super::{extract_answer, reward, Dataset, MathProblem};
 use retroformer::agent::runner;
 use retroformer::agent::{files, AgentError};
-use retroformer_core::records::{RiseSample, LOSS_ON_LAST_ASSISTANT};
 use retroformer_llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
 
 /// One attempt to make: the problem, the conversation so far and the sampler.
 pub type Job<'p> = (&'p MathProblem, Vec<ChatMessage>, SamplingParams);
 
-/// Format version of every file this module writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version of every file this module writes. 2: `window` counts the turn being made, as
+/// published (window 2 shows ONE earlier attempt; version 1 showed two), and sampled attempts
+/// record their top-p.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// RISE's published sampler for every turn (`policies.py`): temperature 1.0, top-p 1.0.
+pub const PUBLISHED_TEMPERATURE: f32 = 1.0;
+/// See [`PUBLISHED_TEMPERATURE`].
+pub const PUBLISHED_TOP_P: f32 = 1.0;
 
 const SYSTEM: &str = "You solve math problems. Reason step by step, then give the final answer on its own as \\boxed{ANSWER}.";
 const EXAMPLE_QUESTION: &str = "A baker fills 7 trays with 12 rolls each. She sells all but 15 of the rolls at $2 each. How much money does she take in?";
@@ -38,7 +43,8 @@ pub fn retry_message(question: &str) -> String {
 pub const SUCCESS_MESSAGE: &str = "The answer is correct.";
 
 /// The conversation for the next attempt: instruction, our worked example, the question, then
-/// the last `window` attempts each followed by the retry message.
+/// the last `window - 1` attempts each followed by the retry message. `window` counts the turn
+/// being made, as RISE's `context_window` does: 1 shows no earlier attempt, 2 shows one.
 pub fn messages(question: &str, attempts: &[String], window: usize) -> Vec<ChatMessage> {
     let mut m = vec![
         ChatMessage::new("system", SYSTEM),
@@ -46,7 +52,7 @@ pub fn messages(question: &str, attempts: &[String], window: usize) -> Vec<ChatM
         ChatMessage::new("assistant", EXAMPLE_ANSWER),
         ChatMessage::new("user", question),
     ];
-    let start = attempts.len().saturating_sub(window);
+    let start = attempts.len().saturating_sub(window.saturating_sub(1));
     for a in &attempts[start..] {
         m.push(ChatMessage::new("assistant", a.trim()));
         m.push(ChatMessage::new("user", retry_message(question)));
@@ -58,7 +64,7 @@ pub fn messages(question: &str, attempts: &[String], window: usize) -> Vec<ChatM
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// `turns` attempts, each seeing the last `window` ones.
+    /// `turns` attempts, each seeing the last `window - 1` ones.
     Sequential,
     /// `samples` independent first attempts.
     Parallel,
@@ -89,7 +95,7 @@ pub struct RiseConfig {
     pub dataset: Dataset,
     /// Sequential turns.
     pub turns: u32,
-    /// Attempts each turn sees.
+    /// Turns each turn's context holds, itself included (RISE's `context_window`).
     pub window: usize,
     /// Parallel samples.
     pub samples: u32,
@@ -97,6 +103,9 @@ pub struct RiseConfig {
     pub sequential_temperature: f32,
     /// Temperature of parallel samples.
     pub parallel_temperature: f32,
+    /// Top-p of every sampled attempt (runs before this setting: 0.95).
+    #[serde(default = "old_top_p")]
+    pub top_p: f32,
     /// Tokens per attempt.
     pub max_tokens: u32,
     /// Base seed of the samplers.
@@ -110,14 +119,26 @@ pub struct RiseConfig {
     /// existed) attempts one at a time; batched results may differ in the last float bits.
     #[serde(default = "one")]
     pub batch: u32,
+    /// [`FORMAT_VERSION`] of the run (1 for runs before it was recorded): a run of another
+    /// version is not resumed, since `window` changed its meaning.
+    #[serde(default = "one")]
+    pub format_version: u32,
+    /// The LoRA adapter on the model (a GGUF path), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
 }
 
 fn one() -> u32 {
     1
 }
 
+fn old_top_p() -> f32 {
+    0.95
+}
+
 impl RiseConfig {
-    /// RISE's evaluation settings: 5 turns, window 2 (configurable), 5 parallel samples.
+    /// RISE's evaluation settings: 5 turns, window 2 (one earlier attempt), 5 parallel samples,
+    /// every attempt sampled at temperature 1.0, top-p 1.0.
     pub fn new(dataset: Dataset, mode: Mode, actor: &str) -> Self {
         Self {
             agent: "rise".into(),
@@ -131,13 +152,16 @@ impl RiseConfig {
             turns: 5,
             window: 2,
             samples: 5,
-            sequential_temperature: 0.0,
-            parallel_temperature: 0.7,
+            sequential_temperature: PUBLISHED_TEMPERATURE,
+            parallel_temperature: PUBLISHED_TEMPERATURE,
+            top_p: PUBLISHED_TOP_P,
             max_tokens: 512,
             seed: 0,
             trials: 1,
             actor: actor.into(),
             batch: 1,
+            format_version: FORMAT_VERSION,
+            adapter: None,
         }
     }
 
@@ -301,10 +325,11 @@ impl MathAgent<'_> {
     }
 }
 
-fn sampling(temperature: f32, seed: u32) -> SamplingParams {
+/// The sampler of one attempt: greedy at temperature 0, else `temperature` and `top_p`.
+fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
     SamplingParams {
         temperature,
-        top_p: if temperature > 0.0 { 0.95 } else { 1.0 },
+        top_p: if temperature > 0.0 { top_p } else { 1.0 },
         seed,
         ..SamplingParams::default()
     }
@@ -350,7 +375,11 @@ pub fn solve_many(
                     (
                         *p,
                         messages(&p.question, &texts, cfg.window),
-                        sampling(cfg.sequential_temperature, problem_seed(cfg.seed, &p.id, t)),
+                        sampling(
+                            cfg.sequential_temperature,
+                            cfg.top_p,
+                            problem_seed(cfg.seed, &p.id, t),
+                        ),
                     )
                 })
                 .collect();
@@ -371,6 +400,7 @@ pub fn solve_many(
                         messages(&p.question, &[], cfg.window),
                         sampling(
                             cfg.parallel_temperature,
+                            cfg.top_p,
                             problem_seed(cfg.seed, &p.id, 1000 + k),
                         ),
                     )
@@ -513,14 +543,53 @@ pub struct RolloutConfig {
     pub samples: Vec<u32>,
     /// Most turns.
     pub turns: u32,
-    /// Attempts each turn sees.
+    /// Turns each turn's context holds, itself included (RISE's `context_window`).
     pub window: usize,
     /// Sampling temperature.
     pub temperature: f32,
+    /// Sampling top-p (runs before this setting: 0.95).
+    #[serde(default = "old_top_p")]
+    pub top_p: f32,
     /// Tokens per attempt.
     pub max_tokens: u32,
     /// Base seed.
     pub seed: u32,
+    /// [`FORMAT_VERSION`] (1 for runs before it was recorded): another version is not resumed.
+    #[serde(default = "one")]
+    pub format_version: u32,
+    /// Where a later turn's candidates are sampled: `History` (RISE: after the kept attempts
+    /// and the retry messages) or `Fresh` (from the question alone, as a first attempt). The
+    /// kept candidate goes into the dialogue after the history either way, so the training
+    /// sample is the same shape; `Fresh` only changes how candidates are found. It exists
+    /// because a small learner told "incorrect" mostly repeats its answer (see the README).
+    #[serde(default, skip_serializing_if = "Candidates::is_history")]
+    pub candidates: Candidates,
+}
+
+/// See [`RolloutConfig::candidates`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Candidates {
+    /// After the history (RISE).
+    #[default]
+    History,
+    /// From the question alone.
+    Fresh,
+}
+
+impl Candidates {
+    /// Parse a CLI name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "history" => Some(Candidates::History),
+            "fresh" => Some(Candidates::Fresh),
+            _ => None,
+        }
+    }
+
+    fn is_history(&self) -> bool {
+        *self == Candidates::History
+    }
 }
 
 /// One turn of a rollout: every candidate, and the one kept.
@@ -547,7 +616,8 @@ pub struct Rollout {
     pub question: String,
     /// The gold answer.
     pub gold: String,
-    /// The context window the turns were generated with.
+    /// The context window the turns were generated with (counting the turn being made; a
+    /// version-1 file's is converted when read).
     pub window: usize,
     /// The turns, until a correct one or the limit.
     pub turns: Vec<RolloutTurn>,
@@ -583,12 +653,16 @@ pub fn collect(
     for t in 0..cfg.turns {
         let i = (t as usize).min(solvers.len() - 1);
         let n = cfg.samples[(t as usize).min(cfg.samples.len() - 1)].max(1);
-        let msgs = messages(&problem.question, &kept, cfg.window);
+        let msgs = match cfg.candidates {
+            Candidates::History => messages(&problem.question, &kept, cfg.window),
+            Candidates::Fresh => messages(&problem.question, &[], cfg.window),
+        };
         // The n candidates go to the session together (decoded as one batch where it can).
         let jobs: Vec<Job<'_>> = (0..n)
             .map(|k| {
                 let s = sampling(
                     cfg.temperature,
+                    cfg.top_p,
                     problem_seed(cfg.seed, &problem.id, t * 1000 + k),
                 );
                 (problem, msgs.clone(), s)
@@ -666,7 +740,21 @@ pub fn read_rollouts(dir: &Path) -> Result<Vec<Rollout>, RiseError> {
         let e = e.map_err(|e| file_err(&folder, e))?;
         let p = e.path();
         if p.extension().is_some_and(|x| x == "json") {
-            let r: Rollout = read_json(&p)?.ok_or_else(|| file_err(&p, "vanished"))?;
+            let mut r: Rollout = read_json(&p)?.ok_or_else(|| file_err(&p, "vanished"))?;
+            if r.format_version == 1 {
+                // Version 1 counted earlier attempts only.
+                r.window += 1;
+                r.format_version = FORMAT_VERSION;
+            } else if r.format_version != FORMAT_VERSION {
+                return Err(file_err(
+                    &p,
+                    format!(
+                        "format_version {}: this build reads 1 and {FORMAT_VERSION}",
+                        r.format_version
+                    ),
+                )
+                .into());
+            }
             out.push(r);
         }
     }
@@ -674,123 +762,8 @@ pub fn read_rollouts(dir: &Path) -> Result<Vec<Rollout>, RiseError> {
     Ok(out)
 }
 
-// ---- training data --------------------------------------------------------------------------
-
-/// Which turns of a rollout become training samples (RISE's criteria).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Criterion {
-    /// Every turn.
-    All,
-    /// Turns whose reward is above the previous turn's (the first turn: above -1, i.e. any
-    /// parsable answer).
-    Better,
-    /// Turns with no earlier turn rewarded higher.
-    Best,
-    /// Correct turns only.
-    Success,
-}
-
-impl Criterion {
-    /// Parse a CLI name.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "all" => Criterion::All,
-            "better" => Criterion::Better,
-            "best" => Criterion::Best,
-            "success" => Criterion::Success,
-            _ => return None,
-        })
-    }
-
-    /// Whether turn `t` of `rewards` is kept.
-    pub fn keeps(self, rewards: &[f32], t: usize) -> bool {
-        let r = rewards[t];
-        match self {
-            Criterion::All => true,
-            Criterion::Better => r > if t == 0 { -1.0 } else { rewards[t - 1] },
-            Criterion::Best => rewards[..t].iter().all(|&p| p <= r),
-            Criterion::Success => r >= 1.0,
-        }
-    }
-}
-
-/// Convert rollouts into training samples: select turns by `criterion`, weight each by
-/// exp(reward / tau), drop duplicates (same messages), shuffle with `seed`. Deterministic.
-pub fn to_dataset(
-    rollouts: &[Rollout],
-    criterion: Criterion,
-    tau: f64,
-    seed: u64,
-) -> Result<Vec<RiseSample>, RiseError> {
-    if !(tau.is_finite() && tau > 0.0) {
-        return Err(RiseError::Config(format!("--tau {tau}: must be positive")));
-    }
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for r in rollouts {
-        let rewards: Vec<f32> = r.turns.iter().map(|t| t.reward).collect();
-        let kept: Vec<String> = r
-            .turns
-            .iter()
-            .map(|t| {
-                t.candidates[t.chosen.min(t.candidates.len().saturating_sub(1))]
-                    .response
-                    .clone()
-            })
-            .collect();
-        for t in 0..r.turns.len() {
-            if !criterion.keeps(&rewards, t) {
-                continue;
-            }
-            let mut msgs = messages(&r.question, &kept[..t], r.window);
-            msgs.push(ChatMessage::new("assistant", kept[t].trim()));
-            let key = serde_json::to_string(&msgs).map_err(|e| RiseError::Config(e.to_string()))?;
-            if !seen.insert(key) {
-                continue;
-            }
-            out.push(RiseSample {
-                format_version: FORMAT_VERSION,
-                problem_id: r.problem_id.clone(),
-                turn: t as u32,
-                messages: msgs,
-                loss_on: LOSS_ON_LAST_ASSISTANT.into(),
-                reward: f64::from(rewards[t]),
-                weight: (f64::from(rewards[t]) / tau).exp(),
-            });
-        }
-    }
-    shuffle(&mut out, seed);
-    Ok(out)
-}
-
-pub use retroformer_core::rng::shuffle;
-
-/// Write samples as JSONL, atomically.
-pub fn write_dataset(path: &Path, samples: &[RiseSample]) -> Result<(), RiseError> {
-    Ok(files::write_jsonl(path, samples)?)
-}
-
-/// Counts by criterion, for reports.
-pub fn criterion_counts(rollouts: &[Rollout]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for (name, c) in [
-        ("all", Criterion::All),
-        ("better", Criterion::Better),
-        ("best", Criterion::Best),
-        ("success", Criterion::Success),
-    ] {
-        let n = rollouts
-            .iter()
-            .map(|r| {
-                let rw: Vec<f32> = r.turns.iter().map(|t| t.reward).collect();
-                (0..rw.len()).filter(|&t| c.keeps(&rw, t)).count()
-            })
-            .sum();
-        m.insert(name.to_string(), n);
-    }
-    m
-}
+mod data;
+pub use data::{criterion_counts, shuffle, to_dataset, write_dataset, Criterion};
 
 #[cfg(test)]
 mod tests;

@@ -55,7 +55,8 @@ fn the_four_metrics_follow_their_definitions() {
 
 #[test]
 fn the_window_keeps_only_the_last_attempts_and_the_question_stays() {
-    let m = messages("Q?", &["a1".into(), "a2".into(), "a3".into()], 2);
+    // Window 3 (RISE's context_window): the turn being made and two earlier attempts.
+    let m = messages("Q?", &["a1".into(), "a2".into(), "a3".into()], 3);
     let roles: Vec<&str> = m.iter().map(|x| x.role.as_str()).collect();
     assert_eq!(
         roles,
@@ -79,6 +80,56 @@ fn the_window_keeps_only_the_last_attempts_and_the_question_stays() {
     );
 }
 
+#[test]
+fn window_one_shows_no_earlier_attempt_and_window_two_shows_one() {
+    let attempts = ["a1".to_string(), "a2".to_string()];
+    assert_eq!(messages("Q?", &attempts, 1).len(), 4);
+    let two = messages("Q?", &attempts, 2);
+    assert_eq!(two.len(), 6);
+    assert_eq!(two[4].content, "a2");
+}
+
+#[test]
+fn sequential_turns_are_sampled_with_the_published_settings_by_default() {
+    let model = ScriptedModel::new(["\\boxed{4}", "\\boxed{6}"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut solver = MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    };
+    let mut cfg = RiseConfig::new(Dataset::Gsm8k, Mode::Sequential, "scripted");
+    cfg.turns = 2;
+    solve(&problem(), &cfg, &mut solver).unwrap();
+    let reqs = model.requests();
+    for r in &reqs {
+        assert!((r.sampling.temperature - 1.0).abs() < 1e-6);
+        assert!((r.sampling.top_p - 1.0).abs() < 1e-6);
+    }
+    // Each turn has its own seed, so two turns are two different draws.
+    assert_ne!(reqs[0].sampling.seed, reqs[1].sampling.seed);
+}
+
+#[test]
+fn a_version_one_rollout_is_read_with_its_window_counting_the_turn_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rollouts")).unwrap();
+    let mut old = rollout("p0", &[0.0, 1.0]);
+    old.format_version = 1;
+    old.window = 1;
+    let text = serde_json::to_string(&old).unwrap();
+    std::fs::write(dir.path().join("rollouts/p0.json"), text).unwrap();
+    let read = read_rollouts(dir.path()).unwrap();
+    assert_eq!(
+        (read[0].window, read[0].format_version),
+        (2, FORMAT_VERSION)
+    );
+    old.format_version = 99;
+    let text = serde_json::to_string(&old).unwrap();
+    std::fs::write(dir.path().join("rollouts/p0.json"), text).unwrap();
+    let err = read_rollouts(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("format_version 99"), "{err}");
+}
+
 fn problem() -> MathProblem {
     MathProblem {
         id: "p1".into(),
@@ -99,7 +150,7 @@ fn sequential_turns_are_always_told_incorrect_even_after_a_right_answer() {
     };
     let mut cfg = RiseConfig::new(Dataset::Gsm8k, Mode::Sequential, "scripted");
     cfg.turns = 3;
-    cfg.window = 1;
+    cfg.window = 2;
     let r = solve(&problem(), &cfg, &mut solver).unwrap();
     let rewards: Vec<f32> = r.sequential.iter().map(|a| a.reward).collect();
     assert_eq!(rewards, [1.0, 0.0, -1.0]);
@@ -111,7 +162,7 @@ fn sequential_turns_are_always_told_incorrect_even_after_a_right_answer() {
     assert!(reqs[1].prompt.contains(
         "<assistant>2 + 3 = 5 \\boxed{5}</assistant>\n<user>The answer is incorrect. Please try again. Here's the question: What is 2 + 3?</user>"
     ));
-    // Window 1: turn 3 no longer sees turn 1.
+    // Window 2 (one earlier attempt): turn 3 no longer sees turn 1.
     assert!(!reqs[2].prompt.contains("\\boxed{5}</assistant>"));
     assert!(reqs[2].prompt.contains("maybe \\boxed{6}"));
 }
@@ -190,7 +241,7 @@ fn rollout(id: &str, rewards: &[f32]) -> Rollout {
         problem_id: id.into(),
         question: format!("question {id}"),
         gold: "1".into(),
-        window: 2,
+        window: 3,
         turns: rewards
             .iter()
             .enumerate()
@@ -263,7 +314,8 @@ fn each_criterion_keeps_exactly_the_turns_it_names_with_exp_reward_over_tau_weig
     let d = to_dataset(&log, Criterion::Success, 0.4, 7).unwrap();
     assert!((d[0].weight - (1.0f64 / 0.4).exp()).abs() < 1e-9);
     assert_eq!(d[0].loss_on, "last_assistant");
-    // The target is the last message; the earlier kept turns (window 2) come before it.
+    // The target is the last message; the earlier kept turns (window 3: two of them) come
+    // before it.
     let last = d[0].messages.last().unwrap();
     assert_eq!(
         (last.role.as_str(), last.content.as_str()),
@@ -318,8 +370,11 @@ fn rollouts_keep_the_best_candidate_and_stop_at_a_correct_one() {
         turns: 5,
         window: 2,
         temperature: 0.7,
+        top_p: 1.0,
         max_tokens: 64,
         seed: 0,
+        format_version: FORMAT_VERSION,
+        candidates: Candidates::History,
     };
     let r = collect(&problem(), &cfg, &mut solvers).unwrap();
     assert_eq!(model.remaining(), 0);
@@ -335,4 +390,37 @@ fn rollouts_keep_the_best_candidate_and_stop_at_a_correct_one() {
     assert_eq!(d[d.len() - 1].content, SUCCESS_MESSAGE);
     assert_eq!(d[d.len() - 2].content, "\\boxed{5}");
     assert_eq!(d[d.len() - 3].content, retry_message("What is 2 + 3?"));
+}
+
+#[test]
+fn fresh_candidates_are_sampled_from_the_question_alone_but_kept_after_the_history() {
+    let model = ScriptedModel::new(["\\boxed{4}", "\\boxed{6}", "\\boxed{5}"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut solvers = [MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    }];
+    let cfg = RolloutConfig {
+        dataset: Dataset::Gsm8k,
+        models: vec!["scripted".into()],
+        samples: vec![1, 2],
+        turns: 3,
+        window: 2,
+        temperature: 1.0,
+        top_p: 1.0,
+        max_tokens: 64,
+        seed: 0,
+        format_version: FORMAT_VERSION,
+        candidates: Candidates::Fresh,
+    };
+    let r = collect(&problem(), &cfg, &mut solvers).unwrap();
+    let reqs = model.requests();
+    // Turn 2's candidates never saw turn 1's answer.
+    assert!(reqs[1..].iter().all(|q| !q.prompt.contains("\\boxed{4}")));
+    assert_eq!((r.turns.len(), r.turns[1].chosen), (2, 1));
+    // The training sample of turn 2 still follows turn 1's answer and the retry message.
+    let d = to_dataset(&[r], Criterion::Success, 0.4, 0).unwrap();
+    let m = &d[0].messages;
+    assert_eq!(m[m.len() - 3].content, "\\boxed{4}");
+    assert_eq!(m[m.len() - 1].content, "\\boxed{5}");
 }
