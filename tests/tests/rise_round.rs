@@ -82,6 +82,12 @@ fn a_small_rise_round_trains_an_adapter_evaluates_both_arms_and_resumes() {
         .as_str()
         .unwrap()
         .ends_with("adapter.gguf"));
+    // ... and names the file by its hash, so another adapter at that path is not resumed.
+    let sha = run("eval-trained")["adapter_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(sha.len(), 64, "{sha}");
     assert!(out.join("turns.svg").is_file());
     assert!(stdout.contains("trained - base, m1@t5"), "{stdout}");
     // A second run finds every phase done and writes the same report.

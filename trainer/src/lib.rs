@@ -9,6 +9,7 @@
 
 pub mod data;
 pub mod export;
+mod heldout;
 pub mod lora;
 pub mod model;
 pub mod objective;

@@ -13,6 +13,8 @@ use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenized;
+pub use crate::heldout::Heldout;
+use crate::heldout::{check_heldout, heldout_loss, Best};
 use crate::lora::LoraConfig;
 use crate::model::Base;
 use crate::objective::{
@@ -272,25 +274,6 @@ pub struct Run<'a> {
     pub data_sha256: String,
 }
 
-/// A held-out set: its mean loss is measured every `every` steps (and after the last); training
-/// stops once `patience` measurements in a row bring no new lowest loss (0: never), and the
-/// state with the lowest loss is the one returned. A resumed run starts its search afresh.
-pub struct Heldout<'a> {
-    /// The examples (none of them in the training data).
-    pub data: &'a [Tokenized],
-    /// Steps between measurements.
-    pub every: u64,
-    /// Measurements without a new lowest loss before stopping.
-    pub patience: u64,
-}
-
-/// The lowest held-out loss so far: the loss, its step, the state.
-struct Best {
-    loss: f64,
-    step: u64,
-    state: Trainable,
-}
-
 /// What a run returns.
 pub struct Trained {
     /// The trained module.
@@ -462,7 +445,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             reason: format!("example {i} has no response token to train on"),
         });
     }
-    check_heldout(run)?;
+    check_heldout(&run.objective, run.heldout.as_ref())?;
     let cfg = &run.config;
     let mut lora_cfg = run.lora.clone();
     let head = matches!(run.objective, Objective::Reward { .. })
@@ -640,7 +623,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         let early = match &run.heldout {
             Some(h) if step.is_multiple_of(h.every.max(1)) || step == cfg.steps => {
                 lora_cfg.training = false;
-                let loss = heldout_loss(run, &state, &lora_cfg, h.data)?;
+                let loss = heldout_loss(&run.objective, run.base, &state, &lora_cfg, h.data)?;
                 if let Some(last) = log.last_mut() {
                     last.heldout_loss = Some(loss);
                 }
@@ -681,56 +664,6 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         resumed_from,
         best_step,
     })
-}
-
-/// Refuses a held-out set the objective cannot score, an empty one, or one with an example
-/// without a response token.
-fn check_heldout(run: &Run) -> Result<(), TrainerError> {
-    let Some(h) = &run.heldout else {
-        return Ok(());
-    };
-    let bad = |reason: String| {
-        Err(TrainerError::Config {
-            field: "eval-data".into(),
-            reason,
-        })
-    };
-    if !matches!(run.objective, Objective::Sft | Objective::Rwr { .. }) {
-        return bad(format!(
-            "a held-out loss is measured for sft and rwr, not {}",
-            run.objective.name()
-        ));
-    }
-    if h.data.is_empty() {
-        return bad("no examples".into());
-    }
-    if let Some(i) = h
-        .data
-        .iter()
-        .position(|d| d.tokens.len() <= d.prompt_len.max(1))
-    {
-        return bad(format!("example {i} has no response token"));
-    }
-    Ok(())
-}
-
-/// The mean loss of `data` (no dropout, no gradient step; SFT and RWR).
-fn heldout_loss(
-    run: &Run,
-    state: &Trainable,
-    cfg: &LoraConfig,
-    data: &[Tokenized],
-) -> Result<f64, TrainerError> {
-    let stats = ExampleStats {
-        class_weight: 1.0,
-        ..ExampleStats::default()
-    };
-    let mut sum = 0.0;
-    for ex in data {
-        let loss = example_loss(&run.objective, run.base, state, cfg, ex, &stats, 1)?;
-        sum += loss.into_scalar::<f64>();
-    }
-    Ok(sum / data.len().max(1) as f64)
 }
 
 fn add_grads(

@@ -152,6 +152,11 @@ impl Environment for MathEnv {
         cfg.sequential_temperature = temperature;
         cfg.parallel_temperature = temperature;
         cfg.adapter = o.get::<String>("adapter")?;
+        if let Some(p) = &cfg.adapter {
+            let sha = retroformer::fetch::sha256_file(Path::new(p), &retroformer::fetch::Silent)
+                .map_err(|e| EnvError::setting("adapter", format!("{p}: {e}")))?;
+            cfg.adapter_sha256 = Some(sha);
+        }
         cfg.max_tokens = o.or("max-tokens", 512)?;
         cfg.seed = o.or("seed", 0)?;
         if cfg.turns == 0 || cfg.samples == 0 {

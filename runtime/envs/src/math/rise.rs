@@ -126,6 +126,9 @@ pub struct RiseConfig {
     /// The LoRA adapter on the model (a GGUF path), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter: Option<String>,
+    /// The adapter file's sha256: a run is not resumed with another file at the same path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_sha256: Option<String>,
 }
 
 fn one() -> u32 {
@@ -162,6 +165,7 @@ impl RiseConfig {
             batch: 1,
             format_version: FORMAT_VERSION,
             adapter: None,
+            adapter_sha256: None,
         }
     }
 
