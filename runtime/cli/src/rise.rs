@@ -110,14 +110,8 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
     if a.models.is_empty() || a.samples.is_empty() || a.samples.contains(&0) {
         anyhow::bail!("--models and --samples need at least one entry each, samples at least 1");
     }
-    if a.window == 0 {
-        anyhow::bail!("--window 0: the window counts the turn itself, so at least 1");
-    }
-    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
-        anyhow::bail!("--temperature {}: must be 0 or more", a.temperature);
-    }
-    if !(a.top_p > 0.0 && a.top_p <= 1.0) {
-        anyhow::bail!("--top-p {}: must be in (0, 1]", a.top_p);
+    if let Err((flag, why)) = rise::check_sampling(a.window, a.temperature, a.top_p) {
+        anyhow::bail!("--{flag} {why}");
     }
     let mut problems = retroformer_envs::math::env::load(dataset, a.data.as_deref(), "train")?;
     if let Some(n) = a.limit {

@@ -282,19 +282,11 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
     if s.samples.is_empty() || s.samples.contains(&0) {
         return bad("samples", "needs counts of at least 1");
     }
-    if s.window == 0 {
-        return bad("window", "must be at least 1 (the turn itself)");
-    }
-    if !(s.temperature.is_finite() && s.temperature >= 0.0) {
-        return bad("temperature", "must be 0 or more");
-    }
-    let (rt, rp) = s.rollout_sampling.unwrap_or((s.temperature, s.top_p));
-    let in_range = |p: f32| p > 0.0 && p <= 1.0;
-    if !(in_range(s.top_p) && in_range(rp)) {
-        return bad("top-p", "and --rollout-top-p must be in (0, 1]");
-    }
-    if !(rt.is_finite() && rt >= 0.0) {
-        return bad("rollout-temperature", "must be 0 or more");
+    rise::check_sampling(s.window, s.temperature, s.top_p)
+        .map_err(|(flag, why)| LabError::setting(flag, why))?;
+    if let Some((t, p)) = s.rollout_sampling {
+        rise::check_sampling(s.window, t, p)
+            .map_err(|(flag, why)| LabError::setting(&format!("rollout-{flag}"), why))?;
     }
     if Criterion::parse(&s.criterion).is_none() {
         return bad("criteria", "known criteria are all, better, best, success");
@@ -581,15 +573,7 @@ fn arm(results: &[RiseResult], run: &Path) -> ArmFigures {
         .map(|r| r.sequential.len())
         .max()
         .unwrap_or(0);
-    let accuracy_by_turn = (0..turns)
-        .map(|t| {
-            results
-                .iter()
-                .filter(|r| r.sequential.get(t).is_some_and(|a| a.reward >= 1.0))
-                .count() as f64
-                / n
-        })
-        .collect();
+    let accuracy_by_turn = rise::summarize(results, turns as u32).accuracy_by_turn;
     let (mut pairs, mut changed, mut up, mut down) = (0usize, 0usize, 0usize, 0usize);
     for r in results {
         for w in r.sequential.windows(2) {

@@ -131,24 +131,8 @@ impl Environment for MathEnv {
         cfg.samples = o.or("samples", 5)?;
         let temperature: f32 = o.or("temperature", rise::PUBLISHED_TEMPERATURE)?;
         cfg.top_p = o.or("top-p", rise::PUBLISHED_TOP_P)?;
-        if !(temperature.is_finite() && temperature >= 0.0) {
-            return Err(EnvError::setting(
-                "temperature",
-                format!("{temperature}: must be 0 or more"),
-            ));
-        }
-        if !(cfg.top_p > 0.0 && cfg.top_p <= 1.0) {
-            return Err(EnvError::setting(
-                "top-p",
-                format!("{}: must be in (0, 1]", cfg.top_p),
-            ));
-        }
-        if cfg.window == 0 {
-            return Err(EnvError::setting(
-                "window",
-                "must be at least 1 (the turn itself)",
-            ));
-        }
+        rise::check_sampling(cfg.window, temperature, cfg.top_p)
+            .map_err(|(flag, why)| EnvError::setting(flag, why))?;
         cfg.sequential_temperature = temperature;
         cfg.parallel_temperature = temperature;
         cfg.adapter = o.get::<String>("adapter")?;

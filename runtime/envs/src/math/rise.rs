@@ -329,6 +329,24 @@ impl MathAgent<'_> {
     }
 }
 
+/// Checks a RISE run's window and sampler: the flag at fault (without `--`) and why.
+pub fn check_sampling(
+    window: usize,
+    temperature: f32,
+    top_p: f32,
+) -> Result<(), (&'static str, String)> {
+    if window == 0 {
+        return Err(("window", "0: must be at least 1 (the turn itself)".into()));
+    }
+    if !(temperature.is_finite() && temperature >= 0.0) {
+        return Err(("temperature", format!("{temperature}: must be 0 or more")));
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(("top-p", format!("{top_p}: must be in (0, 1]")));
+    }
+    Ok(())
+}
+
 /// The sampler of one attempt: greedy at temperature 0, else `temperature` and `top_p`.
 fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
     SamplingParams {
