@@ -86,6 +86,30 @@ pub struct RatingRecord {
     /// included) rather than train on `prompt` as plain text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages: Option<Vec<ChatMessage>>,
+    /// Who wrote the reflection (absent in records written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflector: Option<ReflectorInfo>,
+}
+
+/// Who wrote a reflection: the model, its file's sha256, the adapter on it and the sampler.
+/// A trainer or a loop that pools records can tell whose reflections they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReflectorInfo {
+    /// The model as the run names it (a manifest name or a path).
+    pub model: String,
+    /// The sha256 of the model's file, lower-case hex (absent: the file was not found).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_sha256: Option<String>,
+    /// The adapter on it, as the run names it (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<String>,
+    /// The sha256 of the adapter's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_sha256: Option<String>,
+    /// Sampling temperature (0: greedy).
+    pub temperature: f32,
+    /// Sampler seed.
+    pub seed: u32,
 }
 
 impl RatingRecord {
@@ -109,6 +133,7 @@ impl RatingRecord {
             return_next_trial,
             rating: rating(return_this_trial, return_next_trial),
             messages: None,
+            reflector: None,
         }
     }
 }

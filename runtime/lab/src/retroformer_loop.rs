@@ -106,7 +106,22 @@ pub fn run_loop(
                 .collect(r, round.reflector_adapter.as_deref(), progress)
                 .map_err(|e| e.during(format!("round {r}: collect")))?,
         });
-        let (records, kept) = pool_records(plan, r)?;
+        // The adapter each round so far claims to have collected with (its sha256).
+        let mut claimed = Vec::new();
+        for id in report
+            .rounds
+            .iter()
+            .map(|x| &x.reflector_adapter)
+            .chain([&round.reflector_adapter])
+        {
+            claimed.push(
+                id.as_deref()
+                    .map(|i| store.manifest(i))
+                    .transpose()?
+                    .map(|m| m.sha256),
+            );
+        }
+        let (records, kept) = pool_records(plan, r, &claimed)?;
         let c = round.collect.as_mut().expect("set above");
         (c.records, c.kept) = (records, kept);
         save(&round, &report)?;
@@ -245,12 +260,21 @@ fn collect_dirs(out: &Path, r: u32, samples: u32) -> Vec<PathBuf> {
 }
 
 /// Pools every round's rating records so far into `OUT/records-all.jsonl`: (records, kept).
-fn pool_records(plan: &LoopPlan, r: u32) -> Result<(usize, usize), LabError> {
+/// `claimed[k - 1]` is the sha256 of the adapter round k collected with (`None`: the base
+/// alone); a record that names another is refused.
+fn pool_records(
+    plan: &LoopPlan,
+    r: u32,
+    claimed: &[Option<String>],
+) -> Result<(usize, usize), LabError> {
     let mut text = String::new();
     for k in 1..=r {
+        let want = claimed.get(k as usize - 1).cloned().flatten();
         for d in collect_dirs(&plan.out, k, plan.settings.samples()) {
             let p = d.join("records.jsonl");
-            text.push_str(&std::fs::read_to_string(&p).map_err(|e| LabError::file(&p, e))?);
+            let t = std::fs::read_to_string(&p).map_err(|e| LabError::file(&p, e))?;
+            check_reflector(&t, want.as_deref(), &p)?;
+            text.push_str(&t);
         }
     }
     let all = plan.out.join("records-all.jsonl");
@@ -267,6 +291,28 @@ fn pool_records(plan: &LoopPlan, r: u32) -> Result<(usize, usize), LabError> {
         .filter(|&&x| x >= plan.settings.min_reward)
         .count();
     Ok((ratings.len(), kept))
+}
+
+/// Refuses rating records (the JSONL `text` of `path`) written under another adapter than
+/// `want` (a sha256; `None`: none). Records that do not say who wrote them pass.
+fn check_reflector(text: &str, want: Option<&str>, path: &Path) -> Result<(), LabError> {
+    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
+        let rec: RatingRecord = serde_json::from_str(line)
+            .map_err(|e| LabError::file(path, format!("line {}: {e}", i + 1)))?;
+        let Some(who) = rec.reflector else { continue };
+        if who.adapter_sha256.as_deref() != want {
+            return Err(LabError::file(
+                path,
+                format!(
+                    "line {}: a reflection written under adapter {:?}, but this round collected with {:?}",
+                    i + 1,
+                    who.adapter_sha256,
+                    want
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs `f` and measures its wall time and this process's peak memory over it.
@@ -572,4 +618,36 @@ pub(crate) fn run_child(
         ru.ru_maxrss as u64 * 1024
     };
     Ok((start.elapsed().as_secs_f64(), Some(peak)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_written_under_another_adapter_than_the_round_claims_are_refused() {
+        let rec = |adapter: Option<&str>| {
+            let mut r = RatingRecord::new("t", 0, "x", "y", 0.0, 1.0);
+            r.reflector = Some(retroformer_core::records::ReflectorInfo {
+                model: "m".into(),
+                base_sha256: None,
+                adapter: adapter.map(|_| "a.gguf".into()),
+                adapter_sha256: adapter.map(str::to_string),
+                temperature: 0.0,
+                seed: 0,
+            });
+            serde_json::to_string(&r).unwrap()
+        };
+        let p = Path::new("records.jsonl");
+        let old = serde_json::to_string(&RatingRecord::new("t", 0, "x", "y", 0.0, 1.0)).unwrap();
+        let text = format!("{}\n{old}\n", rec(Some("aa")));
+        assert!(
+            check_reflector(&text, Some("aa"), p).is_ok(),
+            "an unnamed record passes"
+        );
+        let e = check_reflector(&text, None, p).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("aa"), "{e}");
+        assert!(check_reflector(&rec(None), Some("bb"), p).is_err());
+        assert!(check_reflector(&rec(None), None, p).is_ok());
+    }
 }

@@ -16,6 +16,11 @@ pub struct Reflection {
     pub prompt: String,
     /// The reflection y.
     pub text: String,
+    /// When `prompt` is a user message in the reflector's chat template: that message alone,
+    /// so that a trainer can put it in its own model's template (a student learning from a
+    /// teacher's reflections) and learn the end of the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A failed attempt, as a reflector sees it.
@@ -169,6 +174,11 @@ impl ChatFrame {
         }
     }
 
+    /// No template: the message is the whole prompt.
+    pub fn is_plain(&self) -> bool {
+        self.before.is_empty() && self.after.is_empty()
+    }
+
     /// `message` in the frame.
     pub fn wrap(&self, message: &str) -> String {
         format!("{}{message}{}", self.before, self.after)
@@ -219,7 +229,10 @@ impl LlmReflector {
         for s in self.prompt.stops() {
             req = req.stop(*s);
         }
-        req.parse_special = false;
+        // A prompt in the model's chat template is read with its special tokens, as the
+        // actor's is: spelt out as plain text, the template is noise to the model. A plain
+        // prompt is read as plain text.
+        req.parse_special = self.prompt.frame().is_some_and(|f| !f.is_plain());
         req.sampling = self.sampling.clone();
         req
     }
@@ -250,12 +263,25 @@ impl Reflector for LlmReflector {
         Ok(prompts
             .into_iter()
             .zip(texts)
-            .map(|(prompt, text)| Reflection { prompt, text })
+            .map(|(prompt, text)| Reflection {
+                message: self.message_of(&prompt),
+                prompt,
+                text,
+            })
             .collect())
     }
 }
 
 impl LlmReflector {
+    /// The user message inside `prompt`, when the prompt is one in a chat template.
+    fn message_of(&self, prompt: &str) -> Option<String> {
+        let f = self.prompt.frame().filter(|f| !f.is_plain())?;
+        prompt
+            .strip_prefix(f.before.as_str())?
+            .strip_suffix(f.after.as_str())
+            .map(str::to_string)
+    }
+
     /// The cleaned replies to `reqs`, with one [`Session::generate_batch`].
     fn write(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<String>, LlmError> {
         if reqs.is_empty() {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::reflect::Reflection;
 use super::{AgentError, Strategy};
-use retroformer_core::records::RatingRecord;
+use retroformer_core::records::{ChatMessage, RatingRecord, ReflectorInfo};
 use retroformer_core::trajectory::Step;
 
 /// Format version of every file the runner writes.
@@ -467,6 +467,7 @@ pub fn run_trials(
     // source of truth, and this keeps them from being read again for every later trial.
     let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); tasks.len()];
     let mut summaries = Vec::new();
+    let reflector = strategy.reflects().then(|| reflector_info(cfg));
     for trial in 0..cfg.trials {
         let dir = trial_dir(out, trial);
         std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
@@ -489,7 +490,7 @@ pub fn run_trials(
         let summary = summarize(&mut history, results, trial);
         write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
         if !strategy.is_placebo() {
-            write_records(&history, out)?;
+            write_records(&history, reflector.as_ref(), out)?;
         }
         summaries.push(summary);
     }
@@ -685,10 +686,41 @@ fn summarize(
     summary
 }
 
+/// Who writes the reflections of a run with `cfg`, for its rating records: the model (the
+/// actor's when the reflector is `actor`) and its file's sha256 (a manifest's, else the file
+/// at the path, hashed once per run), the adapter and its sha256, the sampler.
+pub fn reflector_info(cfg: &RunConfig) -> ReflectorInfo {
+    let model = if cfg.reflector == "actor" {
+        &cfg.actor
+    } else {
+        &cfg.reflector
+    };
+    let hash = |p: &str| {
+        let p = Path::new(p);
+        p.is_file()
+            .then(|| crate::fetch::sha256_file(p, &crate::fetch::Silent).ok())
+            .flatten()
+    };
+    ReflectorInfo {
+        model: model.clone(),
+        base_sha256: crate::manifest::Manifest::find(model)
+            .map(|m| m.sha256)
+            .or_else(|| hash(model)),
+        adapter: cfg.reflector_adapter.clone(),
+        adapter_sha256: cfg.reflector_adapter.as_deref().and_then(hash),
+        temperature: cfg.reflector_temperature,
+        seed: cfg.reflector_seed,
+    }
+}
+
 /// Regenerates `records.jsonl` from every task's results: one record per reflection whose next
 /// trial has ended. Tasks are attempted in consecutive trials until solved, so a task's results
 /// are consecutive too.
-fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError> {
+fn write_records(
+    history: &[Vec<TaskResult>],
+    reflector: Option<&ReflectorInfo>,
+    out: &Path,
+) -> Result<(), RunError> {
     let mut records = Vec::new();
     for results in history {
         for pair in results.windows(2) {
@@ -701,14 +733,23 @@ fn write_records(history: &[Vec<TaskResult>], out: &Path) -> Result<(), RunError
             else {
                 continue;
             };
-            records.push(RatingRecord::new(
+            let mut record = RatingRecord::new(
                 &this.task_id,
                 this.trial,
                 &refl.prompt,
                 &refl.text,
                 this.episode_return,
                 next.episode_return,
-            ));
+            );
+            // A chat reflection: the trainer templates it with its own model.
+            record.messages = refl.message.as_ref().map(|m| {
+                vec![
+                    ChatMessage::new("user", m.as_str()),
+                    ChatMessage::new("assistant", refl.text.as_str()),
+                ]
+            });
+            record.reflector = reflector.cloned();
+            records.push(record);
         }
     }
     // By trial, then in task order (the sort is stable).

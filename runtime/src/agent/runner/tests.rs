@@ -42,6 +42,7 @@ impl TrialAgent for Toy {
         Ok(Reflection {
             prompt: attempt.scratchpad.clone(),
             text: format!("answer {i}"),
+            message: None,
         })
     }
 }
@@ -90,10 +91,52 @@ fn a_reflection_that_helps_is_rated_plus_one_and_solved_tasks_are_not_retried() 
     assert!(records
         .iter()
         .all(|r| (r.rating - 1.0).abs() < 1e-6 && r.trial == 0));
+    // Each record names who wrote it: here the actor `a` (no such manifest or file, so no
+    // sha256), greedy.
+    let who = records[0]
+        .reflector
+        .as_ref()
+        .expect("the reflector is recorded");
+    assert_eq!(
+        (who.model.as_str(), who.base_sha256.as_deref()),
+        ("a", None)
+    );
+    assert_eq!(
+        (who.adapter.as_deref(), who.temperature, who.seed),
+        (None, 0.0, 0)
+    );
     // Run again: everything is on disk, nothing is attempted.
     let mut again = Toy { calls: Vec::new() };
     run_trials(&tasks(2), &mut again, &cfg(3), dir.path(), &mut |_| {}).unwrap();
     assert!(again.calls.is_empty());
+}
+
+#[test]
+fn the_reflector_info_hashes_a_model_and_an_adapter_given_as_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, adapter) = (dir.path().join("m.gguf"), dir.path().join("a.gguf"));
+    std::fs::write(&model, b"abc").unwrap();
+    std::fs::write(&adapter, b"").unwrap();
+    let mut c = cfg(2);
+    c.reflector = model.display().to_string();
+    c.reflector_adapter = Some(adapter.display().to_string());
+    c.reflector_temperature = 0.7;
+    c.reflector_seed = 4;
+    let who = reflector_info(&c);
+    // sha256("abc") and sha256("").
+    assert_eq!(
+        who.base_sha256.as_deref(),
+        Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+    assert_eq!(
+        who.adapter_sha256.as_deref(),
+        Some("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    );
+    assert_eq!((who.temperature, who.seed), (0.7, 4));
+    // A manifest name takes the manifest's sha256.
+    c.reflector = "smollm2-135m-instruct".into();
+    let m = crate::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
+    assert_eq!(reflector_info(&c).base_sha256, Some(m.sha256));
 }
 
 #[test]
@@ -312,6 +355,7 @@ fn the_placebo_view_takes_the_next_failed_tasks_reflection_of_the_same_trial() {
         reflection: refl.map(|t| Reflection {
             prompt: String::new(),
             text: t.into(),
+            message: None,
         }),
         wall_ms: 0.0,
     };
