@@ -648,7 +648,8 @@ fn eval_compare_pairs_two_hand_made_runs_task_by_task() {
     );
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["kind"], "retroformer-compare");
-    assert_eq!(report["format_version"], 1);
+    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["pairs"][0]["name"], "reflexion vs none");
     assert_eq!(report["runs"][1]["actor_seed"], 7);
     assert_eq!(
         report["runs"][1]["success_rate"],

@@ -384,6 +384,7 @@ impl Registry {
                 &crate::humaneval::env::Humaneval,
                 &crate::math::env::GSM8K,
                 &crate::math::env::MATH,
+                &crate::math::retry_env::Gsm8kRetry,
             ],
         }
     }

@@ -24,8 +24,8 @@ use serde_json::Value;
 
 use crate::LabError;
 
-/// Format version of `compare.json`.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version of `compare.json`. 2: each pair is named by its arms' folders.
+pub const FORMAT_VERSION: u32 = 2;
 /// The `kind` of `compare.json`.
 pub const KIND: &str = "retroformer-compare";
 /// Bootstrap resamples per interval.
@@ -150,6 +150,9 @@ pub struct TrialComparison {
 /// Runs `a` and `b` (indices into `runs`) compared trial by trial; the difference is `b - a`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pair {
+    /// `B vs A`, each run named by its folder (`d-trained vs c-frozen`): the difference is
+    /// B's success rate minus A's.
+    pub name: String,
     /// The first run (the baseline in the pairs with run 0).
     pub a: usize,
     /// The second run.
@@ -230,7 +233,17 @@ fn compare_pair(runs: &[Run], a: usize, b: usize) -> Pair {
         .enumerate()
         .map(|(t, (sa, sb))| paired(t as u32, Table::of(sa, sb)))
         .collect();
-    Pair { a, b, trials }
+    let arm = |r: &Run| {
+        Path::new(&r.info.path)
+            .file_name()
+            .map_or(r.info.path.clone(), |n| n.to_string_lossy().into_owned())
+    };
+    Pair {
+        name: format!("{} vs {}", arm(rb), arm(ra)),
+        a,
+        b,
+        trials,
+    }
 }
 
 /// The statistics of one trial's table.

@@ -18,6 +18,8 @@
 //!   string equality, as the reference's `is_equiv` does in its `except` branch.
 
 pub mod env;
+pub mod retry;
+pub mod retry_env;
 pub mod rise;
 
 use std::path::Path;
