@@ -98,7 +98,7 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
         ])
         // Every reflection is kept (ratings are -1, 0 or 1), so that there is something to
         // train on whatever this small model does.
-        .arg("--min-reward=-1")
+        .args(["--min-reward=-1", "--min-sft-examples", "1"])
         .arg("--base")
         .arg(&base)
         .arg("--out")
@@ -330,7 +330,15 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     let loop_args = |rounds: &str| {
         let mut cmd = Command::new(bin("retroformer"));
         cmd.args(["loop", "--env", "household", "--rounds", rounds])
-            .args(["--base", &b, "--threads", "1", "--out"])
+            .args([
+                "--base",
+                &b,
+                "--threads",
+                "1",
+                "--min-sft-examples",
+                "1",
+                "--out",
+            ])
             .arg(&out)
             .env("RETROFORMER_HOME", home.path());
         cmd

@@ -69,15 +69,17 @@ pub enum Objective {
         /// Classification or regression.
         mode: RewardMode,
     },
-    /// REINFORCE with the batch's mean reward as baseline and a KL penalty to the frozen base.
+    /// REINFORCE with a KL penalty to the frozen base; the baseline is the mean reward of the
+    /// data's responses to the same prompt (several reflections on one failure), else the
+    /// batch's mean reward.
     Pg {
         /// KL coefficient.
         beta: f64,
     },
     /// PPO: clipped probability ratio against the policy before the batch's first update
     /// (`epochs` updates per batch), advantage
-    /// = reward minus the mean reward of examples with the same prompt (a group baseline),
-    /// KL penalty to the frozen base.
+    /// = reward minus the mean reward of the data's examples with the same prompt (a group
+    /// baseline; else the batch mean), KL penalty to the frozen base.
     Ppo {
         /// Clip range epsilon.
         clip: f64,

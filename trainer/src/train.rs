@@ -344,6 +344,19 @@ fn clip_global(grads: &mut GradientsParams, state: &Trainable, max_norm: f64) ->
     norm
 }
 
+/// The mean reward of the examples in `data` with example `i`'s prompt (several responses to
+/// one prompt: several reflections on one failure), when there are at least two: the baseline
+/// that leaves only what the response itself is worth. `None` for a prompt seen once.
+pub fn group_baseline(data: &[Tokenized], i: usize) -> Option<f64> {
+    let prompt = &data[i].tokens[..data[i].prompt_len];
+    let group: Vec<f64> = data
+        .iter()
+        .filter(|e| e.prompt_len == prompt.len() && e.tokens[..e.prompt_len] == *prompt)
+        .map(|e| e.reward)
+        .collect();
+    (group.len() > 1).then(|| group.iter().sum::<f64>() / group.len() as f64)
+}
+
 /// Per-example statistics for a batch: advantages, class weights, reference and old
 /// log-probabilities.
 fn batch_stats(
@@ -373,26 +386,13 @@ fn batch_stats(
                     };
                 }
                 Objective::Pg { beta } => {
-                    s.advantage = ex.reward - mean_reward;
+                    s.advantage = ex.reward - group_baseline(data, i).unwrap_or(mean_reward);
                     if beta > 0.0 {
                         s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
                     }
                 }
                 Objective::Ppo { beta, .. } => {
-                    // Group baseline: examples in the batch with the same prompt.
-                    let group: Vec<f64> = batch
-                        .iter()
-                        .filter(|&&j| {
-                            data[j].tokens[..data[j].prompt_len] == ex.tokens[..ex.prompt_len]
-                        })
-                        .map(|&j| data[j].reward)
-                        .collect();
-                    let baseline = if group.len() > 1 {
-                        group.iter().sum::<f64>() / group.len() as f64
-                    } else {
-                        mean_reward
-                    };
-                    s.advantage = ex.reward - baseline;
+                    s.advantage = ex.reward - group_baseline(data, i).unwrap_or(mean_reward);
                     // The policy before this step's update (no gradient: values only).
                     s.old_logprobs = Some(to_vec1(
                         response_logprobs(run.base, Some((&state.lora, &run.lora)), ex).detach(),
@@ -749,4 +749,38 @@ fn save_checkpoint(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(prompt: &[u32], response: &[u32], reward: f64) -> Tokenized {
+        Tokenized {
+            tokens: prompt.iter().chain(response).copied().collect(),
+            prompt_len: prompt.len(),
+            reward,
+            weight: 1.0,
+        }
+    }
+
+    #[test]
+    fn the_group_baseline_is_the_mean_reward_of_responses_to_the_same_prompt_only() {
+        let data = [
+            ex(&[1, 2], &[7], 1.0),
+            ex(&[1, 2], &[8], 0.0),
+            ex(&[1, 2], &[9], 0.0),
+            // A longer prompt that starts like the first is another prompt.
+            ex(&[1, 2, 7], &[5], 1.0),
+            ex(&[3], &[4], -1.0),
+        ];
+        let b = group_baseline(&data, 1).unwrap();
+        assert!((b - 1.0 / 3.0).abs() < 1e-12, "{b}");
+        assert_eq!(group_baseline(&data, 3), None);
+        assert_eq!(
+            group_baseline(&data, 4),
+            None,
+            "a prompt seen once has none"
+        );
+    }
 }

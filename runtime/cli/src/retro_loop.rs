@@ -52,9 +52,10 @@ pub struct LoopArgs {
     #[arg(long, default_value_t = 0.7)]
     collect_temperature: f64,
     /// Train only on an SFT set of at least this many reflections; with fewer the loop stops
-    /// (a handful of examples is fitted, not learned: see the README's retroformer-hotpotqa
-    /// result).
-    #[arg(long, default_value_t = 1)]
+    /// (a handful of examples is fitted, not learned: the README's retroformer-hotpotqa
+    /// reflector, trained on 6, wrote 16 distinct texts in 94). A loop saved before this
+    /// default (1) resumes with `--min-sft-examples 1`.
+    #[arg(long, default_value_t = 32)]
     min_sft_examples: usize,
     /// SFT steps per round.
     #[arg(long, default_value_t = 40)]
