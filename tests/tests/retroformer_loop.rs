@@ -306,7 +306,7 @@ fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
     let saved = serde_json::json!({
         "format_version": 1, "env": "household", "base": "smollm2-135m-instruct",
         "actor": "smollm2-135m-instruct", "train_tasks": 20, "eval_tasks": 20, "trials": 3,
-        "min_reward": 0.5, "steps": 40, "margin": 0.0, "rounds": [],
+        "min_reward": 0.5, "steps": 40, "margin": 0.0, "min_sft_examples": 32, "rounds": [],
     });
     std::fs::write(dir.path().join("loop.json"), saved.to_string()).unwrap();
     let o = Command::new(bin("retroformer"))
