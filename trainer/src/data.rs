@@ -121,9 +121,9 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
             response: format!(" {}\n\n", r.reflection.trim()),
             reward: f64::from(r.rating),
             weight: 1.0,
-            // The runtime's reflector reads a prompt in its chat template with the template's
-            // special tokens (a plain prompt has none to parse).
-            parse_special: true,
+            // As the runtime's reflector reads it by default; a chat reflection that reads its
+            // template's special tokens (gsm8k-retry) comes with `messages` instead.
+            parse_special: false,
         })
     } else if has("prompt") && has("response") {
         let g: PromptResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
@@ -291,7 +291,10 @@ mod tests {
         assert!(!ex[0].parse_special);
         assert_eq!(ex[1].response, " plan\n\n");
         assert_eq!(ex[1].reward, 1.0);
-        assert!(ex[1].parse_special, "as the runtime's reflector reads it");
+        assert!(
+            !ex[1].parse_special,
+            "as the runtime's reflector reads it by default"
+        );
         assert_eq!(ex[2].prompt, "<user>Q</user>\n<assistant>");
         assert_eq!(ex[2].response, "A</assistant>\n");
         assert_eq!(ex[2].weight, 2.5);

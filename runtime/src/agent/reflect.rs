@@ -66,6 +66,13 @@ pub trait ReflectionPrompt: Send {
     fn frame(&self) -> Option<&ChatFrame> {
         None
     }
+    /// Whether the prompt is tokenised with its chat template's special tokens. Spelt out as
+    /// plain text (the default, kept for the environments whose measured results were made
+    /// that way), the template is noise to the model; an environment whose prompt is in a
+    /// frame should say true.
+    fn special_tokens(&self) -> bool {
+        false
+    }
 }
 
 /// Openings of trajectory lines common to our environments' prompts.
@@ -229,10 +236,10 @@ impl LlmReflector {
         for s in self.prompt.stops() {
             req = req.stop(*s);
         }
-        // A prompt in the model's chat template is read with its special tokens, as the
-        // actor's is: spelt out as plain text, the template is noise to the model. A plain
-        // prompt is read as plain text.
-        req.parse_special = self.prompt.frame().is_some_and(|f| !f.is_plain());
+        // A prompt in the model's chat template is read with its special tokens where the
+        // environment asks for it (`ReflectionPrompt::special_tokens`); a plain prompt never.
+        req.parse_special =
+            self.prompt.special_tokens() && self.prompt.frame().is_some_and(|f| !f.is_plain());
         req.sampling = self.sampling.clone();
         req
     }

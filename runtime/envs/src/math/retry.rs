@@ -192,6 +192,10 @@ impl ReflectionPrompt for RetryReflection {
     fn frame(&self) -> Option<&ChatFrame> {
         Some(&self.frame)
     }
+
+    fn special_tokens(&self) -> bool {
+        true
+    }
 }
 
 /// The models of a run: the actor (and its session) and the reflector.
