@@ -412,7 +412,7 @@ fn three_runs_give_every_pair_and_the_report_and_chart_are_written() {
         serde_json::from_slice(&std::fs::read(out.join("compare.json")).unwrap()).unwrap();
     assert_eq!(
         (v["kind"].as_str(), v["format_version"].as_u64()),
-        (Some(KIND), Some(FORMAT_VERSION))
+        (Some(KIND), Some(u64::from(FORMAT_VERSION)))
     );
     assert!(v["pairs"][2]["trials"][0]["interval"].is_array());
     assert!(v["pairs"][2]["name"].as_str().unwrap().contains(" vs "));
