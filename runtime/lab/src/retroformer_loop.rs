@@ -268,24 +268,19 @@ fn pool_records(
     claimed: &[Option<String>],
 ) -> Result<(usize, usize), LabError> {
     let mut text = String::new();
+    let mut ratings = Vec::new();
     for k in 1..=r {
         let want = claimed.get(k as usize - 1).cloned().flatten();
         for d in collect_dirs(&plan.out, k, plan.settings.samples()) {
             let p = d.join("records.jsonl");
             let t = std::fs::read_to_string(&p).map_err(|e| LabError::file(&p, e))?;
-            check_reflector(&t, want.as_deref(), &p)?;
+            ratings.extend(check_reflector(&t, want.as_deref(), &p)?);
             text.push_str(&t);
         }
     }
     let all = plan.out.join("records-all.jsonl");
     retroformer_core::fsutil::write_atomic(&all, text.as_bytes())
         .map_err(|e| LabError::file(&all, e))?;
-    let mut ratings = Vec::new();
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let rec: RatingRecord = serde_json::from_str(line)
-            .map_err(|e| LabError::file(&all, format!("line {}: {e}", i + 1)))?;
-        ratings.push(f64::from(rec.rating));
-    }
     let kept = ratings
         .iter()
         .filter(|&&x| x >= plan.settings.min_reward)
@@ -293,12 +288,15 @@ fn pool_records(
     Ok((ratings.len(), kept))
 }
 
-/// Refuses rating records (the JSONL `text` of `path`) written under another adapter than
-/// `want` (a sha256; `None`: none). Records that do not say who wrote them pass.
-fn check_reflector(text: &str, want: Option<&str>, path: &Path) -> Result<(), LabError> {
+/// The ratings of the rating records in `text` (the JSONL of `path`), read once; records
+/// written under another adapter than `want` (a sha256; `None`: none) are refused. Records
+/// that do not say who wrote them pass.
+fn check_reflector(text: &str, want: Option<&str>, path: &Path) -> Result<Vec<f64>, LabError> {
+    let mut ratings = Vec::new();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let rec: RatingRecord = serde_json::from_str(line)
             .map_err(|e| LabError::file(path, format!("line {}: {e}", i + 1)))?;
+        ratings.push(f64::from(rec.rating));
         let Some(who) = rec.reflector else { continue };
         if who.adapter_sha256.as_deref() != want {
             return Err(LabError::file(
@@ -312,7 +310,7 @@ fn check_reflector(text: &str, want: Option<&str>, path: &Path) -> Result<(), La
             ));
         }
     }
-    Ok(())
+    Ok(ratings)
 }
 
 /// Runs `f` and measures its wall time and this process's peak memory over it.
