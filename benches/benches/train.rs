@@ -1,7 +1,8 @@
 //! LoRA SFT speed and memory against PyTorch + PEFT on the same CPU, model and settings,
 //! measured in the same run.
 //!
-//! Setting (issue 7): SmolLM2-135M-Instruct, one sequence of `--seq` (512) tokens, batch 1,
+//! Setting (issues 7, 26): SmolLM2-135M-Instruct, `--batch` (1) copies of one sequence of `--seq`
+//! (512) tokens per step, gradients accumulated,
 //! rank 8 / alpha 16 on q,k,v,o,gate,up,down, AdamW, 2 threads. Each side runs as its own
 //! process (ours: this binary re-invoked with `--child`; theirs: `benches/py/peft_sft.py`),
 //! alternately, `--reps` times; each process trains `--steps` steps on the same token ids. The
@@ -9,7 +10,7 @@
 //! tokens/s, and each process's peak RSS (from `wait4`), and our figure over theirs.
 //!
 //! cargo bench -p retroformer-benches --bench train -- [--model M] [--seq 512] [--steps 4]
-//!     [--reps 2] [--backend ndarray|flex] [--python PATH] [--out FILE]
+//!     [--reps 2] [--batch 1] [--backend native|flex|ndarray] [--python PATH] [--out FILE]
 //!
 //! The reference needs a Python with torch, transformers, peft and gguf (`--python`, default
 //! `python3`); without one the bench prints our figures and says the reference is missing.
@@ -25,7 +26,6 @@ use retroformer_llm::target::TargetProfile;
 use retroformer_llm::LanguageModel;
 use retroformer_trainer::data::Tokenized;
 use retroformer_trainer::lora::LoraConfig;
-use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::Objective;
 use retroformer_trainer::train::{train, Run, TrainConfig};
 use retroformer_trainer::{backend_device, Backend};
@@ -88,10 +88,10 @@ fn parse_side(stdout: &str, rss: u64) -> Result<Side> {
 }
 
 /// The child: trains `steps` SFT steps on the token ids and prints per-step seconds and losses.
-fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()> {
+fn child(model: &Path, tokens: &Path, steps: u64, batch: usize, backend: Backend) -> Result<()> {
     let ids: Vec<u32> = serde_json::from_slice(&std::fs::read(tokens)?)?;
     let device = backend_device(backend)?;
-    let base = Base::load(model, &device)?;
+    let base = retroformer_trainer::load_base(model, backend, &device)?;
     let data = vec![Tokenized {
         tokens: ids,
         prompt_len: 1,
@@ -104,7 +104,10 @@ fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()
         base: &base,
         lora: LoraConfig::default(),
         objective: Objective::Sft,
-        config: TrainConfig::timing(steps),
+        config: TrainConfig {
+            batch,
+            ..TrainConfig::timing(steps)
+        },
         data: &data,
         checkpoint: ck.clone(),
         progress: false,
@@ -127,11 +130,11 @@ fn child(model: &Path, tokens: &Path, steps: u64, backend: Backend) -> Result<()
 // long: a benchmark's main reads as its steps: arguments, the child processes of both sides, interleaved, the report.
 fn main() -> Result<()> {
     let mut model = "smollm2-135m-instruct".to_string();
-    let (mut seq, mut steps, mut reps) = (512usize, 4u64, 2usize);
+    let (mut seq, mut steps, mut reps, mut batch) = (512usize, 4u64, 2usize, 1usize);
     let mut python = "python3".to_string();
     let mut out: Option<PathBuf> = None;
     let mut child_args: Option<(PathBuf, PathBuf)> = None;
-    let mut backend = Backend::Flex;
+    let mut backend = Backend::Native;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -139,9 +142,12 @@ fn main() -> Result<()> {
             "--seq" => seq = args.next().context("--seq N")?.parse()?,
             "--steps" => steps = args.next().context("--steps N")?.parse()?,
             "--reps" => reps = args.next().context("--reps N")?.parse()?,
+            "--batch" => batch = args.next().context("--batch N")?.parse()?,
             "--python" => python = args.next().context("--python PATH")?,
             "--backend" => {
-                let b = args.next().context("--backend ndarray|flex|wgpu|cuda")?;
+                let b = args
+                    .next()
+                    .context("--backend native|ndarray|flex|wgpu|cuda")?;
                 backend = b.parse().map_err(|e| anyhow::anyhow!("--backend {e}"))?;
             }
             "--out" => out = Some(args.next().context("--out FILE")?.into()),
@@ -155,7 +161,7 @@ fn main() -> Result<()> {
         }
     }
     if let Some((m, t)) = child_args {
-        return child(&m, &t, steps, backend);
+        return child(&m, &t, steps, batch, backend);
     }
     if steps < 2 {
         bail!("--steps must be at least 2 (the first step is warm-up)");
@@ -194,6 +200,7 @@ fn main() -> Result<()> {
                 .arg(&path)
                 .arg(&tokens)
                 .args(["--steps", &steps.to_string()])
+                .args(["--batch", &batch.to_string()])
                 .args(["--backend", &format!("{backend:?}").to_lowercase()])
                 // The flex backend's threads are rayon's: two, like the reference's.
                 .env("RAYON_NUM_THREADS", "2"),
@@ -208,7 +215,8 @@ fn main() -> Result<()> {
                     .arg(&path)
                     .arg("--tokens")
                     .arg(&tokens)
-                    .args(["--steps", &steps.to_string(), "--threads", "2"]),
+                    .args(["--steps", &steps.to_string(), "--threads", "2"])
+                    .args(["--batch", &batch.to_string()]),
             )?;
             theirs.push(parse_side(&o, rss)?);
             eprintln!(
@@ -225,9 +233,9 @@ fn main() -> Result<()> {
     };
     let (ms, mr, ml) = summarise(&ours);
     println!(
-        "ours ({label}, seq {seq}, rank 8, all 7 projections, {backend:?}, 2 threads): {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
+        "ours ({label}, seq {seq}, batch {batch}, rank 8, all 7 projections, {backend:?}, 2 threads): {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
         ms,
-        seq as f64 / ms,
+        (seq * batch) as f64 / ms,
         mr / 1e9,
         ml
     );
@@ -237,9 +245,10 @@ fn main() -> Result<()> {
         "model": label,
         "backend": format!("{backend:?}").to_lowercase(),
         "seq": seq,
+        "batch": batch,
         "steps_per_process": steps,
         "reps": reps,
-        "ours": {"seconds_per_step": ms, "tokens_per_s": seq as f64 / ms, "peak_rss_bytes": mr, "losses": ml},
+        "ours": {"seconds_per_step": ms, "tokens_per_s": (seq * batch) as f64 / ms, "peak_rss_bytes": mr, "losses": ml},
         "load_average_at_start": load_start,
     });
     if has_reference {
@@ -247,7 +256,7 @@ fn main() -> Result<()> {
         println!(
             "PyTorch + PEFT: {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
             ts,
-            seq as f64 / ts,
+            (seq * batch) as f64 / ts,
             tr / 1e9,
             tl
         );
@@ -256,7 +265,7 @@ fn main() -> Result<()> {
             ts / ms,
             mr / tr
         );
-        report["reference"] = serde_json::json!({"seconds_per_step": ts, "tokens_per_s": seq as f64 / ts, "peak_rss_bytes": tr, "losses": tl});
+        report["reference"] = serde_json::json!({"seconds_per_step": ts, "tokens_per_s": (seq * batch) as f64 / ts, "peak_rss_bytes": tr, "losses": tl});
         report["speed_ratio"] = serde_json::json!(ts / ms);
         report["rss_ratio"] = serde_json::json!(mr / tr);
     } else {

@@ -1,7 +1,8 @@
 """Reference for `cargo bench --bench train`: one LoRA SFT configuration with PyTorch + PEFT.
 
 Loads the same GGUF through transformers (`gguf_file=`, dequantised to f32), attaches LoRA
-(rank, alpha, all seven projections, no dropout), and times AdamW steps on one sequence of
+(rank, alpha, all seven projections, no dropout), and times AdamW steps (each over `--batch` copies of one sequence, gradients accumulated) on
+one sequence of
 exactly `--seq` token ids read from `--tokens` (the ids our tokenizer produced, so both sides
 train on the same tokens). Prints one JSON object: per-step seconds and the loss of each step.
 Peak RSS is measured by the caller (wait4 on this process).
@@ -16,6 +17,7 @@ p.add_argument("--rank", type=int, default=8)
 p.add_argument("--alpha", type=float, default=16.0)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--lr", type=float, default=2e-4)
+p.add_argument("--batch", type=int, default=1, help="sequences per step, gradients accumulated")
 a = p.parse_args()
 
 import torch
@@ -35,10 +37,13 @@ opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a
 secs, losses = [], []
 for _ in range(a.steps):
     t = time.perf_counter()
-    out = model(input_ids=ids, labels=ids)
-    out.loss.backward()
+    loss = 0.0
+    for _ in range(a.batch):
+        out = model(input_ids=ids, labels=ids)
+        (out.loss / a.batch).backward()
+        loss += out.loss.item() / a.batch
     opt.step()
     opt.zero_grad(set_to_none=True)
     secs.append(time.perf_counter() - t)
-    losses.append(out.loss.item())
+    losses.append(loss)
 print(json.dumps({"torch": torch.__version__, "seq": ids.shape[1], "seconds": secs, "losses": losses}))

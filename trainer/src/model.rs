@@ -14,7 +14,10 @@ use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use retroformer_gguf::GgufFile;
 use retroformer_llama::TensorReader;
 
-use crate::lora::{Adapters, LinearLora, LoraConfig};
+use std::sync::Arc;
+
+use crate::lora::{to_vec2, Adapters, LinearLora, LoraConfig};
+use crate::native::{LoraWeights, NativeModel};
 use crate::TrainerError;
 
 /// How RoPE pairs the dimensions of a head.
@@ -197,14 +200,27 @@ pub struct Block {
     pub ffn_norm: Tensor<1>,
 }
 
-/// The frozen base model.
+/// The frozen base model: burn tensors on a burn device, or plain buffers for the native CPU
+/// engine ([`crate::native`]).
 #[derive(Debug, Clone)]
 pub struct Base {
     /// Hyper-parameters.
     pub cfg: ModelConfig,
+    device: Device,
+    weights: Weights,
+}
+
+#[derive(Debug, Clone)]
+enum Weights {
+    Burn(BurnWeights),
+    Native(Arc<NativeModel>),
+}
+
+/// The weights as burn tensors.
+#[derive(Debug, Clone)]
+struct BurnWeights {
     embd: Tensor<2>,
-    /// Blocks.
-    pub blocks: Vec<Block>,
+    blocks: Vec<Block>,
     out_norm: Tensor<1>,
     /// `[embd, vocab]`.
     head: Tensor<2>,
@@ -225,10 +241,28 @@ impl Base {
     /// The `(in, out)` sizes of every block's seven projections, in [`crate::lora::Target`]
     /// order, for [`LoraConfig::init`].
     pub fn lora_shapes(&self) -> Vec<[(usize, usize); 7]> {
-        self.blocks
-            .iter()
-            .map(|b| std::array::from_fn(|i| (b.proj[i].d_in(), b.proj[i].d_out())))
-            .collect()
+        let c = &self.cfg;
+        let (e, kv, f) = (c.embd, c.kv_heads * c.head_dim, c.ff);
+        vec![[(e, e), (e, kv), (e, kv), (e, e), (e, f), (e, f), (f, e)]; c.layers]
+    }
+
+    /// Loads the weights for the native CPU engine ([`crate::native`]); `device` holds what
+    /// burn still computes (the trainable factors, the optimiser, the objectives' scalars).
+    pub fn load_native(path: &Path, device: &Device) -> Result<Self, TrainerError> {
+        let model = NativeModel::load(path)?;
+        Ok(Self {
+            cfg: model.cfg.clone(),
+            device: device.clone(),
+            weights: Weights::Native(Arc::new(model)),
+        })
+    }
+
+    /// The native engine's model, when this base was loaded for it.
+    pub fn native(&self) -> Option<&NativeModel> {
+        match &self.weights {
+            Weights::Native(m) => Some(m),
+            Weights::Burn(_) => None,
+        }
     }
 
     /// Loads every tensor of `path` (dequantised by ggml) onto `device`.
@@ -284,27 +318,45 @@ impl Base {
             embd.clone().transpose()
         };
         Ok(Self {
-            out_norm: vec1("output_norm.weight", e)?,
+            weights: Weights::Burn(BurnWeights {
+                out_norm: vec1("output_norm.weight", e)?,
+                embd,
+                blocks,
+                head,
+            }),
             cfg,
-            embd,
-            blocks,
-            head,
+            device: device.clone(),
         })
     }
 
-    /// The device the weights live on.
+    /// The device the weights live on (for a native base: where burn's part runs).
     pub fn device(&self) -> Device {
-        self.embd.device()
+        self.device.clone()
     }
 
-    /// The last hidden state (after the output norm), `[tokens, embd]`.
+    /// The last hidden state (after the output norm), `[tokens, embd]`. On a native base this
+    /// is a constant: no gradient flows back through it (training goes through
+    /// [`crate::native`] instead).
     pub fn hidden(&self, tokens: &[u32], lora: Option<(&Adapters, &LoraConfig)>) -> Tensor<2> {
+        let w = match &self.weights {
+            Weights::Burn(w) => w,
+            Weights::Native(m) => {
+                let lw = lora.map(|(a, c)| LoraWeights::from_adapters(a, c));
+                let (h, _) = m
+                    .forward(tokens, lw.as_ref(), false)
+                    .expect("token ids are checked when the data is read");
+                return Tensor::from_data(
+                    TensorData::new(h, [tokens.len(), self.cfg.embd]),
+                    &self.device,
+                );
+            }
+        };
         let device = self.device();
         let cfg = &self.cfg;
         let s = tokens.len();
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [s]), &device);
-        let mut x = self.embd.clone().select(0, ids);
+        let mut x = w.embd.clone().select(0, ids);
         let (cos, sin) = rope_tables(cfg, s, &device);
         // Causal mask as an additive bias: 0 on and below the diagonal, a large negative
         // number above it (exp underflows to exactly 0, as with -inf). burn's `tril_mask`
@@ -313,7 +365,7 @@ impl Base {
             .mask_fill(Tensor::<3, Bool>::tril_mask([1, s, s], 0, &device), -1e30);
         let scale = (cfg.head_dim as f64).powf(-0.5);
         let default_cfg = LoraConfig::default();
-        for (l, blk) in self.blocks.iter().enumerate() {
+        for (l, blk) in w.blocks.iter().enumerate() {
             let (ad, lcfg) = match lora {
                 Some((a, c)) => (a.blocks.get(l), c),
                 None => (None, &default_cfg),
@@ -341,7 +393,7 @@ impl Base {
             let u = blk.proj[5].forward(h, pl(5), lcfg);
             x = x + blk.proj[6].forward(g * u, pl(6), lcfg);
         }
-        rms_norm(x, &self.out_norm, cfg.eps)
+        rms_norm(x, &w.out_norm, cfg.eps)
     }
 
     /// Logits after every token, `[tokens, vocab]`.
@@ -351,11 +403,23 @@ impl Base {
 
     /// The output head applied to hidden states: `[n, embd]` -> `[n, vocab]`.
     pub fn project(&self, h: Tensor<2>) -> Tensor<2> {
-        h.matmul(self.head.clone())
+        match &self.weights {
+            Weights::Burn(w) => h.matmul(w.head.clone()),
+            Weights::Native(m) => {
+                let n = h.dims()[0];
+                let logits = m.project(&to_vec2(h).0);
+                Tensor::from_data(TensorData::new(logits, [n, self.cfg.vocab]), &self.device)
+            }
+        }
     }
 }
 
-fn check_dims(path: &Path, name: &str, got: &[u64], want: &[usize]) -> Result<(), TrainerError> {
+pub(crate) fn check_dims(
+    path: &Path,
+    name: &str,
+    got: &[u64],
+    want: &[usize],
+) -> Result<(), TrainerError> {
     if got.len() != want.len() || got.iter().zip(want).any(|(&g, &w)| g as usize != w) {
         return Err(TrainerError::Model {
             path: path.display().to_string(),

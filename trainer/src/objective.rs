@@ -169,29 +169,48 @@ pub fn example_loss(
     stats: &ExampleStats,
     batch: usize,
 ) -> Result<Tensor<1>, TrainerError> {
-    let b = batch as f64;
-    let device = base.device();
-    let vector =
-        |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), &device);
-    Ok(match *objective {
-        Objective::Sft => {
-            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
-            lp.mean().mul_scalar(-ex.weight / b)
+    let output = match objective {
+        Objective::Reward { .. } => {
+            reward_score(base, &state.lora, scalar_head(state)?, cfg, &ex.tokens)
         }
+        _ => response_logprobs(base, Some((&state.lora, cfg)), ex),
+    };
+    loss_of(objective, output, ex, stats, batch, &base.device())
+}
+
+/// The reward model's head, or the error that the state lacks one.
+pub fn scalar_head(state: &Trainable) -> Result<&ScalarHead, TrainerError> {
+    state.head.as_ref().ok_or_else(|| TrainerError::Config {
+        field: "objective".into(),
+        reason: "the reward objective needs a scalar head".into(),
+    })
+}
+
+/// The loss of one example (divided by the batch size) from the model's output for it: the
+/// reward model's score `[1]` for [`Objective::Reward`], else the response's log-probabilities
+/// `[m]` ([`response_logprobs`]). Whoever computed the output (burn's graph or the native
+/// engine) takes the gradient back from there.
+pub fn loss_of(
+    objective: &Objective,
+    output: Tensor<1>,
+    ex: &Tokenized,
+    stats: &ExampleStats,
+    batch: usize,
+    device: &Device,
+) -> Result<Tensor<1>, TrainerError> {
+    let b = batch as f64;
+    let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+    Ok(match *objective {
+        Objective::Sft => output.mean().mul_scalar(-ex.weight / b),
         Objective::Rwr { tau } => {
             let w = match tau {
                 Some(t) => (ex.reward / t).exp(),
                 None => ex.weight,
             };
-            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
-            lp.mean().mul_scalar(-w / b)
+            output.mean().mul_scalar(-w / b)
         }
         Objective::Reward { mode } => {
-            let head = state.head.as_ref().ok_or_else(|| TrainerError::Config {
-                field: "objective".into(),
-                reason: "the reward objective needs a scalar head".into(),
-            })?;
-            let score = reward_score(base, &state.lora, head, cfg, &ex.tokens);
+            let score = output;
             match mode {
                 RewardMode::Classify { threshold } => {
                     let y = if ex.reward > threshold { 1.0 } else { 0.0 };
@@ -205,7 +224,7 @@ pub fn example_loss(
             }
         }
         Objective::Pg { beta } => {
-            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            let lp = output;
             let mut loss = lp.clone().mean().mul_scalar(-stats.advantage / b);
             if beta > 0.0 {
                 if let Some(r) = &stats.ref_logprobs {
@@ -215,7 +234,7 @@ pub fn example_loss(
             loss
         }
         Objective::Ppo { clip, beta, .. } => {
-            let lp = response_logprobs(base, Some((&state.lora, cfg)), ex);
+            let lp = output;
             let old = stats
                 .old_logprobs
                 .as_ref()
@@ -257,8 +276,15 @@ pub fn reward_score(
     tokens: &[u32],
 ) -> Tensor<1> {
     let n = tokens.len();
-    let h = base.hidden(tokens, Some((lora, cfg))).narrow(0, n - 1, 1);
-    h.matmul(head.w.val()).reshape([1]) + head.b.val()
+    score_of(
+        head,
+        base.hidden(tokens, Some((lora, cfg))).narrow(0, n - 1, 1),
+    )
+}
+
+/// The scalar head on the last hidden state `[1, embd]`: the score `[1]`.
+pub fn score_of(head: &ScalarHead, last: Tensor<2>) -> Tensor<1> {
+    last.matmul(head.w.val()).reshape([1]) + head.b.val()
 }
 
 /// A `[m]` tensor's values.

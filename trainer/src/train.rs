@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use crate::data::Tokenized;
 pub use crate::heldout::Heldout;
 use crate::heldout::{check_heldout, heldout_loss, Best};
-use crate::lora::LoraConfig;
+use crate::lora::{to_vec2, LoraConfig};
 use crate::model::Base;
+use crate::native::{LoraWeights, NativeModel};
 use crate::objective::{
-    example_loss, response_logprobs, to_vec1, ExampleStats, Objective, RewardMode, Trainable,
+    example_loss, loss_of, response_logprobs, scalar_head, score_of, to_vec1, ExampleStats,
+    Objective, RewardMode, Trainable,
 };
 use crate::TrainerError;
 use retroformer_core::records::TrainingStep;
@@ -446,6 +448,15 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         });
     }
     check_heldout(&run.objective, run.heldout.as_ref())?;
+    check_tokens(run)?;
+    if run.base.native().is_some() && run.lora.dropout > 0.0 {
+        return Err(TrainerError::Config {
+            field: "dropout".into(),
+            reason:
+                "the native CPU engine trains without LoRA dropout; use --backend flex for dropout"
+                    .into(),
+        });
+    }
     let cfg = &run.config;
     let mut lora_cfg = run.lora.clone();
     let head = matches!(run.objective, Objective::Reward { .. })
@@ -563,27 +574,28 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         for update in 0..updates {
             let mut grads: Option<GradientsParams> = None;
             let mut batch_loss = 0f64;
+            // The native engine reads the factors as plain buffers, once per update.
+            let factors = run
+                .base
+                .native()
+                .map(|_| LoraWeights::from_adapters(&state.lora, &lora_cfg));
             for (&i, st) in batch.iter().zip(&stats) {
                 let ex = &run.data[i];
-                let loss = example_loss(
-                    &run.objective,
-                    run.base,
-                    &state,
-                    &lora_cfg,
+                let example = Example {
+                    run,
+                    state: &state,
+                    lora: &lora_cfg,
                     ex,
-                    st,
-                    cfg.batch,
-                )?;
-                let value = loss.clone().into_scalar::<f64>();
-                if !value.is_finite() {
-                    return Err(TrainerError::NonFinite {
-                        step: step + 1,
-                        what: format!("the loss of example {i} is {value}"),
-                    });
-                }
+                    stats: st,
+                    step: step + 1,
+                    index: i,
+                };
+                let (value, g) = match (run.base.native(), &factors) {
+                    (Some(model), Some(f)) => example.native_grads(model, f, device)?,
+                    _ => example.burn_grads()?,
+                };
                 batch_loss += value;
                 tokens += ex.tokens.len() as u64;
-                let g = GradientsParams::from_grads(loss.backward(), &state);
                 grads = Some(match grads {
                     None => g,
                     Some(acc) => add_grads(acc, g, &state),
@@ -606,6 +618,10 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         }
         step += 1;
         let seconds = t0.elapsed().as_secs_f64();
+        if let Some(phases) = crate::native::profile::take() {
+            tracing::info!(step, seconds, "native engine phases: {phases}");
+            eprintln!("step {step}: {seconds:.3} s; native engine: {phases}");
+        }
         log.push(TrainingStep {
             step,
             loss: loss_sum,
@@ -664,6 +680,147 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         resumed_from,
         best_step,
     })
+}
+
+/// Every token id of the data and the held-out set lies inside the base's vocabulary.
+fn check_tokens(run: &Run) -> Result<(), TrainerError> {
+    let vocab = run.base.cfg.vocab;
+    let held = run.heldout.as_ref().map_or(&[][..], |h| h.data);
+    for (set, data) in [("data", run.data), ("heldout", held)] {
+        for (i, ex) in data.iter().enumerate() {
+            if let Some(t) = ex.tokens.iter().find(|&&t| t as usize >= vocab) {
+                return Err(TrainerError::Config {
+                    field: set.into(),
+                    reason: format!(
+                        "example {i} has token id {t}, outside the vocabulary ({vocab})"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One example of a step: its loss and the gradients of the trainable parameters.
+struct Example<'a> {
+    run: &'a Run<'a>,
+    state: &'a Trainable,
+    lora: &'a LoraConfig,
+    ex: &'a Tokenized,
+    stats: &'a ExampleStats,
+    /// The step being taken (from 1) and the example's index, for errors.
+    step: u64,
+    index: usize,
+}
+
+impl Example<'_> {
+    fn finite(&self, loss: &burn::tensor::Tensor<1>) -> Result<f64, TrainerError> {
+        let value = loss.clone().into_scalar::<f64>();
+        if !value.is_finite() {
+            return Err(TrainerError::NonFinite {
+                step: self.step,
+                what: format!("the loss of example {} is {value}", self.index),
+            });
+        }
+        Ok(value)
+    }
+
+    /// Through burn's autodiff graph of the whole model.
+    fn burn_grads(&self) -> Result<(f64, GradientsParams), TrainerError> {
+        let run = self.run;
+        let loss = example_loss(
+            &run.objective,
+            run.base,
+            self.state,
+            self.lora,
+            self.ex,
+            self.stats,
+            run.config.batch,
+        )?;
+        let value = self.finite(&loss)?;
+        Ok((
+            value,
+            GradientsParams::from_grads(loss.backward(), self.state),
+        ))
+    }
+
+    /// Through the native engine: its forward gives the response's log-probabilities (or the
+    /// last hidden state), burn takes the objective's loss and its gradient with respect to
+    /// them, and the engine's backward turns that into the factors' gradients.
+    fn native_grads(
+        &self,
+        model: &NativeModel,
+        factors: &LoraWeights,
+        device: &Device,
+    ) -> Result<(f64, GradientsParams), TrainerError> {
+        use burn::tensor::{Tensor, TensorData};
+        let (run, ex) = (self.run, self.ex);
+        let (e, n) = (model.cfg.embd, ex.tokens.len());
+        let (hidden, tape) = model.forward(&ex.tokens, Some(factors), true)?;
+        let tape = tape.expect("kept");
+        let (value, d_hidden, mut grads) = if matches!(run.objective, Objective::Reward { .. }) {
+            let last = Tensor::<2>::from_data(
+                TensorData::new(hidden[(n - 1) * e..].to_vec(), [1, e]),
+                device,
+            )
+            .require_grad();
+            let score = score_of(scalar_head(self.state)?, last.clone());
+            let loss = loss_of(
+                &run.objective,
+                score,
+                ex,
+                self.stats,
+                run.config.batch,
+                device,
+            )?;
+            let value = self.finite(&loss)?;
+            let mut g = loss.backward();
+            let d_last = to_vec2(
+                last.grad(&g)
+                    .expect("the score depends on the hidden state"),
+            )
+            .0;
+            let mut d_hidden = vec![0f32; n * e];
+            d_hidden[(n - 1) * e..].copy_from_slice(&d_last);
+            let params = GradientsParams::from_module(&mut g, self.state);
+            (value, d_hidden, params)
+        } else {
+            let start = ex.prompt_len.max(1);
+            let picked = model.logprobs(&hidden, &ex.tokens, start);
+            let m = picked.logprobs.len();
+            let lp = Tensor::<1>::from_data(TensorData::new(picked.logprobs.clone(), [m]), device)
+                .require_grad();
+            let loss = loss_of(
+                &run.objective,
+                lp.clone(),
+                ex,
+                self.stats,
+                run.config.batch,
+                device,
+            )?;
+            let value = self.finite(&loss)?;
+            let g = loss.backward();
+            let d_lp = to_vec1(
+                lp.grad(&g)
+                    .expect("the loss depends on the log-probabilities"),
+            );
+            let d_hidden = model.logprobs_back(picked, &ex.tokens, &d_lp);
+            (value, d_hidden, GradientsParams::new())
+        };
+        let inner = device.clone().inner();
+        let factor_grads = model.backward(tape, factors, &d_hidden);
+        for (blk, fg) in self.state.lora.blocks.iter().zip(factor_grads) {
+            for (f, g) in blk.proj.iter().zip(fg) {
+                let (Some(f), Some(g)) = (f, g) else { continue };
+                let tensor = |v: Vec<f32>, dims: [usize; 2]| {
+                    Tensor::<2>::from_data(TensorData::new(v, dims), &inner)
+                };
+                grads.register(f.a.id, tensor(g.a, f.a.val().dims()));
+                grads.register(f.b.id, tensor(g.b, f.b.val().dims()));
+            }
+        }
+        Ok((value, grads))
+    }
 }
 
 fn add_grads(

@@ -16,7 +16,7 @@ use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
 use retroformer_trainer::train::{load_checkpoint, train, Heldout, Run, TrainConfig};
-use retroformer_trainer::{backend_device, write_run_report, Backend};
+use retroformer_trainer::{backend_device, load_base, write_run_report, Backend};
 
 #[derive(Parser)]
 #[command(
@@ -90,8 +90,8 @@ enum Command {
     /// Measure LoRA training speed and peak memory on one backend (SFT steps on fixed text;
     /// the first step is warm-up). `retroformer bench --trainer BACKEND` runs this.
     Bench {
-        /// Burn backend.
-        #[arg(long, value_enum, default_value = "flex")]
+        /// Backend.
+        #[arg(long, value_enum, default_value = "native")]
         backend: Backend,
         /// Base model: a manifest name or a GGUF path.
         #[arg(long, default_value = "smollm2-135m-instruct")]
@@ -128,8 +128,9 @@ struct TrainArgs {
     /// next to it.
     #[arg(long)]
     out: PathBuf,
-    /// burn backend (flex: pure-Rust CPU, the fastest measured here).
-    #[arg(long, default_value = "flex")]
+    /// Backend: native (the CPU engine, the fastest measured here), flex or ndarray (burn's
+    /// autodiff on the CPU; flex allows LoRA dropout), wgpu, cuda.
+    #[arg(long, default_value = "native")]
     backend: Backend,
     /// LoRA rank.
     #[arg(long, default_value_t = 8)]
@@ -334,7 +335,7 @@ fn run(cmd: Command) -> Result<()> {
         args.data.display()
     );
     let device = backend_device(args.backend)?;
-    let base = Base::load(&base_path, &device)?;
+    let base = load_base(&base_path, args.backend, &device)?;
     eprintln!(
         "base {} ({} layers, width {}), backend {:?}",
         base_path.display(),
@@ -495,7 +496,7 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
     drop(lm);
     ids.truncate(seq);
     let device = backend_device(backend)?;
-    let base = Base::load(&path, &device)?;
+    let base = load_base(&path, backend, &device)?;
     let data = vec![Tokenized {
         tokens: ids.iter().map(|&t| t as u32).collect(),
         prompt_len: 1,

@@ -1,0 +1,136 @@
+//! The native engine against burn's autodiff path on tiny random models of both families:
+//! the same hidden states and log-probabilities, and the same gradients of every LoRA factor.
+
+use burn::module::Param;
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use retroformer_gguf::TinyModel;
+
+use super::*;
+use crate::data::Tokenized;
+use crate::model::Base;
+use crate::objective::response_logprobs;
+
+fn device() -> burn::tensor::Device {
+    crate::backend_device(crate::Backend::Flex).unwrap()
+}
+
+fn tiny(t: &TinyModel, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rf-native-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    t.writer().write(&path).unwrap();
+    path
+}
+
+/// Adapters whose B factors are not zero, so that every factor's gradient is.
+fn adapters(base: &Base, cfg: &LoraConfig, dev: &burn::tensor::Device) -> Adapters {
+    let mut ad = cfg.init(&base.lora_shapes(), 5, dev).unwrap();
+    let mut k = 0u32;
+    for blk in &mut ad.blocks {
+        for f in blk.proj.iter_mut().flatten() {
+            let [r, c] = f.b.val().dims();
+            let v: Vec<f32> = (0..r * c)
+                .map(|i| {
+                    k += 1;
+                    ((i as f32 * 0.37 + k as f32 * 0.11).sin()) * 0.05
+                })
+                .collect();
+            f.b = Param::from_tensor(Tensor::from_data(TensorData::new(v, [r, c]), dev));
+        }
+    }
+    ad
+}
+
+fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |difference| {worst} exceeds {tol} of the largest value {scale}"
+    );
+}
+
+fn check_family(t: TinyModel, name: &str) {
+    let dev = device();
+    let path = tiny(&t, name);
+    let burn_base = Base::load(&path, &dev).unwrap();
+    let native_base = Base::load_native(&path, &dev).unwrap();
+    let native = native_base.native().unwrap();
+    let cfg = LoraConfig::default();
+    let ad = adapters(&burn_base, &cfg, &dev);
+    let tokens: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % t.vocab()).collect();
+    let ex = Tokenized {
+        tokens: tokens.clone(),
+        prompt_len: 40,
+        reward: 1.0,
+        weight: 1.0,
+    };
+
+    // Forward: the same log-probabilities of the response.
+    let want = crate::objective::to_vec1(response_logprobs(&burn_base, Some((&ad, &cfg)), &ex));
+    let lw = LoraWeights::from_adapters(&ad, &cfg);
+    let (hidden, tape) = native.forward(&tokens, Some(&lw), true).unwrap();
+    let picked = native.logprobs(&hidden, &tokens, ex.prompt_len);
+    close(&picked.logprobs, &want, 1e-4, "log-probabilities");
+
+    // Backward of the SFT loss −mean(log p): the same gradient for every factor.
+    let loss = response_logprobs(&burn_base, Some((&ad, &cfg)), &ex)
+        .mean()
+        .neg();
+    let grads = GradientsParams::from_grads(loss.backward(), &ad);
+    let m = picked.logprobs.len();
+    let g = vec![-1.0 / m as f32; m];
+    let d_hidden = native.logprobs_back(picked, &tokens, &g);
+    let ours = native.backward(tape.unwrap(), &lw, &d_hidden);
+    let mut checked = 0;
+    for (l, blk) in ad.blocks.iter().enumerate() {
+        for (i, f) in blk.proj.iter().enumerate() {
+            let Some(f) = f else { continue };
+            let mine = ours[l][i]
+                .as_ref()
+                .expect("an adapted projection has gradients");
+            let ga = to_vec2(grads.get::<2>(f.a.id).unwrap()).0;
+            let gb = to_vec2(grads.get::<2>(f.b.id).unwrap()).0;
+            close(
+                &mine.a,
+                &ga,
+                2e-3,
+                &format!("{name} layer {l} projection {i} dA"),
+            );
+            close(
+                &mine.b,
+                &gb,
+                2e-3,
+                &format!("{name} layer {l} projection {i} dB"),
+            );
+            checked += 2;
+        }
+    }
+    assert_eq!(checked, 2 * 7 * t.layers as usize);
+}
+
+#[test]
+fn the_native_engine_matches_burns_logprobs_and_lora_gradients_on_a_tiny_llama() {
+    check_family(TinyModel::llama(), "llama.gguf");
+}
+
+#[test]
+fn the_native_engine_matches_burns_logprobs_and_lora_gradients_on_a_tiny_qwen2() {
+    check_family(TinyModel::qwen2(), "qwen2.gguf");
+}
+
+#[test]
+fn a_token_outside_the_vocabulary_is_refused_with_the_field_named() {
+    let path = tiny(&TinyModel::llama(), "oov.gguf");
+    let m = NativeModel::load(&path).unwrap();
+    let Err(err) = m.forward(&[1, 2, 99_999], None, false) else {
+        panic!("an unknown token id was accepted")
+    };
+    assert!(err.to_string().contains("99999"), "{err}");
+}
