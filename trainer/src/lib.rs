@@ -1,13 +1,15 @@
 //! Retroformer trainer: gradient updates with `burn` on LoRA adapters of GGUF models, exported
 //! back to GGUF for the runtime.
 //!
-//! - [`model`]: the `llama` / `qwen2` forward pass, weights read from a GGUF file;
+//! - [`config`]: the architecture read from a GGUF header;
+//! - [`model`]: the `llama` / `qwen2` forward pass in burn, weights read from a GGUF file;
 //! - [`lora`]: the trainable factors; [`export`]: their export as a llama.cpp adapter;
 //! - [`data`]: JSONL examples (prompt/response, rating records, RISE samples) and tokenisation;
 //! - [`native`]: the CPU engine: a hand-written forward and backward for LoRA training;
 //! - [`objective`]: SFT, RWR, the reward model, REINFORCE and PPO;
 //! - [`train`]: the training loop and its checkpoints.
 
+pub mod config;
 pub mod data;
 pub mod export;
 mod heldout;

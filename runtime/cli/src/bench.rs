@@ -41,7 +41,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_agents: bool,
     /// Also measure LoRA training (runs `retroformer-train bench`, found next to this binary
-    /// or on PATH) for each backend given, e.g. `--trainer flex`.
+    /// or on PATH) for each backend given, e.g. `--trainer native`.
     #[arg(long, value_delimiter = ',')]
     pub trainer: Vec<String>,
     /// Do not fetch missing models; fail instead.

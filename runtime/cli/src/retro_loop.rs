@@ -76,8 +76,8 @@ pub struct LoopArgs {
     /// batching in one session; see `retroformer eval hotpotqa --parallel`).
     #[arg(long, default_value_t = 1)]
     parallel: u32,
-    /// burn backend for training (`retroformer-train --backend`: flex, ndarray, wgpu, cuda).
-    #[arg(long, default_value = "flex")]
+    /// Training backend (`retroformer-train --backend`: native, flex, ndarray, wgpu, cuda).
+    #[arg(long, default_value = "native")]
     backend: String,
     /// Output folder (re-running with it resumes: finished evaluations and training are reused).
     #[arg(long)]

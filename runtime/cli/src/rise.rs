@@ -285,8 +285,8 @@ pub struct RoundArgs {
     /// Longest training sequence in tokens.
     #[arg(long, default_value_t = 1024)]
     pub max_len: usize,
-    /// burn backend for training (flex, ndarray, wgpu, cuda).
-    #[arg(long, default_value = "flex")]
+    /// Training backend (`retroformer-train --backend`: native, flex, ndarray, wgpu, cuda).
+    #[arg(long, default_value = "native")]
     pub backend: String,
     /// Evaluation: problems decoded together.
     #[arg(long, default_value_t = 8)]

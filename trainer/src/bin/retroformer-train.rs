@@ -138,7 +138,7 @@ struct TrainArgs {
     /// LoRA alpha (the update is scaled by alpha / rank).
     #[arg(long, default_value_t = 16.0)]
     alpha: f32,
-    /// LoRA dropout.
+    /// LoRA dropout (burn's backends only: the native engine trains without it).
     #[arg(long, default_value_t = 0.0)]
     dropout: f32,
     /// Adapted projections: q,k,v,o,gate,up,down or all.

@@ -192,8 +192,8 @@ pub fn rms_norm_back(x: &[f32], w: &[f32], inv: &[f32], dy: &[f32], dx: &mut [f3
         });
 }
 
-/// How RoPE pairs a head's dimensions (see [`crate::model::Rope`]).
-pub use crate::model::Rope;
+/// How RoPE pairs a head's dimensions.
+pub use crate::config::Rope;
 
 /// Rotates every head of `x` (`[s, heads * d]`) in place by the tables (`[s, d/2]`);
 /// `inverse` rotates back (the backward: a rotation's transpose is its inverse).

@@ -13,8 +13,8 @@
 //! math and the optimiser: [`crate::train`] hands the engine the current LoRA factors, takes
 //! the gradient of the loss with respect to the engine's outputs from burn (the response's
 //! log-probabilities, or the last hidden state for a reward model), and registers the
-//! engine's factor gradients with burn's optimiser. Parity with burn's path (logits and
-//! gradients) is tested in `tests.rs`.
+//! engine's factor gradients with burn's optimiser. Parity with burn's path (log-probabilities
+//! and every factor's gradient) is tested in `trainer/tests/native.rs`.
 
 pub mod kernels;
 pub mod profile;
@@ -24,8 +24,8 @@ use std::path::Path;
 use rayon::prelude::*;
 use retroformer_llama::TensorReader;
 
+use crate::config::{check_dims, rope_tables, ModelConfig, PROJ_NAMES};
 use crate::lora::{to_vec2, Adapters, LoraConfig};
-use crate::model::ModelConfig;
 use crate::TrainerError;
 use kernels::{matmul, Heads, Threads, View};
 use profile::{time, Phase};
@@ -156,14 +156,34 @@ fn add_into(dst: &mut [f32], src: &[f32]) {
         .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(a, b)| *a += b));
 }
 
+/// Asks glibc to keep freed memory for reuse instead of handing it back to the kernel.
+///
+/// Why: a step allocates its tape (hundreds of MB: every layer's activations) and frees it at
+/// the end of the backward. With glibc's defaults the freed top of the heap is trimmed and
+/// blocks from 128 KB up are mmapped, so every step paid a page fault and a cleared page per
+/// 4 KB again. Peak RSS does not change: the next step reuses the same memory.
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes allocator tunables; it is called once, before the
+        // engine allocates.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        });
+    }
+}
+
 impl NativeModel {
     /// Reads every tensor of `path`, dequantised by ggml.
     pub fn load(path: &Path) -> Result<Self, TrainerError> {
+        keep_freed_memory();
         let reader = TensorReader::open(path)?;
         let cfg = ModelConfig::from_gguf(reader.header(), path)?;
         let read = |name: &str, want: &[usize]| -> Result<Vec<f32>, TrainerError> {
             let (dims, data) = reader.read_f32(name)?;
-            crate::model::check_dims(path, name, &dims, want)?;
+            check_dims(path, name, &dims, want)?;
             Ok(data)
         };
         let has = |n: &str| reader.header().tensor(n).is_some();
@@ -173,7 +193,7 @@ impl NativeModel {
             let p = |s: &str| format!("blk.{l}.{s}");
             let shapes = [(e, e), (e, kv), (e, kv), (e, e), (e, f), (e, f), (f, e)];
             let mut proj = Vec::with_capacity(7);
-            for (name, (d_in, d_out)) in crate::model::PROJ_NAMES.iter().zip(shapes) {
+            for (name, (d_in, d_out)) in PROJ_NAMES.iter().zip(shapes) {
                 let bias = p(&format!("{name}.bias"));
                 proj.push(Linear {
                     w: read(&p(&format!("{name}.weight")), &[d_in, d_out])?,
@@ -647,23 +667,3 @@ impl NativeModel {
         })
     }
 }
-
-/// cos and sin of position · base^(-2i/d), `[s, d/2]`, computed as ggml does (see
-/// `crate::model`), so the angles match llama.cpp's to the last bit.
-fn rope_tables(cfg: &ModelConfig, s: usize) -> (Vec<f32>, Vec<f32>) {
-    let half = cfg.head_dim / 2;
-    let theta_scale = cfg.rope_base.powf(-2.0 / cfg.head_dim as f32);
-    let (mut c, mut si) = (Vec::with_capacity(s * half), Vec::with_capacity(s * half));
-    for p in 0..s {
-        let mut theta = p as f32;
-        for _ in 0..half {
-            c.push(theta.cos());
-            si.push(theta.sin());
-            theta *= theta_scale;
-        }
-    }
-    (c, si)
-}
-
-#[cfg(test)]
-mod tests;

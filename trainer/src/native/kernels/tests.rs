@@ -202,3 +202,44 @@ fn the_picked_log_softmax_and_its_backward_match_finite_differences() {
         assert_close(*a, b, 5e-3, "d logits");
     }
 }
+
+#[test]
+#[ignore = "a timing probe, not a test: cargo test --release -- --ignored gemm_scaling --nocapture"]
+fn gemm_scaling_probe() {
+    let (m, k, n) = (512, 896, 4864);
+    let x = vals(m * k, 0.1);
+    let w = vals(n * k, 0.2);
+    let mut y = vec![0f32; m * n];
+    let mut y2 = vec![0f32; m * n];
+    let xv = View::rows(&x, m, k);
+    let wt = View::rows(&w, n, k).t();
+    let time = |f: &mut dyn FnMut()| {
+        f();
+        let t = std::time::Instant::now();
+        for _ in 0..5 {
+            f();
+        }
+        t.elapsed().as_secs_f64() / 5.0
+    };
+    let pool = time(&mut || matmul(&mut y, n, xv, wt, 1.0, false, Threads::Pool));
+    let one = time(&mut || matmul(&mut y, n, xv, wt, 1.0, false, Threads::One));
+    let joined = time(&mut || {
+        rayon::join(
+            || matmul(&mut y, n, xv, wt, 1.0, false, Threads::One),
+            || matmul(&mut y2, n, xv, wt, 1.0, false, Threads::One),
+        );
+    });
+    let back = time(&mut || {
+        matmul(
+            &mut y2[..m * k],
+            k,
+            View::rows(&y, m, n),
+            View::rows(&w, n, k),
+            1.0,
+            false,
+            Threads::Pool,
+        )
+    });
+    let gf = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
+    println!("pool {:.1} GFLOP/s, one thread {:.1}, two joined single-thread products {:.1}, backward-shaped (dy W) pool {:.1}", gf(pool), gf(one), 2.0 * gf(joined), gf(back));
+}

@@ -1,18 +1,18 @@
-//! The native engine against burn's autodiff path on tiny random models of both families:
-//! the same hidden states and log-probabilities, and the same gradients of every LoRA factor.
+//! The native engine against burn's autodiff path, on tiny random models of both families and
+//! on the real SmolLM2: the same log-probabilities, and the same gradient of every LoRA factor.
 
 use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
 use retroformer_gguf::TinyModel;
-
-use super::*;
-use crate::data::Tokenized;
-use crate::model::Base;
-use crate::objective::response_logprobs;
+use retroformer_trainer::data::Tokenized;
+use retroformer_trainer::lora::{to_vec2, Adapters, LoraConfig};
+use retroformer_trainer::model::Base;
+use retroformer_trainer::native::{LoraWeights, NativeModel};
+use retroformer_trainer::objective::{response_logprobs, to_vec1};
 
 fn device() -> burn::tensor::Device {
-    crate::backend_device(crate::Backend::Flex).unwrap()
+    retroformer_trainer::backend_device(retroformer_trainer::Backend::Flex).unwrap()
 }
 
 fn tiny(t: &TinyModel, name: &str) -> std::path::PathBuf {
@@ -57,27 +57,41 @@ fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
 }
 
 fn check_family(t: TinyModel, name: &str) {
-    let dev = device();
     let path = tiny(&t, name);
+    let tokens: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % t.vocab()).collect();
+    check(&path, name, tokens, 40, 1e-4, 2e-3);
+}
+
+/// The engine against burn on `path`: log-probabilities of `tokens[prompt_len..]` within
+/// `tol_lp`, and every factor's gradient of the SFT loss within `tol_grad`, each relative to
+/// the largest value of what is compared.
+fn check(
+    path: &std::path::Path,
+    name: &str,
+    tokens: Vec<u32>,
+    prompt_len: usize,
+    tol_lp: f32,
+    tol_grad: f32,
+) {
+    let dev = device();
     let burn_base = Base::load(&path, &dev).unwrap();
     let native_base = Base::load_native(&path, &dev).unwrap();
     let native = native_base.native().unwrap();
     let cfg = LoraConfig::default();
     let ad = adapters(&burn_base, &cfg, &dev);
-    let tokens: Vec<u32> = (0..150).map(|i| (i * 7 + 3) % t.vocab()).collect();
     let ex = Tokenized {
         tokens: tokens.clone(),
-        prompt_len: 40,
+        prompt_len,
         reward: 1.0,
         weight: 1.0,
     };
 
     // Forward: the same log-probabilities of the response.
-    let want = crate::objective::to_vec1(response_logprobs(&burn_base, Some((&ad, &cfg)), &ex));
+    let want = to_vec1(response_logprobs(&burn_base, Some((&ad, &cfg)), &ex));
     let lw = LoraWeights::from_adapters(&ad, &cfg);
     let (hidden, tape) = native.forward(&tokens, Some(&lw), true).unwrap();
     let picked = native.logprobs(&hidden, &tokens, ex.prompt_len);
-    close(&picked.logprobs, &want, 1e-4, "log-probabilities");
+    close(&picked.logprobs, &want, tol_lp, "log-probabilities");
 
     // Backward of the SFT loss −mean(log p): the same gradient for every factor.
     let loss = response_logprobs(&burn_base, Some((&ad, &cfg)), &ex)
@@ -112,7 +126,7 @@ fn check_family(t: TinyModel, name: &str) {
             checked += 2;
         }
     }
-    assert_eq!(checked, 2 * 7 * t.layers as usize);
+    assert_eq!(checked, 2 * 7 * burn_base.cfg.layers);
 }
 
 #[test]
@@ -123,6 +137,18 @@ fn the_native_engine_matches_burns_logprobs_and_lora_gradients_on_a_tiny_llama()
 #[test]
 fn the_native_engine_matches_burns_logprobs_and_lora_gradients_on_a_tiny_qwen2() {
     check_family(TinyModel::qwen2(), "qwen2.gguf");
+}
+
+#[test]
+fn the_native_engine_matches_burn_on_the_real_smollm2_across_two_attention_blocks() {
+    use retroformer::fetch::{self, FetchOptions};
+    use retroformer::manifest::{home_dir, Manifest};
+    let m = Manifest::find("smollm2-135m-instruct").unwrap();
+    let path = fetch::fetch(&m, &home_dir(), FetchOptions::default())
+        .unwrap_or_else(|e| panic!("the test model is needed and could not be fetched: {e}"));
+    // 80 tokens: the second block of query rows attends across the first.
+    let tokens: Vec<u32> = (0..80u32).map(|i| (i * 7919 + 13) % 49_152).collect();
+    check(&path, "smollm2", tokens, 20, 1e-3, 1e-2);
 }
 
 #[test]
