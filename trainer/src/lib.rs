@@ -12,6 +12,7 @@
 pub mod config;
 pub mod data;
 pub mod export;
+mod grads;
 mod heldout;
 pub mod lora;
 pub mod model;

@@ -76,7 +76,7 @@ pub struct Base {
 
 #[derive(Debug, Clone)]
 enum Weights {
-    Burn(BurnWeights),
+    Burn(Box<BurnWeights>),
     Native(Arc<NativeModel>),
 }
 
@@ -171,12 +171,12 @@ impl Base {
             embd.clone().transpose()
         };
         Ok(Self {
-            weights: Weights::Burn(BurnWeights {
+            weights: Weights::Burn(Box::new(BurnWeights {
                 out_norm: vec1("output_norm.weight", e)?,
                 embd,
                 blocks,
                 head,
-            }),
+            })),
             cfg,
             device: device.clone(),
         })

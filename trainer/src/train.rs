@@ -6,21 +6,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::module::{Module, ParamId};
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenized;
+use crate::grads::{add_grads, clip_global, Example};
 pub use crate::heldout::Heldout;
 use crate::heldout::{check_heldout, heldout_loss, Best};
-use crate::lora::{to_vec2, LoraConfig};
+use crate::lora::LoraConfig;
 use crate::model::Base;
-use crate::native::{LoraWeights, NativeModel};
+use crate::native::LoraWeights;
 use crate::objective::{
-    example_loss, loss_of, response_logprobs, scalar_head, score_of, to_vec1, ExampleStats,
-    Objective, RewardMode, Trainable,
+    response_logprobs, to_vec1, ExampleStats, Objective, RewardMode, Trainable,
 };
 use crate::TrainerError;
 use retroformer_core::records::TrainingStep;
@@ -299,53 +299,6 @@ fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainerError {
     }
 }
 
-/// Ids of the trainable 2-D and 1-D parameters, for global-norm clipping.
-fn param_ids(state: &Trainable) -> (Vec<ParamId>, Vec<ParamId>) {
-    let mut two = Vec::new();
-    for blk in &state.lora.blocks {
-        for f in blk.proj.iter().flatten() {
-            two.push(f.a.id);
-            two.push(f.b.id);
-        }
-    }
-    let mut one = Vec::new();
-    if let Some(h) = &state.head {
-        two.push(h.w.id);
-        one.push(h.b.id);
-    }
-    (two, one)
-}
-
-fn clip_global(grads: &mut GradientsParams, state: &Trainable, max_norm: f64) -> f64 {
-    let (two, one) = param_ids(state);
-    let mut sq = 0f64;
-    for id in &two {
-        if let Some(g) = grads.get::<2>(*id) {
-            sq += g.square().sum().into_scalar::<f64>();
-        }
-    }
-    for id in &one {
-        if let Some(g) = grads.get::<1>(*id) {
-            sq += g.square().sum().into_scalar::<f64>();
-        }
-    }
-    let norm = sq.sqrt();
-    if max_norm > 0.0 && norm > max_norm {
-        let f = max_norm / (norm + 1e-6);
-        for id in two {
-            if let Some(g) = grads.remove::<2>(id) {
-                grads.register(id, g.mul_scalar(f));
-            }
-        }
-        for id in one {
-            if let Some(g) = grads.remove::<1>(id) {
-                grads.register(id, g.mul_scalar(f));
-            }
-        }
-    }
-    norm
-}
-
 /// The mean reward of the examples in `data` with example `i`'s prompt (several responses to
 /// one prompt: several reflections on one failure), when there are at least two: the baseline
 /// that leaves only what the response itself is worth. `None` for a prompt seen once.
@@ -587,7 +540,9 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             for (&i, st) in batch.iter().zip(&stats) {
                 let ex = &run.data[i];
                 let example = Example {
-                    run,
+                    objective: &run.objective,
+                    base: run.base,
+                    batch: cfg.batch,
                     state: &state,
                     lora: &lora_cfg,
                     ex,
@@ -704,155 +659,6 @@ fn check_tokens(run: &Run) -> Result<(), TrainerError> {
         }
     }
     Ok(())
-}
-
-/// One example of a step: its loss and the gradients of the trainable parameters.
-struct Example<'a> {
-    run: &'a Run<'a>,
-    state: &'a Trainable,
-    lora: &'a LoraConfig,
-    ex: &'a Tokenized,
-    stats: &'a ExampleStats,
-    /// The step being taken (from 1) and the example's index, for errors.
-    step: u64,
-    index: usize,
-}
-
-impl Example<'_> {
-    fn finite(&self, loss: &burn::tensor::Tensor<1>) -> Result<f64, TrainerError> {
-        let value = loss.clone().into_scalar::<f64>();
-        if !value.is_finite() {
-            return Err(TrainerError::NonFinite {
-                step: self.step,
-                what: format!("the loss of example {} is {value}", self.index),
-            });
-        }
-        Ok(value)
-    }
-
-    /// Through burn's autodiff graph of the whole model.
-    fn burn_grads(&self) -> Result<(f64, GradientsParams), TrainerError> {
-        let run = self.run;
-        let loss = example_loss(
-            &run.objective,
-            run.base,
-            self.state,
-            self.lora,
-            self.ex,
-            self.stats,
-            run.config.batch,
-        )?;
-        let value = self.finite(&loss)?;
-        Ok((
-            value,
-            GradientsParams::from_grads(loss.backward(), self.state),
-        ))
-    }
-
-    /// Through the native engine: its forward gives the response's log-probabilities (or the
-    /// last hidden state), burn takes the objective's loss and its gradient with respect to
-    /// them, and the engine's backward turns that into the factors' gradients.
-    fn native_grads(
-        &self,
-        model: &NativeModel,
-        factors: &LoraWeights,
-        device: &Device,
-    ) -> Result<(f64, GradientsParams), TrainerError> {
-        use burn::tensor::{Tensor, TensorData};
-        let (run, ex) = (self.run, self.ex);
-        let (e, n) = (model.cfg.embd, ex.tokens.len());
-        let (hidden, tape) = model.forward(&ex.tokens, Some(factors), true)?;
-        let tape = tape.expect("kept");
-        let (value, d_hidden, mut grads) = if matches!(run.objective, Objective::Reward { .. }) {
-            let last = Tensor::<2>::from_data(
-                TensorData::new(hidden[(n - 1) * e..].to_vec(), [1, e]),
-                device,
-            )
-            .require_grad();
-            let score = score_of(scalar_head(self.state)?, last.clone());
-            let loss = loss_of(
-                &run.objective,
-                score,
-                ex,
-                self.stats,
-                run.config.batch,
-                device,
-            )?;
-            let value = self.finite(&loss)?;
-            let mut g = loss.backward();
-            let d_last = to_vec2(
-                last.grad(&g)
-                    .expect("the score depends on the hidden state"),
-            )
-            .0;
-            let mut d_hidden = vec![0f32; n * e];
-            d_hidden[(n - 1) * e..].copy_from_slice(&d_last);
-            let params = GradientsParams::from_module(&mut g, self.state);
-            (value, d_hidden, params)
-        } else {
-            let start = ex.prompt_len.max(1);
-            let picked = model.logprobs(&hidden, &ex.tokens, start);
-            let m = picked.logprobs.len();
-            let lp = Tensor::<1>::from_data(TensorData::new(picked.logprobs.clone(), [m]), device)
-                .require_grad();
-            let loss = loss_of(
-                &run.objective,
-                lp.clone(),
-                ex,
-                self.stats,
-                run.config.batch,
-                device,
-            )?;
-            let value = self.finite(&loss)?;
-            let g = loss.backward();
-            let d_lp = to_vec1(
-                lp.grad(&g)
-                    .expect("the loss depends on the log-probabilities"),
-            );
-            let d_hidden = model.logprobs_back(picked, &ex.tokens, &d_lp);
-            (value, d_hidden, GradientsParams::new())
-        };
-        let inner = device.clone().inner();
-        let factor_grads = model.backward(tape, factors, &d_hidden);
-        for (blk, fg) in self.state.lora.blocks.iter().zip(factor_grads) {
-            for (f, g) in blk.proj.iter().zip(fg) {
-                let (Some(f), Some(g)) = (f, g) else { continue };
-                let tensor = |v: Vec<f32>, dims: [usize; 2]| {
-                    Tensor::<2>::from_data(TensorData::new(v, dims), &inner)
-                };
-                grads.register(f.a.id, tensor(g.a, f.a.val().dims()));
-                grads.register(f.b.id, tensor(g.b, f.b.val().dims()));
-            }
-        }
-        Ok((value, grads))
-    }
-}
-
-fn add_grads(
-    mut acc: GradientsParams,
-    mut g: GradientsParams,
-    state: &Trainable,
-) -> GradientsParams {
-    let (two, one) = param_ids(state);
-    for id in two {
-        if let Some(x) = g.remove::<2>(id) {
-            let sum = match acc.remove::<2>(id) {
-                Some(y) => y + x,
-                None => x,
-            };
-            acc.register(id, sum);
-        }
-    }
-    for id in one {
-        if let Some(x) = g.remove::<1>(id) {
-            let sum = match acc.remove::<1>(id) {
-                Some(y) => y + x,
-                None => x,
-            };
-            acc.register(id, sum);
-        }
-    }
-    acc
 }
 
 fn save_checkpoint(

@@ -183,7 +183,7 @@ fn bench_prints_a_trainer_figure_in_the_bench_report_schema() {
     let f: retroformer_core::records::TrainerFigure = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (f.backend.as_str(), f.tokens_per_step, f.rank),
-        ("flex", 32, 8)
+        ("native", 32, 8)
     );
     // Three steps, the first one warm-up: two timed.
     assert_eq!(f.tokens_per_s.n, 2);

@@ -74,8 +74,8 @@ fn check(
     tol_grad: f32,
 ) {
     let dev = device();
-    let burn_base = Base::load(&path, &dev).unwrap();
-    let native_base = Base::load_native(&path, &dev).unwrap();
+    let burn_base = Base::load(path, &dev).unwrap();
+    let native_base = Base::load_native(path, &dev).unwrap();
     let native = native_base.native().unwrap();
     let cfg = LoraConfig::default();
     let ad = adapters(&burn_base, &cfg, &dev);
@@ -114,13 +114,13 @@ fn check(
             close(
                 &mine.a,
                 &ga,
-                2e-3,
+                tol_grad,
                 &format!("{name} layer {l} projection {i} dA"),
             );
             close(
                 &mine.b,
                 &gb,
-                2e-3,
+                tol_grad,
                 &format!("{name} layer {l} projection {i} dB"),
             );
             checked += 2;
@@ -159,4 +159,90 @@ fn a_token_outside_the_vocabulary_is_refused_with_the_field_named() {
         panic!("an unknown token id was accepted")
     };
     assert!(err.to_string().contains("99999"), "{err}");
+}
+
+fn sft_run<'a>(
+    base: &'a Base,
+    data: &'a [Tokenized],
+    lora: LoraConfig,
+    dir: &str,
+) -> retroformer_trainer::train::Run<'a> {
+    use retroformer_trainer::objective::Objective;
+    use retroformer_trainer::train::{Run, TrainConfig};
+    let ck = std::env::temp_dir().join(format!("rf-native-{}-{dir}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ck);
+    Run {
+        base,
+        lora,
+        objective: Objective::Sft,
+        config: TrainConfig {
+            lr: 1e-2,
+            warmup: 0,
+            steps: 4,
+            batch: 2,
+            clip: 1.0,
+            weight_decay: 0.0,
+            seed: 7,
+            checkpoint_every: 0,
+        },
+        data,
+        checkpoint: ck,
+        progress: false,
+        stop_after: None,
+        heldout: None,
+        base_sha256: String::new(),
+        data_sha256: String::new(),
+    }
+}
+
+#[test]
+fn training_on_the_native_engine_takes_the_same_steps_as_on_burn() {
+    let t = TinyModel::qwen2();
+    let path = tiny(&t, "train-qwen2.gguf");
+    let dev = device();
+    let data: Vec<Tokenized> = (0..3u32)
+        .map(|k| Tokenized {
+            tokens: (0..40).map(|i| (i * 11 + k * 5 + 1) % t.vocab()).collect(),
+            prompt_len: 10,
+            reward: 1.0,
+            weight: 1.0,
+        })
+        .collect();
+    let losses = |base: &Base, dir: &str| -> Vec<f64> {
+        let run = sft_run(base, &data, LoraConfig::default(), dir);
+        let out = retroformer_trainer::train::train(&run, &dev).unwrap();
+        out.log.iter().map(|l| l.loss).collect()
+    };
+    let burn = losses(&Base::load(&path, &dev).unwrap(), "burn");
+    let native = losses(&Base::load_native(&path, &dev).unwrap(), "native");
+    assert_eq!(burn.len(), 4);
+    for (a, b) in native.iter().zip(&burn) {
+        assert!(
+            (a - b).abs() < 1e-4 * b.abs().max(1.0),
+            "native {native:?} against burn {burn:?}"
+        );
+    }
+    assert!(native[3] < native[0], "the loss falls: {native:?}");
+}
+
+#[test]
+fn the_native_engine_refuses_lora_dropout_naming_the_field() {
+    let path = tiny(&TinyModel::llama(), "dropout.gguf");
+    let dev = device();
+    let base = Base::load_native(&path, &dev).unwrap();
+    let data = vec![Tokenized {
+        tokens: vec![1, 2, 3, 4],
+        prompt_len: 2,
+        reward: 1.0,
+        weight: 1.0,
+    }];
+    let lora = LoraConfig {
+        dropout: 0.1,
+        ..LoraConfig::default()
+    };
+    let run = sft_run(&base, &data, lora, "dropout");
+    let Err(err) = retroformer_trainer::train::train(&run, &dev) else {
+        panic!("dropout was accepted on the native engine")
+    };
+    assert!(err.to_string().contains("dropout"), "{err}");
 }

@@ -276,7 +276,7 @@ impl NativeModel {
         time(Phase::Elementwise, || {
             kernels::rms_norm(&x, &self.out_norm, self.cfg.eps, &mut hf, &mut inv_final)
         });
-        let tape = keep.then(|| Tape {
+        let tape = keep.then_some(Tape {
             s,
             layers,
             x_final: x,
@@ -481,6 +481,7 @@ impl NativeModel {
 
     /// Backward of one layer: from the gradient of its output, the gradient of its input (empty
     /// for layer 0, whose input needs none); the factors' gradients go to `grads`.
+    #[allow(clippy::too_many_arguments)]
     fn layer_back(
         &self,
         l: usize,
