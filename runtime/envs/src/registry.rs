@@ -202,6 +202,11 @@ impl Needs {
             reflector_adapter: reflector_adapter.map(Into::into),
         }
     }
+
+    /// The models a trial run's settings name (actor, reflector, reflector adapter).
+    pub fn of(cfg: &retroformer::agent::runner::RunConfig) -> Self {
+        Self::new(&cfg.actor, &cfg.reflector, cfg.reflector_adapter.as_deref())
+    }
 }
 
 /// The loaded models an evaluation runs with, and how to open their sessions.

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use retroformer::agent::files::read_json;
+use retroformer::agent::reflect::Reflector;
 use retroformer::agent::runner::{RunConfig, RunLabel, TaskResult, TrialSummary};
 use retroformer::agent::Strategy;
+use retroformer_llm::{LanguageModel, Session};
 
 use crate::{Chart, EnvError, EvalPlan, EvalReport, Spec};
 
@@ -231,4 +233,17 @@ pub fn success_points(summaries: &[TrialSummary]) -> Vec<(f64, f64)> {
         .iter()
         .map(|t| (f64::from(t.trial + 1), t.success_rate))
         .collect()
+}
+
+/// The models of a trial run: the actor (and its session) and the reflector.
+pub struct AgentModels<'a> {
+    /// The actor model (for token counting).
+    pub actor: &'a dyn LanguageModel,
+    /// The actor's session (one for the whole run, so the shared prompt prefix stays cached).
+    pub session: &'a mut dyn Session,
+    /// The reflector.
+    pub reflector: &'a mut dyn Reflector,
+    /// Episodes run at once through `session` (continuous batching; at most the sequences the
+    /// session was opened with). 1: one after another.
+    pub parallel: usize,
 }

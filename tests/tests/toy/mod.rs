@@ -100,8 +100,7 @@ struct ToyEval {
 
 impl Evaluation for ToyEval {
     fn needs(&self) -> Needs {
-        let c = &self.cfg;
-        Needs::new(&c.actor, &c.reflector, c.reflector_adapter.as_deref())
+        Needs::of(&self.cfg)
     }
 
     fn run(

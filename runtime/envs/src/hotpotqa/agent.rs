@@ -8,13 +8,12 @@ use serde::{Deserialize, Serialize};
 use super::context::context_for;
 use super::react::{run_episode, EpisodeRun, ReactConfig};
 use super::{Docstore, Episode, Question};
-use retroformer::agent::reflect::{Failure, Reflection, Reflector};
+use retroformer::agent::reflect::{Failure, Reflection};
 use retroformer::agent::runner::{
     run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
 };
 use retroformer::agent::{AgentError, Strategy};
 use retroformer_core::memory::ReflectionMemory;
-use retroformer_llm::{LanguageModel, Session};
 
 /// HotPotQA's own settings of a run, saved in `run.json` beside the runner's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,18 +95,8 @@ pub fn seed_first_trial(
     retroformer::agent::runner::seed_first_trial(from, to, cfg, tasks)
 }
 
-/// The models of a HotPotQA run: the actor (and its session) and the reflector.
-pub struct HotpotqaModels<'a> {
-    /// The actor model (for token counting).
-    pub actor: &'a dyn LanguageModel,
-    /// The actor's session (one for the whole run, so the shared prompt prefix stays cached).
-    pub session: &'a mut dyn Session,
-    /// The reflector.
-    pub reflector: &'a mut dyn Reflector,
-    /// ReAct episodes run at once through `session` (continuous batching; at most the
-    /// sequences the session was opened with). 1: one after another.
-    pub parallel: usize,
-}
+/// The models of a HotPotQA run.
+pub type HotpotqaModels<'a> = crate::trials::AgentModels<'a>;
 
 /// Runs (or resumes) `cfg.trials` trials over `questions`, writing into `out`. `on_task` is
 /// called after every task (for progress display).

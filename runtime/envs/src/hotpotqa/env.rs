@@ -176,8 +176,7 @@ struct HotpotqaEval {
 
 impl Evaluation for HotpotqaEval {
     fn needs(&self) -> Needs {
-        let c = &self.cfg;
-        Needs::new(&c.actor, &c.reflector, c.reflector_adapter.as_deref())
+        Needs::of(&self.cfg)
     }
 
     fn run(

@@ -134,8 +134,7 @@ struct HouseholdEval {
 
 impl Evaluation for HouseholdEval {
     fn needs(&self) -> Needs {
-        let c = &self.cfg;
-        Needs::new(&c.actor, &c.reflector, c.reflector_adapter.as_deref())
+        Needs::of(&self.cfg)
     }
 
     fn run(

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use super::rise::{self, MathAgent};
 use super::{extract_answer, Dataset, MathProblem};
-use retroformer::agent::reflect::{ChatFrame, Failure, Reflection, ReflectionPrompt, Reflector};
+use retroformer::agent::reflect::{ChatFrame, Failure, Reflection, ReflectionPrompt};
 use retroformer::agent::runner::{
     run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
 };
 use retroformer::agent::Strategy;
 use retroformer_core::trajectory::Step;
-use retroformer_llm::{ChatMessage, LanguageModel, Session};
+use retroformer_llm::ChatMessage;
 
 /// The actor's token budget per answer (a GSM8K solution by a 0.5B model is ~150-300 tokens).
 pub const DEFAULT_MAX_TOKENS: u32 = 400;
@@ -198,17 +198,8 @@ impl ReflectionPrompt for RetryReflection {
     }
 }
 
-/// The models of a run: the actor (and its session) and the reflector.
-pub struct RetryModels<'a> {
-    /// The actor.
-    pub actor: &'a dyn LanguageModel,
-    /// The actor's session.
-    pub session: &'a mut dyn Session,
-    /// The reflector.
-    pub reflector: &'a mut dyn Reflector,
-    /// Problems answered at once (one batch). 1: one after another.
-    pub parallel: usize,
-}
+/// The models of a run.
+pub type RetryModels<'a> = crate::trials::AgentModels<'a>;
 
 /// Runs (or resumes) `cfg.trials` trials over `problems`, writing into `out`.
 pub fn run(

@@ -116,8 +116,7 @@ struct RetryEval {
 
 impl Evaluation for RetryEval {
     fn needs(&self) -> Needs {
-        let c = &self.cfg;
-        Needs::new(&c.actor, &c.reflector, c.reflector_adapter.as_deref())
+        Needs::of(&self.cfg)
     }
 
     fn run(

@@ -5,7 +5,7 @@ use retroformer::agent::reflect::LlmReflector;
 use retroformer::agent::runner::{load_task, task_path};
 use retroformer_core::records::RatingRecord;
 use retroformer_llm::scripted::ScriptedModel;
-use retroformer_llm::SessionOptions;
+use retroformer_llm::{LanguageModel, SessionOptions};
 
 fn q(id: &str, answer: &str) -> Question {
     Question {

@@ -2,7 +2,7 @@ use super::*;
 use retroformer::agent::reflect::LlmReflector;
 use retroformer_core::records::RatingRecord;
 use retroformer_llm::scripted::ScriptedModel;
-use retroformer_llm::SessionOptions;
+use retroformer_llm::{LanguageModel, SessionOptions};
 
 fn problem(id: &str, question: &str, answer: &str) -> MathProblem {
     MathProblem {
