@@ -152,13 +152,17 @@ fn the_native_engine_matches_burn_on_the_real_smollm2_across_two_attention_block
 }
 
 #[test]
-fn a_token_outside_the_vocabulary_is_refused_with_the_field_named() {
+fn a_token_outside_the_vocabulary_or_an_empty_sequence_is_refused_with_the_field_named() {
     let path = tiny(&TinyModel::llama(), "oov.gguf");
     let m = NativeModel::load(&path).unwrap();
     let Err(err) = m.forward(&[1, 2, 99_999], None, false) else {
         panic!("an unknown token id was accepted")
     };
     assert!(err.to_string().contains("99999"), "{err}");
+    let Err(err) = m.forward(&[], None, false) else {
+        panic!("an empty sequence was accepted")
+    };
+    assert!(err.to_string().contains("empty"), "{err}");
 }
 
 fn sft_run<'a>(

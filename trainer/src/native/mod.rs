@@ -249,6 +249,12 @@ impl NativeModel {
         keep: bool,
     ) -> Result<(Vec<f32>, Option<Tape>), TrainerError> {
         let (e, s) = (self.cfg.embd, tokens.len());
+        if tokens.is_empty() {
+            return Err(TrainerError::Config {
+                field: "data".into(),
+                reason: "an empty token sequence".into(),
+            });
+        }
         if let Some(&t) = tokens.iter().find(|&&t| t as usize >= self.cfg.vocab) {
             return Err(TrainerError::Config {
                 field: "data".into(),
