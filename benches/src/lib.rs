@@ -41,7 +41,7 @@ pub fn spread(xs: &[f64]) -> (f64, f64) {
 }
 
 pub use harness::system::load_average;
-pub use retroformer_core::rss::peak_rss_bytes;
+pub use retroformer_core::rss::{peak_rss_bytes, rss_bytes};
 
 /// The end of every benchmark: a note when the machine was not quiet at the start, and the
 /// JSON report written atomically to `out` if one was asked for.

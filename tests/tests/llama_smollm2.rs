@@ -586,3 +586,53 @@ fn a_text_longer_than_the_tokenizer_takes_is_refused_with_its_length() {
     let under = "ab ".repeat(80_000);
     assert!(model.tokenize(&under, true, false).unwrap().len() > 4096);
 }
+
+fn with_kv(kv: retroformer_llm::target::KvType) -> retroformer_llama::LlamaModel {
+    let profile = retroformer_llm::target::TargetProfile::load("cpu")
+        .unwrap()
+        .with_kv_type(kv, "test")
+        .unwrap();
+    retroformer_llama::LlamaModel::load(
+        &retroformer_e2e::smollm2_path(),
+        retroformer_llama::LoadOptions::new(profile),
+    )
+    .unwrap()
+}
+
+#[test]
+fn quantized_kv_caches_generate_the_same_start_as_f16() {
+    use retroformer_llm::target::KvType;
+    let f16 = smollm2();
+    let req = GenerateRequest::new(chat(&f16, "Write one sentence about the sea."), 24);
+    let base = run(f16.session(&opts()).unwrap().as_mut(), &req);
+    for kv in [KvType::Q8_0, KvType::Q4_0] {
+        let m = with_kv(kv);
+        let g = run(m.session(&opts()).unwrap().as_mut(), &req);
+        assert_same_start(&g.text, &base.text, kv.name());
+    }
+}
+
+#[test]
+fn a_kv_type_whose_block_does_not_divide_the_head_size_is_refused_naming_the_field() {
+    use retroformer_llm::target::{KvType, TargetProfile};
+    // The tiny model's heads are 16 wide; q8_0 and q4_0 store blocks of 32.
+    let d = tempfile::tempdir().unwrap();
+    let path = d.path().join("tiny.gguf");
+    retroformer_gguf::TinyModel::llama()
+        .writer()
+        .write(&path)
+        .unwrap();
+    let profile = TargetProfile::load("cpu")
+        .unwrap()
+        .with_kv_type(KvType::Q4_0, "test")
+        .unwrap();
+    let m =
+        retroformer_llama::LlamaModel::load(&path, retroformer_llama::LoadOptions::new(profile))
+            .unwrap();
+    let e = m.session(&opts()).err().expect("refused");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("kv_type") && msg.contains("q4_0") && msg.contains("16"),
+        "{msg}"
+    );
+}

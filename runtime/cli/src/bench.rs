@@ -47,6 +47,10 @@ pub struct BenchArgs {
     /// Do not fetch missing models; fail instead.
     #[arg(long)]
     pub no_fetch: bool,
+    /// Run the suite once for every built-in target profile this machine can honour (one
+    /// report each, next to --out), and record the ones it cannot, and why, in a summary.
+    #[arg(long, conflicts_with = "trainer")]
+    pub each_target: bool,
 }
 
 #[derive(Subcommand)]
@@ -86,6 +90,120 @@ pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
     if a.threads == Some(0) {
         anyhow::bail!("--threads must be at least 1");
     }
+    if a.each_target {
+        return each_target(&a);
+    }
+    bench_one(profile, &a, a.out.clone(), Vec::new()).map(|_| ())
+}
+
+/// Why this machine cannot run `profile` as written, or how it had to adapt it.
+enum Honour {
+    /// Runs as written, or with these adjustments.
+    Run(TargetProfile, Vec<String>),
+    /// Cannot run here.
+    Skip(String),
+}
+
+fn honour(profile: &TargetProfile, cores: u32) -> Result<Honour> {
+    use retroformer_llm::target::{Backend, Threads};
+    let backend = profile.backend;
+    if backend != Backend::Cpu {
+        if !retroformer::backend::compiled_in(backend) {
+            return Ok(Honour::Skip(format!(
+                "backend {} is not compiled into this build (cargo build --features {})",
+                backend.name(),
+                backend.name()
+            )));
+        }
+        let (devices, _) = retroformer::backend::devices()?;
+        if !devices.iter().any(|d| d.backend != "CPU") {
+            return Ok(Honour::Skip(format!(
+                "backend {} is compiled in but llama.cpp sees no {} device",
+                backend.name(),
+                backend.name()
+            )));
+        }
+    }
+    let mut p = profile.clone();
+    let mut notes = Vec::new();
+    if let Threads::Fixed(n) = p.threads {
+        if n > cores {
+            p.threads = Threads::Fixed(cores);
+            notes.push(format!(
+                "threads {n} lowered to this machine's {cores} cores"
+            ));
+        }
+    }
+    let arch = std::env::consts::ARCH;
+    let wants_arm = matches!(
+        p.name.as_str(),
+        "raspberry-pi-5" | "jetson-orin-nano" | "apple-m-laptop"
+    );
+    if wants_arm && arch != "aarch64" {
+        notes.push(format!(
+            "the profile's settings on this {arch} CPU, not the device's ARM CPU"
+        ));
+    }
+    Ok(Honour::Run(p, notes))
+}
+
+/// `bench --each-target`: a report per built-in profile this machine honours, and a summary
+/// (kind `retroformer-bench-targets`) of what ran, what was adapted and what could not run.
+fn each_target(a: &BenchArgs) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let summary_path = a
+        .out
+        .clone()
+        .unwrap_or_else(|| home_dir().join("bench").join("targets.json"));
+    let stem = summary_path.with_extension("");
+    let mut rows = Vec::new();
+    for profile in TargetProfile::builtin() {
+        match honour(&profile, cores)? {
+            Honour::Skip(why) => {
+                println!("target {}: not run: {why}", profile.name);
+                rows.push(serde_json::json!({"target": profile.name, "ran": false, "why": why}));
+            }
+            Honour::Run(p, notes) => {
+                println!("target {}: running{}", p.name, suffix(&notes));
+                let out = PathBuf::from(format!("{}-{}.json", stem.display(), p.name));
+                bench_one(&p, a, Some(out.clone()), notes.clone())?;
+                rows.push(serde_json::json!({
+                    "target": p.name, "ran": true, "report": out, "adjustments": notes,
+                }));
+            }
+        }
+    }
+    let summary = serde_json::json!({
+        "kind": "retroformer-bench-targets",
+        "format_version": 1,
+        "arch": std::env::consts::ARCH,
+        "cores": cores,
+        "targets": rows,
+    });
+    retroformer_core::fsutil::write_atomic(
+        &summary_path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )
+    .with_context(|| format!("writing {}", summary_path.display()))?;
+    println!("summary: {}", summary_path.display());
+    Ok(())
+}
+
+fn suffix(notes: &[String]) -> String {
+    if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    }
+}
+
+/// The suite on one profile; returns the report's path.
+fn bench_one(
+    profile: &TargetProfile,
+    a: &BenchArgs,
+    out: Option<PathBuf>,
+    adjustments: Vec<String>,
+) -> Result<PathBuf> {
     let started = std::time::Instant::now();
     let meter = system::LoadMeter::start();
     let mut fp = system::fingerprint(profile.backend.name());
@@ -95,7 +213,7 @@ pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let out = a.out.clone().unwrap_or_else(|| {
+    let out = out.unwrap_or_else(|| {
         home_dir().join("bench").join(format!(
             "{}-{created_unix}-{}.json",
             fetch_safe(&label),
@@ -112,7 +230,7 @@ pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
     if let Some(r) = a.reps {
         opts.reps = r;
     }
-    let mut notes = Vec::new();
+    let mut notes = adjustments;
     if opts.reference {
         notes.push("reference: a plain decode loop on llama-cpp-2's safe API with llama.cpp's default context settings and the same threads and batch; it attaches no ggml threadpool, so ggml starts threads for every graph, which the runtime's per-session threadpool avoids (decode ratios above 1 come from that, not from faster kernels)".to_string());
     } else {
@@ -189,7 +307,7 @@ pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
         println!("note: {n}");
     }
     println!("report: {}", out.display());
-    Ok(())
+    Ok(out)
 }
 
 /// A label as a file name: letters, digits, `-`, `_`, `.`; anything else becomes `_`.

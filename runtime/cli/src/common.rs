@@ -138,8 +138,10 @@ pub fn open_batch_session(
     // What the session really uses (threads are clamped to the cores, the context rounded up).
     let info = s.info()?;
     eprintln!(
-        "[retroformer] session: {} threads, context {} tokens",
-        info.threads, info.context_size
+        "[retroformer] session: {} threads, context {} tokens, KV cache {}",
+        info.threads,
+        info.context_size,
+        model.profile().kv_type
     );
     Ok(s)
 }

@@ -23,7 +23,7 @@ use anyhow::Result;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use retroformer_envs::math::Dataset;
 use retroformer_envs::Registry;
-use retroformer_llm::target::{TargetProfile, DEFAULT_TARGET};
+use retroformer_llm::target::{KvType, TargetProfile, DEFAULT_TARGET};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,10 @@ struct Cli {
     /// Hardware profile: a name from `retroformer targets` or a path to a profile TOML.
     #[arg(long, global = true, default_value = DEFAULT_TARGET, env = "RETROFORMER_TARGET")]
     target: String,
+    /// KV cache type: f16, q8_0 or q4_0 (default: the profile's kv_type). The quantized types
+    /// need flash attention and save memory per token of context.
+    #[arg(long, global = true, env = "RETROFORMER_KV_TYPE")]
+    kv_type: Option<KvType>,
     /// More logging (-v: info, -vv: debug, including llama.cpp's own log).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -113,12 +117,12 @@ fn main() -> ExitCode {
         install_probe();
     }
     let result = match matches.subcommand() {
-        Some(("eval", m)) => TargetProfile::load(
+        Some(("eval", m)) => load_profile(
             matches
                 .get_one::<String>("target")
                 .map_or(DEFAULT_TARGET, String::as_str),
+            matches.get_one::<KvType>("kv_type").copied(),
         )
-        .map_err(anyhow::Error::from)
         .and_then(|profile| eval::run(&registry, &profile, m, false)),
         _ => Cli::from_arg_matches(&matches)
             .map_err(anyhow::Error::from)
@@ -159,8 +163,17 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// The `--target` profile, with `--kv-type` applied when given.
+fn load_profile(target: &str, kv_type: Option<KvType>) -> Result<TargetProfile> {
+    let profile = TargetProfile::load(target)?;
+    Ok(match kv_type {
+        Some(k) => profile.with_kv_type(k, "--kv-type")?,
+        None => profile,
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
-    let profile = TargetProfile::load(&cli.target)?;
+    let profile = load_profile(&cli.target, cli.kv_type)?;
     match cli.command {
         Command::Demo(a) => demo::demo(&profile, &a, cli.verbose > 0),
         Command::Generate(a) => generate::generate(&profile, &a),

@@ -9,6 +9,14 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resident set size of this process now, in bytes (`VmRSS`); `None` where `/proc` is absent.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// Resets the peak resident set size to the current one (Linux: `5` into
 /// `/proc/self/clear_refs`). False when the kernel does not allow it; a peak read after a
 /// failed reset covers the whole process.
@@ -29,6 +37,10 @@ mod tests {
         let block = vec![1u8; 32 << 20];
         std::hint::black_box(&block);
         let grown = peak_rss_bytes().unwrap();
+        assert!(
+            rss_bytes().unwrap() >= 16 << 20,
+            "the block is resident now"
+        );
         assert!(grown >= before + (16 << 20), "{before} -> {grown}");
         drop(block);
         if reset_peak_rss() {

@@ -100,7 +100,7 @@ use std::time::Instant;
 use llama_cpp_sys_2 as sys;
 
 use retroformer_gguf::GgufFile;
-use retroformer_llm::target::{Backend, FlashAttention, TargetProfile};
+use retroformer_llm::target::{Backend, FlashAttention, KvType, TargetProfile};
 use retroformer_llm::{
     AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, SessionOptions, Token,
 };
@@ -371,6 +371,13 @@ impl LlamaModel {
         } else {
             profile.gpu_layers.min(i32::MAX as u32) as i32
         };
+        // A CPU profile in a GPU build uses no GPU at all: with zero GPU layers llama.cpp would
+        // still copy the weights of large batches to a GPU it finds (op offload). An empty,
+        // NULL-terminated device list means none; llama.cpp copies the list during the load.
+        let mut no_devices: [sys::ggml_backend_dev_t; 1] = [std::ptr::null_mut()];
+        if profile.backend == Backend::Cpu {
+            mp.devices = no_devices.as_mut_ptr();
+        }
         mp.load_mode = match (profile.mmap, profile.mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
@@ -498,9 +505,11 @@ impl LlamaModel {
             FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
             FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
+        let kv = kv_ggml_type(&self.header, profile.kv_type)?;
         LlamaSession::spawn(
             self.inner.clone(),
             session::ContextConfig {
+                kv,
                 n_ctx,
                 n_batch: profile.batch_size.min(n_ctx),
                 n_ubatch: profile.ubatch_size.min(profile.batch_size).min(n_ctx),
@@ -539,6 +548,31 @@ impl LlamaModel {
             }),
         ))
     }
+}
+
+/// The ggml type of a `kv_type` cache for the model in `header`, refused (before llama.cpp
+/// sees it) when a head size is not a multiple of the type's block.
+fn kv_ggml_type(header: &GgufFile, kv: KvType) -> Result<sys::ggml_type, LlmError> {
+    let embd = header.arch_u64("embedding_length").unwrap_or(0);
+    let heads = header.arch_u64("attention.head_count").unwrap_or(0).max(1);
+    let k = header
+        .arch_u64("attention.key_length")
+        .unwrap_or(embd / heads);
+    let v = header.arch_u64("attention.value_length").unwrap_or(k);
+    if let Some(bad) = [k, v].into_iter().find(|d| d % kv.block() != 0) {
+        return Err(LlmError::InvalidParam {
+            field: "kv_type",
+            message: format!(
+                "{kv} stores blocks of {} values, which do not divide this model's head size {bad}; use f16",
+                kv.block()
+            ),
+        });
+    }
+    Ok(match kv {
+        KvType::F16 => sys::GGML_TYPE_F16,
+        KvType::Q8_0 => sys::GGML_TYPE_Q8_0,
+        KvType::Q4_0 => sys::GGML_TYPE_Q4_0,
+    })
 }
 
 impl LanguageModel for LlamaModel {

@@ -25,6 +25,8 @@ use retroformer_llm::{
 mod stream;
 
 pub(crate) struct ContextConfig {
+    /// The KV cache's ggml type (keys and values).
+    pub kv: sys::ggml_type,
     pub n_ctx: u32,
     pub n_batch: u32,
     pub n_ubatch: u32,
@@ -369,6 +371,8 @@ impl Worker {
         cp.n_threads = cfg.threads as i32;
         cp.n_threads_batch = cfg.threads as i32;
         cp.flash_attn_type = cfg.flash;
+        cp.type_k = cfg.kv;
+        cp.type_v = cfg.kv;
         cp.no_perf = true;
         // Full-size KV for sliding-window layers (Gemma 3): prefix reuse rolls the cache back,
         // which a windowed cache cannot do correctly.

@@ -92,6 +92,80 @@ pub enum FlashAttention {
     Off,
 }
 
+/// The element type of the KV cache (keys and values alike).
+///
+/// `f16` is llama.cpp's default. `q8_0` (34 bytes per 32 values) and `q4_0` (18 per 32) shrink
+/// the cache to 53 % and 28 % of it, so more lanes or a longer context fit in the same memory.
+/// Both quantized types need flash attention (llama.cpp reads a quantized V cache only
+/// there) and a head size divisible by their block of 32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum KvType {
+    /// Half precision (the default).
+    #[default]
+    #[serde(rename = "f16")]
+    F16,
+    /// 8-bit blocks of 32 with an f16 scale.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// 4-bit blocks of 32 with an f16 scale.
+    #[serde(rename = "q4_0")]
+    Q4_0,
+}
+
+impl KvType {
+    /// Every type, in the order the bench reports them.
+    pub const ALL: [KvType; 3] = [KvType::F16, KvType::Q8_0, KvType::Q4_0];
+
+    /// The name used in profiles and flags.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::Q8_0 => "q8_0",
+            KvType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Whether the type is block-quantized (and so needs flash attention).
+    pub fn is_quantized(self) -> bool {
+        self != KvType::F16
+    }
+
+    /// Values per block: a head size must be a multiple of it.
+    pub fn block(self) -> u64 {
+        if self.is_quantized() {
+            32
+        } else {
+            1
+        }
+    }
+
+    /// Bytes of one block.
+    pub fn block_bytes(self) -> u64 {
+        match self {
+            KvType::F16 => 2,
+            KvType::Q8_0 => 34,
+            KvType::Q4_0 => 18,
+        }
+    }
+}
+
+impl std::fmt::Display for KvType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for KvType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KvType::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown KV cache type '{s}'; expected f16, q8_0 or q4_0"))
+    }
+}
+
 /// A hardware profile.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +188,9 @@ pub struct TargetProfile {
     pub ubatch_size: u32,
     /// Flash attention.
     pub flash_attention: FlashAttention,
+    /// KV cache element type (default `f16`); `q8_0` and `q4_0` need flash attention.
+    #[serde(default)]
+    pub kv_type: KvType,
     /// Memory-map the weights.
     pub mmap: bool,
     /// Lock the weights in RAM.
@@ -201,7 +278,22 @@ impl TargetProfile {
         if let Threads::Fixed(0) = self.threads {
             return Err(invalid("threads must be at least 1 or \"auto\"".into()));
         }
+        if self.kv_type.is_quantized() && self.flash_attention == FlashAttention::Off {
+            return Err(invalid(format!(
+                "kv_type {} needs flash_attention \"on\" or \"auto\": llama.cpp reads a \
+                 quantized V cache only with flash attention",
+                self.kv_type
+            )));
+        }
         Ok(())
+    }
+
+    /// The profile with its KV cache type replaced (the `--kv-type` flag), checked again;
+    /// `origin` names the flag in errors.
+    pub fn with_kv_type(mut self, kv_type: KvType, origin: &str) -> Result<Self, TargetError> {
+        self.kv_type = kv_type;
+        self.check(origin)?;
+        Ok(self)
     }
 
     /// Loads a built-in profile by name, or a profile file by path.
@@ -318,6 +410,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("ubatch_size 4096"), "{msg}");
+    }
+
+    #[test]
+    fn a_quantized_kv_cache_without_flash_attention_is_refused_with_both_fields_named() {
+        let pi = TargetProfile::load("raspberry-pi-5").unwrap();
+        assert_eq!(pi.kv_type, KvType::F16, "kv_type defaults to f16");
+        let msg = pi
+            .clone()
+            .with_kv_type(KvType::Q8_0, "--kv-type")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--kv-type")
+                && msg.contains("kv_type q8_0")
+                && msg.contains("flash_attention"),
+            "{msg}"
+        );
+        let text = include_str!("../../../targets/cpu.toml")
+            .replace("flash_attention = \"auto\"", "flash_attention = \"off\"")
+            .replace("kv_type = \"f16\"", "kv_type = \"q4_0\"");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("x.toml") && msg.contains("kv_type q4_0"),
+            "{msg}"
+        );
+        let cpu = TargetProfile::load("cpu").unwrap();
+        let q4 = cpu.with_kv_type(KvType::Q4_0, "--kv-type").unwrap();
+        assert_eq!(q4.kv_type, KvType::Q4_0);
+    }
+
+    #[test]
+    fn kv_types_parse_from_their_names_and_nothing_else() {
+        for k in KvType::ALL {
+            assert_eq!(k.name().parse::<KvType>().unwrap(), k);
+        }
+        let e = "q5_1".parse::<KvType>().unwrap_err();
+        assert!(e.contains("q5_1") && e.contains("q4_0"), "{e}");
+        let text = include_str!("../../../targets/cpu.toml")
+            .replace("kv_type = \"f16\"", "kv_type = \"f32\"");
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("x.toml") && msg.contains("f32"), "{msg}");
+        // A profile written before kv_type existed still loads, with f16.
+        let text = include_str!("../../../targets/cpu.toml").replace("kv_type = \"f16\"\n", "");
+        let p = TargetProfile::from_toml(&text, "old.toml").unwrap();
+        assert_eq!(p.kv_type, KvType::F16);
     }
 
     #[test]
