@@ -208,7 +208,11 @@ fn bench_one(
     let meter = system::LoadMeter::start();
     let mut fp = system::fingerprint(profile.backend.name());
     suite::complete_fingerprint(&mut fp)?;
-    let label = a.label.clone().unwrap_or_else(|| fp.host.clone());
+    let mut label = a.label.clone().unwrap_or_else(|| fp.host.clone());
+    if a.each_target {
+        // One machine, several profiles: `bench compare` tells them apart by label.
+        label = format!("{label}-{}", profile.name);
+    }
     let created_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -233,11 +237,16 @@ fn bench_one(
     let mut notes = adjustments;
     if opts.reference {
         notes.push("reference: a plain decode loop on llama-cpp-2's safe API with llama.cpp's default context settings and the same threads and batch; it attaches no ggml threadpool, so ggml starts threads for every graph, which the runtime's per-session threadpool avoids (decode ratios above 1 come from that, not from faster kernels)".to_string());
-    } else {
+    } else if profile.gpu_layers > 0 {
         notes.push(format!(
             "no bare llama.cpp reference: the target offloads {} layers to a GPU and the reference runs on the CPU",
             profile.gpu_layers
         ));
+    } else {
+        notes.push(
+            "no bare llama.cpp reference: the target sets flash_attention, which the reference's safe API cannot"
+                .to_string(),
+        );
     }
     eprintln!(
         "bench: {} | {} | {} threads | {} repetitions{}",
