@@ -70,8 +70,16 @@ fn args() -> Result<Args> {
     );
     anyhow::ensure!(a.tokens >= 2, "--tokens must be at least 2");
     anyhow::ensure!(
-        a.prompt + a.tokens + 8 <= a.ctx,
+        a.prompt
+            .checked_add(a.tokens)
+            .and_then(|n| n.checked_add(8))
+            .is_some_and(|n| n <= a.ctx),
         "--prompt + --tokens must fit in --ctx"
+    );
+    anyhow::ensure!(
+        a.lanes <= retroformer_llm::MAX_SEQUENCES,
+        "--lanes must be at most {}",
+        retroformer_llm::MAX_SEQUENCES
     );
     Ok(a)
 }

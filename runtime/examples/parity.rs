@@ -1,5 +1,7 @@
-//! Output parity across builds: greedy text from a session (the device's own decode path) and,
-//! for each generated token, llama.cpp's teacher-forced top logits, as JSON. Two reports of the
+//! Output parity across builds: greedy text from a session (the device's own decode path, with
+//! the profile's flash attention and KV type) and, for each token of that text re-tokenised,
+//! llama.cpp's teacher-forced top logits (`LlamaModel::logits`: an F32 KV cache without flash
+//! attention, so the logits compare the weights' kernels, the text the whole path), as JSON. Two reports of the
 //! same model, prompt and tokens, from two builds (x86-64 and aarch64 under qemu, CPU and
 //! Vulkan), are compared with `--compare A B`: the logits both list must agree within the
 //! tolerance up to the first token the two disagree on, and that split must be a near-tie (a
@@ -175,7 +177,8 @@ fn read(path: &Path) -> Result<Report, Error> {
     Ok(r)
 }
 
-/// Compares two reports; an error (non-zero exit) when they disagree beyond the tolerance.
+/// Compares two reports; an error (non-zero exit) when they disagree beyond the tolerance, when
+/// either has no tokens or a logit that is not finite.
 fn compare(args: &[String]) -> Result<(), Error> {
     let [a, b, rest @ ..] = args else {
         return Err("--compare A.json B.json [--tolerance T]".into());
@@ -189,18 +192,36 @@ fn compare(args: &[String]) -> Result<(), Error> {
     if a.model != b.model || a.prompt != b.prompt {
         return Err("the reports are of different models or prompts".into());
     }
-    // Walk to the first token the two disagree on; every logit both list before it counts.
+    if a.steps.is_empty() || b.steps.is_empty() {
+        return Err("a report has no generated tokens: nothing to compare".into());
+    }
+    if let Some(bad) = [&a, &b].iter().find(|r| {
+        r.steps
+            .iter()
+            .any(|s| !s.margin.is_finite() || s.top.iter().any(|(_, l)| !l.is_finite()))
+    }) {
+        return Err(format!("{} ({}): a logit is not finite", bad.arch, bad.target).into());
+    }
+    // Walk to the first token the two disagree on, that one included: every logit both list
+    // counts, and each side's best token must be among the other's five.
     let mut worst = 0f32;
     let mut split = None;
     for (i, (x, y)) in a.steps.iter().zip(&b.steps).enumerate() {
-        if x.token != y.token {
-            split = Some(i);
-            break;
-        }
+        let logit = |s: &Step, t: i32| s.top.iter().find(|(u, _)| *u == t).map(|(_, l)| *l);
         for (t, lx) in &x.top {
-            if let Some((_, ly)) = y.top.iter().find(|(u, _)| u == t) {
+            if let Some(ly) = logit(y, *t) {
                 worst = worst.max((lx - ly).abs());
             }
+        }
+        if logit(y, x.top[0].0).is_none() || logit(x, y.top[0].0).is_none() {
+            return Err(format!("token {i}: the best tokens differ beyond the top five").into());
+        }
+        if x.token != y.token {
+            // A near-tie on both sides: each side's logit for the other's token is within the
+            // tolerance of its best.
+            let near = |s: &Step, t: i32| logit(s, t).is_some_and(|l| s.top[0].1 - l <= tol);
+            split = Some((i, near(x, y.token) && near(y, x.token)));
+            break;
         }
     }
     let n = a.steps.len().min(b.steps.len());
@@ -210,9 +231,9 @@ fn compare(args: &[String]) -> Result<(), Error> {
         a.devices.first().map_or("", String::as_str),
         b.arch,
         b.devices.first().map_or("", String::as_str),
-        split.unwrap_or(n),
+        split.map_or(n, |(i, _)| i),
         match split {
-            Some(i) => format!(
+            Some((i, _)) => format!(
                 ", then they split at token {i} (top-2 margins {:.3} and {:.3})",
                 a.steps[i].margin, b.steps[i].margin
             ),
@@ -224,10 +245,9 @@ fn compare(args: &[String]) -> Result<(), Error> {
         "  tokens/s: prefill {:.1} vs {:.1}, decode {:.1} vs {:.1}",
         a.prefill_tps, b.prefill_tps, a.decode_tps, b.decode_tps
     );
-    // A split is explained only by a near-tie: a margin within the tolerance on either side.
     let explained = match split {
         None => a.steps.len() == b.steps.len(),
-        Some(i) => a.steps[i].margin.min(b.steps[i].margin) <= tol,
+        Some((_, near)) => near,
     };
     if worst > tol || !explained {
         return Err(format!(

@@ -40,8 +40,10 @@ impl SuiteOptions {
     pub fn new(profile: TargetProfile, threads: u32, quick: bool) -> Self {
         // The reference can only match CPU profiles whose flash attention is llama.cpp's
         // default (the safe API has no setter for it).
+        // Nor can it set the KV cache type: only f16 (llama.cpp's default) is like for like.
         let reference = profile.gpu_layers == 0
-            && profile.flash_attention == retroformer_llm::target::FlashAttention::Auto;
+            && profile.flash_attention == retroformer_llm::target::FlashAttention::Auto
+            && profile.kv_type == retroformer_llm::target::KvType::F16;
         if quick {
             Self {
                 profile,

@@ -91,7 +91,7 @@ pub fn bench(profile: &TargetProfile, a: BenchArgs) -> Result<()> {
         anyhow::bail!("--threads must be at least 1");
     }
     if a.each_target {
-        return each_target(&a);
+        return each_target(&a, profile.kv_type);
     }
     bench_one(profile, &a, a.out.clone(), Vec::new()).map(|_| ())
 }
@@ -116,7 +116,12 @@ fn honour(profile: &TargetProfile, cores: u32) -> Result<Honour> {
             )));
         }
         let (devices, _) = retroformer::backend::devices()?;
-        if !devices.iter().any(|d| d.backend != "CPU") {
+        // ggml names Metal's backend "MTL".
+        let ours = |d: &retroformer::backend::DeviceInfo| {
+            d.backend.eq_ignore_ascii_case(backend.name())
+                || (backend == Backend::Metal && d.backend == "MTL")
+        };
+        if !devices.iter().any(ours) {
             return Ok(Honour::Skip(format!(
                 "backend {} is compiled in but llama.cpp sees no {} device",
                 backend.name(),
@@ -149,7 +154,7 @@ fn honour(profile: &TargetProfile, cores: u32) -> Result<Honour> {
 
 /// `bench --each-target`: a report per built-in profile this machine honours, and a summary
 /// (kind `retroformer-bench-targets`) of what ran, what was adapted and what could not run.
-fn each_target(a: &BenchArgs) -> Result<()> {
+fn each_target(a: &BenchArgs, kv_type: retroformer_llm::target::KvType) -> Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
     let summary_path = a
         .out
@@ -158,6 +163,17 @@ fn each_target(a: &BenchArgs) -> Result<()> {
     let stem = summary_path.with_extension("");
     let mut rows = Vec::new();
     for profile in TargetProfile::builtin() {
+        // `--kv-type` applies to every profile; one that cannot take it is recorded as such.
+        let profile = match profile.clone().with_kv_type(kv_type, "--kv-type") {
+            Ok(p) => p,
+            Err(e) => {
+                println!("target {}: not run: {e}", profile.name);
+                rows.push(
+                    serde_json::json!({"target": profile.name, "ran": false, "why": e.to_string()}),
+                );
+                continue;
+            }
+        };
         match honour(&profile, cores)? {
             Honour::Skip(why) => {
                 println!("target {}: not run: {why}", profile.name);

@@ -155,14 +155,19 @@ impl std::fmt::Display for KvType {
     }
 }
 
+/// A KV cache type name that is none of `f16`, `q8_0`, `q4_0`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown KV cache type '{0}'; expected f16, q8_0 or q4_0")]
+pub struct UnknownKvType(pub String);
+
 impl std::str::FromStr for KvType {
-    type Err = String;
+    type Err = UnknownKvType;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         KvType::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown KV cache type '{s}'; expected f16, q8_0 or q4_0"))
+            .ok_or_else(|| UnknownKvType(s.to_string()))
     }
 }
 
@@ -447,7 +452,7 @@ mod tests {
         for k in KvType::ALL {
             assert_eq!(k.name().parse::<KvType>().unwrap(), k);
         }
-        let e = "q5_1".parse::<KvType>().unwrap_err();
+        let e = "q5_1".parse::<KvType>().unwrap_err().to_string();
         assert!(e.contains("q5_1") && e.contains("q4_0"), "{e}");
         let text = include_str!("../../../targets/cpu.toml")
             .replace("kv_type = \"f16\"", "kv_type = \"f32\"");
@@ -457,6 +462,10 @@ mod tests {
         assert!(msg.contains("x.toml") && msg.contains("f32"), "{msg}");
         // A profile written before kv_type existed still loads, with f16.
         let text = include_str!("../../../targets/cpu.toml").replace("kv_type = \"f16\"\n", "");
+        assert!(
+            !text.lines().any(|l| l.starts_with("kv_type")),
+            "the line was removed"
+        );
         let p = TargetProfile::from_toml(&text, "old.toml").unwrap();
         assert_eq!(p.kv_type, KvType::F16);
     }
