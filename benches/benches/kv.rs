@@ -87,11 +87,9 @@ fn args() -> Result<Args> {
 /// KV bytes per token from the model's shape: every layer keeps a K and a V row per token.
 fn computed_bytes_per_token(model: &LlamaModel, kv: KvType) -> f64 {
     let h = model.header();
-    let embd = h.arch_u64("embedding_length").unwrap_or(0);
     let heads = h.arch_u64("attention.head_count").unwrap_or(1).max(1);
     let kv_heads = h.arch_u64("attention.head_count_kv").unwrap_or(heads);
-    let k = h.arch_u64("attention.key_length").unwrap_or(embd / heads);
-    let v = h.arch_u64("attention.value_length").unwrap_or(k);
+    let (k, v) = h.head_sizes();
     let layers = h.arch_u64("block_count").unwrap_or(0);
     (layers * kv_heads * (k + v)) as f64 * kv.block_bytes() as f64 / kv.block() as f64
 }

@@ -635,6 +635,17 @@ impl GgufFile {
         self.get_u64(&format!("{arch}.{suffix}"))
     }
 
+    /// The widths of one attention head's key and value: `attention.key_length` and
+    /// `attention.value_length`, else the embedding width over the query heads.
+    pub fn head_sizes(&self) -> (u64, u64) {
+        let embd = self.arch_u64("embedding_length").unwrap_or(0);
+        let heads = self.arch_u64("attention.head_count").unwrap_or(0).max(1);
+        let k = self
+            .arch_u64("attention.key_length")
+            .unwrap_or(embd / heads);
+        (k, self.arch_u64("attention.value_length").unwrap_or(k))
+    }
+
     /// The tensor called `name`.
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)

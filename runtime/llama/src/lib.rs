@@ -553,12 +553,7 @@ impl LlamaModel {
 /// The ggml type of a `kv_type` cache for the model in `header`, refused (before llama.cpp
 /// sees it) when a head size is not a multiple of the type's block.
 fn kv_ggml_type(header: &GgufFile, kv: KvType) -> Result<sys::ggml_type, LlmError> {
-    let embd = header.arch_u64("embedding_length").unwrap_or(0);
-    let heads = header.arch_u64("attention.head_count").unwrap_or(0).max(1);
-    let k = header
-        .arch_u64("attention.key_length")
-        .unwrap_or(embd / heads);
-    let v = header.arch_u64("attention.value_length").unwrap_or(k);
+    let (k, v) = header.head_sizes();
     if let Some(bad) = [k, v].into_iter().find(|d| d % kv.block() != 0) {
         return Err(LlmError::InvalidParam {
             field: "kv_type",
