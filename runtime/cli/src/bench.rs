@@ -240,8 +240,7 @@ fn bench_one(
             std::process::id()
         ))
     });
-    // Not the profile's `auto` (free cores, which would count this program's own load from a
-    // previous run): a fixed count, or every core.
+    // A fixed count, or every logical core (the suite's reference runs take the same count).
     let threads = a.threads.unwrap_or(match profile.threads {
         retroformer_llm::target::Threads::Fixed(n) => n,
         _ => fp.logical_cores,

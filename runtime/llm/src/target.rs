@@ -68,7 +68,7 @@ impl Backend {
 pub enum Threads {
     /// Exactly this many.
     Fixed(u32),
-    /// `"auto"`: the free cores.
+    /// `"auto"`: the physical cores.
     Auto(AutoTag),
 }
 
@@ -339,30 +339,45 @@ impl TargetProfile {
             .collect()
     }
 
-    /// The thread count to use now: a fixed count as given, `auto` as the free cores.
+    /// The thread count: a fixed count as given, `auto` as the machine's physical cores (what
+    /// llama.cpp's own tools default to), within the cores this process may run on.
+    ///
+    /// `auto` once took the cores left free by the 1-minute load average, read once at start;
+    /// right after a build that average is high, so whole runs were frozen on 1 of 2 idle
+    /// cores. A choice made from a stale reading is worse than llama.cpp's plain default.
     pub fn resolve_threads(&self) -> u32 {
         match self.threads {
             Threads::Fixed(n) => n,
-            Threads::Auto(_) => free_cores(),
+            Threads::Auto(_) => physical_cores(),
         }
     }
 }
 
-/// Logical cores minus the rounded 1-minute load average (at least 1).
-pub fn free_cores() -> u32 {
-    let cores = std::thread::available_parallelism()
+/// Physical cores this process may use: distinct sibling sets of the CPUs in its affinity
+/// (Linux sysfs), capped by the logical cores it may use (affinity, cgroup quota); elsewhere
+/// the logical cores.
+pub fn physical_cores() -> u32 {
+    let logical = std::thread::available_parallelism()
         .map(|n| n.get() as u32)
         .unwrap_or(1);
-    let load = std::fs::read_to_string("/proc/loadavg")
+    let siblings = (0..1024).map_while(|cpu| {
+        std::fs::read_to_string(format!(
+            "/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
+        ))
         .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .unwrap_or(0.0);
-    free_cores_for(cores, load)
+    });
+    physical_cores_for(logical, siblings)
 }
 
-fn free_cores_for(cores: u32, load: f64) -> u32 {
-    let busy = load.round().max(0.0) as u32;
-    cores.saturating_sub(busy).clamp(1, cores.max(1))
+/// `logical` capped by the number of distinct sibling lists (one per physical core); none read:
+/// `logical`.
+fn physical_cores_for(logical: u32, siblings: impl Iterator<Item = String>) -> u32 {
+    let distinct: std::collections::BTreeSet<String> =
+        siblings.map(|s| s.trim().to_string()).collect();
+    match distinct.len() as u32 {
+        0 => logical.max(1),
+        n => n.min(logical).max(1),
+    }
 }
 
 #[cfg(test)]
@@ -471,10 +486,24 @@ mod tests {
     }
 
     #[test]
-    fn auto_threads_leave_busy_cores_alone_but_keep_one() {
-        assert_eq!(free_cores_for(2, 0.1), 2);
-        assert_eq!(free_cores_for(2, 1.2), 1);
-        assert_eq!(free_cores_for(2, 7.0), 1);
-        assert_eq!(free_cores_for(8, 2.6), 5);
+    fn auto_threads_count_one_per_physical_core_within_the_logical_ones() {
+        let lists = |l: &[&str]| l.iter().map(|s| format!("{s}\n")).collect::<Vec<_>>();
+        // Two hyperthreads per core: 4 logical CPUs, 2 cores.
+        let smt = lists(&["0,2", "1,3", "0,2", "1,3"]);
+        assert_eq!(physical_cores_for(4, smt.clone().into_iter()), 2);
+        // One thread per core (this project's VMs).
+        assert_eq!(physical_cores_for(2, lists(&["0", "1"]).into_iter()), 2);
+        // A cgroup quota or affinity below the cores caps the count.
+        assert_eq!(physical_cores_for(1, smt.into_iter()), 1);
+        // No sysfs: the logical cores.
+        assert_eq!(physical_cores_for(3, std::iter::empty()), 3);
+        assert_eq!(physical_cores_for(0, std::iter::empty()), 1);
+    }
+
+    #[test]
+    fn auto_threads_do_not_depend_on_the_load_average() {
+        let p = TargetProfile::load("cpu").unwrap();
+        assert!(matches!(p.threads, Threads::Auto(_)));
+        assert_eq!(p.resolve_threads(), physical_cores());
     }
 }
