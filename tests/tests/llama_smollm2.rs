@@ -246,6 +246,7 @@ fn a_stream_starts_follow_ups_in_the_lane_they_extend_and_matches_one_at_a_time(
     let prompts: Vec<String> = first.iter().map(|(_, r)| r.prompt.clone()).collect();
     let mut done: Vec<(u64, retroformer_llm::Generation)> = Vec::new();
     s.generate_stream(first.clone(), &mut |key, g| {
+        let g = g.expect("every request of this stream runs");
         let follow = if key == 0 {
             vec![(
                 10,

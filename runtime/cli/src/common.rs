@@ -192,6 +192,8 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
         add_bos: true,
         parse_special: true,
         ignore_eos: false,
+        cancel: None,
+        deadline: None,
     })
 }
 

@@ -49,6 +49,8 @@ pub fn probe_load(a: &ProbeArgs) -> Result<()> {
             add_bos: true,
             parse_special: false,
             ignore_eos: true,
+            cancel: None,
+            deadline: None,
         },
         &mut |_| true,
     )?;

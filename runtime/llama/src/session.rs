@@ -19,7 +19,7 @@ use llama_cpp_sys_2 as sys;
 use super::{decode, tokenize, AdapterInner, ModelInner};
 use retroformer_llm::{
     AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError,
-    Session, SessionInfo, StopStream, Token,
+    OnDone, Session, SessionInfo, StopStream, Token,
 };
 
 mod stream;
@@ -47,7 +47,7 @@ struct Callback(*mut (dyn FnMut(&str) -> bool + Send + 'static));
 unsafe impl Send for Callback {}
 
 /// The caller's `on_done` for one `generate_stream` call, lent like [`Callback`].
-struct DoneCallback(*mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static));
+struct DoneCallback(*mut OnDone<'static>);
 
 // SAFETY: as for `Callback`.
 unsafe impl Send for DoneCallback {}
@@ -171,17 +171,15 @@ impl Session for LlamaSession {
     fn generate_stream(
         &mut self,
         first: Vec<Keyed>,
-        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send),
+        on_done: &mut OnDone<'_>,
     ) -> Result<(), LlmError> {
-        for (_, req) in &first {
-            check_request(req)?;
-        }
+        // Each request is checked on the owner thread as it is admitted, so that a bad one is
+        // refused alone.
         let (done, rx) = mpsc::channel();
-        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + '_) = on_done;
+        let ptr: *mut OnDone<'_> = on_done;
         // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
         // before returning, and the worker drops the pointer before answering.
-        let ptr: *mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send + 'static) =
-            unsafe { std::mem::transmute(ptr) };
+        let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
         self.send(Cmd::Stream {
             first,
             on_done: DoneCallback(ptr),
@@ -196,7 +194,8 @@ impl Session for LlamaSession {
     }
 
     fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
-        let mut out: Vec<Option<Generation>> = vec![None; reqs.len()];
+        let mut out: Vec<Option<Result<Generation, LlmError>>> =
+            std::iter::repeat_with(|| None).take(reqs.len()).collect();
         let first = reqs
             .iter()
             .cloned()
@@ -207,8 +206,9 @@ impl Session for LlamaSession {
             out[key as usize] = Some(g);
             Vec::new()
         })?;
+        // A batch has one result: the first request's error, if any (the others still ran).
         out.into_iter()
-            .map(|g| g.ok_or(LlmError::SessionGone))
+            .map(|g| g.unwrap_or(Err(LlmError::SessionGone)))
             .collect()
     }
 
@@ -475,15 +475,12 @@ impl Worker {
                     on_done,
                     done,
                 } => {
-                    let mut report = |key: u64, g: Generation| -> Result<Vec<Keyed>, Failure> {
+                    let mut report = |key: u64,
+                                      g: Result<Generation, LlmError>|
+                     -> Result<Vec<Keyed>, Failure> {
                         // SAFETY: see `DoneCallback`: the caller is blocked until we answer.
                         let f = unsafe { &mut *on_done.0 };
-                        let follow =
-                            catch_unwind(AssertUnwindSafe(|| f(key, g))).map_err(Failure::Panic)?;
-                        for (_, req) in &follow {
-                            check_request(req).map_err(Failure::Llm)?;
-                        }
-                        Ok(follow)
+                        catch_unwind(AssertUnwindSafe(|| f(key, g))).map_err(Failure::Panic)
                     };
                     let r = self.generate_stream(first, &mut report);
                     if r.is_err() {
@@ -498,6 +495,7 @@ impl Worker {
                         cached_tokens: self.cached.len() as u32,
                         threads: self.cfg.threads,
                         lane_moves: self.lane_moves,
+                        lanes: self.cfg.n_seq_max.saturating_sub(1).max(1),
                     });
                 }
             }
@@ -738,6 +736,9 @@ impl Worker {
         let finish = loop {
             if generated >= req.max_tokens {
                 break FinishReason::MaxTokens;
+            }
+            if let Some(f) = req.interrupted() {
+                break f;
             }
             let token = self.sample(&mut sampler, req, -1)?;
             // SAFETY: vocab is live; token is in range (sampled from the vocabulary).

@@ -67,6 +67,22 @@ pub fn checks() -> Vec<Check> {
             name: "the cache is keyed by adapter and scale, and unsetting the adapter restores the base",
             run: adapter_keyed_cache,
         },
+        Check {
+            name: "a batch of 32 on 32 lanes matches its requests one at a time",
+            run: batch_32,
+        },
+        Check {
+            name: "a finished request's lane is refilled at once, so short requests do not wait for a long one",
+            run: lane_refill,
+        },
+        Check {
+            name: "a request cancelled or past its deadline ends alone while the others finish as they would alone",
+            run: cancel_one,
+        },
+        Check {
+            name: "a prompt too long for its lane is refused alone while the others finish",
+            run: oversized_alone,
+        },
     ]
 }
 
@@ -266,16 +282,24 @@ fn stream(b: &Backend<'_>) -> Result<(), String> {
     let p0 = first[0].1.prompt.clone();
     let mut done: Vec<(u64, Generation)> = Vec::new();
     let mut s = session(b, 2)?;
-    s.generate_stream(first.clone(), &mut |key, g| {
-        let follow = if key == 0 {
-            vec![(10, GenerateRequest::new(next(&p0, &g.text), 12))]
-        } else {
+    let mut failed = Vec::new();
+    s.generate_stream(first.clone(), &mut |key, g| match g {
+        Ok(g) => {
+            let follow = if key == 0 {
+                vec![(10, GenerateRequest::new(next(&p0, &g.text), 12))]
+            } else {
+                Vec::new()
+            };
+            done.push((key, g));
+            follow
+        }
+        Err(e) => {
+            failed.push(format!("request {key}: {e}"));
             Vec::new()
-        };
-        done.push((key, g));
-        follow
+        }
     })
     .map_err(|e| e.to_string())?;
+    ensure(failed.is_empty(), || failed.join("; "))?;
     let mut keys: Vec<u64> = done.iter().map(|(k, _)| *k).collect();
     keys.sort_unstable();
     ensure(keys == [0, 1, 2, 10], || format!("finished {keys:?}"))?;
@@ -418,4 +442,189 @@ mod tests {
         assert_eq!(failures.len(), 1, "{failures:#?}");
         assert!(failures[0].starts_with("generation stops before a stop string"));
     }
+}
+
+/// Runs `reqs` in one stream on a session of `lanes`; each result by key, in finishing order.
+fn stream_all(
+    s: &mut dyn Session,
+    reqs: Vec<crate::Keyed>,
+) -> Result<Vec<(u64, Result<Generation, crate::LlmError>)>, String> {
+    let mut done = Vec::new();
+    s.generate_stream(reqs, &mut |key, g| {
+        done.push((key, g));
+        Vec::new()
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(done)
+}
+
+/// Each of `reqs` alone on a fresh one-sequence session.
+fn alone_each(b: &Backend<'_>, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, String> {
+    let mut one = session(b, 1)?;
+    let mut out = Vec::new();
+    for r in reqs {
+        one.clear().map_err(|e| e.to_string())?;
+        out.push(gen(one.as_mut(), r)?);
+    }
+    Ok(out)
+}
+
+fn batch_32(b: &Backend<'_>) -> Result<(), String> {
+    let subjects = ["a colour", "an animal", "a city", "a fruit"];
+    let reqs = (0..32)
+        .map(|i| {
+            let user = format!("Name {} (request {i}).", subjects[i % 4]);
+            Ok(GenerateRequest::new(chat(b, &user)?, 8))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut s = session(b, 32)?;
+    let batched = s.generate_batch(&reqs).map_err(|e| e.to_string())?;
+    let singles = alone_each(b, &reqs)?;
+    for (i, (g, alone)) in batched.iter().zip(&singles).enumerate() {
+        ensure(same_start(&g.text, &alone.text), || {
+            format!(
+                "request {i}: {:?} on 32 lanes vs {:?} alone",
+                g.text, alone.text
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn lane_refill(b: &Backend<'_>) -> Result<(), String> {
+    let mut long = GenerateRequest::new(chat(b, "Tell a long story.")?, 48);
+    long.ignore_eos = true;
+    let mut reqs = vec![(0, long)];
+    for k in 1..=4u64 {
+        let mut r = GenerateRequest::new(chat(b, &format!("Say a number ({k})."))?, 2);
+        r.ignore_eos = true;
+        reqs.push((k, r));
+    }
+    let mut s = session(b, 2)?;
+    let lanes = s.info().map_err(|e| e.to_string())?.lanes;
+    let done = stream_all(s.as_mut(), reqs)?;
+    let order: Vec<u64> = done.iter().map(|(k, _)| *k).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    ensure(sorted == [0, 1, 2, 3, 4], || format!("finished {order:?}"))?;
+    ensure(done.iter().all(|(_, g)| g.is_ok()), || {
+        "a request failed".into()
+    })?;
+    // With two lanes, the short requests take turns in the second lane while the long one
+    // runs in the first: all four finish before it. One lane runs them in order.
+    let expected: &[u64] = if lanes >= 2 {
+        &[1, 2, 3, 4, 0]
+    } else {
+        &[0, 1, 2, 3, 4]
+    };
+    ensure(order == expected, || {
+        format!("finished in the order {order:?} on {lanes} lane(s), expected {expected:?}")
+    })
+}
+
+fn cancel_one(b: &Backend<'_>) -> Result<(), String> {
+    let token = crate::CancelToken::new();
+    let mk = |user: &str, n: u32| -> Result<GenerateRequest, String> {
+        let mut r = GenerateRequest::new(chat(b, user)?, n);
+        r.ignore_eos = true;
+        Ok(r)
+    };
+    let short = mk("Say yes.", 2)?;
+    let mut cancelled = mk("Tell a long story about a ship.", 40)?;
+    cancelled.cancel = Some(token.clone());
+    let mut late = mk("Tell a long story about a tree.", 40)?;
+    late.deadline = Some(std::time::Instant::now());
+    let others = vec![mk("Name a colour.", 10)?, mk("Name an animal.", 10)?];
+    let mut reqs = vec![(0, short), (1, cancelled), (2, late)];
+    reqs.extend(
+        others
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (3 + i as u64, r)),
+    );
+    let mut s = session(b, 4)?;
+    let mut done: Vec<(u64, Generation)> = Vec::new();
+    let mut failed = Vec::new();
+    s.generate_stream(reqs, &mut |key, g| {
+        match g {
+            // The first to finish cancels request 1, which is running or waiting.
+            Ok(g) => {
+                if key == 0 {
+                    token.cancel();
+                }
+                done.push((key, g));
+            }
+            Err(e) => failed.push(format!("{key}: {e}")),
+        }
+        Vec::new()
+    })
+    .map_err(|e| e.to_string())?;
+    ensure(failed.is_empty(), || failed.join("; "))?;
+    let get = |k: u64| done.iter().find(|(key, _)| *key == k).map(|(_, g)| g);
+    let c = get(1).ok_or("request 1 never finished")?;
+    ensure(
+        c.finish == FinishReason::Cancelled && c.stats.generated_tokens < 40,
+        || {
+            format!(
+                "cancelled request: {:?} after {} tokens",
+                c.finish, c.stats.generated_tokens
+            )
+        },
+    )?;
+    let d = get(2).ok_or("request 2 never finished")?;
+    ensure(
+        d.finish == FinishReason::Deadline && d.stats.generated_tokens == 0,
+        || {
+            format!(
+                "past its deadline: {:?} after {} tokens",
+                d.finish, d.stats.generated_tokens
+            )
+        },
+    )?;
+    let alone = alone_each(b, &others)?;
+    for (i, a) in alone.iter().enumerate() {
+        let g = get(3 + i as u64).ok_or("a neighbour never finished")?;
+        ensure(g.finish == a.finish && same_start(&g.text, &a.text), || {
+            format!(
+                "neighbour {i}: {:?} {:?} vs {:?} {:?} alone",
+                g.finish, g.text, a.finish, a.text
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn oversized_alone(b: &Backend<'_>) -> Result<(), String> {
+    let opts = SessionOptions {
+        sequences: Some(2),
+        context_size: Some(256),
+        ..b.opts.clone()
+    };
+    let mut s = b.model.session(&opts).map_err(|e| e.to_string())?;
+    let huge = GenerateRequest::new(chat(b, &"word ".repeat(600))?, 8);
+    let ok = vec![
+        GenerateRequest::new(chat(b, "Name a colour.")?, 8),
+        GenerateRequest::new(chat(b, "Name an animal.")?, 8),
+    ];
+    let reqs = vec![(0, ok[0].clone()), (1, huge), (2, ok[1].clone())];
+    let done = stream_all(s.as_mut(), reqs)?;
+    let get = |k: u64| done.iter().find(|(key, _)| *key == k).map(|(_, g)| g);
+    match get(1) {
+        Some(Err(crate::LlmError::PromptTooLong { .. })) => {}
+        other => return Err(format!("the oversized prompt gave {other:?}")),
+    }
+    let alone = alone_each(b, &ok)?;
+    for (i, k) in [0u64, 2].into_iter().enumerate() {
+        match get(k) {
+            Some(Ok(g)) if same_start(&g.text, &alone[i].text) => {}
+            other => {
+                return Err(format!(
+                    "request {k}: {other:?} vs {:?} alone",
+                    alone[i].text
+                ))
+            }
+        }
+    }
+    Ok(())
 }

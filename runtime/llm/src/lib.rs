@@ -142,6 +142,39 @@ pub struct GenerateRequest {
     /// Keep generating past end-of-generation tokens (benchmarks; llama.cpp's `--ignore-eos`).
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Set by another thread (a client that went away) to end this request alone: it finishes
+    /// with [`FinishReason::Cancelled`] and the text so far, its neighbours go on.
+    #[serde(skip)]
+    pub cancel: Option<CancelToken>,
+    /// The request ends with [`FinishReason::Deadline`] at this instant, alone.
+    #[serde(skip)]
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// A flag one side sets and a running request reads between tokens; clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    /// A token not yet cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks every request holding a clone to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    /// Whether [`Self::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for CancelToken {
+    /// The same flag.
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 impl GenerateRequest {
@@ -156,6 +189,22 @@ impl GenerateRequest {
             add_bos: true,
             parse_special: true,
             ignore_eos: false,
+            cancel: None,
+            deadline: None,
+        }
+    }
+
+    /// Why this request must end now without another token: cancelled, or past its deadline.
+    pub fn interrupted(&self) -> Option<FinishReason> {
+        if self.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
+            Some(FinishReason::Cancelled)
+        } else if self
+            .deadline
+            .is_some_and(|d| std::time::Instant::now() >= d)
+        {
+            Some(FinishReason::Deadline)
+        } else {
+            None
         }
     }
 
@@ -178,8 +227,10 @@ pub enum FinishReason {
     MaxTokens,
     /// The context window is full.
     ContextFull,
-    /// The streaming callback asked to stop.
+    /// The streaming callback or the request's [`CancelToken`] asked to stop.
     Cancelled,
+    /// The request's deadline passed.
+    Deadline,
 }
 
 /// Token counts and phase timings of one call.
@@ -289,6 +340,10 @@ pub struct SessionOptions {
 /// A request and the caller's key for it ([`Session::generate_stream`]).
 pub type Keyed = (u64, GenerateRequest);
 
+/// What [`Session::generate_stream`] calls as each request ends: its key and its generation or
+/// its own error; it returns the follow-ups to run.
+pub type OnDone<'a> = dyn FnMut(u64, Result<Generation, LlmError>) -> Vec<Keyed> + Send + 'a;
+
 /// Most requests a session decodes together.
 pub const MAX_SEQUENCES: u32 = 128;
 
@@ -304,6 +359,8 @@ pub struct SessionInfo {
     /// Busy lanes moved down so far by continuous batching, so that busy sequence ids stay
     /// consecutive (see `generate_stream`); 0 for backends without lanes.
     pub lane_moves: u64,
+    /// Requests the session decodes at once (1: one at a time).
+    pub lanes: u32,
 }
 
 /// A language model: tokenizer, chat template and a factory of sessions.
@@ -364,21 +421,28 @@ pub trait Session: Send {
             .map(|r| self.generate(r, &mut |_| true))
             .collect()
     }
-    /// Continuous batching: runs `first`, and the follow-ups that `on_done(key, generation)`
+    /// Continuous batching: runs `first`, and the follow-ups that `on_done(key, result)`
     /// returns as each request finishes, until none is left. A backend that can keeps every
     /// lane busy: a request starts as soon as a lane and the context allow, not when a whole
     /// batch is done; a follow-up starts in the lane of the request it follows, reusing that
     /// prompt's KV (the next step of an agent extends the last one). Results arrive in the order
-    /// requests finish. The default runs one request at a time, follow-ups first.
+    /// requests finish. A request that cannot run (its prompt does not fit a lane, its grammar
+    /// is refused: [`LlmError::is_request_error`]) gets its error alone and the others go on;
+    /// one that is cancelled or passes its deadline ends alone. The stream itself fails only
+    /// for what ends the session (a decode failure, the owner thread gone). The default runs
+    /// one request at a time, follow-ups first.
     fn generate_stream(
         &mut self,
         first: Vec<Keyed>,
-        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<Keyed> + Send),
+        on_done: &mut OnDone<'_>,
     ) -> Result<(), LlmError> {
         let mut queue: std::collections::VecDeque<Keyed> = first.into();
         while let Some((key, req)) = queue.pop_front() {
-            let g = self.generate(&req, &mut |_| true)?;
-            for (i, f) in on_done(key, g).into_iter().enumerate() {
+            let r = match self.generate(&req, &mut |_| true) {
+                Err(e) if !e.is_request_error() => return Err(e),
+                r => r,
+            };
+            for (i, f) in on_done(key, r).into_iter().enumerate() {
                 queue.insert(i, f);
             }
         }
@@ -479,6 +543,21 @@ pub enum LlmError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl LlmError {
+    /// Whether the error belongs to one request (its prompt, parameters or grammar), so that a
+    /// stream reports it for that request alone and goes on with the others.
+    pub fn is_request_error(&self) -> bool {
+        matches!(
+            self,
+            LlmError::PromptTooLong { .. }
+                | LlmError::EmptyPrompt
+                | LlmError::InvalidParam { .. }
+                | LlmError::Grammar { .. }
+                | LlmError::Tokenize(_)
+        )
+    }
 }
 
 #[cfg(test)]

@@ -103,11 +103,12 @@ impl LanguageModel for ScriptedModel {
         Ok(s)
     }
 
-    fn session(&self, _opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError> {
+    fn session(&self, opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError> {
         Ok(Box::new(ScriptedSession {
             model: self.clone(),
             cached: String::new(),
             adapter: None,
+            context_size: opts.context_size,
         }))
     }
 
@@ -135,6 +136,8 @@ struct ScriptedSession {
     cached: String,
     /// The adapter's (id, scale bits), which keys the cache as a real session's does.
     adapter: Option<(u64, u32)>,
+    /// Words a prompt may have (a lane's context), when the session was given one.
+    context_size: Option<u32>,
 }
 
 /// Words a generative model draws from.
@@ -161,6 +164,24 @@ impl Session for ScriptedSession {
         req: &GenerateRequest,
         on_token: &mut (dyn FnMut(&str) -> bool + Send),
     ) -> Result<Generation, LlmError> {
+        let words = req.prompt.split_whitespace().count() as u32;
+        if let Some(context_size) = self.context_size.filter(|&c| words >= c) {
+            return Err(LlmError::PromptTooLong {
+                prompt_tokens: words,
+                context_size,
+            });
+        }
+        if let Some(finish) = req.interrupted() {
+            return Ok(Generation {
+                text: String::new(),
+                finish,
+                stats: GenerationStats {
+                    prompt_tokens: words,
+                    evaluated_tokens: words,
+                    ..GenerationStats::default()
+                },
+            });
+        }
         let (reply, generative) = {
             let mut s = self.model.script.lock().unwrap();
             s.requests.push(req.clone());
@@ -209,13 +230,16 @@ impl Session for ScriptedSession {
     fn generate_stream(
         &mut self,
         first: Vec<super::Keyed>,
-        on_done: &mut (dyn FnMut(u64, Generation) -> Vec<super::Keyed> + Send),
+        on_done: &mut super::OnDone<'_>,
     ) -> Result<(), LlmError> {
         self.model.script.lock().unwrap().streams.push(first.len());
         let mut queue: VecDeque<super::Keyed> = first.into();
         while let Some((key, req)) = queue.pop_front() {
-            let g = self.generate(&req, &mut |_| true)?;
-            for (i, f) in on_done(key, g).into_iter().enumerate() {
+            let r = match self.generate(&req, &mut |_| true) {
+                Err(e) if !e.is_request_error() => return Err(e),
+                r => r,
+            };
+            for (i, f) in on_done(key, r).into_iter().enumerate() {
                 queue.insert(i, f);
             }
         }
@@ -238,10 +262,11 @@ impl Session for ScriptedSession {
 
     fn info(&self) -> Result<SessionInfo, LlmError> {
         Ok(SessionInfo {
-            context_size: u32::MAX,
+            context_size: self.context_size.unwrap_or(u32::MAX),
             cached_tokens: count_tokens(&self.cached) as u32,
             threads: 1,
             lane_moves: 0,
+            lanes: 1,
         })
     }
 }

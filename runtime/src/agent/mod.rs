@@ -36,6 +36,15 @@ pub fn run_chains<E: From<LlmError> + Send>(
         if failed.is_some() {
             return Vec::new();
         }
+        let g = match g {
+            Ok(g) => g,
+            Err(e) => {
+                // A chain's request refused (its prompt outgrew the lane): the run fails with
+                // it, as it would one request at a time.
+                failed.get_or_insert(E::from(e));
+                return Vec::new();
+            }
+        };
         match next(key as usize, Some(g)) {
             Ok(Some(q)) => vec![(key, q)],
             Ok(None) => Vec::new(),

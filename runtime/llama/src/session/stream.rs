@@ -20,7 +20,7 @@ use std::time::Instant;
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_sys_2 as sys;
 
-use super::{common_prefix, ms, Failure, Resumed, Worker};
+use super::{check_request, common_prefix, ms, Failure, Resumed, Worker};
 use crate::{decode, tokenize};
 use retroformer_llm::{
     FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, StopStream, Token,
@@ -61,15 +61,26 @@ impl Lane {
     }
 }
 
-/// What `run` needs from its caller for each finished request.
-pub type OnDone<'a> = dyn FnMut(u64, Generation) -> Result<Vec<Keyed>, Failure> + 'a;
+/// What `run` needs from its caller for each finished request: its generation or its own
+/// error, answered with the follow-ups (or the caller's panic).
+pub type Report<'a> =
+    dyn FnMut(u64, Result<Generation, LlmError>) -> Result<Vec<Keyed>, Failure> + 'a;
+
+/// A request's own error, to report for it alone; any other error ends the stream.
+fn own(e: LlmError) -> Result<LlmError, Failure> {
+    if e.is_request_error() {
+        Ok(e)
+    } else {
+        Err(Failure::Llm(e))
+    }
+}
 
 impl Worker {
     /// Runs `first` and every follow-up `on_done` returns, as lanes and cells allow.
     pub(super) fn generate_stream(
         &mut self,
         first: Vec<Keyed>,
-        on_done: &mut OnDone<'_>,
+        on_done: &mut Report<'_>,
     ) -> Result<(), Failure> {
         if first.is_empty() {
             // Nothing to do: in particular, sequence 0's cached prefix stays.
@@ -80,8 +91,16 @@ impl Worker {
             // One sequence: one request at a time on the ordinary path.
             let mut queue: VecDeque<Keyed> = first.into();
             while let Some((key, req)) = queue.pop_front() {
-                let g = self.generate(&req, &mut |_| true).map_err(Failure::Llm)?;
-                for (i, f) in on_done(key, g)?.into_iter().enumerate() {
+                let r = check_request(&req).and_then(|()| self.generate(&req, &mut |_| true));
+                let r = match r {
+                    Ok(g) => Ok(g),
+                    Err(e) => {
+                        // A failed call may leave the cache in an unknown state.
+                        self.clear_cache();
+                        Err(own(e)?)
+                    }
+                };
+                for (i, f) in on_done(key, r)?.into_iter().enumerate() {
                     queue.insert(i, f);
                 }
             }
@@ -94,9 +113,18 @@ impl Worker {
             self.clear_cache();
             self.cached_key = self.key();
         }
+        // Requests that cannot run are refused alone, once the lanes are set up.
+        let mut admitted = Vec::with_capacity(first.len());
         let mut firsts = Vec::with_capacity(first.len());
-        for (_, r) in &first {
-            firsts.push(self.tokens_of(r).map_err(Failure::Llm)?);
+        let mut refused = Vec::new();
+        for (key, r) in first {
+            match check_request(&r).and_then(|()| self.tokens_of(&r)) {
+                Ok(t) => {
+                    admitted.push((key, r));
+                    firsts.push(t);
+                }
+                Err(e) => refused.push((key, own(e)?)),
+            }
         }
         let shared = match firsts.split_first() {
             None => 0,
@@ -129,12 +157,17 @@ impl Worker {
             // SAFETY: mem belongs to the live context; every lane's id is below n_seq_max.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
         }
-        let mut queue: VecDeque<(Keyed, Option<Vec<Token>>)> = first
+        let mut queue: VecDeque<(Keyed, Option<Vec<Token>>)> = admitted
             .into_iter()
             .zip(firsts.into_iter().map(Some))
             .collect();
         let mut tally = Tally::default();
         let result = (|| -> Result<(), Failure> {
+            for (key, e) in refused {
+                for f in on_done(key, Err(e))?.into_iter().rev() {
+                    queue.push_front((f, None));
+                }
+            }
             loop {
                 // Admit queued requests into free lanes, oldest first; each goes to the idle
                 // lane whose cache shares most with its prompt.
@@ -142,9 +175,17 @@ impl Worker {
                     let Some(((key, req), toks)) = queue.pop_front() else {
                         break;
                     };
-                    let prompt = match toks {
-                        Some(t) => t,
-                        None => self.tokens_of(&req).map_err(Failure::Llm)?,
+                    let prompt = match toks.map_or_else(
+                        || check_request(&req).and_then(|()| self.tokens_of(&req)),
+                        Ok,
+                    ) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            for f in on_done(key, Err(own(e)?))?.into_iter().rev() {
+                                queue.push_front((f, None));
+                            }
+                            continue;
+                        }
                     };
                     let i = lanes
                         .iter()
@@ -153,17 +194,23 @@ impl Worker {
                         .max_by_key(|(k, l)| (common_prefix(&l.tokens, &prompt), usize::MAX - k))
                         .map(|(k, _)| k)
                         .expect("a lane is free");
-                    if let Some((k, g)) = self
-                        .admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)
-                        .map_err(Failure::Llm)?
+                    if let Some((k, g)) =
+                        self.admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)?
                     {
                         for f in on_done(k, g)?.into_iter().rev() {
                             queue.push_front((f, None));
                         }
                     }
                 }
+                // Requests cancelled or past their deadline end alone, with what they have.
+                for f in interrupt(&mut lanes, on_done)?.into_iter().rev() {
+                    queue.push_front((f, None));
+                }
                 if lanes.iter().all(|l| l.job.is_none()) {
-                    return Ok(());
+                    if queue.is_empty() {
+                        return Ok(());
+                    }
+                    continue;
                 }
                 // llama.cpp puts only consecutive sequence ids into one micro-batch (per-sequence
                 // KV streams): when requests have left lanes free below busy ones, the highest
@@ -284,7 +331,13 @@ impl Worker {
                         j.first_ms.get_or_insert_with(|| ms(j.admitted));
                         let token = match self.sample(&mut j.sampler, &j.req, idx) {
                             Ok(t) => t,
-                            Err(e) => return Err(Failure::Llm(e)),
+                            Err(e) => {
+                                let e = own(e)?;
+                                for f in on_done(j.key, Err(e))?.into_iter().rev() {
+                                    queue.push_front((f, None));
+                                }
+                                continue;
+                            }
                         };
                         // SAFETY: vocab is live; the token was sampled from the vocabulary.
                         let eog = unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) };
@@ -315,21 +368,34 @@ impl Worker {
                     if let Some((j, f)) = finish {
                         let key = j.key;
                         let g = finished(j, f);
-                        let mut follow = on_done(key, g)?.into_iter();
+                        let mut follow = on_done(key, Ok(g))?.into_iter();
                         if let Some((k, req)) = follow.next() {
-                            // The lane that just finished holds the prompt a follow-up usually
-                            // extends: it starts there.
-                            let prompt = self.tokens_of(&req).map_err(Failure::Llm)?;
                             let rest: Vec<_> = follow.collect();
                             for (k2, r2) in rest.into_iter().rev() {
                                 queue.push_front(((k2, r2), None));
                             }
-                            if let Some((k, g)) = self
-                                .admit(&mut lanes, i, k, req, prompt, &mut prefix_charge, mem)
-                                .map_err(Failure::Llm)?
-                            {
-                                for f in on_done(k, g)?.into_iter().rev() {
-                                    queue.push_front((f, None));
+                            // The lane that just finished holds the prompt a follow-up usually
+                            // extends: it starts there.
+                            match check_request(&req).and_then(|()| self.tokens_of(&req)) {
+                                Ok(prompt) => {
+                                    if let Some((k, g)) = self.admit(
+                                        &mut lanes,
+                                        i,
+                                        k,
+                                        req,
+                                        prompt,
+                                        &mut prefix_charge,
+                                        mem,
+                                    )? {
+                                        for f in on_done(k, g)?.into_iter().rev() {
+                                            queue.push_front((f, None));
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    for f in on_done(k, Err(own(e)?))?.into_iter().rev() {
+                                        queue.push_front((f, None));
+                                    }
                                 }
                             }
                         }
@@ -381,9 +447,13 @@ impl Worker {
         prompt: Vec<Token>,
         prefix_charge: &mut usize,
         mem: sys::llama_memory_t,
-    ) -> Result<Option<(u64, Generation)>, LlmError> {
+    ) -> Result<Option<(u64, Result<Generation, LlmError>)>, Failure> {
         let t0 = Instant::now();
-        let sampler = self.sampler(&req)?;
+        let sampler = match self.sampler(&req) {
+            Ok(s) => s,
+            // Refused before the lane is touched: it stays free.
+            Err(e) => return Ok(Some((key, Err(own(e)?)))),
+        };
         let stream = StopStream::new(&req.stop);
         let twin_of = (req.max_tokens > 0)
             .then(|| {
@@ -454,11 +524,37 @@ impl Worker {
             let mut g = finished(job, FinishReason::MaxTokens);
             g.stats.reused_tokens = g.stats.prompt_tokens;
             g.stats.evaluated_tokens = 0;
-            return Ok(Some((key, g)));
+            return Ok(Some((key, Ok(g))));
         }
         l.job = Some(job);
         Ok(None)
     }
+}
+
+/// Ends every lane's request that is cancelled or past its deadline, with the text it has;
+/// a twin still waiting for such a lane's prompt evaluates its own instead. Returns the
+/// follow-ups of the ended requests.
+fn interrupt(lanes: &mut [Lane], on_done: &mut Report<'_>) -> Result<Vec<Keyed>, Failure> {
+    let mut follow = Vec::new();
+    for k in 0..lanes.len() {
+        let Some(reason) = lanes[k].job.as_ref().and_then(|j| j.req.interrupted()) else {
+            continue;
+        };
+        let j = lanes[k].job.take().expect("checked above");
+        for l in lanes.iter_mut() {
+            if let Some(t) = l.job.as_mut().filter(|t| t.twin_of == Some(k)) {
+                if t.fed < t.prompt.len() {
+                    // Its lane was emptied when it became a twin: it starts from nothing.
+                    t.twin_of = None;
+                    t.fed = 0;
+                    t.reused = 0;
+                }
+            }
+        }
+        let key = j.key;
+        follow.extend(on_done(key, Ok(finished(j, reason)))?);
+    }
+    Ok(follow)
 }
 
 /// What one stream's `llama_decode` calls carried (logged at debug level).
