@@ -461,8 +461,9 @@ pub fn run_trials(
     claim(cfg, out)?;
     // Open tasks go to the agent one at a time, or, when it runs several at once, in groups of
     // GROUP_LANES lanes' worth: within a group a finished task's lane takes the next task at
-    // once, and only the group's last tasks run with lanes idle, so a larger group wastes less
-    // (two lanes' worth left ~a third of the lanes idle on GSM8K's uneven answer lengths).
+    // once, and only the group's last tasks run with lanes idle, so a larger group leaves the
+    // lanes idle for a smaller share of the run (not measured yet against the old two lanes'
+    // worth).
     // Each group's results are written before the next starts: a killed run loses one group.
     let chunk = match agent.parallelism() {
         0 | 1 => 1,
