@@ -355,100 +355,11 @@ fn adapter_keyed_cache(b: &Backend<'_>) -> Result<(), String> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scripted::ScriptedModel;
+/// A stream's result for one key.
+type Done = (u64, Result<Generation, crate::LlmError>);
 
-    #[test]
-    fn the_scripted_model_conforms() {
-        let dir = tempfile::tempdir().unwrap();
-        let adapter = dir.path().join("a.gguf");
-        std::fs::write(&adapter, b"any").unwrap();
-        let model = ScriptedModel::generative();
-        let failures = run(&Backend {
-            model: &model,
-            opts: SessionOptions::default(),
-            adapter: Some(adapter),
-        });
-        assert!(failures.is_empty(), "{failures:#?}");
-    }
-
-    #[test]
-    fn a_backend_that_ignores_stop_strings_fails_the_suite_by_name() {
-        struct NoStops(ScriptedModel);
-        struct S(Box<dyn Session>);
-        impl Session for S {
-            fn generate(
-                &mut self,
-                req: &GenerateRequest,
-                on_token: &mut (dyn FnMut(&str) -> bool + Send),
-            ) -> Result<Generation, crate::LlmError> {
-                let mut r = req.clone();
-                r.stop.clear();
-                self.0.generate(&r, on_token)
-            }
-            fn set_adapter(
-                &mut self,
-                a: Option<(crate::AdapterHandle, f32)>,
-            ) -> Result<(), crate::LlmError> {
-                self.0.set_adapter(a)
-            }
-            fn clear(&mut self) -> Result<(), crate::LlmError> {
-                self.0.clear()
-            }
-            fn info(&self) -> Result<crate::SessionInfo, crate::LlmError> {
-                self.0.info()
-            }
-        }
-        impl LanguageModel for NoStops {
-            fn name(&self) -> &str {
-                "no-stops"
-            }
-            fn tokenize(
-                &self,
-                t: &str,
-                b: bool,
-                p: bool,
-            ) -> Result<Vec<crate::Token>, crate::LlmError> {
-                self.0.tokenize(t, b, p)
-            }
-            fn detokenize(&self, t: &[crate::Token]) -> Result<String, crate::LlmError> {
-                self.0.detokenize(t)
-            }
-            fn chat_prompt(
-                &self,
-                m: &[crate::ChatMessage],
-                a: bool,
-            ) -> Result<String, crate::LlmError> {
-                self.0.chat_prompt(m, a)
-            }
-            fn session(&self, o: &SessionOptions) -> Result<Box<dyn Session>, crate::LlmError> {
-                Ok(Box::new(S(self.0.session(o)?)))
-            }
-            fn load_adapter(
-                &self,
-                p: &std::path::Path,
-            ) -> Result<crate::AdapterHandle, crate::LlmError> {
-                self.0.load_adapter(p)
-            }
-        }
-        let model = NoStops(ScriptedModel::generative());
-        let failures = run(&Backend {
-            model: &model,
-            opts: SessionOptions::default(),
-            adapter: None,
-        });
-        assert_eq!(failures.len(), 1, "{failures:#?}");
-        assert!(failures[0].starts_with("generation stops before a stop string"));
-    }
-}
-
-/// Runs `reqs` in one stream on a session of `lanes`; each result by key, in finishing order.
-fn stream_all(
-    s: &mut dyn Session,
-    reqs: Vec<crate::Keyed>,
-) -> Result<Vec<(u64, Result<Generation, crate::LlmError>)>, String> {
+/// Runs `reqs` in one stream on `s`; each result by key, in finishing order.
+fn stream_all(s: &mut dyn Session, reqs: Vec<crate::Keyed>) -> Result<Vec<Done>, String> {
     let mut done = Vec::new();
     s.generate_stream(reqs, &mut |key, g| {
         done.push((key, g));
@@ -627,4 +538,93 @@ fn oversized_alone(b: &Backend<'_>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripted::ScriptedModel;
+
+    #[test]
+    fn the_scripted_model_conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let adapter = dir.path().join("a.gguf");
+        std::fs::write(&adapter, b"any").unwrap();
+        let model = ScriptedModel::generative();
+        let failures = run(&Backend {
+            model: &model,
+            opts: SessionOptions::default(),
+            adapter: Some(adapter),
+        });
+        assert!(failures.is_empty(), "{failures:#?}");
+    }
+
+    #[test]
+    fn a_backend_that_ignores_stop_strings_fails_the_suite_by_name() {
+        struct NoStops(ScriptedModel);
+        struct S(Box<dyn Session>);
+        impl Session for S {
+            fn generate(
+                &mut self,
+                req: &GenerateRequest,
+                on_token: &mut (dyn FnMut(&str) -> bool + Send),
+            ) -> Result<Generation, crate::LlmError> {
+                let mut r = req.clone();
+                r.stop.clear();
+                self.0.generate(&r, on_token)
+            }
+            fn set_adapter(
+                &mut self,
+                a: Option<(crate::AdapterHandle, f32)>,
+            ) -> Result<(), crate::LlmError> {
+                self.0.set_adapter(a)
+            }
+            fn clear(&mut self) -> Result<(), crate::LlmError> {
+                self.0.clear()
+            }
+            fn info(&self) -> Result<crate::SessionInfo, crate::LlmError> {
+                self.0.info()
+            }
+        }
+        impl LanguageModel for NoStops {
+            fn name(&self) -> &str {
+                "no-stops"
+            }
+            fn tokenize(
+                &self,
+                t: &str,
+                b: bool,
+                p: bool,
+            ) -> Result<Vec<crate::Token>, crate::LlmError> {
+                self.0.tokenize(t, b, p)
+            }
+            fn detokenize(&self, t: &[crate::Token]) -> Result<String, crate::LlmError> {
+                self.0.detokenize(t)
+            }
+            fn chat_prompt(
+                &self,
+                m: &[crate::ChatMessage],
+                a: bool,
+            ) -> Result<String, crate::LlmError> {
+                self.0.chat_prompt(m, a)
+            }
+            fn session(&self, o: &SessionOptions) -> Result<Box<dyn Session>, crate::LlmError> {
+                Ok(Box::new(S(self.0.session(o)?)))
+            }
+            fn load_adapter(
+                &self,
+                p: &std::path::Path,
+            ) -> Result<crate::AdapterHandle, crate::LlmError> {
+                self.0.load_adapter(p)
+            }
+        }
+        let model = NoStops(ScriptedModel::generative());
+        let failures = run(&Backend {
+            model: &model,
+            opts: SessionOptions::default(),
+            adapter: None,
+        });
+        assert_eq!(failures.len(), 1, "{failures:#?}");
+        assert!(failures[0].starts_with("generation stops before a stop string"));
+    }
 }

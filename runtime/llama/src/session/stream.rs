@@ -66,6 +66,9 @@ impl Lane {
 pub type Report<'a> =
     dyn FnMut(u64, Result<Generation, LlmError>) -> Result<Vec<Keyed>, Failure> + 'a;
 
+/// A request that ended on admission: its key and its result (nothing to generate, or refused).
+type Ended = (u64, Result<Generation, LlmError>);
+
 /// A request's own error, to report for it alone; any other error ends the stream.
 fn own(e: LlmError) -> Result<LlmError, Failure> {
     if e.is_request_error() {
@@ -447,7 +450,7 @@ impl Worker {
         prompt: Vec<Token>,
         prefix_charge: &mut usize,
         mem: sys::llama_memory_t,
-    ) -> Result<Option<(u64, Result<Generation, LlmError>)>, Failure> {
+    ) -> Result<Option<Ended>, Failure> {
         let t0 = Instant::now();
         let sampler = match self.sampler(&req) {
             Ok(s) => s,
