@@ -125,8 +125,7 @@ fn main() -> Result<()> {
         "kind": "retroformer-bench-equivalence",
         "format_version": 1,
         "machine": fingerprint("cpu"),
-        "commit": std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+        "commit": retroformer_benches::git_commit(),
         "model": label, "threads": threads, "problems": n, "lanes": lanes,
         "max_tokens": max_tokens, "tolerance": tolerance,
         "llama_cpp_binding": retroformer_benches::harness::system::LLAMA_CPP_BINDING,

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use retroformer_benches::harness::system::fingerprint;
-use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
+use retroformer_benches::{finish_report, git_commit, load_average, median, resolve_model, spread};
 use retroformer_core::rss::{peak_rss_bytes, reset_peak_rss};
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::{TargetProfile, Threads};
@@ -349,14 +349,4 @@ fn reference(bin: &Path, model: &Path, a: &Args, n: u32) -> Result<Run> {
         decode_tps: get("speed_tg")?,
         peak_rss: hwm,
     })
-}
-
-fn git_commit() -> Option<String> {
-    let out = Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

@@ -41,6 +41,17 @@ pub fn spread(xs: &[f64]) -> (f64, f64) {
 }
 
 pub use harness::system::load_average;
+
+/// The commit checked out where the benchmark runs (`git rev-parse HEAD`), if any.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
 pub use retroformer_core::rss::{peak_rss_bytes, rss_bytes};
 
 /// The end of every benchmark: a note when the machine was not quiet at the start, and the

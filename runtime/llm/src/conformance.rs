@@ -242,23 +242,13 @@ fn batch(b: &Backend<'_>) -> Result<(), String> {
         GenerateRequest::new(count, 12),
         GenerateRequest::new(sea, 0),
     ];
-    let mut one = session(b, 1)?;
-    let mut singles = Vec::new();
-    for r in &reqs {
-        one.clear().map_err(|e| e.to_string())?;
-        singles.push(gen(one.as_mut(), r)?);
-    }
+    let singles = alone_each(b, &reqs)?;
     // Three lanes for five requests.
     let mut s = session(b, 3)?;
     let got = s.generate_batch(&reqs).map_err(|e| e.to_string())?;
     ensure(got.len() == reqs.len(), || format!("{} results", got.len()))?;
-    for (i, (g, alone)) in got.iter().zip(&singles).enumerate() {
-        ensure(same_start(&g.text, &alone.text), || {
-            format!(
-                "request {i}: {:?} batched vs {:?} alone",
-                g.text, alone.text
-            )
-        })?;
+    starts_match(&got, &singles, "batched")?;
+    for (i, g) in got.iter().enumerate() {
         ensure(g.stats.generated_tokens <= reqs[i].max_tokens, || {
             format!("request {i}: {} tokens", g.stats.generated_tokens)
         })?;
@@ -380,6 +370,16 @@ fn alone_each(b: &Backend<'_>, reqs: &[GenerateRequest]) -> Result<Vec<Generatio
     Ok(out)
 }
 
+/// Each of `got` starts as its request alone did (`how`: the way `got` was made).
+fn starts_match(got: &[Generation], singles: &[Generation], how: &str) -> Result<(), String> {
+    for (i, (g, alone)) in got.iter().zip(singles).enumerate() {
+        ensure(same_start(&g.text, &alone.text), || {
+            format!("request {i}: {:?} {how} vs {:?} alone", g.text, alone.text)
+        })?;
+    }
+    Ok(())
+}
+
 fn batch_32(b: &Backend<'_>) -> Result<(), String> {
     let subjects = ["a colour", "an animal", "a city", "a fruit"];
     let reqs = (0..32)
@@ -390,16 +390,7 @@ fn batch_32(b: &Backend<'_>) -> Result<(), String> {
         .collect::<Result<Vec<_>, String>>()?;
     let mut s = session(b, 32)?;
     let batched = s.generate_batch(&reqs).map_err(|e| e.to_string())?;
-    let singles = alone_each(b, &reqs)?;
-    for (i, (g, alone)) in batched.iter().zip(&singles).enumerate() {
-        ensure(same_start(&g.text, &alone.text), || {
-            format!(
-                "request {i}: {:?} on 32 lanes vs {:?} alone",
-                g.text, alone.text
-            )
-        })?;
-    }
-    Ok(())
+    starts_match(&batched, &alone_each(b, &reqs)?, "on 32 lanes")
 }
 
 fn lane_refill(b: &Backend<'_>) -> Result<(), String> {

@@ -436,17 +436,7 @@ pub trait Session: Send {
         first: Vec<Keyed>,
         on_done: &mut OnDone<'_>,
     ) -> Result<(), LlmError> {
-        let mut queue: std::collections::VecDeque<Keyed> = first.into();
-        while let Some((key, req)) = queue.pop_front() {
-            let r = match self.generate(&req, &mut |_| true) {
-                Err(e) if !e.is_request_error() => return Err(e),
-                r => r,
-            };
-            for (i, f) in on_done(key, r).into_iter().enumerate() {
-                queue.insert(i, f);
-            }
-        }
-        Ok(())
+        one_at_a_time(self, first, on_done)
     }
     /// Applies an adapter at `scale`, or none. The KV cache is keyed by (adapter, scale).
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError>;
@@ -454,6 +444,26 @@ pub trait Session: Send {
     fn clear(&mut self) -> Result<(), LlmError>;
     /// Context size and cache state.
     fn info(&self) -> Result<SessionInfo, LlmError>;
+}
+
+/// [`Session::generate_stream`] one request at a time, follow-ups first: the trait's default,
+/// for backends without lanes.
+pub fn one_at_a_time<S: Session + ?Sized>(
+    session: &mut S,
+    first: Vec<Keyed>,
+    on_done: &mut OnDone<'_>,
+) -> Result<(), LlmError> {
+    let mut queue: std::collections::VecDeque<Keyed> = first.into();
+    while let Some((key, req)) = queue.pop_front() {
+        let r = match session.generate(&req, &mut |_| true) {
+            Err(e) if !e.is_request_error() => return Err(e),
+            r => r,
+        };
+        for (i, f) in on_done(key, r).into_iter().enumerate() {
+            queue.insert(i, f);
+        }
+    }
+    Ok(())
 }
 
 /// Errors of the LLM layer.

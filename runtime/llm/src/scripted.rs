@@ -233,17 +233,7 @@ impl Session for ScriptedSession {
         on_done: &mut super::OnDone<'_>,
     ) -> Result<(), LlmError> {
         self.model.script.lock().unwrap().streams.push(first.len());
-        let mut queue: VecDeque<super::Keyed> = first.into();
-        while let Some((key, req)) = queue.pop_front() {
-            let r = match self.generate(&req, &mut |_| true) {
-                Err(e) if !e.is_request_error() => return Err(e),
-                r => r,
-            };
-            for (i, f) in on_done(key, r).into_iter().enumerate() {
-                queue.insert(i, f);
-            }
-        }
-        Ok(())
+        super::one_at_a_time(self, first, on_done)
     }
 
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {

@@ -69,6 +69,16 @@ pub type Report<'a> =
 /// A request that ended on admission: its key and its result (nothing to generate, or refused).
 type Ended = (u64, Result<Generation, LlmError>);
 
+/// Requests waiting for a lane, with their prompt's tokens when already tokenised.
+type Queue = VecDeque<(Keyed, Option<Vec<Token>>)>;
+
+/// Puts follow-ups at the head of the queue, in their order.
+fn requeue(queue: &mut Queue, follow: Vec<Keyed>) {
+    for f in follow.into_iter().rev() {
+        queue.push_front((f, None));
+    }
+}
+
 /// A request's own error, to report for it alone; any other error ends the stream.
 fn own(e: LlmError) -> Result<LlmError, Failure> {
     if e.is_request_error() {
@@ -121,7 +131,7 @@ impl Worker {
         let mut firsts = Vec::with_capacity(first.len());
         let mut refused = Vec::new();
         for (key, r) in first {
-            match check_request(&r).and_then(|()| self.tokens_of(&r)) {
+            match self.tokens_of(&r) {
                 Ok(t) => {
                     admitted.push((key, r));
                     firsts.push(t);
@@ -160,16 +170,14 @@ impl Worker {
             // SAFETY: mem belongs to the live context; every lane's id is below n_seq_max.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
         }
-        let mut queue: VecDeque<(Keyed, Option<Vec<Token>>)> = admitted
+        let mut queue: Queue = admitted
             .into_iter()
             .zip(firsts.into_iter().map(Some))
             .collect();
         let mut tally = Tally::default();
         let result = (|| -> Result<(), Failure> {
             for (key, e) in refused {
-                for f in on_done(key, Err(e))?.into_iter().rev() {
-                    queue.push_front((f, None));
-                }
+                requeue(&mut queue, on_done(key, Err(e))?);
             }
             loop {
                 // Admit queued requests into free lanes, oldest first; each goes to the idle
@@ -178,15 +186,10 @@ impl Worker {
                     let Some(((key, req), toks)) = queue.pop_front() else {
                         break;
                     };
-                    let prompt = match toks.map_or_else(
-                        || check_request(&req).and_then(|()| self.tokens_of(&req)),
-                        Ok,
-                    ) {
+                    let prompt = match toks.map_or_else(|| self.tokens_of(&req), Ok) {
                         Ok(t) => t,
                         Err(e) => {
-                            for f in on_done(key, Err(own(e)?))?.into_iter().rev() {
-                                queue.push_front((f, None));
-                            }
+                            requeue(&mut queue, on_done(key, Err(own(e)?))?);
                             continue;
                         }
                     };
@@ -200,15 +203,11 @@ impl Worker {
                     if let Some((k, g)) =
                         self.admit(&mut lanes, i, key, req, prompt, &mut prefix_charge, mem)?
                     {
-                        for f in on_done(k, g)?.into_iter().rev() {
-                            queue.push_front((f, None));
-                        }
+                        requeue(&mut queue, on_done(k, g)?);
                     }
                 }
                 // Requests cancelled or past their deadline end alone, with what they have.
-                for f in interrupt(&mut lanes, on_done)?.into_iter().rev() {
-                    queue.push_front((f, None));
-                }
+                requeue(&mut queue, interrupt(&mut lanes, on_done)?);
                 if lanes.iter().all(|l| l.job.is_none()) {
                     if queue.is_empty() {
                         return Ok(());
@@ -336,9 +335,7 @@ impl Worker {
                             Ok(t) => t,
                             Err(e) => {
                                 let e = own(e)?;
-                                for f in on_done(j.key, Err(e))?.into_iter().rev() {
-                                    queue.push_front((f, None));
-                                }
+                                requeue(&mut queue, on_done(j.key, Err(e))?);
                                 continue;
                             }
                         };
@@ -373,13 +370,10 @@ impl Worker {
                         let g = finished(j, f);
                         let mut follow = on_done(key, Ok(g))?.into_iter();
                         if let Some((k, req)) = follow.next() {
-                            let rest: Vec<_> = follow.collect();
-                            for (k2, r2) in rest.into_iter().rev() {
-                                queue.push_front(((k2, r2), None));
-                            }
+                            requeue(&mut queue, follow.collect());
                             // The lane that just finished holds the prompt a follow-up usually
                             // extends: it starts there.
-                            match check_request(&req).and_then(|()| self.tokens_of(&req)) {
+                            match self.tokens_of(&req) {
                                 Ok(prompt) => {
                                     if let Some((k, g)) = self.admit(
                                         &mut lanes,
@@ -390,15 +384,11 @@ impl Worker {
                                         &mut prefix_charge,
                                         mem,
                                     )? {
-                                        for f in on_done(k, g)?.into_iter().rev() {
-                                            queue.push_front((f, None));
-                                        }
+                                        requeue(&mut queue, on_done(k, g)?);
                                     }
                                 }
                                 Err(e) => {
-                                    for f in on_done(k, Err(own(e)?))?.into_iter().rev() {
-                                        queue.push_front((f, None));
-                                    }
+                                    requeue(&mut queue, on_done(k, Err(own(e)?))?);
                                 }
                             }
                         }
@@ -426,7 +416,9 @@ impl Worker {
         result
     }
 
+    /// The request checked (sampling, grammar depth) and its prompt tokenised, within a lane.
     fn tokens_of(&self, req: &GenerateRequest) -> Result<Vec<Token>, LlmError> {
+        check_request(req)?;
         let p = tokenize(&self.model, &req.prompt, req.add_bos, req.parse_special)?;
         if p.is_empty() {
             return Err(LlmError::EmptyPrompt);
