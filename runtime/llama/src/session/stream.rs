@@ -175,6 +175,8 @@ impl Worker {
             .zip(firsts.into_iter().map(Some))
             .collect();
         let mut tally = Tally::default();
+        // Whether the last step evaluated prompt chunks (see `prefilling` below).
+        let mut last_prefill = false;
         let result = (|| -> Result<(), Failure> {
             for (key, e) in refused {
                 requeue(&mut queue, on_done(key, Err(e))?);
@@ -222,14 +224,21 @@ impl Worker {
                 if !lanes.iter().any(Lane::waiting_twin) {
                     tally.moves += compact(&mut lanes, mem);
                 }
-                // One batch: the prompt chunks of the lanes that have some left, else the next
-                // token of every lane. Kept apart because llama.cpp splits a batch over
-                // per-sequence KV streams into micro-batches with the same number of tokens per
-                // sequence: one prompt chunk among single tokens would cut the decode step into
-                // many small graph runs, each reading all the weights.
-                let prefilling = lanes.iter().any(|l| {
+                // One batch: the prompt chunks of the lanes that have some left, or the next
+                // token of every lane that has one. Kept apart because llama.cpp splits a batch
+                // over per-sequence KV streams into micro-batches with the same number of tokens
+                // per sequence: one prompt chunk among single tokens would cut the decode step
+                // into many small graph runs, each reading all the weights. While both wait,
+                // they take turns (chunked prefill): a long new prompt does not stall the
+                // running sequences for its whole evaluation.
+                let wants_prefill = lanes.iter().any(|l| {
                     !l.waiting_twin() && l.job.as_ref().is_some_and(|j| j.fed < j.prompt.len())
                 });
+                let wants_decode = lanes
+                    .iter()
+                    .any(|l| l.job.as_ref().is_some_and(|j| j.next.is_some()));
+                let prefilling = wants_prefill && !(last_prefill && wants_decode);
+                last_prefill = prefilling;
                 self.batch.clear();
                 for l in lanes.iter_mut() {
                     let waiting = l.waiting_twin();
@@ -240,6 +249,9 @@ impl Worker {
                     }
                     let room = self.batch.cap - self.batch.len();
                     if j.fed < j.prompt.len() {
+                        if !prefilling {
+                            continue;
+                        }
                         let take = (j.prompt.len() - j.fed).min(room);
                         for t in j.fed..j.fed + take {
                             let last = t + 1 == j.prompt.len();
