@@ -99,7 +99,7 @@ pub struct CanaryArgs {
     #[arg(long, value_name = "DIR")]
     pub first_trial_from: Option<PathBuf>,
     /// Episodes run at once (hotpotqa and household; see `eval hotpotqa --parallel`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = retroformer_envs::DEFAULT_PARALLEL)]
     pub parallel: u32,
     /// Threads (default: the target profile's).
     #[arg(long)]

@@ -127,8 +127,7 @@ fn setting_args(s: Setting, spec: &Spec) -> Vec<Arg> {
                 .default_value("0")
                 .value_parser(clap::value_parser!(u32)),
         ],
-        Setting::Parallel => vec![value("parallel", "Episodes run at once through one session (continuous batching: each episode's next step continues in its own lane, on its KV), and reflections written together. 1: one after another.".into())
-            .default_value("1")
+        Setting::Parallel => vec![value("parallel", format!("Episodes in flight at once through one session (continuous batching: a finished episode's lane takes the next at once, each episode's next step continues in its own lane, on its KV, and each is saved as it ends), and reflections written together. At most as many as a quarter of the free memory holds. 1: one after another. Default: {}.", retroformer_envs::DEFAULT_PARALLEL))
             .value_parser(clap::value_parser!(u32))],
         Setting::FirstTrialFrom => vec![value("first-trial-from", "Start a new run from the first trial of the run in DIR (same settings apart from --trials, --strategy, --memory and the reflector), instead of running that trial again: no strategy shows anything before the second trial, so neither the strategy nor the reflector can change it. Runs that compare strategies (an experiment's arms) or reflectors (the canary, the loop's rounds) share it this way. Ignored when --out already holds a run.".into())
             .value_name("DIR")

@@ -74,7 +74,7 @@ pub struct LoopArgs {
     no_fetch: bool,
     /// Episodes the evaluations run at once (environments with `--parallel`: continuous
     /// batching in one session; see `retroformer eval hotpotqa --parallel`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = retroformer_envs::DEFAULT_PARALLEL)]
     parallel: u32,
     /// Training backend (`retroformer-train --backend`: native, flex, ndarray, wgpu, cuda).
     #[arg(long, default_value = "native")]

@@ -118,16 +118,31 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
         problems.truncate(n);
     }
     let mut models = Vec::new();
-    // A turn's candidates are decoded together.
-    let most = a.samples.iter().copied().max().unwrap_or(1);
+    // A turn's candidates are decoded together; with one model, beside other problems'.
+    let mut most = a.samples.iter().copied().max().unwrap_or(1);
+    if a.models.len() == 1 {
+        most = most.max(retroformer_envs::DEFAULT_PARALLEL);
+    }
+    let loaded = a
+        .models
+        .iter()
+        .map(|name| {
+            let args = agent_model_args(name, profile, a.threads, a.no_fetch);
+            Ok((load(profile, &args)?, args))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // Every model's session gets as many lanes: their caches share the memory.
+    let per_token = loaded
+        .iter()
+        .map(|(m, _)| retroformer_llm::LanguageModel::kv_bytes_per_token(m))
+        .sum::<Option<u64>>();
     let (sequences, ctx) = if most > 1 {
-        profile.lanes(most, lane_tokens(a.window, a.max_tokens))
+        let cells = profile.batch_cells(per_token, retroformer_core::rss::available_bytes());
+        profile.lanes(most, lane_tokens(a.window, a.max_tokens), cells)
     } else {
         (1, 0)
     };
-    for name in &a.models {
-        let args = agent_model_args(name, profile, a.threads, a.no_fetch);
-        let m = load(profile, &args)?;
+    for (m, args) in loaded {
         let s = open_batch_session(&m, &args, sequences, ctx)?;
         models.push((m, s));
     }

@@ -244,12 +244,20 @@ impl Models<'_> {
         })
     }
 
-    /// A reflector session ([`Models::session`] of the reflector), with its adapter on.
+    /// A reflector session ([`Models::session`] of the reflector), with its adapter on. A run
+    /// that writes no reflection (`reflects` false: one trial, or a strategy without them)
+    /// gets one lane, so that its cache takes no memory from the actor's lanes.
     pub fn reflector_session(
         &self,
         lanes: u32,
         lane_tokens: u32,
+        reflects: bool,
     ) -> Result<Box<dyn Session>, LlmError> {
+        let (lanes, lane_tokens) = if reflects {
+            (lanes, lane_tokens)
+        } else {
+            (1, 0)
+        };
         let mut s = self.session(self.reflector, lanes, lane_tokens)?;
         if let Some(h) = &self.reflector_adapter {
             s.set_adapter(Some((h.clone(), 1.0)))?;
@@ -258,18 +266,27 @@ impl Models<'_> {
     }
 
     /// Lanes and context per lane for `wanted` lanes of `lane_tokens` (see
-    /// [`TargetProfile::lanes`]); one lane when `wanted` is 1.
+    /// [`TargetProfile::lanes`]); one lane when `wanted` is 1. The actor's and the reflector's
+    /// sessions get as many lanes each, so together their caches take at most a quarter of
+    /// the memory available now.
     pub fn lanes(&self, wanted: u32, lane_tokens: u32) -> (u32, u32) {
-        if wanted > 1 {
-            self.profile.lanes(wanted, lane_tokens)
-        } else {
-            (1, 0)
+        if wanted <= 1 {
+            return (1, 0);
         }
+        let per_token = self
+            .actor
+            .kv_bytes_per_token()
+            .zip(self.reflector.kv_bytes_per_token())
+            .map(|(a, r)| a + r);
+        let cells = self
+            .profile
+            .batch_cells(per_token, retroformer_core::rss::available_bytes());
+        self.profile.lanes(wanted, lane_tokens, cells)
     }
 }
 
 /// Where an evaluation reports as it goes.
-pub trait Progress {
+pub trait Progress: Send {
     /// How many units of work there are (tasks, or tasks times trials).
     fn total(&mut self, n: u64);
     /// One unit is done; `message` says which and how it went.

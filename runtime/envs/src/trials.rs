@@ -104,9 +104,15 @@ fn run_err(e: retroformer::agent::files::FileError) -> EnvError {
     EnvError::Run(e.into())
 }
 
-/// `--parallel`, checked (default 1).
+/// Whether a run with `cfg` writes reflections: a reflecting strategy and a trial after the
+/// first (an unknown strategy counts as reflecting; the runner refuses it).
+pub(crate) fn reflects(cfg: &RunConfig) -> bool {
+    cfg.trials > 1 && cfg.parsed_strategy().map_or(true, |s| s.reflects())
+}
+
+/// `--parallel`, checked (default [`crate::DEFAULT_PARALLEL`]).
 pub(crate) fn parallel(plan: &EvalPlan) -> Result<u32, EnvError> {
-    match plan.parallel.unwrap_or(1) {
+    match plan.parallel.unwrap_or(crate::DEFAULT_PARALLEL) {
         0 => Err(EnvError::setting("parallel", "must be at least 1")),
         n => Ok(n),
     }

@@ -328,13 +328,23 @@ fn rollouts(
         candidates: s.candidates,
     };
     let dir = plan.out.join("rollouts");
-    let most = s.samples.iter().copied().max().unwrap_or(1);
+    // A turn's candidates are decoded together; with one model, beside other problems'.
+    let mut most = s.samples.iter().copied().max().unwrap_or(1);
+    if names.len() == 1 {
+        most = most.max(retroformer_envs::DEFAULT_PARALLEL);
+    }
     let profile = models.profile();
-    let (lanes, ctx) = profile.lanes(most, lane_tokens(s.window, s.max_tokens));
     let loaded = names
         .iter()
         .map(|n| models.load(n))
         .collect::<Result<Vec<_>, _>>()?;
+    // Every model's session gets as many lanes: their caches share the memory.
+    let per_token = loaded
+        .iter()
+        .map(|m| m.kv_bytes_per_token())
+        .sum::<Option<u64>>();
+    let cells = profile.batch_cells(per_token, retroformer_core::rss::available_bytes());
+    let (lanes, ctx) = profile.lanes(most, lane_tokens(s.window, s.max_tokens), cells);
     let opts = SessionOptions {
         context_size: Some(if lanes > 1 {
             ctx

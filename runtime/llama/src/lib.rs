@@ -575,6 +575,14 @@ impl LanguageModel for LlamaModel {
         &self.name
     }
 
+    fn kv_bytes_per_token(&self) -> Option<u64> {
+        let layers = self.header.arch_u64("block_count")?;
+        let kv_heads = self.header.arch_u64("attention.head_count_kv")?;
+        let (k, v) = self.header.head_sizes();
+        let kv = self.profile().kv_type;
+        Some(layers * kv_heads * (k + v) / kv.block() * kv.block_bytes())
+    }
+
     fn tokenize(
         &self,
         text: &str,

@@ -386,6 +386,12 @@ pub trait LanguageModel: Send + Sync {
     fn session(&self, opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError>;
     /// Loads a LoRA adapter (validated first) without reloading the base.
     fn load_adapter(&self, path: &std::path::Path) -> Result<AdapterHandle, LlmError>;
+    /// Bytes one token's keys and values take in a session's cache, over all layers, where the
+    /// backend knows (it sizes batched sessions to the memory available: see
+    /// [`TargetProfile::lanes`]).
+    fn kv_bytes_per_token(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// How many leading tokens of `prompt` a session can take from its cache `cached`: the common

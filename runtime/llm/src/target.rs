@@ -232,19 +232,40 @@ pub enum TargetError {
     },
 }
 
+/// The most KV cells a batched session asks for, whatever the memory: 128 lanes of 2048.
+pub const MAX_BATCH_CELLS: u32 = 262_144;
+
 impl TargetProfile {
-    /// The most KV cells a batched session asks for, over all its lanes: 8 times the
-    /// profile's context, at most 32768 tokens (the KV cache grows with it).
+    /// The most KV cells a batched session asks for, over all its lanes, when neither the
+    /// model's bytes per cell nor the memory available are known: 8 times the profile's
+    /// context, at most 32768 tokens.
     pub fn max_batch_context(&self) -> u32 {
         self.context_size.saturating_mul(8).min(32768)
     }
 
-    /// Lanes and context per lane for `wanted` lanes of `per_lane` tokens (at least 256): as
-    /// many lanes as [`Self::max_batch_context`] holds, at least 2, at most
-    /// [`crate::MAX_SEQUENCES`]; requests beyond the lanes wait for one to free up.
-    pub fn lanes(&self, wanted: u32, per_lane: u32) -> (u32, u32) {
-        let per_lane = per_lane.max(256);
-        let fit = (self.max_batch_context() / per_lane).max(2);
+    /// The most KV cells a batched session asks for: a quarter of `available` bytes of memory
+    /// over the model's `kv_bytes_per_token` (the cache, not the weights, grows with lanes),
+    /// at most [`MAX_BATCH_CELLS`]; [`Self::max_batch_context`] where either is unknown. Never
+    /// below the latter: it is what batched sessions always asked for.
+    pub fn batch_cells(&self, kv_bytes_per_token: Option<u64>, available: Option<u64>) -> u32 {
+        let floor = self.max_batch_context();
+        match (kv_bytes_per_token, available) {
+            (Some(per), Some(avail)) if per > 0 => {
+                let fit = (avail / 4 / per).min(u64::from(MAX_BATCH_CELLS)) as u32;
+                fit.max(floor)
+            }
+            _ => floor,
+        }
+    }
+
+    /// Lanes and context per lane for `wanted` lanes of `per_lane` tokens: the context rounded
+    /// up to a multiple of 256 (llama.cpp gives a sequence its cells in such steps), and as
+    /// many lanes as `cells` KV cells hold ([`Self::batch_cells`]) beside the shared prefix's
+    /// sequence, at least 2, at most [`crate::MAX_SEQUENCES`]; requests beyond the lanes wait
+    /// for one to free up.
+    pub fn lanes(&self, wanted: u32, per_lane: u32, cells: u32) -> (u32, u32) {
+        let per_lane = per_lane.max(1).div_ceil(256).saturating_mul(256);
+        let fit = (cells / per_lane).saturating_sub(1).max(2);
         (wanted.min(fit).min(crate::MAX_SEQUENCES), per_lane)
     }
 
@@ -395,6 +416,27 @@ mod tests {
             TargetProfile::load("raspberry-pi-5").unwrap().threads,
             Threads::Fixed(3)
         );
+    }
+
+    #[test]
+    fn lanes_fill_a_quarter_of_the_free_memory_in_steps_of_256_cells() {
+        let cpu = TargetProfile::load("cpu").unwrap(); // context 4096: floor 32768 cells
+                                                       // Unknown model or memory: the floor. 1600 tokens take 1792 cells; 18 of them fit,
+                                                       // one is the shared prefix's.
+        let floor = cpu.batch_cells(None, Some(1 << 34));
+        assert_eq!(floor, 32768);
+        assert_eq!(cpu.lanes(32, 1600, floor), (17, 1792));
+        // Qwen2.5-0.5B's f16 cache: 12 KiB a token; 8 GiB free allows 2 GiB of cache.
+        let cells = cpu.batch_cells(Some(12 << 10), Some(8 << 30));
+        assert_eq!(cells, (2u32 << 30) / (12 << 10));
+        assert_eq!(cpu.lanes(32, 1600, cells), (32, 1792));
+        assert_eq!(
+            cpu.lanes(1000, 256, MAX_BATCH_CELLS),
+            (crate::MAX_SEQUENCES, 256)
+        );
+        // Little memory never goes below the floor, nor below two lanes.
+        assert_eq!(cpu.batch_cells(Some(12 << 10), Some(1 << 20)), 32768);
+        assert_eq!(cpu.lanes(8, 100_000, 32768), (2, 100_096));
     }
 
     #[test]

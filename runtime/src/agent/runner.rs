@@ -2,15 +2,16 @@
 //!
 //! Layout of the output folder:
 //! * `run.json`: the settings; a resumed run must use the same ones.
-//! * `trial-NN/TASK.json`: one result per attempted task, written atomically when the task
-//!   (episode and reflection) is complete. These files are the single source of truth.
+//! * `trial-NN/TASK.json`: one result per attempted task, written atomically as soon as its
+//!   episode ends, and again with its reflection once the trial's reflections are written.
+//!   These files are the single source of truth.
 //! * `trial-NN.json`: the summary of trial NN, rewritten when the trial ends.
 //! * `records.jsonl`: the Retroformer rating data (task, trial i, reflection prompt x,
 //!   reflection y, G_i, G_{i+1}), regenerated from the task files after every trial.
 //!
-//! Resuming after a crash or `kill -9` skips every task whose file exists; a task solved in an
-//! earlier trial is not retried. An interrupted task is rerun from its start (greedy decoding
-//! makes it deterministic).
+//! Resuming after a crash or `kill -9` skips every task whose file exists (a failure saved
+//! without its reflection gets it then); a task solved in an earlier trial is not retried. An
+//! interrupted task is rerun from its start (greedy decoding makes it deterministic).
 //!
 //! The runner knows no environment: an environment's agent plugs in as a [`TrialAgent`], and
 //! its own settings travel in [`RunConfig::env`].
@@ -23,7 +24,6 @@ use serde::{Deserialize, Serialize};
 
 use super::reflect::Reflection;
 use super::{AgentError, Strategy};
-use retroformer_core::records::{ChatMessage, RatingRecord, ReflectorInfo};
 use retroformer_core::trajectory::Step;
 
 /// Format version of every file the runner writes.
@@ -234,12 +234,21 @@ pub enum RunError {
     Config(String),
 }
 
+impl From<retroformer_llm::LlmError> for RunError {
+    fn from(e: retroformer_llm::LlmError) -> Self {
+        Self::Agent(AgentError::Llm(e))
+    }
+}
+
 use super::files::{file_err, read_json, write_json};
 
 mod folder;
+mod records;
 mod shown;
 
 pub use folder::{file_stem, load_task, read_run, task_path, trial_dir, RunLabel};
+pub use records::reflector_info;
+use records::write_records;
 #[cfg(test)]
 use shown::placebo_view;
 use shown::shown_history;
@@ -418,6 +427,26 @@ pub trait TrialAgent {
             .map(|(i, earlier)| self.attempt(*i, earlier, trial))
             .collect()
     }
+    /// Attempts at several tasks (task index and its earlier results), each handed to `done`
+    /// with its position in `tasks` as soon as it ends, in any order, so that the runner saves
+    /// it at once. The default runs [`TrialAgent::attempt_many`] on groups of
+    /// [`GROUP_LANES`] lanes' worth (each group waits for its slowest attempt); an agent whose
+    /// session streams overrides it, so that no attempt waits for another. An error of `done`
+    /// stops the stream: no further attempt starts.
+    fn attempt_stream(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+        done: &mut AttemptDone<'_>,
+    ) -> Result<(), RunError> {
+        let chunk = group_size(self.parallelism());
+        for (g, group) in tasks.chunks(chunk).enumerate() {
+            for (k, attempt) in self.attempt_many(group, trial)?.into_iter().enumerate() {
+                done(g * chunk + k, attempt)?;
+            }
+        }
+        Ok(())
+    }
     /// Reflections on several failed attempts, in order (default: one after another).
     fn reflect_many(
         &mut self,
@@ -430,8 +459,19 @@ pub trait TrialAgent {
     }
 }
 
-/// Tasks handed to a parallel agent at once, in lanes: see `run_trials`.
-const GROUP_LANES: usize = 8;
+/// Where an agent's [`TrialAgent::attempt_stream`] hands each attempt as it ends: its position
+/// in the tasks given, and the attempt.
+pub type AttemptDone<'a> = dyn FnMut(usize, Attempt) -> Result<(), RunError> + Send + 'a;
+
+/// Tasks per group, in lanes, where an agent runs groups rather than a stream (the default
+/// [`TrialAgent::attempt_stream`], and reflections): within a group a finished task's lane
+/// takes the next task at once, and only the group's last tasks run with lanes idle.
+pub const GROUP_LANES: usize = 8;
+
+/// Tasks per group for an agent that runs `parallelism` at once.
+fn group_size(parallelism: usize) -> usize {
+    parallelism.max(1) * if parallelism > 1 { GROUP_LANES } else { 1 }
+}
 
 /// The trial loop: N trials over `tasks`; a task solved in a trial is not attempted again; one
 /// result file per task and trial (the single source of truth, so a killed run resumes where
@@ -442,7 +482,7 @@ pub fn run_trials(
     agent: &mut dyn TrialAgent,
     cfg: &RunConfig,
     out: &Path,
-    on_task: &mut dyn FnMut(&TaskResult),
+    on_task: &mut (dyn FnMut(&TaskResult) + Send),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let strategy = cfg.parsed_strategy()?;
     if cfg.trials == 0 {
@@ -459,16 +499,6 @@ pub fn run_trials(
         )));
     }
     claim(cfg, out)?;
-    // Open tasks go to the agent one at a time, or, when it runs several at once, in groups of
-    // GROUP_LANES lanes' worth: within a group a finished task's lane takes the next task at
-    // once, and only the group's last tasks run with lanes idle, so a larger group leaves the
-    // lanes idle for a smaller share of the run (not measured yet against the old two lanes'
-    // worth).
-    // Each group's results are written before the next starts: a killed run loses one group.
-    let chunk = match agent.parallelism() {
-        0 | 1 => 1,
-        n => n * GROUP_LANES,
-    };
     // Each task's results by trial, loaded from disk (resume) or produced now: the files are the
     // source of truth, and this keeps them from being read again for every later trial.
     let mut history: Vec<Vec<TaskResult>> = vec![Vec::new(); tasks.len()];
@@ -479,19 +509,23 @@ pub fn run_trials(
         std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
         let reflect = strategy.reflects() && trial + 1 < cfg.trials;
         let (mut results, pending) = load_trial(tasks, &history, trial, out, on_task)?;
-        if reflect {
-            reflect_late(agent, tasks, &history, &mut results, trial, chunk, out)?;
-        }
         // What each task is shown of its earlier trials: its own results, or under the placebo
         // another task's reflections; never an empty reflection.
         let shown = shown_history(&history, strategy);
-        for group in pending.chunks(chunk) {
-            let done = attempt_group(agent, tasks, &history, &shown, group, trial, reflect)?;
-            for (&i, r) in group.iter().zip(done) {
-                write_json(&task_path(out, trial, &r.task_id), &r)?;
-                on_task(&r);
-                results[i] = Some(r);
-            }
+        attempt_pending(
+            agent,
+            tasks,
+            &shown,
+            &pending,
+            trial,
+            out,
+            &mut results,
+            on_task,
+        )?;
+        // Reflections follow the trial's attempts (the placebo shows each task another task's
+        // reflection of this trial, so all of them exist before the next trial starts).
+        if reflect {
+            reflect_failures(agent, tasks, &history, &mut results, trial, out)?;
         }
         let summary = summarize(&mut history, results, trial);
         write_json(&out.join(format!("trial-{trial:02}.json")), &summary)?;
@@ -501,6 +535,64 @@ pub fn run_trials(
         summaries.push(summary);
     }
     Ok(summaries)
+}
+
+/// Attempts the `pending` tasks of `trial`, shown `shown` (the history, or the placebo's view
+/// of it), saving each result as soon as its attempt ends. A task's wall time is the time
+/// since the previous one ended, so that a run's wall times add up to its duration.
+#[allow(clippy::too_many_arguments)] // one trial's state, lent by run_trials
+fn attempt_pending(
+    agent: &mut dyn TrialAgent,
+    tasks: &[TaskInfo],
+    shown: &[Vec<TaskResult>],
+    pending: &[usize],
+    trial: u32,
+    out: &Path,
+    results: &mut [Option<TaskResult>],
+    on_task: &mut (dyn FnMut(&TaskResult) + Send),
+) -> Result<(), RunError> {
+    let asks: Vec<(usize, &[TaskResult])> =
+        pending.iter().map(|&i| (i, shown[i].as_slice())).collect();
+    let mut last = Instant::now();
+    agent.attempt_stream(&asks, trial, &mut |k, attempt| {
+        let i = *pending.get(k).ok_or_else(|| {
+            RunError::Config(format!("the agent ended attempt {k} of {}", pending.len()))
+        })?;
+        let now = Instant::now();
+        let wall_ms = now.duration_since(last).as_secs_f64() * 1e3;
+        last = now;
+        let r = task_result(&tasks[i], trial, attempt, wall_ms);
+        write_json(&task_path(out, trial, &r.task_id), &r)?;
+        on_task(&r);
+        results[i] = Some(r);
+        Ok(())
+    })?;
+    if let Some(k) = pending.iter().position(|&i| results[i].is_none()) {
+        return Err(RunError::Config(format!(
+            "the agent ended without an attempt at task {:?}",
+            tasks[pending[k]].id
+        )));
+    }
+    Ok(())
+}
+
+/// Task `task`'s result of `trial` from its attempt, without a reflection yet.
+fn task_result(task: &TaskInfo, trial: u32, attempt: Attempt, wall_ms: f64) -> TaskResult {
+    TaskResult {
+        format_version: FORMAT_VERSION,
+        task_id: task.id.clone(),
+        trial,
+        question: task.question.clone(),
+        gold: task.gold.clone(),
+        answer: attempt.answer,
+        success: attempt.success,
+        halted: attempt.halted,
+        episode_return: attempt.episode_return,
+        steps: attempt.steps,
+        scratchpad: attempt.scratchpad,
+        reflection: None,
+        wall_ms,
+    }
 }
 
 /// Claims `out` for a run with `cfg`: a new folder, or one holding the same run. A run may be
@@ -533,7 +625,7 @@ fn load_trial(
     history: &[Vec<TaskResult>],
     trial: u32,
     out: &Path,
-    on_task: &mut dyn FnMut(&TaskResult),
+    on_task: &mut (dyn FnMut(&TaskResult) + Send),
 ) -> Result<(Vec<Option<TaskResult>>, Vec<usize>), RunError> {
     let mut results: Vec<Option<TaskResult>> = vec![None; tasks.len()];
     let mut pending = Vec::new();
@@ -552,29 +644,28 @@ fn load_trial(
     Ok((results, pending))
 }
 
-/// Failures saved without a reflection because their trial was the last one then (the run is
-/// now resumed with more trials): reflects on them now, as the run would have, in chunks like
-/// the attempts, each written before the next starts.
-fn reflect_late(
+/// Reflects on every failure of `trial` saved without a reflection (this trial's, or a resumed
+/// run's whose trial was the last one then), in groups of [`GROUP_LANES`] lanes' worth, each
+/// written before the next starts. A task's wall time stays its attempt's.
+fn reflect_failures(
     agent: &mut dyn TrialAgent,
     tasks: &[TaskInfo],
     history: &[Vec<TaskResult>],
     results: &mut [Option<TaskResult>],
     trial: u32,
-    chunk: usize,
     out: &Path,
 ) -> Result<(), RunError> {
-    let late: Vec<usize> = (0..tasks.len())
+    let open: Vec<usize> = (0..tasks.len())
         .filter(|&i| {
             results[i]
                 .as_ref()
                 .is_some_and(|r| !r.success && r.reflection.is_none())
         })
         .collect();
-    for group in late.chunks(chunk) {
+    for group in open.chunks(group_size(agent.parallelism())) {
         let attempts: Vec<Attempt> = group
             .iter()
-            .map(|&i| Attempt::from(results[i].as_ref().expect("loaded")))
+            .map(|&i| Attempt::from(results[i].as_ref().expect("attempted")))
             .collect();
         let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
             .iter()
@@ -583,71 +674,12 @@ fn reflect_late(
             .collect();
         let reflections = agent.reflect_many(&failed)?;
         for (&i, reflection) in group.iter().zip(reflections) {
-            let r = results[i].as_mut().expect("loaded");
+            let r = results[i].as_mut().expect("attempted");
             r.reflection = Some(reflection);
             write_json(&task_path(out, trial, &r.task_id), r)?;
         }
     }
-    if !late.is_empty() {
-        tracing::info!(
-            trial,
-            tasks = late.len(),
-            "reflected on a resumed run's last trial"
-        );
-    }
     Ok(())
-}
-
-/// Attempts the tasks of `group` in `trial` (and, with `reflect`, reflects on their failures):
-/// their results, in order. The attempts are shown `shown` (the history, or the placebo's view
-/// of it); reflections are written on `history`, each about its own task.
-fn attempt_group(
-    agent: &mut dyn TrialAgent,
-    tasks: &[TaskInfo],
-    history: &[Vec<TaskResult>],
-    shown: &[Vec<TaskResult>],
-    group: &[usize],
-    trial: u32,
-    reflect: bool,
-) -> Result<Vec<TaskResult>, RunError> {
-    let t0 = Instant::now();
-    let asks: Vec<(usize, &[TaskResult])> =
-        group.iter().map(|&i| (i, shown[i].as_slice())).collect();
-    let attempts = agent.attempt_many(&asks, trial)?;
-    let failed: Vec<(usize, &Attempt, &[TaskResult])> = group
-        .iter()
-        .zip(&attempts)
-        .filter(|(_, a)| reflect && !a.success)
-        .map(|(&i, a)| (i, a, history[i].as_slice()))
-        .collect();
-    let mut reflections = agent.reflect_many(&failed)?.into_iter();
-    // With several tasks at once, each one's wall time is its share of the group's.
-    let wall_ms = t0.elapsed().as_secs_f64() * 1e3 / group.len() as f64;
-    Ok(group
-        .iter()
-        .zip(attempts)
-        .map(|(&i, attempt)| {
-            let task = &tasks[i];
-            let reflection = (reflect && !attempt.success)
-                .then(|| reflections.next())
-                .flatten();
-            TaskResult {
-                format_version: FORMAT_VERSION,
-                task_id: task.id.clone(),
-                trial,
-                question: task.question.clone(),
-                gold: task.gold.clone(),
-                answer: attempt.answer,
-                success: attempt.success,
-                halted: attempt.halted,
-                episode_return: attempt.episode_return,
-                steps: attempt.steps,
-                scratchpad: attempt.scratchpad,
-                reflection,
-                wall_ms,
-            }
-        })
-        .collect())
 }
 
 /// Trial `trial`'s summary; its results join each task's history.
@@ -690,80 +722,6 @@ fn summarize(
         summary.success_rate = summary.solved_total as f64 / summary.tasks as f64;
     }
     summary
-}
-
-/// Who writes the reflections of a run with `cfg`, for its rating records: the model (the
-/// actor's when the reflector is `actor`) and its file's sha256 (a manifest's, else the file
-/// at the path, hashed once per run), the adapter and its sha256, the sampler.
-pub fn reflector_info(cfg: &RunConfig) -> ReflectorInfo {
-    let model = if cfg.reflector == "actor" {
-        &cfg.actor
-    } else {
-        &cfg.reflector
-    };
-    let hash = |p: &str| {
-        let p = Path::new(p);
-        p.is_file()
-            .then(|| crate::fetch::sha256_file(p, &crate::fetch::Silent).ok())
-            .flatten()
-    };
-    ReflectorInfo {
-        model: model.clone(),
-        base_sha256: crate::manifest::Manifest::find(model)
-            .map(|m| m.sha256)
-            .or_else(|| hash(model)),
-        adapter: cfg.reflector_adapter.clone(),
-        adapter_sha256: cfg.reflector_adapter.as_deref().and_then(hash),
-        temperature: cfg.reflector_temperature,
-        seed: cfg.reflector_seed,
-    }
-}
-
-/// Regenerates `records.jsonl` from every task's results: one record per reflection whose next
-/// trial has ended. Tasks are attempted in consecutive trials until solved, so a task's results
-/// are consecutive too.
-fn write_records(
-    history: &[Vec<TaskResult>],
-    reflector: Option<&ReflectorInfo>,
-    out: &Path,
-) -> Result<(), RunError> {
-    let mut records = Vec::new();
-    for results in history {
-        for pair in results.windows(2) {
-            let (this, next) = (&pair[0], &pair[1]);
-            // An empty reflection was shown to no trial: there is nothing to rate.
-            let Some(refl) = this
-                .reflection
-                .as_ref()
-                .filter(|r| !r.text.trim().is_empty())
-            else {
-                continue;
-            };
-            let mut record = RatingRecord::new(
-                &this.task_id,
-                this.trial,
-                &refl.prompt,
-                &refl.text,
-                this.episode_return,
-                next.episode_return,
-            );
-            // A chat reflection: the trainer templates it with its own model.
-            record.messages = refl.message.as_ref().map(|m| {
-                vec![
-                    ChatMessage::new("user", m.as_str()),
-                    ChatMessage::new("assistant", refl.text.as_str()),
-                ]
-            });
-            record.reflector = reflector.cloned();
-            records.push(record);
-        }
-    }
-    // By trial, then in task order (the sort is stable).
-    records.sort_by_key(|r| r.trial);
-    Ok(super::files::write_jsonl(
-        &out.join("records.jsonl"),
-        &records,
-    )?)
 }
 
 #[cfg(test)]

@@ -109,7 +109,8 @@ impl Evaluation for ToyEval {
         progress: &mut dyn Progress,
     ) -> Result<EvalReport, EnvError> {
         let mut session = models.session(models.actor, 1, 0)?;
-        let mut reflector = LlmReflector::new(models.reflector_session(1, 0)?, Box::new(Plan), 8);
+        let mut reflector =
+            LlmReflector::new(models.reflector_session(1, 0, true)?, Box::new(Plan), 8);
         let mut agent = ToyAgent {
             tasks: &self.tasks,
             session: session.as_mut(),

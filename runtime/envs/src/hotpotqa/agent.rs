@@ -6,14 +6,17 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::context::context_for;
-use super::react::{run_episode, EpisodeRun, ReactConfig};
+use super::cot::CotRun;
+use super::react::{EpisodeOutcome, EpisodeRun, ReactConfig};
 use super::{Docstore, Episode, Question};
 use retroformer::agent::reflect::{Failure, Reflection};
 use retroformer::agent::runner::{
-    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
+    run_trials, Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+    TrialSummary,
 };
 use retroformer::agent::{AgentError, Strategy};
 use retroformer_core::memory::ReflectionMemory;
+use retroformer_llm::{GenerateRequest, Generation, LanguageModel};
 
 /// HotPotQA's own settings of a run, saved in `run.json` beside the runner's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,7 +108,7 @@ pub fn run(
     models: HotpotqaModels<'_>,
     cfg: &RunConfig,
     out: &Path,
-    on_task: &mut dyn FnMut(&TaskResult),
+    on_task: &mut (dyn FnMut(&TaskResult) + Send),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let strategy = cfg.parsed_strategy()?;
     let settings = HotpotqaSettings::of(cfg)?;
@@ -203,29 +206,21 @@ fn attempt_from(outcome: super::react::EpisodeOutcome, answer: Option<&str>) -> 
 
 impl TrialAgent for HotpotqaAgent<'_, '_> {
     fn parallelism(&self) -> usize {
-        // Only ReAct's episodes are chains of calls that share a session's lanes.
-        if self.cfg.agent == "react" {
-            self.agents.parallel.max(1)
-        } else {
-            1
-        }
+        self.agents.parallel.max(1)
     }
 
-    fn attempt_many(
+    fn attempt_stream(
         &mut self,
         tasks: &[(usize, &[TaskResult])],
         trial: u32,
-    ) -> Result<Vec<Attempt>, RunError> {
+        done: &mut AttemptDone<'_>,
+    ) -> Result<(), RunError> {
         if self.parallelism() <= 1 || tasks.len() <= 1 {
-            return tasks
-                .iter()
-                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
-                .collect();
+            for (k, (i, earlier)) in tasks.iter().enumerate() {
+                done(k, self.attempt(*i, earlier, trial)?)?;
+            }
+            return Ok(());
         }
-        let contexts: Vec<String> = tasks
-            .iter()
-            .map(|(i, earlier)| self.context(*i, earlier))
-            .collect();
         let own: Vec<Option<Docstore>> = tasks
             .iter()
             .map(|(i, _)| {
@@ -245,34 +240,31 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
                 Episode::new(&self.questions[*i], store)
             })
             .collect();
-        let mut runs: Vec<EpisodeRun> = episodes
+        let mut runs: Vec<Option<Run>> = tasks
             .iter()
-            .zip(&contexts)
-            .zip(tasks)
-            .map(|((ep, context), (i, _))| {
-                let id = &self.questions[*i].id;
-                EpisodeRun::start(ep, context, trial, self.cfg.actor_sampling(id, trial))
-            })
+            .zip(&episodes)
+            .map(|((i, earlier), ep)| Some(self.start(*i, earlier, ep, trial)))
             .collect();
         let actor = self.agents.actor;
         let react = &self.react;
         // Every episode is a chain of requests: each reply asks for the next Thought or
         // Action, which extends the same prompt (so it continues in its lane, on its KV).
-        retroformer::agent::run_chains::<AgentError>(
-            &mut *self.agents.session,
-            runs.len(),
-            |k, g| {
-                if let Some(g) = g {
-                    runs[k].absorb(&mut episodes[k], &g);
-                }
-                runs[k].request(actor, react)
-            },
-        )?;
-        Ok(runs
-            .into_iter()
-            .zip(&episodes)
-            .map(|(run, ep)| attempt_from(run.finish(ep), ep.answer()))
-            .collect())
+        // An episode is saved as soon as it ends.
+        retroformer::agent::run_chains::<RunError>(&mut *self.agents.session, runs.len(), |k, g| {
+            let run = runs[k]
+                .as_mut()
+                .expect("a chain asks nothing after its end");
+            if let Some(g) = g {
+                run.absorb(&mut episodes[k], &g);
+            }
+            let next = run.request(actor, react)?;
+            if next.is_none() {
+                let run = runs[k].take().expect("the chain's run");
+                let outcome = run.finish(&mut episodes[k]);
+                done(k, attempt_from(outcome, episodes[k].answer()))?;
+            }
+            Ok(next)
+        })
     }
 
     fn attempt(
@@ -290,31 +282,13 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
                 &own
             }
         };
-        let context = self.context(i, earlier);
-        let actor = self.agents.actor;
         let mut episode = Episode::new(q, store);
-        let session = &mut *self.agents.session;
-        let sampling = self.cfg.actor_sampling(&q.id, trial);
-        let outcome = match self.cfg.agent.as_str() {
-            "react" => run_episode(
-                actor,
-                session,
-                &mut episode,
-                &context,
-                trial,
-                &self.react,
-                &sampling,
-            )?,
-            agent => super::cot::run_episode(
-                session,
-                &mut episode,
-                agent == "cot-context",
-                &context,
-                trial,
-                self.react.max_tokens_per_call,
-                &sampling,
-            )?,
-        };
+        let mut run = self.start(i, earlier, &episode, trial);
+        while let Some(req) = run.request(self.agents.actor, &self.react)? {
+            let g = self.agents.session.generate(&req, &mut |_| true)?;
+            run.absorb(&mut episode, &g);
+        }
+        let outcome = run.finish(&mut episode);
         Ok(attempt_from(outcome, episode.answer()))
     }
 
@@ -355,7 +329,57 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
     }
 }
 
+/// One HotPotQA episode in a stream: ReAct's or chain of thought's.
+enum Run {
+    React(EpisodeRun),
+    Cot(CotRun),
+}
+
+impl Run {
+    fn request(
+        &mut self,
+        actor: &dyn LanguageModel,
+        react: &ReactConfig,
+    ) -> Result<Option<GenerateRequest>, AgentError> {
+        match self {
+            Run::React(r) => r.request(actor, react),
+            Run::Cot(r) => Ok(r.request()),
+        }
+    }
+
+    fn absorb(&mut self, episode: &mut Episode<'_>, g: &Generation) {
+        match self {
+            Run::React(r) => r.absorb(episode, g),
+            Run::Cot(r) => r.absorb(g),
+        }
+    }
+
+    fn finish(self, episode: &mut Episode<'_>) -> EpisodeOutcome {
+        match self {
+            Run::React(r) => r.finish(episode),
+            Run::Cot(r) => r.finish(episode),
+        }
+    }
+}
+
 impl HotpotqaAgent<'_, '_> {
+    /// Task `i`'s episode on `episode` in `trial`, told what its `earlier` results say.
+    fn start(&self, i: usize, earlier: &[TaskResult], episode: &Episode<'_>, trial: u32) -> Run {
+        let context = self.context(i, earlier);
+        let sampling = self.cfg.actor_sampling(&self.questions[i].id, trial);
+        match self.cfg.agent.as_str() {
+            "react" => Run::React(EpisodeRun::start(episode, &context, trial, sampling)),
+            agent => Run::Cot(CotRun::start(
+                episode,
+                agent == "cot-context",
+                &context,
+                trial,
+                self.react.max_tokens_per_call,
+                &sampling,
+            )),
+        }
+    }
+
     /// What the reflection prompt shows as question `i`'s task: the question for ReAct; for
     /// chain of thought as the published prompt shows it, after the context where it had one.
     fn reflection_task(&self, i: usize) -> String {

@@ -1,29 +1,30 @@
 //! What a HotPotQA trial is told about earlier trials (Reflexion's strategies, in our wording),
-//! and the one-line model call that ReAct and CoT make for each Thought and Action.
+//! and the one-line model call that ReAct and CoT make for each Thought and Action (as
+//! Reflexion's agents call the model).
 
-use retroformer::agent::{AgentError, Strategy};
+use retroformer::agent::Strategy;
 use retroformer_core::memory::ReflectionMemory;
 use retroformer_core::trajectory::Step;
-use retroformer_llm::{GenerateRequest, SamplingParams, Session};
+use retroformer_llm::{GenerateRequest, Generation, SamplingParams};
 
-/// One LLM call that stops at the end of the line (as Reflexion's agents call the model for
-/// each Thought and Action), with `sampling`; its token counts are added to `step`. Returns the
-/// trimmed text.
-pub(crate) fn line_call(
-    session: &mut dyn Session,
+/// A request for one line (it stops at a newline; special tokens in `prompt` stay text).
+pub(crate) fn line_request(
     prompt: String,
     max_tokens: u32,
     sampling: SamplingParams,
-    step: &mut Step,
-) -> Result<String, AgentError> {
+) -> GenerateRequest {
     let mut req = GenerateRequest::new(prompt, max_tokens).stop("\n");
     req.parse_special = false;
     req.sampling = sampling;
-    let g = session.generate(&req, &mut |_| true)?;
+    req
+}
+
+/// The line `g` generated, trimmed; its token counts are added to `step`'s.
+pub(crate) fn absorb_line(step: &mut Step, g: &Generation) -> String {
     step.reused_tokens += g.stats.reused_tokens;
     step.evaluated_tokens += g.stats.evaluated_tokens;
     step.generated_tokens += g.stats.generated_tokens;
-    Ok(g.text.trim().to_string())
+    g.text.trim().to_string()
 }
 
 /// The sampling of an episode's `k`-th model call: the episode's own (see

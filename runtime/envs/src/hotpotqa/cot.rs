@@ -3,9 +3,9 @@
 
 use crate::hotpotqa::{Episode, Question};
 use retroformer_core::trajectory::{Step, Trajectory};
-use retroformer_llm::{SamplingParams, Session};
+use retroformer_llm::{GenerateRequest, Generation, SamplingParams, Session};
 
-use super::context::{call_sampling, line_call};
+use super::context::{absorb_line, call_sampling, line_request};
 use super::react::EpisodeOutcome;
 use retroformer::agent::AgentError;
 
@@ -79,42 +79,109 @@ pub fn run_episode(
     max_tokens: u32,
     sampling: &SamplingParams,
 ) -> Result<EpisodeOutcome, AgentError> {
-    let q = episode.question().clone();
-    let gold = with_context.then(|| gold_context(&q));
-    let mut pad = String::new();
-    let mut step = Step::default();
-    let mut outputs = Vec::new();
-    for (k, label) in ["\nThought:", "\nAction:"].into_iter().enumerate() {
-        pad.push_str(label);
-        let text = prompt(gold.as_deref(), earlier, &q.question, &pad);
-        let call = call_sampling(sampling, k as u32);
-        let out = line_call(session, text, max_tokens, call, &mut step)?;
-        pad.push(' ');
-        pad.push_str(&out);
-        outputs.push(out);
+    let mut run = CotRun::start(episode, with_context, earlier, trial, max_tokens, sampling);
+    while let Some(req) = run.request() {
+        let g = session.generate(&req, &mut |_| true)?;
+        run.absorb(&g);
     }
-    let action = outputs.pop().unwrap_or_default();
-    let thought = outputs.pop().unwrap_or_default();
-    // Only Finish counts; anything else ends the (single-step) episode unanswered.
-    let observation = if action.starts_with("Finish[") {
-        episode.step(&action).observation
-    } else {
-        "Invalid action type, please try again.".to_string()
-    };
-    pad.push_str(&format!("\nObservation: {observation}"));
-    step.thought = thought;
-    step.action = action;
-    step.observation = observation;
-    let mut trajectory = Trajectory::new(q.id.clone(), trial);
-    trajectory.push(step);
-    trajectory.success = episode.success();
-    trajectory.episode_return = if trajectory.success { 1.0 } else { 0.0 };
-    let halted = episode.answer().is_none();
-    Ok(EpisodeOutcome {
-        trajectory,
-        scratchpad: pad,
-        halted,
-    })
+    Ok(run.finish(episode))
+}
+
+/// The calls of a CoT episode, in order.
+const LABELS: [&str; 2] = ["\nThought:", "\nAction:"];
+
+/// One CoT episode as a state machine (as ReAct's [`super::react::EpisodeRun`]): the request
+/// for the Thought, then for the Action, whose prompt extends the Thought's (so a stream
+/// continues it in its lane, on its KV).
+#[derive(Debug)]
+pub struct CotRun {
+    question: Question,
+    gold: Option<String>,
+    earlier: String,
+    trial: u32,
+    max_tokens: u32,
+    sampling: SamplingParams,
+    pad: String,
+    step: Step,
+    outputs: Vec<String>,
+}
+
+impl CotRun {
+    /// An episode on `episode`'s question, with its gold context when `with_context`, told
+    /// `earlier` about earlier trials.
+    pub fn start(
+        episode: &Episode<'_>,
+        with_context: bool,
+        earlier: &str,
+        trial: u32,
+        max_tokens: u32,
+        sampling: &SamplingParams,
+    ) -> Self {
+        let question = episode.question().clone();
+        Self {
+            gold: with_context.then(|| gold_context(&question)),
+            question,
+            earlier: earlier.to_string(),
+            trial,
+            max_tokens,
+            sampling: sampling.clone(),
+            pad: String::new(),
+            step: Step::default(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// The next call's request, or `None` after the Action. Call [`CotRun::absorb`] with the
+    /// reply before asking again.
+    pub fn request(&mut self) -> Option<GenerateRequest> {
+        let k = self.outputs.len();
+        let label = LABELS.get(k)?;
+        self.pad.push_str(label);
+        let text = prompt(
+            self.gold.as_deref(),
+            &self.earlier,
+            &self.question.question,
+            &self.pad,
+        );
+        Some(line_request(
+            text,
+            self.max_tokens,
+            call_sampling(&self.sampling, k as u32),
+        ))
+    }
+
+    /// Takes the model's reply to the last request.
+    pub fn absorb(&mut self, g: &Generation) {
+        let out = absorb_line(&mut self.step, g);
+        self.pad.push(' ');
+        self.pad.push_str(&out);
+        self.outputs.push(out);
+    }
+
+    /// How it ended: the Action is carried out in `episode`.
+    pub fn finish(mut self, episode: &mut Episode<'_>) -> EpisodeOutcome {
+        let action = self.outputs.pop().unwrap_or_default();
+        let thought = self.outputs.pop().unwrap_or_default();
+        // Only Finish counts; anything else ends the (single-step) episode unanswered.
+        let observation = if action.starts_with("Finish[") {
+            episode.step(&action).observation
+        } else {
+            "Invalid action type, please try again.".to_string()
+        };
+        self.pad.push_str(&format!("\nObservation: {observation}"));
+        self.step.thought = thought;
+        self.step.action = action;
+        self.step.observation = observation;
+        let mut trajectory = Trajectory::new(self.question.id.clone(), self.trial);
+        trajectory.push(self.step);
+        trajectory.success = episode.success();
+        trajectory.episode_return = if trajectory.success { 1.0 } else { 0.0 };
+        EpisodeOutcome {
+            trajectory,
+            scratchpad: self.pad,
+            halted: episode.answer().is_none(),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -185,16 +185,10 @@ impl Evaluation for HotpotqaEval {
         progress: &mut dyn Progress,
     ) -> Result<EvalReport, EnvError> {
         let cfg = &self.cfg;
-        // Only ReAct's episodes are chains of calls that share a session's lanes.
-        let wanted = if cfg.agent == "react" {
-            self.parallel
-        } else {
-            1
-        };
-        let (lanes, lane_tokens) = models.lanes(wanted, LANE_TOKENS);
+        let (lanes, lane_tokens) = models.lanes(self.parallel, LANE_TOKENS);
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, lane_tokens)?,
+            models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,
             Box::new(HotpotqaReflection {
                 frame: ChatFrame::of(models.reflector),
                 kind: ReflectionKind::of_agent(&cfg.agent),

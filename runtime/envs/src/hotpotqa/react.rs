@@ -10,7 +10,7 @@ use crate::hotpotqa::Episode;
 use retroformer_core::trajectory::{Step, Trajectory};
 use retroformer_llm::{GenerateRequest, Generation, LanguageModel, SamplingParams, Session};
 
-use super::context::call_sampling;
+use super::context::{absorb_line, call_sampling, line_request};
 
 use retroformer::agent::AgentError;
 
@@ -165,9 +165,11 @@ impl EpisodeRun {
             self.over = true;
             return Ok(None);
         }
-        let mut req = GenerateRequest::new(text, cfg.max_tokens_per_call).stop("\n");
-        req.parse_special = false;
-        req.sampling = call_sampling(&self.sampling, self.calls);
+        let req = line_request(
+            text,
+            cfg.max_tokens_per_call,
+            call_sampling(&self.sampling, self.calls),
+        );
         self.calls += 1;
         Ok(Some(req))
     }
@@ -175,10 +177,7 @@ impl EpisodeRun {
     /// Takes the model's reply to the last request: a Thought, or an Action that is carried
     /// out in `episode`.
     pub fn absorb(&mut self, episode: &mut Episode<'_>, g: &Generation) {
-        self.step.reused_tokens += g.stats.reused_tokens;
-        self.step.evaluated_tokens += g.stats.evaluated_tokens;
-        self.step.generated_tokens += g.stats.generated_tokens;
-        let out = g.text.trim().to_string();
+        let out = absorb_line(&mut self.step, g);
         self.pad.push(' ');
         self.pad.push_str(&out);
         match self.phase {

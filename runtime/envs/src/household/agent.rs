@@ -12,8 +12,10 @@
 
 use super::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
 use retroformer::agent::reflect::{Failure, Reflection, Reflector};
-use retroformer::agent::runner::{Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent};
-use retroformer::agent::{run_chains, AgentError};
+use retroformer::agent::run_chains;
+use retroformer::agent::runner::{
+    Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+};
 use retroformer_llm::{SamplingParams, Session};
 
 pub use super::episode::{
@@ -215,19 +217,21 @@ impl TrialAgent for HouseholdAgent<'_> {
         }
     }
 
-    fn attempt_many(
+    fn attempt_stream(
         &mut self,
         tasks: &[(usize, &[TaskResult])],
         trial: u32,
-    ) -> Result<Vec<Attempt>, RunError> {
+        done: &mut AttemptDone<'_>,
+    ) -> Result<(), RunError> {
         if self.parallelism() <= 1 || tasks.len() <= 1 {
-            return tasks
-                .iter()
-                .map(|(i, earlier)| self.attempt(*i, earlier, trial))
-                .collect();
+            for (k, (i, earlier)) in tasks.iter().enumerate() {
+                done(k, self.attempt(*i, earlier, trial)?)?;
+            }
+            return Ok(());
         }
         // Every episode is a chain of requests: each action's reply asks for the next one,
-        // which extends the same prompt (so it continues in the same lane, on its KV).
+        // which extends the same prompt (so it continues in the same lane, on its KV). An
+        // episode is saved as soon as it ends.
         let mut envs = Vec::with_capacity(tasks.len());
         let mut runs = Vec::with_capacity(tasks.len());
         for (i, earlier) in tasks {
@@ -235,21 +239,26 @@ impl TrialAgent for HouseholdAgent<'_> {
             let memory = self.plans(earlier);
             let mut env = HouseholdEnv::new(&self.specs[*i]);
             let sampling = self.sampling(*i, trial);
-            runs.push(EpisodeRun::start(&mut env, &examples, &memory, sampling));
+            runs.push(Some(EpisodeRun::start(
+                &mut env, &examples, &memory, sampling,
+            )));
             envs.push(env);
         }
         let cfg = self.cfg.clone();
-        run_chains::<AgentError>(&mut *self.session, runs.len(), |k, g| {
+        run_chains::<RunError>(&mut *self.session, runs.len(), |k, g| {
+            let run = runs[k]
+                .as_mut()
+                .expect("a chain asks nothing after its end");
             if let Some(g) = g {
-                runs[k].absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
+                run.absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
             }
-            Ok(runs[k].request(&envs[k], &cfg))
-        })?;
-        Ok(runs
-            .into_iter()
-            .zip(&envs)
-            .map(|(r, env)| r.finish(env).into())
-            .collect())
+            let next = run.request(&envs[k], &cfg);
+            if next.is_none() {
+                let run = runs[k].take().expect("the chain's run");
+                done(k, run.finish(&envs[k]).into())?;
+            }
+            Ok(next)
+        })
     }
 
     fn reflect_many(

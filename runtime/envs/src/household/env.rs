@@ -146,7 +146,7 @@ impl Evaluation for HouseholdEval {
         let (lanes, lane_tokens) = models.lanes(self.parallel, LANE_TOKENS);
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, lane_tokens)?,
+            models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,
             Box::new(HouseholdReflection::new(ChatFrame::of(models.reflector))),
             REFLECTION_TOKENS,
         )
@@ -175,8 +175,9 @@ impl Evaluation for HouseholdEval {
             ..HouseholdConfig::default()
         };
         // The live view (the progress's details) shows one episode's steps at a time.
-        let progress = std::cell::RefCell::new(progress);
-        let live = progress.borrow().wants_details();
+        // (A mutex, not a cell: the runner's callback may run on the session's thread.)
+        let progress = std::sync::Mutex::new(progress);
+        let live = lock(&progress).wants_details();
         let mut agent = HouseholdAgent::new(
             &self.specs,
             session.as_mut(),
@@ -188,13 +189,11 @@ impl Evaluation for HouseholdEval {
         .parallel(lanes as usize);
         if live {
             agent = agent.on_step(|action, observation| {
-                progress
-                    .borrow_mut()
-                    .detail(&format!("> {action}\n{observation}"));
+                lock(&progress).detail(&format!("> {action}\n{observation}"));
             });
         }
         let summaries = run_trials(&tasks, &mut agent, cfg, &self.out, &mut |r| {
-            let mut p = progress.borrow_mut();
+            let mut p = lock(&progress);
             if live {
                 let verdict = if r.success { "solved" } else { "failed" };
                 p.detail(&format!("[trial {} {}: {verdict}]", r.trial + 1, r.task_id));
@@ -209,4 +208,9 @@ impl Evaluation for HouseholdEval {
             &self.out,
         ))
     }
+}
+
+/// The progress behind `m`, even if a holder panicked (it only draws).
+fn lock<'a, T>(m: &'a std::sync::Mutex<T>) -> std::sync::MutexGuard<'a, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -171,7 +171,7 @@ impl Evaluation for HumanevalEval {
         // session; otherwise the actor reflects in its session, as Reflexion does.
         let own = cfg.reflector != "actor" || models.reflector_adapter.is_some();
         let mut reflector_session = if own {
-            Some(models.reflector_session(1, 0)?)
+            Some(models.reflector_session(1, 0, true)?)
         } else {
             None
         };

@@ -80,7 +80,7 @@ const FLAGS: &[Flag] = &[
     },
     Flag {
         name: "batch",
-        help: "Problems solved together: each turn of all of them, and all their parallel samples, decode as one batch (about 2.3x the tokens per second at 4 sequences and 2.9x at 8 with Qwen2.5-Coder-0.5B on 2 cores; `cargo bench --bench batch`). 1: one at a time. Default: 8, or what the run being resumed in --out used.",
+        help: "Problems in flight together, with all their parallel samples: one session's lanes, refilled as attempts end, each problem saved as it ends (about 2.9x one sequence's decode at 32 sequences with Qwen2.5-Coder-0.5B on 2 cores; `cargo bench --bench throughput`). At most as many as a quarter of the free memory holds. 1: one at a time. Default: 32, or what the run being resumed in --out used.",
         kind: FlagKind::Value { default: None },
     },
 ];
@@ -152,7 +152,7 @@ impl Environment for MathEnv {
         cfg.batch = match o.get::<u32>("batch")? {
             Some(0) => return Err(EnvError::setting("batch", "must be at least 1")),
             Some(b) => b,
-            None => resumed_batch(&plan.out)?.unwrap_or(8),
+            None => resumed_batch(&plan.out)?.unwrap_or(crate::DEFAULT_PARALLEL),
         };
         let mut problems = load(self.dataset, plan.data.as_deref(), "test")?;
         if let Some(n) = plan.limit {
@@ -253,7 +253,7 @@ struct MathEval {
 impl MathEval {
     /// Lanes and context for attempts decoded together: `batch` problems' sequential turns
     /// (each up to the prompt, `window` earlier attempts and its own) or their `samples`
-    /// parallel samples each. Groups that do not fit the context are split.
+    /// parallel samples each; what the memory does not hold waits for a lane.
     fn lanes(&self, models: &Models<'_>) -> (u32, u32) {
         let c = &self.cfg;
         if c.batch <= 1 {
@@ -269,7 +269,11 @@ impl MathEval {
             lanes = lanes.max(c.batch.saturating_mul(c.samples));
             per_lane = per_lane.max(lane_tokens(1, c.max_tokens));
         }
-        models.profile.lanes(lanes, per_lane)
+        let cells = models.profile.batch_cells(
+            models.actor.kv_bytes_per_token(),
+            retroformer_core::rss::available_bytes(),
+        );
+        models.profile.lanes(lanes, per_lane, cells)
     }
 }
 

@@ -16,7 +16,8 @@ use super::rise::{self, MathAgent};
 use super::{extract_answer, Dataset, MathProblem};
 use retroformer::agent::reflect::{ChatFrame, Failure, Reflection, ReflectionPrompt};
 use retroformer::agent::runner::{
-    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
+    run_trials, Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+    TrialSummary,
 };
 use retroformer::agent::Strategy;
 use retroformer_core::trajectory::Step;
@@ -207,7 +208,7 @@ pub fn run(
     models: RetryModels<'_>,
     cfg: &RunConfig,
     out: &std::path::Path,
-    on_task: &mut dyn FnMut(&TaskResult),
+    on_task: &mut (dyn FnMut(&TaskResult) + Send),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let settings = RetrySettings::of(cfg)?;
     let mut agent = RetryAgent {
@@ -289,6 +290,33 @@ impl TrialAgent for RetryAgent<'_, '_> {
         };
         let made = agent.attempts(&jobs, self.settings.max_tokens)?;
         Ok(made.into_iter().map(attempt_of).collect())
+    }
+
+    fn attempt_stream(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+        done: &mut AttemptDone<'_>,
+    ) -> Result<(), RunError> {
+        let problems = self.problems;
+        let jobs: Vec<rise::Job<'_>> = tasks
+            .iter()
+            .map(|(i, earlier)| {
+                let p = &problems[*i];
+                (
+                    p,
+                    self.messages(*i, earlier),
+                    self.cfg.actor_sampling(&p.id, trial),
+                )
+            })
+            .collect();
+        let mut agent = MathAgent {
+            model: self.models.actor,
+            session: &mut *self.models.session,
+        };
+        agent.attempt_stream(&jobs, self.settings.max_tokens, &mut |k, a| {
+            done(k, attempt_of(a))
+        })
     }
 
     fn reflect(

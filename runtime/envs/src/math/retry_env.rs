@@ -129,7 +129,7 @@ impl Evaluation for RetryEval {
         let (lanes, per_lane) = models.lanes(self.parallel, lane_tokens(settings.max_tokens));
         let mut session = models.session(models.actor, lanes, per_lane)?;
         let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, per_lane)?,
+            models.reflector_session(lanes, per_lane, trials::reflects(cfg))?,
             Box::new(RetryReflection {
                 frame: ChatFrame::of(models.reflector),
             }),

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use super::{extract_answer, reward, Dataset, MathProblem};
 use retroformer::agent::runner;
 use retroformer::agent::{files, AgentError};
-use retroformer_llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
+use retroformer_llm::{
+    CancelToken, ChatMessage, GenerateRequest, Generation, LanguageModel, LlmError, SamplingParams,
+    Session,
+};
 
 /// One attempt to make: the problem, the conversation so far and the sampler.
 pub type Job<'p> = (&'p MathProblem, Vec<ChatMessage>, SamplingParams);
@@ -114,8 +117,8 @@ pub struct RiseConfig {
     pub trials: u32,
     /// The model.
     pub actor: String,
-    /// Problems solved together: each turn's attempts (and all their parallel samples) go to
-    /// the session in one [`Session::generate_batch`] call. 1 (runs before this setting
+    /// Problems in flight together: the session's lanes hold this many problems' attempts (and
+    /// all their parallel samples), continuously refilled. 1 (runs before this setting
     /// existed) attempts one at a time; batched results may differ in the last float bits.
     #[serde(default = "one")]
     pub batch: u32,
@@ -297,12 +300,7 @@ impl MathAgent<'_> {
         jobs: &[Job<'_>],
         max_tokens: u32,
     ) -> Result<Vec<Attempt>, AgentError> {
-        let mut reqs = Vec::with_capacity(jobs.len());
-        for (_, msgs, sampling) in jobs {
-            let mut req = GenerateRequest::new(self.model.chat_prompt(msgs, true)?, max_tokens);
-            req.sampling = sampling.clone();
-            reqs.push(req);
-        }
+        let reqs = self.requests(jobs, max_tokens)?;
         let start = Instant::now();
         let gens = self.session.generate_batch(&reqs)?;
         let batch_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -310,22 +308,79 @@ impl MathAgent<'_> {
             .iter()
             .zip(gens)
             .map(|((problem, _, _), g)| {
-                let response = g.text.trim().to_string();
-                Attempt {
-                    answer: extract_answer(problem.dataset, &response),
-                    reward: reward(problem, &response),
-                    response,
-                    evaluated_tokens: g.stats.evaluated_tokens,
-                    reused_tokens: g.stats.reused_tokens,
-                    generated_tokens: g.stats.generated_tokens,
-                    ms: if jobs.len() == 1 {
-                        batch_ms
-                    } else {
-                        g.stats.total_ms
-                    },
-                }
+                let ms = if jobs.len() == 1 {
+                    batch_ms
+                } else {
+                    g.stats.total_ms
+                };
+                attempt_of(problem, &g, ms)
             })
             .collect())
+    }
+
+    /// Several attempts through one [`Session::generate_stream`], each handed to `done` with
+    /// its position in `jobs` as soon as it ends. The first error (a request's, or `done`'s)
+    /// cancels the requests still running and is returned.
+    pub fn attempt_stream<E: From<LlmError> + Send>(
+        &mut self,
+        jobs: &[Job<'_>],
+        max_tokens: u32,
+        done: &mut (dyn FnMut(usize, Attempt) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
+        let cancel = CancelToken::new();
+        let first = self
+            .requests(jobs, max_tokens)
+            .map_err(|AgentError::Llm(e)| E::from(e))?
+            .into_iter()
+            .enumerate()
+            .map(|(k, mut req)| {
+                req.cancel = Some(cancel.clone());
+                (k as u64, req)
+            })
+            .collect();
+        let mut failed: Option<E> = None;
+        self.session.generate_stream(first, &mut |key, g| {
+            if failed.is_some() {
+                return Vec::new();
+            }
+            let k = key as usize;
+            let r = g
+                .map_err(E::from)
+                .and_then(|g| done(k, attempt_of(jobs[k].0, &g, g.stats.total_ms)));
+            if let Err(e) = r {
+                cancel.cancel();
+                failed = Some(e);
+            }
+            Vec::new()
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The requests of `jobs`: each one's chat prompt and sampler.
+    fn requests(
+        &self,
+        jobs: &[Job<'_>],
+        max_tokens: u32,
+    ) -> Result<Vec<GenerateRequest>, AgentError> {
+        let mut reqs = Vec::with_capacity(jobs.len());
+        for (_, msgs, sampling) in jobs {
+            reqs.push(request(self.model, msgs, sampling.clone(), max_tokens)?);
+        }
+        Ok(reqs)
+    }
+}
+
+/// The attempt at `problem` that generation `g` makes, `ms` long.
+fn attempt_of(problem: &MathProblem, g: &Generation, ms: f64) -> Attempt {
+    let response = g.text.trim().to_string();
+    Attempt {
+        answer: extract_answer(problem.dataset, &response),
+        reward: reward(problem, &response),
+        response,
+        evaluated_tokens: g.stats.evaluated_tokens,
+        reused_tokens: g.stats.reused_tokens,
+        generated_tokens: g.stats.generated_tokens,
+        ms,
     }
 }
 
@@ -375,79 +430,123 @@ pub fn solve(
     Ok(solve_many(&[problem], cfg, solver)?.remove(0))
 }
 
-/// RISE inference on several problems together: each sequential turn of all of them is one
-/// batch, and so are all their parallel samples. Each problem's `wall_ms` is the batch's wall
-/// time divided by its problems.
+/// RISE inference on several problems together (see [`solve_stream`]), in order.
 pub fn solve_many(
     problems: &[&MathProblem],
     cfg: &RiseConfig,
     solver: &mut MathAgent<'_>,
 ) -> Result<Vec<RiseResult>, AgentError> {
-    let start = Instant::now();
+    let mut out: Vec<Option<RiseResult>> = vec![None; problems.len()];
+    solve_stream(problems, cfg, solver, &mut |i, r| {
+        out[i] = Some(r);
+        Ok::<(), AgentError>(())
+    })?;
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// RISE inference on several problems through one [`Session::generate_stream`] (continuous
+/// batching): each problem's sequential turns are a chain of requests (a turn's prompt extends
+/// the last one's, so it continues in its lane, on its KV) and each parallel sample a request
+/// of its own; none waits for another problem's. A problem is handed to `done` with its
+/// position in `problems` as soon as its last attempt ends; its `wall_ms` is the time since the
+/// previous problem ended. The first error (a request's, or `done`'s) stops the stream.
+pub fn solve_stream<E: From<LlmError> + Send>(
+    problems: &[&MathProblem],
+    cfg: &RiseConfig,
+    solver: &mut MathAgent<'_>,
+    done: &mut (dyn FnMut(usize, RiseResult) -> Result<(), E> + Send),
+) -> Result<(), E> {
     let mode = cfg.mode();
-    let mut sequential: Vec<Vec<Attempt>> = vec![Vec::new(); problems.len()];
-    if matches!(mode, Mode::Sequential | Mode::Both) {
-        for t in 0..cfg.turns {
-            // The feedback is always "incorrect": the turns never learn the reward.
-            let jobs: Vec<Job<'_>> = problems
-                .iter()
-                .zip(&sequential)
-                .map(|(p, done)| {
-                    let texts: Vec<String> = done.iter().map(|a| a.response.clone()).collect();
-                    (
-                        *p,
-                        messages(&p.question, &texts, cfg.window),
-                        sampling(
-                            cfg.sequential_temperature,
-                            cfg.top_p,
-                            problem_seed(cfg.seed, &p.id, t),
-                        ),
-                    )
-                })
-                .collect();
-            let made = solver.attempts(&jobs, cfg.max_tokens)?;
-            for (s, a) in sequential.iter_mut().zip(made) {
-                s.push(a);
+    let turns = if matches!(mode, Mode::Sequential | Mode::Both) {
+        cfg.turns as usize
+    } else {
+        0
+    };
+    let samples = if matches!(mode, Mode::Parallel | Mode::Both) {
+        cfg.samples as usize
+    } else {
+        0
+    };
+    // Chain 0 of a problem is its sequential turns, chains 1..=samples its parallel samples.
+    let per = 1 + samples;
+    let n = problems.len();
+    let mut sequential: Vec<Vec<Attempt>> = vec![Vec::new(); n];
+    let mut parallel: Vec<Vec<Option<Attempt>>> = vec![vec![None; samples]; n];
+    let mut open: Vec<usize> = vec![usize::from(turns > 0) + samples; n];
+    let model = solver.model;
+    let mut last = Instant::now();
+    retroformer::agent::run_chains::<E>(&mut *solver.session, n * per, |k, g| {
+        let (i, c) = (k / per, k % per);
+        let p = problems[i];
+        let started = g.is_some();
+        if let Some(g) = g {
+            let a = attempt_of(p, &g, g.stats.total_ms);
+            if c == 0 {
+                sequential[i].push(a);
+            } else {
+                parallel[i][c - 1] = Some(a);
             }
         }
-    }
-    let mut parallel: Vec<Vec<Attempt>> = vec![Vec::new(); problems.len()];
-    if matches!(mode, Mode::Parallel | Mode::Both) {
-        let jobs: Vec<Job<'_>> = problems
-            .iter()
-            .flat_map(|p| {
-                (0..cfg.samples).map(move |k| {
-                    (
-                        *p,
-                        messages(&p.question, &[], cfg.window),
-                        sampling(
-                            cfg.parallel_temperature,
-                            cfg.top_p,
-                            problem_seed(cfg.seed, &p.id, 1000 + k),
-                        ),
-                    )
-                })
-            })
-            .collect();
-        let mut made = solver.attempts(&jobs, cfg.max_tokens)?.into_iter();
-        for par in &mut parallel {
-            par.extend(made.by_ref().take(cfg.samples as usize));
+        let next = if c == 0 && sequential[i].len() < turns {
+            // The feedback is always "incorrect": the turns never learn the reward.
+            let t = sequential[i].len();
+            let texts: Vec<String> = sequential[i].iter().map(|a| a.response.clone()).collect();
+            let seed = problem_seed(cfg.seed, &p.id, t as u32);
+            let s = sampling(cfg.sequential_temperature, cfg.top_p, seed);
+            Some(request(
+                model,
+                &messages(&p.question, &texts, cfg.window),
+                s,
+                cfg.max_tokens,
+            )?)
+        } else if c > 0 && !started {
+            let seed = problem_seed(cfg.seed, &p.id, 1000 + (c - 1) as u32);
+            let s = sampling(cfg.parallel_temperature, cfg.top_p, seed);
+            Some(request(
+                model,
+                &messages(&p.question, &[], cfg.window),
+                s,
+                cfg.max_tokens,
+            )?)
+        } else {
+            None
+        };
+        if next.is_none() && started {
+            open[i] -= 1;
+            if open[i] == 0 {
+                let now = Instant::now();
+                let wall_ms = now.duration_since(last).as_secs_f64() * 1e3;
+                last = now;
+                let sequential = std::mem::take(&mut sequential[i]);
+                let parallel: Vec<Attempt> = parallel[i].drain(..).flatten().collect();
+                done(
+                    i,
+                    RiseResult {
+                        format_version: FORMAT_VERSION,
+                        problem_id: p.id.clone(),
+                        gold: p.answer.clone(),
+                        metrics: metrics(&sequential, &parallel),
+                        sequential,
+                        parallel,
+                        wall_ms,
+                    },
+                )?;
+            }
         }
-    }
-    let wall_ms = start.elapsed().as_secs_f64() * 1e3 / problems.len().max(1) as f64;
-    Ok(problems
-        .iter()
-        .zip(sequential.into_iter().zip(parallel))
-        .map(|(p, (sequential, parallel))| RiseResult {
-            format_version: FORMAT_VERSION,
-            problem_id: p.id.clone(),
-            gold: p.answer.clone(),
-            metrics: metrics(&sequential, &parallel),
-            sequential,
-            parallel,
-            wall_ms,
-        })
-        .collect())
+        Ok(next)
+    })
+}
+
+/// The request for one attempt: `msgs` in `model`'s chat template, sampled with `sampling`.
+fn request(
+    model: &dyn LanguageModel,
+    msgs: &[ChatMessage],
+    sampling: SamplingParams,
+    max_tokens: u32,
+) -> Result<GenerateRequest, LlmError> {
+    let mut req = GenerateRequest::new(model.chat_prompt(msgs, true)?, max_tokens);
+    req.sampling = sampling;
+    Ok(req)
 }
 
 // ---- files ----------------------------------------------------------------------------------
@@ -491,7 +590,7 @@ pub fn run(
     cfg: &RiseConfig,
     out: &Path,
     solver: &mut MathAgent<'_>,
-    mut on_done: impl FnMut(&RiseResult),
+    mut on_done: impl FnMut(&RiseResult) + Send,
 ) -> Result<RiseSummary, RiseError> {
     claim_folder(out, cfg)?;
     let mut results: Vec<Option<RiseResult>> = Vec::with_capacity(problems.len());
@@ -505,14 +604,16 @@ pub fn run(
     let pending: Vec<usize> = (0..problems.len())
         .filter(|&i| results[i].is_none())
         .collect();
-    for chunk in pending.chunks(cfg.batch.max(1) as usize) {
-        let group: Vec<&MathProblem> = chunk.iter().map(|&i| &problems[i]).collect();
-        for (&i, r) in chunk.iter().zip(solve_many(&group, cfg, solver)?) {
-            write_json(&runner::task_path(out, 0, &problems[i].id), &r)?;
-            on_done(&r);
-            results[i] = Some(r);
-        }
-    }
+    // Every open problem goes to the stream at once; the session's lanes (`batch` problems'
+    // worth) bound how many run together. Each is saved as soon as it ends.
+    let group: Vec<&MathProblem> = pending.iter().map(|&i| &problems[i]).collect();
+    solve_stream(&group, cfg, solver, &mut |k, r| {
+        let i = pending[k];
+        write_json(&runner::task_path(out, 0, &problems[i].id), &r)?;
+        on_done(&r);
+        results[i] = Some(r);
+        Ok::<(), RiseError>(())
+    })?;
     let results: Vec<RiseResult> = results.into_iter().flatten().collect();
     let summary = summarize(&results, cfg.turns);
     write_json(&out.join("rise.json"), &summary)?;
@@ -551,238 +652,11 @@ pub fn summarize(results: &[RiseResult], turns: u32) -> RiseSummary {
     }
 }
 
-// ---- rollouts -------------------------------------------------------------------------------
-
-/// Settings of rollout collection (`run.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RolloutConfig {
-    /// Which checker.
-    pub dataset: Dataset,
-    /// Model per turn (the last repeats): e.g. a larger model first (distillation) or the
-    /// learner itself (self-distillation).
-    pub models: Vec<String>,
-    /// Samples per turn (the last repeats), e.g. `[1, 16]`.
-    pub samples: Vec<u32>,
-    /// Most turns.
-    pub turns: u32,
-    /// Turns each turn's context holds, itself included (RISE's `context_window`).
-    pub window: usize,
-    /// Sampling temperature.
-    pub temperature: f32,
-    /// Sampling top-p (runs before this setting: 0.95).
-    #[serde(default = "old_top_p")]
-    pub top_p: f32,
-    /// Tokens per attempt.
-    pub max_tokens: u32,
-    /// Base seed.
-    pub seed: u32,
-    /// [`FORMAT_VERSION`] (1 for runs before it was recorded): another version is not resumed.
-    #[serde(default = "one")]
-    pub format_version: u32,
-    /// Where a later turn's candidates are sampled: `History` (RISE: after the kept attempts
-    /// and the retry messages) or `Fresh` (from the question alone, as a first attempt). The
-    /// kept candidate goes into the dialogue after the history either way, so the training
-    /// sample is the same shape; `Fresh` only changes how candidates are found. It exists
-    /// because a small learner told "incorrect" mostly repeats its answer (see the README).
-    #[serde(default, skip_serializing_if = "Candidates::is_history")]
-    pub candidates: Candidates,
-}
-
-/// See [`RolloutConfig::candidates`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Candidates {
-    /// After the history (RISE).
-    #[default]
-    History,
-    /// From the question alone.
-    Fresh,
-}
-
-impl Candidates {
-    /// Parse a CLI name.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "history" => Some(Candidates::History),
-            "fresh" => Some(Candidates::Fresh),
-            _ => None,
-        }
-    }
-
-    fn is_history(&self) -> bool {
-        *self == Candidates::History
-    }
-}
-
-/// One turn of a rollout: every candidate, and the one kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RolloutTurn {
-    /// The model that sampled this turn.
-    pub model: String,
-    /// The candidates.
-    pub candidates: Vec<Attempt>,
-    /// Index of the kept candidate (the best reward; the first among equals).
-    pub chosen: usize,
-    /// Its reward.
-    pub reward: f32,
-}
-
-/// One problem's rollout (`rollouts/ID.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rollout {
-    /// [`FORMAT_VERSION`].
-    pub format_version: u32,
-    /// The problem.
-    pub problem_id: String,
-    /// The question.
-    pub question: String,
-    /// The gold answer.
-    pub gold: String,
-    /// The context window the turns were generated with (counting the turn being made; a
-    /// version-1 file's is converted when read).
-    pub window: usize,
-    /// The turns, until a correct one or the limit.
-    pub turns: Vec<RolloutTurn>,
-    /// The whole dialogue of kept answers: instruction, example, question, then each kept
-    /// answer followed by the observation it got (the retry message, or the success message).
-    pub dialogue: Vec<ChatMessage>,
-}
-
-/// The index of the best candidate (highest reward, first among equals).
-pub fn best_candidate(c: &[Attempt]) -> usize {
-    let mut best = 0;
-    for (i, a) in c.iter().enumerate() {
-        if a.reward > c[best].reward {
-            best = i;
-        }
-    }
-    best
-}
-
-/// Collect one rollout. `solvers[i]` samples turn i (the last repeats).
-pub fn collect(
-    problem: &MathProblem,
-    cfg: &RolloutConfig,
-    solvers: &mut [MathAgent<'_>],
-) -> Result<Rollout, RiseError> {
-    if solvers.is_empty() || cfg.samples.is_empty() {
-        return Err(RiseError::Config(
-            "rollouts need at least one model and one sample count".into(),
-        ));
-    }
-    let mut kept: Vec<String> = Vec::new();
-    let mut turns = Vec::new();
-    for t in 0..cfg.turns {
-        let i = (t as usize).min(solvers.len() - 1);
-        let n = cfg.samples[(t as usize).min(cfg.samples.len() - 1)].max(1);
-        let msgs = match cfg.candidates {
-            Candidates::History => messages(&problem.question, &kept, cfg.window),
-            Candidates::Fresh => messages(&problem.question, &[], cfg.window),
-        };
-        // The n candidates go to the session together (decoded as one batch where it can).
-        let jobs: Vec<Job<'_>> = (0..n)
-            .map(|k| {
-                let s = sampling(
-                    cfg.temperature,
-                    cfg.top_p,
-                    problem_seed(cfg.seed, &problem.id, t * 1000 + k),
-                );
-                (problem, msgs.clone(), s)
-            })
-            .collect();
-        let candidates = solvers[i].attempts(&jobs, cfg.max_tokens)?;
-        let chosen = best_candidate(&candidates);
-        let reward = candidates[chosen].reward;
-        kept.push(candidates[chosen].response.clone());
-        turns.push(RolloutTurn {
-            model: cfg.models[i.min(cfg.models.len() - 1)].clone(),
-            candidates,
-            chosen,
-            reward,
-        });
-        if reward >= 1.0 {
-            break;
-        }
-    }
-    let mut dialogue = messages(&problem.question, &[], cfg.window);
-    for t in &turns {
-        dialogue.push(ChatMessage::new(
-            "assistant",
-            t.candidates[t.chosen].response.trim(),
-        ));
-        dialogue.push(ChatMessage::new(
-            "user",
-            if t.reward >= 1.0 {
-                SUCCESS_MESSAGE.to_string()
-            } else {
-                retry_message(&problem.question)
-            },
-        ));
-    }
-    Ok(Rollout {
-        format_version: FORMAT_VERSION,
-        problem_id: problem.id.clone(),
-        question: problem.question.clone(),
-        gold: problem.answer.clone(),
-        window: cfg.window,
-        turns,
-        dialogue,
-    })
-}
-
-/// Collect (or resume collecting) rollouts into `out/rollouts/ID.json`.
-pub fn collect_all(
-    problems: &[MathProblem],
-    cfg: &RolloutConfig,
-    out: &Path,
-    solvers: &mut [MathAgent<'_>],
-    mut on_done: impl FnMut(&Rollout),
-) -> Result<Vec<Rollout>, RiseError> {
-    files::claim_run_folder(out, cfg)?.map_err(RiseError::Config)?;
-    let folder = out.join("rollouts");
-    std::fs::create_dir_all(&folder).map_err(|e| file_err(&folder, e))?;
-    let mut all = Vec::new();
-    for p in problems {
-        let path = out
-            .join("rollouts")
-            .join(format!("{}.json", runner::file_stem(&p.id)));
-        let r: Rollout = files::load_or_make(&path, || collect(p, cfg, solvers))?;
-        on_done(&r);
-        all.push(r);
-    }
-    Ok(all)
-}
-
-/// Read every rollout in `dir/rollouts`, sorted by problem id.
-pub fn read_rollouts(dir: &Path) -> Result<Vec<Rollout>, RiseError> {
-    let folder = dir.join("rollouts");
-    let entries = std::fs::read_dir(&folder).map_err(|e| file_err(&folder, e))?;
-    let mut out = Vec::new();
-    for e in entries {
-        let e = e.map_err(|e| file_err(&folder, e))?;
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "json") {
-            let mut r: Rollout = read_json(&p)?.ok_or_else(|| file_err(&p, "vanished"))?;
-            if r.format_version == 1 {
-                // Version 1 counted earlier attempts only.
-                r.window += 1;
-                r.format_version = FORMAT_VERSION;
-            } else if r.format_version != FORMAT_VERSION {
-                return Err(file_err(
-                    &p,
-                    format!(
-                        "format_version {}: this build reads 1 and {FORMAT_VERSION}",
-                        r.format_version
-                    ),
-                )
-                .into());
-            }
-            out.push(r);
-        }
-    }
-    out.sort_by(|a, b| a.problem_id.cmp(&b.problem_id));
-    Ok(out)
-}
+mod rollouts;
+pub use rollouts::{
+    best_candidate, collect, collect_all, read_rollouts, Candidates, Rollout, RolloutConfig,
+    RolloutTurn,
+};
 
 mod data;
 pub use data::{criterion_counts, shuffle, to_dataset, write_dataset, Criterion};

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::agent::reflect::Reflection;
+use retroformer_core::records::RatingRecord;
 
 /// Task `i` is solved once a reflection says `answer i`; a failed attempt's reflection says
 /// `answer i` from the second trial on (so one reflection makes the next trial succeed).
@@ -404,4 +405,132 @@ fn actor_seeds_are_fixed_per_task_and_trial_and_differ_between_them() {
     // Unset sampling settings leave run.json as older versions wrote it.
     let json = serde_json::to_value(cfg(2)).unwrap();
     assert!(json.get("actor_temperature").is_none() && json.get("actor_seed").is_none());
+}
+
+/// A streaming agent: it ends its tasks in reverse order, and can fail after `fail_after`
+/// attempts (as a killed run would) or skip the last task (a broken agent).
+struct Stream {
+    toy: Toy,
+    fail_after: Option<usize>,
+    skip_last: bool,
+}
+
+impl TrialAgent for Stream {
+    fn attempt(&mut self, i: usize, e: &[TaskResult], t: u32) -> Result<Attempt, RunError> {
+        self.toy.attempt(i, e, t)
+    }
+    fn reflect(&mut self, i: usize, a: &Attempt, e: &[TaskResult]) -> Result<Reflection, RunError> {
+        self.toy.reflect(i, a, e)
+    }
+    fn parallelism(&self) -> usize {
+        4
+    }
+    fn attempt_stream(
+        &mut self,
+        tasks: &[(usize, &[TaskResult])],
+        trial: u32,
+        done: &mut AttemptDone<'_>,
+    ) -> Result<(), RunError> {
+        let last = usize::from(self.skip_last);
+        for (n, k) in (last..tasks.len()).rev().enumerate() {
+            if self.fail_after == Some(n) {
+                return Err(RunError::Config("killed".into()));
+            }
+            let (i, earlier) = tasks[k];
+            done(k, self.toy.attempt(i, earlier, trial)?)?;
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_streamed_attempt_is_saved_as_it_ends_and_a_killed_run_resumes_with_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut killed = Stream {
+        toy: Toy { calls: Vec::new() },
+        fail_after: Some(2),
+        skip_last: false,
+    };
+    let mut seen = Vec::new();
+    let err = run_trials(&tasks(4), &mut killed, &cfg(2), dir.path(), &mut |r| {
+        seen.push(r.task_id.clone())
+    });
+    assert!(matches!(err, Err(RunError::Config(m)) if m == "killed"));
+    // The two attempts that ended (tasks 3 and 2, in that order) are on disk, unreflected.
+    assert_eq!(seen, ["t3", "t2"]);
+    for id in ["t3", "t2"] {
+        let saved = load_task(dir.path(), 0, id).unwrap().expect("saved");
+        assert!(saved.reflection.is_none());
+    }
+    assert!(load_task(dir.path(), 0, "t1").unwrap().is_none());
+    let mut rest = Stream {
+        toy: Toy { calls: Vec::new() },
+        fail_after: None,
+        skip_last: false,
+    };
+    let sums = run_trials(&tasks(4), &mut rest, &cfg(2), dir.path(), &mut |_| {}).unwrap();
+    // Only tasks 0 and 1 are attempted in trial 0; every failure got its reflection, so all
+    // four are solved in trial 1.
+    assert_eq!(&rest.toy.calls[..2], [(1, 0), (0, 0)]);
+    assert_eq!(sums[1].solved_total, 4);
+    let saved = load_task(dir.path(), 0, "t3").unwrap().expect("saved");
+    assert_eq!(
+        saved.reflection.map(|r| r.text).as_deref(),
+        Some("answer 3")
+    );
+}
+
+#[test]
+fn an_agent_whose_stream_leaves_out_a_task_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = Stream {
+        toy: Toy { calls: Vec::new() },
+        fail_after: None,
+        skip_last: true,
+    };
+    let err = run_trials(&tasks(3), &mut broken, &cfg(1), dir.path(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("\"t0\""), "{err}");
+}
+
+#[test]
+fn a_parallel_agent_without_a_stream_runs_groups_of_eight_lanes_worth() {
+    struct Groups(Vec<usize>);
+    impl TrialAgent for Groups {
+        fn attempt(&mut self, i: usize, _: &[TaskResult], _: u32) -> Result<Attempt, RunError> {
+            Ok(Attempt {
+                answer: Some(i.to_string()),
+                success: true,
+                halted: false,
+                episode_return: 1.0,
+                steps: Vec::new(),
+                scratchpad: String::new(),
+            })
+        }
+        fn reflect(
+            &mut self,
+            _: usize,
+            _: &Attempt,
+            _: &[TaskResult],
+        ) -> Result<Reflection, RunError> {
+            unreachable!("every attempt succeeds")
+        }
+        fn parallelism(&self) -> usize {
+            2
+        }
+        fn attempt_many(
+            &mut self,
+            tasks: &[(usize, &[TaskResult])],
+            trial: u32,
+        ) -> Result<Vec<Attempt>, RunError> {
+            self.0.push(tasks.len());
+            tasks
+                .iter()
+                .map(|(i, e)| self.attempt(*i, e, trial))
+                .collect()
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = Groups(Vec::new());
+    run_trials(&tasks(40), &mut agent, &cfg(1), dir.path(), &mut |_| {}).unwrap();
+    assert_eq!(agent.0, [16, 16, 8]);
 }

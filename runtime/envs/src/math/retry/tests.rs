@@ -140,10 +140,10 @@ fn the_placebo_shows_another_problems_reflection_and_its_own_wrong_answer() {
         "placebo",
         &p,
         &[
-            // One problem at a time: each attempt is followed by its reflection.
+            // The trial's attempts, then its reflections.
             "\\boxed{6}",
-            "Note on one.",
             "\\boxed{8}",
+            "Note on one.",
             "Note on two.",
             "\\boxed{5}",
             "\\boxed{9}",

@@ -176,14 +176,15 @@ fn a_batched_run_gives_each_problem_its_own_turns_and_samples_and_resumes() {
         ..problem()
     };
     let problems = [problem(), p2];
-    // Batch order: turn 1 of both, turn 2 of both, then each problem's two samples.
+    // Stream order on one lane: a problem's turns (a follow-up goes first), then its two
+    // samples; then the next problem.
     let model = ScriptedModel::new([
         "p1 first \\boxed{4}",
-        "p2 first \\boxed{8}",
         "p1 second \\boxed{5}",
+        "p1 sample \\boxed{5}",
+        "p1 sample \\boxed{5}",
+        "p2 first \\boxed{8}",
         "p2 second \\boxed{9}",
-        "p1 sample \\boxed{5}",
-        "p1 sample \\boxed{5}",
         "p2 sample \\boxed{7}",
         "p2 sample \\boxed{8}",
     ]);
@@ -206,9 +207,9 @@ fn a_batched_run_gives_each_problem_its_own_turns_and_samples_and_resumes() {
     assert_eq!(model.remaining(), 0);
     let reqs = model.requests();
     // Turn 2 of each problem sees its own first answer and its own question only.
-    assert!(reqs[2].prompt.contains("p1 first") && !reqs[2].prompt.contains("p2 first"));
-    assert!(reqs[3].prompt.contains("p2 first") && !reqs[3].prompt.contains("p1 first"));
-    assert!(reqs[3].prompt.contains("What is 4 + 4?"));
+    assert!(reqs[1].prompt.contains("p1 first") && !reqs[1].prompt.contains("p2 first"));
+    assert!(reqs[5].prompt.contains("p2 first") && !reqs[5].prompt.contains("p1 first"));
+    assert!(reqs[5].prompt.contains("What is 4 + 4?"));
     let r1: RiseResult = read_json(&super::runner::task_path(dir.path(), 0, "p1"))
         .unwrap()
         .unwrap();
@@ -233,6 +234,44 @@ fn a_batched_run_gives_each_problem_its_own_turns_and_samples_and_resumes() {
     let again = run(&problems, &cfg, dir.path(), &mut solver, |_| {}).unwrap();
     assert_eq!(again, summary);
     assert_eq!(model.requests().len(), 8);
+}
+
+#[test]
+fn a_streamed_run_saves_each_problem_as_it_ends_and_resumes_after_a_failure() {
+    let p2 = MathProblem {
+        id: "p2".into(),
+        question: "What is 4 + 4?".into(),
+        answer: "8".into(),
+        ..problem()
+    };
+    let problems = [problem(), p2];
+    let mut cfg = RiseConfig::new(Dataset::Gsm8k, Mode::Sequential, "scripted");
+    cfg.turns = 2;
+    cfg.batch = 2;
+    let dir = tempfile::tempdir().unwrap();
+    // Replies for p1's two turns only: the stream fails on p2's first request.
+    let model = ScriptedModel::new(["p1 a \\boxed{4}", "p1 b \\boxed{5}"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut solver = MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    };
+    assert!(run(&problems, &cfg, dir.path(), &mut solver, |_| {}).is_err());
+    let saved =
+        |id: &str| read_json::<RiseResult>(&super::runner::task_path(dir.path(), 0, id)).unwrap();
+    assert_eq!(saved("p1").map(|r| r.sequential.len()), Some(2));
+    assert!(saved("p2").is_none());
+    // Resumed: only p2 is asked for.
+    let model = ScriptedModel::new(["p2 a \\boxed{8}", "p2 b \\boxed{9}"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut solver = MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    };
+    let summary = run(&problems, &cfg, dir.path(), &mut solver, |_| {}).unwrap();
+    assert_eq!(summary.problems, 2);
+    assert!(model.requests().iter().all(|r| r.prompt.contains("4 + 4")));
+    assert!((summary.metrics.m1_t1.unwrap() - 0.5).abs() < 1e-12);
 }
 
 fn rollout(id: &str, rewards: &[f32]) -> Rollout {
@@ -423,4 +462,83 @@ fn fresh_candidates_are_sampled_from_the_question_alone_but_kept_after_the_histo
     let m = &d[0].messages;
     assert_eq!(m[m.len() - 3].content, "\\boxed{4}");
     assert_eq!(m[m.len() - 1].content, "\\boxed{5}");
+}
+
+#[test]
+fn streamed_rollouts_of_one_model_equal_one_at_a_time_and_each_is_saved_as_it_ends() {
+    let p2 = MathProblem {
+        id: "p2".into(),
+        question: "What is 4 + 4?".into(),
+        answer: "8".into(),
+        ..problem()
+    };
+    let problems = [problem(), p2];
+    let cfg = RolloutConfig {
+        dataset: Dataset::Gsm8k,
+        models: vec!["scripted".into()],
+        samples: vec![2],
+        turns: 3,
+        window: 2,
+        temperature: 0.7,
+        top_p: 1.0,
+        max_tokens: 64,
+        seed: 0,
+        format_version: FORMAT_VERSION,
+        candidates: Candidates::History,
+    };
+    // On one lane: p1's turn 1 (wrong), its turn 2 (a follow-up goes first; right), then p2's
+    // turn 1 (right).
+    let replies = [
+        "\\boxed{4}",
+        "no answer",
+        "\\boxed{6}",
+        "\\boxed{5}",
+        "\\boxed{8}",
+        "\\boxed{1}",
+    ];
+    let model = ScriptedModel::new(replies);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut solvers = [MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    let all = collect_all(&problems, &cfg, dir.path(), &mut solvers, |r| {
+        seen.push(r.problem_id.clone())
+    })
+    .unwrap();
+    assert_eq!(seen, ["p1", "p2"]);
+    assert_eq!(model.remaining(), 0);
+    // The same rollouts as one problem at a time.
+    let alone = ScriptedModel::new(replies);
+    let mut session = alone.session(&SessionOptions::default()).unwrap();
+    let mut solvers = [MathAgent {
+        model: &alone,
+        session: session.as_mut(),
+    }];
+    let one = collect(&problems[0], &cfg, &mut solvers).unwrap();
+    let two = collect(&problems[1], &cfg, &mut solvers).unwrap();
+    let strip = |mut r: Rollout| {
+        for t in &mut r.turns {
+            for c in &mut t.candidates {
+                c.ms = 0.0;
+            }
+        }
+        r
+    };
+    assert_eq!(
+        all.into_iter().map(strip).collect::<Vec<_>>(),
+        [strip(one), strip(two)]
+    );
+    // Each was saved: a second call resumes without asking the model.
+    let none = ScriptedModel::new(Vec::<&str>::new());
+    let mut session = none.session(&SessionOptions::default()).unwrap();
+    let mut solvers = [MathAgent {
+        model: &none,
+        session: session.as_mut(),
+    }];
+    let again = collect_all(&problems, &cfg, dir.path(), &mut solvers, |_| {}).unwrap();
+    assert_eq!(again.len(), 2);
+    assert!(none.requests().is_empty());
 }
