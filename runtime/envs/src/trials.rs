@@ -104,6 +104,14 @@ fn run_err(e: retroformer::agent::files::FileError) -> EnvError {
     EnvError::Run(e.into())
 }
 
+/// Sequences to keep in flight for `tasks` tasks with `--parallel` `parallel`: never more
+/// lanes than tasks (each lane's cache is allocated whether used or not).
+pub(crate) fn in_flight(parallel: u32, tasks: usize) -> u32 {
+    parallel
+        .min(u32::try_from(tasks).unwrap_or(u32::MAX))
+        .max(1)
+}
+
 /// Whether a run with `cfg` writes reflections: a reflecting strategy and a trial after the
 /// first (an unknown strategy counts as reflecting; the runner refuses it).
 pub(crate) fn reflects(cfg: &RunConfig) -> bool {

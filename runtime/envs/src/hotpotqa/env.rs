@@ -185,7 +185,10 @@ impl Evaluation for HotpotqaEval {
         progress: &mut dyn Progress,
     ) -> Result<EvalReport, EnvError> {
         let cfg = &self.cfg;
-        let (lanes, lane_tokens) = models.lanes(self.parallel, LANE_TOKENS);
+        let (lanes, lane_tokens) = models.lanes(
+            trials::in_flight(self.parallel, self.questions.len()),
+            LANE_TOKENS,
+        );
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
             models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,

@@ -143,7 +143,10 @@ impl Evaluation for HouseholdEval {
         progress: &mut dyn Progress,
     ) -> Result<EvalReport, EnvError> {
         let cfg = &self.cfg;
-        let (lanes, lane_tokens) = models.lanes(self.parallel, LANE_TOKENS);
+        let (lanes, lane_tokens) = models.lanes(
+            trials::in_flight(self.parallel, self.specs.len()),
+            LANE_TOKENS,
+        );
         let mut session = models.session(models.actor, lanes, lane_tokens)?;
         let mut reflector = LlmReflector::new(
             models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,

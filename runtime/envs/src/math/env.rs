@@ -259,14 +259,19 @@ impl MathEval {
         if c.batch <= 1 {
             return (1, 0);
         }
+        // Never more problems in flight than there are.
+        let batch = c
+            .batch
+            .min(u32::try_from(self.problems.len()).unwrap_or(u32::MAX))
+            .max(1);
         let mode = Mode::parse(&c.strategy).unwrap_or(Mode::Both);
         let (mut lanes, mut per_lane) = (1u32, 0u32);
         if matches!(mode, Mode::Sequential | Mode::Both) {
-            lanes = lanes.max(c.batch);
+            lanes = lanes.max(batch);
             per_lane = per_lane.max(lane_tokens(c.window, c.max_tokens));
         }
         if matches!(mode, Mode::Parallel | Mode::Both) {
-            lanes = lanes.max(c.batch.saturating_mul(c.samples));
+            lanes = lanes.max(batch.saturating_mul(c.samples));
             per_lane = per_lane.max(lane_tokens(1, c.max_tokens));
         }
         let cells = models.profile.batch_cells(

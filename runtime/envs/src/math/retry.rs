@@ -263,33 +263,12 @@ impl TrialAgent for RetryAgent<'_, '_> {
         earlier: &[TaskResult],
         trial: u32,
     ) -> Result<Attempt, RunError> {
-        Ok(self.attempt_many(&[(i, earlier)], trial)?.remove(0))
-    }
-
-    fn attempt_many(
-        &mut self,
-        tasks: &[(usize, &[TaskResult])],
-        trial: u32,
-    ) -> Result<Vec<Attempt>, RunError> {
-        // The problems outlive `self`'s borrows: the jobs hold them while the session is used.
-        let problems = self.problems;
-        let jobs: Vec<rise::Job<'_>> = tasks
-            .iter()
-            .map(|(i, earlier)| {
-                let p = &problems[*i];
-                (
-                    p,
-                    self.messages(*i, earlier),
-                    self.cfg.actor_sampling(&p.id, trial),
-                )
-            })
-            .collect();
-        let mut agent = MathAgent {
-            model: self.models.actor,
-            session: &mut *self.models.session,
-        };
-        let made = agent.attempts(&jobs, self.settings.max_tokens)?;
-        Ok(made.into_iter().map(attempt_of).collect())
+        let mut made = None;
+        self.attempt_stream(&[(i, earlier)], trial, &mut |_, a| {
+            made = Some(a);
+            Ok(())
+        })?;
+        made.ok_or_else(|| RunError::Config(format!("no attempt at problem {i}")))
     }
 
     fn attempt_stream(
@@ -298,6 +277,7 @@ impl TrialAgent for RetryAgent<'_, '_> {
         trial: u32,
         done: &mut AttemptDone<'_>,
     ) -> Result<(), RunError> {
+        // The problems outlive `self`'s borrows: the jobs hold them while the session is used.
         let problems = self.problems;
         let jobs: Vec<rise::Job<'_>> = tasks
             .iter()

@@ -126,7 +126,10 @@ impl Evaluation for RetryEval {
     ) -> Result<EvalReport, EnvError> {
         let cfg = &self.cfg;
         let settings = RetrySettings::of(cfg).map_err(EnvError::Run)?;
-        let (lanes, per_lane) = models.lanes(self.parallel, lane_tokens(settings.max_tokens));
+        let (lanes, per_lane) = models.lanes(
+            trials::in_flight(self.parallel, self.problems.len()),
+            lane_tokens(settings.max_tokens),
+        );
         let mut session = models.session(models.actor, lanes, per_lane)?;
         let mut reflector = LlmReflector::new(
             models.reflector_session(lanes, per_lane, trials::reflects(cfg))?,
