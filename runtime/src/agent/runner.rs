@@ -468,6 +468,20 @@ pub type AttemptDone<'a> = dyn FnMut(usize, Attempt) -> Result<(), RunError> + S
 /// takes the next task at once, and only the group's last tasks run with lanes idle.
 pub const GROUP_LANES: usize = 8;
 
+/// The tasks' attempts one after another, each handed to `done` as it ends: the stream of an
+/// agent that runs one at a time.
+pub fn attempt_each(
+    agent: &mut (impl TrialAgent + ?Sized),
+    tasks: &[(usize, &[TaskResult])],
+    trial: u32,
+    done: &mut AttemptDone<'_>,
+) -> Result<(), RunError> {
+    for (k, (i, earlier)) in tasks.iter().enumerate() {
+        done(k, agent.attempt(*i, earlier, trial)?)?;
+    }
+    Ok(())
+}
+
 /// Tasks per group for an agent that runs `parallelism` at once.
 fn group_size(parallelism: usize) -> usize {
     parallelism.max(1) * if parallelism > 1 { GROUP_LANES } else { 1 }

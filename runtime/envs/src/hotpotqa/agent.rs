@@ -11,8 +11,8 @@ use super::react::{EpisodeOutcome, EpisodeRun, ReactConfig};
 use super::{Docstore, Episode, Question};
 use retroformer::agent::reflect::{Failure, Reflection};
 use retroformer::agent::runner::{
-    run_trials, Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
-    TrialSummary,
+    attempt_each, run_trials, Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult,
+    TrialAgent, TrialSummary,
 };
 use retroformer::agent::{AgentError, Strategy};
 use retroformer_core::memory::ReflectionMemory;
@@ -216,10 +216,7 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
         done: &mut AttemptDone<'_>,
     ) -> Result<(), RunError> {
         if self.parallelism() <= 1 || tasks.len() <= 1 {
-            for (k, (i, earlier)) in tasks.iter().enumerate() {
-                done(k, self.attempt(*i, earlier, trial)?)?;
-            }
-            return Ok(());
+            return attempt_each(self, tasks, trial, done);
         }
         let own: Vec<Option<Docstore>> = tasks
             .iter()

@@ -14,7 +14,7 @@ use super::{plan, train_split, HouseholdEnv, TaskSpec, TaskType};
 use retroformer::agent::reflect::{Failure, Reflection, Reflector};
 use retroformer::agent::run_chains;
 use retroformer::agent::runner::{
-    Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+    attempt_each, Attempt, AttemptDone, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
 };
 use retroformer_llm::{SamplingParams, Session};
 
@@ -224,10 +224,7 @@ impl TrialAgent for HouseholdAgent<'_> {
         done: &mut AttemptDone<'_>,
     ) -> Result<(), RunError> {
         if self.parallelism() <= 1 || tasks.len() <= 1 {
-            for (k, (i, earlier)) in tasks.iter().enumerate() {
-                done(k, self.attempt(*i, earlier, trial)?)?;
-            }
-            return Ok(());
+            return attempt_each(self, tasks, trial, done);
         }
         // Every episode is a chain of requests: each action's reply asks for the next one,
         // which extends the same prompt (so it continues in the same lane, on its KV). An
