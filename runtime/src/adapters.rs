@@ -230,6 +230,11 @@ impl AdapterStore {
         })
     }
 
+    /// The sha256 of the base model the store's adapters are for.
+    pub fn base_sha256(&self) -> &str {
+        &self.base_sha256
+    }
+
     /// The store's folder.
     pub fn root(&self) -> &Path {
         &self.root

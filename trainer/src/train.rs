@@ -136,6 +136,18 @@ struct CheckpointState {
     #[serde(default)]
     data_sha256: String,
     log: Vec<TrainingStep>,
+    /// The lowest held-out loss so far (its state in `best-STEP.bpk`), so that a resumed run
+    /// exports the same step as an uninterrupted one.
+    #[serde(default)]
+    best: Option<BestMark>,
+}
+
+/// Where the lowest held-out loss was measured, and the measurements since without a lower one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct BestMark {
+    step: u64,
+    loss: f64,
+    since: u64,
 }
 
 /// The LoRA settings as stored in a checkpoint.
@@ -208,13 +220,17 @@ fn read_state(dir: &Path) -> Result<CheckpointState, TrainerError> {
 
 /// `state` with the weights of `dir`'s step `step`.
 fn load_trainable(dir: &Path, step: u64, state: Trainable) -> Result<Trainable, TrainerError> {
-    let tp = dir.join(format!("trainable-{step}.bpk"));
-    let bytes = std::fs::read(&tp).map_err(|e| io_err(&tp, e))?;
+    load_record(&dir.join(format!("trainable-{step}.bpk")), state)
+}
+
+/// `state` with the weights of file `tp`.
+fn load_record(tp: &Path, state: Trainable) -> Result<Trainable, TrainerError> {
+    let bytes = std::fs::read(tp).map_err(|e| io_err(tp, e))?;
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes))
-        .map_err(|e| io_err(&tp, format!("{e:?}")))?;
+        .map_err(|e| io_err(tp, format!("{e:?}")))?;
     state
         .try_load_record(record)
-        .map_err(|e| io_err(&tp, format!("{e:?}")))
+        .map_err(|e| io_err(tp, format!("{e:?}")))
 }
 
 /// Reads a checkpoint folder.
@@ -428,6 +444,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         .init();
     let mut log = Vec::new();
     let mut step = 0u64;
+    let (mut best, mut since_best): (Option<Best>, u64) = (None, 0);
     let state_path = run.checkpoint.join("state.json");
     if state_path.exists() {
         let ck = read_state(&run.checkpoint)?;
@@ -473,6 +490,15 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             .map_err(|e| io_err(&op, format!("{e:?}")))?;
         step = ck.step;
         log = ck.log;
+        if let Some(m) = ck.best {
+            let file = run.checkpoint.join(format!("best-{}.bpk", m.step));
+            best = Some(Best {
+                loss: m.loss,
+                step: m.step,
+                state: load_record(&file, state.clone())?,
+            });
+            since_best = m.since;
+        }
         tracing::info!(step, checkpoint = %run.checkpoint.display(), "resumed");
     }
     let resumed_from = step;
@@ -510,8 +536,13 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let (mut best, mut since_best): (Option<Best>, u64) = (None, 0);
-    while step < cfg.steps {
+    // A run stopped early and killed before its export stops again at once.
+    let patience_spent = |since: u64| {
+        run.heldout
+            .as_ref()
+            .is_some_and(|h| h.patience > 0 && since >= h.patience)
+    };
+    while step < cfg.steps && !patience_spent(since_best) {
         let t0 = Instant::now();
         // Dropout masks depend only on (seed, step), so a resumed run draws the same ones.
         lora_cfg
@@ -613,7 +644,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
                 } else {
                     since_best += 1;
                 }
-                h.patience > 0 && since_best >= h.patience
+                patience_spent(since_best)
             }
             _ => false,
         };
@@ -622,7 +653,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             || step == cfg.steps
             || stop
         {
-            save_checkpoint(run, &state, &optim, step, &log)?;
+            save_checkpoint(run, &state, &optim, step, &log, best.as_ref(), since_best)?;
         }
         if stop {
             break;
@@ -667,6 +698,8 @@ fn save_checkpoint(
     optim: &burn::optim::ModuleOptimizer,
     step: u64,
     log: &[TrainingStep],
+    best: Option<&Best>,
+    since_best: u64,
 ) -> Result<(), TrainerError> {
     let dir = &run.checkpoint;
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
@@ -684,6 +717,15 @@ fn save_checkpoint(
         .into_bytes()
         .map_err(|e| io_err(dir, format!("{e:?}")))?;
     write(&format!("optim-{step}.bpk"), &op)?;
+    if let Some(b) = best {
+        let record = b
+            .state
+            .clone()
+            .into_record()
+            .into_bytes()
+            .map_err(|e| io_err(dir, format!("{e:?}")))?;
+        write(&format!("best-{}.bpk", b.step), &record)?;
+    }
     // state.json last: a checkpoint counts once its state names the step, so a kill at any
     // point leaves the previous checkpoint's files and state intact.
     let st = CheckpointState {
@@ -696,6 +738,11 @@ fn save_checkpoint(
         base_sha256: run.base_sha256.clone(),
         data_sha256: run.data_sha256.clone(),
         log: log.to_vec(),
+        best: best.map(|b| BestMark {
+            step: b.step,
+            loss: b.loss,
+            since: since_best,
+        }),
     };
     write(
         "state.json",
@@ -705,11 +752,18 @@ fn save_checkpoint(
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let old = ["trainable-", "optim-"].iter().any(|p| {
+            let keep = |p: &str| {
+                if p == "best-" {
+                    best.map(|b| b.step)
+                } else {
+                    Some(step)
+                }
+            };
+            let old = ["trainable-", "optim-", "best-"].iter().any(|p| {
                 name.strip_prefix(p)
                     .and_then(|r| r.strip_suffix(".bpk"))
                     .and_then(|n| n.parse::<u64>().ok())
-                    .is_some_and(|n| n != step)
+                    .is_some_and(|n| Some(n) != keep(p))
             });
             if old {
                 let _ = std::fs::remove_file(e.path());

@@ -289,6 +289,62 @@ fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
 }
 
 #[test]
+fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
+    use retroformer_trainer::train::Heldout;
+    let dev = device();
+    let base = base(&dev);
+    let data = vec![
+        ex(&[270, 271], &[280, 281, 282], 1.0),
+        ex(&[272, 273], &[283, 284, 285], 1.0),
+    ];
+    let heldout = vec![
+        ex(&[270, 271], &[290, 291, 292], 1.0),
+        ex(&[272, 273], &[293, 294, 295], 1.0),
+    ];
+    let with_heldout = |name: &str| {
+        let mut r = run(&base, Objective::Sft, &data, 40, name);
+        r.config.checkpoint_every = 1;
+        r.heldout = Some(Heldout {
+            data: &heldout,
+            every: 2,
+            patience: 2,
+        });
+        r
+    };
+    let straight = train(&with_heldout("heldout-straight"), &dev).unwrap();
+    let best = straight.best_step.unwrap();
+    assert!(straight.log.len() < 40, "no early stop");
+    // Killed after the best measurement and again after the early stop, before the export:
+    // each resume keeps the best step found before it, and the last one trains no further.
+    let mut r = with_heldout("heldout-resumed");
+    for stop in [best + 1, straight.log.len() as u64] {
+        r.stop_after = Some(stop);
+        let part = train(&r, &dev).unwrap();
+        assert_eq!(part.log.len() as u64, stop);
+    }
+    r.stop_after = None;
+    let resumed = train(&r, &dev).unwrap();
+    assert_eq!(resumed.log.len(), straight.log.len());
+    assert_eq!(resumed.best_step, Some(best));
+    for (ba, bb) in straight
+        .state
+        .lora
+        .blocks
+        .iter()
+        .zip(&resumed.state.lora.blocks)
+    {
+        for (pa, pb) in ba.proj.iter().zip(&bb.proj) {
+            let (pa, pb) = (pa.as_ref().unwrap(), pb.as_ref().unwrap());
+            let (va, _) = to_vec2(pa.b.val());
+            let (vb, _) = to_vec2(pb.b.val());
+            for (x, y) in va.iter().zip(&vb) {
+                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_held_out_set_is_refused_for_an_objective_it_cannot_score() {
     use retroformer_trainer::train::Heldout;
     let dev = device();

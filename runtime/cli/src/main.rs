@@ -10,6 +10,7 @@ mod data;
 mod demo;
 mod eval;
 mod generate;
+mod improve;
 mod models;
 mod play;
 mod probe;
@@ -83,6 +84,10 @@ enum Command {
     /// The Retroformer loop: collect rated reflections, train the reflector
     /// (`retroformer-train`), install it, canary it on held-out tasks; rounds, resumable.
     Loop(retro_loop::LoopArgs),
+    /// Expert iteration: the actor samples GSM8K train problems, the checker keeps its correct
+    /// answers, a LoRA is trained on them, installed and canaried; rounds, then the arms
+    /// (base, rounds, placebo) evaluated on held-out test problems. Resumable.
+    Improve(improve::ImproveArgs),
     /// The benchmark data bundled with the environments.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -199,6 +204,7 @@ fn run(cli: Cli) -> Result<()> {
             play::play_household(seed, &task_type)
         }
         Command::Loop(a) => retro_loop::retro_loop(&profile, &a),
+        Command::Improve(a) => improve::improve(&profile, &a),
         Command::Data(c) => data::data_cmd(c),
         Command::Targets { json } => models::targets(json),
         Command::ProbeLoad(a) => probe::probe_load(&a),

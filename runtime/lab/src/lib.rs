@@ -1,7 +1,8 @@
 //! Retroformer's experiments, over the environment registry: evaluations ([`eval`]), arms of
 //! one experiment on the same tasks and seed ([`arms`]) and their paired comparison
 //! ([`compare`]), the adapter canary ([`canary`]), and the Retroformer loop ([`retroformer_loop`]: collect rated
-//! reflections, train the reflector with `retroformer-train`, install, canary).
+//! reflections, train the reflector with `retroformer-train`, install, canary), and expert
+//! iteration ([`improve`]: the actor trained on its own verified answers).
 //!
 //! Models come from a [`ModelSource`]: the device runtime's backend for real runs
 //! ([`BackendSource`]), scripted models in tests.
@@ -10,6 +11,7 @@ pub mod arms;
 pub mod canary;
 pub mod compare;
 pub mod eval;
+pub mod improve;
 mod models;
 pub mod retroformer_loop;
 pub mod rise_round;

@@ -18,6 +18,7 @@
 //!   string equality, as the reference's `is_equiv` does in its `except` branch.
 
 pub mod env;
+pub mod expert;
 pub mod retry;
 pub mod retry_env;
 pub mod rise;

@@ -371,7 +371,7 @@ impl MathAgent<'_> {
 }
 
 /// The attempt at `problem` that generation `g` makes, `ms` long.
-fn attempt_of(problem: &MathProblem, g: &Generation, ms: f64) -> Attempt {
+pub(crate) fn attempt_of(problem: &MathProblem, g: &Generation, ms: f64) -> Attempt {
     let response = g.text.trim().to_string();
     Attempt {
         answer: extract_answer(problem.dataset, &response),
@@ -403,7 +403,7 @@ pub fn check_sampling(
 }
 
 /// The sampler of one attempt: greedy at temperature 0, else `temperature` and `top_p`.
-fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
+pub(crate) fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
     SamplingParams {
         temperature,
         top_p: if temperature > 0.0 { top_p } else { 1.0 },
@@ -413,7 +413,7 @@ fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
 }
 
 /// A stable per-problem seed (FNV-1a of the id, mixed with the base seed).
-fn problem_seed(base: u32, id: &str, k: u32) -> u32 {
+pub(crate) fn problem_seed(base: u32, id: &str, k: u32) -> u32 {
     let mut h: u32 = 0x811c_9dc5;
     for b in id.bytes() {
         h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
@@ -538,7 +538,7 @@ pub fn solve_stream<E: From<LlmError> + Send>(
 }
 
 /// The request for one attempt: `msgs` in `model`'s chat template, sampled with `sampling`.
-fn request(
+pub(crate) fn request(
     model: &dyn LanguageModel,
     msgs: &[ChatMessage],
     sampling: SamplingParams,

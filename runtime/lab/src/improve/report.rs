@@ -1,0 +1,336 @@
+//! `improve.json`: the settings, each round's phases in figures, each arm's evaluation and the
+//! paired comparisons. Rewritten atomically as each phase ends.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::compare::TrialComparison;
+
+/// Format version of `improve.json`.
+pub const FORMAT_VERSION: u32 = 1;
+/// `improve.json`'s `kind`.
+pub const KIND: &str = "improve";
+
+/// A run's settings (saved in `improve.json`; a folder holding other settings is refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImproveSettings {
+    /// The actor (a manifest name or a GGUF path).
+    pub model: String,
+    /// Another GSM8K train file (JSONL).
+    pub train_data: Option<PathBuf>,
+    /// Another GSM8K test file.
+    pub eval_data: Option<PathBuf>,
+    /// The dev split: the first N train problems (held-out loss and the canary; never trained).
+    pub dev_problems: usize,
+    /// The train problems collected each round: the N after the dev split.
+    pub train_problems: usize,
+    /// Sampled chains per problem.
+    pub chains: u32,
+    /// Retries after a wrong answer, per chain.
+    pub retries: u32,
+    /// Correct answers kept per problem, at most.
+    pub per_problem: usize,
+    /// Temperature of collection.
+    pub temperature: f32,
+    /// Top-p of collection and sampled evaluation.
+    pub top_p: f32,
+    /// Tokens per attempt.
+    pub max_tokens: u32,
+    /// Seed of collection, placebo draw and evaluation.
+    pub seed: u32,
+    /// LoRA rank.
+    pub rank: usize,
+    /// LoRA alpha.
+    pub alpha: f32,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Passes over the training samples (bounds the steps).
+    pub epochs: f64,
+    /// Samples per step.
+    pub batch: usize,
+    /// Longest training sequence in tokens.
+    pub max_len: usize,
+    /// The trainer's backend.
+    pub backend: String,
+    /// Steps between held-out loss measurements.
+    pub eval_every: u64,
+    /// Measurements without a new lowest held-out loss before training stops.
+    pub patience: u64,
+    /// Round 1's LoRA seeds (the first is the one installed; later rounds train it alone).
+    pub lora_seeds: Vec<u64>,
+    /// Round 1 also trains the placebo: as many of the model's own answers, drawn without
+    /// regard to correctness, same hyperparameters.
+    pub placebo: bool,
+    /// The canary promotes a candidate whose dev accuracy is at least the incumbent's minus this.
+    pub margin: f64,
+    /// Test problems skipped before the evaluated ones (a pilot's slice).
+    pub eval_skip: usize,
+    /// Test problems evaluated.
+    pub eval_problems: usize,
+    /// Sampled answers per problem in the sampled evaluation (pass@k); 0: greedy only.
+    pub eval_samples: u32,
+    /// Temperature of the sampled evaluation.
+    pub eval_temperature: f32,
+    /// The arms also evaluated sampled (`base`, `r1-s1`, `r1-placebo`, `last`).
+    pub sampled_arms: Vec<String>,
+}
+
+/// Collection in figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectFigures {
+    /// Problems (dev and train).
+    pub problems: usize,
+    /// Train problems with a correct answer.
+    pub train_solved: usize,
+    /// Train problems whose first attempt of chain 0 is correct.
+    pub train_first_correct: usize,
+    /// Attempts.
+    pub attempts: usize,
+    /// Correct attempts.
+    pub correct_attempts: usize,
+    /// Attempts with a parsable answer.
+    pub parsable_attempts: usize,
+    /// Tokens generated.
+    pub generated_tokens: u64,
+    /// Wall time of this run's collection, seconds (`None`: read back from files).
+    pub wall_s: Option<f64>,
+}
+
+/// The training sets in figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataFigures {
+    /// Correct answers to train on (this round's and earlier rounds').
+    pub samples: usize,
+    /// Of them, found by a retry.
+    pub from_retries: usize,
+    /// Their generated tokens.
+    pub tokens: u64,
+    /// Held-out samples (correct answers on dev problems).
+    pub heldout: usize,
+    /// Placebo samples (round 1).
+    pub placebo: usize,
+    /// Of them, correct.
+    pub placebo_correct: usize,
+    /// Their generated tokens.
+    pub placebo_tokens: u64,
+}
+
+/// One trained adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainFigures {
+    /// `s1`, `s2`, `placebo`.
+    pub name: String,
+    /// The adapter file.
+    pub adapter: PathBuf,
+    /// Its sha256.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Training samples.
+    pub samples: usize,
+    /// Steps run.
+    pub steps: u64,
+    /// The step exported (lowest held-out loss), if measured.
+    pub best_step: Option<u64>,
+    /// Loss of the first and the last step.
+    pub loss: [f64; 2],
+    /// Lowest held-out loss.
+    pub heldout_loss: Option<f64>,
+    /// Wall time, seconds (`None`: trained by an earlier run).
+    pub wall_s: Option<f64>,
+    /// The command that trained it (it rebuilds the file).
+    pub command: String,
+}
+
+/// The canary in figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CanaryFigures {
+    /// The candidate's store id.
+    pub candidate: String,
+    /// The incumbent's store id (`None`: the base alone).
+    pub incumbent: Option<String>,
+    /// Greedy dev accuracy of the candidate.
+    pub candidate_score: f64,
+    /// Greedy dev accuracy of the incumbent.
+    pub incumbent_score: f64,
+    /// Promoted (now active).
+    pub promoted: bool,
+    /// Wall time of this run's evaluations, seconds.
+    pub wall_s: Option<f64>,
+}
+
+/// One round.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundFigures {
+    /// From 1.
+    pub round: u32,
+    /// The adapter collecting (a store id; `None`: the base alone).
+    pub policy: Option<String>,
+    /// Collection.
+    pub collect: Option<CollectFigures>,
+    /// The training sets.
+    pub data: Option<DataFigures>,
+    /// The adapters trained.
+    pub train: Vec<TrainFigures>,
+    /// The installed candidate's store id.
+    pub installed: Option<String>,
+    /// The canary.
+    pub canary: Option<CanaryFigures>,
+}
+
+/// One arm's score on the test problems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Problems.
+    pub problems: usize,
+    /// Answers scored (problems times samples).
+    pub answers: usize,
+    /// Share correct.
+    pub accuracy: f64,
+    /// Share with a parsable answer.
+    pub parsable: f64,
+    /// Share correct among the parsable.
+    pub accuracy_parsable: f64,
+    /// Problems with some correct sample (sampled only): pass@k.
+    pub pass_at_k: Option<f64>,
+    /// Mean generated tokens per answer.
+    pub mean_tokens: f64,
+    /// Wall time of this run's evaluation, seconds.
+    pub wall_s: Option<f64>,
+    /// The evaluation's folder.
+    pub run: PathBuf,
+}
+
+/// One arm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArmFigures {
+    /// `base`, `r1-s1`, `r1-s2`, `r1-placebo`, `r2-s1`, ...
+    pub name: String,
+    /// The adapter (`None`: the base alone).
+    pub adapter: Option<PathBuf>,
+    /// Greedy.
+    pub greedy: Option<Score>,
+    /// Sampled.
+    pub sampled: Option<Score>,
+}
+
+/// One paired comparison of two arms on the test problems.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// `B - A`.
+    pub name: String,
+    /// `greedy` or `pass@K`.
+    pub metric: String,
+    /// B's rate minus A's, intervals and McNemar.
+    pub paired: TrialComparison,
+    /// Holm-adjusted p over the comparisons of the same metric.
+    pub p_holm: f64,
+}
+
+/// `improve.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImproveReport {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// [`KIND`].
+    pub kind: String,
+    /// The settings.
+    pub settings: ImproveSettings,
+    /// The rounds.
+    pub rounds: Vec<RoundFigures>,
+    /// The arms.
+    pub arms: Vec<ArmFigures>,
+    /// The comparisons, the primary first.
+    pub comparisons: Vec<Comparison>,
+}
+
+impl ImproveReport {
+    /// The report in a few lines.
+    pub fn summary(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for r in &self.rounds {
+            out.extend(round_lines(r));
+        }
+        for a in &self.arms {
+            for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
+                if let Some(s) = s {
+                    out.push(format!(
+                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}",
+                        a.name,
+                        s.accuracy,
+                        s.answers,
+                        s.problems,
+                        s.parsable,
+                        s.accuracy_parsable,
+                        s.pass_at_k.map_or(String::new(), |p| format!(", pass@k {p:.3}")),
+                        s.mean_tokens,
+                        s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s")),
+                    ));
+                }
+            }
+        }
+        for c in &self.comparisons {
+            let p = &c.paired;
+            out.push(format!(
+                "{} ({}): {:+.3}, bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {:.4}, Holm p {:.4} ({} problems)",
+                c.name,
+                c.metric,
+                p.difference,
+                p.interval[0],
+                p.interval[1],
+                p.score_interval[0],
+                p.score_interval[1],
+                p.p_value,
+                c.p_holm,
+                p.n
+            ));
+        }
+        out
+    }
+}
+
+fn secs(w: Option<f64>) -> String {
+    w.map_or("resumed".into(), |w| format!("{w:.0} s"))
+}
+
+fn round_lines(r: &RoundFigures) -> Vec<String> {
+    let mut out = Vec::new();
+    let n = r.round;
+    if let Some(c) = &r.collect {
+        out.push(format!(
+            "round {n} collect ({}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {}",
+            r.policy.as_deref().unwrap_or("base"),
+            c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
+            c.train_solved, c.train_first_correct, c.generated_tokens, secs(c.wall_s)
+        ));
+    }
+    if let Some(d) = &r.data {
+        out.push(format!(
+            "round {n} data: {} correct samples ({} from retries, {} tokens), {} held out; placebo {} ({} correct, {} tokens)",
+            d.samples, d.from_retries, d.tokens, d.heldout, d.placebo, d.placebo_correct, d.placebo_tokens
+        ));
+    }
+    for t in &r.train {
+        out.push(format!(
+            "round {n} train {}: {} samples, {} steps (best {:?}), loss {:.3} -> {:.3}, held-out {:?}, {:.1} MB, {}",
+            t.name, t.samples, t.steps, t.best_step, t.loss[0], t.loss[1], t.heldout_loss,
+            t.bytes as f64 / 1e6, secs(t.wall_s)
+        ));
+    }
+    if let Some(c) = &r.canary {
+        out.push(format!(
+            "round {n} canary: candidate {:.3} vs incumbent {:.3} ({}) on dev, greedy: {}, {}",
+            c.candidate_score,
+            c.incumbent_score,
+            c.incumbent.as_deref().unwrap_or("base"),
+            if c.promoted {
+                "promoted"
+            } else {
+                "kept the incumbent"
+            },
+            secs(c.wall_s)
+        ));
+    }
+    out
+}

@@ -1,0 +1,146 @@
+use super::arms::holm;
+
+#[test]
+fn holm_multiplies_the_smallest_p_by_the_family_size_and_keeps_the_order() {
+    let adj = holm(&[0.04, 0.01, 0.03]);
+    // Sorted: 0.01 * 3, 0.03 * 2, 0.04 * 1 -> max-accumulated 0.03, 0.06, 0.06.
+    let want = [0.06, 0.03, 0.06];
+    for (a, w) in adj.iter().zip(want) {
+        assert!((a - w).abs() < 1e-12, "{adj:?}");
+    }
+    assert_eq!(holm(&[0.9, 0.8]), vec![1.0, 1.0]);
+    assert!(holm(&[]).is_empty());
+}
+
+use super::arms::score;
+use super::phases::collect_figures;
+use retroformer_envs::math::expert::Collected;
+use retroformer_envs::math::rise::{Attempt, Metrics, RiseResult};
+
+fn attempt(answer: Option<&str>, reward: f32, tokens: u32) -> Attempt {
+    Attempt {
+        response: String::new(),
+        answer: answer.map(str::to_string),
+        reward,
+        evaluated_tokens: 0,
+        reused_tokens: 0,
+        generated_tokens: tokens,
+        ms: 0.0,
+    }
+}
+
+fn result(id: &str, sequential: Vec<Attempt>, parallel: Vec<Attempt>) -> RiseResult {
+    RiseResult {
+        format_version: 2,
+        problem_id: id.into(),
+        gold: "5".into(),
+        sequential,
+        parallel,
+        metrics: Metrics::default(),
+        wall_ms: 0.0,
+    }
+}
+
+#[test]
+fn a_greedy_score_keeps_the_parsable_rate_apart_from_accuracy() {
+    let r = [
+        result("a", vec![attempt(Some("5"), 1.0, 10)], vec![]),
+        result("b", vec![attempt(Some("4"), 0.0, 20)], vec![]),
+        result("c", vec![attempt(None, -1.0, 30)], vec![]),
+        result("d", vec![attempt(None, -1.0, 40)], vec![]),
+    ];
+    let s = score(&r, false);
+    assert_eq!((s.problems, s.answers), (4, 4));
+    assert!((s.accuracy - 0.25).abs() < 1e-12);
+    assert!((s.parsable - 0.5).abs() < 1e-12);
+    assert!((s.accuracy_parsable - 0.5).abs() < 1e-12);
+    assert!((s.mean_tokens - 25.0).abs() < 1e-12);
+    assert_eq!(s.pass_at_k, None);
+}
+
+#[test]
+fn a_sampled_score_is_accuracy_per_sample_and_pass_at_k_per_problem() {
+    let r = [
+        result(
+            "a",
+            vec![],
+            vec![attempt(Some("5"), 1.0, 1), attempt(Some("4"), 0.0, 1)],
+        ),
+        result(
+            "b",
+            vec![],
+            vec![attempt(Some("4"), 0.0, 1), attempt(None, -1.0, 1)],
+        ),
+    ];
+    let s = score(&r, true);
+    assert_eq!(s.answers, 4);
+    assert!((s.accuracy - 0.25).abs() < 1e-12);
+    assert!((s.pass_at_k.unwrap() - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn collection_figures_count_train_problems_apart_from_dev_ones() {
+    let c = |id: &str, chains: Vec<Vec<Attempt>>| Collected {
+        format_version: 1,
+        problem_id: id.into(),
+        question: "q".into(),
+        gold: "5".into(),
+        chains,
+    };
+    let all = [
+        // Dev: solved, but not a train problem.
+        c("dev", vec![vec![attempt(Some("5"), 1.0, 5)]]),
+        c(
+            "t1",
+            vec![vec![attempt(Some("4"), 0.0, 5), attempt(Some("5"), 1.0, 5)]],
+        ),
+        c(
+            "t2",
+            vec![
+                vec![attempt(Some("5"), 1.0, 5)],
+                vec![attempt(None, -1.0, 5)],
+            ],
+        ),
+        c(
+            "t3",
+            vec![vec![attempt(None, -1.0, 5), attempt(Some("3"), 0.0, 5)]],
+        ),
+    ];
+    let f = collect_figures(&all, 1, Some(2.0));
+    assert_eq!(
+        (f.problems, f.train_solved, f.train_first_correct),
+        (4, 2, 1)
+    );
+    assert_eq!(
+        (f.attempts, f.correct_attempts, f.parsable_attempts),
+        (7, 3, 5)
+    );
+    assert_eq!(f.generated_tokens, 35);
+}
+
+#[test]
+fn a_round_collects_with_the_last_adapter_an_earlier_round_promoted() {
+    use super::{incumbent, CanaryFigures, RoundFigures};
+    let round = |r: u32, promoted: Option<bool>| RoundFigures {
+        round: r,
+        policy: None,
+        collect: None,
+        data: None,
+        train: Vec::new(),
+        installed: promoted.map(|_| format!("id{r}")),
+        canary: promoted.map(|promoted| CanaryFigures {
+            candidate: format!("id{r}"),
+            incumbent: None,
+            candidate_score: 0.5,
+            incumbent_score: 0.4,
+            promoted,
+            wall_s: None,
+        }),
+    };
+    assert_eq!(incumbent(&[]), None);
+    assert_eq!(incumbent(&[round(1, Some(true))]), Some("id1".into()));
+    // A kept incumbent, or a round not canaried yet, changes nothing.
+    let rounds = [round(1, Some(true)), round(2, Some(false)), round(3, None)];
+    assert_eq!(incumbent(&rounds), Some("id1".into()));
+    assert_eq!(incumbent(&[round(1, Some(false))]), None);
+}

@@ -1,0 +1,162 @@
+//! `retroformer improve` end to end with the real SmolLM2 model and the trainer
+//! (`retroformer-train sft`, spawned): collection on trivial GSM8K-format problems, the
+//! verified answers and a placebo, two adapters, installation into the actor's store, the
+//! canary on the dev split, the arms on test problems; then a resume that redoes nothing.
+//!
+//! `cargo test --workspace` builds both binaries before any test runs; run alone, build them
+//! first with `cargo build --bins`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+fn smollm2() -> PathBuf {
+    let m = retroformer::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
+    retroformer::fetch::installed(&m, &retroformer::manifest::home_dir())
+        .expect("SmolLM2 is fetched first (tests/run does it)")
+}
+
+fn data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/math/gsm8k_trivial.jsonl")
+}
+
+fn improve(out: &Path, home: &Path, extra: &str) -> std::process::Output {
+    // Tiny sizes: 2 dev and 4 train problems of one-digit sums, 3 test problems, 40 tokens.
+    let args = format!(
+        "improve --no-fetch --rounds 1 --dev 2 --train 4 --chains 4 --retries 1 --max-tokens 40 \
+         --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 --eval-skip 4 \
+         --eval 3 --eval-samples 2 --sampled-arms base,r1-s1 --threads 2 --parallel 8 {extra}"
+    );
+    Command::new(bin("retroformer"))
+        .args(args.split_whitespace())
+        .arg("--model")
+        .arg(smollm2())
+        .arg("--train-data")
+        .arg(data())
+        .arg("--eval-data")
+        .arg(data())
+        .arg("--out")
+        .arg(out)
+        .env("RETROFORMER_TRAIN", bin("retroformer-train"))
+        .env("RETROFORMER_HOME", home)
+        .output()
+        .unwrap()
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+#[test]
+fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = dir.path().join("improve");
+    let o = improve(&out, home.path(), "");
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let report = json(&out.join("improve.json"));
+    assert_eq!(report["kind"], "improve");
+    let round = &report["rounds"][0];
+    assert_eq!(round["collect"]["problems"], 6);
+    // Every training answer is verified correct, from train problems only, and the placebo
+    // has as many answers.
+    let selected = std::fs::read_to_string(out.join("round-1/selected.jsonl")).unwrap();
+    let dev: Vec<String> = (1..=2).map(|i| format!("gsm8k_trivial-{i}")).collect();
+    let mut n = 0;
+    for l in selected.lines() {
+        let s: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(s["reward"].as_f64().unwrap() >= 1.0, "{l}");
+        assert!(!dev.iter().any(|d| s["problem_id"] == d.as_str()), "{l}");
+        n += 1;
+    }
+    assert_eq!(round["data"]["samples"], n);
+    assert_eq!(round["data"]["placebo"], n, "{report}");
+    let names: Vec<&str> = round["train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["s1", "placebo"]);
+    for t in round["train"].as_array().unwrap() {
+        assert!(t["steps"].as_u64().unwrap() >= 1, "{t}");
+        assert_eq!(t["sha256"].as_str().unwrap().len(), 64);
+        assert!(t["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("retroformer-train sft"));
+        assert!(out.join(t["adapter"].as_str().unwrap()).is_file());
+    }
+    // The candidate went into the actor's store and the canary judged it on the dev split.
+    let id = round["installed"].as_str().unwrap();
+    assert_eq!(round["canary"]["candidate"], id);
+    let versions = std::fs::read_dir(home.path().join("actor/adapters"))
+        .unwrap()
+        .count();
+    assert_eq!(versions, 1);
+    // Three arms greedy, two of them sampled; the primary comparison comes first.
+    let arms: Vec<&str> = report["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(arms, ["base", "r1-s1", "r1-placebo"]);
+    for a in report["arms"].as_array().unwrap() {
+        assert_eq!(a["greedy"]["problems"], 3, "{a}");
+        assert_eq!(a["sampled"].is_null(), a["name"] == "r1-placebo", "{a}");
+    }
+    assert_eq!(report["arms"][1]["sampled"]["answers"], 6);
+    assert_eq!(report["comparisons"][0]["name"], "r1-s1 - base");
+    assert_eq!(report["comparisons"][0]["metric"], "greedy");
+    assert!(report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["metric"] == "pass@2"));
+    assert!(out.join("accuracy.svg").is_file());
+    assert!(stdout.contains("r1-s1 - base (greedy)"), "{stdout}");
+    // The test problems were evaluated with the adapter on, named by its hash.
+    let eval_dirs: Vec<String> = std::fs::read_dir(out.join("eval"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        eval_dirs.contains(&"base-greedy".to_string()),
+        "{eval_dirs:?}"
+    );
+    assert_eq!(eval_dirs.len(), 5, "{eval_dirs:?}");
+    // A second run finds every phase done and writes the same figures.
+    let again = improve(&out, home.path(), "");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report2 = json(&out.join("improve.json"));
+    assert_eq!(report2["comparisons"], report["comparisons"]);
+    assert_eq!(
+        report2["rounds"][0]["train"][0]["sha256"],
+        round["train"][0]["sha256"]
+    );
+    // Other settings in the same folder are refused, naming the difference.
+    let other = improve(&out, home.path(), "--per-problem 3");
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(err.contains("per_problem"), "{err}");
+}
