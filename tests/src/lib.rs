@@ -26,6 +26,20 @@ pub fn smollm2_path() -> PathBuf {
     .clone()
 }
 
+/// A binary of the workspace, next to the running test's `deps/` folder. `cargo test
+/// --workspace` builds every binary before any test runs; run alone, build them first with
+/// `cargo build --bins`.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let p = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
 /// The model, loaded once per test binary.
 pub fn smollm2() -> LlamaModel {
     static MODEL: OnceLock<LlamaModel> = OnceLock::new();

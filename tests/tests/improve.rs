@@ -9,22 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    let m = retroformer::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
-    retroformer::fetch::installed(&m, &retroformer::manifest::home_dir())
-        .expect("SmolLM2 is fetched first (tests/run does it)")
-}
+use retroformer_e2e::{smollm2_path, workspace_bin};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/math/gsm8k_trivial.jsonl")
@@ -37,17 +22,17 @@ fn improve(out: &Path, home: &Path, extra: &str) -> std::process::Output {
          --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 --eval-skip 4 \
          --eval 3 --eval-samples 2 --sampled-arms base,r1-s1 --threads 2 --parallel 8 {extra}"
     );
-    Command::new(bin("retroformer"))
+    Command::new(workspace_bin("retroformer"))
         .args(args.split_whitespace())
         .arg("--model")
-        .arg(smollm2())
+        .arg(smollm2_path())
         .arg("--train-data")
         .arg(data())
         .arg("--eval-data")
         .arg(data())
         .arg("--out")
         .arg(out)
-        .env("RETROFORMER_TRAIN", bin("retroformer-train"))
+        .env("RETROFORMER_TRAIN", workspace_bin("retroformer-train"))
         .env("RETROFORMER_HOME", home)
         .output()
         .unwrap()

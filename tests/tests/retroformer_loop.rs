@@ -6,26 +6,10 @@
 //! `cargo test --workspace` builds both binaries (`retroformer`, `retroformer-train`) before
 //! any test runs; run alone, build them first with `cargo build --bins`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-/// A binary of the workspace, next to this test's `deps/` folder.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
-
-fn smollm2() -> PathBuf {
-    let m = retroformer::manifest::Manifest::find("smollm2-135m-instruct").unwrap();
-    retroformer::fetch::installed(&m, &retroformer::manifest::home_dir())
-        .expect("SmolLM2 is fetched first (tests/run does it)")
-}
+use retroformer_e2e::{smollm2_path, workspace_bin};
 
 /// A loop that ended well: its standard output and its `loop.json`.
 fn finished(o: &std::process::Output, out: &Path) -> (String, serde_json::Value) {
@@ -56,7 +40,7 @@ fn first_trial(run: &Path) -> serde_json::Value {
 
 /// The ids of the adapters installed for `base` and the active one's.
 fn installed_adapters(base: &Path, home: &Path) -> (Vec<String>, Option<String>) {
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args(["adapters", "list", "--json", "--base"])
         .arg(base)
         .env("RETROFORMER_HOME", home)
@@ -77,10 +61,10 @@ fn installed_adapters(base: &Path, home: &Path) -> (Vec<String>, Option<String>)
 fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first_trial() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
-    let base = smollm2();
+    let base = smollm2_path();
     // The trainer is found next to the runtime's CLI.
-    bin("retroformer-train");
-    let o = Command::new(bin("retroformer"))
+    workspace_bin("retroformer-train");
+    let o = Command::new(workspace_bin("retroformer"))
         .args(["loop", "--env", "household", "--rounds", "2"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
         .args([
@@ -189,14 +173,14 @@ fn two_rounds_collect_train_install_and_canary_the_reflector_and_share_one_first
 
 #[test]
 fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args(["loop", "--env", "chess", "--out", "/nonexistent"])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--env chess"), "{err}");
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args([
             "loop",
             "--env",
@@ -212,7 +196,7 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("--trials"), "{err}");
     // HumanEval's collections share no first trial, so they cannot sample reflections of one.
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args(["loop", "--env", "humaneval", "--collect-samples", "2"])
         .args(["--out", "/nonexistent"])
         .output()
@@ -226,7 +210,7 @@ fn the_loop_refuses_an_unknown_environment_and_a_single_trial() {
 fn sampled_collections_share_the_first_trial_and_too_small_an_sft_set_stops_the_loop() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args(["loop", "--env", "household", "--rounds", "1"])
         .args(["--train-tasks", "1", "--eval-tasks", "1", "--trials", "2"])
         // Two threads: see the test above.
@@ -235,7 +219,7 @@ fn sampled_collections_share_the_first_trial_and_too_small_an_sft_set_stops_the_
         // Both reflections are kept (ratings are -1, 0 or 1), and two are too few.
         .args(["--min-reward=-1", "--min-sft-examples", "3"])
         .arg("--base")
-        .arg(smollm2())
+        .arg(smollm2_path())
         .arg("--out")
         .arg(&out)
         .env("RETROFORMER_HOME", home.path())
@@ -309,7 +293,7 @@ fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
         "min_reward": 0.5, "steps": 40, "margin": 0.0, "min_sft_examples": 32, "rounds": [],
     });
     std::fs::write(dir.path().join("loop.json"), saved.to_string()).unwrap();
-    let o = Command::new(bin("retroformer"))
+    let o = Command::new(workspace_bin("retroformer"))
         .args(args("2"))
         .output()
         .unwrap();
@@ -325,10 +309,10 @@ fn a_loop_resumed_with_other_settings_is_refused_and_names_what_differs() {
 fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_with() {
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("loop");
-    let base = smollm2();
+    let base = smollm2_path();
     let b = base.display().to_string();
     let loop_args = |rounds: &str| {
-        let mut cmd = Command::new(bin("retroformer"));
+        let mut cmd = Command::new(workspace_bin("retroformer"));
         cmd.args(["loop", "--env", "household", "--rounds", rounds])
             .args([
                 "--base",

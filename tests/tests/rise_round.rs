@@ -6,20 +6,9 @@
 //! `cargo test --workspace` builds both binaries before any test runs; run alone, build them
 //! first with `cargo build --bins`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
-/// A binary of the workspace, next to this test's `deps/` folder.
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let p = exe.parent().unwrap().parent().unwrap().join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build --bins` (cargo test --workspace builds it)",
-        p.display()
-    );
-    p
-}
+use retroformer_e2e::workspace_bin;
 
 fn round(out: &std::path::Path) -> std::process::Output {
     // Tiny sizes: 4 train problems (2 held out), 2 test problems, 24 tokens an answer.
@@ -27,11 +16,11 @@ fn round(out: &std::path::Path) -> std::process::Output {
         --samples 1,2 --rollout-turns 2 --turns 2 --samples-eval 2 --max-tokens 24 \
         --criteria all --heldout-every 2 --epochs 1 --batch 2 --max-len 384 --threads 2 \
         --eval-batch 2";
-    Command::new(bin("retroformer"))
+    Command::new(workspace_bin("retroformer"))
         .args(args.split_whitespace())
         .arg("--out")
         .arg(out)
-        .env("RETROFORMER_TRAIN", bin("retroformer-train"))
+        .env("RETROFORMER_TRAIN", workspace_bin("retroformer-train"))
         .output()
         .unwrap()
 }

@@ -94,6 +94,20 @@ fn run<'a>(
     }
 }
 
+/// Every LoRA B factor of `a` equals `b`'s within 1e-6 (B starts at zero, so it shows training).
+fn assert_same_b_factors(a: &Trainable, b: &Trainable) {
+    for (ba, bb) in a.lora.blocks.iter().zip(&b.lora.blocks) {
+        for (pa, pb) in ba.proj.iter().zip(&bb.proj) {
+            let (pa, pb) = (pa.as_ref().unwrap(), pb.as_ref().unwrap());
+            let (va, _) = to_vec2(pa.b.val());
+            let (vb, _) = to_vec2(pb.b.val());
+            for (x, y) in va.iter().zip(&vb) {
+                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
+            }
+        }
+    }
+}
+
 #[test]
 fn sft_lowers_its_loss_and_raises_the_log_probability_of_the_targets() {
     let dev = device();
@@ -231,16 +245,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
             "{x:?} vs {y:?}"
         );
     }
-    for (ba, bb) in a.state.lora.blocks.iter().zip(&b.state.lora.blocks) {
-        for (pa, pb) in ba.proj.iter().zip(&bb.proj) {
-            let (pa, pb) = (pa.as_ref().unwrap(), pb.as_ref().unwrap());
-            let (va, _) = to_vec2(pa.b.val());
-            let (vb, _) = to_vec2(pb.b.val());
-            for (x, y) in va.iter().zip(&vb) {
-                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
-            }
-        }
-    }
+    assert_same_b_factors(&a.state, &b.state);
 }
 
 #[test]
@@ -326,22 +331,7 @@ fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
     let resumed = train(&r, &dev).unwrap();
     assert_eq!(resumed.log.len(), straight.log.len());
     assert_eq!(resumed.best_step, Some(best));
-    for (ba, bb) in straight
-        .state
-        .lora
-        .blocks
-        .iter()
-        .zip(&resumed.state.lora.blocks)
-    {
-        for (pa, pb) in ba.proj.iter().zip(&bb.proj) {
-            let (pa, pb) = (pa.as_ref().unwrap(), pb.as_ref().unwrap());
-            let (va, _) = to_vec2(pa.b.val());
-            let (vb, _) = to_vec2(pb.b.val());
-            for (x, y) in va.iter().zip(&vb) {
-                assert!((x - y).abs() <= 1e-6, "{x} vs {y}");
-            }
-        }
-    }
+    assert_same_b_factors(&straight.state, &resumed.state);
 }
 
 #[test]

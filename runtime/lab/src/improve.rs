@@ -53,6 +53,9 @@ pub struct ImprovePlan {
     pub out: PathBuf,
 }
 
+/// A loaded actor and its session.
+type Loaded = (Box<dyn LanguageModel>, Box<dyn Session>);
+
 /// What every phase needs.
 struct Ctx<'a> {
     plan: &'a ImprovePlan,
@@ -363,7 +366,7 @@ impl Ctx<'_> {
         lanes: u32,
         per_lane: u32,
         progress: &mut dyn Progress,
-    ) -> Result<(Box<dyn LanguageModel>, Box<dyn Session>), LabError> {
+    ) -> Result<Loaded, LabError> {
         let model = self.models.load(&self.plan.settings.model)?;
         let profile = self.models.profile();
         let cells = profile.batch_cells(

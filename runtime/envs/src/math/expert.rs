@@ -105,7 +105,11 @@ fn next_prompt(
         None => Some(rise::messages(&p.question, &[], 1)),
         Some(a) if correct(a) || attempts.len() > cfg.retries as usize => None,
         // The environment's feedback: the last answer was wrong; answer anew.
-        Some(a) => Some(rise::messages(&p.question, &[a.response.clone()], 2)),
+        Some(a) => Some(rise::messages(
+            &p.question,
+            std::slice::from_ref(&a.response),
+            2,
+        )),
     }
 }
 
