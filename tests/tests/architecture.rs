@@ -457,6 +457,64 @@ fn has_reason(lines: &[&str], at: usize, window: usize) -> bool {
         .any(|l| l.trim_start().starts_with("// long:") || l.trim_start().starts_with("//! long:"))
 }
 
+/// Whether trimmed line `t` starts a function, whatever its visibility (`pub`, `pub(crate)`,
+/// `pub(super)`, `pub(in path)`) and qualifiers (`const`, `async`, `unsafe`, `extern "C"`).
+fn starts_fn(t: &str) -> bool {
+    let mut rest = t;
+    if let Some(r) = t.strip_prefix("pub") {
+        rest = match r.strip_prefix('(') {
+            Some(r) => r.split_once(')').map_or("", |(_, after)| after),
+            None if r.starts_with(' ') => r,
+            None => return false,
+        };
+    }
+    loop {
+        rest = rest.trim_start();
+        let before = rest;
+        for q in ["const ", "async ", "unsafe ", "default "] {
+            rest = rest.strip_prefix(q).unwrap_or(rest);
+        }
+        if let Some(r) = rest.strip_prefix("extern ") {
+            let r = r.trim_start();
+            rest = match r.strip_prefix('"') {
+                Some(abi) => abi.split_once('"').map_or("", |(_, after)| after),
+                None => r,
+            };
+        }
+        if rest == before {
+            return rest.starts_with("fn ");
+        }
+    }
+}
+
+#[test]
+fn the_function_rule_sees_every_visibility_and_qualifier() {
+    for yes in [
+        "fn f() {",
+        "pub fn f() {",
+        "pub(crate) fn f() {",
+        "pub(super) fn generate_stream(",
+        "pub(in crate::a) fn f() {",
+        "async fn f() {",
+        "pub async fn f() {",
+        "pub(crate) const unsafe fn f() {",
+        "pub unsafe extern \"C\" fn f() {",
+        "extern \"C\" fn f() {",
+    ] {
+        assert!(starts_fn(yes), "{yes}");
+    }
+    for no in [
+        "const FN: u32 = 1;",
+        "pub const fn_count: u32 = 1;",
+        "public fn f() {",
+        "let f = |x| x;",
+        "// fn f() {",
+        "pub struct Fn {",
+    ] {
+        assert!(!starts_fn(no), "{no}");
+    }
+}
+
 #[test]
 fn source_files_and_functions_stay_short_or_say_why() {
     const FILE_LINES: usize = 800;
@@ -474,13 +532,7 @@ fn source_files_and_functions_stay_short_or_say_why() {
             }
             for (i, l) in lines.iter().enumerate() {
                 let t = l.trim_start();
-                let is_fn = t.starts_with("fn ")
-                    || t.starts_with("pub fn ")
-                    || t.starts_with("pub(crate) fn ")
-                    || t.starts_with("unsafe fn ")
-                    || t.starts_with("pub unsafe fn ")
-                    || t.starts_with("pub(crate) unsafe fn ");
-                if !is_fn
+                if !starts_fn(t)
                     || !l.trim_end().ends_with('{')
                         && !lines[i..]
                             .iter()

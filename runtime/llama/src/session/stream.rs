@@ -90,6 +90,7 @@ fn own(e: LlmError) -> Result<LlmError, Failure> {
 
 impl Worker {
     /// Runs `first` and every follow-up `on_done` returns, as lanes and cells allow.
+    // long: the continuous-batching loop: admission, cancellation, lane compaction, prompt chunks or decode steps, twins and sampling share the lanes' state and the context; each phase is commented in place.
     pub(super) fn generate_stream(
         &mut self,
         first: Vec<Keyed>,
