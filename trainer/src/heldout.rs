@@ -27,6 +27,15 @@ pub(crate) struct Best {
     pub(crate) state: Trainable,
 }
 
+/// Where the lowest held-out loss was measured, and the measurements since without a lower
+/// one: what a checkpoint keeps of [`Best`] besides its state.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct BestMark {
+    pub(crate) step: u64,
+    pub(crate) loss: f64,
+    pub(crate) since: u64,
+}
+
 /// Refuses a held-out set the objective cannot score, an empty one, or one with an example
 /// without a response token.
 pub(crate) fn check_heldout(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Tokenized;
 use crate::grads::{add_grads, clip_global, Example};
 pub use crate::heldout::Heldout;
-use crate::heldout::{check_heldout, heldout_loss, Best};
+use crate::heldout::{check_heldout, heldout_loss, Best, BestMark};
 use crate::lora::LoraConfig;
 use crate::model::Base;
 use crate::native::LoraWeights;
@@ -140,14 +140,6 @@ struct CheckpointState {
     /// exports the same step as an uninterrupted one.
     #[serde(default)]
     best: Option<BestMark>,
-}
-
-/// Where the lowest held-out loss was measured, and the measurements since without a lower one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct BestMark {
-    step: u64,
-    loss: f64,
-    since: u64,
 }
 
 /// The LoRA settings as stored in a checkpoint.
@@ -707,24 +699,17 @@ fn save_checkpoint(
         let p = dir.join(name);
         retroformer_core::fsutil::write_atomic(&p, bytes).map_err(|e| io_err(&p, e))
     };
-    let record = state
-        .clone()
-        .into_record()
-        .into_bytes()
-        .map_err(|e| io_err(dir, format!("{e:?}")))?;
-    write(&format!("trainable-{step}.bpk"), &record)?;
+    let bytes = |s: &Trainable| {
+        let record = s.clone().into_record().into_bytes();
+        record.map_err(|e| io_err(dir, format!("{e:?}")))
+    };
+    write(&format!("trainable-{step}.bpk"), &bytes(state)?)?;
     let op = optim
         .into_bytes()
         .map_err(|e| io_err(dir, format!("{e:?}")))?;
     write(&format!("optim-{step}.bpk"), &op)?;
     if let Some(b) = best {
-        let record = b
-            .state
-            .clone()
-            .into_record()
-            .into_bytes()
-            .map_err(|e| io_err(dir, format!("{e:?}")))?;
-        write(&format!("best-{}.bpk", b.step), &record)?;
+        write(&format!("best-{}.bpk", b.step), &bytes(&b.state)?)?;
     }
     // state.json last: a checkpoint counts once its state names the step, so a kill at any
     // point leaves the previous checkpoint's files and state intact.
