@@ -16,9 +16,10 @@ fn data() -> PathBuf {
 }
 
 fn improve(out: &Path, home: &Path, extra: &str) -> std::process::Output {
-    // Tiny sizes: 2 dev and 4 train problems of one-digit sums, 3 test problems, 40 tokens.
+    // Tiny sizes: 1 dev and 7 train problems of one-digit sums, 3 test problems, 64 tokens.
+    // SmolLM2 rarely boxes an answer: 8 chains find one correct train answer with these seeds.
     let args = format!(
-        "improve --no-fetch --rounds 1 --dev 2 --train 4 --chains 4 --retries 1 --max-tokens 40 \
+        "improve --no-fetch --rounds 1 --dev 1 --train 7 --chains 8 --retries 1 --max-tokens 64 \
          --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 --eval-skip 4 \
          --eval 3 --eval-samples 2 --sampled-arms base,r1-s1 --threads 2 --parallel 8 {extra}"
     );
@@ -57,11 +58,11 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_an
     let report = json(&out.join("improve.json"));
     assert_eq!(report["kind"], "improve");
     let round = &report["rounds"][0];
-    assert_eq!(round["collect"]["problems"], 6);
+    assert_eq!(round["collect"]["problems"], 8);
     // Every training answer is verified correct, from train problems only, and the placebo
     // has as many answers.
     let selected = std::fs::read_to_string(out.join("round-1/selected.jsonl")).unwrap();
-    let dev: Vec<String> = (1..=2).map(|i| format!("gsm8k_trivial-{i}")).collect();
+    let dev: Vec<String> = (1..=1).map(|i| format!("gsm8k_trivial-{i}")).collect();
     let mut n = 0;
     for l in selected.lines() {
         let s: serde_json::Value = serde_json::from_str(l).unwrap();
