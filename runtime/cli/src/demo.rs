@@ -150,7 +150,8 @@ pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
 }
 
 /// One sentence on the last trial: the gain, its interval and p, and whether this run can tell
-/// it from chance.
+/// it from chance. The interval is the exact one, which excludes 0 exactly when p < 0.05, so the
+/// sentence never contradicts itself.
 fn verdict(r: &retroformer_lab::compare::CompareReport) -> String {
     let Some(t) = r.pairs.first().and_then(|p| p.trials.last()) else {
         return "no trial finished in both arms".into();
@@ -162,11 +163,11 @@ fn verdict(r: &retroformer_lab::compare::CompareReport) -> String {
         "not a difference this run can tell from chance (more tasks would be needed)"
     };
     format!(
-        "Reflexion against retries without information after trial {}: {} points (95 % interval {} to {}, McNemar p = {:.3}): {told}.",
+        "Reflexion against retries without information after trial {}: {} points (95 % exact interval {} to {}, McNemar p = {:.3}): {told}.",
         t.trial + 1,
         points(t.difference),
-        points(t.interval[0]),
-        points(t.interval[1]),
+        points(t.exact_interval[0]),
+        points(t.exact_interval[1]),
         t.p_value
     )
 }
@@ -174,6 +175,67 @@ fn verdict(r: &retroformer_lab::compare::CompareReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use retroformer_lab::compare::{paired, CompareReport, Pair, Table, CONFIDENCE};
+
+    /// A report of one pair whose last trial has `only_a` and `only_b` discordant tasks of 24.
+    fn report(only_a: usize, only_b: usize) -> CompareReport {
+        let table = Table {
+            both: 2,
+            only_a,
+            only_b,
+            neither: 22 - only_a - only_b,
+        };
+        CompareReport {
+            format_version: 3,
+            kind: "retroformer-compare".into(),
+            confidence: CONFIDENCE,
+            resamples: 0,
+            bootstrap_seed: 0,
+            runs: Vec::new(),
+            pairs: vec![Pair {
+                name: "reflexion vs none".into(),
+                a: 0,
+                b: 1,
+                trials: vec![paired(0, Table::default()), paired(1, table)],
+            }],
+        }
+    }
+
+    /// The interval's two ends as the sentence prints them, in points.
+    fn printed_interval(sentence: &str) -> (f64, f64) {
+        let rest = sentence.split("exact interval ").nth(1).unwrap();
+        let mut words = rest.split([' ', ',']);
+        let lo = words.next().unwrap().parse().unwrap();
+        assert_eq!(words.next(), Some("to"));
+        (lo, words.next().unwrap().parse().unwrap())
+    }
+
+    #[test]
+    fn the_verdict_says_chance_exactly_when_its_interval_holds_zero() {
+        // At n = 24 the percentile bootstrap excluded 0 beside "not a difference" (6 against
+        // 1: p = 0.125); every split of up to 22 discordant tasks must now agree with itself.
+        let mut told = 0;
+        for m in 0..=22 {
+            for only_b in 0..=m {
+                let v = verdict(&report(m - only_b, only_b));
+                let (lo, hi) = printed_interval(&v);
+                let holds_zero = lo <= 0.0 && hi >= 0.0;
+                let chance = v.contains("not a difference this run can tell from chance");
+                assert_eq!(holds_zero, chance, "{v}");
+                assert!(
+                    v.starts_with("Reflexion against retries without information after trial 2"),
+                    "{v}"
+                );
+                told += usize::from(!chance);
+            }
+        }
+        assert!(told > 20, "{told}");
+        let v = verdict(&report(1, 6));
+        assert!(
+            v.contains("+20.8 points") && v.contains("McNemar p = 0.125"),
+            "{v}"
+        );
+    }
 
     #[test]
     fn the_household_demo_takes_one_task_of_each_type_before_a_second_of_any() {

@@ -58,7 +58,7 @@ pub fn command(registry: &Registry) -> Command {
         "Plot the success rate by trial of one or more run folders on one chart (SVG and PNG).",
     ))
     .subcommand(CompareArgs::augment_args(Command::new("compare")).about(
-        "Paired statistics between run folders over one task set: per trial the success rates, their difference with 95% intervals (paired bootstrap, Newcombe score), the exact McNemar p-value and the win/loss table; the first run is the baseline.",
+        "Paired statistics between run folders over one task set: per trial the success rates, their difference with 95% intervals (exact conditional, which agrees with the test; paired bootstrap; Newcombe score), the exact McNemar p-value and the win/loss table; the first run is the baseline.",
     ))
 }
 

@@ -4,9 +4,10 @@
 //! outcomes are paired by task: what one run solves and another does not is the effect of what
 //! differs between them (the strategy, the reflector), not of which tasks each drew. For every
 //! pair of runs and every trial both finished this gives the cumulative success rates (solved
-//! in any trial so far, as Reflexion reports them), their difference with a paired bootstrap
-//! interval and Newcombe's score interval, the exact McNemar test and the 2x2 table. The first
-//! run is the baseline; with more than two runs every pair of arms is compared too.
+//! in any trial so far, as Reflexion reports them), their difference with the exact conditional
+//! interval (the one that agrees with the test), a paired bootstrap interval and Newcombe's score
+//! interval, the exact McNemar test and the 2x2 table. The first run is the baseline; with more
+//! than two runs every pair of arms is compared too.
 //!
 //! Task files are read as plain JSON (`task_id` and `success`, or HumanEval's `passed`), so any
 //! environment's trial runs compare without this module knowing their result types.
@@ -16,7 +17,6 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::runner::{trial_dir, RunLabel};
 use retroformer_core::fsutil::{read_regular, write_atomic};
-use retroformer_core::rng::SplitMix64;
 use retroformer_core::text::printable;
 use retroformer_report::{line_chart_svg, write_chart, Series};
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,9 @@ use serde_json::Value;
 
 use crate::LabError;
 
-/// Format version of `compare.json`. 2: each pair is named by its arms' folders.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format version of `compare.json`. 2: each pair is named by its arms' folders; 3: each trial
+/// has its exact interval.
+pub const FORMAT_VERSION: u32 = 3;
 /// The `kind` of `compare.json`.
 pub const KIND: &str = "retroformer-compare";
 /// Bootstrap resamples per interval.
@@ -89,40 +90,10 @@ pub struct RunInfo {
     pub success_rate: Vec<f64>,
 }
 
-/// The paired 2x2 table of one trial: tasks solved by both runs, only by `a`, only by `b`,
-/// by neither.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Table {
-    /// Solved by both.
-    pub both: usize,
-    /// Solved by `a` only.
-    pub only_a: usize,
-    /// Solved by `b` only.
-    pub only_b: usize,
-    /// Solved by neither.
-    pub neither: usize,
-}
-
-impl Table {
-    /// Tasks in the table.
-    pub fn n(&self) -> usize {
-        self.both + self.only_a + self.only_b + self.neither
-    }
-
-    /// The table of two runs' outcomes, task by task.
-    pub fn of(a: &[bool], b: &[bool]) -> Table {
-        let mut t = Table::default();
-        for (&x, &y) in a.iter().zip(b) {
-            match (x, y) {
-                (true, true) => t.both += 1,
-                (true, false) => t.only_a += 1,
-                (false, true) => t.only_b += 1,
-                (false, false) => t.neither += 1,
-            }
-        }
-        t
-    }
-}
+pub use crate::stats::{
+    binomial_cdf_half, bootstrap_interval, exact_paired_interval, mcnemar_p, newcombe_interval,
+    wilson_interval, Table,
+};
 
 /// One trial of a pair.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +112,10 @@ pub struct TrialComparison {
     pub interval: [f64; 2],
     /// Newcombe's (1998, method 10) score interval of the difference.
     pub score_interval: [f64; 2],
+    /// The exact conditional interval ([`exact_paired_interval`]): it excludes 0 exactly when
+    /// `p_value` is below 1 - [`CONFIDENCE`], so a verdict quotes this one.
+    #[serde(default)]
+    pub exact_interval: [f64; 2],
     /// The exact two-sided McNemar p-value.
     pub p_value: f64,
     /// The 2x2 table.
@@ -260,6 +235,7 @@ pub fn paired(trial: u32, table: Table) -> TrialComparison {
         difference: rate(table.only_b) - rate(table.only_a),
         interval: bootstrap_interval(&table, RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE),
         score_interval: newcombe_interval(&table, Z_95),
+        exact_interval: exact_paired_interval(&table, CONFIDENCE),
         p_value: mcnemar_p(table.only_b as u64, table.only_a as u64),
         table,
     }
@@ -536,149 +512,6 @@ fn check_first_summary(dir: &Path, found: usize) -> Result<(), LabError> {
     }
 }
 
-/// P(X <= k) for X ~ Bin(n, 1/2), accurate for n in the many thousands: the terms are summed
-/// relative to the largest, and that one's logarithm is computed exactly enough, so nothing
-/// overflows or loses the tail.
-pub fn binomial_cdf_half(n: u64, k: u64) -> f64 {
-    if k >= n {
-        return 1.0;
-    }
-    if 2 * k >= n {
-        // Symmetry: P(X <= k) = 1 - P(X >= k + 1) = 1 - P(X <= n - k - 1).
-        return 1.0 - lower_tail_half(n, n - k - 1);
-    }
-    lower_tail_half(n, k)
-}
-
-/// P(X <= k) for 2k < n, where P(X = j) grows with j up to k.
-fn lower_tail_half(n: u64, k: u64) -> f64 {
-    let ln_choose: f64 = (1..=k).map(|i| ((n - k + i) as f64 / i as f64).ln()).sum();
-    let ln_top = ln_choose - n as f64 * std::f64::consts::LN_2;
-    // Terms relative to P(X = k): P(X = j - 1) / P(X = j) = j / (n - j + 1).
-    let (mut term, mut sum) = (1.0f64, 1.0f64);
-    for j in (1..=k).rev() {
-        term *= j as f64 / (n - j + 1) as f64;
-        sum += term;
-        if term < sum * 1e-18 {
-            break;
-        }
-    }
-    (ln_top + sum.ln()).exp()
-}
-
-/// The exact two-sided McNemar p-value of `b` and `c` discordant pairs: a binomial test of
-/// min(b, c) in b + c trials at 1/2, doubled, at most 1; 1 without discordant pairs.
-pub fn mcnemar_p(b: u64, c: u64) -> f64 {
-    let n = b + c;
-    if n == 0 {
-        return 1.0;
-    }
-    (2.0 * binomial_cdf_half(n, b.min(c))).min(1.0)
-}
-
-/// The percentile interval, at `confidence`, of `rate_b - rate_a` over `resamples` resamples
-/// of the table's tasks with replacement (the paired bootstrap: a task keeps both outcomes),
-/// drawn with SplitMix64 from `seed`.
-pub fn bootstrap_interval(t: &Table, resamples: u32, seed: u64, confidence: f64) -> [f64; 2] {
-    let n = t.n();
-    if n == 0 || resamples == 0 {
-        return [0.0, 0.0];
-    }
-    if t.only_a + t.only_b == 0 {
-        // Every resample is concordant: the difference is 0 in each.
-        return [0.0, 0.0];
-    }
-    let mut rng = SplitMix64::new(seed);
-    // Tasks in the order only-a, only-b, concordant: a draw's index says its kind.
-    let (a_end, b_end) = (t.only_a, t.only_a + t.only_b);
-    let mut diffs: Vec<i64> = (0..resamples)
-        .map(|_| {
-            let mut d = 0i64;
-            for _ in 0..n {
-                let k = rng.below(n);
-                if k < a_end {
-                    d -= 1;
-                } else if k < b_end {
-                    d += 1;
-                }
-            }
-            d
-        })
-        .collect();
-    diffs.sort_unstable();
-    let tail = (1.0 - confidence) / 2.0;
-    [
-        quantile(&diffs, tail) / n as f64,
-        quantile(&diffs, 1.0 - tail) / n as f64,
-    ]
-}
-
-/// The `q` quantile of sorted values, interpolated between neighbours (Hyndman and Fan's
-/// type 7, R's default).
-fn quantile(sorted: &[i64], q: f64) -> f64 {
-    let Some(&last) = sorted.last() else {
-        return 0.0;
-    };
-    let h = (sorted.len() - 1) as f64 * q.clamp(0.0, 1.0);
-    let lo = h.floor() as usize;
-    let Some(&next) = sorted.get(lo + 1) else {
-        return last as f64;
-    };
-    let x = sorted[lo] as f64;
-    x + (h - lo as f64) * (next as f64 - x)
-}
-
-/// Wilson's score interval of `x` successes in `n` at normal quantile `z`.
-pub fn wilson_interval(x: usize, n: usize, z: f64) -> [f64; 2] {
-    if n == 0 {
-        return [0.0, 1.0];
-    }
-    let (x, nf) = (x as f64, n as f64);
-    let p = x / nf;
-    let z2 = z * z;
-    let centre = 2.0 * x + z2;
-    let half = z * (z2 + 4.0 * x * (1.0 - p)).sqrt();
-    let denom = 2.0 * (nf + z2);
-    [(centre - half) / denom, (centre + half) / denom]
-}
-
-/// Newcombe's (1998) method 10 score interval of `rate_b - rate_a` for paired outcomes: the
-/// Wilson intervals of the two rates combined ("square and add") with their estimated
-/// correlation, whose numerator is shrunk towards 0 by n/2 when positive, as the method says.
-pub fn newcombe_interval(t: &Table, z: f64) -> [f64; 2] {
-    let n = t.n();
-    if n == 0 {
-        return [-1.0, 1.0];
-    }
-    let nf = n as f64;
-    // Newcombe's "first" proportion is b's, so his theta is rate_b - rate_a.
-    let (x1, x2) = (t.both + t.only_b, t.both + t.only_a);
-    let (p1, p2) = (x1 as f64 / nf, x2 as f64 / nf);
-    let [l1, u1] = wilson_interval(x1, n, z);
-    let [l2, u2] = wilson_interval(x2, n, z);
-    let margins = [x1, n - x1, x2, n - x2];
-    let phi = if margins.contains(&0) {
-        0.0
-    } else {
-        let product: f64 = margins.iter().map(|&m| m as f64).product();
-        let cross = t.both as f64 * t.neither as f64 - t.only_b as f64 * t.only_a as f64;
-        let numerator = if cross > nf / 2.0 {
-            cross - nf / 2.0
-        } else if cross >= 0.0 {
-            0.0
-        } else {
-            cross
-        };
-        numerator / product.sqrt()
-    };
-    let spread = |x: f64, y: f64| (x * x - 2.0 * phi * x * y + y * y).max(0.0).sqrt();
-    let theta = p1 - p2;
-    [
-        theta - spread(p1 - l1, u2 - p2),
-        theta + spread(p2 - l2, u1 - p1),
-    ]
-}
-
 /// Writes `compare.json` and the chart (`compare.svg`, `compare.png`: success rate by trial,
 /// one line per run) into `out`, made if missing; returns the files written.
 pub fn write_report(report: &CompareReport, out: &Path) -> Result<Vec<PathBuf>, LabError> {
@@ -731,18 +564,19 @@ pub fn lines(report: &CompareReport) -> Vec<String> {
     for p in &report.pairs {
         lines.push(String::new());
         lines.push(format!(
-            "[{b}] vs [{a}]: difference = [{b}] - [{a}] in points; {pct}% intervals: paired bootstrap ({} resamples), Newcombe score; exact McNemar p",
+            "[{b}] vs [{a}]: difference = [{b}] - [{a}] in points; {pct}% intervals: exact (conditional, agrees with the test), paired bootstrap ({} resamples), Newcombe score; exact McNemar p",
             report.resamples,
             a = p.a,
             b = p.b
         ));
         lines.push(format!(
-            "{:>5} {:>5} {:>7} {:>7} {:>7}  {:<16} {:<16} {:>9} {:>5} {:>7} {:>7} {:>7}",
+            "{:>5} {:>5} {:>7} {:>7} {:>7}  {:<16} {:<16} {:<16} {:>9} {:>5} {:>7} {:>7} {:>7}",
             "trial",
             "n",
             format!("rate[{}]", p.a),
             format!("rate[{}]", p.b),
             "diff",
+            "exact",
             "bootstrap",
             "score",
             "p",
@@ -765,12 +599,13 @@ fn trial_line(t: &TrialComparison) -> String {
         format!("{:.1e}", t.p_value)
     };
     format!(
-        "{:>5} {:>5} {:>7.3} {:>7.3} {:>7}  {:<16} {:<16} {:>9} {:>5} {:>7} {:>7} {:>7}",
+        "{:>5} {:>5} {:>7.3} {:>7.3} {:>7}  {:<16} {:<16} {:<16} {:>9} {:>5} {:>7} {:>7} {:>7}",
         t.trial + 1,
         t.n,
         t.rate_a,
         t.rate_b,
         pts(t.difference),
+        interval(t.exact_interval),
         interval(t.interval),
         interval(t.score_interval),
         p,

@@ -15,6 +15,7 @@ pub mod improve;
 mod models;
 pub mod retroformer_loop;
 pub mod rise_round;
+pub mod stats;
 
 pub use models::{BackendSource, ModelSource};
 

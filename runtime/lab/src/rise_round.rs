@@ -208,14 +208,14 @@ impl RoundReport {
         }
         for (k, c) in &self.paired {
             out.push(format!(
-                "trained - base, {k}: {:+.3} [{:+.3}, {:+.3}], McNemar p {:.3}",
-                c.difference, c.interval[0], c.interval[1], c.p_value
+                "trained - base, {k}: {:+.3}, exact interval [{:+.3}, {:+.3}], McNemar p {:.3}",
+                c.difference, c.exact_interval[0], c.exact_interval[1], c.p_value
             ));
         }
         if let Some(c) = &self.self_correction {
             out.push(format!(
-                "trained m1@t5 - m1@t1: {:+.3} [{:+.3}, {:+.3}], McNemar p {:.3}",
-                c.difference, c.interval[0], c.interval[1], c.p_value
+                "trained m1@t5 - m1@t1: {:+.3}, exact interval [{:+.3}, {:+.3}], McNemar p {:.3}",
+                c.difference, c.exact_interval[0], c.exact_interval[1], c.p_value
             ));
         }
         out

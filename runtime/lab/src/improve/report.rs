@@ -273,10 +273,12 @@ impl ImproveReport {
         for c in &self.comparisons {
             let p = &c.paired;
             out.push(format!(
-                "{} ({}): {:+.3}, bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {:.4}, Holm p {:.4} ({} problems)",
+                "{} ({}): {:+.3}, exact [{:+.3}, {:+.3}], bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {:.4}, Holm p {:.4} ({} problems)",
                 c.name,
                 c.metric,
                 p.difference,
+                p.exact_interval[0],
+                p.exact_interval[1],
                 p.interval[0],
                 p.interval[1],
                 p.score_interval[0],
