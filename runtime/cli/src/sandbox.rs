@@ -21,6 +21,9 @@ pub enum SandboxCommand {
     Check {
         #[command(flatten)]
         limits: SandboxArgs,
+        /// List the layers only, without trying the hostile programs (instant).
+        #[arg(long)]
+        layers: bool,
     },
 }
 
@@ -125,11 +128,14 @@ pub fn sandbox_cmd(cmd: SandboxCommand) -> Result<()> {
             }
             Ok(())
         }
-        SandboxCommand::Check { limits } => {
+        SandboxCommand::Check { limits, layers } => {
             let sandbox = limits.build()?;
             println!("python: {}", sandbox.config().python.display());
             println!("layers:");
             print_layers(&sandbox);
+            if layers {
+                return Ok(());
+            }
             let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
             let port = listener.local_addr()?.port();
             let outside = std::env::temp_dir().join(format!("rf-check-{}", std::process::id()));

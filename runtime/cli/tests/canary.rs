@@ -47,7 +47,9 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
         "{}\n{stdout}",
         String::from_utf8_lossy(&o.stderr)
     );
-    // Scores are success rates in [0, 1]: a margin of 1 always promotes.
+    // Scores are success rates in [0, 1]: a margin of 1 always promotes. This test checks the
+    // command's plumbing; the policy (a worse candidate refused, a better one promoted) is
+    // tests/tests/canary_policy.rs.
     assert!(stdout.contains("promoted"), "{stdout}");
     // The incumbent (the base alone) and the candidate each ran the same held-out task.
     for who in ["base", id.as_str()] {

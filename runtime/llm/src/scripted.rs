@@ -6,15 +6,20 @@
 //! [`ScriptedModel::generative`] answers without a script, as a deterministic pseudo-model:
 //! `max_tokens` words drawn from a hash of the prompt and the session's adapter, so that it
 //! keeps every invariant of the [conformance suite](crate::conformance) a real backend keeps.
+//! [`ScriptedModel::responder`] answers with a function of the prompt and the session's adapter
+//! file, for tests that need an adapter to make a model better or worse, deterministically.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::{
     AdapterHandle, ChatMessage, FinishReason, GenerateRequest, Generation, GenerationStats,
     LanguageModel, LlmError, Session, SessionInfo, SessionOptions, Token,
 };
+
+/// A reply as a function of the prompt and the session's adapter file.
+type Responder = dyn Fn(&str, Option<&Path>) -> String + Send + Sync;
 
 #[derive(Default)]
 struct Script {
@@ -25,6 +30,8 @@ struct Script {
     generative: bool,
     /// Adapters loaded so far (each gets the next id).
     adapters: u64,
+    /// With no reply left, answer with this.
+    responder: Option<Arc<Responder>>,
 }
 
 /// A model that replies from a script. Clones share the script.
@@ -46,6 +53,15 @@ impl ScriptedModel {
     pub fn generative() -> Self {
         let m = Self::default();
         m.script.lock().unwrap().generative = true;
+        m
+    }
+
+    /// A model without a script that answers `respond(prompt, adapter file)`.
+    pub fn responder(
+        respond: impl Fn(&str, Option<&Path>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        let m = Self::default();
+        m.script.lock().unwrap().responder = Some(Arc::new(respond));
         m
     }
 
@@ -108,6 +124,7 @@ impl LanguageModel for ScriptedModel {
             model: self.clone(),
             cached: String::new(),
             adapter: None,
+            adapter_path: None,
             context_size: opts.context_size,
         }))
     }
@@ -136,6 +153,8 @@ struct ScriptedSession {
     cached: String,
     /// The adapter's (id, scale bits), which keys the cache as a real session's does.
     adapter: Option<(u64, u32)>,
+    /// The adapter's file, for a responder.
+    adapter_path: Option<PathBuf>,
     /// Words a prompt may have (a lane's context), when the session was given one.
     context_size: Option<u32>,
 }
@@ -182,13 +201,19 @@ impl Session for ScriptedSession {
                 },
             });
         }
-        let (reply, generative) = {
+        let (reply, generative, responder) = {
             let mut s = self.model.script.lock().unwrap();
             s.requests.push(req.clone());
-            (s.replies.pop_front(), s.generative)
+            (s.replies.pop_front(), s.generative, s.responder.clone())
         };
         let (reply, out_of_tokens) = match reply {
             Some(r) => (r, FinishReason::EndOfGeneration),
+            None if responder.is_some() => (
+                responder.map_or(String::new(), |f| {
+                    f(&req.prompt, self.adapter_path.as_deref())
+                }),
+                FinishReason::EndOfGeneration,
+            ),
             None if generative => (
                 generated(&req.prompt, self.adapter, req.max_tokens),
                 FinishReason::MaxTokens,
@@ -237,7 +262,8 @@ impl Session for ScriptedSession {
     }
 
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError> {
-        let key = adapter.map(|(h, scale)| (h.id, scale.to_bits()));
+        let key = adapter.as_ref().map(|(h, scale)| (h.id, scale.to_bits()));
+        self.adapter_path = adapter.map(|(h, _)| h.path.clone());
         if key != self.adapter {
             self.adapter = key;
             self.cached.clear();

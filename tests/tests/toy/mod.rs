@@ -12,7 +12,7 @@ use retroformer_envs::{
 };
 use retroformer_llm::{GenerateRequest, LanguageModel, Session, SessionOptions};
 
-const WORDS: [&str; 8] = [
+pub const WORDS: [&str; 8] = [
     "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
 ];
 
