@@ -127,13 +127,10 @@ fn main() -> Result<()> {
     );
     let report = json!({"format_version": 1, "model": model_name, "threads": threads, "episodes": rows,
         "evaluated_ratio": ev_ratio, "wall_ratio": ms_ratio});
-    if let Some(d) = out.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    retroformer_core::fsutil::write_atomic(
-        &out,
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
-    println!("report: {}", out.display());
-    Ok(())
+    Ok(retroformer_benches::finish_report(
+        &report,
+        Some(&out),
+        None,
+        threads,
+    )?)
 }

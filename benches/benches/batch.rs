@@ -148,5 +148,5 @@ fn main() -> Result<()> {
         "load_average_start": load_start,
         "rows": rows,
     });
-    Ok(finish_report(&report, out.as_deref(), load_start)?)
+    Ok(finish_report(&report, out.as_deref(), load_start, threads)?)
 }

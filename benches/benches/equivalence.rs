@@ -135,7 +135,7 @@ fn main() -> Result<()> {
         "load_average_start": load_start,
         "diverged": diverged,
     });
-    Ok(finish_report(&report, out.as_deref(), load_start)?)
+    Ok(finish_report(&report, out.as_deref(), load_start, threads)?)
 }
 
 struct Divergence {

@@ -220,5 +220,10 @@ fn main() -> Result<()> {
         "load_average_start": load_start,
         "rows": rows,
     });
-    Ok(finish_report(&report, a.out.as_deref(), load_start)?)
+    Ok(finish_report(
+        &report,
+        a.out.as_deref(),
+        load_start,
+        a.threads,
+    )?)
 }

@@ -413,13 +413,11 @@ fn main() -> Result<()> {
         "rss": {"peak_bytes": peak, "gguf_bytes": gguf, "ratio": peak / gguf, "models": [o.model, second]},
         "load_average": {"before": load_before, "after": load_after, "flagged": loaded},
     });
-    if let Some(d) = o.out.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    retroformer_core::fsutil::write_atomic(
-        &o.out,
-        serde_json::to_string_pretty(&report)?.as_bytes(),
-    )?;
-    println!("report: {}", o.out.display());
-    Ok(())
+    // The load average is in the report; the note on a busy start is printed above.
+    Ok(retroformer_benches::finish_report(
+        &report,
+        Some(&o.out),
+        None,
+        o.threads,
+    )?)
 }

@@ -103,5 +103,7 @@ fn main() -> Result<()> {
         &report,
         out.as_deref(),
         load_start,
+        // Each sandboxed program is one single-threaded Python process.
+        1,
     )?)
 }

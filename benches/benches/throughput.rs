@@ -174,7 +174,12 @@ fn main() -> Result<()> {
         "load_average_start": load_start,
         "rows": rows,
     });
-    Ok(finish_report(&report, a.out.as_deref(), load_start)?)
+    Ok(finish_report(
+        &report,
+        a.out.as_deref(),
+        load_start,
+        a.threads,
+    )?)
 }
 
 /// Prints the table of medians (with min-max) and ratios; its rows for the report.

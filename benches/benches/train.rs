@@ -6,8 +6,11 @@
 //! rank 8 / alpha 16 on q,k,v,o,gate,up,down, AdamW, 2 threads. Each side runs as its own
 //! process (ours: this binary re-invoked with `--child`; theirs: `benches/py/peft_sft.py`),
 //! alternately, `--reps` times; each process trains `--steps` steps on the same token ids. The
-//! first step of each process is warm-up and is left out. Reports the median step time,
-//! tokens/s, and each process's peak RSS (from `wait4`), and our figure over theirs.
+//! first step of each process is warm-up and is left out. Both sides use the same learning-rate
+//! schedule (AdamW at 2e-4, cosine to 0 over the process's steps, no warm-up: the trainer's
+//! `TrainConfig::timing`). Reports the median step time with its min-max spread and every
+//! timed step, tokens/s, each process's peak RSS (from `wait4`), the reference's library
+//! versions, and our figure over theirs.
 //!
 //! cargo bench -p retroformer-benches --bench train -- [--model M] [--seq 512] [--steps 4]
 //!     [--reps 2] [--batch 1] [--backend native|flex|ndarray] [--python PATH] [--out FILE]
@@ -20,7 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use retroformer_benches::{load_average, median, resolve_model};
+use retroformer_benches::{load_average, median, resolve_model, spread};
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::TargetProfile;
 use retroformer_llm::LanguageModel;
@@ -34,6 +37,8 @@ struct Side {
     seconds: Vec<f64>,
     losses: Vec<f64>,
     peak_rss: u64,
+    /// The reference's library versions (torch, transformers, peft), as it prints them.
+    versions: serde_json::Value,
 }
 
 /// Runs `cmd` to completion; returns its stdout and its peak RSS in bytes (wait4's
@@ -84,6 +89,7 @@ fn parse_side(stdout: &str, rss: u64) -> Result<Side> {
         seconds: nums("seconds"),
         losses: nums("losses"),
         peak_rss: rss,
+        versions: v["versions"].clone(),
     })
 }
 
@@ -226,11 +232,6 @@ fn main() -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let summarise = |sides: &[Side]| -> (f64, f64, Vec<f64>) {
-        let steps: Vec<f64> = sides.iter().flat_map(|s| s.seconds[1..].to_vec()).collect();
-        let rss: Vec<f64> = sides.iter().map(|s| s.peak_rss as f64).collect();
-        (median(&steps), median(&rss), sides[0].losses.clone())
-    };
     let (ms, mr, ml) = summarise(&ours);
     println!(
         "ours ({label}, seq {seq}, batch {batch}, rank 8, all 7 projections, {backend:?}, 2 threads): {:.2} s/step = {:.0} tokens/s, peak RSS {:.2} GB; losses {:?}",
@@ -248,7 +249,12 @@ fn main() -> Result<()> {
         "batch": batch,
         "steps_per_process": steps,
         "reps": reps,
-        "ours": {"seconds_per_step": ms, "tokens_per_s": (seq * batch) as f64 / ms, "peak_rss_bytes": mr, "losses": ml},
+        // Both sides: f32 weights (the GGUF dequantised), the same LoRA, AdamW at lr 2e-4
+        // without weight decay, cosine from lr to 0 over the process's steps, no warm-up.
+        "dtype": "f32",
+        "lora": {"rank": 8, "alpha": 16.0, "dropout": 0.0, "targets": ["q", "k", "v", "o", "gate", "up", "down"]},
+        "optimiser": {"name": "AdamW", "lr": 2e-4, "weight_decay": 0.0, "schedule": "cosine to 0 over steps_per_process, no warm-up"},
+        "ours": side_report(&ours, seq * batch),
         "load_average_at_start": load_start,
     });
     if has_reference {
@@ -265,7 +271,7 @@ fn main() -> Result<()> {
             ts / ms,
             mr / tr
         );
-        report["reference"] = serde_json::json!({"seconds_per_step": ts, "tokens_per_s": (seq * batch) as f64 / ts, "peak_rss_bytes": tr, "losses": tl});
+        report["reference"] = side_report(&theirs, seq * batch);
         report["speed_ratio"] = serde_json::json!(ts / ms);
         report["rss_ratio"] = serde_json::json!(mr / tr);
     } else {
@@ -275,5 +281,43 @@ fn main() -> Result<()> {
         &report,
         out.as_deref(),
         load_start,
+        2,
     )?)
+}
+
+/// The timed steps of every process of one side (each process's first step, its warm-up,
+/// left out).
+fn timed_steps(sides: &[Side]) -> Vec<f64> {
+    sides
+        .iter()
+        .flat_map(|s| s.seconds.get(1..).unwrap_or_default().to_vec())
+        .collect()
+}
+
+/// One side's median step time, median peak RSS and the first process's losses.
+fn summarise(sides: &[Side]) -> (f64, f64, Vec<f64>) {
+    let rss: Vec<f64> = sides.iter().map(|s| s.peak_rss as f64).collect();
+    (
+        median(&timed_steps(sides)),
+        median(&rss),
+        sides[0].losses.clone(),
+    )
+}
+
+/// One side in the report: the median and the spread of its timed steps, every step's time,
+/// peak RSS, losses, and the libraries it reported.
+fn side_report(sides: &[Side], tokens_per_step: usize) -> serde_json::Value {
+    let (median_s, rss, losses) = summarise(sides);
+    let steps = timed_steps(sides);
+    let (lo, hi) = spread(&steps);
+    serde_json::json!({
+        "seconds_per_step": median_s,
+        "seconds_per_step_min_max": [lo, hi],
+        "timed_steps": steps,
+        "tokens_per_s": tokens_per_step as f64 / median_s,
+        "peak_rss_bytes": rss,
+        "peak_rss_bytes_by_process": sides.iter().map(|s| s.peak_rss).collect::<Vec<_>>(),
+        "losses": losses,
+        "versions": sides[0].versions,
+    })
 }

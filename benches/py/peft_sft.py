@@ -4,10 +4,12 @@ Loads the same GGUF through transformers (`gguf_file=`, dequantised to f32), att
 (rank, alpha, all seven projections, no dropout), and times AdamW steps (each over `--batch` copies of one sequence, gradients accumulated) on
 one sequence of
 exactly `--seq` token ids read from `--tokens` (the ids our tokenizer produced, so both sides
-train on the same tokens). Prints one JSON object: per-step seconds and the loss of each step.
+train on the same tokens). The learning rate follows our trainer's timing schedule: cosine from
+`--lr` to 0 over `--steps`, no warm-up. Prints one JSON object: per-step seconds, the loss of
+each step and the library versions.
 Peak RSS is measured by the caller (wait4 on this process).
 """
-import argparse, json, os, sys, time
+import argparse, json, math, os, sys, time
 
 p = argparse.ArgumentParser()
 p.add_argument("--gguf", required=True)
@@ -21,6 +23,8 @@ p.add_argument("--batch", type=int, default=1, help="sequences per step, gradien
 a = p.parse_args()
 
 import torch
+import peft
+import transformers
 from transformers import AutoModelForCausalLM
 from peft import LoraConfig, get_peft_model
 
@@ -35,7 +39,10 @@ model.train()
 ids = torch.tensor([json.load(open(a.tokens))], dtype=torch.long)
 opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.0)
 secs, losses = [], []
-for _ in range(a.steps):
+for step in range(a.steps):
+    # Our trainer's lr_at with no warm-up: lr * (1 + cos(pi * step / steps)) / 2.
+    for g in opt.param_groups:
+        g["lr"] = a.lr * 0.5 * (1.0 + math.cos(math.pi * step / a.steps))
     t = time.perf_counter()
     loss = 0.0
     for _ in range(a.batch):
@@ -46,4 +53,5 @@ for _ in range(a.steps):
     opt.zero_grad(set_to_none=True)
     secs.append(time.perf_counter() - t)
     losses.append(loss)
-print(json.dumps({"torch": torch.__version__, "seq": ids.shape[1], "seconds": secs, "losses": losses}))
+versions = {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+print(json.dumps({"versions": versions, "seq": ids.shape[1], "seconds": secs, "losses": losses}))

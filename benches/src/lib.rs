@@ -54,12 +54,63 @@ pub fn git_commit() -> Option<String> {
 }
 pub use retroformer_core::rss::{peak_rss_bytes, rss_bytes};
 
+/// Whether the checkout has changes not committed (`git status --porcelain` says any), if git
+/// can tell.
+pub fn git_dirty() -> Option<bool> {
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()?;
+    out.status.success().then_some(!out.stdout.is_empty())
+}
+
+/// What every benchmark file records about where and how it ran: the machine (CPU model, the
+/// SIMD flags that change ggml's speed, cores, memory, OS), the commit and whether the checkout
+/// had changes, the threads the benchmark used, the versions of what it links, and the build.
+pub fn provenance(threads: u32) -> serde_json::Value {
+    let machine = harness::system::fingerprint("cpu");
+    serde_json::json!({
+        "machine": machine,
+        "commit": git_commit(),
+        "worktree_dirty": git_dirty(),
+        "threads": threads,
+        "versions": {
+            "retroformer": env!("CARGO_PKG_VERSION"),
+            "llama_cpp_binding": harness::system::LLAMA_CPP_BINDING,
+        },
+        "build": {
+            "optimised": !cfg!(debug_assertions),
+            // What the Rust code was compiled for (.cargo/config.toml asks for target-cpu=native).
+            "rust_target_features": compiled_features(),
+        },
+    })
+}
+
+/// The SIMD features the Rust code of this build was compiled with.
+fn compiled_features() -> Vec<&'static str> {
+    [
+        ("sse4.2", cfg!(target_feature = "sse4.2")),
+        ("avx", cfg!(target_feature = "avx")),
+        ("avx2", cfg!(target_feature = "avx2")),
+        ("fma", cfg!(target_feature = "fma")),
+        ("f16c", cfg!(target_feature = "f16c")),
+        ("avx512f", cfg!(target_feature = "avx512f")),
+        ("neon", cfg!(target_feature = "neon")),
+        ("dotprod", cfg!(target_feature = "dotprod")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect()
+}
+
 /// The end of every benchmark: a note when the machine was not quiet at the start, and the
-/// JSON report written atomically to `out` if one was asked for.
+/// JSON report, with its [`provenance`] (the benchmark ran on `threads` threads) under
+/// `"provenance"`, written atomically to `out` (its folder made) if one was asked for.
 pub fn finish_report(
     report: &serde_json::Value,
     out: Option<&std::path::Path>,
     load_start: Option<f64>,
+    threads: u32,
 ) -> Result<(), BenchError> {
     if let Some(l) = load_start {
         if l > 0.5 {
@@ -67,13 +118,19 @@ pub fn finish_report(
         }
     }
     if let Some(p) = out {
-        let text = serde_json::to_string_pretty(report).expect("a JSON value serialises");
-        retroformer_core::fsutil::write_atomic(p, text.as_bytes()).map_err(|source| {
-            BenchError::Io {
-                path: p.to_path_buf(),
-                source,
-            }
-        })?;
+        let mut report = report.clone();
+        if let Some(fields) = report.as_object_mut() {
+            fields.insert("provenance".into(), provenance(threads));
+        }
+        let io = |source| BenchError::Io {
+            path: p.to_path_buf(),
+            source,
+        };
+        if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(d).map_err(io)?;
+        }
+        let text = serde_json::to_string_pretty(&report).expect("a JSON value serialises");
+        retroformer_core::fsutil::write_atomic(p, text.as_bytes()).map_err(io)?;
         println!("wrote {}", p.display());
     }
     Ok(())
@@ -82,6 +139,32 @@ pub fn finish_report(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_written_report_carries_the_machine_commit_threads_and_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("nested/report.json");
+        let report = serde_json::json!({"format_version": 1, "figure": 2.5});
+        finish_report(&report, Some(&out), None, 3).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert_eq!(v["figure"], 2.5);
+        let p = &v["provenance"];
+        assert_eq!(p["threads"], 3);
+        assert!(
+            !p["machine"]["cpu_model"].as_str().unwrap().is_empty(),
+            "{p}"
+        );
+        assert!(
+            p["machine"]["simd"].is_array() && p["machine"]["logical_cores"].as_u64() > Some(0)
+        );
+        assert_eq!(
+            p["versions"]["llama_cpp_binding"],
+            harness::system::LLAMA_CPP_BINDING
+        );
+        // Run from a git checkout (the tests are), the commit is a full hash.
+        assert_eq!(p["commit"].as_str().map(str::len), Some(40), "{p}");
+        assert!(p["worktree_dirty"].is_boolean());
+    }
 
     #[test]
     fn median_of_odd_and_even_lengths() {

@@ -62,8 +62,9 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The settings the speed benchmarks time: `steps` plain SFT steps of batch 1, constant
-    /// learning rate 2e-4, no clipping, no decay, no checkpoints.
+    /// The settings the speed benchmarks time: `steps` plain SFT steps of batch 1, learning
+    /// rate 2e-4 on [`Self::lr_at`]'s cosine without warm-up (the PyTorch reference of
+    /// `benches/benches/train.rs` follows the same), no clipping, no weight decay, no checkpoints.
     pub fn timing(steps: u64) -> Self {
         Self {
             lr: 2e-4,

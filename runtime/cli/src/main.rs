@@ -154,8 +154,10 @@ fn install_probe() {
 }
 
 fn init_logging(verbose: u8) {
+    // llama.cpp's loader warns about models that work (e.g. "control-looking token ... '</s>'"
+    // in Qwen2.5's vocabulary): its warnings need -v, its errors are always shown.
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,llama-cpp-2=error",
         1 => "info,llama-cpp-2=warn",
         _ => "debug,llama-cpp-2=info",
     };
