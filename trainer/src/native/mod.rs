@@ -6,8 +6,11 @@
 //! graph pays for every elementwise op as its own pass and allocation, recomputes `exp` in
 //! the softmax backward and keeps `s × s` attention matrices per head and layer; measured, that
 //! made burn-flex 0.5-0.7x PyTorch on SmolLM2 (issue 26). Here every heavy op is one gemm
-//! call on rayon's pool or one row-parallel loop, attention probabilities are recomputed in the
-//! backward instead of kept, and nothing but what the backward needs outlives a layer.
+//! call on rayon's pool or one row-parallel loop; attention keeps its probabilities for the
+//! backward, but only the causal blocks (64 query rows over the keys they see, about half of
+//! `s × s` per head and layer; [`kernels::attention`]); the normed inputs and the SwiGLU
+//! product are recomputed in the backward instead of kept, and nothing but what the backward
+//! needs outlives a layer.
 //!
 //! The engine computes; burn still owns the trainable parameters, the objectives' scalar
 //! math and the optimiser: [`crate::train`] hands the engine the current LoRA factors, takes
