@@ -268,17 +268,34 @@ impl ModelRef {
     /// Resolves a name, alias or path. Paths win when the file exists.
     pub fn parse(name_or_path: &str) -> Result<Self, ManifestError> {
         let p = Path::new(name_or_path);
-        if p.is_file() {
+        let found = std::fs::metadata(p);
+        if found.as_ref().is_ok_and(|m| m.is_file()) {
             return Ok(ModelRef::File(p.to_path_buf()));
         }
         if let Some(m) = Manifest::find(name_or_path) {
             return Ok(ModelRef::Manifest(Box::new(m)));
         }
+        let io = |source| ManifestError::Io {
+            path: name_or_path.to_string(),
+            source,
+        };
+        match found {
+            // Something is there, but not a model file: say what, not "no such file".
+            Ok(m) => {
+                let kind = retroformer_core::fsutil::kind(&m.file_type());
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("not a regular file: it is {kind}"),
+                )));
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            Err(_) => {}
+        }
         if name_or_path.ends_with(".gguf") || name_or_path.contains('/') {
-            return Err(ManifestError::Io {
-                path: name_or_path.to_string(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file",
+            )));
         }
         Err(ManifestError::UnknownModel {
             name: name_or_path.to_string(),
@@ -302,6 +319,33 @@ impl ModelRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_path_that_is_not_a_regular_file_is_named_for_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |p: &Path| {
+            ModelRef::parse(p.to_str().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        let folder = dir.path().join("m.gguf");
+        std::fs::create_dir(&folder).unwrap();
+        assert!(err(&folder).contains("it is a folder"), "{}", err(&folder));
+        #[cfg(unix)]
+        {
+            let e = err(Path::new("/dev/zero"));
+            assert!(
+                e.contains("/dev/zero") && e.contains("it is a character device"),
+                "{e}"
+            );
+        }
+        let missing = dir.path().join("none.gguf");
+        assert!(err(&missing).contains("no such file"), "{}", err(&missing));
+        assert!(matches!(
+            ModelRef::parse("qwen-1.5b"),
+            Ok(ModelRef::Manifest(_))
+        ));
+    }
 
     #[test]
     fn every_builtin_manifest_parses_and_exactly_one_is_the_default() {

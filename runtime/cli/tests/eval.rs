@@ -648,7 +648,7 @@ fn eval_compare_pairs_two_hand_made_runs_task_by_task() {
     );
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["kind"], "retroformer-compare");
-    assert_eq!(report["format_version"], 2);
+    assert_eq!(report["format_version"], 3);
     assert_eq!(report["pairs"][0]["name"], "reflexion vs none");
     assert_eq!(report["runs"][1]["actor_seed"], 7);
     assert_eq!(
@@ -668,6 +668,15 @@ fn eval_compare_pairs_two_hand_made_runs_task_by_task() {
     // Two discordant pairs, both one way: 2 * (1/2)^2.
     assert!(
         (t1["p_value"].as_f64().unwrap() - 0.5).abs() < 1e-12,
+        "{t1}"
+    );
+    // Its exact interval holds 0 as the test says: 2 of 2 discordant pairs give pi from
+    // 0.025^(1/2) to 1, so the difference runs from 0.4 (2 sqrt(0.025) - 1) to 0.4.
+    let exact = &t1["exact_interval"];
+    let lo = 0.4 * (2.0 * 0.025f64.sqrt() - 1.0);
+    assert!(
+        (exact[0].as_f64().unwrap() - lo).abs() < 1e-9
+            && (exact[1].as_f64().unwrap() - 0.4).abs() < 1e-9,
         "{t1}"
     );
     let written: serde_json::Value =

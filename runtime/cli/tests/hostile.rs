@@ -304,9 +304,19 @@ fn things_that_are_not_regular_files_are_refused() {
     let looped = home.path().join("loop.gguf");
     std::os::unix::fs::symlink(&looped, &looped).unwrap();
     let mut n = 0;
-    for p in [&dir, &empty, &fifo, &looped] {
+    let said = [
+        "it is a folder",
+        "",
+        "it is a named pipe (FIFO)",
+        "symbolic links",
+    ];
+    for (p, said) in [&dir, &empty, &fifo, &looped].into_iter().zip(said) {
         // A FIFO would block a reader forever: being refused at all proves it is not opened.
-        assert!(refused(&generate(home.path(), p, None), p, "not a file"));
+        let o = generate(home.path(), p, None);
+        assert!(refused(&o, p, "not a file"));
+        // What the path is, not "no such file".
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(said) && !err.contains("no such file"), "{err}");
         assert!(refused(
             &run(home.path(), &["models", "info", p.to_str().unwrap()]),
             p,
@@ -315,11 +325,10 @@ fn things_that_are_not_regular_files_are_refused() {
         n += 1;
     }
     let zero = Path::new("/dev/zero");
-    assert!(refused(
-        &generate(home.path(), zero, None),
-        zero,
-        "/dev/zero"
-    ));
+    let o = generate(home.path(), zero, None);
+    assert!(refused(&o, zero, "/dev/zero"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("it is a character device"), "{err}");
     tally("not regular files", n + 1, n + 1);
 }
 

@@ -13,13 +13,44 @@ use std::path::{Path, PathBuf};
 /// before it is opened (opening a FIFO for reading blocks until a writer comes). Errors do
 /// not name the path: callers do, as they do for `File::open`.
 pub fn open_regular(path: &Path) -> io::Result<File> {
-    if !std::fs::metadata(path)?.is_file() {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            "not a regular file",
+            format!("not a regular file: it is {}", kind(&meta.file_type())),
         ));
     }
     File::open(path)
+}
+
+/// What a file type is, in words: `a folder`, `a named pipe (FIFO)`, `a socket`, `a character
+/// device`, `a block device`, `a regular file`.
+pub fn kind(t: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a named pipe (FIFO)";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a regular file"
+    }
 }
 
 /// Reads the regular file `path` if it holds at most `max` bytes (errors as [`open_regular`]).
