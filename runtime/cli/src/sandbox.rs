@@ -76,6 +76,22 @@ impl SandboxArgs {
     }
 }
 
+/// A program's output as `NAME:` and then each line after `| `, control characters shown as
+/// escapes; nothing for no output.
+fn framed(name: &str, text: &str) -> String {
+    if text.is_empty() {
+        return String::new();
+    }
+    let shown = retroformer_core::text::printable(text, true);
+    let mut out = format!("{name} of the program:\n");
+    for line in shown.lines() {
+        out.push_str("| ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 fn print_layers(sandbox: &retroformer_sandbox::Sandbox) {
     for l in sandbox.isolation() {
         println!(
@@ -100,10 +116,11 @@ pub fn sandbox_cmd(cmd: SandboxCommand) -> Result<()> {
                     serde_json::json!({ "report": r, "layers": sandbox.isolation() })
                 );
             } else {
-                // The program's output, with its control characters shown, not obeyed: raw
-                // escape codes could hide or fake the outcome line below.
-                print!("{}", retroformer_core::text::printable(&r.stdout, true));
-                eprint!("{}", retroformer_core::text::printable(&r.stderr, true));
+                // The program's output, framed (each line after "| ") and with its control
+                // characters shown, not obeyed: unframed lines or raw escape codes could hide
+                // or fake the outcome line below.
+                print!("{}", framed("stdout", &r.stdout));
+                eprint!("{}", framed("stderr", &r.stderr));
                 println!(
                     "outcome: {}{}{} in {:.0} ms{}",
                     r.outcome.name(),

@@ -165,6 +165,12 @@ fn sandbox_run_prints_the_outcome_and_the_layers_and_names_a_missing_file() {
     assert!(!out.contains('\x1b'), "{out:?}");
     assert!(out.contains("\\u{1b}[1A\\u{1b}[2K"), "{out:?}");
     assert!(out.contains("outcome: error, exit 3"), "{out:?}");
+    // Framed: the program's lines begin with "| ", so the only line that begins with
+    // "outcome:" is the sandbox's.
+    assert!(out.contains("| outcome: passed"), "{out:?}");
+    let outcomes: Vec<&str> = out.lines().filter(|l| l.starts_with("outcome:")).collect();
+    assert_eq!(outcomes.len(), 1, "{out:?}");
+    assert!(outcomes[0].starts_with("outcome: error, exit 3"), "{out:?}");
     let missing = cli(&["sandbox", "run", "/nonexistent/p.py"]);
     assert_clean_failure(&missing, &["/nonexistent/p.py"]);
     let bad_python = cli(&[
