@@ -417,7 +417,7 @@ fn tokens_only(text: &str) -> String {
             let from = if c[i + 1] == '\\' { i + 3 } else { i + 2 };
             let close = from + c[from..].iter().position(|x| *x == '\'').unwrap_or(0);
             out.push('\'');
-            out.extend(std::iter::repeat(' ').take(close - i - 1));
+            out.extend(std::iter::repeat_n(' ', close - i - 1));
             out.push('\'');
             i = close + 1;
         } else {
