@@ -17,6 +17,8 @@
 mod cleanup;
 #[cfg(target_os = "linux")]
 mod linux;
+#[doc(hidden)]
+pub mod testing;
 
 use std::io::Read;
 use std::os::fd::AsRawFd;

@@ -22,24 +22,14 @@ fn sandbox() -> &'static Sandbox {
     })
 }
 
-/// Whether the layer `name` is active here. A test that needs an absent layer says it skips
-/// (on stderr, which `--nocapture` shows; the test command lists the layers first), unless
-/// `RETROFORMER_SANDBOX_REQUIRE` (`all`, or names separated by commas) requires it: CI sets
-/// `all`, because on the machines it runs on the README promises every layer.
+/// Whether the layer `name` is active here (a test that needs an absent one skips, or fails
+/// where `RETROFORMER_SANDBOX_REQUIRE` requires it: `retroformer_sandbox::testing`).
 fn active(name: &str) -> bool {
     let on = sandbox()
         .isolation()
         .iter()
         .any(|l| l.name == name && l.active);
-    if !on {
-        let required = std::env::var("RETROFORMER_SANDBOX_REQUIRE").unwrap_or_default();
-        assert!(
-            !required.split(',').any(|r| r.trim() == "all" || r.trim() == name),
-            "the sandbox layer \"{name}\" is absent here, and RETROFORMER_SANDBOX_REQUIRE={required} requires it"
-        );
-        eprintln!("skipped: layer absent: {name}");
-    }
-    on
+    retroformer_sandbox::testing::layer_present(on, name)
 }
 
 /// After each hostile run, an ordinary one still passes.

@@ -9,20 +9,7 @@ fn sandbox() -> Sandbox {
     .expect("python3 runs in the sandbox")
 }
 
-/// Whether a layer this test needs is here: if not, the test says it skips, unless
-/// `RETROFORMER_SANDBOX_REQUIRE` (`all`, or names separated by commas) requires the layer (CI
-/// sets `all`), and then it fails.
-fn present(available: bool, name: &str) -> bool {
-    if !available {
-        let required = std::env::var("RETROFORMER_SANDBOX_REQUIRE").unwrap_or_default();
-        assert!(
-            !required.split(',').any(|r| r.trim() == "all" || r.trim() == name),
-            "the sandbox layer {name:?} is absent here, and RETROFORMER_SANDBOX_REQUIRE={required} requires it"
-        );
-        eprintln!("skipped: layer absent: {name}");
-    }
-    available
-}
+use crate::testing::layer_present as present;
 
 /// Each layer on its own must stop what it is there to stop (defence in depth: no layer
 /// relies on another).
