@@ -4,9 +4,12 @@
 //! pointer in a kernel) then ends the child, and the file is refused with the signal named.
 //!
 //! A verdict is kept under `$RETROFORMER_HOME/probed/`, keyed by the files' identity (device,
-//! inode, size, modification time), the profile and this build's version, so each file is
-//! probed once; a file changed in place has a new identity and is probed again. Only successes
-//! are kept: a refused file is probed again next time (and refused again).
+//! inode, size, modification and change times), the profile and this build's version, so each
+//! file is probed once; a file changed in place has a new identity and is probed again, even
+//! with its size and modification time put back (the change time cannot be: the kernel sets
+//! it). Only successes are kept: a refused file is probed again next time (and refused again).
+//! A verdict is believed only where no one else can have written it: the folder and the file
+//! ours, neither writable by group or others.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -145,7 +148,7 @@ impl LoadProbe for ProcessProbe {
             // A verdict that cannot be kept only costs a probe next time.
             let kept = p
                 .parent()
-                .map_or(Ok(()), std::fs::create_dir_all)
+                .map_or(Ok(()), private_dir)
                 .and_then(|()| retroformer_core::fsutil::write_atomic(&p, &bytes));
             if let Err(e) = kept {
                 tracing::warn!(path = %p.display(), error = %e, "could not keep the probe's verdict");
@@ -153,6 +156,19 @@ impl LoadProbe for ProcessProbe {
         }
         Ok(())
     }
+}
+
+/// Makes `dir` (and its parents) if missing, `dir` itself readable and writable by its owner
+/// alone.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    Ok(())
 }
 
 /// The identity of a file as bytes: device, inode, size, modification time.
@@ -167,6 +183,8 @@ fn identity(path: &Path) -> Option<Vec<u8>> {
         m.size(),
         m.mtime() as u64,
         m.mtime_nsec() as u64,
+        m.ctime() as u64,
+        m.ctime_nsec() as u64,
     ] {
         id.extend_from_slice(&n.to_le_bytes());
     }
@@ -174,10 +192,25 @@ fn identity(path: &Path) -> Option<Vec<u8>> {
 }
 
 fn is_success(p: &Path) -> bool {
+    if !p.parent().is_some_and(only_ours) || !only_ours(p) {
+        if p.exists() {
+            tracing::warn!(path = %p.display(), "a kept probe verdict is not trusted: it or its folder belongs to another user or others can write it; probing again");
+        }
+        return false;
+    }
     retroformer_core::fsutil::read_regular(p, 4096)
         .ok()
         .and_then(|b| serde_json::from_slice::<Verdict>(&b).ok())
         .is_some_and(|v| v.format_version == VERDICT_FORMAT_VERSION && v.verdict == "ok")
+}
+
+/// Whether `path` belongs to this process's user and neither its group nor others may write it
+/// (so no one else can have put a verdict there).
+fn only_ours(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
@@ -333,6 +366,75 @@ mod tests {
         std::fs::write(&a, b"GGUF changed").unwrap();
         p.check(&m, Some(&a), &profile()).unwrap();
         assert_eq!(runs(), 3, "a changed adapter is probed again");
+    }
+
+    #[test]
+    fn a_file_rewritten_in_place_with_its_size_and_mtime_put_back_is_probed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        let count = d.path().join("count");
+        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
+        let p = sh(&script, Some(d.path()));
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        p.check(&m, None, &profile()).unwrap();
+        let mtime = std::fs::metadata(&m).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // The same size, and the old modification time set back (`cp -p`, `touch -d`).
+        std::fs::write(&m, b"FUGG").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&m)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(std::fs::metadata(&m).unwrap().modified().unwrap(), mtime);
+        p.check(&m, None, &profile()).unwrap();
+        assert_eq!(runs(), 2, "the change time gives the tampered file away");
+    }
+
+    #[test]
+    fn a_verdict_others_can_write_is_not_believed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let m = file(d.path(), "m.gguf");
+        let count = d.path().join("count");
+        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
+        let p = sh(&script, Some(d.path()));
+        let runs = || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        p.check(&m, None, &profile()).unwrap();
+        let probed = d.path().join("probed");
+        let mode = std::fs::metadata(&probed).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the verdict folder is private: {mode:o}");
+        p.check(&m, None, &profile()).unwrap();
+        assert_eq!(runs(), 1);
+        // A folder anyone can write: anyone could have planted the verdict.
+        std::fs::set_permissions(&probed, std::fs::Permissions::from_mode(0o777)).unwrap();
+        p.check(&m, None, &profile()).unwrap();
+        assert_eq!(runs(), 2);
+        std::fs::set_permissions(&probed, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let verdict = std::fs::read_dir(&probed)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        std::fs::set_permissions(&verdict, std::fs::Permissions::from_mode(0o666)).unwrap();
+        p.check(&m, None, &profile()).unwrap();
+        assert_eq!(
+            runs(),
+            3,
+            "a verdict file others can write is not believed either"
+        );
     }
 
     #[test]
