@@ -289,15 +289,23 @@ fn pool_records(
 }
 
 /// The ratings of the rating records in `text` (the JSONL of `path`), read once; records
-/// written under another adapter than `want` (a sha256; `None`: none) are refused. Records
-/// that do not say who wrote them pass.
+/// written under another adapter than `want` (a sha256; `None`: none) are refused, and so are
+/// records that do not say who wrote them (every environment names its reflector).
 fn check_reflector(text: &str, want: Option<&str>, path: &Path) -> Result<Vec<f64>, LabError> {
     let mut ratings = Vec::new();
     for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let rec: RatingRecord = serde_json::from_str(line)
             .map_err(|e| LabError::file(path, format!("line {}: {e}", i + 1)))?;
         ratings.push(f64::from(rec.rating));
-        let Some(who) = rec.reflector else { continue };
+        let Some(who) = rec.reflector else {
+            return Err(LabError::file(
+                path,
+                format!(
+                    "line {}: the record does not say who wrote its reflection, so it cannot be checked against this round's adapter (written by an older version? collect again)",
+                    i + 1
+                ),
+            ));
+        };
         if who.adapter_sha256.as_deref() != want {
             return Err(LabError::file(
                 path,
@@ -623,7 +631,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_written_under_another_adapter_than_the_round_claims_are_refused() {
+    fn records_written_under_another_adapter_or_naming_no_reflector_are_refused() {
         let rec = |adapter: Option<&str>| {
             let mut r = RatingRecord::new("t", 0, "x", "y", 0.0, 1.0);
             r.reflector = Some(retroformer_core::records::ReflectorInfo {
@@ -638,13 +646,16 @@ mod tests {
         };
         let p = Path::new("records.jsonl");
         let old = serde_json::to_string(&RatingRecord::new("t", 0, "x", "y", 0.0, 1.0)).unwrap();
-        let text = format!("{}\n{old}\n", rec(Some("aa")));
-        assert!(
-            check_reflector(&text, Some("aa"), p).is_ok(),
-            "an unnamed record passes"
-        );
-        let e = check_reflector(&text, None, p).unwrap_err().to_string();
+        let named = format!("{}\n{}\n", rec(Some("aa")), rec(Some("aa")));
+        assert_eq!(check_reflector(&named, Some("aa"), p).unwrap().len(), 2);
+        let e = check_reflector(&named, None, p).unwrap_err().to_string();
         assert!(e.contains("line 1") && e.contains("aa"), "{e}");
+        // A record that names no reflector is refused: it could be anyone's.
+        let text = format!("{}\n{old}\n", rec(Some("aa")));
+        let e = check_reflector(&text, Some("aa"), p)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("who wrote"), "{e}");
         assert!(check_reflector(&rec(None), Some("bb"), p).is_err());
         assert!(check_reflector(&rec(None), None, p).is_ok());
     }

@@ -247,8 +247,8 @@ mod records;
 mod shown;
 
 pub use folder::{file_stem, load_task, read_run, task_path, trial_dir, RunLabel};
-pub use records::reflector_info;
 use records::write_records;
+pub use records::{describe_reflector, reflector_info};
 #[cfg(test)]
 use shown::placebo_view;
 use shown::shown_history;

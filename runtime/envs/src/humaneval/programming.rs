@@ -31,7 +31,7 @@ use super::{prompt_imports, Problem};
 use retroformer::agent::reflect::clean;
 use retroformer::agent::runner::{self, actor_seed, TrialSummary};
 use retroformer::agent::{files, AgentError};
-use retroformer_core::records::RatingRecord;
+use retroformer_core::records::{RatingRecord, ReflectorInfo};
 use retroformer_llm::{ChatMessage, GenerateRequest, LanguageModel, SamplingParams, Session};
 use retroformer_sandbox::{Outcome, Pool, RunReport};
 
@@ -664,14 +664,15 @@ pub fn run(
             generated_tokens: results.iter().map(|r| r.usage.generated_tokens).sum(),
         },
     )?;
-    write_records(out, &results)?;
+    write_records(out, &results, cfg)?;
     Ok((summary, results))
 }
 
 /// The Retroformer rating data of a programming run: each reflection with the share of
-/// visible tests passed before (G_i) and after (G_{i+1}) it. An empty reflection (nothing
-/// left after cleaning) was not shown to the actor and is not rated.
-pub fn records(results: &[CodingResult]) -> Vec<RatingRecord> {
+/// visible tests passed before (G_i) and after (G_{i+1}) it, and who wrote it (`reflector`).
+/// An empty reflection (nothing left after cleaning) was not shown to the actor and is not
+/// rated.
+pub fn records(results: &[CodingResult], reflector: &ReflectorInfo) -> Vec<RatingRecord> {
     let mut out = Vec::new();
     for r in results {
         for (i, pair) in r.iterations.windows(2).enumerate() {
@@ -693,6 +694,7 @@ pub fn records(results: &[CodingResult]) -> Vec<RatingRecord> {
                     reflect_messages(&pair[0].implementation, &format_feedback(&pair[0].tests));
                 m.push(ChatMessage::new("assistant", y.clone()));
                 record.messages = Some(m);
+                record.reflector = Some(reflector.clone());
                 out.push(record);
             }
         }
@@ -700,10 +702,22 @@ pub fn records(results: &[CodingResult]) -> Vec<RatingRecord> {
     out
 }
 
-fn write_records(out: &Path, results: &[CodingResult]) -> Result<(), CodingRunError> {
+fn write_records(
+    out: &Path,
+    results: &[CodingResult],
+    cfg: &CodingConfig,
+) -> Result<(), CodingRunError> {
+    // Reflections are greedy (`Solver::reflect`): temperature 0, seed 0.
+    let reflector = runner::describe_reflector(
+        &cfg.actor,
+        &cfg.reflector,
+        cfg.reflector_adapter.as_deref(),
+        0.0,
+        0,
+    );
     Ok(files::write_jsonl(
         &out.join("records.jsonl"),
-        &records(results),
+        &records(results, &reflector),
     )?)
 }
 

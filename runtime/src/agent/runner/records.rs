@@ -10,10 +10,28 @@ use retroformer_core::records::{ChatMessage, RatingRecord, ReflectorInfo};
 /// actor's when the reflector is `actor`) and its file's sha256 (a manifest's, else the file
 /// at the path, hashed once per run), the adapter and its sha256, the sampler.
 pub fn reflector_info(cfg: &RunConfig) -> ReflectorInfo {
-    let model = if cfg.reflector == "actor" {
-        &cfg.actor
+    describe_reflector(
+        &cfg.actor,
+        &cfg.reflector,
+        cfg.reflector_adapter.as_deref(),
+        cfg.reflector_temperature,
+        cfg.reflector_seed,
+    )
+}
+
+/// [`reflector_info`] for runners of their own (HumanEval's): the reflector `reflector`
+/// (`actor`: the actor's model), its adapter file and how it samples.
+pub fn describe_reflector(
+    actor: &str,
+    reflector: &str,
+    adapter: Option<&str>,
+    temperature: f32,
+    seed: u32,
+) -> ReflectorInfo {
+    let model = if reflector == "actor" {
+        actor
     } else {
-        &cfg.reflector
+        reflector
     };
     let hash = |p: &str| {
         let p = Path::new(p);
@@ -22,14 +40,14 @@ pub fn reflector_info(cfg: &RunConfig) -> ReflectorInfo {
             .flatten()
     };
     ReflectorInfo {
-        model: model.clone(),
+        model: model.to_string(),
         base_sha256: crate::manifest::Manifest::find(model)
             .map(|m| m.sha256)
             .or_else(|| hash(model)),
-        adapter: cfg.reflector_adapter.clone(),
-        adapter_sha256: cfg.reflector_adapter.as_deref().and_then(hash),
-        temperature: cfg.reflector_temperature,
-        seed: cfg.reflector_seed,
+        adapter: adapter.map(str::to_string),
+        adapter_sha256: adapter.and_then(hash),
+        temperature,
+        seed,
     }
 }
 

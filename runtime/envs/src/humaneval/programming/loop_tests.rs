@@ -92,8 +92,11 @@ fn a_wrong_first_implementation_is_reflected_on_and_fixed_and_the_hidden_tests_r
         .contains("<assistant>```python\ndef add(a, b):\n    return a - b\n```</assistant>"));
     // The rating record: visible-test pass rate 0.0 -> 1.0, with the request as chat
     // messages that template back to exactly the prompt the reflection was written for.
-    let recs = records(&[r]);
+    let who = runner::describe_reflector("scripted", "actor", None, 0.0, 0);
+    let recs = records(&[r], &who);
     assert_eq!(recs.len(), 1);
+    // Each record names who wrote its reflection, as the loop requires.
+    assert_eq!(recs[0].reflector.as_ref(), Some(&who));
     assert!((recs[0].rating - 1.0).abs() < 1e-6);
     let m = recs[0].messages.as_ref().unwrap();
     let (last, rest) = m.split_last().unwrap();
@@ -271,7 +274,8 @@ fn an_empty_reflection_is_not_shown_to_the_actor_nor_rated() {
     assert!(!reqs[3]
         .prompt
         .contains("[reflection on previous implementation]"));
-    assert!(records(&[r]).is_empty());
+    let who = runner::describe_reflector("scripted", "actor", None, 0.0, 0);
+    assert!(records(&[r], &who).is_empty());
 }
 
 #[test]
