@@ -347,7 +347,11 @@ fn a_resumed_loop_keeps_finished_phases_and_the_reflector_each_round_started_wit
     std::fs::create_dir_all(out.join("round-1/collect")).unwrap();
     std::fs::write(
         out.join("round-1/collect/records.jsonl"),
-        "{\"prompt\": \"x\", \"reflection\": \"y\", \"rating\": 1.0}\n{\"prompt\": \"x\", \"reflection\": \"z\", \"rating\": 0.0}\n",
+        // Round 1 collected with the base alone: each record names its reflector, no adapter.
+        concat!(
+            "{\"prompt\": \"x\", \"reflection\": \"y\", \"rating\": 1.0, \"reflector\": {\"model\": \"m\", \"temperature\": 0.0, \"seed\": 0}}\n",
+            "{\"prompt\": \"x\", \"reflection\": \"z\", \"rating\": 0.0, \"reflector\": {\"model\": \"m\", \"temperature\": 0.0, \"seed\": 0}}\n",
+        ),
     )
     .unwrap();
     std::fs::write(
