@@ -303,6 +303,20 @@ mod tests {
         .with_timeout(Duration::from_secs(20))
     }
 
+    /// A probe that passes and counts its runs in `dir/count` (each run appends a line, reads
+    /// the profile from stdin), with verdicts kept under `dir`; and the count so far.
+    fn counting(dir: &Path) -> (ProcessProbe, impl Fn() -> usize) {
+        let count = dir.join("count");
+        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
+        let runs = move || {
+            std::fs::read_to_string(&count)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        (sh(&script, Some(dir)), runs)
+    }
+
     fn profile() -> TargetProfile {
         TargetProfile::load("cpu").unwrap()
     }
@@ -347,16 +361,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let m = file(d.path(), "m.gguf");
         let a = file(d.path(), "a.gguf");
-        let count = d.path().join("count");
-        // Each run appends a line, reads the profile from stdin, and passes.
-        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
-        let p = sh(&script, Some(d.path()));
-        let runs = || {
-            std::fs::read_to_string(&count)
-                .unwrap_or_default()
-                .lines()
-                .count()
-        };
+        let (p, runs) = counting(d.path());
         p.check(&m, Some(&a), &profile()).unwrap();
         p.check(&m, Some(&a), &profile()).unwrap();
         assert_eq!(runs(), 1, "the second check uses the kept verdict");
@@ -372,15 +377,7 @@ mod tests {
     fn a_file_rewritten_in_place_with_its_size_and_mtime_put_back_is_probed_again() {
         let d = tempfile::tempdir().unwrap();
         let m = file(d.path(), "m.gguf");
-        let count = d.path().join("count");
-        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
-        let p = sh(&script, Some(d.path()));
-        let runs = || {
-            std::fs::read_to_string(&count)
-                .unwrap_or_default()
-                .lines()
-                .count()
-        };
+        let (p, runs) = counting(d.path());
         p.check(&m, None, &profile()).unwrap();
         let mtime = std::fs::metadata(&m).unwrap().modified().unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -402,15 +399,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
         let m = file(d.path(), "m.gguf");
-        let count = d.path().join("count");
-        let script = format!("cat >/dev/null; echo run >> {}; echo ok", count.display());
-        let p = sh(&script, Some(d.path()));
-        let runs = || {
-            std::fs::read_to_string(&count)
-                .unwrap_or_default()
-                .lines()
-                .count()
-        };
+        let (p, runs) = counting(d.path());
         p.check(&m, None, &profile()).unwrap();
         let probed = d.path().join("probed");
         let mode = std::fs::metadata(&probed).unwrap().permissions().mode();
