@@ -282,11 +282,7 @@ impl ModelRef {
         match found {
             // Something is there, but not a model file: say what, not "no such file".
             Ok(m) => {
-                let kind = retroformer_core::fsutil::kind(&m.file_type());
-                return Err(io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    format!("not a regular file: it is {kind}"),
-                )));
+                return Err(io(retroformer_core::fsutil::not_regular(&m.file_type())));
             }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
             Err(_) => {}

@@ -15,17 +15,22 @@ use std::path::{Path, PathBuf};
 pub fn open_regular(path: &Path) -> io::Result<File> {
     let meta = std::fs::metadata(path)?;
     if !meta.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("not a regular file: it is {}", kind(&meta.file_type())),
-        ));
+        return Err(not_regular(&meta.file_type()));
     }
     File::open(path)
 }
 
+/// The error for a path that is there but is not a regular file, saying what it is.
+pub fn not_regular(t: &std::fs::FileType) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file: it is {}", kind(t)),
+    )
+}
+
 /// What a file type is, in words: `a folder`, `a named pipe (FIFO)`, `a socket`, `a character
 /// device`, `a block device`, `a regular file`.
-pub fn kind(t: &std::fs::FileType) -> &'static str {
+fn kind(t: &std::fs::FileType) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;
