@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use retroformer::adapters::AdapterStore;
-use retroformer::agent::files::{read_json, write_json};
+use retroformer::agent::files::{self, read_json, write_json};
 use retroformer_envs::math::env::lane_tokens;
 use retroformer_envs::math::expert::{self, Collected, ExpertConfig};
 use retroformer_envs::math::rise::{self, MathAgent};
@@ -74,6 +74,8 @@ pub fn run_improve(
     let s = &plan.settings;
     check(plan)?;
     std::fs::create_dir_all(&plan.out).map_err(|e| LabError::file(&plan.out, e))?;
+    files::lock_run_folder(&plan.out)?;
+    files::check_run_tree(&plan.out)?;
     let path = plan.out.join("improve.json");
     let mut report = match read_json::<ImproveReport>(&path)? {
         Some(r) if r.settings == *s => r,

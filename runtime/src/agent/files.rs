@@ -1,6 +1,9 @@
 //! The runners' JSON files: atomic writes (through [`retroformer_core::fsutil`]), reads that tell a
 //! missing file from a broken one, and the `run.json` check that keeps one run's settings per
-//! folder (so that re-running resumes and other settings are refused).
+//! folder (so that re-running resumes and other settings are refused). A claimed folder is
+//! locked for the rest of the process (two processes on one folder would do the work twice and
+//! overwrite each other), and holds only regular files and folders: a symbolic link inside it
+//! could send the run's writes, or a "solved" result, from outside.
 
 use std::path::{Path, PathBuf};
 
@@ -32,8 +35,14 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), FileError>
     write_atomic(path, &bytes).map_err(|e| file_err(path, e))
 }
 
-/// Read JSON; `None` when the file does not exist, an error when it exists but does not parse.
+/// Read JSON; `None` when the file does not exist, an error when it exists but does not parse,
+/// is a symbolic link or is not a regular file.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, FileError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Err(file_err(path, SYMLINK)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
     match retroformer_core::fsutil::read_regular(path, 1 << 30) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
@@ -122,6 +131,8 @@ where
     T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
 {
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    lock_run_folder(out)?;
+    check_run_tree(out)?;
     let run_json = out.join("run.json");
     Ok(match read_json::<T>(&run_json)? {
         Some(saved) if !same(&saved, cfg) => Err(format!(
@@ -139,6 +150,71 @@ where
             Ok(Claim::New)
         }
     })
+}
+
+const SYMLINK: &str = "a symbolic link inside a run folder: a run's folder holds only its own \
+    files and folders (remove the link, or use another --out folder)";
+
+/// The file in a run folder whose lock the running process holds.
+pub const LOCK_FILE: &str = "run.lock";
+
+/// Locks `out` for the rest of the process, or says that another process holds it. Taking it
+/// again in the same process is a no-op (a run resumes its own sub-runs). The lock is the
+/// operating system's (`flock`), so a killed process leaves no stale lock behind.
+pub fn lock_run_folder(out: &Path) -> Result<(), FileError> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, std::fs::File)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key = std::fs::canonicalize(out).map_err(|e| file_err(out, e))?;
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if held.iter().any(|(p, _)| *p == key) {
+        return Ok(());
+    }
+    let path = key.join(LOCK_FILE);
+    if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_file()) {
+        return Err(file_err(&path, SYMLINK));
+    }
+    // Opened, never written: the lock file carries no data.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| file_err(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(file_err(
+                out,
+                "another process is running in this folder (it holds run.lock); wait for it \
+                 to end, or use another --out folder",
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(file_err(&path, e)),
+    }
+    held.push((key, file));
+    Ok(())
+}
+
+/// Refuses a run folder that holds a symbolic link, a FIFO, a socket or a device anywhere
+/// inside it, naming the first one found.
+pub fn check_run_tree(out: &Path) -> Result<(), FileError> {
+    let mut stack = vec![out.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| file_err(&dir, e))? {
+            let entry = entry.map_err(|e| file_err(&dir, e))?;
+            let path = entry.path();
+            let t = entry.file_type().map_err(|e| file_err(&path, e))?;
+            if t.is_symlink() {
+                return Err(file_err(&path, SYMLINK));
+            } else if t.is_dir() {
+                stack.push(path);
+            } else if !t.is_file() {
+                let e = retroformer_core::fsutil::not_regular(&t);
+                return Err(file_err(&path, format!("{e}, inside a run folder")));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -173,5 +249,60 @@ mod tests {
         assert_eq!(claim_run_folder(&out, &1u32).unwrap(), Ok(Claim::Resumed));
         let other = claim_run_folder(&out, &2u32).unwrap().unwrap_err();
         assert!(other.contains("other settings"), "{other}");
+    }
+
+    #[test]
+    fn a_symbolic_link_inside_a_run_folder_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        assert_eq!(claim_run_folder(&out, &1u32).unwrap(), Ok(Claim::New));
+        std::os::unix::fs::symlink(outside.path(), out.join("trial-00")).unwrap();
+        let e = claim_run_folder(&out, &1u32).unwrap_err().to_string();
+        assert!(e.contains("trial-00") && e.contains("symbolic link"), "{e}");
+        std::fs::remove_file(out.join("trial-00")).unwrap();
+        std::fs::create_dir(out.join("trial-00")).unwrap();
+        let file = outside.path().join("t0.json");
+        std::fs::write(&file, "{}").unwrap();
+        std::os::unix::fs::symlink(&file, out.join("trial-00/t0.json")).unwrap();
+        let e = claim_run_folder(&out, &1u32).unwrap_err().to_string();
+        assert!(e.contains("t0.json") && e.contains("symbolic link"), "{e}");
+        let e = read_json::<serde_json::Value>(&out.join("trial-00/t0.json")).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+    }
+
+    #[test]
+    fn a_fifo_inside_a_run_folder_is_named_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        std::fs::create_dir(&out).unwrap();
+        let fifo = std::ffi::CString::new(out.join("x.json").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let e = claim_run_folder(&out, &1u32).unwrap_err().to_string();
+        assert!(e.contains("x.json") && e.contains("named pipe"), "{e}");
+    }
+
+    #[test]
+    fn a_folder_locked_by_another_process_is_refused_and_the_same_process_may_claim_it_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        assert_eq!(claim_run_folder(&out, &1u32).unwrap(), Ok(Claim::New));
+        assert_eq!(claim_run_folder(&out, &1u32).unwrap(), Ok(Claim::Resumed));
+        // Another open file description stands for another process: flock locks belong to
+        // the description, so this one conflicts with the one held above.
+        let other = std::fs::File::open(out.join(LOCK_FILE)).unwrap();
+        assert!(matches!(
+            other.try_lock(),
+            Err(std::fs::TryLockError::WouldBlock)
+        ));
+        let free = dir.path().join("free");
+        std::fs::create_dir(&free).unwrap();
+        let held = std::fs::File::create(free.join(LOCK_FILE)).unwrap();
+        held.lock().unwrap();
+        let e = claim_run_folder(&free, &1u32).unwrap_err().to_string();
+        assert!(e.contains("another process") && e.contains("free"), "{e}");
+        drop(held);
+        assert_eq!(claim_run_folder(&free, &1u32).unwrap(), Ok(Claim::New));
     }
 }

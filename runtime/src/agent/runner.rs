@@ -411,6 +411,13 @@ pub trait TrialAgent {
         attempt: &Attempt,
         earlier: &[TaskResult],
     ) -> Result<Reflection, RunError>;
+    /// Whether a saved result's answer solves task `i`, judged again from the file alone, so
+    /// that a resumed run does not count an edited "solved" as solved; `None` where the
+    /// judgement cannot be repeated from the file (an episode's outcome), and the saved one
+    /// stands.
+    fn judge(&self, _i: usize, _saved: &TaskResult) -> Option<bool> {
+        None
+    }
     /// How many tasks [`TrialAgent::attempt_many`] runs at once (1: one after another).
     fn parallelism(&self) -> usize {
         1
@@ -522,7 +529,7 @@ pub fn run_trials(
         let dir = trial_dir(out, trial);
         std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, e))?;
         let reflect = strategy.reflects() && trial + 1 < cfg.trials;
-        let (mut results, pending) = load_trial(tasks, &history, trial, out, on_task)?;
+        let (mut results, pending) = load_trial(&*agent, tasks, &history, trial, out, on_task)?;
         // What each task is shown of its earlier trials: its own results, or under the placebo
         // another task's reflections; never an empty reflection.
         let shown = shown_history(&history, strategy);
@@ -635,6 +642,7 @@ fn claim(cfg: &RunConfig, out: &Path) -> Result<(), RunError> {
 
 /// Trial `trial`'s results already on disk (resume), by task, and the tasks still open in it.
 fn load_trial(
+    agent: &dyn TrialAgent,
     tasks: &[TaskInfo],
     history: &[Vec<TaskResult>],
     trial: u32,
@@ -649,6 +657,7 @@ fn load_trial(
         }
         match load_task(out, trial, &task.id)? {
             Some(done) => {
+                check_saved(agent, i, task, &done, out)?;
                 on_task(&done);
                 results[i] = Some(done);
             }
@@ -656,6 +665,34 @@ fn load_trial(
         }
     }
     Ok((results, pending))
+}
+
+/// Refuses a saved result that is not this task's (its question or gold answer differ: the
+/// task set changed under the run) or whose success the agent judges otherwise.
+fn check_saved(
+    agent: &dyn TrialAgent,
+    i: usize,
+    task: &TaskInfo,
+    done: &TaskResult,
+    out: &Path,
+) -> Result<(), RunError> {
+    let path = task_path(out, done.trial, &task.id);
+    let wrong = |what: String| RunError::from(file_err(&path, what));
+    if done.question != task.question || done.gold != task.gold {
+        return Err(wrong(format!(
+            "holds another question or gold answer than task {:?} has now: the tasks changed \
+             under this run; use another --out folder",
+            task.id
+        )));
+    }
+    match agent.judge(i, done) {
+        Some(judged) if judged != done.success => Err(wrong(format!(
+            "says success {} but its answer {:?} judges as {judged}: the file was edited; \
+             delete it to redo the task",
+            done.success, done.answer
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Reflects on every failure of `trial` saved without a reflection (this trial's, or a resumed

@@ -205,6 +205,17 @@ fn attempt_from(outcome: super::react::EpisodeOutcome, answer: Option<&str>) -> 
 }
 
 impl TrialAgent for HotpotqaAgent<'_, '_> {
+    /// Success is the given answer's exact match with the gold one.
+    fn judge(&self, i: usize, saved: &TaskResult) -> Option<bool> {
+        let q = self.questions.get(i)?;
+        Some(
+            saved
+                .answer
+                .as_deref()
+                .is_some_and(|a| super::exact_match(a, &q.answer)),
+        )
+    }
+
     fn parallelism(&self) -> usize {
         self.agents.parallel.max(1)
     }

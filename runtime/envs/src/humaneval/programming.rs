@@ -481,6 +481,24 @@ fn reflect_and_retry(
     Ok(extract_code(&reply, &problem.prompt, &problem.entry_point))
 }
 
+/// Refuses a saved result of another task or format, or whose `passed` is not its hidden
+/// tests' outcome (an edited file; running the hidden tests again is what a fresh run does).
+fn check_saved(p: &Problem, r: &CodingResult) -> Result<(), String> {
+    if r.format_version != FORMAT_VERSION || r.task_id != p.task_id {
+        return Err(format!(
+            "holds format {} of task {:?}, not format {FORMAT_VERSION} of {:?}; use another --out folder",
+            r.format_version, r.task_id, p.task_id
+        ));
+    }
+    if r.passed != (r.hidden.outcome == Outcome::Passed) {
+        return Err(format!(
+            "says passed {} but its hidden tests' outcome is {:?}: the file was edited; delete it",
+            r.passed, r.hidden.outcome
+        ));
+    }
+    Ok(())
+}
+
 /// Solve one problem: the Reflexion loop (or one shot), each implementation's hidden tests
 /// queued in the pool as it is written; returns without waiting for them.
 pub fn solve(
@@ -621,7 +639,9 @@ pub fn run(
         Ok(())
     };
     for p in problems {
-        if let Some(done) = read_json::<CodingResult>(&task_path(out, &p.task_id))? {
+        let path = task_path(out, &p.task_id);
+        if let Some(done) = read_json::<CodingResult>(&path)? {
+            check_saved(p, &done).map_err(|e| file_err(&path, e))?;
             on_done(&done);
             results.push(done);
             continue;

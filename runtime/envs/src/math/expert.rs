@@ -176,16 +176,27 @@ pub fn saved(
         let path = runner::task_path(out, 0, &p.id);
         let c: Option<Collected> = files::read_json(&path)?;
         if let Some(c) = &c {
-            if c.format_version != FORMAT_VERSION || c.problem_id != p.id {
-                return Err(RiseError::Config(format!(
-                    "{}: another format or problem; use another folder",
-                    path.display()
-                )));
-            }
+            check_saved(p, c).map_err(|e| RiseError::Config(format!("{}: {e}", path.display())))?;
         }
         all.push(c);
     }
     Ok(all)
+}
+
+/// Refuses a saved problem that is another format or problem (its id, question or gold answer
+/// differ) or whose attempts the checker judges otherwise now.
+fn check_saved(p: &MathProblem, c: &Collected) -> Result<(), String> {
+    if c.format_version != FORMAT_VERSION
+        || c.problem_id != p.id
+        || c.question != p.question
+        || c.gold != p.answer
+    {
+        return Err("another format or problem than this run's; use another folder".into());
+    }
+    c.chains
+        .iter()
+        .flatten()
+        .try_for_each(|a| rise::rejudge(p, a))
 }
 
 /// Collects (or resumes) `problems` into `out` (`run.json`, one `trial-00/ID.json` a problem,

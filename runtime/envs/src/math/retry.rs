@@ -253,6 +253,12 @@ impl RetryAgent<'_, '_> {
 }
 
 impl TrialAgent for RetryAgent<'_, '_> {
+    /// The solution is the scratchpad: the checker reads it again.
+    fn judge(&self, i: usize, saved: &TaskResult) -> Option<bool> {
+        let p = self.problems.get(i)?;
+        Some(super::reward(p, &saved.scratchpad) > 0.5)
+    }
+
     fn parallelism(&self) -> usize {
         self.models.parallel.max(1)
     }

@@ -384,6 +384,39 @@ pub(crate) fn attempt_of(problem: &MathProblem, g: &Generation, ms: f64) -> Atte
     }
 }
 
+/// Refuses a saved result of another problem or format, or whose attempts or metrics the
+/// checker makes otherwise now.
+fn check_saved(p: &MathProblem, r: &RiseResult) -> Result<(), String> {
+    if r.format_version != FORMAT_VERSION || r.problem_id != p.id || r.gold != p.answer {
+        return Err("another format or problem than this run's; use another folder".into());
+    }
+    r.sequential
+        .iter()
+        .chain(&r.parallel)
+        .try_for_each(|a| rejudge(p, a))?;
+    if r.metrics != metrics(&r.sequential, &r.parallel) {
+        return Err("its metrics are not its attempts': the file was edited; delete it".into());
+    }
+    Ok(())
+}
+
+/// Whether a saved attempt's answer and reward are what the checker makes of its response now:
+/// a resumed run must not count an edited "correct" as correct. Says what differs.
+pub(crate) fn rejudge(problem: &MathProblem, a: &Attempt) -> Result<(), String> {
+    let (answer, reward) = (
+        extract_answer(problem.dataset, &a.response),
+        reward(problem, &a.response),
+    );
+    if answer != a.answer || reward != a.reward {
+        return Err(format!(
+            "an attempt says answer {:?} and reward {}, but its response judges as {answer:?} \
+             and {reward}: the file was edited; delete it to redo the problem",
+            a.answer, a.reward
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a RISE run's window and sampler: the flag at fault (without `--`) and why.
 pub fn check_sampling(
     window: usize,
@@ -595,8 +628,10 @@ pub fn run(
     claim_folder(out, cfg)?;
     let mut results: Vec<Option<RiseResult>> = Vec::with_capacity(problems.len());
     for p in problems {
-        let r: Option<RiseResult> = read_json(&runner::task_path(out, 0, &p.id))?;
+        let path = runner::task_path(out, 0, &p.id);
+        let r: Option<RiseResult> = read_json(&path)?;
         if let Some(r) = &r {
+            check_saved(p, r).map_err(|e| RiseError::Config(format!("{}: {e}", path.display())))?;
             on_done(r);
         }
         results.push(r);

@@ -46,6 +46,10 @@ impl TrialAgent for Toy {
             message: None,
         })
     }
+
+    fn judge(&self, i: usize, saved: &TaskResult) -> Option<bool> {
+        Some(saved.answer.as_deref() == Some(format!("{i}").as_str()))
+    }
 }
 
 fn cfg(trials: u32) -> RunConfig {
@@ -533,4 +537,37 @@ fn a_parallel_agent_without_a_stream_runs_groups_of_eight_lanes_worth() {
     let mut agent = Groups(Vec::new());
     run_trials(&tasks(40), &mut agent, &cfg(1), dir.path(), &mut |_| {}).unwrap();
     assert_eq!(agent.0, [16, 16, 8]);
+}
+
+#[test]
+fn a_resumed_run_refuses_a_result_edited_to_say_solved_or_written_for_another_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |tasks: &[TaskInfo], trials: u32| {
+        run_trials(
+            tasks,
+            &mut Toy { calls: Vec::new() },
+            &cfg(trials),
+            dir.path(),
+            &mut |_| {},
+        )
+    };
+    run(&tasks(2), 1).unwrap();
+    let path = task_path(dir.path(), 0, "t0");
+    let honest = std::fs::read(&path).unwrap();
+    let mut r: TaskResult = serde_json::from_slice(&honest).unwrap();
+    assert!(!r.success, "the toy fails every first trial");
+    r.success = true;
+    std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+    let e = run(&tasks(2), 2).unwrap_err().to_string();
+    assert!(e.contains("t0.json") && e.contains("edited"), "{e}");
+    std::fs::write(&path, &honest).unwrap();
+    let mut changed = tasks(2);
+    changed[1].question = "another question".into();
+    let e = run(&changed, 2).unwrap_err().to_string();
+    assert!(
+        e.contains("t1.json") && e.contains("another question or gold"),
+        "{e}"
+    );
+    let summaries = run(&tasks(2), 2).unwrap();
+    assert_eq!(summaries[1].solved_total, 2, "the honest files resume");
 }

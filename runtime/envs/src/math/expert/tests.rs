@@ -205,3 +205,34 @@ fn a_sample_is_the_first_attempt_prompt_with_the_answer_as_its_reply() {
     assert!(!m.iter().any(|c| c.content.contains("incorrect")));
     assert_eq!((x.problem_id.as_str(), x.turn, x.weight), ("a", 0, 1.0));
 }
+
+#[test]
+fn a_saved_attempt_edited_to_be_correct_or_a_changed_question_stops_the_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let problems = [problem("p1")];
+    let model = ScriptedModel::new(["\\boxed{6}", "\\boxed{7}"]);
+    let mut session = model.session(&SessionOptions::default()).unwrap();
+    let mut agent = MathAgent {
+        model: &model,
+        session: session.as_mut(),
+    };
+    collect(&problems, &cfg(1, 1), dir.path(), &mut agent, |_| {}).unwrap();
+    let path = runner::task_path(dir.path(), 0, "p1");
+    let honest = std::fs::read(&path).unwrap();
+    let mut c: Collected = serde_json::from_slice(&honest).unwrap();
+    assert!(!c.solved());
+    c.chains[0][0].reward = 1.0;
+    std::fs::write(&path, serde_json::to_vec(&c).unwrap()).unwrap();
+    let resume = |problems: &[MathProblem]| saved(problems, &cfg(1, 1), dir.path());
+    let e = resume(&problems).unwrap_err().to_string();
+    assert!(e.contains("p1.json") && e.contains("edited"), "{e}");
+    std::fs::write(&path, &honest).unwrap();
+    let mut changed = problem("p1");
+    changed.answer = "6".into();
+    let e = resume(&[changed]).unwrap_err().to_string();
+    assert!(e.contains("another format or problem"), "{e}");
+    assert!(
+        resume(&problems).unwrap()[0].is_some(),
+        "the honest file resumes"
+    );
+}

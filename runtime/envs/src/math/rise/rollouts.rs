@@ -111,6 +111,23 @@ pub struct Rollout {
     pub dialogue: Vec<ChatMessage>,
 }
 
+/// Refuses a saved rollout of another problem, or whose candidates the checker judges
+/// otherwise now (a kept turn's reward is its chosen candidate's).
+fn check_saved(p: &MathProblem, r: &Rollout) -> Result<(), String> {
+    if r.problem_id != p.id || r.question != p.question || r.gold != p.answer {
+        return Err("another problem than this run's; use another folder".into());
+    }
+    for t in &r.turns {
+        t.candidates.iter().try_for_each(|a| super::rejudge(p, a))?;
+        if t.candidates.get(t.chosen).map(|a| a.reward) != Some(t.reward) {
+            return Err(
+                "a turn's reward is not its chosen candidate's: the file was edited".into(),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The index of the best candidate (highest reward, first among equals).
 pub fn best_candidate(c: &[Attempt]) -> usize {
     let mut best = 0;
@@ -242,6 +259,8 @@ pub fn collect_all(
     for p in problems {
         let r: Option<Rollout> = read_json(&path(p))?;
         if let Some(r) = &r {
+            check_saved(p, r)
+                .map_err(|e| RiseError::Config(format!("{}: {e}", path(p).display())))?;
             on_done(r);
         }
         all.push(r);
