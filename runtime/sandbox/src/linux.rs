@@ -437,86 +437,6 @@ fn landlock_ruleset(abi: u32, dir: &Path, python: &Path) -> Result<OwnedFd, Stri
     Ok(ruleset)
 }
 
-// ---- seccomp --------------------------------------------------------------------------------
-
-#[cfg(target_arch = "x86_64")]
-const AUDIT_ARCH: Option<u32> = Some(0xC000_003E);
-#[cfg(target_arch = "aarch64")]
-const AUDIT_ARCH: Option<u32> = Some(0xC000_00B7);
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-const AUDIT_ARCH: Option<u32> = None;
-
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JEQ_K: u16 = 0x15;
-const BPF_JGE_K: u16 = 0x35;
-const BPF_RET_K: u16 = 0x06;
-const RET_ALLOW: u32 = 0x7fff_0000;
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-
-fn stmt(code: u16, k: u32) -> libc::sock_filter {
-    libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
-}
-
-fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
-    libc::sock_filter { code, jt, jf, k }
-}
-
-/// The filter: `socket` (every family: a Unix socket by path reaches services outside the
-/// sandbox; `socketpair` still works), `setsid`, `setpgid`, `ptrace`, io_uring, memfd, the
-/// keyrings, `unshare` and `kill(-1)` fail with `EACCES`/`EPERM`; a foreign architecture (or
-/// the x32 ABI) kills the process.
-fn seccomp_program() -> Option<Vec<libc::sock_filter>> {
-    let arch = AUDIT_ARCH?;
-    let eperm = libc::EPERM as u32;
-    let denied: [(libc::c_long, u32); 11] = [
-        (libc::SYS_socket, libc::EACCES as u32),
-        (libc::SYS_setsid, eperm),
-        (libc::SYS_setpgid, eperm),
-        (libc::SYS_ptrace, eperm),
-        (libc::SYS_io_uring_setup, eperm),
-        // Anonymous memory files escape the address-space limit (their pages are not mapped).
-        (libc::SYS_memfd_create, eperm),
-        (libc::SYS_memfd_secret, eperm),
-        // The kernel keyrings outlive a run and are shared by its uid's later runs.
-        (libc::SYS_add_key, eperm),
-        (libc::SYS_request_key, eperm),
-        (libc::SYS_keyctl, eperm),
-        // Another namespace would escape the run's (the IPC one among them).
-        (libc::SYS_unshare, eperm),
-    ];
-    let mut p = vec![
-        stmt(BPF_LD_W_ABS, 4),       // seccomp_data.arch
-        jump(BPF_JEQ_K, arch, 1, 0), // right architecture: go on
-        stmt(BPF_RET_K, RET_KILL_PROCESS),
-        stmt(BPF_LD_W_ABS, 0), // seccomp_data.nr
-    ];
-    if cfg!(target_arch = "x86_64") {
-        // x32 system calls (nr | 0x40000000) would bypass the numbers below.
-        p.push(jump(BPF_JGE_K, 0x4000_0000, 0, 1));
-        p.push(stmt(BPF_RET_K, RET_KILL_PROCESS));
-    }
-    for (nr, errno) in denied {
-        p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
-        p.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ERRNO | errno));
-    }
-    // kill(pid, ...): not pid -1 (every process the run's user may signal).
-    p.push(jump(BPF_JEQ_K, libc::SYS_kill as u32, 1, 0));
-    p.push(stmt(BPF_RET_K, RET_ALLOW));
-    p.push(stmt(BPF_LD_W_ABS, 16)); // args[0], low 32 bits (little-endian)
-    p.push(jump(BPF_JEQ_K, u32::MAX, 0, 1));
-    p.push(stmt(
-        BPF_RET_K,
-        libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
-    ));
-    p.push(stmt(BPF_RET_K, RET_ALLOW));
-    Some(p)
-}
-
 // ---- putting it together --------------------------------------------------------------------
 
 /// Configure `cmd` with every layer in `layers`; what the child runs between fork and exec is
@@ -777,13 +697,16 @@ pub(crate) fn describe(l: &Layers) -> Vec<Layer> {
             name: "seccomp: group escape".into(),
             active: l.seccomp,
             detail: if l.seccomp {
-                "setsid, setpgid, ptrace, io_uring_setup and unshare denied, so the group kill reaches every process; memfd_create (memory outside the address-space limit) and the keyrings (state that outlives a run) denied".into()
+                "setsid, setpgid, ptrace, io_uring_setup and every way into a namespace (unshare, setns, clone with a namespace flag, clone3) denied, so the group kill reaches every process; memfd_create (memory outside the address-space limit), the keyrings (state that outlives a run), userfaultfd and personality changes denied".into()
             } else {
                 "seccomp filters are not available here".into()
             },
         },
     ]
 }
+
+mod seccomp;
+use seccomp::{seccomp_program, AUDIT_ARCH};
 
 #[cfg(test)]
 mod tests;

@@ -363,3 +363,44 @@ fn zombies_of_a_run_are_reaped_before_its_uid_is_given_to_another_run() {
     );
     still_works();
 }
+
+#[test]
+fn every_way_into_another_namespace_is_denied_and_threads_and_fork_still_work() {
+    if !active("seccomp: group escape") {
+        return;
+    }
+    // Syscall numbers: clone, clone3, unshare, setns, userfaultfd, personality.
+    let nr = if cfg!(target_arch = "aarch64") {
+        [220, 435, 97, 268, 282, 92]
+    } else {
+        [56, 435, 272, 308, 323, 135]
+    };
+    let program = format!(
+        "import ctypes, os, struct, threading\n\
+         CLONE, CLONE3, UNSHARE, SETNS, UFFD, PERS = {nr:?}\n\
+         NEWUSER, NEWNET, SIGCHLD = 0x10000000, 0x40000000, 17\n\
+         libc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n\
+         def call(*a):\n    ctypes.set_errno(0)\n    r = libc.syscall(*[ctypes.c_long(x) for x in a])\n\
+         \x20   if r == 0 and a[0] in (CLONE, CLONE3):\n        os._exit(0)\n\
+         \x20   return r, ctypes.get_errno()\n\
+         args = ctypes.create_string_buffer(struct.pack('8Q', NEWUSER, 0, 0, 0, SIGCHLD, 0, 0, 0))\n\
+         ns = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
+         print('unshare', *call(UNSHARE, NEWUSER))\n\
+         print('setns', *call(SETNS, ns, 0))\n\
+         print('clone', *call(CLONE, NEWUSER | SIGCHLD, 0, 0, 0, 0))\n\
+         print('clone-net', *call(CLONE, NEWNET | SIGCHLD, 0, 0, 0, 0))\n\
+         print('clone3', *call(CLONE3, ctypes.addressof(args), 64))\n\
+         print('userfaultfd', *call(UFFD, 0))\n\
+         print('personality', *call(PERS, 0x0040000))\n\
+         print('query', call(PERS, 0xffffffff)[0] >= 0)\n\
+         t = threading.Thread(target=lambda: None)\nt.start()\nt.join()\n\
+         pid = os.fork()\nif pid == 0:\n    os._exit(7)\n\
+         print('fork', os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    );
+    let r = sandbox().run_python(&program);
+    assert_eq!(r.outcome, Outcome::Passed, "{r:?}");
+    let want = "unshare -1 1\nsetns -1 1\nclone -1 1\nclone-net -1 1\nclone3 -1 38\n\
+                userfaultfd -1 1\npersonality -1 1\nquery True\nfork 7";
+    assert_eq!(r.stdout.trim(), want, "EPERM, and ENOSYS for clone3: {r:?}");
+    still_works();
+}
