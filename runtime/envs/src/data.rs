@@ -163,10 +163,11 @@ impl Source {
                     path: p.clone(),
                     source,
                 };
+                // One descriptor: what was checked to be a regular file is what is read.
                 let mut file = retroformer_core::fsutil::open_regular(p).map_err(io)?;
                 let mut magic = [0u8; 2];
                 let n = file.read(&mut magic).map_err(io)?;
-                let file = std::fs::File::open(p).map_err(io)?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0)).map_err(io)?;
                 Ok(if n == 2 && magic == [0x1f, 0x8b] {
                     Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
                 } else {

@@ -97,10 +97,24 @@ impl EnvError {
 pub fn parse_jsonl<T>(
     path: &Path,
     reader: impl BufRead,
+    row: impl FnMut(usize, &str) -> Result<T, String>,
+) -> Result<Vec<T>, EnvError> {
+    parse_jsonl_first(path, reader, None, row)
+}
+
+/// [`parse_jsonl`], stopping after `cap` rows when there is a cap: a run that takes the first
+/// few tasks of a large file reads only those.
+pub fn parse_jsonl_first<T>(
+    path: &Path,
+    reader: impl BufRead,
+    cap: Option<usize>,
     mut row: impl FnMut(usize, &str) -> Result<T, String>,
 ) -> Result<Vec<T>, EnvError> {
     let mut out = Vec::new();
     for (i, line) in reader.lines().enumerate() {
+        if cap.is_some_and(|n| out.len() >= n) {
+            break;
+        }
         let line = line.map_err(|source| EnvError::Io {
             path: path.to_path_buf(),
             source,
@@ -127,4 +141,25 @@ pub(crate) fn require_rows<T>(path: &Path, rows: Vec<T>) -> Result<Vec<T>, EnvEr
         });
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_read_stops_at_its_rows_and_never_reads_the_rest() {
+        // Blank lines are not rows; the broken last line would be an error if it were read.
+        let text = "1\n\n2\n3\n{broken\n";
+        let int = |_: usize, l: &str| l.parse::<u32>().map_err(|e| e.to_string());
+        let path = Path::new("x.jsonl");
+        let two = parse_jsonl_first(path, text.as_bytes(), Some(2), int).unwrap();
+        assert_eq!(two, [1, 2]);
+        let three = parse_jsonl_first(path, text.as_bytes(), Some(3), int).unwrap();
+        assert_eq!(three, [1, 2, 3]);
+        let all = parse_jsonl(path, text.as_bytes(), int)
+            .unwrap_err()
+            .to_string();
+        assert!(all.contains("x.jsonl") && all.contains('5'), "{all}");
+    }
 }

@@ -126,6 +126,16 @@ pub(crate) fn parallel(plan: &EvalPlan) -> Result<u32, EnvError> {
     }
 }
 
+/// How many rows of the data a plan can use: `--skip` plus `--limit` when it names no tasks
+/// (then the loaders stop there, so a large file is not read whole for a few tasks).
+pub(crate) fn row_cap(plan: &EvalPlan) -> Option<usize> {
+    if plan.tasks.is_empty() {
+        plan.limit.map(|n| plan.skip.saturating_add(n))
+    } else {
+        None
+    }
+}
+
 /// The plan's selection of `items` (read from `origin`): `--tasks` (every id must exist, in the
 /// file's order), then `--skip`, then `--limit`. Duplicate ids in the data are refused (their
 /// results would overwrite each other), and so is a selection that leaves nothing.

@@ -108,7 +108,7 @@ impl Environment for Hotpotqa {
         }
         let source = super::source(plan.data.as_deref());
         let questions = trials::select(
-            super::load(source.clone())?,
+            super::load_first(source.clone(), trials::row_cap(plan))?,
             |q| q.id.clone(),
             plan,
             &source.path(),

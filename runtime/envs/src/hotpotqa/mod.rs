@@ -119,9 +119,17 @@ struct RawContext {
 
 /// Reads the HotPotQA distractor JSONL format; a malformed row is reported with its line.
 pub fn load(source: impl Into<Source>) -> Result<Vec<Question>, EnvError> {
+    load_first(source, None)
+}
+
+/// [`load`], reading at most `cap` rows when there is a cap.
+pub fn load_first(
+    source: impl Into<Source>,
+    cap: Option<usize>,
+) -> Result<Vec<Question>, EnvError> {
     let source = source.into();
     let path = source.path();
-    let rows = super::parse_jsonl(&path, source.reader()?, |_, line| {
+    let rows = super::parse_jsonl_first(&path, source.reader()?, cap, |_, line| {
         let raw: RawRow = serde_json::from_str(line).map_err(|e| e.to_string())?;
         if raw.context.title.len() != raw.context.sentences.len() {
             return Err(format!(

@@ -78,7 +78,7 @@ impl Environment for Humaneval {
         }
         let source = super::source(plan.data.as_deref());
         let problems = trials::select(
-            super::load(source.clone())?,
+            super::load_first(source.clone(), trials::row_cap(plan))?,
             |p| p.task_id.clone(),
             plan,
             &source.path(),

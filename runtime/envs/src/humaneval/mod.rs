@@ -43,10 +43,15 @@ struct RawRow {
 /// Load problems from JSONL, gzip-compressed when the file starts with the gzip magic. A
 /// malformed row is an error naming its line.
 pub fn load(source: impl Into<Source>) -> Result<Vec<Problem>, EnvError> {
+    load_first(source, None)
+}
+
+/// [`load`], reading at most `cap` rows when there is a cap.
+pub fn load_first(source: impl Into<Source>, cap: Option<usize>) -> Result<Vec<Problem>, EnvError> {
     let source = source.into();
     let path = &source.path();
     let reader = source.reader()?;
-    let rows = super::parse_jsonl(path, reader, |line_no, line| {
+    let rows = super::parse_jsonl_first(path, reader, cap, |line_no, line| {
         let raw: RawRow = serde_json::from_str(line).map_err(|e| e.to_string())?;
         if raw.entry_point.trim().is_empty()
             || !raw

@@ -154,10 +154,13 @@ impl Environment for MathEnv {
             Some(b) => b,
             None => resumed_batch(&plan.out)?.unwrap_or(crate::DEFAULT_PARALLEL),
         };
-        let mut problems = load(self.dataset, plan.data.as_deref(), "test")?;
-        if let Some(n) = plan.limit {
-            problems.truncate(n);
-        }
+        let cap = crate::trials::row_cap(plan);
+        let problems = load_first(self.dataset, plan.data.as_deref(), "test", cap)?;
+        let origin = plan
+            .data
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from("the bundled GSM8K test split"));
+        let problems = crate::trials::select(problems, |p| p.id.clone(), plan, &origin)?;
         Ok(Box::new(MathEval {
             cfg,
             problems,
@@ -209,14 +212,24 @@ pub fn load(
     data: Option<&Path>,
     split: &str,
 ) -> Result<Vec<MathProblem>, EnvError> {
+    load_first(dataset, data, split, None)
+}
+
+/// [`load`], reading at most `cap` rows when there is a cap.
+pub fn load_first(
+    dataset: Dataset,
+    data: Option<&Path>,
+    split: &str,
+    cap: Option<usize>,
+) -> Result<Vec<MathProblem>, EnvError> {
     match (dataset, data) {
         (Dataset::Gsm8k, _) => {
             let source = super::gsm8k_source(split, data).ok_or_else(|| {
                 EnvError::setting("split", format!("{split}: GSM8K has train, test and demo"))
             })?;
-            super::load_gsm8k(source)
+            super::load_gsm8k_first(source, cap)
         }
-        (Dataset::Math, Some(p)) => super::load_math(p),
+        (Dataset::Math, Some(p)) => super::load_math_first(p, cap),
         (Dataset::Math, None) => Err(EnvError::setting(
             "data",
             "PATH is required for MATH (JSONL rows with problem and solution)",

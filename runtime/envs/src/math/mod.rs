@@ -76,19 +76,29 @@ struct MathRow {
 /// Read a JSONL file of problems (at least one) through [`super::parse_jsonl`].
 fn load_jsonl(
     source: &Source,
+    cap: Option<usize>,
     row: impl FnMut(usize, &str) -> Result<MathProblem, String>,
 ) -> Result<Vec<MathProblem>, EnvError> {
     let path = source.path();
-    super::require_rows(&path, super::parse_jsonl(&path, source.reader()?, row)?)
+    let rows = super::parse_jsonl_first(&path, source.reader()?, cap, row)?;
+    super::require_rows(&path, rows)
 }
 
 /// Load GSM8K problems from JSONL rows `{"question": ..., "answer": "... #### N"}`. Ids are
 /// `<file stem>-<line>` (`test-1` for the first line of `test.jsonl`). A malformed row, an
 /// answer without `####`, or a gold answer that is not a number is an error naming its line.
 pub fn load_gsm8k(source: impl Into<Source>) -> Result<Vec<MathProblem>, EnvError> {
+    load_gsm8k_first(source, None)
+}
+
+/// [`load_gsm8k`], reading at most `cap` rows when there is a cap.
+pub fn load_gsm8k_first(
+    source: impl Into<Source>,
+    cap: Option<usize>,
+) -> Result<Vec<MathProblem>, EnvError> {
     let source = source.into();
     let stem = source.stem();
-    load_jsonl(&source, |line, text| {
+    load_jsonl(&source, cap, |line, text| {
         let raw: Gsm8kRow = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if raw.question.trim().is_empty() {
             return Err("question is empty".into());
@@ -116,9 +126,17 @@ pub fn load_gsm8k(source: impl Into<Source>) -> Result<Vec<MathProblem>, EnvErro
 /// The gold answer is the solution's last `\boxed{}`; a solution without one is an error naming
 /// its line.
 pub fn load_math(source: impl Into<Source>) -> Result<Vec<MathProblem>, EnvError> {
+    load_math_first(source, None)
+}
+
+/// [`load_math`], reading at most `cap` rows when there is a cap.
+pub fn load_math_first(
+    source: impl Into<Source>,
+    cap: Option<usize>,
+) -> Result<Vec<MathProblem>, EnvError> {
     let source = source.into();
     let stem = source.stem();
-    load_jsonl(&source, |line, text| {
+    load_jsonl(&source, cap, |line, text| {
         let raw: MathRow = serde_json::from_str(text).map_err(|e| e.to_string())?;
         if raw.problem.trim().is_empty() {
             return Err("problem is empty".into());

@@ -88,7 +88,9 @@ impl Environment for Gsm8kRetry {
         let env = RetrySettings { max_tokens }.into_env();
         let cfg = trials::run_config(plan, &self.spec(), "gsm8k-retry", env)?;
         RetrySettings::of(&cfg).map_err(EnvError::Run)?;
-        let problems = super::env::load(super::Dataset::Gsm8k, plan.data.as_deref(), &split)?;
+        let cap = trials::row_cap(plan);
+        let data = plan.data.as_deref();
+        let problems = super::env::load_first(super::Dataset::Gsm8k, data, &split, cap)?;
         let origin = plan
             .data
             .clone()
