@@ -736,18 +736,7 @@ struct KnownCycle {
     edges: &'static [(&'static str, &'static str)],
 }
 
-const KNOWN_CYCLES: [KnownCycle; 5] = [
-    // lib.rs holds `TrainerError`, which every module imports, and its `load_base`,
-    // `write_run_report` and `inspect_adapter` use lora, model, objective and train.
-    KnownCycle {
-        krate: "retroformer-trainer",
-        edges: &[
-            ("lib", "lora"),
-            ("lib", "model"),
-            ("lib", "objective"),
-            ("lib", "train"),
-        ],
-    },
+const KNOWN_CYCLES: [KnownCycle; 4] = [
     // lib.rs is the container reader (`GgufFile`, `GgufError`, `Value`, `read_array`) that
     // semantics.rs reads headers with, and its `validate_model` calls `check_model`.
     KnownCycle {
