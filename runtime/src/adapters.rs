@@ -44,16 +44,6 @@ pub enum StoreError {
     /// The adapter failed validation against the base model.
     #[error(transparent)]
     Invalid(#[from] AdapterError),
-    /// The adapter records that it was trained on another base model.
-    #[error("{path}: adapter was trained on base {found}, not on this base ({expected})")]
-    WrongBase {
-        /// The adapter file.
-        path: PathBuf,
-        /// This store's base sha256.
-        expected: String,
-        /// The adapter's `retroformer.base_sha256`.
-        found: String,
-    },
     /// The load probe refused the adapter on the base: llama.cpp could not load it, or ended
     /// the probe process trying.
     #[error("{path}: refused: {reason}")]
@@ -108,6 +98,34 @@ fn failpoint(name: &str) {
     if std::env::var("RETROFORMER_FAILPOINT").is_ok_and(|v| v == name) {
         eprintln!("failpoint {name}: aborting");
         std::process::abort();
+    }
+}
+
+/// A version folder being written, removed if dropped before it is renamed into place: an
+/// install that fails half-way (a full disk, a refused probe) leaves nothing behind. (A process
+/// killed meanwhile leaves it; the next install removes such leftovers.)
+struct Staging(Option<PathBuf>);
+
+impl Staging {
+    fn create(path: PathBuf) -> Result<Self, StoreError> {
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir(&path).map_err(|e| io(&path, e))?;
+        Ok(Self(Some(path)))
+    }
+
+    fn rename_to(mut self, dest: &Path) -> Result<(), StoreError> {
+        let from = self.0.as_deref().expect("staging until renamed");
+        std::fs::rename(from, dest).map_err(|e| io(dest, e))?;
+        self.0 = None;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = std::fs::remove_dir_all(p);
+        }
     }
 }
 
@@ -220,10 +238,9 @@ impl AdapterStore {
         Self::open(&home.join("adapters").join(short), base_sha256)
     }
 
-    /// Opens (creating if needed) the store at `root`.
+    /// The store at `root`. Nothing is created until a change is made, so that a store can be
+    /// read (listed, its active adapter loaded) from a home this process cannot write.
     pub fn open(root: &Path, base_sha256: &str) -> Result<Self, StoreError> {
-        let versions = root.join("versions");
-        std::fs::create_dir_all(&versions).map_err(|e| io(&versions, e))?;
         Ok(Self {
             root: root.to_path_buf(),
             base_sha256: base_sha256.to_string(),
@@ -307,14 +324,16 @@ impl AdapterStore {
     }
 
     /// Validates `file` against the base model (`base`, the validated header of the file with
-    /// sha256 `base_sha256` given at open), has `proof` load the copy to be installed (the load
-    /// probe: base and adapter in a child process), and installs it. Nothing is activated; a
-    /// refused adapter leaves nothing behind.
+    /// sha256 `base_sha256` given at open; the adapter must record that base, or record none
+    /// where `policy` allows it: the rule a model applies when it loads an adapter), has
+    /// `proof` load the copy to be installed (the load probe: base and adapter in a child
+    /// process), and installs it. Nothing is activated; a refused adapter leaves nothing behind.
     pub fn install(
         &self,
         file: &Path,
         base: &GgufFile,
         base_name: &str,
+        policy: retroformer_gguf::BasePolicy,
         proof: &dyn Fn(&Path) -> Result<(), String>,
     ) -> Result<AdapterManifest, StoreError> {
         let _lock = self.lock()?;
@@ -346,18 +365,11 @@ impl AdapterStore {
             other => AdapterError::Gguf(other),
         })?;
         retroformer_gguf::check_adapter(&header, file, base, base_name)?;
+        retroformer_gguf::check_adapter_base(&header, file, &self.base_sha256, base_name, policy)?;
         let provenance = AdapterProvenance::read(
             |k| header.get_str(k).map(str::to_string),
             |k| header.get_u64(k),
         );
-        let recorded = &provenance.base_sha256;
-        if !recorded.is_empty() && *recorded != self.base_sha256 {
-            return Err(StoreError::WrongBase {
-                path: file.to_path_buf(),
-                expected: self.base_sha256.clone(),
-                found: recorded.clone(),
-            });
-        }
         let sha256 = {
             use sha2::{Digest, Sha256};
             hex::encode(Sha256::digest(&bytes))
@@ -390,16 +402,14 @@ impl AdapterStore {
         };
         let versions = self.root.join("versions");
         self.remove_leftovers();
-        let tmp = versions.join(format!(".tmp-{id}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(|e| io(&tmp, e))?;
+        let staging = Staging::create(versions.join(format!(".tmp-{id}-{}", std::process::id())))?;
+        let tmp = staging.0.as_deref().expect("staging until renamed");
         let put = |name: &str, data: &[u8]| {
             let p = tmp.join(name);
             retroformer_core::fsutil::write_atomic(&p, data).map_err(|e| io(&p, e))
         };
         put("adapter.gguf", &bytes)?;
         if let Err(reason) = proof(&tmp.join("adapter.gguf")) {
-            let _ = std::fs::remove_dir_all(&tmp);
             return Err(StoreError::Refused {
                 path: file.to_path_buf(),
                 reason,
@@ -411,7 +421,7 @@ impl AdapterStore {
         )?;
         failpoint("install-before-rename");
         let dest = self.version_dir(&id);
-        std::fs::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        staging.rename_to(&dest)?;
         retroformer_core::fsutil::sync_dir(&versions).map_err(|e| io(&versions, e))?;
         failpoint("install-after-rename");
         tracing::info!(id = %id, source = %file.display(), "adapter installed");
@@ -432,6 +442,8 @@ impl AdapterStore {
     /// An exclusive lock on the store for the length of a change (install, activate,
     /// rollback, canary), so that two processes never interleave their writes.
     fn lock(&self) -> Result<StoreLock, StoreError> {
+        let versions = self.root.join("versions");
+        std::fs::create_dir_all(&versions).map_err(|e| io(&versions, e))?;
         let p = self.root.join(".lock");
         let f = std::fs::OpenOptions::new()
             .create(true)

@@ -11,6 +11,7 @@ use crate::manifest::{home_dir, Manifest, ManifestError, ModelRef};
 use retroformer_llm::target::TargetProfile;
 use retroformer_llm::LlmError;
 
+pub use retroformer_gguf::BasePolicy;
 #[cfg(feature = "llama")]
 pub use retroformer_llama::{compiled_in, devices, DeviceInfo, LoadOptions};
 
@@ -63,7 +64,9 @@ pub fn resolve(
         }),
         ModelRef::Manifest(m) => {
             let home = home_dir();
-            let path = match (crate::fetch::installed(&m, &home), fetch) {
+            let silent = crate::fetch::Silent;
+            let verified = crate::fetch::verified(&m, &home, fetch.unwrap_or(&silent))?;
+            let path = match (verified, fetch) {
                 (Some(p), _) => p,
                 (None, Some(progress)) => crate::fetch::fetch(
                     &m,
@@ -88,14 +91,27 @@ pub fn resolve(
     }
 }
 
-/// Loads a resolved model with `profile` (and its manifest's chat template and name).
+/// Loads a resolved model with `profile` (and its manifest's chat template, name and verified
+/// sha256); it takes only adapters that record it as their base.
 #[cfg(feature = "llama")]
 pub fn load(model: &Resolved, profile: &TargetProfile) -> Result<Model, BackendError> {
+    load_with(model, profile, BasePolicy::Recorded)
+}
+
+/// [`load`], taking the adapters `adapter_base` allows.
+#[cfg(feature = "llama")]
+pub fn load_with(
+    model: &Resolved,
+    profile: &TargetProfile,
+    adapter_base: BasePolicy,
+) -> Result<Model, BackendError> {
     let m = model.manifest.as_ref();
     let opts = retroformer_llama::LoadOptions {
         profile: profile.clone(),
         chat_template: m.and_then(|m| m.chat_template.override_template.clone()),
         name: m.map(|m| m.name.clone()),
+        sha256: m.map(|m| m.sha256.clone()),
+        adapter_base,
     };
     Ok(Model::load(&model.path, opts)?)
 }
@@ -112,10 +128,14 @@ pub fn load_named(
 
 /// Makes every later load in this process (models and adapters, through [`load`] or the
 /// backend's own `load`) go through a load probe that re-runs `program` with `args` (the
-/// binary's hidden probe command), keeping verdicts under `$RETROFORMER_HOME`. Call it once, at
-/// the start of a binary; `false` when a probe was installed already.
+/// binary's hidden probe command), keeping verdicts under `$RETROFORMER_HOME`; and makes a
+/// SIGBUS from a mapped model file that shrank end the process with a message naming the
+/// mapped files. Call it once, at the start of a binary; `false` when a probe was installed
+/// already.
 #[cfg(feature = "llama")]
 pub fn install_process_probe(program: PathBuf, args: Vec<String>) -> bool {
+    // A mapped model that shrinks under the process ends it with a message, not a bare SIGBUS.
+    retroformer_llama::report_sigbus();
     let probe = crate::probe::ProcessProbe::new(program, args, Some(&home_dir()));
     retroformer_llama::install_probe(Box::new(probe))
 }

@@ -436,6 +436,67 @@ pub fn sha256_file(path: &Path, progress: &dyn Progress) -> Result<String, Fetch
     Ok(hex::encode(h.finalize()))
 }
 
+/// A kept "this cached file has the manifest's sha256" (`probed/sha256-*.json`).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HashVerdict {
+    format_version: u32,
+    path: String,
+    sha256: String,
+}
+
+/// Format of a [`HashVerdict`] file.
+const HASH_VERDICT_FORMAT_VERSION: u32 = 1;
+
+/// The cached file of `m`, if installed, with its sha256 checked against the manifest the
+/// first time this file is used: the check is kept by the file's identity
+/// ([`crate::verdicts`]), so a file changed in place, even to the same size and modification
+/// time, is hashed again. A file that does not match is an error that says how to fetch it
+/// again; `Ok(None)` when it is not installed.
+pub fn verified(
+    m: &Manifest,
+    home: &Path,
+    progress: &dyn Progress,
+) -> Result<Option<PathBuf>, FetchError> {
+    let Some(p) = installed(m, home) else {
+        return Ok(None);
+    };
+    let kept = crate::verdicts::identity(&p).map(|id| {
+        let key = hex::encode(Sha256::digest(&id));
+        crate::verdicts::folder(home).join(format!("sha256-{}.json", &key[..32]))
+    });
+    let believed = kept
+        .as_deref()
+        .and_then(crate::verdicts::read_trusted)
+        .and_then(|b| serde_json::from_slice::<HashVerdict>(&b).ok())
+        .is_some_and(|v| v.format_version == HASH_VERDICT_FORMAT_VERSION && v.sha256 == m.sha256);
+    if believed {
+        return Ok(Some(p));
+    }
+    let digest = sha256_file(&p, progress)?;
+    if digest != m.sha256 {
+        return Err(FetchError::Mismatch {
+            path: format!(
+                "{} (the cached {}; `retroformer models fetch --force {}` fetches it again)",
+                p.display(),
+                m.name,
+                m.name
+            ),
+            what: "sha256",
+            expected: m.sha256.clone(),
+            actual: digest,
+        });
+    }
+    if let Some(k) = kept {
+        let v = HashVerdict {
+            format_version: HASH_VERDICT_FORMAT_VERSION,
+            path: p.display().to_string(),
+            sha256: digest,
+        };
+        crate::verdicts::keep(&k, &serde_json::to_vec_pretty(&v).expect("serialises"));
+    }
+    Ok(Some(p))
+}
+
 /// Checks the cached file of `m`: present, right size, right sha256.
 pub fn verify(m: &Manifest, home: &Path, progress: &dyn Progress) -> Result<PathBuf, FetchError> {
     let p = m.cache_path(home);
@@ -494,6 +555,52 @@ mod tests {
         // A second fetch finds it installed even though the source is gone.
         fs::remove_file(&src).unwrap();
         assert_eq!(fetch(&m, &home, FetchOptions::default()).unwrap(), p);
+    }
+
+    /// Counts the hashes it is shown.
+    #[derive(Default)]
+    struct Hashes(std::sync::atomic::AtomicUsize);
+
+    impl Progress for Hashes {
+        fn start(&self, _: &str, _: u64) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        fn at(&self, _: u64) {}
+        fn finish(&self) {}
+    }
+
+    #[test]
+    fn a_cached_model_is_hashed_once_and_a_same_size_tampered_one_is_refused_when_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.gguf");
+        let data = b"GGUF pretend model bytes".repeat(1000);
+        fs::write(&src, &data).unwrap();
+        let m = manifest_for(&data, &src);
+        let home = dir.path().join("home");
+        assert_eq!(verified(&m, &home, &Silent).unwrap(), None);
+        let p = fetch(&m, &home, FetchOptions::default()).unwrap();
+        let hashes = Hashes::default();
+        let count = || hashes.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(verified(&m, &home, &hashes).unwrap().as_deref(), Some(&*p));
+        assert_eq!(verified(&m, &home, &hashes).unwrap().as_deref(), Some(&*p));
+        assert_eq!(count(), 1, "the kept verdict spares the second hash");
+        // Same size, modification time put back: the change time still differs.
+        let mtime = fs::metadata(&p).unwrap().modified().unwrap();
+        let mut tampered = data.clone();
+        tampered[100] ^= 1;
+        fs::write(&p, &tampered).unwrap();
+        File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let e = verified(&m, &home, &hashes).unwrap_err().to_string();
+        assert!(
+            e.contains("sha256 mismatch") && e.contains("fetch --force"),
+            "{e}"
+        );
+        assert_eq!(count(), 2);
     }
 
     #[test]

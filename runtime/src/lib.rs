@@ -26,3 +26,4 @@ pub mod fetch;
 pub mod manifest;
 #[cfg(feature = "llama")]
 pub mod probe;
+mod verdicts;

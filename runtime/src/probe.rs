@@ -54,7 +54,7 @@ impl ProcessProbe {
         Self {
             program,
             args,
-            verdicts: home.map(|h| h.join("probed")),
+            verdicts: home.map(crate::verdicts::folder),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -78,7 +78,7 @@ impl ProcessProbe {
         let mut h = Sha256::new();
         h.update(env!("CARGO_PKG_VERSION"));
         for f in std::iter::once(model).chain(adapter) {
-            h.update(identity(f)?);
+            h.update(crate::verdicts::identity(f)?);
         }
         h.update(serde_json::to_vec(profile).ok()?);
         Some(dir.join(format!("{}.json", &hex::encode(h.finalize())[..32])))
@@ -95,7 +95,9 @@ impl ProcessProbe {
         if let Some(a) = adapter {
             cmd.arg("--adapter").arg(a);
         }
-        cmd.stdin(Stdio::piped())
+        // ggml's abort would otherwise attach gdb and print a backtrace after its message.
+        cmd.env("GGML_NO_BACKTRACE", "1")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = crate::child::tied_to_us(&mut cmd)
@@ -145,72 +147,16 @@ impl LoadProbe for ProcessProbe {
                 verdict: "ok".into(),
             };
             let bytes = serde_json::to_vec_pretty(&v).expect("verdict serialises");
-            // A verdict that cannot be kept only costs a probe next time.
-            let kept = p
-                .parent()
-                .map_or(Ok(()), private_dir)
-                .and_then(|()| retroformer_core::fsutil::write_atomic(&p, &bytes));
-            if let Err(e) = kept {
-                tracing::warn!(path = %p.display(), error = %e, "could not keep the probe's verdict");
-            }
+            crate::verdicts::keep(&p, &bytes);
         }
         Ok(())
     }
 }
 
-/// Makes `dir` (and its parents) if missing, `dir` itself readable and writable by its owner
-/// alone.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if !dir.is_dir() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-    }
-    Ok(())
-}
-
-/// The identity of a file as bytes: device, inode, size, modification time.
-fn identity(path: &Path) -> Option<Vec<u8>> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    let canonical = std::fs::canonicalize(path).ok()?;
-    let mut id = canonical.as_os_str().as_encoded_bytes().to_vec();
-    for n in [
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime() as u64,
-        m.mtime_nsec() as u64,
-        m.ctime() as u64,
-        m.ctime_nsec() as u64,
-    ] {
-        id.extend_from_slice(&n.to_le_bytes());
-    }
-    Some(id)
-}
-
 fn is_success(p: &Path) -> bool {
-    if !p.parent().is_some_and(only_ours) || !only_ours(p) {
-        if p.exists() {
-            tracing::warn!(path = %p.display(), "a kept probe verdict is not trusted: it or its folder belongs to another user or others can write it; probing again");
-        }
-        return false;
-    }
-    retroformer_core::fsutil::read_regular(p, 4096)
-        .ok()
+    crate::verdicts::read_trusted(p)
         .and_then(|b| serde_json::from_slice::<Verdict>(&b).ok())
         .is_some_and(|v| v.format_version == VERDICT_FORMAT_VERSION && v.verdict == "ok")
-}
-
-/// Whether `path` belongs to this process's user and neither its group nor others may write it
-/// (so no one else can have put a verdict there).
-fn only_ours(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
@@ -249,11 +195,7 @@ fn wait(child: &mut std::process::Child, timeout: Duration) -> Option<ExitStatus
 /// The probe's end in words: the signal that ended it, or its exit and last message.
 fn describe(s: ExitStatus, stderr: &str) -> String {
     use std::os::unix::process::ExitStatusExt;
-    let last = stderr
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
+    let last = telling_line(stderr)
         .map(|l| retroformer_core::text::printable(l, false).into_owned())
         .unwrap_or_default();
     match s.signal() {
@@ -276,6 +218,29 @@ fn describe(s: ExitStatus, stderr: &str) -> String {
             }
         ),
     }
+}
+
+/// The line of a probe child's stderr that says why it ended: ggml's assertion or abort
+/// message where there is one, else the last line that is not part of a debugger's backtrace.
+fn telling_line(stderr: &str) -> Option<&str> {
+    let lines = || {
+        stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+    };
+    let backtrace = |l: &str| {
+        l.starts_with('#')
+            || l.starts_with('[')
+            || l.contains("gdb")
+            || l.contains("ptrace")
+            || l.contains("No stack")
+            || l.starts_with("0x")
+    };
+    lines()
+        .find(|l| l.contains("GGML_ASSERT") || l.contains("GGML_ABORT"))
+        .or_else(|| lines().find(|l| !backtrace(l)))
 }
 
 fn signal_name(sig: i32) -> &'static str {
@@ -424,6 +389,26 @@ mod tests {
             3,
             "a verdict file others can write is not believed either"
         );
+    }
+
+    #[test]
+    fn a_refusal_quotes_ggmls_assertion_not_the_backtrace_after_it() {
+        let stderr = "llama_model_load: loading\n\
+            /src/ggml.c:1234: GGML_ASSERT(ne % 32 == 0) failed\n\
+            [New LWP 4242]\n\
+            0x00007f in __GI___wait4 () at wait4.c:30\n\
+            #0  0x00007f in wait4 ()\n\
+            #1  0x00007f in ggml_print_backtrace ()\n\
+            [Inferior 1 (process 4241) detached]\n";
+        assert_eq!(
+            telling_line(stderr),
+            Some("/src/ggml.c:1234: GGML_ASSERT(ne % 32 == 0) failed")
+        );
+        assert_eq!(
+            telling_line("error: bad value\n#0 0x0 in main ()\n"),
+            Some("error: bad value")
+        );
+        assert_eq!(telling_line("\n\n"), None);
     }
 
     #[test]

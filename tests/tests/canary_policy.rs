@@ -68,9 +68,10 @@ fn respond(prompt: &str, adapter: Option<&Path>, good: &[u8]) -> String {
     format!(" {told}")
 }
 
-fn write_adapter(path: &Path, value: f32) {
+fn write_adapter(path: &Path, value: f32, base_sha256: &str) {
     let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", 4.0);
-    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[value; 128])
+    w.kv(retroformer::core::records::keys::BASE_SHA256, base_sha256)
+        .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[value; 128])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[value; 128]);
     w.write(path).unwrap();
 }
@@ -91,9 +92,10 @@ fn the_canary_refuses_a_worse_reflector_and_promotes_a_better_one() {
     let (store, header) = AdapterStore::for_model(&resolved).unwrap();
     let install = |name: &str, value: f32| {
         let file = home.path().join(name);
-        write_adapter(&file, value);
+        write_adapter(&file, value, store.base_sha256());
+        let policy = retroformer_gguf::BasePolicy::Recorded;
         let id = store
-            .install(&file, &header, &base_name, &|_| Ok(()))
+            .install(&file, &header, &base_name, policy, &|_| Ok(()))
             .unwrap()
             .id;
         (id, std::fs::read(&file).unwrap())

@@ -12,7 +12,9 @@ fn the_llama_backend_keeps_every_session_invariant_of_the_conformance_suite() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("a.gguf");
     let mut w = GgufWriter::lora_adapter("llama", 2.0);
-    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.02; 1152])
+    let base = model.sha256().unwrap();
+    w.kv(retroformer::core::records::keys::BASE_SHA256, base)
+        .tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.02; 1152])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.02; 1152]);
     w.write(&adapter).unwrap();
     let failures = run(&Backend {

@@ -1,7 +1,10 @@
 //! Integration tests of the llama.cpp LLM layer with the real SmolLM2-135M-Instruct model.
 
+use retroformer::core::records::keys::BASE_SHA256;
 use retroformer_e2e::{opts, smollm2};
 use retroformer_gguf::GgufWriter;
+use retroformer_llama::{LlamaModel, LoadOptions};
+use retroformer_llm::target::TargetProfile;
 use retroformer_llm::{
     ChatMessage, FinishReason, GenerateRequest, Grammar, LanguageModel, LlmError, Session,
     SessionOptions,
@@ -339,6 +342,7 @@ fn write_adapter(
 ) -> std::path::PathBuf {
     let header = model.header();
     let mut w = GgufWriter::lora_adapter("llama", 4.0);
+    w.kv(BASE_SHA256, model.sha256().unwrap());
     let mut state = 0x2545_F491_4F6C_DD1Du64;
     let mut rnd = move || {
         state ^= state << 13;
@@ -422,6 +426,53 @@ fn a_corrupt_or_mismatched_adapter_is_rejected_before_llama_cpp_sees_it() {
     // The base model file is not an adapter.
     let e = model.load_adapter(model.path()).unwrap_err().to_string();
     assert!(e.contains("general.type"), "{e}");
+}
+
+#[test]
+fn an_adapter_of_another_base_or_of_no_recorded_base_is_refused_unless_asked_for() {
+    let model = smollm2();
+    let dir = tempfile::tempdir().unwrap();
+    let good = write_adapter(dir.path(), &model, 0.1);
+    let bytes = std::fs::read(&good).unwrap();
+    let ours = model.sha256().unwrap().to_string();
+    let with_base = |name: &str, base: &str| {
+        // Same length, so the header's layout is unchanged: only the recorded base differs.
+        let p = dir.path().join(name);
+        let mut patched = bytes.clone();
+        let at = find(&bytes, ours.as_bytes()).expect("the base is recorded");
+        patched[at..at + base.len()].copy_from_slice(base.as_bytes());
+        std::fs::write(&p, &patched).unwrap();
+        p
+    };
+    let other = with_base("other.gguf", &"0".repeat(64));
+    let e = model.load_adapter(&other).unwrap_err().to_string();
+    assert!(e.contains("other.gguf") && e.contains("00000000"), "{e}");
+    // An empty base reads as none recorded.
+    let mut none = GgufWriter::lora_adapter("llama", 1.0);
+    none.kv(BASE_SHA256, "")
+        .tensor_f32("blk.0.ffn_down.weight.lora_a", &[1536, 2], &[0.0; 3072])
+        .tensor_f32("blk.0.ffn_down.weight.lora_b", &[2, 576], &[0.0; 1152]);
+    let unrecorded = dir.path().join("unrecorded.gguf");
+    none.write(&unrecorded).unwrap();
+    let e = model.load_adapter(&unrecorded).unwrap_err().to_string();
+    assert!(
+        e.contains("records no base") && e.contains("--any-base"),
+        "{e}"
+    );
+    let opts = LoadOptions {
+        adapter_base: retroformer_gguf::BasePolicy::AllowUnrecorded,
+        ..LoadOptions::new(TargetProfile::load("cpu").unwrap())
+    };
+    let lenient = LlamaModel::load(model.path(), opts).unwrap();
+    lenient.load_adapter(&unrecorded).unwrap();
+    assert!(
+        lenient.load_adapter(&other).is_err(),
+        "another base stays refused"
+    );
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[test]

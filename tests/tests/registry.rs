@@ -93,11 +93,16 @@ fn the_canary_compares_two_reflectors_on_an_added_environment_and_applies_the_po
     let (store, header) = retroformer::adapters::AdapterStore::for_model(&resolved).unwrap();
     let adapter = home.path().join("a.gguf");
     let mut w = GgufWriter::lora_adapter("llama", 4.0);
-    w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[0.1; 128])
-        .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.1; 128]);
+    w.kv(
+        retroformer::core::records::keys::BASE_SHA256,
+        store.base_sha256(),
+    )
+    .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[0.1; 128])
+    .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.1; 128]);
     w.write(&adapter).unwrap();
+    let policy = retroformer_gguf::BasePolicy::Recorded;
     let id = store
-        .install(&adapter, &header, &base_name, &|_| Ok(()))
+        .install(&adapter, &header, &base_name, policy, &|_| Ok(()))
         .unwrap()
         .id;
     let plan = CanaryPlan {

@@ -117,6 +117,12 @@ pub fn random_adapter(
 ) -> Result<Option<PathBuf>, BenchError> {
     let arch = model.header().architecture().unwrap_or("llama").to_string();
     let mut w = GgufWriter::lora_adapter(&arch, 8.0);
+    // Recorded as the adapter's base, as the trainer does; hashing it here also keeps the
+    // base's hash out of a timed adapter load.
+    w.kv(
+        retroformer_core::records::keys::BASE_SHA256,
+        model.sha256()?,
+    );
     let mut rng = retroformer_core::rng::SplitMix64::new(seed);
     let rank = 8u64;
     let targets = [

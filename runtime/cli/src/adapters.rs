@@ -34,6 +34,10 @@ pub enum AdaptersCommand {
         /// Activate it once installed.
         #[arg(long)]
         activate: bool,
+        /// Also install an adapter that records no base model (made by another tool; its
+        /// shapes are still checked). One that records another base is refused either way.
+        #[arg(long)]
+        any_base: bool,
     },
     /// Make an installed adapter the active one.
     Activate {
@@ -170,11 +174,17 @@ pub fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
             file,
             base,
             activate,
+            any_base,
         } => {
             let (store, path, header) = adapter_store(&base)?;
-            let m = store.install(&file, &header, &path.display().to_string(), &|p| {
-                retroformer::backend::probe_adapter(&path, p)
-            })?;
+            let name = path.display().to_string();
+            let m = store.install(
+                &file,
+                &header,
+                &name,
+                crate::common::base_policy(any_base),
+                &|p| retroformer::backend::probe_adapter(&path, p),
+            )?;
             println!("installed {} ({})", m.id, file.display());
             if activate {
                 store.activate(&m.id)?;

@@ -31,6 +31,10 @@ pub struct ModelArgs {
     /// Scale of the adapter.
     #[arg(long, default_value_t = 1.0, requires = "adapter")]
     pub adapter_scale: f32,
+    /// Also take an --adapter that records no base model (made by another tool; its shapes
+    /// are still checked), as `adapters install --any-base` does.
+    #[arg(long = "any-base", requires = "adapter")]
+    pub any_base: bool,
 }
 
 #[derive(Args, Clone)]
@@ -69,7 +73,9 @@ pub struct SamplingArgs {
 pub fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<Model> {
     let bar = FetchBar::default();
     let fetch = (!args.no_fetch).then_some(&bar as &dyn retroformer::fetch::Progress);
-    let model = backend::load_named(&args.model, profile, fetch)?;
+    let resolved = backend::resolve(&args.model, fetch)?;
+    let policy = base_policy(args.any_base);
+    let model = backend::load_with(&resolved, profile, policy)?;
     report_backend(profile, &model)?;
     Ok(model)
 }
@@ -293,5 +299,15 @@ impl retroformer_envs::Progress for TaskProgress {
 
     fn detail(&mut self, line: &str) {
         say(&self.bar, line);
+    }
+}
+
+/// The adapters a base takes: those that record it, and with `--any-base` also those that
+/// record no base.
+pub fn base_policy(any_base: bool) -> retroformer_gguf::BasePolicy {
+    if any_base {
+        retroformer_gguf::BasePolicy::AllowUnrecorded
+    } else {
+        retroformer_gguf::BasePolicy::Recorded
     }
 }

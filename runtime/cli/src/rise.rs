@@ -24,6 +24,7 @@ pub fn agent_model_args(
         no_fetch,
         adapter: None,
         adapter_scale: 1.0,
+        any_base: false,
     }
 }
 

@@ -17,8 +17,25 @@ fn cli(home: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The sha256 of the tiny llama every test here installs adapters for.
+fn tiny_sha256() -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(
+        TinyModel::llama().writer().to_bytes(),
+    ))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A rank-`rank` adapter for the tiny llama that records it as its base.
 fn adapter(dir: &Path, name: &str, fill: f32, rank: u64) -> PathBuf {
     let mut w = GgufWriter::lora_adapter("llama", 4.0);
+    w.kv(
+        retroformer::core::records::keys::BASE_SHA256,
+        tiny_sha256().as_str(),
+    );
     let n = (64 * rank) as usize;
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[64, rank], &vec![fill; n])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[rank, 64], &vec![fill; n]);

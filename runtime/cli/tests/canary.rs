@@ -10,7 +10,7 @@ fn adapters_canary_evaluates_both_reflectors_on_held_out_tasks_and_promotes_with
     let home = tempfile::tempdir().unwrap();
     let base = smollm2_path();
     let adapter = home.path().join("refl.gguf");
-    let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", 2.0);
+    let mut w = common::smollm2_adapter(2.0);
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.01; 1152])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.01; 1152]);
     w.write(&adapter).unwrap();

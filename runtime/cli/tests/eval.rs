@@ -428,7 +428,7 @@ fn the_demo_on_hotpotqa_pairs_the_arms_over_the_first_questions() {
 fn the_reflector_runs_with_its_own_adapter_and_the_run_records_it() {
     let dir = tempfile::tempdir().unwrap();
     let adapter = dir.path().join("refl.gguf");
-    let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", 2.0);
+    let mut w = common::smollm2_adapter(2.0);
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.01; 1152])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.01; 1152]);
     w.write(&adapter).unwrap();

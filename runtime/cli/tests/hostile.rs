@@ -230,8 +230,18 @@ fn broken_adapters_are_refused_naming_the_adapter() {
     let home = tempfile::tempdir().unwrap();
     let base = home.path().join("base.gguf");
     TinyModel::llama().writer().write(&base).unwrap();
+    let tiny_sha256 = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(std::fs::read(&base).unwrap());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    // Each records the base, so that each is refused for what is wrong with it.
     let lora = |alpha: f32, arch: &str, target: &str, a: [u64; 2], b: [u64; 2]| {
         let mut w = GgufWriter::lora_adapter(arch, alpha);
+        w.kv(
+            retroformer_core::records::keys::BASE_SHA256,
+            tiny_sha256.as_str(),
+        );
         let n = |d: [u64; 2]| (d[0] * d[1]) as usize;
         w.tensor_f32(&format!("{target}.lora_a"), &a, &vec![0.01; n(a)])
             .tensor_f32(&format!("{target}.lora_b"), &b, &vec![0.01; n(b)]);
@@ -288,6 +298,46 @@ fn broken_adapters_are_refused_naming_the_adapter() {
     let p = write(home.path(), "adapter-good.gguf", &good);
     let o = generate(home.path(), &base, Some(&p));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The base rule: another recorded base is refused, with or without --any-base; none
+    // recorded only with it.
+    for (recorded, any_base, runs) in [
+        (Some("0".repeat(64)), false, false),
+        (Some("0".repeat(64)), true, false),
+        (None, false, false),
+        (None, true, true),
+    ] {
+        let mut w = GgufWriter::lora_adapter("llama", 4.0);
+        if let Some(r) = &recorded {
+            w.kv(retroformer_core::records::keys::BASE_SHA256, r.as_str());
+        }
+        w.tensor_f32(&format!("{q}.lora_a"), &[64, 2], &[0.01; 128])
+            .tensor_f32(&format!("{q}.lora_b"), &[2, 64], &[0.01; 128]);
+        let p = home
+            .path()
+            .join(format!("base-{recorded:?}-{any_base}.gguf"));
+        w.write(&p).unwrap();
+        let mut args = vec!["generate", "--model", base.to_str().unwrap(), "--no-fetch"];
+        args.extend([
+            "--raw",
+            "--prompt",
+            "a b",
+            "--max-tokens",
+            "2",
+            "--ctx-size",
+            "64",
+        ]);
+        args.extend(["--adapter", p.to_str().unwrap()]);
+        if any_base {
+            args.push("--any-base");
+        }
+        let o = run(home.path(), &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.success(), runs, "{recorded:?} {any_base}: {err}");
+        if !runs {
+            assert!(err.contains("base"), "{err}");
+        }
+        n += 1;
+    }
     tally("adapters", n, n);
 }
 
@@ -367,4 +417,111 @@ fn odd_flag_values_and_profiles_are_refused_with_the_flag_named() {
     );
     common::assert_clean_failure(&o, &["temperature"]);
     tally("odd fields", 2, 2);
+}
+
+#[test]
+fn a_vocabulary_whose_tokeniser_is_quadratic_in_the_text_is_refused_by_the_probe() {
+    let home = tempfile::tempdir().unwrap();
+    // User-defined tokens that match almost every byte: llama.cpp splits the text at each
+    // match and walks its list of pieces from the start for each, quadratic in the text.
+    let mut slow = TinyModel::llama();
+    slow.user_defined = ('a'..='z').map(String::from).chain([" ".into()]).collect();
+    let p = home.path().join("quadratic-vocab.gguf");
+    slow.writer().write(&p).unwrap();
+    let started = std::time::Instant::now();
+    let o = generate(home.path(), &p, None);
+    assert!(refused(&o, &p, "quadratic vocabulary"), "it ran");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("tokenising slow"), "{err}");
+    assert!(started.elapsed().as_secs() < 120, "{:?}", started.elapsed());
+    // The ordinary tiny vocabulary passes the same check.
+    let ok = home.path().join("ordinary.gguf");
+    TinyModel::llama().writer().write(&ok).unwrap();
+    let o = generate(home.path(), &ok, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_model_truncated_while_it_generates_ends_the_run_with_a_message_not_a_bare_sigbus() {
+    use std::io::BufRead;
+    let home = tempfile::tempdir().unwrap();
+    let model = home.path().join("shrinking.gguf");
+    std::fs::copy(common::smollm2_path(), &model).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_retroformer"))
+        .args(["generate", "--model", model.to_str().unwrap(), "--no-fetch"])
+        .args([
+            "--raw",
+            "--prompt",
+            "Once upon a time",
+            "--max-tokens",
+            "1500",
+        ])
+        .args(["--ctx-size", "2048", "--threads", "1"])
+        .env("RETROFORMER_HOME", home.path())
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    // The session line comes after the load (the file is mapped) and before generating.
+    while !seen.contains("session:") {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
+        seen.push_str(&line);
+    }
+    std::fs::File::options()
+        .write(true)
+        .open(&model)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}: {seen}{rest}");
+    assert!(
+        rest.contains("shrank") && rest.contains("shrinking.gguf"),
+        "{rest}"
+    );
+}
+
+#[test]
+fn a_model_swapped_over_its_path_again_and_again_never_reaches_llama_cpp_unchecked() {
+    let home = tempfile::tempdir().unwrap();
+    let good = TinyModel::llama().writer().to_bytes();
+    let (_, crasher) = semantic_cases()
+        .into_iter()
+        .find(|(name, _)| *name == "kv heads not dividing")
+        .expect("the case");
+    let crasher = crasher.to_bytes();
+    let path = home.path().join("swapped.gguf");
+    std::fs::write(&path, &good).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Renames a checked-good file and a crasher over the path, turn about, as fast as it can.
+    let swapper = {
+        let (stop, path, dir) = (stop.clone(), path.clone(), home.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let tmp = dir.join(format!("next-{}", i % 2));
+                std::fs::write(&tmp, if i.is_multiple_of(2) { &crasher } else { &good }).unwrap();
+                std::fs::rename(&tmp, &path).unwrap();
+                i += 1;
+            }
+        })
+    };
+    for _ in 0..12 {
+        let o = generate(home.path(), &path, None);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{:?}: {err}",
+            o.status
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
 }

@@ -23,6 +23,60 @@ pub enum AdapterError {
     },
 }
 
+/// Which adapters a base model takes, beyond fitting its shapes. An adapter that records
+/// another base (`retroformer.base_sha256`) is refused under either policy: same shapes do not
+/// make the same weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BasePolicy {
+    /// Only an adapter that records this base's sha256 (as `retroformer-train` writes it).
+    #[default]
+    Recorded,
+    /// Also an adapter that records no base (made by another tool), asked for by name.
+    AllowUnrecorded,
+    /// No check of the base at all: only for a process that loads a file to see whether
+    /// llama.cpp survives it (the load probe's child), after its parent applied the rule.
+    Unchecked,
+}
+
+/// The one rule for an adapter's base, for installing it and for loading it: the adapter
+/// `adapter` (read from `path`) must record `base_sha256`, or, under
+/// [`BasePolicy::AllowUnrecorded`], record no base at all.
+pub fn check_adapter_base(
+    adapter: &GgufFile,
+    path: &Path,
+    base_sha256: &str,
+    base_name: &str,
+    policy: BasePolicy,
+) -> Result<(), AdapterError> {
+    let mismatch = |reason: String| AdapterError::Mismatch {
+        path: path.to_path_buf(),
+        base: base_name.to_string(),
+        reason,
+    };
+    let key = retroformer_core::records::keys::BASE_SHA256;
+    if policy == BasePolicy::Unchecked {
+        return Ok(());
+    }
+    match adapter.get_str(key).filter(|s| !s.is_empty()) {
+        Some(recorded) if recorded.eq_ignore_ascii_case(base_sha256) => Ok(()),
+        Some(recorded) => Err(mismatch(format!(
+            "it was trained on the base with sha256 {}, and this base's is {}",
+            short(recorded),
+            short(base_sha256)
+        ))),
+        None if policy == BasePolicy::AllowUnrecorded => Ok(()),
+        None => Err(mismatch(format!(
+            "it records no base model ({key}; retroformer-train writes it), so nothing says it \
+             was trained on this one; for an adapter made by another tool, allow it by name \
+             (--any-base; its shapes are still checked)"
+        ))),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..16).unwrap_or(sha)
+}
+
 /// Checks that the validated adapter `adapter` (read from `path`) is a LoRA adapter for `base`:
 /// `general.type = adapter`, `adapter.type = lora`, the same architecture, every `.lora_a` with
 /// its `.lora_b`, each naming a 2-D base tensor, with `lora_a` [in, r] and `lora_b` [r, out]

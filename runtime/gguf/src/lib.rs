@@ -19,7 +19,7 @@ mod tiny;
 mod types;
 mod writer;
 
-pub use adapter::{check_adapter, AdapterError};
+pub use adapter::{check_adapter, check_adapter_base, AdapterError, BasePolicy};
 pub use semantics::check_model;
 pub use tiny::TinyModel;
 pub use types::{GgmlType, ValueType};
@@ -148,6 +148,17 @@ pub enum GgufError {
 }
 
 impl GgufError {
+    /// The same error naming `path` (the file as the user gave it, where it was read through
+    /// another path to the same open file).
+    pub fn at(mut self, path: &Path) -> Self {
+        match &mut self {
+            GgufError::Io { path: p, .. }
+            | GgufError::Invalid { path: p, .. }
+            | GgufError::Semantic { path: p, .. } => *p = path.to_path_buf(),
+        }
+        self
+    }
+
     fn invalid(path: &Path, reason: impl Into<String>) -> Self {
         GgufError::Invalid {
             path: path.to_path_buf(),

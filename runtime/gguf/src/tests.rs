@@ -250,3 +250,36 @@ fn an_adapter_must_match_its_base_in_architecture_names_and_shapes() {
     let e = check_adapter(&validate_bytes(&w.to_bytes()).unwrap(), p, &base, "tiny").unwrap_err();
     assert!(e.to_string().contains("no matching"), "{e}");
 }
+
+#[test]
+fn an_adapter_must_record_this_base_unless_an_unrecorded_one_is_allowed_by_name() {
+    let key = retroformer_core::records::keys::BASE_SHA256;
+    let with = |base: Option<&str>| {
+        let mut w = GgufWriter::lora_adapter("llama", 4.0);
+        if let Some(b) = base {
+            w.kv(key, b);
+        }
+        validate_bytes(&w.to_bytes()).unwrap()
+    };
+    let path = std::path::Path::new("a.gguf");
+    let ours = "ab".repeat(32);
+    let check = |f: &GgufFile, p| check_adapter_base(f, path, &ours, "base", p);
+    for policy in [BasePolicy::Recorded, BasePolicy::AllowUnrecorded] {
+        check(&with(Some(&ours)), policy).unwrap();
+        check(&with(Some(&ours.to_uppercase())), policy).unwrap();
+        let e = check(&with(Some(&"cd".repeat(32))), policy)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a.gguf") && e.contains("cdcdcdcd"), "{e}");
+    }
+    for unrecorded in [with(None), with(Some(""))] {
+        let e = check(&unrecorded, BasePolicy::Recorded)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("records no base") && e.contains("--any-base"),
+            "{e}"
+        );
+        check(&unrecorded, BasePolicy::AllowUnrecorded).unwrap();
+    }
+}

@@ -22,6 +22,9 @@ pub struct TinyModel {
     pub ff: u32,
     /// Normal tokens after the 3 special and 256 byte tokens.
     pub extra_tokens: u32,
+    /// User-defined tokens after those (llama.cpp matches them in any text before the rest of
+    /// the tokeniser runs).
+    pub user_defined: Vec<String>,
     /// Context length written to the header.
     pub context: u32,
     /// RoPE base frequency.
@@ -45,6 +48,7 @@ impl TinyModel {
             kv_heads: 2,
             ff: 128,
             extra_tokens: 41,
+            user_defined: Vec::new(),
             context: 512,
             rope_base: 10000.0,
             eps: 1e-5,
@@ -67,7 +71,7 @@ impl TinyModel {
 
     /// Vocabulary size.
     pub fn vocab(&self) -> u32 {
-        3 + 256 + self.extra_tokens
+        3 + 256 + self.extra_tokens + self.user_defined.len() as u32
     }
 
     /// The model as a GGUF image ready to write.
@@ -121,6 +125,10 @@ impl TinyModel {
             };
             tokens.push(piece);
             types.push(1);
+        }
+        for piece in &self.user_defined {
+            tokens.push(piece.clone());
+            types.push(4);
         }
         let scores: Vec<f32> = (0..tokens.len()).map(|i| -(i as f32)).collect();
         w.kv("tokenizer.ggml.model", "llama")

@@ -493,11 +493,13 @@ impl Ctx<'_> {
             return Ok(id.clone());
         }
         let (m, wall_s, peak) = measured(|| {
-            Ok(self
-                .store
-                .install(&train.adapter, base, &self.plan.settings.base, &|p| {
-                    retroformer::backend::probe_adapter(self.base_path, p)
-                })?)
+            Ok(self.store.install(
+                &train.adapter,
+                base,
+                &self.plan.settings.base,
+                retroformer_gguf::BasePolicy::Recorded,
+                &|p| retroformer::backend::probe_adapter(self.base_path, p),
+            )?)
         })?;
         progress.note(&format!("round {}: installed {}", round.round, m.id));
         train.id = Some(m.id.clone());

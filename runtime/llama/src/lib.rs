@@ -14,13 +14,16 @@
 //! writing and decoding takes it for reading.
 
 mod bare;
+mod pinned;
 mod probe;
 mod score;
 mod session;
+mod sigbus;
 mod tensors;
 
 pub use bare::BareLoop;
 pub use probe::{install_probe, probe, LoadProbe};
+pub use sigbus::install_report as report_sigbus;
 
 pub use score::MAX_SCORE_TOKENS;
 pub use session::LlamaSession;
@@ -99,7 +102,7 @@ use std::time::Instant;
 
 use llama_cpp_sys_2 as sys;
 
-use retroformer_gguf::GgufFile;
+use retroformer_gguf::{BasePolicy, GgufError, GgufFile};
 use retroformer_llm::target::{Backend, FlashAttention, KvType, TargetProfile};
 use retroformer_llm::{
     AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, SessionOptions, Token,
@@ -256,8 +259,13 @@ pub struct LlamaModel {
     pub(crate) inner: Arc<ModelInner>,
     name: String,
     path: PathBuf,
+    /// The file held open for as long as the model lives: later adapter probes and hashes read
+    /// the file that was loaded.
+    pinned: Arc<pinned::Pinned>,
     header: Arc<GgufFile>,
     load_ms: f64,
+    sha256: Arc<OnceLock<String>>,
+    adapter_base: BasePolicy,
 }
 
 /// How to load a model.
@@ -269,6 +277,11 @@ pub struct LoadOptions {
     pub chat_template: Option<String>,
     /// Name for logs (defaults to the file name).
     pub name: Option<String>,
+    /// The file's sha256 when the loader has verified it (a manifest's model); otherwise it is
+    /// computed from the file the first time an adapter is checked against it.
+    pub sha256: Option<String>,
+    /// Which adapters it takes ([`retroformer_gguf::check_adapter_base`]).
+    pub adapter_base: BasePolicy,
 }
 
 impl LoadOptions {
@@ -278,6 +291,8 @@ impl LoadOptions {
             profile,
             chat_template: None,
             name: None,
+            sha256: None,
+            adapter_base: BasePolicy::Recorded,
         }
     }
 }
@@ -345,8 +360,14 @@ impl LlamaModel {
     /// Validates `path` with the pure-Rust GGUF validator (container and values), then loads it
     /// through llama.cpp.
     pub fn load(path: &Path, opts: LoadOptions) -> Result<Self, LlmError> {
-        let header = retroformer_gguf::validate_model(path)?;
-        probe(path, None, &opts.profile)?;
+        // Validated, probed and loaded: one open file, whatever is renamed over `path`.
+        let pinned = pinned::Pinned::open(path).map_err(|error| GgufError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let read = pinned.read_path();
+        let header = retroformer_gguf::validate_model(&read).map_err(|e| e.at(path))?;
+        probe::probe_shown(&read, None, &opts.profile, path)?;
         init_backend()?;
         let profile = opts.profile.clone();
         if !compiled_in(profile.backend) {
@@ -360,7 +381,7 @@ impl LlamaModel {
                 ),
             });
         }
-        let cpath = c_path(path).map_err(|_| LlmError::ModelLoad {
+        let cpath = c_path(&read).map_err(|_| LlmError::ModelLoad {
             path: path.display().to_string(),
             reason: "path contains a NUL byte".into(),
         })?;
@@ -392,6 +413,9 @@ impl LlamaModel {
             reason: "llama_model_load_from_file returned NULL (unsupported architecture or tensor layout; run with RUST_LOG=llama-cpp-2=info for llama.cpp's message)".into(),
         })?;
         let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+        if profile.mmap {
+            sigbus::note_mapped(path);
+        }
         // SAFETY: ptr is a live model.
         let (n_vocab, n_ctx_train) = unsafe {
             (
@@ -427,9 +451,24 @@ impl LlamaModel {
             }),
             name,
             path: path.to_path_buf(),
+            pinned: Arc::new(pinned),
             header: Arc::new(header),
             load_ms,
+            sha256: Arc::new(opts.sha256.map(OnceLock::from).unwrap_or_default()),
+            adapter_base: opts.adapter_base,
         })
+    }
+
+    /// The model file's sha256: the verified one given at load, or the file's, hashed once.
+    pub fn sha256(&self) -> Result<&str, LlmError> {
+        if let Some(s) = self.sha256.get() {
+            return Ok(s);
+        }
+        let hashed = sha256_file(&self.pinned.read_path()).map_err(|e| LlmError::ModelLoad {
+            path: self.path.display().to_string(),
+            reason: format!("could not hash it to check an adapter's base: {e}"),
+        })?;
+        Ok(self.sha256.get_or_init(|| hashed))
     }
 
     /// The validated GGUF header.
@@ -523,10 +562,21 @@ impl LlamaModel {
 
     /// Loads an adapter as a concrete handle.
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
-        let header = retroformer_gguf::validate_file(path)?;
+        let pinned = pinned::Pinned::open(path).map_err(|error| GgufError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        let read = pinned.read_path();
+        let header = retroformer_gguf::validate_file(&read).map_err(|e| e.at(path))?;
         retroformer_gguf::check_adapter(&header, path, &self.header, &self.name)?;
-        probe(&self.path, Some(path), self.profile())?;
-        let cpath = c_path(path).map_err(|_| LlmError::AdapterLoad {
+        if self.adapter_base != BasePolicy::Unchecked {
+            let base = self.sha256()?;
+            let policy = self.adapter_base;
+            retroformer_gguf::check_adapter_base(&header, path, base, &self.name, policy)?;
+        }
+        let model = self.pinned.read_path();
+        probe::probe_shown(&model, Some(&read), self.profile(), pinned.shown())?;
+        let cpath = c_path(&read).map_err(|_| LlmError::AdapterLoad {
             path: path.display().to_string(),
         })?;
         let raw = {
@@ -547,6 +597,21 @@ impl LlamaModel {
                 model: self.inner.clone(),
             }),
         ))
+    }
+}
+
+/// The sha256 of the file at `path`, lower-case hex.
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = retroformer_core::fsutil::open_regular(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => return Ok(hex::encode(h.finalize())),
+            n => h.update(&buf[..n]),
+        }
     }
 }
 

@@ -36,12 +36,23 @@ pub fn probe(
     adapter: Option<&Path>,
     profile: &TargetProfile,
 ) -> Result<(), LlmError> {
+    probe_shown(model, adapter, profile, adapter.unwrap_or(model))
+}
+
+/// [`probe`], a refusal naming `shown` (the file as the user gave it, when it is read through
+/// a pinned path).
+pub(crate) fn probe_shown(
+    model: &Path,
+    adapter: Option<&Path>,
+    profile: &TargetProfile,
+    shown: &Path,
+) -> Result<(), LlmError> {
     let Some(p) = PROBE.get() else {
         return Ok(());
     };
     p.check(model, adapter, profile)
         .map_err(|reason| LlmError::Refused {
-            path: adapter.unwrap_or(model).display().to_string(),
+            path: shown.display().to_string(),
             reason,
         })
 }

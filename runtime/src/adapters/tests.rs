@@ -1,5 +1,8 @@
 use super::*;
-use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
+use retroformer_gguf::{BasePolicy, GgufWriter, TinyModel, WriteValue};
+
+/// The base sha256 the fixture's store is opened with.
+const OURS: &str = "abababababababababababababababababababababababababababababababab";
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -11,7 +14,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let bytes = TinyModel::llama().writer().to_bytes();
     let base = retroformer_gguf::validate_bytes(&bytes).unwrap();
-    let store = AdapterStore::open(&dir.path().join("store"), "ab".repeat(32).as_str()).unwrap();
+    let store = AdapterStore::open(&dir.path().join("store"), OURS).unwrap();
     Fixture { dir, base, store }
 }
 
@@ -39,6 +42,7 @@ fn install_activate_and_roll_back() {
             &adapter(&f, "a.gguf", 0.1, Some(&"ab".repeat(32))),
             &f.base,
             "tiny",
+            BasePolicy::Recorded,
             &|_| Ok(()),
         )
         .unwrap();
@@ -51,15 +55,24 @@ fn install_activate_and_roll_back() {
             &adapter(&f, "a2.gguf", 0.1, Some(&"ab".repeat(32))),
             &f.base,
             "tiny",
+            BasePolicy::Recorded,
             &|_| Ok(()),
         )
         .unwrap();
     assert_eq!(again.id, a.id);
-    let b = f
+    // An adapter that records no base is installed only when asked for by name.
+    let unrecorded = adapter(&f, "b.gguf", 0.2, None);
+    let e = f
         .store
-        .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny", &|_| {
+        .install(&unrecorded, &f.base, "tiny", BasePolicy::Recorded, &|_| {
             Ok(())
         })
+        .unwrap_err();
+    assert!(e.to_string().contains("records no base"), "{e}");
+    let allow = BasePolicy::AllowUnrecorded;
+    let b = f
+        .store
+        .install(&unrecorded, &f.base, "tiny", allow, &|_| Ok(()))
         .unwrap();
     assert_eq!(f.store.list().unwrap().len(), 2);
     assert!(f.store.active().unwrap().is_none());
@@ -90,22 +103,28 @@ fn install_rejects_a_corrupt_adapter_another_base_and_wrong_shapes() {
     let corrupt = f.dir.path().join("corrupt.gguf");
     std::fs::write(&corrupt, &bytes[..bytes.len() / 2]).unwrap();
     assert!(matches!(
-        f.store.install(&corrupt, &f.base, "tiny", &|_| Ok(())),
+        f.store
+            .install(&corrupt, &f.base, "tiny", BasePolicy::Recorded, &|_| Ok(())),
         Err(StoreError::Invalid(_))
     ));
     let other = adapter(&f, "other.gguf", 0.1, Some(&"cd".repeat(32)));
     let err = f
         .store
-        .install(&other, &f.base, "tiny", &|_| Ok(()))
+        .install(&other, &f.base, "tiny", BasePolicy::Recorded, &|_| Ok(()))
         .unwrap_err();
-    assert!(matches!(err, StoreError::WrongBase { .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::Invalid(AdapterError::Mismatch { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cdcdcdcd"), "{err}");
     let mut w = GgufWriter::lora_adapter("llama", 4.0);
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[32, 2], &[0.0; 64])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[0.0; 128]);
     let shapes = f.dir.path().join("shapes.gguf");
     w.write(&shapes).unwrap();
     assert!(matches!(
-        f.store.install(&shapes, &f.base, "tiny", &|_| Ok(())),
+        f.store
+            .install(&shapes, &f.base, "tiny", BasePolicy::Recorded, &|_| Ok(())),
         Err(StoreError::Invalid(AdapterError::Mismatch { .. }))
     ));
     let mut w = GgufWriter::lora_adapter("qwen2", 4.0);
@@ -115,7 +134,7 @@ fn install_rejects_a_corrupt_adapter_another_base_and_wrong_shapes() {
     w.write(&arch).unwrap();
     assert!(f
         .store
-        .install(&arch, &f.base, "tiny", &|_| Ok(()))
+        .install(&arch, &f.base, "tiny", BasePolicy::Recorded, &|_| Ok(()))
         .is_err());
     assert!(
         f.store.list().unwrap().is_empty(),
@@ -129,10 +148,16 @@ fn an_adapter_the_probe_refuses_is_not_installed() {
     let probed = std::cell::RefCell::new(Vec::new());
     let err = f
         .store
-        .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny", &|p| {
-            probed.borrow_mut().push(std::fs::read(p).unwrap());
-            Err("llama.cpp was killed by signal 6".into())
-        })
+        .install(
+            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|p| {
+                probed.borrow_mut().push(std::fs::read(p).unwrap());
+                Err("llama.cpp was killed by signal 6".into())
+            },
+        )
         .unwrap_err();
     assert!(matches!(err, StoreError::Refused { .. }), "{err}");
     assert!(err.to_string().contains("a.gguf") && err.to_string().contains("signal 6"));
@@ -153,9 +178,13 @@ fn an_installed_adapter_changed_afterwards_is_not_handed_out() {
     let f = fixture();
     let a = f
         .store
-        .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny", &|_| {
-            Ok(())
-        })
+        .install(
+            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|_| Ok(()),
+        )
         .unwrap();
     assert_eq!(
         f.store.verified_adapter(&a.id).unwrap(),
@@ -183,9 +212,13 @@ fn a_leftover_temporary_folder_is_ignored_and_cleaned_up() {
     std::fs::write(tmp.join("adapter.gguf"), b"half").unwrap();
     assert!(f.store.list().unwrap().is_empty());
     f.store
-        .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny", &|_| {
-            Ok(())
-        })
+        .install(
+            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|_| Ok(()),
+        )
         .unwrap();
     assert!(!tmp.exists());
     assert_eq!(f.store.list().unwrap().len(), 1);
@@ -196,21 +229,33 @@ fn the_canary_promotes_a_better_adapter_and_keeps_the_incumbent_over_a_worse_one
     let f = fixture();
     let a = f
         .store
-        .install(&adapter(&f, "a.gguf", 0.1, None), &f.base, "tiny", &|_| {
-            Ok(())
-        })
+        .install(
+            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|_| Ok(()),
+        )
         .unwrap();
     let b = f
         .store
-        .install(&adapter(&f, "b.gguf", 0.2, None), &f.base, "tiny", &|_| {
-            Ok(())
-        })
+        .install(
+            &adapter(&f, "b.gguf", 0.2, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|_| Ok(()),
+        )
         .unwrap();
     let c = f
         .store
-        .install(&adapter(&f, "c.gguf", 0.3, None), &f.base, "tiny", &|_| {
-            Ok(())
-        })
+        .install(
+            &adapter(&f, "c.gguf", 0.3, Some(OURS)),
+            &f.base,
+            "tiny",
+            BasePolicy::Recorded,
+            &|_| Ok(()),
+        )
         .unwrap();
     let score = |p: Option<&Path>| -> Result<f64, String> {
         let name = p.map(|p| {
@@ -248,4 +293,31 @@ fn the_canary_promotes_a_better_adapter_and_keeps_the_incumbent_over_a_worse_one
         .unwrap_err();
     assert!(err.to_string().contains("model crashed"));
     assert_eq!(f.store.active().unwrap().unwrap().id, b.id);
+}
+
+#[test]
+fn opening_and_reading_a_store_creates_nothing_so_a_read_only_home_can_list_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("home/adapters/abab");
+    let store = AdapterStore::open(&root, OURS).unwrap();
+    assert!(store.list().unwrap().is_empty());
+    assert!(store.active().unwrap().is_none());
+    assert!(
+        !dir.path().join("home").exists(),
+        "reading wrote to the home"
+    );
+}
+
+#[test]
+fn a_staging_folder_dropped_before_its_rename_is_removed_and_a_renamed_one_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join(".tmp-x");
+    let s = Staging::create(tmp.clone()).unwrap();
+    std::fs::write(tmp.join("adapter.gguf"), b"half").unwrap();
+    drop(s); // what an error part-way through an install (a full disk) does
+    assert!(!tmp.exists());
+    let s = Staging::create(tmp.clone()).unwrap();
+    let dest = dir.path().join("0123456789abcdef");
+    s.rename_to(&dest).unwrap();
+    assert!(dest.is_dir() && !tmp.exists());
 }

@@ -76,10 +76,19 @@ pub fn assert_clean_failure(out: &Output, must_mention: &[&str]) {
     }
 }
 
+/// A LoRA adapter writer for SmolLM2 that records it as its base (as `retroformer-train`
+/// does), without tensors yet.
+pub fn smollm2_adapter(alpha: f32) -> retroformer_gguf::GgufWriter {
+    let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", alpha);
+    let sha = Manifest::find("smollm2-135m-instruct").unwrap().sha256;
+    w.kv(retroformer::core::records::keys::BASE_SHA256, sha.as_str());
+    w
+}
+
 /// A second valid adapter for SmolLM2 (other values, so another id).
 pub fn adapter2(home: &tempfile::TempDir) -> std::path::PathBuf {
     let p = home.path().join("refl2.gguf");
-    let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", 2.0);
+    let mut w = smollm2_adapter(2.0);
     w.tensor_f32("blk.0.attn_q.weight.lora_a", &[576, 2], &[0.02; 1152])
         .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 576], &[0.02; 1152]);
     w.write(&p).unwrap();

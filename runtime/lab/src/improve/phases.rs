@@ -142,6 +142,8 @@ impl Ctx<'_> {
             adapter,
             &self.base_header,
             &self.plan.settings.model,
+            // Our trainer records the base: an adapter that does not is not ours.
+            retroformer_gguf::BasePolicy::Recorded,
             &|p| retroformer::backend::probe_adapter(&self.base_path, p),
         )?;
         Ok(m.id)
