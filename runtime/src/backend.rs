@@ -13,7 +13,9 @@ use retroformer_llm::LlmError;
 
 pub use retroformer_gguf::BasePolicy;
 #[cfg(feature = "llama")]
-pub use retroformer_llama::{compiled_in, devices, DeviceInfo, LoadOptions};
+pub use retroformer_llama::{
+    compiled_in, devices, install_probe, report_sigbus, DeviceInfo, LoadOptions, LoadProbe,
+};
 
 /// The backend's model type.
 #[cfg(feature = "llama")]
@@ -124,20 +126,6 @@ pub fn load_named(
     fetch: Option<&dyn crate::fetch::Progress>,
 ) -> Result<Model, BackendError> {
     load(&resolve(name, fetch)?, profile)
-}
-
-/// Makes every later load in this process (models and adapters, through [`load`] or the
-/// backend's own `load`) go through a load probe that re-runs `program` with `args` (the
-/// binary's hidden probe command), keeping verdicts under `$RETROFORMER_HOME`; and makes a
-/// SIGBUS from a mapped model file that shrank end the process with a message naming the
-/// mapped files. Call it once, at the start of a binary; `false` when a probe was installed
-/// already.
-#[cfg(feature = "llama")]
-pub fn install_process_probe(program: PathBuf, args: Vec<String>) -> bool {
-    // A mapped model that shrinks under the process ends it with a message, not a bare SIGBUS.
-    retroformer_llama::report_sigbus();
-    let probe = crate::probe::ProcessProbe::new(program, args, Some(&home_dir()));
-    retroformer_llama::install_probe(Box::new(probe))
 }
 
 /// The installed load probe's verdict on `adapter` applied to `model` (on the CPU profile, as

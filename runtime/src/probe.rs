@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use retroformer_llama::LoadProbe;
+use crate::backend::LoadProbe;
 use retroformer_llm::target::TargetProfile;
 use serde::{Deserialize, Serialize};
 
@@ -253,6 +253,129 @@ fn signal_name(sig: i32) -> &'static str {
         libc::SIGKILL => "SIGKILL, perhaps out of memory",
         _ => "a signal",
     }
+}
+
+/// Makes every later load in this process (models and adapters, through
+/// [`crate::backend::load`] or the backend's own `load`) go through a load probe that re-runs
+/// `program` with `args` (the binary's hidden probe command), keeping verdicts under
+/// `$RETROFORMER_HOME`; and makes a SIGBUS from a mapped model file that shrank end the process
+/// with a message naming the mapped files. Call it once, at the start of a binary; `false` when
+/// a probe was installed already.
+pub fn install_process_probe(program: PathBuf, args: Vec<String>) -> bool {
+    // A mapped model that shrinks under the process ends it with a message, not a bare SIGBUS.
+    crate::backend::report_sigbus();
+    let probe = ProcessProbe::new(program, args, Some(&crate::manifest::home_dir()));
+    crate::backend::install_probe(Box::new(probe))
+}
+
+/// Why the probe's child refused a file, or could not try it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChildError {
+    /// The profile on stdin could not be read.
+    #[error("the profile on stdin: {0}")]
+    Profile(String),
+    /// Loading or decoding failed (without ending the process).
+    #[error(transparent)]
+    Llm(#[from] retroformer_llm::LlmError),
+    /// The vocabulary makes tokenising grow with the square of the text.
+    #[error("its vocabulary makes tokenising slow, growing with the square of the text: {short_kb} KB took {short_s:.2} s and {long_kb} KB {long_s:.2} s (an ordinary vocabulary takes ~0.01 s); refused, as a long prompt would take minutes")]
+    QuadraticTokeniser {
+        /// The shorter sample, KB.
+        short_kb: usize,
+        /// Its time, seconds.
+        short_s: f64,
+        /// The longer sample, KB.
+        long_kb: usize,
+        /// Its time, seconds.
+        long_s: f64,
+    },
+}
+
+/// The child side of the probe, for a binary's hidden probe command: reads the profile (JSON)
+/// from `stdin`, loads `model` (and `adapter`), checks the tokeniser, decodes one token. If
+/// llama.cpp aborts or faults on the files, the calling process is the one that ends; the
+/// binary prints `ok` when this returns `Ok`.
+pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(), ChildError> {
+    use retroformer_llm::{GenerateRequest, LanguageModel, SamplingParams, SessionOptions};
+    let mut json = String::new();
+    stdin
+        .take(1 << 20)
+        .read_to_string(&mut json)
+        .map_err(|e| ChildError::Profile(e.to_string()))?;
+    let profile: TargetProfile =
+        serde_json::from_str(&json).map_err(|e| ChildError::Profile(e.to_string()))?;
+    // The parent applied the adapter's base rule; this process only shows whether llama.cpp
+    // survives the files.
+    let opts = crate::backend::LoadOptions {
+        adapter_base: retroformer_gguf::BasePolicy::Unchecked,
+        ..crate::backend::LoadOptions::new(profile)
+    };
+    let model = crate::backend::Model::load(model, opts)?;
+    tokeniser_scales(&model)?;
+    let mut session = model.session(&SessionOptions {
+        context_size: Some(64),
+        threads: None,
+        sequences: None,
+    })?;
+    if let Some(p) = adapter {
+        let h = model.load_adapter(p)?;
+        session.set_adapter(Some((h, 1.0)))?;
+    }
+    session.generate(
+        &GenerateRequest {
+            prompt: "Hello".into(),
+            max_tokens: 1,
+            stop: Vec::new(),
+            sampling: SamplingParams::greedy(),
+            grammar: None,
+            add_bos: true,
+            parse_special: false,
+            ignore_eos: true,
+            cancel: None,
+            deadline: None,
+        },
+        &mut |_| true,
+    )?;
+    Ok(())
+}
+
+/// Refuses a vocabulary on which llama.cpp's tokeniser takes time quadratic in the text (many
+/// user-defined tokens do that: a 120 KB prompt then takes tens of seconds). Four times the text
+/// takes about four times as long on an ordinary vocabulary and sixteen on such a one; the
+/// ratio, not the time alone, decides, so a busy machine is not mistaken for a bad file.
+fn tokeniser_scales(model: &crate::backend::Model) -> Result<(), ChildError> {
+    use retroformer_llm::LanguageModel;
+    let time = |bytes: usize| -> Result<f64, ChildError> {
+        let text = sample_text(bytes);
+        let t = std::time::Instant::now();
+        model.tokenize(&text, false, false)?;
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let (short, long) = (8 << 10, 32 << 10);
+    time(short)?; // warm
+    let (t_short, t_long) = (time(short)?, time(long)?);
+    if t_long > TOKENISE_SLOW_S && t_long > QUADRATIC_RATIO * t_short {
+        return Err(ChildError::QuadraticTokeniser {
+            short_kb: short >> 10,
+            short_s: t_short,
+            long_kb: long >> 10,
+            long_s: t_long,
+        });
+    }
+    Ok(())
+}
+
+/// Seconds for 32 KB beyond which the growth is looked at (an ordinary vocabulary takes
+/// ~0.01 s).
+const TOKENISE_SLOW_S: f64 = 0.5;
+
+/// 4x the text in more than 10x the time: quadratic (16x), not linear (4x).
+const QUADRATIC_RATIO: f64 = 10.0;
+
+/// `bytes` of ordinary English text with digits and punctuation.
+fn sample_text(bytes: usize) -> String {
+    let line = "The quick brown fox jumps over the lazy dog; 0123456789, said Ada (again).\n";
+    line.repeat(bytes / line.len() + 1)[..bytes].to_string()
 }
 
 #[cfg(test)]

@@ -310,6 +310,17 @@ fn clap_is_only_in_binaries() {
 }
 
 #[test]
+fn in_the_device_runtime_only_backend_rs_names_the_backend_crate() {
+    let src = root().join("runtime/src");
+    let named: Vec<PathBuf> = rust_files(&src)
+        .into_iter()
+        .filter(|f| !f.ends_with("backend.rs"))
+        .filter(|f| code(&std::fs::read_to_string(f).unwrap()).contains("retroformer_llama"))
+        .collect();
+    assert!(named.is_empty(), "name retroformer_llama: {named:?}");
+}
+
+#[test]
 fn the_trainer_never_depends_on_the_research_harness() {
     let g = graph();
     let all = g.normal_closure("retroformer-trainer");

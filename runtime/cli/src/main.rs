@@ -147,7 +147,7 @@ fn main() -> ExitCode {
 fn install_probe() {
     match std::env::current_exe() {
         Ok(exe) => {
-            retroformer::backend::install_process_probe(exe, vec!["probe-load".into()]);
+            retroformer::probe::install_process_probe(exe, vec!["probe-load".into()]);
         }
         Err(e) => tracing::warn!(error = %e, "no load probe: cannot find this program's path"),
     }
