@@ -105,9 +105,15 @@ fn an_exported_adapter_gives_the_same_logits_in_llama_cpp_as_in_burn() {
             }
         }
         let out = tmp(&format!("tiny-{}-adapter.gguf", m.arch));
-        export(&adapters, &cfg, &base, &AdapterProvenance::default(), &out).unwrap();
-        let toks = tokens(m.vocab(), 40);
         let model = llama(&path);
+        // The adapter records its base, as the trainer's binary writes it: llama.cpp takes
+        // no other.
+        let provenance = AdapterProvenance {
+            base_sha256: model.sha256().unwrap().to_string(),
+            ..AdapterProvenance::default()
+        };
+        export(&adapters, &cfg, &base, &provenance, &out).unwrap();
+        let toks = tokens(m.vocab(), 40);
         let handle = model.load_adapter(&out).unwrap();
         let itoks: Vec<i32> = toks.iter().map(|&t| t as i32).collect();
         let reference = model.logits(&itoks, Some((&handle, 1.0)), 2).unwrap();

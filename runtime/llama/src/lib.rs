@@ -102,7 +102,7 @@ use std::time::Instant;
 
 use llama_cpp_sys_2 as sys;
 
-use retroformer_gguf::{BasePolicy, GgufError, GgufFile};
+use retroformer_gguf::{BasePolicy, GgufFile};
 use retroformer_llm::target::{Backend, FlashAttention, KvType, TargetProfile};
 use retroformer_llm::{
     AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, SessionOptions, Token,
@@ -361,10 +361,7 @@ impl LlamaModel {
     /// through llama.cpp.
     pub fn load(path: &Path, opts: LoadOptions) -> Result<Self, LlmError> {
         // Validated, probed and loaded: one open file, whatever is renamed over `path`.
-        let pinned = pinned::Pinned::open(path).map_err(|error| GgufError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let pinned = pinned::Pinned::open(path)?;
         let read = pinned.read_path();
         let header = retroformer_gguf::validate_model(&read).map_err(|e| e.at(path))?;
         probe::probe_shown(&read, None, &opts.profile, path)?;
@@ -562,10 +559,7 @@ impl LlamaModel {
 
     /// Loads an adapter as a concrete handle.
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
-        let pinned = pinned::Pinned::open(path).map_err(|error| GgufError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let pinned = pinned::Pinned::open(path)?;
         let read = pinned.read_path();
         let header = retroformer_gguf::validate_file(&read).map_err(|e| e.at(path))?;
         retroformer_gguf::check_adapter(&header, path, &self.header, &self.name)?;

@@ -16,10 +16,16 @@ pub(crate) struct Pinned {
 }
 
 impl Pinned {
-    /// Opens `path` if it is a regular file.
-    pub(crate) fn open(path: &Path) -> std::io::Result<Self> {
+    /// Opens `path` if it is a regular file (an error names it, as the validator's do).
+    pub(crate) fn open(path: &Path) -> Result<Self, retroformer_gguf::GgufError> {
+        let file = retroformer_core::fsutil::open_regular(path).map_err(|error| {
+            retroformer_gguf::GgufError::Io {
+                path: path.to_path_buf(),
+                error,
+            }
+        })?;
         Ok(Self {
-            file: retroformer_core::fsutil::open_regular(path)?,
+            file,
             shown: path.to_path_buf(),
         })
     }

@@ -33,32 +33,21 @@ fn adapter(f: &Fixture, name: &str, fill: f32, base_sha: Option<&str>) -> PathBu
     p
 }
 
+/// Installs an adapter that records the fixture's base, the probe passing it.
+fn install_ours(f: &Fixture, name: &str, fill: f32) -> Result<AdapterManifest, StoreError> {
+    let file = adapter(f, name, fill, Some(OURS));
+    f.store
+        .install(&file, &f.base, "tiny", BasePolicy::Recorded, &|_| Ok(()))
+}
+
 #[test]
 fn install_activate_and_roll_back() {
     let f = fixture();
-    let a = f
-        .store
-        .install(
-            &adapter(&f, "a.gguf", 0.1, Some(&"ab".repeat(32))),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
+    let a = install_ours(&f, "a.gguf", 0.1).unwrap();
     assert_eq!((a.rank, a.step, a.objective.as_str()), (2, 7, "sft"));
     assert_eq!(a.id.len(), 16);
     // The same file again is the same version.
-    let again = f
-        .store
-        .install(
-            &adapter(&f, "a2.gguf", 0.1, Some(&"ab".repeat(32))),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
+    let again = install_ours(&f, "a2.gguf", 0.1).unwrap();
     assert_eq!(again.id, a.id);
     // An adapter that records no base is installed only when asked for by name.
     let unrecorded = adapter(&f, "b.gguf", 0.2, None);
@@ -176,16 +165,7 @@ fn an_adapter_the_probe_refuses_is_not_installed() {
 #[test]
 fn an_installed_adapter_changed_afterwards_is_not_handed_out() {
     let f = fixture();
-    let a = f
-        .store
-        .install(
-            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
+    let a = install_ours(&f, "a.gguf", 0.1).unwrap();
     assert_eq!(
         f.store.verified_adapter(&a.id).unwrap(),
         f.store.adapter_path(&a.id)
@@ -211,15 +191,7 @@ fn a_leftover_temporary_folder_is_ignored_and_cleaned_up() {
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("adapter.gguf"), b"half").unwrap();
     assert!(f.store.list().unwrap().is_empty());
-    f.store
-        .install(
-            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
+    install_ours(&f, "a.gguf", 0.1).unwrap();
     assert!(!tmp.exists());
     assert_eq!(f.store.list().unwrap().len(), 1);
 }
@@ -227,36 +199,9 @@ fn a_leftover_temporary_folder_is_ignored_and_cleaned_up() {
 #[test]
 fn the_canary_promotes_a_better_adapter_and_keeps_the_incumbent_over_a_worse_one() {
     let f = fixture();
-    let a = f
-        .store
-        .install(
-            &adapter(&f, "a.gguf", 0.1, Some(OURS)),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
-    let b = f
-        .store
-        .install(
-            &adapter(&f, "b.gguf", 0.2, Some(OURS)),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
-    let c = f
-        .store
-        .install(
-            &adapter(&f, "c.gguf", 0.3, Some(OURS)),
-            &f.base,
-            "tiny",
-            BasePolicy::Recorded,
-            &|_| Ok(()),
-        )
-        .unwrap();
+    let a = install_ours(&f, "a.gguf", 0.1).unwrap();
+    let b = install_ours(&f, "b.gguf", 0.2).unwrap();
+    let c = install_ours(&f, "c.gguf", 0.3).unwrap();
     let score = |p: Option<&Path>| -> Result<f64, String> {
         let name = p.map(|p| {
             p.parent()
