@@ -48,15 +48,15 @@ pub fn check_adapter_base(
     base_name: &str,
     policy: BasePolicy,
 ) -> Result<(), AdapterError> {
+    if policy == BasePolicy::Unchecked {
+        return Ok(());
+    }
     let mismatch = |reason: String| AdapterError::Mismatch {
         path: path.to_path_buf(),
         base: base_name.to_string(),
         reason,
     };
     let key = retroformer_core::records::keys::BASE_SHA256;
-    if policy == BasePolicy::Unchecked {
-        return Ok(());
-    }
     match adapter.get_str(key).filter(|s| !s.is_empty()) {
         Some(recorded) if recorded.eq_ignore_ascii_case(base_sha256) => Ok(()),
         Some(recorded) => Err(mismatch(format!(
