@@ -11,13 +11,15 @@ pub mod household;
 pub mod humaneval;
 pub mod math;
 mod registry;
+mod trial_eval;
 mod trials;
 
 pub use registry::{
     BenchEpisode, Chart, Environment, EvalPlan, EvalReport, Evaluation, Flag, FlagKind, Models,
     Needs, Options, Progress, Registry, Setting, Spec,
 };
-pub use trials::success_points;
+pub use trial_eval::{TrialEnv, TrialEval};
+pub use trials::{success_points, AgentModels};
 
 /// Episodes an evaluation runs at once by default (`--parallel`): sequences in flight in one
 /// session, each episode saved as it ends. On 2 CPU cores 32 sequences decode about 3x one

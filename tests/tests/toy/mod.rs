@@ -2,13 +2,13 @@
 //! a registry. Each task asks for the word that follows another in a fixed list; an attempt
 //! succeeds when the reply names it; a failed attempt gets a reflection, shown next trial.
 
-use retroformer::agent::reflect::{Failure, LlmReflector, Reflection, ReflectionPrompt, Reflector};
+use retroformer::agent::reflect::{ChatFrame, Failure, Reflection, ReflectionPrompt, Reflector};
 use retroformer::agent::runner::{
-    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent,
+    run_trials, Attempt, RunConfig, RunError, TaskInfo, TaskResult, TrialAgent, TrialSummary,
 };
 use retroformer_envs::{
-    BenchEpisode, EnvError, Environment, EvalPlan, EvalReport, Evaluation, Models, Needs, Progress,
-    Setting, Spec,
+    AgentModels, BenchEpisode, EnvError, Environment, EvalPlan, Evaluation, Progress, Setting,
+    Spec, TrialEnv, TrialEval,
 };
 use retroformer_llm::{GenerateRequest, LanguageModel, Session, SessionOptions};
 
@@ -61,11 +61,7 @@ impl Environment for Toy {
             env: Default::default(),
             ..Default::default()
         };
-        Ok(Box::new(ToyEval {
-            cfg,
-            tasks,
-            out: plan.out.clone(),
-        }))
+        TrialEval::prepare(ToyTrials { tasks }, &self.spec(), cfg, plan)
     }
 
     fn bench(
@@ -92,40 +88,48 @@ impl Environment for Toy {
     }
 }
 
-struct ToyEval {
-    cfg: RunConfig,
+/// What a toy evaluation runs: its tasks. The rest (sessions, the reflector, progress, the
+/// report) is the trial runner's evaluation.
+struct ToyTrials {
     tasks: Vec<TaskInfo>,
-    out: std::path::PathBuf,
 }
 
-impl Evaluation for ToyEval {
-    fn needs(&self) -> Needs {
-        Needs::of(&self.cfg)
+impl TrialEnv for ToyTrials {
+    fn name(&self) -> &str {
+        "toy"
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        self.tasks.clone()
+    }
+
+    fn lane_tokens(&self, _: &RunConfig) -> u32 {
+        256
+    }
+
+    fn reflection(&self, _: ChatFrame, _: &RunConfig) -> (Box<dyn ReflectionPrompt>, u32) {
+        (Box::new(Plan), 8)
+    }
+
+    fn title(&self, cfg: &RunConfig) -> String {
+        format!("Toy, {} ({} tasks)", cfg.strategy, self.tasks.len())
     }
 
     fn run(
-        self: Box<Self>,
-        models: &Models<'_>,
+        &self,
+        models: AgentModels<'_>,
+        cfg: &RunConfig,
+        out: &std::path::Path,
         progress: &mut dyn Progress,
-    ) -> Result<EvalReport, EnvError> {
-        let mut session = models.session(models.actor, 1, 0)?;
-        let mut reflector =
-            LlmReflector::new(models.reflector_session(1, 0, true)?, Box::new(Plan), 8);
+    ) -> Result<Vec<TrialSummary>, EnvError> {
         let mut agent = ToyAgent {
             tasks: &self.tasks,
-            session: session.as_mut(),
-            reflector: &mut reflector,
+            session: models.session,
+            reflector: models.reflector,
         };
-        let sums = run_trials(&self.tasks, &mut agent, &self.cfg, &self.out, &mut |r| {
+        Ok(run_trials(&self.tasks, &mut agent, cfg, out, &mut |r| {
             progress.done(&r.task_id)
-        })?;
-        Ok(EvalReport {
-            score: sums.last().map(|s| s.success_rate),
-            success_by_trial: sums.iter().map(|s| s.success_rate).collect(),
-            tasks: self.tasks.len(),
-            lines: Vec::new(),
-            chart: None,
-        })
+        })?)
     }
 }
 

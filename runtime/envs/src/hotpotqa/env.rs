@@ -1,16 +1,18 @@
 //! HotPotQA in the registry: ReAct (or CoT) with Reflexion's strategies over the offline
 //! distractor sample.
 
-use super::agent::{hotpotqa_tasks, run, seed_first_trial, HotpotqaModels, HotpotqaSettings};
+use std::path::Path;
+
+use super::agent::{hotpotqa_tasks, run, seed_first_trial, HotpotqaSettings};
 use super::reflect::{HotpotqaReflection, ReflectionKind};
 use super::Question;
-use crate::trials;
+use crate::trials::{self, AgentModels};
 use crate::{
-    EnvError, Environment, EvalPlan, EvalReport, Evaluation, Flag, FlagKind, Models, Needs,
-    Progress, Setting, Spec,
+    EnvError, Environment, EvalPlan, Evaluation, Flag, FlagKind, Progress, Setting, Spec, TrialEnv,
+    TrialEval,
 };
-use retroformer::agent::reflect::{ChatFrame, LlmReflector};
-use retroformer::agent::runner::RunConfig;
+use retroformer::agent::reflect::{ChatFrame, ReflectionPrompt};
+use retroformer::agent::runner::{RunConfig, RunError, TaskInfo, TrialSummary};
 
 /// HotPotQA.
 pub struct Hotpotqa;
@@ -113,13 +115,7 @@ impl Environment for Hotpotqa {
             plan,
             &source.path(),
         )?;
-        Ok(Box::new(HotpotqaEval {
-            cfg,
-            questions,
-            parallel: trials::parallel(plan)?,
-            first_trial_from: plan.first_trial_from.clone(),
-            out: plan.out.clone(),
-        }))
+        TrialEval::prepare(HotpotqaTrials { questions }, &self.spec(), cfg, plan)
     }
 
     fn bench(
@@ -166,79 +162,65 @@ impl Environment for Hotpotqa {
     }
 }
 
-struct HotpotqaEval {
-    cfg: RunConfig,
+/// What a HotPotQA evaluation runs: the selected questions.
+struct HotpotqaTrials {
     questions: Vec<Question>,
-    parallel: u32,
-    first_trial_from: Option<std::path::PathBuf>,
-    out: std::path::PathBuf,
 }
 
-impl Evaluation for HotpotqaEval {
-    fn needs(&self) -> Needs {
-        Needs::of(&self.cfg)
+impl TrialEnv for HotpotqaTrials {
+    fn name(&self) -> &str {
+        "hotpotqa"
+    }
+
+    fn noun(&self) -> &'static str {
+        "questions"
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        hotpotqa_tasks(&self.questions)
+    }
+
+    fn lane_tokens(&self, _: &RunConfig) -> u32 {
+        LANE_TOKENS
+    }
+
+    fn reflection(&self, frame: ChatFrame, cfg: &RunConfig) -> (Box<dyn ReflectionPrompt>, u32) {
+        let kind = ReflectionKind::of_agent(&cfg.agent);
+        (
+            Box::new(HotpotqaReflection { frame, kind }),
+            REFLECTION_TOKENS,
+        )
+    }
+
+    fn title(&self, cfg: &RunConfig) -> String {
+        format!(
+            "HotPotQA, {} + {} ({} questions)",
+            cfg.agent,
+            cfg.strategy,
+            self.questions.len()
+        )
+    }
+
+    fn seed_first_trial(
+        &self,
+        from: &Path,
+        to: &Path,
+        cfg: &RunConfig,
+        tasks: &[TaskInfo],
+    ) -> Result<usize, RunError> {
+        seed_first_trial(from, to, cfg, tasks)
     }
 
     fn run(
-        self: Box<Self>,
-        models: &Models<'_>,
+        &self,
+        models: AgentModels<'_>,
+        cfg: &RunConfig,
+        out: &Path,
         progress: &mut dyn Progress,
-    ) -> Result<EvalReport, EnvError> {
-        let cfg = &self.cfg;
-        let (lanes, lane_tokens) = models.lanes(
-            trials::in_flight(self.parallel, self.questions.len()),
-            LANE_TOKENS,
-        );
-        let mut session = models.session(models.actor, lanes, lane_tokens)?;
-        let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,
-            Box::new(HotpotqaReflection {
-                frame: ChatFrame::of(models.reflector),
-                kind: ReflectionKind::of_agent(&cfg.agent),
-            }),
-            REFLECTION_TOKENS,
-        )
-        .with_sampling(cfg.reflector_sampling());
-        progress.note(&format!(
-            "hotpotqa: {} questions, {} trials, strategy {}, out {}",
-            self.questions.len(),
-            cfg.trials,
-            cfg.strategy,
-            self.out.display()
-        ));
-        if let Some(from) = &self.first_trial_from {
-            let n = seed_first_trial(from, &self.out, cfg, &hotpotqa_tasks(&self.questions))?;
-            if n > 0 {
-                progress.note(&format!(
-                    "trial 1 of {n} questions taken from {}",
-                    from.display()
-                ));
-            }
-        }
-        progress.total(self.questions.len() as u64 * u64::from(cfg.trials));
-        let summaries = run(
-            &self.questions,
-            HotpotqaModels {
-                actor: models.actor,
-                session: session.as_mut(),
-                reflector: &mut reflector,
-                parallel: lanes as usize,
-            },
-            cfg,
-            &self.out,
-            &mut |r| progress.done(&trials::task_line(r)),
-        )?;
-        Ok(trials::report(
-            &format!(
-                "HotPotQA, {} + {} ({} questions)",
-                cfg.agent,
-                cfg.strategy,
-                self.questions.len()
-            ),
-            cfg,
-            &summaries,
-            &self.out,
-        ))
+    ) -> Result<Vec<TrialSummary>, EnvError> {
+        Ok(run(&self.questions, models, cfg, out, &mut |r| {
+            progress.done(&trials::task_line(r))
+        })?)
     }
 }
 

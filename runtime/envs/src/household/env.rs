@@ -1,6 +1,6 @@
 //! The household world in the registry: Reflexion's ALFWorld loop over generated tasks.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::agent::{
@@ -8,13 +8,13 @@ use super::agent::{
     REFLECTION_TOKENS,
 };
 use super::{eval_split, train_split, HouseholdEnv, TaskSpec};
-use crate::trials;
+use crate::trials::{self, AgentModels};
 use crate::{
-    BenchEpisode, EnvError, Environment, EvalPlan, EvalReport, Evaluation, Models, Needs, Progress,
-    Setting, Spec,
+    BenchEpisode, EnvError, Environment, EvalPlan, Evaluation, Progress, Setting, Spec, TrialEnv,
+    TrialEval,
 };
-use retroformer::agent::reflect::{ChatFrame, LlmReflector};
-use retroformer::agent::runner::{run_trials, seed_first_trial, RunConfig, RunError};
+use retroformer::agent::reflect::{ChatFrame, ReflectionPrompt};
+use retroformer::agent::runner::{run_trials, RunConfig, RunError, TaskInfo, TrialSummary};
 use retroformer_llm::{LanguageModel, SessionOptions};
 
 /// The household world.
@@ -73,14 +73,7 @@ impl Environment for Household {
         let origin = PathBuf::from(format!("the {split} split"));
         let specs = trials::select(specs, |s| s.id(), plan, &origin)?;
         let cfg = trials::run_config(plan, &self.spec(), "household", Default::default())?;
-        Ok(Box::new(HouseholdEval {
-            cfg,
-            specs,
-            split,
-            parallel: trials::parallel(plan)?,
-            first_trial_from: plan.first_trial_from.clone(),
-            out: plan.out.clone(),
-        }))
+        TrialEval::prepare(HouseholdTrials { specs, split }, &self.spec(), cfg, plan)
     }
 
     fn bench(
@@ -123,56 +116,44 @@ impl Environment for Household {
     }
 }
 
-struct HouseholdEval {
-    cfg: RunConfig,
+/// What a household evaluation runs: the selected tasks of a split.
+struct HouseholdTrials {
     specs: Vec<TaskSpec>,
     split: String,
-    parallel: u32,
-    first_trial_from: Option<PathBuf>,
-    out: PathBuf,
 }
 
-impl Evaluation for HouseholdEval {
-    fn needs(&self) -> Needs {
-        Needs::of(&self.cfg)
+impl TrialEnv for HouseholdTrials {
+    fn name(&self) -> &str {
+        "household"
+    }
+
+    fn split(&self) -> Option<&str> {
+        Some(&self.split)
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        HouseholdAgent::tasks(&self.specs)
+    }
+
+    fn lane_tokens(&self, _: &RunConfig) -> u32 {
+        LANE_TOKENS
+    }
+
+    fn reflection(&self, frame: ChatFrame, _: &RunConfig) -> (Box<dyn ReflectionPrompt>, u32) {
+        (Box::new(HouseholdReflection::new(frame)), REFLECTION_TOKENS)
+    }
+
+    fn title(&self, cfg: &RunConfig) -> String {
+        format!("Household, {} ({} tasks)", cfg.strategy, self.specs.len())
     }
 
     fn run(
-        self: Box<Self>,
-        models: &Models<'_>,
+        &self,
+        models: AgentModels<'_>,
+        cfg: &RunConfig,
+        out: &Path,
         progress: &mut dyn Progress,
-    ) -> Result<EvalReport, EnvError> {
-        let cfg = &self.cfg;
-        let (lanes, lane_tokens) = models.lanes(
-            trials::in_flight(self.parallel, self.specs.len()),
-            LANE_TOKENS,
-        );
-        let mut session = models.session(models.actor, lanes, lane_tokens)?;
-        let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, lane_tokens, trials::reflects(cfg))?,
-            Box::new(HouseholdReflection::new(ChatFrame::of(models.reflector))),
-            REFLECTION_TOKENS,
-        )
-        .with_sampling(cfg.reflector_sampling());
-        let tasks = HouseholdAgent::tasks(&self.specs);
-        progress.note(&format!(
-            "household: {} tasks ({} split), {} trials, strategy {}, out {}",
-            tasks.len(),
-            self.split,
-            cfg.trials,
-            cfg.strategy,
-            self.out.display()
-        ));
-        if let Some(from) = &self.first_trial_from {
-            let n = seed_first_trial(from, &self.out, cfg, &tasks)?;
-            if n > 0 {
-                progress.note(&format!(
-                    "trial 1 of {n} tasks taken from {}",
-                    from.display()
-                ));
-            }
-        }
-        progress.total(tasks.len() as u64 * u64::from(cfg.trials));
+    ) -> Result<Vec<TrialSummary>, EnvError> {
         let household = HouseholdConfig {
             max_steps: cfg.max_steps,
             ..HouseholdConfig::default()
@@ -183,19 +164,20 @@ impl Evaluation for HouseholdEval {
         let live = lock(&progress).wants_details();
         let mut agent = HouseholdAgent::new(
             &self.specs,
-            session.as_mut(),
-            &mut reflector,
+            models.session,
+            models.reflector,
             household,
             cfg.memory,
         )
         .sampled_as(cfg)
-        .parallel(lanes as usize);
+        .parallel(models.parallel);
         if live {
             agent = agent.on_step(|action, observation| {
                 lock(&progress).detail(&format!("> {action}\n{observation}"));
             });
         }
-        let summaries = run_trials(&tasks, &mut agent, cfg, &self.out, &mut |r| {
+        let tasks = self.tasks();
+        let summaries = run_trials(&tasks, &mut agent, cfg, out, &mut |r| {
             let mut p = lock(&progress);
             if live {
                 let verdict = if r.success { "solved" } else { "failed" };
@@ -204,12 +186,7 @@ impl Evaluation for HouseholdEval {
             p.done(&trials::task_line(r));
         })?;
         drop(agent);
-        Ok(trials::report(
-            &format!("Household, {} ({} tasks)", cfg.strategy, tasks.len()),
-            cfg,
-            &summaries,
-            &self.out,
-        ))
+        Ok(summaries)
     }
 }
 

@@ -2,17 +2,17 @@
 //! read the reflections, answer again), with the train split to learn from and the test split
 //! to evaluate on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::retry::{self, RetryModels, RetryReflection, RetrySettings};
+use super::retry::{self, RetryReflection, RetrySettings};
 use super::MathProblem;
-use crate::trials;
+use crate::trials::{self, AgentModels};
 use crate::{
-    EnvError, Environment, EvalPlan, EvalReport, Evaluation, Flag, FlagKind, Models, Needs,
-    Progress, Setting, Spec,
+    EnvError, Environment, EvalPlan, Evaluation, Flag, FlagKind, Progress, Setting, Spec, TrialEnv,
+    TrialEval,
 };
-use retroformer::agent::reflect::{ChatFrame, LlmReflector};
-use retroformer::agent::runner::{seed_first_trial, RunConfig};
+use retroformer::agent::reflect::{ChatFrame, ReflectionPrompt};
+use retroformer::agent::runner::{RunConfig, TaskInfo, TrialSummary};
 
 /// GSM8K with reflect-and-retry trials.
 pub struct Gsm8kRetry;
@@ -96,91 +96,61 @@ impl Environment for Gsm8kRetry {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("the bundled GSM8K {split} split")));
         let problems = trials::select(problems, |p| p.id.clone(), plan, &origin)?;
-        Ok(Box::new(RetryEval {
-            cfg,
-            problems,
-            split,
-            parallel: trials::parallel(plan)?,
-            first_trial_from: plan.first_trial_from.clone(),
-            out: plan.out.clone(),
-        }))
+        let env = RetryTrials { problems, split };
+        TrialEval::prepare(env, &self.spec(), cfg, plan)
     }
 }
 
-struct RetryEval {
-    cfg: RunConfig,
+/// What a gsm8k-retry evaluation runs: the selected problems of a split.
+struct RetryTrials {
     problems: Vec<MathProblem>,
     split: String,
-    parallel: u32,
-    first_trial_from: Option<PathBuf>,
-    out: PathBuf,
 }
 
-impl Evaluation for RetryEval {
-    fn needs(&self) -> Needs {
-        Needs::of(&self.cfg)
+impl TrialEnv for RetryTrials {
+    fn name(&self) -> &str {
+        "gsm8k-retry"
+    }
+
+    fn noun(&self) -> &'static str {
+        "problems"
+    }
+
+    fn split(&self) -> Option<&str> {
+        Some(&self.split)
+    }
+
+    fn tasks(&self) -> Vec<TaskInfo> {
+        retry::tasks(&self.problems)
+    }
+
+    fn lane_tokens(&self, cfg: &RunConfig) -> u32 {
+        // Checked when the evaluation was prepared; the default is only a fallback.
+        let max_tokens = RetrySettings::of(cfg).map_or(retry::DEFAULT_MAX_TOKENS, |s| s.max_tokens);
+        lane_tokens(max_tokens)
+    }
+
+    fn reflection(&self, frame: ChatFrame, _: &RunConfig) -> (Box<dyn ReflectionPrompt>, u32) {
+        (Box::new(RetryReflection { frame }), REFLECTION_TOKENS)
+    }
+
+    fn title(&self, cfg: &RunConfig) -> String {
+        format!(
+            "GSM8K reflect and retry, {} ({} problems)",
+            cfg.strategy,
+            self.problems.len()
+        )
     }
 
     fn run(
-        self: Box<Self>,
-        models: &Models<'_>,
+        &self,
+        models: AgentModels<'_>,
+        cfg: &RunConfig,
+        out: &Path,
         progress: &mut dyn Progress,
-    ) -> Result<EvalReport, EnvError> {
-        let cfg = &self.cfg;
-        let settings = RetrySettings::of(cfg).map_err(EnvError::Run)?;
-        let (lanes, per_lane) = models.lanes(
-            trials::in_flight(self.parallel, self.problems.len()),
-            lane_tokens(settings.max_tokens),
-        );
-        let mut session = models.session(models.actor, lanes, per_lane)?;
-        let mut reflector = LlmReflector::new(
-            models.reflector_session(lanes, per_lane, trials::reflects(cfg))?,
-            Box::new(RetryReflection {
-                frame: ChatFrame::of(models.reflector),
-            }),
-            REFLECTION_TOKENS,
-        )
-        .with_sampling(cfg.reflector_sampling());
-        progress.note(&format!(
-            "gsm8k-retry: {} problems ({} split), {} trials, strategy {}, out {}",
-            self.problems.len(),
-            self.split,
-            cfg.trials,
-            cfg.strategy,
-            self.out.display()
-        ));
-        let tasks = retry::tasks(&self.problems);
-        if let Some(from) = &self.first_trial_from {
-            let n = seed_first_trial(from, &self.out, cfg, &tasks)?;
-            if n > 0 {
-                progress.note(&format!(
-                    "trial 1 of {n} problems taken from {}",
-                    from.display()
-                ));
-            }
-        }
-        progress.total(tasks.len() as u64 * u64::from(cfg.trials));
-        let summaries = retry::run(
-            &self.problems,
-            RetryModels {
-                actor: models.actor,
-                session: session.as_mut(),
-                reflector: &mut reflector,
-                parallel: lanes as usize,
-            },
-            cfg,
-            &self.out,
-            &mut |r| progress.done(&trials::task_line(r)),
-        )?;
-        Ok(trials::report(
-            &format!(
-                "GSM8K reflect and retry, {} ({} problems)",
-                cfg.strategy,
-                self.problems.len()
-            ),
-            cfg,
-            &summaries,
-            &self.out,
-        ))
+    ) -> Result<Vec<TrialSummary>, EnvError> {
+        Ok(retry::run(&self.problems, models, cfg, out, &mut |r| {
+            progress.done(&trials::task_line(r))
+        })?)
     }
 }
