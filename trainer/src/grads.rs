@@ -120,7 +120,7 @@ impl Example<'_> {
         let (e, n) = (model.cfg.embd, ex.tokens.len());
         let (hidden, tape) = model.forward(&ex.tokens, Some(factors), true)?;
         let tape = tape.expect("kept");
-        let (value, d_hidden, mut grads) = if matches!(self.objective, Objective::Reward { .. }) {
+        let (value, d_hidden, mut grads) = if self.objective.scores() {
             let last = Tensor::<2>::from_data(
                 TensorData::new(hidden[(n - 1) * e..].to_vec(), [1, e]),
                 device,

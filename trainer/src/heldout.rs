@@ -51,7 +51,7 @@ pub(crate) fn check_heldout(
             reason,
         })
     };
-    if !matches!(objective, Objective::Sft | Objective::Rwr { .. }) {
+    if !objective.is_likelihood() {
         return bad(format!(
             "a held-out loss is measured for sft and rwr, not {}",
             objective.name()

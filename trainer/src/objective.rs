@@ -102,6 +102,55 @@ impl Objective {
         }
     }
 
+    /// Whether the model's output is a scalar score from a head on the last token (the
+    /// reward model), not the response's log-probabilities.
+    pub fn scores(&self) -> bool {
+        matches!(self, Objective::Reward { .. })
+    }
+
+    /// Whether the loss compares the policy with itself (the old policy, the frozen base):
+    /// those log-probabilities are taken without dropout.
+    pub fn on_policy(&self) -> bool {
+        matches!(self, Objective::Pg { .. } | Objective::Ppo { .. })
+    }
+
+    /// Whether the loss clips the ratio to the policy before the batch's first update (PPO).
+    pub fn needs_old_policy(&self) -> bool {
+        matches!(self, Objective::Ppo { .. })
+    }
+
+    /// Whether the loss is the response's (weighted) likelihood, so that a held-out loss
+    /// means the same as the training loss.
+    pub fn is_likelihood(&self) -> bool {
+        matches!(self, Objective::Sft | Objective::Rwr { .. })
+    }
+
+    /// Updates taken on each batch: PPO's epochs, one for the others.
+    pub fn updates_per_batch(&self) -> usize {
+        match *self {
+            Objective::Ppo { epochs, .. } => epochs.max(1),
+            _ => 1,
+        }
+    }
+
+    /// The label boundary of a reward classifier, whose classes are weighted to balance.
+    pub fn class_threshold(&self) -> Option<f64> {
+        match *self {
+            Objective::Reward {
+                mode: RewardMode::Classify { threshold },
+            } => Some(threshold),
+            _ => None,
+        }
+    }
+
+    /// The KL coefficient to the frozen base (policy gradient, PPO).
+    pub fn kl_beta(&self) -> Option<f64> {
+        match *self {
+            Objective::Pg { beta } | Objective::Ppo { beta, .. } => Some(beta),
+            _ => None,
+        }
+    }
+
     /// Checks settings.
     pub fn validate(&self) -> Result<(), TrainerError> {
         let bad = |field: &str, reason: String| {
@@ -169,11 +218,10 @@ pub fn example_loss(
     stats: &ExampleStats,
     batch: usize,
 ) -> Result<Tensor<1>, TrainerError> {
-    let output = match objective {
-        Objective::Reward { .. } => {
-            reward_score(base, &state.lora, scalar_head(state)?, cfg, &ex.tokens)
-        }
-        _ => response_logprobs(base, Some((&state.lora, cfg)), ex),
+    let output = if objective.scores() {
+        reward_score(base, &state.lora, scalar_head(state)?, cfg, &ex.tokens)
+    } else {
+        response_logprobs(base, Some((&state.lora, cfg)), ex)
     };
     loss_of(objective, output, ex, stats, batch, &base.device())
 }

@@ -19,9 +19,7 @@ use crate::heldout::{check_heldout, heldout_loss, Best, BestMark};
 use crate::lora::LoraConfig;
 use crate::model::Base;
 use crate::native::LoraWeights;
-use crate::objective::{
-    response_logprobs, to_vec1, ExampleStats, Objective, RewardMode, Trainable,
-};
+use crate::objective::{response_logprobs, to_vec1, ExampleStats, Objective, Trainable};
 use crate::TrainerError;
 use retroformer_core::records::TrainingStep;
 
@@ -339,33 +337,25 @@ fn batch_stats(
                 class_weight: 1.0,
                 ..ExampleStats::default()
             };
-            match run.objective {
-                Objective::Reward {
-                    mode: RewardMode::Classify { threshold },
-                } => {
-                    s.class_weight = if ex.reward > threshold {
-                        class_weights.1
-                    } else {
-                        class_weights.0
-                    };
-                }
-                Objective::Pg { beta } => {
-                    s.advantage = ex.reward - group_baseline(data, i).unwrap_or(mean_reward);
-                    if beta > 0.0 {
-                        s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
-                    }
-                }
-                Objective::Ppo { beta, .. } => {
-                    s.advantage = ex.reward - group_baseline(data, i).unwrap_or(mean_reward);
-                    // The policy before this step's update (no gradient: values only).
-                    s.old_logprobs = Some(to_vec1(
-                        response_logprobs(run.base, Some((&state.lora, &run.lora)), ex).detach(),
-                    ));
-                    if beta > 0.0 {
-                        s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
-                    }
-                }
-                _ => {}
+            let objective = &run.objective;
+            if let Some(threshold) = objective.class_threshold() {
+                s.class_weight = if ex.reward > threshold {
+                    class_weights.1
+                } else {
+                    class_weights.0
+                };
+            }
+            if objective.on_policy() {
+                s.advantage = ex.reward - group_baseline(data, i).unwrap_or(mean_reward);
+            }
+            if objective.needs_old_policy() {
+                // The policy before this step's update (no gradient: values only).
+                s.old_logprobs = Some(to_vec1(
+                    response_logprobs(run.base, Some((&state.lora, &run.lora)), ex).detach(),
+                ));
+            }
+            if objective.kl_beta().is_some_and(|beta| beta > 0.0) {
+                s.ref_logprobs = Some(to_vec1(response_logprobs(run.base, None, ex)));
             }
             s
         })
@@ -385,7 +375,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             reason: "no examples".into(),
         });
     }
-    if matches!(run.objective, Objective::Pg { .. } | Objective::Ppo { .. }) {
+    if run.objective.on_policy() {
         if run.lora.dropout > 0.0 {
             return Err(TrainerError::Config {
                 field: "dropout".into(),
@@ -421,7 +411,9 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     }
     let cfg = &run.config;
     let mut lora_cfg = run.lora.clone();
-    let head = matches!(run.objective, Objective::Reward { .. })
+    let head = run
+        .objective
+        .scores()
         .then(|| crate::objective::ScalarHead::new(run.base.cfg.embd, device));
     let mut state = Trainable {
         lora: lora_cfg.init(&run.base.lora_shapes(), cfg.seed, device)?,
@@ -496,10 +488,8 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     }
     let resumed_from = step;
     let n = run.data.len();
-    let class_weights = match run.objective {
-        Objective::Reward {
-            mode: RewardMode::Classify { threshold },
-        } => {
+    let class_weights = match run.objective.class_threshold() {
+        Some(threshold) => {
             let pos = run.data.iter().filter(|e| e.reward > threshold).count();
             let neg = n - pos;
             if pos == 0 || neg == 0 {
@@ -512,7 +502,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             }
             (n as f64 / (2.0 * neg as f64), n as f64 / (2.0 * pos as f64))
         }
-        _ => (1.0, 1.0),
+        None => (1.0, 1.0),
     };
     let bar = if run.progress {
         let b = indicatif::ProgressBar::new(cfg.steps);
@@ -547,10 +537,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             .collect();
         let stats = batch_stats(run, &state, &batch, class_weights);
         // PPO takes several updates on each batch against the same old policy; the others one.
-        let updates = match run.objective {
-            Objective::Ppo { epochs, .. } => epochs.max(1),
-            _ => 1,
-        };
+        let updates = run.objective.updates_per_batch();
         let lr = cfg.lr_at(step);
         let (mut loss_sum, mut tokens, mut grad_norm) = (0f64, 0u64, 0f64);
         for update in 0..updates {
