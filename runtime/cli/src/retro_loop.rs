@@ -60,6 +60,9 @@ pub struct LoopArgs {
     /// SFT steps per round.
     #[arg(long, default_value_t = 40)]
     steps: u64,
+    /// SFT peak learning rate (default: the trainer's, `retroformer-train sft --lr`).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Canary margin: promote when candidate >= incumbent - margin.
     #[arg(long, default_value_t = 0.0)]
     margin: f64,
@@ -102,6 +105,7 @@ pub fn retro_loop(profile: &TargetProfile, a: &LoopArgs) -> Result<()> {
             collect_samples: (a.collect_samples != 1).then_some(a.collect_samples),
             collect_temperature: (a.collect_samples > 1).then_some(a.collect_temperature),
             min_sft_examples: (a.min_sft_examples != 1).then_some(a.min_sft_examples),
+            lr: a.lr,
         },
         rounds: a.rounds,
         max_steps: a.max_steps,

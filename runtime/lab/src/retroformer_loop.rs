@@ -211,6 +211,9 @@ fn check(registry: &Registry, plan: &LoopPlan) -> Result<Spec, LabError> {
     if s.min_sft_examples == Some(0) {
         return Err(LabError::setting("min-sft-examples", "must be at least 1"));
     }
+    if let Some(lr) = s.lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+        return Err(LabError::setting("lr", format!("{lr}: must be positive")));
+    }
     Ok(spec)
 }
 
@@ -449,6 +452,7 @@ impl Ctx<'_> {
             .args(["--steps", &s.steps.to_string()])
             .args(["--warmup", &(s.steps / 10).to_string()])
             .args(["--batch", "4", "--quiet"])
+            .args(s.lr.map(|lr| format!("--lr={lr}")))
             .args(["--backend", &self.plan.backend])
             .arg("--out")
             .arg(&adapter);

@@ -38,6 +38,9 @@ pub struct LoopSettings {
     /// The smallest SFT set trained on (recorded when above 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_sft_examples: Option<usize>,
+    /// The SFT peak learning rate (recorded when set; else the trainer's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
 }
 
 impl LoopSettings {
