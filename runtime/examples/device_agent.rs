@@ -117,7 +117,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let mut agent = Agent {
-        model: &model,
+        model: model.as_ref(),
         session: model.session(&opts)?,
         reflector: LlmReflector::new(model.session(&opts)?, Box::new(Plan), 48),
     };

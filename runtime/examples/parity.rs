@@ -94,15 +94,17 @@ fn main() -> Result<(), Error> {
 fn run(name: &str, target: &str, tokens: u32) -> Result<Report, Error> {
     let profile = TargetProfile::load(target)?;
     let dir = tempfile::tempdir()?;
+    // llama.cpp's own model type: parity compares that backend's logits across devices.
+    let load = |name: &str| {
+        let resolved = backend::resolve(name, None)?;
+        backend::llama::load(&resolved, &profile, backend::BasePolicy::Recorded)
+    };
     let (model, chat) = if name == "tiny" {
         let path = dir.path().join("tiny.gguf");
         retroformer_gguf::TinyModel::llama().writer().write(&path)?;
-        (
-            backend::load_named(path.to_str().ok_or("temp path")?, &profile, None)?,
-            false,
-        )
+        (load(path.to_str().ok_or("temp path")?)?, false)
     } else {
-        (backend::load_named(name, &profile, None)?, true)
+        (load(name)?, true)
     };
     let prompt = if chat {
         model.chat_prompt(&[ChatMessage::new("user", QUESTION)], true)?
@@ -138,7 +140,7 @@ fn run(name: &str, target: &str, tokens: u32) -> Result<Report, Error> {
             }
         })
         .collect();
-    let (devices, _) = backend::devices()?;
+    let (devices, _) = backend::active().devices()?;
     Ok(Report {
         kind: KIND.into(),
         format_version: FORMAT_VERSION,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::backend::LoadProbe;
+use crate::backend::llama::LoadProbe;
 use retroformer_llm::target::TargetProfile;
 use serde::{Deserialize, Serialize};
 
@@ -256,16 +256,16 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Makes every later load in this process (models and adapters, through
-/// [`crate::backend::load`] or the backend's own `load`) go through a load probe that re-runs
+/// [`crate::backend::ModelBackend::load`] or the backend's own `load`) go through a load probe that re-runs
 /// `program` with `args` (the binary's hidden probe command), keeping verdicts under
 /// `$RETROFORMER_HOME`; and makes a SIGBUS from a mapped model file that shrank end the process
 /// with a message naming the mapped files. Call it once, at the start of a binary; `false` when
 /// a probe was installed already.
 pub fn install_process_probe(program: PathBuf, args: Vec<String>) -> bool {
     // A mapped model that shrinks under the process ends it with a message, not a bare SIGBUS.
-    crate::backend::report_sigbus();
+    crate::backend::llama::report_sigbus();
     let probe = ProcessProbe::new(program, args, Some(&crate::manifest::home_dir()));
-    crate::backend::install_probe(Box::new(probe))
+    crate::backend::llama::install_probe(Box::new(probe))
 }
 
 /// Why the probe's child refused a file, or could not try it.
@@ -306,11 +306,11 @@ pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(
         serde_json::from_str(&json).map_err(|e| ChildError::Profile(e.to_string()))?;
     // The parent applied the adapter's base rule; this process only shows whether llama.cpp
     // survives the files.
-    let opts = crate::backend::LoadOptions {
+    let opts = crate::backend::llama::LoadOptions {
         adapter_base: retroformer_gguf::BasePolicy::Unchecked,
-        ..crate::backend::LoadOptions::new(profile)
+        ..crate::backend::llama::LoadOptions::new(profile)
     };
-    let model = crate::backend::Model::load(model, opts)?;
+    let model = crate::backend::llama::LlamaModel::load(model, opts)?;
     tokeniser_scales(&model)?;
     let mut session = model.session(&SessionOptions {
         context_size: Some(64),
@@ -343,7 +343,7 @@ pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(
 /// user-defined tokens do that: a 120 KB prompt then takes tens of seconds). Four times the text
 /// takes about four times as long on an ordinary vocabulary and sixteen on such a one; the
 /// ratio, not the time alone, decides, so a busy machine is not mistaken for a bad file.
-fn tokeniser_scales(model: &crate::backend::Model) -> Result<(), ChildError> {
+fn tokeniser_scales(model: &crate::backend::llama::LlamaModel) -> Result<(), ChildError> {
     use retroformer_llm::LanguageModel;
     let time = |bytes: usize| -> Result<f64, ChildError> {
         let text = sample_text(bytes);

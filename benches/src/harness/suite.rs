@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::{AdapterSwitch, BenchError, DecodePoint, Figure, ModelReport, PrefillPoint, ReactStep};
-use retroformer::backend::Resolved;
+use retroformer::backend::{BasePolicy, Resolved};
 use retroformer_gguf::GgufWriter;
 use retroformer_llama::{BareLoop, LlamaModel};
 use retroformer_llm::target::TargetProfile;
@@ -196,7 +196,7 @@ pub fn run_model(
     for _ in 0..o.reps {
         drop(model.take()); // one model resident at a time
         let t = Instant::now();
-        let m = retroformer::backend::load(resolved, &o.profile)?;
+        let m = retroformer::backend::llama::load(resolved, &o.profile, BasePolicy::Recorded)?;
         load_ms.push(t.elapsed().as_secs_f64() * 1e3);
         model = Some(m);
     }
@@ -384,7 +384,8 @@ pub fn run_model(
                 s.generate(&request("Hi".into(), 1), &mut |_| true)?;
                 switch.push(t.elapsed().as_secs_f64() * 1e3);
                 let t = Instant::now();
-                let m2 = retroformer::backend::load(resolved, &o.profile)?;
+                let m2 =
+                    retroformer::backend::llama::load(resolved, &o.profile, BasePolicy::Recorded)?;
                 m2.session(&sess)?
                     .generate(&request("Hi".into(), 1), &mut |_| true)?;
                 reload.push(t.elapsed().as_secs_f64() * 1e3);

@@ -183,7 +183,7 @@ pub fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
                 &header,
                 &name,
                 crate::common::base_policy(any_base),
-                &|p| retroformer::backend::probe_adapter(&path, p),
+                &|p| retroformer::backend::active().probe_adapter(&path, p),
             )?;
             println!("installed {} ({})", m.id, file.display());
             if activate {

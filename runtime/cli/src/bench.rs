@@ -108,14 +108,14 @@ fn honour(profile: &TargetProfile, cores: u32) -> Result<Honour> {
     use retroformer_llm::target::{Backend, Threads};
     let backend = profile.backend;
     if backend != Backend::Cpu {
-        if !retroformer::backend::compiled_in(backend) {
+        if !retroformer::backend::active().compiled_in(backend) {
             return Ok(Honour::Skip(format!(
                 "backend {} is not compiled into this build (cargo build --features {})",
                 backend.name(),
                 backend.name()
             )));
         }
-        let (devices, _) = retroformer::backend::devices()?;
+        let (devices, _) = retroformer::backend::active().devices()?;
         // ggml names Metal's backend "MTL".
         let ours = |d: &retroformer::backend::DeviceInfo| {
             d.backend.eq_ignore_ascii_case(backend.name())
@@ -286,10 +286,10 @@ fn bench_one(
         let say = |what: &str| bar.set_message(format!("{label}: {what}"));
         let m = suite::run_model(&resolved, &label, &opts, &say)?;
         if !a.no_agents {
-            let model = retroformer::backend::load(&resolved, profile)?;
+            let model = load(&resolved, profile)?;
             agent.extend(agents::run(
                 &Registry::builtin(),
-                &model,
+                model.as_ref(),
                 &label,
                 threads,
                 a.quick,
@@ -377,4 +377,13 @@ fn trainer_bench(backend: &str, model: &str, quick: bool, threads: u32) -> Resul
             exe.display()
         )
     })
+}
+
+/// `resolved` loaded by the active backend for the agent benchmarks.
+fn load(
+    resolved: &retroformer::backend::Resolved,
+    profile: &TargetProfile,
+) -> Result<Box<dyn retroformer_llm::LanguageModel>> {
+    use retroformer::backend::{active, BasePolicy};
+    Ok(active().load(resolved, profile, BasePolicy::Recorded)?)
 }

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use retroformer::backend::{self, Model};
+use retroformer::backend;
 use retroformer_llm::target::TargetProfile;
 use retroformer_llm::{
     GenerateRequest, Grammar, LanguageModel, SamplingParams, Session, SessionOptions,
@@ -70,19 +70,25 @@ pub struct SamplingArgs {
 
 /// Loads `args.model` with `profile` (fetching it unless `--no-fetch`) and says which backend
 /// and devices it runs on.
-pub fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<Model> {
+pub fn load(profile: &TargetProfile, args: &ModelArgs) -> Result<Box<dyn LanguageModel>> {
     let bar = FetchBar::default();
     let fetch = (!args.no_fetch).then_some(&bar as &dyn retroformer::fetch::Progress);
     let resolved = backend::resolve(&args.model, fetch)?;
     let policy = base_policy(args.any_base);
-    let model = backend::load_with(&resolved, profile, policy)?;
-    report_backend(profile, &model)?;
+    let t = std::time::Instant::now();
+    let model = backend::active().load(&resolved, profile, policy)?;
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    report_backend(profile, model.as_ref(), load_ms)?;
     Ok(model)
 }
 
 /// Prints the target, backend and devices actually in use (stderr).
-pub fn report_backend(profile: &TargetProfile, model: &Model) -> Result<()> {
-    let (devices, _) = backend::devices()?;
+pub fn report_backend(
+    profile: &TargetProfile,
+    model: &dyn LanguageModel,
+    load_ms: f64,
+) -> Result<()> {
+    let (devices, _) = backend::active().devices()?;
     let gpus: Vec<_> = devices.iter().filter(|d| d.backend != "CPU").collect();
     let used = if profile.gpu_layers > 0 && !gpus.is_empty() {
         gpus.iter()
@@ -103,7 +109,7 @@ pub fn report_backend(profile: &TargetProfile, model: &Model) -> Result<()> {
         show(&profile.name),
         profile.backend.name(),
         used,
-        model.load_ms()
+        load_ms
     );
     if profile.gpu_layers > 0 && gpus.is_empty() {
         eprintln!(
@@ -114,14 +120,19 @@ pub fn report_backend(profile: &TargetProfile, model: &Model) -> Result<()> {
     Ok(())
 }
 
-pub fn open_session(model: &Model, args: &ModelArgs) -> Result<Box<dyn Session>> {
-    open_batch_session(model, args, 1, 0)
+pub fn open_session(
+    model: &dyn LanguageModel,
+    profile: &TargetProfile,
+    args: &ModelArgs,
+) -> Result<Box<dyn Session>> {
+    open_batch_session(model, profile, args, 1, 0)
 }
 
 /// A session that decodes up to `sequences` requests together, each with `ctx` tokens of
 /// context of its own (0: the model arguments' context).
 pub fn open_batch_session(
-    model: &Model,
+    model: &dyn LanguageModel,
+    profile: &TargetProfile,
     args: &ModelArgs,
     sequences: u32,
     ctx: u32,
@@ -145,9 +156,7 @@ pub fn open_batch_session(
     let info = s.info()?;
     eprintln!(
         "[retroformer] session: {} threads, context {} tokens, KV cache {}",
-        info.threads,
-        info.context_size,
-        model.profile().kv_type
+        info.threads, info.context_size, profile.kv_type
     );
     Ok(s)
 }

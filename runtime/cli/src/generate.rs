@@ -5,7 +5,7 @@ use std::io::{BufRead, Write};
 use anyhow::Result;
 use clap::Args;
 use retroformer_llm::target::TargetProfile;
-use retroformer_llm::{ChatMessage, GenerateRequest, Generation, LanguageModel, Session};
+use retroformer_llm::{ChatMessage, GenerateRequest, Generation, Session};
 
 use crate::common::{load, open_session, request, ModelArgs, SamplingArgs};
 
@@ -53,7 +53,7 @@ pub fn generate(profile: &TargetProfile, a: &GenerateArgs) -> Result<()> {
         model.chat_prompt(&msgs, true)?
     };
     let req = request(prompt, &a.sampling)?;
-    let mut session = open_session(&model, &a.model)?;
+    let mut session = open_session(model.as_ref(), profile, &a.model)?;
     let g = stream_generate(session.as_mut(), &req, !a.json)?;
     if a.json {
         let out = serde_json::json!({
@@ -73,7 +73,7 @@ pub fn generate(profile: &TargetProfile, a: &GenerateArgs) -> Result<()> {
 
 pub fn chat(profile: &TargetProfile, a: &ChatArgs) -> Result<()> {
     let model = load(profile, &a.model)?;
-    let mut session = open_session(&model, &a.model)?;
+    let mut session = open_session(model.as_ref(), profile, &a.model)?;
     let mut msgs = Vec::new();
     if let Some(s) = &a.system {
         msgs.push(ChatMessage::new("system", s));

@@ -192,7 +192,7 @@ pub fn info(path: &Path, json: bool) -> Result<()> {
 
 pub fn targets(json: bool) -> Result<()> {
     let all = TargetProfile::builtin();
-    let (devices, sys_info) = backend::devices()?;
+    let (devices, sys_info) = backend::active().devices()?;
     if json {
         let v = serde_json::json!({"targets": all, "devices": devices, "llama_cpp_system_info": sys_info});
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -207,7 +207,7 @@ pub fn targets(json: bool) -> Result<()> {
             retroformer_llm::target::Threads::Fixed(n) => n.to_string(),
             retroformer_llm::target::Threads::Auto(_) => format!("auto={}", t.resolve_threads()),
         };
-        let built = if backend::compiled_in(t.backend) {
+        let built = if backend::active().compiled_in(t.backend) {
             ""
         } else {
             "  [backend not in this build]"

@@ -135,7 +135,7 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
     // Every model's session gets as many lanes: their caches share the memory.
     let per_token = loaded
         .iter()
-        .map(|(m, _)| retroformer_llm::LanguageModel::kv_bytes_per_token(m))
+        .map(|(m, _)| m.kv_bytes_per_token())
         .sum::<Option<u64>>();
     let (sequences, ctx) = if most > 1 {
         let cells = profile.batch_cells(per_token, retroformer_core::rss::available_bytes());
@@ -144,7 +144,7 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
         (1, 0)
     };
     for (m, args) in loaded {
-        let s = open_batch_session(&m, &args, sequences, ctx)?;
+        let s = open_batch_session(m.as_ref(), profile, &args, sequences, ctx)?;
         models.push((m, s));
     }
     let cfg = RolloutConfig {
@@ -163,7 +163,7 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
     let mut solvers: Vec<MathAgent<'_>> = models
         .iter_mut()
         .map(|(m, s)| MathAgent {
-            model: &*m,
+            model: &**m,
             session: s.as_mut(),
         })
         .collect();

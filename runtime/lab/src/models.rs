@@ -29,9 +29,11 @@ pub struct BackendSource<'a> {
 
 impl ModelSource for BackendSource<'_> {
     fn load(&self, name: &str) -> Result<Box<dyn LanguageModel>, LabError> {
+        let t = std::time::Instant::now();
         let m = backend::load_named(name, &self.profile, self.fetch)?;
-        tracing::info!(model = name, ms = m.load_ms(), "model loaded");
-        Ok(Box::new(m))
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        tracing::info!(model = name, ms, "model loaded");
+        Ok(m)
     }
 
     fn profile(&self) -> &TargetProfile {

@@ -502,7 +502,7 @@ impl Ctx<'_> {
                 base,
                 &self.plan.settings.base,
                 retroformer_gguf::BasePolicy::Recorded,
-                &|p| retroformer::backend::probe_adapter(self.base_path, p),
+                &|p| retroformer::backend::active().probe_adapter(self.base_path, p),
             )?)
         })?;
         progress.note(&format!("round {}: installed {}", round.round, m.id));

@@ -145,18 +145,8 @@ pub fn reference_backend() -> Result<&'static llama_cpp_2::llama_backend::LlamaB
     }
 }
 
-/// A ggml device as llama.cpp sees it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct DeviceInfo {
-    /// e.g. `CPU`, `Vulkan0`.
-    pub name: String,
-    /// e.g. the GPU's marketing name.
-    pub description: String,
-    /// e.g. `CPU`, `Vulkan`, `CUDA`, `Metal`.
-    pub backend: String,
-    /// Device memory in bytes.
-    pub memory_total: usize,
-}
+/// A ggml device as llama.cpp sees it (the backend-neutral type).
+pub use retroformer_llm::DeviceInfo;
 
 /// The devices this build of llama.cpp can use, and its CPU feature string.
 pub fn devices() -> Result<(Vec<DeviceInfo>, String), LlmError> {

@@ -347,6 +347,19 @@ pub type OnDone<'a> = dyn FnMut(u64, Result<Generation, LlmError>) -> Vec<Keyed>
 /// Most requests a session decodes together.
 pub const MAX_SEQUENCES: u32 = 128;
 
+/// A device a backend can run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// e.g. `CPU`, `Vulkan0`.
+    pub name: String,
+    /// e.g. the GPU's marketing name.
+    pub description: String,
+    /// The device's kind, e.g. `CPU`, `Vulkan`, `CUDA`, `Metal`.
+    pub backend: String,
+    /// Device memory in bytes.
+    pub memory_total: usize,
+}
+
 /// What a session's owner reports about it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {

@@ -144,7 +144,7 @@ impl Ctx<'_> {
             &self.plan.settings.model,
             // Our trainer records the base: an adapter that does not is not ours.
             retroformer_gguf::BasePolicy::Recorded,
-            &|p| retroformer::backend::probe_adapter(&self.base_path, p),
+            &|p| retroformer::backend::active().probe_adapter(&self.base_path, p),
         )?;
         Ok(m.id)
     }
