@@ -87,7 +87,7 @@ impl Environment for Gsm8kRetry {
         }
         let env = RetrySettings { max_tokens }.into_env();
         let cfg = trials::run_config(plan, &self.spec(), "gsm8k-retry", env)?;
-        RetrySettings::of(&cfg).map_err(EnvError::Run)?;
+        let settings = RetrySettings::of(&cfg).map_err(EnvError::Run)?;
         let cap = trials::row_cap(plan);
         let data = plan.data.as_deref();
         let problems = super::env::load_first(super::Dataset::Gsm8k, data, &split, cap)?;
@@ -96,7 +96,11 @@ impl Environment for Gsm8kRetry {
             .clone()
             .unwrap_or_else(|| PathBuf::from(format!("the bundled GSM8K {split} split")));
         let problems = trials::select(problems, |p| p.id.clone(), plan, &origin)?;
-        let env = RetryTrials { problems, split };
+        let env = RetryTrials {
+            problems,
+            split,
+            max_tokens: settings.max_tokens,
+        };
         TrialEval::prepare(env, &self.spec(), cfg, plan)
     }
 }
@@ -105,6 +109,8 @@ impl Environment for Gsm8kRetry {
 struct RetryTrials {
     problems: Vec<MathProblem>,
     split: String,
+    /// The actor's tokens per answer (the run's settings, saved ones on `--resume`).
+    max_tokens: u32,
 }
 
 impl TrialEnv for RetryTrials {
@@ -124,10 +130,8 @@ impl TrialEnv for RetryTrials {
         retry::tasks(&self.problems)
     }
 
-    fn lane_tokens(&self, cfg: &RunConfig) -> u32 {
-        // Checked when the evaluation was prepared; the default is only a fallback.
-        let max_tokens = RetrySettings::of(cfg).map_or(retry::DEFAULT_MAX_TOKENS, |s| s.max_tokens);
-        lane_tokens(max_tokens)
+    fn lane_tokens(&self, _: &RunConfig) -> u32 {
+        lane_tokens(self.max_tokens)
     }
 
     fn reflection(&self, frame: ChatFrame, _: &RunConfig) -> (Box<dyn ReflectionPrompt>, u32) {
