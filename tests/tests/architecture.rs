@@ -183,7 +183,7 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-const RUNTIME_CRATES: [&str; 10] = [
+const RUNTIME_CRATES: [&str; 11] = [
     "retroformer-core",
     "retroformer-gguf",
     "retroformer-llm",
@@ -193,6 +193,7 @@ const RUNTIME_CRATES: [&str; 10] = [
     "retroformer-report",
     "retroformer-envs",
     "retroformer-lab",
+    "retroformer-serve",
     "retroformer-cli",
 ];
 
@@ -250,7 +251,10 @@ fn the_device_runtime_stays_lean() {
         "retroformer-lab",
         "retroformer-benches",
         "retroformer-cli",
+        "retroformer-serve",
         "retroformer-trainer",
+        "tokio",
+        "axum",
         "clap",
         "anyhow",
         "indicatif",

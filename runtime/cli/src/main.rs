@@ -17,6 +17,7 @@ mod probe;
 mod retro_loop;
 mod rise;
 mod sandbox;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -91,6 +92,9 @@ enum Command {
     /// The benchmark data bundled with the environments.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// An OpenAI-compatible HTTP server (chat and text completions, streaming, per-request
+    /// adapters from the store, metrics) on 127.0.0.1:8080.
+    Serve(serve::ServeArgs),
     /// Benchmark this machine: per-model speed next to a bare llama.cpp loop, an agent suite,
     /// trainer figures; one versioned JSON report. `bench compare A.json B.json` lines reports up.
     Bench(bench::BenchArgs),
@@ -208,6 +212,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Loop(a) => retro_loop::retro_loop(&profile, &a),
         Command::Improve(a) => improve::improve(&profile, &a),
         Command::Data(c) => data::data_cmd(c),
+        Command::Serve(a) => serve::serve(&profile, &a),
         Command::Targets { json } => models::targets(json),
         Command::ProbeLoad(a) => probe::probe_load(&a),
         Command::Bench(a) => bench::bench(&profile, a),

@@ -1,0 +1,123 @@
+//! `serve`: flags, model loading and the tokio runtime; the server is `retroformer-serve`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use retroformer::adapters::AdapterStore;
+use retroformer::backend;
+use retroformer_llm::target::TargetProfile;
+use retroformer_llm::SessionOptions;
+use retroformer_serve::{Adapters, Capture, Engine, Limits, ServedModel};
+
+use crate::common::{self, FetchBar};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A model to serve (manifest name, alias or GGUF path); repeat for several (an actor and a
+    /// reflector resident together). Requests pick one with `model`.
+    #[arg(long, short, default_value = "smollm2-135m-instruct")]
+    model: Vec<String>,
+    /// Address to listen on. Anything but loopback needs --api-key.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// The key clients must send as `Authorization: Bearer KEY`.
+    #[arg(long, env = "RETROFORMER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Concurrent generations per model (one session each).
+    #[arg(long, default_value_t = 1)]
+    sessions: usize,
+    /// Requests that may wait for a session; more are answered 429 with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
+    /// The largest `max_tokens` a request may ask for.
+    #[arg(long, default_value_t = 4096)]
+    max_tokens: u32,
+    /// A request's wall-clock budget in seconds, queueing included (0: none).
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// The largest request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_body: usize,
+    /// Context size per session in tokens (default: the target profile's).
+    #[arg(long)]
+    ctx_size: Option<u32>,
+    /// Threads per session (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// Scale of the adapters requests select.
+    #[arg(long, default_value_t = 1.0)]
+    adapter_scale: f32,
+    /// Do not fetch a missing model; fail instead.
+    #[arg(long)]
+    no_fetch: bool,
+    /// Capture chat turns that carry a `session_id`; `POST /v1/feedback {session_id, reward}`
+    /// writes them here as training samples (`retroformer-train rwr --data`).
+    #[arg(long, value_name = "DIR")]
+    capture: Option<std::path::PathBuf>,
+}
+
+pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
+    if !a.adapter_scale.is_finite() {
+        anyhow::bail!("--adapter-scale must be a finite number");
+    }
+    if a.sessions == 0 {
+        anyhow::bail!("--sessions must be at least 1");
+    }
+    let limits = Limits {
+        sessions: a.sessions,
+        max_queue: a.max_queue,
+        max_tokens: a.max_tokens.max(1),
+        deadline: (a.timeout > 0).then(|| Duration::from_secs(a.timeout)),
+        max_body_bytes: a.max_body,
+        api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+        ..Limits::default()
+    };
+    let models = a
+        .model
+        .iter()
+        .map(|name| load(profile, a, name))
+        .collect::<Result<Vec<_>>>()?;
+    let mut engine = Engine::new(models, limits);
+    if let Some(dir) = &a.capture {
+        let c = Capture::new(dir).with_context(|| format!("--capture {}", dir.display()))?;
+        engine = engine.with_capture(c);
+    }
+    let engine = Arc::new(engine);
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let listener = retroformer_serve::bind(&a.listen, engine.limits.api_key.is_some()).await?;
+        eprintln!(
+            "[retroformer] serving {} on http://{} (OpenAI API under /v1)",
+            a.model.join(", "),
+            listener.local_addr()?
+        );
+        retroformer_serve::serve(listener, engine, retroformer_serve::shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Loads `name` with its adapter store.
+fn load(profile: &TargetProfile, a: &ServeArgs, name: &str) -> Result<ServedModel> {
+    let bar = FetchBar::default();
+    let fetch = (!a.no_fetch).then_some(&bar as &dyn retroformer::fetch::Progress);
+    let resolved = backend::resolve(name, fetch)?;
+    let model = backend::active().load(&resolved, profile, common::base_policy(false))?;
+    let (store, _) = AdapterStore::for_model(&resolved)
+        .with_context(|| format!("the adapter store of {name}"))?;
+    let adapters = Adapters::new(Some(store), a.adapter_scale)
+        .map_err(|e| anyhow::anyhow!("the adapter store of {name}: {e}"))?;
+    let options = SessionOptions {
+        context_size: a.ctx_size.or(Some(profile.context_size)),
+        threads: a.threads,
+        ..SessionOptions::default()
+    };
+    Ok(ServedModel::new(
+        name,
+        Arc::from(model),
+        adapters,
+        options,
+        a.sessions,
+    ))
+}

@@ -1,0 +1,280 @@
+//! OpenAI's request bodies, as far as this server reads them, and how their sampling fields
+//! become a [`GenerateRequest`]. Fields a client may send that the server does not implement
+//! are refused by name rather than ignored (`logprobs`, `tools`, penalties other than 0).
+
+use std::time::Instant;
+
+use retroformer_llm::{GenerateRequest, Grammar, SamplingParams};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::engine::Limits;
+use crate::error::ApiError;
+use crate::schema;
+
+/// `stop`: one string or a list.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `response_format`.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaSpec },
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct JsonSchemaSpec {
+    pub schema: Value,
+}
+
+/// The sampling and control fields chat and text completions share.
+#[derive(Deserialize, Clone, Debug, Default)]
+pub struct Sampling {
+    pub max_tokens: Option<u32>,
+    pub max_completion_tokens: Option<u32>,
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub stop: Option<Stop>,
+    pub seed: Option<i64>,
+    pub n: Option<u32>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub logprobs: Option<Value>,
+    pub top_logprobs: Option<Value>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub response_format: Option<ResponseFormat>,
+    /// Extension: a GBNF grammar the output must match (root rule `root`).
+    pub grammar: Option<String>,
+    /// Extension: `"base"`, `"active"` or a store adapter id (default: `"active"`).
+    pub adapter: Option<String>,
+    /// Extension: requests with one id prefer the session (and KV cache) the last one used.
+    pub session_id: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Debug, Default)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+impl Sampling {
+    /// Completions per request (`n`, 1 by default).
+    pub fn n(&self, limits: &Limits) -> Result<u32, ApiError> {
+        let n = self.n.unwrap_or(1);
+        if n == 0 || n > limits.max_n {
+            return Err(ApiError::invalid(
+                "n",
+                format!("n must be 1 to {}; got {n}", limits.max_n),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// Refuses what the server does not implement, by field.
+    pub fn check_supported(&self) -> Result<(), ApiError> {
+        if self
+            .logprobs
+            .as_ref()
+            .is_some_and(|v| v != &Value::Bool(false) && !v.is_null())
+            || self.top_logprobs.as_ref().is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::unsupported(
+                "logprobs",
+                "logprobs are not supported by this server",
+            ));
+        }
+        for (field, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if v.is_some_and(|v| v != 0.0) {
+                return Err(ApiError::unsupported(
+                    field,
+                    format!("{field} is not supported (only 0)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The generation request for `prompt`, choice `index` (`n` > 1 draws each with seed +
+    /// index), ending at `deadline`.
+    pub fn request(
+        &self,
+        prompt: String,
+        index: u32,
+        limits: &Limits,
+        deadline: Option<Instant>,
+    ) -> Result<GenerateRequest, ApiError> {
+        let max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(256.min(limits.max_tokens));
+        if max_tokens == 0 || max_tokens > limits.max_tokens {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "max_tokens must be 1 to {}; got {max_tokens}",
+                    limits.max_tokens
+                ),
+            ));
+        }
+        let temperature = self.temperature.unwrap_or(1.0);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::invalid(
+                "temperature",
+                format!("temperature must be 0 to 2; got {temperature}"),
+            ));
+        }
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::invalid(
+                "top_p",
+                format!("top_p must be above 0 and at most 1; got {top_p}"),
+            ));
+        }
+        let stop = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        if stop.len() > 4 || stop.iter().any(String::is_empty) {
+            return Err(ApiError::invalid(
+                "stop",
+                "stop takes at most 4 non-empty strings",
+            ));
+        }
+        // OpenAI's seed is any integer; the sampler's is 32 bits.
+        let seed = (self.seed.unwrap_or(0).rem_euclid(1 << 32) as u32).wrapping_add(index);
+        let mut r = GenerateRequest::new(prompt, max_tokens);
+        r.stop = stop;
+        r.sampling = SamplingParams {
+            temperature,
+            top_p,
+            seed,
+            ..SamplingParams::default()
+        };
+        r.grammar = self.grammar()?;
+        r.deadline = deadline;
+        Ok(r)
+    }
+
+    /// The grammar the output must match: `grammar`, or one made from `response_format`.
+    fn grammar(&self) -> Result<Option<Grammar>, ApiError> {
+        let (text, origin) = match (&self.grammar, &self.response_format) {
+            (Some(_), Some(f)) if !matches!(f, ResponseFormat::Text) => {
+                return Err(ApiError::invalid(
+                    "grammar",
+                    "give either grammar or response_format, not both",
+                ))
+            }
+            (Some(g), _) => (g.clone(), "the request's grammar"),
+            (None, Some(ResponseFormat::JsonObject)) => {
+                (schema::JSON_GBNF.to_string(), "response_format json_object")
+            }
+            (None, Some(ResponseFormat::JsonSchema { json_schema })) => (
+                schema::to_gbnf(&json_schema.schema)
+                    .map_err(|e| ApiError::invalid("response_format.json_schema.schema", e))?,
+                "response_format json_schema",
+            ),
+            _ => return Ok(None),
+        };
+        Ok(Some(Grammar {
+            text,
+            root: "root".into(),
+            origin: origin.into(),
+        }))
+    }
+}
+
+/// One message of a chat: `content` is a string or a list of parts of which text is read.
+#[derive(Deserialize, Clone, Debug)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<Content>,
+}
+
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Deserialize, Clone, Debug)]
+pub struct Part {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+impl Message {
+    /// The message's text; parts other than text are refused.
+    pub fn text(&self, index: usize) -> Result<String, ApiError> {
+        match &self.content {
+            None => Ok(String::new()),
+            Some(Content::Text(s)) => Ok(s.clone()),
+            Some(Content::Parts(parts)) => parts
+                .iter()
+                .map(|p| match (p.kind.as_str(), &p.text) {
+                    ("text", Some(t)) => Ok(t.as_str()),
+                    (kind, _) => Err(ApiError::unsupported(
+                        &format!("messages[{index}].content"),
+                        format!("content parts of type {kind:?} are not supported (text only)"),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|t| t.join("")),
+        }
+    }
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Deserialize, Clone, Debug)]
+pub struct ChatRequest {
+    pub model: String,
+    pub messages: Vec<Message>,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+    pub tools: Option<Value>,
+}
+
+/// `prompt`: one text or a list (a choice set per text).
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// `POST /v1/completions`.
+#[derive(Deserialize, Clone, Debug)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: Prompt,
+    #[serde(flatten)]
+    pub sampling: Sampling,
+    pub echo: Option<bool>,
+    pub suffix: Option<String>,
+}
+
+/// OpenAI's `finish_reason` for a generation's end.
+pub fn finish_reason(f: &retroformer_llm::FinishReason) -> &'static str {
+    use retroformer_llm::FinishReason::*;
+    match f {
+        MaxTokens | ContextFull => "length",
+        Stop(_) | EndOfGeneration => "stop",
+        Cancelled | Deadline => "cancelled",
+    }
+}

@@ -1,0 +1,26 @@
+//! `retroformer serve`'s library: an OpenAI-compatible HTTP server over the runtime's models.
+//!
+//! [`router`] builds the axum router (one module per endpoint under `routes/`), [`Engine`]
+//! holds the served models with their session pools, adapters and queue, and [`serve`] runs
+//! the router on a listener until a shutdown signal, letting requests in flight finish. The
+//! CLI's `serve` subcommand is glue: it loads the models and calls [`serve`].
+
+mod adapters;
+mod api;
+mod capture;
+mod engine;
+mod error;
+mod ids;
+mod metrics;
+mod routes;
+mod schema;
+mod server;
+
+pub use adapters::{Active, Adapters, Resolved, ACTIVE, BASE};
+pub use capture::Capture;
+pub use engine::{Engine, Job, Limits, ServedModel};
+pub use error::{ApiError, ServeError};
+pub use metrics::Metrics;
+pub use routes::router;
+pub use schema::{to_gbnf, JSON_GBNF};
+pub use server::{bind, serve, shutdown_signal};

@@ -1,0 +1,285 @@
+//! What chat and text completions share: running `n` choices per prompt, whole or streamed as
+//! server-sent events. The two endpoints differ only in their JSON [`Shape`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::Stream;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use retroformer_llm::ChatMessage;
+
+use crate::adapters::{Resolved, ACTIVE};
+use crate::api::{finish_reason, Sampling};
+use crate::engine::{Job, ServedModel};
+use crate::error::ApiError;
+use crate::ids::{id, now};
+
+/// The JSON of one endpoint.
+#[derive(Clone, Copy)]
+pub enum Shape {
+    Chat,
+    Text,
+}
+
+impl Shape {
+    fn object(self, chunk: bool) -> &'static str {
+        match (self, chunk) {
+            (Shape::Chat, false) => "chat.completion",
+            (Shape::Chat, true) => "chat.completion.chunk",
+            (Shape::Text, _) => "text_completion",
+        }
+    }
+
+    /// A whole choice.
+    fn choice(self, index: u32, text: &str, finish: Option<&str>) -> Value {
+        match self {
+            Shape::Chat => json!({"index": index, "finish_reason": finish, "logprobs": null,
+                "message": {"role": "assistant", "content": text}}),
+            Shape::Text => {
+                json!({"index": index, "finish_reason": finish, "logprobs": null, "text": text})
+            }
+        }
+    }
+
+    /// A streamed piece of a choice (`first`: the chat's role comes with it).
+    fn delta(self, index: u32, text: &str, first: bool, finish: Option<&str>) -> Value {
+        match self {
+            Shape::Chat if first => {
+                json!({"index": index, "finish_reason": finish, "logprobs": null,
+                "delta": {"role": "assistant", "content": text}})
+            }
+            Shape::Chat => json!({"index": index, "finish_reason": finish, "logprobs": null,
+                "delta": {"content": text}}),
+            Shape::Text => self.choice(index, text, finish),
+        }
+    }
+}
+
+/// A request ready to run: its prompts (a choice set each) and how to sample them.
+pub struct Plan {
+    pub model: Arc<ServedModel>,
+    pub prompts: Vec<String>,
+    pub sampling: Sampling,
+    pub shape: Shape,
+    /// A chat's messages, captured with the reply when the request has a `session_id`.
+    pub transcript: Option<Vec<ChatMessage>>,
+}
+
+impl Plan {
+    /// Resolves the adapter (once, for every choice) and answers, whole or streamed.
+    pub async fn answer(self, engine: AppState) -> Result<Response, ApiError> {
+        self.sampling.check_supported()?;
+        let n = self.sampling.n(&engine.limits)?;
+        let deadline = engine.limits.deadline.map(|d| Instant::now() + d);
+        let mut jobs = Vec::new();
+        let adapter = self.adapter().await?;
+        for (p, prompt) in self.prompts.iter().enumerate() {
+            for i in 0..n {
+                let request = self
+                    .sampling
+                    .request(prompt.clone(), i, &engine.limits, deadline)?;
+                let index = p as u32 * n + i;
+                jobs.push((
+                    index,
+                    Job {
+                        request,
+                        adapter: adapter.clone(),
+                        session_id: self.sampling.session_id.clone(),
+                    },
+                ));
+            }
+        }
+        let head = Head {
+            id: id(match self.shape {
+                Shape::Chat => "chatcmpl",
+                Shape::Text => "cmpl",
+            }),
+            created: now(),
+            model: self.model.name.clone(),
+            shape: self.shape,
+        };
+        let capture = match (&self.sampling.session_id, self.transcript) {
+            (Some(id), Some(messages)) if engine.capture.is_some() => Some((id.clone(), messages)),
+            _ => None,
+        };
+        if self.sampling.stream {
+            let usage = self
+                .sampling
+                .stream_options
+                .as_ref()
+                .is_some_and(|o| o.include_usage);
+            Ok(stream(engine, self.model, jobs, head, usage, capture).into_response())
+        } else {
+            whole(engine, &self.model, jobs, head, capture).await
+        }
+    }
+
+    /// The request's adapter; loading one the first time hashes and probes it, off the runtime.
+    async fn adapter(&self) -> Result<Option<Resolved>, ApiError> {
+        let name = self
+            .sampling
+            .adapter
+            .clone()
+            .unwrap_or_else(|| ACTIVE.to_string());
+        let m = Arc::clone(&self.model);
+        tokio::task::spawn_blocking(move || m.adapters.resolve(m.model.as_ref(), Some(&name)))
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+    }
+}
+
+/// What every chunk and response repeats.
+#[derive(Clone)]
+struct Head {
+    id: String,
+    created: u64,
+    model: String,
+    shape: Shape,
+}
+
+impl Head {
+    fn body(&self, chunk: bool, choices: Vec<Value>) -> Value {
+        json!({"id": self.id, "object": self.shape.object(chunk), "created": self.created,
+            "model": self.model, "system_fingerprint": null, "choices": choices})
+    }
+}
+
+/// A session id and the chat's messages, for capture.
+type Captured = (String, Vec<ChatMessage>);
+
+/// Records the first choice's reply as a turn of the captured session.
+fn keep(engine: &AppState, capture: &Option<Captured>, reply: &str) {
+    if let (Some(c), Some((id, messages))) = (&engine.capture, capture) {
+        c.turn(id, messages.clone(), reply);
+    }
+}
+
+fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// Runs the choices one after another and answers them together.
+async fn whole(
+    engine: AppState,
+    model: &Arc<ServedModel>,
+    jobs: Vec<(u32, Job)>,
+    head: Head,
+    capture: Option<Captured>,
+) -> Result<Response, ApiError> {
+    let (mut choices, mut prompt, mut completion) = (Vec::new(), 0u64, 0u64);
+    for (index, job) in jobs {
+        let g = engine.run(model, job, None).await?;
+        if index == 0 {
+            keep(&engine, &capture, &g.text);
+        }
+        prompt += u64::from(g.stats.prompt_tokens);
+        completion += u64::from(g.stats.generated_tokens);
+        choices.push(
+            head.shape
+                .choice(index, &g.text, Some(finish_reason(&g.finish))),
+        );
+    }
+    let mut body = head.body(false, choices);
+    body["usage"] = usage(prompt, completion);
+    Ok(Json(body).into_response())
+}
+
+/// Streams the choices' pieces as they are generated, then `[DONE]`. A client that goes away
+/// ends the stream, which drops the running generation's future and so cancels it.
+fn stream(
+    engine: AppState,
+    model: Arc<ServedModel>,
+    jobs: Vec<(u32, Job)>,
+    head: Head,
+    include_usage: bool,
+    capture: Option<Captured>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (out, rx) = mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        let (mut prompt, mut completion) = (0u64, 0u64);
+        for (index, job) in jobs {
+            match stream_one(&engine, &model, job, index, &head, &out).await {
+                Some(Ok((p, c, text))) => {
+                    prompt += p;
+                    completion += c;
+                    if index == 0 {
+                        keep(&engine, &capture, &text);
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = out.send(Event::default().data(e.body().to_string())).await;
+                    return;
+                }
+                None => return,
+            }
+        }
+        if include_usage {
+            let mut body = head.body(true, Vec::new());
+            body["usage"] = usage(prompt, completion);
+            let _ = out.send(Event::default().data(body.to_string())).await;
+        }
+        let _ = out.send(Event::default().data("[DONE]")).await;
+    });
+    let events =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+/// Streams one choice; `None` when the client went away, else its token counts and text, or
+/// its error.
+async fn stream_one(
+    engine: &AppState,
+    model: &Arc<ServedModel>,
+    job: Job,
+    index: u32,
+    head: &Head,
+    out: &mpsc::Sender<Event>,
+) -> Option<Result<(u64, u64, String), ApiError>> {
+    let (ptx, mut prx) = mpsc::channel::<String>(64);
+    let run = engine.run(model, job, Some(ptx));
+    tokio::pin!(run);
+    let mut first = true;
+    let send = |text: &str, first: bool, finish: Option<&str>| {
+        let chunk = head.body(true, vec![head.shape.delta(index, text, first, finish)]);
+        Event::default().data(chunk.to_string())
+    };
+    let result = loop {
+        tokio::select! {
+            piece = prx.recv() => match piece {
+                Some(p) => {
+                    if out.send(send(&p, first, None)).await.is_err() {
+                        return None;
+                    }
+                    first = false;
+                }
+                None => break (&mut run).await,
+            },
+            r = &mut run => break r,
+        }
+    };
+    while let Ok(p) = prx.try_recv() {
+        out.send(send(&p, first, None)).await.ok()?;
+        first = false;
+    }
+    let g = match result {
+        Ok(g) => g,
+        Err(e) => return Some(Err(e)),
+    };
+    let last = send("", first, Some(finish_reason(&g.finish)));
+    out.send(last).await.ok()?;
+    Some(Ok((
+        u64::from(g.stats.prompt_tokens),
+        u64::from(g.stats.generated_tokens),
+        g.text,
+    )))
+}

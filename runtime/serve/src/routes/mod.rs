@@ -1,0 +1,134 @@
+//! The router: one module per endpoint, and the layers every request passes (the API key,
+//! the body limit, metrics, OpenAI-shaped errors for what the HTTP layer rejects).
+
+mod adapters;
+mod chat;
+mod completions;
+mod feedback;
+mod generate;
+mod health;
+mod models;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::engine::Engine;
+use crate::error::ApiError;
+
+/// What every handler gets.
+pub type AppState = Arc<Engine>;
+
+/// The server's routes over `engine`.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let limit = engine.limits.max_body_bytes;
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat::handle))
+        .route("/v1/completions", post(completions::handle))
+        .route("/v1/models", get(models::list))
+        .route("/v1/adapters", get(adapters::list))
+        .route("/v1/adapters/activate", post(adapters::activate))
+        .route("/v1/feedback", post(feedback::handle))
+        .route("/metrics", get(health::metrics))
+        .route_layer(middleware::from_fn_with_state(engine.clone(), authorize));
+    Router::new()
+        .route("/health", get(health::health))
+        .merge(api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(engine.clone(), count))
+        .with_state(engine)
+}
+
+/// Refuses a request without the server's key, when it has one.
+async fn authorize(State(engine): State<AppState>, req: Request, next: Next) -> Response {
+    if let Some(key) = &engine.limits.api_key {
+        let sent = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(sent.as_bytes(), key.as_bytes()) {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Equality whose time does not depend on where the inputs differ (only on their lengths).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Counts each answer by route and status, with its latency (to the response's head).
+async fn count(State(engine): State<AppState>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("other".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let r = next.run(req).await;
+    engine.metrics.request(
+        &endpoint,
+        r.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    r
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::status(
+        StatusCode::NOT_FOUND,
+        format!("no route {} {}", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// A JSON body whose rejections (malformed, wrong types, too large, wrong content type) are
+/// answered in OpenAI's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Self(v)),
+            Err(r) => Err(ApiError::status(r.status(), r.body_text())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn keys_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

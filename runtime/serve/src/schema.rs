@@ -1,0 +1,258 @@
+//! Grammars for `response_format`: any JSON object, or a JSON schema turned into GBNF.
+//!
+//! The schema subset is the one OpenAI's structured outputs accept: `object` (with
+//! `properties`; every property is written, in name order (JSON objects are unordered; the
+//! body is parsed into sorted maps), which satisfies `required` whatever it lists), `array` (`items`, `minItems`/`maxItems` up to 32), `string`, `number`, `integer`,
+//! `boolean`, `null`, `enum`, `const`, `anyOf`, a `type` list, and local `$ref`s to `$defs`.
+//! Anything else is refused with the schema path at fault.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// Any JSON object (llama.cpp's `grammars/json.gbnf`).
+pub const JSON_GBNF: &str = r#"root ::= object
+value ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws ::= | " " | "\n" [ \t]{0,20}
+"#;
+
+/// Rules every schema grammar may use.
+const PRIMITIVES: &str = r#"ws ::= | " " | "\n" [ \t]{0,20}
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= "-"? ([0-9] | [1-9] [0-9]{0,15}) ("." [0-9]+)? ([eE] [-+]? [0-9]{1,3})? ws
+integer ::= "-"? ([0-9] | [1-9] [0-9]{0,15}) ws
+boolean ::= ("true" | "false") ws
+null ::= "null" ws
+value ::= object | array | string | number | boolean | null
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array ::= "[" ws ( value ("," ws value)* )? "]" ws
+"#;
+
+/// The GBNF of `schema`, root rule `root`.
+pub fn to_gbnf(schema: &Value) -> Result<String, String> {
+    let mut g = Builder {
+        defs: schema.get("$defs").or_else(|| schema.get("definitions")),
+        rules: BTreeMap::new(),
+        depth: 0,
+    };
+    let root = g.rule(schema, "#")?;
+    let mut out = format!("root ::= {root}\n");
+    for (name, body) in &g.rules {
+        out.push_str(&format!("{name} ::= {body}\n"));
+    }
+    out.push_str(PRIMITIVES);
+    Ok(out)
+}
+
+struct Builder<'a> {
+    defs: Option<&'a Value>,
+    rules: BTreeMap<String, String>,
+    depth: u32,
+}
+
+/// A JSON text as a GBNF literal.
+fn literal(v: &Value) -> String {
+    let json = v.to_string();
+    let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\" ws")
+}
+
+impl<'a> Builder<'a> {
+    /// A GBNF expression for `schema` at `path`, adding named rules as needed.
+    fn rule(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+        self.depth += 1;
+        if self.depth > 64 {
+            return Err(format!("{path}: the schema nests deeper than 64 levels"));
+        }
+        let r = self.rule_inner(schema, path);
+        self.depth -= 1;
+        r
+    }
+
+    fn rule_inner(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+        let Some(obj) = schema.as_object() else {
+            return match schema {
+                Value::Bool(true) => Ok("value".into()),
+                _ => Err(format!("{path}: a schema must be an object")),
+            };
+        };
+        if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
+            return self.reference(r, path);
+        }
+        if let Some(c) = obj.get("const") {
+            return Ok(literal(c));
+        }
+        if let Some(e) = obj.get("enum") {
+            let values = e.as_array().ok_or(format!("{path}.enum: must be a list"))?;
+            return Ok(format!(
+                "({})",
+                values.iter().map(literal).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        if let Some(any) = obj.get("anyOf").or_else(|| obj.get("oneOf")) {
+            let alts = any
+                .as_array()
+                .ok_or(format!("{path}.anyOf: must be a list"))?;
+            let parts = alts
+                .iter()
+                .enumerate()
+                .map(|(i, s)| self.rule(s, &format!("{path}.anyOf[{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            return Ok(format!("({})", parts.join(" | ")));
+        }
+        match obj.get("type") {
+            None => Ok("value".into()),
+            Some(Value::String(t)) => self.typed(t, obj, path),
+            Some(Value::Array(ts)) => {
+                let parts = ts
+                    .iter()
+                    .map(|t| {
+                        let t = t.as_str().ok_or(format!("{path}.type: must name types"))?;
+                        self.typed(t, obj, path)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(format!("({})", parts.join(" | ")))
+            }
+            Some(_) => Err(format!("{path}.type: must be a string or a list")),
+        }
+    }
+
+    fn typed(
+        &mut self,
+        t: &str,
+        obj: &'a serde_json::Map<String, Value>,
+        path: &str,
+    ) -> Result<String, String> {
+        match t {
+            "string" | "number" | "integer" | "boolean" | "null" => Ok(t.to_string()),
+            "object" => self.object(obj, path),
+            "array" => self.array(obj, path),
+            other => Err(format!("{path}.type: {other:?} is not a JSON schema type")),
+        }
+    }
+
+    fn object(
+        &mut self,
+        obj: &'a serde_json::Map<String, Value>,
+        path: &str,
+    ) -> Result<String, String> {
+        let Some(props) = obj.get("properties").and_then(Value::as_object) else {
+            return Ok("object".into());
+        };
+        if props.is_empty() {
+            return Ok("\"{\" ws \"}\" ws".into());
+        }
+        let mut fields = Vec::new();
+        for (k, s) in props {
+            let v = self.rule(s, &format!("{path}.properties.{k}"))?;
+            fields.push(format!(
+                "{} \":\" ws {v}",
+                literal(&Value::String(k.clone()))
+            ));
+        }
+        Ok(format!("\"{{\" ws {} \"}}\" ws", fields.join(" \",\" ws ")))
+    }
+
+    fn array(
+        &mut self,
+        obj: &'a serde_json::Map<String, Value>,
+        path: &str,
+    ) -> Result<String, String> {
+        let item = match obj.get("items") {
+            Some(s) => self.rule(s, &format!("{path}.items"))?,
+            None => "value".into(),
+        };
+        let bound = |k: &str| obj.get(k).and_then(Value::as_u64);
+        let (min, max) = (bound("minItems").unwrap_or(0), bound("maxItems"));
+        if min > 32 || max.is_some_and(|m| m > 32 || m < min) {
+            return Err(format!(
+                "{path}: minItems/maxItems must be at most 32 and in order"
+            ));
+        }
+        let rest = format!("(\",\" ws {item})");
+        let body = match (min, max) {
+            (0, None) => format!("({item} {rest}*)?"),
+            (0, Some(0)) => String::new(),
+            (0, Some(m)) => format!("({item} {rest}{{0,{}}})?", m - 1),
+            (n, None) => format!("{item} {rest}{{{},}}", n - 1),
+            (n, Some(m)) => format!("{item} {rest}{{{},{}}}", n - 1, m - 1),
+        };
+        Ok(format!("\"[\" ws {body} \"]\" ws"))
+    }
+
+    /// A `#/$defs/NAME` reference, as a named rule (so recursive schemas terminate).
+    fn reference(&mut self, r: &str, path: &str) -> Result<String, String> {
+        let name = r
+            .strip_prefix("#/$defs/")
+            .or_else(|| r.strip_prefix("#/definitions/"))
+            .ok_or(format!(
+                "{path}.$ref: only local #/$defs/NAME references are supported; got {r:?}"
+            ))?;
+        let rule: String = format!(
+            "def-{}",
+            name.chars()
+                .map(|c| if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                })
+                .collect::<String>()
+        );
+        if !self.rules.contains_key(&rule) {
+            let def = self
+                .defs
+                .and_then(|d| d.get(name))
+                .ok_or(format!("{path}.$ref: {r:?} is not in $defs"))?;
+            self.rules.insert(rule.clone(), String::new());
+            let body = self.rule(def, &format!("$defs.{name}"))?;
+            self.rules.insert(rule.clone(), body);
+        }
+        Ok(rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_object_schema_writes_every_property_in_name_order() {
+        let g = to_gbnf(&json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "age": {"type": "integer"}}}))
+        .unwrap();
+        let root = g.lines().next().unwrap();
+        assert!(root.contains(r#""\"name\"" ws ":" ws string"#), "{root}");
+        assert!(
+            root.find("age").unwrap() < root.find("name").unwrap(),
+            "{root}"
+        );
+    }
+
+    #[test]
+    fn enums_arrays_and_refs_become_rules() {
+        let g = to_gbnf(
+            &json!({"type": "array", "items": {"$ref": "#/$defs/c"}, "maxItems": 3,
+            "$defs": {"c": {"enum": ["red", "blue"]}}}),
+        )
+        .unwrap();
+        assert!(
+            g.contains("def-c ::= (\"\\\"red\\\"\" ws | \"\\\"blue\\\"\" ws)"),
+            "{g}"
+        );
+        assert!(g.contains("{0,2}"), "{g}");
+    }
+
+    #[test]
+    fn unsupported_schemas_are_refused_with_their_path() {
+        let e =
+            to_gbnf(&json!({"type": "object", "properties": {"x": {"type": "date"}}})).unwrap_err();
+        assert!(e.contains("#.properties.x.type"), "{e}");
+        let e = to_gbnf(&json!({"$ref": "https://example.com/s.json"})).unwrap_err();
+        assert!(e.contains("local"), "{e}");
+    }
+}

@@ -1,0 +1,421 @@
+//! The router against scripted models: OpenAI's shapes, streaming, errors for hostile input,
+//! the key, the queue's 429, adapter generations, metrics. (The official `openai` client
+//! against the real server and model: tests/tests/serve_openai.rs.)
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use retroformer_llm::scripted::ScriptedModel;
+use retroformer_llm::SessionOptions;
+use retroformer_serve::{router, Adapters, Engine, Limits, ServedModel};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn engine_with(model: ScriptedModel, limits: Limits) -> Arc<Engine> {
+    let served = ServedModel::new(
+        "tiny",
+        Arc::new(model),
+        Adapters::new(None, 1.0).unwrap(),
+        SessionOptions::default(),
+        limits.sessions,
+    );
+    Arc::new(Engine::new(vec![served], limits))
+}
+
+fn engine(model: ScriptedModel) -> Arc<Engine> {
+    engine_with(model, Limits::default())
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+async fn call(e: &Arc<Engine>, req: Request<Body>) -> (StatusCode, String) {
+    let r = router(e.clone()).oneshot(req).await.unwrap();
+    let status = r.status();
+    let bytes = r.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+async fn call_json(e: &Arc<Engine>, req: Request<Body>) -> (StatusCode, Value) {
+    let (s, body) = call(e, req).await;
+    (
+        s,
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}")),
+    )
+}
+
+/// The error body's message, after checking OpenAI's shape.
+fn error_of(v: &Value) -> (&str, Option<&str>) {
+    let e = &v["error"];
+    assert!(
+        e["type"].is_string() && e["message"].is_string(),
+        "not OpenAI's error shape: {v}"
+    );
+    (e["message"].as_str().unwrap(), e["param"].as_str())
+}
+
+#[tokio::test]
+async fn a_chat_completion_answers_in_openais_shape_with_usage() {
+    let e = engine(ScriptedModel::new(["Paris is the capital."]));
+    let (s, v) = call_json(
+        &e,
+        post(
+            "/v1/chat/completions",
+            r#"{"model":"tiny","messages":[{"role":"user","content":"Capital of France?"}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Paris is the capital."
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(
+        v["usage"]["total_tokens"].as_u64().unwrap(),
+        v["usage"]["prompt_tokens"].as_u64().unwrap()
+            + v["usage"]["completion_tokens"].as_u64().unwrap()
+    );
+}
+
+#[tokio::test]
+async fn the_chat_template_and_sampling_fields_reach_the_model() {
+    let m = ScriptedModel::new(["ok"]);
+    let e = engine(m.clone());
+    let body = json!({"model": "tiny", "messages": [{"role": "developer", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "text", "text": "!"}]}],
+        "max_tokens": 7, "temperature": 0.5, "top_p": 0.9, "stop": ["\n"], "seed": -1});
+    let (s, v) = call_json(&e, post("/v1/chat/completions", &body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let r = &m.requests()[0];
+    assert_eq!(
+        r.prompt,
+        "<system>Be brief.</system>\n<user>Hi!</user>\n<assistant>"
+    );
+    assert_eq!(
+        (r.max_tokens, r.sampling.temperature, r.sampling.top_p),
+        (7, 0.5, 0.9)
+    );
+    assert_eq!(r.stop, vec!["\n".to_string()]);
+    assert_eq!(r.sampling.seed, u32::MAX, "seed -1 is taken modulo 2^32");
+}
+
+#[tokio::test]
+async fn a_streamed_chat_sends_the_role_then_the_text_then_done() {
+    let e = engine(ScriptedModel::new(["Hello there"]));
+    let body = r#"{"model":"tiny","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (s, text) = call(&e, post("/v1/chat/completions", body)).await;
+    assert_eq!(s, StatusCode::OK);
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"), "{text}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "Hello there");
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"].get(0).map(|c| &c["finish_reason"]))
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("stop")]);
+    let usage = &chunks.last().unwrap()["usage"];
+    assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{text}");
+}
+
+#[tokio::test]
+async fn a_text_completion_takes_a_list_of_prompts_with_n_choices_each() {
+    let m = ScriptedModel::generative();
+    let e = engine(m.clone());
+    let body = r#"{"model":"tiny","prompt":["one","two"],"n":2,"max_tokens":3,"temperature":0.7,"seed":5}"#;
+    let (s, v) = call_json(&e, post("/v1/completions", body)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    let idx: Vec<u64> = v["choices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [0, 1, 2, 3]);
+    let seeds: Vec<u32> = m.requests().iter().map(|r| r.sampling.seed).collect();
+    assert_eq!(seeds, [5, 6, 5, 6], "choice i samples with seed + i");
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+}
+
+#[tokio::test]
+async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field() {
+    let e = engine_with(
+        ScriptedModel::generative(),
+        Limits {
+            max_body_bytes: 1024,
+            ..Limits::default()
+        },
+    );
+    let cases: Vec<(&str, String, StatusCode, Option<&str>)> = vec![
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"#.into(), StatusCode::BAD_REQUEST, None),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":"hi"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, None),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[]}"#.into(), StatusCode::BAD_REQUEST, Some("messages")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","max_tokens":1000000000}"#.into(), StatusCode::BAD_REQUEST, Some("max_tokens")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","temperature":5}"#.into(), StatusCode::BAD_REQUEST, Some("temperature")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","n":1000}"#.into(), StatusCode::BAD_REQUEST, Some("n")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","top_p":0}"#.into(), StatusCode::BAD_REQUEST, Some("top_p")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","logprobs":3}"#.into(), StatusCode::BAD_REQUEST, Some("logprobs")),
+        ("/v1/completions", r#"{"model":"gpt-4","prompt":"x"}"#.into(), StatusCode::NOT_FOUND, Some("model")),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(), StatusCode::BAD_REQUEST, Some("tools")),
+        ("/v1/completions", format!(r#"{{"model":"tiny","prompt":"{}"}}"#, "x".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, None),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","response_format":{"type":"json_schema","json_schema":{"schema":{"type":"date"}}}}"#.into(), StatusCode::BAD_REQUEST, Some("response_format.json_schema.schema")),
+    ];
+    for (path, body, status, param) in cases {
+        let (s, v) = call_json(&e, post(path, &body)).await;
+        assert_eq!(s, status, "{body:.80}: {v}");
+        let (_, p) = error_of(&v);
+        if param.is_some() {
+            assert_eq!(p, param, "{body:.80}: {v}");
+        }
+    }
+    let (s, v) = call_json(&e, Request::get("/v1/nothing").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    error_of(&v);
+    let (s, v) = call_json(
+        &e,
+        Request::get("/v1/completions").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    error_of(&v);
+}
+
+#[tokio::test]
+async fn a_json_schema_response_format_becomes_the_requests_grammar() {
+    let m = ScriptedModel::new([r#"{"a": 1}"#]);
+    let e = engine(m.clone());
+    let body = json!({"model": "tiny", "prompt": "x", "response_format": {"type": "json_schema",
+        "json_schema": {"name": "t", "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}}});
+    let (s, v) = call_json(&e, post("/v1/completions", &body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let g = m.requests()[0].grammar.clone().expect("a grammar");
+    assert!(
+        g.text
+            .starts_with("root ::= \"{\" ws \"\\\"a\\\"\" ws \":\" ws integer"),
+        "{}",
+        g.text
+    );
+}
+
+#[tokio::test]
+async fn with_a_key_every_route_but_health_needs_it() {
+    let e = engine_with(
+        ScriptedModel::generative(),
+        Limits {
+            api_key: Some("s3cret".into()),
+            ..Limits::default()
+        },
+    );
+    let (s, v) = call_json(&e, Request::get("/v1/models").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    error_of(&v);
+    let wrong = Request::get("/v1/models")
+        .header(header::AUTHORIZATION, "Bearer s3creT")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&e, wrong).await.0, StatusCode::UNAUTHORIZED);
+    let right = Request::get("/v1/models")
+        .header(header::AUTHORIZATION, "Bearer s3cret")
+        .body(Body::empty())
+        .unwrap();
+    let (s, v) = call_json(&e, right).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"][0]["id"], "tiny");
+    assert_eq!(
+        call(&e, Request::get("/health").body(Body::empty()).unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
+    static OPEN: AtomicBool = AtomicBool::new(false);
+    let m = ScriptedModel::responder(|_, _| {
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "done".into()
+    });
+    let e = engine_with(
+        m,
+        Limits {
+            sessions: 1,
+            max_queue: 1,
+            ..Limits::default()
+        },
+    );
+    let body = r#"{"model":"tiny","prompt":"x"}"#;
+    let spawn =
+        |e: Arc<Engine>| tokio::spawn(async move { call(&e, post("/v1/completions", body)).await });
+    let running = spawn(e.clone());
+    while e.metrics.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let queued = spawn(e.clone());
+    while e.metrics.queued.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let r = router(e.clone())
+        .oneshot(post("/v1/completions", body))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    OPEN.store(true, Ordering::SeqCst);
+    assert_eq!(running.await.unwrap().0, StatusCode::OK);
+    assert_eq!(queued.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn adapter_activation_is_a_compare_and_swap_on_the_generation() {
+    let e = engine(ScriptedModel::generative());
+    let act = |body: &str| post("/v1/adapters/activate", body);
+    let (s, v) = call_json(
+        &e,
+        act(r#"{"model":"tiny","adapter":null,"expected_generation":0}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["active"]["generation"], 1);
+    let (s, v) = call_json(
+        &e,
+        act(r#"{"model":"tiny","adapter":null,"expected_generation":0}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "a stale generation loses: {v}");
+    let (s, v) = call_json(&e, act(r#"{"model":"tiny","adapter":"0123456789abcdef"}"#)).await;
+    assert_eq!(
+        (s, error_of(&v).1),
+        (StatusCode::NOT_FOUND, Some("adapter"))
+    );
+    let (s, v) = call_json(
+        &e,
+        post(
+            "/v1/completions",
+            r#"{"model":"tiny","prompt":"x","adapter":"feedbeef"}"#,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, error_of(&v).1),
+        (StatusCode::NOT_FOUND, Some("adapter"))
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tokens_and_cache_hits_in_prometheus_text() {
+    let e = engine(ScriptedModel::generative());
+    for p in ["a b c d", "a b c d e"] {
+        let body = json!({"model": "tiny", "prompt": p, "max_tokens": 2, "session_id": "s1"});
+        assert_eq!(
+            call(&e, post("/v1/completions", &body.to_string())).await.0,
+            StatusCode::OK
+        );
+    }
+    let (s, text) = call(&e, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        text.contains("retroformer_requests_total{endpoint=\"/v1/completions\",status=\"200\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retroformer_completion_tokens_total 4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retroformer_prompt_cache_hits_total 1"),
+        "the second prompt extends the first: {text}"
+    );
+    assert!(
+        text.contains("retroformer_adapter_generations_total{model=\"tiny\",adapter=\"base\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retroformer_request_duration_seconds_count{endpoint=\"/v1/completions\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let served = ServedModel::new(
+        "tiny",
+        Arc::new(ScriptedModel::new(["5", "4"])),
+        Adapters::new(None, 1.0).unwrap(),
+        SessionOptions::default(),
+        1,
+    );
+    let e = Arc::new(
+        Engine::new(vec![served], Limits::default())
+            .with_capture(retroformer_serve::Capture::new(dir.path()).unwrap()),
+    );
+    let turn1 = json!({"model": "tiny", "session_id": "ep-1", "messages": [{"role": "user", "content": "2+2?"}]});
+    assert_eq!(
+        call(&e, post("/v1/chat/completions", &turn1.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let turn2 = json!({"model": "tiny", "session_id": "ep-1", "stream": true, "messages": [
+        {"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "5"}, {"role": "user", "content": "Wrong."}]});
+    assert_eq!(
+        call(&e, post("/v1/chat/completions", &turn2.to_string()))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, v) = call_json(
+        &e,
+        post("/v1/feedback", r#"{"session_id":"ep-1","reward":1.0}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["samples"], 2);
+    let text = std::fs::read_to_string(v["file"].as_str().unwrap()).unwrap();
+    let last: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert_eq!(
+        last["messages"].as_array().unwrap().last().unwrap()["content"],
+        "4"
+    );
+    assert_eq!(
+        (last["reward"].as_f64(), last["format_version"].as_u64()),
+        (Some(1.0), Some(1))
+    );
+    let (s, v) = call_json(
+        &e,
+        post("/v1/feedback", r#"{"session_id":"ep-1","reward":1.0}"#),
+    )
+    .await;
+    assert_eq!(
+        (s, error_of(&v).1),
+        (StatusCode::NOT_FOUND, Some("session_id"))
+    );
+}

@@ -1,0 +1,2 @@
+//! Feature pins for the CLI (see `Cargo.toml`): no code.
+#![no_std]
