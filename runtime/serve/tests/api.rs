@@ -419,3 +419,183 @@ async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
         (StatusCode::NOT_FOUND, Some("session_id"))
     );
 }
+
+/// A store with two installed adapters for a tiny base, and their ids.
+fn store_with_two(dir: &std::path::Path) -> (retroformer::adapters::AdapterStore, [String; 2]) {
+    use retroformer_core::records::keys;
+    use retroformer_gguf::{BasePolicy, GgufWriter, TinyModel, WriteValue};
+    let sha = "ab".repeat(32);
+    let base = retroformer_gguf::validate_bytes(&TinyModel::llama().writer().to_bytes()).unwrap();
+    let store = retroformer::adapters::AdapterStore::open(&dir.join("store"), &sha).unwrap();
+    let ids = [1.0f32, 2.0].map(|fill| {
+        let mut w = GgufWriter::lora_adapter("llama", 4.0);
+        w.kv(keys::BASE_SHA256, sha.as_str())
+            .kv(keys::OBJECTIVE, "sft")
+            .kv(keys::STEP, WriteValue::U64(1))
+            .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[fill; 128])
+            .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[fill; 128]);
+        let p = dir.join(format!("a{fill}.gguf"));
+        w.write(&p).unwrap();
+        store
+            .install(&p, &base, "tiny", BasePolicy::Recorded, &|_| Ok(()))
+            .unwrap()
+            .id
+    });
+    (store, ids)
+}
+
+/// Answers with the store id of the session's adapter (its version folder), or "base".
+fn adapter_echo() -> ScriptedModel {
+    ScriptedModel::responder(|_, adapter| match adapter {
+        Some(p) => p
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
+        None => "base".into(),
+    })
+}
+
+async fn text_of(e: &Arc<Engine>, adapter: Option<&str>) -> String {
+    let mut body = json!({"model": "tiny", "prompt": "same prompt", "session_id": "one"});
+    if let Some(a) = adapter {
+        body["adapter"] = json!(a);
+    }
+    let (s, v) = call_json(e, post("/v1/completions", &body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["choices"][0]["text"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn adapters_a_then_b_then_a_on_one_session_give_as_output_both_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, [a, b]) = store_with_two(dir.path());
+    let served = ServedModel::new(
+        "tiny",
+        Arc::new(adapter_echo()),
+        Adapters::new(Some(store), 1.0).unwrap(),
+        SessionOptions::default(),
+        1,
+    );
+    let e = Arc::new(Engine::new(vec![served], Limits::default()));
+    assert_eq!(text_of(&e, Some(&a)).await, a);
+    assert_eq!(text_of(&e, Some(&b)).await, b);
+    assert_eq!(
+        text_of(&e, Some(&a)).await,
+        a,
+        "the cache filled under B is not reused for A"
+    );
+    assert_eq!(text_of(&e, Some("base")).await, "base");
+    assert_eq!(text_of(&e, None).await, "base", "no adapter is active yet");
+    let (s, v) = call_json(
+        &e,
+        Request::get("/v1/adapters").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["data"][0]["adapters"].as_array().unwrap().len(), 2, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_in_flight_keeps_the_adapter_it_started_with_when_another_is_activated() {
+    static OPEN: AtomicBool = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    let (store, [a, b]) = store_with_two(dir.path());
+    let m = ScriptedModel::responder(|_, adapter| {
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        adapter.map_or("base".into(), |p| {
+            p.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+    });
+    let served = ServedModel::new(
+        "tiny",
+        Arc::new(m),
+        Adapters::new(Some(store), 1.0).unwrap(),
+        SessionOptions::default(),
+        2,
+    );
+    let e = Arc::new(Engine::new(
+        vec![served],
+        Limits {
+            sessions: 2,
+            ..Limits::default()
+        },
+    ));
+    let act = |id: &str, generation: u64| {
+        post(
+            "/v1/adapters/activate",
+            &json!({"model": "tiny", "adapter": id, "expected_generation": generation}).to_string(),
+        )
+    };
+    assert_eq!(call(&e, act(&a, 0)).await.0, StatusCode::OK);
+    let e2 = e.clone();
+    let in_flight = tokio::spawn(async move { text_of(&e2, Some("active")).await });
+    while e.metrics.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (s, v) = call_json(&e, act(&b, 1)).await;
+    assert_eq!(
+        (s, &v["active"]["generation"]),
+        (StatusCode::OK, &json!(2)),
+        "{v}"
+    );
+    OPEN.store(true, Ordering::SeqCst);
+    assert_eq!(
+        in_flight.await.unwrap(),
+        a,
+        "the request started on generation 1 (A)"
+    );
+    assert_eq!(
+        text_of(&e, Some("active")).await,
+        b,
+        "the next request runs on B"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_clients_each_get_their_own_answer() {
+    let m = ScriptedModel::responder(|prompt, _| {
+        std::thread::sleep(Duration::from_millis(2));
+        format!("echo {prompt}")
+    });
+    let e = engine_with(
+        m,
+        Limits {
+            sessions: 4,
+            max_queue: 64,
+            ..Limits::default()
+        },
+    );
+    let clients: Vec<_> = (0..64)
+        .map(|i| {
+            let e = e.clone();
+            tokio::spawn(async move {
+                let body =
+                    json!({"model": "tiny", "prompt": format!("client {i}"), "stream": i % 2 == 0});
+                (
+                    i,
+                    call(&e, post("/v1/completions", &body.to_string())).await,
+                )
+            })
+        })
+        .collect();
+    for c in clients {
+        let (i, (status, body)) = c.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "client {i}: {body}");
+        assert!(
+            body.contains(&format!("\"echo client {i}\"")),
+            "client {i} got another's answer: {body}"
+        );
+    }
+    assert_eq!(e.metrics.running.load(Ordering::SeqCst), 0);
+    assert_eq!(e.metrics.queued.load(Ordering::SeqCst), 0);
+}
