@@ -1,4 +1,5 @@
 //! `retroformer serve` with the real SmolLM2, driven by the official `openai` Python client
+//! (chat, streaming, text completion, a JSON schema, a forced tool call, errors)
 //! (installed on first use into the model cache's `python/` folder, version pinned), then a
 //! streaming client that goes away mid-generation, then a graceful shutdown.
 
@@ -133,6 +134,14 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
         "{json}"
     );
     assert!(json["count"].is_i64(), "{json}");
+    assert_eq!(
+        (&v["tool_name"], &v["tool_finish"]),
+        (
+            &serde_json::json!("get_weather"),
+            &serde_json::json!("tool_calls")
+        )
+    );
+    assert!(v["tool_arguments"]["city"].is_string(), "{v}");
     assert_eq!(v["unknown_model"], 404);
     assert_eq!(v["bad_temperature"], 400);
 

@@ -202,6 +202,9 @@ pub struct Message {
     pub role: String,
     #[serde(default)]
     pub content: Option<Content>,
+    /// An earlier assistant turn's calls.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<Value>>,
 }
 
 #[derive(Deserialize, Clone, Debug)]
@@ -223,7 +226,11 @@ impl Message {
     /// The message's text; parts other than text are refused.
     pub fn text(&self, index: usize) -> Result<String, ApiError> {
         match &self.content {
-            None => Ok(String::new()),
+            None => Ok(self
+                .tool_calls
+                .as_deref()
+                .map(crate::tools::call_text)
+                .unwrap_or_default()),
             Some(Content::Text(s)) => Ok(s.clone()),
             Some(Content::Parts(parts)) => parts
                 .iter()
@@ -248,6 +255,7 @@ pub struct ChatRequest {
     #[serde(flatten)]
     pub sampling: Sampling,
     pub tools: Option<Value>,
+    pub tool_choice: Option<Value>,
 }
 
 /// `prompt`: one text or a list (a choice set per text).

@@ -15,6 +15,7 @@ mod metrics;
 mod routes;
 mod schema;
 mod server;
+mod tools;
 
 pub use adapters::{Active, Adapters, Resolved, ACTIVE, BASE};
 pub use capture::Capture;
@@ -24,3 +25,4 @@ pub use metrics::Metrics;
 pub use routes::router;
 pub use schema::{to_gbnf, JSON_GBNF};
 pub use server::{bind, serve, shutdown_signal};
+pub use tools::{Call, Tools};

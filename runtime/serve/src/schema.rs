@@ -48,6 +48,33 @@ pub fn to_gbnf(schema: &Value) -> Result<String, String> {
     Ok(out)
 }
 
+/// A grammar for one call of one of `functions` (name, parameters schema):
+/// `{"name": NAME, "arguments": {...}}`, the name first so that a model picks the function
+/// before its arguments.
+pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, String> {
+    let mut g = Builder {
+        defs: None,
+        rules: BTreeMap::new(),
+        depth: 0,
+    };
+    let mut alternatives = Vec::new();
+    for (name, params) in functions {
+        let path = format!("tools[{name}].function.parameters");
+        g.defs = params.get("$defs").or_else(|| params.get("definitions"));
+        let args = g.rule(params, &path)?;
+        alternatives.push(format!(
+            "\"{{\" ws \"\\\"name\\\"\" ws \":\" ws {} \",\" ws \"\\\"arguments\\\"\" ws \":\" ws {args} \"}}\" ws",
+            literal(&Value::String(name.clone()))
+        ));
+    }
+    let mut out = format!("root ::= {}\n", alternatives.join(" | "));
+    for (name, body) in &g.rules {
+        out.push_str(&format!("{name} ::= {body}\n"));
+    }
+    out.push_str(PRIMITIVES);
+    Ok(out)
+}
+
 struct Builder<'a> {
     defs: Option<&'a Value>,
     rules: BTreeMap<String, String>,

@@ -181,7 +181,7 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","top_p":0}"#.into(), StatusCode::BAD_REQUEST, Some("top_p")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","logprobs":3}"#.into(), StatusCode::BAD_REQUEST, Some("logprobs")),
         ("/v1/completions", r#"{"model":"gpt-4","prompt":"x"}"#.into(), StatusCode::NOT_FOUND, Some("model")),
-        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(), StatusCode::BAD_REQUEST, Some("tools")),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(), StatusCode::BAD_REQUEST, Some("tools[0].function.name")),
         ("/v1/completions", format!(r#"{{"model":"tiny","prompt":"{}"}}"#, "x".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, None),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","response_format":{"type":"json_schema","json_schema":{"schema":{"type":"date"}}}}"#.into(), StatusCode::BAD_REQUEST, Some("response_format.json_schema.schema")),
     ];
@@ -598,4 +598,73 @@ async fn sixty_four_concurrent_clients_each_get_their_own_answer() {
     }
     assert_eq!(e.metrics.running.load(Ordering::SeqCst), 0);
     assert_eq!(e.metrics.queued.load(Ordering::SeqCst), 0);
+}
+
+fn weather_tools() -> Value {
+    json!([{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}])
+}
+
+#[tokio::test]
+async fn a_reply_that_calls_an_offered_tool_comes_back_as_tool_calls_whole_and_streamed() {
+    let reply = r#"{"name": "get_weather", "arguments": {"city": "Paris"}}"#;
+    let m = ScriptedModel::new([reply, reply, "It is sunny."]);
+    let e = engine(m.clone());
+    let body = json!({"model": "tiny", "tools": weather_tools(), "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+    let (s, v) = call_json(&e, post("/v1/chat/completions", &body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let c = &v["choices"][0];
+    assert_eq!(c["finish_reason"], "tool_calls");
+    assert!(c["message"]["content"].is_null());
+    let f = &c["message"]["tool_calls"][0]["function"];
+    assert_eq!(f["name"], "get_weather");
+    let args: Value = serde_json::from_str(f["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args["city"], "Paris");
+    assert!(
+        m.requests()[0]
+            .prompt
+            .starts_with("<system>You can call these functions:"),
+        "{}",
+        m.requests()[0].prompt
+    );
+    assert!(m.requests()[0].grammar.is_none(), "auto forces no call");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let (_, text) = call(&e, post("/v1/chat/completions", &streamed.to_string())).await;
+    assert!(text.contains("\"tool_calls\":[{\"function\":{\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\",\"name\":\"get_weather\"}"), "{text}");
+    assert!(text.contains("\"finish_reason\":\"tool_calls\""), "{text}");
+
+    // The call and its result go back in; the final answer is text.
+    let follow = json!({"model": "tiny", "tools": weather_tools(), "messages": [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 21 C"}]});
+    let (s, v) = call_json(&e, post("/v1/chat/completions", &follow.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], "It is sunny.");
+    let p = &m.requests()[2].prompt;
+    assert!(
+        p.contains(r#"<assistant>{"arguments":{"city":"Paris"},"name":"get_weather"}</assistant>"#),
+        "{p}"
+    );
+    assert!(p.contains("<tool>sunny, 21 C</tool>"), "{p}");
+}
+
+#[tokio::test]
+async fn a_required_tool_call_is_forced_by_a_grammar() {
+    let m = ScriptedModel::new([r#"{"name": "get_weather", "arguments": {"city": "Oslo"}}"#]);
+    let e = engine(m.clone());
+    let body = json!({"model": "tiny", "tools": weather_tools(), "tool_choice": "required",
+        "messages": [{"role": "user", "content": "Weather?"}]});
+    let (s, v) = call_json(&e, post("/v1/chat/completions", &body.to_string())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let g = m.requests()[0].grammar.clone().expect("a grammar");
+    assert!(
+        g.text.starts_with("root ::= \"{\" ws \"\\\"name\\\"\""),
+        "{}",
+        g.text
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
 }

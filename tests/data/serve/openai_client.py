@@ -42,6 +42,16 @@ j = client.chat.completions.create(
     response_format={"type": "json_schema", "json_schema": {"name": "c", "schema": schema}})
 out["json"] = j.choices[0].message.content
 
+tools = [{"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+tc = client.chat.completions.create(
+    model=model, messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+    tools=tools, tool_choice="required", max_tokens=64, temperature=0)
+call = tc.choices[0].message.tool_calls[0]
+out["tool_name"], out["tool_finish"] = call.function.name, tc.choices[0].finish_reason
+out["tool_arguments"] = json.loads(call.function.arguments)
+
 try:
     client.chat.completions.create(model="no-such-model", messages=msgs)
     out["unknown_model"] = "accepted"

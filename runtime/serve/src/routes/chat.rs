@@ -9,22 +9,14 @@ use super::generate::{Plan, Shape};
 use super::{ApiJson, AppState};
 use crate::api::ChatRequest;
 use crate::error::ApiError;
+use crate::tools::Tools;
 
 pub async fn handle(
     State(engine): State<AppState>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let model = engine.model(&req.model)?;
-    if req
-        .tools
-        .as_ref()
-        .is_some_and(|t| !t.is_null() && t.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(ApiError::unsupported(
-            "tools",
-            "tool calls are not supported by this server yet",
-        ));
-    }
+    let tools = Tools::parse(req.tools.as_ref(), req.tool_choice.as_ref())?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid("messages", "messages must not be empty"));
     }
@@ -42,17 +34,40 @@ pub async fn handle(
             Ok(ChatMessage::new(role, m.text(i)?))
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
+    let mut sampling = req.sampling;
+    let mut prompted = messages.clone();
+    if let Some(t) = &tools {
+        describe(&mut prompted, t.instructions());
+        if let Some(g) = t.grammar()? {
+            if sampling.grammar.is_some() || sampling.response_format.is_some() {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    "a forced tool call cannot be combined with grammar or response_format",
+                ));
+            }
+            sampling.grammar = Some(g);
+        }
+    }
     let prompt = model
         .model
-        .chat_prompt(&messages, true)
+        .chat_prompt(&prompted, true)
         .map_err(|e| ApiError::invalid("messages", e.to_string()))?;
     Plan {
         model,
         prompts: vec![prompt],
-        sampling: req.sampling,
+        sampling,
         shape: Shape::Chat,
         transcript: Some(messages),
+        tools,
     }
     .answer(engine)
     .await
+}
+
+/// Adds the tools' description to the system message (a first one if there is none).
+fn describe(messages: &mut Vec<ChatMessage>, instructions: String) {
+    match messages.first_mut() {
+        Some(m) if m.role == "system" => m.content = format!("{}\n\n{instructions}", m.content),
+        _ => messages.insert(0, ChatMessage::new("system", instructions)),
+    }
 }

@@ -42,6 +42,7 @@ pub async fn handle(
         sampling: req.sampling,
         shape: Shape::Text,
         transcript: None,
+        tools: None,
     }
     .answer(engine)
     .await

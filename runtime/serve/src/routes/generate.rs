@@ -20,6 +20,7 @@ use crate::api::{finish_reason, Sampling};
 use crate::engine::{Job, ServedModel};
 use crate::error::ApiError;
 use crate::ids::{id, now};
+use crate::tools::Tools;
 
 /// The JSON of one endpoint.
 #[derive(Clone, Copy)]
@@ -70,6 +71,8 @@ pub struct Plan {
     pub shape: Shape,
     /// A chat's messages, captured with the reply when the request has a `session_id`.
     pub transcript: Option<Vec<ChatMessage>>,
+    /// A chat's tools: a reply that calls one is answered as `tool_calls`.
+    pub tools: Option<Tools>,
 }
 
 impl Plan {
@@ -104,6 +107,7 @@ impl Plan {
             created: now(),
             model: self.model.name.clone(),
             shape: self.shape,
+            tools: self.tools.map(Arc::new),
         };
         let capture = match (&self.sampling.session_id, self.transcript) {
             (Some(id), Some(messages)) if engine.capture.is_some() => Some((id.clone(), messages)),
@@ -142,9 +146,25 @@ struct Head {
     created: u64,
     model: String,
     shape: Shape,
+    tools: Option<Arc<Tools>>,
 }
 
 impl Head {
+    /// The call in a reply, when the request offered tools and the reply makes one.
+    fn call(&self, text: &str) -> Option<Value> {
+        let call = self.tools.as_ref()?.call_in(text)?;
+        Some(call.to_openai(&id("call")))
+    }
+
+    /// A whole choice: a tool call, or the text.
+    fn choice(&self, index: u32, text: &str, finish: &str) -> Value {
+        match self.call(text) {
+            Some(call) => json!({"index": index, "finish_reason": "tool_calls", "logprobs": null,
+                "message": {"role": "assistant", "content": null, "tool_calls": [call]}}),
+            None => self.shape.choice(index, text, Some(finish)),
+        }
+    }
+
     fn body(&self, chunk: bool, choices: Vec<Value>) -> Value {
         json!({"id": self.id, "object": self.shape.object(chunk), "created": self.created,
             "model": self.model, "system_fingerprint": null, "choices": choices})
@@ -181,10 +201,7 @@ async fn whole(
         }
         prompt += u64::from(g.stats.prompt_tokens);
         completion += u64::from(g.stats.generated_tokens);
-        choices.push(
-            head.shape
-                .choice(index, &g.text, Some(finish_reason(&g.finish))),
-        );
+        choices.push(head.choice(index, &g.text, finish_reason(&g.finish)));
     }
     let mut body = head.body(false, choices);
     body["usage"] = usage(prompt, completion);
@@ -253,9 +270,13 @@ async fn stream_one(
         let chunk = head.body(true, vec![head.shape.delta(index, text, first, finish)]);
         Event::default().data(chunk.to_string())
     };
+    // With tools, a reply is a call or text only once it is whole: it is held back until then
+    // (the client still notices a disconnect through keep-alives).
+    let hold = head.tools.is_some();
     let result = loop {
         tokio::select! {
             piece = prx.recv() => match piece {
+                Some(_) if hold => {}
                 Some(p) => {
                     if out.send(send(&p, first, None)).await.is_err() {
                         return None;
@@ -265,18 +286,39 @@ async fn stream_one(
                 None => break (&mut run).await,
             },
             r = &mut run => break r,
+            () = out.closed() => return None,
         }
     };
     while let Ok(p) = prx.try_recv() {
-        out.send(send(&p, first, None)).await.ok()?;
-        first = false;
+        if !hold {
+            out.send(send(&p, first, None)).await.ok()?;
+            first = false;
+        }
     }
     let g = match result {
         Ok(g) => g,
         Err(e) => return Some(Err(e)),
     };
-    let last = send("", first, Some(finish_reason(&g.finish)));
-    out.send(last).await.ok()?;
+    let finish = match head.call(&g.text).filter(|_| hold) {
+        Some(call) => {
+            let delta = json!({"index": index, "finish_reason": null, "logprobs": null, "delta": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": call["function"]}]}});
+            out.send(Event::default().data(head.body(true, vec![delta]).to_string()))
+                .await
+                .ok()?;
+            first = false;
+            "tool_calls"
+        }
+        None => {
+            if hold {
+                out.send(send(&g.text, first, None)).await.ok()?;
+                first = false;
+            }
+            finish_reason(&g.finish)
+        }
+    };
+    out.send(send("", first, Some(finish))).await.ok()?;
     Some(Ok((
         u64::from(g.stats.prompt_tokens),
         u64::from(g.stats.generated_tokens),
