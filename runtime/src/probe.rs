@@ -333,6 +333,7 @@ pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(
             ignore_eos: true,
             cancel: None,
             deadline: None,
+            on_text: None,
         },
         &mut |_| true,
     )?;

@@ -52,7 +52,7 @@ fn start_server() -> (Child, u16) {
             "--listen",
             "127.0.0.1:0",
         ])
-        .args(["--threads", "1", "--ctx-size", "2048", "--sessions", "2"])
+        .args(["--threads", "1", "--ctx-size", "2048", "--parallel", "2"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -209,6 +209,7 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
         ignore_eos: false,
         cancel: None,
         deadline: None,
+        on_text: None,
     })
 }
 

@@ -25,10 +25,11 @@ pub struct ServeArgs {
     /// The key clients must send as `Authorization: Bearer KEY`.
     #[arg(long, env = "RETROFORMER_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Concurrent generations per model (one session each).
-    #[arg(long, default_value_t = 1)]
-    sessions: usize,
-    /// Requests that may wait for a session; more are answered 429 with Retry-After.
+    /// Requests each model decodes together (continuous batching; each lane has a KV cache of
+    /// --ctx-size tokens).
+    #[arg(long, alias = "sessions", default_value_t = 4)]
+    parallel: u32,
+    /// Requests that may wait beyond --parallel; more are answered 429 with Retry-After.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
     /// The largest `max_tokens` a request may ask for.
@@ -40,10 +41,10 @@ pub struct ServeArgs {
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
-    /// Context size per session in tokens (default: the target profile's).
+    /// Context size per lane in tokens (default: the target profile's).
     #[arg(long)]
     ctx_size: Option<u32>,
-    /// Threads per session (default: the target profile's).
+    /// Threads per model (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
     /// Scale of the adapters requests select.
@@ -62,11 +63,13 @@ pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
     if !a.adapter_scale.is_finite() {
         anyhow::bail!("--adapter-scale must be a finite number");
     }
-    if a.sessions == 0 {
-        anyhow::bail!("--sessions must be at least 1");
+    if !(1..=retroformer_llm::MAX_SEQUENCES).contains(&a.parallel) {
+        anyhow::bail!(
+            "--parallel must be between 1 and {}",
+            retroformer_llm::MAX_SEQUENCES
+        );
     }
     let limits = Limits {
-        sessions: a.sessions,
         max_queue: a.max_queue,
         max_tokens: a.max_tokens.max(1),
         deadline: (a.timeout > 0).then(|| Duration::from_secs(a.timeout)),
@@ -111,13 +114,8 @@ fn load(profile: &TargetProfile, a: &ServeArgs, name: &str) -> Result<ServedMode
     let options = SessionOptions {
         context_size: a.ctx_size.or(Some(profile.context_size)),
         threads: a.threads,
-        ..SessionOptions::default()
+        sequences: Some(a.parallel),
     };
-    Ok(ServedModel::new(
-        name,
-        Arc::from(model),
-        adapters,
-        options,
-        a.sessions,
-    ))
+    ServedModel::new(name, Arc::from(model), adapters, options)
+        .with_context(|| format!("opening a session of {name}"))
 }

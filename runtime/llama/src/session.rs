@@ -18,8 +18,8 @@ use llama_cpp_sys_2 as sys;
 
 use super::{decode, tokenize, AdapterInner, ModelInner};
 use retroformer_llm::{
-    AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError,
-    OnDone, Session, SessionInfo, StopStream, Token,
+    AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Intake, Keyed,
+    LlmError, OnDone, Session, SessionInfo, StopStream, Token,
 };
 
 mod stream;
@@ -52,6 +52,12 @@ struct DoneCallback(*mut OnDone<'static>);
 // SAFETY: as for `Callback`.
 unsafe impl Send for DoneCallback {}
 
+/// The caller's `intake` for one `serve` call, lent like [`Callback`].
+struct IntakeCallback(*mut Intake<'static>);
+
+// SAFETY: as for `Callback`.
+unsafe impl Send for IntakeCallback {}
+
 enum Failure {
     Llm(LlmError),
     /// The callback panicked on the owner thread; re-raised on the caller's.
@@ -76,6 +82,8 @@ enum Cmd {
     },
     Stream {
         first: Vec<Keyed>,
+        /// `Some` for `serve`: requests keep arriving from it.
+        intake: Option<IntakeCallback>,
         on_done: DoneCallback,
         done: Sender<Result<(), Failure>>,
     },
@@ -182,6 +190,33 @@ impl Session for LlamaSession {
         let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
         self.send(Cmd::Stream {
             first,
+            intake: None,
+            on_done: DoneCallback(ptr),
+            done,
+        })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
+        }
+    }
+
+    fn serve(&mut self, intake: &mut Intake<'_>, on_done: &mut OnDone<'_>) -> Result<(), LlmError> {
+        let first = intake(true);
+        if first.is_empty() {
+            return Ok(());
+        }
+        let (done, rx) = mpsc::channel();
+        let ptr: *mut OnDone<'_> = on_done;
+        // SAFETY: as in `generate_stream`: lifetimes erased only; we wait for the answer.
+        let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
+        let feed: *mut Intake<'_> = intake;
+        // SAFETY: as above.
+        let feed: *mut Intake<'static> = unsafe { std::mem::transmute(feed) };
+        self.send(Cmd::Stream {
+            first,
+            intake: Some(IntakeCallback(feed)),
             on_done: DoneCallback(ptr),
             done,
         })?;
@@ -472,6 +507,7 @@ impl Worker {
                 }
                 Cmd::Stream {
                     first,
+                    intake,
                     on_done,
                     done,
                 } => {
@@ -482,7 +518,18 @@ impl Worker {
                         let f = unsafe { &mut *on_done.0 };
                         catch_unwind(AssertUnwindSafe(|| f(key, g))).map_err(Failure::Panic)
                     };
-                    let r = self.generate_stream(first, &mut report);
+                    let mut feed = intake.map(|i| {
+                        move |wait: bool| -> Result<Vec<Keyed>, Failure> {
+                            // SAFETY: as for `report`.
+                            let f = unsafe { &mut *i.0 };
+                            catch_unwind(AssertUnwindSafe(|| f(wait))).map_err(Failure::Panic)
+                        }
+                    });
+                    let r = self.generate_stream(
+                        first,
+                        feed.as_mut().map(|f| f as &mut stream::Feed<'_>),
+                        &mut report,
+                    );
                     if r.is_err() {
                         tracing::debug!("batched generation failed; clearing the KV cache");
                         self.clear_cache();

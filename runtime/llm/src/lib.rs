@@ -149,6 +149,36 @@ pub struct GenerateRequest {
     /// The request ends with [`FinishReason::Deadline`] at this instant, alone.
     #[serde(skip)]
     pub deadline: Option<std::time::Instant>,
+    /// Receives the text as it is generated, in [`Session::generate_stream`] and
+    /// [`Session::serve`] (where there is no `on_token`); returning `false` cancels the request.
+    #[serde(skip)]
+    pub on_text: Option<TextSink>,
+}
+
+/// Where a request's text goes as it is generated ([`GenerateRequest::on_text`]). It runs on
+/// the session's owner thread, between decode steps, so it must not block: a server forwards
+/// the piece to a channel.
+#[derive(Clone)]
+pub struct TextSink(std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl TextSink {
+    /// A sink calling `f` with each piece; `f` returns `false` to cancel the request.
+    pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(f))
+    }
+}
+
+impl std::fmt::Debug for TextSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TextSink")
+    }
+}
+
+impl PartialEq for TextSink {
+    /// The same sink.
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// A flag one side sets and a running request reads between tokens; clones share the flag.
@@ -191,7 +221,13 @@ impl GenerateRequest {
             ignore_eos: false,
             cancel: None,
             deadline: None,
+            on_text: None,
         }
+    }
+
+    /// Hands `text` to the request's [`TextSink`], if any; `false`: the request is cancelled.
+    pub fn emit(&self, text: &str) -> bool {
+        self.on_text.as_ref().is_none_or(|s| (s.0)(text))
     }
 
     /// Why this request must end now without another token: cancelled, or past its deadline.
@@ -344,6 +380,11 @@ pub type Keyed = (u64, GenerateRequest);
 /// its own error; it returns the follow-ups to run.
 pub type OnDone<'a> = dyn FnMut(u64, Result<Generation, LlmError>) -> Vec<Keyed> + Send + 'a;
 
+/// Where [`Session::serve`] gets its requests. `intake(false)` returns the requests that have
+/// arrived (none, often) without waiting; `intake(true)` is called when the session has nothing
+/// left to do and waits for more: an empty answer ends the serving.
+pub type Intake<'a> = dyn FnMut(bool) -> Vec<Keyed> + Send + 'a;
+
 /// Most requests a session decodes together.
 pub const MAX_SEQUENCES: u32 = 128;
 
@@ -457,6 +498,21 @@ pub trait Session: Send {
     ) -> Result<(), LlmError> {
         one_at_a_time(self, first, on_done)
     }
+    /// Serving: continuous batching as in [`Self::generate_stream`], with requests arriving
+    /// from `intake` while others run; each request's text goes to its
+    /// [`GenerateRequest::on_text`]. A lane keeps its KV cache between requests, so a
+    /// conversation's next turn, landing in the lane that holds its prefix, evaluates only what
+    /// is new. Returns when `intake(true)` answers nothing. The default serves one request at a
+    /// time.
+    fn serve(&mut self, intake: &mut Intake<'_>, on_done: &mut OnDone<'_>) -> Result<(), LlmError> {
+        loop {
+            let first = intake(true);
+            if first.is_empty() {
+                return Ok(());
+            }
+            one_at_a_time(self, first, on_done)?;
+        }
+    }
     /// Applies an adapter at `scale`, or none. The KV cache is keyed by (adapter, scale).
     fn set_adapter(&mut self, adapter: Option<(AdapterHandle, f32)>) -> Result<(), LlmError>;
     /// Forgets the KV cache.
@@ -474,7 +530,7 @@ pub fn one_at_a_time<S: Session + ?Sized>(
 ) -> Result<(), LlmError> {
     let mut queue: std::collections::VecDeque<Keyed> = first.into();
     while let Some((key, req)) = queue.pop_front() {
-        let r = match session.generate(&req, &mut |_| true) {
+        let r = match session.generate(&req, &mut |s| req.emit(s)) {
             Err(e) if !e.is_request_error() => return Err(e),
             r => r,
         };

@@ -56,7 +56,12 @@ pub struct Sampling {
     pub grammar: Option<String>,
     /// Extension: `"base"`, `"active"` or a store adapter id (default: `"active"`).
     pub adapter: Option<String>,
-    /// Extension: requests with one id prefer the session (and KV cache) the last one used.
+    /// Extension (as llama.cpp's server): generate past end-of-generation tokens, up to
+    /// `max_tokens` (benchmarks).
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// Extension: a conversation's id: its chat turns are captured for training (`--capture`)
+    /// until `POST /v1/feedback` closes the episode.
     pub session_id: Option<String>,
 }
 
@@ -164,6 +169,7 @@ impl Sampling {
             ..SamplingParams::default()
         };
         r.grammar = self.grammar()?;
+        r.ignore_eos = self.ignore_eos;
         r.deadline = deadline;
         Ok(r)
     }

@@ -1,7 +1,7 @@
 //! `retroformer serve`'s library: an OpenAI-compatible HTTP server over the runtime's models.
 //!
 //! [`router`] builds the axum router (one module per endpoint under `routes/`), [`Engine`]
-//! holds the served models with their session pools, adapters and queue, and [`serve`] runs
+//! holds the served models with their schedulers (one batched session each) and adapters, and [`serve`] runs
 //! the router on a listener until a shutdown signal, letting requests in flight finish. The
 //! CLI's `serve` subcommand is glue: it loads the models and calls [`serve`].
 
@@ -13,6 +13,7 @@ mod error;
 mod ids;
 mod metrics;
 mod routes;
+mod scheduler;
 mod schema;
 mod server;
 mod tools;

@@ -32,7 +32,8 @@ pub struct Metrics {
     /// Generations that reused a cached prefix of at least one token.
     cache_hits: AtomicU64,
     generations: AtomicU64,
-    /// Requests waiting for a session, and running on one.
+    /// Requests not yet handed to a model's session (set when metrics are read), and requests
+    /// submitted and not yet answered.
     pub queued: AtomicU64,
     pub running: AtomicU64,
 }

@@ -15,19 +15,25 @@ use retroformer_serve::{router, Adapters, Engine, Limits, ServedModel};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-fn engine_with(model: ScriptedModel, limits: Limits) -> Arc<Engine> {
+/// `model` served with `lanes` requests decoded together (the scripted model's session runs
+/// them one at a time; the lanes count toward the queue's bound).
+fn engine_with(model: ScriptedModel, limits: Limits, lanes: u32) -> Arc<Engine> {
+    let options = SessionOptions {
+        sequences: Some(lanes),
+        ..SessionOptions::default()
+    };
     let served = ServedModel::new(
         "tiny",
         Arc::new(model),
         Adapters::new(None, 1.0).unwrap(),
-        SessionOptions::default(),
-        limits.sessions,
-    );
+        options,
+    )
+    .unwrap();
     Arc::new(Engine::new(vec![served], limits))
 }
 
 fn engine(model: ScriptedModel) -> Arc<Engine> {
-    engine_with(model, Limits::default())
+    engine_with(model, Limits::default(), 1)
 }
 
 fn post(path: &str, body: &str) -> Request<Body> {
@@ -170,6 +176,7 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
             max_body_bytes: 1024,
             ..Limits::default()
         },
+        1,
     );
     let cases: Vec<(&str, String, StatusCode, Option<&str>)> = vec![
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"#.into(), StatusCode::BAD_REQUEST, None),
@@ -230,6 +237,7 @@ async fn with_a_key_every_route_but_health_needs_it() {
             api_key: Some("s3cret".into()),
             ..Limits::default()
         },
+        1,
     );
     let (s, v) = call_json(&e, Request::get("/v1/models").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
@@ -266,10 +274,10 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
     let e = engine_with(
         m,
         Limits {
-            sessions: 1,
             max_queue: 1,
             ..Limits::default()
         },
+        1,
     );
     let body = r#"{"model":"tiny","prompt":"x"}"#;
     let spawn =
@@ -279,7 +287,7 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let queued = spawn(e.clone());
-    while e.metrics.queued.load(Ordering::SeqCst) == 0 {
+    while e.models[0].waiting() == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let r = router(e.clone())
@@ -371,8 +379,8 @@ async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
         Arc::new(ScriptedModel::new(["5", "4"])),
         Adapters::new(None, 1.0).unwrap(),
         SessionOptions::default(),
-        1,
-    );
+    )
+    .unwrap();
     let e = Arc::new(
         Engine::new(vec![served], Limits::default())
             .with_capture(retroformer_serve::Capture::new(dir.path()).unwrap()),
@@ -477,8 +485,8 @@ async fn adapters_a_then_b_then_a_on_one_session_give_as_output_both_times() {
         Arc::new(adapter_echo()),
         Adapters::new(Some(store), 1.0).unwrap(),
         SessionOptions::default(),
-        1,
-    );
+    )
+    .unwrap();
     let e = Arc::new(Engine::new(vec![served], Limits::default()));
     assert_eq!(text_of(&e, Some(&a)).await, a);
     assert_eq!(text_of(&e, Some(&b)).await, b);
@@ -521,15 +529,9 @@ async fn a_request_in_flight_keeps_the_adapter_it_started_with_when_another_is_a
         Arc::new(m),
         Adapters::new(Some(store), 1.0).unwrap(),
         SessionOptions::default(),
-        2,
-    );
-    let e = Arc::new(Engine::new(
-        vec![served],
-        Limits {
-            sessions: 2,
-            ..Limits::default()
-        },
-    ));
+    )
+    .unwrap();
+    let e = Arc::new(Engine::new(vec![served], Limits::default()));
     let act = |id: &str, generation: u64| {
         post(
             "/v1/adapters/activate",
@@ -570,10 +572,10 @@ async fn sixty_four_concurrent_clients_each_get_their_own_answer() {
     let e = engine_with(
         m,
         Limits {
-            sessions: 4,
             max_queue: 64,
             ..Limits::default()
         },
+        4,
     );
     let clients: Vec<_> = (0..64)
         .map(|i| {
@@ -597,7 +599,7 @@ async fn sixty_four_concurrent_clients_each_get_their_own_answer() {
         );
     }
     assert_eq!(e.metrics.running.load(Ordering::SeqCst), 0);
-    assert_eq!(e.metrics.queued.load(Ordering::SeqCst), 0);
+    assert_eq!(e.models[0].waiting(), 0);
 }
 
 fn weather_tools() -> Value {

@@ -66,6 +66,9 @@ impl Lane {
 pub type Report<'a> =
     dyn FnMut(u64, Result<Generation, LlmError>) -> Result<Vec<Keyed>, Failure> + 'a;
 
+/// Where `serve` gets more requests (see [`retroformer_llm::Intake`]), or the caller's panic.
+pub type Feed<'a> = dyn FnMut(bool) -> Result<Vec<Keyed>, Failure> + 'a;
+
 /// A request that ended on admission: its key and its result (nothing to generate, or refused).
 type Ended = (u64, Result<Generation, LlmError>);
 
@@ -89,11 +92,13 @@ fn own(e: LlmError) -> Result<LlmError, Failure> {
 }
 
 impl Worker {
-    /// Runs `first` and every follow-up `on_done` returns, as lanes and cells allow.
+    /// Runs `first`, every follow-up `on_done` returns and, when serving, every request `intake`
+    /// brings, as lanes and cells allow.
     // long: the continuous-batching loop: admission, cancellation, lane compaction, prompt chunks or decode steps, twins and sampling share the lanes' state and the context; each phase is commented in place.
     pub(super) fn generate_stream(
         &mut self,
         first: Vec<Keyed>,
+        mut intake: Option<&mut Feed<'_>>,
         on_done: &mut Report<'_>,
     ) -> Result<(), Failure> {
         if first.is_empty() {
@@ -104,8 +109,21 @@ impl Worker {
         if lanes < 2 {
             // One sequence: one request at a time on the ordinary path.
             let mut queue: VecDeque<Keyed> = first.into();
-            while let Some((key, req)) = queue.pop_front() {
-                let r = check_request(&req).and_then(|()| self.generate(&req, &mut |_| true));
+            loop {
+                let Some((key, req)) = queue.pop_front() else {
+                    match intake.as_mut() {
+                        Some(f) => match f(true)? {
+                            more if more.is_empty() => return Ok(()),
+                            more => {
+                                queue.extend(more);
+                                continue;
+                            }
+                        },
+                        None => return Ok(()),
+                    }
+                };
+                let r =
+                    check_request(&req).and_then(|()| self.generate(&req, &mut |s| req.emit(s)));
                 let r = match r {
                     Ok(g) => Ok(g),
                     Err(e) => {
@@ -118,7 +136,6 @@ impl Worker {
                     queue.insert(i, f);
                 }
             }
-            return Ok(());
         }
         let _threads = Resumed::new(self.pool);
         let n_ctx = self.cfg.n_ctx as usize;
@@ -183,6 +200,10 @@ impl Worker {
                 requeue(&mut queue, on_done(key, Err(e))?);
             }
             loop {
+                // When serving, requests that arrived meanwhile join the queue.
+                if let Some(f) = intake.as_mut() {
+                    queue.extend(f(false)?.into_iter().map(|r| (r, None)));
+                }
                 // Admit queued requests into free lanes, oldest first; each goes to the idle
                 // lane whose cache shares most with its prompt.
                 while lanes.iter().any(|l| l.job.is_none()) {
@@ -213,7 +234,15 @@ impl Worker {
                 requeue(&mut queue, interrupt(&mut lanes, on_done)?);
                 if lanes.iter().all(|l| l.job.is_none()) {
                     if queue.is_empty() {
-                        return Ok(());
+                        // Serving: wait for more; the lanes keep their caches meanwhile.
+                        let more = match intake.as_mut() {
+                            Some(f) => f(true)?,
+                            None => Vec::new(),
+                        };
+                        if more.is_empty() {
+                            return Ok(());
+                        }
+                        queue.extend(more.into_iter().map(|r| (r, None)));
                     }
                     continue;
                 }
@@ -222,8 +251,11 @@ impl Worker {
                 // busy lanes move down, so that one decode step stays one graph run.
                 // Not while a twin waits for its source's cells (it names the source's lane);
                 // a twin that has its cells only keeps `twin_of` as a mark.
+                // When serving, an idle lane's cache is a conversation's next prefix: it is
+                // swapped up rather than overwritten (sequence 0 serves as the spare).
                 if !lanes.iter().any(Lane::waiting_twin) {
-                    tally.moves += compact(&mut lanes, mem);
+                    let spare = intake.is_some().then_some(&mut self.cached);
+                    tally.moves += compact(&mut lanes, mem, spare);
                 }
                 // One batch: the prompt chunks of the lanes that have some left, or the next
                 // token of every lane that has one. Kept apart because llama.cpp splits a batch
@@ -358,8 +390,10 @@ impl Worker {
                             Some(FinishReason::EndOfGeneration)
                         } else {
                             j.generated += 1;
-                            j.stream.push(&self.model.token_bytes(token));
-                            if let Some(s) = j.stream.stopped() {
+                            let shown = j.stream.push(&self.model.token_bytes(token));
+                            if !shown.is_empty() && !j.req.emit(shown) {
+                                Some(FinishReason::Cancelled)
+                            } else if let Some(s) = j.stream.stopped() {
                                 Some(FinishReason::Stop(s.to_string()))
                             } else if j.generated >= j.req.max_tokens {
                                 Some(FinishReason::MaxTokens)
@@ -611,8 +645,14 @@ fn groups(batch: &super::Batch) -> usize {
 }
 
 /// Moves busy lanes into free lanes below them (the whole KV stream, then the source's cells
-/// go) until the busy lanes are the lowest ones. Returns how many moved.
-fn compact(lanes: &mut [Lane], mem: sys::llama_memory_t) -> u32 {
+/// go) until the busy lanes are the lowest ones. Returns how many moved. With `spare` (sequence
+/// 0's tokens), a free lane's cache is kept: it moves to the busy lane's place through sequence
+/// 0, which is emptied.
+fn compact(
+    lanes: &mut [Lane],
+    mem: sys::llama_memory_t,
+    mut spare: Option<&mut Vec<Token>>,
+) -> u32 {
     let mut moves = 0;
     loop {
         let Some(free) = lanes.iter().position(|l| l.job.is_none()) else {
@@ -624,14 +664,36 @@ fn compact(lanes: &mut [Lane], mem: sys::llama_memory_t) -> u32 {
         if busy < free {
             return moves;
         }
+        let (f, b) = (lanes[free].seq, lanes[busy].seq);
+        let keep = match spare.as_deref_mut() {
+            Some(zero) if !lanes[free].tokens.is_empty() => {
+                // SAFETY: as below; sequence 0 is this context's too. Its prefix is dropped.
+                unsafe {
+                    sys::llama_memory_seq_rm(mem, 0, -1, -1);
+                    sys::llama_memory_seq_cp(mem, f, 0, -1, -1);
+                }
+                zero.clear();
+                true
+            }
+            _ => false,
+        };
         // SAFETY: mem belongs to the live context; both ids are this context's lanes (below
         // n_seq_max). Across streams llama.cpp copies a whole stream into an emptied one.
         unsafe {
-            sys::llama_memory_seq_rm(mem, lanes[free].seq, -1, -1);
-            sys::llama_memory_seq_cp(mem, lanes[busy].seq, lanes[free].seq, -1, -1);
-            sys::llama_memory_seq_rm(mem, lanes[busy].seq, -1, -1);
+            sys::llama_memory_seq_rm(mem, f, -1, -1);
+            sys::llama_memory_seq_cp(mem, b, f, -1, -1);
+            sys::llama_memory_seq_rm(mem, b, -1, -1);
         }
-        lanes[free].tokens = std::mem::take(&mut lanes[busy].tokens);
+        let moving = std::mem::take(&mut lanes[busy].tokens);
+        let idle = std::mem::replace(&mut lanes[free].tokens, moving);
+        if keep {
+            // SAFETY: as above.
+            unsafe {
+                sys::llama_memory_seq_cp(mem, 0, b, -1, -1);
+                sys::llama_memory_seq_rm(mem, 0, -1, -1);
+            }
+            lanes[busy].tokens = idle;
+        }
         lanes[free].job = lanes[busy].job.take();
         moves += 1;
     }
@@ -640,7 +702,11 @@ fn compact(lanes: &mut [Lane], mem: sys::llama_memory_t) -> u32 {
 fn finished(j: Job, finish: FinishReason) -> Generation {
     let end = ms(j.admitted);
     let first = j.first_ms.unwrap_or(end);
-    let (_, text) = j.stream.finish();
+    let (rest, text) = j.stream.finish();
+    if !rest.is_empty() {
+        // Cancellation is moot here: the request has ended.
+        let _ = j.req.emit(&rest);
+    }
     let reused = j.reused.min(j.prompt.len());
     Generation {
         text,

@@ -94,7 +94,6 @@ impl Plan {
                     Job {
                         request,
                         adapter: adapter.clone(),
-                        session_id: self.sampling.session_id.clone(),
                     },
                 ));
             }
@@ -185,7 +184,7 @@ fn usage(prompt: u64, completion: u64) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
 }
 
-/// Runs the choices one after another and answers them together.
+/// Runs the choices together (they share the model's batch) and answers them together.
 async fn whole(
     engine: AppState,
     model: &Arc<ServedModel>,
@@ -194,8 +193,11 @@ async fn whole(
     capture: Option<Captured>,
 ) -> Result<Response, ApiError> {
     let (mut choices, mut prompt, mut completion) = (Vec::new(), 0u64, 0u64);
-    for (index, job) in jobs {
-        let g = engine.run(model, job, None).await?;
+    let runs = jobs.into_iter().map(|(index, job)| {
+        let engine = &engine;
+        async move { engine.run(model, job, None).await.map(|g| (index, g)) }
+    });
+    for (index, g) in futures_util::future::try_join_all(runs).await? {
         if index == 0 {
             keep(&engine, &capture, &g.text);
         }
@@ -262,7 +264,7 @@ async fn stream_one(
     head: &Head,
     out: &mpsc::Sender<Event>,
 ) -> Option<Result<(u64, u64, String), ApiError>> {
-    let (ptx, mut prx) = mpsc::channel::<String>(64);
+    let (ptx, mut prx) = mpsc::unbounded_channel::<String>();
     let run = engine.run(model, job, Some(ptx));
     tokio::pin!(run);
     let mut first = true;

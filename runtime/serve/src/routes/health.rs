@@ -14,6 +14,11 @@ pub async fn health(State(engine): State<AppState>) -> Json<Value> {
 }
 
 pub async fn metrics(State(engine): State<AppState>) -> impl IntoResponse {
+    let waiting: usize = engine.models.iter().map(|m| m.waiting()).sum();
+    engine
+        .metrics
+        .queued
+        .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
     (
         [(
             header::CONTENT_TYPE,

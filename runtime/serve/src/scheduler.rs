@@ -1,0 +1,258 @@
+//! A served model's scheduler: one thread that owns the model's batched session and feeds it
+//! the requests the routes submit.
+//!
+//! The session decodes up to its `lanes` requests together ([`Session::serve`]: continuous
+//! batching, each lane keeping its KV cache between requests). One llama.cpp context applies
+//! one adapter, so the scheduler serves one adapter at a time: it takes the oldest waiting
+//! request's adapter, feeds the session every waiting request with that adapter, and once a
+//! request with another adapter waits, stops feeding, lets the running ones finish and
+//! switches. A request never runs under an adapter other than the one it resolved when it
+//! started, and the session keys its cache by (adapter, scale), so no cached prefix crosses
+//! adapters.
+
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use retroformer_llm::{
+    GenerateRequest, Generation, Keyed, LanguageModel, LlmError, Session, SessionOptions,
+};
+use tokio::sync::oneshot;
+
+use crate::adapters::Resolved;
+
+/// The cache key of a request's adapter: `None` for the base model.
+type AdapterKey = Option<(u64, u32)>;
+
+/// What a request gets back.
+pub type Reply = Result<Generation, LlmError>;
+
+/// A submitted request, waiting for the scheduler.
+struct Pending {
+    key: u64,
+    adapter: Option<Resolved>,
+    request: GenerateRequest,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Pending {
+    fn adapter_key(&self) -> AdapterKey {
+        self.adapter.as_ref().map(Resolved::key)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Pending>,
+    /// Requests submitted and not yet answered (waiting or in the session).
+    in_flight: usize,
+    next_key: u64,
+    closed: bool,
+}
+
+/// The queue between the routes and the scheduler thread.
+#[derive(Default)]
+struct Queue {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Blocks until a request waits (its adapter), or the queue is closed (`None`; what still
+    /// waits is then answered by [`fail_waiting`]).
+    fn next_adapter(&self) -> Option<Option<Resolved>> {
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return None;
+            }
+            if let Some(p) = s.waiting.front() {
+                return Some(p.adapter.clone());
+            }
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The waiting requests with adapter `key`, moved to `replies`. None while a request with
+    /// another adapter waits (the session drains, then the scheduler switches). With `wait`,
+    /// blocks until there is something to take or to switch to; empty: the serving ends.
+    fn take(
+        &self,
+        key: AdapterKey,
+        wait: bool,
+        replies: &Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    ) -> Vec<Keyed> {
+        let mut s = self.lock();
+        loop {
+            if s.closed || s.waiting.iter().any(|p| p.adapter_key() != key) {
+                return Vec::new();
+            }
+            if !s.waiting.is_empty() || !wait {
+                let mut replies = replies.lock().unwrap_or_else(|e| e.into_inner());
+                return s
+                    .waiting
+                    .drain(..)
+                    .map(|p| {
+                        replies.insert(p.key, p.reply);
+                        (p.key, p.request)
+                    })
+                    .collect();
+            }
+            s = self.changed.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Answers a request and forgets it.
+    fn answer(&self, reply: oneshot::Sender<Reply>, r: Reply) {
+        let _ = reply.send(r);
+        self.lock().in_flight -= 1;
+    }
+}
+
+/// The scheduler of one model: its queue and its thread.
+pub struct Scheduler {
+    queue: Arc<Queue>,
+    lanes: usize,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Scheduler {
+    /// Opens `model`'s session with `options` (its `sequences` are the lanes) and starts the
+    /// thread that runs it.
+    pub fn start(model: Arc<dyn LanguageModel>, options: SessionOptions) -> Result<Self, LlmError> {
+        let session = model.session(&options)?;
+        let lanes = options.sequences.unwrap_or(1).max(1) as usize;
+        let queue = Arc::new(Queue::default());
+        let q = Arc::clone(&queue);
+        let thread = std::thread::Builder::new()
+            .name("serve-scheduler".into())
+            .spawn(move || run(session, &model, &options, &q))
+            .map_err(|e| LlmError::Context(format!("cannot start the scheduler thread: {e}")))?;
+        Ok(Self {
+            queue,
+            lanes,
+            thread: Some(thread),
+        })
+    }
+
+    /// Requests the session decodes together.
+    pub fn lanes(&self) -> usize {
+        self.lanes
+    }
+
+    /// Requests not yet handed to the session.
+    pub fn waiting(&self) -> usize {
+        self.queue.lock().waiting.len()
+    }
+
+    /// Queues `request` under `adapter` unless `in_flight` would pass `limit` (then `Err` with
+    /// the requests ahead). The answer comes on the returned channel.
+    pub fn submit(
+        &self,
+        request: GenerateRequest,
+        adapter: Option<Resolved>,
+        limit: usize,
+    ) -> Result<oneshot::Receiver<Reply>, usize> {
+        let (reply, rx) = oneshot::channel();
+        let mut s = self.queue.lock();
+        if s.in_flight >= limit {
+            return Err(s.waiting.len());
+        }
+        s.in_flight += 1;
+        s.next_key += 1;
+        let key = s.next_key;
+        s.waiting.push_back(Pending {
+            key,
+            adapter,
+            request,
+            reply,
+        });
+        drop(s);
+        self.queue.changed.notify_all();
+        Ok(rx)
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.queue.lock().closed = true;
+        self.queue.changed.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The scheduler thread: serves one adapter's requests at a time until the queue closes.
+fn run(
+    mut session: Box<dyn Session>,
+    model: &Arc<dyn LanguageModel>,
+    options: &SessionOptions,
+    queue: &Queue,
+) {
+    let mut applied: Option<AdapterKey> = None;
+    while let Some(adapter) = queue.next_adapter() {
+        let key = adapter.as_ref().map(Resolved::key);
+        if applied != Some(key) {
+            applied = None;
+            let set = session.set_adapter(adapter.map(|a| (a.handle.clone(), a.scale)));
+            if let Err(e) = set {
+                fail_waiting(queue, key, &e);
+                continue;
+            }
+            applied = Some(key);
+        }
+        let replies = Mutex::new(HashMap::new());
+        let served = catch_unwind(AssertUnwindSafe(|| {
+            session.serve(&mut |wait| queue.take(key, wait, &replies), &mut |k, r| {
+                let reply = replies.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+                if let Some(reply) = reply {
+                    queue.answer(reply, r);
+                }
+                Vec::new()
+            })
+        }));
+        let failure = match served {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "the session panicked".to_string(),
+        };
+        tracing::error!(%failure, "the session failed; answering its requests and reopening it");
+        for (_, reply) in replies.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            queue.answer(reply, Err(LlmError::Context(failure.clone())));
+        }
+        applied = None;
+        match model.session(options) {
+            Ok(s) => session = s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reopen the session; the model stops serving");
+                queue.lock().closed = true;
+                fail_waiting(queue, None, &e);
+                return;
+            }
+        }
+    }
+    fail_waiting(queue, None, &LlmError::SessionGone);
+}
+
+/// Answers the waiting requests with adapter `key` (every one when the queue is closed) with
+/// `e`'s message.
+fn fail_waiting(queue: &Queue, key: AdapterKey, e: &LlmError) {
+    let failed: VecDeque<Pending> = {
+        let mut s = queue.lock();
+        let closed = s.closed;
+        let (out, keep) = std::mem::take(&mut s.waiting)
+            .into_iter()
+            .partition(|p| closed || p.adapter_key() == key);
+        s.waiting = keep;
+        out
+    };
+    for p in failed {
+        queue.answer(p.reply, Err(LlmError::Context(e.to_string())));
+    }
+}
