@@ -334,6 +334,7 @@ pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(
             cancel: None,
             deadline: None,
             on_text: None,
+            kv_file: None,
         },
         &mut |_| true,
     )?;

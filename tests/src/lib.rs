@@ -59,3 +59,5 @@ pub fn opts() -> SessionOptions {
         ..Default::default()
     }
 }
+
+pub mod serve;

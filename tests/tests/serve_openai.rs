@@ -3,13 +3,13 @@
 //! (installed on first use into the model cache's `python/` folder, version pinned), then a
 //! streaming client that goes away mid-generation, then a graceful shutdown.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use retroformer_e2e::{smollm2_path, workspace_bin};
+use retroformer_e2e::serve::{metric, start};
 
 const OPENAI: &str = "openai==3.57.0";
 
@@ -40,65 +40,11 @@ fn openai_site() -> PathBuf {
     dir
 }
 
-/// The server on a free loopback port, and that port.
-fn start_server() -> (Child, u16) {
-    smollm2_path();
-    let mut child = Command::new(workspace_bin("retroformer"))
-        .args([
-            "serve",
-            "--model",
-            "smollm2-135m-instruct",
-            "--no-fetch",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--threads", "1", "--ctx-size", "2048", "--parallel", "2"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("the server exited before serving")
-            .unwrap();
-        if let Some(rest) = line.split("http://127.0.0.1:").nth(1) {
-            break rest.split(' ').next().unwrap().parse().unwrap();
-        }
-    };
-    // Keep reading so that the server never blocks on a full stderr pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, port)
-}
-
-/// A raw HTTP/1.1 exchange: the status line and the rest.
-fn http(port: u16, method: &str, path: &str, body: &str) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn gauge(port: u16, name: &str) -> u64 {
-    let m = http(port, "GET", "/metrics", "");
-    let line = m
-        .lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .unwrap();
-    line.rsplit(' ').next().unwrap().parse().unwrap()
-}
-
 #[test]
 fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_server_stops_cleanly(
 ) {
     let site = openai_site();
-    let (mut server, port) = start_server();
+    let (mut server, port) = start(&["--threads", "1", "--ctx-size", "2048", "--parallel", "2"]);
     let script = retroformer_e2e::data_dir().join("serve/openai_client.py");
     let out = Command::new("python3")
         .arg(&script)
@@ -153,12 +99,12 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
     let mut first = [0u8; 512];
     let n = s.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
-    while gauge(port, "retroformer_running") == 0 {
+    while metric(port, "retroformer_running") == 0 {
         std::thread::sleep(Duration::from_millis(20));
     }
     drop(s);
     let gone = Instant::now();
-    while gauge(port, "retroformer_running") > 0 {
+    while metric(port, "retroformer_running") > 0 {
         assert!(
             gone.elapsed() < Duration::from_secs(5),
             "the generation went on after its client left"

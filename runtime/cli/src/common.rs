@@ -210,6 +210,7 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
         cancel: None,
         deadline: None,
         on_text: None,
+        kv_file: None,
     })
 }
 

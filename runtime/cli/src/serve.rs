@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// writes them here as training samples (`retroformer-train rwr --data`).
     #[arg(long, value_name = "DIR")]
     capture: Option<std::path::PathBuf>,
+    /// Keep each `session_id`'s KV cache here, so that a conversation resumes without
+    /// re-evaluating its prefix after a restart (even after kill -9: it is saved after every
+    /// turn). A file is restored only for the same model file, adapter, KV type and context
+    /// size, and only if its tokens start the new prompt.
+    #[arg(long, value_name = "DIR")]
+    kv_dir: Option<std::path::PathBuf>,
 }
 
 pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
@@ -116,6 +122,33 @@ fn load(profile: &TargetProfile, a: &ServeArgs, name: &str) -> Result<ServedMode
         threads: a.threads,
         sequences: Some(a.parallel),
     };
-    ServedModel::new(name, Arc::from(model), adapters, options)
-        .with_context(|| format!("opening a session of {name}"))
+    let served = ServedModel::new(name, Arc::from(model), adapters, options)
+        .with_context(|| format!("opening a session of {name}"))?;
+    Ok(match &a.kv_dir {
+        None => served,
+        Some(dir) => {
+            let sha = match resolved.manifest.as_ref() {
+                // A named model's file was checked against this hash when it was fetched.
+                Some(m) => m.sha256.clone(),
+                None => retroformer::fetch::sha256_file(&resolved.path, &bar)
+                    .with_context(|| format!("hashing {}", resolved.path.display()))?,
+            };
+            let dir = dir.join(slug(name));
+            std::fs::create_dir_all(&dir).with_context(|| format!("--kv-dir {}", dir.display()))?;
+            served.with_kv_dir(dir, sha)
+        }
+    })
+}
+
+/// A model's name as a folder name.
+fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

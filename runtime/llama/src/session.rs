@@ -22,6 +22,7 @@ use retroformer_llm::{
     LlmError, OnDone, Session, SessionInfo, StopStream, Token,
 };
 
+mod kvfile;
 mod stream;
 
 pub(crate) struct ContextConfig {
@@ -770,6 +771,12 @@ impl Worker {
             self.clear_cache();
             self.cached_key = self.key();
         }
+        if let Some(kv) = &req.kv_file {
+            let best = retroformer_llm::reusable_prefix(&self.cached, &prompt);
+            if let Some(t) = self.restore_seq(0, kv, &prompt, best) {
+                self.cached = t;
+            }
+        }
         let common = retroformer_llm::reusable_prefix(&self.cached, &prompt);
         let reused = self.truncate_cache(common);
 
@@ -815,6 +822,9 @@ impl Worker {
             let _ = emit(&rest);
         }
         let decode_ms = ms(t_decode);
+        if let Some(kv) = req.kv_file.as_ref().filter(|_| !finish.is_interrupted()) {
+            self.save_seq(0, &self.cached, kv);
+        }
         Ok(Generation {
             text,
             finish,

@@ -153,6 +153,22 @@ pub struct GenerateRequest {
     /// [`Session::serve`] (where there is no `on_token`); returning `false` cancels the request.
     #[serde(skip)]
     pub on_text: Option<TextSink>,
+    /// Where this request's KV cache persists across restarts (see [`KvFile`]).
+    #[serde(skip)]
+    pub kv_file: Option<KvFile>,
+}
+
+/// A file that keeps a conversation's KV cache across processes. When a request starts, a
+/// backend that can restores the file's cells if they give more of the prompt than its own
+/// cache does, and only if the file was written for the same `tag`, KV type and context size,
+/// its data is intact (its hash) and its tokens are a prefix of the prompt; otherwise the file
+/// is ignored. When the request ends, its cells are saved there (atomically).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvFile {
+    pub path: std::path::PathBuf,
+    /// What else the cells depend on, which the backend cannot see: the model's and the
+    /// adapter's content hashes and the adapter's scale.
+    pub tag: String,
 }
 
 /// Where a request's text goes as it is generated ([`GenerateRequest::on_text`]). It runs on
@@ -222,6 +238,7 @@ impl GenerateRequest {
             cancel: None,
             deadline: None,
             on_text: None,
+            kv_file: None,
         }
     }
 
@@ -267,6 +284,13 @@ pub enum FinishReason {
     Cancelled,
     /// The request's deadline passed.
     Deadline,
+}
+
+impl FinishReason {
+    /// Cancelled or past its deadline: the request did not end on its own.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Cancelled | Self::Deadline)
+    }
 }
 
 /// Token counts and phase timings of one call.

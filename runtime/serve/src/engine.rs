@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retroformer_llm::{
-    CancelToken, GenerateRequest, Generation, LanguageModel, LlmError, SessionOptions, TextSink,
+    CancelToken, GenerateRequest, Generation, KvFile, LanguageModel, LlmError, SessionOptions,
+    TextSink,
 };
 use tokio::sync::mpsc;
 
@@ -60,6 +61,8 @@ pub struct ServedModel {
     pub model: Arc<dyn LanguageModel>,
     pub adapters: Adapters,
     scheduler: Scheduler,
+    /// Where conversations' KV caches persist (`--kv-dir`), with the model's sha256.
+    kv_dir: Option<(std::path::PathBuf, String)>,
 }
 
 impl ServedModel {
@@ -77,6 +80,27 @@ impl ServedModel {
             model,
             adapters,
             scheduler,
+            kv_dir: None,
+        })
+    }
+
+    /// Keeps each `session_id`'s KV cache in `dir`, valid for the model file with `sha256`.
+    pub fn with_kv_dir(mut self, dir: std::path::PathBuf, sha256: String) -> Self {
+        self.kv_dir = Some((dir, sha256));
+        self
+    }
+
+    /// Where `session_id`'s KV cache persists under `adapter`, when `--kv-dir` is on. The file
+    /// is named by a hash of the id (any string is safe) and tagged with what the cells depend
+    /// on beyond the backend's own checks: the model's and the adapter's content and scale.
+    pub fn kv_file(&self, session_id: &str, adapter: Option<&Resolved>) -> Option<KvFile> {
+        use sha2::{Digest, Sha256};
+        let (dir, model_sha) = self.kv_dir.as_ref()?;
+        let name = hex::encode(&Sha256::digest(session_id.as_bytes())[..16]);
+        let adapter = adapter.map_or("base".to_string(), |a| format!("{}@{}", a.id, a.scale));
+        Some(KvFile {
+            path: dir.join(format!("{name}.kv")),
+            tag: format!("model={model_sha};adapter={adapter}"),
         })
     }
 

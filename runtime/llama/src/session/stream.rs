@@ -157,7 +157,9 @@ impl Worker {
                 Err(e) => refused.push((key, own(e)?)),
             }
         }
-        let shared = match firsts.split_first() {
+        // Serving: no shared prefix on sequence 0; each request starts from its lane's cache
+        // or its saved file, which evaluating the prefix here first would pre-empt.
+        let shared = match firsts.split_first().filter(|_| intake.is_none()) {
             None => 0,
             Some((a, rest)) => rest.iter().fold(a.len() - 1, |s, b| {
                 s.min(common_prefix(a, b)).min(b.len() - 1)
@@ -413,6 +415,9 @@ impl Worker {
                         }
                     };
                     if let Some((j, f)) = finish {
+                        if let Some(kv) = j.req.kv_file.as_ref().filter(|_| !f.is_interrupted()) {
+                            self.save_seq(lanes[i].seq, &lanes[i].tokens, kv);
+                        }
                         let key = j.key;
                         let g = finished(j, f);
                         let mut follow = on_done(key, Ok(g))?.into_iter();
@@ -515,12 +520,22 @@ impl Worker {
         let cap = prompt.len() - 1;
         let from_lane = common_prefix(&lanes[i].tokens, &prompt).min(cap);
         let from_zero = common_prefix(&self.cached, &prompt).min(cap);
+        // A saved conversation (another process's, say) that gives more than the caches.
+        let restored = match (&req.kv_file, twin_of) {
+            (Some(kv), None) => {
+                self.restore_seq(lanes[i].seq, kv, &prompt, from_lane.max(from_zero))
+            }
+            _ => None,
+        };
         let l = &mut lanes[i];
         let reused = if twin_of.is_some() {
             // SAFETY: mem belongs to the live context; the lane is ours.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, -1, -1) };
             l.tokens.clear();
             0
+        } else if let Some(tokens) = restored {
+            l.tokens = tokens;
+            l.tokens.len()
         } else if from_lane >= from_zero {
             // SAFETY: as above; drops the lane's cells from position `from_lane` on.
             unsafe { sys::llama_memory_seq_rm(mem, l.seq, from_lane as i32, -1) };

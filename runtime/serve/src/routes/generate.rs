@@ -85,9 +85,17 @@ impl Plan {
         let adapter = self.adapter().await?;
         for (p, prompt) in self.prompts.iter().enumerate() {
             for i in 0..n {
-                let request = self
-                    .sampling
-                    .request(prompt.clone(), i, &engine.limits, deadline)?;
+                let mut request =
+                    self.sampling
+                        .request(prompt.clone(), i, &engine.limits, deadline)?;
+                if i == 0 {
+                    // The conversation continues from the first choice.
+                    request.kv_file = self
+                        .sampling
+                        .session_id
+                        .as_deref()
+                        .and_then(|id| self.model.kv_file(id, adapter.as_ref()));
+                }
                 let index = p as u32 * n + i;
                 jobs.push((
                     index,
