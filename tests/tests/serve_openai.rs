@@ -127,3 +127,100 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
     };
     assert!(status.success(), "{status}");
 }
+
+/// Kills the server when dropped (a failed assertion included).
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_trains_an_adapter_on()
+{
+    let site = openai_site();
+    let capture = tempfile::tempdir().unwrap();
+    let dir = capture.path().to_str().unwrap();
+    let flags = [
+        "--threads",
+        "1",
+        "--ctx-size",
+        "1024",
+        "--parallel",
+        "2",
+        "--capture",
+        dir,
+    ];
+    let (server, port) = start(&flags);
+    let _server = Killed(server);
+    let out = Command::new("python3")
+        .arg(retroformer_e2e::data_dir().join("serve/agent_loop.py"))
+        .env("PYTHONPATH", &site)
+        .env(
+            "RETROFORMER_BASE_URL",
+            format!("http://127.0.0.1:{port}/v1"),
+        )
+        .env("RETROFORMER_MODEL", "smollm2-135m-instruct")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["episodes"].as_array().unwrap().len(), 2, "{seen}");
+
+    // Every closed episode is a file of samples, one per assistant turn.
+    let mut data = String::new();
+    for (episode, answer) in seen["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(seen["feedback"].as_array().unwrap())
+    {
+        let file = answer["file"].as_str().unwrap();
+        let text = std::fs::read_to_string(file).unwrap();
+        let replies = episode["replies"].as_u64().unwrap();
+        assert_eq!(text.lines().count() as u64, replies, "{file}: {text}");
+        for line in text.lines() {
+            let s: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(s["reward"], episode["return"], "{line}");
+        }
+        data.push_str(&text);
+    }
+    let data_file = capture.path().join("all.jsonl");
+    std::fs::write(&data_file, data).unwrap();
+
+    // The trainer reads them as they are and writes an adapter llama.cpp loads on the base.
+    let adapter = capture.path().join("agent.gguf");
+    let train = Command::new(retroformer_e2e::workspace_bin("retroformer-train"))
+        .args(["rwr", "--base", "smollm2-135m-instruct", "--data"])
+        .arg(&data_file)
+        .args([
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--batch",
+            "1",
+            "--rank",
+            "2",
+            "--max-len",
+            "256",
+        ])
+        .arg("--out")
+        .arg(&adapter)
+        .output()
+        .unwrap();
+    assert!(
+        train.status.success(),
+        "{}",
+        String::from_utf8_lossy(&train.stderr)
+    );
+    use retroformer_llm::LanguageModel;
+    retroformer_e2e::smollm2().load_adapter(&adapter).unwrap();
+}
