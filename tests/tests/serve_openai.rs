@@ -40,15 +40,12 @@ fn openai_site() -> PathBuf {
     dir
 }
 
-#[test]
-fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_server_stops_cleanly(
-) {
-    let site = openai_site();
-    let (mut server, port) = start(&["--threads", "1", "--ctx-size", "2048", "--parallel", "2"]);
-    let script = retroformer_e2e::data_dir().join("serve/openai_client.py");
+/// Runs `tests/data/serve/SCRIPT` with the pinned client against the server on `port`; its
+/// stdout, one JSON object.
+fn run_client(script: &str, port: u16) -> serde_json::Value {
     let out = Command::new("python3")
-        .arg(&script)
-        .env("PYTHONPATH", &site)
+        .arg(retroformer_e2e::data_dir().join("serve").join(script))
+        .env("PYTHONPATH", openai_site())
         .env(
             "RETROFORMER_BASE_URL",
             format!("http://127.0.0.1:{port}/v1"),
@@ -56,13 +53,19 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
         .env("RETROFORMER_MODEL", "smollm2-135m-instruct")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the client failed: {}",
+        "{script} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_server_stops_cleanly(
+) {
+    let (mut server, port) = start(&["--threads", "1", "--ctx-size", "2048", "--parallel", "2"]);
+    let v = run_client("openai_client.py", port);
     assert_eq!(v["models"], serde_json::json!(["smollm2-135m-instruct"]));
     let chat = v["chat"].as_str().unwrap();
     assert!(!chat.trim().is_empty(), "{v}");
@@ -141,7 +144,6 @@ impl Drop for Killed {
 #[test]
 fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_trains_an_adapter_on()
 {
-    let site = openai_site();
     let capture = tempfile::tempdir().unwrap();
     let dir = capture.path().to_str().unwrap();
     let flags = [
@@ -156,22 +158,7 @@ fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_tra
     ];
     let (server, port) = start(&flags);
     let _server = Killed(server);
-    let out = Command::new("python3")
-        .arg(retroformer_e2e::data_dir().join("serve/agent_loop.py"))
-        .env("PYTHONPATH", &site)
-        .env(
-            "RETROFORMER_BASE_URL",
-            format!("http://127.0.0.1:{port}/v1"),
-        )
-        .env("RETROFORMER_MODEL", "smollm2-135m-instruct")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = run_client("agent_loop.py", port);
     assert_eq!(seen["episodes"].as_array().unwrap().len(), 2, "{seen}");
 
     // Every closed episode is a file of samples, one per assistant turn.

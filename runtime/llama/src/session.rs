@@ -133,6 +133,39 @@ impl LlamaSession {
         }
     }
 
+    /// Runs a `Cmd::Stream` on the owner thread and waits for its answer.
+    fn stream(
+        &mut self,
+        first: Vec<Keyed>,
+        intake: Option<&mut Intake<'_>>,
+        on_done: &mut OnDone<'_>,
+    ) -> Result<(), LlmError> {
+        let (done, rx) = mpsc::channel();
+        let ptr: *mut OnDone<'_> = on_done;
+        // SAFETY: erases the borrows' lifetimes only; we wait for the worker's answer below
+        // before returning, and the worker drops the pointers before answering.
+        let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
+        let intake = intake.map(|i| {
+            let feed: *mut Intake<'_> = i;
+            // SAFETY: as above.
+            IntakeCallback(unsafe {
+                std::mem::transmute::<*mut Intake<'_>, *mut Intake<'static>>(feed)
+            })
+        });
+        self.send(Cmd::Stream {
+            first,
+            intake,
+            on_done: DoneCallback(ptr),
+            done,
+        })?;
+        match rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Failure::Llm(e))) => Err(e),
+            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
+            Err(_) => Err(LlmError::SessionGone),
+        }
+    }
+
     fn send(&self, cmd: Cmd) -> Result<(), LlmError> {
         self.tx
             .as_ref()
@@ -184,23 +217,7 @@ impl Session for LlamaSession {
     ) -> Result<(), LlmError> {
         // Each request is checked on the owner thread as it is admitted, so that a bad one is
         // refused alone.
-        let (done, rx) = mpsc::channel();
-        let ptr: *mut OnDone<'_> = on_done;
-        // SAFETY: erases the borrow's lifetime only; we wait for the worker's answer below
-        // before returning, and the worker drops the pointer before answering.
-        let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
-        self.send(Cmd::Stream {
-            first,
-            intake: None,
-            on_done: DoneCallback(ptr),
-            done,
-        })?;
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(Failure::Llm(e))) => Err(e),
-            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
-            Err(_) => Err(LlmError::SessionGone),
-        }
+        self.stream(first, None, on_done)
     }
 
     fn serve(&mut self, intake: &mut Intake<'_>, on_done: &mut OnDone<'_>) -> Result<(), LlmError> {
@@ -208,25 +225,7 @@ impl Session for LlamaSession {
         if first.is_empty() {
             return Ok(());
         }
-        let (done, rx) = mpsc::channel();
-        let ptr: *mut OnDone<'_> = on_done;
-        // SAFETY: as in `generate_stream`: lifetimes erased only; we wait for the answer.
-        let ptr: *mut OnDone<'static> = unsafe { std::mem::transmute(ptr) };
-        let feed: *mut Intake<'_> = intake;
-        // SAFETY: as above.
-        let feed: *mut Intake<'static> = unsafe { std::mem::transmute(feed) };
-        self.send(Cmd::Stream {
-            first,
-            intake: Some(IntakeCallback(feed)),
-            on_done: DoneCallback(ptr),
-            done,
-        })?;
-        match rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(Failure::Llm(e))) => Err(e),
-            Ok(Err(Failure::Panic(p))) => resume_unwind(p),
-            Err(_) => Err(LlmError::SessionGone),
-        }
+        self.stream(first, Some(intake), on_done)
     }
 
     fn generate_batch(&mut self, reqs: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
