@@ -331,29 +331,29 @@ fn streamed(server: &Server, prompt: &str, tg: u32) -> Result<Timed> {
 /// tokens per second over the level's wall time, and every request's timing.
 fn load_level(server: &Server, a: &Args, clients: u32, offset: u32) -> Result<(f64, Vec<Timed>)> {
     let t = Instant::now();
-    let timed: Vec<Timed> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..clients)
-            .map(|c| {
-                s.spawn(move || {
-                    (0..a.requests)
-                        .map(|k| streamed(server, &prompt(offset + c * a.requests + k, a.pp), a.tg))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a client thread panicked"))
-            .collect::<Result<Vec<Vec<_>>>>()
-    })?
-    .into_iter()
-    .flatten()
-    .collect();
+    let timed: Vec<Timed> = in_parallel(clients, |c| {
+        (0..a.requests)
+            .map(|k| streamed(server, &prompt(offset + c * a.requests + k, a.pp), a.tg))
+            .collect()
+    })?;
     let wall = t.elapsed().as_secs_f64();
     let tokens: u64 = timed.iter().map(|x| x.tokens).sum();
     let want = u64::from(clients * a.requests * a.tg);
     anyhow::ensure!(tokens == want, "{tokens} completion tokens, not {want}");
     Ok((tokens as f64 / wall, timed))
+}
+
+/// Runs `f(0..n)` on `n` threads at once; every thread's items, in thread order.
+fn in_parallel<T: Send>(n: u32, f: impl Fn(u32) -> Result<Vec<T>> + Sync) -> Result<Vec<T>> {
+    let f = &f;
+    let per_thread = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n).map(|i| s.spawn(move || f(i))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a client thread panicked"))
+            .collect::<Result<Vec<Vec<T>>>>()
+    })?;
+    Ok(per_thread.into_iter().flatten().collect())
 }
 
 /// A distinct prompt of about `words` words of prose, numbered first.
@@ -367,23 +367,12 @@ fn prompt(i: u32, words: u32) -> String {
     format!("Request {i}. {}", body.join(" "))
 }
 
-/// The agent workload: the prompt-cache hit rate over every turn after each conversation's
-/// first, and the wall time.
+/// The agent workload: the prompt-cache hit rate over every turn (each conversation's first
+/// included, the same for both sides), and the wall time.
 fn agent(server: &Server, a: &Args) -> Result<(f64, f64)> {
     let before = cache_counters(server)?;
     let t = Instant::now();
-    let per_turn: Vec<(u64, u64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.conversations)
-            .map(|c| s.spawn(move || conversation(server, a, c)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a conversation thread panicked"))
-            .collect::<Result<Vec<Vec<_>>>>()
-    })?
-    .into_iter()
-    .flatten()
-    .collect();
+    let per_turn: Vec<(u64, u64)> = in_parallel(a.conversations, |c| conversation(server, a, c))?;
     let wall = t.elapsed().as_secs_f64();
     let (cached, prompt) = match server.side {
         Side::Ours => {
