@@ -70,7 +70,7 @@ pub struct RolloutArgs {
     /// Output folder (rollouts/ID.json; re-running resumes).
     #[arg(long)]
     pub out: PathBuf,
-    /// Problems JSONL (default: ../shared/data/gsm8k/train.jsonl for gsm8k; required for math).
+    /// Problems JSONL (default: the bundled GSM8K train split for gsm8k; required for math).
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Only the first N problems.
