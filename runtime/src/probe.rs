@@ -335,6 +335,7 @@ pub fn child(model: &Path, adapter: Option<&Path>, stdin: impl Read) -> Result<(
             deadline: None,
             on_text: None,
             kv_file: None,
+            logprobs: None,
         },
         &mut |_| true,
     )?;

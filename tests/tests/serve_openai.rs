@@ -91,6 +91,7 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
         )
     );
     assert!(v["tool_arguments"]["city"].is_string(), "{v}");
+    logprobs_are_the_greedy_tokens_and_ids_are_the_models(&v["logprobs"]);
     assert_eq!(v["unknown_model"], 404);
     assert_eq!(v["bad_temperature"], 400);
 
@@ -131,6 +132,77 @@ fn the_official_openai_client_chats_streams_completes_and_gets_errors_then_the_s
     assert!(status.success(), "{status}");
 }
 
+/// The chat's logprobs, as the `openai` client read them: the tokens spell the reply, greedy
+/// picked the most likely of each step, and the ids are the model's own tokenisation of the
+/// templated prompt and of the reply.
+fn logprobs_are_the_greedy_tokens_and_ids_are_the_models(lp: &serde_json::Value) {
+    use retroformer_llm::{ChatMessage, LanguageModel};
+    let content = lp["content"].as_str().unwrap();
+    let tokens: Vec<&str> = lp["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tokens.concat(), content, "{lp}");
+    for (p, top) in lp["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(lp["top"].as_array().unwrap())
+    {
+        let (p, best) = (p.as_f64().unwrap(), top[0].as_f64().unwrap());
+        assert!(p <= 1e-6 && (p - best).abs() < 1e-4, "{lp}");
+        assert!(top[1].as_f64().unwrap() <= best, "{lp}");
+    }
+    let model = retroformer_e2e::smollm2();
+    let ids = |v: &serde_json::Value| -> Vec<i32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_i64().unwrap() as i32)
+            .collect()
+    };
+    let prompt = model
+        .chat_prompt(&[ChatMessage::new("user", "Name three colours.")], true)
+        .unwrap();
+    assert_eq!(
+        ids(&lp["prompt_token_ids"]),
+        model.tokenize(&prompt, true, true).unwrap()
+    );
+    let reply = model.detokenize(&ids(&lp["token_ids"])).unwrap();
+    assert!(reply.starts_with(content), "{reply:?} vs {content:?}");
+}
+
+/// A captured turn's ids: its prompt is the model's tokenisation of the templated
+/// conversation before the reply, its completion decodes to the reply (and maybe an
+/// end-of-turn token), and they are tagged with the served file's hash.
+fn turn_ids_are_what_the_model_saw_and_said(
+    sample: &serde_json::Value,
+    model: &retroformer_llama::LlamaModel,
+    sha: &str,
+) {
+    use retroformer_llm::{ChatMessage, LanguageModel};
+    let t = &sample["tokens"];
+    assert_eq!(t["model_sha256"].as_str(), Some(sha), "{sample}");
+    let messages: Vec<ChatMessage> = serde_json::from_value(sample["messages"].clone()).unwrap();
+    let (reply, before) = messages.split_last().unwrap();
+    let ids: Vec<i32> = serde_json::from_value(t["prompt"].clone()).unwrap();
+    let prompt = model.chat_prompt(before, true).unwrap();
+    assert_eq!(
+        ids,
+        model.tokenize(&prompt, true, true).unwrap(),
+        "{sample}"
+    );
+    let completion: Vec<i32> = serde_json::from_value(t["completion"].clone()).unwrap();
+    let said = model.detokenize(&completion).unwrap();
+    assert!(
+        said.starts_with(&reply.content),
+        "{said:?} vs {:?}",
+        reply.content
+    );
+}
+
 /// Kills the server when dropped (a failed assertion included).
 struct Killed(std::process::Child);
 
@@ -161,7 +233,13 @@ fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_tra
     let seen = run_client("agent_loop.py", port);
     assert_eq!(seen["episodes"].as_array().unwrap().len(), 2, "{seen}");
 
-    // Every closed episode is a file of samples, one per assistant turn.
+    // Every closed episode is a file of samples, one per assistant turn, with its ids.
+    let model = retroformer_e2e::smollm2();
+    let sha = retroformer::fetch::sha256_file(
+        &retroformer_e2e::smollm2_path(),
+        &retroformer::fetch::Silent,
+    )
+    .unwrap();
     let mut data = String::new();
     for (episode, answer) in seen["episodes"]
         .as_array()
@@ -176,6 +254,7 @@ fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_tra
         for line in text.lines() {
             let s: serde_json::Value = serde_json::from_str(line).unwrap();
             assert_eq!(s["reward"], episode["return"], "{line}");
+            turn_ids_are_what_the_model_saw_and_said(&s, &model, &sha);
         }
         data.push_str(&text);
     }
@@ -207,6 +286,10 @@ fn an_unmodified_openai_agent_loops_episodes_become_samples_that_the_trainer_tra
         train.status.success(),
         "{}",
         String::from_utf8_lossy(&train.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&train.stderr).contains("another model"),
+        "the captured ids belong to the base the trainer trains"
     );
     use retroformer_llm::LanguageModel;
     retroformer_e2e::smollm2().load_adapter(&adapter).unwrap();

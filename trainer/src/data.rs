@@ -15,12 +15,14 @@
 //!   chat template applied to every message but the last, with the assistant prefix; the
 //!   response is the rest of the templated conversation (the last assistant turn and its
 //!   end-of-turn marker). The reward is `reward`, else `rating`, else 1. `messages` wins over
-//!   `prompt`, whose text is in the generating model's template.
+//!   `prompt`, whose text is in the generating model's template. A RISE sample that carries
+//!   its turn's token ids (`tokens`, the server's capture) is trained on those ids when they
+//!   belong to the base model ([`keep_ids_of`]): no re-tokenisation.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use retroformer_core::records::{RatingRecord, RiseSample};
+use retroformer_core::records::{RatingRecord, RiseSample, TurnTokens};
 use retroformer_llm::{ChatMessage, LanguageModel};
 use serde::Deserialize;
 
@@ -39,6 +41,8 @@ pub struct Example {
     pub weight: f64,
     /// Parse special-token text in the prompt (chat-templated examples).
     pub parse_special: bool,
+    /// The token ids the model saw and sampled, when the record carries them.
+    pub ids: Option<TurnTokens>,
 }
 
 /// The trainer's own shape: a prompt and the response to learn.
@@ -107,7 +111,9 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
     } else if has("messages") {
         let s: RiseSample =
             serde_json::from_value(v).map_err(|e| parse("RISE sample") + &e.to_string())?;
-        chat(&s.messages, s.reward, s.weight, model)
+        let mut ex = chat(&s.messages, s.reward, s.weight, model)?;
+        ex.ids = s.tokens;
+        Ok(ex)
     } else if has("reflection") {
         if !has("rating") {
             return Err("a rating record needs \"rating\"".into());
@@ -124,6 +130,7 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
             // As the runtime's reflector reads it by default; a chat reflection that reads its
             // template's special tokens (gsm8k-retry) comes with `messages` instead.
             parse_special: false,
+            ids: None,
         })
     } else if has("prompt") && has("response") {
         let g: PromptResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
@@ -133,6 +140,7 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
             reward: g.reward.unwrap_or(1.0),
             weight: g.weight.unwrap_or(1.0),
             parse_special: g.parse_special.unwrap_or(false),
+            ids: None,
         })
     } else {
         Err(EXPECTED.into())
@@ -170,7 +178,21 @@ fn chat(
         reward,
         weight,
         parse_special: true,
+        ids: None,
     })
+}
+
+/// Keeps the token ids of the examples whose ids belong to the model with `sha256` and drops
+/// the others' (they are then tokenised from their text); returns how many were dropped.
+pub fn keep_ids_of(examples: &mut [Example], sha256: &str) -> usize {
+    let mut dropped = 0;
+    for e in examples {
+        if e.ids.as_ref().is_some_and(|t| t.model_sha256 != sha256) {
+            e.ids = None;
+            dropped += 1;
+        }
+    }
+    dropped
 }
 
 /// The examples whose reward is at least `min` (the Retroformer SFT set: reflections whose
@@ -223,13 +245,43 @@ pub fn tokenize(
     model: &dyn LanguageModel,
     max_len: usize,
 ) -> Result<Tokenized, TrainerError> {
+    let (tokens, prompt_len) = match &ex.ids {
+        Some(ids) => captured(ids, model)?,
+        None => from_text(ex, model)?,
+    };
+    Ok(fit(tokens, prompt_len, max_len, ex))
+}
+
+/// A captured turn's ids, checked against the vocabulary (the model decodes them).
+fn captured(
+    ids: &TurnTokens,
+    model: &dyn LanguageModel,
+) -> Result<(Vec<i32>, usize), TrainerError> {
+    let bad = |reason: String| TrainerError::Config {
+        field: "data".into(),
+        reason,
+    };
+    if ids.prompt.is_empty() || ids.completion.is_empty() {
+        return Err(bad(
+            "a captured turn has an empty prompt or completion".into()
+        ));
+    }
+    let tokens = [ids.prompt.as_slice(), ids.completion.as_slice()].concat();
+    model
+        .detokenize(&tokens)
+        .map_err(|e| bad(format!("a captured turn's token ids: {e}")))?;
+    Ok((tokens, ids.prompt.len()))
+}
+
+/// The example's text tokenised: see [`tokenize`].
+fn from_text(ex: &Example, model: &dyn LanguageModel) -> Result<(Vec<i32>, usize), TrainerError> {
     let p = model.tokenize(&ex.prompt, true, ex.parse_special)?;
     let joint = model.tokenize(
         &format!("{}{}", ex.prompt, ex.response),
         true,
         ex.parse_special,
     )?;
-    let mut tokens: Vec<i32> = if joint.starts_with(&p) && joint.len() > p.len() {
+    let tokens: Vec<i32> = if joint.starts_with(&p) && joint.len() > p.len() {
         joint
     } else {
         let mut t = p.clone();
@@ -245,7 +297,11 @@ pub fn tokenize(
             ),
         });
     }
-    let mut prompt_len = p.len();
+    Ok((tokens, p.len()))
+}
+
+/// Fits a sequence into `max_len`: the end of the prompt and as much response as fits.
+fn fit(mut tokens: Vec<i32>, mut prompt_len: usize, max_len: usize, ex: &Example) -> Tokenized {
     if tokens.len() > max_len {
         let max_len = max_len.max(2);
         let resp = (tokens.len() - prompt_len).min(max_len - 1);
@@ -254,12 +310,12 @@ pub fn tokenize(
         tokens = tokens[cut..cut + keep_prompt + resp].to_vec();
         prompt_len = keep_prompt;
     }
-    Ok(Tokenized {
+    Tokenized {
         tokens: tokens.iter().map(|&t| t as u32).collect(),
         prompt_len,
         reward: ex.reward,
         weight: ex.weight,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -316,6 +372,26 @@ mod tests {
         assert_eq!(ex[0].response, "Use +.</assistant>\n");
         assert_eq!(ex[0].reward, 0.5);
         assert!(ex[0].parse_special);
+    }
+
+    #[test]
+    fn a_captured_turn_trains_on_its_own_token_ids_only_under_the_model_they_belong_to() {
+        let line = r#"{"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], "reward": 1.0, "tokens": {"model_sha256": "base", "prompt": [5, 6, 7], "completion": [8, 2]}}"#;
+        let (_d, p) = file(&[line, line]);
+        let model = ScriptedModel::new(Vec::<String>::new());
+        let mut ex = read_examples(&p, &model).unwrap();
+        assert_eq!(keep_ids_of(&mut ex[..1], "base"), 0);
+        assert_eq!(keep_ids_of(&mut ex[1..], "other"), 1);
+        let ids = tokenize(&ex[0], &model, 64).unwrap();
+        assert_eq!((ids.tokens, ids.prompt_len), (vec![5, 6, 7, 8, 2], 3));
+        let text = tokenize(&ex[1], &model, 64).unwrap();
+        assert_ne!(
+            text.tokens,
+            vec![5, 6, 7, 8, 2],
+            "another model's ids are not used"
+        );
+        let cut = tokenize(&ex[0], &model, 3).unwrap();
+        assert_eq!((cut.tokens, cut.prompt_len), (vec![7, 8, 2], 1));
     }
 
     #[test]

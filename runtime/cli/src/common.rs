@@ -211,6 +211,7 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
         deadline: None,
         on_text: None,
         kv_file: None,
+        logprobs: None,
     })
 }
 

@@ -124,18 +124,26 @@ fn load(profile: &TargetProfile, a: &ServeArgs, name: &str) -> Result<ServedMode
     };
     let served = ServedModel::new(name, Arc::from(model), adapters, options)
         .with_context(|| format!("opening a session of {name}"))?;
+    // A named model's file was checked against its hash when it was fetched; a file given by
+    // path is hashed only when something needs the hash.
+    let sha = match resolved.manifest.as_ref() {
+        Some(m) => Some(m.sha256.clone()),
+        None if a.kv_dir.is_some() || a.capture.is_some() => Some(
+            retroformer::fetch::sha256_file(&resolved.path, &bar)
+                .with_context(|| format!("hashing {}", resolved.path.display()))?,
+        ),
+        None => None,
+    };
+    let served = match sha {
+        Some(sha) => served.with_sha256(sha),
+        None => served,
+    };
     Ok(match &a.kv_dir {
         None => served,
         Some(dir) => {
-            let sha = match resolved.manifest.as_ref() {
-                // A named model's file was checked against this hash when it was fetched.
-                Some(m) => m.sha256.clone(),
-                None => retroformer::fetch::sha256_file(&resolved.path, &bar)
-                    .with_context(|| format!("hashing {}", resolved.path.display()))?,
-            };
             let dir = dir.join(slug(name));
             std::fs::create_dir_all(&dir).with_context(|| format!("--kv-dir {}", dir.display()))?;
-            served.with_kv_dir(dir, sha)
+            served.with_kv_dir(dir)
         }
     })
 }

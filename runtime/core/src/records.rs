@@ -166,6 +166,26 @@ pub struct RiseSample {
     /// exp(reward / tau).
     #[serde(default = "one")]
     pub weight: f64,
+    /// The target turn's token ids as the model saw and sampled them (the server's capture):
+    /// a trainer of the same model trains on these rather than on a re-tokenisation of the
+    /// text, which may differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TurnTokens>,
+}
+
+/// A turn's token ids (see [`RiseSample::tokens`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TurnTokens {
+    /// The sha256 of the model file the ids belong to: other models ignore them.
+    pub model_sha256: String,
+    /// The prompt, as the model evaluated it (template, special tokens and BOS included).
+    pub prompt: Vec<i32>,
+    /// Every token sampled, including an end-of-generation token and a stop string's tokens.
+    pub completion: Vec<i32>,
+    /// Each completion token's log-probability under the sampling model's raw distribution,
+    /// when the request asked for logprobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<f32>>,
 }
 
 /// Version of the `retroformer.*` keys in exported adapters.

@@ -19,7 +19,7 @@ use llama_cpp_sys_2 as sys;
 use super::{decode, tokenize, AdapterInner, ModelInner};
 use retroformer_llm::{
     AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Intake, Keyed,
-    LlmError, OnDone, Session, SessionInfo, StopStream, Token,
+    LlmError, OnDone, SampledToken, Session, SessionInfo, StopStream, Token, TokenLogprob,
 };
 
 mod kvfile;
@@ -698,7 +698,7 @@ impl Worker {
         sampler: &mut LlamaSampler,
         req: &GenerateRequest,
         idx: i32,
-    ) -> Result<Token, LlmError> {
+    ) -> Result<SampledToken, LlmError> {
         let n_vocab = self.model.n_vocab as usize;
         // SAFETY: the last decode requested logits for entry `idx`; the pointer covers n_vocab
         // floats and stays valid until the next decode. llama.cpp returns NULL for an entry
@@ -740,7 +740,26 @@ impl Worker {
         sampler
             .try_accept(token)
             .map_err(|e| grammar_err(&format!("the grammar rejected the sampled token ({e})")))?;
-        Ok(token.0)
+        let mut sampled = SampledToken {
+            id: token.0,
+            bytes: self.model.token_bytes(token.0),
+            logprob: None,
+            top: Vec::new(),
+        };
+        if let Some(k) = req.logprobs {
+            // The logits are still the model's own: the sampler worked on a copy.
+            let (logprob, top) = logprobs(logits, token.0, k as usize);
+            sampled.logprob = Some(logprob);
+            sampled.top = top
+                .into_iter()
+                .map(|(id, logprob)| TokenLogprob {
+                    id,
+                    bytes: self.model.token_bytes(id),
+                    logprob,
+                })
+                .collect();
+        }
+        Ok(sampled)
     }
 
     fn generate(
@@ -786,6 +805,7 @@ impl Worker {
         let t_decode = Instant::now();
         let mut stream = StopStream::new(&req.stop);
         let mut generated = 0u32;
+        let mut tokens = Vec::new();
         let finish = loop {
             if generated >= req.max_tokens {
                 break FinishReason::MaxTokens;
@@ -793,13 +813,15 @@ impl Worker {
             if let Some(f) = req.interrupted() {
                 break f;
             }
-            let token = self.sample(&mut sampler, req, -1)?;
+            let sampled = self.sample(&mut sampler, req, -1)?;
+            let token = sampled.id;
+            tokens.push(sampled);
             // SAFETY: vocab is live; token is in range (sampled from the vocabulary).
             if !req.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.model.vocab(), token) } {
                 break FinishReason::EndOfGeneration;
             }
             generated += 1;
-            let shown = stream.push(&self.model.token_bytes(token));
+            let shown = stream.push(&tokens[tokens.len() - 1].bytes);
             if !shown.is_empty() && !emit(shown) {
                 break FinishReason::Cancelled;
             }
@@ -837,8 +859,31 @@ impl Worker {
                 decode_ms,
                 total_ms: ms(t_start),
             },
+            prompt_ids: prompt,
+            tokens,
         })
     }
+}
+
+/// `token`'s log-probability under `logits`' softmax and the `k` most likely tokens with
+/// theirs, most likely first.
+fn logprobs(logits: &[f32], token: Token, k: usize) -> (f32, Vec<(Token, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    let log_z = f64::from(max) + sum.ln();
+    let lp = |l: f32| (f64::from(l) - log_z) as f32;
+    let mut ids: Vec<usize> = (0..logits.len()).collect();
+    let k = k.min(ids.len());
+    if k > 0 && k < ids.len() {
+        ids.select_nth_unstable_by(k - 1, |&a, &b| logits[b].total_cmp(&logits[a]));
+    }
+    ids.truncate(k);
+    ids.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    let top = ids
+        .into_iter()
+        .map(|i| (i as Token, lp(logits[i])))
+        .collect();
+    (lp(logits[token as usize]), top)
 }
 
 /// The length of the common prefix of `a` and `b`.
@@ -853,6 +898,18 @@ fn ms(t: Instant) -> f64 {
 /// What the caller's side checks before a request reaches the owner thread.
 fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
     req.sampling.validate()?;
+    if let Some(k) = req
+        .logprobs
+        .filter(|&k| k > retroformer_llm::MAX_TOP_LOGPROBS)
+    {
+        return Err(LlmError::InvalidParam {
+            field: "logprobs",
+            message: format!(
+                "{k} alternatives asked; at most {}",
+                retroformer_llm::MAX_TOP_LOGPROBS
+            ),
+        });
+    }
     if let Some(g) = &req.grammar {
         check_grammar_depth(g)?;
     }

@@ -40,6 +40,10 @@ pub fn checks() -> Vec<Check> {
             run: deterministic,
         },
         Check {
+            name: "a generation reports its prompt ids and sampled tokens, and greedy picks the most likely",
+            run: sampled_tokens,
+        },
+        Check {
             name: "max_tokens is respected exactly",
             run: max_tokens,
         },
@@ -144,6 +148,73 @@ fn deterministic(b: &Backend<'_>) -> Result<(), String> {
     let y = gen(session(b, 1)?.as_mut(), &req)?;
     ensure(!x.text.trim().is_empty(), || "empty output".into())?;
     ensure(x.text == y.text, || format!("{:?} vs {:?}", x.text, y.text))
+}
+
+fn sampled_tokens(b: &Backend<'_>) -> Result<(), String> {
+    let mut req = GenerateRequest::new(chat(b, "Count from one to ten in words.")?, 12);
+    req.logprobs = Some(3);
+    let plain = GenerateRequest {
+        logprobs: None,
+        ..req.clone()
+    };
+    let mut s = session(b, 2)?;
+    let one = gen(s.as_mut(), &req)?;
+    let batch = s.generate_batch(&[req, plain]).map_err(|e| e.to_string())?;
+    for (g, how) in [(&one, "alone"), (&batch[0], "in a batch")] {
+        ensure(g.prompt_ids.len() as u32 == g.stats.prompt_tokens, || {
+            format!(
+                "{how}: {} prompt ids for {} prompt tokens",
+                g.prompt_ids.len(),
+                g.stats.prompt_tokens
+            )
+        })?;
+        let bytes: Vec<u8> = g.tokens.iter().flat_map(|t| t.bytes.clone()).collect();
+        ensure(bytes.starts_with(g.text.as_bytes()), || {
+            format!(
+                "{how}: the tokens spell {:?}, the text is {:?}",
+                String::from_utf8_lossy(&bytes),
+                g.text
+            )
+        })?;
+        ensure(g.tokens.len() >= g.stats.generated_tokens as usize, || {
+            format!(
+                "{how}: {} tokens for {} generated",
+                g.tokens.len(),
+                g.stats.generated_tokens
+            )
+        })?;
+        for t in &g.tokens {
+            let lp = t
+                .logprob
+                .ok_or_else(|| format!("{how}: token {} has no logprob", t.id))?;
+            let top: Vec<f32> = t.top.iter().map(|x| x.logprob).collect();
+            ensure(lp <= 1e-4 && !top.is_empty() && top.len() <= 3, || {
+                format!(
+                    "{how}: token {}: logprob {lp}, {} alternatives",
+                    t.id,
+                    top.len()
+                )
+            })?;
+            ensure(
+                top.windows(2).all(|w| w[0] >= w[1]) && (top[0] - lp).abs() < 1e-4,
+                || {
+                    format!(
+                        "{how}: greedy token {} has logprob {lp}, alternatives {top:?}",
+                        t.id
+                    )
+                },
+            )?;
+        }
+    }
+    let plain = &batch[1];
+    ensure(
+        plain
+            .tokens
+            .iter()
+            .all(|t| t.logprob.is_none() && t.top.is_empty())
+            && !plain.tokens.is_empty(),
+        || "a request without logprobs got them (or no tokens)".into(),
+    )
 }
 
 fn max_tokens(b: &Backend<'_>) -> Result<(), String> {

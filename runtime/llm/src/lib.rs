@@ -156,6 +156,40 @@ pub struct GenerateRequest {
     /// Where this request's KV cache persists across restarts (see [`KvFile`]).
     #[serde(skip)]
     pub kv_file: Option<KvFile>,
+    /// Report each sampled token's log-probability and this many most likely alternatives
+    /// ([`SampledToken`]); `None`: ids and bytes only.
+    #[serde(default)]
+    pub logprobs: Option<u32>,
+}
+
+/// Most alternatives [`GenerateRequest::logprobs`] may ask for (OpenAI's `top_logprobs` limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// A token and its log-probability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub id: Token,
+    /// The token's text as bytes (a piece of a UTF-8 character is possible).
+    pub bytes: Vec<u8>,
+    /// Natural log of its probability under the model's own distribution at that step: the
+    /// raw logits' softmax, before temperature, top-k/p and grammar (what a trainer needs for
+    /// importance ratios, as vLLM's default `raw_logprobs`).
+    pub logprob: f32,
+}
+
+/// One sampled token (see [`Generation::tokens`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledToken {
+    pub id: Token,
+    /// The token's text as bytes.
+    pub bytes: Vec<u8>,
+    /// Its log-probability ([`TokenLogprob::logprob`]), when the request asked for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprob: Option<f32>,
+    /// The most likely tokens at that step, most likely first ([`GenerateRequest::logprobs`]
+    /// of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<TokenLogprob>,
 }
 
 /// A file that keeps a conversation's KV cache across processes. When a request starts, a
@@ -239,6 +273,7 @@ impl GenerateRequest {
             deadline: None,
             on_text: None,
             kv_file: None,
+            logprobs: None,
         }
     }
 
@@ -343,6 +378,13 @@ pub struct Generation {
     pub finish: FinishReason,
     /// Counts and timings.
     pub stats: GenerationStats,
+    /// The prompt's token ids, as the model saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt_ids: Vec<Token>,
+    /// Every token sampled, in order: including an end-of-generation token and the tokens of
+    /// a stop string, which `text` leaves out, so that a trainer sees exactly what was sampled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<SampledToken>,
 }
 
 /// A loaded LoRA adapter, opaque to callers. Cheap to clone; freed when the last clone (and

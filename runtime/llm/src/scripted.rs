@@ -177,6 +177,33 @@ fn generated(prompt: &str, adapter: Option<(u64, u32)>, n: u32) -> String {
         .collect()
 }
 
+/// The reply as tokens: pieces ending at spaces, each id a hash of its text; a scripted
+/// reply is certain, so each has log-probability 0 and is its own only alternative.
+fn sampled(text: &str, logprobs: Option<u32>) -> Vec<super::SampledToken> {
+    text.split_inclusive(' ')
+        .map(|piece| {
+            let id = piece
+                .bytes()
+                .fold(7 as Token, |h, b| (h * 31 + Token::from(b)) % 50_000);
+            let bytes = piece.as_bytes().to_vec();
+            let top = match logprobs {
+                Some(k) if k > 0 => vec![super::TokenLogprob {
+                    id,
+                    bytes: bytes.clone(),
+                    logprob: 0.0,
+                }],
+                _ => Vec::new(),
+            };
+            super::SampledToken {
+                id,
+                bytes,
+                logprob: logprobs.map(|_| 0.0),
+                top,
+            }
+        })
+        .collect()
+}
+
 impl Session for ScriptedSession {
     fn generate(
         &mut self,
@@ -199,6 +226,8 @@ impl Session for ScriptedSession {
                     evaluated_tokens: words,
                     ..GenerationStats::default()
                 },
+                prompt_ids: Vec::new(),
+                tokens: Vec::new(),
             });
         }
         let (reply, generative, responder) = {
@@ -247,6 +276,8 @@ impl Session for ScriptedSession {
                 generated_tokens: count_tokens(&text) as u32,
                 ..GenerationStats::default()
             },
+            prompt_ids: (0..prompt_words.len() as Token).collect(),
+            tokens: sampled(&text, req.logprobs),
             text,
             finish,
         })

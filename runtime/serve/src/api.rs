@@ -1,6 +1,6 @@
 //! OpenAI's request bodies, as far as this server reads them, and how their sampling fields
 //! become a [`GenerateRequest`]. Fields a client may send that the server does not implement
-//! are refused by name rather than ignored (`logprobs`, `tools`, penalties other than 0).
+//! are refused by name rather than ignored (`echo`, `suffix`, penalties other than 0).
 
 use std::time::Instant;
 
@@ -63,6 +63,9 @@ pub struct Sampling {
     /// Extension: a conversation's id: its chat turns are captured for training (`--capture`)
     /// until `POST /v1/feedback` closes the episode.
     pub session_id: Option<String>,
+    /// Extension (as vLLM's): each choice carries `prompt_token_ids` and `token_ids`.
+    #[serde(default)]
+    pub return_token_ids: bool,
 }
 
 #[derive(Deserialize, Clone, Debug, Default)]
@@ -86,17 +89,6 @@ impl Sampling {
 
     /// Refuses what the server does not implement, by field.
     pub fn check_supported(&self) -> Result<(), ApiError> {
-        if self
-            .logprobs
-            .as_ref()
-            .is_some_and(|v| v != &Value::Bool(false) && !v.is_null())
-            || self.top_logprobs.as_ref().is_some_and(|v| !v.is_null())
-        {
-            return Err(ApiError::unsupported(
-                "logprobs",
-                "logprobs are not supported by this server",
-            ));
-        }
         for (field, v) in [
             ("presence_penalty", self.presence_penalty),
             ("frequency_penalty", self.frequency_penalty),

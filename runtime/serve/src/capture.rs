@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use retroformer_core::records::{RiseSample, FORMAT_VERSION, LOSS_ON_LAST_ASSISTANT};
+use retroformer_core::records::{RiseSample, TurnTokens, FORMAT_VERSION, LOSS_ON_LAST_ASSISTANT};
 use retroformer_llm::ChatMessage;
 
 use crate::error::ApiError;
@@ -17,8 +17,11 @@ const MAX_OPEN: usize = 4096;
 /// Turns one episode keeps at most.
 const MAX_TURNS: usize = 256;
 
-/// Each open episode's turns (a conversation each) by session id, and the ids oldest first.
-type Open = (BTreeMap<String, Vec<Vec<ChatMessage>>>, VecDeque<String>);
+/// One captured turn: the conversation up to the reply, and its token ids when known.
+type Turn = (Vec<ChatMessage>, Option<TurnTokens>);
+
+/// Each open episode's turns by session id, and the ids oldest first.
+type Open = (BTreeMap<String, Vec<Turn>>, VecDeque<String>);
 
 /// Captured episodes, by session id, waiting for their return.
 pub struct Capture {
@@ -36,8 +39,14 @@ impl Capture {
         })
     }
 
-    /// One turn of `session`: the request's messages and the model's reply.
-    pub fn turn(&self, session: &str, mut messages: Vec<ChatMessage>, reply: &str) {
+    /// One turn of `session`: the request's messages, the model's reply and its token ids.
+    pub fn turn(
+        &self,
+        session: &str,
+        mut messages: Vec<ChatMessage>,
+        reply: &str,
+        tokens: Option<TurnTokens>,
+    ) {
         messages.push(ChatMessage::new("assistant", reply));
         let mut guard = self.open.lock().unwrap();
         let (episodes, order) = &mut *guard;
@@ -54,7 +63,7 @@ impl Capture {
         }
         let turns = episodes.entry(session.to_string()).or_default();
         if turns.len() < MAX_TURNS {
-            turns.push(messages);
+            turns.push((messages, tokens));
         }
     }
 
@@ -82,7 +91,7 @@ impl Capture {
         let samples: Vec<RiseSample> = turns
             .into_iter()
             .enumerate()
-            .map(|(turn, messages)| RiseSample {
+            .map(|(turn, (messages, tokens))| RiseSample {
                 format_version: FORMAT_VERSION,
                 problem_id: session.to_string(),
                 turn: turn as u32,
@@ -90,6 +99,7 @@ impl Capture {
                 loss_on: LOSS_ON_LAST_ASSISTANT.to_string(),
                 reward,
                 weight: 1.0,
+                tokens,
             })
             .collect();
         let path = self.dir.join(format!(
@@ -133,7 +143,7 @@ mod tests {
     fn feedback_writes_one_sample_per_turn_with_the_episodes_reward() {
         let dir = tempfile::tempdir().unwrap();
         let c = Capture::new(dir.path()).unwrap();
-        c.turn("../s 1", vec![ChatMessage::new("user", "2+2?")], "5");
+        c.turn("../s 1", vec![ChatMessage::new("user", "2+2?")], "5", None);
         c.turn(
             "../s 1",
             vec![
@@ -142,6 +152,12 @@ mod tests {
                 ChatMessage::new("user", "Wrong."),
             ],
             "4",
+            Some(TurnTokens {
+                model_sha256: "ab".into(),
+                prompt: vec![1, 2, 3],
+                completion: vec![4, 0],
+                logprobs: None,
+            }),
         );
         let (path, n) = c.feedback("../s 1", 1.0).unwrap();
         assert_eq!(n, 2);
@@ -157,6 +173,8 @@ mod tests {
             .collect();
         assert_eq!(lines[1].messages.last().unwrap().content, "4");
         assert_eq!((lines[1].turn, lines[1].reward), (1, 1.0));
+        assert_eq!(lines[0].tokens, None);
+        assert_eq!(lines[1].tokens.as_ref().unwrap().completion, vec![4, 0]);
         assert!(c.feedback("../s 1", 1.0).is_err(), "an episode closes once");
         assert!(c.feedback("other", f64::NAN).is_err());
     }

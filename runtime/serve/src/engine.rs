@@ -12,6 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use retroformer_core::records::TurnTokens;
 use retroformer_llm::{
     CancelToken, GenerateRequest, Generation, KvFile, LanguageModel, LlmError, SessionOptions,
     TextSink,
@@ -61,8 +62,10 @@ pub struct ServedModel {
     pub model: Arc<dyn LanguageModel>,
     pub adapters: Adapters,
     scheduler: Scheduler,
-    /// Where conversations' KV caches persist (`--kv-dir`), with the model's sha256.
-    kv_dir: Option<(std::path::PathBuf, String)>,
+    /// The model file's sha256, when known: it tags saved KV caches and captured token ids.
+    sha256: Option<String>,
+    /// Where conversations' KV caches persist (`--kv-dir`).
+    kv_dir: Option<std::path::PathBuf>,
 }
 
 impl ServedModel {
@@ -80,14 +83,33 @@ impl ServedModel {
             model,
             adapters,
             scheduler,
+            sha256: None,
             kv_dir: None,
         })
     }
 
-    /// Keeps each `session_id`'s KV cache in `dir`, valid for the model file with `sha256`.
-    pub fn with_kv_dir(mut self, dir: std::path::PathBuf, sha256: String) -> Self {
-        self.kv_dir = Some((dir, sha256));
+    /// The model file's sha256: needed by [`Self::with_kv_dir`] and for captured token ids.
+    pub fn with_sha256(mut self, sha256: String) -> Self {
+        self.sha256 = Some(sha256);
         self
+    }
+
+    /// Keeps each `session_id`'s KV cache in `dir` (when the model's sha256 is known).
+    pub fn with_kv_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.kv_dir = Some(dir);
+        self
+    }
+
+    /// `g`'s token ids for a captured turn, when the model's hash is known (ids mean nothing
+    /// without the model they belong to).
+    pub fn turn_tokens(&self, g: &Generation) -> Option<TurnTokens> {
+        let logprobs: Option<Vec<f32>> = g.tokens.iter().map(|t| t.logprob).collect();
+        Some(TurnTokens {
+            model_sha256: self.sha256.clone()?,
+            prompt: g.prompt_ids.clone(),
+            completion: g.tokens.iter().map(|t| t.id).collect(),
+            logprobs: logprobs.filter(|l| !l.is_empty()),
+        })
     }
 
     /// Where `session_id`'s KV cache persists under `adapter`, when `--kv-dir` is on. The file
@@ -95,7 +117,7 @@ impl ServedModel {
     /// on beyond the backend's own checks: the model's and the adapter's content and scale.
     pub fn kv_file(&self, session_id: &str, adapter: Option<&Resolved>) -> Option<KvFile> {
         use sha2::{Digest, Sha256};
-        let (dir, model_sha) = self.kv_dir.as_ref()?;
+        let (dir, model_sha) = (self.kv_dir.as_ref()?, self.sha256.as_ref()?);
         let name = hex::encode(&Sha256::digest(session_id.as_bytes())[..16]);
         let adapter = adapter.map_or("base".to_string(), |a| format!("{}@{}", a.id, a.scale));
         Some(KvFile {

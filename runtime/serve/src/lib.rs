@@ -11,6 +11,7 @@ mod capture;
 mod engine;
 mod error;
 mod ids;
+mod logprobs;
 mod metrics;
 mod routes;
 mod scheduler;

@@ -149,6 +149,48 @@ async fn a_streamed_chat_sends_the_role_then_the_text_then_done() {
 }
 
 #[tokio::test]
+async fn logprobs_and_token_ids_come_back_in_openais_shapes_whole_and_streamed() {
+    let e = engine(ScriptedModel::new(["Hello there", "Hello there", "Hi you"]));
+    let chat = r#"{"model":"tiny","logprobs":true,"top_logprobs":1,"return_token_ids":true,"messages":[{"role":"user","content":"Hi"}]}"#;
+    let (s, v) = call_json(&e, post("/v1/chat/completions", chat)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let choice = &v["choices"][0];
+    let content = choice["logprobs"]["content"].as_array().unwrap();
+    let spelled: String = content
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(spelled, "Hello there");
+    assert_eq!(content[0]["top_logprobs"].as_array().unwrap().len(), 1);
+    assert_eq!(content[0]["bytes"], json!(b"Hello ".to_vec()));
+    assert_eq!(choice["token_ids"].as_array().unwrap().len(), 2);
+    assert!(!choice["prompt_token_ids"].as_array().unwrap().is_empty());
+
+    let streamed = chat.replacen('{', r#"{"stream":true,"#, 1);
+    let (_, text) = call(&e, post("/v1/chat/completions", &streamed)).await;
+    let chunks: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let tokens: usize = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array())
+        .map(Vec::len)
+        .sum();
+    assert_eq!(tokens, 2, "the last chunk carries them: {text}");
+
+    let completion = r#"{"model":"tiny","prompt":"x","logprobs":0}"#;
+    let (s, v) = call_json(&e, post("/v1/completions", completion)).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let lp = &v["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"], json!(["Hi ", "you"]));
+    assert_eq!(lp["text_offset"], json!([0, 3]));
+    assert!(v["choices"][0].get("token_ids").is_none(), "not asked for");
+}
+
+#[tokio::test]
 async fn a_text_completion_takes_a_list_of_prompts_with_n_choices_each() {
     let m = ScriptedModel::generative();
     let e = engine(m.clone());
@@ -186,7 +228,8 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","temperature":5}"#.into(), StatusCode::BAD_REQUEST, Some("temperature")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","n":1000}"#.into(), StatusCode::BAD_REQUEST, Some("n")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","top_p":0}"#.into(), StatusCode::BAD_REQUEST, Some("top_p")),
-        ("/v1/completions", r#"{"model":"tiny","prompt":"x","logprobs":3}"#.into(), StatusCode::BAD_REQUEST, Some("logprobs")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","logprobs":99}"#.into(), StatusCode::BAD_REQUEST, Some("logprobs")),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}"#.into(), StatusCode::BAD_REQUEST, Some("top_logprobs")),
         ("/v1/completions", r#"{"model":"gpt-4","prompt":"x"}"#.into(), StatusCode::NOT_FOUND, Some("model")),
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(), StatusCode::BAD_REQUEST, Some("tools[0].function.name")),
         ("/v1/completions", format!(r#"{{"model":"tiny","prompt":"{}"}}"#, "x".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, None),
@@ -380,7 +423,8 @@ async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
         Adapters::new(None, 1.0).unwrap(),
         SessionOptions::default(),
     )
-    .unwrap();
+    .unwrap()
+    .with_sha256("feed".into());
     let e = Arc::new(
         Engine::new(vec![served], Limits::default())
             .with_capture(retroformer_serve::Capture::new(dir.path()).unwrap()),
@@ -417,6 +461,11 @@ async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
         (last["reward"].as_f64(), last["format_version"].as_u64()),
         (Some(1.0), Some(1))
     );
+    // The streamed turn's token ids, as the model saw them, for a trainer of that model.
+    let ids = &last["tokens"];
+    assert_eq!(ids["model_sha256"], "feed");
+    assert!(ids["prompt"].as_array().unwrap().len() > 3, "{ids}");
+    assert_eq!(ids["completion"].as_array().unwrap().len(), 1, "{ids}");
     let (s, v) = call_json(
         &e,
         post("/v1/feedback", r#"{"session_id":"ep-1","reward":1.0}"#),

@@ -31,6 +31,19 @@ for c in stream:
         usage = c.usage.model_dump()
 out["stream"], out["stream_usage"], out["stream_chunks"] = "".join(pieces), usage, chunks
 
+lp = client.chat.completions.create(
+    model=model, messages=msgs, max_tokens=16, temperature=0, logprobs=True, top_logprobs=2,
+    extra_body={"return_token_ids": True})
+c = lp.choices[0]
+out["logprobs"] = {
+    "content": c.message.content,
+    "tokens": [t.token for t in c.logprobs.content],
+    "logprobs": [t.logprob for t in c.logprobs.content],
+    "top": [[a.logprob for a in t.top_logprobs] for t in c.logprobs.content],
+    "token_ids": c.model_extra["token_ids"],
+    "prompt_token_ids": c.model_extra["prompt_token_ids"],
+}
+
 t = client.completions.create(model=model, prompt="1, 2, 3, 4,", max_tokens=6, temperature=0)
 out["text"] = t.choices[0].text
 

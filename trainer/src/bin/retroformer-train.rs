@@ -10,7 +10,7 @@ use retroformer::fetch::{self, Silent};
 use retroformer_core::records::AdapterProvenance;
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::TargetProfile;
-use retroformer_trainer::data::{read_examples, tokenize, with_min_reward};
+use retroformer_trainer::data::{keep_ids_of, read_examples, tokenize, with_min_reward};
 use retroformer_trainer::export::export;
 use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
@@ -294,7 +294,14 @@ fn run(cmd: Command) -> Result<()> {
     // same tokens.
     let tokenizer = LlamaModel::load(&base_path, LoadOptions::new(TargetProfile::load("cpu")?))
         .with_context(|| format!("loading the tokenizer of {}", base_path.display()))?;
+    let base_sha256 = fetch::sha256_file(&base_path, &Silent)?;
     let mut examples = read_examples(&args.data, &tokenizer)?;
+    let foreign = keep_ids_of(&mut examples, &base_sha256);
+    if foreign > 0 {
+        eprintln!(
+            "{foreign} examples carry token ids of another model: they are tokenised from their text"
+        );
+    }
     if let Some(min) = args.min_reward {
         examples = with_min_reward(examples, min, &args.data)?;
     }
@@ -317,11 +324,15 @@ fn run(cmd: Command) -> Result<()> {
         _ => Vec::new(),
     };
     let heldout = match &args.eval_data {
-        Some(p) => read_examples(p, &tokenizer)?
-            .iter()
-            .map(|e| tokenize(e, &tokenizer, args.max_len))
-            .collect::<Result<Vec<_>, _>>()
-            .with_context(|| format!("--eval-data {}", p.display()))?,
+        Some(p) => {
+            let mut examples = read_examples(p, &tokenizer)?;
+            keep_ids_of(&mut examples, &base_sha256);
+            examples
+        }
+        .iter()
+        .map(|e| tokenize(e, &tokenizer, args.max_len))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--eval-data {}", p.display()))?,
         None => Vec::new(),
     };
     if args.eval_every == 0 {
@@ -343,7 +354,6 @@ fn run(cmd: Command) -> Result<()> {
         base.cfg.embd,
         args.backend
     );
-    let base_sha256 = fetch::sha256_file(&base_path, &Silent)?;
     let data_sha256 = fetch::sha256_file(&args.data, &Silent)?;
     let checkpoint = PathBuf::from(format!("{}.ckpt", args.out.display()));
     let run = Run {

@@ -313,6 +313,7 @@ pub fn to_sample(question: &str, s: &Selected) -> RiseSample {
         loss_on: retroformer_core::records::LOSS_ON_LAST_ASSISTANT.into(),
         reward: f64::from(s.reward),
         weight: 1.0,
+        tokens: None,
     }
 }
 

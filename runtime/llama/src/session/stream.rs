@@ -23,7 +23,8 @@ use llama_cpp_sys_2 as sys;
 use super::{check_request, common_prefix, ms, Failure, Resumed, Worker};
 use crate::{decode, tokenize};
 use retroformer_llm::{
-    FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, StopStream, Token,
+    FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, SampledToken,
+    StopStream, Token,
 };
 
 /// One admitted request.
@@ -39,6 +40,8 @@ struct Job {
     fed: usize,
     next: Option<Token>,
     logits_at: Option<i32>,
+    /// Every token sampled ([`Generation::tokens`]).
+    sampled: Vec<SampledToken>,
     generated: u32,
     reused: usize,
     tokenize_ms: f64,
@@ -379,7 +382,10 @@ impl Worker {
                         let mut j = lanes[i].job.take().expect("lane has a job");
                         j.first_ms.get_or_insert_with(|| ms(j.admitted));
                         let token = match self.sample(&mut j.sampler, &j.req, idx) {
-                            Ok(t) => t,
+                            Ok(t) => {
+                                j.sampled.push(t);
+                                j.sampled[j.sampled.len() - 1].id
+                            }
                             Err(e) => {
                                 let e = own(e)?;
                                 requeue(&mut queue, on_done(j.key, Err(e))?);
@@ -392,7 +398,7 @@ impl Worker {
                             Some(FinishReason::EndOfGeneration)
                         } else {
                             j.generated += 1;
-                            let shown = j.stream.push(&self.model.token_bytes(token));
+                            let shown = j.stream.push(&j.sampled[j.sampled.len() - 1].bytes);
                             if !shown.is_empty() && !j.req.emit(shown) {
                                 Some(FinishReason::Cancelled)
                             } else if let Some(s) = j.stream.stopped() {
@@ -569,6 +575,7 @@ impl Worker {
             twin_of,
             next: None,
             logits_at: None,
+            sampled: Vec::new(),
             generated: 0,
             reused,
             tokenize_ms: ms(t0),
@@ -736,5 +743,7 @@ fn finished(j: Job, finish: FinishReason) -> Generation {
             decode_ms: (end - first).max(0.0),
             total_ms: j.tokenize_ms + end,
         },
+        prompt_ids: j.prompt,
+        tokens: j.sampled,
     }
 }

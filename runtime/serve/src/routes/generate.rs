@@ -13,13 +13,14 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use retroformer_llm::ChatMessage;
+use retroformer_llm::{ChatMessage, Generation};
 
 use crate::adapters::{Resolved, ACTIVE};
 use crate::api::{finish_reason, Sampling};
 use crate::engine::{Job, ServedModel};
 use crate::error::ApiError;
 use crate::ids::{id, now};
+use crate::logprobs::Wanted;
 use crate::tools::Tools;
 
 /// The JSON of one endpoint.
@@ -79,6 +80,7 @@ impl Plan {
     /// Resolves the adapter (once, for every choice) and answers, whole or streamed.
     pub async fn answer(self, engine: AppState) -> Result<Response, ApiError> {
         self.sampling.check_supported()?;
+        let wanted = Wanted::of(&self.sampling, matches!(self.shape, Shape::Chat))?;
         let n = self.sampling.n(&engine.limits)?;
         let deadline = engine.limits.deadline.map(|d| Instant::now() + d);
         let mut jobs = Vec::new();
@@ -88,6 +90,7 @@ impl Plan {
                 let mut request =
                     self.sampling
                         .request(prompt.clone(), i, &engine.limits, deadline)?;
+                request.logprobs = wanted.logprobs;
                 if i == 0 {
                     // The conversation continues from the first choice.
                     request.kv_file = self
@@ -115,6 +118,7 @@ impl Plan {
             model: self.model.name.clone(),
             shape: self.shape,
             tools: self.tools.map(Arc::new),
+            wanted,
         };
         let capture = match (&self.sampling.session_id, self.transcript) {
             (Some(id), Some(messages)) if engine.capture.is_some() => Some((id.clone(), messages)),
@@ -154,6 +158,7 @@ struct Head {
     model: String,
     shape: Shape,
     tools: Option<Arc<Tools>>,
+    wanted: Wanted,
 }
 
 impl Head {
@@ -164,12 +169,22 @@ impl Head {
     }
 
     /// A whole choice: a tool call, or the text.
-    fn choice(&self, index: u32, text: &str, finish: &str) -> Value {
-        match self.call(text) {
+    fn choice(&self, index: u32, g: &Generation) -> Value {
+        let mut choice = match self.call(&g.text) {
             Some(call) => json!({"index": index, "finish_reason": "tool_calls", "logprobs": null,
                 "message": {"role": "assistant", "content": null, "tool_calls": [call]}}),
-            None => self.shape.choice(index, text, Some(finish)),
-        }
+            None => self
+                .shape
+                .choice(index, &g.text, Some(finish_reason(&g.finish))),
+        };
+        self.add_tokens(&mut choice, g);
+        choice
+    }
+
+    /// Adds the logprobs and token ids the request asked for to a choice of `g`.
+    fn add_tokens(&self, choice: &mut Value, g: &Generation) {
+        let chat = matches!(self.shape, Shape::Chat);
+        self.wanted.add(choice, g, &g.text, chat);
     }
 
     fn body(&self, chunk: bool, choices: Vec<Value>) -> Value {
@@ -181,10 +196,11 @@ impl Head {
 /// A session id and the chat's messages, for capture.
 type Captured = (String, Vec<ChatMessage>);
 
-/// Records the first choice's reply as a turn of the captured session.
-fn keep(engine: &AppState, capture: &Option<Captured>, reply: &str) {
+/// Records the first choice's reply (with its token ids when the model's hash is known) as a
+/// turn of the captured session.
+fn keep(engine: &AppState, model: &ServedModel, capture: &Option<Captured>, g: &Generation) {
     if let (Some(c), Some((id, messages))) = (&engine.capture, capture) {
-        c.turn(id, messages.clone(), reply);
+        c.turn(id, messages.clone(), &g.text, model.turn_tokens(g));
     }
 }
 
@@ -207,11 +223,11 @@ async fn whole(
     });
     for (index, g) in futures_util::future::try_join_all(runs).await? {
         if index == 0 {
-            keep(&engine, &capture, &g.text);
+            keep(&engine, model, &capture, &g);
         }
         prompt += u64::from(g.stats.prompt_tokens);
         completion += u64::from(g.stats.generated_tokens);
-        choices.push(head.choice(index, &g.text, finish_reason(&g.finish)));
+        choices.push(head.choice(index, &g));
     }
     let mut body = head.body(false, choices);
     body["usage"] = usage(prompt, completion);
@@ -233,11 +249,11 @@ fn stream(
         let (mut prompt, mut completion) = (0u64, 0u64);
         for (index, job) in jobs {
             match stream_one(&engine, &model, job, index, &head, &out).await {
-                Some(Ok((p, c, text))) => {
-                    prompt += p;
-                    completion += c;
+                Some(Ok(g)) => {
+                    prompt += u64::from(g.stats.prompt_tokens);
+                    completion += u64::from(g.stats.generated_tokens);
                     if index == 0 {
-                        keep(&engine, &capture, &text);
+                        keep(&engine, &model, &capture, &g);
                     }
                 }
                 Some(Err(e)) => {
@@ -262,8 +278,8 @@ fn stream(
     Sse::new(events).keep_alive(KeepAlive::default())
 }
 
-/// Streams one choice; `None` when the client went away, else its token counts and text, or
-/// its error.
+/// Streams one choice; `None` when the client went away, else its generation or its error.
+/// Its last chunk carries the logprobs and token ids the request asked for.
 async fn stream_one(
     engine: &AppState,
     model: &Arc<ServedModel>,
@@ -271,7 +287,7 @@ async fn stream_one(
     index: u32,
     head: &Head,
     out: &mpsc::Sender<Event>,
-) -> Option<Result<(u64, u64, String), ApiError>> {
+) -> Option<Result<Generation, ApiError>> {
     let (ptx, mut prx) = mpsc::unbounded_channel::<String>();
     let run = engine.run(model, job, Some(ptx));
     tokio::pin!(run);
@@ -328,10 +344,11 @@ async fn stream_one(
             finish_reason(&g.finish)
         }
     };
-    out.send(send("", first, Some(finish))).await.ok()?;
-    Some(Ok((
-        u64::from(g.stats.prompt_tokens),
-        u64::from(g.stats.generated_tokens),
-        g.text,
-    )))
+    let mut last = head.shape.delta(index, "", first, Some(finish));
+    head.add_tokens(&mut last, &g);
+    let chunk = head.body(true, vec![last]);
+    out.send(Event::default().data(chunk.to_string()))
+        .await
+        .ok()?;
+    Some(Ok(g))
 }

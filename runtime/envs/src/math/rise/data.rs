@@ -90,6 +90,7 @@ pub fn to_dataset(
                 loss_on: LOSS_ON_LAST_ASSISTANT.into(),
                 reward: f64::from(rewards[t]),
                 weight: (f64::from(rewards[t]) / tau).exp(),
+                tokens: None,
             });
         }
     }
