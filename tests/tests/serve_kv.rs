@@ -49,7 +49,34 @@ fn saved(kv: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-fn kill_9(server: Server) {
+/// Waits until the session's file was written after `since` (the server writes it on a
+/// thread of its own, just after answering) and no write is under way.
+fn written_after(kv: &Path, since: std::time::SystemTime) {
+    let start = std::time::Instant::now();
+    loop {
+        let files = saved(kv);
+        let temp = files
+            .iter()
+            .any(|f| f.extension().is_some_and(|e| e == "tmp"));
+        let fresh = files.iter().any(|f| {
+            f.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= since)
+        });
+        if fresh && !temp {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "no KV file written: {files:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills the server once the turn that started at `since` has its file.
+fn kill_9(server: Server, kv: &Path, since: std::time::SystemTime) {
+    written_after(kv, since);
     drop(server);
 }
 
@@ -62,11 +89,13 @@ fn a_conversation_resumes_from_its_saved_cache_after_kill_9_and_a_file_that_does
         {"role": "user", "content": "You are in the hall. There is a door to the north and a staircase."}
     ]);
     let (server, port) = serve(kv.path(), "1024");
+    let since = std::time::SystemTime::now();
     let first = chat(port, &messages);
+    written_after(kv.path(), since);
     let prompt_tokens = first["usage"]["prompt_tokens"].as_u64().unwrap();
     let files = saved(kv.path());
     assert_eq!(files.len(), 1, "one file per session: {files:?}");
-    kill_9(server);
+    kill_9(server, kv.path(), since);
 
     // A new process: nothing cached but the file.
     let reply = first["choices"][0]["message"]["content"].clone();
@@ -77,22 +106,24 @@ fn a_conversation_resumes_from_its_saved_cache_after_kill_9_and_a_file_that_does
     };
     next(&mut messages, "You go north. You see a kitchen.");
     let (server, port) = serve(kv.path(), "1024");
+    let since = std::time::SystemTime::now();
     chat(port, &messages);
     let reused = metric(port, "retroformer_prompt_cache_reused_tokens_total");
     assert!(
         reused >= prompt_tokens,
         "the second turn reused {reused} tokens; the first turn's prompt had {prompt_tokens}"
     );
-    kill_9(server);
+    kill_9(server, kv.path(), since);
 
     // Another context size: the cells would not fit; the file is ignored (and replaced).
     let (server, port) = serve(kv.path(), "2048");
+    let since = std::time::SystemTime::now();
     chat(port, &messages);
     assert_eq!(
         metric(port, "retroformer_prompt_cache_reused_tokens_total"),
         0
     );
-    kill_9(server);
+    kill_9(server, kv.path(), since);
 
     // A damaged file is refused by its hash before llama.cpp reads it.
     let file = &saved(kv.path())[0];
@@ -101,10 +132,11 @@ fn a_conversation_resumes_from_its_saved_cache_after_kill_9_and_a_file_that_does
     bytes[last] ^= 0xff;
     std::fs::write(file, &bytes).unwrap();
     let (server, port) = serve(kv.path(), "2048");
+    let since = std::time::SystemTime::now();
     chat(port, &messages);
     assert_eq!(
         metric(port, "retroformer_prompt_cache_reused_tokens_total"),
         0
     );
-    kill_9(server);
+    kill_9(server, kv.path(), since);
 }

@@ -361,6 +361,8 @@ struct Worker {
     candidates: Vec<LlamaTokenData>,
     /// Lane moves of this session's streams so far.
     lane_moves: u64,
+    /// Writes `KvFile`s off the decode loop (started by the first save).
+    kv_writer: std::cell::OnceCell<kvfile::KvWriter>,
 }
 
 impl Drop for Worker {
@@ -460,6 +462,7 @@ impl Worker {
             adapter: None,
             candidates: Vec::new(),
             lane_moves: 0,
+            kv_writer: std::cell::OnceCell::new(),
         })
     }
 
