@@ -183,7 +183,7 @@ fn code(text: &str) -> String {
         .join("\n")
 }
 
-const RUNTIME_CRATES: [&str; 11] = [
+const RUNTIME_CRATES: [&str; 12] = [
     "retroformer-core",
     "retroformer-gguf",
     "retroformer-llm",
@@ -194,6 +194,7 @@ const RUNTIME_CRATES: [&str; 11] = [
     "retroformer-envs",
     "retroformer-lab",
     "retroformer-serve",
+    "retroformer-sync",
     "retroformer-cli",
 ];
 
@@ -252,8 +253,10 @@ fn the_device_runtime_stays_lean() {
         "retroformer-benches",
         "retroformer-cli",
         "retroformer-serve",
+        "retroformer-sync",
         "retroformer-trainer",
         "tokio",
+        "async-nats",
         "axum",
         "clap",
         "anyhow",

@@ -18,6 +18,7 @@ mod retro_loop;
 mod rise;
 mod sandbox;
 mod serve;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -95,6 +96,10 @@ enum Command {
     /// An OpenAI-compatible HTTP server (chat and text completions, streaming, per-request
     /// adapters from the store, metrics) on 127.0.0.1:8080.
     Serve(serve::ServeArgs),
+    /// A device in the fleet: uploads finished run records to a NATS JetStream server (an
+    /// outbox on disk while offline), installs the adapters the trainer releases, canaries
+    /// them on held-out tasks, activates or keeps the incumbent, and reports back.
+    Sync(sync::SyncArgs),
     /// Benchmark this machine: per-model speed next to a bare llama.cpp loop, an agent suite,
     /// trainer figures; one versioned JSON report. `bench compare A.json B.json` lines reports up.
     Bench(bench::BenchArgs),
@@ -213,6 +218,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Improve(a) => improve::improve(&profile, &a),
         Command::Data(c) => data::data_cmd(c),
         Command::Serve(a) => serve::serve(&profile, &a),
+        Command::Sync(a) => sync::sync(&profile, &a),
         Command::Targets { json } => models::targets(json),
         Command::ProbeLoad(a) => probe::probe_load(&a),
         Command::Bench(a) => bench::bench(&profile, a),

@@ -1,0 +1,151 @@
+//! `sync`: a device in the fleet (flags, the canary's evaluation and the tokio runtime; the
+//! protocol is `retroformer-sync`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use retroformer_envs::Registry;
+use retroformer_lab::canary::{self, CanaryPlan};
+use retroformer_lab::BackendSource;
+use retroformer_llm::target::TargetProfile;
+use retroformer_sync::device::{Canary, Device, DeviceConfig};
+
+use crate::common::{FetchBar, TaskProgress};
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// The NATS server (with JetStream), e.g. nats://trainer.local:4222 or tls://...
+    #[arg(long)]
+    nats: String,
+    /// A NATS credentials file (user JWT and seed).
+    #[arg(long)]
+    creds: Option<PathBuf>,
+    /// This device's id (letters, digits, '-', '_'): it publishes on its own subjects only.
+    #[arg(long)]
+    device: String,
+    /// A folder of finished record files (`*.jsonl`: rating records, `serve --capture`
+    /// episodes, RISE and `improve` samples) to upload; repeat for several.
+    #[arg(long)]
+    watch: Vec<PathBuf>,
+    /// The base model whose adapters this device receives.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    base: String,
+    /// The outbox (default: the model cache's `sync/DEVICE`).
+    #[arg(long)]
+    outbox: Option<PathBuf>,
+    /// Seconds between rounds of upload and release check.
+    #[arg(long, default_value_t = 30)]
+    every: u64,
+    /// One round, then exit.
+    #[arg(long)]
+    once: bool,
+    /// The canary's environment (held-out tasks on this device).
+    #[arg(long, default_value = "household")]
+    env: String,
+    /// Held-out tasks the canary evaluates.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Leave out the first N tasks.
+    #[arg(long, default_value_t = 0)]
+    skip: usize,
+    /// Trials per task in the canary.
+    #[arg(long, default_value_t = 3)]
+    trials: u32,
+    /// Activate a candidate scoring at least the incumbent's minus this.
+    #[arg(long, default_value_t = 0.0)]
+    margin: f64,
+    /// Threads (default: the target profile's).
+    #[arg(long)]
+    threads: Option<u32>,
+}
+
+/// The canary of `adapters canary` on this device's held-out tasks.
+fn canary_of(profile: &TargetProfile, a: &SyncArgs) -> Canary {
+    let (profile, base, env) = (profile.clone(), a.base.clone(), a.env.clone());
+    let (skip, limit, trials, margin, threads) = (a.skip, a.limit, a.trials, a.margin, a.threads);
+    Box::new(move |_store, id| {
+        let plan = CanaryPlan {
+            candidate: id.to_string(),
+            base: base.clone(),
+            env: env.clone(),
+            actor: None,
+            skip,
+            limit,
+            split: None,
+            trials,
+            max_steps: None,
+            data: None,
+            margin,
+            out: None,
+            first_trial_from: None,
+            parallel: retroformer_envs::DEFAULT_PARALLEL,
+        };
+        let models = BackendSource {
+            profile: profile.clone(),
+            threads,
+            fetch: None,
+        };
+        let mut progress = TaskProgress::new(false);
+        let done = canary::canary(&Registry::builtin(), &plan, &models, &mut progress);
+        progress.finish();
+        done.map(|d| d.report).map_err(|e| e.to_string())
+    })
+}
+
+pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
+    retroformer_sync::names::check_device_id(&a.device)
+        .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    if !a.margin.is_finite() || a.margin < 0.0 {
+        anyhow::bail!("--margin {}: must be a finite number >= 0", a.margin);
+    }
+    let bar = FetchBar::default();
+    let resolved = retroformer::backend::resolve(&a.base, Some(&bar))?;
+    let (store, header) = retroformer::adapters::AdapterStore::for_model(&resolved)
+        .with_context(|| format!("the adapter store of {}", a.base))?;
+    let outbox = match &a.outbox {
+        Some(d) => d.clone(),
+        None => retroformer::manifest::home_dir()
+            .join("sync")
+            .join(&a.device),
+    };
+    let base_path = resolved.path.clone();
+    let cfg = DeviceConfig {
+        id: a.device.clone(),
+        outbox,
+        max_segment: None,
+        watch: a.watch.clone(),
+        store,
+        base: header,
+        base_name: base_path.display().to_string(),
+        proof: Box::new(move |p| retroformer::backend::active().probe_adapter(&base_path, p)),
+    };
+    let mut canary = canary_of(profile, a);
+    let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    rt.block_on(async {
+        let client = retroformer_sync::connect(&a.nats, a.creds.as_deref()).await?;
+        let device = Device::new(client, cfg)?;
+        loop {
+            match device.upload().await {
+                Ok(n) if n > 0 => eprintln!("[retroformer] sync: uploaded {n} segments"),
+                Ok(_) => {}
+                // Offline: the outbox keeps them for the next round.
+                Err(e) => eprintln!("[retroformer] sync: upload paused ({e})"),
+            }
+            match device.follow_release(&mut canary).await {
+                Ok(Some(o)) => eprintln!(
+                    "[retroformer] sync: release {} {}",
+                    o.version,
+                    serde_json::to_string(&o).unwrap_or_default()
+                ),
+                Ok(None) => {}
+                Err(e) => eprintln!("[retroformer] sync: release check failed ({e})"),
+            }
+            if a.once {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_secs(a.every)).await;
+        }
+    })
+}

@@ -1,0 +1,332 @@
+//! The device side: uploads its outbox, and follows its base model's release.
+
+use std::path::{Path, PathBuf};
+
+use async_nats::jetstream;
+use retroformer::adapters::{AdapterStore, CanaryReport};
+use retroformer_gguf::{BasePolicy, GgufFile};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use crate::names::{self, HEADER_DEVICE, HEADER_SOURCE};
+use crate::release::{CanaryOutcome, Release, ReleaseStatus, FORMAT_VERSION};
+use crate::{sha256_hex, Outbox, SyncError};
+
+/// Checks that an adapter file loads on the base (the CLI's load probe, in a child process).
+pub type Proof = Box<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
+/// The canary's evaluation on local held-out tasks: a score, higher is better, for an adapter
+/// file (`None`: the base alone).
+pub type Eval = Box<dyn FnMut(Option<&Path>) -> Result<f64, String> + Send>;
+/// The canary for an installed candidate (its store id): scores it against the active adapter
+/// and activates it only if it is not worse (the adapter store's canary; the CLI runs `adapters
+/// canary`'s evaluation on held-out tasks).
+pub type Canary = Box<dyn FnMut(&AdapterStore, &str) -> Result<CanaryReport, String> + Send>;
+
+/// The store's canary with `eval`, promoting at `margin`.
+pub fn scored(margin: f64, mut eval: Eval) -> Canary {
+    Box::new(move |store: &AdapterStore, id: &str| {
+        store
+            .canary(id, margin, &mut *eval)
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// One device.
+pub struct DeviceConfig {
+    /// Its id: one subject token ([`names::check_device_id`]).
+    pub id: String,
+    /// Where its outbox lives.
+    pub outbox: PathBuf,
+    /// Segments' size at most (default: [`names::MAX_SEGMENT_BYTES`]).
+    pub max_segment: Option<usize>,
+    /// Folders whose `*.jsonl` record files it uploads.
+    pub watch: Vec<PathBuf>,
+    /// The adapter store of its base model, the base's validated header and name.
+    pub store: AdapterStore,
+    pub base: GgufFile,
+    pub base_name: String,
+    pub proof: Proof,
+}
+
+/// The last release this device acted on (in the outbox folder, `device.json`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Followed {
+    format_version: u32,
+    version: u64,
+    status: Option<ReleaseStatus>,
+}
+
+/// A device connected to the fleet.
+pub struct Device {
+    cfg: DeviceConfig,
+    js: jetstream::Context,
+    outbox: Outbox,
+}
+
+impl Device {
+    pub fn new(client: async_nats::Client, cfg: DeviceConfig) -> Result<Self, SyncError> {
+        names::check_device_id(&cfg.id).map_err(SyncError::Nats)?;
+        let mut outbox = Outbox::open(&cfg.outbox)?;
+        if let Some(max) = cfg.max_segment {
+            outbox = outbox.with_max_segment(max);
+        }
+        Ok(Self {
+            cfg,
+            js: jetstream::new(client),
+            outbox,
+        })
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// Takes new record files into the outbox, then publishes every pending segment with its
+    /// sha256 as `Nats-Msg-Id`, removing each once the server acknowledged it. Stops at the
+    /// first failure (offline: the rest wait for the next call). Returns the segments sent.
+    pub async fn upload(&self) -> Result<usize, SyncError> {
+        self.outbox.scan(&self.cfg.watch)?;
+        let subject = names::records_subject(&self.cfg.id);
+        let mut sent = 0;
+        for p in self.outbox.pending()? {
+            let body = std::fs::read(&p.path).map_err(|e| SyncError::io(&p.path, e))?;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, p.sha256.as_str());
+            headers.insert(HEADER_DEVICE, self.cfg.id.as_str());
+            headers.insert(HEADER_SOURCE, p.source.as_str());
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers, body.into())
+                .await
+                .map_err(SyncError::nats)?
+                .await
+                .map_err(SyncError::nats)?;
+            if ack.duplicate {
+                tracing::debug!(segment = %p.sha256, "the server already had this segment");
+            }
+            self.outbox.sent(&p.sha256)?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    fn followed_path(&self) -> PathBuf {
+        self.cfg.outbox.join("device.json")
+    }
+
+    fn followed(&self) -> Followed {
+        std::fs::read(self.followed_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn follow(&self, r: &Release) -> Result<(), SyncError> {
+        let f = Followed {
+            format_version: FORMAT_VERSION,
+            version: r.version,
+            status: Some(r.status),
+        };
+        let p = self.followed_path();
+        let bytes = serde_json::to_vec_pretty(&f).expect("serialises");
+        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+    }
+
+    /// The current release of this device's base, if any.
+    pub async fn release(&self) -> Result<Option<Release>, SyncError> {
+        let kv = match self.js.get_key_value(names::RELEASES_BUCKET).await {
+            Ok(kv) => kv,
+            Err(e) => {
+                tracing::debug!("no releases bucket yet: {e}");
+                return Ok(None);
+            }
+        };
+        let key = names::release_key(self.cfg.store.base_sha256());
+        let Some(bytes) = kv.get(key).await.map_err(SyncError::nats)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| SyncError::Nats(format!("a release that is not a release record: {e}")))
+    }
+
+    /// Acts on the current release if it is new to this device: a candidate is downloaded,
+    /// verified, installed and put through the canary, and the outcome reported; a promoted
+    /// release is activated; a rolled-back one is left if it is active. Returns the canary's
+    /// outcome when one ran.
+    pub async fn follow_release(
+        &self,
+        canary: &mut Canary,
+    ) -> Result<Option<CanaryOutcome>, SyncError> {
+        let Some(r) = self.release().await? else {
+            return Ok(None);
+        };
+        let seen = self.followed();
+        if seen.version > r.version || (seen.version == r.version && seen.status == Some(r.status))
+        {
+            return Ok(None);
+        }
+        let outcome = match r.status {
+            ReleaseStatus::Candidate => Some(self.canary(&r, canary).await?),
+            ReleaseStatus::Promoted => {
+                self.promoted(&r).await?;
+                None
+            }
+            ReleaseStatus::RolledBack => {
+                self.rolled_back(&r)?;
+                None
+            }
+        };
+        if let Some(o) = &outcome {
+            self.report(o).await?;
+        }
+        self.follow(&r)?;
+        Ok(outcome)
+    }
+
+    /// Downloads the release's adapter and checks it: its bytes' sha256, then (by the store's
+    /// install) that it records this base; then that it records the release's data. Returns
+    /// the installed id.
+    async fn fetch_and_install(&self, r: &Release) -> Result<String, String> {
+        if r.base_sha256 != self.cfg.store.base_sha256() {
+            return Err(format!(
+                "the release is for base {}, not this device's",
+                r.base_sha256
+            ));
+        }
+        let os = self
+            .js
+            .get_object_store(names::ADAPTERS_BUCKET)
+            .await
+            .map_err(|e| format!("the adapters object store: {e}"))?;
+        let mut object = os
+            .get(&r.object)
+            .await
+            .map_err(|e| format!("object {}: {e}", r.object))?;
+        let mut bytes = Vec::new();
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|e| format!("reading object {}: {e}", r.object))?;
+        let sha = sha256_hex(&bytes);
+        if sha != r.sha256 {
+            return Err(format!(
+                "the downloaded adapter's sha256 is {sha}, the release says {}",
+                r.sha256
+            ));
+        }
+        let file = self
+            .cfg
+            .outbox
+            .join(format!("download-{}.gguf", &sha[..16]));
+        retroformer_core::fsutil::write_atomic(&file, &bytes).map_err(|e| e.to_string())?;
+        let installed = tokio::task::block_in_place(|| {
+            self.cfg.store.install(
+                &file,
+                &self.cfg.base,
+                &self.cfg.base_name,
+                BasePolicy::Recorded,
+                &*self.cfg.proof,
+            )
+        });
+        let _ = std::fs::remove_file(&file);
+        let m = installed.map_err(|e| e.to_string())?;
+        if m.data_sha256 != r.data_sha256 {
+            return Err(format!(
+                "the adapter records training data {}, the release says {}",
+                m.data_sha256, r.data_sha256
+            ));
+        }
+        Ok(m.id)
+    }
+
+    async fn canary(&self, r: &Release, canary: &mut Canary) -> Result<CanaryOutcome, SyncError> {
+        let mut outcome = CanaryOutcome {
+            format_version: FORMAT_VERSION,
+            device: self.cfg.id.clone(),
+            version: r.version,
+            sha256: r.sha256.clone(),
+            installed: false,
+            promoted: false,
+            candidate_score: None,
+            incumbent_score: None,
+            reason: None,
+        };
+        let id = match self.fetch_and_install(r).await {
+            Ok(id) => id,
+            Err(why) => {
+                tracing::warn!(version = r.version, "refused release: {why}");
+                outcome.reason = Some(why);
+                return Ok(outcome);
+            }
+        };
+        outcome.installed = true;
+        let report = tokio::task::block_in_place(|| canary(&self.cfg.store, &id));
+        match report {
+            Ok(c) => {
+                outcome.promoted = c.promoted;
+                outcome.candidate_score = Some(c.candidate_score);
+                outcome.incumbent_score = Some(c.incumbent_score);
+            }
+            Err(e) => outcome.reason = Some(e),
+        }
+        Ok(outcome)
+    }
+
+    async fn promoted(&self, r: &Release) -> Result<(), SyncError> {
+        if self.active_sha()?.as_deref() == Some(r.sha256.as_str()) {
+            return Ok(());
+        }
+        let installed = self
+            .cfg
+            .store
+            .list()?
+            .into_iter()
+            .find(|m| m.sha256 == r.sha256);
+        let id = match installed {
+            Some(m) => m.id,
+            None => self
+                .fetch_and_install(r)
+                .await
+                .map_err(|reason| SyncError::Release {
+                    version: r.version,
+                    reason,
+                })?,
+        };
+        self.cfg.store.activate(&id)?;
+        Ok(())
+    }
+
+    fn rolled_back(&self, r: &Release) -> Result<(), SyncError> {
+        if self.active_sha()?.as_deref() == Some(r.sha256.as_str()) {
+            match self.cfg.store.rollback() {
+                Ok(_) => {}
+                Err(_) => self.cfg.store.deactivate()?,
+            }
+        }
+        Ok(())
+    }
+
+    fn active_sha(&self) -> Result<Option<String>, SyncError> {
+        Ok(self.cfg.store.active()?.map(|m| m.sha256))
+    }
+
+    async fn report(&self, o: &CanaryOutcome) -> Result<(), SyncError> {
+        let body = serde_json::to_vec(o).expect("serialises");
+        let mut headers = async_nats::HeaderMap::new();
+        let id = format!(
+            "{}-{}-{}",
+            o.device,
+            o.version,
+            &o.sha256[..16.min(o.sha256.len())]
+        );
+        headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
+        self.js
+            .publish_with_headers(names::canary_subject(&self.cfg.id), headers, body.into())
+            .await
+            .map_err(SyncError::nats)?
+            .await
+            .map_err(SyncError::nats)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! A device's outbox on disk: record files cut into segments (see [`crate::segment`]), each
+//! written as `pending/<sha256>.jsonl` before anything is sent and removed only when the
+//! server has acknowledged it. A file is taken once per content (its sha256 is remembered in
+//! `state.json`), so rescanning a folder adds only what is new. Every write is atomic; a
+//! crash between writing segments and the state re-adds the same segments under the same
+//! names, which is harmless.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{names::MAX_SEGMENT_BYTES, segment, sha256_hex, SyncError};
+
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    format_version: u32,
+    /// Each file taken, by path, with the sha256 of its contents when taken.
+    sources: BTreeMap<String, String>,
+    /// Each pending segment's source file, by the segment's sha256.
+    segments: BTreeMap<String, String>,
+}
+
+/// A segment waiting for the server's acknowledgement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pending {
+    pub sha256: String,
+    /// The record file it came from.
+    pub source: String,
+    pub path: PathBuf,
+}
+
+/// The outbox in one folder.
+pub struct Outbox {
+    dir: PathBuf,
+    max_segment: usize,
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, SyncError> {
+        let pending = dir.join("pending");
+        std::fs::create_dir_all(&pending).map_err(|e| SyncError::io(&pending, e))?;
+        let outbox = Self {
+            dir: dir.to_path_buf(),
+            max_segment: MAX_SEGMENT_BYTES,
+        };
+        outbox.state()?;
+        Ok(outbox)
+    }
+
+    /// Segments of at most `bytes` (tests; the default fits NATS's payload limit).
+    pub fn with_max_segment(mut self, bytes: usize) -> Self {
+        self.max_segment = bytes;
+        self
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn state(&self) -> Result<State, SyncError> {
+        let p = self.state_path();
+        match std::fs::read(&p) {
+            Ok(b) => {
+                let s: State = serde_json::from_slice(&b).map_err(|e| SyncError::Record {
+                    path: p.display().to_string(),
+                    line: 0,
+                    reason: e.to_string(),
+                })?;
+                if s.format_version != FORMAT_VERSION {
+                    return Err(SyncError::Record {
+                        path: p.display().to_string(),
+                        line: 0,
+                        reason: format!(
+                            "format_version {} (this build reads {FORMAT_VERSION})",
+                            s.format_version
+                        ),
+                    });
+                }
+                Ok(s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
+                format_version: FORMAT_VERSION,
+                ..State::default()
+            }),
+            Err(e) => Err(SyncError::io(&p, e)),
+        }
+    }
+
+    fn save(&self, s: &State) -> Result<(), SyncError> {
+        let p = self.state_path();
+        let bytes = serde_json::to_vec_pretty(s).expect("state serialises");
+        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+    }
+
+    fn segment_path(&self, sha: &str) -> PathBuf {
+        self.dir.join("pending").join(format!("{sha}.jsonl"))
+    }
+
+    /// Takes `file` unless its current contents were taken before; returns the new segments.
+    pub fn add_file(&self, file: &Path) -> Result<usize, SyncError> {
+        let bytes = std::fs::read(file).map_err(|e| SyncError::io(file, e))?;
+        let key = file.display().to_string();
+        let sha = sha256_hex(&bytes);
+        let mut state = self.state()?;
+        if state.sources.get(&key) == Some(&sha) {
+            return Ok(0);
+        }
+        let segments = segment::cut(&key, &bytes, self.max_segment)?;
+        for seg in &segments {
+            let s = sha256_hex(seg);
+            let p = self.segment_path(&s);
+            retroformer_core::fsutil::write_atomic(&p, seg).map_err(|e| SyncError::io(&p, e))?;
+            state.segments.insert(s, key.clone());
+        }
+        state.sources.insert(key, sha);
+        self.save(&state)?;
+        Ok(segments.len())
+    }
+
+    /// Takes every `*.jsonl` file directly in `dirs` (in name order) that is new or changed;
+    /// a file that cannot be cut is skipped with a warning (and retried next scan). Returns
+    /// the new segments.
+    pub fn scan(&self, dirs: &[PathBuf]) -> Result<usize, SyncError> {
+        let mut n = 0;
+        for d in dirs {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
+                .map_err(|e| SyncError::io(d, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                match self.add_file(&f) {
+                    Ok(k) => n += k,
+                    Err(e @ SyncError::Record { .. }) => tracing::warn!("outbox: skipped {e}"),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// The segments not yet acknowledged, oldest file first.
+    pub fn pending(&self) -> Result<Vec<Pending>, SyncError> {
+        let state = self.state()?;
+        Ok(state
+            .segments
+            .into_iter()
+            .map(|(sha256, source)| Pending {
+                path: self.segment_path(&sha256),
+                sha256,
+                source,
+            })
+            .collect())
+    }
+
+    /// The server acknowledged `sha256`: it leaves the outbox.
+    pub fn sent(&self, sha256: &str) -> Result<(), SyncError> {
+        let mut state = self.state()?;
+        state.segments.remove(sha256);
+        self.save(&state)?;
+        let p = self.segment_path(sha256);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SyncError::io(&p, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_taken_once_per_content_and_leaves_when_acknowledged() {
+        let d = tempfile::tempdir().unwrap();
+        let runs = d.path().join("runs");
+        std::fs::create_dir(&runs).unwrap();
+        let f = runs.join("a.jsonl");
+        std::fs::write(&f, "{\"i\":1}\n{\"i\":2}\n").unwrap();
+        std::fs::write(runs.join("notes.txt"), "not records").unwrap();
+        let o = Outbox::open(&d.path().join("outbox")).unwrap();
+        assert_eq!(o.scan(std::slice::from_ref(&runs)).unwrap(), 1);
+        assert_eq!(o.scan(std::slice::from_ref(&runs)).unwrap(), 0, "unchanged");
+        std::fs::write(&f, "{\"i\":1}\n{\"i\":2}\n{\"i\":3}\n").unwrap();
+        assert_eq!(o.scan(std::slice::from_ref(&runs)).unwrap(), 1, "changed");
+        // A restart: the same folder, the same pending segments.
+        let o = Outbox::open(&d.path().join("outbox")).unwrap();
+        let p = o.pending().unwrap();
+        assert_eq!(p.len(), 2);
+        let body = std::fs::read(&p[0].path).unwrap();
+        assert_eq!(sha256_hex(&body), p[0].sha256);
+        o.sent(&p[0].sha256).unwrap();
+        assert_eq!(o.pending().unwrap(), p[1..].to_vec());
+        assert!(!p[0].path.exists());
+    }
+
+    #[test]
+    fn a_bad_file_is_skipped_and_the_rest_taken() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.jsonl"), "{}\nnot json\n").unwrap();
+        std::fs::write(d.path().join("b.jsonl"), "{\"ok\":true}\n").unwrap();
+        let o = Outbox::open(&d.path().join("outbox")).unwrap();
+        assert_eq!(o.scan(&[d.path().to_path_buf()]).unwrap(), 1);
+    }
+}

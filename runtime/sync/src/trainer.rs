@@ -1,0 +1,391 @@
+//! The trainer side: stores the fleet's record segments once each, trains when enough new
+//! ones arrived, publishes the adapter, and promotes or rolls it back from the canaries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::names::{self, HEADER_DEVICE};
+use crate::release::{CanaryOutcome, Release, ReleaseStatus, FORMAT_VERSION};
+use crate::{sha256_hex, SyncError};
+
+/// What the trainer needs.
+pub struct TrainerConfig {
+    /// Where segments and the trainer's state live.
+    pub dir: PathBuf,
+    /// The base model the fleet runs.
+    pub base_sha256: String,
+    /// Train when at least this many new records (lines) arrived since the last training.
+    pub min_new_records: usize,
+    /// Promote a candidate fleet-wide once this many devices activated it ...
+    pub promote_after: usize,
+    /// ... and roll it back once this many did not (worse, or refused).
+    pub rollback_after: usize,
+    /// How long a delivered segment may stay unacknowledged before the server re-delivers it
+    /// (a trainer that crashed between storing and acknowledging).
+    pub ack_wait: Duration,
+}
+
+/// An adapter trained on the stored records.
+pub struct Trained {
+    pub path: PathBuf,
+    /// The sha256 of its training data, as the adapter records it.
+    pub data_sha256: String,
+}
+
+/// What one [`FleetTrainer::consume`] took.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Consumed {
+    /// Segments delivered (re-deliveries and re-sends included).
+    pub received: usize,
+    /// Segments stored for the first time.
+    pub stored: usize,
+}
+
+/// Trains an adapter on record files (the `improve` / loop training phase).
+pub type Train<'a> = dyn FnMut(&[PathBuf]) -> Result<Trained, String> + Send + 'a;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    format_version: u32,
+    /// Segments already trained on.
+    trained: Vec<String>,
+    /// Canary outcomes of the current release, by device.
+    canaries: BTreeMap<String, CanaryOutcome>,
+}
+
+/// The fleet's trainer.
+pub struct FleetTrainer {
+    cfg: TrainerConfig,
+    js: jetstream::Context,
+    records: consumer::Consumer<consumer::pull::Config>,
+    canaries: consumer::Consumer<consumer::pull::Config>,
+}
+
+impl FleetTrainer {
+    /// Creates (or opens) the streams, consumers and buckets.
+    pub async fn new(client: async_nats::Client, cfg: TrainerConfig) -> Result<Self, SyncError> {
+        let records_dir = cfg.dir.join("records");
+        std::fs::create_dir_all(&records_dir).map_err(|e| SyncError::io(&records_dir, e))?;
+        let js = jetstream::new(client);
+        let records = durable(
+            &js,
+            names::RECORDS_STREAM,
+            &names::records_subject("*"),
+            names::RECORDS_CONSUMER,
+            cfg.ack_wait,
+        )
+        .await?;
+        let canaries = durable(
+            &js,
+            names::CANARY_STREAM,
+            &names::canary_subject("*"),
+            names::CANARY_CONSUMER,
+            cfg.ack_wait,
+        )
+        .await?;
+        releases_bucket(&js).await?;
+        js.create_object_store(jetstream::object_store::Config {
+            bucket: names::ADAPTERS_BUCKET.into(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SyncError::Nats(format!("object store {}: {e}", names::ADAPTERS_BUCKET)))?;
+        Ok(Self {
+            cfg,
+            js,
+            records,
+            canaries,
+        })
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.cfg.dir.join("state.json")
+    }
+
+    fn state(&self) -> State {
+        std::fs::read(self.state_path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(State {
+                format_version: FORMAT_VERSION,
+                ..State::default()
+            })
+    }
+
+    fn save(&self, s: &State) -> Result<(), SyncError> {
+        let p = self.state_path();
+        let bytes = serde_json::to_vec_pretty(s).expect("serialises");
+        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+    }
+
+    /// Where a segment is stored.
+    pub fn segment_path(&self, sha256: &str) -> PathBuf {
+        self.cfg.dir.join("records").join(format!("{sha256}.jsonl"))
+    }
+
+    /// The stored segments, in name order.
+    pub fn stored(&self) -> Result<Vec<PathBuf>, SyncError> {
+        let d = self.cfg.dir.join("records");
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&d)
+            .map_err(|e| SyncError::io(&d, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Takes up to `max` delivered segments, waiting up to `wait`: each is stored under its
+    /// sha256 (once: a re-delivered or re-sent one finds its file) and acknowledged only then.
+    /// A segment whose id is not its sha256 is dropped as corrupt. With `ack` false the
+    /// segments are stored but never acknowledged (a trainer that crashes in between; tests).
+    pub async fn consume(
+        &self,
+        max: usize,
+        wait: Duration,
+        ack: bool,
+    ) -> Result<Consumed, SyncError> {
+        let mut batch = self
+            .records
+            .batch()
+            .max_messages(max)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(SyncError::nats)?;
+        let mut got = Consumed::default();
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(SyncError::nats)?;
+            got.received += 1;
+            let id = m
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+                .map(|v| v.as_str().to_string());
+            let sha = sha256_hex(&m.payload);
+            if id.as_deref() == Some(sha.as_str()) {
+                let p = self.segment_path(&sha);
+                if !p.exists() {
+                    retroformer_core::fsutil::write_atomic(&p, &m.payload)
+                        .map_err(|e| SyncError::io(&p, e))?;
+                    got.stored += 1;
+                }
+            } else {
+                let device = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(HEADER_DEVICE))
+                    .map(|v| v.as_str().to_string());
+                tracing::warn!(?device, ?id, %sha, "dropped a segment whose id is not its sha256");
+            }
+            if ack {
+                m.double_ack().await.map_err(SyncError::nats)?;
+            }
+        }
+        Ok(got)
+    }
+
+    /// Records (lines) stored but not yet trained on, and their segments.
+    pub fn untrained(&self) -> Result<(usize, Vec<PathBuf>), SyncError> {
+        let state = self.state();
+        let mut lines = 0;
+        let mut files = Vec::new();
+        for p in self.stored()? {
+            let sha = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if state.trained.contains(&sha) {
+                continue;
+            }
+            let text = std::fs::read(&p).map_err(|e| SyncError::io(&p, e))?;
+            lines += text
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .count();
+            files.push(p);
+        }
+        Ok((lines, files))
+    }
+
+    /// Trains when enough new records arrived, then publishes the adapter as a candidate.
+    pub async fn maybe_train(&self, train: &mut Train<'_>) -> Result<Option<Release>, SyncError> {
+        let (lines, files) = self.untrained()?;
+        if lines < self.cfg.min_new_records || files.is_empty() {
+            return Ok(None);
+        }
+        let all = self.stored()?;
+        let trained = tokio::task::block_in_place(|| train(&all)).map_err(SyncError::Train)?;
+        let release = self.publish(&trained.path, &trained.data_sha256).await?;
+        let mut state = self.state();
+        state.trained.extend(
+            files
+                .iter()
+                .filter_map(|p| p.file_stem()?.to_str().map(String::from)),
+        );
+        state.canaries.clear();
+        self.save(&state)?;
+        Ok(Some(release))
+    }
+
+    async fn current(&self) -> Result<(jetstream::kv::Store, Option<Release>), SyncError> {
+        let kv = self
+            .js
+            .get_key_value(names::RELEASES_BUCKET)
+            .await
+            .map_err(SyncError::nats)?;
+        let cur = kv
+            .get(names::release_key(&self.cfg.base_sha256))
+            .await
+            .map_err(SyncError::nats)?
+            .and_then(|b| serde_json::from_slice::<Release>(&b).ok());
+        Ok((kv, cur))
+    }
+
+    /// Puts `adapter` in the object store and offers it as the next candidate.
+    pub async fn publish(&self, adapter: &Path, data_sha256: &str) -> Result<Release, SyncError> {
+        let bytes = std::fs::read(adapter).map_err(|e| SyncError::io(adapter, e))?;
+        let sha = sha256_hex(&bytes);
+        let object = format!("{sha}.gguf");
+        let os = self
+            .js
+            .get_object_store(names::ADAPTERS_BUCKET)
+            .await
+            .map_err(SyncError::nats)?;
+        os.put(object.as_str(), &mut bytes.as_slice())
+            .await
+            .map_err(SyncError::nats)?;
+        let (kv, cur) = self.current().await?;
+        let release = Release {
+            format_version: FORMAT_VERSION,
+            version: cur.map_or(1, |c| c.version + 1),
+            status: ReleaseStatus::Candidate,
+            base_sha256: self.cfg.base_sha256.clone(),
+            sha256: sha,
+            data_sha256: data_sha256.to_string(),
+            size: bytes.len() as u64,
+            object,
+        };
+        self.put(&kv, &release).await?;
+        Ok(release)
+    }
+
+    async fn put(&self, kv: &jetstream::kv::Store, r: &Release) -> Result<(), SyncError> {
+        let body = serde_json::to_vec(r).expect("serialises");
+        kv.put(names::release_key(&self.cfg.base_sha256), body.into())
+            .await
+            .map_err(SyncError::nats)?;
+        Ok(())
+    }
+
+    /// Reads the canary reports that arrived (up to `wait`) and, for the current candidate,
+    /// promotes it once `promote_after` devices activated it or rolls it back once
+    /// `rollback_after` did not. Returns the release when its status changed.
+    pub async fn judge(&self, wait: Duration) -> Result<Option<Release>, SyncError> {
+        let mut batch = self
+            .canaries
+            .batch()
+            .max_messages(1000)
+            .expires(wait)
+            .messages()
+            .await
+            .map_err(SyncError::nats)?;
+        let mut state = self.state();
+        let (kv, cur) = self.current().await?;
+        while let Some(m) = batch.next().await {
+            let m = m.map_err(SyncError::nats)?;
+            match serde_json::from_slice::<CanaryOutcome>(&m.payload) {
+                Ok(o)
+                    if cur
+                        .as_ref()
+                        .is_some_and(|c| c.version == o.version && c.sha256 == o.sha256) =>
+                {
+                    // A report comes from the device whose subject it used.
+                    if m.subject.as_str() == names::canary_subject(&o.device) {
+                        state.canaries.insert(o.device.clone(), o);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(subject = %m.subject, "not a canary report: {e}"),
+            }
+            self.save(&state)?;
+            m.double_ack().await.map_err(SyncError::nats)?;
+        }
+        let Some(mut r) = cur.filter(|c| c.status == ReleaseStatus::Candidate) else {
+            return Ok(None);
+        };
+        let passed = state.canaries.values().filter(|o| o.promoted).count();
+        let failed = state.canaries.len() - passed;
+        r.status = if passed >= self.cfg.promote_after {
+            ReleaseStatus::Promoted
+        } else if failed >= self.cfg.rollback_after {
+            ReleaseStatus::RolledBack
+        } else {
+            return Ok(None);
+        };
+        self.put(&kv, &r).await?;
+        Ok(Some(r))
+    }
+}
+
+/// The releases bucket, made as the key-value layout defines it (a stream `KV_<bucket>` on
+/// `$KV.<bucket>.>`, a few values per key, rollups, direct gets): async-nats's own
+/// `create_key_value` first reads the account's info, which it cannot parse from a 2.9 server
+/// (Debian 12's).
+async fn releases_bucket(js: &jetstream::Context) -> Result<(), SyncError> {
+    let bucket = names::RELEASES_BUCKET;
+    js.get_or_create_stream(stream::Config {
+        name: format!("KV_{bucket}"),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 8,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| SyncError::Nats(format!("bucket {bucket}: {e}")))?;
+    Ok(())
+}
+
+/// A work-queue stream on `subjects` with a durable pull consumer `name`.
+async fn durable(
+    js: &jetstream::Context,
+    stream_name: &str,
+    subjects: &str,
+    name: &str,
+    ack_wait: Duration,
+) -> Result<consumer::Consumer<consumer::pull::Config>, SyncError> {
+    let s = js
+        .get_or_create_stream(stream::Config {
+            name: stream_name.into(),
+            subjects: vec![subjects.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: names::DUPLICATE_WINDOW,
+            max_message_size: (names::MAX_SEGMENT_BYTES + 4096) as i32,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| SyncError::Nats(format!("stream {stream_name}: {e}")))?;
+    s.get_or_create_consumer(
+        name,
+        consumer::pull::Config {
+            durable_name: Some(name.into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ack_wait,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| SyncError::Nats(format!("consumer {name} of {stream_name}: {e}")))
+}

@@ -1,0 +1,382 @@
+//! The fleet against a real `nats-server -js` on loopback (`bash .ci/setup` installs Debian's):
+//! simulated devices (tiny adapters on a tiny base, scripted canary scores) upload records,
+//! a trainer stores and trains, devices install; with the server killed and restarted, a
+//! segment sent twice, a trainer that crashes between storing and acknowledging, a device
+//! offline until a release was promoted, and a corrupted object.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use retroformer::adapters::AdapterStore;
+use retroformer_core::records::keys;
+use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
+use retroformer_sync::device::{scored, Canary};
+use retroformer_sync::trainer::Trained;
+use retroformer_sync::{names, Device, DeviceConfig, FleetTrainer, ReleaseStatus, TrainerConfig};
+
+/// A `nats-server -js` on a free loopback port, storing under `dir`; killed when dropped.
+struct Nats {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Nats {
+    fn start(dir: &Path) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::on(dir, port)
+    }
+
+    fn on(dir: &Path, port: u16) -> Self {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is needed (bash .ci/setup installs Debian's)");
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL) and starts it again on the same port and store.
+    fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Self::on(&self.dir.clone(), self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn base_sha() -> String {
+    "ab".repeat(32)
+}
+
+/// A tiny adapter of the tiny base, trained (so it says) on `data_sha256`; `fill` makes each
+/// one different.
+fn adapter(dir: &Path, fill: f32, data_sha256: &str) -> PathBuf {
+    let mut w = GgufWriter::lora_adapter("llama", 4.0);
+    w.kv(keys::BASE_SHA256, base_sha().as_str())
+        .kv(keys::DATA_SHA256, data_sha256)
+        .kv(keys::OBJECTIVE, "sft")
+        .kv(keys::STEP, WriteValue::U64(1))
+        .tensor_f32("blk.0.attn_q.weight.lora_a", &[64, 2], &[fill; 128])
+        .tensor_f32("blk.0.attn_q.weight.lora_b", &[2, 64], &[fill; 128]);
+    let p = dir.join(format!("adapter-{fill}.gguf"));
+    w.write(&p).unwrap();
+    p
+}
+
+fn device(root: &Path, id: &str, client: async_nats::Client) -> Device {
+    let dir = root.join(id);
+    let records = dir.join("runs");
+    std::fs::create_dir_all(&records).unwrap();
+    let base = retroformer_gguf::validate_bytes(&TinyModel::llama().writer().to_bytes()).unwrap();
+    Device::new(
+        client,
+        DeviceConfig {
+            id: id.into(),
+            outbox: dir.join("outbox"),
+            max_segment: Some(300),
+            watch: vec![records],
+            store: AdapterStore::open(&dir.join("store"), &base_sha()).unwrap(),
+            base,
+            base_name: "tiny".into(),
+            proof: Box::new(|_| Ok(())),
+        },
+    )
+    .unwrap()
+}
+
+/// Writes `n` records of device `id` into its watched folder as `name`.
+fn records(root: &Path, id: &str, name: &str, n: usize) {
+    let text: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"device\":\"{id}\",\"file\":\"{name}\",\"i\":{i},\"pad\":\"{}\"}}\n",
+                "x".repeat(40)
+            )
+        })
+        .collect();
+    std::fs::write(root.join(id).join("runs").join(name), text).unwrap();
+}
+
+/// The canary's scores: the base 0.5, an adapter 1.0 when its sha256 is in `good`, else 0.
+fn eval(good: &[&str]) -> Canary {
+    let good: Vec<String> = good.iter().map(|s| s.to_string()).collect();
+    scored(
+        0.0,
+        Box::new(move |a: Option<&Path>| {
+            Ok(match a {
+                None => 0.5,
+                Some(p) => {
+                    let sha = retroformer_sync::sha256_hex(&std::fs::read(p).unwrap());
+                    if good.contains(&sha) {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                }
+            })
+        }),
+    )
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    retroformer_sync::connect(url, None).await.unwrap()
+}
+
+fn lines_in(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+// long: one fleet's story, each stage starting from the state the last one left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good_adapter() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let mut nats = Nats::start(&root.join("nats"));
+    let ids = ["dev-a", "dev-b", "dev-c"];
+    let trainer_cfg = || TrainerConfig {
+        dir: root.join("trainer"),
+        base_sha256: base_sha(),
+        min_new_records: 30,
+        promote_after: 2,
+        rollback_after: 1,
+        ack_wait: Duration::from_secs(1),
+    };
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, trainer_cfg())
+        .await
+        .unwrap();
+    let devices: Vec<Device> = {
+        let mut v = Vec::new();
+        for id in ids {
+            v.push(device(root, id, connect(&nats.url()).await));
+        }
+        v
+    };
+    for id in ids {
+        records(root, id, "run-1.jsonl", 20);
+    }
+    for d in &devices[..2] {
+        assert!(d.upload().await.unwrap() >= 4, "several segments each");
+    }
+
+    // The server dies and comes back (its store kept): what was not acknowledged waits in
+    // the outbox and goes when it is back.
+    records(root, "dev-a", "run-2.jsonl", 10);
+    nats = nats.restart();
+    let mut sent = 0;
+    for _ in 0..100 {
+        match devices[0].upload().await {
+            Ok(n) => {
+                sent += n;
+                if devices[0].outbox().pending().unwrap().is_empty() {
+                    break;
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    assert!(sent > 0 && devices[0].outbox().pending().unwrap().is_empty());
+
+    // The same segment twice: another file with the same records.
+    let a = root.join("dev-a").join("runs");
+    std::fs::copy(a.join("run-2.jsonl"), a.join("run-2-copy.jsonl")).unwrap();
+    assert!(devices[0].upload().await.unwrap() > 0, "re-sent");
+
+    // A trainer that stores and crashes before acknowledging; the next one gets the
+    // segments again after ack_wait and stores none twice.
+    let crashed = trainer
+        .consume(1000, Duration::from_millis(500), false)
+        .await
+        .unwrap();
+    assert!(
+        crashed.stored > 0 && crashed.stored == crashed.received,
+        "{crashed:?}"
+    );
+    drop(trainer);
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, trainer_cfg())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let (mut received, mut stored) = (0, 0);
+    for _ in 0..5 {
+        let got = trainer
+            .consume(1000, Duration::from_millis(500), true)
+            .await
+            .unwrap();
+        received += got.received;
+        stored += got.stored;
+    }
+    assert!(received >= crashed.received, "re-delivered: {received}");
+    assert_eq!(stored, 0, "every re-delivered segment was already stored");
+
+    // The third device uploads late; then every record is stored exactly once.
+    devices[2].upload().await.unwrap();
+    for _ in 0..3 {
+        trainer
+            .consume(1000, Duration::from_millis(300), true)
+            .await
+            .unwrap();
+    }
+    let stored = lines_in(&trainer.stored().unwrap());
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(stored.len(), unique.len(), "no record stored twice");
+    assert_eq!(stored.len(), 20 * 3 + 10, "every record stored");
+
+    // Training: an adapter that says which data it saw; devices a and b run the canary.
+    let dir = root.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut fill = 1.0;
+    let mut train = |files: &[PathBuf]| -> Result<Trained, String> {
+        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
+        fill += 1.0;
+        Ok(Trained {
+            path: adapter(&dir, fill, &data),
+            data_sha256: data,
+        })
+    };
+    let v1 = trainer
+        .maybe_train(&mut train)
+        .await
+        .unwrap()
+        .expect("enough new records");
+    assert!(
+        trainer.maybe_train(&mut train).await.unwrap().is_none(),
+        "nothing new"
+    );
+    for d in &devices[..2] {
+        let o = d
+            .follow_release(&mut eval(&[&v1.sha256]))
+            .await
+            .unwrap()
+            .expect("a canary ran");
+        assert!(o.installed && o.promoted, "{o:?}");
+    }
+    let judged = trainer
+        .judge(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .expect("judged");
+    assert_eq!(judged.status, ReleaseStatus::Promoted);
+    // The device that was away gets the promoted release without a canary of its own.
+    for d in &devices {
+        assert!(d.follow_release(&mut eval(&[])).await.unwrap().is_none());
+    }
+    let active = |id: &str| {
+        AdapterStore::open(&root.join(id).join("store"), &base_sha())
+            .unwrap()
+            .active()
+            .unwrap()
+            .map(|m| m.sha256)
+    };
+    for id in ids {
+        assert_eq!(active(id).as_deref(), Some(v1.sha256.as_str()), "{id}");
+    }
+
+    // A corrupted object: devices refuse it by its digest; the trainer rolls it back; every
+    // device stays on the good one.
+    records(root, "dev-b", "run-3.jsonl", 40);
+    devices[1].upload().await.unwrap();
+    trainer
+        .consume(1000, Duration::from_millis(300), true)
+        .await
+        .unwrap();
+    let v2 = trainer.maybe_train(&mut train).await.unwrap().unwrap();
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    let os = js.get_object_store(names::ADAPTERS_BUCKET).await.unwrap();
+    os.put(v2.object.as_str(), &mut &b"not the adapter"[..])
+        .await
+        .unwrap();
+    let o = devices[0]
+        .follow_release(&mut eval(&[&v2.sha256]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !o.installed && o.reason.as_deref().unwrap().contains("sha256"),
+        "{o:?}"
+    );
+    let judged = trainer
+        .judge(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(judged.status, ReleaseStatus::RolledBack);
+    for d in &devices {
+        d.follow_release(&mut eval(&[&v1.sha256])).await.unwrap();
+    }
+    for id in ids {
+        assert_eq!(active(id).as_deref(), Some(v1.sha256.as_str()), "{id}");
+    }
+
+    // A worse adapter: the canary keeps the incumbent; rolled back fleet-wide.
+    records(root, "dev-c", "run-4.jsonl", 40);
+    devices[2].upload().await.unwrap();
+    trainer
+        .consume(1000, Duration::from_millis(300), true)
+        .await
+        .unwrap();
+    let v3 = trainer.maybe_train(&mut train).await.unwrap().unwrap();
+    assert_eq!(v3.version, 3);
+    let o = devices[2]
+        .follow_release(&mut eval(&[&v1.sha256]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.installed && !o.promoted, "{o:?}");
+    assert_eq!(
+        trainer
+            .judge(Duration::from_millis(500))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        ReleaseStatus::RolledBack
+    );
+    for d in &devices {
+        d.follow_release(&mut eval(&[&v1.sha256])).await.unwrap();
+    }
+    for id in ids {
+        assert_eq!(active(id).as_deref(), Some(v1.sha256.as_str()), "{id}");
+    }
+}
