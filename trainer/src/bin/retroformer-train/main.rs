@@ -30,8 +30,14 @@ struct Cli {
     command: Command,
 }
 
+mod fleet;
+
 #[derive(Subcommand)]
 enum Command {
+    /// The fleet's trainer: stores the records devices send over NATS JetStream, trains when
+    /// enough new ones arrived, releases the adapter and promotes or rolls it back from the
+    /// devices' canaries.
+    Fleet(fleet::FleetArgs),
     /// Supervised fine-tuning: cross-entropy on the response tokens.
     Sft(TrainArgs),
     /// Reward model: LoRA base with a scalar head, on ratings.
@@ -212,6 +218,7 @@ fn main() -> ExitCode {
 fn run(cmd: Command) -> Result<()> {
     let (args, objective) = match cmd {
         Command::Inspect { adapter } => return inspect(&adapter),
+        Command::Fleet(a) => return fleet::fleet(&a),
         Command::Bench {
             backend,
             model,
