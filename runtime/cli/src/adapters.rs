@@ -53,6 +53,12 @@ pub enum AdaptersCommand {
         #[arg(long, default_value = "smollm2-135m-instruct")]
         base: String,
     },
+    /// Run the base model alone again (no adapter active; the installed ones stay).
+    Deactivate {
+        /// Base model.
+        #[arg(long, default_value = "smollm2-135m-instruct")]
+        base: String,
+    },
     /// Evaluate an installed adapter as the reflector against the active one (or the base
     /// alone) on held-out tasks; activate it only if it is not worse by more than --margin,
     /// else keep the active one.
@@ -202,6 +208,12 @@ pub fn adapters_cmd(profile: &TargetProfile, c: AdaptersCommand) -> Result<()> {
             let (store, _, _) = adapter_store(&base)?;
             let id = store.rollback()?;
             println!("active: {id}");
+            Ok(())
+        }
+        AdaptersCommand::Deactivate { base } => {
+            let (store, _, _) = adapter_store(&base)?;
+            store.deactivate()?;
+            println!("active: none (the base model alone)");
             Ok(())
         }
         AdaptersCommand::Canary(c) => canary(profile, &c),

@@ -74,6 +74,15 @@ fn install_activate_and_roll_back() {
         f.store.rollback(),
         Err(StoreError::NothingToRollBack)
     ));
+    // Deactivating runs the base alone; a rollback brings the adapter back.
+    f.store.deactivate().unwrap();
+    assert!(f.store.active().unwrap().is_none());
+    assert_eq!(
+        f.store.list().unwrap().len(),
+        2,
+        "the adapters stay installed"
+    );
+    assert_eq!(f.store.rollback().unwrap(), a.id);
     assert!(matches!(
         f.store.activate("nope"),
         Err(StoreError::UnknownId { .. })
