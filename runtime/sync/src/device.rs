@@ -114,11 +114,8 @@ impl Device {
         self.cfg.outbox.join("device.json")
     }
 
-    fn followed(&self) -> Followed {
-        std::fs::read(self.followed_path())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    fn followed(&self) -> Result<Followed, SyncError> {
+        Ok(crate::state::load(&self.followed_path())?.unwrap_or_default())
     }
 
     fn follow(&self, r: &Release) -> Result<(), SyncError> {
@@ -127,9 +124,7 @@ impl Device {
             version: r.version,
             status: Some(r.status),
         };
-        let p = self.followed_path();
-        let bytes = serde_json::to_vec_pretty(&f).expect("serialises");
-        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+        crate::state::save(&self.followed_path(), &f)
     }
 
     /// The current release of this device's base, if any.
@@ -161,7 +156,7 @@ impl Device {
         let Some(r) = self.release().await? else {
             return Ok(None);
         };
-        let seen = self.followed();
+        let seen = self.followed()?;
         if seen.version > r.version || (seen.version == r.version && seen.status == Some(r.status))
         {
             return Ok(None);

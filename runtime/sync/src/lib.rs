@@ -22,6 +22,7 @@ pub mod names;
 pub mod outbox;
 pub mod release;
 pub mod segment;
+mod state;
 pub mod trainer;
 
 pub use device::{Device, DeviceConfig};

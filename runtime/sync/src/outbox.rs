@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{names::MAX_SEGMENT_BYTES, segment, sha256_hex, SyncError};
 
-const FORMAT_VERSION: u32 = 1;
+use crate::state::FORMAT_VERSION;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
@@ -62,38 +62,14 @@ impl Outbox {
     }
 
     fn state(&self) -> Result<State, SyncError> {
-        let p = self.state_path();
-        match std::fs::read(&p) {
-            Ok(b) => {
-                let s: State = serde_json::from_slice(&b).map_err(|e| SyncError::Record {
-                    path: p.display().to_string(),
-                    line: 0,
-                    reason: e.to_string(),
-                })?;
-                if s.format_version != FORMAT_VERSION {
-                    return Err(SyncError::Record {
-                        path: p.display().to_string(),
-                        line: 0,
-                        reason: format!(
-                            "format_version {} (this build reads {FORMAT_VERSION})",
-                            s.format_version
-                        ),
-                    });
-                }
-                Ok(s)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                format_version: FORMAT_VERSION,
-                ..State::default()
-            }),
-            Err(e) => Err(SyncError::io(&p, e)),
-        }
+        Ok(crate::state::load(&self.state_path())?.unwrap_or(State {
+            format_version: FORMAT_VERSION,
+            ..State::default()
+        }))
     }
 
     fn save(&self, s: &State) -> Result<(), SyncError> {
-        let p = self.state_path();
-        let bytes = serde_json::to_vec_pretty(s).expect("state serialises");
-        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+        crate::state::save(&self.state_path(), s)
     }
 
     fn segment_path(&self, sha: &str) -> PathBuf {

@@ -107,20 +107,15 @@ impl FleetTrainer {
         self.cfg.dir.join("state.json")
     }
 
-    fn state(&self) -> State {
-        std::fs::read(self.state_path())
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(State {
-                format_version: FORMAT_VERSION,
-                ..State::default()
-            })
+    fn state(&self) -> Result<State, SyncError> {
+        Ok(crate::state::load(&self.state_path())?.unwrap_or(State {
+            format_version: FORMAT_VERSION,
+            ..State::default()
+        }))
     }
 
     fn save(&self, s: &State) -> Result<(), SyncError> {
-        let p = self.state_path();
-        let bytes = serde_json::to_vec_pretty(s).expect("serialises");
-        retroformer_core::fsutil::write_atomic(&p, &bytes).map_err(|e| SyncError::io(&p, e))
+        crate::state::save(&self.state_path(), s)
     }
 
     /// Where a segment is stored.
@@ -192,7 +187,7 @@ impl FleetTrainer {
 
     /// Records (lines) stored but not yet trained on, and their segments.
     pub fn untrained(&self) -> Result<(usize, Vec<PathBuf>), SyncError> {
-        let state = self.state();
+        let state = self.state()?;
         let mut lines = 0;
         let mut files = Vec::new();
         for p in self.stored()? {
@@ -223,7 +218,7 @@ impl FleetTrainer {
         let all = self.stored()?;
         let trained = tokio::task::block_in_place(|| train(&all)).map_err(SyncError::Train)?;
         let release = self.publish(&trained.path, &trained.data_sha256).await?;
-        let mut state = self.state();
+        let mut state = self.state()?;
         state.trained.extend(
             files
                 .iter()
@@ -296,8 +291,9 @@ impl FleetTrainer {
             .messages()
             .await
             .map_err(SyncError::nats)?;
-        let mut state = self.state();
+        let mut state = self.state()?;
         let (kv, cur) = self.current().await?;
+        let mut read = Vec::new();
         while let Some(m) = batch.next().await {
             let m = m.map_err(SyncError::nats)?;
             match serde_json::from_slice::<CanaryOutcome>(&m.payload) {
@@ -314,7 +310,13 @@ impl FleetTrainer {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(subject = %m.subject, "not a canary report: {e}"),
             }
+            read.push(m);
+        }
+        // Stored once, before any is acknowledged: a crash in between gets them again.
+        if !read.is_empty() {
             self.save(&state)?;
+        }
+        for m in read {
             m.double_ack().await.map_err(SyncError::nats)?;
         }
         let Some(mut r) = cur.filter(|c| c.status == ReleaseStatus::Candidate) else {
