@@ -16,9 +16,10 @@ use crate::common::{FetchBar, TaskProgress};
 
 #[derive(Args)]
 pub struct SyncArgs {
-    /// The NATS server (with JetStream), e.g. nats://trainer.local:4222 or tls://...
-    #[arg(long)]
-    nats: String,
+    /// The NATS server (with JetStream), e.g. nats://trainer.local:4222, tls://...; a user
+    /// and password as nats://USER:PASSWORD@HOST:PORT.
+    #[arg(long, required_unless_present = "print_permissions")]
+    nats: Option<String>,
     /// A NATS credentials file (user JWT and seed).
     #[arg(long)]
     creds: Option<PathBuf>,
@@ -59,6 +60,22 @@ pub struct SyncArgs {
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
+    /// Print the NATS permissions this device's user needs (a nats-server `permissions`
+    /// block and the `nsc` command) and exit.
+    #[arg(long)]
+    print_permissions: bool,
+}
+
+/// The permissions of `--device`'s NATS user, for the server's operator.
+fn print_permissions(device: &str) {
+    let p = retroformer_sync::names::device_permissions(device);
+    println!("# nats-server.conf: the user of device {device}");
+    println!(
+        "{{ user: \"{device}\", password: \"...\", permissions: {} }}",
+        p.server_config()
+    );
+    println!("# or, with credentials files (operator mode):");
+    println!("{}", p.nsc_command(device));
 }
 
 /// The canary of `adapters canary` on this device's held-out tasks.
@@ -97,6 +114,11 @@ fn canary_of(profile: &TargetProfile, a: &SyncArgs) -> Canary {
 pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
     retroformer_sync::names::check_device_id(&a.device)
         .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    if a.print_permissions {
+        print_permissions(&a.device);
+        return Ok(());
+    }
+    let nats = a.nats.as_deref().context("--nats is required")?;
     if !a.margin.is_finite() || a.margin < 0.0 {
         anyhow::bail!("--margin {}: must be a finite number >= 0", a.margin);
     }
@@ -124,7 +146,7 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
     let mut canary = canary_of(profile, a);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let client = retroformer_sync::connect(&a.nats, a.creds.as_deref()).await?;
+        let client = retroformer_sync::connect_device(nats, a.creds.as_deref(), &a.device).await?;
         let device = Device::new(client, cfg)?;
         loop {
             match device.upload().await {

@@ -67,26 +67,110 @@ impl SyncError {
     }
 }
 
-/// Connects to `url`, with a credentials file when given (TLS follows the URL's scheme and
-/// the server's requirement).
+/// Connects to `url` (`nats://[user:password@]host:port`, `tls://...`; a user alone is a
+/// token), with a credentials file when given; TLS follows the URL's scheme and the server's
+/// requirement. A server that cannot be reached is retried in the background (a device works
+/// offline); one that refuses the credentials is an error now.
 pub async fn connect(
     url: &str,
     creds: Option<&std::path::Path>,
 ) -> Result<async_nats::Client, SyncError> {
-    let mut options = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .name("retroformer");
+    connect_with(url, creds, None).await
+}
+
+/// [`connect`] as device `id`: replies come to its own inbox (`names::device_inbox`), the
+/// one subject a device's user may subscribe to.
+pub async fn connect_device(
+    url: &str,
+    creds: Option<&std::path::Path>,
+    id: &str,
+) -> Result<async_nats::Client, SyncError> {
+    names::check_device_id(id).map_err(SyncError::Nats)?;
+    connect_with(url, creds, Some(names::device_inbox(id))).await
+}
+
+async fn connect_with(
+    url: &str,
+    creds: Option<&std::path::Path>,
+    inbox: Option<String>,
+) -> Result<async_nats::Client, SyncError> {
+    use async_nats::ConnectErrorKind as Kind;
+    let addr: async_nats::ServerAddr = url
+        .parse()
+        .map_err(|e| SyncError::Nats(format!("{}: {e}", redacted(url))))?;
+    match options(&addr, creds, inbox.as_deref())
+        .await?
+        .connect(addr.clone())
+        .await
+    {
+        Ok(client) => Ok(client),
+        Err(e) if matches!(e.kind(), Kind::Io | Kind::TimedOut | Kind::Dns) => {
+            tracing::warn!(
+                "{} unreachable ({e}); retrying in the background",
+                redacted(url)
+            );
+            options(&addr, creds, inbox.as_deref())
+                .await?
+                .retry_on_initial_connect()
+                .connect(addr)
+                .await
+                .map_err(SyncError::nats)
+        }
+        Err(e) => Err(SyncError::Nats(format!("{}: {e}", redacted(url)))),
+    }
+}
+
+/// The client's options: its name, and the URL's user (async-nats leaves a URL's user
+/// information unused) or the credentials file.
+async fn options(
+    addr: &async_nats::ServerAddr,
+    creds: Option<&std::path::Path>,
+    inbox: Option<&str>,
+) -> Result<async_nats::ConnectOptions, SyncError> {
+    let mut options = async_nats::ConnectOptions::new().name("retroformer");
+    if let Some(prefix) = inbox {
+        options = options.custom_inbox_prefix(prefix);
+    }
+    match (addr.username(), addr.password()) {
+        (Some(user), Some(password)) => {
+            options = options.user_and_password(user.into(), password.into())
+        }
+        (Some(token), None) => options = options.token(token.into()),
+        _ => {}
+    }
     if let Some(c) = creds {
         options = options
             .credentials_file(c)
             .await
             .map_err(|e| SyncError::io(c, e))?;
     }
-    options.connect(url).await.map_err(SyncError::nats)
+    Ok(options)
+}
+
+/// `url` without its password or token, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The hex sha256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_in_a_message_hides_its_password() {
+        assert_eq!(
+            super::redacted("nats://dev-a:secret@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(super::redacted("tls://host:4222"), "tls://host:4222");
+    }
 }

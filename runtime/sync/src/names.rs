@@ -57,9 +57,89 @@ pub fn check_device_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// What a device's NATS user may publish and subscribe to: its own two subjects, the
+/// JetStream API calls that read the releases bucket and download from the adapters object
+/// store, and replies on its own inbox ([`device_inbox`], set by
+/// [`crate::connect_device`]). Nothing else: not another device's subjects, not a
+/// release, not an object, no stream or consumer management.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+}
+
+/// A device's inbox prefix: replies to its requests come on `<prefix>.>`.
+pub fn device_inbox(device: &str) -> String {
+    format!("_INBOX_{device}")
+}
+
+/// A device's permissions (the id checked by [`check_device_id`] first).
+pub fn device_permissions(device: &str) -> Permissions {
+    let kv = format!("KV_{RELEASES_BUCKET}");
+    let obj = format!("OBJ_{ADAPTERS_BUCKET}");
+    let mut publish = vec![records_subject(device), canary_subject(device)];
+    publish.push("$JS.API.INFO".into());
+    for s in [&kv, &obj] {
+        publish.push(format!("$JS.API.STREAM.INFO.{s}"));
+        publish.push(format!("$JS.API.STREAM.MSG.GET.{s}"));
+        publish.push(format!("$JS.API.DIRECT.GET.{s}"));
+        publish.push(format!("$JS.API.DIRECT.GET.{s}.>"));
+    }
+    // An object's chunks come through an ordered (ephemeral) consumer with flow control.
+    publish.push(format!("$JS.API.CONSUMER.CREATE.{obj}"));
+    publish.push(format!("$JS.API.CONSUMER.CREATE.{obj}.>"));
+    publish.push(format!("$JS.API.CONSUMER.DELETE.{obj}.>"));
+    publish.push("$JS.FC.>".into());
+    Permissions {
+        publish,
+        subscribe: vec![format!("{}.>", device_inbox(device))],
+    }
+}
+
+impl Permissions {
+    /// The `permissions` block of a user in a nats-server configuration file.
+    pub fn server_config(&self) -> String {
+        let list = |v: &[String]| {
+            v.iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "{{ publish: {{ allow: [{}] }}, subscribe: {{ allow: [{}] }} }}",
+            list(&self.publish),
+            list(&self.subscribe)
+        )
+    }
+
+    /// The `nsc` command that makes a user with these permissions (for credentials files
+    /// under operator mode).
+    pub fn nsc_command(&self, user: &str) -> String {
+        format!(
+            "nsc add user {user} --allow-pub '{}' --allow-sub '{}'",
+            self.publish.join(","),
+            self.subscribe.join(",")
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_may_publish_on_its_own_subjects_and_no_other_device_s() {
+        let p = device_permissions("dev-a");
+        assert!(p.publish.contains(&records_subject("dev-a")));
+        assert!(p.publish.contains(&canary_subject("dev-a")));
+        assert!(p.publish.iter().all(|s| !s.contains("dev-b")
+            && !s.starts_with("$KV")
+            && !s.starts_with("$O.")
+            && !s.contains('*')
+            && !s.contains("STREAM.CREATE")));
+        let quoted = format!("\"{}\"", records_subject("dev-a"));
+        assert!(p.server_config().contains(&quoted));
+    }
 
     #[test]
     fn a_device_id_is_one_subject_token() {
