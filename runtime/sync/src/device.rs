@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use crate::names::{self, HEADER_DEVICE, HEADER_SOURCE};
+use crate::outbox::Pending;
 use crate::release::{CanaryOutcome, Release, ReleaseStatus, FORMAT_VERSION};
 use crate::{sha256_hex, Outbox, SyncError};
 
@@ -30,6 +31,9 @@ pub fn scored(margin: f64, mut eval: Eval) -> Canary {
             .map_err(|e| e.to_string())
     })
 }
+
+/// Segments a device publishes before awaiting their acknowledgements (at most 512 KiB each).
+pub const IN_FLIGHT: usize = 32;
 
 /// One device.
 pub struct DeviceConfig {
@@ -82,32 +86,71 @@ impl Device {
     }
 
     /// Takes new record files into the outbox, then publishes every pending segment with its
-    /// sha256 as `Nats-Msg-Id`, removing each once the server acknowledged it. Stops at the
-    /// first failure (offline: the rest wait for the next call). Returns the segments sent.
+    /// sha256 as `Nats-Msg-Id`, up to [`IN_FLIGHT`] awaiting their acknowledgements at once,
+    /// and removes those the server acknowledged. Stops at the first failure (offline: the rest
+    /// wait for the next call; one published but not yet recorded as sent is re-sent, which the
+    /// server and the trainer drop). Returns the segments sent.
     pub async fn upload(&self) -> Result<usize, SyncError> {
         self.outbox.scan(&self.cfg.watch)?;
-        let subject = names::records_subject(&self.cfg.id);
+        let pending = self.outbox.pending()?;
         let mut sent = 0;
-        for p in self.outbox.pending()? {
-            let body = std::fs::read(&p.path).map_err(|e| SyncError::io(&p.path, e))?;
+        for window in pending.chunks(IN_FLIGHT) {
+            let acked = self.publish_window(window).await;
+            sent += acked.0.len();
+            self.outbox.sent_all(&acked.0)?;
+            if let Some(e) = acked.1 {
+                return Err(e);
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Publishes `window`, then awaits the acknowledgements in order: the segments
+    /// acknowledged, and the first failure.
+    async fn publish_window(&self, window: &[Pending]) -> (Vec<String>, Option<SyncError>) {
+        let subject = names::records_subject(&self.cfg.id);
+        let mut futures = Vec::new();
+        let mut failed = None;
+        for p in window {
+            let body = match std::fs::read(&p.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    failed = Some(SyncError::io(&p.path, e));
+                    break;
+                }
+            };
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, p.sha256.as_str());
             headers.insert(HEADER_DEVICE, self.cfg.id.as_str());
             headers.insert(HEADER_SOURCE, p.source.as_str());
-            let ack = self
+            match self
                 .js
                 .publish_with_headers(subject.clone(), headers, body.into())
                 .await
-                .map_err(SyncError::nats)?
-                .await
-                .map_err(SyncError::nats)?;
-            if ack.duplicate {
-                tracing::debug!(segment = %p.sha256, "the server already had this segment");
+            {
+                Ok(f) => futures.push((p.sha256.clone(), f)),
+                Err(e) => {
+                    failed = Some(SyncError::nats(e));
+                    break;
+                }
             }
-            self.outbox.sent(&p.sha256)?;
-            sent += 1;
         }
-        Ok(sent)
+        let mut acked = Vec::new();
+        for (sha, f) in futures {
+            match f.await {
+                Ok(ack) => {
+                    if ack.duplicate {
+                        tracing::debug!(segment = %sha, "the server already had this segment");
+                    }
+                    acked.push(sha);
+                }
+                Err(e) => {
+                    failed.get_or_insert(SyncError::nats(e));
+                    break;
+                }
+            }
+        }
+        (acked, failed)
     }
 
     fn followed_path(&self) -> PathBuf {

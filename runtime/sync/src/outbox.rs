@@ -136,14 +136,29 @@ impl Outbox {
 
     /// The server acknowledged `sha256`: it leaves the outbox.
     pub fn sent(&self, sha256: &str) -> Result<(), SyncError> {
-        let mut state = self.state()?;
-        state.segments.remove(sha256);
-        self.save(&state)?;
-        let p = self.segment_path(sha256);
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SyncError::io(&p, e)),
-            _ => Ok(()),
+        self.sent_all(&[sha256.to_string()])
+    }
+
+    /// The server acknowledged these: they leave the outbox (one state write for all).
+    pub fn sent_all(&self, sha256s: &[String]) -> Result<(), SyncError> {
+        if sha256s.is_empty() {
+            return Ok(());
         }
+        let mut state = self.state()?;
+        for sha in sha256s {
+            state.segments.remove(sha);
+        }
+        self.save(&state)?;
+        for sha in sha256s {
+            let p = self.segment_path(sha);
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(SyncError::io(&p, e))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 

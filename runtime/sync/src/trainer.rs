@@ -153,33 +153,29 @@ impl FleetTrainer {
             .messages()
             .await
             .map_err(SyncError::nats)?;
-        let mut got = Consumed::default();
+        let mut messages = Vec::new();
         while let Some(m) = batch.next().await {
-            let m = m.map_err(SyncError::nats)?;
-            got.received += 1;
-            let id = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
-                .map(|v| v.as_str().to_string());
-            let sha = sha256_hex(&m.payload);
-            if id.as_deref() == Some(sha.as_str()) {
+            messages.push(m.map_err(SyncError::nats)?);
+        }
+        let mut new = BTreeMap::new();
+        for m in &messages {
+            if let Some(sha) = verified(m) {
                 let p = self.segment_path(&sha);
                 if !p.exists() {
-                    retroformer_core::fsutil::write_atomic(&p, &m.payload)
-                        .map_err(|e| SyncError::io(&p, e))?;
-                    got.stored += 1;
+                    new.insert(p, m.payload.clone());
                 }
-            } else {
-                let device = m
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(HEADER_DEVICE))
-                    .map(|v| v.as_str().to_string());
-                tracing::warn!(?device, ?id, %sha, "dropped a segment whose id is not its sha256");
             }
-            if ack {
-                m.double_ack().await.map_err(SyncError::nats)?;
+        }
+        let got = Consumed {
+            received: messages.len(),
+            stored: new.len(),
+        };
+        store_all(new).await?;
+        // A plain ack: one lost in transit re-delivers the segment after ack_wait, and its
+        // file, named by its content, is found stored.
+        if ack {
+            for m in messages {
+                m.ack().await.map_err(SyncError::nats)?;
             }
         }
         Ok(got)
@@ -334,6 +330,62 @@ impl FleetTrainer {
         self.put(&kv, &r).await?;
         Ok(Some(r))
     }
+}
+
+/// A segment's sha256 when its id (`Nats-Msg-Id`) is that; else `None`, logged as corrupt.
+fn verified(m: &jetstream::Message) -> Option<String> {
+    let header = |name: &str| {
+        m.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_string())
+    };
+    let id = header(async_nats::header::NATS_MESSAGE_ID.as_ref());
+    let sha = sha256_hex(&m.payload);
+    if id.as_deref() == Some(sha.as_str()) {
+        return Some(sha);
+    }
+    let device = header(HEADER_DEVICE);
+    tracing::warn!(?device, ?id, %sha, "dropped a segment whose id is not its sha256");
+    None
+}
+
+/// Files written at once when storing a batch: each write waits for its fsync, which the
+/// file system commits together (on ext4 here, 1.3 ms a file one at a time, 0.4 ms 32 at once).
+const STORE_WRITERS: usize = 32;
+
+/// Writes each file atomically (fsynced), up to [`STORE_WRITERS`] at once, off the async
+/// threads.
+async fn store_all(files: BTreeMap<PathBuf, bytes::Bytes>) -> Result<(), SyncError> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    let files: Vec<(PathBuf, bytes::Bytes)> = files.into_iter().collect();
+    tokio::task::spawn_blocking(move || {
+        let per = files.len().div_ceil(STORE_WRITERS);
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = files
+                .chunks(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        for (p, bytes) in chunk {
+                            retroformer_core::fsutil::write_atomic(p, bytes)
+                                .map_err(|e| SyncError::io(p, e))?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .try_for_each(|w| w.join().expect("a store writer panicked"))
+        })
+    })
+    .await
+    .map_err(|e| SyncError::Io {
+        path: "the trainer's records".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?
 }
 
 /// The releases bucket, made as the key-value layout defines it (a stream `KV_<bucket>` on
