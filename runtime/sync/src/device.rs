@@ -32,6 +32,18 @@ pub fn scored(margin: f64, mut eval: Eval) -> Canary {
     })
 }
 
+/// A publish's failure; a missing stream said in the fleet's terms.
+fn publish_error(e: jetstream::context::PublishError) -> SyncError {
+    if e.kind() == jetstream::context::PublishErrorKind::StreamNotFound {
+        return SyncError::Nats(format!(
+            "the server has no {} stream yet: the trainer (retroformer-train fleet) creates it \
+             when it first runs; the segments wait in the outbox",
+            names::RECORDS_STREAM
+        ));
+    }
+    SyncError::nats(e)
+}
+
 /// Segments a device publishes before awaiting their acknowledgements (at most 512 KiB each).
 pub const IN_FLIGHT: usize = 32;
 
@@ -145,7 +157,7 @@ impl Device {
                     acked.push(sha);
                 }
                 Err(e) => {
-                    failed.get_or_insert(SyncError::nats(e));
+                    failed.get_or_insert(publish_error(e));
                     break;
                 }
             }
