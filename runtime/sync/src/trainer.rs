@@ -411,7 +411,10 @@ async fn releases_bucket(js: &jetstream::Context) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// A work-queue stream on `subjects` with a durable pull consumer `name`.
+/// A work-queue stream on `subjects` with a durable pull consumer `name`. No byte or message
+/// limit: with `discard: new` a full work queue acknowledged segments it did not keep
+/// (nats-server #4771; seen here on 2.9.10: a device's outbox emptied, 7 of 40 records
+/// stored), and `discard: old` drops records silently.
 async fn durable(
     js: &jetstream::Context,
     stream_name: &str,
