@@ -244,7 +244,7 @@ async fn timed<F: std::future::Future<Output = Result<()>>>(nats: &Nats, f: F) -
 }
 
 async fn client(nats: &Nats) -> Result<async_nats::Client> {
-    Ok(retroformer_sync::connect(&nats.url(), None).await?)
+    Ok(retroformer_sync::connect(&nats.url(), &Default::default()).await?)
 }
 
 fn device(root: &Path, i: usize, client: async_nats::Client, m: &Material) -> Result<Device> {

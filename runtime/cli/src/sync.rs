@@ -23,6 +23,15 @@ pub struct SyncArgs {
     /// A NATS credentials file (user JWT and seed).
     #[arg(long)]
     creds: Option<PathBuf>,
+    /// The certificate authority (PEM) that signed the server's certificate; TLS required.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// This client's TLS certificate (PEM), with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// This client's TLS key (PEM), with --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// This device's id (letters, digits, '-', '_'): it publishes on its own subjects only.
     #[arg(long)]
     device: String,
@@ -119,6 +128,13 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
         return Ok(());
     }
     let nats = a.nats.as_deref().context("--nats is required")?;
+    let security = retroformer_sync::Security::from_flags(
+        a.creds.clone(),
+        a.tls_ca.clone(),
+        a.tls_cert.clone(),
+        a.tls_key.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     if !a.margin.is_finite() || a.margin < 0.0 {
         anyhow::bail!("--margin {}: must be a finite number >= 0", a.margin);
     }
@@ -146,7 +162,7 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
     let mut canary = canary_of(profile, a);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let client = retroformer_sync::connect_device(nats, a.creds.as_deref(), &a.device).await?;
+        let client = retroformer_sync::connect_device(nats, &security, &a.device).await?;
         let device = Device::new(client, cfg)?;
         loop {
             match device.upload().await {

@@ -30,6 +30,8 @@ pub use outbox::Outbox;
 pub use release::{CanaryOutcome, Release, ReleaseStatus};
 pub use trainer::{Consumed, FleetTrainer, TrainerConfig};
 
+use std::path::PathBuf;
+
 /// What stops a fleet operation.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -67,49 +69,80 @@ impl SyncError {
     }
 }
 
+/// How a client proves who it is and checks the server, beside the URL's user and password.
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// A NATS credentials file (user JWT and seed).
+    pub creds: Option<PathBuf>,
+    /// Certificates (PEM) of the authorities that signed the server's: TLS is then required.
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate and key (PEM), for servers that verify clients.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+impl Security {
+    /// From a command line's flags: a client certificate needs its key and a key its
+    /// certificate.
+    pub fn from_flags(
+        creds: Option<PathBuf>,
+        tls_ca: Option<PathBuf>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let tls_client = match (tls_cert, tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
+            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+        };
+        Ok(Self {
+            creds,
+            tls_ca,
+            tls_client,
+        })
+    }
+}
+
 /// Connects to `url` (`nats://[user:password@]host:port`, `tls://...`; a user alone is a
-/// token), with a credentials file when given; TLS follows the URL's scheme and the server's
-/// requirement. A server that cannot be reached is retried in the background (a device works
+/// token) with `security`; TLS follows the URL's scheme, the server's requirement and
+/// `security`. A server that cannot be reached is retried in the background (a device works
 /// offline); one that refuses the credentials is an error now.
-pub async fn connect(
-    url: &str,
-    creds: Option<&std::path::Path>,
-) -> Result<async_nats::Client, SyncError> {
-    connect_with(url, creds, None).await
+pub async fn connect(url: &str, security: &Security) -> Result<async_nats::Client, SyncError> {
+    connect_with(url, security, None).await
 }
 
 /// [`connect`] as device `id`: replies come to its own inbox (`names::device_inbox`), the
 /// one subject a device's user may subscribe to.
 pub async fn connect_device(
     url: &str,
-    creds: Option<&std::path::Path>,
+    security: &Security,
     id: &str,
 ) -> Result<async_nats::Client, SyncError> {
     names::check_device_id(id).map_err(SyncError::Nats)?;
-    connect_with(url, creds, Some(names::device_inbox(id))).await
+    connect_with(url, security, Some(names::device_inbox(id))).await
 }
 
 async fn connect_with(
     url: &str,
-    creds: Option<&std::path::Path>,
+    security: &Security,
     inbox: Option<String>,
 ) -> Result<async_nats::Client, SyncError> {
     use async_nats::ConnectErrorKind as Kind;
     let addr: async_nats::ServerAddr = url
         .parse()
         .map_err(|e| SyncError::Nats(format!("{}: {e}", redacted(url))))?;
-    match options(&addr, creds, inbox.as_deref())
+    match options(&addr, security, inbox.as_deref())
         .await?
         .connect(addr.clone())
         .await
     {
         Ok(client) => Ok(client),
-        Err(e) if matches!(e.kind(), Kind::Io | Kind::TimedOut | Kind::Dns) => {
+        Err(e) if matches!(e.kind(), Kind::Io | Kind::TimedOut | Kind::Dns) && !is_tls(&e) => {
             tracing::warn!(
                 "{} unreachable ({e}); retrying in the background",
                 redacted(url)
             );
-            options(&addr, creds, inbox.as_deref())
+            options(&addr, security, inbox.as_deref())
                 .await?
                 .retry_on_initial_connect()
                 .connect(addr)
@@ -120,11 +153,27 @@ async fn connect_with(
     }
 }
 
-/// The client's options: its name, and the URL's user (async-nats leaves a URL's user
-/// information unused) or the credentials file.
+/// Whether a connection failed in the TLS handshake (async-nats reports that as I/O): a
+/// certificate refused either way is not fixed by retrying.
+fn is_tls(e: &async_nats::ConnectError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        if inner.is_some_and(|i| i.is::<async_nats::rustls::Error>()) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// The client's options: its name, inbox, the URL's user (async-nats leaves a URL's user
+/// information unused) or the credentials file, and TLS.
 async fn options(
     addr: &async_nats::ServerAddr,
-    creds: Option<&std::path::Path>,
+    security: &Security,
     inbox: Option<&str>,
 ) -> Result<async_nats::ConnectOptions, SyncError> {
     let mut options = async_nats::ConnectOptions::new().name("retroformer");
@@ -138,11 +187,27 @@ async fn options(
         (Some(token), None) => options = options.token(token.into()),
         _ => {}
     }
-    if let Some(c) = creds {
+    if let Some(c) = &security.creds {
         options = options
             .credentials_file(c)
             .await
             .map_err(|e| SyncError::io(c, e))?;
+    }
+    for file in security
+        .tls_ca
+        .iter()
+        .chain(security.tls_client.iter().flat_map(|(c, k)| [c, k]))
+    {
+        // Read here so that a missing file is named, not a TLS failure later.
+        std::fs::metadata(file).map_err(|e| SyncError::io(file, e))?;
+    }
+    if let Some(ca) = &security.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &security.tls_client {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
     }
     Ok(options)
 }

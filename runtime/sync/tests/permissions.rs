@@ -22,7 +22,7 @@ fn impatient(client: async_nats::Client) -> async_nats::jetstream::Context {
 
 /// A client of dev-a's user.
 async fn dev_a(url: &str) -> async_nats::Client {
-    retroformer_sync::connect_device(url, None, "dev-a")
+    retroformer_sync::connect_device(url, &Default::default(), "dev-a")
         .await
         .unwrap()
 }
@@ -58,7 +58,7 @@ async fn a_device_does_its_whole_part_but_cannot_speak_for_another_or_write_a_re
 
     // A wrong password is an error now, not a connection retried for ever; the message does
     // not repeat the password.
-    let refused = retroformer_sync::connect(&nats.url_as("dev-a", "not-it"), None)
+    let refused = retroformer_sync::connect(&nats.url_as("dev-a", "not-it"), &Default::default())
         .await
         .expect_err("refused")
         .to_string();

@@ -37,13 +37,21 @@ impl Nats {
     /// A server whose users are `users` (each `{ user: ..., password: ..., permissions:
     /// ... }`), in one account with JetStream; its log goes to `dir/server.log`.
     pub fn with_users(dir: &Path, users: &[String]) -> Self {
+        let accounts = format!(
+            "accounts {{ FLEET {{ jetstream: enabled, users = [\n{}\n] }} }}",
+            users.join("\n")
+        );
+        Self::with_config(dir, &accounts)
+    }
+
+    /// A server with JetStream, its log in `dir/server.log`, and `extra` configuration.
+    pub fn with_config(dir: &Path, extra: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("server.conf");
         let text = format!(
-            "jetstream {{ store_dir: {:?} }}\nlog_file: {:?}\naccounts {{ FLEET {{ jetstream: enabled, users = [\n{}\n] }} }}\n",
+            "jetstream {{ store_dir: {:?} }}\nlog_file: {:?}\n{extra}\n",
             dir.join("js"),
             dir.join("server.log"),
-            users.join("\n")
         );
         std::fs::write(&config, text).unwrap();
         Self::on(dir, free_port(), Some(config))
@@ -181,7 +189,9 @@ pub fn eval(good: &[&str]) -> Canary {
 }
 
 pub async fn connect(url: &str) -> async_nats::Client {
-    retroformer_sync::connect(url, None).await.unwrap()
+    retroformer_sync::connect(url, &Default::default())
+        .await
+        .unwrap()
 }
 
 pub fn lines_in(files: &[PathBuf]) -> Vec<String> {

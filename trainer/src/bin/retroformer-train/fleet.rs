@@ -16,9 +16,18 @@ pub struct FleetArgs {
     /// The NATS server (with JetStream).
     #[arg(long)]
     nats: String,
-    /// A NATS credentials file.
+    /// A NATS credentials file (user JWT and seed).
     #[arg(long)]
     creds: Option<PathBuf>,
+    /// The certificate authority (PEM) that signed the server's certificate; TLS required.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// This client's TLS certificate (PEM), with --tls-key.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// This client's TLS key (PEM), with --tls-cert.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
     /// Base model the fleet runs (manifest name or GGUF path).
     #[arg(long)]
     base: String,
@@ -50,6 +59,13 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
     if a.promote_after == 0 || a.rollback_after == 0 {
         bail!("--promote-after and --rollback-after must be at least 1");
     }
+    let security = retroformer_sync::Security::from_flags(
+        a.creds.clone(),
+        a.tls_ca.clone(),
+        a.tls_cert.clone(),
+        a.tls_key.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let base_path = super::base_file(&a.base)?;
     let base_sha256 = retroformer::fetch::sha256_file(&base_path, &retroformer::fetch::Silent)?;
     let cfg = TrainerConfig {
@@ -63,7 +79,7 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
     let mut train = |files: &[PathBuf]| train_child(a, files);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
-        let client = retroformer_sync::connect(&a.nats, a.creds.as_deref()).await?;
+        let client = retroformer_sync::connect(&a.nats, &security).await?;
         let trainer = FleetTrainer::new(client, cfg).await?;
         loop {
             let got = trainer.consume(1000, Duration::from_secs(2), true).await?;
