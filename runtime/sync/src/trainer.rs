@@ -149,6 +149,7 @@ impl FleetTrainer {
             .records
             .batch()
             .max_messages(max)
+            .max_bytes(BATCH_BYTES)
             .expires(wait)
             .messages()
             .await
@@ -349,6 +350,9 @@ fn verified(m: &jetstream::Message) -> Option<String> {
     tracing::warn!(?device, ?id, %sha, "dropped a segment whose id is not its sha256");
     None
 }
+
+/// A batch held in memory at most (segments are up to 512 KiB each).
+const BATCH_BYTES: usize = 64 << 20;
 
 /// Files written at once when storing a batch: each write waits for its fsync, which the
 /// file system commits together (on ext4 here, 1.3 ms a file one at a time, 0.4 ms 32 at once).
