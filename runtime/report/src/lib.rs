@@ -31,6 +31,30 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The x ticks' step: 1 for up to 10 units, else 1, 2 or 5 times a power of ten, so that
+/// at most about 10 labels share the axis.
+fn x_step(span: f64) -> f64 {
+    if span.is_nan() || span <= 10.0 {
+        return 1.0;
+    }
+    let raw = span / 10.0;
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * power)
+}
+
+/// A y tick's label: two decimals on small scales, whole numbers on large ones.
+fn y_tick(y: f64, span: f64) -> String {
+    if span >= 100.0 {
+        format!("{y:.0}")
+    } else {
+        format!("{y:.2}")
+    }
+}
+
 /// A line chart with the y axis from `y_range.0` to `y_range.1` and integer x ticks.
 // long: one SVG document written top to bottom (frame, axes, ticks, series, legend); its parts share the plot's coordinates.
 pub fn line_chart_svg(
@@ -75,16 +99,17 @@ pub fn line_chart_svg(
         let y = y0 + (y1 - y0) * f64::from(i) / 5.0;
         let _ = writeln!(
             s,
-            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{:.2}</text>"##,
+            r##"<line x1="{left}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
             w - right,
             py(y),
             py(y),
             left - 6.0,
             py(y) + 4.0,
-            y
+            y_tick(y, y1 - y0)
         );
     }
-    let mut x = x0.ceil();
+    let step = x_step(x1 - x0);
+    let mut x = (x0 / step).ceil() * step;
     while x <= x1 {
         let _ = writeln!(
             s,
@@ -93,7 +118,7 @@ pub fn line_chart_svg(
             h - bottom + 18.0,
             x
         );
-        x += 1.0;
+        x += step;
     }
     let _ = writeln!(
         s,
@@ -329,6 +354,16 @@ pub fn write_chart(stem: &Path, svg: &str) -> Result<Vec<PathBuf>, ReportError> 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn x_ticks_stay_readable_on_a_wide_axis_and_y_labels_on_a_tall_one() {
+        assert_eq!(super::x_step(4.0), 1.0);
+        assert_eq!(super::x_step(10.0), 1.0);
+        assert_eq!(super::x_step(90.0), 10.0);
+        assert_eq!(super::x_step(30.0), 5.0);
+        assert_eq!(super::x_step(1500.0), 200.0);
+        assert_eq!(super::y_tick(0.25, 1.0), "0.25");
+        assert_eq!(super::y_tick(530349.15, 530349.0), "530349");
+    }
     use super::*;
 
     #[test]
