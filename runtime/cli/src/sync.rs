@@ -45,7 +45,8 @@ pub struct SyncArgs {
     /// The outbox (default: the model cache's `sync/DEVICE`).
     #[arg(long)]
     outbox: Option<PathBuf>,
-    /// Seconds between rounds of upload and release check.
+    /// Seconds between rounds of upload and release check (after the first round, each device
+    /// waits once more a part of this set by its id, so that a fleet's polls are spread).
     #[arg(long, default_value_t = 30)]
     every: u64,
     /// One round, then exit.
@@ -120,6 +121,17 @@ fn canary_of(profile: &TargetProfile, a: &SyncArgs) -> Canary {
     })
 }
 
+/// How far into each `every`-second period this device polls, from its id: devices started
+/// together (a site after a power cut) do not all ask for a new release in the same second.
+fn phase(device: &str, every: u64) -> Duration {
+    if every == 0 {
+        return Duration::ZERO;
+    }
+    let sha = retroformer_sync::sha256_hex(device.as_bytes());
+    let n = u64::from_str_radix(&sha[..12], 16).unwrap_or(0);
+    Duration::from_millis(n % (every * 1000))
+}
+
 pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
     retroformer_sync::names::check_device_id(&a.device)
         .map_err(|e| anyhow::anyhow!("--device: {e}"))?;
@@ -164,6 +176,7 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
     rt.block_on(async {
         let client = retroformer_sync::connect_device(nats, &security, &a.device).await?;
         let device = Device::new(client, cfg)?;
+        let mut offset = phase(&a.device, a.every);
         loop {
             match device.upload().await {
                 Ok(n) if n > 0 => eprintln!("[retroformer] sync: uploaded {n} segments"),
@@ -183,7 +196,33 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
             if a.once {
                 return Ok(());
             }
-            tokio::time::sleep(Duration::from_secs(a.every)).await;
+            tokio::time::sleep(Duration::from_secs(a.every) + offset).await;
+            offset = Duration::ZERO;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::phase;
+    use std::time::Duration;
+
+    #[test]
+    fn devices_poll_at_different_points_of_the_period_and_each_always_at_the_same() {
+        let every = 30;
+        let phases: Vec<Duration> = (0..100)
+            .map(|i| phase(&format!("dev-{i}"), every))
+            .collect();
+        assert!(phases.iter().all(|p| *p < Duration::from_secs(every)));
+        assert_eq!(phase("dev-7", every), phases[7]);
+        // Spread: every third of the period holds some of the hundred devices.
+        for third in 0..3 {
+            let (lo, hi) = (third * 10, third * 10 + 10);
+            assert!(
+                phases.iter().any(|p| (lo..hi).contains(&p.as_secs())),
+                "none in {lo}-{hi} s"
+            );
+        }
+        assert_eq!(phase("dev-1", 0), Duration::ZERO);
+    }
 }
