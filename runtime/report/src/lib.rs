@@ -354,17 +354,18 @@ pub fn write_chart(stem: &Path, svg: &str) -> Result<Vec<PathBuf>, ReportError> 
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn x_ticks_stay_readable_on_a_wide_axis_and_y_labels_on_a_tall_one() {
-        assert_eq!(super::x_step(4.0), 1.0);
-        assert_eq!(super::x_step(10.0), 1.0);
-        assert_eq!(super::x_step(90.0), 10.0);
-        assert_eq!(super::x_step(30.0), 5.0);
-        assert_eq!(super::x_step(1500.0), 200.0);
-        assert_eq!(super::y_tick(0.25, 1.0), "0.25");
-        assert_eq!(super::y_tick(530349.15, 530349.0), "530349");
+        assert_eq!(x_step(4.0), 1.0);
+        assert_eq!(x_step(10.0), 1.0);
+        assert_eq!(x_step(90.0), 10.0);
+        assert_eq!(x_step(30.0), 5.0);
+        assert_eq!(x_step(1500.0), 200.0);
+        assert_eq!(y_tick(0.25, 1.0), "0.25");
+        assert_eq!(y_tick(530349.15, 530349.0), "530349");
     }
-    use super::*;
 
     #[test]
     fn names_with_control_characters_give_valid_svg() {

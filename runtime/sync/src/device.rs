@@ -107,10 +107,10 @@ impl Device {
         let pending = self.outbox.pending()?;
         let mut sent = 0;
         for window in pending.chunks(IN_FLIGHT) {
-            let acked = self.publish_window(window).await;
-            sent += acked.0.len();
-            self.outbox.sent_all(&acked.0)?;
-            if let Some(e) = acked.1 {
+            let (acked, failed) = self.publish_window(window).await;
+            sent += acked.len();
+            self.outbox.sent_all(&acked)?;
+            if let Some(e) = failed {
                 return Err(e);
             }
         }
@@ -175,7 +175,7 @@ impl Device {
 
     fn follow(&self, r: &Release) -> Result<(), SyncError> {
         let f = Followed {
-            format_version: FORMAT_VERSION,
+            format_version: crate::state::FORMAT_VERSION,
             version: r.version,
             status: Some(r.status),
         };

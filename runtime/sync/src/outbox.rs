@@ -134,11 +134,6 @@ impl Outbox {
             .collect())
     }
 
-    /// The server acknowledged `sha256`: it leaves the outbox.
-    pub fn sent(&self, sha256: &str) -> Result<(), SyncError> {
-        self.sent_all(&[sha256.to_string()])
-    }
-
     /// The server acknowledged these: they leave the outbox (one state write for all).
     pub fn sent_all(&self, sha256s: &[String]) -> Result<(), SyncError> {
         if sha256s.is_empty() {
@@ -185,7 +180,7 @@ mod tests {
         assert_eq!(p.len(), 2);
         let body = std::fs::read(&p[0].path).unwrap();
         assert_eq!(sha256_hex(&body), p[0].sha256);
-        o.sent(&p[0].sha256).unwrap();
+        o.sent_all(&[p[0].sha256.clone()]).unwrap();
         assert_eq!(o.pending().unwrap(), p[1..].to_vec());
         assert!(!p[0].path.exists());
     }

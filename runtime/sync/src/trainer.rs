@@ -109,7 +109,7 @@ impl FleetTrainer {
 
     fn state(&self) -> Result<State, SyncError> {
         Ok(crate::state::load(&self.state_path())?.unwrap_or(State {
-            format_version: FORMAT_VERSION,
+            format_version: crate::state::FORMAT_VERSION,
             ..State::default()
         }))
     }
