@@ -44,7 +44,8 @@ fn json(p: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_and_resumes() {
+fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_resumes_and_its_demo_reproduces_it(
+) {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = dir.path().join("improve");
@@ -140,9 +141,68 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_an
         report2["rounds"][0]["train"][0]["sha256"],
         round["train"][0]["sha256"]
     );
+    demo_reproduces_the_run(&out, home.path());
     // Other settings in the same folder are refused, naming the difference.
     let other = improve(&out, home.path(), "--per-problem 3");
     assert!(!other.status.success());
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(err.contains("per_problem"), "{err}");
+}
+
+/// `retroformer demo --run OUT`: the base and the run's adapter on the run's first test
+/// problems again, with the run's own settings, give the answers the run saved, and the full
+/// comparison is printed beside the slice's.
+fn demo_reproduces_the_run(run: &Path, home: &Path) {
+    let out = home.join("demo");
+    let o = Command::new(workspace_bin("retroformer"))
+        .args([
+            "demo",
+            "--problems",
+            "3",
+            "--parallel",
+            "8",
+            "--threads",
+            "2",
+        ])
+        .arg("--run")
+        .arg(run)
+        .arg("--out")
+        .arg(&out)
+        .env("RETROFORMER_HOME", home)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let demo = json(&out.join("demo.json"));
+    assert_eq!(demo["kind"], "improve-slice");
+    assert_eq!(demo["arms"][1]["name"], "r1-s1");
+    for arm in demo["arms"].as_array().unwrap() {
+        // Same problems, same greedy settings, same lanes: the same answers.
+        assert_eq!(arm["same_as_run"], serde_json::json!([3, 3]), "{arm}");
+    }
+    let report = json(&run.join("improve.json"));
+    assert_eq!(demo["full"], report["comparisons"][0], "{demo}");
+    assert!(
+        stdout.contains("r1-s1 - base on these 3 problems"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("The full experiment, test problems 5-7"),
+        "{stdout}"
+    );
+    assert!(out.join("accuracy.svg").is_file());
+    // A demo of more problems than the run evaluated is refused, naming the flag.
+    let o = Command::new(workspace_bin("retroformer"))
+        .args(["demo", "--problems", "4"])
+        .arg("--run")
+        .arg(run)
+        .env("RETROFORMER_HOME", home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--problems"), "{err}");
 }

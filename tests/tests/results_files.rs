@@ -64,3 +64,33 @@ fn every_committed_result_file_parses_as_its_name_says() {
         root.display()
     );
 }
+
+#[test]
+fn every_committed_improve_adapter_is_the_file_its_run_records() {
+    // The demo evaluates these files; a checkout holding another file (a git LFS pointer, an
+    // edit) would be refused there, so it is caught here first.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/results");
+    let mut all = Vec::new();
+    files(&root, &mut all);
+    let runs: Vec<&PathBuf> = all
+        .iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "improve.json"))
+        .collect();
+    assert!(!runs.is_empty());
+    let mut checked = 0;
+    for run in runs {
+        let report: retroformer_lab::improve::ImproveReport =
+            serde_json::from_str(&text(run)).unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+        for t in report.rounds.iter().flat_map(|r| &r.train) {
+            let file = run.parent().unwrap().join(&t.adapter);
+            if !file.exists() {
+                continue; // an adapter over the size limit is recorded, not committed
+            }
+            let sha = retroformer::fetch::sha256_file(&file, &retroformer::fetch::Silent).unwrap();
+            assert_eq!(sha, t.sha256, "{}", file.display());
+            assert_eq!(std::fs::metadata(&file).unwrap().len(), t.bytes);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "{checked}");
+}

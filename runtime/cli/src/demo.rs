@@ -1,48 +1,74 @@
-//! `demo`, the README's main job: an agent improving from its failures, measured against the
-//! baseline that a sceptic asks for. The same tasks run twice with the same sampled actor and
-//! seed: once retrying without any information (`none`), once with Reflexion; both share their
-//! first trial; then the two success-by-trial lines, their paired difference with its interval
-//! and p-value, and a chart.
+//! `demo`, the README's main job: the product's result, reproduced on this machine. The base
+//! model and the adapter that `retroformer improve` trained on the model's own verified GSM8K
+//! answers are evaluated greedily on the first problems of the experiment's held-out set, and
+//! the full experiment's figure is printed beside the slice's.
+//!
+//! `demo --reflexion` runs the comparison that led there: the same tasks twice with the same
+//! sampled actor and seed, once retrying without any information (`none`), once with
+//! Reflexion; both share their first trial; then the two success-by-trial lines, their paired
+//! difference with its interval and p-value, and a chart.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use retroformer::manifest::home_dir;
 use retroformer_envs::household::{eval_split, TaskType};
 use retroformer_envs::{EvalPlan, Registry};
 use retroformer_lab::arms::run_arms;
 use retroformer_lab::compare::lines;
+use retroformer_lab::improve::{run_slice, SlicePlan};
 use retroformer_lab::BackendSource;
 use retroformer_llm::target::TargetProfile;
 
 use crate::common::{FetchBar, TaskProgress};
 
+/// The committed experiment, relative to the repository's root.
+const RUN: &str = "benches/results/improve-gsm8k/full";
+
 /// `demo`.
 #[derive(Args)]
 pub struct DemoArgs {
-    /// The environment: `hotpotqa` (chain of thought over the question's gold paragraphs, the
-    /// first N questions of the bundled sample) or `household` (one task of each type, then the
-    /// next of each, in the evaluation split's order).
-    #[arg(long, default_value = "hotpotqa")]
+    /// Run the Reflexion comparison instead (retries without information against Reflexion,
+    /// on HotPotQA or the household).
+    #[arg(long)]
+    reflexion: bool,
+    /// Held-out problems evaluated: the first N of the experiment's evaluation set.
+    #[arg(long, default_value_t = 50, conflicts_with = "reflexion")]
+    problems: usize,
+    /// The `retroformer improve` run whose adapter is shown (default: the repository's
+    /// committed experiment, benches/results/improve-gsm8k/full).
+    #[arg(long, conflicts_with = "reflexion")]
+    run: Option<PathBuf>,
+    /// Requests decoded together.
+    #[arg(long, default_value_t = retroformer_envs::DEFAULT_PARALLEL, conflicts_with = "reflexion")]
+    parallel: u32,
+    /// With --reflexion, the environment: `hotpotqa` (chain of thought over the question's
+    /// gold paragraphs, the first N questions of the bundled sample) or `household` (one task
+    /// of each type, then the next of each, in the evaluation split's order).
+    #[arg(long, default_value = "hotpotqa", requires = "reflexion")]
     env: String,
-    /// Actor model (fetched if missing); it also writes the reflections.
-    #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
+    /// With --reflexion, the actor model (fetched if missing); it also writes the reflections.
+    #[arg(
+        long,
+        default_value = "qwen2.5-coder-0.5b-instruct",
+        requires = "reflexion"
+    )]
     model: String,
-    /// Tasks.
-    #[arg(long, default_value_t = 10)]
+    /// With --reflexion, tasks.
+    #[arg(long, default_value_t = 10, requires = "reflexion")]
     tasks: usize,
-    /// Trials.
-    #[arg(long, default_value_t = 5)]
+    /// With --reflexion, trials.
+    #[arg(long, default_value_t = 5, requires = "reflexion")]
     trials: u32,
-    /// The actor's sampling temperature (both arms).
-    #[arg(long, default_value_t = 0.7)]
+    /// With --reflexion, the actor's sampling temperature (both arms).
+    #[arg(long, default_value_t = 0.7, requires = "reflexion")]
     temperature: f32,
-    /// The seed of both arms' samples.
-    #[arg(long, default_value_t = 1)]
+    /// With --reflexion, the seed of both arms' samples.
+    #[arg(long, default_value_t = 1, requires = "reflexion")]
     seed: u32,
-    /// Most actions per household episode.
-    #[arg(long, default_value_t = 20)]
+    /// With --reflexion, most actions per household episode.
+    #[arg(long, default_value_t = 20, requires = "reflexion")]
     max_steps: u32,
     /// Output folder (default: a new folder under $RETROFORMER_HOME/runs).
     #[arg(long)]
@@ -50,6 +76,74 @@ pub struct DemoArgs {
     /// Threads (default: the target profile's).
     #[arg(long)]
     threads: Option<u32>,
+}
+
+/// The committed experiment's folder: under the current folder when run from the repository's
+/// root (a shorter name to print), else beside this crate's sources.
+fn default_run() -> Result<PathBuf> {
+    if Path::new(RUN).join("improve.json").is_file() {
+        return Ok(PathBuf::from(RUN));
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(RUN);
+    beside.canonicalize().with_context(|| {
+        format!(
+            "--run: the committed experiment ({RUN}) is not here nor at {}; pass --run with a `retroformer improve` folder",
+            beside.display()
+        )
+    })
+}
+
+fn new_out(a: &DemoArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        home_dir().join("runs").join(format!("demo-{now}"))
+    })
+}
+
+/// Runs the demo; `live` shows each step.
+pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
+    if a.reflexion {
+        return reflexion(profile, a, live);
+    }
+    let run = match &a.run {
+        Some(r) => r.clone(),
+        None => default_run()?,
+    };
+    let out = new_out(a);
+    eprintln!(
+        "[retroformer] demo: the base model and the adapter trained on its own verified answers, greedy, on the first {} held-out GSM8K test problems of {}; results in {}",
+        a.problems,
+        run.display(),
+        out.display()
+    );
+    let bar = FetchBar::default();
+    let models = BackendSource {
+        profile: profile.clone(),
+        threads: a.threads,
+        fetch: Some(&bar),
+    };
+    let plan = SlicePlan {
+        run,
+        problems: a.problems,
+        parallel: a.parallel,
+        out,
+    };
+    let mut progress = TaskProgress::new(live);
+    let done = run_slice(&plan, &models, &mut progress);
+    progress.finish();
+    let (report, files) = done?;
+    for line in report.lines() {
+        println!("{line}");
+    }
+    for p in &files {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }
 
 /// The household demo's task ids: one of each type, in order, then the next of each.
@@ -97,21 +191,15 @@ fn plan(a: &DemoArgs) -> Result<EvalPlan> {
     Ok(plan)
 }
 
-/// Runs the demo; `live` shows each action and observation.
-pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
+/// The Reflexion comparison; `live` shows each action and observation.
+fn reflexion(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
     if a.tasks == 0 || a.trials < 2 || a.max_steps == 0 {
         anyhow::bail!("--tasks and --max-steps must be at least 1, --trials at least 2");
     }
-    let out = a.out.clone().unwrap_or_else(|| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        home_dir().join("runs").join(format!("demo-{now}"))
-    });
+    let out = new_out(a);
     let plan = plan(a)?;
     eprintln!(
-        "[retroformer] demo: {} on {} tasks, {} trials, actor {} sampled at T={} (seed {}): retries without information (none) against Reflexion; results in {}",
+        "[retroformer] demo --reflexion: {} on {} tasks, {} trials, actor {} sampled at T={} (seed {}): retries without information (none) against Reflexion; results in {}",
         a.env,
         a.tasks,
         a.trials,

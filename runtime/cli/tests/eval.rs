@@ -359,12 +359,13 @@ fn a_short_real_household_run_writes_every_file() {
 }
 
 #[test]
-fn the_demo_runs_the_baseline_and_reflexion_on_household_with_a_live_view() {
+fn the_reflexion_demo_runs_the_baseline_and_reflexion_on_household_with_a_live_view() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let o = cli(&[
         "-v",
         "demo",
+        "--reflexion",
         "--model",
         "smollm2-135m-instruct",
         "--env",
@@ -395,11 +396,12 @@ fn the_demo_runs_the_baseline_and_reflexion_on_household_with_a_live_view() {
 }
 
 #[test]
-fn the_demo_on_hotpotqa_pairs_the_arms_over_the_first_questions() {
+fn the_reflexion_demo_on_hotpotqa_pairs_the_arms_over_the_first_questions() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
     let o = cli(&[
         "demo",
+        "--reflexion",
         "--model",
         "smollm2-135m-instruct",
         "--tasks",

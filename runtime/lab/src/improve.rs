@@ -30,12 +30,17 @@ use retroformer_llm::{LanguageModel, Session, SessionOptions};
 
 mod arms;
 mod report;
+mod slice;
 mod train;
 
 pub use arms::holm;
 pub use report::{
     ArmFigures, CanaryFigures, CollectFigures, Comparison, DataFigures, ImproveReport,
     ImproveSettings, RoundFigures, Score, TrainFigures, FORMAT_VERSION, KIND,
+};
+pub use slice::{
+    run_slice, shown_adapter, Example, SliceArm, SlicePlan, SliceReport, SLICE_FORMAT_VERSION,
+    SLICE_KIND,
 };
 
 use crate::{LabError, ModelSource};

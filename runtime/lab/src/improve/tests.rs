@@ -144,3 +144,103 @@ fn a_round_collects_with_the_last_adapter_an_earlier_round_promoted() {
     assert_eq!(incumbent(&rounds), Some("id1".into()));
     assert_eq!(incumbent(&[round(1, Some(false))]), None);
 }
+
+fn trained(name: &str) -> super::TrainFigures {
+    super::TrainFigures {
+        name: name.into(),
+        adapter: format!("round-x/{name}.gguf").into(),
+        sha256: format!("sha-{name}"),
+        bytes: 1,
+        samples: 1,
+        steps: 1,
+        best_step: None,
+        loss: [0.0, 0.0],
+        heldout_loss: None,
+        wall_s: None,
+        command: String::new(),
+    }
+}
+
+#[test]
+fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
+    use super::{shown_adapter, CanaryFigures, ImproveReport, RoundFigures};
+    let round = |r: u32, promoted: Option<bool>| RoundFigures {
+        round: r,
+        policy: None,
+        collect: None,
+        data: None,
+        train: vec![trained("placebo"), trained(&format!("s1-of-{r}"))],
+        installed: None,
+        canary: promoted.map(|promoted| CanaryFigures {
+            candidate: String::new(),
+            incumbent: None,
+            candidate_score: 0.0,
+            incumbent_score: 0.0,
+            promoted,
+            wall_s: None,
+        }),
+    };
+    let report = |rounds: Vec<RoundFigures>| {
+        let mut rounds = rounds;
+        // Each round's first seed is named `s1` in the run.
+        for r in &mut rounds {
+            r.train[1].name = "s1".into();
+        }
+        ImproveReport {
+            format_version: 1,
+            kind: "improve".into(),
+            settings: settings(),
+            rounds,
+            arms: Vec::new(),
+            comparisons: Vec::new(),
+        }
+    };
+    assert_eq!(shown_adapter(&report(Vec::new())), None);
+    let only_collected = report(vec![round(1, None)]);
+    let (name, file, sha, canary) = shown_adapter(&only_collected).unwrap();
+    assert_eq!(
+        (name.as_str(), sha.as_str(), canary),
+        ("r1-s1", "sha-s1-of-1", None)
+    );
+    assert_eq!(file, std::path::Path::new("round-x/s1-of-1.gguf"));
+    let two = report(vec![round(1, Some(true)), round(2, Some(false))]);
+    assert_eq!(shown_adapter(&two).unwrap().0, "r1-s1");
+    assert_eq!(shown_adapter(&two).unwrap().3, Some(true));
+    let second = report(vec![round(1, Some(true)), round(2, Some(true))]);
+    assert_eq!(shown_adapter(&second).unwrap().0, "r2-s1");
+    let kept = report(vec![round(1, Some(false))]);
+    assert_eq!(shown_adapter(&kept).unwrap().3, Some(false));
+}
+
+/// Settings of a run (the values do not matter to the tests that use them).
+fn settings() -> super::ImproveSettings {
+    serde_json::from_value(serde_json::json!({
+        "model": "m", "train_data": null, "eval_data": null, "dev_problems": 1,
+        "train_problems": 1, "chains": 1, "retries": 0, "per_problem": 1, "temperature": 0.7,
+        "top_p": 0.95, "max_tokens": 8, "seed": 0, "rank": 4, "alpha": 8.0, "lr": 0.0002,
+        "epochs": 1.0, "batch": 1, "max_len": 64, "backend": "native", "eval_every": 1,
+        "patience": 1, "lora_seeds": [1], "placebo": false, "margin": 0.0, "eval_skip": 0,
+        "eval_problems": 1, "eval_samples": 0, "eval_temperature": 0.7, "sampled_arms": []
+    }))
+    .unwrap()
+}
+
+#[test]
+fn the_demo_refuses_an_adapter_whose_sha256_is_not_the_one_the_run_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s1.gguf");
+    let err = super::slice::check_adapter(&file, "00")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s1.gguf") && err.contains("missing"), "{err}");
+    std::fs::write(&file, "version https://git-lfs.github.com/spec/v1\n").unwrap();
+    let err = super::slice::check_adapter(&file, "00")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("s1.gguf") && err.contains("improve.json records 00"),
+        "{err}"
+    );
+    let sha = retroformer::fetch::sha256_file(&file, &retroformer::fetch::Silent).unwrap();
+    super::slice::check_adapter(&file, &sha).unwrap();
+}

@@ -1,0 +1,419 @@
+//! A slice of a finished `improve` run evaluated again on this machine (`retroformer demo`):
+//! the base and the run's adapter, greedy, on the first problems of the run's held-out
+//! evaluation set. It shows that the committed result reproduces here and how the trained model
+//! answers; a few dozen problems cannot tell a gain of a few points from chance, so the full
+//! evaluation's figure is printed beside it.
+
+use std::path::{Path, PathBuf};
+
+use retroformer::agent::files::{read_json, write_json};
+use retroformer::agent::runner::task_path;
+use retroformer_envs::math::rise::RiseResult;
+use retroformer_envs::math::{self, Dataset, MathProblem};
+use retroformer_envs::{Chart, Progress};
+use serde::{Deserialize, Serialize};
+
+use super::arms::{evaluate, score};
+use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
+use crate::compare::{paired, Table, TrialComparison};
+use crate::{LabError, ModelSource};
+
+/// Format version of `demo.json`.
+pub const SLICE_FORMAT_VERSION: u32 = 1;
+/// `demo.json`'s `kind`.
+pub const SLICE_KIND: &str = "improve-slice";
+
+/// What to evaluate.
+#[derive(Debug, Clone)]
+pub struct SlicePlan {
+    /// The finished `improve` run's folder (its `improve.json` and adapters).
+    pub run: PathBuf,
+    /// Problems: the first N of the run's evaluation set.
+    pub problems: usize,
+    /// Requests decoded together.
+    pub parallel: u32,
+    /// The output folder.
+    pub out: PathBuf,
+}
+
+/// One arm on the slice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceArm {
+    /// `base` or the run's arm name (`r1-s1`).
+    pub name: String,
+    /// The adapter, relative to the run's folder (`None`: the base alone).
+    pub adapter: Option<PathBuf>,
+    /// The score on the slice (`run` names this folder's evaluation).
+    pub score: Score,
+    /// Problems whose parsed answer (or its absence) is the one the run's own evaluation
+    /// saved, and how many the run had saved; `None` when the run has not evaluated this arm.
+    pub same_as_run: Option<(usize, usize)>,
+}
+
+/// A problem where the two arms' outcomes differ.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Example {
+    /// The problem.
+    pub problem_id: String,
+    /// The gold answer.
+    pub gold: String,
+    /// The base's parsed answer.
+    pub base: Option<String>,
+    /// The trained arm's parsed answer.
+    pub trained: Option<String>,
+}
+
+/// `demo.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SliceReport {
+    /// [`SLICE_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// [`SLICE_KIND`].
+    pub kind: String,
+    /// The run's folder.
+    pub run: PathBuf,
+    /// The actor.
+    pub model: String,
+    /// Test problems skipped before the slice (the run's `eval_skip`).
+    pub skip: usize,
+    /// The run's evaluation set's size.
+    pub run_problems: usize,
+    /// The canary's verdict on the shown adapter: promoted, kept, or not judged yet.
+    pub canary: Option<bool>,
+    /// `base`, then the trained arm.
+    pub arms: Vec<SliceArm>,
+    /// The trained arm minus the base on the slice.
+    pub paired: TrialComparison,
+    /// The run's own comparison of the same arms (greedy), if it has one.
+    pub full: Option<Comparison>,
+    /// Problems where exactly one arm is right, the first few.
+    pub examples: Vec<Example>,
+}
+
+/// Examples kept in the report.
+const EXAMPLES: usize = 3;
+
+/// The adapter to show: the last round's `s1` the canary promoted, else round 1's `s1` (which
+/// the canary then kept, or has not judged yet). Its arm name, file (relative to the run), the
+/// sha256 `improve.json` records and the canary's verdict.
+pub fn shown_adapter(report: &ImproveReport) -> Option<(String, PathBuf, String, Option<bool>)> {
+    let promoted = report
+        .rounds
+        .iter()
+        .rev()
+        .find(|r| r.canary.as_ref().is_some_and(|c| c.promoted));
+    let round = promoted.or_else(|| report.rounds.first())?;
+    let t = round.train.iter().find(|t| t.name == "s1")?;
+    let verdict = round.canary.as_ref().map(|c| c.promoted);
+    Some((
+        format!("r{}-s1", round.round),
+        PathBuf::from(&t.adapter),
+        t.sha256.clone(),
+        verdict,
+    ))
+}
+
+/// Reads `RUN/improve.json`, naming what is wrong.
+fn read_run(run: &Path) -> Result<ImproveReport, LabError> {
+    let path = run.join("improve.json");
+    read_json::<ImproveReport>(&path)?.ok_or_else(|| {
+        LabError::file(
+            &path,
+            "not found: the folder holds no `retroformer improve` run",
+        )
+    })
+}
+
+/// Checks the adapter's file against the sha256 `improve.json` records (a checkout without
+/// the file's contents, a git LFS pointer or an edited file would otherwise be evaluated).
+pub(super) fn check_adapter(file: &Path, sha256: &str) -> Result<(), LabError> {
+    if !file.is_file() {
+        return Err(LabError::file(file, "the run's adapter is missing"));
+    }
+    let got = retroformer::fetch::sha256_file(file, &retroformer::fetch::Silent)
+        .map_err(|e| LabError::file(file, e))?;
+    if got != sha256 {
+        return Err(LabError::file(
+            file,
+            format!("sha256 {got}, but improve.json records {sha256}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The run's saved greedy answers of arm `name`, by problem, where it saved them.
+fn run_answers(
+    run: &Path,
+    report: &ImproveReport,
+    name: &str,
+    problems: &[MathProblem],
+) -> Result<Option<Vec<Option<Option<String>>>>, LabError> {
+    let Some(g) = report
+        .arms
+        .iter()
+        .find(|a| a.name == name)
+        .and_then(|a| a.greedy.as_ref())
+    else {
+        return Ok(None);
+    };
+    let dir = run.join(&g.run);
+    let mut out = Vec::with_capacity(problems.len());
+    for p in problems {
+        let r: Option<RiseResult> = read_json(&task_path(&dir, 0, &p.id))?;
+        out.push(r.map(|r| first_answer(&r)));
+    }
+    Ok(Some(out))
+}
+
+fn first_answer(r: &RiseResult) -> Option<String> {
+    r.sequential.first().and_then(|a| a.answer.clone())
+}
+
+fn correct(r: &RiseResult) -> bool {
+    r.sequential.first().is_some_and(|a| a.reward >= 1.0)
+}
+
+/// Answers equal to the run's, and answers the run saved.
+fn agreement(here: &[RiseResult], run: &[Option<Option<String>>]) -> (usize, usize) {
+    let pairs = here
+        .iter()
+        .zip(run)
+        .filter_map(|(h, r)| Some((h, r.as_ref()?)));
+    pairs.fold((0, 0), |(same, n), (h, r)| {
+        (same + usize::from(first_answer(h) == *r), n + 1)
+    })
+}
+
+/// Evaluates the slice (resumed from `out` if it was started), writes `demo.json` and the
+/// chart; the report and the files written.
+pub fn run_slice(
+    plan: &SlicePlan,
+    models: &dyn ModelSource,
+    progress: &mut dyn Progress,
+) -> Result<(SliceReport, Vec<PathBuf>), LabError> {
+    let report = read_run(&plan.run)?;
+    let s = &report.settings;
+    if plan.problems == 0 || plan.problems > s.eval_problems {
+        return Err(LabError::setting(
+            "problems",
+            format!("must be 1 to {}, the run's evaluation set", s.eval_problems),
+        ));
+    }
+    let (name, rel, sha, canary) = shown_adapter(&report).ok_or_else(|| {
+        LabError::file(
+            &plan.run.join("improve.json"),
+            "no round has trained an adapter yet",
+        )
+    })?;
+    let adapter = plan.run.join(&rel);
+    check_adapter(&adapter, &sha)?;
+    let test = math::env::load(Dataset::Gsm8k, s.eval_data.as_deref(), "test")?;
+    let problems = test
+        .get(s.eval_skip..s.eval_skip + plan.problems)
+        .ok_or_else(|| LabError::setting("problems", "beyond the test split".to_string()))?
+        .to_vec();
+    let improve_plan = ImprovePlan {
+        settings: s.clone(),
+        rounds: 0,
+        parallel: plan.parallel,
+        out: plan.out.clone(),
+    };
+    let base = retroformer::backend::resolve(&s.model, None)?;
+    let (store, base_header) = actor_store(&base)?;
+    let ctx = Ctx {
+        plan: &improve_plan,
+        models,
+        store,
+        base_path: base.path.clone(),
+        base_header,
+    };
+    let mut arms = Vec::new();
+    let mut results = Vec::new();
+    for (arm, file) in [("base".to_string(), None), (name, Some(adapter))] {
+        let (r, wall) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
+            .map_err(|e| e.during(format!("evaluate {arm}")))?;
+        let here = file
+            .as_ref()
+            .map_or("base".into(), |_| sha[..16].to_string());
+        let theirs = run_answers(&plan.run, &report, &arm, &problems)?;
+        arms.push(SliceArm {
+            adapter: file.as_ref().map(|_| rel.clone()),
+            score: Score {
+                wall_s: wall,
+                run: Path::new("slice").join(format!("{here}-greedy")),
+                ..score(&r, false)
+            },
+            same_as_run: theirs.map(|t| agreement(&r, &t)),
+            name: arm,
+        });
+        results.push(r);
+    }
+    let outcomes = |r: &[RiseResult]| r.iter().map(correct).collect::<Vec<bool>>();
+    let table = Table::of(&outcomes(&results[0]), &outcomes(&results[1]));
+    let full_name = format!("{} - base", arms[1].name);
+    let slice = SliceReport {
+        format_version: SLICE_FORMAT_VERSION,
+        kind: SLICE_KIND.into(),
+        run: plan.run.clone(),
+        model: s.model.clone(),
+        skip: s.eval_skip,
+        run_problems: s.eval_problems,
+        canary,
+        paired: paired(0, table),
+        full: report
+            .comparisons
+            .iter()
+            .find(|c| c.name == full_name && c.metric == "greedy")
+            .cloned(),
+        examples: examples(&results[0], &results[1]),
+        arms,
+    };
+    let mut files = vec![plan.out.join("demo.json")];
+    write_json(&files[0], &slice)?;
+    files.extend(crate::eval::draw(&chart(&slice, &report), &plan.out)?);
+    Ok((slice, files))
+}
+
+/// The first problems where exactly one arm is right.
+fn examples(base: &[RiseResult], trained: &[RiseResult]) -> Vec<Example> {
+    base.iter()
+        .zip(trained)
+        .filter(|(b, t)| correct(b) != correct(t))
+        .take(EXAMPLES)
+        .map(|(b, t)| Example {
+            problem_id: b.problem_id.clone(),
+            gold: b.gold.clone(),
+            base: first_answer(b),
+            trained: first_answer(t),
+        })
+        .collect()
+}
+
+/// `accuracy.svg`/`.png`: the two arms' greedy accuracy on the slice here and, beside, in the
+/// run's full evaluation.
+fn chart(slice: &SliceReport, report: &ImproveReport) -> Chart {
+    let round = |name: &str| {
+        name.strip_prefix('r')
+            .and_then(|n| n.split('-').next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let here = slice
+        .arms
+        .iter()
+        .map(|a| (round(&a.name), a.score.accuracy))
+        .collect();
+    let full = slice
+        .arms
+        .iter()
+        .filter_map(|a| {
+            let arm = report.arms.iter().find(|x| x.name == a.name)?;
+            Some((round(&a.name), arm.greedy.as_ref()?.accuracy))
+        })
+        .collect::<Vec<_>>();
+    let mut series = vec![(format!("this machine, {} problems", slice.paired.n), here)];
+    if full.len() == 2 {
+        series.push((format!("the run, {} problems", slice.run_problems), full));
+    }
+    Chart {
+        stem: "accuracy".into(),
+        title: format!("GSM8K greedy accuracy, {}: base and trained", slice.model),
+        x_label: "round (0: base)".into(),
+        y_label: "accuracy".into(),
+        series,
+    }
+}
+
+impl SliceReport {
+    /// The report as the demo prints it: each arm, the paired difference, what the slice can
+    /// tell, the full evaluation's figure and a few problems where the arms differ.
+    pub fn lines(&self) -> Vec<String> {
+        let d = &self.paired;
+        let trained = &self.arms[1].name;
+        let mut out: Vec<String> = self.arms.iter().map(arm_line).collect();
+        out.push(format!(
+            "{trained} - base on these {} problems: {} points (95 % exact interval {} to {}, McNemar p = {:.3})",
+            d.n,
+            points(d.difference),
+            points(d.exact_interval[0]),
+            points(d.exact_interval[1]),
+            d.p_value
+        ));
+        out.push(self.what_it_tells());
+        out.push(self.full_line());
+        if !self.examples.is_empty() {
+            out.push("Problems where exactly one of them is right (parsed answers):".into());
+        }
+        for e in &self.examples {
+            let a = |x: &Option<String>| x.clone().unwrap_or_else(|| "no answer".into());
+            out.push(format!(
+                "  {}: gold {}, base {}, {trained} {}",
+                e.problem_id,
+                e.gold,
+                a(&e.base),
+                a(&e.trained)
+            ));
+        }
+        out
+    }
+
+    /// One sentence on what this slice can and cannot tell; it agrees with the exact
+    /// interval, which excludes 0 exactly when p < 0.05.
+    fn what_it_tells(&self) -> String {
+        let n = self.paired.n;
+        if self.paired.p_value < 0.05 {
+            format!("On {n} problems this difference is one chance rarely gives (p < 0.05), but a slice this small says little about its size; the full evaluation below is the measure.")
+        } else {
+            format!("{n} problems cannot tell a difference of this size from chance (the interval holds 0); whether training helps is the full evaluation's question, below.")
+        }
+    }
+
+    fn full_line(&self) -> String {
+        let verdict = match self.canary {
+            Some(true) => "promoted by the run's canary",
+            Some(false) => "kept out by the run's canary",
+            None => "not yet judged by the run's canary",
+        };
+        let head = format!(
+            "The full experiment, test problems {}-{} ({}/improve.json; adapter {}, {verdict})",
+            self.skip + 1,
+            self.skip + self.run_problems,
+            self.run.display(),
+            self.arms[1]
+                .adapter
+                .as_ref()
+                .map_or(String::new(), |p| p.display().to_string()),
+        );
+        match &self.full {
+            Some(c) => format!(
+                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}.",
+                c.name,
+                points(c.paired.difference),
+                points(c.paired.exact_interval[0]),
+                points(c.paired.exact_interval[1]),
+                points(c.paired.interval[0]),
+                points(c.paired.interval[1]),
+                c.paired.p_value,
+                c.p_holm
+            ),
+            None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
+        }
+    }
+}
+
+fn points(x: f64) -> String {
+    format!("{:+.1}", 100.0 * x)
+}
+
+fn arm_line(a: &SliceArm) -> String {
+    let s = &a.score;
+    let right = (s.accuracy * s.answers as f64).round() as usize;
+    let same = a.same_as_run.map_or(String::new(), |(same, n)| {
+        format!(", the same answer as the run's evaluation on {same} of {n}")
+    });
+    let wall = s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s"));
+    format!(
+        "{:<10} greedy accuracy {:.3} ({right} of {}), parsable answers {:.3}, accuracy among parsable {:.3}, {:.0} tokens an answer{same}{wall}",
+        a.name, s.accuracy, s.answers, s.parsable, s.accuracy_parsable, s.mean_tokens
+    )
+}
