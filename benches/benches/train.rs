@@ -101,6 +101,7 @@ fn child(model: &Path, tokens: &Path, steps: u64, batch: usize, backend: Backend
     let data = vec![Tokenized {
         tokens: ids,
         prompt_len: 1,
+        mask: None,
         reward: 1.0,
         weight: 1.0,
     }];

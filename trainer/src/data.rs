@@ -2,7 +2,7 @@
 //! tokenised by llama.cpp's tokenizer (the runtime's), so that training sees the tokens that
 //! inference sees.
 //!
-//! One line is one example. Three shapes are accepted and told apart by their fields:
+//! One line is one example. Four shapes are accepted and told apart by their fields:
 //!
 //! - **generic**: `{"prompt": str, "response": str}` with optional `"reward"` (default 1),
 //!   `"weight"` (default 1) and `"parse_special"` (default false);
@@ -17,7 +17,14 @@
 //!   end-of-turn marker). The reward is `reward`, else `rating`, else 1. `messages` wins over
 //!   `prompt`, whose text is in the generating model's template. A RISE sample that carries
 //!   its turn's token ids (`tokens`, the server's capture) is trained on those ids when they
-//!   belong to the base model ([`keep_ids_of`]): no re-tokenisation.
+//!   belong to the base model ([`keep_ids_of`]): no re-tokenisation;
+//! - **segments** (a multi-step episode, as the household's agent saw and wrote it):
+//!   `{"segments": [{"text": str, "loss": bool}, ...]}` with optional `"reward"`, `"weight"` and
+//!   `"parse_special"`: the text is the segments in order, each tokenised on its own (the agent
+//!   appends them one by one), and the loss falls on the `"loss": true` segments only (the
+//!   agent's actions, not the observations between them). The first segment is the prompt and
+//!   carries no loss. One episode is one example instead of one example an action, each
+//!   re-reading the whole history.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -43,6 +50,27 @@ pub struct Example {
     pub parse_special: bool,
     /// The token ids the model saw and sampled, when the record carries them.
     pub ids: Option<TurnTokens>,
+    /// A segments example's text in order, each with whether the loss falls on it; empty for
+    /// the other shapes (`prompt` then `response`, the loss on all of the response).
+    pub segments: Vec<Segment>,
+}
+
+/// One piece of a segments example.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Segment {
+    /// The text.
+    pub text: String,
+    /// Whether the loss falls on its tokens.
+    pub loss: bool,
+}
+
+/// A segments example as written.
+#[derive(Deserialize)]
+struct Segments {
+    segments: Vec<Segment>,
+    reward: Option<f64>,
+    weight: Option<f64>,
+    parse_special: Option<bool>,
 }
 
 /// The trainer's own shape: a prompt and the response to learn.
@@ -97,7 +125,7 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
 
 /// One line as an example: told apart by its fields, each shape read as its own record type.
 fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
-    const EXPECTED: &str = "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"} or a RISE sample {\"messages\"}";
+    const EXPECTED: &str = "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"}, a RISE sample {\"messages\"} or {\"segments\"}";
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("{EXPECTED}: {e}"))?;
     let has = |k: &str| v.get(k).is_some();
@@ -131,7 +159,12 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
             // template's special tokens (gsm8k-retry) comes with `messages` instead.
             parse_special: false,
             ids: None,
+            segments: Vec::new(),
         })
+    } else if has("segments") {
+        let s: Segments =
+            serde_json::from_value(v).map_err(|e| parse("segments") + &e.to_string())?;
+        segments(s)
     } else if has("prompt") && has("response") {
         let g: PromptResponse = serde_json::from_value(v).map_err(|e| e.to_string())?;
         Ok(Example {
@@ -141,6 +174,7 @@ fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
             weight: g.weight.unwrap_or(1.0),
             parse_special: g.parse_special.unwrap_or(false),
             ids: None,
+            segments: Vec::new(),
         })
     } else {
         Err(EXPECTED.into())
@@ -179,6 +213,29 @@ fn chat(
         weight,
         parse_special: true,
         ids: None,
+        segments: Vec::new(),
+    })
+}
+
+/// A segments example: the prompt is the first segment, the response the rest.
+fn segments(s: Segments) -> Result<Example, String> {
+    let Some((first, rest)) = s.segments.split_first() else {
+        return Err("\"segments\" is empty".into());
+    };
+    if first.loss || first.text.is_empty() {
+        return Err("the first segment is the prompt: non-empty, with \"loss\": false".into());
+    }
+    if !rest.iter().any(|g| g.loss && !g.text.is_empty()) {
+        return Err("no segment after the first has \"loss\": true and text".into());
+    }
+    Ok(Example {
+        prompt: first.text.clone(),
+        response: rest.iter().map(|g| g.text.as_str()).collect(),
+        reward: s.reward.unwrap_or(1.0),
+        weight: s.weight.unwrap_or(1.0),
+        parse_special: s.parse_special.unwrap_or(false),
+        ids: None,
+        segments: s.segments,
     })
 }
 
@@ -227,6 +284,9 @@ pub struct Tokenized {
     pub reward: f64,
     /// Weight.
     pub weight: f64,
+    /// Which of the response's tokens (`tokens[prompt_len..]`) carry the loss (a segments
+    /// example); `None`: all of them.
+    pub mask: Option<Vec<bool>>,
 }
 
 impl Tokenized {
@@ -245,11 +305,38 @@ pub fn tokenize(
     model: &dyn LanguageModel,
     max_len: usize,
 ) -> Result<Tokenized, TrainerError> {
+    if !ex.segments.is_empty() {
+        let (tokens, prompt_len, mask) = from_segments(ex, model)?;
+        return Ok(fit(tokens, prompt_len, Some(mask), max_len, ex));
+    }
     let (tokens, prompt_len) = match &ex.ids {
         Some(ids) => captured(ids, model)?,
         None => from_text(ex, model)?,
     };
-    Ok(fit(tokens, prompt_len, max_len, ex))
+    Ok(fit(tokens, prompt_len, None, max_len, ex))
+}
+
+/// A segments example tokenised segment by segment (the first with BOS): the tokens, the
+/// prompt's length (the tokens before the first loss token) and the response's loss mask.
+fn from_segments(
+    ex: &Example,
+    model: &dyn LanguageModel,
+) -> Result<(Vec<i32>, usize, Vec<bool>), TrainerError> {
+    let mut tokens = Vec::new();
+    let mut loss = Vec::new();
+    for (i, g) in ex.segments.iter().enumerate() {
+        let t = model.tokenize(&g.text, i == 0, ex.parse_special)?;
+        loss.extend(std::iter::repeat_n(g.loss, t.len()));
+        tokens.extend(t);
+    }
+    let Some(prompt_len) = loss.iter().position(|&l| l).filter(|&p| p > 0) else {
+        return Err(TrainerError::Config {
+            field: "data".into(),
+            reason: "a segments example's loss segments tokenise to nothing".into(),
+        });
+    };
+    let mask = loss.split_off(prompt_len);
+    Ok((tokens, prompt_len, mask))
 }
 
 /// A captured turn's ids, checked against the vocabulary (the model decodes them).
@@ -300,8 +387,15 @@ fn from_text(ex: &Example, model: &dyn LanguageModel) -> Result<(Vec<i32>, usize
     Ok((tokens, p.len()))
 }
 
-/// Fits a sequence into `max_len`: the end of the prompt and as much response as fits.
-fn fit(mut tokens: Vec<i32>, mut prompt_len: usize, max_len: usize, ex: &Example) -> Tokenized {
+/// Fits a sequence into `max_len`: the end of the prompt and as much response as fits (the
+/// mask cut with it).
+fn fit(
+    mut tokens: Vec<i32>,
+    mut prompt_len: usize,
+    mut mask: Option<Vec<bool>>,
+    max_len: usize,
+    ex: &Example,
+) -> Tokenized {
     if tokens.len() > max_len {
         let max_len = max_len.max(2);
         let resp = (tokens.len() - prompt_len).min(max_len - 1);
@@ -309,12 +403,16 @@ fn fit(mut tokens: Vec<i32>, mut prompt_len: usize, max_len: usize, ex: &Example
         let cut = prompt_len - keep_prompt;
         tokens = tokens[cut..cut + keep_prompt + resp].to_vec();
         prompt_len = keep_prompt;
+        if let Some(m) = &mut mask {
+            m.truncate(resp);
+        }
     }
     Tokenized {
         tokens: tokens.iter().map(|&t| t as u32).collect(),
         prompt_len,
         reward: ex.reward,
         weight: ex.weight,
+        mask,
     }
 }
 
@@ -331,7 +429,7 @@ mod tests {
     }
 
     #[test]
-    fn the_three_shapes_become_prompt_response_pairs() {
+    fn the_three_text_shapes_become_prompt_response_pairs() {
         let (_d, p) = file(&[
             r#"{"prompt": "P", "response": "R", "reward": 0.5}"#,
             "",
@@ -355,6 +453,58 @@ mod tests {
         assert_eq!(ex[2].response, "A</assistant>\n");
         assert_eq!(ex[2].weight, 2.5);
         assert!(ex[2].parse_special);
+    }
+
+    #[test]
+    fn a_segments_example_puts_the_loss_on_its_loss_segments_only_even_when_cut_to_fit() {
+        let (_d, p) = file(&[
+            r#"{"segments": [{"text": "a b c", "loss": false}, {"text": " go x", "loss": true}, {"text": " you see y z", "loss": false}, {"text": " take y", "loss": true}], "weight": 2.0}"#,
+        ]);
+        let m = ScriptedModel::new(Vec::<String>::new());
+        let ex = read_examples(&p, &m).unwrap();
+        assert_eq!(ex[0].prompt, "a b c");
+        assert_eq!(ex[0].response, " go x you see y z take y");
+        assert_eq!(ex[0].weight, 2.0);
+        let t = tokenize(&ex[0], &m, 100).unwrap();
+        let n = |s: &str| m.tokenize(s, false, false).unwrap().len();
+        assert_eq!(t.prompt_len, n("a b c"));
+        let mut want = vec![true; n(" go x")];
+        want.extend(vec![false; n(" you see y z")]);
+        want.extend(vec![true; n(" take y")]);
+        assert_eq!(t.mask.as_deref(), Some(&want[..]));
+        assert_eq!(t.response_len(), want.len());
+        // Cut to fit: the end of the prompt, the response's start, the mask cut with it.
+        let short = tokenize(&ex[0], &m, t.prompt_len + 3).unwrap();
+        assert_eq!(short.tokens.len(), t.prompt_len + 3);
+        let kept = short.response_len();
+        assert_eq!(short.mask.as_deref(), Some(&want[..kept]));
+        // The other shapes carry no mask.
+        let plain = tokenize(
+            &example(r#"{"prompt": "P", "response": "R"}"#, &m).unwrap(),
+            &m,
+            9,
+        );
+        assert_eq!(plain.unwrap().mask, None);
+    }
+
+    #[test]
+    fn a_segments_example_without_a_prompt_or_without_a_loss_segment_is_refused() {
+        let m = ScriptedModel::new(Vec::<String>::new());
+        for (line, why) in [
+            (r#"{"segments": []}"#, "empty"),
+            (
+                r#"{"segments": [{"text": "a", "loss": true}]}"#,
+                "first segment",
+            ),
+            (
+                r#"{"segments": [{"text": "a", "loss": false}, {"text": "b", "loss": false}]}"#,
+                "no segment after the first",
+            ),
+            (r#"{"segments": [{"text": "a"}]}"#, "loss"),
+        ] {
+            let err = example(line, &m).unwrap_err();
+            assert!(err.contains(why), "{line}: {err}");
+        }
     }
 
     #[test]

@@ -234,6 +234,21 @@ pub fn scalar_head(state: &Trainable) -> Result<&ScalarHead, TrainerError> {
     })
 }
 
+/// The mean of the response's log-probabilities over the tokens that carry the loss: all of
+/// them, or those of a segments example's mask.
+fn masked_mean(logprobs: Tensor<1>, ex: &Tokenized, device: &Device) -> Tensor<1> {
+    let Some(mask) = &ex.mask else {
+        return logprobs.mean();
+    };
+    let n = mask.iter().filter(|&&m| m).count().max(1) as f32;
+    let w: Vec<f32> = mask
+        .iter()
+        .map(|&m| if m { 1.0 / n } else { 0.0 })
+        .collect();
+    let w = Tensor::<1>::from_data(TensorData::new(w, [mask.len()]), device);
+    (logprobs * w).sum()
+}
+
 /// The loss of one example (divided by the batch size) from the model's output for it: the
 /// reward model's score `[1]` for [`Objective::Reward`], else the response's log-probabilities
 /// `[m]` ([`response_logprobs`]). Whoever computed the output (burn's graph or the native
@@ -248,14 +263,23 @@ pub fn loss_of(
 ) -> Result<Tensor<1>, TrainerError> {
     let b = batch as f64;
     let vector = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [v.len()]), device);
+    if ex.mask.is_some() && !matches!(objective, Objective::Sft | Objective::Rwr { .. }) {
+        return Err(TrainerError::Config {
+            field: "data".into(),
+            reason: format!(
+                "segments examples (a loss on some tokens only) train with sft or rwr, not {}",
+                objective.name()
+            ),
+        });
+    }
     Ok(match *objective {
-        Objective::Sft => output.mean().mul_scalar(-ex.weight / b),
+        Objective::Sft => masked_mean(output, ex, device).mul_scalar(-ex.weight / b),
         Objective::Rwr { tau } => {
             let w = match tau {
                 Some(t) => (ex.reward / t).exp(),
                 None => ex.weight,
             };
-            output.mean().mul_scalar(-w / b)
+            masked_mean(output, ex, device).mul_scalar(-w / b)
         }
         Objective::Reward { mode } => {
             let score = output;

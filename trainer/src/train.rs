@@ -754,6 +754,7 @@ mod tests {
         Tokenized {
             tokens: prompt.iter().chain(response).copied().collect(),
             prompt_len: prompt.len(),
+            mask: None,
             reward,
             weight: 1.0,
         }

@@ -82,6 +82,7 @@ fn check(
     let ex = Tokenized {
         tokens: tokens.clone(),
         prompt_len,
+        mask: None,
         reward: 1.0,
         weight: 1.0,
     };
@@ -200,14 +201,16 @@ fn sft_run<'a>(
 }
 
 #[test]
-fn training_on_the_native_engine_takes_the_same_steps_as_on_burn() {
+fn training_on_the_native_engine_takes_the_same_steps_as_on_burn_with_and_without_a_loss_mask() {
     let t = TinyModel::qwen2();
     let path = tiny(&t, "train-qwen2.gguf");
     let dev = device();
+    // The third example is an episode: the loss on its actions only (a segments mask).
     let data: Vec<Tokenized> = (0..3u32)
         .map(|k| Tokenized {
             tokens: (0..40).map(|i| (i * 11 + k * 5 + 1) % t.vocab()).collect(),
             prompt_len: 10,
+            mask: (k == 2).then(|| (0..30).map(|i| i % 7 < 3).collect()),
             reward: 1.0,
             weight: 1.0,
         })
@@ -237,6 +240,7 @@ fn the_native_engine_refuses_lora_dropout_naming_the_field() {
     let data = vec![Tokenized {
         tokens: vec![1, 2, 3, 4],
         prompt_len: 2,
+        mask: None,
         reward: 1.0,
         weight: 1.0,
     }];

@@ -9,7 +9,8 @@ use retroformer_trainer::data::Tokenized;
 use retroformer_trainer::lora::{to_vec2, LoraConfig};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{
-    response_logprobs, reward_score, to_vec1, Objective, RewardMode, Trainable,
+    loss_of, response_logprobs, reward_score, to_vec1, ExampleStats, Objective, RewardMode,
+    Trainable,
 };
 use retroformer_trainer::train::{train, Run, TrainConfig};
 
@@ -39,6 +40,7 @@ fn ex(prompt: &[u32], response: &[u32], reward: f64) -> Tokenized {
     Tokenized {
         tokens,
         prompt_len,
+        mask: None,
         reward,
         weight: 1.0,
     }
@@ -131,6 +133,29 @@ fn sft_lowers_its_loss_and_raises_the_log_probability_of_the_targets() {
     for (b, a) in before.iter().zip(&after) {
         assert!(a > &(b + 1.0), "mean log p {b} -> {a}");
     }
+}
+
+#[test]
+fn a_loss_mask_averages_the_sft_loss_over_the_masked_tokens_only_and_only_sft_and_rwr_take_one() {
+    let dev = device();
+    let base = base(&dev);
+    // An episode: action, observation, action; the loss on the actions.
+    let mut e = ex(&[270, 271], &[280, 290, 291, 281], 1.0);
+    e.mask = Some(vec![true, false, false, true]);
+    let lp = response_logprobs(&base, None, &e);
+    let v = to_vec1(lp.clone());
+    let stats = ExampleStats::default();
+    let loss = loss_of(&Objective::Sft, lp.clone(), &e, &stats, 2, &dev).unwrap();
+    let want = -f64::from(v[0] + v[3]) / 2.0 / 2.0;
+    let got: f64 = loss.into_scalar::<f64>();
+    assert!((got - want).abs() < 1e-5, "{got} against {want}");
+    let rwr = Objective::Rwr { tau: None };
+    let got: f64 = loss_of(&rwr, lp.clone(), &e, &stats, 1, &dev)
+        .unwrap()
+        .into_scalar::<f64>();
+    assert!((got - 2.0 * want).abs() < 1e-5, "{got}");
+    let err = loss_of(&Objective::Pg { beta: 0.0 }, lp, &e, &stats, 1, &dev).unwrap_err();
+    assert!(err.to_string().contains("segments"), "{err}");
 }
 
 #[test]

@@ -56,6 +56,7 @@ fn ex(prompt: &[u32], response: &[u32]) -> Tokenized {
     Tokenized {
         tokens,
         prompt_len,
+        mask: None,
         reward: 1.0,
         weight: 1.0,
     }

@@ -517,6 +517,7 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
     let data = vec![Tokenized {
         tokens: ids.iter().map(|&t| t as u32).collect(),
         prompt_len: 1,
+        mask: None,
         reward: 1.0,
         weight: 1.0,
     }];
