@@ -29,7 +29,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 
-use retroformer_core::records::{RatingRecord, RiseSample, TurnTokens};
+use retroformer_core::records::{RatingRecord, RiseSample, Segment, TurnTokens};
 use retroformer_llm::{ChatMessage, LanguageModel};
 use serde::Deserialize;
 
@@ -55,16 +55,8 @@ pub struct Example {
     pub segments: Vec<Segment>,
 }
 
-/// One piece of a segments example.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Segment {
-    /// The text.
-    pub text: String,
-    /// Whether the loss falls on its tokens.
-    pub loss: bool,
-}
-
-/// A segments example as written.
+/// A segments example as written (an [`EpisodeSample`](retroformer_core::records::EpisodeSample)
+/// or a hand-written line, which may set `parse_special`).
 #[derive(Deserialize)]
 struct Segments {
     segments: Vec<Segment>,

@@ -173,6 +173,36 @@ pub struct RiseSample {
     pub tokens: Option<TurnTokens>,
 }
 
+/// One piece of an [`EpisodeSample`]: text, and whether the loss falls on it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    /// The text, as the agent appended it to its prompt or generated it.
+    pub text: String,
+    /// Whether the loss falls on its tokens (the agent's own output).
+    pub loss: bool,
+}
+
+/// One multi-step episode as a training example (a line of the trainer's `segments` shape):
+/// the prompt the agent started from, then its outputs with the loss and the environment's
+/// replies without, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeSample {
+    /// [`FORMAT_VERSION`].
+    #[serde(default = "current")]
+    pub format_version: u32,
+    /// The task.
+    #[serde(default)]
+    pub task_id: String,
+    /// The prompt (first, no loss), then outputs and replies.
+    pub segments: Vec<Segment>,
+    /// The episode's return.
+    #[serde(default = "one")]
+    pub reward: f64,
+    /// The sample's weight.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
 /// A turn's token ids (see [`RiseSample::tokens`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnTokens {

@@ -25,6 +25,7 @@ use super::grammar::actions_grammar;
 use super::{HouseholdEnv, NOTHING_HAPPENS, THINK_OK};
 use retroformer::agent::runner::Attempt;
 use retroformer::agent::AgentError;
+use retroformer_core::records::Segment;
 use retroformer_core::trajectory::Step;
 use retroformer_llm::{GenerateRequest, Generation, SamplingParams, Session};
 
@@ -100,6 +101,38 @@ pub fn memory_text(reflections: &[String]) -> String {
 pub fn plan_line(plan: &str) -> Option<String> {
     let one = plan.split_whitespace().collect::<Vec<_>>().join(" ");
     (!one.is_empty()).then(|| format!("> think: {one}\n{THINK_OK}\n"))
+}
+
+/// What every request of an episode starts with: the instruction, the examples, the memory
+/// and `Here is the task:`.
+pub fn prompt_prefix(examples: &str, memory: &[String]) -> String {
+    format!(
+        "{INSTRUCTION}{examples}\n{}Here is the task:\n",
+        memory_text(memory)
+    )
+}
+
+/// An episode as a training example's segments: the first request's prompt (`prefix`, the
+/// scratchpad's start, `>`), then each action as the model wrote it (` action` and the newline
+/// the grammar ends it with: the loss) and its observation up to the next `>` (no loss); the
+/// last observation is left out. Each request of the episode is a prefix of the segments'
+/// text. `None` when the scratchpad does not end with the steps (an outcome edited by hand).
+pub fn episode_segments(prefix: &str, out: &HouseholdOutcome) -> Option<Vec<Segment>> {
+    let steps: String = out
+        .steps
+        .iter()
+        .map(|s| format!("> {}\n{}\n", s.action, s.observation))
+        .collect();
+    let head = out.scratchpad.strip_suffix(&steps)?;
+    let seg = |text: String, loss: bool| Segment { text, loss };
+    let mut segments = vec![seg(format!("{prefix}{head}>"), false)];
+    for (i, s) in out.steps.iter().enumerate() {
+        segments.push(seg(format!(" {}\n", s.action), true));
+        if i + 1 < out.steps.len() {
+            segments.push(seg(format!("{}\n>", s.observation), false));
+        }
+    }
+    Some(segments)
 }
 
 /// The sampling of an episode's step `step`: the episode's, with the step added to the seed
@@ -214,10 +247,7 @@ impl EpisodeRun {
         let first = env.reset();
         let plan = memory.last().and_then(|p| plan_line(p));
         Self {
-            prefix: format!(
-                "{INSTRUCTION}{examples}\n{}Here is the task:\n",
-                memory_text(memory)
-            ),
+            prefix: prompt_prefix(examples, memory),
             scratchpad: format!("{first}\n{}", plan.as_deref().unwrap_or("")),
             steps: Vec::new(),
             sampling,
@@ -407,6 +437,50 @@ mod tests {
         assert!(out
             .scratchpad
             .starts_with(&format!("{}\n> think: I forgot", env.intro())));
+    }
+
+    #[test]
+    fn an_episodes_segments_rebuild_every_request_it_made_with_the_loss_on_its_actions() {
+        let s = spec(TaskType::Clean);
+        let mut env = HouseholdEnv::new(&s);
+        let actions = plan(&env).unwrap();
+        let mut replies = vec![" think: Clean it first.".to_string()];
+        replies.extend(actions.iter().map(|a| format!(" {a}\n")));
+        let model = ScriptedModel::new(replies);
+        let mut session = model.session(&SessionOptions::default()).unwrap();
+        let ex = crate::household::agent::planner_examples(TaskType::Clean);
+        let memory = ["Find it.".to_string()];
+        let cfg = HouseholdConfig::default();
+        let out = run_episode(session.as_mut(), &mut env, &ex, &memory, &cfg, &greedy()).unwrap();
+        assert!(out.success);
+        let segments = episode_segments(&prompt_prefix(&ex, &memory), &out).unwrap();
+        let reqs = model.requests();
+        assert_eq!(reqs.len(), out.steps.len());
+        assert_eq!(segments.len(), 2 * out.steps.len());
+        for (k, req) in reqs.iter().enumerate() {
+            let text: String = segments[..2 * k + 1]
+                .iter()
+                .map(|g| g.text.as_str())
+                .collect();
+            assert_eq!(text, req.prompt, "request {k}");
+        }
+        let loss: Vec<&str> = segments
+            .iter()
+            .filter(|g| g.loss)
+            .map(|g| g.text.as_str())
+            .collect();
+        assert_eq!(loss[0], " think: Clean it first.\n");
+        assert_eq!(
+            &loss[1..],
+            actions
+                .iter()
+                .map(|a| format!(" {a}\n"))
+                .collect::<Vec<_>>()
+        );
+        // An outcome whose scratchpad does not end with its steps gives none.
+        let mut edited = out.clone();
+        edited.scratchpad.push('x');
+        assert_eq!(episode_segments("", &edited), None);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod agent;
 mod catalog;
 pub mod env;
 pub mod episode;
+pub mod expert;
 pub mod gen;
 pub mod grammar;
 pub mod plan;
