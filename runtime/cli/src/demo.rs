@@ -95,6 +95,15 @@ fn default_run() -> Result<PathBuf> {
     })
 }
 
+/// The models both modes load, fetched with `bar` when missing.
+fn models<'a>(profile: &TargetProfile, a: &DemoArgs, bar: &'a FetchBar) -> BackendSource<'a> {
+    BackendSource {
+        profile: profile.clone(),
+        threads: a.threads,
+        fetch: Some(bar),
+    }
+}
+
 fn new_out(a: &DemoArgs) -> PathBuf {
     a.out.clone().unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
@@ -122,11 +131,7 @@ pub fn demo(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
         out.display()
     );
     let bar = FetchBar::default();
-    let models = BackendSource {
-        profile: profile.clone(),
-        threads: a.threads,
-        fetch: Some(&bar),
-    };
+    let models = models(profile, a, &bar);
     let plan = SlicePlan {
         run,
         problems: a.problems,
@@ -209,11 +214,7 @@ fn reflexion(profile: &TargetProfile, a: &DemoArgs, live: bool) -> Result<()> {
         out.display()
     );
     let bar = FetchBar::default();
-    let models = BackendSource {
-        profile: profile.clone(),
-        threads: a.threads,
-        fetch: Some(&bar),
-    };
+    let models = models(profile, a, &bar);
     let registry = Registry::builtin();
     let env = registry.get(&a.env)?;
     let mut progress = TaskProgress::new(live);

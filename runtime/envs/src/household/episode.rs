@@ -146,7 +146,7 @@ pub fn step_sampling(episode: &SamplingParams, step: u32) -> SamplingParams {
 }
 
 /// Whether `action` is a `think:` (as the world reads it: ASCII case does not matter).
-fn is_think(action: &str) -> bool {
+pub(crate) fn is_think(action: &str) -> bool {
     action.len() >= 6 && action.as_bytes()[..6].eq_ignore_ascii_case(b"think:")
 }
 

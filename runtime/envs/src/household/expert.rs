@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::agent::{examples, load_prompt_file};
-use super::episode::{episode_segments, prompt_prefix, EpisodeRun, HouseholdConfig};
+use super::episode::{episode_segments, is_think, prompt_prefix, EpisodeRun, HouseholdConfig};
 use super::{HouseholdEnv, TaskSpec, TaskType};
 use retroformer::agent::files;
 use retroformer::agent::runner::{actor_seed, task_path, RunError};
@@ -269,7 +269,7 @@ fn acts(e: &HouseholdOutcome) -> Vec<&str> {
     e.steps
         .iter()
         .map(|s| s.action.as_str())
-        .filter(|a| !a.to_ascii_lowercase().starts_with("think:"))
+        .filter(|a| !is_think(a))
         .collect()
 }
 

@@ -141,7 +141,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
     }
 }
 
-fn solved(r: &RiseResult) -> bool {
+pub(super) fn solved(r: &RiseResult) -> bool {
     answers(r).any(|a| a.reward >= 1.0)
 }
 

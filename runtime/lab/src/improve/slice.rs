@@ -13,7 +13,7 @@ use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 use serde::{Deserialize, Serialize};
 
-use super::arms::{evaluate, score};
+use super::arms::{evaluate, score, solved};
 use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
 use crate::compare::{paired, Table, TrialComparison};
 use crate::{LabError, ModelSource};
@@ -169,10 +169,6 @@ fn first_answer(r: &RiseResult) -> Option<String> {
     r.sequential.first().and_then(|a| a.answer.clone())
 }
 
-fn correct(r: &RiseResult) -> bool {
-    r.sequential.first().is_some_and(|a| a.reward >= 1.0)
-}
-
 /// Answers equal to the run's, and answers the run saved.
 fn agreement(here: &[RiseResult], run: &[Option<Option<String>>]) -> (usize, usize) {
     let pairs = here
@@ -248,7 +244,7 @@ pub fn run_slice(
         });
         results.push(r);
     }
-    let outcomes = |r: &[RiseResult]| r.iter().map(correct).collect::<Vec<bool>>();
+    let outcomes = |r: &[RiseResult]| r.iter().map(solved).collect::<Vec<bool>>();
     let table = Table::of(&outcomes(&results[0]), &outcomes(&results[1]));
     let full_name = format!("{} - base", arms[1].name);
     let slice = SliceReport {
@@ -278,7 +274,7 @@ pub fn run_slice(
 fn examples(base: &[RiseResult], trained: &[RiseResult]) -> Vec<Example> {
     base.iter()
         .zip(trained)
-        .filter(|(b, t)| correct(b) != correct(t))
+        .filter(|(b, t)| solved(b) != solved(t))
         .take(EXAMPLES)
         .map(|(b, t)| Example {
             problem_id: b.problem_id.clone(),
