@@ -206,3 +206,52 @@ fn demo_reproduces_the_run(run: &Path, home: &Path) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("--problems"), "{err}");
 }
+
+#[test]
+fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_the_teacher_flag()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = dir.path().join("household");
+    // One token an action cannot name an object: no episode can succeed, whatever is sampled.
+    let o = Command::new(workspace_bin("retroformer"))
+        .args(
+            "improve --env household --no-fetch --rounds 1 --dev 1 --train 2 --chains 2 \
+             --retries 0 --max-tokens 1 --eval 2 --threads 2 --parallel 6"
+                .split_whitespace(),
+        )
+        .arg("--model")
+        .arg(smollm2_path())
+        .arg("--out")
+        .arg(&out)
+        .env("RETROFORMER_TRAIN", workspace_bin("retroformer-train"))
+        .env("RETROFORMER_HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--collect-model") && stderr.contains("4 episodes on 2 train tasks"),
+        "{stderr}"
+    );
+    // Each task's episodes were saved (a rerun resumes them), dev first.
+    let trials = out.join("round-1/collect/trial-00");
+    let saved: Vec<serde_json::Value> = ["put-2000000", "clean-2000001", "heat-2000002"]
+        .iter()
+        .map(|id| json(&trials.join(format!("{id}.json"))))
+        .collect();
+    for s in &saved {
+        assert_eq!(s["chains"].as_array().unwrap().len(), 2, "{s}");
+        assert_eq!(s["chains"][0]["success"], false);
+    }
+    let run = json(&out.join("round-1/collect/run.json"));
+    assert_eq!(run["episode"]["max_tokens_per_action"], 1, "{run}");
+    // The household refuses what only GSM8K takes, naming the flag.
+    let o = Command::new(workspace_bin("retroformer"))
+        .args(["improve", "--env", "household", "--retries", "1", "--out"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--retries"));
+}

@@ -12,13 +12,21 @@ pub struct ImproveArgs {
     /// The actor (manifest name or GGUF path).
     #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
     pub model: String,
+    /// The environment: gsm8k or household.
+    #[arg(long, default_value = "gsm8k")]
+    pub env: String,
+    /// A larger model that collects round 1 instead of the actor, as a teacher (household
+    /// only: when the actor solves too few train tasks to learn from).
+    #[arg(long)]
+    pub collect_model: Option<String>,
     /// Rounds (collect, verify, train, install, canary); a resumed run may ask for more.
     #[arg(long, default_value_t = 2)]
     pub rounds: u32,
-    /// The dev split: the first N GSM8K train problems (held-out loss, canary; never trained).
+    /// The dev split: the first N train problems or tasks (held-out loss, canary; never
+    /// trained on).
     #[arg(long, default_value_t = 100)]
     pub dev: usize,
-    /// Train problems collected each round: the N after the dev split.
+    /// Train problems (tasks) collected each round: the N after the dev split.
     #[arg(long, default_value_t = 400)]
     pub train: usize,
     /// Sampled chains per problem.
@@ -36,9 +44,9 @@ pub struct ImproveArgs {
     /// Top-p of every sampled answer.
     #[arg(long, default_value_t = 0.95)]
     pub top_p: f32,
-    /// Tokens per answer.
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: u32,
+    /// Tokens per answer (GSM8K; default 512) or per action (household; default 64).
+    #[arg(long)]
+    pub max_tokens: Option<u32>,
     /// Seed of collection, the placebo's draw and the sampled evaluation.
     #[arg(long, default_value_t = 0)]
     pub seed: u32,
@@ -57,9 +65,10 @@ pub struct ImproveArgs {
     /// Samples per step.
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
-    /// Longest training sequence in tokens.
-    #[arg(long, default_value_t = 768)]
-    pub max_len: usize,
+    /// Longest training sequence in tokens (default: 768 for GSM8K, 3072 for a household
+    /// episode with its few-shot prompt).
+    #[arg(long)]
+    pub max_len: Option<usize>,
     /// Training backend (`retroformer-train --backend`).
     #[arg(long, default_value = "native")]
     pub backend: String,
@@ -82,7 +91,8 @@ pub struct ImproveArgs {
     /// Test problems skipped before the evaluated ones.
     #[arg(long, default_value_t = 0)]
     pub eval_skip: usize,
-    /// GSM8K test problems evaluated (held out from every choice).
+    /// Test problems (household: tasks in unseen worlds) evaluated, held out from every
+    /// choice.
     #[arg(long, default_value_t = 500)]
     pub eval: usize,
     /// Sampled answers per problem in the sampled evaluation (pass@k; 0: greedy only).
@@ -120,9 +130,12 @@ pub struct ImproveArgs {
 
 pub fn improve(profile: &TargetProfile, a: &ImproveArgs) -> Result<()> {
     use retroformer_lab::improve::{run_improve, ImprovePlan, ImproveSettings};
+    let household = a.env == "household";
     let plan = ImprovePlan {
         settings: ImproveSettings {
             model: a.model.clone(),
+            env: a.env.clone(),
+            collect_model: a.collect_model.clone(),
             train_data: a.train_data.clone(),
             eval_data: a.eval_data.clone(),
             dev_problems: a.dev,
@@ -132,14 +145,14 @@ pub fn improve(profile: &TargetProfile, a: &ImproveArgs) -> Result<()> {
             per_problem: a.per_problem,
             temperature: a.temperature,
             top_p: a.top_p,
-            max_tokens: a.max_tokens,
+            max_tokens: a.max_tokens.unwrap_or(if household { 64 } else { 512 }),
             seed: a.seed,
             rank: a.rank,
             alpha: a.alpha,
             lr: a.lr,
             epochs: a.epochs,
             batch: a.batch,
-            max_len: a.max_len,
+            max_len: a.max_len.unwrap_or(if household { 3072 } else { 768 }),
             backend: a.backend.clone(),
             eval_every: a.eval_every,
             patience: a.patience,

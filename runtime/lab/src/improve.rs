@@ -1,37 +1,39 @@
-//! `retroformer improve`: expert iteration on GSM8K. Rounds of collect (the actor, base plus
-//! the active adapter, samples chains on train problems; a wrong answer is retried after being
-//! told so), verify (the checker keeps correct, distinct answers, at most a few a problem),
-//! train (an SFT LoRA by `retroformer-train` in a child process; held-out loss on the dev
-//! split's answers, early stop, best step exported), install (the actor's adapter store),
-//! canary (greedy on the dev split: promoted only if not worse) - then the arms evaluated on
-//! held-out test problems: base, each round's adapter, round 1's other LoRA seeds and the
-//! placebo (as many of the model's own answers, drawn without regard to correctness), greedy
-//! and sampled, compared problem by problem.
+//! `retroformer improve`: expert iteration, on GSM8K or in the household. Rounds of collect
+//! (the actor, base plus the active adapter, samples chains on train tasks; on GSM8K a wrong
+//! answer is retried after being told so; in the household a teacher model may collect round
+//! 1), verify (the checker keeps successful, distinct attempts, at most a few a task), train (an
+//! SFT LoRA by `retroformer-train` in a child process; held-out loss on the dev split's
+//! successes, early stop, best step exported), install (the actor's adapter store), canary
+//! (greedy on the dev split: promoted only if not worse) - then the arms evaluated on held-out
+//! test tasks: base, each round's adapter, round 1's other LoRA seeds and the placebo (as many
+//! of the model's own attempts, drawn without regard to success), greedy and sampled, compared
+//! task by task. What differs between environments is behind [`env::ImproveEnv`].
 //!
-//! Splits: dev = the first `dev_problems` train problems (never trained on); collection = the
-//! next `train_problems`; evaluation = test problems `eval_skip..eval_skip + eval_problems`,
-//! used for no choice. Round r trains a fresh LoRA on the base with every round's correct
-//! answers so far (STaR restarts from the base each iteration).
+//! Splits: dev = the first `dev_problems` train tasks (never trained on); collection = the
+//! next `train_problems`; evaluation = test tasks `eval_skip..eval_skip + eval_problems`,
+//! used for no choice. Round r trains a fresh LoRA on the base with every round's successes so
+//! far (STaR restarts from the base each iteration).
 //!
-//! Every phase's files are written atomically and kept: a stopped run resumes problem by
-//! problem and phase by phase. `OUT/improve.json` is rewritten as each phase ends.
+//! Every phase's files are written atomically and kept: a stopped run resumes task by task
+//! and phase by phase. `OUT/improve.json` is rewritten as each phase ends.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use retroformer::adapters::AdapterStore;
 use retroformer::agent::files::{self, read_json, write_json};
-use retroformer_envs::math::env::lane_tokens;
-use retroformer_envs::math::expert::{self, Collected, ExpertConfig};
-use retroformer_envs::math::rise::{self, MathAgent};
-use retroformer_envs::math::{self, Dataset, MathProblem};
+use retroformer_envs::math::rise;
 use retroformer_envs::Progress;
 use retroformer_llm::{LanguageModel, Session, SessionOptions};
 
 mod arms;
+mod env;
+mod gsm8k;
+mod household;
 mod report;
 mod slice;
 mod train;
+
+pub use env::ENVS;
 
 pub use arms::holm;
 pub use report::{
@@ -64,6 +66,7 @@ type Loaded = (Box<dyn LanguageModel>, Box<dyn Session>);
 /// What every phase needs.
 struct Ctx<'a> {
     plan: &'a ImprovePlan,
+    env: &'a dyn env::ImproveEnv,
     models: &'a dyn ModelSource,
     store: AdapterStore,
     base_path: PathBuf,
@@ -105,16 +108,17 @@ pub fn run_improve(
             comparisons: Vec::new(),
         },
     };
+    let env = env::load(s)?;
     let base = retroformer::backend::resolve(&s.model, None)?;
     let (store, base_header) = actor_store(&base)?;
     let ctx = Ctx {
         plan,
+        env: env.as_ref(),
         models,
         store,
         base_path: base.path.clone(),
         base_header,
     };
-    let splits = Splits::load(s)?;
     ctx.restore_store(&report)?;
     for r in 1..=plan.rounds {
         let idx = r as usize - 1;
@@ -130,7 +134,7 @@ pub fn run_improve(
             });
         }
         let promoted = ctx
-            .round(&mut report, idx, &splits, progress)
+            .round(&mut report, idx, progress)
             .map_err(|e| e.during(format!("round {r}")))?;
         if !promoted {
             progress.note(&format!(
@@ -141,7 +145,7 @@ pub fn run_improve(
     }
     // The store ends with the run's last promoted adapter active (or none).
     ctx.make_active(incumbent(&report.rounds).as_deref())?;
-    arms::evaluate_arms(&ctx, &mut report, &splits, progress)?;
+    arms::evaluate_arms(&ctx, &mut report, progress)?;
     write_report(&plan.out, &report)?;
     Ok(report)
 }
@@ -172,48 +176,6 @@ fn incumbent(rounds: &[RoundFigures]) -> Option<String> {
 
 fn write_report(out: &Path, report: &ImproveReport) -> Result<(), LabError> {
     Ok(write_json(&out.join("improve.json"), report)?)
-}
-
-/// The problems of each split.
-struct Splits {
-    dev: Vec<MathProblem>,
-    train: Vec<MathProblem>,
-    test: Vec<MathProblem>,
-}
-
-impl Splits {
-    fn load(s: &ImproveSettings) -> Result<Self, LabError> {
-        let all = math::env::load(Dataset::Gsm8k, s.train_data.as_deref(), "train")?;
-        let need = s.dev_problems + s.train_problems;
-        if all.len() < need {
-            return Err(LabError::setting(
-                "train",
-                format!(
-                    "{} dev and {} train problems: the train split has {}",
-                    s.dev_problems,
-                    s.train_problems,
-                    all.len()
-                ),
-            ));
-        }
-        let test = math::env::load(Dataset::Gsm8k, s.eval_data.as_deref(), "test")?;
-        if test.len() < s.eval_skip + s.eval_problems {
-            return Err(LabError::setting(
-                "eval",
-                format!(
-                    "{} problems after {}: the test split has {}",
-                    s.eval_problems,
-                    s.eval_skip,
-                    test.len()
-                ),
-            ));
-        }
-        Ok(Self {
-            dev: all[..s.dev_problems].to_vec(),
-            train: all[s.dev_problems..need].to_vec(),
-            test: test[s.eval_skip..s.eval_skip + s.eval_problems].to_vec(),
-        })
-    }
 }
 
 fn check(plan: &ImprovePlan) -> Result<(), LabError> {
@@ -255,6 +217,41 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
             ));
         }
     }
+    check_env(s)
+}
+
+/// What one environment takes and the other does not.
+fn check_env(s: &ImproveSettings) -> Result<(), LabError> {
+    let bad = |flag: &str, why: String| Err(LabError::setting(flag, why));
+    if !ENVS.contains(&s.env.as_str()) {
+        return bad(
+            "env",
+            format!("{}: known environments are {}", s.env, ENVS.join(", ")),
+        );
+    }
+    if s.env == "gsm8k" {
+        if s.collect_model.is_some() {
+            return bad(
+                "collect-model",
+                "a teacher collects in the household only (--env household)".into(),
+            );
+        }
+        return Ok(());
+    }
+    if s.retries > 0 {
+        return bad(
+            "retries",
+            format!("{}: a household episode is not retried (use 0)", s.retries),
+        );
+    }
+    for (flag, file) in [("train-data", &s.train_data), ("eval-data", &s.eval_data)] {
+        if file.is_some() {
+            return bad(
+                flag,
+                "the household's tasks are generated, not read from a file".into(),
+            );
+        }
+    }
     Ok(())
 }
 
@@ -265,20 +262,20 @@ impl Ctx<'_> {
         &self,
         report: &mut ImproveReport,
         idx: usize,
-        splits: &Splits,
         progress: &mut dyn Progress,
     ) -> Result<bool, LabError> {
         let r = idx as u32 + 1;
         let dir = self.plan.out.join(format!("round-{r}"));
         let policy = report.rounds[idx].policy.clone();
-        let (collected, wall_s) = self.collect(&dir, policy.as_deref(), splits, progress)?;
-        let figures = collect_figures(&collected, splits.dev.len(), wall_s);
+        let (figures, data) = self
+            .env
+            .experience(self, &dir, r, policy.as_deref(), progress)?;
         let round = &mut report.rounds[idx];
-        if round.collect.is_none() || wall_s.is_some() {
+        // A resumed collection keeps the wall time its first run measured.
+        if round.collect.is_none() || figures.wall_s.is_some() {
             round.collect = Some(figures);
         }
-        let (dev, train) = collected.split_at(splits.dev.len());
-        round.data = Some(self.data(&dir, r, dev, train)?);
+        round.data = Some(data);
         write_report(&self.plan.out, report)?;
         for (name, data) in self.trainings(r) {
             let old = report.rounds[idx].train.iter().position(|t| t.name == name);
@@ -310,7 +307,7 @@ impl Ctx<'_> {
         report.rounds[idx].installed = Some(id.clone());
         write_report(&self.plan.out, report)?;
         self.make_active(incumbent(&report.rounds[..idx]).as_deref())?;
-        let canary = self.canary(&id, splits, progress)?;
+        let canary = self.canary(&id, progress)?;
         let promoted = canary.promoted;
         progress.note(&format!(
             "round {r} canary: candidate {:.3}, incumbent {:.3}: {}",
@@ -366,15 +363,17 @@ impl Ctx<'_> {
         out
     }
 
-    /// Loads the actor with `adapter` on, in a session of `lanes` lanes of `per_lane` tokens.
+    /// Loads `model` (the actor, or a teacher) with `adapter` on, in a session of `lanes`
+    /// lanes of `per_lane` tokens.
     fn session(
         &self,
+        model: &str,
         adapter: Option<&Path>,
         lanes: u32,
         per_lane: u32,
         progress: &mut dyn Progress,
     ) -> Result<Loaded, LabError> {
-        let model = self.models.load(&self.plan.settings.model)?;
+        let model = self.models.load(model)?;
         let profile = self.models.profile();
         let cells = profile.batch_cells(
             model.kv_bytes_per_token(),
@@ -404,88 +403,9 @@ impl Ctx<'_> {
             )),
         }
     }
-
-    /// Dev and train problems collected with the policy (`round-R/collect/`, resumed); their
-    /// results in order (dev first) and this run's wall time (`None` when all were saved).
-    fn collect(
-        &self,
-        dir: &Path,
-        policy: Option<&str>,
-        splits: &Splits,
-        progress: &mut dyn Progress,
-    ) -> Result<(Vec<Collected>, Option<f64>), LabError> {
-        let s = &self.plan.settings;
-        let (adapter, sha) = self.adapter(policy)?;
-        let cfg = ExpertConfig {
-            dataset: Dataset::Gsm8k,
-            model: s.model.clone(),
-            adapter_sha256: sha,
-            chains: s.chains,
-            retries: s.retries,
-            temperature: s.temperature,
-            top_p: s.top_p,
-            max_tokens: s.max_tokens,
-            seed: s.seed,
-            format_version: expert::FORMAT_VERSION,
-        };
-        let problems: Vec<MathProblem> = splits.dev.iter().chain(&splits.train).cloned().collect();
-        let out = dir.join("collect");
-        let found = expert::saved(&problems, &cfg, &out)?;
-        let saved = found.iter().flatten().count();
-        progress.note(&format!(
-            "collect: {} problems ({} dev), {} chains, {} retries, into {} ({saved} saved)",
-            problems.len(),
-            splits.dev.len(),
-            s.chains,
-            s.retries,
-            out.display()
-        ));
-        progress.total(problems.len() as u64);
-        if saved == problems.len() {
-            // A finished collection needs no model.
-            let all: Vec<Collected> = found.into_iter().flatten().collect();
-            all.iter().for_each(|c| progress.done(&chains_line(c)));
-            return Ok((all, None));
-        }
-        let start = Instant::now();
-        let wanted = self
-            .plan
-            .parallel
-            .min((problems.len() * s.chains as usize) as u32);
-        let (model, mut session) = self.session(
-            adapter.as_deref(),
-            wanted,
-            lane_tokens(2, s.max_tokens),
-            progress,
-        )?;
-        let mut agent = MathAgent {
-            model: model.as_ref(),
-            session: session.as_mut(),
-        };
-        let all = expert::collect(&problems, &cfg, &out, &mut agent, |c| {
-            progress.done(&chains_line(c))
-        })?;
-        Ok((all, Some(start.elapsed().as_secs_f64())))
-    }
-}
-
-/// A problem's rewards, chain by chain (`0>1 1 -1>0`).
-fn chains_line(c: &Collected) -> String {
-    let r: Vec<String> = c
-        .chains
-        .iter()
-        .map(|ch| {
-            ch.iter()
-                .map(|a| a.reward.to_string())
-                .collect::<Vec<_>>()
-                .join(">")
-        })
-        .collect();
-    format!("{}: {}", c.problem_id, r.join(" "))
 }
 
 mod phases;
-use phases::collect_figures;
 
 #[cfg(test)]
 mod tests;

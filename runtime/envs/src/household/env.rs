@@ -22,7 +22,7 @@ pub struct Household;
 
 /// Household prompts (instruction, two examples, memory, up to 30 steps) stay under about 3k
 /// tokens; the examples differ by task type, so lanes share little.
-const LANE_TOKENS: u32 = 3072;
+pub const LANE_TOKENS: u32 = 3072;
 
 impl Environment for Household {
     fn name(&self) -> &'static str {

@@ -95,6 +95,26 @@ pub fn eval_split() -> Vec<TaskSpec> {
     out
 }
 
+/// Most tasks [`eval_tasks`] gives: 1000 seeds a type.
+pub const MAX_EVAL_TASKS: usize = 6000;
+
+/// The first `n` (at most [`MAX_EVAL_TASKS`]) tasks of a held-out evaluation set as large as
+/// needed: worlds from the evaluation split's seed ranges (never a training seed), the task
+/// types in turn (put, clean, heat, cool, examine, puttwo, put, ...), so that any prefix has
+/// every type alike. Its first 134 are not [`eval_split`]'s, which follows ALFWorld's counts.
+pub fn eval_tasks(n: usize) -> Vec<TaskSpec> {
+    let types = EVAL_COUNTS.len();
+    (0..n.min(MAX_EVAL_TASKS))
+        .map(|k| {
+            let (t, i) = (k % types, k / types);
+            TaskSpec::new(
+                EVAL_SEED_BASE + 1000 * t as u64 + i as u64,
+                EVAL_COUNTS[t].0,
+            )
+        })
+        .collect()
+}
+
 /// The first `n` tasks of the training split: seeds from [`TRAIN_SEED_BASE`], task types in
 /// turn (put, clean, heat, cool, examine, puttwo, put, ...).
 pub fn train_split(n: usize) -> Vec<TaskSpec> {
@@ -256,6 +276,23 @@ mod tests {
         let train = train_split(600);
         assert!(train.iter().all(|t| !seeds.contains(&t.seed)));
         assert_eq!(train_split(12)[7].task_type, TaskType::Clean);
+    }
+
+    #[test]
+    fn the_large_evaluation_set_takes_types_in_turn_from_unseen_seeds_only() {
+        let e = eval_tasks(MAX_EVAL_TASKS + 5);
+        assert_eq!(e.len(), MAX_EVAL_TASKS);
+        let seeds: std::collections::BTreeSet<u64> = e.iter().map(|s| s.seed).collect();
+        assert_eq!(seeds.len(), MAX_EVAL_TASKS, "no seed twice");
+        let train = train_split(5000);
+        assert!(train.iter().all(|t| !seeds.contains(&t.seed)));
+        let first: Vec<TaskType> = e[..12].iter().map(|s| s.task_type).collect();
+        assert_eq!(first[..6], first[6..]);
+        assert_eq!(first[..6], EVAL_COUNTS.map(|(t, _)| t));
+        // Each seed range stays its type's: the eval split's worlds are among these.
+        for s in eval_split() {
+            assert!(e.contains(&s), "{}", s.id());
+        }
     }
 
     #[test]

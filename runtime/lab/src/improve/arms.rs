@@ -3,147 +3,13 @@
 //! their paired comparisons with Holm's correction across the arms.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use retroformer::agent::files::read_json;
-use retroformer::agent::runner::task_path;
-use retroformer_envs::math::env::lane_tokens;
-use retroformer_envs::math::rise::{self, MathAgent, Mode, RiseConfig, RiseResult};
-use retroformer_envs::math::{Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 
-use super::{write_report, ArmFigures, Comparison, Ctx, ImproveReport, Score, Splits};
+use super::env::{Evaluation, Split};
+use super::{write_report, ArmFigures, Comparison, Ctx, ImproveReport};
 use crate::compare::{paired, Table};
 use crate::LabError;
-
-/// The RISE settings of an evaluation: one greedy answer, or `eval_samples` sampled ones.
-fn config(ctx: &Ctx<'_>, adapter: Option<&Path>, sampled: bool) -> Result<RiseConfig, LabError> {
-    let s = &ctx.plan.settings;
-    let mode = if sampled {
-        Mode::Parallel
-    } else {
-        Mode::Sequential
-    };
-    let mut cfg = RiseConfig::new(Dataset::Gsm8k, mode, &s.model);
-    cfg.turns = 1;
-    cfg.window = 1;
-    cfg.samples = if sampled { s.eval_samples } else { 1 };
-    cfg.sequential_temperature = 0.0;
-    cfg.parallel_temperature = s.eval_temperature;
-    cfg.top_p = s.top_p;
-    cfg.max_tokens = s.max_tokens;
-    cfg.seed = s.seed;
-    cfg.batch = ctx.plan.parallel;
-    if let Some(p) = adapter {
-        // Named relative to the run folder (or the store's home), so that a run folder
-        // copied to another machine resumes with the same settings.
-        let home = retroformer::manifest::home_dir();
-        let short = p
-            .strip_prefix(&ctx.plan.out)
-            .or_else(|_| p.strip_prefix(&home))
-            .unwrap_or(p);
-        cfg.adapter = Some(short.display().to_string());
-        cfg.adapter_sha256 = Some(
-            retroformer::fetch::sha256_file(p, &retroformer::fetch::Silent)
-                .map_err(|e| LabError::file(p, e))?,
-        );
-    }
-    Ok(cfg)
-}
-
-/// The evaluation folder's key for `adapter`: `base`, or the start of the file's sha256.
-fn key(cfg: &RiseConfig) -> String {
-    cfg.adapter_sha256
-        .as_deref()
-        .map_or("base".into(), |s| s[..16.min(s.len())].to_string())
-}
-
-/// Evaluates the actor with `adapter` on `problems` into `OUT/SPLIT/KEY-greedy|sampled/`
-/// (resumed; a finished one loads no model): the results in order and this run's wall time.
-pub(super) fn evaluate(
-    ctx: &Ctx<'_>,
-    problems: &[MathProblem],
-    adapter: Option<&Path>,
-    sampled: bool,
-    split: &str,
-    progress: &mut dyn Progress,
-) -> Result<(Vec<RiseResult>, Option<f64>), LabError> {
-    let cfg = config(ctx, adapter, sampled)?;
-    let kind = if sampled { "sampled" } else { "greedy" };
-    let out = ctx
-        .plan
-        .out
-        .join(split)
-        .join(format!("{}-{kind}", key(&cfg)));
-    retroformer::agent::files::claim_run_folder(&out, &cfg)?.map_err(LabError::Config)?;
-    let mut wall = None;
-    if !problems.iter().all(|p| task_path(&out, 0, &p.id).exists()) {
-        let per = if sampled { cfg.samples } else { 1 };
-        let wanted = ctx.plan.parallel.min(
-            u32::try_from(problems.len())
-                .unwrap_or(u32::MAX)
-                .saturating_mul(per),
-        );
-        let (model, mut session) =
-            ctx.session(adapter, wanted, lane_tokens(1, cfg.max_tokens), progress)?;
-        let mut agent = MathAgent {
-            model: model.as_ref(),
-            session: session.as_mut(),
-        };
-        progress.note(&format!(
-            "evaluate {kind} {} on {} {split} problems into {}",
-            adapter.map_or("base".into(), |p| p.display().to_string()),
-            problems.len(),
-            out.display()
-        ));
-        progress.total(problems.len() as u64);
-        let start = Instant::now();
-        rise::run(problems, &cfg, &out, &mut agent, |r| {
-            let all: Vec<&rise::Attempt> = r.sequential.iter().chain(&r.parallel).collect();
-            let right = all.iter().filter(|a| a.reward >= 1.0).count();
-            progress.done(&format!("{}: {right}/{} right", r.problem_id, all.len()));
-        })?;
-        wall = Some(start.elapsed().as_secs_f64());
-    }
-    let mut results = Vec::with_capacity(problems.len());
-    for p in problems {
-        let path = task_path(&out, 0, &p.id);
-        let r: RiseResult =
-            read_json(&path)?.ok_or_else(|| LabError::file(&path, "missing after the run"))?;
-        results.push(r);
-    }
-    Ok((results, wall))
-}
-
-fn answers(r: &RiseResult) -> impl Iterator<Item = &rise::Attempt> {
-    r.sequential.iter().chain(&r.parallel)
-}
-
-/// The score of one evaluation's results.
-pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
-    let all: Vec<&rise::Attempt> = results.iter().flat_map(answers).collect();
-    let n = all.len().max(1) as f64;
-    let right = all.iter().filter(|a| a.reward >= 1.0).count();
-    let parsable = all.iter().filter(|a| a.answer.is_some()).count();
-    let tokens: u64 = all.iter().map(|a| u64::from(a.generated_tokens)).sum();
-    Score {
-        problems: results.len(),
-        answers: all.len(),
-        accuracy: right as f64 / n,
-        parsable: parsable as f64 / n,
-        accuracy_parsable: right as f64 / parsable.max(1) as f64,
-        pass_at_k: sampled.then(|| {
-            results.iter().filter(|r| solved(r)).count() as f64 / results.len().max(1) as f64
-        }),
-        mean_tokens: tokens as f64 / n,
-        wall_s: None,
-        run: PathBuf::new(),
-    }
-}
-
-pub(super) fn solved(r: &RiseResult) -> bool {
-    answers(r).any(|a| a.reward >= 1.0)
-}
 
 /// Holm's step-down adjustment of `p` (in the given order).
 pub fn holm(p: &[f64]) -> Vec<f64> {
@@ -190,7 +56,6 @@ fn wants_sampled(report: &ImproveReport, arm: &str) -> bool {
 pub(super) fn evaluate_arms(
     ctx: &Ctx<'_>,
     report: &mut ImproveReport,
-    splits: &Splits,
     progress: &mut dyn Progress,
 ) -> Result<(), LabError> {
     let arms = arm_list(report);
@@ -200,21 +65,10 @@ pub(super) fn evaluate_arms(
                 continue;
             }
             let path = adapter.as_ref().map(|a| ctx.plan.out.join(a));
-            let (results, wall) = evaluate(
-                ctx,
-                &splits.test,
-                path.as_deref(),
-                sampled,
-                "eval",
-                progress,
-            )
-            .map_err(|e| e.during(format!("evaluate {name}")))?;
-            let cfg = config(ctx, path.as_deref(), sampled)?;
-            let kind = if sampled { "sampled" } else { "greedy" };
-            let score = Score {
-                run: Path::new("eval").join(format!("{}-{kind}", key(&cfg))),
-                ..score(&results, sampled)
-            };
+            let Evaluation { score, wall_s, .. } = ctx
+                .env
+                .evaluate(ctx, Split::Test, path.as_deref(), sampled, progress)
+                .map_err(|e| e.during(format!("evaluate {name}")))?;
             let i = match report.arms.iter().position(|a| &a.name == name) {
                 Some(i) => i,
                 None => {
@@ -232,29 +86,37 @@ pub(super) fn evaluate_arms(
             } else {
                 &mut report.arms[i].greedy
             };
-            let wall_s = wall.or(slot.as_ref().and_then(|s| s.wall_s));
-            *slot = Some(Score { wall_s, ..score });
+            let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
+            *slot = Some(super::Score { wall_s, ..score });
             write_report(&ctx.plan.out, report)?;
         }
+        // After the greedy pass too: the primary endpoint is known hours before the sampled
+        // arms are.
+        report.comparisons = comparisons(ctx, report, progress)?;
+        write_report(&ctx.plan.out, report)?;
+        draw(ctx, report, &ctx.plan.out)?;
     }
-    report.comparisons = comparisons(ctx, report, splits)?;
-    write_report(&ctx.plan.out, report)?;
-    draw(report, &ctx.plan.out)?;
     Ok(())
 }
 
-/// Each problem's outcome in an arm's saved evaluation: greedy correct, or (sampled) pass@k.
-fn outcomes(ctx: &Ctx<'_>, run: &Path, problems: &[MathProblem]) -> Result<Vec<bool>, LabError> {
-    let dir = ctx.plan.out.join(run);
-    problems
+/// Each test task's outcome in arm `name`'s saved evaluation (greedy solved, or pass@k).
+fn outcomes(
+    ctx: &Ctx<'_>,
+    report: &ImproveReport,
+    name: &str,
+    sampled: bool,
+    progress: &mut dyn Progress,
+) -> Result<Vec<bool>, LabError> {
+    let adapter = report
+        .arms
         .iter()
-        .map(|p| {
-            let path = task_path(&dir, 0, &p.id);
-            let r: RiseResult =
-                read_json(&path)?.ok_or_else(|| LabError::file(&path, "missing"))?;
-            Ok(solved(&r))
-        })
-        .collect()
+        .find(|a| a.name == name)
+        .and_then(|a| a.adapter.as_ref())
+        .map(|a| ctx.plan.out.join(a));
+    Ok(ctx
+        .env
+        .evaluate(ctx, Split::Test, adapter.as_deref(), sampled, progress)?
+        .outcomes)
 }
 
 /// Every arm against the base, the trained arms against the placebo and each round against
@@ -264,7 +126,7 @@ fn outcomes(ctx: &Ctx<'_>, run: &Path, problems: &[MathProblem]) -> Result<Vec<b
 fn comparisons(
     ctx: &Ctx<'_>,
     report: &ImproveReport,
-    splits: &Splits,
+    progress: &mut dyn Progress,
 ) -> Result<Vec<Comparison>, LabError> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     let names: Vec<&str> = report.arms.iter().map(|a| a.name.as_str()).collect();
@@ -297,16 +159,17 @@ fn comparisons(
         };
         let mut family = Vec::new();
         for (a, b) in &pairs {
-            let run = |n: &str| {
-                let arm = report.arms.iter().find(|x| x.name == n)?;
-                let s = if sampled { &arm.sampled } else { &arm.greedy };
-                s.as_ref().map(|s| s.run.clone())
+            let evaluated = |n: &str| {
+                report
+                    .arms
+                    .iter()
+                    .any(|x| x.name == n && if sampled { &x.sampled } else { &x.greedy }.is_some())
             };
-            let (Some(ra), Some(rb)) = (run(a), run(b)) else {
+            if !(evaluated(a) && evaluated(b)) {
                 continue;
-            };
-            let ta = outcomes(ctx, &ra, &splits.test)?;
-            let tb = outcomes(ctx, &rb, &splits.test)?;
+            }
+            let ta = outcomes(ctx, report, a, sampled, progress)?;
+            let tb = outcomes(ctx, report, b, sampled, progress)?;
             family.push(Comparison {
                 name: format!("{b} - {a}"),
                 metric: metric.clone(),
@@ -326,7 +189,7 @@ fn comparisons(
 }
 
 /// `accuracy.svg`/`.png`: greedy accuracy (and sampled pass@k) by round, the placebo beside.
-fn draw(report: &ImproveReport, out: &Path) -> Result<Vec<PathBuf>, LabError> {
+fn draw(ctx: &Ctx<'_>, report: &ImproveReport, out: &Path) -> Result<Vec<PathBuf>, LabError> {
     let mut series = Vec::new();
     let by_round = |f: &dyn Fn(&ArmFigures) -> Option<f64>| -> Vec<(f64, f64)> {
         report
@@ -364,8 +227,9 @@ fn draw(report: &ImproveReport, out: &Path) -> Result<Vec<PathBuf>, LabError> {
     let chart = Chart {
         stem: "accuracy".into(),
         title: format!(
-            "Expert iteration, {}: GSM8K test accuracy by round ({} problems)",
-            report.settings.model, report.settings.eval_problems
+            "Expert iteration, {}: accuracy by round on {}",
+            report.settings.model,
+            ctx.env.test_name()
         ),
         x_label: "round (0: base)".into(),
         y_label: "accuracy".into(),

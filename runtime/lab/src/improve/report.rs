@@ -17,6 +17,12 @@ pub const KIND: &str = "improve";
 pub struct ImproveSettings {
     /// The actor (a manifest name or a GGUF path).
     pub model: String,
+    /// The environment: `gsm8k` or `household` (a run from before the household: GSM8K).
+    #[serde(default = "gsm8k")]
+    pub env: String,
+    /// A teacher collecting round 1 instead of the actor (household only; `None`: the actor).
+    #[serde(default)]
+    pub collect_model: Option<String>,
     /// Another GSM8K train file (JSONL).
     pub train_data: Option<PathBuf>,
     /// Another GSM8K test file.
@@ -74,6 +80,10 @@ pub struct ImproveSettings {
     pub eval_temperature: f32,
     /// The arms also evaluated sampled (`base`, `r1-s1`, `r1-placebo`, `last`).
     pub sampled_arms: Vec<String>,
+}
+
+fn gsm8k() -> String {
+    "gsm8k".into()
 }
 
 /// Collection in figures.

@@ -13,7 +13,7 @@ use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 use serde::{Deserialize, Serialize};
 
-use super::arms::{evaluate, score, solved};
+use super::gsm8k::{evaluate, score, solved, Gsm8k};
 use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
 use crate::compare::{paired, Table, TrialComparison};
 use crate::{LabError, ModelSource};
@@ -189,6 +189,12 @@ pub fn run_slice(
 ) -> Result<(SliceReport, Vec<PathBuf>), LabError> {
     let report = read_run(&plan.run)?;
     let s = &report.settings;
+    if s.env != "gsm8k" {
+        return Err(LabError::file(
+            &plan.run.join("improve.json"),
+            format!("a {} run: the demo shows GSM8K runs", s.env),
+        ));
+    }
     if plan.problems == 0 || plan.problems > s.eval_problems {
         return Err(LabError::setting(
             "problems",
@@ -216,8 +222,10 @@ pub fn run_slice(
     };
     let base = retroformer::backend::resolve(&s.model, None)?;
     let (store, base_header) = actor_store(&base)?;
+    let env = Gsm8k::load(s)?;
     let ctx = Ctx {
         plan: &improve_plan,
+        env: &env,
         models,
         store,
         base_path: base.path.clone(),

@@ -12,8 +12,8 @@ fn holm_multiplies_the_smallest_p_by_the_family_size_and_keeps_the_order() {
     assert!(holm(&[]).is_empty());
 }
 
-use super::arms::score;
-use super::phases::collect_figures;
+use super::gsm8k::collect_figures;
+use super::gsm8k::score;
 use retroformer_envs::math::expert::Collected;
 use retroformer_envs::math::rise::{Attempt, Metrics, RiseResult};
 
@@ -243,4 +243,28 @@ fn the_demo_refuses_an_adapter_whose_sha256_is_not_the_one_the_run_records() {
     );
     let sha = retroformer::fetch::sha256_file(&file, &retroformer::fetch::Silent).unwrap();
     super::slice::check_adapter(&file, &sha).unwrap();
+}
+
+#[test]
+fn a_run_saved_before_the_household_reads_as_gsm8k_and_each_env_refuses_the_others_flags() {
+    let s = settings();
+    assert_eq!(
+        (s.env.as_str(), s.collect_model.as_deref()),
+        ("gsm8k", None)
+    );
+    let refused = |s: &super::ImproveSettings| super::check_env(s).unwrap_err().to_string();
+    let mut g = s.clone();
+    g.collect_model = Some("teacher".into());
+    assert!(refused(&g).contains("--collect-model"), "{}", refused(&g));
+    let mut h = s.clone();
+    h.env = "household".into();
+    h.collect_model = Some("teacher".into());
+    super::check_env(&h).unwrap();
+    h.retries = 1;
+    assert!(refused(&h).contains("--retries"), "{}", refused(&h));
+    h.retries = 0;
+    h.eval_data = Some("test.jsonl".into());
+    assert!(refused(&h).contains("--eval-data"), "{}", refused(&h));
+    h.env = "alfworld".into();
+    assert!(refused(&h).contains("--env"), "{}", refused(&h));
 }
