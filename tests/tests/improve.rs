@@ -208,8 +208,7 @@ fn demo_reproduces_the_run(run: &Path, home: &Path) {
 }
 
 #[test]
-fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_the_teacher_flag()
-{
+fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_the_teacher_flag() {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = dir.path().join("household");

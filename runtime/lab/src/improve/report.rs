@@ -260,7 +260,13 @@ impl ImproveReport {
     pub fn summary(&self) -> Vec<String> {
         let mut out = Vec::new();
         for r in &self.rounds {
-            out.extend(round_lines(r));
+            // A teacher collects round 1 when one is set.
+            let teacher = self
+                .settings
+                .collect_model
+                .as_deref()
+                .filter(|_| r.round == 1);
+            out.extend(round_lines(r, teacher));
         }
         for a in &self.arms {
             for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
@@ -306,13 +312,16 @@ fn secs(w: Option<f64>) -> String {
     w.map_or("resumed".into(), |w| format!("{w:.0} s"))
 }
 
-fn round_lines(r: &RoundFigures) -> Vec<String> {
+fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     let n = r.round;
     if let Some(c) = &r.collect {
         out.push(format!(
             "round {n} collect ({}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {}",
-            r.policy.as_deref().unwrap_or("base"),
+            teacher.map_or_else(
+                || r.policy.as_deref().unwrap_or("base").to_string(),
+                |t| format!("teacher {t}")
+            ),
             c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
             c.train_solved, c.train_first_correct, c.generated_tokens, secs(c.wall_s)
         ));
