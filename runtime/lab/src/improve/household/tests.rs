@@ -60,6 +60,19 @@ fn collected(
     expert::collect(specs, &cfg, examples, out, session.as_mut(), |_| {}).unwrap()
 }
 
+/// Three train tasks, their examples and prompt prefixes, and a run folder.
+fn fixture() -> (
+    Vec<TaskSpec>,
+    Examples,
+    BTreeMap<String, String>,
+    tempfile::TempDir,
+) {
+    let specs = train_split(3);
+    let examples = Examples::fixed("An example.\n");
+    let prefixes = specs.iter().map(|s| (s.id(), examples.prefix(s))).collect();
+    (specs, examples, prefixes, tempfile::tempdir().unwrap())
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -70,11 +83,7 @@ fn lines(path: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_rounds_training_sets_are_whole_successful_episodes_with_the_loss_on_the_actions() {
-    let specs = train_split(3);
-    let examples = Examples::fixed("An example.\n");
-    let prefixes: BTreeMap<String, String> =
-        specs.iter().map(|s| (s.id(), examples.prefix(s))).collect();
-    let run = tempfile::tempdir().unwrap();
+    let (specs, examples, prefixes, run) = fixture();
     let dir = run.path().join("round-1");
     // Dev: task 0 (solved); train: task 1 (solved), task 2 (never).
     let all = collected(&specs, &specs[..2], &examples, &dir.join("collect"));
@@ -129,11 +138,7 @@ fn a_rounds_training_sets_are_whole_successful_episodes_with_the_loss_on_the_act
 
 #[test]
 fn a_round_without_a_success_says_a_teacher_can_collect() {
-    let specs = train_split(3);
-    let examples = Examples::fixed("An example.\n");
-    let prefixes: BTreeMap<String, String> =
-        specs.iter().map(|s| (s.id(), examples.prefix(s))).collect();
-    let run = tempfile::tempdir().unwrap();
+    let (specs, examples, prefixes, run) = fixture();
     let dir = run.path().join("round-1");
     let all = collected(&specs, &[], &examples, &dir.join("collect"));
     let err = data(
