@@ -88,13 +88,13 @@ pub(super) fn evaluate_arms(
             };
             let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
             *slot = Some(super::Score { wall_s, ..score });
+            // After every arm: the primary endpoint (base and r1-s1, greedy, the first two)
+            // is known hours before the sampled arms are. Holm's family grows with the arms;
+            // the last write holds them all.
+            report.comparisons = comparisons(ctx, report, progress)?;
             write_report(&ctx.plan.out, report)?;
+            draw(ctx, report, &ctx.plan.out)?;
         }
-        // After the greedy pass too: the primary endpoint is known hours before the sampled
-        // arms are.
-        report.comparisons = comparisons(ctx, report, progress)?;
-        write_report(&ctx.plan.out, report)?;
-        draw(ctx, report, &ctx.plan.out)?;
     }
     Ok(())
 }
