@@ -32,9 +32,10 @@ pub struct ImproveArgs {
     /// Sampled chains per problem.
     #[arg(long, default_value_t = 4)]
     pub chains: u32,
-    /// Retries after a wrong answer (told it was wrong), per chain.
-    #[arg(long, default_value_t = 1)]
-    pub retries: u32,
+    /// Retries after a wrong answer (told it was wrong), per chain (GSM8K; default 1; the
+    /// household's episodes are not retried).
+    #[arg(long)]
+    pub retries: Option<u32>,
     /// Correct, distinct answers kept per problem, at most.
     #[arg(long, default_value_t = 2)]
     pub per_problem: usize,
@@ -141,7 +142,7 @@ pub fn improve(profile: &TargetProfile, a: &ImproveArgs) -> Result<()> {
             dev_problems: a.dev,
             train_problems: a.train,
             chains: a.chains,
-            retries: a.retries,
+            retries: a.retries.unwrap_or(u32::from(!household)),
             per_problem: a.per_problem,
             temperature: a.temperature,
             top_p: a.top_p,
