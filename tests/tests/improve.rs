@@ -243,6 +243,14 @@ fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_th
         assert_eq!(s["chains"].as_array().unwrap().len(), 2, "{s}");
         assert_eq!(s["chains"][0]["success"], false);
     }
+    // The round's collection figures are in improve.json all the same.
+    let report = json(&out.join("improve.json"));
+    let collect = &report["rounds"][0]["collect"];
+    assert_eq!(
+        (collect["problems"].as_u64(), collect["attempts"].as_u64()),
+        (Some(3), Some(6))
+    );
+    assert_eq!(collect["correct_attempts"], 0, "{report}");
     let run = json(&out.join("round-1/collect/run.json"));
     assert_eq!(run["episode"]["max_tokens_per_action"], 1, "{run}");
     // The household refuses what only GSM8K takes, naming the flag.

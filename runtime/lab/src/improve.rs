@@ -275,7 +275,9 @@ impl Ctx<'_> {
         if round.collect.is_none() || figures.wall_s.is_some() {
             round.collect = Some(figures);
         }
-        round.data = Some(data);
+        // The collection's figures are kept even when there is nothing to train on.
+        write_report(&self.plan.out, report)?;
+        report.rounds[idx].data = Some(data?);
         write_report(&self.plan.out, report)?;
         for (name, data) in self.trainings(r) {
             let old = report.rounds[idx].train.iter().position(|t| t.name == name);

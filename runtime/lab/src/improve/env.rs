@@ -47,7 +47,8 @@ pub(super) trait ImproveEnv {
     /// `dir/collect/`) by the policy, the adapter store's `policy` (`None`: the base), then
     /// verified into the training sets: `selected.jsonl` (this round's successes, with
     /// provenance), `train.jsonl` (every round's so far), `heldout.jsonl` (dev successes) and,
-    /// in round 1 with a placebo, `placebo-selected.jsonl` and `placebo.jsonl`.
+    /// in round 1 with a placebo, `placebo-selected.jsonl` and `placebo.jsonl`. The collection's
+    /// figures come back even when the training sets fail (no success to train on).
     fn experience(
         &self,
         ctx: &Ctx<'_>,
@@ -55,7 +56,7 @@ pub(super) trait ImproveEnv {
         r: u32,
         policy: Option<&str>,
         progress: &mut dyn Progress,
-    ) -> Result<(CollectFigures, DataFigures), LabError>;
+    ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError>;
 
     /// Evaluates `adapter` (a file; `None`: the base) on `split`, greedy or sampled, into
     /// `OUT/SPLIT/KEY-greedy|sampled/` (resumed; a finished one loads no model).

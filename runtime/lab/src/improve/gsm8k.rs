@@ -81,11 +81,11 @@ impl ImproveEnv for Gsm8k {
         r: u32,
         policy: Option<&str>,
         progress: &mut dyn Progress,
-    ) -> Result<(CollectFigures, DataFigures), LabError> {
+    ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError> {
         let (collected, wall_s) = self.collect(ctx, dir, policy, progress)?;
         let figures = collect_figures(&collected, self.dev.len(), wall_s);
         let (dev, train) = collected.split_at(self.dev.len());
-        Ok((figures, data(ctx, dir, r, dev, train)?))
+        Ok((figures, data(ctx, dir, r, dev, train)))
     }
 
     fn evaluate(

@@ -153,7 +153,7 @@ impl ImproveEnv for Household {
         r: u32,
         policy: Option<&str>,
         progress: &mut dyn Progress,
-    ) -> Result<(CollectFigures, DataFigures), LabError> {
+    ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError> {
         let s = &ctx.plan.settings;
         let teacher = s.collect_model.as_deref().filter(|_| r == 1);
         let (adapter, sha) = match teacher {
@@ -179,7 +179,7 @@ impl ImproveEnv for Household {
             r,
             &self.prefixes(),
             collected.split_at(self.dev.len()),
-        )?;
+        );
         Ok((figures, data))
     }
 
