@@ -2,6 +2,7 @@
 //! sampled (accuracy per sample and pass@k, so that "better" is told from "sharper"), and
 //! their paired comparisons with Holm's correction across the arms.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use retroformer_envs::{Chart, Progress};
@@ -59,13 +60,19 @@ pub(super) fn evaluate_arms(
     progress: &mut dyn Progress,
 ) -> Result<(), LabError> {
     let arms = arm_list(report);
+    // Each evaluated arm's outcomes task by task, by name and whether sampled.
+    let mut outcomes_of = BTreeMap::new();
     for sampled in [false, true] {
         for (name, adapter) in &arms {
             if sampled && !wants_sampled(report, name) {
                 continue;
             }
             let path = adapter.as_ref().map(|a| ctx.plan.out.join(a));
-            let Evaluation { score, wall_s, .. } = ctx
+            let Evaluation {
+                outcomes,
+                score,
+                wall_s,
+            } = ctx
                 .env
                 .evaluate(ctx, Split::Test, path.as_deref(), sampled, progress)
                 .map_err(|e| e.during(format!("evaluate {name}")))?;
@@ -88,10 +95,11 @@ pub(super) fn evaluate_arms(
             };
             let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
             *slot = Some(super::Score { wall_s, ..score });
+            outcomes_of.insert((name.clone(), sampled), outcomes);
             // After every arm: the primary endpoint (base and r1-s1, greedy, the first two)
             // is known hours before the sampled arms are. Holm's family grows with the arms;
             // the last write holds them all.
-            report.comparisons = comparisons(ctx, report, progress)?;
+            report.comparisons = comparisons(report, &outcomes_of);
             write_report(&ctx.plan.out, report)?;
             draw(ctx, report, &ctx.plan.out)?;
         }
@@ -99,35 +107,14 @@ pub(super) fn evaluate_arms(
     Ok(())
 }
 
-/// Each test task's outcome in arm `name`'s saved evaluation (greedy solved, or pass@k).
-fn outcomes(
-    ctx: &Ctx<'_>,
-    report: &ImproveReport,
-    name: &str,
-    sampled: bool,
-    progress: &mut dyn Progress,
-) -> Result<Vec<bool>, LabError> {
-    let adapter = report
-        .arms
-        .iter()
-        .find(|a| a.name == name)
-        .and_then(|a| a.adapter.as_ref())
-        .map(|a| ctx.plan.out.join(a));
-    Ok(ctx
-        .env
-        .evaluate(ctx, Split::Test, adapter.as_deref(), sampled, progress)?
-        .outcomes)
-}
-
 /// Every arm against the base, the trained arms against the placebo and each round against
 /// the one before, greedy; the same for pass@k where both arms were sampled. Holm across the
 /// comparisons of each metric. The primary (round 1's first seed against the base, greedy)
 /// comes first.
 fn comparisons(
-    ctx: &Ctx<'_>,
     report: &ImproveReport,
-    progress: &mut dyn Progress,
-) -> Result<Vec<Comparison>, LabError> {
+    outcomes_of: &BTreeMap<(String, bool), Vec<bool>>,
+) -> Vec<Comparison> {
     let mut pairs: Vec<(&str, &str)> = Vec::new();
     let names: Vec<&str> = report.arms.iter().map(|a| a.name.as_str()).collect();
     for n in names.iter().filter(|n| **n != "base") {
@@ -159,21 +146,14 @@ fn comparisons(
         };
         let mut family = Vec::new();
         for (a, b) in &pairs {
-            let evaluated = |n: &str| {
-                report
-                    .arms
-                    .iter()
-                    .any(|x| x.name == n && if sampled { &x.sampled } else { &x.greedy }.is_some())
-            };
-            if !(evaluated(a) && evaluated(b)) {
+            let get = |n: &str| outcomes_of.get(&(n.to_string(), sampled));
+            let (Some(ta), Some(tb)) = (get(a), get(b)) else {
                 continue;
-            }
-            let ta = outcomes(ctx, report, a, sampled, progress)?;
-            let tb = outcomes(ctx, report, b, sampled, progress)?;
+            };
             family.push(Comparison {
                 name: format!("{b} - {a}"),
                 metric: metric.clone(),
-                paired: paired(0, Table::of(&ta, &tb)),
+                paired: paired(0, Table::of(ta, tb)),
                 p_holm: f64::NAN,
             });
         }
@@ -185,7 +165,7 @@ fn comparisons(
     }
     // The primary first.
     out.sort_by_key(|c| !(c.name == "r1-s1 - base" && c.metric == "greedy"));
-    Ok(out)
+    out
 }
 
 /// `accuracy.svg`/`.png`: greedy accuracy (and sampled pass@k) by round, the placebo beside.

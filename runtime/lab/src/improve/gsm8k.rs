@@ -97,14 +97,12 @@ impl ImproveEnv for Gsm8k {
         progress: &mut dyn Progress,
     ) -> Result<Evaluation, LabError> {
         let problems = self.problems(split);
-        let (results, wall_s) = evaluate(ctx, problems, adapter, sampled, split.dir(), progress)?;
-        let cfg = config(ctx, adapter, sampled)?;
-        let kind = if sampled { "sampled" } else { "greedy" };
+        let (results, wall_s, run) =
+            evaluate(ctx, problems, adapter, sampled, split.dir(), progress)?;
         Ok(Evaluation {
             outcomes: results.iter().map(solved).collect(),
             score: Score {
-                run: Path::new(split.dir())
-                    .join(format!("{}-{kind}", key(cfg.adapter_sha256.as_deref()))),
+                run,
                 ..score(&results, sampled)
             },
             wall_s,
@@ -342,7 +340,8 @@ fn config(ctx: &Ctx<'_>, adapter: Option<&Path>, sampled: bool) -> Result<RiseCo
 }
 
 /// Evaluates the actor with `adapter` on `problems` into `OUT/SPLIT/KEY-greedy|sampled/`
-/// (resumed; a finished one loads no model): the results in order and this run's wall time.
+/// (resumed; a finished one loads no model): the results in order, this run's wall time and
+/// the folder relative to `OUT`.
 pub(super) fn evaluate(
     ctx: &Ctx<'_>,
     problems: &[MathProblem],
@@ -350,14 +349,11 @@ pub(super) fn evaluate(
     sampled: bool,
     split: &str,
     progress: &mut dyn Progress,
-) -> Result<(Vec<RiseResult>, Option<f64>), LabError> {
+) -> Result<(Vec<RiseResult>, Option<f64>, PathBuf), LabError> {
     let cfg = config(ctx, adapter, sampled)?;
     let kind = if sampled { "sampled" } else { "greedy" };
-    let out: PathBuf = ctx
-        .plan
-        .out
-        .join(split)
-        .join(format!("{}-{kind}", key(cfg.adapter_sha256.as_deref())));
+    let run = Path::new(split).join(format!("{}-{kind}", key(cfg.adapter_sha256.as_deref())));
+    let out = ctx.plan.out.join(&run);
     retroformer::agent::files::claim_run_folder(&out, &cfg)?.map_err(LabError::Config)?;
     let mut wall = None;
     if !problems.iter().all(|p| task_path(&out, 0, &p.id).exists()) {
@@ -400,7 +396,7 @@ pub(super) fn evaluate(
             read_json(&path)?.ok_or_else(|| LabError::file(&path, "missing after the run"))?;
         results.push(r);
     }
-    Ok((results, wall))
+    Ok((results, wall, run))
 }
 
 fn answers(r: &RiseResult) -> impl Iterator<Item = &rise::Attempt> {

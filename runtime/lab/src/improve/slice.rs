@@ -234,7 +234,7 @@ pub fn run_slice(
     let mut arms = Vec::new();
     let mut results = Vec::new();
     for (arm, file) in [("base".to_string(), None), (name, Some(adapter))] {
-        let (r, wall) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
+        let (r, wall, _) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
             .map_err(|e| e.during(format!("evaluate {arm}")))?;
         let here = file
             .as_ref()
