@@ -390,7 +390,7 @@ impl SliceReport {
         );
         match &self.full {
             Some(c) => format!(
-                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}.",
+                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}: {}.",
                 c.name,
                 points(c.paired.difference),
                 points(c.paired.exact_interval[0]),
@@ -398,10 +398,24 @@ impl SliceReport {
                 points(c.paired.interval[0]),
                 points(c.paired.interval[1]),
                 c.paired.p_value,
-                c.p_holm
+                c.p_holm,
+                full_verdict(&c.paired)
             ),
             None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
         }
+    }
+}
+
+/// What the full evaluation says, in words that agree with its exact interval (which excludes
+/// 0 exactly when p < 0.05): a user reading "+1.0 points" should not take it for a gain.
+pub(super) fn full_verdict(c: &TrialComparison) -> String {
+    match (c.p_value < 0.05, c.difference > 0.0) {
+        (true, true) => "the adapter is better than the base beyond chance".into(),
+        (true, false) => "the adapter is worse than the base beyond chance".into(),
+        (false, _) => format!(
+            "the interval holds 0: on {} problems the run cannot tell the adapter from the base",
+            c.n
+        ),
     }
 }
 

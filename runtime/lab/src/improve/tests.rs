@@ -268,3 +268,41 @@ fn a_run_saved_before_the_household_reads_as_gsm8k_and_each_env_refuses_the_othe
     h.env = "alfworld".into();
     assert!(refused(&h).contains("--env"), "{}", refused(&h));
 }
+
+#[test]
+fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_excludes_zero() {
+    use super::slice::full_verdict;
+    use crate::compare::{paired, Table};
+    // This run's primary endpoint: +1 point on 500 problems, 44 against 39, p 0.66.
+    let tie = paired(
+        0,
+        Table {
+            both: 83,
+            only_a: 39,
+            only_b: 44,
+            neither: 334,
+        },
+    );
+    assert!(tie.p_value > 0.05 && tie.difference > 0.0);
+    assert_eq!(
+        full_verdict(&tie),
+        "the interval holds 0: on 500 problems the run cannot tell the adapter from the base"
+    );
+    let table = |only_a, only_b| Table {
+        both: 80,
+        only_a,
+        only_b,
+        neither: 500 - 80 - only_a - only_b,
+    };
+    let gain = paired(0, table(20, 60));
+    assert!(gain.p_value < 0.05);
+    assert_eq!(
+        full_verdict(&gain),
+        "the adapter is better than the base beyond chance"
+    );
+    let loss = paired(0, table(60, 20));
+    assert_eq!(
+        full_verdict(&loss),
+        "the adapter is worse than the base beyond chance"
+    );
+}
