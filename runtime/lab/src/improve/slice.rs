@@ -390,7 +390,7 @@ impl SliceReport {
         );
         match &self.full {
             Some(c) => format!(
-                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}: {}.",
+                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}. {}.",
                 c.name,
                 points(c.paired.difference),
                 points(c.paired.exact_interval[0]),
@@ -410,10 +410,10 @@ impl SliceReport {
 /// 0 exactly when p < 0.05): a user reading "+1.0 points" should not take it for a gain.
 pub(super) fn full_verdict(c: &TrialComparison) -> String {
     match (c.p_value < 0.05, c.difference > 0.0) {
-        (true, true) => "the adapter is better than the base beyond chance".into(),
-        (true, false) => "the adapter is worse than the base beyond chance".into(),
+        (true, true) => "The adapter is better than the base beyond chance".into(),
+        (true, false) => "The adapter is worse than the base beyond chance".into(),
         (false, _) => format!(
-            "the interval holds 0: on {} problems the run cannot tell the adapter from the base",
+            "The interval holds 0: on {} problems the run cannot tell the adapter from the base",
             c.n
         ),
     }

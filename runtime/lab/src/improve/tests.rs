@@ -286,7 +286,7 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
     assert!(tie.p_value > 0.05 && tie.difference > 0.0);
     assert_eq!(
         full_verdict(&tie),
-        "the interval holds 0: on 500 problems the run cannot tell the adapter from the base"
+        "The interval holds 0: on 500 problems the run cannot tell the adapter from the base"
     );
     let table = |only_a, only_b| Table {
         both: 80,
@@ -298,11 +298,11 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
     assert!(gain.p_value < 0.05);
     assert_eq!(
         full_verdict(&gain),
-        "the adapter is better than the base beyond chance"
+        "The adapter is better than the base beyond chance"
     );
     let loss = paired(0, table(60, 20));
     assert_eq!(
         full_verdict(&loss),
-        "the adapter is worse than the base beyond chance"
+        "The adapter is worse than the base beyond chance"
     );
 }
