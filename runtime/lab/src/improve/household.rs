@@ -242,6 +242,11 @@ fn episode_tokens(c: &Collected, chain: usize) -> u64 {
     })
 }
 
+/// Tokens generated in all of a task's episodes.
+fn task_tokens(c: &Collected) -> u64 {
+    (0..c.chains.len()).map(|i| episode_tokens(c, i)).sum()
+}
+
 /// Collection in figures (`dev` tasks first in `all`). Every action is one of the admissible
 /// ones (the grammar constrains it), so every episode counts as parsable.
 fn collect_figures(all: &[Collected], dev: usize, wall_s: Option<f64>) -> CollectFigures {
@@ -261,14 +266,7 @@ fn collect_figures(all: &[Collected], dev: usize, wall_s: Option<f64>) -> Collec
             .filter(|e| e.success)
             .count(),
         parsable_attempts: episodes,
-        generated_tokens: all
-            .iter()
-            .map(|c| {
-                (0..c.chains.len())
-                    .map(|i| episode_tokens(c, i))
-                    .sum::<u64>()
-            })
-            .sum(),
+        generated_tokens: all.iter().map(task_tokens).sum(),
         wall_s,
     }
 }
@@ -281,14 +279,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         .flat_map(|c| &c.chains)
         .filter(|e| e.success)
         .count();
-    let tokens: u64 = results
-        .iter()
-        .map(|c| {
-            (0..c.chains.len())
-                .map(|i| episode_tokens(c, i))
-                .sum::<u64>()
-        })
-        .sum();
+    let tokens: u64 = results.iter().map(task_tokens).sum();
     let accuracy = wins as f64 / n.max(1) as f64;
     Score {
         problems: results.len(),
