@@ -146,8 +146,12 @@ fn setting_args(s: Setting, spec: &Spec) -> Vec<Arg> {
         Setting::Skip => vec![value("skip", "Leave out the first N tasks (held-out sets: train on the first N, test on the rest).".into())
             .default_value("0")
             .value_parser(clap::value_parser!(usize))],
-        Setting::Limit => vec![value("limit", "Only the first N tasks (after --skip).".into())
-            .value_parser(clap::value_parser!(usize))],
+        Setting::Limit => {
+            // "after --skip" only where the environment has that flag.
+            let after = if spec.settings.contains(&Setting::Skip) { " (after --skip)" } else { "" };
+            vec![value("limit", format!("Only the first N tasks{after}."))
+                .value_parser(clap::value_parser!(usize))]
+        }
     }
 }
 
@@ -312,4 +316,28 @@ fn compare_cmd(a: &CompareArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_flag_mentions_skip_only_where_the_environment_has_that_flag() {
+        let eval = command(&Registry::builtin());
+        let mut checked = 0;
+        for env in eval.get_subcommands() {
+            let arg = |id: &str| env.get_arguments().find(|a| a.get_id() == id);
+            let Some(limit) = arg("limit") else { continue };
+            let help = limit.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert_eq!(
+                help.contains("--skip"),
+                arg("skip").is_some(),
+                "{}: {help}",
+                env.get_name()
+            );
+            checked += 1;
+        }
+        assert!(checked >= 2, "only {checked} environments take --limit");
+    }
 }
