@@ -9,8 +9,8 @@ use crate::TrainerError;
 use burn::module::Module;
 
 /// A held-out set: its mean loss is measured every `every` steps (and after the last); training
-/// stops once `patience` measurements in a row bring no new lowest loss (0: never), and the
-/// state with the lowest loss is the one returned. A resumed run starts its search afresh.
+/// stops once `patience` measurements in a row bring no new lowest loss (0: never), and `keep`
+/// says which state is returned. A resumed run starts its search afresh.
 pub struct Heldout<'a> {
     /// The examples (none of them in the training data).
     pub data: &'a [Tokenized],
@@ -18,6 +18,37 @@ pub struct Heldout<'a> {
     pub every: u64,
     /// Measurements without a new lowest loss before stopping.
     pub patience: u64,
+    /// The state returned.
+    pub keep: Keep,
+}
+
+/// Which state a run with a held-out set returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keep {
+    /// The state of the lowest held-out loss.
+    #[default]
+    LowestLoss,
+    /// The state after the last step trained. The loss is still measured and logged: a model's
+    /// own answers have a low loss from the start, so it can stay flat while the model changes
+    /// (`benches/results/improve-gsm8k/diagnostics`).
+    Last,
+}
+
+impl Keep {
+    /// The name `retroformer-train --keep` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Keep::LowestLoss => "lowest-loss",
+            Keep::Last => "last",
+        }
+    }
+
+    /// The `Keep` of a name (`lowest-loss` or `last`).
+    pub fn parse(name: &str) -> Option<Keep> {
+        [Keep::LowestLoss, Keep::Last]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// The lowest held-out loss so far: the loss, its step, the state.

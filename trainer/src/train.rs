@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenized;
 use crate::grads::{add_grads, clip_global, Example};
-pub use crate::heldout::Heldout;
 use crate::heldout::{check_heldout, heldout_loss, Best, BestMark};
+pub use crate::heldout::{Heldout, Keep};
 use crate::lora::LoraConfig;
 use crate::model::Base;
 use crate::native::LoraWeights;
@@ -291,7 +291,7 @@ pub struct Trained {
     pub log: Vec<TrainingStep>,
     /// Step the run resumed from (0 for a fresh run).
     pub resumed_from: u64,
-    /// The step of the returned state when a held-out set chose it.
+    /// The step of the returned state when a held-out set chose it (`Keep::LowestLoss`).
     pub best_step: Option<u64>,
 }
 
@@ -641,6 +641,11 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     }
     bar.finish_and_clear();
     lora_cfg.training = false;
+    let keep_best = run
+        .heldout
+        .as_ref()
+        .is_some_and(|h| h.keep == crate::heldout::Keep::LowestLoss);
+    let best = best.filter(|_| keep_best);
     let best_step = best.as_ref().map(|b| b.step);
     if let Some(b) = best {
         state = b.state;

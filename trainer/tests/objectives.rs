@@ -275,7 +275,7 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
 
 #[test]
 fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
-    use retroformer_trainer::train::Heldout;
+    use retroformer_trainer::train::{Heldout, Keep};
     let dev = device();
     let base = base(&dev);
     // Training moves the prompts towards one response; the held-out set wants another, so its
@@ -293,6 +293,7 @@ fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
         data: &heldout,
         every: 2,
         patience: 2,
+        keep: Keep::LowestLoss,
     });
     let t = train(&r, &dev).unwrap();
     let measured: Vec<(u64, f64)> = t
@@ -320,7 +321,7 @@ fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
 
 #[test]
 fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
-    use retroformer_trainer::train::Heldout;
+    use retroformer_trainer::train::{Heldout, Keep};
     let dev = device();
     let base = base(&dev);
     let data = vec![
@@ -338,6 +339,7 @@ fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
             data: &heldout,
             every: 2,
             patience: 2,
+            keep: Keep::LowestLoss,
         });
         r
     };
@@ -360,8 +362,46 @@ fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
 }
 
 #[test]
+fn a_run_that_keeps_its_last_state_returns_the_last_step_and_still_logs_the_held_out_loss() {
+    use retroformer_trainer::train::{Heldout, Keep};
+    let dev = device();
+    let base = base(&dev);
+    // As above: the held-out loss rises as training goes on, so the lowest is early.
+    let data = vec![
+        ex(&[270, 271], &[280, 281, 282], 1.0),
+        ex(&[272, 273], &[283, 284, 285], 1.0),
+    ];
+    let heldout = vec![
+        ex(&[270, 271], &[290, 291, 292], 1.0),
+        ex(&[272, 273], &[293, 294, 295], 1.0),
+    ];
+    let mut r = run(&base, Objective::Sft, &data, 12, "heldout-last");
+    r.heldout = Some(Heldout {
+        data: &heldout,
+        every: 2,
+        patience: 0,
+        keep: Keep::Last,
+    });
+    let t = train(&r, &dev).unwrap();
+    assert_eq!(t.log.len(), 12, "patience 0 never stops early");
+    assert_eq!(t.best_step, None, "no held-out choice was made");
+    let measured: Vec<f64> = t.log.iter().filter_map(|l| l.heldout_loss).collect();
+    assert_eq!(measured.len(), 6);
+    let lowest = measured.iter().copied().fold(f64::INFINITY, f64::min);
+    let last = *measured.last().unwrap();
+    assert!(last > lowest + 1e-3, "the loss did not rise: {measured:?}");
+    // The returned state is the last step's: its held-out loss is the last one logged.
+    let again: f64 = heldout
+        .iter()
+        .map(|e| -mean_logprob(&base, Some(&t.state), &lora(), e))
+        .sum::<f64>()
+        / heldout.len() as f64;
+    assert!((again - last).abs() < 1e-4, "{again} vs {last}");
+}
+
+#[test]
 fn a_held_out_set_is_refused_for_an_objective_it_cannot_score() {
-    use retroformer_trainer::train::Heldout;
+    use retroformer_trainer::train::{Heldout, Keep};
     let dev = device();
     let base = base(&dev);
     let data = vec![ex(&[270, 271], &[280], 1.0), ex(&[272, 273], &[283], -1.0)];
@@ -370,6 +410,7 @@ fn a_held_out_set_is_refused_for_an_objective_it_cannot_score() {
         data: &data,
         every: 1,
         patience: 0,
+        keep: Keep::LowestLoss,
     });
     let err = train(&r, &dev).err().expect("refused").to_string();
     assert!(err.contains("eval-data"), "{err}");

@@ -76,9 +76,15 @@ pub struct ImproveArgs {
     /// Steps between held-out loss measurements.
     #[arg(long, default_value_t = 20)]
     pub eval_every: u64,
-    /// Measurements without a new lowest held-out loss before training stops.
+    /// Measurements without a new lowest held-out loss before training stops (0: never).
     #[arg(long, default_value_t = 3)]
     pub patience: u64,
+    /// The state each adapter is exported from: `lowest-loss` (its lowest held-out loss) or
+    /// `last` (the last step trained; the held-out loss is still measured and logged). The
+    /// model's own answers have a low loss from the start, so it can stay flat while the
+    /// model changes.
+    #[arg(long, default_value = "lowest-loss", value_parser = ["lowest-loss", "last"])]
+    pub keep: String,
     /// Round 1's LoRA seeds, comma-separated (the first is installed).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub lora_seeds: Vec<u64>,
@@ -157,6 +163,7 @@ pub fn improve(profile: &TargetProfile, a: &ImproveArgs) -> Result<()> {
             backend: a.backend.clone(),
             eval_every: a.eval_every,
             patience: a.patience,
+            keep: a.keep.clone(),
             lora_seeds: a.lora_seeds.clone(),
             placebo: !a.no_placebo,
             margin: a.margin,

@@ -209,6 +209,12 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
     if !(s.margin.is_finite() && s.margin >= 0.0) {
         return bad("margin", "must be 0 or more");
     }
+    if !["lowest-loss", "last"].contains(&s.keep.as_str()) {
+        return Err(LabError::setting(
+            "keep",
+            format!("{}: lowest-loss or last", s.keep),
+        ));
+    }
     for a in &s.sampled_arms {
         if !["base", "r1-s1", "r1-placebo", "last"].contains(&a.as_str()) {
             return Err(LabError::setting(

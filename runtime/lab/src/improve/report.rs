@@ -63,6 +63,10 @@ pub struct ImproveSettings {
     pub eval_every: u64,
     /// Measurements without a new lowest held-out loss before training stops.
     pub patience: u64,
+    /// The state each adapter is exported from: `lowest-loss` (the lowest held-out loss) or
+    /// `last` (the last step trained). Runs from before the setting: `lowest-loss`.
+    #[serde(default = "lowest_loss")]
+    pub keep: String,
     /// Round 1's LoRA seeds (the first is the one installed; later rounds train it alone).
     pub lora_seeds: Vec<u64>,
     /// Round 1 also trains the placebo: as many of the model's own answers, drawn without
@@ -84,6 +88,10 @@ pub struct ImproveSettings {
 
 fn gsm8k() -> String {
     "gsm8k".into()
+}
+
+fn lowest_loss() -> String {
+    "lowest-loss".into()
 }
 
 /// Collection in figures.

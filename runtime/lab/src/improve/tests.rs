@@ -306,3 +306,29 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
         "The adapter is worse than the base beyond chance"
     );
 }
+
+#[test]
+fn the_trainer_is_told_to_keep_the_last_state_only_when_the_run_asks_for_it() {
+    let mut s = settings();
+    let a = super::train::args(&s, "round-1", "s1", "train", 8, 2);
+    // A run from before --keep records the command it ran: it must stay the same.
+    assert!(!a.iter().any(|x| x == "--keep"), "{a:?}");
+    assert!(a.windows(2).any(|w| w[0] == "--patience" && w[1] == "1"));
+    s.keep = "last".into();
+    let a = super::train::args(&s, "round-1", "s1", "train", 8, 2);
+    assert!(
+        a.windows(2).any(|w| w[0] == "--keep" && w[1] == "last"),
+        "{a:?}"
+    );
+    // Without held-out samples there is nothing to choose by: the trainer keeps the last.
+    let a = super::train::args(&s, "round-1", "s1", "train", 8, 0);
+    assert!(
+        !a.iter().any(|x| x == "--keep" || x == "--eval-data"),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn a_run_written_before_the_keep_setting_reads_back_as_keeping_the_lowest_loss() {
+    assert_eq!(settings().keep, "lowest-loss");
+}

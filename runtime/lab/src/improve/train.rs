@@ -8,7 +8,7 @@ use retroformer::agent::files::read_json;
 use retroformer_core::records::TrainingLog;
 use retroformer_envs::Progress;
 
-use super::{Ctx, TrainFigures};
+use super::{Ctx, ImproveSettings, TrainFigures};
 use crate::retroformer_loop::{run_child, trainer};
 use crate::LabError;
 
@@ -19,16 +19,15 @@ fn lines(path: &Path) -> Result<usize, LabError> {
 
 /// The trainer's arguments for adapter `name` of round folder `round` (relative to the
 /// output folder) on `data`.jsonl: SFT on the last assistant turn, held-out loss on
-/// `heldout.jsonl` when it has samples, early stop, best step exported.
-fn args(
-    ctx: &Ctx<'_>,
+/// `heldout.jsonl` when it has samples, early stop, the state `--keep` names exported.
+pub(super) fn args(
+    s: &ImproveSettings,
     round: &str,
     name: &str,
     data: &str,
     samples: usize,
     heldout: usize,
 ) -> Vec<String> {
-    let s = &ctx.plan.settings;
     let steps = ((s.epochs * samples as f64) / s.batch as f64)
         .ceil()
         .max(1.0) as u64;
@@ -60,6 +59,11 @@ fn args(
         kv("eval-data", format!("{round}/heldout.jsonl"));
         kv("eval-every", s.eval_every.to_string());
         kv("patience", s.patience.to_string());
+        // Named only when not the trainer's default, so that the commands recorded by runs
+        // from before the setting still rebuild their adapters as written.
+        if s.keep != "lowest-loss" {
+            kv("keep", s.keep.clone());
+        }
     }
     kv("out", format!("{round}/{name}.gguf"));
     a
@@ -83,7 +87,7 @@ pub(super) fn train(
     let log_path = dir.join(format!("{name}.log.json"));
     let samples = lines(&dir.join(format!("{data}.jsonl")))?;
     let heldout = lines(&dir.join("heldout.jsonl"))?;
-    let a = args(ctx, &round, name, data, samples, heldout);
+    let a = args(&ctx.plan.settings, &round, name, data, samples, heldout);
     let command = format!("retroformer-train {}", a.join(" "));
     let mut wall_s = None;
     if !(adapter.exists() && log_path.exists()) {

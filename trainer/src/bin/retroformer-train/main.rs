@@ -15,7 +15,7 @@ use retroformer_trainer::export::export;
 use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
-use retroformer_trainer::train::{load_checkpoint, train, Heldout, Run, TrainConfig};
+use retroformer_trainer::train::{load_checkpoint, train, Heldout, Keep, Run, TrainConfig};
 use retroformer_trainer::{backend_device, load_base, write_run_report, Backend};
 
 #[derive(Parser)]
@@ -184,7 +184,7 @@ struct TrainArgs {
     min_reward: Option<f64>,
     /// Held-out examples (the shapes of --data; sft and rwr): their loss is measured every
     /// --eval-every steps, training stops after --patience measurements without a new lowest
-    /// loss, and the state with the lowest is exported.
+    /// loss, and --keep says which state is exported.
     #[arg(long)]
     eval_data: Option<PathBuf>,
     /// Steps between held-out measurements.
@@ -193,6 +193,10 @@ struct TrainArgs {
     /// Held-out measurements without a new lowest loss before stopping (0: never stop early).
     #[arg(long, default_value_t = 3)]
     patience: u64,
+    /// The state exported when --eval-data is given: `lowest-loss` (its lowest held-out loss)
+    /// or `last` (the last step trained; the held-out loss is still measured and logged).
+    #[arg(long, default_value = "lowest-loss", value_parser = ["lowest-loss", "last"])]
+    keep: String,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -376,6 +380,7 @@ fn run(cmd: Command) -> Result<()> {
             data: &heldout,
             every: args.eval_every,
             patience: args.patience,
+            keep: Keep::parse(&args.keep).unwrap_or_default(),
         }),
         base_sha256: base_sha256.clone(),
         data_sha256: data_sha256.clone(),
