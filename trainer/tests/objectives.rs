@@ -273,13 +273,9 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     assert_same_b_factors(&a.state, &b.state);
 }
 
-#[test]
-fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
-    use retroformer_trainer::train::{Heldout, Keep};
-    let dev = device();
-    let base = base(&dev);
-    // Training moves the prompts towards one response; the held-out set wants another, so its
-    // loss rises as training goes on.
+/// Training data and a held-out set that want other responses to the same prompts: training
+/// moves the prompts towards the data's, so the held-out loss rises as training goes on.
+fn diverging_sets() -> (Vec<Tokenized>, Vec<Tokenized>) {
     let data = vec![
         ex(&[270, 271], &[280, 281, 282], 1.0),
         ex(&[272, 273], &[283, 284, 285], 1.0),
@@ -288,6 +284,15 @@ fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
         ex(&[270, 271], &[290, 291, 292], 1.0),
         ex(&[272, 273], &[293, 294, 295], 1.0),
     ];
+    (data, heldout)
+}
+
+#[test]
+fn a_held_out_set_stops_training_early_and_keeps_its_lowest_loss_state() {
+    use retroformer_trainer::train::{Heldout, Keep};
+    let dev = device();
+    let base = base(&dev);
+    let (data, heldout) = diverging_sets();
     let mut r = run(&base, Objective::Sft, &data, 40, "heldout");
     r.heldout = Some(Heldout {
         data: &heldout,
@@ -324,14 +329,7 @@ fn a_run_resumed_after_its_best_held_out_step_still_exports_that_step() {
     use retroformer_trainer::train::{Heldout, Keep};
     let dev = device();
     let base = base(&dev);
-    let data = vec![
-        ex(&[270, 271], &[280, 281, 282], 1.0),
-        ex(&[272, 273], &[283, 284, 285], 1.0),
-    ];
-    let heldout = vec![
-        ex(&[270, 271], &[290, 291, 292], 1.0),
-        ex(&[272, 273], &[293, 294, 295], 1.0),
-    ];
+    let (data, heldout) = diverging_sets();
     let with_heldout = |name: &str| {
         let mut r = run(&base, Objective::Sft, &data, 40, name);
         r.config.checkpoint_every = 1;
@@ -366,15 +364,7 @@ fn a_run_that_keeps_its_last_state_returns_the_last_step_and_still_logs_the_held
     use retroformer_trainer::train::{Heldout, Keep};
     let dev = device();
     let base = base(&dev);
-    // As above: the held-out loss rises as training goes on, so the lowest is early.
-    let data = vec![
-        ex(&[270, 271], &[280, 281, 282], 1.0),
-        ex(&[272, 273], &[283, 284, 285], 1.0),
-    ];
-    let heldout = vec![
-        ex(&[270, 271], &[290, 291, 292], 1.0),
-        ex(&[272, 273], &[293, 294, 295], 1.0),
-    ];
+    let (data, heldout) = diverging_sets();
     let mut r = run(&base, Objective::Sft, &data, 12, "heldout-last");
     r.heldout = Some(Heldout {
         data: &heldout,
