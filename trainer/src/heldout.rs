@@ -35,19 +35,19 @@ pub enum Keep {
 }
 
 impl Keep {
+    /// Every `Keep`, in the order of [`Keep::NAMES`].
+    const ALL: [Keep; 2] = [Keep::LowestLoss, Keep::Last];
+    /// The names `retroformer-train --keep` takes.
+    pub const NAMES: [&'static str; 2] = ["lowest-loss", "last"];
+
     /// The name `retroformer-train --keep` takes.
     pub fn name(self) -> &'static str {
-        match self {
-            Keep::LowestLoss => "lowest-loss",
-            Keep::Last => "last",
-        }
+        Self::NAMES[self as usize]
     }
 
     /// The `Keep` of a name (`lowest-loss` or `last`).
     pub fn parse(name: &str) -> Option<Keep> {
-        [Keep::LowestLoss, Keep::Last]
-            .into_iter()
-            .find(|k| k.name() == name)
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 

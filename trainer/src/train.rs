@@ -644,7 +644,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     let keep_best = run
         .heldout
         .as_ref()
-        .is_some_and(|h| h.keep == crate::heldout::Keep::LowestLoss);
+        .is_some_and(|h| h.keep == Keep::LowestLoss);
     let best = best.filter(|_| keep_best);
     let best_step = best.as_ref().map(|b| b.step);
     if let Some(b) = best {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use retroformer_lab::improve::KEEP;
 use retroformer_llm::target::TargetProfile;
 
 #[derive(Args)]
@@ -83,7 +84,7 @@ pub struct ImproveArgs {
     /// `last` (the last step trained; the held-out loss is still measured and logged). The
     /// model's own answers have a low loss from the start, so it can stay flat while the
     /// model changes.
-    #[arg(long, default_value = "lowest-loss", value_parser = ["lowest-loss", "last"])]
+    #[arg(long, default_value = KEEP[0], value_parser = KEEP)]
     pub keep: String,
     /// Round 1's LoRA seeds, comma-separated (the first is installed).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]

@@ -38,7 +38,7 @@ pub use env::ENVS;
 pub use arms::holm;
 pub use report::{
     ArmFigures, CanaryFigures, CollectFigures, Comparison, DataFigures, ImproveReport,
-    ImproveSettings, RoundFigures, Score, TrainFigures, FORMAT_VERSION, KIND,
+    ImproveSettings, RoundFigures, Score, TrainFigures, FORMAT_VERSION, KEEP, KIND,
 };
 pub use slice::{
     run_slice, shown_adapter, Example, SliceArm, SlicePlan, SliceReport, SLICE_FORMAT_VERSION,
@@ -209,10 +209,10 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
     if !(s.margin.is_finite() && s.margin >= 0.0) {
         return bad("margin", "must be 0 or more");
     }
-    if !["lowest-loss", "last"].contains(&s.keep.as_str()) {
+    if !KEEP.contains(&s.keep.as_str()) {
         return Err(LabError::setting(
             "keep",
-            format!("{}: lowest-loss or last", s.keep),
+            format!("{}: one of {}", s.keep, KEEP.join(", ")),
         ));
     }
     for a in &s.sampled_arms {

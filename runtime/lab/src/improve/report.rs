@@ -90,8 +90,11 @@ fn gsm8k() -> String {
     "gsm8k".into()
 }
 
+/// The names `keep` takes (`retroformer-train --keep`'s), the default first.
+pub const KEEP: [&str; 2] = ["lowest-loss", "last"];
+
 fn lowest_loss() -> String {
-    "lowest-loss".into()
+    KEEP[0].into()
 }
 
 /// Collection in figures.

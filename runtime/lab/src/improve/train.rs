@@ -61,7 +61,7 @@ pub(super) fn args(
         kv("patience", s.patience.to_string());
         // Named only when not the trainer's default, so that the commands recorded by runs
         // from before the setting still rebuild their adapters as written.
-        if s.keep != "lowest-loss" {
+        if s.keep != super::KEEP[0] {
             kv("keep", s.keep.clone());
         }
     }

@@ -195,7 +195,7 @@ struct TrainArgs {
     patience: u64,
     /// The state exported when --eval-data is given: `lowest-loss` (its lowest held-out loss)
     /// or `last` (the last step trained; the held-out loss is still measured and logged).
-    #[arg(long, default_value = "lowest-loss", value_parser = ["lowest-loss", "last"])]
+    #[arg(long, default_value = Keep::NAMES[0], value_parser = Keep::NAMES)]
     keep: String,
     /// No progress bar.
     #[arg(long)]
