@@ -64,9 +64,10 @@ for name, ps in groups.items():
     print(f"{name:<50} {len(ps):>3}  {row}")
 first = names[0]
 for a in names[1:]:
-    b = sum(arms[a][p] and not arms[first][p] for p in ids)
-    c = sum(arms[first][p] and not arms[a][p] for p in ids)
-    print(f"{a} - {first} on all 100: {b} gained, {c} lost, exact McNemar p = {mcnemar(b, c):.3f}")
+    for label, ps in [("all 100", ids), ("the 41 trained on", groups[list(groups)[1]])]:
+        b = sum(arms[a][p] and not arms[first][p] for p in ps)
+        c = sum(arms[first][p] and not arms[a][p] for p in ps)
+        print(f"{a} - {first} on {label}: {b} gained, {c} lost, exact McNemar p = {mcnemar(b, c):.3f}")
 print(f"placebo's training set covers {sum(p in placebo_set for p in ids)} of these problems "
       f"({sum(v[1] for k, v in placebo_set.items() if k in ids)} correct examples of "
       f"{sum(v[0] for k, v in placebo_set.items() if k in ids)})")
