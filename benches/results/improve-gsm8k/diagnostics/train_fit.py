@@ -53,9 +53,10 @@ for pid in ids:
 arms = {a: greedy(a) for a in names}
 s1_set, placebo_set = trained("selected.jsonl"), trained("placebo-selected.jsonl")
 
+in_s1 = [p for p in ids if p in s1_set]
 groups = {
     "all 100": ids,
-    "in s1's training set (>= 1 of 4 samples right)": [p for p in ids if p in s1_set],
+    "in s1's training set (>= 1 of 4 samples right)": in_s1,
     "not in it (0 of 4 right)": [p for p in ids if p not in s1_set],
 }
 print(f"{'problems':<50} {'n':>3}  " + "  ".join(f"{a:>7}" for a in arms))
@@ -64,7 +65,7 @@ for name, ps in groups.items():
     print(f"{name:<50} {len(ps):>3}  {row}")
 first = names[0]
 for a in names[1:]:
-    for label, ps in [("all 100", ids), ("the 41 trained on", groups[list(groups)[1]])]:
+    for label, ps in [("all 100", ids), (f"the {len(in_s1)} trained on", in_s1)]:
         b = sum(arms[a][p] and not arms[first][p] for p in ps)
         c = sum(arms[first][p] and not arms[a][p] for p in ps)
         print(f"{a} - {first} on {label}: {b} gained, {c} lost, exact McNemar p = {mcnemar(b, c):.3f}")
