@@ -87,6 +87,10 @@ pub fn run_improve(
     let path = plan.out.join("improve.json");
     let mut report = match read_json::<ImproveReport>(&path)? {
         Some(r) if r.settings == *s => r,
+        Some(mut r) if only_sampling_widened(&r, s) => {
+            r.settings = s.clone();
+            r
+        }
         Some(r) => {
             return Err(LabError::Config(format!(
                 "{} holds a run with other settings ({}); use another --out",
@@ -172,6 +176,20 @@ fn incumbent(rounds: &[RoundFigures]) -> Option<String> {
         .rev()
         .find(|r| r.canary.as_ref().is_some_and(|c| c.promoted))
         .and_then(|r| r.installed.clone())
+}
+
+/// Whether a saved run may go on under `now`: the settings differ only in the sampled
+/// evaluation (`eval_samples`, `eval_temperature`, `sampled_arms`) and nothing has been
+/// evaluated sampled yet. No collection, training or greedy figure depends on those, so a
+/// finished greedy run can add its sampled arms later.
+fn only_sampling_widened(saved: &ImproveReport, now: &ImproveSettings) -> bool {
+    let as_before = ImproveSettings {
+        eval_samples: saved.settings.eval_samples,
+        eval_temperature: saved.settings.eval_temperature,
+        sampled_arms: saved.settings.sampled_arms.clone(),
+        ..now.clone()
+    };
+    as_before == saved.settings && saved.arms.iter().all(|a| a.sampled.is_none())
 }
 
 fn write_report(out: &Path, report: &ImproveReport) -> Result<(), LabError> {

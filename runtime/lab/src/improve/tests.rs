@@ -332,3 +332,43 @@ fn the_trainer_is_told_to_keep_the_last_state_only_when_the_run_asks_for_it() {
 fn a_run_written_before_the_keep_setting_reads_back_as_keeping_the_lowest_loss() {
     assert_eq!(settings().keep, "lowest-loss");
 }
+
+#[test]
+fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
+    use super::{only_sampling_widened, ArmFigures, ImproveReport, Score};
+    let mut saved = ImproveReport {
+        format_version: 1,
+        kind: "improve".into(),
+        settings: settings(),
+        rounds: Vec::new(),
+        arms: Vec::new(),
+        comparisons: Vec::new(),
+    };
+    let mut sampled = settings();
+    sampled.eval_samples = 4;
+    sampled.eval_temperature = 0.8;
+    sampled.sampled_arms = vec!["base".into(), "last".into()];
+    assert!(only_sampling_widened(&saved, &sampled));
+    let mut other = sampled.clone();
+    other.lr = 5e-4;
+    assert!(!only_sampling_widened(&saved, &other));
+    // Once something was evaluated sampled, its settings are fixed.
+    let score = Score {
+        problems: 1,
+        answers: 4,
+        accuracy: 0.5,
+        parsable: 1.0,
+        accuracy_parsable: 0.5,
+        pass_at_k: Some(1.0),
+        mean_tokens: 9.0,
+        wall_s: None,
+        run: "eval/base-sampled".into(),
+    };
+    saved.arms.push(ArmFigures {
+        name: "base".into(),
+        adapter: None,
+        greedy: None,
+        sampled: Some(score),
+    });
+    assert!(!only_sampling_widened(&saved, &sampled));
+}
