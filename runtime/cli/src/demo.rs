@@ -23,8 +23,9 @@ use retroformer_llm::target::TargetProfile;
 
 use crate::common::{FetchBar, TaskProgress};
 
-/// The committed experiment, relative to the repository's root.
-const RUN: &str = "benches/results/improve-gsm8k/full";
+/// The committed experiment, relative to the repository's root: PLAN.md's amendment 1 (round
+/// 1 trained to its last step), the run that the later rounds go on from.
+const RUN: &str = "benches/results/improve-gsm8k/full-last";
 
 /// `demo`.
 #[derive(Args)]
@@ -37,7 +38,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 50, conflicts_with = "reflexion")]
     problems: usize,
     /// The `retroformer improve` run whose adapter is shown (default: the repository's
-    /// committed experiment, benches/results/improve-gsm8k/full).
+    /// committed experiment, benches/results/improve-gsm8k/full-last).
     #[arg(long, conflicts_with = "reflexion")]
     run: Option<PathBuf>,
     /// Requests decoded together.
