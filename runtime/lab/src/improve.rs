@@ -178,14 +178,14 @@ fn incumbent(rounds: &[RoundFigures]) -> Option<String> {
         .and_then(|r| r.installed.clone())
 }
 
-/// Whether a saved run may go on under `now`: the settings differ only in the sampled
-/// evaluation (`eval_samples`, `eval_temperature`, `sampled_arms`) and nothing has been
-/// evaluated sampled yet. No collection, training or greedy figure depends on those, so a
-/// finished greedy run can add its sampled arms later.
+/// Whether a saved run may go on under `now`: the settings differ only in how many answers
+/// a problem the sampled evaluation draws and which arms it covers (`eval_samples`,
+/// `sampled_arms`), and nothing has been evaluated sampled yet. No collection, training or
+/// greedy evaluation reads those, so a finished greedy run can add its sampled arms later.
+/// `eval_temperature` may not change: GSM8K's greedy evaluation folders record it too.
 fn only_sampling_widened(saved: &ImproveReport, now: &ImproveSettings) -> bool {
     let as_before = ImproveSettings {
         eval_samples: saved.settings.eval_samples,
-        eval_temperature: saved.settings.eval_temperature,
         sampled_arms: saved.settings.sampled_arms.clone(),
         ..now.clone()
     };

@@ -346,12 +346,15 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
     };
     let mut sampled = settings();
     sampled.eval_samples = 4;
-    sampled.eval_temperature = 0.8;
     sampled.sampled_arms = vec!["base".into(), "last".into()];
     assert!(only_sampling_widened(&saved, &sampled));
     let mut other = sampled.clone();
     other.lr = 5e-4;
     assert!(!only_sampling_widened(&saved, &other));
+    // The greedy evaluation folders record the temperature: it stays.
+    let mut hotter = sampled.clone();
+    hotter.eval_temperature = 0.8;
+    assert!(!only_sampling_widened(&saved, &hotter));
     // Once something was evaluated sampled, its settings are fixed.
     let score = Score {
         problems: 1,
