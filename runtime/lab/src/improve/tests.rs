@@ -163,7 +163,7 @@ fn trained(name: &str) -> super::TrainFigures {
 
 #[test]
 fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
-    use super::{shown_adapter, CanaryFigures, ImproveReport, RoundFigures};
+    use super::{shown_adapter, CanaryFigures, RoundFigures};
     let round = |r: u32, promoted: Option<bool>| RoundFigures {
         round: r,
         policy: None,
@@ -186,14 +186,7 @@ fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
         for r in &mut rounds {
             r.train[1].name = "s1".into();
         }
-        ImproveReport {
-            format_version: 1,
-            kind: "improve".into(),
-            settings: settings(),
-            rounds,
-            arms: Vec::new(),
-            comparisons: Vec::new(),
-        }
+        report_of(rounds)
     };
     assert_eq!(shown_adapter(&report(Vec::new())), None);
     let only_collected = report(vec![round(1, None)]);
@@ -210,6 +203,18 @@ fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
     assert_eq!(shown_adapter(&second).unwrap().0, "r2-s1");
     let kept = report(vec![round(1, Some(false))]);
     assert_eq!(shown_adapter(&kept).unwrap().3, Some(false));
+}
+
+/// A report of `rounds` under [`settings`], no arm evaluated.
+fn report_of(rounds: Vec<super::RoundFigures>) -> super::ImproveReport {
+    super::ImproveReport {
+        format_version: 1,
+        kind: "improve".into(),
+        settings: settings(),
+        rounds,
+        arms: Vec::new(),
+        comparisons: Vec::new(),
+    }
 }
 
 /// Settings of a run (the values do not matter to the tests that use them).
@@ -335,15 +340,8 @@ fn a_run_written_before_the_keep_setting_reads_back_as_keeping_the_lowest_loss()
 
 #[test]
 fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
-    use super::{only_sampling_widened, ArmFigures, ImproveReport, Score};
-    let mut saved = ImproveReport {
-        format_version: 1,
-        kind: "improve".into(),
-        settings: settings(),
-        rounds: Vec::new(),
-        arms: Vec::new(),
-        comparisons: Vec::new(),
-    };
+    use super::{only_sampling_widened, ArmFigures, Score};
+    let mut saved = report_of(Vec::new());
     let mut sampled = settings();
     sampled.eval_samples = 4;
     sampled.sampled_arms = vec!["base".into(), "last".into()];
