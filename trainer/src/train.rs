@@ -4,12 +4,13 @@
 //! loss and tokens/s, and a loss curve.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
+use retroformer_report::progress::LineProgress;
 use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenized;
@@ -519,6 +520,9 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     } else {
         indicatif::ProgressBar::hidden()
     };
+    // Without a terminal (a run in the background) the bar is hidden: a line a minute instead.
+    let mut lines = (run.progress && bar.is_hidden())
+        .then(|| LineProgress::new(Duration::from_secs(60), Instant::now()));
     // A run stopped early and killed before its export stops again at once.
     let patience_spent = |since: u64| {
         run.heldout
@@ -602,11 +606,18 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             seconds,
             heldout_loss: None,
         });
-        bar.set_position(step);
-        bar.set_message(format!(
+        let message = format!(
             "loss {loss_sum:.4} | {:.0} tokens/s",
             tokens as f64 / seconds
-        ));
+        );
+        if let Some(line) = lines
+            .as_mut()
+            .and_then(|l| l.update(step, cfg.steps, Instant::now(), &message))
+        {
+            eprintln!("{} steps {line}", run.objective.name());
+        }
+        bar.set_position(step);
+        bar.set_message(message);
         let early = match &run.heldout {
             Some(h) if step.is_multiple_of(h.every.max(1)) || step == cfg.steps => {
                 lora_cfg.training = false;

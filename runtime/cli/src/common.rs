@@ -10,6 +10,7 @@ use retroformer_llm::target::TargetProfile;
 use retroformer_llm::{
     GenerateRequest, Grammar, LanguageModel, SamplingParams, Session, SessionOptions,
 };
+use retroformer_report::progress::LineProgress;
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
@@ -215,6 +216,9 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
     })
 }
 
+/// How often a run without a terminal prints its progress line.
+pub const LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A progress bar over `n` tasks with elapsed time and an estimate of the rest.
 pub fn task_bar(n: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(n as u64);
@@ -269,19 +273,22 @@ impl retroformer::fetch::Progress for FetchBar {
     }
 }
 
-/// An evaluation's progress: a bar over its tasks, notes and a live view on stderr.
+/// An evaluation's progress: a bar over its tasks, notes and a live view on stderr; without a
+/// terminal (a run in the background), a progress line a minute instead of the bar.
 pub struct TaskProgress {
     bar: indicatif::ProgressBar,
+    lines: Option<LineProgress>,
     live: bool,
 }
 
 impl TaskProgress {
     /// A bar (its length set by the evaluation); `live` shows each step as it happens.
     pub fn new(live: bool) -> Self {
-        Self {
-            bar: task_bar(0),
-            live,
-        }
+        let bar = task_bar(0);
+        let lines = bar
+            .is_hidden()
+            .then(|| LineProgress::new(LINE_EVERY, std::time::Instant::now()));
+        Self { bar, lines, live }
     }
 
     /// Clears the bar.
@@ -299,6 +306,14 @@ impl retroformer_envs::Progress for TaskProgress {
         self.bar.inc(1);
         self.bar.set_message(message.to_string());
         tracing::info!("{message}");
+        let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0));
+        if let Some(line) = self
+            .lines
+            .as_mut()
+            .and_then(|l| l.update(pos, len, std::time::Instant::now(), message))
+        {
+            eprintln!("[retroformer] {line}");
+        }
     }
 
     fn note(&mut self, message: &str) {

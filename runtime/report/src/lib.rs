@@ -1,6 +1,9 @@
 //! Results people would rather look at than read: small SVG line charts, no dependencies, and
 //! (feature `png`) a PNG copy of each, rendered in pure Rust with a font embedded in the binary
-//! so that the text shows on machines without fonts.
+//! so that the text shows on machines without fonts; and [`progress`], progress as plain lines
+//! for logs, where no progress bar shows.
+
+pub mod progress;
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};

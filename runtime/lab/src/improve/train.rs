@@ -92,7 +92,8 @@ pub(super) fn train(
     let mut wall_s = None;
     if !(adapter.exists() && log_path.exists()) {
         let mut cmd = trainer();
-        cmd.args(&a).arg("--quiet").current_dir(out);
+        // The trainer's own progress (a bar, or a line a minute in a log) shows the hours.
+        cmd.args(&a).current_dir(out);
         progress.note(&format!(
             "train {round}/{name}: {samples} samples ({command})"
         ));
