@@ -15,13 +15,14 @@ fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/math/gsm8k_trivial.jsonl")
 }
 
-fn improve(out: &Path, home: &Path, extra: &str) -> std::process::Output {
+fn improve(out: &Path, home: &Path, rounds: u32, extra: &str) -> std::process::Output {
     // Tiny sizes: 1 dev and 7 train problems of one-digit sums, 3 test problems, 64 tokens.
     // SmolLM2 rarely boxes an answer: 8 chains find one correct train answer with these seeds.
     let args = format!(
-        "improve --no-fetch --rounds 1 --dev 1 --train 7 --chains 8 --retries 1 --max-tokens 64 \
-         --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 --eval-skip 4 \
-         --eval 3 --eval-samples 2 --sampled-arms base,r1-s1 --threads 2 --parallel 8 {extra}"
+        "improve --no-fetch --rounds {rounds} --dev 1 --train 7 --chains 8 --retries 1 \
+         --max-tokens 64 --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 \
+         --eval-skip 4 --eval 3 --eval-samples 2 --sampled-arms base,r1-s1,last --threads 2 \
+         --parallel 8 {extra}"
     );
     Command::new(workspace_bin("retroformer"))
         .args(args.split_whitespace())
@@ -44,12 +45,12 @@ fn json(p: &Path) -> serde_json::Value {
 }
 
 #[test]
-fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_resumes_and_its_demo_reproduces_it(
+fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_reproduced_by_the_demo_and_extends_to_round_two(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = dir.path().join("improve");
-    let o = improve(&out, home.path(), "");
+    let o = improve(&out, home.path(), 1, "");
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(
         o.status.success(),
@@ -129,7 +130,7 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_re
     );
     assert_eq!(eval_dirs.len(), 5, "{eval_dirs:?}");
     // A second run finds every phase done and writes the same figures.
-    let again = improve(&out, home.path(), "");
+    let again = improve(&out, home.path(), 1, "");
     assert!(
         again.status.success(),
         "{}",
@@ -142,11 +143,86 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_the_arms_re
         round["train"][0]["sha256"]
     );
     demo_reproduces_the_run(&out, home.path());
+    a_second_round_extends_the_run(&out, home.path(), &report);
     // Other settings in the same folder are refused, naming the difference.
-    let other = improve(&out, home.path(), "--per-problem 3");
+    let other = improve(&out, home.path(), 2, "--per-problem 3");
     assert!(!other.status.success());
     let err = String::from_utf8_lossy(&other.stderr);
     assert!(err.contains("per_problem"), "{err}");
+}
+
+/// `--rounds 2` on the finished one-round run: round 2 collects with round 1's promoted adapter,
+/// trains a fresh LoRA on both rounds' verified answers (no placebo), canaries it against round
+/// 1's, and adds `r2-s1`, greedy and sampled (`last`), with its comparisons; round 1 stays as it
+/// was, and a third run redoes nothing.
+fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::Value) {
+    let o = improve(out, home, 2, "");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = json(&out.join("improve.json"));
+    // Round 1 is not redone: the same adapters, the same one installed.
+    let (r1, first) = (&report["rounds"][0], &before["rounds"][0]);
+    assert_eq!(r1["installed"], first["installed"]);
+    assert_eq!(r1["train"][0]["sha256"], first["train"][0]["sha256"]);
+    let r2 = &report["rounds"][1];
+    assert_eq!(r2["round"], 2);
+    let lines = |p: &str| {
+        std::fs::read_to_string(out.join(p))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    let both = lines("round-1/selected.jsonl") + lines("round-2/selected.jsonl");
+    assert_eq!(lines("round-2/train.jsonl"), both);
+    assert_eq!(r2["data"]["samples"], both);
+    let names: Vec<&str> = r2["train"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["s1"]);
+    // Round 1's adapter collected round 2 and is the incumbent of its canary.
+    assert_eq!(first["canary"]["promoted"], true, "{first}");
+    assert_eq!(r2["policy"], first["installed"], "{r2}");
+    assert_eq!(r2["canary"]["incumbent"], first["installed"], "{r2}");
+    assert_eq!(r2["canary"]["candidate"], r2["installed"], "{r2}");
+    let versions = std::fs::read_dir(home.join("actor/adapters"))
+        .unwrap()
+        .count();
+    assert_eq!(versions, 1, "one base, its versions inside");
+    let arms: Vec<&str> = report["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(arms, ["base", "r1-s1", "r1-placebo", "r2-s1"]);
+    assert_eq!(report["arms"][3]["sampled"]["answers"], 6, "{report}");
+    // Round 1's arms keep their answers: the same differences as before round 2.
+    assert_eq!(report["comparisons"][0]["name"], "r1-s1 - base");
+    assert_eq!(
+        report["comparisons"][0]["paired"],
+        before["comparisons"][0]["paired"]
+    );
+    for (name, metric) in [("r2-s1 - r1-s1", "greedy"), ("r2-s1 - r1-s1", "pass@2")] {
+        assert!(
+            report["comparisons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["name"] == name && c["metric"] == metric),
+            "{name} ({metric}) in {report}"
+        );
+    }
+    let again = improve(out, home, 2, "");
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let report2 = json(&out.join("improve.json"));
+    assert_eq!(report2["comparisons"], report["comparisons"]);
+    assert_eq!(report2["rounds"], report["rounds"]);
 }
 
 /// `retroformer demo --run OUT`: the base and the run's adapter on the run's first test

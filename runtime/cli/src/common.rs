@@ -299,7 +299,12 @@ impl TaskProgress {
 
 impl retroformer_envs::Progress for TaskProgress {
     fn total(&mut self, n: u64) {
+        // A new phase (one command runs several): its count and clock start again.
+        self.bar.reset();
         self.bar.set_length(n);
+        if let Some(l) = self.lines.as_mut() {
+            *l = LineProgress::new(LINE_EVERY, std::time::Instant::now());
+        }
     }
 
     fn done(&mut self, message: &str) {

@@ -287,7 +287,8 @@ impl Models<'_> {
 
 /// Where an evaluation reports as it goes.
 pub trait Progress: Send {
-    /// How many units of work there are (tasks, or tasks times trials).
+    /// A piece of work starts (one command may run several, one after another): how many
+    /// units it has (tasks, or tasks times trials); its count starts at 0.
     fn total(&mut self, n: u64);
     /// One unit is done; `message` says which and how it went.
     fn done(&mut self, message: &str);
