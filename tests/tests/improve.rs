@@ -1,7 +1,8 @@
 //! `retroformer improve` end to end with the real SmolLM2 model and the trainer
 //! (`retroformer-train sft`, spawned): collection on trivial GSM8K-format problems, the
 //! verified answers and a placebo, two adapters, installation into the actor's store, the
-//! canary on the dev split, the arms on test problems; then a resume that redoes nothing.
+//! canary on the dev split, the arms on test problems; then a resume that redoes nothing, and
+//! a second round added to the finished run.
 //!
 //! `cargo test --workspace` builds both binaries before any test runs; run alone, build them
 //! first with `cargo build --bins`.
@@ -57,6 +58,7 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
         "{}\n{stdout}",
         String::from_utf8_lossy(&o.stderr)
     );
+    progress_lines_count_each_phase(&String::from_utf8_lossy(&o.stderr));
     let report = json(&out.join("improve.json"));
     assert_eq!(report["kind"], "improve");
     let round = &report["rounds"][0];
@@ -151,6 +153,26 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
     assert!(err.contains("per_problem"), "{err}");
 }
 
+/// Without a terminal (the test's pipe) the phases print progress lines, each counted from 0
+/// (one command runs several phases), and the trainer child its steps.
+fn progress_lines_count_each_phase(stderr: &str) {
+    let mut lines = 0;
+    for l in stderr.lines() {
+        let Some(rest) = l.strip_prefix("[retroformer] ") else {
+            continue;
+        };
+        let Some((pos, len)) = rest.split_once(' ').and_then(|(f, _)| f.split_once('/')) else {
+            continue;
+        };
+        if let (Ok(pos), Ok(len)) = (pos.parse::<u64>(), len.parse::<u64>()) {
+            assert!(pos <= len, "{l}");
+            lines += 1;
+        }
+    }
+    assert!(lines >= 2 && stderr.contains("(100 %)"), "{stderr}");
+    assert!(stderr.contains("sft steps"), "{stderr}");
+}
+
 /// `--rounds 2` on the finished one-round run: round 2 collects with round 1's promoted adapter,
 /// trains a fresh LoRA on both rounds' verified answers (no placebo), canaries it against round
 /// 1's, and adds `r2-s1`, greedy and sampled (`last`), with its comparisons; round 1 stays as it
@@ -158,9 +180,14 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
 fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::Value) {
     let o = improve(out, home, 2, "");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    progress_lines_count_each_phase(&String::from_utf8_lossy(&o.stderr));
+    // Round 1 was promoted, so it collects round 2 (with SmolLM2 both score 0 on the dev
+    // problem, and "not worse" promotes).
+    let first = &before["rounds"][0];
+    assert_eq!(first["canary"]["promoted"], true, "{first}");
     let report = json(&out.join("improve.json"));
     // Round 1 is not redone: the same adapters, the same one installed.
-    let (r1, first) = (&report["rounds"][0], &before["rounds"][0]);
+    let r1 = &report["rounds"][0];
     assert_eq!(r1["installed"], first["installed"]);
     assert_eq!(r1["train"][0]["sha256"], first["train"][0]["sha256"]);
     let r2 = &report["rounds"][1];
@@ -182,7 +209,6 @@ fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::
         .collect();
     assert_eq!(names, ["s1"]);
     // Round 1's adapter collected round 2 and is the incumbent of its canary.
-    assert_eq!(first["canary"]["promoted"], true, "{first}");
     assert_eq!(r2["policy"], first["installed"], "{r2}");
     assert_eq!(r2["canary"]["incumbent"], first["installed"], "{r2}");
     assert_eq!(r2["canary"]["candidate"], r2["installed"], "{r2}");

@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+/// Units reported within this time of the rate's origin belong to the same burst.
+const BURST: Duration = Duration::from_millis(100);
+
 /// Throttled progress lines: position, share done, elapsed time and an estimate of the rest.
 #[derive(Debug, Clone)]
 pub struct LineProgress {
@@ -29,6 +32,13 @@ impl LineProgress {
     /// The line to print for `pos` of `len` at `now`, if one is due: a line once `every` has
     /// passed since the last one (or since the start), and one when the work is complete.
     pub fn update(&mut self, pos: u64, len: u64, now: Instant, message: &str) -> Option<String> {
+        // A burst that began with the first line (what a resumed run found done, reported at
+        // once after a slow start) is not work done: the origin moves to the burst's end.
+        if let Some((t0, _)) = self.since {
+            if now.saturating_duration_since(t0) < BURST {
+                self.since = Some((now, pos));
+            }
+        }
         let done = len > 0 && pos >= len;
         let due = now.saturating_duration_since(self.last.unwrap_or(self.start)) >= self.every;
         if !(due || done) {
@@ -43,11 +53,10 @@ impl LineProgress {
             _ => String::new(),
         };
         self.since.get_or_insert((now, pos));
-        let share = if len > 0 {
-            format!(" ({:.0} %)", 100.0 * pos as f64 / len as f64)
-        } else {
-            String::new()
-        };
+        // Rounded down: 599 of 600 is not 100 %.
+        let share = (100 * pos)
+            .checked_div(len)
+            .map_or(String::new(), |p| format!(" ({p} %)"));
         let elapsed = duration(now.saturating_duration_since(self.start).as_secs_f64());
         let tail = if message.is_empty() {
             String::new()
@@ -97,9 +106,28 @@ mod tests {
         assert_eq!(first, "101/400 (25 %), 1m 00s: train-7: 1 0");
         // 10 tasks in the next 60 s, 6 s each: the 289 left take 1 734 s.
         let second = p.update(111, 400, at(t, 120), "").unwrap();
-        assert_eq!(second, "111/400 (28 %), 2m 00s, eta 28m 54s");
+        assert_eq!(second, "111/400 (27 %), 2m 00s, eta 28m 54s");
         let last = p.update(400, 400, at(t, 125), "").unwrap();
         assert_eq!(last, "400/400 (100 %), 2m 05s");
+    }
+
+    #[test]
+    fn saved_work_reported_after_a_slow_start_does_not_shorten_the_estimate() {
+        let t = Instant::now();
+        let mut p = LineProgress::new(Duration::from_secs(60), t);
+        // The model takes 70 s to load, then 100 saved tasks are reported within 2 ms.
+        let burst = at(t, 70);
+        assert!(p.update(1, 400, burst, "").is_some());
+        for pos in 2..=100 {
+            let now = burst + Duration::from_micros(20 * pos);
+            assert_eq!(p.update(pos, 400, now, ""), None);
+        }
+        // Then 10 tasks in 60 s: 6 s each for the 290 left.
+        let line = p.update(110, 400, at(t, 130), "").unwrap();
+        assert!(line.ends_with("eta 29m 00s"), "{line}");
+        // 30 tasks since the burst's end in 120 s: 4 s each for the 270 left.
+        let line = p.update(130, 400, at(t, 190), "").unwrap();
+        assert_eq!(line, "130/400 (32 %), 3m 10s, eta 18m 00s");
     }
 
     #[test]
