@@ -41,6 +41,15 @@ fn improve(out: &Path, home: &Path, rounds: u32, extra: &str) -> std::process::O
         .unwrap()
 }
 
+/// The `name` of each object in a JSON array.
+fn names(v: &serde_json::Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect()
+}
+
 fn json(p: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
@@ -76,13 +85,8 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
     }
     assert_eq!(round["data"]["samples"], n);
     assert_eq!(round["data"]["placebo"], n, "{report}");
-    let names: Vec<&str> = round["train"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["s1", "placebo"]);
+    let trained = names(&round["train"]);
+    assert_eq!(trained, ["s1", "placebo"]);
     for t in round["train"].as_array().unwrap() {
         assert!(t["steps"].as_u64().unwrap() >= 1, "{t}");
         assert_eq!(t["sha256"].as_str().unwrap().len(), 64);
@@ -100,12 +104,7 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
         .count();
     assert_eq!(versions, 1);
     // Three arms greedy, two of them sampled; the primary comparison comes first.
-    let arms: Vec<&str> = report["arms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let arms = names(&report["arms"]);
     assert_eq!(arms, ["base", "r1-s1", "r1-placebo"]);
     for a in report["arms"].as_array().unwrap() {
         assert_eq!(a["greedy"]["problems"], 3, "{a}");
@@ -131,15 +130,7 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
         "{eval_dirs:?}"
     );
     assert_eq!(eval_dirs.len(), 5, "{eval_dirs:?}");
-    // A second run finds every phase done and writes the same figures.
-    let again = improve(&out, home.path(), 1, "");
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    let report2 = json(&out.join("improve.json"));
-    assert_eq!(report2["comparisons"], report["comparisons"]);
+    let report2 = rerun_redoes_nothing(&out, home.path(), 1, &report);
     assert_eq!(
         report2["rounds"][0]["train"][0]["sha256"],
         round["train"][0]["sha256"]
@@ -201,13 +192,8 @@ fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::
     let both = lines("round-1/selected.jsonl") + lines("round-2/selected.jsonl");
     assert_eq!(lines("round-2/train.jsonl"), both);
     assert_eq!(r2["data"]["samples"], both);
-    let names: Vec<&str> = r2["train"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["s1"]);
+    let trained = names(&r2["train"]);
+    assert_eq!(trained, ["s1"]);
     // Round 1's adapter collected round 2 and is the incumbent of its canary.
     assert_eq!(r2["policy"], first["installed"], "{r2}");
     assert_eq!(r2["canary"]["incumbent"], first["installed"], "{r2}");
@@ -216,12 +202,7 @@ fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::
         .unwrap()
         .count();
     assert_eq!(versions, 1, "one base, its versions inside");
-    let arms: Vec<&str> = report["arms"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["name"].as_str().unwrap())
-        .collect();
+    let arms = names(&report["arms"]);
     assert_eq!(arms, ["base", "r1-s1", "r1-placebo", "r2-s1"]);
     assert_eq!(report["arms"][3]["sampled"]["answers"], 6, "{report}");
     // Round 1's arms keep their answers: the same differences as before round 2.
@@ -240,15 +221,23 @@ fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::
             "{name} ({metric}) in {report}"
         );
     }
-    let again = improve(out, home, 2, "");
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let report2 = rerun_redoes_nothing(out, home, 2, &report);
+    assert_eq!(report2["rounds"], report["rounds"]);
+}
+
+/// The same command again finds every phase done and writes the same comparisons.
+fn rerun_redoes_nothing(
+    out: &Path,
+    home: &Path,
+    rounds: u32,
+    report: &serde_json::Value,
+) -> serde_json::Value {
+    let again = improve(out, home, rounds, "");
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
     let report2 = json(&out.join("improve.json"));
     assert_eq!(report2["comparisons"], report["comparisons"]);
-    assert_eq!(report2["rounds"], report["rounds"]);
+    report2
 }
 
 /// `retroformer demo --run OUT`: the base and the run's adapter on the run's first test
