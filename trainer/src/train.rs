@@ -4,13 +4,13 @@
 //! loss and tokens/s, and a loss curve.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::store::ModuleRecord;
 use burn::tensor::{Bytes, Device};
-use retroformer_report::progress::LineProgress;
+use retroformer_report::progress::{self, LineProgress};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Tokenized;
@@ -522,7 +522,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
     };
     // Without a terminal (a run in the background) the bar is hidden: a line a minute instead.
     let mut lines = (run.progress && bar.is_hidden())
-        .then(|| LineProgress::new(Duration::from_secs(60), Instant::now()));
+        .then(|| LineProgress::new(progress::EVERY, Instant::now()));
     // A run stopped early and killed before its export stops again at once.
     let patience_spent = |since: u64| {
         run.heldout

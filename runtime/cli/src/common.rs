@@ -10,7 +10,7 @@ use retroformer_llm::target::TargetProfile;
 use retroformer_llm::{
     GenerateRequest, Grammar, LanguageModel, SamplingParams, Session, SessionOptions,
 };
-use retroformer_report::progress::LineProgress;
+use retroformer_report::progress::{self, LineProgress};
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
@@ -216,9 +216,6 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
     })
 }
 
-/// How often a run without a terminal prints its progress line.
-pub const LINE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// A progress bar over `n` tasks with elapsed time and an estimate of the rest.
 pub fn task_bar(n: usize) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(n as u64);
@@ -287,7 +284,7 @@ impl TaskProgress {
         let bar = task_bar(0);
         let lines = bar
             .is_hidden()
-            .then(|| LineProgress::new(LINE_EVERY, std::time::Instant::now()));
+            .then(|| LineProgress::new(progress::EVERY, std::time::Instant::now()));
         Self { bar, lines, live }
     }
 
@@ -303,7 +300,7 @@ impl retroformer_envs::Progress for TaskProgress {
         self.bar.reset();
         self.bar.set_length(n);
         if let Some(l) = self.lines.as_mut() {
-            *l = LineProgress::new(LINE_EVERY, std::time::Instant::now());
+            *l = LineProgress::new(progress::EVERY, std::time::Instant::now());
         }
     }
 

@@ -4,6 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+/// How often a run without a terminal prints its progress line.
+pub const EVERY: Duration = Duration::from_secs(60);
+
 /// Units reported within this time of the rate's origin belong to the same burst.
 const BURST: Duration = Duration::from_millis(100);
 
