@@ -42,27 +42,10 @@ pub fn spread(xs: &[f64]) -> (f64, f64) {
 
 pub use harness::system::load_average;
 
-/// The commit checked out where the benchmark runs (`git rev-parse HEAD`), if any.
-pub fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+/// The commit and worktree state where the benchmark runs (shared with the run folders'
+/// `sessions.json`).
+pub use retroformer::provenance::{git_commit, git_dirty};
 pub use retroformer_core::rss::{peak_rss_bytes, rss_bytes};
-
-/// Whether the checkout has changes not committed (`git status --porcelain` says any), if git
-/// can tell.
-pub fn git_dirty() -> Option<bool> {
-    let out = std::process::Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()?;
-    out.status.success().then_some(!out.stdout.is_empty())
-}
 
 /// What every benchmark file records about where and how it ran: the machine (CPU model, the
 /// SIMD flags that change ggml's speed, cores, memory, OS), the commit and whether the checkout

@@ -7,6 +7,7 @@
 //!   feature `fetch`);
 //! * [`probe`]: the load probe, which loads a file in a child process before this process's
 //!   llama.cpp reads it;
+//! * [`provenance`]: each session that wrote a run folder's results, with its machine;
 //! * [`adapters`]: the versioned adapter store with its canary policy (promote or roll back);
 //! * [`agent`]: the agent core: the trial runner, the reflection slot and the strategies. It
 //!   names no environment; environments plug in through its traits.
@@ -26,4 +27,5 @@ pub mod fetch;
 pub mod manifest;
 #[cfg(feature = "llama")]
 pub mod probe;
+pub mod provenance;
 mod verdicts;

@@ -2,74 +2,9 @@
 //! processes while the suite runs, and this process's peak memory (Linux `/proc`; on other
 //! systems the figures are absent rather than guessed).
 
+use retroformer::provenance::parse_cpuinfo;
+
 use super::Fingerprint;
-
-/// SIMD extensions that change ggml's speed, in the spelling of `/proc/cpuinfo`.
-const SIMD: &[&str] = &[
-    "sse3",
-    "ssse3",
-    "sse4_1",
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx_vnni",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    "neon",
-    "asimd",
-    "asimddp",
-    "dotprod",
-    "i8mm",
-    "sve",
-    "sve2",
-    "bf16",
-];
-
-/// The CPU model, physical cores and SIMD flags from `/proc/cpuinfo`'s text.
-pub fn parse_cpuinfo(text: &str) -> (Option<String>, Option<u32>, Vec<String>) {
-    let mut model = None;
-    let mut flags: Vec<String> = Vec::new();
-    let mut cores = std::collections::BTreeSet::new();
-    let mut physical = None;
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let (k, v) = (k.trim(), v.trim());
-        match k {
-            "model name" | "Model" | "Hardware" if model.is_none() && !v.is_empty() => {
-                model = Some(v.to_string())
-            }
-            "flags" | "Features" if flags.is_empty() => {
-                // x86 kernels spell SSE3 `pni`.
-                let have: Vec<&str> = v
-                    .split_whitespace()
-                    .map(|f| if f == "pni" { "sse3" } else { f })
-                    .collect();
-                flags = SIMD
-                    .iter()
-                    .filter(|f| have.contains(f))
-                    .map(|f| f.to_string())
-                    .collect();
-            }
-            "physical id" => physical = Some(v.to_string()),
-            "core id" => {
-                cores.insert((physical.clone(), v.to_string()));
-            }
-            _ => {}
-        }
-    }
-    let n = (!cores.is_empty()).then_some(cores.len() as u32);
-    (model, n, flags)
-}
 
 /// `PRETTY_NAME` from `/etc/os-release`'s text.
 fn pretty_name(text: &str) -> Option<String> {
@@ -220,24 +155,6 @@ pub fn load_limit(logical_cores: u32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cpuinfo_gives_the_model_physical_cores_and_the_simd_flags_that_matter() {
-        let text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nphysical id\t: 0\ncore id\t: 0\n\
-                    flags\t\t: fpu pni avx avx2 fma f16c avx512f foo\n\n\
-                    processor\t: 1\nmodel name\t: AMD EPYC 7B13\nphysical id\t: 0\ncore id\t: 0\n\
-                    flags\t\t: fpu sse3 avx avx2 fma f16c avx512f foo\n\n\
-                    processor\t: 2\nphysical id\t: 0\ncore id\t: 1\n";
-        let (m, cores, simd) = parse_cpuinfo(text);
-        assert_eq!(m.as_deref(), Some("AMD EPYC 7B13"));
-        assert_eq!(cores, Some(2));
-        assert_eq!(simd, vec!["sse3", "avx", "avx2", "fma", "f16c", "avx512f"]);
-        let arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nModel\t: Raspberry Pi 5\n";
-        let (m, cores, simd) = parse_cpuinfo(arm);
-        assert_eq!(m.as_deref(), Some("Raspberry Pi 5"));
-        assert_eq!(cores, None);
-        assert_eq!(simd, vec!["asimd", "asimddp", "i8mm"]);
-    }
 
     #[test]
     fn os_release_and_meminfo_are_read() {

@@ -119,6 +119,20 @@ pub fn setting_differences(
         .collect()
 }
 
+/// The settings that differ, `key: SAVED there, NOW here`; the whole saved object when they
+/// do not serialize as JSON objects.
+fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String {
+    let (Ok(there), Ok(now)) = (serde_json::to_value(saved), serde_json::to_value(cfg)) else {
+        return format!("{saved:?}");
+    };
+    let diff = setting_differences(&there, &now, "here");
+    if diff.is_empty() {
+        format!("{saved:?}")
+    } else {
+        diff.join("; ")
+    }
+}
+
 /// As [`claim_run_folder`], but the saved settings need only be `same` as `cfg` (equal but
 /// for settings a resumed run may change, such as the number of trials); when they are not
 /// equal, `run.json` is rewritten with `cfg`.
@@ -136,8 +150,9 @@ where
     let run_json = out.join("run.json");
     Ok(match read_json::<T>(&run_json)? {
         Some(saved) if !same(&saved, cfg) => Err(format!(
-            "{} holds a run with other settings ({saved:?}); use another --out folder or the same settings",
-            out.display()
+            "{} holds a run with other settings ({}); use another --out folder or the same settings",
+            out.display(),
+            differences(&saved, cfg)
         )),
         Some(saved) => {
             if &saved != cfg {
@@ -249,6 +264,15 @@ mod tests {
         assert_eq!(claim_run_folder(&out, &1u32).unwrap(), Ok(Claim::Resumed));
         let other = claim_run_folder(&out, &2u32).unwrap().unwrap_err();
         assert!(other.contains("other settings"), "{other}");
+        // Of an object, only the settings that differ are named.
+        let out = dir.path().join("object");
+        let cfg = |t: f64| serde_json::json!({"turns": 1, "temperature": t});
+        assert_eq!(claim_run_folder(&out, &cfg(0.7)).unwrap(), Ok(Claim::New));
+        let other = claim_run_folder(&out, &cfg(0.0)).unwrap().unwrap_err();
+        assert!(
+            other.contains("(temperature: 0.7 there, 0.0 here)"),
+            "{other}"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::episode::{episode_segments, is_think, prompt_prefix, EpisodeRun, Hous
 use super::{HouseholdEnv, TaskSpec, TaskType};
 use retroformer::agent::files;
 use retroformer::agent::runner::{actor_seed, task_path, RunError};
+use retroformer::provenance::record_model_session;
 
 use retroformer_core::records::EpisodeSample;
 use retroformer_llm::{LlmError, SamplingParams, Session};
@@ -252,6 +253,9 @@ pub fn collect(
     let mut all = saved(specs, cfg, out)?;
     all.iter().flatten().for_each(&mut on_done);
     let pending: Vec<usize> = (0..specs.len()).filter(|&i| all[i].is_none()).collect();
+    if !pending.is_empty() {
+        record_model_session(out, specs.len() - pending.len(), &*session)?;
+    }
     let group: Vec<&TaskSpec> = pending.iter().map(|&i| &specs[i]).collect();
     collect_stream(&group, cfg, examples, session, &mut |k, c| {
         let i = pending[k];

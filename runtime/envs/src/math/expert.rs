@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::rise::{self, Attempt, MathAgent, RiseError};
 use super::{Dataset, MathProblem};
 use retroformer::agent::{files, runner};
+use retroformer::provenance::record_model_session;
 use retroformer_core::records::RiseSample;
 use retroformer_llm::{ChatMessage, LlmError};
 
@@ -212,6 +213,9 @@ pub fn collect(
     let mut all = saved(problems, cfg, out)?;
     all.iter().flatten().for_each(&mut on_done);
     let pending: Vec<usize> = (0..problems.len()).filter(|&i| all[i].is_none()).collect();
+    if !pending.is_empty() {
+        record_model_session(out, problems.len() - pending.len(), &*agent.session)?;
+    }
     let group: Vec<&MathProblem> = pending.iter().map(|&i| &problems[i]).collect();
     collect_stream(&group, cfg, agent, &mut |k, c| {
         let i = pending[k];

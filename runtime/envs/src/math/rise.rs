@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{extract_answer, reward, Dataset, MathProblem};
 use retroformer::agent::runner;
 use retroformer::agent::{files, AgentError};
+use retroformer::provenance::record_model_session;
 use retroformer_llm::{
     CancelToken, ChatMessage, GenerateRequest, Generation, LanguageModel, LlmError, SamplingParams,
     Session,
@@ -639,6 +640,9 @@ pub fn run(
     let pending: Vec<usize> = (0..problems.len())
         .filter(|&i| results[i].is_none())
         .collect();
+    if !pending.is_empty() {
+        record_model_session(out, problems.len() - pending.len(), &*solver.session)?;
+    }
     // Every open problem goes to the stream at once; the session's lanes (`batch` problems'
     // worth) bound how many run together. Each is saved as soon as it ends.
     let group: Vec<&MathProblem> = pending.iter().map(|&i| &problems[i]).collect();

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use retroformer::provenance::{read_sessions, Machine};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -94,7 +95,12 @@ pub(super) fn evaluate_arms(
                 &mut report.arms[i].greedy
             };
             let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
-            *slot = Some(super::Score { wall_s, ..score });
+            let machines = machines_of(&ctx.plan.out.join(&score.run))?;
+            *slot = Some(super::Score {
+                wall_s,
+                machines,
+                ..score
+            });
             outcomes_of.insert((name.clone(), sampled), outcomes);
             // After every arm: the primary endpoint (base and r1-s1, greedy, the first two)
             // is known hours before the sampled arms are. Holm's family grows with the arms;
@@ -107,11 +113,25 @@ pub(super) fn evaluate_arms(
     Ok(())
 }
 
+/// The machines whose sessions wrote the evaluation folder `run`, each once.
+pub(super) fn machines_of(run: &Path) -> Result<Vec<Machine>, LabError> {
+    let sessions = read_sessions(run).map_err(|e| LabError::Config(e.to_string()))?;
+    Ok(sessions.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
+}
+
+/// Whether arms `a` and `b` were evaluated on one machine (`None`: one is not recorded).
+fn same_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    Some(a.len() == 1 && b.len() == 1 && a[0].same_kernels(&b[0]))
+}
+
 /// Every arm against the base, the trained arms against the placebo and each round against
 /// the one before, greedy; the same for pass@k where both arms were sampled. Holm across the
 /// comparisons of each metric. The primary (round 1's first seed against the base, greedy)
 /// comes first.
-fn comparisons(
+pub(super) fn comparisons(
     report: &ImproveReport,
     outcomes_of: &BTreeMap<(String, bool), Vec<bool>>,
 ) -> Vec<Comparison> {
@@ -150,11 +170,17 @@ fn comparisons(
             let (Some(ta), Some(tb)) = (get(a), get(b)) else {
                 continue;
             };
+            let machines = |n: &str| {
+                let arm = report.arms.iter().find(|x| x.name == n);
+                let score = arm.and_then(|x| if sampled { &x.sampled } else { &x.greedy }.as_ref());
+                score.map_or(&[][..], |s| &s.machines[..])
+            };
             family.push(Comparison {
                 name: format!("{b} - {a}"),
                 metric: metric.clone(),
                 paired: paired(0, Table::of(ta, tb)),
                 p_holm: f64::NAN,
+                same_machine: same_machine(machines(a), machines(b)),
             });
         }
         let adjusted = holm(&family.iter().map(|c| c.paired.p_value).collect::<Vec<_>>());

@@ -422,6 +422,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
         mean_tokens: tokens as f64 / n,
         wall_s: None,
         run: PathBuf::new(),
+        machines: Vec::new(),
     }
 }
 

@@ -293,6 +293,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         mean_tokens: tokens as f64 / n.max(1) as f64,
         wall_s: None,
         run: PathBuf::new(),
+        machines: Vec::new(),
     }
 }
 

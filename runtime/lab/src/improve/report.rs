@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use retroformer::provenance::Machine;
+
 use crate::compare::TrialComparison;
 
 /// Format version of `improve.json`.
@@ -221,6 +223,10 @@ pub struct Score {
     pub wall_s: Option<f64>,
     /// The evaluation's folder.
     pub run: PathBuf,
+    /// The machines whose sessions wrote its results (its `sessions.json`), each once; empty
+    /// when the folder predates that record.
+    #[serde(default)]
+    pub machines: Vec<Machine>,
 }
 
 /// One arm.
@@ -247,6 +253,10 @@ pub struct Comparison {
     pub paired: TrialComparison,
     /// Holm-adjusted p over the comparisons of the same metric.
     pub p_holm: f64,
+    /// Whether both arms were evaluated on one machine (greedy answers differ across CPUs);
+    /// `None` when a folder predates the record.
+    #[serde(default)]
+    pub same_machine: Option<bool>,
 }
 
 /// `improve.json`.
@@ -283,7 +293,7 @@ impl ImproveReport {
             for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
                 if let Some(s) = s {
                     out.push(format!(
-                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}",
+                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}{}",
                         a.name,
                         s.accuracy,
                         s.answers,
@@ -293,6 +303,7 @@ impl ImproveReport {
                         s.pass_at_k.map_or(String::new(), |p| format!(", pass@k {p:.3}")),
                         s.mean_tokens,
                         s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s")),
+                        machines_part(&s.machines),
                     ));
                 }
             }
@@ -314,9 +325,29 @@ impl ImproveReport {
                 c.p_holm,
                 p.n
             ));
+            match c.same_machine {
+                Some(false) => out.push(format!(
+                    "  {}: the two arms were evaluated on different machines, whose kernels round differently; the difference mixes that noise in",
+                    c.name
+                )),
+                None => out.push(format!(
+                    "  {}: machine not recorded for an arm (evaluated before sessions.json)",
+                    c.name
+                )),
+                Some(true) => {}
+            }
         }
         out
     }
+}
+
+/// `, on MACHINE[; MACHINE]` (nothing when not recorded).
+fn machines_part(machines: &[Machine]) -> String {
+    if machines.is_empty() {
+        return String::new();
+    }
+    let labels: Vec<String> = machines.iter().map(Machine::label).collect();
+    format!(", on {}", labels.join("; "))
 }
 
 fn secs(w: Option<f64>) -> String {

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
 use retroformer::agent::runner::task_path;
+use retroformer::provenance::Machine;
 use retroformer_envs::math::rise::RiseResult;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 use serde::{Deserialize, Serialize};
 
+use super::arms::machines_of;
 use super::gsm8k::{evaluate, score, solved, Gsm8k};
 use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
 use crate::compare::{paired, Table, TrialComparison};
@@ -48,6 +50,10 @@ pub struct SliceArm {
     /// Problems whose parsed answer (or its absence) is the one the run's own evaluation
     /// saved, and how many the run had saved; `None` when the run has not evaluated this arm.
     pub same_as_run: Option<(usize, usize)>,
+    /// The machines of the run's own evaluation of this arm (empty: not recorded), to tell
+    /// answers that changed with the CPU from answers that should not have changed.
+    #[serde(default)]
+    pub run_machines: Vec<Machine>,
 }
 
 /// A problem where the two arms' outcomes differ.
@@ -240,14 +246,23 @@ pub fn run_slice(
             .as_ref()
             .map_or("base".into(), |_| sha[..16].to_string());
         let theirs = run_answers(&plan.run, &report, &arm, &problems)?;
+        let run = Path::new("slice").join(format!("{here}-greedy"));
+        let run_machines = report
+            .arms
+            .iter()
+            .find(|a| a.name == arm)
+            .and_then(|a| a.greedy.as_ref())
+            .map_or_else(Vec::new, |g| g.machines.clone());
         arms.push(SliceArm {
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
                 wall_s: wall,
-                run: Path::new("slice").join(format!("{here}-greedy")),
+                machines: machines_of(&plan.out.join(&run))?,
+                run,
                 ..score(&r, false)
             },
             same_as_run: theirs.map(|t| agreement(&r, &t)),
+            run_machines,
             name: arm,
         });
         results.push(r);
@@ -423,15 +438,36 @@ fn points(x: f64) -> String {
     format!("{:+.1}", 100.0 * x)
 }
 
-fn arm_line(a: &SliceArm) -> String {
+pub(super) fn arm_line(a: &SliceArm) -> String {
     let s = &a.score;
     let right = (s.accuracy * s.answers as f64).round() as usize;
     let same = a.same_as_run.map_or(String::new(), |(same, n)| {
-        format!(", the same answer as the run's evaluation on {same} of {n}")
+        format!(
+            ", the same answer as the run's evaluation on {same} of {n}{}",
+            if same < n {
+                machines_note(a)
+            } else {
+                String::new()
+            }
+        )
     });
     let wall = s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s"));
     format!(
         "{:<10} greedy accuracy {:.3} ({right} of {}), parsable answers {:.3}, accuracy among parsable {:.3}, {:.0} tokens an answer{same}{wall}",
         a.name, s.accuracy, s.answers, s.parsable, s.accuracy_parsable, s.mean_tokens
     )
+}
+
+/// Why answers may differ from the run's: the two evaluations' machines, when recorded.
+fn machines_note(a: &SliceArm) -> String {
+    let labels = |m: &[Machine]| m.iter().map(Machine::label).collect::<Vec<_>>().join("; ");
+    match (a.run_machines.as_slice(), a.score.machines.as_slice()) {
+        ([], _) | (_, []) => " (the run's machine is not recorded; greedy answers differ across CPUs, whose kernels round differently)".into(),
+        ([there], [here]) if there.same_kernels(here) => format!(" (both on {}: answers should not differ; check the build)", here.label()),
+        (there, here) => format!(
+            " (the run's on {}, this on {}: greedy answers differ across CPUs, whose kernels round differently)",
+            labels(there),
+            labels(here)
+        ),
+    }
 }

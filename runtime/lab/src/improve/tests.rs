@@ -364,6 +364,7 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         mean_tokens: 9.0,
         wall_s: None,
         run: "eval/base-sampled".into(),
+        machines: Vec::new(),
     };
     saved.arms.push(ArmFigures {
         name: "base".into(),
@@ -372,4 +373,94 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         sampled: Some(score),
     });
     assert!(!only_sampling_widened(&saved, &sampled));
+}
+
+/// A greedy score evaluated on `machines` (CPU model names; empty: not recorded).
+fn greedy_on(machines: &[&str]) -> super::Score {
+    super::Score {
+        problems: 2,
+        answers: 2,
+        accuracy: 0.5,
+        parsable: 1.0,
+        accuracy_parsable: 0.5,
+        pass_at_k: None,
+        mean_tokens: 9.0,
+        wall_s: None,
+        run: "eval/x-greedy".into(),
+        machines: machines
+            .iter()
+            .map(|m| retroformer::provenance::Machine {
+                cpu_model: m.to_string(),
+                arch: "x86_64".into(),
+                simd: vec!["avx2".into()],
+                logical_cores: 2,
+            })
+            .collect(),
+    }
+}
+
+#[test]
+fn comparisons_say_whether_both_arms_ran_on_one_machine_and_the_summary_warns_when_not() {
+    use super::arms::comparisons;
+    use super::ArmFigures;
+    let mut report = report_of(Vec::new());
+    let arm = |name: &str, on: &[&str]| ArmFigures {
+        name: name.into(),
+        adapter: None,
+        greedy: Some(greedy_on(on)),
+        sampled: None,
+    };
+    let outcomes: std::collections::BTreeMap<(String, bool), Vec<bool>> = ["base", "r1-s1"]
+        .iter()
+        .map(|n| ((n.to_string(), false), vec![true, false]))
+        .collect();
+    let verdict = |report: &super::ImproveReport| {
+        let c = comparisons(report, &outcomes);
+        assert_eq!(c.len(), 1);
+        c[0].same_machine
+    };
+    report.arms = vec![arm("base", &["EPYC"]), arm("r1-s1", &["EPYC"])];
+    assert_eq!(verdict(&report), Some(true));
+    report.arms = vec![arm("base", &["EPYC"]), arm("r1-s1", &["Xeon"])];
+    assert_eq!(verdict(&report), Some(false));
+    report.comparisons = comparisons(&report, &outcomes);
+    let text = report.summary().join("\n");
+    assert!(
+        text.contains("r1-s1 - base: the two arms were evaluated on different machines"),
+        "{text}"
+    );
+    assert!(text.contains("on Xeon (x86_64, avx2)"), "{text}");
+    // One arm resumed on another machine is not one machine either.
+    report.arms = vec![arm("base", &["EPYC", "Xeon"]), arm("r1-s1", &["EPYC"])];
+    assert_eq!(verdict(&report), Some(false));
+    report.arms = vec![arm("base", &[]), arm("r1-s1", &["EPYC"])];
+    assert_eq!(verdict(&report), None);
+}
+
+#[test]
+fn the_demo_names_both_machines_when_its_answers_differ_from_the_runs() {
+    use super::slice::{arm_line, SliceArm};
+    let arm = |same: usize, there: &[&str], here: &[&str]| SliceArm {
+        name: "base".into(),
+        adapter: None,
+        score: greedy_on(here),
+        same_as_run: Some((same, 50)),
+        run_machines: greedy_on(there).machines,
+    };
+    let line = arm_line(&arm(32, &["AMD EPYC"], &["Intel Xeon"]));
+    assert!(
+        line.contains("on 32 of 50 (the run's on AMD EPYC (x86_64, avx2), this on Intel Xeon (x86_64, avx2): greedy answers differ across CPUs"),
+        "{line}"
+    );
+    let line = arm_line(&arm(32, &[], &["Intel Xeon"]));
+    assert!(line.contains("the run's machine is not recorded"), "{line}");
+    // One machine and other answers: not the CPU's doing.
+    let line = arm_line(&arm(49, &["Intel Xeon"], &["Intel Xeon"]));
+    assert!(
+        line.contains("answers should not differ; check the build"),
+        "{line}"
+    );
+    // All the same: nothing to explain.
+    let line = arm_line(&arm(50, &["AMD EPYC"], &["Intel Xeon"]));
+    assert!(line.ends_with("on 50 of 50"), "{line}");
 }

@@ -237,7 +237,7 @@ fn a_batched_run_gives_each_problem_its_own_turns_and_samples_and_resumes() {
 }
 
 #[test]
-fn a_streamed_run_saves_each_problem_as_it_ends_and_resumes_after_a_failure() {
+fn a_streamed_run_saves_each_problem_as_it_ends_resumes_after_a_failure_and_records_each_session() {
     let p2 = MathProblem {
         id: "p2".into(),
         question: "What is 4 + 4?".into(),
@@ -272,6 +272,16 @@ fn a_streamed_run_saves_each_problem_as_it_ends_and_resumes_after_a_failure() {
     assert_eq!(summary.problems, 2);
     assert!(model.requests().iter().all(|r| r.prompt.contains("4 + 4")));
     assert!((summary.metrics.m1_t1.unwrap() - 0.5).abs() < 1e-12);
+    // Each session that wrote results is on record with its machine, a third that found
+    // everything saved is not.
+    run(&problems, &cfg, dir.path(), &mut solver, |_| {}).unwrap();
+    let sessions = retroformer::provenance::read_sessions(dir.path())
+        .unwrap()
+        .unwrap();
+    let before: Vec<usize> = sessions.sessions.iter().map(|s| s.saved_before).collect();
+    assert_eq!(before, vec![0, 1]);
+    let this = retroformer::provenance::Machine::this();
+    assert!(sessions.sessions.iter().all(|s| s.machine == this));
 }
 
 fn rollout(id: &str, rewards: &[f32]) -> Rollout {

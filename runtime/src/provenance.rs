@@ -1,0 +1,342 @@
+//! Where a run folder's results came from: each session that wrote results into it, with the
+//! machine, the program and the threads (`sessions.json`, beside `run.json`).
+//!
+//! Why: greedy decoding is deterministic on one CPU but not across CPUs, since ggml picks its
+//! kernels by instruction set (the same evaluation on an AMD EPYC and an Intel Xeon with
+//! AVX-512 gave other answers on 18 of 50 GSM8K problems). Two arms compared problem by problem
+//! should come from one machine; this record lets a report check that instead of trusting
+//! memory.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::files::{read_json, write_json, FileError};
+
+/// Format version of `sessions.json`.
+pub const FORMAT_VERSION: u32 = 1;
+/// The record's file name in a run folder.
+pub const SESSIONS_FILE: &str = "sessions.json";
+
+/// SIMD extensions that change ggml's kernels (and so its speed and its rounding), in the
+/// spelling of `/proc/cpuinfo`.
+pub const SIMD: &[&str] = &[
+    "sse3",
+    "ssse3",
+    "sse4_1",
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimd",
+    "asimddp",
+    "dotprod",
+    "i8mm",
+    "sve",
+    "sve2",
+    "bf16",
+];
+
+/// The CPU model, physical cores and SIMD flags from `/proc/cpuinfo`'s text.
+pub fn parse_cpuinfo(text: &str) -> (Option<String>, Option<u32>, Vec<String>) {
+    let mut model = None;
+    let mut flags: Vec<String> = Vec::new();
+    let mut cores = std::collections::BTreeSet::new();
+    let mut physical = None;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "model name" | "Model" | "Hardware" if model.is_none() && !v.is_empty() => {
+                model = Some(v.to_string())
+            }
+            "flags" | "Features" if flags.is_empty() => {
+                // x86 kernels spell SSE3 `pni`.
+                let have: Vec<&str> = v
+                    .split_whitespace()
+                    .map(|f| if f == "pni" { "sse3" } else { f })
+                    .collect();
+                flags = SIMD
+                    .iter()
+                    .filter(|f| have.contains(f))
+                    .map(|f| f.to_string())
+                    .collect();
+            }
+            "physical id" => physical = Some(v.to_string()),
+            "core id" => {
+                cores.insert((physical.clone(), v.to_string()));
+            }
+            _ => {}
+        }
+    }
+    let n = (!cores.is_empty()).then_some(cores.len() as u32);
+    (model, n, flags)
+}
+
+/// The commit checked out in the current folder (`git rev-parse HEAD`), if git can tell.
+pub fn git_commit() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether the checkout has changes not committed (`git status --porcelain` says any), if git
+/// can tell.
+pub fn git_dirty() -> Option<bool> {
+    let out = std::process::Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()?;
+    out.status.success().then_some(!out.stdout.is_empty())
+}
+
+/// What decides a CPU's results: its model, architecture and SIMD extensions.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPU model name (`/proc/cpuinfo`), or the architecture when unknown.
+    pub cpu_model: String,
+    /// `x86_64`, `aarch64`, ...
+    pub arch: String,
+    /// The SIMD extensions of [`SIMD`] that the CPU has.
+    pub simd: Vec<String>,
+    /// Logical cores available to the process.
+    pub logical_cores: u32,
+}
+
+impl Machine {
+    /// This machine.
+    pub fn this() -> Self {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let (model, _, simd) = parse_cpuinfo(&text);
+        Machine {
+            cpu_model: model.unwrap_or_else(|| std::env::consts::ARCH.into()),
+            arch: std::env::consts::ARCH.into(),
+            simd,
+            logical_cores: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+        }
+    }
+
+    /// Whether the two give the same kernels: same CPU model, architecture and extensions
+    /// (the core count changes the threads, which [`Session`] records apart).
+    pub fn same_kernels(&self, other: &Machine) -> bool {
+        (&self.cpu_model, &self.arch, &self.simd) == (&other.cpu_model, &other.arch, &other.simd)
+    }
+
+    /// `CPU model (arch, widest extension)`, short enough for a report's line.
+    pub fn label(&self) -> String {
+        let widest = ["amx_int8", "avx512f", "avx2", "avx", "sve", "i8mm", "asimd"]
+            .iter()
+            .find(|f| self.simd.iter().any(|s| s == *f))
+            .copied()
+            .unwrap_or("no SIMD listed");
+        format!("{} ({}, {widest})", self.cpu_model, self.arch)
+    }
+}
+
+/// One session that wrote results into a run folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// When it started, seconds since the Unix epoch.
+    pub started_unix: u64,
+    /// Results the folder held before it (the session wrote the ones after, up to the next
+    /// session's figure).
+    pub saved_before: usize,
+    /// The machine.
+    pub machine: Machine,
+    /// Threads of its model session.
+    pub threads: Option<u32>,
+    /// This program's version.
+    pub version: String,
+    /// sha256 of the running executable (the exact build, wherever it was copied).
+    pub executable_sha256: Option<String>,
+    /// The commit of the git checkout the process ran in, and whether it had changes (the
+    /// executable may have been built from another commit: its sha256 says which build ran).
+    pub checkout_commit: Option<String>,
+    /// Whether that checkout had changes not committed.
+    pub checkout_dirty: Option<bool>,
+}
+
+impl Session {
+    /// The session starting now on this machine with `threads`, after `saved_before` results.
+    pub fn now(saved_before: usize, threads: Option<u32>) -> Self {
+        Session {
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            saved_before,
+            machine: Machine::this(),
+            threads,
+            version: env!("CARGO_PKG_VERSION").into(),
+            executable_sha256: std::env::current_exe()
+                .ok()
+                .and_then(|exe| crate::fetch::sha256_file(&exe, &crate::fetch::Silent).ok()),
+            checkout_commit: git_commit(),
+            checkout_dirty: git_dirty(),
+        }
+    }
+}
+
+/// `sessions.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sessions {
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// In the order they started.
+    pub sessions: Vec<Session>,
+}
+
+impl Sessions {
+    /// The distinct machines (by kernels) that wrote results, in the order they first did.
+    pub fn machines(&self) -> Vec<&Machine> {
+        let mut out: Vec<&Machine> = Vec::new();
+        for s in &self.sessions {
+            if !out.iter().any(|m| m.same_kernels(&s.machine)) {
+                out.push(&s.machine);
+            }
+        }
+        out
+    }
+}
+
+/// Reads `out/sessions.json`: `None` for a folder written before it was kept.
+pub fn read_sessions(out: &Path) -> Result<Option<Sessions>, FileError> {
+    let path = out.join(SESSIONS_FILE);
+    let found: Option<Sessions> = read_json(&path)?;
+    match found {
+        Some(s) if s.format_version != FORMAT_VERSION => Err(crate::agent::files::file_err(
+            &path,
+            format!(
+                "format_version {} (this build reads {FORMAT_VERSION})",
+                s.format_version
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
+/// Adds `session` to `out/sessions.json` (atomically). Call it when a session is about to
+/// write results, not when it finds them all saved.
+pub fn record_session(out: &Path, session: Session) -> Result<(), FileError> {
+    let mut all = read_sessions(out)?.unwrap_or(Sessions {
+        format_version: FORMAT_VERSION,
+        sessions: Vec::new(),
+    });
+    all.sessions.push(session);
+    write_json(&out.join(SESSIONS_FILE), &all)
+}
+
+/// Records the session about to write results into `out` after `saved_before` of them, with
+/// `model`'s session (its threads).
+pub fn record_model_session(
+    out: &Path,
+    saved_before: usize,
+    model: &dyn retroformer_llm::Session,
+) -> Result<(), FileError> {
+    let threads = model.info().ok().map(|i| i.threads);
+    record_session(out, Session::now(saved_before, threads))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpuinfo_gives_the_model_physical_cores_and_the_simd_flags_that_matter() {
+        let text = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nphysical id\t: 0\ncore id\t: 0\n\
+                    flags\t\t: fpu pni avx avx2 fma f16c avx512f foo\n\n\
+                    processor\t: 1\nmodel name\t: AMD EPYC 7B13\nphysical id\t: 0\ncore id\t: 0\n\
+                    flags\t\t: fpu sse3 avx avx2 fma f16c avx512f foo\n\n\
+                    processor\t: 2\nphysical id\t: 0\ncore id\t: 1\n";
+        let (m, cores, simd) = parse_cpuinfo(text);
+        assert_eq!(m.as_deref(), Some("AMD EPYC 7B13"));
+        assert_eq!(cores, Some(2));
+        assert_eq!(simd, vec!["sse3", "avx", "avx2", "fma", "f16c", "avx512f"]);
+        let arm = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nModel\t: Raspberry Pi 5\n";
+        let (m, cores, simd) = parse_cpuinfo(arm);
+        assert_eq!(m.as_deref(), Some("Raspberry Pi 5"));
+        assert_eq!(cores, None);
+        assert_eq!(simd, vec!["asimd", "asimddp", "i8mm"]);
+    }
+
+    fn machine(cpu: &str, simd: &[&str], cores: u32) -> Machine {
+        Machine {
+            cpu_model: cpu.into(),
+            arch: "x86_64".into(),
+            simd: simd.iter().map(|s| s.to_string()).collect(),
+            logical_cores: cores,
+        }
+    }
+
+    #[test]
+    fn machines_differ_by_cpu_or_extensions_but_not_by_core_count() {
+        let epyc = machine("AMD EPYC 7B13", &["avx2"], 2);
+        let xeon = machine("Intel(R) Xeon(R) Processor", &["avx2", "avx512f"], 2);
+        assert!(epyc.same_kernels(&machine("AMD EPYC 7B13", &["avx2"], 16)));
+        assert!(!epyc.same_kernels(&xeon));
+        assert!(!xeon.same_kernels(&machine("Intel(R) Xeon(R) Processor", &["avx2"], 2)));
+        assert_eq!(xeon.label(), "Intel(R) Xeon(R) Processor (x86_64, avx512f)");
+    }
+
+    #[test]
+    fn sessions_accumulate_in_the_folder_and_name_each_machine_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_sessions(dir.path()).unwrap(), None);
+        let mut s = Session::now(0, Some(2));
+        assert_eq!(s.machine, Machine::this());
+        assert_eq!(s.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(s.executable_sha256.as_deref().map(str::len), Some(64));
+        record_session(dir.path(), s.clone()).unwrap();
+        s.saved_before = 10;
+        record_session(dir.path(), s.clone()).unwrap();
+        s.machine = machine("Other CPU", &[], 4);
+        s.saved_before = 20;
+        record_session(dir.path(), s).unwrap();
+        let all = read_sessions(dir.path()).unwrap().unwrap();
+        assert_eq!(all.format_version, FORMAT_VERSION);
+        let before: Vec<usize> = all.sessions.iter().map(|s| s.saved_before).collect();
+        assert_eq!(before, vec![0, 10, 20]);
+        let labels: Vec<&str> = all
+            .machines()
+            .iter()
+            .map(|m| m.cpu_model.as_str())
+            .collect();
+        assert_eq!(
+            labels,
+            vec![Machine::this().cpu_model.as_str(), "Other CPU"]
+        );
+    }
+
+    #[test]
+    fn a_sessions_file_of_another_format_version_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(SESSIONS_FILE),
+            r#"{"format_version": 99, "sessions": []}"#,
+        )
+        .unwrap();
+        let e = read_sessions(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("sessions.json") && e.contains("format_version 99"),
+            "{e}"
+        );
+    }
+}
