@@ -217,6 +217,15 @@ impl Sessions {
     }
 }
 
+/// Whether two folders' results come from one machine: each was written on one machine only,
+/// and both on the same kernels; `None` when either is not recorded.
+pub fn one_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    Some(a.len() == 1 && b.len() == 1 && a[0].same_kernels(&b[0]))
+}
+
 /// Reads `out/sessions.json`: `None` for a folder written before it was kept.
 pub fn read_sessions(out: &Path) -> Result<Option<Sessions>, FileError> {
     let path = out.join(SESSIONS_FILE);

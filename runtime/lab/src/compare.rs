@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use retroformer::agent::runner::{trial_dir, RunLabel};
+use retroformer::provenance::{one_machine, read_sessions, Machine};
 use retroformer_core::fsutil::{read_regular, write_atomic};
 use retroformer_core::text::printable;
 use retroformer_report::{line_chart_svg, write_chart, Series};
@@ -88,6 +89,10 @@ pub struct RunInfo {
     pub planned_trials: u32,
     /// Cumulative success rate by finished trial.
     pub success_rate: Vec<f64>,
+    /// The machines whose sessions wrote its results (`sessions.json`), each once; empty
+    /// when the folder predates that record.
+    #[serde(default)]
+    pub machines: Vec<Machine>,
 }
 
 pub use crate::stats::{
@@ -134,6 +139,10 @@ pub struct Pair {
     pub b: usize,
     /// The trials both runs finished.
     pub trials: Vec<TrialComparison>,
+    /// Whether both runs' results come from one machine (greedy answers differ across CPUs);
+    /// `None` when a folder predates the record.
+    #[serde(default)]
+    pub same_machine: Option<bool>,
 }
 
 /// `compare.json`.
@@ -218,6 +227,7 @@ fn compare_pair(runs: &[Run], a: usize, b: usize) -> Pair {
         a,
         b,
         trials,
+        same_machine: one_machine(&ra.info.machines, &rb.info.machines),
     }
 }
 
@@ -343,6 +353,9 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
             .iter()
             .map(|row| row.iter().filter(|&&s| s).count() as f64 / n)
             .collect(),
+        machines: read_sessions(dir)
+            .map_err(|e| LabError::Config(e.to_string()))?
+            .map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()),
     };
     Ok(Run {
         info,
@@ -409,16 +422,20 @@ fn read_settings(dir: &Path) -> Result<(RunLabel, f64, u64), LabError> {
     let label: RunLabel = serde_json::from_value(v.clone())
         .map_err(|e| LabError::file(&path, format!("not a run's settings: {e}")))?;
     let bad = |key: &str| LabError::file(&path, format!("`{key}` is not a non-negative number"));
-    let temperature = match v.get("actor_temperature") {
+    // A RISE run (`agent: rise`) names its sampling `sequential_temperature` and `seed`.
+    let rise = v.get("agent").and_then(Value::as_str) == Some("rise");
+    let key = |ours: &'static str, theirs: &'static str| if rise { theirs } else { ours };
+    let (t_key, seed_key) = (
+        key("actor_temperature", "sequential_temperature"),
+        key("actor_seed", "seed"),
+    );
+    let temperature = match v.get(t_key) {
         None | Some(Value::Null) => 0.0,
-        Some(x) => x
-            .as_f64()
-            .filter(|t| *t >= 0.0)
-            .ok_or_else(|| bad("actor_temperature"))?,
+        Some(x) => x.as_f64().filter(|t| *t >= 0.0).ok_or_else(|| bad(t_key))?,
     };
-    let seed = match v.get("actor_seed") {
+    let seed = match v.get(seed_key) {
         None | Some(Value::Null) => 0,
-        Some(x) => x.as_u64().ok_or_else(|| bad("actor_seed"))?,
+        Some(x) => x.as_u64().ok_or_else(|| bad(seed_key))?,
     };
     Ok((label, temperature, seed))
 }
@@ -467,9 +484,15 @@ fn read_trial(dir: &Path, t: u32) -> Result<BTreeMap<String, bool>, LabError> {
     Ok(outcomes)
 }
 
-/// A task file's id and outcome (`success`, or HumanEval's `passed`).
+/// A task file's id and outcome (`success`, or HumanEval's `passed`; a RISE result, whose id
+/// is `problem_id`, is solved when one of its attempts is right).
 fn read_task(path: &Path, t: u32) -> Result<(String, bool), LabError> {
     let v = read_value(path, MAX_TASK_BYTES, "not found")?;
+    if let Some(solved) = rise_solved(&v) {
+        let id = v.get("problem_id").and_then(Value::as_str);
+        let id = id.ok_or_else(|| LabError::file(path, "no `problem_id`: not a RISE result"))?;
+        return Ok((id.to_string(), solved));
+    }
     let id = v
         .get("task_id")
         .and_then(Value::as_str)
@@ -493,6 +516,19 @@ fn read_task(path: &Path, t: u32) -> Result<(String, bool), LabError> {
         }
     }
     Ok((id.to_string(), solved))
+}
+
+/// A RISE result's outcome (`eval gsm8k`, `improve`'s evaluations): some attempt, sequential
+/// or parallel, with reward 1; `None` for other files.
+fn rise_solved(v: &Value) -> Option<bool> {
+    let attempts = |key: &str| v.get(key).and_then(Value::as_array);
+    let (seq, par) = (attempts("sequential")?, attempts("parallel")?);
+    let right = |a: &Value| {
+        a.get("reward")
+            .and_then(Value::as_f64)
+            .is_some_and(|r| r >= 1.0)
+    };
+    Some(seq.iter().chain(par).any(right))
 }
 
 /// Where trial 0's summary exists (the trial ended), it must count the tasks found: fewer files
@@ -560,9 +596,26 @@ pub fn lines(report: &CompareReport) -> Vec<String> {
             printable(&r.path, false)
         ));
     }
+    for (i, r) in report.runs.iter().enumerate() {
+        let on: Vec<String> = r.machines.iter().map(Machine::label).collect();
+        if !on.is_empty() {
+            lines.push(format!("  [{i}] ran on {}", on.join("; ")));
+        }
+    }
     let pct = (report.confidence * 100.0).round();
     for p in &report.pairs {
         lines.push(String::new());
+        match p.same_machine {
+            Some(false) => lines.push(format!(
+                "[{}] and [{}] ran on different machines, whose kernels round differently: greedy answers differ across CPUs, and that noise is in the difference",
+                p.b, p.a
+            )),
+            None => lines.push(format!(
+                "[{}] and [{}]: a run's machine is not recorded (it predates sessions.json)",
+                p.b, p.a
+            )),
+            Some(true) => {}
+        }
         lines.push(format!(
             "[{b}] vs [{a}]: difference = [{b}] - [{a}] in points; {pct}% intervals: exact (conditional, agrees with the test), paired bootstrap ({} resamples), Newcombe score; exact McNemar p",
             report.resamples,

@@ -344,3 +344,62 @@ fn three_runs_give_every_pair_and_the_report_and_chart_are_written() {
         "{text}"
     );
 }
+
+/// A RISE evaluation folder (`eval gsm8k`, `improve`): one greedy turn a problem, `right`
+/// saying which are solved, written on `cpu` (`None`: no `sessions.json`).
+fn rise_run(dir: &Path, right: &[bool], cpu: Option<&str>) {
+    let trial = dir.join("trial-00");
+    std::fs::create_dir_all(&trial).unwrap();
+    let settings = json!({"agent": "rise", "strategy": "sequential", "dataset": "gsm8k",
+        "turns": 1, "trials": 1, "actor": "m", "sequential_temperature": 0.0, "seed": 0});
+    std::fs::write(dir.join("run.json"), settings.to_string()).unwrap();
+    for (i, r) in right.iter().enumerate() {
+        let reward = if *r { 1.0 } else { 0.0 };
+        let task = json!({"problem_id": format!("test-{i}"), "gold": "1",
+            "sequential": [{"reward": reward, "answer": "1"}], "parallel": []});
+        std::fs::write(trial.join(format!("test-{i}.json")), task.to_string()).unwrap();
+    }
+    if let Some(cpu) = cpu {
+        let mut s = retroformer::provenance::Session::now(0, Some(2));
+        s.machine.cpu_model = cpu.into();
+        retroformer::provenance::record_session(dir, s).unwrap();
+    }
+}
+
+#[test]
+fn rise_evaluations_compare_problem_by_problem_and_a_machine_change_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("base"),
+        dir.path().join("trained"),
+        dir.path().join("old"),
+    );
+    rise_run(&a, &[true, false, false, false], Some("AMD EPYC"));
+    rise_run(&b, &[true, true, true, false], Some("Intel Xeon"));
+    rise_run(&c, &[false, false, false, false], None);
+    let report = compare(&[a.clone(), b.clone(), c]).unwrap();
+    let t = &report.pairs[0].trials[0];
+    assert_eq!((t.n, t.table.both, t.table.only_b), (4, 1, 2));
+    assert!(close(t.difference, 0.5, 1e-12));
+    let same: Vec<Option<bool>> = report.pairs.iter().map(|p| p.same_machine).collect();
+    assert_eq!(same, vec![Some(false), None, None]);
+    let text = lines(&report).join("\n");
+    assert!(
+        text.contains("[1] and [0] ran on different machines"),
+        "{text}"
+    );
+    assert!(text.contains("[0] ran on AMD EPYC ("), "{text}");
+    assert!(
+        text.contains("[2] and [0]: a run's machine is not recorded"),
+        "{text}"
+    );
+    // One machine: no warning.
+    rise_run(&b, &[true, true, true, false], None);
+    let mut s = retroformer::provenance::Session::now(0, Some(2));
+    s.machine.cpu_model = "AMD EPYC".into();
+    std::fs::remove_file(b.join("sessions.json")).unwrap();
+    retroformer::provenance::record_session(&b, s).unwrap();
+    let report = compare(&[a, b]).unwrap();
+    assert_eq!(report.pairs[0].same_machine, Some(true));
+    assert!(!lines(&report).join("\n").contains("machine"));
+}

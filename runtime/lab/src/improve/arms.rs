@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use retroformer::provenance::{read_sessions, Machine};
+use retroformer::provenance::{one_machine, read_sessions, Machine};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -119,14 +119,6 @@ pub(super) fn machines_of(run: &Path) -> Result<Vec<Machine>, LabError> {
     Ok(sessions.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
 }
 
-/// Whether arms `a` and `b` were evaluated on one machine (`None`: one is not recorded).
-fn same_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
-    if a.is_empty() || b.is_empty() {
-        return None;
-    }
-    Some(a.len() == 1 && b.len() == 1 && a[0].same_kernels(&b[0]))
-}
-
 /// Every arm against the base, the trained arms against the placebo and each round against
 /// the one before, greedy; the same for pass@k where both arms were sampled. Holm across the
 /// comparisons of each metric. The primary (round 1's first seed against the base, greedy)
@@ -180,7 +172,7 @@ pub(super) fn comparisons(
                 metric: metric.clone(),
                 paired: paired(0, Table::of(ta, tb)),
                 p_holm: f64::NAN,
-                same_machine: same_machine(machines(a), machines(b)),
+                same_machine: one_machine(machines(a), machines(b)),
             });
         }
         let adjusted = holm(&family.iter().map(|c| c.paired.p_value).collect::<Vec<_>>());
