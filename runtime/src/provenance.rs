@@ -226,6 +226,29 @@ pub fn one_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
     Some(a.len() == 1 && b.len() == 1 && a[0].same_kernels(&b[0]))
 }
 
+/// A warning when `out` already holds results that another machine wrote: resumed here, the
+/// folder's results would mix machines.
+pub fn other_machine_warning(out: &Path) -> Result<Option<String>, FileError> {
+    let this = Machine::this();
+    let Some(sessions) = read_sessions(out)? else {
+        return Ok(None);
+    };
+    let others: Vec<String> = sessions
+        .machines()
+        .into_iter()
+        .filter(|m| !m.same_kernels(&this))
+        .map(Machine::label)
+        .collect();
+    Ok((!others.is_empty()).then(|| {
+        format!(
+            "{}: results so far come from {}, this machine is {}: greedy answers differ across CPUs, so the folder's results will mix machines (reports say so)",
+            out.display(),
+            others.join("; "),
+            this.label()
+        )
+    }))
+}
+
 /// Reads `out/sessions.json`: `None` for a folder written before it was kept.
 pub fn read_sessions(out: &Path) -> Result<Option<Sessions>, FileError> {
     let path = out.join(SESSIONS_FILE);
@@ -332,6 +355,23 @@ mod tests {
             labels,
             vec![Machine::this().cpu_model.as_str(), "Other CPU"]
         );
+    }
+
+    #[test]
+    fn resuming_a_folder_another_machine_wrote_is_warned_about() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(other_machine_warning(dir.path()).unwrap(), None);
+        record_session(dir.path(), Session::now(0, Some(2))).unwrap();
+        assert_eq!(other_machine_warning(dir.path()).unwrap(), None);
+        let mut s = Session::now(5, Some(2));
+        s.machine = machine("Other CPU", &["avx2"], 2);
+        record_session(dir.path(), s).unwrap();
+        let w = other_machine_warning(dir.path()).unwrap().unwrap();
+        assert!(
+            w.contains("results so far come from Other CPU (x86_64, avx2)"),
+            "{w}"
+        );
+        assert!(w.contains(&Machine::this().label()), "{w}");
     }
 
     #[test]

@@ -287,6 +287,7 @@ mod tests {
                 a: 0,
                 b: 1,
                 trials: vec![paired(0, Table::default()), paired(1, table)],
+                same_machine: Some(true),
             }],
         }
     }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{extract_answer, reward, Dataset, MathProblem};
 use retroformer::agent::runner;
 use retroformer::agent::{files, AgentError};
-use retroformer::provenance::record_model_session;
+use retroformer::provenance::{other_machine_warning, record_model_session};
 use retroformer_llm::{
     CancelToken, ChatMessage, GenerateRequest, Generation, LanguageModel, LlmError, SamplingParams,
     Session,
@@ -641,6 +641,9 @@ pub fn run(
         .filter(|&i| results[i].is_none())
         .collect();
     if !pending.is_empty() {
+        if let Some(w) = other_machine_warning(out)? {
+            tracing::warn!("{w}");
+        }
         record_model_session(out, problems.len() - pending.len(), &*solver.session)?;
     }
     // Every open problem goes to the stream at once; the session's lanes (`batch` problems'
