@@ -610,11 +610,14 @@ pub fn lines(report: &CompareReport) -> Vec<String> {
                 "[{}] and [{}] ran on different machines, whose kernels round differently: greedy answers differ across CPUs, and that noise is in the difference",
                 p.b, p.a
             )),
-            None => lines.push(format!(
-                "[{}] and [{}]: a run's machine is not recorded (it predates sessions.json)",
-                p.b, p.a
-            )),
-            Some(true) => {}
+            // Said only when the other run has a record: most environments keep none.
+            None if !(report.runs[p.a].machines.is_empty() && report.runs[p.b].machines.is_empty()) => {
+                lines.push(format!(
+                    "[{}] and [{}]: one run's machine is not recorded (it has no sessions.json)",
+                    p.b, p.a
+                ))
+            }
+            _ => {}
         }
         lines.push(format!(
             "[{b}] vs [{a}]: difference = [{b}] - [{a}] in points; {pct}% intervals: exact (conditional, agrees with the test), paired bootstrap ({} resamples), Newcombe score; exact McNemar p",

@@ -390,7 +390,7 @@ fn rise_evaluations_compare_problem_by_problem_and_a_machine_change_is_named() {
     );
     assert!(text.contains("[0] ran on AMD EPYC ("), "{text}");
     assert!(
-        text.contains("[2] and [0]: a run's machine is not recorded"),
+        text.contains("[2] and [0]: one run's machine is not recorded"),
         "{text}"
     );
     // One machine: no warning.
