@@ -230,12 +230,8 @@ pub fn one_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
 /// folder's results would mix machines.
 pub fn other_machine_warning(out: &Path) -> Result<Option<String>, FileError> {
     let this = Machine::this();
-    let Some(sessions) = read_sessions(out)? else {
-        return Ok(None);
-    };
-    let others: Vec<String> = sessions
-        .machines()
-        .into_iter()
+    let others: Vec<String> = machines_in(out)?
+        .iter()
         .filter(|m| !m.same_kernels(&this))
         .map(Machine::label)
         .collect();
@@ -265,6 +261,11 @@ pub fn read_sessions(out: &Path) -> Result<Option<Sessions>, FileError> {
     }
 }
 
+/// The distinct machines that wrote `out`'s results (empty: no `sessions.json`).
+pub fn machines_in(out: &Path) -> Result<Vec<Machine>, FileError> {
+    Ok(read_sessions(out)?.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
+}
+
 /// Adds `session` to `out/sessions.json` (atomically). Call it when a session is about to
 /// write results, not when it finds them all saved.
 pub fn record_session(out: &Path, session: Session) -> Result<(), FileError> {
@@ -276,13 +277,17 @@ pub fn record_session(out: &Path, session: Session) -> Result<(), FileError> {
     write_json(&out.join(SESSIONS_FILE), &all)
 }
 
-/// Records the session about to write results into `out` after `saved_before` of them, with
-/// `model`'s session (its threads).
+/// Records the session about to write `pending` results into `out` after `saved_before` of
+/// them, with `model`'s session (its threads); nothing when nothing is pending.
 pub fn record_model_session(
     out: &Path,
     saved_before: usize,
+    pending: usize,
     model: &dyn retroformer_llm::Session,
 ) -> Result<(), FileError> {
+    if pending == 0 {
+        return Ok(());
+    }
     let threads = model.info().ok().map(|i| i.threads);
     record_session(out, Session::now(saved_before, threads))
 }

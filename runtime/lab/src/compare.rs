@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use retroformer::agent::runner::{trial_dir, RunLabel};
-use retroformer::provenance::{one_machine, read_sessions, Machine};
+use retroformer::provenance::{machines_in, one_machine, Machine};
 use retroformer_core::fsutil::{read_regular, write_atomic};
 use retroformer_core::text::printable;
 use retroformer_report::{line_chart_svg, write_chart, Series};
@@ -353,9 +353,7 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
             .iter()
             .map(|row| row.iter().filter(|&&s| s).count() as f64 / n)
             .collect(),
-        machines: read_sessions(dir)
-            .map_err(|e| LabError::Config(e.to_string()))?
-            .map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()),
+        machines: machines_in(dir).map_err(|e| LabError::Config(e.to_string()))?,
     };
     Ok(Run {
         info,

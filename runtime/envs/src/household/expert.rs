@@ -253,9 +253,7 @@ pub fn collect(
     let mut all = saved(specs, cfg, out)?;
     all.iter().flatten().for_each(&mut on_done);
     let pending: Vec<usize> = (0..specs.len()).filter(|&i| all[i].is_none()).collect();
-    if !pending.is_empty() {
-        record_model_session(out, specs.len() - pending.len(), &*session)?;
-    }
+    record_model_session(out, specs.len() - pending.len(), pending.len(), &*session)?;
     let group: Vec<&TaskSpec> = pending.iter().map(|&i| &specs[i]).collect();
     collect_stream(&group, cfg, examples, session, &mut |k, c| {
         let i = pending[k];

@@ -213,9 +213,8 @@ pub fn collect(
     let mut all = saved(problems, cfg, out)?;
     all.iter().flatten().for_each(&mut on_done);
     let pending: Vec<usize> = (0..problems.len()).filter(|&i| all[i].is_none()).collect();
-    if !pending.is_empty() {
-        record_model_session(out, problems.len() - pending.len(), &*agent.session)?;
-    }
+    let done = problems.len() - pending.len();
+    record_model_session(out, done, pending.len(), &*agent.session)?;
     let group: Vec<&MathProblem> = pending.iter().map(|&i| &problems[i]).collect();
     collect_stream(&group, cfg, agent, &mut |k, c| {
         let i = pending[k];

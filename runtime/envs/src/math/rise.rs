@@ -644,8 +644,9 @@ pub fn run(
         if let Some(w) = other_machine_warning(out)? {
             tracing::warn!("{w}");
         }
-        record_model_session(out, problems.len() - pending.len(), &*solver.session)?;
     }
+    let done = problems.len() - pending.len();
+    record_model_session(out, done, pending.len(), &*solver.session)?;
     // Every open problem goes to the stream at once; the session's lanes (`batch` problems'
     // worth) bound how many run together. Each is saved as soon as it ends.
     let group: Vec<&MathProblem> = pending.iter().map(|&i| &problems[i]).collect();

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use retroformer::provenance::{one_machine, read_sessions, Machine};
+use retroformer::provenance::{machines_in, one_machine, Machine};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -115,8 +115,7 @@ pub(super) fn evaluate_arms(
 
 /// The machines whose sessions wrote the evaluation folder `run`, each once.
 pub(super) fn machines_of(run: &Path) -> Result<Vec<Machine>, LabError> {
-    let sessions = read_sessions(run).map_err(|e| LabError::Config(e.to_string()))?;
-    Ok(sessions.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
+    machines_in(run).map_err(|e| LabError::Config(e.to_string()))
 }
 
 /// Every arm against the base, the trained arms against the placebo and each round against
@@ -162,11 +161,7 @@ pub(super) fn comparisons(
             let (Some(ta), Some(tb)) = (get(a), get(b)) else {
                 continue;
             };
-            let machines = |n: &str| {
-                let arm = report.arms.iter().find(|x| x.name == n);
-                let score = arm.and_then(|x| if sampled { &x.sampled } else { &x.greedy }.as_ref());
-                score.map_or(&[][..], |s| &s.machines[..])
-            };
+            let machines = |n: &str| report.machines(n, sampled);
             family.push(Comparison {
                 name: format!("{b} - {a}"),
                 metric: metric.clone(),

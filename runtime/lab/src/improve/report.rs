@@ -277,6 +277,13 @@ pub struct ImproveReport {
 }
 
 impl ImproveReport {
+    /// The machines of arm `name`'s greedy (or sampled) evaluation; empty when not recorded.
+    pub fn machines(&self, name: &str, sampled: bool) -> &[Machine] {
+        let arm = self.arms.iter().find(|a| a.name == name);
+        let score = arm.and_then(|a| if sampled { &a.sampled } else { &a.greedy }.as_ref());
+        score.map_or(&[], |s| &s.machines)
+    }
+
     /// The report in a few lines.
     pub fn summary(&self) -> Vec<String> {
         let mut out = Vec::new();

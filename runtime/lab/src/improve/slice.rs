@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::Machine;
+use retroformer::provenance::{one_machine, Machine};
 use retroformer_envs::math::rise::RiseResult;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
@@ -247,12 +247,7 @@ pub fn run_slice(
             .map_or("base".into(), |_| sha[..16].to_string());
         let theirs = run_answers(&plan.run, &report, &arm, &problems)?;
         let run = Path::new("slice").join(format!("{here}-greedy"));
-        let run_machines = report
-            .arms
-            .iter()
-            .find(|a| a.name == arm)
-            .and_then(|a| a.greedy.as_ref())
-            .map_or_else(Vec::new, |g| g.machines.clone());
+        let run_machines = report.machines(&arm, false).to_vec();
         arms.push(SliceArm {
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
@@ -461,10 +456,11 @@ pub(super) fn arm_line(a: &SliceArm) -> String {
 /// Why answers may differ from the run's: the two evaluations' machines, when recorded.
 fn machines_note(a: &SliceArm) -> String {
     let labels = |m: &[Machine]| m.iter().map(Machine::label).collect::<Vec<_>>().join("; ");
-    match (a.run_machines.as_slice(), a.score.machines.as_slice()) {
-        ([], _) | (_, []) => " (the run's machine is not recorded; greedy answers differ across CPUs, whose kernels round differently)".into(),
-        ([there], [here]) if there.same_kernels(here) => format!(" (both on {}: answers should not differ; check the build)", here.label()),
-        (there, here) => format!(
+    let (there, here) = (&a.run_machines, &a.score.machines);
+    match one_machine(there, here) {
+        None => " (the run's machine is not recorded; greedy answers differ across CPUs, whose kernels round differently)".into(),
+        Some(true) => format!(" (both on {}: answers should not differ; check the build)", labels(here)),
+        Some(false) => format!(
             " (the run's on {}, this on {}: greedy answers differ across CPUs, whose kernels round differently)",
             labels(there),
             labels(here)
