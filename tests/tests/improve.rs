@@ -274,6 +274,10 @@ fn demo_reproduces_the_run(run: &Path, home: &Path) {
     for arm in demo["arms"].as_array().unwrap() {
         // Same problems, same greedy settings, same lanes: the same answers.
         assert_eq!(arm["same_as_run"], serde_json::json!([3, 3]), "{arm}");
+        // Both evaluations recorded this machine: the slice's and the run's own.
+        let here = &arm["score"]["machines"];
+        assert_eq!(here.as_array().map(Vec::len), Some(1), "{arm}");
+        assert_eq!(arm["run_machines"], *here, "{arm}");
     }
     let report = json(&run.join("improve.json"));
     assert_eq!(demo["full"], report["comparisons"][0], "{demo}");

@@ -353,7 +353,7 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
             .iter()
             .map(|row| row.iter().filter(|&&s| s).count() as f64 / n)
             .collect(),
-        machines: machines_in(dir).map_err(|e| LabError::Config(e.to_string()))?,
+        machines: machines_in(dir)?,
     };
     Ok(Run {
         info,

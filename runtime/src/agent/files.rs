@@ -121,7 +121,7 @@ pub fn setting_differences(
 
 /// The settings that differ, `key: SAVED there, NOW here`; the whole saved object when they
 /// do not serialize as JSON objects.
-fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String {
+pub fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String {
     let (Ok(there), Ok(now)) = (serde_json::to_value(saved), serde_json::to_value(cfg)) else {
         return format!("{saved:?}");
     };

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use retroformer::provenance::{machines_in, one_machine, Machine};
+use retroformer::provenance::{machines_in, one_machine};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -95,7 +95,7 @@ pub(super) fn evaluate_arms(
                 &mut report.arms[i].greedy
             };
             let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
-            let machines = machines_of(&ctx.plan.out.join(&score.run))?;
+            let machines = machines_in(&ctx.plan.out.join(&score.run))?;
             *slot = Some(super::Score {
                 wall_s,
                 machines,
@@ -111,11 +111,6 @@ pub(super) fn evaluate_arms(
         }
     }
     Ok(())
-}
-
-/// The machines whose sessions wrote the evaluation folder `run`, each once.
-pub(super) fn machines_of(run: &Path) -> Result<Vec<Machine>, LabError> {
-    machines_in(run).map_err(|e| LabError::Config(e.to_string()))
 }
 
 /// Every arm against the base, the trained arms against the placebo and each round against

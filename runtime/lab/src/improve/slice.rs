@@ -8,13 +8,12 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::{one_machine, Machine};
+use retroformer::provenance::{machines_in, one_machine, Machine};
 use retroformer_envs::math::rise::RiseResult;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 use serde::{Deserialize, Serialize};
 
-use super::arms::machines_of;
 use super::gsm8k::{evaluate, score, solved, Gsm8k};
 use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
 use crate::compare::{paired, Table, TrialComparison};
@@ -252,7 +251,7 @@ pub fn run_slice(
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
                 wall_s: wall,
-                machines: machines_of(&plan.out.join(&run))?,
+                machines: machines_in(&plan.out.join(&run))?,
                 run,
                 ..score(&r, false)
             },

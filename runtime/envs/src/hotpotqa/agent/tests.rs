@@ -580,6 +580,8 @@ fn a_first_trial_run_with_other_settings_or_other_questions_is_not_taken_and_not
         .unwrap_err()
         .to_string();
     assert!(e.contains("holds a run with other settings"), "{e}");
+    // It names the setting that differs rather than printing the whole saved run.
+    assert!(e.contains(r#"strategy: "none" there"#), "{e}");
     assert!(!to.path().join("trial-00").exists());
 }
 
