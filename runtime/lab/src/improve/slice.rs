@@ -408,7 +408,7 @@ impl SliceReport {
                 points(c.paired.interval[1]),
                 c.paired.p_value,
                 c.p_holm,
-                full_verdict(&c.paired)
+                full_verdict(c)
             ),
             None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
         }
@@ -416,14 +416,26 @@ impl SliceReport {
 }
 
 /// What the full evaluation says, in words that agree with its exact interval (which excludes
-/// 0 exactly when p < 0.05): a user reading "+1.0 points" should not take it for a gain.
-pub(super) fn full_verdict(c: &TrialComparison) -> String {
-    match (c.p_value < 0.05, c.difference > 0.0) {
-        (true, true) => "The adapter is better than the base beyond chance".into(),
-        (true, false) => "The adapter is worse than the base beyond chance".into(),
+/// 0 exactly when p < 0.05) and with Holm's correction across the run's comparisons: a user
+/// reading "+1.0 points" should not take it for a gain, nor p = 0.04 among six tests for an
+/// established one.
+pub(super) fn full_verdict(c: &Comparison) -> String {
+    let p = &c.paired;
+    let direction = if p.difference > 0.0 {
+        "better"
+    } else {
+        "worse"
+    };
+    match (p.p_value < 0.05, c.p_holm < 0.05) {
+        (true, true) => format!(
+            "The adapter is {direction} than the base beyond chance, also after Holm's correction across the run's comparisons"
+        ),
+        (true, false) => format!(
+            "The adapter is {direction} than the base by this test alone (p < 0.05), not after Holm's correction across the run's comparisons: suggestive, not established"
+        ),
         (false, _) => format!(
             "The interval holds 0: on {} problems the run cannot tell the adapter from the base",
-            c.n
+            p.n
         ),
     }
 }
