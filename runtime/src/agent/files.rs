@@ -121,7 +121,7 @@ pub fn setting_differences(
 
 /// The settings that differ, `key: SAVED there, NOW here`; the whole saved object when they
 /// do not serialize as JSON objects.
-pub fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String {
+fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String {
     let (Ok(there), Ok(now)) = (serde_json::to_value(saved), serde_json::to_value(cfg)) else {
         return format!("{saved:?}");
     };
@@ -131,6 +131,16 @@ pub fn differences<T: Serialize + std::fmt::Debug>(saved: &T, cfg: &T) -> String
     } else {
         diff.join("; ")
     }
+}
+
+/// Why run folder `out`, holding a run saved with `saved`, refuses `cfg`: the settings that
+/// differ.
+pub fn other_settings<T: Serialize + std::fmt::Debug>(out: &Path, saved: &T, cfg: &T) -> String {
+    format!(
+        "{} holds a run with other settings ({}); use another --out folder or the same settings",
+        out.display(),
+        differences(saved, cfg)
+    )
 }
 
 /// As [`claim_run_folder`], but the saved settings need only be `same` as `cfg` (equal but
@@ -149,11 +159,7 @@ where
     check_run_tree(out)?;
     let run_json = out.join("run.json");
     Ok(match read_json::<T>(&run_json)? {
-        Some(saved) if !same(&saved, cfg) => Err(format!(
-            "{} holds a run with other settings ({}); use another --out folder or the same settings",
-            out.display(),
-            differences(&saved, cfg)
-        )),
+        Some(saved) if !same(&saved, cfg) => Err(other_settings(out, &saved, cfg)),
         Some(saved) => {
             if &saved != cfg {
                 write_json(&run_json, cfg)?;

@@ -321,10 +321,8 @@ pub fn seed_first_trial(
     }
     if let Some(there) = read_json::<RunConfig>(&to.join("run.json"))? {
         if !same_run(&there, cfg) {
-            return Err(RunError::Config(format!(
-                "{} holds a run with other settings ({}); use another --out folder or the same settings",
-                to.display(),
-                super::files::differences(&there, cfg)
+            return Err(RunError::Config(super::files::other_settings(
+                to, &there, cfg,
             )));
         }
     } else if let Err(mismatch) = super::files::claim_run_folder_by(to, cfg, same_run)? {
