@@ -16,7 +16,11 @@
 //!
 //! cargo bench -p retroformer-benches --bench throughput -- [--model NAME|PATH] [--threads N]
 //!     [--npl 1,8,16,32,64] [--pp 128] [--tg 128] [--reps 3] [--sampled]
-//!     [--reference PATH] [--out FILE]
+//!     [--target NAME|PATH] [--reference PATH] [--out FILE]
+//!
+//! `--target` is our side's profile (default `cpu`). `--reference-target NAME` makes the
+//! reference our own engine under another profile, alternating with ours in every repetition
+//! (`--target cpu-batch-invariant --reference-target cpu`: that mode's cost).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,7 +43,9 @@ struct Args {
     tg: u32,
     reps: usize,
     sampled: bool,
+    target: String,
     reference: Option<PathBuf>,
+    reference_target: Option<String>,
     out: Option<PathBuf>,
 }
 
@@ -52,7 +58,9 @@ fn parse_args() -> Result<Args> {
         tg: 128,
         reps: 3,
         sampled: false,
+        target: "cpu".into(),
         reference: None,
+        reference_target: None,
         out: None,
     };
     let mut args = std::env::args().skip(1);
@@ -71,6 +79,8 @@ fn parse_args() -> Result<Args> {
             "--tg" => a.tg = value()?.parse().context("--tg")?,
             "--reps" => a.reps = value()?.parse().context("--reps")?,
             "--reference" => a.reference = Some(value()?.into()),
+            "--target" => a.target = value()?,
+            "--reference-target" => a.reference_target = Some(value()?),
             // cargo runs a bench in its package's folder: a relative path is the workspace's.
             "--out" => {
                 a.out = Some(
@@ -93,6 +103,10 @@ fn parse_args() -> Result<Args> {
     );
     anyhow::ensure!(a.pp >= 8 && a.tg >= 2, "--pp must be >= 8 and --tg >= 2");
     anyhow::ensure!(a.reps >= 1, "--reps must be at least 1");
+    anyhow::ensure!(
+        a.reference.is_none() || a.reference_target.is_none(),
+        "--reference and --reference-target are two references: give one"
+    );
     Ok(a)
 }
 
@@ -107,9 +121,17 @@ struct Run {
 fn main() -> Result<()> {
     let a = parse_args()?;
     let (path, label) = resolve_model(&a.model)?;
-    let mut profile = TargetProfile::load("cpu")?;
+    let mut profile = TargetProfile::load(&a.target).context("--target")?;
     profile.threads = Threads::Fixed(a.threads);
     let model = LlamaModel::load(&path, LoadOptions::new(profile.clone()))?;
+    let ref_model = match &a.reference_target {
+        Some(t) => {
+            let mut p = TargetProfile::load(t).context("--reference-target")?;
+            p.threads = Threads::Fixed(a.threads);
+            Some(LlamaModel::load(&path, LoadOptions::new(p))?)
+        }
+        None => None,
+    };
     let body = prose(&model, a.pp)?;
     let prompts: Vec<String> = (0..*a.npl.iter().max().unwrap_or(&1))
         .map(|j| format!("Request {j}. {body}"))
@@ -123,7 +145,8 @@ fn main() -> Result<()> {
     let per_seq = lens.iter().max().copied().unwrap_or(0) as u32 + a.tg + 8;
     let load_start = load_average();
     println!(
-        "{label}, {} threads, prompts of {pp_real:.1} tokens (batched-bench: {}), {} generated each, {} reps, {}",
+        "{label}, target {}, {} threads, prompts of {pp_real:.1} tokens (batched-bench: {}), {} generated each, {} reps, {}",
+        profile.name,
         a.threads,
         a.pp,
         a.tg,
@@ -138,13 +161,16 @@ fn main() -> Result<()> {
                 let r = reference(bin, &path, &a, n)?;
                 refs[k].push(r);
             }
+            if let Some(m) = &ref_model {
+                refs[k].push(ours_at(m, &prompts[..n as usize], &a, n, per_seq)?);
+            }
             let r = ours_at(&model, &prompts[..n as usize], &a, n, per_seq)?;
             println!(
                 "rep {rep} npl {n:>3}: ours decode {:8.1} t/s{}",
                 r.decode_tps,
                 refs[k]
                     .last()
-                    .map(|x| format!(", llama-batched-bench {:8.1} t/s", x.decode_tps))
+                    .map(|x| format!(", reference {:8.1} t/s", x.decode_tps))
                     .unwrap_or_default()
             );
             ours[k].push(r);
@@ -167,9 +193,12 @@ fn main() -> Result<()> {
         "ubatch_size": profile.ubatch_size,
         "flash_attention": format!("{:?}", profile.flash_attention),
         "kv_type": profile.kv_type.to_string(),
+        "target": profile.name,
+        "batch_invariant": profile.batch_invariant,
         "sampling": if a.sampled { "temperature 0.7, top-p 0.95" } else { "greedy" },
         "reps": a.reps,
         "reference": a.reference.as_ref().map(|p| p.display().to_string()),
+        "reference_target": a.reference_target,
         "llama_cpp_binding": retroformer_benches::harness::system::LLAMA_CPP_BINDING,
         "load_average_start": load_start,
         "rows": rows,
@@ -191,7 +220,7 @@ fn table(a: &Args, ours: &[Vec<Run>], refs: &[Vec<Run>]) -> Vec<serde_json::Valu
         .map(|k| median(&ours[k].iter().map(|r| r.decode_tps).collect::<Vec<_>>()));
     let mut rows = Vec::new();
     println!(
-        "\n| npl | ours decode t/s (min-max) | batched-bench decode t/s (min-max) | ratio | x our 1-seq | ours prefill t/s | ref prefill t/s | ours peak RSS MiB | ref peak RSS MiB |"
+        "\n| npl | ours decode t/s (min-max) | reference decode t/s (min-max) | ratio | x our 1-seq | ours prefill t/s | ref prefill t/s | ours peak RSS MiB | ref peak RSS MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (k, &n) in a.npl.iter().enumerate() {

@@ -228,6 +228,111 @@ fn a_batch_decodes_its_requests_together_and_matches_them_one_at_a_time() {
     assert!(e.to_string().contains("sequences"), "{e}");
 }
 
+/// One greedy generation: its text and each token's log-probability, bit for bit.
+type Trace = (String, Vec<Option<u32>>);
+
+fn trace(g: retroformer_llm::Generation) -> Trace {
+    let bits = g
+        .tokens
+        .iter()
+        .map(|t| t.logprob.map(f32::to_bits))
+        .collect();
+    (g.text, bits)
+}
+
+/// Greedy traces of `prompts` decoded one at a time and as one batch of `lanes` lanes
+/// (refilled as requests end), on SmolLM2 loaded with the target profile `target`.
+fn alone_and_batched(target: &str, prompts: &[&str], lanes: u32) -> (Vec<Trace>, Vec<Trace>) {
+    let profile = TargetProfile::load(target).unwrap();
+    let path = retroformer_e2e::smollm2_path();
+    let model = LlamaModel::load(&path, LoadOptions::new(profile)).unwrap();
+    // Lengths differ, so lanes end and refill at different steps: many batch shapes occur.
+    let reqs: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = GenerateRequest::new(chat(&model, p), 40 + 8 * (i as u32 % 4));
+            r.logprobs = Some(1);
+            r
+        })
+        .collect();
+    // Two threads, as a user runs it.
+    let opts = || SessionOptions {
+        threads: Some(2),
+        ..opts()
+    };
+    let mut one = model.session(&opts()).unwrap();
+    let alone = reqs
+        .iter()
+        .map(|r| {
+            one.clear().unwrap();
+            trace(run(one.as_mut(), r))
+        })
+        .collect();
+    let mut b = model
+        .session(&SessionOptions {
+            sequences: Some(lanes),
+            ..opts()
+        })
+        .unwrap();
+    let batched = b.generate_batch(&reqs).unwrap();
+    (alone, batched.into_iter().map(trace).collect())
+}
+
+/// Twenty-four prompts: more than 12 lanes in flight, where llama.cpp's fast kernels change
+/// tiles with the batch.
+fn prompts() -> Vec<String> {
+    let topics = [
+        "the sea",
+        "a cat",
+        "the moon",
+        "autumn",
+        "tea",
+        "a train",
+        "bread",
+        "rain",
+        "a library",
+        "snow",
+        "a bridge",
+        "the desert",
+        "bees",
+        "a violin",
+        "a lighthouse",
+        "chess",
+        "a forest",
+        "coffee",
+        "a volcano",
+        "the wind",
+        "a clock",
+        "salt",
+        "a river",
+        "the stars",
+    ];
+    topics
+        .iter()
+        .map(|t| {
+            // A long tail of its own: the lanes' prompts are evaluated in chunks that share
+            // llama_decode calls, cut where the batch's room ends.
+            let facts: String = (1..=12)
+                .map(|k| format!("Fact {k} about {t}: it is worth a sentence. "))
+                .collect();
+            format!("{facts}Write two sentences about {t}.")
+        })
+        .collect()
+}
+
+#[test]
+fn the_batch_invariant_profile_decodes_a_batch_exactly_as_one_request_at_a_time() {
+    let prompts = prompts();
+    let prompts: Vec<&str> = prompts.iter().map(String::as_str).collect();
+    let (alone, batched) = alone_and_batched("cpu-batch-invariant", &prompts, 16);
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert!(!a.0.trim().is_empty(), "request {i}: empty");
+        assert!(a.1.iter().all(Option::is_some), "request {i}: logprobs");
+        assert_eq!(b, a, "request {i}: batched vs alone");
+    }
+}
+
 #[test]
 fn a_stream_starts_follow_ups_in_the_lane_they_extend_and_matches_one_at_a_time() {
     let model = smollm2();

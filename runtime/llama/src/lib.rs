@@ -48,6 +48,7 @@ extern "C" {
         msg: *mut std::ffi::c_char,
         msg_len: usize,
     ) -> i32;
+    fn rf_llama_cpu_reference(ctx: *mut sys::llama_context) -> i32;
 }
 
 /// Whether this build was compiled with `backend` (the features `vulkan`, `cuda`, `metal`).
@@ -90,6 +91,20 @@ pub(crate) unsafe fn decode(
         Err(message(&buf))
     } else {
         Ok(rc)
+    }
+}
+
+/// Puts the CPU backends of `ctx` on ggml's reference kernels (shim.cpp), so that a token's
+/// logits do not depend on the other tokens of its batch; the number of CPU backends set.
+///
+/// # Safety
+/// `ctx` must be a live context that no other thread is decoding with.
+pub(crate) unsafe fn use_reference_kernels(ctx: *mut sys::llama_context) -> Result<u32, String> {
+    // SAFETY: forwarded from the caller.
+    match unsafe { rf_llama_cpu_reference(ctx) } {
+        n if n > 0 => Ok(n as u32),
+        0 => Err("the context has no CPU backend".into()),
+        _ => Err("llama.cpp threw while listing the context's backends".into()),
     }
 }
 
@@ -386,6 +401,8 @@ impl LlamaModel {
         if profile.backend == Backend::Cpu {
             mp.devices = no_devices.as_mut_ptr();
         }
+        // Repacked weights take a grouped kernel for rows in fours and another for the rest.
+        mp.use_extra_bufts = !profile.batch_invariant;
         mp.load_mode = match (profile.mmap, profile.mlock) {
             (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
             (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
@@ -541,6 +558,7 @@ impl LlamaModel {
                 n_ubatch: profile.ubatch_size.min(profile.batch_size).min(n_ctx),
                 threads,
                 flash,
+                reference_kernels: profile.batch_invariant,
                 // Sequence 0 holds the shared prefix; one more per batched request.
                 n_seq_max: if sequences > 1 { sequences + 1 } else { 1 },
             },

@@ -33,6 +33,8 @@ pub(crate) struct ContextConfig {
     pub n_ubatch: u32,
     pub threads: u32,
     pub flash: sys::llama_flash_attn_type,
+    /// ggml's reference CPU kernels: batch-invariant logits ([`crate::use_reference_kernels`]).
+    pub reference_kernels: bool,
     /// Sequences the context holds at once, each with `n_ctx` cells of its own: 1, or 1 + the
     /// lanes of [`Session::generate_stream`].
     pub n_seq_max: u32,
@@ -425,6 +427,14 @@ impl Worker {
                 cfg.n_ctx
             ))
         })?;
+        if cfg.reference_kernels {
+            // SAFETY: ctx is live and not shared yet.
+            if let Err(e) = unsafe { crate::use_reference_kernels(ctx.as_ptr()) } {
+                // SAFETY: ctx is live and not used after this.
+                unsafe { sys::llama_free(ctx.as_ptr()) };
+                return Err(LlmError::Context(format!("batch_invariant: {e}")));
+            }
+        }
         // SAFETY: plain struct of defaults for `threads` threads.
         let mut tpp = unsafe { sys::ggml_threadpool_params_default(cfg.threads as i32) };
         tpp.paused = true;

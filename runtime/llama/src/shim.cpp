@@ -28,6 +28,13 @@ struct llama_batch {
 };
 
 int32_t llama_decode(llama_context * ctx, llama_batch batch);
+
+struct ggml_backend;
+struct ggml_backend_sched;
+int ggml_backend_sched_get_n_backends(ggml_backend_sched * sched);
+ggml_backend * ggml_backend_sched_get_backend(ggml_backend_sched * sched, int i);
+bool ggml_backend_is_cpu(ggml_backend * backend);
+void ggml_backend_cpu_set_use_ref(ggml_backend * backend, bool use_ref);
 int32_t llama_tokenize(const llama_vocab * vocab, const char * text, int32_t text_len,
                        llama_token * tokens, int32_t n_tokens_max, bool add_special,
                        bool parse_special);
@@ -70,4 +77,34 @@ extern "C" int32_t rf_llama_tokenize(const llama_vocab * vocab, const char * tex
         copy_message("unknown C++ exception", msg, msg_len);
     }
     return INT32_MIN;
+}
+
+// llama.h gives no handle on a context's backends; llama_context::get_sched, an exported member
+// of the C++ class behind the opaque type (src/llama-context.h of the pinned llama.cpp), does.
+struct llama_context {
+    ggml_backend_sched * get_sched() const;
+};
+
+// Puts every CPU backend of `ctx` on ggml's reference kernels: a matrix product is one dot
+// product per output element, whatever the batch (no tinyBLAS tiles, whose arithmetic depends
+// on the tile a token falls in), and no tiled or split flash attention and no op fusion.
+// Returns how many CPU backends it set, or -1 when llama.cpp threw.
+extern "C" int32_t rf_llama_cpu_reference(llama_context * ctx) {
+    try {
+        ggml_backend_sched * sched = ctx->get_sched();
+        if (sched == nullptr) {
+            return 0;
+        }
+        int32_t set = 0;
+        for (int i = 0; i < ggml_backend_sched_get_n_backends(sched); i++) {
+            ggml_backend * b = ggml_backend_sched_get_backend(sched, i);
+            if (b != nullptr && ggml_backend_is_cpu(b)) {
+                ggml_backend_cpu_set_use_ref(b, true);
+                set++;
+            }
+        }
+        return set;
+    } catch (...) {
+        return -1;
+    }
 }

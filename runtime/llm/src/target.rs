@@ -31,6 +31,10 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "x86-laptop",
         include_str!("../../../targets/x86-laptop.toml"),
     ),
+    (
+        "cpu-batch-invariant",
+        include_str!("../../../targets/cpu-batch-invariant.toml"),
+    ),
 ];
 
 /// The profile used when none is named.
@@ -200,6 +204,13 @@ pub struct TargetProfile {
     pub mmap: bool,
     /// Lock the weights in RAM.
     pub mlock: bool,
+    /// A token's logits independent of the other tokens in its batch (default off): ggml's
+    /// reference CPU kernels and unpacked weights, so that a greedy answer does not depend on
+    /// which sequences shared the lanes (a resumed run, a slice of a run, another `--batch`).
+    /// llama.cpp's fast CPU kernels pick a tile or a kernel by the batch's shape, and their
+    /// rounding differs. CPU backend only; slower (`benches/results/batch-invariant`).
+    #[serde(default)]
+    pub batch_invariant: bool,
 }
 
 /// Why a profile could not be loaded.
@@ -303,6 +314,13 @@ impl TargetProfile {
         }
         if let Threads::Fixed(0) = self.threads {
             return Err(invalid("threads must be at least 1 or \"auto\"".into()));
+        }
+        if self.batch_invariant && self.backend != Backend::Cpu {
+            return Err(invalid(format!(
+                "batch_invariant needs backend \"cpu\" (only ggml's CPU backend has reference \
+                 kernels), not \"{}\"",
+                self.backend.name()
+            )));
         }
         if self.kv_type.is_quantized() && self.flash_attention == FlashAttention::Off {
             return Err(invalid(format!(
@@ -437,6 +455,27 @@ mod tests {
         // Little memory never goes below the floor, nor below two lanes.
         assert_eq!(cpu.batch_cells(Some(12 << 10), Some(1 << 20)), 32768);
         assert_eq!(cpu.lanes(8, 100_000, 32768), (2, 100_096));
+    }
+
+    #[test]
+    fn batch_invariance_is_off_by_default_and_refused_off_the_cpu() {
+        assert!(!TargetProfile::load("cpu").unwrap().batch_invariant);
+        assert!(
+            TargetProfile::load("cpu-batch-invariant")
+                .unwrap()
+                .batch_invariant
+        );
+        let text = format!(
+            "{}batch_invariant = true\n",
+            include_str!("../../../targets/vulkan.toml")
+        );
+        let msg = TargetProfile::from_toml(&text, "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("x.toml") && msg.contains("batch_invariant") && msg.contains("vulkan"),
+            "{msg}"
+        );
     }
 
     #[test]
