@@ -67,6 +67,10 @@ pub struct SamplingArgs {
     /// GBNF grammar file constraining the output.
     #[arg(long)]
     pub grammar: Option<PathBuf>,
+    /// Apply the grammar to every token before sampling (llama.cpp's grammar_first): slower;
+    /// top-k, top-p and min-p then truncate over the allowed tokens. Greedy output is the same.
+    #[arg(long, requires = "grammar")]
+    pub grammar_first: bool,
 }
 
 /// Loads `args.model` with `profile` (fetching it unless `--no-fetch`) and says which backend
@@ -190,6 +194,7 @@ pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
         repeat_penalty: s.repeat_penalty,
         repeat_last_n: 64,
         seed: s.seed,
+        grammar_first: s.grammar_first,
     };
     sampling.validate().map_err(|e| {
         anyhow::anyhow!(

@@ -10,10 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::data::LlamaTokenData;
-use llama_cpp_2::token::data_array::LlamaTokenDataArray;
-use llama_cpp_2::token::LlamaToken;
 use llama_cpp_sys_2 as sys;
 
 use super::{decode, tokenize, AdapterInner, ModelInner};
@@ -23,7 +20,10 @@ use retroformer_llm::{
 };
 
 mod kvfile;
+mod sampling;
 mod stream;
+
+use sampling::{Drawn, TokenSampler};
 
 pub(crate) struct ContextConfig {
     /// The KV cache's ggml type (keys and values).
@@ -667,48 +667,19 @@ impl Worker {
         Ok(())
     }
 
-    fn sampler(&self, req: &GenerateRequest) -> Result<LlamaSampler, LlmError> {
-        let s = &req.sampling;
-        let mut chain = Vec::new();
-        if let Some(g) = &req.grammar {
-            let gs = LlamaSampler::grammar(self.model.binding(), &g.text, &g.root).map_err(|e| LlmError::Grammar {
-                origin: g.origin.clone(),
-                message: format!("llama.cpp rejected it ({e}); run with RUST_LOG=llama-cpp-2=info for the parser's message"),
-            })?;
-            chain.push(gs);
-        }
-        if s.repeat_penalty != 1.0 {
-            // A window longer than the context only costs memory.
-            chain.push(LlamaSampler::penalties(
-                self.model.n_vocab,
-                s.repeat_last_n.min(self.cfg.n_ctx as i32),
-                s.repeat_penalty,
-                0.0,
-                0.0,
-            ));
-        }
-        if s.is_greedy() {
-            chain.push(LlamaSampler::greedy());
-        } else {
-            if s.top_k > 0 {
-                chain.push(LlamaSampler::top_k(s.top_k));
-            }
-            if s.top_p < 1.0 {
-                chain.push(LlamaSampler::top_p(s.top_p, 1));
-            }
-            if s.min_p > 0.0 {
-                chain.push(LlamaSampler::min_p(s.min_p, 1));
-            }
-            chain.push(LlamaSampler::temp(s.temperature));
-            chain.push(LlamaSampler::dist(s.seed));
-        }
-        Ok(LlamaSampler::chain_simple(chain))
+    fn sampler(&self, req: &GenerateRequest) -> Result<TokenSampler, LlmError> {
+        TokenSampler::new(
+            self.model.binding(),
+            self.model.n_vocab,
+            self.cfg.n_ctx,
+            req,
+        )
     }
 
     /// Samples from the logits of the last decode's batch entry `idx` (-1: its last entry).
     fn sample(
         &mut self,
-        sampler: &mut LlamaSampler,
+        sampler: &mut TokenSampler,
         req: &GenerateRequest,
         idx: i32,
     ) -> Result<SampledToken, LlmError> {
@@ -723,36 +694,14 @@ impl Worker {
             }
             std::slice::from_raw_parts(p, n_vocab)
         };
-        let mut data = std::mem::take(&mut self.candidates);
-        data.clear();
-        data.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| LlamaTokenData::new(LlamaToken(i as i32), l, 0.0)),
-        );
-        let mut arr = LlamaTokenDataArray::new(data, false);
-        arr.apply_sampler(sampler);
-        let picked = arr.selected.and_then(|i| arr.data.get(i).copied());
-        self.candidates = std::mem::take(&mut arr.data);
-        let grammar_err = |message: &str| LlmError::Grammar {
-            origin: req
-                .grammar
-                .as_ref()
-                .map(|g| g.origin.clone())
-                .unwrap_or_default(),
-            message: message.to_string(),
+        let token = match sampler.draw(logits, &mut self.candidates) {
+            Drawn::Token(t) => t,
+            Drawn::Nothing => return Err(sampler.error("the sampler selected no token")),
+            Drawn::Refused => {
+                return Err(sampler.error("the grammar allows no token the model can produce here"))
+            }
         };
-        let chosen = picked.ok_or_else(|| grammar_err("the sampler selected no token"))?;
-        if req.grammar.is_some() && chosen.logit() == f32::NEG_INFINITY {
-            return Err(grammar_err(
-                "the grammar allows no token the model can produce here",
-            ));
-        }
-        let token = chosen.id();
-        sampler
-            .try_accept(token)
-            .map_err(|e| grammar_err(&format!("the grammar rejected the sampled token ({e})")))?;
+        sampler.accept(token)?;
         let mut sampled = SampledToken {
             id: token.0,
             bytes: self.model.token_bytes(token.0),

@@ -47,6 +47,13 @@ pub struct SamplingParams {
     pub repeat_last_n: i32,
     /// Seed of the random sampler.
     pub seed: u32,
+    /// With a grammar, apply it to the whole vocabulary before the rest of the chain (as
+    /// llama.cpp's `grammar_first`). Off (the default), a token is first drawn without the
+    /// grammar and kept if the grammar allows it, else drawn again among the allowed tokens:
+    /// the same greedy tokens at a fraction of the cost, and sampled ones in proportion to
+    /// their probabilities, except that top-k, top-p and min-p then truncate over the whole
+    /// vocabulary; on, they truncate over the allowed tokens exactly.
+    pub grammar_first: bool,
 }
 
 impl Default for SamplingParams {
@@ -59,6 +66,7 @@ impl Default for SamplingParams {
             repeat_penalty: 1.0,
             repeat_last_n: 64,
             seed: 0,
+            grammar_first: false,
         }
     }
 }

@@ -17,10 +17,9 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_sys_2 as sys;
 
-use super::{check_request, common_prefix, ms, Failure, Resumed, Worker};
+use super::{check_request, common_prefix, ms, Failure, Resumed, TokenSampler, Worker};
 use crate::{decode, tokenize};
 use retroformer_llm::{
     FinishReason, GenerateRequest, Generation, GenerationStats, Keyed, LlmError, SampledToken,
@@ -32,7 +31,7 @@ struct Job {
     key: u64,
     req: GenerateRequest,
     prompt: Vec<Token>,
-    sampler: LlamaSampler,
+    sampler: TokenSampler,
     stream: StopStream,
     /// The lane whose identical prompt this one takes (cells and first logits).
     twin_of: Option<usize>,
