@@ -8,7 +8,9 @@ use retroformer::fetch::{self, FetchOptions};
 use retroformer::manifest::{home_dir, Manifest};
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::TargetProfile;
-use retroformer_llm::SessionOptions;
+use retroformer_llm::{
+    ChatMessage, GenerateRequest, Generation, LanguageModel, Session, SessionOptions,
+};
 
 /// The fixtures folder.
 pub fn data_dir() -> PathBuf {
@@ -58,6 +60,18 @@ pub fn opts() -> SessionOptions {
         threads: Some(1),
         ..Default::default()
     }
+}
+
+/// `user`'s message in `model`'s chat template, ready for the assistant's reply.
+pub fn chat(model: &dyn LanguageModel, user: &str) -> String {
+    model
+        .chat_prompt(&[ChatMessage::new("user", user)], true)
+        .unwrap()
+}
+
+/// Generates `req` on `session` to its end.
+pub fn run(session: &mut dyn Session, req: &GenerateRequest) -> Generation {
+    session.generate(req, &mut |_| true).unwrap()
 }
 
 pub mod serve;
