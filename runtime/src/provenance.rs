@@ -173,6 +173,11 @@ pub struct Session {
     pub checkout_commit: Option<String>,
     /// Whether that checkout had changes not committed.
     pub checkout_dirty: Option<bool>,
+    /// What besides the machine decided its numbers (the target profile's
+    /// [`numerics`](retroformer_llm::target::TargetProfile::numerics)); absent in sessions
+    /// recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerics: Option<String>,
 }
 
 impl Session {
@@ -191,6 +196,7 @@ impl Session {
                 .and_then(|exe| crate::fetch::sha256_file(&exe, &crate::fetch::Silent).ok()),
             checkout_commit: git_commit(),
             checkout_dirty: git_dirty(),
+            numerics: None,
         }
     }
 }
@@ -278,7 +284,9 @@ pub fn record_session(out: &Path, session: Session) -> Result<(), FileError> {
 }
 
 /// Records the session about to write `pending` results into `out` after `saved_before` of
-/// them, with `model`'s session (its threads); nothing when nothing is pending.
+/// them, with `model`'s session (its threads and numerics); nothing when nothing is pending.
+/// Refused when an earlier session decoded with other numerics (another target profile):
+/// resumed, the folder's answers would mix two settings without a report being able to tell.
 pub fn record_model_session(
     out: &Path,
     saved_before: usize,
@@ -288,8 +296,29 @@ pub fn record_model_session(
     if pending == 0 {
         return Ok(());
     }
-    let threads = model.info().ok().map(|i| i.threads);
-    record_session(out, Session::now(saved_before, threads))
+    let info = model.info().ok();
+    let mut session = Session::now(saved_before, info.as_ref().map(|i| i.threads));
+    session.numerics = info.map(|i| i.numerics);
+    check_numerics(out, session.numerics.as_deref())?;
+    record_session(out, session)
+}
+
+/// Refuses `numerics` when a session recorded in `out` had others (sessions without a record
+/// pass: they predate it).
+fn check_numerics(out: &Path, numerics: Option<&str>) -> Result<(), FileError> {
+    let Some(now) = numerics else {
+        return Ok(());
+    };
+    let before = read_sessions(out)?.into_iter().flat_map(|s| s.sessions);
+    match before.filter_map(|s| s.numerics).find(|n| n != now) {
+        Some(then) => Err(crate::agent::files::file_err(
+            &out.join(SESSIONS_FILE),
+            format!(
+                "the results so far were decoded with \"{then}\", this session would decode with \"{now}\": resume with the target profile that began the run (--target, --kv-type), or write to another folder"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -377,6 +406,39 @@ mod tests {
             "{w}"
         );
         assert!(w.contains(&Machine::this().label()), "{w}");
+    }
+
+    #[test]
+    fn resuming_a_folder_under_other_numerics_is_refused_with_both_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let fast =
+            "cpu backend, 0 GPU layers, kv f16, flash attention auto, batch 512/512, fast kernels";
+        assert!(check_numerics(dir.path(), Some(fast)).is_ok());
+        // A session from before the record says nothing either way.
+        record_session(dir.path(), Session::now(0, Some(2))).unwrap();
+        assert!(check_numerics(dir.path(), Some("anything")).is_ok());
+        let mut s = Session::now(3, Some(2));
+        s.numerics = Some(fast.into());
+        record_session(dir.path(), s).unwrap();
+        assert!(check_numerics(dir.path(), Some(fast)).is_ok());
+        assert!(check_numerics(dir.path(), None).is_ok());
+        let reference = fast.replace("fast kernels", "reference kernels");
+        let e = check_numerics(dir.path(), Some(&reference))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sessions.json"), "{e}");
+        assert!(e.contains(fast) && e.contains(&reference), "{e}");
+        assert!(e.contains("--target"), "{e}");
+    }
+
+    #[test]
+    fn a_session_from_before_the_numerics_record_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        record_session(dir.path(), Session::now(0, Some(2))).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(SESSIONS_FILE)).unwrap();
+        assert!(!text.contains("numerics"), "{text}");
+        let all = read_sessions(dir.path()).unwrap().unwrap();
+        assert_eq!(all.sessions[0].numerics, None);
     }
 
     #[test]

@@ -522,6 +522,21 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
     assert_eq!(again_summary, summary);
     assert!(summary["metrics"]["m5_t1"].is_number());
+    // The folder records how its answers were decoded; going on under another profile (a
+    // third problem with the reference kernels) is refused, not mixed in.
+    let sessions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sessions.json")).unwrap()).unwrap();
+    let numerics = sessions["sessions"][0]["numerics"].as_str().unwrap();
+    assert!(numerics.contains("fast kernels"), "{sessions}");
+    let mut other = eval_args.to_vec();
+    let limit = other.iter().position(|a| *a == "--limit").unwrap();
+    other[limit + 1] = "3";
+    let o = cli(&[&other[..], &["--target", "cpu-batch-invariant"]].concat());
+    assert_clean_failure(
+        &o,
+        &["sessions.json", numerics, "reference kernels", "--target"],
+    );
+    assert_eq!(std::fs::read_dir(out.join("trial-00")).unwrap().count(), 2);
     let task: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             std::fs::read_dir(out.join("trial-00"))

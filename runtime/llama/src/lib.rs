@@ -561,6 +561,7 @@ impl LlamaModel {
                 reference_kernels: profile.batch_invariant,
                 // Sequence 0 holds the shared prefix; one more per batched request.
                 n_seq_max: if sequences > 1 { sequences + 1 } else { 1 },
+                numerics: profile.numerics(),
             },
         )
     }

@@ -38,6 +38,8 @@ pub(crate) struct ContextConfig {
     /// Sequences the context holds at once, each with `n_ctx` cells of its own: 1, or 1 + the
     /// lanes of [`Session::generate_stream`].
     pub n_seq_max: u32,
+    /// The profile's [`TargetProfile::numerics`](retroformer_llm::target::TargetProfile::numerics).
+    pub numerics: String,
 }
 
 /// The caller's streaming callback, lent to the owner thread for one `generate` call.
@@ -429,10 +431,13 @@ impl Worker {
         })?;
         if cfg.reference_kernels {
             // SAFETY: ctx is live and not shared yet.
-            if let Err(e) = unsafe { crate::use_reference_kernels(ctx.as_ptr()) } {
-                // SAFETY: ctx is live and not used after this.
-                unsafe { sys::llama_free(ctx.as_ptr()) };
-                return Err(LlmError::Context(format!("batch_invariant: {e}")));
+            match unsafe { crate::use_reference_kernels(ctx.as_ptr()) } {
+                Ok(backends) => tracing::debug!(backends, "CPU backends on reference kernels"),
+                Err(e) => {
+                    // SAFETY: ctx is live and not used after this.
+                    unsafe { sys::llama_free(ctx.as_ptr()) };
+                    return Err(LlmError::Context(format!("batch_invariant: {e}")));
+                }
             }
         }
         // SAFETY: plain struct of defaults for `threads` threads.
@@ -556,6 +561,7 @@ impl Worker {
                         threads: self.cfg.threads,
                         lane_moves: self.lane_moves,
                         lanes: self.cfg.n_seq_max.saturating_sub(1).max(1),
+                        numerics: self.cfg.numerics.clone(),
                     });
                 }
             }

@@ -489,6 +489,9 @@ pub struct SessionInfo {
     pub lane_moves: u64,
     /// Requests the session decodes at once (1: one at a time).
     pub lanes: u32,
+    /// What besides the machine decides its numbers, as one line
+    /// ([`target::TargetProfile::numerics`]; a backend without a profile names itself).
+    pub numerics: String,
 }
 
 /// A language model: tokenizer, chat template and a factory of sessions.

@@ -314,6 +314,7 @@ impl Session for ScriptedSession {
             threads: 1,
             lane_moves: 0,
             lanes: 1,
+            numerics: "scripted".into(),
         })
     }
 }

@@ -247,6 +247,32 @@ pub enum TargetError {
 pub const MAX_BATCH_CELLS: u32 = 262_144;
 
 impl TargetProfile {
+    /// What in the profile decides the numbers a session computes (backend, GPU layers, KV
+    /// type, flash attention, batch sizes, kernels), as one line. Threads, context size, mmap
+    /// and the profile's name do not: on one machine, two sessions with the same line decode
+    /// alike. A run folder records it so that a resume under other settings is refused
+    /// instead of mixing answers.
+    pub fn numerics(&self) -> String {
+        let flash = match self.flash_attention {
+            FlashAttention::Auto => "auto",
+            FlashAttention::On => "on",
+            FlashAttention::Off => "off",
+        };
+        format!(
+            "{} backend, {} GPU layers, kv {}, flash attention {flash}, batch {}/{}, {} kernels",
+            self.backend.name(),
+            self.gpu_layers,
+            self.kv_type,
+            self.batch_size,
+            self.ubatch_size,
+            if self.batch_invariant {
+                "reference"
+            } else {
+                "fast"
+            }
+        )
+    }
+
     /// The most KV cells a batched session asks for, over all its lanes, when neither the
     /// model's bytes per cell nor the memory available are known: 8 times the profile's
     /// context, at most 32768 tokens.
@@ -476,6 +502,22 @@ mod tests {
             msg.contains("x.toml") && msg.contains("batch_invariant") && msg.contains("vulkan"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn numerics_change_with_the_kernels_and_the_cache_but_not_with_threads_or_name() {
+        let cpu = TargetProfile::load("cpu").unwrap();
+        let mut other = cpu.clone();
+        other.name = "mine".into();
+        other.threads = Threads::Fixed(7);
+        other.context_size *= 2;
+        assert_eq!(other.numerics(), cpu.numerics());
+        let invariant = TargetProfile::load("cpu-batch-invariant").unwrap();
+        assert_ne!(invariant.numerics(), cpu.numerics());
+        assert!(invariant.numerics().contains("reference kernels"));
+        let mut q8 = cpu.clone();
+        q8.kv_type = KvType::Q8_0;
+        assert_ne!(q8.numerics(), cpu.numerics());
     }
 
     #[test]

@@ -282,6 +282,10 @@ fn a_streamed_run_saves_each_problem_as_it_ends_resumes_after_a_failure_and_reco
     assert_eq!(before, vec![0, 1]);
     let this = retroformer::provenance::Machine::this();
     assert!(sessions.sessions.iter().all(|s| s.machine == this));
+    assert!(sessions
+        .sessions
+        .iter()
+        .all(|s| s.numerics.as_deref() == Some("scripted")));
 }
 
 fn rollout(id: &str, rewards: &[f32]) -> Rollout {
