@@ -501,9 +501,8 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
     let o = cli(&[&eval_args[..], &["--batch", "2"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stdout = String::from_utf8_lossy(&o.stdout);
-    for m in ["m1@t1", "m5@t1", "m1@t5", "p1@t5"] {
-        assert!(stdout.contains(m), "{stdout}");
-    }
+    let metrics = ["m1@t1", "m5@t1", "m1@t5", "p1@t5"];
+    assert!(metrics.iter().all(|m| stdout.contains(m)), "{stdout}");
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
     // Both problems went through one batch: their turns, then their four samples, together.
@@ -522,21 +521,7 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         serde_json::from_slice(&std::fs::read(out.join("rise.json")).unwrap()).unwrap();
     assert_eq!(again_summary, summary);
     assert!(summary["metrics"]["m5_t1"].is_number());
-    // The folder records how its answers were decoded; going on under another profile (a
-    // third problem with the reference kernels) is refused, not mixed in.
-    let sessions: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("sessions.json")).unwrap()).unwrap();
-    let numerics = sessions["sessions"][0]["numerics"].as_str().unwrap();
-    assert!(numerics.contains("fast kernels"), "{sessions}");
-    let mut other = eval_args.to_vec();
-    let limit = other.iter().position(|a| *a == "--limit").unwrap();
-    other[limit + 1] = "3";
-    let o = cli(&[&other[..], &["--target", "cpu-batch-invariant"]].concat());
-    assert_clean_failure(
-        &o,
-        &["sessions.json", numerics, "reference kernels", "--target"],
-    );
-    assert_eq!(std::fs::read_dir(out.join("trial-00")).unwrap().count(), 2);
+    a_resume_under_other_numerics_is_refused(&out, &eval_args);
     let task: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
             std::fs::read_dir(out.join("trial-00"))
@@ -608,6 +593,25 @@ fn a_short_real_rise_run_then_rollouts_then_a_dataset() {
         ds.to_str().unwrap(),
     ]);
     assert_clean_failure(&bad, &["--criteria most"]);
+}
+
+/// The folder `eval_args` wrote (two problems) records how its answers were decoded; going
+/// on under another profile (a third problem with the reference kernels) is refused, not
+/// mixed in.
+fn a_resume_under_other_numerics_is_refused(out: &std::path::Path, eval_args: &[&str]) {
+    let sessions: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sessions.json")).unwrap()).unwrap();
+    let numerics = sessions["sessions"][0]["numerics"].as_str().unwrap();
+    assert!(numerics.contains("fast kernels"), "{sessions}");
+    let mut other = eval_args.to_vec();
+    let limit = other.iter().position(|a| *a == "--limit").unwrap();
+    other[limit + 1] = "3";
+    let o = cli(&[&other[..], &["--target", "cpu-batch-invariant"]].concat());
+    assert_clean_failure(
+        &o,
+        &["sessions.json", numerics, "reference kernels", "--target"],
+    );
+    assert_eq!(std::fs::read_dir(out.join("trial-00")).unwrap().count(), 2);
 }
 
 /// A run folder written by hand: `run.json` (a sampled ReAct run with `strategy` and actor
