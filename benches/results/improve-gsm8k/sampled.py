@@ -17,6 +17,7 @@ Exploratory beside PLAN.md's endpoints (amendment 2 names pass@k; sampled accura
 
 usage: sampled.py A_DIR B_DIR [--problems FILE] [--resamples N]
 """
+import argparse
 import glob
 import json
 import math
@@ -106,16 +107,12 @@ def main(a_dir, b_dir, problems_file, resamples):
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    problems, resamples = None, 10000
-    if "--problems" in args:
-        i = args.index("--problems")
-        problems = args[i + 1]
-        del args[i : i + 2]
-    if "--resamples" in args:
-        i = args.index("--resamples")
-        resamples = int(args[i + 1])
-        del args[i : i + 2]
-    if len(args) != 2:
-        sys.exit(__doc__)
-    main(args[0], args[1], problems, resamples)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("a_dir")
+    ap.add_argument("b_dir")
+    ap.add_argument("--problems", help="a file of problem ids, one a line")
+    ap.add_argument("--resamples", type=int, default=10000)
+    args = ap.parse_args()
+    if args.resamples < 100:
+        ap.error("--resamples must be at least 100")
+    main(args.a_dir, args.b_dir, args.problems, args.resamples)
