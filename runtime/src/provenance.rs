@@ -221,6 +221,27 @@ impl Sessions {
         }
         out
     }
+
+    /// The distinct numerics its sessions recorded, in the order they first did (sessions
+    /// from before the record have none).
+    pub fn numerics(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for n in self.sessions.iter().filter_map(|s| s.numerics.as_deref()) {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+        out
+    }
+}
+
+/// Whether two folders' results were decoded with the same numerics (target profile): each
+/// with one, the same; `None` when either has no record.
+pub fn same_numerics(a: &[String], b: &[String]) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    Some(a.len() == 1 && b.len() == 1 && a[0] == b[0])
 }
 
 /// Whether two folders' results come from one machine: each was written on one machine only,
@@ -272,10 +293,22 @@ pub fn machines_in(out: &Path) -> Result<Vec<Machine>, FileError> {
     Ok(read_sessions(out)?.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
 }
 
+/// The distinct numerics recorded in `out`'s `sessions.json` (empty: none recorded).
+pub fn numerics_in(out: &Path) -> Result<Vec<String>, FileError> {
+    Ok(read_sessions(out)?.map_or_else(Vec::new, |s| {
+        s.numerics().into_iter().map(str::to_string).collect()
+    }))
+}
+
 /// Adds `session` to `out/sessions.json` (atomically). Call it when a session is about to
 /// write results, not when it finds them all saved.
 pub fn record_session(out: &Path, session: Session) -> Result<(), FileError> {
-    let mut all = read_sessions(out)?.unwrap_or(Sessions {
+    let all = read_sessions(out)?;
+    append_session(out, all, session)
+}
+
+fn append_session(out: &Path, all: Option<Sessions>, session: Session) -> Result<(), FileError> {
+    let mut all = all.unwrap_or(Sessions {
         format_version: FORMAT_VERSION,
         sessions: Vec::new(),
     });
@@ -299,18 +332,22 @@ pub fn record_model_session(
     let info = model.info().ok();
     let mut session = Session::now(saved_before, info.as_ref().map(|i| i.threads));
     session.numerics = info.map(|i| i.numerics);
-    check_numerics(out, session.numerics.as_deref())?;
-    record_session(out, session)
+    let recorded = read_sessions(out)?;
+    check_numerics(out, recorded.as_ref(), session.numerics.as_deref())?;
+    append_session(out, recorded, session)
 }
 
-/// Refuses `numerics` when a session recorded in `out` had others (sessions without a record
-/// pass: they predate it).
-fn check_numerics(out: &Path, numerics: Option<&str>) -> Result<(), FileError> {
-    let Some(now) = numerics else {
+/// Refuses `numerics` when a session `recorded` in `out` had others (sessions without a
+/// record pass: they predate it).
+fn check_numerics(
+    out: &Path,
+    recorded: Option<&Sessions>,
+    numerics: Option<&str>,
+) -> Result<(), FileError> {
+    let (Some(now), Some(recorded)) = (numerics, recorded) else {
         return Ok(());
     };
-    let before = read_sessions(out)?.into_iter().flat_map(|s| s.sessions);
-    match before.filter_map(|s| s.numerics).find(|n| n != now) {
+    match recorded.numerics().into_iter().find(|n| *n != now) {
         Some(then) => Err(crate::agent::files::file_err(
             &out.join(SESSIONS_FILE),
             format!(
@@ -411,24 +448,39 @@ mod tests {
     #[test]
     fn resuming_a_folder_under_other_numerics_is_refused_with_both_named() {
         let dir = tempfile::tempdir().unwrap();
+        let check = |n: Option<&str>| {
+            let recorded = read_sessions(dir.path()).unwrap();
+            check_numerics(dir.path(), recorded.as_ref(), n)
+        };
         let fast =
             "cpu backend, 0 GPU layers, kv f16, flash attention auto, batch 512/512, fast kernels";
-        assert!(check_numerics(dir.path(), Some(fast)).is_ok());
+        assert!(check(Some(fast)).is_ok());
         // A session from before the record says nothing either way.
         record_session(dir.path(), Session::now(0, Some(2))).unwrap();
-        assert!(check_numerics(dir.path(), Some("anything")).is_ok());
+        assert!(check(Some("anything")).is_ok());
+        assert!(numerics_in(dir.path()).unwrap().is_empty());
         let mut s = Session::now(3, Some(2));
         s.numerics = Some(fast.into());
         record_session(dir.path(), s).unwrap();
-        assert!(check_numerics(dir.path(), Some(fast)).is_ok());
-        assert!(check_numerics(dir.path(), None).is_ok());
+        assert!(check(Some(fast)).is_ok());
+        assert!(check(None).is_ok());
+        assert_eq!(numerics_in(dir.path()).unwrap(), vec![fast.to_string()]);
         let reference = fast.replace("fast kernels", "reference kernels");
-        let e = check_numerics(dir.path(), Some(&reference))
-            .unwrap_err()
-            .to_string();
+        let e = check(Some(&reference)).unwrap_err().to_string();
         assert!(e.contains("sessions.json"), "{e}");
         assert!(e.contains(fast) && e.contains(&reference), "{e}");
         assert!(e.contains("--target"), "{e}");
+    }
+
+    #[test]
+    fn two_folders_share_numerics_only_when_each_recorded_the_same_one() {
+        let (f, r) = (["fast".to_string()], ["reference".to_string()]);
+        assert_eq!(same_numerics(&f, &f), Some(true));
+        assert_eq!(same_numerics(&f, &r), Some(false));
+        // A folder that mixed two settings matches nothing, itself included.
+        let mixed = [f[0].clone(), r[0].clone()];
+        assert_eq!(same_numerics(&mixed, &mixed), Some(false));
+        assert_eq!(same_numerics(&[], &f), None);
     }
 
     #[test]

@@ -288,6 +288,7 @@ mod tests {
                 b: 1,
                 trials: vec![paired(0, Table::default()), paired(1, table)],
                 same_machine: Some(true),
+                same_numerics: Some(true),
             }],
         }
     }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use retroformer::agent::runner::{trial_dir, RunLabel};
-use retroformer::provenance::{machines_in, one_machine, Machine};
+use retroformer::provenance::{machines_in, numerics_in, one_machine, same_numerics, Machine};
 use retroformer_core::fsutil::{read_regular, write_atomic};
 use retroformer_core::text::printable;
 use retroformer_report::{line_chart_svg, write_chart, Series};
@@ -93,6 +93,10 @@ pub struct RunInfo {
     /// when the folder predates that record.
     #[serde(default)]
     pub machines: Vec<Machine>,
+    /// The numerics (target profile) its sessions decoded with, each once; empty when not
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numerics: Vec<String>,
 }
 
 pub use crate::stats::{
@@ -143,6 +147,10 @@ pub struct Pair {
     /// `None` when a folder predates the record.
     #[serde(default)]
     pub same_machine: Option<bool>,
+    /// Whether both runs were decoded with the same numerics (target profile: kernels, KV
+    /// type, batch sizes); `None` when a folder has no record.
+    #[serde(default)]
+    pub same_numerics: Option<bool>,
 }
 
 /// `compare.json`.
@@ -228,6 +236,7 @@ fn compare_pair(runs: &[Run], a: usize, b: usize) -> Pair {
         b,
         trials,
         same_machine: one_machine(&ra.info.machines, &rb.info.machines),
+        same_numerics: same_numerics(&ra.info.numerics, &rb.info.numerics),
     }
 }
 
@@ -354,6 +363,7 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
             .map(|row| row.iter().filter(|&&s| s).count() as f64 / n)
             .collect(),
         machines: machines_in(dir)?,
+        numerics: numerics_in(dir)?,
     };
     Ok(Run {
         info,
@@ -577,6 +587,37 @@ pub fn write_report(report: &CompareReport, out: &Path) -> Result<Vec<PathBuf>, 
     Ok(written)
 }
 
+/// What a pair's difference mixes in besides the arms: another machine's kernels, another
+/// target profile's numerics, or a run with no record of either.
+fn provenance_lines(report: &CompareReport, p: &Pair) -> Vec<String> {
+    let (ra, rb) = (&report.runs[p.a], &report.runs[p.b]);
+    let mut out = Vec::new();
+    match p.same_machine {
+        Some(false) => out.push(format!(
+            "[{}] and [{}] ran on different machines, whose kernels round differently: greedy answers differ across CPUs, and that noise is in the difference",
+            p.b, p.a
+        )),
+        // Said only when the other run has a record: most environments keep none.
+        None if !(ra.machines.is_empty() && rb.machines.is_empty()) => out.push(format!(
+            "[{}] and [{}]: one run's machine is not recorded (it has no sessions.json)",
+            p.b, p.a
+        )),
+        _ => {}
+    }
+    if p.same_numerics == Some(false) {
+        out.push(format!(
+            "[{}] and [{}] were decoded with other numerics ([{}]: {}; [{}]: {}): the difference mixes the two settings in",
+            p.b,
+            p.a,
+            p.b,
+            rb.numerics.join(" then "),
+            p.a,
+            ra.numerics.join(" then ")
+        ));
+    }
+    out
+}
+
 /// The report as a table for people: the runs, then per pair and trial (counted from 1) the
 /// rates, the difference in percentage points with both intervals, the p-value and the table.
 pub fn lines(report: &CompareReport) -> Vec<String> {
@@ -603,20 +644,7 @@ pub fn lines(report: &CompareReport) -> Vec<String> {
     let pct = (report.confidence * 100.0).round();
     for p in &report.pairs {
         lines.push(String::new());
-        match p.same_machine {
-            Some(false) => lines.push(format!(
-                "[{}] and [{}] ran on different machines, whose kernels round differently: greedy answers differ across CPUs, and that noise is in the difference",
-                p.b, p.a
-            )),
-            // Said only when the other run has a record: most environments keep none.
-            None if !(report.runs[p.a].machines.is_empty() && report.runs[p.b].machines.is_empty()) => {
-                lines.push(format!(
-                    "[{}] and [{}]: one run's machine is not recorded (it has no sessions.json)",
-                    p.b, p.a
-                ))
-            }
-            _ => {}
-        }
+        lines.extend(provenance_lines(report, p));
         lines.push(format!(
             "[{b}] vs [{a}]: difference = [{b}] - [{a}] in points; {pct}% intervals: exact (conditional, agrees with the test), paired bootstrap ({} resamples), Newcombe score; exact McNemar p",
             report.resamples,

@@ -403,3 +403,38 @@ fn rise_evaluations_compare_problem_by_problem_and_a_machine_change_is_named() {
     assert_eq!(report.pairs[0].same_machine, Some(true));
     assert!(!lines(&report).join("\n").contains("machine"));
 }
+
+#[test]
+fn runs_decoded_under_other_target_profiles_are_named_with_both_numerics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("fast"), dir.path().join("reference"));
+    rise_run(&a, &[true, false, false, false], None);
+    rise_run(&b, &[true, true, false, false], None);
+    for (run, numerics) in [(&a, "fast kernels"), (&b, "reference kernels")] {
+        let mut s = retroformer::provenance::Session::now(0, Some(2));
+        s.machine.cpu_model = "AMD EPYC".into();
+        s.numerics = Some(numerics.into());
+        retroformer::provenance::record_session(run, s).unwrap();
+    }
+    let report = compare(&[a, b.clone()]).unwrap();
+    assert_eq!(report.pairs[0].same_machine, Some(true));
+    assert_eq!(report.pairs[0].same_numerics, Some(false));
+    assert_eq!(
+        report.runs[1].numerics,
+        vec!["reference kernels".to_string()]
+    );
+    let text = lines(&report).join("\n");
+    assert!(
+        text.contains("[1] and [0] were decoded with other numerics ([1]: reference kernels; [0]: fast kernels)"),
+        "{text}"
+    );
+    // The same profile on both: nothing said.
+    std::fs::remove_file(b.join("sessions.json")).unwrap();
+    let mut s = retroformer::provenance::Session::now(0, Some(2));
+    s.machine.cpu_model = "AMD EPYC".into();
+    s.numerics = Some("fast kernels".into());
+    retroformer::provenance::record_session(&b, s).unwrap();
+    let report = compare(&[dir.path().join("fast"), b]).unwrap();
+    assert_eq!(report.pairs[0].same_numerics, Some(true));
+    assert!(!lines(&report).join("\n").contains("numerics"));
+}

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use retroformer::provenance::{machines_in, one_machine};
+use retroformer::provenance::{machines_in, numerics_in, one_machine, same_numerics};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -95,10 +95,11 @@ pub(super) fn evaluate_arms(
                 &mut report.arms[i].greedy
             };
             let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
-            let machines = machines_in(&ctx.plan.out.join(&score.run))?;
+            let dir = ctx.plan.out.join(&score.run);
             *slot = Some(super::Score {
                 wall_s,
-                machines,
+                machines: machines_in(&dir)?,
+                numerics: numerics_in(&dir)?,
                 ..score
             });
             outcomes_of.insert((name.clone(), sampled), outcomes);
@@ -157,12 +158,14 @@ pub(super) fn comparisons(
                 continue;
             };
             let machines = |n: &str| report.machines(n, sampled);
+            let numerics = |n: &str| report.score(n, sampled).map_or(&[][..], |s| &s.numerics);
             family.push(Comparison {
                 name: format!("{b} - {a}"),
                 metric: metric.clone(),
                 paired: paired(0, Table::of(ta, tb)),
                 p_holm: f64::NAN,
                 same_machine: one_machine(machines(a), machines(b)),
+                same_numerics: same_numerics(numerics(a), numerics(b)),
             });
         }
         let adjusted = holm(&family.iter().map(|c| c.paired.p_value).collect::<Vec<_>>());

@@ -423,6 +423,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
         wall_s: None,
         run: PathBuf::new(),
         machines: Vec::new(),
+        numerics: Vec::new(),
     }
 }
 

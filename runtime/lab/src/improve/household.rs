@@ -294,6 +294,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         wall_s: None,
         run: PathBuf::new(),
         machines: Vec::new(),
+        numerics: Vec::new(),
     }
 }
 

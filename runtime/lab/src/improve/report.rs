@@ -227,6 +227,10 @@ pub struct Score {
     /// when the folder predates that record.
     #[serde(default)]
     pub machines: Vec<Machine>,
+    /// The numerics (target profile) its sessions decoded with, each once; empty when not
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub numerics: Vec<String>,
 }
 
 /// One arm.
@@ -257,6 +261,10 @@ pub struct Comparison {
     /// `None` when a folder predates the record.
     #[serde(default)]
     pub same_machine: Option<bool>,
+    /// Whether both arms were decoded with the same numerics (target profile); `None` when a
+    /// folder has no record.
+    #[serde(default)]
+    pub same_numerics: Option<bool>,
 }
 
 /// `improve.json`.
@@ -277,11 +285,15 @@ pub struct ImproveReport {
 }
 
 impl ImproveReport {
+    /// Arm `name`'s greedy (or sampled) score.
+    pub fn score(&self, name: &str, sampled: bool) -> Option<&Score> {
+        let arm = self.arms.iter().find(|a| a.name == name)?;
+        if sampled { &arm.sampled } else { &arm.greedy }.as_ref()
+    }
+
     /// The machines of arm `name`'s greedy (or sampled) evaluation; empty when not recorded.
     pub fn machines(&self, name: &str, sampled: bool) -> &[Machine] {
-        let arm = self.arms.iter().find(|a| a.name == name);
-        let score = arm.and_then(|a| if sampled { &a.sampled } else { &a.greedy }.as_ref());
-        score.map_or(&[], |s| &s.machines)
+        self.score(name, sampled).map_or(&[], |s| &s.machines)
     }
 
     /// The report in a few lines.
@@ -342,6 +354,12 @@ impl ImproveReport {
                     c.name
                 )),
                 Some(true) => {}
+            }
+            if c.same_numerics == Some(false) {
+                out.push(format!(
+                    "  {}: the two arms were decoded with other numerics (another --target or --kv-type); the difference mixes the two settings in",
+                    c.name
+                ));
             }
         }
         out

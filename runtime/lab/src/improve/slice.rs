@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::{machines_in, one_machine, Machine};
+use retroformer::provenance::{machines_in, numerics_in, one_machine, Machine};
 use retroformer_envs::math::rise::RiseResult;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
@@ -252,6 +252,7 @@ pub fn run_slice(
             score: Score {
                 wall_s: wall,
                 machines: machines_in(&plan.out.join(&run))?,
+                numerics: numerics_in(&plan.out.join(&run))?,
                 run,
                 ..score(&r, false)
             },

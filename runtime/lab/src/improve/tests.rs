@@ -285,6 +285,7 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
         paired: paired(0, table),
         p_holm,
         same_machine: Some(true),
+        same_numerics: Some(true),
     };
     // This run's primary endpoint: +1 point on 500 problems, 44 against 39, p 0.66.
     let tie = comparison(
@@ -377,6 +378,7 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         wall_s: None,
         run: "eval/base-sampled".into(),
         machines: Vec::new(),
+        numerics: Vec::new(),
     };
     saved.arms.push(ArmFigures {
         name: "base".into(),
@@ -408,6 +410,7 @@ fn greedy_on(machines: &[&str]) -> super::Score {
                 logical_cores: 2,
             })
             .collect(),
+        numerics: Vec::new(),
     }
 }
 
@@ -447,6 +450,38 @@ fn comparisons_say_whether_both_arms_ran_on_one_machine_and_the_summary_warns_wh
     assert_eq!(verdict(&report), Some(false));
     report.arms = vec![arm("base", &[]), arm("r1-s1", &["EPYC"])];
     assert_eq!(verdict(&report), None);
+}
+
+#[test]
+fn arms_decoded_under_other_target_profiles_are_flagged_in_the_summary() {
+    use super::arms::comparisons;
+    use super::ArmFigures;
+    let mut report = report_of(Vec::new());
+    let arm = |name: &str, numerics: &[&str]| ArmFigures {
+        name: name.into(),
+        adapter: None,
+        greedy: Some(super::Score {
+            numerics: numerics.iter().map(|n| n.to_string()).collect(),
+            ..greedy_on(&["EPYC"])
+        }),
+        sampled: None,
+    };
+    let outcomes: std::collections::BTreeMap<(String, bool), Vec<bool>> = ["base", "r1-s1"]
+        .iter()
+        .map(|n| ((n.to_string(), false), vec![true, false]))
+        .collect();
+    report.arms = vec![arm("base", &["fast"]), arm("r1-s1", &["fast"])];
+    assert_eq!(comparisons(&report, &outcomes)[0].same_numerics, Some(true));
+    report.arms = vec![arm("base", &["fast"]), arm("r1-s1", &["reference"])];
+    report.comparisons = comparisons(&report, &outcomes);
+    assert_eq!(report.comparisons[0].same_numerics, Some(false));
+    let text = report.summary().join("\n");
+    assert!(
+        text.contains("r1-s1 - base: the two arms were decoded with other numerics"),
+        "{text}"
+    );
+    report.arms = vec![arm("base", &[]), arm("r1-s1", &["fast"])];
+    assert_eq!(comparisons(&report, &outcomes)[0].same_numerics, None);
 }
 
 #[test]
