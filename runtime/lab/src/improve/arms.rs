@@ -72,7 +72,7 @@ pub(super) fn evaluate_arms(
             let Evaluation {
                 outcomes,
                 score,
-                wall_s,
+                timed,
             } = ctx
                 .env
                 .evaluate(ctx, Split::Test, path.as_deref(), sampled, progress)
@@ -94,10 +94,16 @@ pub(super) fn evaluate_arms(
             } else {
                 &mut report.arms[i].greedy
             };
-            let wall_s = wall_s.or(slot.as_ref().and_then(|s| s.wall_s));
+            // Read back from files, an arm keeps the time its last process measured.
+            let (wall_s, wall_tasks) = match (timed, slot.as_ref()) {
+                (Some(t), _) => (Some(t.wall_s), Some(t.tasks)),
+                (None, Some(s)) => (s.wall_s, s.wall_tasks),
+                (None, None) => (None, None),
+            };
             let dir = ctx.plan.out.join(&score.run);
             *slot = Some(super::Score {
                 wall_s,
+                wall_tasks,
                 machines: machines_in(&dir)?,
                 numerics: numerics_in(&dir)?,
                 ..score

@@ -37,8 +37,17 @@ pub(super) struct Evaluation {
     pub outcomes: Vec<bool>,
     /// The score (`run`: the evaluation's folder relative to the run folder).
     pub score: Score,
-    /// This run's wall time, seconds (`None`: every task was saved).
-    pub wall_s: Option<f64>,
+    /// This process's part (`None`: every task was saved).
+    pub timed: Option<Timed>,
+}
+
+/// The part of a phase this process ran: a resumed phase's earlier processes are not in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Timed {
+    /// Wall time, seconds.
+    pub wall_s: f64,
+    /// The tasks it ran (fewer than the phase's when it resumed a folder).
+    pub tasks: usize,
 }
 
 /// An environment's part of `improve`. Every method resumes from the files it wrote.

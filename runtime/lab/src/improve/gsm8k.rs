@@ -17,7 +17,7 @@ use retroformer_envs::math::rise::{self, MathAgent, Mode, RiseConfig, RiseResult
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::Progress;
 
-use super::env::{adapter_identity, key, Evaluation, ImproveEnv, Split};
+use super::env::{adapter_identity, key, Evaluation, ImproveEnv, Split, Timed};
 use super::{CollectFigures, Ctx, DataFigures, ImproveSettings, Score};
 use crate::LabError;
 
@@ -97,7 +97,7 @@ impl ImproveEnv for Gsm8k {
         progress: &mut dyn Progress,
     ) -> Result<Evaluation, LabError> {
         let problems = self.problems(split);
-        let (results, wall_s, run) =
+        let (results, timed, run) =
             evaluate(ctx, problems, adapter, sampled, split.dir(), progress)?;
         Ok(Evaluation {
             outcomes: results.iter().map(solved).collect(),
@@ -105,7 +105,7 @@ impl ImproveEnv for Gsm8k {
                 run,
                 ..score(&results, sampled)
             },
-            wall_s,
+            timed,
         })
     }
 
@@ -116,14 +116,14 @@ impl ImproveEnv for Gsm8k {
 
 impl Gsm8k {
     /// Dev and train problems collected with the policy (`round-R/collect/`, resumed); their
-    /// results in order (dev first) and this run's wall time (`None` when all were saved).
+    /// results in order (dev first) and this process's part (`None` when all were saved).
     fn collect(
         &self,
         ctx: &Ctx<'_>,
         dir: &Path,
         policy: Option<&str>,
         progress: &mut dyn Progress,
-    ) -> Result<(Vec<Collected>, Option<f64>), LabError> {
+    ) -> Result<(Vec<Collected>, Option<Timed>), LabError> {
         let s = &ctx.plan.settings;
         let (adapter, sha) = ctx.adapter(policy)?;
         let cfg = ExpertConfig {
@@ -176,7 +176,11 @@ impl Gsm8k {
         let all = expert::collect(&problems, &cfg, &out, &mut agent, |c| {
             progress.done(&chains_line(c))
         })?;
-        Ok((all, Some(start.elapsed().as_secs_f64())))
+        let timed = Timed {
+            wall_s: start.elapsed().as_secs_f64(),
+            tasks: problems.len() - saved,
+        };
+        Ok((all, Some(timed)))
     }
 }
 
@@ -199,7 +203,7 @@ fn chains_line(c: &Collected) -> String {
 pub(super) fn collect_figures(
     all: &[Collected],
     dev: usize,
-    wall_s: Option<f64>,
+    timed: Option<Timed>,
 ) -> CollectFigures {
     let attempts = all.iter().flat_map(|c| c.chains.iter().flatten());
     let (mut n, mut correct, mut parsable, mut tokens) = (0, 0, 0, 0u64);
@@ -226,7 +230,8 @@ pub(super) fn collect_figures(
         correct_attempts: correct,
         parsable_attempts: parsable,
         generated_tokens: tokens,
-        wall_s,
+        wall_s: timed.map(|t| t.wall_s),
+        wall_tasks: timed.map(|t| t.tasks),
     }
 }
 
@@ -340,7 +345,7 @@ fn config(ctx: &Ctx<'_>, adapter: Option<&Path>, sampled: bool) -> Result<RiseCo
 }
 
 /// Evaluates the actor with `adapter` on `problems` into `OUT/SPLIT/KEY-greedy|sampled/`
-/// (resumed; a finished one loads no model): the results in order, this run's wall time and
+/// (resumed; a finished one loads no model): the results in order, this process's part and
 /// the folder relative to `OUT`.
 pub(super) fn evaluate(
     ctx: &Ctx<'_>,
@@ -349,14 +354,18 @@ pub(super) fn evaluate(
     sampled: bool,
     split: &str,
     progress: &mut dyn Progress,
-) -> Result<(Vec<RiseResult>, Option<f64>, PathBuf), LabError> {
+) -> Result<(Vec<RiseResult>, Option<Timed>, PathBuf), LabError> {
     let cfg = config(ctx, adapter, sampled)?;
     let kind = if sampled { "sampled" } else { "greedy" };
     let run = Path::new(split).join(format!("{}-{kind}", key(cfg.adapter_sha256.as_deref())));
     let out = ctx.plan.out.join(&run);
     retroformer::agent::files::claim_run_folder(&out, &cfg)?.map_err(LabError::Config)?;
-    let mut wall = None;
-    if !problems.iter().all(|p| task_path(&out, 0, &p.id).exists()) {
+    let mut timed = None;
+    let pending = problems
+        .iter()
+        .filter(|p| !task_path(&out, 0, &p.id).exists())
+        .count();
+    if pending > 0 {
         let per = if sampled { cfg.samples } else { 1 };
         let wanted = ctx.plan.parallel.min(
             u32::try_from(problems.len())
@@ -387,7 +396,10 @@ pub(super) fn evaluate(
             let right = all.iter().filter(|a| a.reward >= 1.0).count();
             progress.done(&format!("{}: {right}/{} right", r.problem_id, all.len()));
         })?;
-        wall = Some(start.elapsed().as_secs_f64());
+        timed = Some(Timed {
+            wall_s: start.elapsed().as_secs_f64(),
+            tasks: pending,
+        });
     }
     let mut results = Vec::with_capacity(problems.len());
     for p in problems {
@@ -396,7 +408,7 @@ pub(super) fn evaluate(
             read_json(&path)?.ok_or_else(|| LabError::file(&path, "missing after the run"))?;
         results.push(r);
     }
-    Ok((results, wall, run))
+    Ok((results, timed, run))
 }
 
 fn answers(r: &RiseResult) -> impl Iterator<Item = &rise::Attempt> {
@@ -421,6 +433,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
         }),
         mean_tokens: tokens as f64 / n,
         wall_s: None,
+        wall_tasks: None,
         run: PathBuf::new(),
         machines: Vec::new(),
         numerics: Vec::new(),

@@ -24,7 +24,7 @@ use retroformer_envs::household::expert::{
 use retroformer_envs::household::{eval_tasks, train_split, TaskSpec, MAX_EVAL_TASKS};
 use retroformer_envs::Progress;
 
-use super::env::{adapter_identity, key, Evaluation, ImproveEnv, Split};
+use super::env::{adapter_identity, key, Evaluation, ImproveEnv, Split, Timed};
 use super::gsm8k::read_lines;
 use super::{CollectFigures, Ctx, DataFigures, ImproveSettings, Score};
 use crate::LabError;
@@ -96,7 +96,7 @@ impl Household {
     }
 
     /// `specs` collected with `cfg` into `out` (resumed; a finished one loads no model): every
-    /// task's episodes in order and this run's wall time.
+    /// task's episodes in order and this process's part (`None` when all were saved).
     fn run(
         &self,
         ctx: &Ctx<'_>,
@@ -105,7 +105,7 @@ impl Household {
         adapter: Option<&Path>,
         out: &Path,
         progress: &mut dyn Progress,
-    ) -> Result<(Vec<Collected>, Option<f64>), LabError> {
+    ) -> Result<(Vec<Collected>, Option<Timed>), LabError> {
         let found = expert::saved(specs, cfg, out)?;
         let saved = found.iter().flatten().count();
         progress.note(&format!(
@@ -132,7 +132,11 @@ impl Household {
         let all = expert::collect(specs, cfg, &self.examples, out, session.as_mut(), |c| {
             progress.done(&episodes_line(c))
         })?;
-        Ok((all, Some(start.elapsed().as_secs_f64())))
+        let timed = Timed {
+            wall_s: start.elapsed().as_secs_f64(),
+            tasks: specs.len() - saved,
+        };
+        Ok((all, Some(timed)))
     }
 
     /// The prompt prefix of every task the run collects, by task id.
@@ -163,7 +167,7 @@ impl ImproveEnv for Household {
         let model = teacher.unwrap_or(&s.model);
         let cfg = self.config(s, model, sha, s.chains, s.temperature);
         let specs: Vec<TaskSpec> = self.dev.iter().chain(&self.train).copied().collect();
-        let (collected, wall_s) = self.run(
+        let (collected, timed) = self.run(
             ctx,
             &specs,
             &cfg,
@@ -171,7 +175,7 @@ impl ImproveEnv for Household {
             &dir.join("collect"),
             progress,
         )?;
-        let figures = collect_figures(&collected, self.dev.len(), wall_s);
+        let figures = collect_figures(&collected, self.dev.len(), timed);
         let data = data(
             s,
             &ctx.plan.out,
@@ -206,14 +210,14 @@ impl ImproveEnv for Household {
         };
         let run = Path::new(split.dir()).join(folder);
         let out = ctx.plan.out.join(&run);
-        let (results, wall_s) = self.run(ctx, self.tasks(split), &cfg, adapter, &out, progress)?;
+        let (results, timed) = self.run(ctx, self.tasks(split), &cfg, adapter, &out, progress)?;
         Ok(Evaluation {
             outcomes: results.iter().map(Collected::solved).collect(),
             score: Score {
                 run,
                 ..score(&results, sampled)
             },
-            wall_s,
+            timed,
         })
     }
 
@@ -249,7 +253,7 @@ fn task_tokens(c: &Collected) -> u64 {
 
 /// Collection in figures (`dev` tasks first in `all`). Every action is one of the admissible
 /// ones (the grammar constrains it), so every episode counts as parsable.
-fn collect_figures(all: &[Collected], dev: usize, wall_s: Option<f64>) -> CollectFigures {
+fn collect_figures(all: &[Collected], dev: usize, timed: Option<Timed>) -> CollectFigures {
     let train = all.get(dev..).unwrap_or_default();
     let episodes = all.iter().map(|c| c.chains.len()).sum();
     CollectFigures {
@@ -267,7 +271,8 @@ fn collect_figures(all: &[Collected], dev: usize, wall_s: Option<f64>) -> Collec
             .count(),
         parsable_attempts: episodes,
         generated_tokens: all.iter().map(task_tokens).sum(),
-        wall_s,
+        wall_s: timed.map(|t| t.wall_s),
+        wall_tasks: timed.map(|t| t.tasks),
     }
 }
 
@@ -292,6 +297,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         }),
         mean_tokens: tokens as f64 / n.max(1) as f64,
         wall_s: None,
+        wall_tasks: None,
         run: PathBuf::new(),
         machines: Vec::new(),
         numerics: Vec::new(),

@@ -38,7 +38,7 @@ impl Ctx<'_> {
                 .env
                 .evaluate(self, Split::Dev, adapter, false, progress)
                 .map_err(|e| e.to_string())?;
-            ran |= e.wall_s.is_some();
+            ran |= e.timed.is_some();
             Ok(e.score.accuracy)
         };
         let c = self

@@ -116,8 +116,12 @@ pub struct CollectFigures {
     pub parsable_attempts: usize,
     /// Tokens generated.
     pub generated_tokens: u64,
-    /// Wall time of this run's collection, seconds (`None`: read back from files).
+    /// Wall time of the collection, seconds (`None`: read back from files): the last
+    /// process's part when it resumed one (see `wall_tasks`).
     pub wall_s: Option<f64>,
+    /// The problems `wall_s` covers (fewer than `problems`: resumed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_tasks: Option<usize>,
 }
 
 /// The training sets in figures.
@@ -219,8 +223,13 @@ pub struct Score {
     pub pass_at_k: Option<f64>,
     /// Mean generated tokens per answer.
     pub mean_tokens: f64,
-    /// Wall time of this run's evaluation, seconds.
+    /// Wall time of the evaluation, seconds: the last process's part when it resumed one
+    /// (see `wall_tasks`).
     pub wall_s: Option<f64>,
+    /// The problems `wall_s` covers (fewer than `problems`: the evaluation was resumed, the
+    /// earlier processes' time is not in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_tasks: Option<usize>,
     /// The evaluation's folder.
     pub run: PathBuf,
     /// The machines whose sessions wrote its results (its `sessions.json`), each once; empty
@@ -321,7 +330,10 @@ impl ImproveReport {
                         s.accuracy_parsable,
                         s.pass_at_k.map_or(String::new(), |p| format!(", pass@k {p:.3}")),
                         s.mean_tokens,
-                        s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s")),
+                        s.wall_s.map_or(String::new(), |w| format!(
+                            ", {}",
+                            part_secs(w, s.wall_tasks, s.problems)
+                        )),
                         machines_part(&s.machines),
                     ));
                 }
@@ -375,6 +387,14 @@ fn machines_part(machines: &[Machine]) -> String {
     format!(", on {}", labels.join("; "))
 }
 
+/// `W s`, or `W s for the last N of M` when the time covers only a resumed part.
+pub(super) fn part_secs(w: f64, tasks: Option<usize>, of: usize) -> String {
+    match tasks {
+        Some(n) if n < of => format!("{w:.0} s for the last {n} of {of}"),
+        _ => format!("{w:.0} s"),
+    }
+}
+
 fn secs(w: Option<f64>) -> String {
     w.map_or("resumed".into(), |w| format!("{w:.0} s"))
 }
@@ -390,7 +410,8 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
                 |t| format!("teacher {t}")
             ),
             c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
-            c.train_solved, c.train_first_correct, c.generated_tokens, secs(c.wall_s)
+            c.train_solved, c.train_first_correct, c.generated_tokens,
+            c.wall_s.map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems))
         ));
     }
     if let Some(d) = &r.data {

@@ -239,7 +239,7 @@ pub fn run_slice(
     let mut arms = Vec::new();
     let mut results = Vec::new();
     for (arm, file) in [("base".to_string(), None), (name, Some(adapter))] {
-        let (r, wall, _) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
+        let (r, timed, _) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
             .map_err(|e| e.during(format!("evaluate {arm}")))?;
         let here = file
             .as_ref()
@@ -250,7 +250,8 @@ pub fn run_slice(
         arms.push(SliceArm {
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
-                wall_s: wall,
+                wall_s: timed.map(|t| t.wall_s),
+                wall_tasks: timed.map(|t| t.tasks),
                 machines: machines_in(&plan.out.join(&run))?,
                 numerics: numerics_in(&plan.out.join(&run))?,
                 run,
@@ -458,7 +459,12 @@ pub(super) fn arm_line(a: &SliceArm) -> String {
             }
         )
     });
-    let wall = s.wall_s.map_or(String::new(), |w| format!(", {w:.0} s"));
+    let wall = s.wall_s.map_or(String::new(), |w| {
+        format!(
+            ", {}",
+            super::report::part_secs(w, s.wall_tasks, s.problems)
+        )
+    });
     format!(
         "{:<10} greedy accuracy {:.3} ({right} of {}), parsable answers {:.3}, accuracy among parsable {:.3}, {:.0} tokens an answer{same}{wall}",
         a.name, s.accuracy, s.answers, s.parsable, s.accuracy_parsable, s.mean_tokens

@@ -106,7 +106,11 @@ fn collection_figures_count_train_problems_apart_from_dev_ones() {
             vec![vec![attempt(None, -1.0, 5), attempt(Some("3"), 0.0, 5)]],
         ),
     ];
-    let f = collect_figures(&all, 1, Some(2.0));
+    let timed = super::env::Timed {
+        wall_s: 2.0,
+        tasks: 3,
+    };
+    let f = collect_figures(&all, 1, Some(timed));
     assert_eq!(
         (f.problems, f.train_solved, f.train_first_correct),
         (4, 2, 1)
@@ -116,6 +120,7 @@ fn collection_figures_count_train_problems_apart_from_dev_ones() {
         (7, 3, 5)
     );
     assert_eq!(f.generated_tokens, 35);
+    assert_eq!((f.wall_s, f.wall_tasks), (Some(2.0), Some(3)));
 }
 
 #[test]
@@ -376,6 +381,7 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         pass_at_k: Some(1.0),
         mean_tokens: 9.0,
         wall_s: None,
+        wall_tasks: None,
         run: "eval/base-sampled".into(),
         machines: Vec::new(),
         numerics: Vec::new(),
@@ -400,6 +406,7 @@ fn greedy_on(machines: &[&str]) -> super::Score {
         pass_at_k: None,
         mean_tokens: 9.0,
         wall_s: None,
+        wall_tasks: None,
         run: "eval/x-greedy".into(),
         machines: machines
             .iter()
@@ -450,6 +457,31 @@ fn comparisons_say_whether_both_arms_ran_on_one_machine_and_the_summary_warns_wh
     assert_eq!(verdict(&report), Some(false));
     report.arms = vec![arm("base", &[]), arm("r1-s1", &["EPYC"])];
     assert_eq!(verdict(&report), None);
+}
+
+#[test]
+fn a_resumed_evaluations_time_is_printed_as_the_part_it_covers() {
+    use super::ArmFigures;
+    let mut report = report_of(Vec::new());
+    let timed = |wall_tasks| ArmFigures {
+        name: "base".into(),
+        adapter: None,
+        greedy: Some(super::Score {
+            wall_s: Some(1206.0),
+            wall_tasks,
+            ..greedy_on(&["EPYC"])
+        }),
+        sampled: None,
+    };
+    report.arms = vec![timed(Some(1))];
+    let text = report.summary().join("\n");
+    assert!(
+        text.contains(", 1206 s for the last 1 of 2, on EPYC"),
+        "{text}"
+    );
+    report.arms = vec![timed(Some(2))];
+    let text = report.summary().join("\n");
+    assert!(text.contains(", 1206 s, on EPYC"), "{text}");
 }
 
 #[test]
