@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retroformer_envs::hotpotqa::react::{run_episode, ReactConfig};
 use retroformer_envs::hotpotqa::{self, Docstore, Episode};
 use retroformer_llama::{LlamaModel, LoadOptions};
@@ -42,26 +42,38 @@ impl Session for NoReuse {
     }
 }
 
+/// ReAct episodes on HotPotQA with the session's KV reuse against re-evaluating the prompt.
+#[derive(clap::Parser)]
+struct Args {
+    /// Model name or GGUF path.
+    #[arg(long = "model", default_value = "smollm2-135m-instruct")]
+    model_name: String,
+    /// Questions (the first N).
+    #[arg(long = "questions", default_value_t = 3)]
+    n_questions: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// HotPotQA file (default: the bundled questions).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The result file.
+    #[arg(long, default_value = "target/bench/agent.json")]
+    out: PathBuf,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 fn main() -> Result<()> {
-    let mut model_name = "smollm2-135m-instruct".to_string();
-    let mut n_questions = 3usize;
-    let mut threads = 2u32;
-    let mut data: Option<PathBuf> = None;
-    let mut out = PathBuf::from("target/bench/agent.json");
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--model" => model_name = args.next().context("--model needs a value")?,
-            "--questions" => {
-                n_questions = args.next().context("--questions needs a value")?.parse()?
-            }
-            "--threads" => threads = args.next().context("--threads needs a value")?.parse()?,
-            "--data" => data = Some(PathBuf::from(args.next().context("--data needs a value")?)),
-            "--out" => out = PathBuf::from(args.next().context("--out needs a value")?),
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let Args {
+        model_name,
+        n_questions,
+        threads,
+        data,
+        out,
+        ..
+    } = clap::Parser::parse();
     let (path, _) = retroformer_benches::resolve_model(&model_name)?;
     let model = LlamaModel::load(&path, LoadOptions::new(TargetProfile::load("cpu")?))?;
     let questions = hotpotqa::load(hotpotqa::source(data.as_deref()))?;

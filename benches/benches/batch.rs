@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::{TargetProfile, Threads};
@@ -22,34 +22,43 @@ use retroformer_llm::{
 };
 use serde_json::json;
 
+/// Batched generation against the same requests one after another.
+#[derive(clap::Parser)]
+struct Args {
+    /// Model name or GGUF path.
+    #[arg(long = "model", default_value = "qwen2.5-coder-0.5b-instruct")]
+    model_name: String,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [4usize, 8])]
+    sizes: Vec<usize>,
+    /// Tokens generated per request.
+    #[arg(long, default_value_t = 64)]
+    tokens: u32,
+    /// Repetitions (interleaved).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// The result file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 // long: a benchmark's main reads as its steps: arguments, warm-up, the interleaved repetitions, the report.
 fn main() -> Result<()> {
-    let mut model_name = "qwen2.5-coder-0.5b-instruct".to_string();
-    let mut threads = 2u32;
-    let mut sizes = vec![4usize, 8];
-    let mut tokens = 64u32;
-    let mut reps = 3usize;
-    let mut out: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--model" => model_name = args.next().context("--model NAME|PATH")?,
-            "--threads" => threads = args.next().context("--threads N")?.parse()?,
-            "--sizes" => {
-                sizes = args
-                    .next()
-                    .context("--sizes N,M")?
-                    .split(',')
-                    .map(|s| s.trim().parse().context("--sizes"))
-                    .collect::<Result<_>>()?
-            }
-            "--tokens" => tokens = args.next().context("--tokens N")?.parse()?,
-            "--reps" => reps = args.next().context("--reps N")?.parse()?,
-            "--out" => out = Some(args.next().context("--out FILE")?.into()),
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let Args {
+        model_name,
+        threads,
+        sizes,
+        tokens,
+        reps,
+        out,
+        ..
+    } = clap::Parser::parse();
     anyhow::ensure!(
         sizes.iter().all(|&n| n >= 2),
         "--sizes: each batch size must be at least 2"

@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use retroformer_benches::harness::system::fingerprint;
 use retroformer_benches::{finish_report, load_average, resolve_model};
 use retroformer_llama::{LlamaModel, LoadOptions};
@@ -20,33 +20,52 @@ use retroformer_llm::target::{TargetProfile, Threads};
 use retroformer_llm::{GenerateRequest, LanguageModel, SessionOptions, Token};
 use serde_json::json;
 
+/// Greedy answers one at a time against all through one stream on several lanes.
+#[derive(clap::Parser)]
+struct Args {
+    /// Model name or GGUF path.
+    #[arg(long = "model", default_value = "smollm2-135m-instruct")]
+    model_name: String,
+    /// GSM8K test problems (the first N).
+    #[arg(long, default_value_t = 200)]
+    n: usize,
+    /// Lanes of the batched stream.
+    #[arg(long, default_value_t = 32)]
+    lanes: u32,
+    /// Tokens an answer at most.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
+    threads: u32,
+    /// A near-tie: top-2 logits within this of each other.
+    #[arg(long, default_value_t = 0.5)]
+    tolerance: f32,
+    /// The result file (relative to the workspace).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 fn main() -> Result<()> {
-    let mut model_name = "smollm2-135m-instruct".to_string();
-    let (mut n, mut lanes, mut max_tokens, mut threads) = (200usize, 32u32, 256u32, 2u32);
-    let mut tolerance = 0.5f32;
-    let mut out: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => model_name = value()?,
-            "--n" => n = value()?.parse().context("--n")?,
-            "--lanes" => lanes = value()?.parse().context("--lanes")?,
-            "--max-tokens" => max_tokens = value()?.parse().context("--max-tokens")?,
-            "--threads" => threads = value()?.parse().context("--threads")?,
-            "--tolerance" => tolerance = value()?.parse().context("--tolerance")?,
-            // cargo runs a bench in its package's folder: a relative path is the workspace's.
-            "--out" => {
-                out = Some(
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("..")
-                        .join(value()?),
-                )
-            }
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let Args {
+        model_name,
+        n,
+        lanes,
+        max_tokens,
+        threads,
+        tolerance,
+        out,
+        ..
+    } = clap::Parser::parse();
+    // cargo runs a bench in its package's folder: a relative path is the workspace's.
+    let out = out.map(|o| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(o)
+    });
     anyhow::ensure!(lanes >= 2, "--lanes must be at least 2");
     let (path, label) = resolve_model(&model_name)?;
     let mut profile = TargetProfile::load("cpu")?;

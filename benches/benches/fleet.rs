@@ -39,49 +39,40 @@ use retroformer_sync::device::{scored, Canary};
 use retroformer_sync::{names, Device, DeviceConfig, FleetTrainer, TrainerConfig};
 use serde_json::{json, Value};
 
+/// The fleet on a real nats-server against the bare NATS client.
+#[derive(clap::Parser)]
 struct Args {
+    /// Simulated device counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [10usize, 100])]
     devices: Vec<usize>,
+    /// Repetitions, each on a fresh server.
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Record files a device uploads.
+    #[arg(long, default_value_t = 20)]
     files: usize,
+    /// Lines a record file.
+    #[arg(long, default_value_t = 25)]
     records: usize,
+    /// Trajectories to upload (default: the committed round-1 GSM8K training set).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results/improve-gsm8k/full/round-1/train.jsonl"))]
     trajectories: PathBuf,
+    /// The adapter released (default: the committed round-1 GSM8K adapter).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/results/improve-gsm8k/full/round-1/s1.gguf"))]
     adapter: PathBuf,
+    /// The adapter's base model.
+    #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
     base: String,
+    /// The result file.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/improve-gsm8k/full/round-1");
-    let mut a = Args {
-        devices: vec![10, 100],
-        reps: 3,
-        files: 20,
-        records: 25,
-        trajectories: root.join("train.jsonl"),
-        adapter: root.join("s1.gguf"),
-        base: "qwen2.5-coder-0.5b-instruct".into(),
-        out: None,
-    };
-    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--devices" => {
-                a.devices = value()?
-                    .split(',')
-                    .map(|s| s.trim().parse().context("--devices"))
-                    .collect::<Result<_>>()?
-            }
-            "--reps" => a.reps = value()?.parse().context("--reps")?,
-            "--files" => a.files = value()?.parse().context("--files")?,
-            "--records" => a.records = value()?.parse().context("--records")?,
-            "--trajectories" => a.trajectories = value()?.into(),
-            "--adapter" => a.adapter = value()?.into(),
-            "--base" => a.base = value()?,
-            "--out" => a.out = Some(value()?.into()),
-            other => bail!("unknown flag {other}"),
-        }
-    }
+    let a: Args = clap::Parser::parse();
     if a.devices.is_empty() || a.devices.contains(&0) || a.reps == 0 || a.files * a.records == 0 {
         bail!("--devices, --reps, --files and --records must be positive");
     }

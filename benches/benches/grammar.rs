@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use retroformer_benches::harness::system::fingerprint;
 use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
 use retroformer_envs::household::env::LANE_TOKENS;
@@ -24,51 +24,46 @@ use retroformer_llm::target::{TargetProfile, Threads};
 use retroformer_llm::{LanguageModel, LlmError, SamplingParams, SessionOptions};
 use serde_json::json;
 
+/// The runtime's grammar sampling against the grammar applied to the whole vocabulary first.
+#[derive(clap::Parser)]
 struct Args {
+    /// Model name or GGUF path.
+    #[arg(long, default_value = "qwen2.5-coder-0.5b-instruct")]
     model: String,
+    /// Household evaluation tasks (the first N).
+    #[arg(long, default_value_t = 8)]
     tasks: usize,
+    /// Lanes of the stream.
+    #[arg(long, default_value_t = 8)]
     lanes: u32,
+    /// Actions an episode at most.
+    #[arg(long, default_value_t = 12)]
     max_steps: u32,
+    /// Repetitions (alternating which sampler goes first).
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: u32,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = 0.0)]
     temperature: f32,
+    /// The result file (relative to the workspace).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        model: "qwen2.5-coder-0.5b-instruct".into(),
-        tasks: 8,
-        lanes: 8,
-        max_steps: 12,
-        reps: 3,
-        threads: 2,
-        temperature: 0.0,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => a.model = value()?,
-            "--tasks" => a.tasks = value()?.parse().context("--tasks")?,
-            "--lanes" => a.lanes = value()?.parse().context("--lanes")?,
-            "--max-steps" => a.max_steps = value()?.parse().context("--max-steps")?,
-            "--reps" => a.reps = value()?.parse().context("--reps")?,
-            "--threads" => a.threads = value()?.parse().context("--threads")?,
-            "--temperature" => a.temperature = value()?.parse().context("--temperature")?,
-            // cargo runs a bench in its package's folder: a relative path is the workspace's.
-            "--out" => {
-                a.out = Some(
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("..")
-                        .join(value()?),
-                )
-            }
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let mut a: Args = clap::Parser::parse();
+    // cargo runs a bench in its package's folder: a relative path is the workspace's.
+    a.out = a.out.map(|o| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(o)
+    });
     anyhow::ensure!(
         a.tasks > 0 && a.reps > 0,
         "--tasks and --reps must be at least 1"

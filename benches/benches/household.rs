@@ -7,20 +7,23 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retroformer_benches::median;
 use retroformer_envs::household::{eval_split, plan::plan, HouseholdEnv, TaskSpec};
 
+/// Steps per second of the household world alone against copying its observations.
+#[derive(clap::Parser)]
+struct Args {
+    /// Seconds each side runs.
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 fn main() -> Result<()> {
-    let mut seconds = 1.0f64;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--seconds" => seconds = args.next().context("--seconds S")?.parse()?,
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let Args { seconds, .. } = clap::Parser::parse();
     let specs: Vec<TaskSpec> = eval_split();
     let mut envs: Vec<(HouseholdEnv, Vec<String>)> = Vec::new();
     for s in &specs {

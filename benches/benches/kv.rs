@@ -12,51 +12,47 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retroformer_benches::{finish_report, load_average, median, resolve_model, rss_bytes};
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::{KvType, TargetProfile, Threads};
 use retroformer_llm::{prose, GenerateRequest, LanguageModel, SessionOptions};
 use serde_json::json;
 
+/// KV cache types' memory per token and speed, as ratios to `f16`.
+#[derive(clap::Parser)]
 struct Args {
+    /// Model name or GGUF path; repeat for several (default: SmolLM2 and Qwen 0.5B).
+    #[arg(long = "model")]
     models: Vec<String>,
+    /// Lanes of the batched session.
+    #[arg(long, default_value_t = 8)]
     lanes: u32,
+    /// Context of each lane.
+    #[arg(long, default_value_t = 4096)]
     ctx: u32,
+    /// Prompt tokens a lane.
+    #[arg(long, default_value_t = 512)]
     prompt: u32,
+    /// Tokens generated a lane.
+    #[arg(long, default_value_t = 32)]
     tokens: u32,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: u32,
+    /// Repetitions (types interleaved).
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// The result file.
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args {
-        models: Vec::new(),
-        lanes: 8,
-        ctx: 4096,
-        prompt: 512,
-        tokens: 32,
-        threads: 2,
-        reps: 3,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        let mut val = |flag: &str| it.next().with_context(|| format!("{flag} needs a value"));
-        match x.as_str() {
-            "--model" => a.models.push(val("--model")?),
-            "--lanes" => a.lanes = val("--lanes")?.parse().context("--lanes")?,
-            "--ctx" => a.ctx = val("--ctx")?.parse().context("--ctx")?,
-            "--prompt" => a.prompt = val("--prompt")?.parse().context("--prompt")?,
-            "--tokens" => a.tokens = val("--tokens")?.parse().context("--tokens")?,
-            "--threads" => a.threads = val("--threads")?.parse().context("--threads")?,
-            "--reps" => a.reps = val("--reps")?.parse().context("--reps")?,
-            "--out" => a.out = Some(val("--out")?.into()),
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let mut a: Args = clap::Parser::parse();
     if a.models.is_empty() {
         a.models = vec![
             "smollm2-135m-instruct".into(),

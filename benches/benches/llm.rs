@@ -64,61 +64,40 @@ fn llama_bench(
     Ok((pick(true)?, pick(false)?))
 }
 
+/// Prefill and decode speed against a bare decode loop on the same binding (and llama-bench).
+#[derive(clap::Parser)]
 struct Opts {
+    /// llama.cpp's `llama-bench`, measured in the same run.
+    #[arg(long)]
     llama_bench: Option<PathBuf>,
+    /// Fewer repetitions (at most 3).
+    #[arg(long)]
     quick: bool,
+    /// Skip the bare loop.
+    #[arg(long)]
     skip_bare: bool,
+    /// Model name or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// A second model, measured the same way.
+    #[arg(long = "second-model")]
     second: Option<String>,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: u32,
+    /// Repetitions.
+    #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// The result file.
+    #[arg(long, default_value = "target/bench/llm.json")]
     out: PathBuf,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts {
-        llama_bench: None,
-        quick: false,
-        skip_bare: false,
-        model: "smollm2-135m-instruct".into(),
-        second: None,
-        threads: 2,
-        reps: 5,
-        out: PathBuf::from("target/bench/llm.json"),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--llama-bench" => {
-                o.llama_bench = Some(PathBuf::from(
-                    args.next().context("--llama-bench needs a path")?,
-                ))
-            }
-            "--skip-bare" => o.skip_bare = true,
-            "--model" => o.model = args.next().context("--model needs a value")?,
-            "--second-model" => {
-                o.second = Some(args.next().context("--second-model needs a value")?)
-            }
-            "--threads" => {
-                o.threads = args
-                    .next()
-                    .context("--threads needs a value")?
-                    .parse()
-                    .context("--threads")?
-            }
-            "--reps" => {
-                o.reps = args
-                    .next()
-                    .context("--reps needs a value")?
-                    .parse()
-                    .context("--reps")?
-            }
-            "--out" => o.out = PathBuf::from(args.next().context("--out needs a value")?),
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let mut o: Opts = clap::Parser::parse();
     if o.quick {
         o.reps = o.reps.min(3);
     }

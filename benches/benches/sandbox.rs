@@ -8,26 +8,36 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use retroformer_benches::{load_average, median, spread};
 use retroformer_envs::humaneval::{hidden_test_program, load};
 use retroformer_sandbox::{Outcome, Sandbox, SandboxConfig};
 use serde_json::json;
 
+/// The sandbox's overhead over a bare `python3 -c` subprocess.
+#[derive(clap::Parser)]
+struct Args {
+    /// HumanEval reference solutions run (the first N).
+    #[arg(long = "programs", default_value_t = 40)]
+    n_programs: usize,
+    /// Repetitions (interleaved).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// The result file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 fn main() -> Result<()> {
-    let mut n_programs = 40usize;
-    let mut reps = 5usize;
-    let mut out: Option<PathBuf> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--programs" => n_programs = args.next().context("--programs N")?.parse()?,
-            "--reps" => reps = args.next().context("--reps N")?.parse()?,
-            "--out" => out = Some(args.next().context("--out FILE")?.into()),
-            "--bench" => {}
-            other => anyhow::bail!("unknown argument {other}"),
-        }
-    }
+    let Args {
+        n_programs,
+        reps,
+        out,
+        ..
+    } = clap::Parser::parse();
     let problems = load(retroformer_envs::humaneval::source(None))?;
     // Realistic test runs: reference solutions against their hidden tests, plus a one-liner.
     let mut programs: Vec<String> = problems

@@ -31,66 +31,59 @@ use anyhow::{bail, Context, Result};
 use retroformer_benches::{finish_report, load_average, median, resolve_model, spread};
 use serde_json::{json, Value};
 
+/// Our OpenAI-compatible server against llama.cpp's, same model, requests and clients.
+#[derive(clap::Parser)]
 struct Args {
+    /// Model name or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// Threads of each server.
+    #[arg(long, default_value_t = 2)]
     threads: u32,
+    /// Lanes of each server.
+    #[arg(long, default_value_t = 16)]
     parallel: u32,
+    /// Concurrent clients, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 4, 16])]
     clients: Vec<u32>,
+    /// Requests a client.
+    #[arg(long, default_value_t = 4)]
     requests: u32,
+    /// Prompt tokens a request.
+    #[arg(long, default_value_t = 64)]
     pp: u32,
+    /// Generated tokens a request.
+    #[arg(long, default_value_t = 64)]
     tg: u32,
+    /// Repetitions.
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Multi-turn conversations (the prefix cache's case).
+    #[arg(long, default_value_t = 4)]
     conversations: u32,
+    /// Turns a conversation.
+    #[arg(long, default_value_t = 6)]
     turns: u32,
+    /// Our executable.
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/retroformer"))]
     ours: PathBuf,
+    /// llama.cpp's `llama-server`, measured in the same run.
+    #[arg(long)]
     reference: Option<String>,
+    /// The result file (relative to the workspace).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut a = Args {
-        model: "smollm2-135m-instruct".into(),
-        threads: 2,
-        parallel: 16,
-        clients: vec![1, 4, 16],
-        requests: 4,
-        pp: 64,
-        tg: 64,
-        reps: 3,
-        conversations: 4,
-        turns: 6,
-        ours: root.join("target/release/retroformer"),
-        reference: None,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => a.model = value()?,
-            "--threads" => a.threads = value()?.parse().context("--threads")?,
-            "--parallel" => a.parallel = value()?.parse().context("--parallel")?,
-            "--clients" => {
-                a.clients = value()?
-                    .split(',')
-                    .map(|s| s.trim().parse().context("--clients"))
-                    .collect::<Result<_>>()?
-            }
-            "--requests" => a.requests = value()?.parse().context("--requests")?,
-            "--pp" => a.pp = value()?.parse().context("--pp")?,
-            "--tg" => a.tg = value()?.parse().context("--tg")?,
-            "--reps" => a.reps = value()?.parse().context("--reps")?,
-            "--conversations" => a.conversations = value()?.parse().context("--conversations")?,
-            "--turns" => a.turns = value()?.parse().context("--turns")?,
-            "--ours" => a.ours = value()?.into(),
-            "--reference" => a.reference = Some(value()?),
-            // cargo runs a bench in its package's folder: a relative path is the workspace's.
-            "--out" => a.out = Some(root.join(value()?)),
-            "--bench" => {}
-            other => bail!("unknown flag {other}"),
-        }
-    }
+    let mut a: Args = clap::Parser::parse();
+    // cargo runs a bench in its package's folder: a relative path is the workspace's.
+    a.out = a
+        .out
+        .map(|o| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(o));
     if a.clients.iter().any(|&c| c == 0 || c > a.parallel) {
         bail!("--clients must be 1 to --parallel ({})", a.parallel);
     }

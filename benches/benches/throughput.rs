@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use retroformer_benches::harness::system::fingerprint;
 use retroformer_benches::{finish_report, git_commit, load_average, median, resolve_model, spread};
 use retroformer_core::rss::{peak_rss_bytes, reset_peak_rss};
@@ -35,65 +35,53 @@ use retroformer_llm::target::{TargetProfile, Threads};
 use retroformer_llm::{prose, GenerateRequest, LanguageModel, SamplingParams, SessionOptions};
 use serde_json::json;
 
+/// Batched throughput (llama-batched-bench's shape) against a reference in the same run.
+#[derive(clap::Parser)]
 struct Args {
+    /// Model name or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
     model: String,
+    /// Threads.
+    #[arg(long, default_value_t = 2)]
     threads: u32,
+    /// Parallel sequences, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32, 8, 16, 32, 64])]
     npl: Vec<u32>,
+    /// Prompt tokens a sequence.
+    #[arg(long, default_value_t = 128)]
     pp: u32,
+    /// Generated tokens a sequence.
+    #[arg(long, default_value_t = 128)]
     tg: u32,
+    /// Repetitions.
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Sample (temperature 0.7) instead of greedy.
+    #[arg(long)]
     sampled: bool,
+    /// Target profile.
+    #[arg(long, default_value = "cpu")]
     target: String,
+    /// llama.cpp's `llama-batched-bench`, measured in the same run.
+    #[arg(long)]
     reference: Option<PathBuf>,
+    /// Another target profile as the reference.
+    #[arg(long)]
     reference_target: Option<String>,
+    /// The result file (relative to the workspace).
+    #[arg(long)]
     out: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
 }
 
 fn parse_args() -> Result<Args> {
-    let mut a = Args {
-        model: "smollm2-135m-instruct".into(),
-        threads: 2,
-        npl: vec![1, 8, 16, 32, 64],
-        pp: 128,
-        tg: 128,
-        reps: 3,
-        sampled: false,
-        target: "cpu".into(),
-        reference: None,
-        reference_target: None,
-        out: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => a.model = value()?,
-            "--threads" => a.threads = value()?.parse().context("--threads")?,
-            "--npl" => {
-                a.npl = value()?
-                    .split(',')
-                    .map(|s| s.trim().parse().context("--npl"))
-                    .collect::<Result<_>>()?
-            }
-            "--pp" => a.pp = value()?.parse().context("--pp")?,
-            "--tg" => a.tg = value()?.parse().context("--tg")?,
-            "--reps" => a.reps = value()?.parse().context("--reps")?,
-            "--reference" => a.reference = Some(value()?.into()),
-            "--target" => a.target = value()?,
-            "--reference-target" => a.reference_target = Some(value()?),
-            // cargo runs a bench in its package's folder: a relative path is the workspace's.
-            "--out" => {
-                a.out = Some(
-                    Path::new(env!("CARGO_MANIFEST_DIR"))
-                        .join("..")
-                        .join(value()?),
-                )
-            }
-            "--sampled" => a.sampled = true,
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let mut a: Args = clap::Parser::parse();
+    // cargo runs a bench in its package's folder: a relative path is the workspace's.
+    a.out = a
+        .out
+        .map(|o| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(o));
     anyhow::ensure!(
         a.npl
             .iter()

@@ -95,7 +95,9 @@ fn parse_side(stdout: &str, rss: u64) -> Result<Side> {
 
 /// The child: trains `steps` SFT steps on the token ids and prints per-step seconds and losses.
 fn child(model: &Path, tokens: &Path, steps: u64, batch: usize, backend: Backend) -> Result<()> {
-    let ids: Vec<u32> = serde_json::from_slice(&std::fs::read(tokens)?)?;
+    let text = std::fs::read(tokens).with_context(|| format!("--child: {}", tokens.display()))?;
+    let ids: Vec<u32> =
+        serde_json::from_slice(&text).with_context(|| format!("--child: {}", tokens.display()))?;
     let device = backend_device(backend)?;
     let base = retroformer_trainer::load_base(model, backend, &device)?;
     let data = vec![Tokenized {
@@ -134,39 +136,56 @@ fn child(model: &Path, tokens: &Path, steps: u64, batch: usize, backend: Backend
     Ok(())
 }
 
+/// LoRA training steps: our trainer against PyTorch/PEFT on the same model and tokens.
+#[derive(clap::Parser)]
+struct Args {
+    /// Model name or GGUF path.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    model: String,
+    /// Tokens a sequence.
+    #[arg(long, default_value_t = 512)]
+    seq: usize,
+    /// Steps a repetition (the first is warm-up).
+    #[arg(long, default_value_t = 4)]
+    steps: u64,
+    /// Repetitions (interleaved).
+    #[arg(long, default_value_t = 2)]
+    reps: usize,
+    /// Sequences a step.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// The Python that runs the PyTorch reference.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Our trainer's backend: native, ndarray, flex, wgpu or cuda.
+    #[arg(long, default_value = "native")]
+    backend: Backend,
+    /// The result file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Internal: run our side on MODEL and TOKENS in this process.
+    #[arg(long, num_args = 2, value_names = ["MODEL", "TOKENS"], hide = true)]
+    child: Option<Vec<PathBuf>>,
+    /// Passed by `cargo bench`.
+    #[arg(long = "bench", hide = true)]
+    _bench: bool,
+}
+
 // long: a benchmark's main reads as its steps: arguments, the child processes of both sides, interleaved, the report.
 fn main() -> Result<()> {
-    let mut model = "smollm2-135m-instruct".to_string();
-    let (mut seq, mut steps, mut reps, mut batch) = (512usize, 4u64, 2usize, 1usize);
-    let mut python = "python3".to_string();
-    let mut out: Option<PathBuf> = None;
-    let mut child_args: Option<(PathBuf, PathBuf)> = None;
-    let mut backend = Backend::Native;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--model" => model = args.next().context("--model M")?,
-            "--seq" => seq = args.next().context("--seq N")?.parse()?,
-            "--steps" => steps = args.next().context("--steps N")?.parse()?,
-            "--reps" => reps = args.next().context("--reps N")?.parse()?,
-            "--batch" => batch = args.next().context("--batch N")?.parse()?,
-            "--python" => python = args.next().context("--python PATH")?,
-            "--backend" => {
-                let b = args
-                    .next()
-                    .context("--backend native|ndarray|flex|wgpu|cuda")?;
-                backend = b.parse().map_err(|e| anyhow::anyhow!("--backend {e}"))?;
-            }
-            "--out" => out = Some(args.next().context("--out FILE")?.into()),
-            "--child" => {
-                let m = args.next().context("--child MODEL TOKENS")?;
-                let t = args.next().context("--child MODEL TOKENS")?;
-                child_args = Some((m.into(), t.into()));
-            }
-            "--bench" => {}
-            other => bail!("unknown argument {other}"),
-        }
-    }
+    let Args {
+        model,
+        seq,
+        steps,
+        reps,
+        batch,
+        python,
+        backend,
+        out,
+        child: child_args,
+        ..
+    } = clap::Parser::parse();
+    let child_args = child_args.map(|v| (v[0].clone(), v[1].clone()));
     if let Some((m, t)) = child_args {
         return child(&m, &t, steps, batch, backend);
     }
