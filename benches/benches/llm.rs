@@ -66,7 +66,7 @@ fn llama_bench(
 
 /// Prefill and decode speed against a bare decode loop on the same binding (and llama-bench).
 #[derive(clap::Parser)]
-struct Opts {
+struct Args {
     /// llama.cpp's `llama-bench`, measured in the same run.
     #[arg(long)]
     llama_bench: Option<PathBuf>,
@@ -96,8 +96,8 @@ struct Opts {
     _bench: bool,
 }
 
-fn parse() -> Result<Opts> {
-    let mut o: Opts = clap::Parser::parse();
+fn parse() -> Result<Args> {
+    let mut o: Args = clap::Parser::parse();
     if o.quick {
         o.reps = o.reps.min(3);
     }

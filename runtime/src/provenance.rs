@@ -293,11 +293,16 @@ pub fn machines_in(out: &Path) -> Result<Vec<Machine>, FileError> {
     Ok(read_sessions(out)?.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
 }
 
-/// The distinct numerics recorded in `out`'s `sessions.json` (empty: none recorded).
+/// The distinct numerics of `out`'s sessions; empty unless every session recorded its own (a
+/// folder begun by a build from before the record has answers of unknown numerics).
 pub fn numerics_in(out: &Path) -> Result<Vec<String>, FileError> {
-    Ok(read_sessions(out)?.map_or_else(Vec::new, |s| {
-        s.numerics().into_iter().map(str::to_string).collect()
-    }))
+    let Some(all) = read_sessions(out)? else {
+        return Ok(Vec::new());
+    };
+    if all.sessions.iter().any(|s| s.numerics.is_none()) {
+        return Ok(Vec::new());
+    }
+    Ok(all.numerics().into_iter().map(str::to_string).collect())
 }
 
 /// Adds `session` to `out/sessions.json` (atomically). Call it when a session is about to
@@ -464,7 +469,13 @@ mod tests {
         record_session(dir.path(), s).unwrap();
         assert!(check(Some(fast)).is_ok());
         assert!(check(None).is_ok());
-        assert_eq!(numerics_in(dir.path()).unwrap(), vec![fast.to_string()]);
+        // The first session's answers have unknown numerics: the folder's are not known.
+        assert!(numerics_in(dir.path()).unwrap().is_empty());
+        let whole = tempfile::tempdir().unwrap();
+        let mut s = Session::now(0, Some(2));
+        s.numerics = Some(fast.into());
+        record_session(whole.path(), s).unwrap();
+        assert_eq!(numerics_in(whole.path()).unwrap(), vec![fast.to_string()]);
         let reference = fast.replace("fast kernels", "reference kernels");
         let e = check(Some(&reference)).unwrap_err().to_string();
         assert!(e.contains("sessions.json"), "{e}");

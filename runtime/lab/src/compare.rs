@@ -606,7 +606,7 @@ fn provenance_lines(report: &CompareReport, p: &Pair) -> Vec<String> {
     }
     if p.same_numerics == Some(false) {
         out.push(format!(
-            "[{}] and [{}] were decoded with other numerics ([{}]: {}; [{}]: {}): the difference mixes the two settings in",
+            "[{}] and [{}] were not all decoded with the same numerics ([{}]: {}; [{}]: {}): the difference mixes the settings in",
             p.b,
             p.a,
             p.b,

@@ -295,7 +295,7 @@ impl Ctx<'_> {
             .env
             .experience(self, &dir, r, policy.as_deref(), progress)?;
         let round = &mut report.rounds[idx];
-        // A resumed collection keeps the wall time its first run measured.
+        // Read back from files, a collection keeps the wall time its last process measured.
         if round.collect.is_none() || figures.wall_s.is_some() {
             round.collect = Some(figures);
         }

@@ -425,7 +425,7 @@ fn runs_decoded_under_other_target_profiles_are_named_with_both_numerics() {
     );
     let text = lines(&report).join("\n");
     assert!(
-        text.contains("[1] and [0] were decoded with other numerics ([1]: reference kernels; [0]: fast kernels)"),
+        text.contains("[1] and [0] were not all decoded with the same numerics ([1]: reference kernels; [0]: fast kernels)"),
         "{text}"
     );
     // The same profile on both: nothing said.

@@ -82,8 +82,8 @@ impl ImproveEnv for Gsm8k {
         policy: Option<&str>,
         progress: &mut dyn Progress,
     ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError> {
-        let (collected, wall_s) = self.collect(ctx, dir, policy, progress)?;
-        let figures = collect_figures(&collected, self.dev.len(), wall_s);
+        let (collected, timed) = self.collect(ctx, dir, policy, progress)?;
+        let figures = collect_figures(&collected, self.dev.len(), timed);
         let (dev, train) = collected.split_at(self.dev.len());
         Ok((figures, data(ctx, dir, r, dev, train)))
     }

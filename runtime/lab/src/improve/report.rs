@@ -369,7 +369,7 @@ impl ImproveReport {
             }
             if c.same_numerics == Some(false) {
                 out.push(format!(
-                    "  {}: the two arms were decoded with other numerics (another --target or --kv-type); the difference mixes the two settings in",
+                    "  {}: the two arms were not all decoded with the same numerics (another --target or --kv-type; see each folder's sessions.json); the difference mixes the settings in",
                     c.name
                 ));
             }
@@ -387,10 +387,10 @@ fn machines_part(machines: &[Machine]) -> String {
     format!(", on {}", labels.join("; "))
 }
 
-/// `W s`, or `W s for the last N of M` when the time covers only a resumed part.
+/// `W s`, or `W s for N of M (resumed)` when the time covers only the part this process ran.
 pub(super) fn part_secs(w: f64, tasks: Option<usize>, of: usize) -> String {
     match tasks {
-        Some(n) if n < of => format!("{w:.0} s for the last {n} of {of}"),
+        Some(n) if n < of => format!("{w:.0} s for {n} of {of} (resumed)"),
         _ => format!("{w:.0} s"),
     }
 }

@@ -476,7 +476,7 @@ fn a_resumed_evaluations_time_is_printed_as_the_part_it_covers() {
     report.arms = vec![timed(Some(1))];
     let text = report.summary().join("\n");
     assert!(
-        text.contains(", 1206 s for the last 1 of 2, on EPYC"),
+        text.contains(", 1206 s for 1 of 2 (resumed), on EPYC"),
         "{text}"
     );
     report.arms = vec![timed(Some(2))];
@@ -509,7 +509,7 @@ fn arms_decoded_under_other_target_profiles_are_flagged_in_the_summary() {
     assert_eq!(report.comparisons[0].same_numerics, Some(false));
     let text = report.summary().join("\n");
     assert!(
-        text.contains("r1-s1 - base: the two arms were decoded with other numerics"),
+        text.contains("r1-s1 - base: the two arms were not all decoded with the same numerics"),
         "{text}"
     );
     report.arms = vec![arm("base", &[]), arm("r1-s1", &["fast"])];
