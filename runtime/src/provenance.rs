@@ -213,44 +213,53 @@ pub struct Sessions {
 impl Sessions {
     /// The distinct machines (by kernels) that wrote results, in the order they first did.
     pub fn machines(&self) -> Vec<&Machine> {
-        let mut out: Vec<&Machine> = Vec::new();
-        for s in &self.sessions {
-            if !out.iter().any(|m| m.same_kernels(&s.machine)) {
-                out.push(&s.machine);
-            }
-        }
-        out
+        distinct(
+            self.sessions.iter().map(|s| &s.machine),
+            Machine::same_kernels,
+        )
     }
 
     /// The distinct numerics its sessions recorded, in the order they first did (sessions
     /// from before the record have none).
     pub fn numerics(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for n in self.sessions.iter().filter_map(|s| s.numerics.as_deref()) {
-            if !out.contains(&n) {
-                out.push(n);
-            }
-        }
-        out
+        let recorded = self.sessions.iter().filter_map(|s| s.numerics.as_deref());
+        distinct(recorded, |a, b| a == b)
     }
+}
+
+/// `items` without repeats (by `same`), in the order they first come.
+fn distinct<'a, T: ?Sized>(
+    items: impl Iterator<Item = &'a T>,
+    same: impl Fn(&T, &T) -> bool,
+) -> Vec<&'a T> {
+    let mut out: Vec<&'a T> = Vec::new();
+    for x in items {
+        if !out.iter().any(|o| same(o, x)) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+/// `Some(true)` when two folders each hold one setting (by `same`) and it is the same one;
+/// `None` when either has no record.
+fn one_setting<T>(a: &[T], b: &[T], same: impl Fn(&T, &T) -> bool) -> Option<bool> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    Some(a.len() == 1 && b.len() == 1 && same(&a[0], &b[0]))
 }
 
 /// Whether two folders' results were decoded with the same numerics (target profile): each
 /// with one, the same; `None` when either has no record.
 pub fn same_numerics(a: &[String], b: &[String]) -> Option<bool> {
-    if a.is_empty() || b.is_empty() {
-        return None;
-    }
-    Some(a.len() == 1 && b.len() == 1 && a[0] == b[0])
+    one_setting(a, b, |x, y| x == y)
 }
 
 /// Whether two folders' results come from one machine: each was written on one machine only,
 /// and both on the same kernels; `None` when either is not recorded.
 pub fn one_machine(a: &[Machine], b: &[Machine]) -> Option<bool> {
-    if a.is_empty() || b.is_empty() {
-        return None;
-    }
-    Some(a.len() == 1 && b.len() == 1 && a[0].same_kernels(&b[0]))
+    one_setting(a, b, Machine::same_kernels)
 }
 
 /// A warning when `out` already holds results that another machine wrote: resumed here, the
