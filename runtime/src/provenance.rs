@@ -297,21 +297,33 @@ pub fn read_sessions(out: &Path) -> Result<Option<Sessions>, FileError> {
     }
 }
 
-/// The distinct machines that wrote `out`'s results (empty: no `sessions.json`).
-pub fn machines_in(out: &Path) -> Result<Vec<Machine>, FileError> {
-    Ok(read_sessions(out)?.map_or_else(Vec::new, |s| s.machines().into_iter().cloned().collect()))
+/// What `out/sessions.json` records about how `out`'s results were made, read once.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Provenance {
+    /// The distinct machines that wrote the results (empty: no `sessions.json`).
+    pub machines: Vec<Machine>,
+    /// The distinct numerics of the sessions; empty unless every session recorded its own (a
+    /// folder begun by a build from before the record has answers of unknown numerics).
+    pub numerics: Vec<String>,
 }
 
-/// The distinct numerics of `out`'s sessions; empty unless every session recorded its own (a
-/// folder begun by a build from before the record has answers of unknown numerics).
-pub fn numerics_in(out: &Path) -> Result<Vec<String>, FileError> {
+/// Reads `out`'s [`Provenance`] (empty for a folder written before `sessions.json` was kept).
+pub fn provenance_in(out: &Path) -> Result<Provenance, FileError> {
     let Some(all) = read_sessions(out)? else {
-        return Ok(Vec::new());
+        return Ok(Provenance::default());
     };
-    if all.sessions.iter().any(|s| s.numerics.is_none()) {
-        return Ok(Vec::new());
-    }
-    Ok(all.numerics().into_iter().map(str::to_string).collect())
+    let machines = all.machines().into_iter().cloned().collect();
+    let numerics = if all.sessions.iter().any(|s| s.numerics.is_none()) {
+        Vec::new()
+    } else {
+        all.numerics().into_iter().map(str::to_string).collect()
+    };
+    Ok(Provenance { machines, numerics })
+}
+
+/// The distinct machines that wrote `out`'s results (empty: no `sessions.json`).
+pub fn machines_in(out: &Path) -> Result<Vec<Machine>, FileError> {
+    Ok(provenance_in(out)?.machines)
 }
 
 /// Adds `session` to `out/sessions.json` (atomically). Call it when a session is about to
@@ -472,19 +484,22 @@ mod tests {
         // A session from before the record says nothing either way.
         record_session(dir.path(), Session::now(0, Some(2))).unwrap();
         assert!(check(Some("anything")).is_ok());
-        assert!(numerics_in(dir.path()).unwrap().is_empty());
+        assert!(provenance_in(dir.path()).unwrap().numerics.is_empty());
         let mut s = Session::now(3, Some(2));
         s.numerics = Some(fast.into());
         record_session(dir.path(), s).unwrap();
         assert!(check(Some(fast)).is_ok());
         assert!(check(None).is_ok());
         // The first session's answers have unknown numerics: the folder's are not known.
-        assert!(numerics_in(dir.path()).unwrap().is_empty());
+        assert!(provenance_in(dir.path()).unwrap().numerics.is_empty());
         let whole = tempfile::tempdir().unwrap();
         let mut s = Session::now(0, Some(2));
         s.numerics = Some(fast.into());
         record_session(whole.path(), s).unwrap();
-        assert_eq!(numerics_in(whole.path()).unwrap(), vec![fast.to_string()]);
+        assert_eq!(
+            provenance_in(whole.path()).unwrap().numerics,
+            vec![fast.to_string()]
+        );
         let reference = fast.replace("fast kernels", "reference kernels");
         let e = check(Some(&reference)).unwrap_err().to_string();
         assert!(e.contains("sessions.json"), "{e}");

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use retroformer::agent::runner::{trial_dir, RunLabel};
-use retroformer::provenance::{machines_in, numerics_in, one_machine, same_numerics, Machine};
+use retroformer::provenance::{one_machine, provenance_in, same_numerics, Machine};
 use retroformer_core::fsutil::{read_regular, write_atomic};
 use retroformer_core::text::printable;
 use retroformer_report::{line_chart_svg, write_chart, Series};
@@ -345,6 +345,7 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
         }
     }
     let n = tasks.len() as f64;
+    let made = provenance_in(dir)?;
     let info = RunInfo {
         path: dir.to_string_lossy().into_owned(),
         label: run_label(&label, temperature),
@@ -362,8 +363,8 @@ pub fn load_run(dir: &Path) -> Result<Run, LabError> {
             .iter()
             .map(|row| row.iter().filter(|&&s| s).count() as f64 / n)
             .collect(),
-        machines: machines_in(dir)?,
-        numerics: numerics_in(dir)?,
+        machines: made.machines,
+        numerics: made.numerics,
     };
     Ok(Run {
         info,

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use retroformer::provenance::{machines_in, numerics_in, one_machine, same_numerics};
+use retroformer::provenance::{one_machine, provenance_in, same_numerics};
 use retroformer_envs::{Chart, Progress};
 
 use super::env::{Evaluation, Split};
@@ -100,12 +100,12 @@ pub(super) fn evaluate_arms(
                 (None, Some(s)) => (s.wall_s, s.wall_tasks),
                 (None, None) => (None, None),
             };
-            let dir = ctx.plan.out.join(&score.run);
+            let made = provenance_in(&ctx.plan.out.join(&score.run))?;
             *slot = Some(super::Score {
                 wall_s,
                 wall_tasks,
-                machines: machines_in(&dir)?,
-                numerics: numerics_in(&dir)?,
+                machines: made.machines,
+                numerics: made.numerics,
                 ..score
             });
             outcomes_of.insert((name.clone(), sampled), outcomes);

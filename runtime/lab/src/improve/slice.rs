@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::{machines_in, numerics_in, one_machine, Machine};
+use retroformer::provenance::{one_machine, provenance_in, Machine};
 use retroformer_envs::math::rise::RiseResult;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
@@ -247,13 +247,14 @@ pub fn run_slice(
         let theirs = run_answers(&plan.run, &report, &arm, &problems)?;
         let run = Path::new("slice").join(format!("{here}-greedy"));
         let run_machines = report.machines(&arm, false).to_vec();
+        let made = provenance_in(&plan.out.join(&run))?;
         arms.push(SliceArm {
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
                 wall_s: timed.map(|t| t.wall_s),
                 wall_tasks: timed.map(|t| t.tasks),
-                machines: machines_in(&plan.out.join(&run))?,
-                numerics: numerics_in(&plan.out.join(&run))?,
+                machines: made.machines,
+                numerics: made.numerics,
                 run,
                 ..score(&r, false)
             },
