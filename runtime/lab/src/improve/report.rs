@@ -164,8 +164,16 @@ pub struct TrainFigures {
     pub loss: [f64; 2],
     /// Lowest held-out loss.
     pub heldout_loss: Option<f64>,
-    /// Wall time, seconds (`None`: trained by an earlier run).
+    /// Wall time, seconds (`None`: trained by an earlier run); only the last process's part
+    /// when it resumed from a checkpoint (see `resumed_from`).
     pub wall_s: Option<f64>,
+    /// The step the last training process resumed from (0: trained in one process).
+    #[serde(default)]
+    pub resumed_from: u64,
+    /// The steps' own wall time summed over the trainer's log, resumed parts included (no
+    /// model load, held-out loss or export): the training's cost across processes and sessions.
+    #[serde(default)]
+    pub steps_s: f64,
     /// The command that trained it (it rebuilds the file).
     pub command: String,
 }
@@ -395,6 +403,23 @@ pub(super) fn part_secs(w: f64, tasks: Option<usize>, of: usize) -> String {
     }
 }
 
+/// A training's wall time, the part a resumed process ran named, and its steps' time in all.
+fn train_secs(t: &TrainFigures) -> String {
+    let wall = match t.wall_s {
+        Some(w) if t.resumed_from > 0 => format!(
+            "{w:.0} s for steps {}-{} (resumed)",
+            t.resumed_from + 1,
+            t.steps
+        ),
+        w => secs(w),
+    };
+    if t.steps_s > 0.0 {
+        format!("{wall}, steps {:.0} s in all", t.steps_s)
+    } else {
+        wall
+    }
+}
+
 fn secs(w: Option<f64>) -> String {
     w.map_or("resumed".into(), |w| format!("{w:.0} s"))
 }
@@ -424,7 +449,7 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
         out.push(format!(
             "round {n} train {}: {} samples, {} steps (best {:?}), loss {:.3} -> {:.3}, held-out {:?}, {:.1} MB, {}",
             t.name, t.samples, t.steps, t.best_step, t.loss[0], t.loss[1], t.heldout_loss,
-            t.bytes as f64 / 1e6, secs(t.wall_s)
+            t.bytes as f64 / 1e6, train_secs(t)
         ));
     }
     if let Some(c) = &r.canary {

@@ -162,6 +162,8 @@ fn trained(name: &str) -> super::TrainFigures {
         loss: [0.0, 0.0],
         heldout_loss: None,
         wall_s: None,
+        resumed_from: 0,
+        steps_s: 0.0,
         command: String::new(),
     }
 }
@@ -208,6 +210,48 @@ fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
     assert_eq!(shown_adapter(&second).unwrap().0, "r2-s1");
     let kept = report(vec![round(1, Some(false))]);
     assert_eq!(shown_adapter(&kept).unwrap().3, Some(false));
+}
+
+#[test]
+fn a_training_resumed_from_a_checkpoint_reports_its_part_and_the_steps_time_in_all() {
+    use super::RoundFigures;
+    let resumed = super::TrainFigures {
+        steps: 168,
+        wall_s: Some(3000.0),
+        resumed_from: 20,
+        steps_s: 5400.4,
+        ..trained("s1")
+    };
+    let whole = super::TrainFigures {
+        wall_s: Some(900.0),
+        steps_s: 850.0,
+        ..trained("placebo")
+    };
+    let round = RoundFigures {
+        round: 1,
+        policy: None,
+        collect: None,
+        data: None,
+        train: vec![resumed, whole],
+        installed: None,
+        canary: None,
+    };
+    let lines = report_of(vec![round]).summary();
+    let line = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("round 1 train {name}:")))
+            .unwrap()
+            .clone()
+    };
+    assert!(
+        line("s1").ends_with("3000 s for steps 21-168 (resumed), steps 5400 s in all"),
+        "{lines:?}"
+    );
+    assert!(
+        line("placebo").ends_with("900 s, steps 850 s in all"),
+        "{lines:?}"
+    );
 }
 
 /// A report of `rounds` under [`settings`], no arm evaluated.

@@ -125,6 +125,8 @@ pub(super) fn train(
         ],
         heldout_loss,
         wall_s,
+        resumed_from: log.resumed_from,
+        steps_s: log.steps.iter().map(|t| t.seconds).sum(),
         command,
     })
 }
