@@ -115,7 +115,7 @@ fn pass(model: &LlamaModel, specs: &[TaskSpec], a: &Args, grammar_first: bool) -
         let run = runs[k]
             .as_mut()
             .expect("a chain asks nothing after its end");
-        if let Some(g) = g {
+        if let Some(g) = g.transpose()? {
             generated += u64::from(g.stats.generated_tokens);
             run.absorb(&mut envs[k], &g, &episode, &mut |action, _| {
                 actions[k].push(action.to_string())

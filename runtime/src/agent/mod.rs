@@ -16,14 +16,16 @@ use retroformer_llm::{GenerateRequest, Generation, LlmError, Session};
 /// Runs `chains` chains of requests together through one session's
 /// [`Session::generate_stream`] (continuous batching). Chain `k`'s opening request is
 /// `next(k, None)`; after each reply, `next(k, Some(reply))` takes it in and gives the chain's
-/// next request (`None`: the chain is done). A follow-up extends its chain's prompt, so it
-/// continues in the same lane, on its KV. After the first error of `next` no chain gets a
-/// follow-up (requests already handed over still run); a session error is returned first,
-/// else that error.
+/// next request (`None`: the chain is done). A reply is the request's error when the session
+/// refused it (its prompt outgrew the lane): `next` decides whether that ends the chain or,
+/// returned, the run. A follow-up extends its chain's prompt, so it continues in the same
+/// lane, on its KV. After the first error of `next` no chain gets a follow-up (requests
+/// already handed over still run); a session error is returned first, else that error.
 pub fn run_chains<E: From<LlmError> + Send>(
     session: &mut dyn Session,
     chains: usize,
-    mut next: impl FnMut(usize, Option<Generation>) -> Result<Option<GenerateRequest>, E> + Send,
+    mut next: impl FnMut(usize, Option<Result<Generation, LlmError>>) -> Result<Option<GenerateRequest>, E>
+        + Send,
 ) -> Result<(), E> {
     let mut first = Vec::with_capacity(chains);
     for k in 0..chains {
@@ -36,15 +38,6 @@ pub fn run_chains<E: From<LlmError> + Send>(
         if failed.is_some() {
             return Vec::new();
         }
-        let g = match g {
-            Ok(g) => g,
-            Err(e) => {
-                // A chain's request refused (its prompt outgrew the lane): the run fails with
-                // it, as it would one request at a time.
-                failed.get_or_insert(E::from(e));
-                return Vec::new();
-            }
-        };
         match next(key as usize, Some(g)) {
             Ok(Some(q)) => vec![(key, q)],
             Ok(None) => Vec::new(),

@@ -262,7 +262,8 @@ impl TrialAgent for HotpotqaAgent<'_, '_> {
             let run = runs[k]
                 .as_mut()
                 .expect("a chain asks nothing after its end");
-            if let Some(g) = g {
+            // A refused request fails the run, as it would one request at a time.
+            if let Some(g) = g.transpose()? {
                 run.absorb(&mut episodes[k], &g);
             }
             let next = run.request(actor, react)?;

@@ -247,7 +247,7 @@ impl TrialAgent for HouseholdAgent<'_> {
                 .as_mut()
                 .expect("a chain asks nothing after its end");
             if let Some(g) = g {
-                run.absorb(&mut envs[k], &g, &cfg, &mut |_, _| {});
+                run.answer(&mut envs[k], g, &cfg, &mut |_, _| {})?;
             }
             let next = run.request(&envs[k], &cfg);
             if next.is_none() {

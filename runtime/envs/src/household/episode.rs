@@ -27,7 +27,7 @@ use retroformer::agent::runner::Attempt;
 use retroformer::agent::AgentError;
 use retroformer_core::records::Segment;
 use retroformer_core::trajectory::Step;
-use retroformer_llm::{GenerateRequest, Generation, SamplingParams, Session};
+use retroformer_llm::{GenerateRequest, Generation, LlmError, SamplingParams, Session};
 
 /// Settings of a household episode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,8 +156,8 @@ pub struct HouseholdOutcome {
     /// The goal was reached.
     pub success: bool,
     /// Why it stopped when it failed: `steps` (the limit), `repeated` (the same action and
-    /// observation more than `max_repeats` times in a row) or `cycle` (2 or 3 steps repeated
-    /// `max_cycles` times in a row).
+    /// observation more than `max_repeats` times in a row), `cycle` (2 or 3 steps repeated
+    /// `max_cycles` times in a row) or `context` (the prompt outgrew the model's lane).
     pub stopped: Option<String>,
     /// The actions with their observations and token counts.
     pub steps: Vec<Step>,
@@ -212,8 +212,7 @@ pub fn run_episode_observed(
 ) -> Result<HouseholdOutcome, AgentError> {
     let mut run = EpisodeRun::start(env, examples, memory, sampling.clone());
     while let Some(req) = run.request(env, cfg) {
-        let g = session.generate(&req, &mut |_| true)?;
-        run.absorb(env, &g, cfg, observe);
+        run.answer(env, session.generate(&req, &mut |_| true), cfg, observe)?;
     }
     Ok(run.finish(env))
 }
@@ -283,6 +282,27 @@ impl EpisodeRun {
             ));
         }
         Some(req)
+    }
+
+    /// Takes the session's reply to [`Self::request`]: a generation is absorbed; a prompt that
+    /// outgrew the model's lane ends the episode (`stopped: "context"`, like the step limit,
+    /// so that one long episode cannot stop a whole run); any other error is returned.
+    pub fn answer(
+        &mut self,
+        env: &mut HouseholdEnv,
+        reply: Result<Generation, LlmError>,
+        cfg: &HouseholdConfig,
+        observe: &mut dyn FnMut(&str, &str),
+    ) -> Result<(), LlmError> {
+        match reply {
+            Ok(g) => self.absorb(env, &g, cfg, observe),
+            Err(LlmError::PromptTooLong { .. }) => {
+                self.stopped = Some("context".to_string());
+                self.over = true;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Takes the model's reply: acts in `env` (a `think:` beyond the caps gets

@@ -181,7 +181,7 @@ pub fn collect_stream<E: From<LlmError> + Send>(
             .as_mut()
             .expect("a chain asks nothing after its end");
         if let Some(g) = g {
-            run.absorb(&mut envs[k], &g, &cfg.episode, &mut |_, _| {});
+            run.answer(&mut envs[k], g, &cfg.episode, &mut |_, _| {})?;
         }
         let next = run.request(&envs[k], &cfg.episode);
         if next.is_none() {

@@ -130,6 +130,8 @@ pub fn collect_stream<E: From<LlmError> + Send>(
     retroformer::agent::run_chains::<E>(&mut *agent.session, n * per, |k, g| {
         let (i, c) = (k / per, k % per);
         let p = problems[i];
+        // A refused request fails the run, as it would one request at a time.
+        let g = g.transpose()?;
         let started = g.is_some();
         if let Some(g) = g {
             chains[i][c].push(rise::attempt_of(p, &g, g.stats.total_ms));

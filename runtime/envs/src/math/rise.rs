@@ -512,6 +512,8 @@ pub fn solve_stream<E: From<LlmError> + Send>(
     retroformer::agent::run_chains::<E>(&mut *solver.session, n * per, |k, g| {
         let (i, c) = (k / per, k % per);
         let p = problems[i];
+        // A refused request fails the run, as it would one request at a time.
+        let g = g.transpose()?;
         let started = g.is_some();
         if let Some(g) = g {
             let a = attempt_of(p, &g, g.stats.total_ms);

@@ -146,3 +146,51 @@ fn chains_of_a_task_sample_with_seeds_that_do_not_repeat_a_step_apart() {
     };
     assert!(sampling(&greedy, "put-1", 3).is_greedy());
 }
+
+#[test]
+fn an_episode_whose_prompt_outgrows_the_lane_ends_as_context_and_the_collection_goes_on() {
+    let specs: Vec<TaskSpec> = train_split(2);
+    let examples = Examples::fixed("An example.\n");
+    let cfg = config(2, &examples);
+    // Distinct thoughts: never a repeat or a cycle, so only the step limit or the lane ends it.
+    let thinker = || {
+        ScriptedModel::responder(|prompt, _| {
+            let task = prompt.rsplit("Here is the task:\n").next().unwrap();
+            format!(" think: thought {}\n", task.matches("\n> ").count())
+        })
+    };
+    let unbounded = thinker();
+    let mut s = unbounded.session(&SessionOptions::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let long = collect(&specs, &cfg, &examples, dir.path(), s.as_mut(), |_| {}).unwrap();
+    assert!(long
+        .iter()
+        .flat_map(|c| &c.chains)
+        .all(|e| e.stopped.as_deref() == Some("steps")));
+    let words = |p: &str| p.split_whitespace().count() as u32;
+    let opening = unbounded
+        .requests()
+        .iter()
+        .map(|r| words(&r.prompt))
+        .min()
+        .unwrap();
+    // A lane that holds the opening prompt and a few steps (the scripted model counts words).
+    let small = SessionOptions {
+        context_size: Some(opening + 12),
+        ..SessionOptions::default()
+    };
+    let bounded = thinker();
+    let mut s = bounded.session(&small).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let short = collect(&specs, &cfg, &examples, dir.path(), s.as_mut(), |_| {}).unwrap();
+    assert_eq!(short.len(), 2);
+    for e in short.iter().flat_map(|c| &c.chains) {
+        assert_eq!(e.stopped.as_deref(), Some("context"), "{e:?}");
+        assert!(!e.success);
+        assert!(
+            !e.steps.is_empty() && e.steps.len() < 30,
+            "{} steps",
+            e.steps.len()
+        );
+    }
+}
