@@ -350,7 +350,7 @@ fn fetch_safe(label: &str) -> String {
 
 /// Runs `retroformer-train bench` (next to this binary, else on PATH) and reads its figure.
 fn trainer_bench(backend: &str, model: &str, quick: bool, threads: u32) -> Result<TrainerFigure> {
-    let mut cmd = retroformer_lab::retroformer_loop::trainer();
+    let mut cmd = retroformer_lab::child::trainer();
     let exe = PathBuf::from(cmd.get_program());
     cmd.args(["bench", "--backend", backend, "--model", model, "--json"]);
     // The CPU backend's threads are rayon's: as many as the runtime's figures used.

@@ -9,6 +9,7 @@
 
 pub mod arms;
 pub mod canary;
+pub mod child;
 pub mod compare;
 pub mod eval;
 pub mod improve;

@@ -25,6 +25,7 @@ pub use report::{
 };
 
 use crate::canary::{canary, CanaryPlan};
+use crate::child::{run_child, trainer};
 use crate::eval::evaluate;
 use crate::{LabError, ModelSource};
 
@@ -580,56 +581,6 @@ impl Ctx<'_> {
             resumed,
         })
     }
-}
-
-/// `retroformer-train`: `$RETROFORMER_TRAIN`, else next to this program, else on `PATH`.
-pub fn trainer() -> std::process::Command {
-    if let Some(p) = std::env::var_os("RETROFORMER_TRAIN") {
-        return std::process::Command::new(p);
-    }
-    let name = format!("retroformer-train{}", std::env::consts::EXE_SUFFIX);
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join(&name)))
-        .filter(|p| p.is_file());
-    std::process::Command::new(beside.unwrap_or_else(|| PathBuf::from(name)))
-}
-
-/// Runs `cmd` to the end (output passed through): its wall seconds and peak resident memory.
-pub(crate) fn run_child(
-    what: &str,
-    cmd: &mut std::process::Command,
-) -> Result<(f64, Option<u64>), LabError> {
-    let err = |message: String| LabError::Child {
-        what: what.into(),
-        message,
-    };
-    let start = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| err(format!("starting {:?}: {e}", cmd.get_program())))?;
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: rusage is plain data; wait4 fills it for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: pid is our child, not yet reaped (std's Child is dropped without waiting).
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if rc < 0 {
-        return Err(err(format!("wait4: {}", std::io::Error::last_os_error())));
-    }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(err(format!(
-            "failed (wait status {status}); its errors are above"
-        )));
-    }
-    // Linux reports kilobytes, macOS bytes.
-    let peak = if cfg!(target_os = "macos") {
-        ru.ru_maxrss as u64
-    } else {
-        ru.ru_maxrss as u64 * 1024
-    };
-    Ok((start.elapsed().as_secs_f64(), Some(peak)))
 }
 
 #[cfg(test)]

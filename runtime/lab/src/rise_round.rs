@@ -22,8 +22,8 @@ use retroformer_envs::math::{self, Dataset};
 use retroformer_envs::{Chart, EvalPlan, Options, Progress};
 use retroformer_llm::SessionOptions;
 
+use crate::child::{run_child, trainer};
 use crate::compare::{paired, Table, TrialComparison};
-use crate::retroformer_loop::{run_child, trainer};
 use crate::{LabError, ModelSource};
 
 /// Format version of `round.json`.

@@ -9,7 +9,7 @@ use retroformer_core::records::TrainingLog;
 use retroformer_envs::Progress;
 
 use super::{Ctx, ImproveSettings, TrainFigures};
-use crate::retroformer_loop::{run_child, trainer};
+use crate::child::{run_child, trainer};
 use crate::LabError;
 
 fn lines(path: &Path) -> Result<usize, LabError> {
