@@ -37,8 +37,9 @@ pub use env::ENVS;
 
 pub use arms::holm;
 pub use report::{
-    ArmFigures, CanaryFigures, CollectFigures, Comparison, DataFigures, ImproveReport,
-    ImproveSettings, RoundFigures, Score, TrainFigures, FORMAT_VERSION, KEEP, KIND,
+    ArmFigures, CanaryFigures, CollectFigures, Comparison, DataFigures, EpisodeFigures,
+    ImproveReport, ImproveSettings, RoundFigures, Score, TrainFigures, TypeTally, FORMAT_VERSION,
+    KEEP, KIND,
 };
 pub use slice::{
     run_slice, shown_adapter, Example, SliceArm, SlicePlan, SliceReport, SLICE_FORMAT_VERSION,

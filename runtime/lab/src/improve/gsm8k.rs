@@ -232,6 +232,7 @@ pub(super) fn collect_figures(
         generated_tokens: tokens,
         wall_s: timed.map(|t| t.wall_s),
         wall_tasks: timed.map(|t| t.tasks),
+        episodes: None,
     }
 }
 
@@ -437,6 +438,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
         run: PathBuf::new(),
         machines: Vec::new(),
         numerics: Vec::new(),
+        episodes: None,
     }
 }
 

@@ -26,7 +26,7 @@ use retroformer_envs::Progress;
 
 use super::env::{adapter_identity, key, Evaluation, ImproveEnv, Split, Timed};
 use super::gsm8k::read_lines;
-use super::{CollectFigures, Ctx, DataFigures, ImproveSettings, Score};
+use super::{CollectFigures, Ctx, DataFigures, EpisodeFigures, ImproveSettings, Score, TypeTally};
 use crate::LabError;
 
 /// Held-out episodes at most: each is ~2k tokens, and every held-out measurement runs a
@@ -175,7 +175,8 @@ impl ImproveEnv for Household {
             &dir.join("collect"),
             progress,
         )?;
-        let figures = collect_figures(&collected, self.dev.len(), timed);
+        let mut figures = collect_figures(&collected, self.dev.len(), timed);
+        figures.episodes = Some(episode_figures(&specs, &collected));
         let data = data(
             s,
             &ctx.plan.out,
@@ -210,11 +211,13 @@ impl ImproveEnv for Household {
         };
         let run = Path::new(split.dir()).join(folder);
         let out = ctx.plan.out.join(&run);
-        let (results, timed) = self.run(ctx, self.tasks(split), &cfg, adapter, &out, progress)?;
+        let specs = self.tasks(split);
+        let (results, timed) = self.run(ctx, specs, &cfg, adapter, &out, progress)?;
         Ok(Evaluation {
             outcomes: results.iter().map(Collected::solved).collect(),
             score: Score {
                 run,
+                episodes: Some(episode_figures(specs, &results)),
                 ..score(&results, sampled)
             },
             timed,
@@ -273,7 +276,44 @@ fn collect_figures(all: &[Collected], dev: usize, timed: Option<Timed>) -> Colle
         generated_tokens: all.iter().map(task_tokens).sum(),
         wall_s: timed.map(|t| t.wall_s),
         wall_tasks: timed.map(|t| t.tasks),
+        episodes: None,
     }
+}
+
+/// The episodes of `results` (each task's, in the order of `specs`) by task type and ending.
+fn episode_figures(specs: &[TaskSpec], results: &[Collected]) -> EpisodeFigures {
+    let mut f = EpisodeFigures::default();
+    let (mut actions, mut episodes, mut success_actions, mut successes) = (0, 0, 0, 0);
+    for (spec, c) in specs.iter().zip(results) {
+        let name = spec.task_type.name();
+        let at = match f.by_type.iter().position(|t| t.task_type == name) {
+            Some(at) => at,
+            None => {
+                f.by_type.push(TypeTally {
+                    task_type: name.into(),
+                    episodes: 0,
+                    successes: 0,
+                });
+                f.by_type.len() - 1
+            }
+        };
+        for e in &c.chains {
+            f.by_type[at].episodes += 1;
+            episodes += 1;
+            actions += e.steps.len();
+            if e.success {
+                f.by_type[at].successes += 1;
+                successes += 1;
+                success_actions += e.steps.len();
+            } else {
+                let why = e.stopped.clone().unwrap_or_else(|| "unrecorded".into());
+                *f.failures.entry(why).or_default() += 1;
+            }
+        }
+    }
+    f.mean_actions = actions as f64 / episodes.max(1) as f64;
+    f.mean_actions_success = (successes > 0).then(|| success_actions as f64 / successes as f64);
+    f
 }
 
 /// An evaluation's score: success per episode, pass@k per task (sampled), tokens an episode.
@@ -301,6 +341,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         run: PathBuf::new(),
         machines: Vec::new(),
         numerics: Vec::new(),
+        episodes: None,
     }
 }
 

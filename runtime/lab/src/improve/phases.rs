@@ -32,13 +32,16 @@ impl Ctx<'_> {
         progress: &mut dyn Progress,
     ) -> Result<super::CanaryFigures, LabError> {
         let start = Instant::now();
-        let mut ran = false;
+        // The tasks this process evaluated (a resumed canary's earlier part is not timed).
+        let mut ran: Option<usize> = None;
         let mut eval = |adapter: Option<&Path>| -> Result<f64, String> {
             let e = self
                 .env
                 .evaluate(self, Split::Dev, adapter, false, progress)
                 .map_err(|e| e.to_string())?;
-            ran |= e.timed.is_some();
+            if let Some(t) = e.timed {
+                ran = Some(ran.unwrap_or(0) + t.tasks);
+            }
             Ok(e.score.accuracy)
         };
         let c = self
@@ -50,7 +53,8 @@ impl Ctx<'_> {
             candidate_score: c.candidate_score,
             incumbent_score: c.incumbent_score,
             promoted: c.promoted,
-            wall_s: ran.then(|| start.elapsed().as_secs_f64()),
+            wall_s: ran.map(|_| start.elapsed().as_secs_f64()),
+            wall_tasks: ran,
         })
     }
 }

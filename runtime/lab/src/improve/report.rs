@@ -1,6 +1,7 @@
 //! `improve.json`: the settings, each round's phases in figures, each arm's evaluation and the
 //! paired comparisons. Rewritten atomically as each phase ends.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -122,6 +123,65 @@ pub struct CollectFigures {
     /// The problems `wall_s` covers (fewer than `problems`: resumed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_tasks: Option<usize>,
+    /// A multi-step environment's episodes in figures (the household); `None` for one-answer
+    /// environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<EpisodeFigures>,
+}
+
+/// A multi-step environment's episodes in figures: what a success rate alone hides (which task
+/// types moved, how the failures ended, how long the episodes ran).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeFigures {
+    /// Each task type's episodes and successes, in the order the tasks first name them.
+    pub by_type: Vec<TypeTally>,
+    /// Failed episodes by why they stopped (`steps`: the action limit, `cycle`, `repeated`,
+    /// `context`: the prompt outgrew its lane; `unrecorded`).
+    pub failures: BTreeMap<String, usize>,
+    /// Mean actions an episode.
+    pub mean_actions: f64,
+    /// Mean actions a successful episode (`None`: no success).
+    pub mean_actions_success: Option<f64>,
+}
+
+/// One task type's episodes and successes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TypeTally {
+    /// The task type (`put`, `clean`, ...).
+    pub task_type: String,
+    /// Episodes.
+    pub episodes: usize,
+    /// Successful episodes.
+    pub successes: usize,
+}
+
+impl EpisodeFigures {
+    /// `put 3/34, clean 0/33; failures: steps 60, cycle 4; 21.3 actions an episode (9.5 a
+    /// success)`.
+    pub fn line(&self) -> String {
+        let types: Vec<String> = self
+            .by_type
+            .iter()
+            .map(|t| format!("{} {}/{}", t.task_type, t.successes, t.episodes))
+            .collect();
+        let failures: Vec<String> = self
+            .failures
+            .iter()
+            .map(|(why, n)| format!("{why} {n}"))
+            .collect();
+        format!(
+            "{}; failures: {}; {:.1} actions an episode{}",
+            types.join(", "),
+            if failures.is_empty() {
+                "none".to_string()
+            } else {
+                failures.join(", ")
+            },
+            self.mean_actions,
+            self.mean_actions_success
+                .map_or(String::new(), |a| format!(" ({a:.1} a success)"))
+        )
+    }
 }
 
 /// The training sets in figures.
@@ -191,8 +251,12 @@ pub struct CanaryFigures {
     pub incumbent_score: f64,
     /// Promoted (now active).
     pub promoted: bool,
-    /// Wall time of this run's evaluations, seconds.
+    /// Wall time of this process's evaluations, seconds (`None`: all were saved before).
     pub wall_s: Option<f64>,
+    /// The dev tasks (of both arms) `wall_s` covers: a resumed canary's earlier part is not in
+    /// it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_tasks: Option<usize>,
 }
 
 /// One round.
@@ -248,6 +312,10 @@ pub struct Score {
     /// recorded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub numerics: Vec<String>,
+    /// A multi-step environment's episodes in figures (the household); `None` for one-answer
+    /// environments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub episodes: Option<EpisodeFigures>,
 }
 
 /// One arm.
@@ -344,6 +412,9 @@ impl ImproveReport {
                         )),
                         machines_part(&s.machines),
                     ));
+                    if let Some(e) = &s.episodes {
+                        out.push(format!("  {} {kind} episodes: {}", a.name, e.line()));
+                    }
                 }
             }
         }
@@ -420,6 +491,14 @@ fn train_secs(t: &TrainFigures) -> String {
     }
 }
 
+/// The canary's wall time and the dev tasks of both arms this process evaluated in it.
+fn canary_secs(c: &CanaryFigures) -> String {
+    match (c.wall_s, c.wall_tasks) {
+        (Some(w), Some(n)) => format!("{w:.0} s for the {n} dev tasks evaluated by this process"),
+        (w, _) => secs(w),
+    }
+}
+
 fn secs(w: Option<f64>) -> String {
     w.map_or("resumed".into(), |w| format!("{w:.0} s"))
 }
@@ -438,6 +517,9 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
             c.train_solved, c.train_first_correct, c.generated_tokens,
             c.wall_s.map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems))
         ));
+        if let Some(e) = &c.episodes {
+            out.push(format!("  round {n} collect episodes: {}", e.line()));
+        }
     }
     if let Some(d) = &r.data {
         out.push(format!(
@@ -463,7 +545,7 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
             } else {
                 "kept the incumbent"
             },
-            secs(c.wall_s)
+            canary_secs(c)
         ));
     }
     out

@@ -140,6 +140,7 @@ fn a_round_collects_with_the_last_adapter_an_earlier_round_promoted() {
             incumbent_score: 0.4,
             promoted,
             wall_s: None,
+            wall_tasks: None,
         }),
     };
     assert_eq!(incumbent(&[]), None);
@@ -185,6 +186,7 @@ fn the_demo_shows_the_last_promoted_adapter_or_else_round_ones_candidate() {
             incumbent_score: 0.0,
             promoted,
             wall_s: None,
+            wall_tasks: None,
         }),
     };
     let report = |rounds: Vec<RoundFigures>| {
@@ -429,6 +431,7 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         run: "eval/base-sampled".into(),
         machines: Vec::new(),
         numerics: Vec::new(),
+        episodes: None,
     };
     saved.arms.push(ArmFigures {
         name: "base".into(),
@@ -462,6 +465,7 @@ fn greedy_on(machines: &[&str]) -> super::Score {
             })
             .collect(),
         numerics: Vec::new(),
+        episodes: None,
     }
 }
 
@@ -586,4 +590,68 @@ fn the_demo_names_both_machines_when_its_answers_differ_from_the_runs() {
     // All the same: nothing to explain.
     let line = arm_line(&arm(50, &["AMD EPYC"], &["Intel Xeon"]));
     assert!(line.ends_with("on 50 of 50"), "{line}");
+}
+
+#[test]
+fn the_summary_prints_a_canarys_time_with_the_tasks_it_covers_and_the_episodes_of_each_arm() {
+    use super::{ArmFigures, CanaryFigures, EpisodeFigures, RoundFigures, TypeTally};
+    let canary = |wall_s, wall_tasks| RoundFigures {
+        round: 1,
+        policy: None,
+        collect: None,
+        data: None,
+        train: Vec::new(),
+        installed: None,
+        canary: Some(CanaryFigures {
+            candidate: "id1".into(),
+            incumbent: None,
+            candidate_score: 0.1,
+            incumbent_score: 0.05,
+            promoted: true,
+            wall_s,
+            wall_tasks,
+        }),
+    };
+    let text = report_of(vec![canary(Some(610.0), Some(12))])
+        .summary()
+        .join("\n");
+    assert!(
+        text.contains("promoted, 610 s for the 12 dev tasks evaluated by this process"),
+        "{text}"
+    );
+    let text = report_of(vec![canary(None, None)]).summary().join("\n");
+    assert!(text.contains("promoted, resumed"), "{text}");
+
+    let mut report = report_of(Vec::new());
+    let episodes = EpisodeFigures {
+        by_type: vec![
+            TypeTally {
+                task_type: "put".into(),
+                episodes: 4,
+                successes: 1,
+            },
+            TypeTally {
+                task_type: "clean".into(),
+                episodes: 3,
+                successes: 0,
+            },
+        ],
+        failures: [("cycle".to_string(), 2), ("steps".to_string(), 4)].into(),
+        mean_actions: 21.25,
+        mean_actions_success: Some(9.0),
+    };
+    report.arms = vec![ArmFigures {
+        name: "r1-s1".into(),
+        adapter: None,
+        greedy: Some(super::Score {
+            episodes: Some(episodes),
+            ..greedy_on(&["EPYC"])
+        }),
+        sampled: None,
+    }];
+    let text = report.summary().join("\n");
+    assert!(
+        text.contains("\n  r1-s1 greedy episodes: put 1/4, clean 0/3; failures: cycle 2, steps 4; 21.2 actions an episode (9.0 a success)"),
+        "{text}"
+    );
 }

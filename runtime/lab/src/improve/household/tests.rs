@@ -176,3 +176,41 @@ fn an_evaluation_scores_success_per_episode_and_pass_at_k_per_task() {
     assert_eq!((f.problems, f.attempts, f.correct_attempts), (2, 4, 1));
     assert_eq!((f.train_solved, f.train_first_correct), (0, 0));
 }
+
+#[test]
+fn episode_figures_count_successes_by_task_type_and_failures_by_how_they_ended() {
+    let specs = train_split(3);
+    let examples = Examples::fixed("An example.\n");
+    let dir = tempfile::tempdir().unwrap();
+    let all = collected(&specs, &specs[..1], &examples, dir.path());
+    let f = episode_figures(&specs, &all);
+    let tally: Vec<(&str, usize, usize)> = f
+        .by_type
+        .iter()
+        .map(|t| (t.task_type.as_str(), t.successes, t.episodes))
+        .collect();
+    let names: Vec<&str> = specs.iter().map(|s| s.task_type.name()).collect();
+    assert_eq!(
+        tally,
+        vec![(names[0], 2, 2), (names[1], 0, 2), (names[2], 0, 2)]
+    );
+    // The model says `look` on the unsolved tasks until the episode stops it as a repeat.
+    assert_eq!(
+        f.failures.clone().into_iter().collect::<Vec<_>>(),
+        vec![("repeated".to_string(), 4)]
+    );
+    let plan_len = plan(&HouseholdEnv::new(&specs[0])).unwrap().len() as f64;
+    assert!((f.mean_actions_success.unwrap() - plan_len).abs() < 1e-9);
+    let all_actions: usize = all
+        .iter()
+        .flat_map(|c| &c.chains)
+        .map(|e| e.steps.len())
+        .sum();
+    assert!((f.mean_actions - all_actions as f64 / 6.0).abs() < 1e-9);
+    assert!(
+        f.line()
+            .starts_with(&format!("{} 2/2, {} 0/2", names[0], names[1])),
+        "{}",
+        f.line()
+    );
+}
