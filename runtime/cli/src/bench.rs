@@ -387,3 +387,61 @@ fn load(
     use retroformer::backend::{active, BasePolicy};
     Ok(active().load(resolved, profile, BasePolicy::Recorded)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{BenchArgs, BenchCommand};
+
+    #[derive(Parser)]
+    struct Bench {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Bench::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).map(|b| b.args)
+    }
+
+    #[test]
+    fn bench_flags_take_repeated_models_and_comma_separated_trainer_backends() {
+        let a = parse(&[
+            "-m",
+            "a",
+            "--model",
+            "b",
+            "--trainer",
+            "native,burn",
+            "--quick",
+        ])
+        .unwrap();
+        assert_eq!(a.models, ["a", "b"]);
+        assert_eq!(a.trainer, ["native", "burn"]);
+        assert!(a.quick && a.command.is_none());
+        let default = parse(&[]).unwrap();
+        assert_eq!(default.models, ["smollm2-135m-instruct"]);
+        assert_eq!((default.reps, default.threads), (None, None));
+    }
+
+    #[test]
+    fn bench_refuses_each_target_with_a_trainer_and_run_flags_before_compare() {
+        let err = parse(&["--each-target", "--trainer", "native"])
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
+        assert!(parse(&["--quick", "compare", "a.json"]).is_err());
+        assert!(parse(&["compare"]).is_err(), "compare needs a report");
+        assert!(parse(&["--reps", "two"]).is_err());
+        match parse(&["compare", "a.json", "b.json", "--out", "s"])
+            .unwrap()
+            .command
+        {
+            Some(BenchCommand::Compare { reports, out }) => {
+                assert_eq!(reports.len(), 2);
+                assert_eq!(out, std::path::Path::new("s"));
+            }
+            None => panic!("compare not parsed"),
+        }
+    }
+}
