@@ -280,6 +280,19 @@ fn check_env(s: &ImproveSettings) -> Result<(), LabError> {
     Ok(())
 }
 
+/// A collection's figures counted anew from its files (a newer build may count more), with the
+/// wall time of the last process that collected when this one found everything saved.
+fn recounted(old: Option<CollectFigures>, new: CollectFigures) -> CollectFigures {
+    match (old, new.wall_s) {
+        (Some(old), None) => CollectFigures {
+            wall_s: old.wall_s,
+            wall_tasks: old.wall_tasks,
+            ..new
+        },
+        _ => new,
+    }
+}
+
 impl Ctx<'_> {
     /// One round's phases, each skipped when its figures are saved; whether the candidate was
     /// promoted.
@@ -296,10 +309,7 @@ impl Ctx<'_> {
             .env
             .experience(self, &dir, r, policy.as_deref(), progress)?;
         let round = &mut report.rounds[idx];
-        // Read back from files, a collection keeps the wall time its last process measured.
-        if round.collect.is_none() || figures.wall_s.is_some() {
-            round.collect = Some(figures);
-        }
+        round.collect = Some(recounted(round.collect.take(), figures));
         // The collection's figures are kept even when there is nothing to train on.
         write_report(&self.plan.out, report)?;
         report.rounds[idx].data = Some(data?);

@@ -121,6 +121,28 @@ fn collection_figures_count_train_problems_apart_from_dev_ones() {
     );
     assert_eq!(f.generated_tokens, 35);
     assert_eq!((f.wall_s, f.wall_tasks), (Some(2.0), Some(3)));
+
+    // Read back from files by a later process: counted anew, the earlier time kept.
+    let read_back = super::CollectFigures {
+        episodes: Some(super::EpisodeFigures::default()),
+        ..collect_figures(&all, 1, None)
+    };
+    let r = super::recounted(Some(f.clone()), read_back.clone());
+    assert_eq!((r.wall_s, r.wall_tasks), (Some(2.0), Some(3)));
+    assert!(
+        r.episodes.is_some(),
+        "the newer count replaces the saved one"
+    );
+    let timed_again = collect_figures(
+        &all,
+        1,
+        Some(super::env::Timed {
+            wall_s: 1.0,
+            tasks: 1,
+        }),
+    );
+    assert_eq!(super::recounted(Some(f), timed_again).wall_s, Some(1.0));
+    assert_eq!(super::recounted(None, read_back).wall_s, None);
 }
 
 #[test]
