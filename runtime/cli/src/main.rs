@@ -145,7 +145,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", retroformer_core::text::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -366,6 +366,15 @@ impl Ctx<'_> {
                 continue;
             }
             let file = self.plan.out.join(format!("round-{}/s1.gguf", r.round));
+            if !file.is_file() {
+                return Err(LabError::file(
+                    &file,
+                    format!(
+                        "improve.json records this adapter as round {}'s installed {id}, but the file is missing and this machine's store lacks it; restore it (a run's adapters are committed with its folder) to resume",
+                        r.round
+                    ),
+                ));
+            }
             let got = self.install(&file)?;
             if &got != id {
                 return Err(LabError::file(

@@ -212,7 +212,7 @@ fn main() -> ExitCode {
     match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", retroformer_core::text::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
