@@ -137,6 +137,7 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
     );
     demo_reproduces_the_run(&out, home.path());
     a_second_round_extends_the_run(&out, home.path(), &report);
+    another_machine_resumes_from_the_folder_and_its_adapters(&out);
     // Other settings in the same folder are refused, naming the difference.
     let other = improve(&out, home.path(), 2, "--per-problem 3");
     assert!(!other.status.success());
@@ -223,6 +224,27 @@ fn a_second_round_extends_the_run(out: &Path, home: &Path, before: &serde_json::
     }
     let report2 = rerun_redoes_nothing(out, home, 2, &report);
     assert_eq!(report2["rounds"], report["rounds"]);
+}
+
+/// A fresh home (another machine, the run folder cloned): the installed adapters are
+/// reinstalled from the folder's files; without one, a clear error says which and why.
+fn another_machine_resumes_from_the_folder_and_its_adapters(out: &Path) {
+    let home = tempfile::tempdir().unwrap();
+    let s1 = out.join("round-1/s1.gguf");
+    let aside = out.join("s1.gguf.aside");
+    std::fs::rename(&s1, &aside).unwrap();
+    let o = improve(out, home.path(), 2, "");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("round-1/s1.gguf") && err.contains("the file is missing"),
+        "{err}"
+    );
+    assert_eq!(err.matches("No such file").count(), 0, "{err}");
+    std::fs::rename(&aside, &s1).unwrap();
+    let before = json(&out.join("improve.json"));
+    let report = rerun_redoes_nothing(out, home.path(), 2, &before);
+    assert_eq!(report["rounds"], before["rounds"]);
 }
 
 /// The same command again finds every phase done and writes the same comparisons.
