@@ -43,6 +43,12 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Write a checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: u64,
+    /// Also write one once this many minutes have passed since the last (0: by steps only):
+    /// on 2 cores a step of whole household episodes takes minutes, so ten steps are half an
+    /// hour that a stopped run would do again. A resume ends with the same weights however
+    /// often it was checkpointed, so this changes no result.
+    #[serde(default)]
+    pub checkpoint_minutes: u64,
 }
 
 impl Default for TrainConfig {
@@ -56,6 +62,7 @@ impl Default for TrainConfig {
             weight_decay: 0.0,
             seed: 0,
             checkpoint_every: 0,
+            checkpoint_minutes: 0,
         }
     }
 }
@@ -74,7 +81,18 @@ impl TrainConfig {
             weight_decay: 0.0,
             seed: 0,
             checkpoint_every: u64::MAX,
+            checkpoint_minutes: 0,
         }
+    }
+
+    /// Whether step `step` (counted from 1) ends with a checkpoint, `since_last` after the
+    /// previous one (or the run's start): every `checkpoint_every` steps, once
+    /// `checkpoint_minutes` have passed, and at the last step.
+    pub fn checkpoint_due(&self, step: u64, since_last: std::time::Duration) -> bool {
+        (self.checkpoint_every > 0 && step.is_multiple_of(self.checkpoint_every))
+            || (self.checkpoint_minutes > 0
+                && since_last.as_secs() >= self.checkpoint_minutes.saturating_mul(60))
+            || step == self.steps
     }
 
     /// Checks the settings.
@@ -529,6 +547,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             .as_ref()
             .is_some_and(|h| h.patience > 0 && since >= h.patience)
     };
+    let mut last_checkpoint = Instant::now();
     while step < cfg.steps && !patience_spent(since_best) {
         let t0 = Instant::now();
         // Dropout masks depend only on (seed, step), so a resumed run draws the same ones.
@@ -640,11 +659,9 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             _ => false,
         };
         let stop = run.stop_after.is_some_and(|s| step >= s) || early;
-        if (cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every))
-            || step == cfg.steps
-            || stop
-        {
+        if cfg.checkpoint_due(step, last_checkpoint.elapsed()) || stop {
             save_checkpoint(run, &state, &optim, step, &log, best.as_ref(), since_best)?;
+            last_checkpoint = Instant::now();
         }
         if stop {
             break;
@@ -774,6 +791,43 @@ mod tests {
             reward,
             weight: 1.0,
         }
+    }
+
+    #[test]
+    fn a_checkpoint_is_due_every_n_steps_once_the_minutes_have_passed_and_at_the_last_step() {
+        use std::time::Duration;
+        let minute = Duration::from_secs(60);
+        let cfg = TrainConfig {
+            steps: 25,
+            checkpoint_every: 10,
+            checkpoint_minutes: 10,
+            ..TrainConfig::default()
+        };
+        assert!(cfg.checkpoint_due(10, Duration::ZERO));
+        assert!(!cfg.checkpoint_due(11, 9 * minute + Duration::from_secs(59)));
+        assert!(cfg.checkpoint_due(11, 10 * minute));
+        assert!(cfg.checkpoint_due(25, Duration::ZERO));
+        let by_steps = TrainConfig {
+            checkpoint_minutes: 0,
+            ..cfg.clone()
+        };
+        assert!(!by_steps.checkpoint_due(11, 600 * minute));
+        let never = TrainConfig {
+            checkpoint_every: 0,
+            checkpoint_minutes: 0,
+            ..cfg
+        };
+        assert!(!never.checkpoint_due(20, 600 * minute));
+        assert!(never.checkpoint_due(25, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_checkpoint_written_before_the_minutes_setting_reads_back_without_it() {
+        let old = r#"{"lr":0.0002,"warmup":10,"steps":100,"batch":4,"clip":1.0,
+            "weight_decay":0.0,"seed":0,"checkpoint_every":10}"#;
+        let cfg: TrainConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(cfg.checkpoint_minutes, 0);
+        assert_eq!(cfg.checkpoint_every, 10);
     }
 
     #[test]

@@ -189,6 +189,7 @@ fn sft_run<'a>(
             weight_decay: 0.0,
             seed: 7,
             checkpoint_every: 0,
+            checkpoint_minutes: 0,
         },
         data,
         checkpoint: ck,

@@ -61,6 +61,7 @@ fn config(steps: u64) -> TrainConfig {
         weight_decay: 0.0,
         seed: 3,
         checkpoint_every: 0,
+        checkpoint_minutes: 0,
     }
 }
 

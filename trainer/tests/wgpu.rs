@@ -106,6 +106,7 @@ fn sft_on_wgpu_follows_the_same_losses_and_weights_as_on_flex() {
                 weight_decay: 0.0,
                 seed: 5,
                 checkpoint_every: 0,
+                checkpoint_minutes: 0,
             },
             data: &data,
             checkpoint,

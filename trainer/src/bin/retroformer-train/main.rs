@@ -174,9 +174,14 @@ struct TrainArgs {
     /// Longest sequence in tokens (longer examples keep the end of the prompt).
     #[arg(long, default_value_t = 1024)]
     max_len: usize,
-    /// Checkpoint every N steps (0: only at the end). A run resumes from OUT.ckpt/ when it exists.
+    /// Checkpoint every N steps (0: at the end, and as --checkpoint-minutes says). A run resumes
+    /// from OUT.ckpt/ when it exists, to the same weights as an uninterrupted run.
     #[arg(long, default_value_t = 0)]
     checkpoint_every: u64,
+    /// Also checkpoint once this many minutes have passed since the last checkpoint (0: never
+    /// by time), so that a stopped long run loses at most that much.
+    #[arg(long, default_value_t = 10)]
+    checkpoint_minutes: u64,
     /// Keep only examples whose reward (a rating record's G_{i+1} - G_i) is at least this:
     /// the Retroformer SFT set is `sft --min-reward 1` on `records.jsonl` (reflections after
     /// which the task was solved).
@@ -290,6 +295,7 @@ fn run(cmd: Command) -> Result<()> {
         weight_decay: args.weight_decay,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        checkpoint_minutes: args.checkpoint_minutes,
     };
     config.validate()?;
     if args.max_len < 2 {
