@@ -178,15 +178,19 @@ pub struct Session {
     /// recorded before it was kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub numerics: Option<String>,
+    /// When it last saved a result (its start until it saves one), seconds since the Unix
+    /// epoch: a run resumed over many processes adds up its time from these. Absent in
+    /// sessions recorded before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_saved_unix: Option<u64>,
 }
 
 impl Session {
     /// The session starting now on this machine with `threads`, after `saved_before` results.
     pub fn now(saved_before: usize, threads: Option<u32>) -> Self {
         Session {
-            started_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            started_unix: now_unix(),
+            last_saved_unix: Some(now_unix()),
             saved_before,
             machine: Machine::this(),
             threads,
@@ -199,6 +203,23 @@ impl Session {
             numerics: None,
         }
     }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The time a folder's results took over all the sessions that wrote them: each session's
+/// from its start to its last save, summed (what a session did after its last save is not
+/// counted: that work was lost when it stopped, and redone by the next).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsTime {
+    /// Seconds.
+    pub seconds: u64,
+    /// The sessions.
+    pub sessions: usize,
 }
 
 /// `sessions.json`.
@@ -217,6 +238,20 @@ impl Sessions {
             self.sessions.iter().map(|s| &s.machine),
             Machine::same_kernels,
         )
+    }
+
+    /// The time the folder's results took over its sessions; `None` when a session predates
+    /// the record.
+    pub fn time(&self) -> Option<SessionsTime> {
+        let seconds = self
+            .sessions
+            .iter()
+            .map(|s| Some(s.last_saved_unix?.saturating_sub(s.started_unix)))
+            .sum::<Option<u64>>()?;
+        Some(SessionsTime {
+            seconds,
+            sessions: self.sessions.len(),
+        })
     }
 
     /// The distinct numerics its sessions recorded, in the order they first did (sessions
@@ -305,6 +340,8 @@ pub struct Provenance {
     /// The distinct numerics of the sessions; empty unless every session recorded its own (a
     /// folder begun by a build from before the record has answers of unknown numerics).
     pub numerics: Vec<String>,
+    /// The time its results took over its sessions (`None`: a session predates the record).
+    pub time: Option<SessionsTime>,
 }
 
 /// Reads `out`'s [`Provenance`] (empty for a folder written before `sessions.json` was kept).
@@ -318,7 +355,11 @@ pub fn provenance_in(out: &Path) -> Result<Provenance, FileError> {
     } else {
         all.numerics().into_iter().map(str::to_string).collect()
     };
-    Ok(Provenance { machines, numerics })
+    Ok(Provenance {
+        machines,
+        numerics,
+        time: all.time(),
+    })
 }
 
 /// The distinct machines that wrote `out`'s results (empty: no `sessions.json`).
@@ -339,6 +380,18 @@ fn append_session(out: &Path, all: Option<Sessions>, session: Session) -> Result
         sessions: Vec::new(),
     });
     all.sessions.push(session);
+    write_json(&out.join(SESSIONS_FILE), &all)
+}
+
+/// Notes in `out/sessions.json` that its newest session saved a result now (a run folder has
+/// one writer at a time, so the newest session is the caller's); nothing without the file.
+pub fn note_saved(out: &Path) -> Result<(), FileError> {
+    let Some(mut all) = read_sessions(out)? else {
+        return Ok(());
+    };
+    if let Some(s) = all.sessions.last_mut() {
+        s.last_saved_unix = Some(now_unix());
+    }
     write_json(&out.join(SESSIONS_FILE), &all)
 }
 
@@ -452,6 +505,34 @@ mod tests {
             labels,
             vec![Machine::this().cpu_model.as_str(), "Other CPU"]
         );
+    }
+
+    #[test]
+    fn a_folders_time_adds_each_sessions_start_to_its_last_save() {
+        let dir = tempfile::tempdir().unwrap();
+        note_saved(dir.path()).unwrap(); // no sessions.json: nothing to note
+        assert_eq!(read_sessions(dir.path()).unwrap(), None);
+        let mut first = Session::now(0, Some(2));
+        assert_eq!(first.last_saved_unix, Some(first.started_unix));
+        first.started_unix -= 7200;
+        first.last_saved_unix = Some(first.started_unix + 3600);
+        record_session(dir.path(), first.clone()).unwrap();
+        let mut second = Session::now(40, Some(2));
+        second.started_unix -= 100;
+        record_session(dir.path(), second.clone()).unwrap();
+        note_saved(dir.path()).unwrap();
+        let all = read_sessions(dir.path()).unwrap().unwrap();
+        assert_eq!(all.sessions[0], first, "only the newest session is noted");
+        let t = all.time().unwrap();
+        assert_eq!(t.sessions, 2);
+        assert!((3700..3710).contains(&t.seconds), "{t:?}");
+        assert_eq!(provenance_in(dir.path()).unwrap().time, Some(t));
+        // A session recorded before the field was kept leaves the time unknown.
+        let mut old = all.clone();
+        old.sessions[0].last_saved_unix = None;
+        assert_eq!(old.time(), None);
+        let text = serde_json::to_string(&old.sessions[0]).unwrap();
+        assert!(!text.contains("last_saved_unix"), "{text}");
     }
 
     #[test]

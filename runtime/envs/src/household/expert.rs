@@ -16,7 +16,7 @@ use super::episode::{episode_segments, is_think, prompt_prefix, EpisodeRun, Hous
 use super::{HouseholdEnv, TaskSpec, TaskType};
 use retroformer::agent::files;
 use retroformer::agent::runner::{actor_seed, task_path, RunError};
-use retroformer::provenance::record_model_session;
+use retroformer::provenance::{note_saved, record_model_session};
 
 use retroformer_core::records::EpisodeSample;
 use retroformer_llm::{LlmError, SamplingParams, Session};
@@ -258,6 +258,7 @@ pub fn collect(
     collect_stream(&group, cfg, examples, session, &mut |k, c| {
         let i = pending[k];
         files::write_json(&task_path(out, 0, &specs[i].id()), &c)?;
+        note_saved(out)?;
         on_done(&c);
         all[i] = Some(c);
         Ok::<(), RunError>(())

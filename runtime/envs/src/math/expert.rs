@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::rise::{self, Attempt, MathAgent, RiseError};
 use super::{Dataset, MathProblem};
 use retroformer::agent::{files, runner};
-use retroformer::provenance::record_model_session;
+use retroformer::provenance::{note_saved, record_model_session};
 use retroformer_core::records::RiseSample;
 use retroformer_llm::{ChatMessage, LlmError};
 
@@ -221,6 +221,7 @@ pub fn collect(
     collect_stream(&group, cfg, agent, &mut |k, c| {
         let i = pending[k];
         files::write_json(&runner::task_path(out, 0, &problems[i].id), &c)?;
+        note_saved(out)?;
         on_done(&c);
         all[i] = Some(c);
         Ok::<(), RiseError>(())

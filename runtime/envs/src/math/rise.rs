@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{extract_answer, reward, Dataset, MathProblem};
 use retroformer::agent::runner;
 use retroformer::agent::{files, AgentError};
-use retroformer::provenance::{other_machine_warning, record_model_session};
+use retroformer::provenance::{note_saved, other_machine_warning, record_model_session};
 use retroformer_llm::{
     CancelToken, ChatMessage, GenerateRequest, Generation, LanguageModel, LlmError, SamplingParams,
     Session,
@@ -655,6 +655,7 @@ pub fn run(
     solve_stream(&group, cfg, solver, &mut |k, r| {
         let i = pending[k];
         write_json(&runner::task_path(out, 0, &problems[i].id), &r)?;
+        note_saved(out)?;
         on_done(&r);
         results[i] = Some(r);
         Ok::<(), RiseError>(())

@@ -106,6 +106,7 @@ pub(super) fn evaluate_arms(
                 wall_tasks,
                 machines: made.machines,
                 numerics: made.numerics,
+                time: made.time,
                 ..score
             });
             outcomes_of.insert((name.clone(), sampled), outcomes);

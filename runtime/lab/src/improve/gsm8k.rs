@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use retroformer::agent::files::{read_json, write_jsonl};
 use retroformer::agent::runner::task_path;
+use retroformer::provenance::provenance_in;
 use retroformer_core::records::RiseSample;
 use retroformer_envs::math::env::lane_tokens;
 use retroformer_envs::math::expert::{self, Collected, ExpertConfig, Selected};
@@ -83,7 +84,8 @@ impl ImproveEnv for Gsm8k {
         progress: &mut dyn Progress,
     ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError> {
         let (collected, timed) = self.collect(ctx, dir, policy, progress)?;
-        let figures = collect_figures(&collected, self.dev.len(), timed);
+        let mut figures = collect_figures(&collected, self.dev.len(), timed);
+        figures.time = provenance_in(&dir.join("collect"))?.time;
         let (dev, train) = collected.split_at(self.dev.len());
         Ok((figures, data(ctx, dir, r, dev, train)))
     }
@@ -233,6 +235,7 @@ pub(super) fn collect_figures(
         wall_s: timed.map(|t| t.wall_s),
         wall_tasks: timed.map(|t| t.tasks),
         episodes: None,
+        time: None,
     }
 }
 
@@ -439,6 +442,7 @@ pub(crate) fn score(results: &[RiseResult], sampled: bool) -> Score {
         machines: Vec::new(),
         numerics: Vec::new(),
         episodes: None,
+        time: None,
     }
 }
 

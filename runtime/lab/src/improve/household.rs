@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use retroformer::agent::files::{read_json, write_jsonl};
 use retroformer::agent::runner::task_path;
+use retroformer::provenance::provenance_in;
 use retroformer_core::records::EpisodeSample;
 use retroformer_envs::household::env::LANE_TOKENS;
 use retroformer_envs::household::episode::HouseholdConfig;
@@ -177,6 +178,7 @@ impl ImproveEnv for Household {
         )?;
         let mut figures = collect_figures(&collected, self.dev.len(), timed);
         figures.episodes = Some(episode_figures(&specs, &collected));
+        figures.time = provenance_in(&dir.join("collect"))?.time;
         let data = data(
             s,
             &ctx.plan.out,
@@ -277,6 +279,7 @@ fn collect_figures(all: &[Collected], dev: usize, timed: Option<Timed>) -> Colle
         wall_s: timed.map(|t| t.wall_s),
         wall_tasks: timed.map(|t| t.tasks),
         episodes: None,
+        time: None,
     }
 }
 
@@ -342,6 +345,7 @@ fn score(results: &[Collected], sampled: bool) -> Score {
         machines: Vec::new(),
         numerics: Vec::new(),
         episodes: None,
+        time: None,
     }
 }
 

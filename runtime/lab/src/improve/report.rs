@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use retroformer::provenance::Machine;
+use retroformer::provenance::{Machine, SessionsTime};
 
 use crate::compare::TrialComparison;
 
@@ -127,6 +127,10 @@ pub struct CollectFigures {
     /// environments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episodes: Option<EpisodeFigures>,
+    /// The time its results took over every session that wrote them (`sessions.json`);
+    /// `None` when a session predates that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<SessionsTime>,
 }
 
 /// A multi-step environment's episodes in figures: what a success rate alone hides (which task
@@ -316,6 +320,10 @@ pub struct Score {
     /// environments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub episodes: Option<EpisodeFigures>,
+    /// The time its results took over every session that wrote them (`sessions.json`);
+    /// `None` when a session predates that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<SessionsTime>,
 }
 
 /// One arm.
@@ -397,7 +405,7 @@ impl ImproveReport {
             for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
                 if let Some(s) = s {
                     out.push(format!(
-                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}{}",
+                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}{}{}",
                         a.name,
                         s.accuracy,
                         s.answers,
@@ -410,6 +418,7 @@ impl ImproveReport {
                             ", {}",
                             part_secs(w, s.wall_tasks, s.problems)
                         )),
+                        in_all(s.time),
                         machines_part(&s.machines),
                     ));
                     if let Some(e) = &s.episodes {
@@ -474,6 +483,19 @@ pub(super) fn part_secs(w: f64, tasks: Option<usize>, of: usize) -> String {
     }
 }
 
+/// `, 7h 12m over 5 sessions` when several sessions wrote a folder's results (each counted to
+/// its last save), else nothing: the time one process measured is only its own part.
+fn in_all(t: Option<SessionsTime>) -> String {
+    match t {
+        Some(t) if t.sessions > 1 => format!(
+            ", {} over {} sessions",
+            retroformer_report::progress::duration(t.seconds as f64),
+            t.sessions
+        ),
+        _ => String::new(),
+    }
+}
+
 /// A training's wall time, the part a resumed process ran named, and its steps' time in all.
 fn train_secs(t: &TrainFigures) -> String {
     let wall = match t.wall_s {
@@ -508,14 +530,15 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
     let n = r.round;
     if let Some(c) = &r.collect {
         out.push(format!(
-            "round {n} collect ({}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {}",
+            "round {n} collect ({}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {}{}",
             teacher.map_or_else(
                 || r.policy.as_deref().unwrap_or("base").to_string(),
                 |t| format!("teacher {t}")
             ),
             c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
             c.train_solved, c.train_first_correct, c.generated_tokens,
-            c.wall_s.map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems))
+            c.wall_s.map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems)),
+            in_all(c.time)
         ));
         if let Some(e) = &c.episodes {
             out.push(format!("  round {n} collect episodes: {}", e.line()));

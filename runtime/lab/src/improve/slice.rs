@@ -255,6 +255,7 @@ pub fn run_slice(
                 wall_tasks: timed.map(|t| t.tasks),
                 machines: made.machines,
                 numerics: made.numerics,
+                time: made.time,
                 run,
                 ..score(&r, false)
             },

@@ -454,6 +454,7 @@ fn a_greedy_run_may_add_sampled_arms_later_but_no_other_setting_changes() {
         machines: Vec::new(),
         numerics: Vec::new(),
         episodes: None,
+        time: None,
     };
     saved.arms.push(ArmFigures {
         name: "base".into(),
@@ -488,6 +489,7 @@ fn greedy_on(machines: &[&str]) -> super::Score {
             .collect(),
         numerics: Vec::new(),
         episodes: None,
+        time: None,
     }
 }
 
@@ -676,4 +678,62 @@ fn the_summary_prints_a_canarys_time_with_the_tasks_it_covers_and_the_episodes_o
         text.contains("\n  r1-s1 greedy episodes: put 1/4, clean 0/3; failures: cycle 2, steps 4; 21.2 actions an episode (9.0 a success)"),
         "{text}"
     );
+}
+
+#[test]
+fn the_summary_adds_up_the_time_of_every_session_that_wrote_a_collection_or_an_arm() {
+    use super::{ArmFigures, CollectFigures, RoundFigures};
+    use retroformer::provenance::SessionsTime;
+    let five = Some(SessionsTime {
+        seconds: 7 * 3600 + 12 * 60,
+        sessions: 5,
+    });
+    let mut report = report_of(vec![RoundFigures {
+        round: 1,
+        policy: None,
+        collect: Some(CollectFigures {
+            problems: 300,
+            train_solved: 80,
+            train_first_correct: 50,
+            attempts: 600,
+            correct_attempts: 100,
+            parsable_attempts: 600,
+            generated_tokens: 190_000,
+            wall_s: Some(9000.0),
+            wall_tasks: Some(100),
+            episodes: None,
+            time: five,
+        }),
+        data: None,
+        train: Vec::new(),
+        installed: None,
+        canary: None,
+    }]);
+    let arm = |name: &str, time| ArmFigures {
+        name: name.into(),
+        adapter: None,
+        greedy: Some(super::Score {
+            wall_s: Some(600.0),
+            time,
+            ..greedy_on(&["EPYC"])
+        }),
+        sampled: None,
+    };
+    let one = Some(SessionsTime {
+        seconds: 600,
+        sessions: 1,
+    });
+    report.arms = vec![arm("base", five), arm("r1-s1", one)];
+    let text = report.summary().join("\n");
+    assert!(
+        text.contains("9000 s for 100 of 300 (resumed), 7h 12m over 5 sessions"),
+        "{text}"
+    );
+    let base = text.lines().find(|l| l.starts_with("base greedy")).unwrap();
+    assert!(base.contains("600 s, 7h 12m over 5 sessions"), "{base}");
+    let r1 = text
+        .lines()
+        .find(|l| l.starts_with("r1-s1 greedy"))
+        .unwrap();
+    assert!(!r1.contains("sessions"), "{r1}");
 }
