@@ -188,9 +188,10 @@ pub struct Session {
 impl Session {
     /// The session starting now on this machine with `threads`, after `saved_before` results.
     pub fn now(saved_before: usize, threads: Option<u32>) -> Self {
+        let now = now_unix();
         Session {
-            started_unix: now_unix(),
-            last_saved_unix: Some(now_unix()),
+            started_unix: now,
+            last_saved_unix: Some(now),
             saved_before,
             machine: Machine::this(),
             threads,

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use retroformer::adapters::AdapterStore;
 use retroformer::agent::files::{self, read_json, write_json};
+use retroformer::provenance::provenance_in;
 use retroformer_envs::math::rise;
 use retroformer_envs::Progress;
 use retroformer_llm::{LanguageModel, Session, SessionOptions};
@@ -308,8 +309,13 @@ impl Ctx<'_> {
         let (figures, data) = self
             .env
             .experience(self, &dir, r, policy.as_deref(), progress)?;
+        // Every environment collects into `dir/collect/` (ImproveEnv::experience).
+        let time = provenance_in(&dir.join("collect"))?.time;
         let round = &mut report.rounds[idx];
-        round.collect = Some(recounted(round.collect.take(), figures));
+        round.collect = Some(CollectFigures {
+            time,
+            ..recounted(round.collect.take(), figures)
+        });
         // The collection's figures are kept even when there is nothing to train on.
         write_report(&self.plan.out, report)?;
         report.rounds[idx].data = Some(data?);

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use retroformer::agent::files::{read_json, write_jsonl};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::provenance_in;
 use retroformer_core::records::RiseSample;
 use retroformer_envs::math::env::lane_tokens;
 use retroformer_envs::math::expert::{self, Collected, ExpertConfig, Selected};
@@ -84,8 +83,7 @@ impl ImproveEnv for Gsm8k {
         progress: &mut dyn Progress,
     ) -> Result<(CollectFigures, Result<DataFigures, LabError>), LabError> {
         let (collected, timed) = self.collect(ctx, dir, policy, progress)?;
-        let mut figures = collect_figures(&collected, self.dev.len(), timed);
-        figures.time = provenance_in(&dir.join("collect"))?.time;
+        let figures = collect_figures(&collected, self.dev.len(), timed);
         let (dev, train) = collected.split_at(self.dev.len());
         Ok((figures, data(ctx, dir, r, dev, train)))
     }

@@ -15,7 +15,6 @@ use std::time::Instant;
 
 use retroformer::agent::files::{read_json, write_jsonl};
 use retroformer::agent::runner::task_path;
-use retroformer::provenance::provenance_in;
 use retroformer_core::records::EpisodeSample;
 use retroformer_envs::household::env::LANE_TOKENS;
 use retroformer_envs::household::episode::HouseholdConfig;
@@ -178,7 +177,6 @@ impl ImproveEnv for Household {
         )?;
         let mut figures = collect_figures(&collected, self.dev.len(), timed);
         figures.episodes = Some(episode_figures(&specs, &collected));
-        figures.time = provenance_in(&dir.join("collect"))?.time;
         let data = data(
             s,
             &ctx.plan.out,
