@@ -96,13 +96,7 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
             line: i + 1,
             reason,
         };
-        let ex = example(&line, model).map_err(bad)?;
-        if !(ex.reward.is_finite() && ex.weight.is_finite() && ex.weight >= 0.0) {
-            return Err(bad("reward and weight must be finite, weight >= 0".into()));
-        }
-        if ex.response.is_empty() {
-            return Err(bad("the response is empty".into()));
-        }
+        let ex = example(&line, Some(model)).and_then(checked).map_err(bad)?;
         out.push(ex);
     }
     if out.is_empty() {
@@ -115,8 +109,30 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
     Ok(out)
 }
 
+/// What every example must have: a finite reward and weight (weight >= 0), a response.
+fn checked(ex: Example) -> Result<Example, String> {
+    if !(ex.reward.is_finite() && ex.weight.is_finite() && ex.weight >= 0.0) {
+        return Err("reward and weight must be finite, weight >= 0".into());
+    }
+    if ex.response.is_empty() {
+        return Err("the response is empty".into());
+    }
+    Ok(ex)
+}
+
+/// Checks one JSONL line as [`read_examples`] reads it, without a model: a chat's messages are
+/// checked, not templated (its response is then the last message's text). A blank line passes.
+/// The fleet's trainer refuses a segment with a bad line before it stores it.
+pub fn check_line(line: &str) -> Result<(), String> {
+    if line.trim().is_empty() {
+        return Ok(());
+    }
+    example(line, None).and_then(checked).map(|_| ())
+}
+
 /// One line as an example: told apart by its fields, each shape read as its own record type.
-fn example(line: &str, model: &dyn LanguageModel) -> Result<Example, String> {
+/// Without a model, a chat is checked but not templated.
+fn example(line: &str, model: Option<&dyn LanguageModel>) -> Result<Example, String> {
     const EXPECTED: &str = "expected {\"prompt\", \"response\"}, a rating record {\"prompt\", \"reflection\", \"rating\"}, a RISE sample {\"messages\"} or {\"segments\"}";
     let v: serde_json::Value =
         serde_json::from_str(line).map_err(|e| format!("{EXPECTED}: {e}"))?;
@@ -179,7 +195,7 @@ fn chat(
     messages: &[ChatMessage],
     reward: f64,
     weight: f64,
-    model: &dyn LanguageModel,
+    model: Option<&dyn LanguageModel>,
 ) -> Result<Example, String> {
     let Some((last, rest)) = messages.split_last() else {
         return Err("\"messages\" is empty".into());
@@ -190,6 +206,17 @@ fn chat(
             last.role
         ));
     }
+    let Some(model) = model else {
+        return Ok(Example {
+            prompt: String::new(),
+            response: last.content.clone(),
+            reward,
+            weight,
+            parse_special: true,
+            ids: None,
+            segments: Vec::new(),
+        });
+    };
     let prompt = model.chat_prompt(rest, true).map_err(|e| e.to_string())?;
     let full = model
         .chat_prompt(messages, false)
@@ -472,7 +499,7 @@ mod tests {
         assert_eq!(short.mask.as_deref(), Some(&want[..kept]));
         // The other shapes carry no mask.
         let plain = tokenize(
-            &example(r#"{"prompt": "P", "response": "R"}"#, &m).unwrap(),
+            &example(r#"{"prompt": "P", "response": "R"}"#, Some(&m)).unwrap(),
             &m,
             9,
         );
@@ -494,8 +521,37 @@ mod tests {
             ),
             (r#"{"segments": [{"text": "a"}]}"#, "loss"),
         ] {
-            let err = example(line, &m).unwrap_err();
+            let err = example(line, Some(&m)).unwrap_err();
             assert!(err.contains(why), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_line_is_checked_without_a_model_as_the_trainer_would_read_it() {
+        for ok in [
+            "",
+            r#"{"prompt": "P", "response": "R"}"#,
+            r#"{"prompt": "P", "reflection": "y", "rating": 0.5}"#,
+            r#"{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "reward": 1.0, "weight": 1.0}"#,
+            r#"{"segments": [{"text": "a", "loss": false}, {"text": "b", "loss": true}]}"#,
+        ] {
+            assert_eq!(check_line(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            (r#"{"i": 1}"#, "expected"),
+            (r#"{"prompt": "P", "response": ""}"#, "empty"),
+            (
+                r#"{"prompt": "P", "response": "R", "weight": -1}"#,
+                "weight",
+            ),
+            (
+                r#"{"messages": [{"role": "user", "content": "q"}], "reward": 1.0, "weight": 1.0}"#,
+                "assistant",
+            ),
+            ("not json", "expected"),
+        ] {
+            let e = check_line(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

@@ -63,6 +63,10 @@ pub struct ServeArgs {
     /// size, and only if its tokens start the new prompt.
     #[arg(long, value_name = "DIR")]
     kv_dir: Option<std::path::PathBuf>,
+    /// The most MiB of KV files --kv-dir keeps per model; the least recently saved
+    /// conversations' files go first.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    kv_dir_max_mib: u64,
 }
 
 pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
@@ -74,6 +78,10 @@ pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
             "--parallel must be between 1 and {}",
             retroformer_llm::MAX_SEQUENCES
         );
+    }
+    // A week: past it a deadline means nothing, and far past it the clock cannot hold it.
+    if a.timeout > 7 * 24 * 3600 {
+        anyhow::bail!("--timeout must be at most 604800 seconds (a week); 0: none");
     }
     let limits = Limits {
         max_queue: a.max_queue,
@@ -143,7 +151,9 @@ fn load(profile: &TargetProfile, a: &ServeArgs, name: &str) -> Result<ServedMode
         Some(dir) => {
             let dir = dir.join(slug(name));
             std::fs::create_dir_all(&dir).with_context(|| format!("--kv-dir {}", dir.display()))?;
-            served.with_kv_dir(dir)
+            served
+                .with_kv_dir(dir)
+                .with_kv_budget(a.kv_dir_max_mib.saturating_mul(1 << 20))
         }
     })
 }

@@ -104,13 +104,15 @@ impl Sampling {
     }
 
     /// The generation request for `prompt`, choice `index` (`n` > 1 draws each with seed +
-    /// index), ending at `deadline`.
+    /// index), ending at `deadline`, under `grammar` (this request's [`Self::grammar`], made
+    /// once for all its choices).
     pub fn request(
         &self,
         prompt: String,
         index: u32,
         limits: &Limits,
         deadline: Option<Instant>,
+        grammar: Option<Grammar>,
     ) -> Result<GenerateRequest, ApiError> {
         let max_tokens = self
             .max_completion_tokens
@@ -160,14 +162,14 @@ impl Sampling {
             seed,
             ..SamplingParams::default()
         };
-        r.grammar = self.grammar()?;
+        r.grammar = grammar;
         r.ignore_eos = self.ignore_eos;
         r.deadline = deadline;
         Ok(r)
     }
 
     /// The grammar the output must match: `grammar`, or one made from `response_format`.
-    fn grammar(&self) -> Result<Option<Grammar>, ApiError> {
+    pub fn grammar(&self) -> Result<Option<Grammar>, ApiError> {
         let (text, origin) = match (&self.grammar, &self.response_format) {
             (Some(_), Some(f)) if !matches!(f, ResponseFormat::Text) => {
                 return Err(ApiError::invalid(
@@ -186,6 +188,16 @@ impl Sampling {
             ),
             _ => return Ok(None),
         };
+        if text.len() > schema::MAX_GRAMMAR_BYTES {
+            return Err(ApiError::invalid(
+                "grammar",
+                format!(
+                    "a grammar may have at most {} bytes; got {}",
+                    schema::MAX_GRAMMAR_BYTES,
+                    text.len()
+                ),
+            ));
+        }
         Ok(Some(Grammar {
             text,
             root: "root".into(),

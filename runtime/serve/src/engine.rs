@@ -66,7 +66,13 @@ pub struct ServedModel {
     sha256: Option<String>,
     /// Where conversations' KV caches persist (`--kv-dir`).
     kv_dir: Option<std::path::PathBuf>,
+    /// The most bytes of KV files kept there; the least recently saved go first.
+    kv_budget: u64,
 }
+
+/// The KV files `--kv-dir` keeps by default: each conversation has one (~20 MB per ~900 tokens
+/// of SmolLM2), and a client that rotates session ids would otherwise fill the disk.
+pub const DEFAULT_KV_BUDGET: u64 = 4 << 30;
 
 impl ServedModel {
     /// `model` served as `name` by one session of `options`, whose `sequences` are the
@@ -85,6 +91,7 @@ impl ServedModel {
             scheduler,
             sha256: None,
             kv_dir: None,
+            kv_budget: DEFAULT_KV_BUDGET,
         })
     }
 
@@ -98,6 +105,17 @@ impl ServedModel {
     pub fn with_kv_dir(mut self, dir: std::path::PathBuf) -> Self {
         self.kv_dir = Some(dir);
         self
+    }
+
+    /// Keeps at most `bytes` of KV files in the `--kv-dir` (default [`DEFAULT_KV_BUDGET`]).
+    pub fn with_kv_budget(mut self, bytes: u64) -> Self {
+        self.kv_budget = bytes;
+        self
+    }
+
+    /// Requests the session decodes together.
+    pub fn lanes(&self) -> usize {
+        self.scheduler.lanes()
     }
 
     /// `g`'s token ids for a captured turn, when the model's hash is known (ids mean nothing
@@ -120,8 +138,10 @@ impl ServedModel {
         let (dir, model_sha) = (self.kv_dir.as_ref()?, self.sha256.as_ref()?);
         let name = hex::encode(&Sha256::digest(session_id.as_bytes())[..16]);
         let adapter = adapter.map_or("base".to_string(), |a| format!("{}@{}", a.id, a.scale));
+        let path = dir.join(format!("{name}.kv"));
+        prune_kv(dir, self.kv_budget, &path);
         Some(KvFile {
-            path: dir.join(format!("{name}.kv")),
+            path,
             tag: format!("model={model_sha};adapter={adapter}"),
         })
     }
@@ -129,6 +149,44 @@ impl ServedModel {
     /// Requests not yet handed to the session.
     pub fn waiting(&self) -> usize {
         self.scheduler.waiting()
+    }
+}
+
+/// Removes the least recently saved `*.kv` files in `dir` (but `keep`) until the rest fit in
+/// `budget` bytes. A file removed while a lane restores it is still read whole (the lane holds
+/// it open); a removed conversation only re-evaluates its prefix. Failures are logged.
+fn prune_kv(dir: &std::path::Path, budget: u64, keep: &std::path::Path) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "cannot list the KV folder: {e}");
+            return;
+        }
+    };
+    let mut files: Vec<(std::time::SystemTime, u64, std::path::PathBuf)> = entries
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let path = e.path();
+            let meta = e.metadata().ok()?;
+            if !(path.extension().is_some_and(|x| x == "kv") && meta.is_file()) {
+                return None;
+            }
+            Some((meta.modified().ok()?, meta.len(), path))
+        })
+        .collect();
+    let mut total: u64 = files.iter().map(|f| f.1).sum();
+    files.sort();
+    for (_, len, path) in files {
+        if total <= budget {
+            break;
+        }
+        if path == keep {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => total -= len,
+            Err(e) => tracing::warn!(path = %path.display(), "cannot remove a KV file: {e}"),
+        }
     }
 }
 
@@ -228,7 +286,10 @@ impl Engine {
             .adapter
             .as_ref()
             .map_or("base".to_string(), |a| a.id.clone());
-        let limit = model.scheduler.lanes() + self.limits.max_queue;
+        let limit = model
+            .scheduler
+            .lanes()
+            .saturating_add(self.limits.max_queue);
         let reply = model
             .scheduler
             .submit(job.request, job.adapter, limit)
@@ -247,5 +308,36 @@ impl Engine {
 
     fn deadline_seconds(&self) -> f64 {
         self.limits.deadline.map_or(0.0, |d| d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kv_folder_drops_the_least_recently_saved_files_past_its_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let at = |name: &str, age_s: u64| {
+            let p = d.path().join(name);
+            std::fs::write(&p, vec![0u8; 100]).unwrap();
+            let t = std::time::SystemTime::now() - Duration::from_secs(age_s);
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+            p
+        };
+        let (oldest, old, new) = (at("a.kv", 30), at("b.kv", 20), at("c.kv", 10));
+        let other = at("notes.txt", 40);
+        // The file about to be used stays even when it is the oldest.
+        prune_kv(d.path(), 150, &oldest);
+        assert!(oldest.exists() && !old.exists() && !new.exists(), "kept: a");
+        assert!(other.exists(), "only *.kv files are the cache's");
+        let (b, c) = (at("b.kv", 20), at("c.kv", 10));
+        prune_kv(d.path(), 250, &c);
+        assert!(!oldest.exists() && b.exists() && c.exists());
     }
 }

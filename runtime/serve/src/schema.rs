@@ -6,9 +6,13 @@
 //! `boolean`, `null`, `enum`, `const`, `anyOf`, a `type` list, and local `$ref`s to `$defs`.
 //! Anything else is refused with the schema path at fault.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
+
+/// The most grammar text a schema may become. Each schema node is written once (a named rule,
+/// referred to by name), so this bounds what a request's schema may cost, not its nesting.
+pub const MAX_GRAMMAR_BYTES: usize = 1 << 20;
 
 /// Any JSON object (llama.cpp's `grammars/json.gbnf`).
 pub const JSON_GBNF: &str = r#"root ::= object
@@ -34,29 +38,16 @@ array ::= "[" ws ( value ("," ws value)* )? "]" ws
 
 /// The GBNF of `schema`, root rule `root`.
 pub fn to_gbnf(schema: &Value) -> Result<String, String> {
-    let mut g = Builder {
-        defs: schema.get("$defs").or_else(|| schema.get("definitions")),
-        rules: BTreeMap::new(),
-        depth: 0,
-    };
-    let root = g.rule(schema, "#")?;
-    let mut out = format!("root ::= {root}\n");
-    for (name, body) in &g.rules {
-        out.push_str(&format!("{name} ::= {body}\n"));
-    }
-    out.push_str(PRIMITIVES);
-    Ok(out)
+    let mut g = Builder::new(schema.get("$defs").or_else(|| schema.get("definitions")));
+    let root = g.expression(schema, "#")?;
+    g.finish(&root)
 }
 
 /// A grammar for one call of one of `functions` (name, parameters schema):
 /// `{"name": NAME, "arguments": {...}}`, the name first so that a model picks the function
 /// before its arguments.
 pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, String> {
-    let mut g = Builder {
-        defs: None,
-        rules: BTreeMap::new(),
-        depth: 0,
-    };
+    let mut g = Builder::new(None);
     let mut alternatives = Vec::new();
     for (name, params) in functions {
         let path = format!("tools[{name}].function.parameters");
@@ -67,17 +58,18 @@ pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, String> {
             literal(&Value::String(name.clone()))
         ));
     }
-    let mut out = format!("root ::= {}\n", alternatives.join(" | "));
-    for (name, body) in &g.rules {
-        out.push_str(&format!("{name} ::= {body}\n"));
-    }
-    out.push_str(PRIMITIVES);
-    Ok(out)
+    g.finish(&alternatives.join(" | "))
 }
 
 struct Builder<'a> {
     defs: Option<&'a Value>,
     rules: BTreeMap<String, String>,
+    /// The rule already written for a schema node, by the node's address: a node reached
+    /// twice (an array's item, each entry of a `type` list) is written once, so the grammar
+    /// grows with the schema, never with its nesting.
+    named: HashMap<usize, String>,
+    /// The grammar text written so far.
+    bytes: usize,
     depth: u32,
 }
 
@@ -88,9 +80,61 @@ fn literal(v: &Value) -> String {
     format!("\"{escaped}\" ws")
 }
 
+/// Whether a GBNF expression is already a single rule's name.
+fn is_name(expr: &str) -> bool {
+    !expr.is_empty() && expr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 impl<'a> Builder<'a> {
-    /// A GBNF expression for `schema` at `path`, adding named rules as needed.
+    fn new(defs: Option<&'a Value>) -> Self {
+        Self {
+            defs,
+            rules: BTreeMap::new(),
+            named: HashMap::new(),
+            bytes: 0,
+            depth: 0,
+        }
+    }
+
+    /// The grammar: `root` and every named rule, then the primitives.
+    fn finish(self, root: &str) -> Result<String, String> {
+        let mut out = format!("root ::= {root}\n");
+        for (name, body) in &self.rules {
+            out.push_str(&format!("{name} ::= {body}\n"));
+        }
+        out.push_str(PRIMITIVES);
+        if out.len() > MAX_GRAMMAR_BYTES {
+            return Err(self.too_big());
+        }
+        Ok(out)
+    }
+
+    fn too_big(&self) -> String {
+        format!("the schema's grammar passes {MAX_GRAMMAR_BYTES} bytes")
+    }
+
+    /// A rule's name for `schema` at `path`: a named rule written once per schema node.
     fn rule(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+        let node = schema as *const Value as usize;
+        if let Some(name) = self.named.get(&node) {
+            return Ok(name.clone());
+        }
+        let expr = self.expression(schema, path)?;
+        if is_name(&expr) {
+            return Ok(expr);
+        }
+        self.bytes += expr.len();
+        if self.bytes > MAX_GRAMMAR_BYTES {
+            return Err(self.too_big());
+        }
+        let name = format!("n-{}", self.named.len());
+        self.rules.insert(name.clone(), expr);
+        self.named.insert(node, name.clone());
+        Ok(name)
+    }
+
+    /// A GBNF expression for `schema` at `path`, adding named rules as needed.
+    fn expression(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
         self.depth += 1;
         if self.depth > 64 {
             return Err(format!("{path}: the schema nests deeper than 64 levels"));
@@ -219,27 +263,37 @@ impl<'a> Builder<'a> {
             .ok_or(format!(
                 "{path}.$ref: only local #/$defs/NAME references are supported; got {r:?}"
             ))?;
-        let rule: String = format!(
-            "def-{}",
-            name.chars()
-                .map(|c| if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                })
-                .collect::<String>()
-        );
+        let rule = def_rule_name(name);
         if !self.rules.contains_key(&rule) {
             let def = self
                 .defs
                 .and_then(|d| d.get(name))
                 .ok_or(format!("{path}.$ref: {r:?} is not in $defs"))?;
             self.rules.insert(rule.clone(), String::new());
-            let body = self.rule(def, &format!("$defs.{name}"))?;
+            let body = self.expression(def, &format!("$defs.{name}"))?;
+            self.bytes += body.len();
+            if self.bytes > MAX_GRAMMAR_BYTES {
+                return Err(self.too_big());
+            }
             self.rules.insert(rule.clone(), body);
         }
         Ok(rule)
     }
+}
+
+/// The rule of a `$defs` entry: its name with every character but ASCII letters and digits
+/// written as `-HEX-` (GBNF names allow letters, digits and `-`), so that two names never
+/// share a rule (`a_b` and `a-b`, `A` and `a`).
+fn def_rule_name(name: &str) -> String {
+    let mut rule = String::from("def-");
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            rule.push(c);
+        } else {
+            rule.push_str(&format!("-{:x}-", u32::from(c)));
+        }
+    }
+    rule
 }
 
 #[cfg(test)]
@@ -272,6 +326,48 @@ mod tests {
             "{g}"
         );
         assert!(g.contains("{0,2}"), "{g}");
+    }
+
+    #[test]
+    fn a_deeply_nested_schema_writes_each_node_once_so_its_grammar_stays_small() {
+        let (mut arrays, mut typed) = (json!({"type": "string"}), json!({"type": "string"}));
+        for _ in 0..60 {
+            arrays = json!({"type": "array", "items": arrays, "minItems": 2, "maxItems": 32});
+            typed = json!({"type": ["object", "object"], "properties": {"a": typed}});
+        }
+        for schema in [arrays, typed] {
+            let g = to_gbnf(&schema).unwrap();
+            assert!(g.len() < 20_000, "{} bytes", g.len());
+        }
+    }
+
+    #[test]
+    fn defs_whose_names_differ_only_in_punctuation_or_case_keep_their_own_rules() {
+        let g = to_gbnf(&json!({"type": "object", "properties": {
+            "p": {"$ref": "#/$defs/a_b"}, "q": {"$ref": "#/$defs/a-b"},
+            "r": {"$ref": "#/$defs/A"}, "s": {"$ref": "#/$defs/a"}},
+            "$defs": {"a_b": {"const": 1}, "a-b": {"const": 2}, "A": {"const": 3},
+                "a": {"const": 4}}}))
+        .unwrap();
+        let rules: Vec<&str> = g.lines().filter(|l| l.starts_with("def-")).collect();
+        assert_eq!(rules.len(), 4, "{g}");
+        for v in 1..=4 {
+            assert_eq!(
+                rules
+                    .iter()
+                    .filter(|r| r.contains(&format!("\"{v}\"")))
+                    .count(),
+                1,
+                "{g}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_schema_whose_grammar_would_pass_the_limit_is_refused() {
+        let big: Vec<String> = (0..40_000).map(|i| format!("value number {i}")).collect();
+        let e = to_gbnf(&json!({"enum": big})).unwrap_err();
+        assert!(e.contains("passes"), "{e}");
     }
 
     #[test]

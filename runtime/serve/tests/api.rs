@@ -234,6 +234,8 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function"}]}"#.into(), StatusCode::BAD_REQUEST, Some("tools[0].function.name")),
         ("/v1/completions", format!(r#"{{"model":"tiny","prompt":"{}"}}"#, "x".repeat(4096)), StatusCode::PAYLOAD_TOO_LARGE, None),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","response_format":{"type":"json_schema","json_schema":{"schema":{"type":"date"}}}}"#.into(), StatusCode::BAD_REQUEST, Some("response_format.json_schema.schema")),
+        // More completions than one lane and the queue of 64 could ever hold at once.
+        ("/v1/completions", format!(r#"{{"model":"tiny","prompt":[{}]}}"#, vec!["\"a\""; 66].join(",")), StatusCode::BAD_REQUEST, Some("prompt")),
     ];
     for (path, body, status, param) in cases {
         let (s, v) = call_json(&e, post(path, &body)).await;
@@ -339,6 +341,11 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    // A stream refused before its first token gets the status too, not an error after a 200.
+    let streamed = r#"{"model":"tiny","prompt":"x","stream":true}"#;
+    let (s, v) = call_json(&e, post("/v1/completions", streamed)).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    error_of(&v);
     OPEN.store(true, Ordering::SeqCst);
     assert_eq!(running.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);

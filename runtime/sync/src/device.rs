@@ -44,6 +44,13 @@ fn publish_error(e: jetstream::context::PublishError) -> SyncError {
     SyncError::nats(e)
 }
 
+/// `text` as a header value: NATS headers cannot hold a line break, which a file name can.
+fn header_text(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
+}
+
 /// Segments a device publishes before awaiting their acknowledgements (at most 512 KiB each).
 pub const IN_FLIGHT: usize = 32;
 
@@ -134,7 +141,7 @@ impl Device {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, p.sha256.as_str());
             headers.insert(HEADER_DEVICE, self.cfg.id.as_str());
-            headers.insert(HEADER_SOURCE, p.source.as_str());
+            headers.insert(HEADER_SOURCE, header_text(&p.source));
             match self
                 .js
                 .publish_with_headers(subject.clone(), headers, body.into())
@@ -195,9 +202,7 @@ impl Device {
         let Some(bytes) = kv.get(key).await.map_err(SyncError::nats)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| SyncError::Nats(format!("a release that is not a release record: {e}")))
+        Release::parse(&bytes).map(Some).map_err(SyncError::Nats)
     }
 
     /// Acts on the current release if it is new to this device: a candidate is downloaded,
@@ -234,42 +239,48 @@ impl Device {
         Ok(outcome)
     }
 
-    /// Downloads the release's adapter and checks it: its bytes' sha256, then (by the store's
-    /// install) that it records this base; then that it records the release's data. Returns
-    /// the installed id.
-    async fn fetch_and_install(&self, r: &Release) -> Result<String, String> {
-        if r.base_sha256 != self.cfg.store.base_sha256() {
-            return Err(format!(
-                "the release is for base {}, not this device's",
-                r.base_sha256
-            ));
-        }
+    /// Downloads the release's adapter (at most its recorded size). A failure here is the
+    /// network's or the disk's, not the release's: it is retried at the next check, never
+    /// reported as a refusal.
+    async fn download(&self, r: &Release) -> Result<Vec<u8>, SyncError> {
         let os = self
             .js
             .get_object_store(names::ADAPTERS_BUCKET)
             .await
-            .map_err(|e| format!("the adapters object store: {e}"))?;
-        let mut object = os
+            .map_err(|e| SyncError::Nats(format!("the adapters object store: {e}")))?;
+        let object = os
             .get(&r.object)
             .await
-            .map_err(|e| format!("object {}: {e}", r.object))?;
+            .map_err(|e| SyncError::Nats(format!("object {}: {e}", r.object)))?;
         let mut bytes = Vec::new();
+        // One byte past the recorded size tells a longer object from one of that size.
         object
+            .take(r.size.saturating_add(1))
             .read_to_end(&mut bytes)
             .await
-            .map_err(|e| format!("reading object {}: {e}", r.object))?;
-        let sha = sha256_hex(&bytes);
+            .map_err(|e| SyncError::Nats(format!("reading object {}: {e}", r.object)))?;
+        Ok(bytes)
+    }
+
+    /// Checks a downloaded adapter: its bytes' sha256, then (by the store's install)
+    /// that it records this base; then that it records the release's data. Returns the
+    /// installed id, or why the release is refused.
+    fn install(&self, r: &Release, bytes: &[u8]) -> Result<String, String> {
+        // A longer object was cut one byte past the recorded size: its digest differs too.
+        let sha = sha256_hex(bytes);
         if sha != r.sha256 {
             return Err(format!(
-                "the downloaded adapter's sha256 is {sha}, the release says {}",
-                r.sha256
+                "the downloaded adapter's sha256 is {sha} ({} bytes), the release says {} ({} bytes)",
+                bytes.len(),
+                r.sha256,
+                r.size
             ));
         }
         let file = self
             .cfg
             .outbox
             .join(format!("download-{}.gguf", &sha[..16]));
-        retroformer_core::fsutil::write_atomic(&file, &bytes).map_err(|e| e.to_string())?;
+        retroformer_core::fsutil::write_atomic(&file, bytes).map_err(|e| e.to_string())?;
         let installed = tokio::task::block_in_place(|| {
             self.cfg.store.install(
                 &file,
@@ -290,6 +301,20 @@ impl Device {
         Ok(m.id)
     }
 
+    /// The release's adapter installed (its id), `Ok(Err(why))` when the release is refused
+    /// (another base, other bytes, an adapter the store refuses), `Err` when it could not be
+    /// downloaded.
+    async fn fetch_and_install(&self, r: &Release) -> Result<Result<String, String>, SyncError> {
+        if r.base_sha256 != self.cfg.store.base_sha256() {
+            return Ok(Err(format!(
+                "the release is for base {}, not this device's",
+                r.base_sha256
+            )));
+        }
+        let bytes = self.download(r).await?;
+        Ok(self.install(r, &bytes))
+    }
+
     async fn canary(&self, r: &Release, canary: &mut Canary) -> Result<CanaryOutcome, SyncError> {
         let mut outcome = CanaryOutcome {
             format_version: FORMAT_VERSION,
@@ -302,7 +327,7 @@ impl Device {
             incumbent_score: None,
             reason: None,
         };
-        let id = match self.fetch_and_install(r).await {
+        let id = match self.fetch_and_install(r).await? {
             Ok(id) => id,
             Err(why) => {
                 tracing::warn!(version = r.version, "refused release: {why}");
@@ -337,7 +362,7 @@ impl Device {
             Some(m) => m.id,
             None => self
                 .fetch_and_install(r)
-                .await
+                .await?
                 .map_err(|reason| SyncError::Release {
                     version: r.version,
                     reason,
@@ -364,11 +389,12 @@ impl Device {
     async fn report(&self, o: &CanaryOutcome) -> Result<(), SyncError> {
         let body = serde_json::to_vec(o).expect("serialises");
         let mut headers = async_nats::HeaderMap::new();
+        // The sha256 is a release's, checked as 64 hex digits when it was read.
         let id = format!(
             "{}-{}-{}",
             o.device,
             o.version,
-            &o.sha256[..16.min(o.sha256.len())]
+            o.sha256.get(..16).unwrap_or("?")
         );
         headers.insert(async_nats::header::NATS_MESSAGE_ID, id.as_str());
         self.js
@@ -378,5 +404,17 @@ impl Device {
             .await
             .map_err(SyncError::nats)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_name_with_line_breaks_becomes_a_header_value_nats_accepts() {
+        let v = header_text("runs/a\r\nb\\n.jsonl");
+        assert_eq!(v, "runs/a\\r\\nb\\\\n.jsonl");
+        assert!(v.parse::<async_nats::HeaderValue>().is_ok());
     }
 }

@@ -36,6 +36,43 @@ pub struct Release {
     pub object: String,
 }
 
+/// The largest adapter a release may offer (a device downloads at most this).
+pub const MAX_ADAPTER_BYTES: u64 = 2 << 30;
+
+impl Release {
+    /// A release record as read from the bucket: this format version, sha256 fields of 64
+    /// hexadecimal digits, a size a device may download.
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let r: Self = serde_json::from_slice(bytes)
+            .map_err(|e| format!("a release that is not a release record: {e}"))?;
+        if r.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "a release record of format_version {} (this build reads {FORMAT_VERSION})",
+                r.format_version
+            ));
+        }
+        for (field, v) in [
+            ("base_sha256", &r.base_sha256),
+            ("sha256", &r.sha256),
+            ("data_sha256", &r.data_sha256),
+        ] {
+            if !(v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())) {
+                return Err(format!(
+                    "release {}: {field} is not 64 hexadecimal digits",
+                    r.version
+                ));
+            }
+        }
+        if r.size > MAX_ADAPTER_BYTES {
+            return Err(format!(
+                "release {}: size {} passes the {MAX_ADAPTER_BYTES} bytes an adapter may have",
+                r.version, r.size
+            ));
+        }
+        Ok(r)
+    }
+}
+
 /// What a device's canary found for one release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CanaryOutcome {
@@ -52,4 +89,53 @@ pub struct CanaryOutcome {
     /// Why it was not installed or not scored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn release() -> Release {
+        Release {
+            format_version: FORMAT_VERSION,
+            version: 3,
+            status: ReleaseStatus::Candidate,
+            base_sha256: "a".repeat(64),
+            sha256: "b".repeat(64),
+            data_sha256: "c".repeat(64),
+            size: 10,
+            object: "x.gguf".into(),
+        }
+    }
+
+    #[test]
+    fn a_release_record_is_read_only_with_this_version_hex_digests_and_a_bounded_size() {
+        let ok = serde_json::to_vec(&release()).unwrap();
+        assert_eq!(Release::parse(&ok).unwrap(), release());
+        let bad = [
+            Release {
+                format_version: 2,
+                ..release()
+            },
+            Release {
+                sha256: "é".repeat(32),
+                ..release()
+            },
+            Release {
+                data_sha256: "c".repeat(63),
+                ..release()
+            },
+            Release {
+                size: MAX_ADAPTER_BYTES + 1,
+                ..release()
+            },
+        ];
+        for r in bad {
+            let e = Release::parse(&serde_json::to_vec(&r).unwrap()).unwrap_err();
+            assert!(!e.is_empty());
+        }
+        assert!(Release::parse(b"{}")
+            .unwrap_err()
+            .contains("not a release record"));
+    }
 }

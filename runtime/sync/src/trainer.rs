@@ -44,7 +44,14 @@ pub struct Consumed {
     pub received: usize,
     /// Segments stored for the first time.
     pub stored: usize,
+    /// Segments with a line the trainer cannot read, set aside (`quarantine/`) instead.
+    pub quarantined: usize,
 }
+
+/// Checks one line of a record segment as the training will read it (the trainer's
+/// `data::check_line`): a segment with a bad line is set aside, so that one bad record does not
+/// fail every training after it.
+pub type LineCheck = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Trains an adapter on record files (the `improve` / loop training phase).
 pub type Train<'a> = dyn FnMut(&[PathBuf]) -> Result<Trained, String> + Send + 'a;
@@ -64,6 +71,7 @@ pub struct FleetTrainer {
     js: jetstream::Context,
     records: consumer::Consumer<consumer::pull::Config>,
     canaries: consumer::Consumer<consumer::pull::Config>,
+    check: Option<LineCheck>,
 }
 
 impl FleetTrainer {
@@ -100,7 +108,33 @@ impl FleetTrainer {
             js,
             records,
             canaries,
+            check: None,
         })
+    }
+
+    /// Sets aside every segment with a line `check` refuses (see [`LineCheck`]).
+    pub fn with_line_check(mut self, check: LineCheck) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// Where a segment with a bad line is kept, for its sender to see.
+    pub fn quarantine_path(&self, sha256: &str) -> PathBuf {
+        self.cfg
+            .dir
+            .join("quarantine")
+            .join(format!("{sha256}.jsonl"))
+    }
+
+    /// The first line of `payload` that the line check refuses: its number and why.
+    fn bad_line(&self, payload: &[u8]) -> Option<(usize, String)> {
+        let check = self.check.as_ref()?;
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return Some((0, "not UTF-8".into()));
+        };
+        text.lines()
+            .enumerate()
+            .find_map(|(i, l)| check(l).err().map(|why| (i + 1, why)))
     }
 
     fn state_path(&self) -> PathBuf {
@@ -159,18 +193,37 @@ impl FleetTrainer {
             messages.push(m.map_err(SyncError::nats)?);
         }
         let mut new = BTreeMap::new();
+        let (mut stored, mut quarantined) = (0, 0);
         for m in &messages {
-            if let Some(sha) = verified(m) {
-                let p = self.segment_path(&sha);
-                if !p.exists() {
-                    new.insert(p, m.payload.clone());
+            let Some(sha) = verified(m) else { continue };
+            let bad = self.bad_line(&m.payload);
+            let p = match &bad {
+                None => self.segment_path(&sha),
+                Some(_) => self.quarantine_path(&sha),
+            };
+            if p.exists() || new.contains_key(&p) {
+                continue;
+            }
+            match bad {
+                None => stored += 1,
+                Some((line, why)) => {
+                    let device = m.headers.as_ref().and_then(|h| h.get(HEADER_DEVICE));
+                    tracing::warn!(?device, segment = %sha, line, %why,
+                        "set aside a segment the training cannot read");
+                    quarantined += 1;
                 }
             }
+            new.insert(p, m.payload.clone());
         }
         let got = Consumed {
             received: messages.len(),
-            stored: new.len(),
+            stored,
+            quarantined,
         };
+        if quarantined > 0 {
+            let q = self.cfg.dir.join("quarantine");
+            std::fs::create_dir_all(&q).map_err(|e| SyncError::io(&q, e))?;
+        }
         store_all(new).await?;
         // A plain ack: one lost in transit re-delivers the segment after ack_wait, and its
         // file, named by its content, is found stored.
@@ -236,7 +289,9 @@ impl FleetTrainer {
             .get(names::release_key(&self.cfg.base_sha256))
             .await
             .map_err(SyncError::nats)?
-            .and_then(|b| serde_json::from_slice::<Release>(&b).ok());
+            .map(|b| Release::parse(&b))
+            .transpose()
+            .map_err(SyncError::Nats)?;
         Ok((kv, cur))
     }
 
@@ -319,8 +374,15 @@ impl FleetTrainer {
         let Some(mut r) = cur.filter(|c| c.status == ReleaseStatus::Candidate) else {
             return Ok(None);
         };
-        let passed = state.canaries.values().filter(|o| o.promoted).count();
-        let failed = state.canaries.len() - passed;
+        // Only this release's votes count: a publish not followed by a cleared state (a crash
+        // in between, or `publish` called alone) leaves the last release's.
+        let votes: Vec<&CanaryOutcome> = state
+            .canaries
+            .values()
+            .filter(|o| o.version == r.version && o.sha256 == r.sha256)
+            .collect();
+        let passed = votes.iter().filter(|o| o.promoted).count();
+        let failed = votes.len() - passed;
         r.status = if passed >= self.cfg.promote_after {
             ReleaseStatus::Promoted
         } else if failed >= self.cfg.rollback_after {

@@ -228,3 +228,113 @@ async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good
         assert_eq!(active(id).as_deref(), Some(v1.sha256.as_str()), "{id}");
     }
 }
+
+// A bad record, a release whose object is missing, and votes left from the last release:
+// each is contained where it arises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_do_not_count() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let nats = Nats::start(&root.join("nats"));
+    let trainer = FleetTrainer::new(
+        connect(&nats.url()).await,
+        TrainerConfig {
+            dir: root.join("trainer"),
+            base_sha256: base_sha(),
+            min_new_records: 1,
+            promote_after: 1,
+            rollback_after: 1,
+            ack_wait: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap()
+    .with_line_check(Box::new(|l: &str| match l.contains("\"bad\"") {
+        true => Err("a bad record".into()),
+        false => Ok(()),
+    }));
+    let (a, b) = (
+        device(root, "dev-a", connect(&nats.url()).await),
+        device(root, "dev-b", connect(&nats.url()).await),
+    );
+    records(root, "dev-a", "good.jsonl", 2);
+    let runs = root.join("dev-a").join("runs");
+    std::fs::write(runs.join("worse.jsonl"), "{\"i\":1}\n{\"bad\":true}\n").unwrap();
+    a.upload().await.unwrap();
+    let got = trainer
+        .consume(1000, Duration::from_millis(500), true)
+        .await
+        .unwrap();
+    assert_eq!((got.stored, got.quarantined), (1, 1), "{got:?}");
+    assert_eq!(
+        lines_in(&trainer.stored().unwrap()).len(),
+        2,
+        "the good file only"
+    );
+    assert_eq!(
+        std::fs::read_dir(root.join("trainer/quarantine"))
+            .unwrap()
+            .count(),
+        1
+    );
+
+    // The release's object is missing: the device reports nothing and follows nothing, and
+    // installs the release once the object is there.
+    let dir = root.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v1_file = adapter(&dir, 2.0, &"d".repeat(64));
+    let v1 = trainer.publish(&v1_file, &"d".repeat(64)).await.unwrap();
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    let os = js.get_object_store(names::ADAPTERS_BUCKET).await.unwrap();
+    os.delete(v1.object.as_str()).await.unwrap();
+    assert!(a.follow_release(&mut eval(&[&v1.sha256])).await.is_err());
+    assert!(
+        trainer
+            .judge(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "no vote"
+    );
+    let bytes = std::fs::read(&v1_file).unwrap();
+    os.put(v1.object.as_str(), &mut bytes.as_slice())
+        .await
+        .unwrap();
+    let o = a
+        .follow_release(&mut eval(&[&v1.sha256]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.installed && o.promoted, "{o:?}");
+    let judged = trainer
+        .judge(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (judged.version, judged.status),
+        (1, ReleaseStatus::Promoted)
+    );
+
+    // A release published alone (no training clears the trainer's state): the last
+    // release's vote is not this one's; it needs a vote of its own.
+    let v2_file = adapter(&dir, 3.0, &"e".repeat(64));
+    let v2 = trainer.publish(&v2_file, &"e".repeat(64)).await.unwrap();
+    let stale = trainer.judge(Duration::from_millis(300)).await.unwrap();
+    assert!(stale.is_none(), "judged on v1's vote: {stale:?}");
+    let o = b
+        .follow_release(&mut eval(&[&v2.sha256]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(o.installed && o.promoted, "{o:?}");
+    let judged = trainer
+        .judge(Duration::from_millis(500))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (judged.version, judged.status),
+        (2, ReleaseStatus::Promoted)
+    );
+}

@@ -9,6 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::Stream;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -82,17 +83,38 @@ impl Plan {
         self.sampling.check_supported()?;
         let wanted = Wanted::of(&self.sampling, matches!(self.shape, Shape::Chat))?;
         let n = self.sampling.n(&engine.limits)?;
-        let deadline = engine.limits.deadline.map(|d| Instant::now() + d);
+        let jobs_max = self.model.lanes().saturating_add(engine.limits.max_queue);
+        let asked = self.prompts.len().saturating_mul(n as usize);
+        if asked > jobs_max {
+            // More than may ever be in flight at once: a 429 would be retried in vain.
+            return Err(ApiError::invalid(
+                if self.prompts.len() > 1 { "prompt" } else { "n" },
+                format!(
+                    "{} prompts x n {n} = {asked} completions; this server runs at most {jobs_max} at once",
+                    self.prompts.len()
+                ),
+            ));
+        }
+        // A deadline past what the clock can hold is no deadline.
+        let deadline = engine
+            .limits
+            .deadline
+            .and_then(|d| Instant::now().checked_add(d));
+        let grammar = self.sampling.grammar()?;
         let mut jobs = Vec::new();
         let adapter = self.adapter().await?;
         for (p, prompt) in self.prompts.iter().enumerate() {
             for i in 0..n {
-                let mut request =
-                    self.sampling
-                        .request(prompt.clone(), i, &engine.limits, deadline)?;
+                let mut request = self.sampling.request(
+                    prompt.clone(),
+                    i,
+                    &engine.limits,
+                    deadline,
+                    grammar.clone(),
+                )?;
                 request.logprobs = wanted.logprobs;
-                if i == 0 {
-                    // The conversation continues from the first choice.
+                if p == 0 && i == 0 {
+                    // The conversation continues from the first choice (one lane saves it).
                     request.kv_file = self
                         .sampling
                         .session_id
@@ -130,7 +152,9 @@ impl Plan {
                 .stream_options
                 .as_ref()
                 .is_some_and(|o| o.include_usage);
-            Ok(stream(engine, self.model, jobs, head, usage, capture).into_response())
+            Ok(stream(engine, self.model, jobs, head, usage, capture)
+                .await?
+                .into_response())
         } else {
             whole(engine, &self.model, jobs, head, capture).await
         }
@@ -234,17 +258,31 @@ async fn whole(
     Ok(Json(body).into_response())
 }
 
-/// Streams the choices' pieces as they are generated, then `[DONE]`. A client that goes away
-/// ends the stream, which drops the running generation's future and so cancels it.
-fn stream(
+/// What the streaming task sends: an event, or a failure, which is the HTTP answer when nothing
+/// was sent before it.
+enum Msg {
+    Event(Event),
+    Fail(ApiError),
+}
+
+fn data(body: &Value) -> Msg {
+    Msg::Event(Event::default().data(body.to_string()))
+}
+
+/// Streams the choices' pieces as they are generated, then `[DONE]`. The response starts only
+/// once the first choice has its first piece (or ends): a request refused on the way (queue
+/// full, prompt too long, a grammar the model refuses, the deadline) is answered with its HTTP
+/// status rather than an error event after a 200. A client that goes away ends the stream,
+/// which drops the running generation's future and so cancels it.
+async fn stream(
     engine: AppState,
     model: Arc<ServedModel>,
     jobs: Vec<(u32, Job)>,
     head: Head,
     include_usage: bool,
     capture: Option<Captured>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let (out, rx) = mpsc::channel::<Event>(64);
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let (out, mut rx) = mpsc::channel::<Msg>(64);
     tokio::spawn(async move {
         let (mut prompt, mut completion) = (0u64, 0u64);
         for (index, job) in jobs {
@@ -257,7 +295,7 @@ fn stream(
                     }
                 }
                 Some(Err(e)) => {
-                    let _ = out.send(Event::default().data(e.body().to_string())).await;
+                    let _ = out.send(Msg::Fail(e)).await;
                     return;
                 }
                 None => return,
@@ -266,16 +304,28 @@ fn stream(
         if include_usage {
             let mut body = head.body(true, Vec::new());
             body["usage"] = usage(prompt, completion);
-            let _ = out.send(Event::default().data(body.to_string())).await;
+            let _ = out.send(data(&body)).await;
         }
-        let _ = out.send(Event::default().data("[DONE]")).await;
+        let _ = out.send(Msg::Event(Event::default().data("[DONE]"))).await;
     });
-    let events =
-        futures_util::stream::unfold(
-            rx,
-            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-        );
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let first = match rx.recv().await {
+        Some(Msg::Event(e)) => e,
+        Some(Msg::Fail(e)) => return Err(e),
+        None => {
+            return Err(ApiError::internal(
+                "the stream ended before its first event",
+            ))
+        }
+    };
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        let event = match rx.recv().await? {
+            Msg::Event(e) => e,
+            Msg::Fail(e) => Event::default().data(e.body().to_string()),
+        };
+        Some((Ok(event), rx))
+    });
+    let events = futures_util::stream::once(async move { Ok(first) }).chain(rest);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 /// Streams one choice; `None` when the client went away, else its generation or its error.
@@ -286,15 +336,14 @@ async fn stream_one(
     job: Job,
     index: u32,
     head: &Head,
-    out: &mpsc::Sender<Event>,
+    out: &mpsc::Sender<Msg>,
 ) -> Option<Result<Generation, ApiError>> {
     let (ptx, mut prx) = mpsc::unbounded_channel::<String>();
     let run = engine.run(model, job, Some(ptx));
     tokio::pin!(run);
     let mut first = true;
     let send = |text: &str, first: bool, finish: Option<&str>| {
-        let chunk = head.body(true, vec![head.shape.delta(index, text, first, finish)]);
-        Event::default().data(chunk.to_string())
+        data(&head.body(true, vec![head.shape.delta(index, text, first, finish)]))
     };
     // With tools, a reply is a call or text only once it is whole: it is held back until then
     // (the client still notices a disconnect through keep-alives).
@@ -330,9 +379,7 @@ async fn stream_one(
             let delta = json!({"index": index, "finish_reason": null, "logprobs": null, "delta": {
                 "role": "assistant", "content": null,
                 "tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": call["function"]}]}});
-            out.send(Event::default().data(head.body(true, vec![delta]).to_string()))
-                .await
-                .ok()?;
+            out.send(data(&head.body(true, vec![delta]))).await.ok()?;
             first = false;
             "tool_calls"
         }
@@ -346,9 +393,6 @@ async fn stream_one(
     };
     let mut last = head.shape.delta(index, "", first, Some(finish));
     head.add_tokens(&mut last, &g);
-    let chunk = head.body(true, vec![last]);
-    out.send(Event::default().data(chunk.to_string()))
-        .await
-        .ok()?;
+    out.send(data(&head.body(true, vec![last]))).await.ok()?;
     Some(Ok(g))
 }

@@ -80,7 +80,12 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     rt.block_on(async {
         let client = retroformer_sync::connect(&a.nats, &security).await?;
-        let trainer = FleetTrainer::new(client, cfg).await?;
+        let trainer = FleetTrainer::new(client, cfg)
+            .await?
+            .with_line_check(Box::new(retroformer_trainer::data::check_line));
+        // The untrained records when a training last failed: it is tried again only once
+        // more have arrived (the same data would fail the same way every round).
+        let mut failed_at: Option<usize> = None;
         loop {
             let got = trainer.consume(1000, Duration::from_secs(2), true).await?;
             if got.stored > 0 {
@@ -89,11 +94,35 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                     got.stored
                 );
             }
-            if let Some(r) = trainer.maybe_train(&mut train).await? {
+            if got.quarantined > 0 {
                 eprintln!(
-                    "[retroformer-train] fleet: released v{} ({})",
-                    r.version, r.sha256
+                    "[retroformer-train] fleet: set aside {} segments with a line the training \
+                     cannot read, in {}",
+                    got.quarantined,
+                    a.dir.join("quarantine").display()
                 );
+            }
+            let untrained = trainer.untrained()?.0;
+            if failed_at.is_none_or(|n| untrained > n) {
+                match trainer.maybe_train(&mut train).await {
+                    Ok(Some(r)) => {
+                        failed_at = None;
+                        eprintln!(
+                            "[retroformer-train] fleet: released v{} ({})",
+                            r.version, r.sha256
+                        );
+                    }
+                    Ok(None) => {}
+                    // The fleet goes on (the canaries, the next records); this data is not
+                    // tried again until more arrives.
+                    Err(e @ retroformer_sync::SyncError::Train(_)) => {
+                        failed_at = Some(untrained);
+                        eprintln!(
+                            "[retroformer-train] fleet: {e}; retrying when new records arrive"
+                        );
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
             if let Some(r) = trainer.judge(Duration::from_secs(1)).await? {
                 eprintln!(
