@@ -245,6 +245,12 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
             assert_eq!(p, param, "{body:.80}: {v}");
         }
     }
+    let bad_query = Request::get("/v1/adapters?model=%FF")
+        .body(Body::empty())
+        .unwrap();
+    let (s, v) = call_json(&e, bad_query).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(error_of(&v).1, Some("model"), "{v}");
     let (s, v) = call_json(&e, Request::get("/v1/nothing").body(Body::empty()).unwrap()).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     error_of(&v);

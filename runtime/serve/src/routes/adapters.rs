@@ -2,12 +2,12 @@
 //! generation; `POST /v1/adapters/activate` changes the active adapter if the generation is
 //! still the one the client saw (compare-and-swap; 409 otherwise).
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{ApiJson, AppState};
+use super::{ApiJson, ApiQuery, AppState};
 use crate::error::ApiError;
 
 #[derive(Deserialize)]
@@ -17,14 +17,18 @@ pub struct ListQuery {
 
 pub async fn list(
     State(engine): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let mut data = Vec::new();
     for m in &engine.models {
         if q.model.as_ref().is_some_and(|n| n != &m.name) {
             continue;
         }
-        let versions = m.adapters.list()?;
+        // The store's folder is read from disk: off the runtime.
+        let served = m.clone();
+        let versions = tokio::task::spawn_blocking(move || served.adapters.list())
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))??;
         data.push(json!({"model": m.name, "active": m.adapters.active(), "adapters": versions}));
     }
     if let (Some(name), true) = (&q.model, data.is_empty()) {

@@ -12,7 +12,8 @@ mod models;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -117,6 +118,24 @@ where
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(r) => Err(ApiError::status(r.status(), r.body_text())),
         }
+    }
+}
+
+/// A query string whose rejections (a bad percent-encoding, a wrong type) are answered in
+/// OpenAI's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Self(q.0))
+            .map_err(|r| ApiError::status(r.status(), r.body_text()))
     }
 }
 
