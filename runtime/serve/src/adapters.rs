@@ -75,7 +75,7 @@ impl Adapters {
     }
 
     pub fn active(&self) -> Active {
-        self.active.lock().unwrap().clone()
+        crate::lock(&self.active).clone()
     }
 
     /// Makes `id` (or no adapter) active if the generation is still `expected` (any, when
@@ -89,7 +89,7 @@ impl Adapters {
         if let Some(id) = id {
             self.load(model, id)?;
         }
-        let mut a = self.active.lock().unwrap();
+        let mut a = crate::lock(&self.active);
         if let Some(e) = expected.filter(|&e| e != a.generation) {
             return Err(ApiError::conflict(format!(
                 "expected_generation {e} is stale: the active adapter is at generation {}",
@@ -126,7 +126,7 @@ impl Adapters {
 
     /// The loaded handle of store version `id`, loading (and verifying) it the first time.
     fn load(&self, model: &dyn LanguageModel, id: &str) -> Result<AdapterHandle, ApiError> {
-        if let Some(h) = self.loaded.lock().unwrap().get(id) {
+        if let Some(h) = crate::lock(&self.loaded).get(id) {
             return Ok(h.clone());
         }
         let not_found = || {
@@ -153,7 +153,7 @@ impl Adapters {
             .map_err(|e| ApiError::internal(format!("adapter {id}: {e}")))?;
         // Two requests may load the same id at once: keep the first handle, so one id has
         // one handle (and one cache key) for the server's life.
-        let mut loaded = self.loaded.lock().unwrap();
+        let mut loaded = crate::lock(&self.loaded);
         Ok(loaded.entry(id.to_string()).or_insert(handle).clone())
     }
 }

@@ -48,7 +48,7 @@ impl Capture {
         tokens: Option<TurnTokens>,
     ) {
         messages.push(ChatMessage::new("assistant", reply));
-        let mut guard = self.open.lock().unwrap();
+        let mut guard = crate::lock(&self.open);
         let (episodes, order) = &mut *guard;
         if !episodes.contains_key(session) {
             if episodes.len() >= MAX_OPEN {
@@ -76,7 +76,7 @@ impl Capture {
             ));
         }
         let turns = {
-            let mut guard = self.open.lock().unwrap();
+            let mut guard = crate::lock(&self.open);
             let (episodes, order) = &mut *guard;
             order.retain(|s| s != session);
             episodes.remove(session)

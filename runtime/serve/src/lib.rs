@@ -28,3 +28,10 @@ pub use routes::router;
 pub use schema::{to_gbnf, JSON_GBNF};
 pub use server::{bind, serve, shutdown_signal};
 pub use tools::{Call, Tools};
+
+/// `m` locked, even if a thread panicked while holding it: what these locks guard (counters,
+/// the active adapter, loaded handles, open sessions) stays usable, and one panicked request
+/// must not make every later one panic too.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -47,7 +47,7 @@ impl Metrics {
             .unwrap()
             .entry((endpoint.to_string(), status))
             .or_default() += 1;
-        let mut l = self.latency.lock().unwrap();
+        let mut l = crate::lock(&self.latency);
         let h = l.entry(endpoint.to_string()).or_default();
         for (i, b) in BUCKETS.iter().enumerate() {
             if seconds <= *b {
@@ -130,14 +130,14 @@ impl Metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
         s.push_str("# HELP retroformer_requests_total Requests answered.\n# TYPE retroformer_requests_total counter\n");
-        for ((endpoint, status), v) in self.requests.lock().unwrap().iter() {
+        for ((endpoint, status), v) in crate::lock(&self.requests).iter() {
             let _ = writeln!(
                 s,
                 "retroformer_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {v}"
             );
         }
         s.push_str("# HELP retroformer_adapter_generations_total Generations per model and adapter.\n# TYPE retroformer_adapter_generations_total counter\n");
-        for ((model, adapter), v) in self.per_adapter.lock().unwrap().iter() {
+        for ((model, adapter), v) in crate::lock(&self.per_adapter).iter() {
             let _ = writeln!(
                 s,
                 "retroformer_adapter_generations_total{{model=\"{}\",adapter=\"{}\"}} {v}",
@@ -155,7 +155,7 @@ impl Metrics {
             s,
             "# HELP {name} Time to answer a request.\n# TYPE {name} histogram"
         );
-        for (endpoint, h) in self.latency.lock().unwrap().iter() {
+        for (endpoint, h) in crate::lock(&self.latency).iter() {
             for (b, c) in BUCKETS.iter().zip(h.counts) {
                 let _ = writeln!(s, "{name}_bucket{{endpoint=\"{endpoint}\",le=\"{b}\"}} {c}");
             }
