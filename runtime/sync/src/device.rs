@@ -281,7 +281,7 @@ impl Device {
             .outbox
             .join(format!("download-{}.gguf", &sha[..16]));
         retroformer_core::fsutil::write_atomic(&file, bytes).map_err(|e| e.to_string())?;
-        let installed = tokio::task::block_in_place(|| {
+        let installed = crate::blocking(|| {
             self.cfg.store.install(
                 &file,
                 &self.cfg.base,
@@ -336,7 +336,7 @@ impl Device {
             }
         };
         outcome.installed = true;
-        let report = tokio::task::block_in_place(|| canary(&self.cfg.store, &id));
+        let report = crate::blocking(|| canary(&self.cfg.store, &id));
         match report {
             Ok(c) => {
                 outcome.promoted = c.promoted;

@@ -69,6 +69,17 @@ impl SyncError {
     }
 }
 
+/// Runs blocking work (a training, an install's probe, a canary's evaluation) from async code:
+/// on a multi-thread runtime the worker hands its other tasks away first (`block_in_place`);
+/// on a current-thread runtime, where `block_in_place` panics, the work simply runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// How a client proves who it is and checks the server, beside the URL's user and password.
 #[derive(Debug, Clone, Default)]
 pub struct Security {
@@ -230,6 +241,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test(flavor = "current_thread")]
+    async fn blocking_work_runs_on_a_current_thread_runtime_where_block_in_place_would_panic() {
+        assert_eq!(super::blocking(|| 2 + 2), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn blocking_work_runs_on_a_multi_thread_runtime() {
+        assert_eq!(super::blocking(|| 2 + 2), 4);
+    }
+
     #[test]
     fn a_url_in_a_message_hides_its_password() {
         assert_eq!(

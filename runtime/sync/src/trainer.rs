@@ -266,7 +266,7 @@ impl FleetTrainer {
             return Ok(None);
         }
         let all = self.stored()?;
-        let trained = tokio::task::block_in_place(|| train(&all)).map_err(SyncError::Train)?;
+        let trained = crate::blocking(|| train(&all)).map_err(SyncError::Train)?;
         let release = self.publish(&trained.path, &trained.data_sha256).await?;
         let mut state = self.state()?;
         state.trained.extend(
