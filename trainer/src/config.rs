@@ -51,6 +51,9 @@ impl ModelConfig {
             path: path.display().to_string(),
             reason,
         };
+        // The runtime's bounds first (layers, widths, heads, vocabulary, tensor shapes): the
+        // sizes below allocate, and `export` reaches here without llama.cpp's load.
+        retroformer_gguf::check_model(f, path)?;
         let arch = f
             .architecture()
             .ok_or_else(|| bad("general.architecture is missing".into()))?
@@ -83,6 +86,11 @@ impl ModelConfig {
             )));
         }
         let head_dim = embd / heads;
+        if head_dim % 2 != 0 {
+            return Err(bad(format!(
+                "head width {head_dim} is odd: RoPE rotates pairs"
+            )));
+        }
         let rope_dims = f
             .arch_u64("rope.dimension_count")
             .map(|v| v as usize)

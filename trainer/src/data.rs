@@ -127,7 +127,21 @@ pub fn check_line(line: &str) -> Result<(), String> {
     if line.trim().is_empty() {
         return Ok(());
     }
-    example(line, None).and_then(checked).map(|_| ())
+    let ex = example(line, None).and_then(checked)?;
+    // Trained in f32: a weight past its range becomes infinite there.
+    if ex.weight > f64::from(f32::MAX) || ex.reward.abs() > f64::from(f32::MAX) {
+        return Err("reward and weight must fit in an f32".into());
+    }
+    if let Some(ids) = &ex.ids {
+        // What the vocabulary is only the model knows; the rest is checked here.
+        if ids.prompt.is_empty() || ids.completion.is_empty() {
+            return Err("a captured turn has an empty prompt or completion".into());
+        }
+        if ids.prompt.iter().chain(&ids.completion).any(|&t| t < 0) {
+            return Err("a captured turn has a negative token id".into());
+        }
+    }
+    Ok(())
 }
 
 /// One line as an example: told apart by its fields, each shape read as its own record type.

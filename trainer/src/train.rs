@@ -22,6 +22,7 @@ use crate::model::Base;
 use crate::native::LoraWeights;
 use crate::objective::{response_logprobs, to_vec1, ExampleStats, Objective, Trainable};
 use crate::TrainerError;
+use fingerprint::{fingerprint, heldout_fingerprint, short};
 use retroformer_core::records::TrainingStep;
 
 /// Optimisation settings.
@@ -109,8 +110,8 @@ impl TrainConfig {
         if self.steps == 0 {
             return bad("steps", "must be at least 1".into());
         }
-        if self.batch == 0 {
-            return bad("batch", "must be at least 1".into());
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return bad("batch", format!("{}; must be 1 to {MAX_BATCH}", self.batch));
         }
         if !(self.clip.is_finite() && self.clip >= 0.0) {
             return bad("clip", format!("{}; must be >= 0", self.clip));
@@ -135,6 +136,9 @@ impl TrainConfig {
     }
 }
 
+/// The largest `--batch` (examples a step; each is its own forward and backward pass).
+pub const MAX_BATCH: usize = 1 << 16;
+
 /// Version of the checkpoint's `state.json`.
 pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
 
@@ -153,6 +157,13 @@ struct CheckpointState {
     base_sha256: String,
     #[serde(default)]
     data_sha256: String,
+    /// The examples as trained on (after `--max-len`, `--min-reward` and any split) and the
+    /// held-out set with its settings ([`fingerprint`]): the same file read another way gives
+    /// another order and schedule. Compared on resume when recorded.
+    #[serde(default)]
+    examples: String,
+    #[serde(default)]
+    heldout: String,
     log: Vec<TrainingStep>,
     /// The lowest held-out loss so far (its state in `best-STEP.bpk`), so that a resumed run
     /// exports the same step as an uninterrupted one.
@@ -314,10 +325,6 @@ pub struct Trained {
     pub best_step: Option<u64>,
 }
 
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
-}
-
 fn io_err(path: &Path, e: impl std::fmt::Display) -> TrainerError {
     TrainerError::Io {
         path: path.display().to_string(),
@@ -454,6 +461,7 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
         let ck = read_state(&run.checkpoint)?;
         let lora_now = LoraSettings::of(&run.lora);
         let same_schedule = ck.config.lr == cfg.lr
+            && ck.config.steps == cfg.steps
             && ck.config.warmup == cfg.warmup
             && ck.config.clip == cfg.clip
             && ck.config.weight_decay == cfg.weight_decay;
@@ -467,11 +475,13 @@ pub fn train(run: &Run, device: &Device) -> Result<Trained, TrainerError> {
             || ck.lora != lora_now
             || differs(&ck.base_sha256, &run.base_sha256)
             || differs(&ck.data_sha256, &run.data_sha256)
+            || differs(&ck.examples, &fingerprint(run.data))
+            || differs(&ck.heldout, &heldout_fingerprint(run.heldout.as_ref()))
         {
             return Err(TrainerError::Config {
                 field: "resume".into(),
                 reason: format!(
-                    "{} holds another run ({}, {:?}, LoRA {:?}, base {}, data {}); this run is {:?}, {:?}, LoRA {:?}, base {}, data {}: a resume needs the same objective, seed, batch, lr, warmup, clip, weight decay, LoRA, base and data (delete the folder to start over)",
+                    "{} holds another run ({}, {:?}, LoRA {:?}, base {}, data {}); this run is {:?}, {:?}, LoRA {:?}, base {}, data {}: a resume needs the same objective, seed, batch, steps, lr, warmup, clip, weight decay, LoRA, base, data (as read: --max-len, --min-reward) and held-out set and settings (delete the folder to start over)",
                     run.checkpoint.display(),
                     ck.objective_settings,
                     ck.config,
@@ -743,6 +753,8 @@ fn save_checkpoint(
         objective_settings: format!("{:?}", run.objective),
         base_sha256: run.base_sha256.clone(),
         data_sha256: run.data_sha256.clone(),
+        examples: fingerprint(run.data),
+        heldout: heldout_fingerprint(run.heldout.as_ref()),
         log: log.to_vec(),
         best: best.map(|b| BestMark {
             step: b.step,
@@ -779,5 +791,6 @@ fn save_checkpoint(
     Ok(())
 }
 
+mod fingerprint;
 #[cfg(test)]
 mod tests;

@@ -262,6 +262,18 @@ fn a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one() {
     let part = train(&resumed, &dev).unwrap();
     assert_eq!(part.log.len(), 4);
     resumed.stop_after = None;
+    // The same file read another way (here: one example fewer, as --max-len or --min-reward
+    // would) is another run: refused, not resumed in another order.
+    let fewer = data[..2].to_vec();
+    let other = Run {
+        data: &fewer,
+        lora: cfg.clone(),
+        config: resumed.config.clone(),
+        checkpoint: resumed.checkpoint.clone(),
+        ..run(&base, Objective::Sft, &fewer, 8, "other")
+    };
+    let e = train(&other, &dev).err().expect("refused").to_string();
+    assert!(e.contains("another run"), "{e}");
     let b = train(&resumed, &dev).unwrap();
     assert_eq!(b.resumed_from, 4);
     assert_eq!(b.log.len(), 8);

@@ -68,3 +68,20 @@ fn the_group_baseline_is_the_mean_reward_of_responses_to_the_same_prompt_only() 
         "a prompt seen once has none"
     );
 }
+
+#[test]
+fn a_batch_of_zero_or_past_the_limit_is_refused_by_name() {
+    for batch in [0, MAX_BATCH + 1, usize::MAX] {
+        let cfg = TrainConfig {
+            batch,
+            ..TrainConfig::default()
+        };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("batch"), "{e}");
+    }
+    let ok = TrainConfig {
+        batch: MAX_BATCH,
+        ..TrainConfig::default()
+    };
+    assert!(ok.validate().is_ok());
+}
