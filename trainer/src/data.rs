@@ -332,7 +332,7 @@ impl Tokenized {
 /// Tokenises `ex` as the runtime would: the prompt with BOS; the response as the tokens that
 /// follow the prompt when the two are tokenised together (falling back to tokenising the
 /// response alone when the joint tokenisation changes the prompt's last token). Sequences
-/// longer than `max_len` keep the end of the prompt and as much response as fits.
+/// longer than `max_len` are cut as [`fit`] says.
 pub fn tokenize(
     ex: &Example,
     model: &dyn LanguageModel,
@@ -420,8 +420,11 @@ fn from_text(ex: &Example, model: &dyn LanguageModel) -> Result<(Vec<i32>, usize
     Ok((tokens, p.len()))
 }
 
-/// Fits a sequence into `max_len`: the end of the prompt and as much response as fits (the
-/// mask cut with it).
+/// Fits a sequence into `max_len`. The prompt keeps at least half of it (all of it when it is
+/// shorter): a response is learned in its context, not after the prompt's last token alone.
+/// A prompt cut keeps its first token (BOS, or the template's start) and its end; a response
+/// cut keeps its start (the mask cut with it), so its first token, which carries the loss,
+/// always stays.
 fn fit(
     mut tokens: Vec<i32>,
     mut prompt_len: usize,
@@ -431,13 +434,21 @@ fn fit(
 ) -> Tokenized {
     if tokens.len() > max_len {
         let max_len = max_len.max(2);
-        let resp = (tokens.len() - prompt_len).min(max_len - 1);
-        let keep_prompt = (max_len - resp).min(prompt_len);
-        let cut = prompt_len - keep_prompt;
-        tokens = tokens[cut..cut + keep_prompt + resp].to_vec();
+        let resp_len = tokens.len() - prompt_len;
+        let keep_prompt = prompt_len.min((max_len / 2).max(max_len - resp_len.min(max_len)));
+        let keep_resp = resp_len.min(max_len - keep_prompt);
+        let mut kept = Vec::with_capacity(keep_prompt + keep_resp);
+        if keep_prompt < prompt_len && keep_prompt >= 2 {
+            kept.push(tokens[0]);
+            kept.extend_from_slice(&tokens[prompt_len - (keep_prompt - 1)..prompt_len]);
+        } else {
+            kept.extend_from_slice(&tokens[prompt_len - keep_prompt..prompt_len]);
+        }
+        kept.extend_from_slice(&tokens[prompt_len..prompt_len + keep_resp]);
+        tokens = kept;
         prompt_len = keep_prompt;
         if let Some(m) = &mut mask {
-            m.truncate(resp);
+            m.truncate(keep_resp);
         }
     }
     Tokenized {
@@ -538,6 +549,37 @@ mod tests {
             let err = example(line, Some(&m)).unwrap_err();
             assert!(err.contains(why), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn a_cut_keeps_half_the_length_for_the_prompt_its_first_token_and_the_responses_start() {
+        let ex = Example {
+            prompt: String::new(),
+            response: String::new(),
+            reward: 1.0,
+            weight: 1.0,
+            parse_special: false,
+            ids: None,
+            segments: Vec::new(),
+        };
+        let seq = |p: i32, r: i32| -> Vec<i32> { (0..p).chain(1000..1000 + r).collect() };
+        // A long response: the whole short prompt stays, the response's tail goes.
+        let t = fit(seq(10, 100), 10, Some(vec![true; 100]), 20, &ex);
+        assert_eq!(t.prompt_len, 10);
+        assert_eq!(
+            t.tokens,
+            seq(10, 10).iter().map(|&x| x as u32).collect::<Vec<_>>()
+        );
+        assert_eq!(t.mask, Some(vec![true; 10]));
+        // A long prompt: its first token and its end, then the whole short response.
+        let t = fit(seq(100, 5), 100, None, 20, &ex);
+        assert_eq!(t.prompt_len, 15);
+        let want: Vec<u32> = [0].into_iter().chain(86..100).chain(1000..1005).collect();
+        assert_eq!(t.tokens, want);
+        // Both long: half each.
+        let t = fit(seq(100, 100), 100, None, 20, &ex);
+        assert_eq!((t.prompt_len, t.tokens.len()), (10, 20));
+        assert_eq!(t.tokens[10], 1000, "the response starts where it did");
     }
 
     #[test]
