@@ -300,21 +300,7 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     os.put(v1.object.as_str(), &mut bytes.as_slice())
         .await
         .unwrap();
-    let o = a
-        .follow_release(&mut eval(&[&v1.sha256]))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(o.installed && o.promoted, "{o:?}");
-    let judged = trainer
-        .judge(Duration::from_millis(500))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (judged.version, judged.status),
-        (1, ReleaseStatus::Promoted)
-    );
+    promote(&a, &trainer, &v1).await;
 
     // A release published alone (no training clears the trainer's state): the last
     // release's vote is not this one's; it needs a vote of its own.
@@ -322,8 +308,13 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     let v2 = trainer.publish(&v2_file, &"e".repeat(64)).await.unwrap();
     let stale = trainer.judge(Duration::from_millis(300)).await.unwrap();
     assert!(stale.is_none(), "judged on v1's vote: {stale:?}");
-    let o = b
-        .follow_release(&mut eval(&[&v2.sha256]))
+    promote(&b, &trainer, &v2).await;
+}
+
+/// `device` installs `r` and its canary passes; the trainer, with that one vote, promotes it.
+async fn promote(device: &Device, trainer: &FleetTrainer, r: &retroformer_sync::Release) {
+    let o = device
+        .follow_release(&mut eval(&[&r.sha256]))
         .await
         .unwrap()
         .unwrap();
@@ -335,6 +326,6 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
         .unwrap();
     assert_eq!(
         (judged.version, judged.status),
-        (2, ReleaseStatus::Promoted)
+        (r.version, ReleaseStatus::Promoted)
     );
 }
