@@ -9,6 +9,7 @@ folder (its `improve.json`, the collections under `round-N/collect/` and the gre
   without finishing shows apart from one that wanders;
 - what the actions are (go, open, take, put, think, ...) and how many did nothing
   (`Nothing happens.`);
+- on which CPU its tasks ran (the folder's `sessions.json`: PLAN.md amendment 5);
 - against `base`, paired by task: solved by both, by only one, by neither; how many episodes
   are the same actions; the step where they first differ;
 
@@ -87,6 +88,21 @@ def load(folder):
     return out
 
 
+def machines(folder, saved):
+    """CPU model -> tasks its processes saved, from the folder's sessions.json (each process
+    records how many tasks were saved before it started)."""
+    path = os.path.join(folder, "sessions.json")
+    if not os.path.exists(path):
+        return Counter()
+    with open(path, encoding="utf-8") as f:
+        sessions = json.load(f)["sessions"]
+    out = Counter()
+    for k, s in enumerate(sessions):
+        end = sessions[k + 1]["saved_before"] if k + 1 < len(sessions) else saved
+        out[s["machine"]["cpu_model"]] += max(0, end - s["saved_before"])
+    return out
+
+
 def share(k, n):
     return f"{k}/{n} ({100 * k / n:.0f} %)" if n else "0/0"
 
@@ -95,12 +111,14 @@ def verb(action):
     return action.split(":")[0].split(" ")[0]
 
 
-def summary(name, tasks):
+def summary(name, tasks, folder):
     eps = [e for chains in tasks.values() for e in chains]
     n = len(eps)
     print(f"## {name}: {len(tasks)} tasks, {n} episodes")
     if not n:
         return
+    cpus = machines(folder, len(tasks))
+    print("tasks by CPU: " + ", ".join(f"{k} {v}" for k, v in cpus.most_common()))
     wins = sum(e["success"] for e in eps)
     ends = Counter(e["stopped"] for e in eps if not e["success"])
     actions = [len(e["steps"]) for e in eps]
@@ -180,8 +198,8 @@ def main(argv):
     else:
         sys.exit(__doc__)
     loaded = [(name, load(path), is_arm) for name, path, is_arm in folders]
-    for name, tasks, _ in loaded:
-        summary(name, tasks)
+    for (name, tasks, _), (_, path, _) in zip(loaded, folders):
+        summary(name, tasks, path)
     arms = [(n, t) for n, t, is_arm in loaded if is_arm]
     for name, tasks in arms[1:]:
         paired(name, arms[0][1], tasks, examples)
