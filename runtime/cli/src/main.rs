@@ -56,7 +56,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// The main job: fetch the default model if missing and run a short demonstration.
+    /// The main job: Qwen2.5-Coder-0.5B alone and with the committed expert-iteration adapter,
+    /// greedy, on 50 held-out GSM8K problems (fetches the model if missing).
     Demo(demo::DemoArgs),
     /// Generate text from a prompt (streams tokens; --json prints text and statistics).
     Generate(generate::GenerateArgs),
@@ -86,8 +87,8 @@ enum Command {
     /// The Retroformer loop: collect rated reflections, train the reflector
     /// (`retroformer-train`), install it, canary it on held-out tasks; rounds, resumable.
     Loop(retro_loop::LoopArgs),
-    /// Expert iteration: the actor samples GSM8K train problems, the checker keeps its correct
-    /// answers, a LoRA is trained on them, installed and canaried; rounds, then the arms
+    /// Expert iteration: the actor samples GSM8K train problems or household tasks (--env), the
+    /// checker keeps its correct answers or successful episodes, a LoRA is trained on them, installed and canaried; rounds, then the arms
     /// (base, rounds, placebo) evaluated on held-out test problems. Resumable.
     Improve(improve::ImproveArgs),
     /// The benchmark data bundled with the environments.

@@ -13,7 +13,7 @@ use crate::common::{FetchBar, TaskProgress};
 
 #[derive(Args, Clone)]
 pub struct LoopArgs {
-    /// Environment (one with Reflexion trials: hotpotqa, household, humaneval).
+    /// Environment (one with Reflexion trials: hotpotqa, household, humaneval, gsm8k-retry).
     #[arg(long)]
     env: String,
     /// Rounds of collect, train, install, canary.
@@ -43,7 +43,7 @@ pub struct LoopArgs {
     /// Ratings kept for SFT: G_{i+1} - G_i at least this.
     #[arg(long, default_value_t = 0.5)]
     min_reward: f64,
-    /// Collections per round (hotpotqa, household): the first decodes the reflections
+    /// Collections per round (hotpotqa, household, gsm8k-retry): the first decodes the reflections
     /// greedily, the others sample them at --collect-temperature, each with its own seed; all
     /// take one first trial, so each failure gets this many rated reflections.
     #[arg(long, default_value_t = 1)]

@@ -1,6 +1,6 @@
 //! Retroformer's environments, each with its agent and its own reflection prompt: HotPotQA
 //! ([`hotpotqa`]), the household world ([`household`]), HumanEval ([`humaneval`]) and GSM8K /
-//! MATH with RISE ([`math`]). Each turns an action string into an observation, as the published
+//! MATH with RISE, and GSM8K with Reflexion's retries (`gsm8k-retry`) ([`math`]). Each turns an action string into an observation, as the published
 //! systems' text interfaces do (exact strings matter: few-shot prompts and metrics depend on
 //! them). The benchmark data they read is bundled ([`data`]).
 

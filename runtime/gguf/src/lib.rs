@@ -8,7 +8,7 @@
 //! dimensions (at most 4, non-negative, element count below `i64::MAX`), ggml types, row sizes
 //! divisible by the block size, the alignment key, offsets (aligned, in order, as llama.cpp
 //! requires) and that all tensor data lies inside the file. It never panics on any input
-//! (see the mutation test below and the cargo-fuzz target in `runtime/gguf/fuzz`).
+//! (see the mutation test in `tests.rs` and the cargo-fuzz target in `runtime/gguf/fuzz`).
 //!
 //! Array contents are skipped, not stored: only their element type and length are kept, so a
 //! 150k-entry tokenizer array costs nothing to validate.

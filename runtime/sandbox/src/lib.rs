@@ -5,10 +5,12 @@
 //! happens), resource limits (address space, CPU time, processes, open files, file size, no core
 //! files), a wall-clock deadline and capped output. On Linux, where the kernel allows, it also
 //! gets: an unprivileged user of its own when the host runs as root (so the process limit bites
-//! and parallel runs cannot touch each other), a new network namespace, Landlock (writes only
+//! and parallel runs cannot touch each other), new network and IPC namespaces, Landlock (writes only
 //! inside its folder, no TCP, no signals or abstract sockets outside the sandbox) and a seccomp
 //! filter (no sockets other than Unix ones, no `setsid`/`setpgid` to escape the group kill, no
-//! `ptrace`, no io_uring). [`Sandbox::new`] probes which layers this machine supports;
+//! `ptrace`, no io_uring, no memory files, kernel keyrings, userfaultfd or new namespaces). Run
+//! as root without a user of its own, it refuses an interpreter that cannot drop to one unless
+//! [`SandboxConfig::allow_root`] says so. [`Sandbox::new`] probes which layers this machine supports;
 //! [`Sandbox::isolation`] says which are active, and a missing network layer is a warning that
 //! names what is missing.
 //!

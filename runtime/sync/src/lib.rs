@@ -14,8 +14,9 @@
 //!   the adapter and its release, and promotes or rolls back fleet-wide from the canary
 //!   reports.
 //!
-//! Names, limits and record schemas: [`names`], and ARCHITECTURE.md. tokio enters here and in
-//! the CLI, never in the device runtime (`retroformer`).
+//! Names, limits and record schemas: [`names`], and ARCHITECTURE.md. tokio enters here (as in
+//! serve, the CLI, the trainer's fleet and the benches), never in the device runtime
+//! (`retroformer`).
 
 pub mod device;
 pub mod names;

@@ -23,7 +23,7 @@ use retroformer_trainer::{backend_device, load_base, write_run_report, Backend};
     name = "retroformer-train",
     version,
     about = "Train LoRA adapters for Retroformer and export them as GGUF",
-    after_help = "The CPU backend (flex) uses every core; set RAYON_NUM_THREADS=N to use N threads."
+    after_help = "The CPU backends (native, the default, and flex) use every core; set RAYON_NUM_THREADS=N to use N threads."
 )]
 struct Cli {
     #[command(subcommand)]
