@@ -53,6 +53,9 @@ pub struct Example {
     /// A segments example's text in order, each with whether the loss falls on it; empty for
     /// the other shapes (`prompt` then `response`, the loss on all of the response).
     pub segments: Vec<Segment>,
+    /// Its 1-based line in the file it was read from (0 when not read from a file), so that
+    /// an error found later, when it is tokenised, names it.
+    pub line: usize,
 }
 
 /// A segments example as written (an [`EpisodeSample`](retroformer_core::records::EpisodeSample)
@@ -96,7 +99,8 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
             line: i + 1,
             reason,
         };
-        let ex = example(&line, Some(model)).and_then(checked).map_err(bad)?;
+        let mut ex = example(&line, Some(model)).and_then(checked).map_err(bad)?;
+        ex.line = i + 1;
         out.push(ex);
     }
     if out.is_empty() {
@@ -182,6 +186,7 @@ fn example(line: &str, model: Option<&dyn LanguageModel>) -> Result<Example, Str
             parse_special: false,
             ids: None,
             segments: Vec::new(),
+            line: 0,
         })
     } else if has("segments") {
         let s: Segments =
@@ -197,6 +202,7 @@ fn example(line: &str, model: Option<&dyn LanguageModel>) -> Result<Example, Str
             parse_special: g.parse_special.unwrap_or(false),
             ids: None,
             segments: Vec::new(),
+            line: 0,
         })
     } else {
         Err(EXPECTED.into())
@@ -229,6 +235,7 @@ fn chat(
             parse_special: true,
             ids: None,
             segments: Vec::new(),
+            line: 0,
         });
     };
     let prompt = model.chat_prompt(rest, true).map_err(|e| e.to_string())?;
@@ -247,6 +254,7 @@ fn chat(
         parse_special: true,
         ids: None,
         segments: Vec::new(),
+        line: 0,
     })
 }
 
@@ -269,6 +277,7 @@ fn segments(s: Segments) -> Result<Example, String> {
         parse_special: s.parse_special.unwrap_or(false),
         ids: None,
         segments: s.segments,
+        line: 0,
     })
 }
 
@@ -347,6 +356,20 @@ pub fn tokenize(
         None => from_text(ex, model)?,
     };
     Ok(fit(tokens, prompt_len, None, max_len, ex))
+}
+
+/// [`tokenize`], an error naming the example's file and line (`path`: the file it was read from).
+pub fn tokenize_line(
+    ex: &Example,
+    model: &dyn LanguageModel,
+    max_len: usize,
+    path: &Path,
+) -> Result<Tokenized, TrainerError> {
+    tokenize(ex, model, max_len).map_err(|e| TrainerError::Data {
+        path: path.display().to_string(),
+        line: ex.line,
+        reason: retroformer_core::text::error_chain(&e),
+    })
 }
 
 /// A segments example tokenised segment by segment (the first with BOS): the tokens, the
@@ -561,6 +584,7 @@ mod tests {
             parse_special: false,
             ids: None,
             segments: Vec::new(),
+            line: 0,
         };
         let seq = |p: i32, r: i32| -> Vec<i32> { (0..p).chain(1000..1000 + r).collect() };
         // A long response: the whole short prompt stays, the response's tail goes.
@@ -646,6 +670,25 @@ mod tests {
         );
         let cut = tokenize(&ex[0], &model, 3).unwrap();
         assert_eq!((cut.tokens, cut.prompt_len), (vec![7, 8, 2], 1));
+    }
+
+    #[test]
+    fn an_example_that_fails_to_tokenise_is_named_by_its_file_and_line() {
+        // Whitespace tokenises to nothing under the scripted model; the blank line counts.
+        let (_d, p) = file(&[
+            r#"{"prompt": "P", "response": "R"}"#,
+            "",
+            r#"{"prompt": "P", "response": " "}"#,
+        ]);
+        let model = ScriptedModel::new(Vec::<String>::new());
+        let ex = read_examples(&p, &model).unwrap();
+        assert_eq!((ex[0].line, ex[1].line), (1, 3));
+        assert!(tokenize_line(&ex[0], &model, 64, &p).is_ok());
+        let err = tokenize_line(&ex[1], &model, 64, &p)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(&format!("{}:3: ", p.display())), "{err}");
+        assert!(err.contains("tokenises to nothing"), "{err}");
     }
 
     #[test]

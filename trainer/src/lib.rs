@@ -29,4 +29,4 @@ pub mod train;
 pub use backend::{backend_device, Backend};
 pub use error::TrainerError;
 pub use inspect::{inspect_adapter, AdapterSummary};
-pub use run::{load_base, write_run_report};
+pub use run::{load_base, write_head, write_run_report};

@@ -21,6 +21,25 @@ pub fn load_base(
     }
 }
 
+/// Writes a reward model's scalar head next to its adapter `out`, as `OUT.head.json` (the
+/// adapter holds the LoRA only). Returns the file.
+pub fn write_head(
+    out: &Path,
+    h: &objective::ScalarHead,
+) -> Result<std::path::PathBuf, TrainerError> {
+    let path = out.with_extension("head.json");
+    let (w, _) = lora::to_vec2(h.w.val());
+    let b = objective::to_vec1(h.b.val());
+    let j = serde_json::json!({"format_version": FORMAT_VERSION, "w": w, "b": b[0]});
+    retroformer_core::fsutil::write_atomic(&path, j.to_string().as_bytes()).map_err(|e| {
+        TrainerError::Io {
+            path: path.display().to_string(),
+            source: e,
+        }
+    })?;
+    Ok(path)
+}
+
 /// Writes `OUT.log.json` (every step, and how long the adapter's export took) and the loss
 /// curve `OUT.loss.svg`/`.png` next to the adapter; for a reward model also its scalar head,
 /// `OUT.head.json`. Returns the files.
@@ -31,13 +50,13 @@ pub fn write_run_report(
     state: &objective::Trainable,
     export_ms: f64,
 ) -> Result<Vec<std::path::PathBuf>, TrainerError> {
-    let stem = out.with_extension("");
     let io = |p: &Path, e: String| TrainerError::Io {
         path: p.display().to_string(),
         source: std::io::Error::other(e),
     };
     let mut written = Vec::new();
-    let log_path = stem.with_extension("log.json");
+    // `x.y.gguf` -> `x.y.log.json`: only the adapter's own extension is replaced.
+    let log_path = out.with_extension("log.json");
     let log = TrainingLog {
         format_version: FORMAT_VERSION,
         objective: objective.name().into(),
@@ -53,13 +72,7 @@ pub fn write_run_report(
     .map_err(|e| io(&log_path, e.to_string()))?;
     written.push(log_path);
     if let Some(h) = &state.head {
-        let head_path = stem.with_extension("head.json");
-        let (w, _) = lora::to_vec2(h.w.val());
-        let b = objective::to_vec1(h.b.val());
-        let j = serde_json::json!({"format_version": FORMAT_VERSION, "w": w, "b": b[0]});
-        retroformer_core::fsutil::write_atomic(&head_path, j.to_string().as_bytes())
-            .map_err(|e| io(&head_path, e.to_string()))?;
-        written.push(head_path);
+        written.push(write_head(out, h)?);
     }
     let points: Vec<(f64, f64)> = trained
         .log
@@ -82,8 +95,9 @@ pub fn write_run_report(
             points,
         }],
     );
-    let files = retroformer_report::write_chart(&stem.with_extension("loss"), &svg)
-        .map_err(|e| io(&stem, e.to_string()))?;
+    let chart = out.with_extension("loss");
+    let files =
+        retroformer_report::write_chart(&chart, &svg).map_err(|e| io(&chart, e.to_string()))?;
     written.extend(files);
     Ok(written)
 }

@@ -19,6 +19,19 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_retroformer-train"))
 }
 
+/// `retroformer-train export` of `checkpoint` on `base` to `out`.
+fn export(base: &Path, checkpoint: &Path, out: &Path) -> std::process::Output {
+    bin()
+        .args(["export", "--base"])
+        .arg(base)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 fn write_data(path: &Path, lines: &[&str]) {
     std::fs::write(path, lines.join("\n")).unwrap();
 }
@@ -91,15 +104,7 @@ fn sft_writes_an_adapter_that_llama_cpp_loads_and_export_rebuilds_it_from_the_ch
         .any(|(k, v)| k == retroformer_core::records::keys::OBJECTIVE && v.contains("sft")));
 
     let again = d.join("b.gguf");
-    let o = bin()
-        .args(["export", "--base"])
-        .arg(&base)
-        .arg("--checkpoint")
-        .arg(d.join("a.gguf.ckpt"))
-        .arg("--out")
-        .arg(&again)
-        .output()
-        .unwrap();
+    let o = export(&base, &d.join("a.gguf.ckpt"), &again);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let a = retroformer_gguf::validate_file(&out).unwrap();
     let b = retroformer_gguf::validate_file(&again).unwrap();
@@ -113,6 +118,53 @@ fn sft_writes_an_adapter_that_llama_cpp_loads_and_export_rebuilds_it_from_the_ch
         bytes(&again, &b),
         "exported weights differ"
     );
+}
+
+#[test]
+fn export_of_a_reward_models_checkpoint_writes_its_head_beside_the_adapter() {
+    let d = dir();
+    let base = d.join("tiny-reward.gguf");
+    TinyModel::llama().writer().write(&base).unwrap();
+    let data = d.join("ratings.jsonl");
+    write_data(
+        &data,
+        &[
+            r#"{"prompt": "a b c", "reflection": "Search first.", "rating": 1.0}"#,
+            r#"{"prompt": "b c d", "reflection": "Guess.", "rating": -1.0}"#,
+        ],
+    );
+    let out = d.join("rm.gguf");
+    let o = bin()
+        .args(["reward", "--base"])
+        .arg(&base)
+        .arg("--data")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .args(["--steps", "4", "--batch", "2", "--rank", "4", "--quiet"])
+        .args(["--checkpoint-every", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = d.join("rm-again.gguf");
+    let o = export(&base, &d.join("rm.gguf.ckpt"), &again);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let head = |p: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(d.join(p)).unwrap()).unwrap()
+    };
+    let (trained, exported) = (head("rm.head.json"), head("rm-again.head.json"));
+    assert_eq!(exported["format_version"], 1);
+    let moved = |v: &serde_json::Value| v.as_array().unwrap().iter().any(|x| x != 0.0);
+    assert!(
+        moved(&trained["w"]),
+        "the head was trained: {}",
+        trained["w"]
+    );
+    assert_eq!(
+        trained["w"], exported["w"],
+        "the checkpoint's head is the trained one"
+    );
+    assert_eq!(trained["b"], exported["b"]);
 }
 
 #[test]

@@ -10,13 +10,13 @@ use retroformer::fetch::{self, Silent};
 use retroformer_core::records::AdapterProvenance;
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::TargetProfile;
-use retroformer_trainer::data::{keep_ids_of, read_examples, tokenize, with_min_reward};
+use retroformer_trainer::data::{keep_ids_of, read_examples, tokenize_line, with_min_reward};
 use retroformer_trainer::export::export;
 use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
 use retroformer_trainer::objective::{reward_accuracy, Objective, RewardMode};
 use retroformer_trainer::train::{load_checkpoint, train, Heldout, Keep, Run, TrainConfig};
-use retroformer_trainer::{backend_device, load_base, write_run_report, Backend};
+use retroformer_trainer::{backend_device, load_base, write_head, write_run_report, Backend};
 
 #[derive(Parser)]
 #[command(
@@ -81,7 +81,9 @@ enum Command {
         #[arg(long)]
         tau: Option<f64>,
     },
-    /// Export a checkpoint folder (OUT.ckpt/) as a GGUF adapter.
+    /// Export a checkpoint folder (OUT.ckpt/) as a GGUF adapter: its last step (a run that
+    /// keeps its best held-out step exports that one itself when it ends), and a reward
+    /// model's head as OUT.head.json.
     Export {
         /// Base model (manifest name or GGUF path) the checkpoint was trained on.
         #[arg(long)]
@@ -324,7 +326,7 @@ fn run(cmd: Command) -> Result<()> {
     }
     let mut data = examples
         .iter()
-        .map(|e| tokenize(e, &tokenizer, args.max_len))
+        .map(|e| tokenize_line(e, &tokenizer, args.max_len, &args.data))
         .collect::<Result<Vec<_>, _>>()?;
     // The reward model holds out every fifth example (from 10 examples on) to report its
     // accuracy on data it did not see.
@@ -347,9 +349,9 @@ fn run(cmd: Command) -> Result<()> {
             examples
         }
         .iter()
-        .map(|e| tokenize(e, &tokenizer, args.max_len))
+        .map(|e| tokenize_line(e, &tokenizer, args.max_len, p))
         .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("--eval-data {}", p.display()))?,
+        .context("--eval-data")?,
         None => Vec::new(),
     };
     if args.eval_every == 0 {
@@ -485,6 +487,9 @@ fn export_checkpoint(base: &str, checkpoint: &Path, out: &Path) -> Result<()> {
         checkpoint.display(),
         out.display()
     );
+    if let Some(h) = &ck.state.head {
+        println!("its reward head -> {}", write_head(out, h)?.display());
+    }
     Ok(())
 }
 
