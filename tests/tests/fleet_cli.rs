@@ -3,7 +3,8 @@
 //! (`retroformer sync --once`) uploads its samples, the trainer (`retroformer-train fleet
 //! --once`) stores them and trains and releases an adapter, the device downloads it, installs
 //! it and runs its canary on a household task, the trainer promotes it on that report, and the
-//! device's adapter store ends with it active.
+//! device's adapter store ends with it active. A sample only the model can refuse is set
+//! aside on the way.
 //!
 //! `cargo test --workspace` builds both binaries before any test runs; run alone, build them
 //! first with `cargo build --release --bins`.
@@ -69,6 +70,14 @@ fn a_device_s_samples_train_an_adapter_that_comes_back_passes_its_canary_and_is_
     std::fs::create_dir_all(&runs).unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fleet/samples.jsonl");
     std::fs::copy(&fixture, runs.join("samples.jsonl")).unwrap();
+    // A sample whose fault only the model can see (a token id past its vocabulary): the
+    // trainer stores it, the training names its line, and the fleet sets it aside.
+    let sha = retroformer::fetch::sha256_file(&base, &retroformer::fetch::Silent).unwrap();
+    let odd = serde_json::json!({
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}],
+        "tokens": {"model_sha256": sha, "prompt": [1, 2], "completion": [4_000_000]},
+    });
+    std::fs::write(runs.join("odd.jsonl"), format!("{odd}\n")).unwrap();
     let sync = || {
         let o = Command::new(workspace_bin("retroformer"))
             .args(["sync", "--once", "--device", "dev-1", "--nats", &nats.url()])
@@ -110,10 +119,16 @@ fn a_device_s_samples_train_an_adapter_that_comes_back_passes_its_canary_and_is_
     let t = trainer();
     assert!(!t.contains("released"), "{t}");
     let d = sync();
-    assert!(d.contains("uploaded 1 segments"), "{d}");
+    assert!(d.contains("uploaded 2 segments"), "{d}");
     let t = trainer();
-    assert!(t.contains("stored 1 new segments"), "{t}");
+    assert!(t.contains("stored 2 new segments"), "{t}");
+    assert!(
+        t.contains("set aside a segment the training cannot read"),
+        "{t}"
+    );
     assert!(t.contains("released v1"), "{t}");
+    let set_aside = std::fs::read_dir(home.join("trainer/quarantine")).unwrap();
+    assert_eq!(set_aside.count(), 1, "{t}");
     let stored: usize = std::fs::read_dir(home.join("trainer/records"))
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())

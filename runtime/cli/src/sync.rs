@@ -145,8 +145,7 @@ pub fn sync(profile: &TargetProfile, a: &SyncArgs) -> Result<()> {
         a.tls_ca.clone(),
         a.tls_cert.clone(),
         a.tls_key.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     if !a.margin.is_finite() || a.margin < 0.0 {
         anyhow::bail!("--margin {}: must be a finite number >= 0", a.margin);
     }

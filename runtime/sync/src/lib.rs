@@ -29,7 +29,7 @@ pub mod trainer;
 pub use device::{Device, DeviceConfig};
 pub use outbox::Outbox;
 pub use release::{CanaryOutcome, Release, ReleaseStatus};
-pub use trainer::{Consumed, FleetTrainer, TrainerConfig};
+pub use trainer::{Consumed, FleetTrainer, TrainFailure, TrainerConfig};
 
 use std::path::PathBuf;
 
@@ -55,6 +55,12 @@ pub enum SyncError {
     Store(#[from] retroformer::adapters::StoreError),
     #[error("training: {0}")]
     Train(String),
+    /// Command-line flags that do not go together.
+    #[error("{flag}: {reason}")]
+    Flags {
+        flag: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl SyncError {
@@ -100,12 +106,13 @@ impl Security {
         tls_ca: Option<PathBuf>,
         tls_cert: Option<PathBuf>,
         tls_key: Option<PathBuf>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SyncError> {
+        let alone = |flag, reason| Err(SyncError::Flags { flag, reason });
         let tls_client = match (tls_cert, tls_key) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            (Some(_), None) => return Err("--tls-cert needs --tls-key".into()),
-            (None, Some(_)) => return Err("--tls-key needs --tls-cert".into()),
+            (Some(_), None) => return alone("--tls-cert", "needs --tls-key"),
+            (None, Some(_)) => return alone("--tls-key", "needs --tls-cert"),
         };
         Ok(Self {
             creds,
@@ -259,5 +266,24 @@ mod tests {
             "nats://***@host:4222"
         );
         assert_eq!(super::redacted("tls://host:4222"), "tls://host:4222");
+    }
+
+    #[test]
+    fn a_client_certificate_without_its_key_or_a_key_without_its_certificate_names_the_flag() {
+        let p = || Some(std::path::PathBuf::from("x.pem"));
+        let flag = |r: Result<super::Security, super::SyncError>| match r {
+            Err(super::SyncError::Flags { flag, .. }) => flag,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            flag(super::Security::from_flags(None, None, p(), None)),
+            "--tls-cert"
+        );
+        assert_eq!(
+            flag(super::Security::from_flags(None, None, None, p())),
+            "--tls-key"
+        );
+        let both = super::Security::from_flags(None, p(), p(), p()).unwrap();
+        assert!(both.tls_client.is_some() && both.tls_ca.is_some());
     }
 }

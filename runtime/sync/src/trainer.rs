@@ -54,7 +54,31 @@ pub struct Consumed {
 pub type LineCheck = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// Trains an adapter on record files (the `improve` / loop training phase).
-pub type Train<'a> = dyn FnMut(&[PathBuf]) -> Result<Trained, String> + Send + 'a;
+pub type Train<'a> = dyn FnMut(&[PathBuf]) -> Result<Trained, TrainFailure> + Send + 'a;
+
+/// Why a [`Train`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainFailure {
+    /// A line that passed the [`LineCheck`] but that the training cannot use, which only the
+    /// model can tell (a role its chat template refuses, a token id past its vocabulary): the
+    /// `file`-th record file given, its 1-based `line`. The fleet sets that segment aside and
+    /// trains on the rest.
+    #[error("line {line} of record file {file}: {reason}")]
+    BadLine {
+        file: usize,
+        line: usize,
+        reason: String,
+    },
+    /// Anything else: the same data would fail the same way.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for TrainFailure {
+    fn from(s: String) -> Self {
+        Self::Failed(s)
+    }
+}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
@@ -196,14 +220,14 @@ impl FleetTrainer {
         let (mut stored, mut quarantined) = (0, 0);
         for m in &messages {
             let Some(sha) = verified(m) else { continue };
-            let bad = self.bad_line(&m.payload);
-            let p = match &bad {
-                None => self.segment_path(&sha),
-                Some(_) => self.quarantine_path(&sha),
-            };
-            if p.exists() || new.contains_key(&p) {
+            // A re-delivered segment is found by name before its lines are read again.
+            let (kept, set_aside) = (self.segment_path(&sha), self.quarantine_path(&sha));
+            let seen = |p: &PathBuf| p.exists() || new.contains_key(p);
+            if seen(&kept) || seen(&set_aside) {
                 continue;
             }
+            let bad = self.bad_line(&m.payload);
+            let p = if bad.is_none() { kept } else { set_aside };
             match bad {
                 None => stored += 1,
                 Some((line, why)) => {
@@ -235,6 +259,22 @@ impl FleetTrainer {
         Ok(got)
     }
 
+    /// Moves a stored segment to `quarantine/` (a re-delivery of it is then found there and
+    /// dropped), logging which line of it the training could not use and why.
+    fn set_aside(&self, segment: &Path, line: usize, why: &str) -> Result<(), SyncError> {
+        let sha = segment
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let to = self.quarantine_path(sha);
+        let q = self.cfg.dir.join("quarantine");
+        std::fs::create_dir_all(&q).map_err(|e| SyncError::io(&q, e))?;
+        std::fs::rename(segment, &to).map_err(|e| SyncError::io(segment, e))?;
+        tracing::warn!(segment = %sha, line, %why,
+            "set aside a segment the training cannot read (only the model could tell)");
+        Ok(())
+    }
+
     /// Records (lines) stored but not yet trained on, and their segments.
     pub fn untrained(&self) -> Result<(usize, Vec<PathBuf>), SyncError> {
         let state = self.state()?;
@@ -259,14 +299,29 @@ impl FleetTrainer {
         Ok((lines, files))
     }
 
-    /// Trains when enough new records arrived, then publishes the adapter as a candidate.
+    /// Trains when enough new records arrived, then publishes the adapter as a candidate. A
+    /// segment the training finds a bad line in ([`TrainFailure::BadLine`]) is set aside and
+    /// the rest trained on, while enough new records are left.
     pub async fn maybe_train(&self, train: &mut Train<'_>) -> Result<Option<Release>, SyncError> {
-        let (lines, files) = self.untrained()?;
-        if lines < self.cfg.min_new_records || files.is_empty() {
-            return Ok(None);
-        }
-        let all = self.stored()?;
-        let trained = crate::blocking(|| train(&all)).map_err(SyncError::Train)?;
+        let (trained, files) = loop {
+            let (lines, files) = self.untrained()?;
+            if lines < self.cfg.min_new_records || files.is_empty() {
+                return Ok(None);
+            }
+            let all = self.stored()?;
+            match crate::blocking(|| train(&all)) {
+                Ok(t) => break (t, files),
+                Err(TrainFailure::BadLine { file, line, reason }) => {
+                    let segment = all.get(file).ok_or_else(|| {
+                        SyncError::Train(format!(
+                            "line {line} of a record file {file} not given: {reason}"
+                        ))
+                    })?;
+                    self.set_aside(segment, line, &reason)?;
+                }
+                Err(TrainFailure::Failed(why)) => return Err(SyncError::Train(why)),
+            }
+        };
         let release = self.publish(&trained.path, &trained.data_sha256).await?;
         let mut state = self.state()?;
         state.trained.extend(

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use retroformer::adapters::AdapterStore;
-use retroformer_sync::trainer::Trained;
+use retroformer_sync::trainer::{TrainFailure, Trained};
 use retroformer_sync::{names, Device, FleetTrainer, ReleaseStatus, TrainerConfig};
 
 // long: one fleet's story, each stage starting from the state the last one left.
@@ -115,7 +115,7 @@ async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good
     let dir = root.join("adapters");
     std::fs::create_dir_all(&dir).unwrap();
     let mut fill = 1.0;
-    let mut train = |files: &[PathBuf]| -> Result<Trained, String> {
+    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
         let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
         fill += 1.0;
         Ok(Trained {
@@ -309,6 +309,87 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     let stale = trainer.judge(Duration::from_millis(300)).await.unwrap();
     assert!(stale.is_none(), "judged on v1's vote: {stale:?}");
     promote(&b, &trainer, &v2).await;
+}
+
+// A line that passes the line check but that only the model refuses: the training names it,
+// its segment is set aside, and the rest trains at once (no wait for new records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at_once() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let nats = Nats::start(&root.join("nats"));
+    let trainer = FleetTrainer::new(
+        connect(&nats.url()).await,
+        TrainerConfig {
+            dir: root.join("trainer"),
+            base_sha256: base_sha(),
+            min_new_records: 3,
+            promote_after: 1,
+            rollback_after: 1,
+            ack_wait: Duration::from_secs(1),
+        },
+    )
+    .await
+    .unwrap();
+    let a = device(root, "dev-a", connect(&nats.url()).await);
+    records(root, "dev-a", "good.jsonl", 4);
+    let runs = root.join("dev-a").join("runs");
+    std::fs::write(
+        runs.join("odd.jsonl"),
+        "{\"i\":1}\n{\"unknown_to_the_model\":1}\n",
+    )
+    .unwrap();
+    a.upload().await.unwrap();
+    let got = trainer
+        .consume(1000, Duration::from_millis(500), true)
+        .await
+        .unwrap();
+    // Every segment passes the line check (the device cuts small segments: good.jsonl is two).
+    assert_eq!((got.stored, got.quarantined), (got.received, 0), "{got:?}");
+    let dir = root.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut calls = 0;
+    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
+        calls += 1;
+        for (file, p) in files.iter().enumerate() {
+            let text = std::fs::read_to_string(p).unwrap();
+            if let Some(i) = text
+                .lines()
+                .position(|l| l.contains("unknown_to_the_model"))
+            {
+                let reason = "refused by the model".to_string();
+                return Err(TrainFailure::BadLine {
+                    file,
+                    line: i + 1,
+                    reason,
+                });
+            }
+        }
+        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
+        Ok(Trained {
+            path: adapter(&dir, 2.0, &data),
+            data_sha256: data,
+        })
+    };
+    let v1 = trainer.maybe_train(&mut train).await.unwrap();
+    assert!(v1.is_some(), "the rest trained");
+    assert_eq!(
+        lines_in(&trainer.stored().unwrap()).len(),
+        4,
+        "the good file only"
+    );
+    let set_aside: Vec<String> = std::fs::read_dir(root.join("trainer/quarantine"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(set_aside.len(), 1);
+    assert!(set_aside[0].contains("unknown_to_the_model"));
+
+    assert!(
+        trainer.maybe_train(&mut train).await.unwrap().is_none(),
+        "nothing new"
+    );
+    assert_eq!(calls, 2, "one training refused, one on the rest, then none");
 }
 
 /// `device` installs `r` and its canary passes; the trainer, with that one vote, promotes it.

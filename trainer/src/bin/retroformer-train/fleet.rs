@@ -3,12 +3,12 @@
 //! running this binary's own training command in a child process on every stored record, and
 //! releases the adapter; then it reads the devices' canary reports and promotes or rolls back.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use retroformer_sync::trainer::Trained;
+use retroformer_sync::trainer::{TrainFailure, Trained};
 use retroformer_sync::{FleetTrainer, TrainerConfig};
 
 #[derive(Args)]
@@ -64,8 +64,7 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
         a.tls_ca.clone(),
         a.tls_cert.clone(),
         a.tls_key.clone(),
-    )
-    .map_err(anyhow::Error::msg)?;
+    )?;
     let base_path = super::base_file(&a.base)?;
     let base_sha256 = retroformer::fetch::sha256_file(&base_path, &retroformer::fetch::Silent)?;
     let cfg = TrainerConfig {
@@ -139,12 +138,10 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
 }
 
 /// Joins the stored segments into one data file and trains on it in a child process of this
-/// binary (a failed or crashed training leaves the fleet loop running).
-fn train_child(a: &FleetArgs, files: &[PathBuf]) -> Result<Trained, String> {
-    let mut data = Vec::new();
-    for f in files {
-        data.extend(std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?);
-    }
+/// binary (a failed or crashed training leaves the fleet loop running). A line of the data
+/// file the child names in its error is traced back to its segment.
+fn train_child(a: &FleetArgs, files: &[PathBuf]) -> Result<Trained, TrainFailure> {
+    let (data, lines) = join(files)?;
     let sha = retroformer_sync::sha256_hex(&data);
     let data_file = a.dir.join(format!("train-{}.jsonl", &sha[..16]));
     retroformer_core::fsutil::write_atomic(&data_file, &data).map_err(|e| e.to_string())?;
@@ -155,23 +152,132 @@ fn train_child(a: &FleetArgs, files: &[PathBuf]) -> Result<Trained, String> {
         cmd.push("rwr".into());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let status = std::process::Command::new(exe)
+    let mut child = std::process::Command::new(exe)
         .args(&cmd)
         .args(["--base", &a.base, "--data"])
         .arg(&data_file)
         .arg("--out")
         .arg(&out)
-        .status()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| e.to_string())?;
+    let tail = child.stderr.take().map(relay_tail).unwrap_or_default();
+    let status = child.wait().map_err(|e| e.to_string())?;
     if !status.success() {
-        return Err(format!(
-            "retroformer-train {} failed: {status}",
+        let tail = String::from_utf8_lossy(&tail);
+        if let Some((line, reason)) = bad_line(&tail, &data_file) {
+            if let Some((file, line)) = segment_of(&lines, line) {
+                return Err(TrainFailure::BadLine { file, line, reason });
+            }
+        }
+        let last = tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        return Err(TrainFailure::Failed(format!(
+            "retroformer-train {} failed ({status}): {last}",
             cmd.join(" ")
-        ));
+        )));
     }
     // The adapter records the sha256 of its data file, which is this one's.
     Ok(Trained {
         path: out,
         data_sha256: sha,
     })
+}
+
+/// The files joined, each ended by a newline (else its last line and the next file's first
+/// would become one), and each file's number of lines.
+fn join(files: &[PathBuf]) -> Result<(Vec<u8>, Vec<usize>), String> {
+    let mut data = Vec::new();
+    let mut lines = Vec::new();
+    for f in files {
+        let mut bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        if bytes.last().is_some_and(|&b| b != b'\n') {
+            bytes.push(b'\n');
+        }
+        lines.push(bytes.iter().filter(|&&b| b == b'\n').count());
+        data.extend(bytes);
+    }
+    Ok((data, lines))
+}
+
+/// The child's standard error, passed on to ours as it comes; returns its last 64 KiB.
+fn relay_tail(mut from: impl std::io::Read) -> Vec<u8> {
+    use std::io::Write;
+    const KEEP: usize = 64 << 10;
+    let (mut tail, mut buf) = (Vec::new(), [0u8; 8192]);
+    while let Ok(n @ 1..) = from.read(&mut buf) {
+        let _ = std::io::stderr().write_all(&buf[..n]);
+        tail.extend_from_slice(&buf[..n]);
+        if tail.len() > 2 * KEEP {
+            tail.drain(..tail.len() - KEEP);
+        }
+    }
+    tail
+}
+
+/// The last `DATA_FILE:LINE: REASON` in the child's error output (the trainer's data errors
+/// name the file and line so): the line and the reason.
+fn bad_line(stderr: &str, data_file: &Path) -> Option<(usize, String)> {
+    let prefix = format!("{}:", data_file.display());
+    let (_, rest) = stderr.rsplit_once(&prefix)?;
+    let (line, reason) = rest.split_once(": ")?;
+    let line: usize = line.parse().ok()?;
+    let reason = reason.lines().next().unwrap_or_default().to_string();
+    (line > 0).then_some((line, reason))
+}
+
+/// The joined file's 1-based line `n` as (file index, 1-based line in that file).
+fn segment_of(lines: &[usize], mut n: usize) -> Option<(usize, usize)> {
+    for (i, &count) in lines.iter().enumerate() {
+        if n <= count {
+            return Some((i, n));
+        }
+        n -= count;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_of_the_joined_data_named_by_the_child_is_traced_to_its_segment_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = ["a", "b", "c"].iter().map(|n| d.path().join(n)).collect();
+        std::fs::write(&files[0], "{}\n{}\n").unwrap();
+        // No newline at its end: joined, it must not run into the next file's first line.
+        std::fs::write(&files[1], "{}\n{}\n{}").unwrap();
+        std::fs::write(&files[2], "{\"x\":1}\n").unwrap();
+        let (data, lines) = join(&files).unwrap();
+        assert_eq!(lines, [2, 3, 1]);
+        let text = String::from_utf8(data).unwrap();
+        assert_eq!(text.lines().nth(5), Some("{\"x\":1}"));
+        let data_file = d.path().join("train-0123.jsonl");
+        let stderr = format!(
+            "sft steps 0/1\nError: {}:6: token id 4000000 is past the vocabulary (49152)\n",
+            data_file.display()
+        );
+        let (line, reason) = bad_line(&stderr, &data_file).unwrap();
+        assert_eq!(line, 6);
+        assert_eq!(reason, "token id 4000000 is past the vocabulary (49152)");
+        assert_eq!(segment_of(&lines, line), Some((2, 1)));
+        assert_eq!(segment_of(&lines, 3), Some((1, 1)));
+        assert_eq!(segment_of(&lines, 7), None);
+    }
+
+    #[test]
+    fn an_error_about_the_whole_file_or_another_file_names_no_line() {
+        let data_file = Path::new("/t/train-0123.jsonl");
+        for stderr in [
+            "Error: /t/train-0123.jsonl:0: no examples",
+            "Error: /t/other.jsonl:3: bad",
+            "Error: step 4: loss is NaN",
+        ] {
+            assert_eq!(bad_line(stderr, data_file), None, "{stderr}");
+        }
+    }
 }
