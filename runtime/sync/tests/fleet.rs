@@ -236,23 +236,12 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let nats = Nats::start(&root.join("nats"));
-    let trainer = FleetTrainer::new(
-        connect(&nats.url()).await,
-        TrainerConfig {
-            dir: root.join("trainer"),
-            base_sha256: base_sha(),
-            min_new_records: 1,
-            promote_after: 1,
-            rollback_after: 1,
-            ack_wait: Duration::from_secs(1),
-        },
-    )
-    .await
-    .unwrap()
-    .with_line_check(Box::new(|l: &str| match l.contains("\"bad\"") {
-        true => Err("a bad record".into()),
-        false => Ok(()),
-    }));
+    let trainer = one_vote_trainer(root, &nats, 1)
+        .await
+        .with_line_check(Box::new(|l: &str| match l.contains("\"bad\"") {
+            true => Err("a bad record".into()),
+            false => Ok(()),
+        }));
     let (a, b) = (
         device(root, "dev-a", connect(&nats.url()).await),
         device(root, "dev-b", connect(&nats.url()).await),
@@ -318,19 +307,7 @@ async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let nats = Nats::start(&root.join("nats"));
-    let trainer = FleetTrainer::new(
-        connect(&nats.url()).await,
-        TrainerConfig {
-            dir: root.join("trainer"),
-            base_sha256: base_sha(),
-            min_new_records: 3,
-            promote_after: 1,
-            rollback_after: 1,
-            ack_wait: Duration::from_secs(1),
-        },
-    )
-    .await
-    .unwrap();
+    let trainer = one_vote_trainer(root, &nats, 3).await;
     let a = device(root, "dev-a", connect(&nats.url()).await);
     records(root, "dev-a", "good.jsonl", 4);
     let runs = root.join("dev-a").join("runs");
@@ -390,6 +367,22 @@ async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at
         "nothing new"
     );
     assert_eq!(calls, 2, "one training refused, one on the rest, then none");
+}
+
+/// A trainer under `root` that trains on `min_new` new records and promotes or rolls back on
+/// one vote.
+async fn one_vote_trainer(root: &std::path::Path, nats: &Nats, min_new: usize) -> FleetTrainer {
+    let cfg = TrainerConfig {
+        dir: root.join("trainer"),
+        base_sha256: base_sha(),
+        min_new_records: min_new,
+        promote_after: 1,
+        rollback_after: 1,
+        ack_wait: Duration::from_secs(1),
+    };
+    FleetTrainer::new(connect(&nats.url()).await, cfg)
+        .await
+        .unwrap()
 }
 
 /// `device` installs `r` and its canary passes; the trainer, with that one vote, promotes it.
