@@ -182,8 +182,9 @@ impl Sampling {
                 (schema::JSON_GBNF.to_string(), "response_format json_object")
             }
             (None, Some(ResponseFormat::JsonSchema { json_schema })) => (
-                schema::to_gbnf(&json_schema.schema)
-                    .map_err(|e| ApiError::invalid("response_format.json_schema.schema", e))?,
+                schema::to_gbnf(&json_schema.schema).map_err(|e| {
+                    ApiError::invalid("response_format.json_schema.schema", e.to_string())
+                })?,
                 "response_format json_schema",
             ),
             _ => return Ok(None),

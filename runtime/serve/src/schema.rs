@@ -14,6 +14,24 @@ use serde_json::Value;
 /// referred to by name), so this bounds what a request's schema may cost, not its nesting.
 pub const MAX_GRAMMAR_BYTES: usize = 1 << 20;
 
+/// Why a schema has no grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// The part of the schema at `path` (`#.properties.x.type`) is outside the subset.
+    #[error("{path}: {reason}")]
+    Unsupported { path: String, reason: String },
+    /// The grammar would pass [`MAX_GRAMMAR_BYTES`].
+    #[error("the schema's grammar passes {MAX_GRAMMAR_BYTES} bytes")]
+    TooBig,
+}
+
+fn unsupported(path: impl Into<String>, reason: impl Into<String>) -> SchemaError {
+    SchemaError::Unsupported {
+        path: path.into(),
+        reason: reason.into(),
+    }
+}
+
 /// Any JSON object (llama.cpp's `grammars/json.gbnf`).
 pub const JSON_GBNF: &str = r#"root ::= object
 value ::= object | array | string | number | ("true" | "false" | "null") ws
@@ -37,7 +55,7 @@ array ::= "[" ws ( value ("," ws value)* )? "]" ws
 "#;
 
 /// The GBNF of `schema`, root rule `root`.
-pub fn to_gbnf(schema: &Value) -> Result<String, String> {
+pub fn to_gbnf(schema: &Value) -> Result<String, SchemaError> {
     let mut g = Builder::new(schema.get("$defs").or_else(|| schema.get("definitions")));
     let root = g.expression(schema, "#")?;
     g.finish(&root)
@@ -46,7 +64,7 @@ pub fn to_gbnf(schema: &Value) -> Result<String, String> {
 /// A grammar for one call of one of `functions` (name, parameters schema):
 /// `{"name": NAME, "arguments": {...}}`, the name first so that a model picks the function
 /// before its arguments.
-pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, String> {
+pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, SchemaError> {
     let mut g = Builder::new(None);
     let mut alternatives = Vec::new();
     for (name, params) in functions {
@@ -97,24 +115,20 @@ impl<'a> Builder<'a> {
     }
 
     /// The grammar: `root` and every named rule, then the primitives.
-    fn finish(self, root: &str) -> Result<String, String> {
+    fn finish(self, root: &str) -> Result<String, SchemaError> {
         let mut out = format!("root ::= {root}\n");
         for (name, body) in &self.rules {
             out.push_str(&format!("{name} ::= {body}\n"));
         }
         out.push_str(PRIMITIVES);
         if out.len() > MAX_GRAMMAR_BYTES {
-            return Err(self.too_big());
+            return Err(SchemaError::TooBig);
         }
         Ok(out)
     }
 
-    fn too_big(&self) -> String {
-        format!("the schema's grammar passes {MAX_GRAMMAR_BYTES} bytes")
-    }
-
     /// A rule's name for `schema` at `path`: a named rule written once per schema node.
-    fn rule(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+    fn rule(&mut self, schema: &'a Value, path: &str) -> Result<String, SchemaError> {
         let node = schema as *const Value as usize;
         if let Some(name) = self.named.get(&node) {
             return Ok(name.clone());
@@ -125,7 +139,7 @@ impl<'a> Builder<'a> {
         }
         self.bytes += expr.len();
         if self.bytes > MAX_GRAMMAR_BYTES {
-            return Err(self.too_big());
+            return Err(SchemaError::TooBig);
         }
         let name = format!("n-{}", self.named.len());
         self.rules.insert(name.clone(), expr);
@@ -134,21 +148,21 @@ impl<'a> Builder<'a> {
     }
 
     /// A GBNF expression for `schema` at `path`, adding named rules as needed.
-    fn expression(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+    fn expression(&mut self, schema: &'a Value, path: &str) -> Result<String, SchemaError> {
         self.depth += 1;
         if self.depth > 64 {
-            return Err(format!("{path}: the schema nests deeper than 64 levels"));
+            return Err(unsupported(path, "the schema nests deeper than 64 levels"));
         }
         let r = self.rule_inner(schema, path);
         self.depth -= 1;
         r
     }
 
-    fn rule_inner(&mut self, schema: &'a Value, path: &str) -> Result<String, String> {
+    fn rule_inner(&mut self, schema: &'a Value, path: &str) -> Result<String, SchemaError> {
         let Some(obj) = schema.as_object() else {
             return match schema {
                 Value::Bool(true) => Ok("value".into()),
-                _ => Err(format!("{path}: a schema must be an object")),
+                _ => Err(unsupported(path, "a schema must be an object")),
             };
         };
         if let Some(r) = obj.get("$ref").and_then(Value::as_str) {
@@ -158,7 +172,9 @@ impl<'a> Builder<'a> {
             return Ok(literal(c));
         }
         if let Some(e) = obj.get("enum") {
-            let values = e.as_array().ok_or(format!("{path}.enum: must be a list"))?;
+            let values = e
+                .as_array()
+                .ok_or_else(|| unsupported(format!("{path}.enum"), "must be a list"))?;
             return Ok(format!(
                 "({})",
                 values.iter().map(literal).collect::<Vec<_>>().join(" | ")
@@ -167,7 +183,7 @@ impl<'a> Builder<'a> {
         if let Some(any) = obj.get("anyOf").or_else(|| obj.get("oneOf")) {
             let alts = any
                 .as_array()
-                .ok_or(format!("{path}.anyOf: must be a list"))?;
+                .ok_or_else(|| unsupported(format!("{path}.anyOf"), "must be a list"))?;
             let parts = alts
                 .iter()
                 .enumerate()
@@ -182,13 +198,18 @@ impl<'a> Builder<'a> {
                 let parts = ts
                     .iter()
                     .map(|t| {
-                        let t = t.as_str().ok_or(format!("{path}.type: must name types"))?;
+                        let t = t.as_str().ok_or_else(|| {
+                            unsupported(format!("{path}.type"), "must name types")
+                        })?;
                         self.typed(t, obj, path)
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(format!("({})", parts.join(" | ")))
             }
-            Some(_) => Err(format!("{path}.type: must be a string or a list")),
+            Some(_) => Err(unsupported(
+                format!("{path}.type"),
+                "must be a string or a list",
+            )),
         }
     }
 
@@ -197,12 +218,15 @@ impl<'a> Builder<'a> {
         t: &str,
         obj: &'a serde_json::Map<String, Value>,
         path: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, SchemaError> {
         match t {
             "string" | "number" | "integer" | "boolean" | "null" => Ok(t.to_string()),
             "object" => self.object(obj, path),
             "array" => self.array(obj, path),
-            other => Err(format!("{path}.type: {other:?} is not a JSON schema type")),
+            other => Err(unsupported(
+                format!("{path}.type"),
+                format!("{other:?} is not a JSON schema type"),
+            )),
         }
     }
 
@@ -210,7 +234,7 @@ impl<'a> Builder<'a> {
         &mut self,
         obj: &'a serde_json::Map<String, Value>,
         path: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, SchemaError> {
         let Some(props) = obj.get("properties").and_then(Value::as_object) else {
             return Ok("object".into());
         };
@@ -232,7 +256,7 @@ impl<'a> Builder<'a> {
         &mut self,
         obj: &'a serde_json::Map<String, Value>,
         path: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, SchemaError> {
         let item = match obj.get("items") {
             Some(s) => self.rule(s, &format!("{path}.items"))?,
             None => "value".into(),
@@ -240,9 +264,8 @@ impl<'a> Builder<'a> {
         let bound = |k: &str| obj.get(k).and_then(Value::as_u64);
         let (min, max) = (bound("minItems").unwrap_or(0), bound("maxItems"));
         if min > 32 || max.is_some_and(|m| m > 32 || m < min) {
-            return Err(format!(
-                "{path}: minItems/maxItems must be at most 32 and in order"
-            ));
+            let why = "minItems/maxItems must be at most 32 and in order";
+            return Err(unsupported(path, why));
         }
         let rest = format!("(\",\" ws {item})");
         let body = match (min, max) {
@@ -256,24 +279,24 @@ impl<'a> Builder<'a> {
     }
 
     /// A `#/$defs/NAME` reference, as a named rule (so recursive schemas terminate).
-    fn reference(&mut self, r: &str, path: &str) -> Result<String, String> {
+    fn reference(&mut self, r: &str, path: &str) -> Result<String, SchemaError> {
         let name = r
             .strip_prefix("#/$defs/")
             .or_else(|| r.strip_prefix("#/definitions/"))
-            .ok_or(format!(
-                "{path}.$ref: only local #/$defs/NAME references are supported; got {r:?}"
-            ))?;
+            .ok_or_else(|| {
+                let why = format!("only local #/$defs/NAME references are supported; got {r:?}");
+                unsupported(format!("{path}.$ref"), why)
+            })?;
         let rule = def_rule_name(name);
         if !self.rules.contains_key(&rule) {
-            let def = self
-                .defs
-                .and_then(|d| d.get(name))
-                .ok_or(format!("{path}.$ref: {r:?} is not in $defs"))?;
+            let def = self.defs.and_then(|d| d.get(name)).ok_or_else(|| {
+                unsupported(format!("{path}.$ref"), format!("{r:?} is not in $defs"))
+            })?;
             self.rules.insert(rule.clone(), String::new());
             let body = self.expression(def, &format!("$defs.{name}"))?;
             self.bytes += body.len();
             if self.bytes > MAX_GRAMMAR_BYTES {
-                return Err(self.too_big());
+                return Err(SchemaError::TooBig);
             }
             self.rules.insert(rule.clone(), body);
         }
@@ -367,15 +390,20 @@ mod tests {
     fn a_schema_whose_grammar_would_pass_the_limit_is_refused() {
         let big: Vec<String> = (0..40_000).map(|i| format!("value number {i}")).collect();
         let e = to_gbnf(&json!({"enum": big})).unwrap_err();
-        assert!(e.contains("passes"), "{e}");
+        assert_eq!(e, SchemaError::TooBig);
     }
 
     #[test]
     fn unsupported_schemas_are_refused_with_their_path() {
-        let e =
-            to_gbnf(&json!({"type": "object", "properties": {"x": {"type": "date"}}})).unwrap_err();
-        assert!(e.contains("#.properties.x.type"), "{e}");
-        let e = to_gbnf(&json!({"$ref": "https://example.com/s.json"})).unwrap_err();
-        assert!(e.contains("local"), "{e}");
+        let path_of = |schema: Value| match to_gbnf(&schema) {
+            Err(SchemaError::Unsupported { path, reason }) => (path, reason),
+            other => panic!("{schema}: {other:?}"),
+        };
+        let (path, reason) =
+            path_of(json!({"type": "object", "properties": {"x": {"type": "date"}}}));
+        assert_eq!(path, "#.properties.x.type", "{reason}");
+        let (path, reason) = path_of(json!({"$ref": "https://example.com/s.json"}));
+        assert_eq!(path, "#.$ref");
+        assert!(reason.contains("local"), "{reason}");
     }
 }

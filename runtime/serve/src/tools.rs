@@ -115,7 +115,7 @@ impl Tools {
             Choice::Auto => Ok(None),
             _ => schema::tool_call_gbnf(&offered)
                 .map(Some)
-                .map_err(|e| ApiError::invalid("tools", e)),
+                .map_err(|e| ApiError::invalid("tools", e.to_string())),
         }
     }
 
