@@ -123,12 +123,21 @@ fn a_device_s_samples_train_an_adapter_that_comes_back_passes_its_canary_and_is_
     let t = trainer();
     assert!(t.contains("stored 2 new segments"), "{t}");
     assert!(
-        t.contains("set aside a segment the training cannot read"),
+        t.contains("set aside a segment the training cannot read (only the model could tell)"),
         "{t}"
     );
     assert!(t.contains("released v1"), "{t}");
     let set_aside = std::fs::read_dir(home.join("trainer/quarantine")).unwrap();
     assert_eq!(set_aside.count(), 1, "{t}");
+    let joined: Vec<_> = std::fs::read_dir(home.join("trainer"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("train-"))
+        .collect();
+    assert!(
+        joined.is_empty(),
+        "the joined data files are removed: {joined:?}"
+    );
     let stored: usize = std::fs::read_dir(home.join("trainer/records"))
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())

@@ -78,14 +78,35 @@ struct PromptResponse {
     parse_special: Option<bool>,
 }
 
-/// Reads the examples of a JSONL file, naming the line of any malformed one. Chat examples are
-/// templated with `model`'s chat template.
+/// The most malformed lines one error names: a reader goes on past a bad line, so that a
+/// file's faults are found in one pass (the fleet sets aside each one's segment at once).
+pub const MAX_BAD_LINES: usize = 100;
+
+/// The error for the malformed `lines` of `path` (1-based line, reason; not empty): one is a
+/// [`TrainerError::Data`], more a [`TrainerError::DataLines`].
+fn bad_lines(path: &Path, mut lines: Vec<(usize, String)>) -> TrainerError {
+    let path = path.display().to_string();
+    // One line a fault, so that a reader of the message (the fleet) can tell them apart.
+    for (_, reason) in &mut lines {
+        *reason = reason.replace(['\r', '\n'], " ");
+    }
+    match lines.len() {
+        1 => {
+            let (line, reason) = lines.remove(0);
+            TrainerError::Data { path, line, reason }
+        }
+        _ => TrainerError::DataLines { path, lines },
+    }
+}
+
+/// Reads the examples of a JSONL file, naming the line of each malformed one (up to
+/// [`MAX_BAD_LINES`]). Chat examples are templated with `model`'s chat template.
 pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Example>, TrainerError> {
     let file = retroformer_core::fsutil::open_regular(path).map_err(|e| TrainerError::Io {
         path: path.display().to_string(),
         source: e,
     })?;
-    let mut out = Vec::new();
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| TrainerError::Io {
             path: path.display().to_string(),
@@ -94,14 +115,16 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |reason: String| TrainerError::Data {
-            path: path.display().to_string(),
-            line: i + 1,
-            reason,
-        };
-        let mut ex = example(&line, Some(model)).and_then(checked).map_err(bad)?;
-        ex.line = i + 1;
-        out.push(ex);
+        match example(&line, Some(model)).and_then(checked) {
+            Ok(ex) => out.push(Example { line: i + 1, ..ex }),
+            Err(reason) => bad.push((i + 1, reason)),
+        }
+        if bad.len() == MAX_BAD_LINES {
+            break;
+        }
+    }
+    if !bad.is_empty() {
+        return Err(bad_lines(path, bad));
     }
     if out.is_empty() {
         return Err(TrainerError::Data {
@@ -358,18 +381,29 @@ pub fn tokenize(
     Ok(fit(tokens, prompt_len, None, max_len, ex))
 }
 
-/// [`tokenize`], an error naming the example's file and line (`path`: the file it was read from).
-pub fn tokenize_line(
-    ex: &Example,
+/// Every example [`tokenize`]d, the error naming each one that fails by its file and line
+/// (`path`: the file they were read from; up to [`MAX_BAD_LINES`]).
+pub fn tokenize_all(
+    examples: &[Example],
     model: &dyn LanguageModel,
     max_len: usize,
     path: &Path,
-) -> Result<Tokenized, TrainerError> {
-    tokenize(ex, model, max_len).map_err(|e| TrainerError::Data {
-        path: path.display().to_string(),
-        line: ex.line,
-        reason: retroformer_core::text::error_chain(&e),
-    })
+) -> Result<Vec<Tokenized>, TrainerError> {
+    let (mut out, mut bad) = (Vec::new(), Vec::new());
+    for ex in examples {
+        match tokenize(ex, model, max_len) {
+            Ok(t) => out.push(t),
+            Err(e) => bad.push((ex.line, retroformer_core::text::error_chain(&e))),
+        }
+        if bad.len() == MAX_BAD_LINES {
+            break;
+        }
+    }
+    if bad.is_empty() {
+        Ok(out)
+    } else {
+        Err(bad_lines(path, bad))
+    }
 }
 
 /// A segments example tokenised segment by segment (the first with BOS): the tokens, the
@@ -683,12 +717,42 @@ mod tests {
         let model = ScriptedModel::new(Vec::<String>::new());
         let ex = read_examples(&p, &model).unwrap();
         assert_eq!((ex[0].line, ex[1].line), (1, 3));
-        assert!(tokenize_line(&ex[0], &model, 64, &p).is_ok());
-        let err = tokenize_line(&ex[1], &model, 64, &p)
-            .unwrap_err()
-            .to_string();
+        assert_eq!(tokenize_all(&ex[..1], &model, 64, &p).unwrap().len(), 1);
+        let err = tokenize_all(&ex, &model, 64, &p).unwrap_err().to_string();
         assert!(err.starts_with(&format!("{}:3: ", p.display())), "{err}");
         assert!(err.contains("tokenises to nothing"), "{err}");
+    }
+
+    #[test]
+    fn every_malformed_line_is_named_in_one_pass_each_on_a_line_of_its_own() {
+        let (_d, p) = file(&[
+            "not json",
+            r#"{"prompt": "P", "response": "R"}"#,
+            r#"{"prompt": "P", "response": ""}"#,
+            r#"{"prompt": "P", "response": " "}"#,
+            r#"{"prompt": "P", "response": " "}"#,
+        ]);
+        let model = ScriptedModel::new(Vec::<String>::new());
+        let err = read_examples(&p, &model).unwrap_err();
+        let TrainerError::DataLines { lines, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), [1, 3]);
+        let text = err.to_string();
+        let named: Vec<&str> = text.lines().collect();
+        assert_eq!(named.len(), 2, "{text}");
+        assert!(
+            named[1].starts_with(&format!("{}:3: ", p.display())),
+            "{text}"
+        );
+        // The parsable lines are read; the two that tokenise to nothing are both named.
+        std::fs::write(&p, [r#"{"prompt": "P", "response": " "}"#; 3].join("\n")).unwrap();
+        let ex = read_examples(&p, &model).unwrap();
+        let err = tokenize_all(&ex, &model, 64, &p).unwrap_err();
+        assert!(
+            matches!(&err, TrainerError::DataLines { lines, .. } if lines.len() == 3),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -30,6 +30,15 @@ pub enum TrainerError {
         /// What is wrong.
         reason: String,
     },
+    /// Several lines of a data file are malformed: each named on a line of its own, as
+    /// [`Self::Data`] names one (at most [`MAX_BAD_LINES`](crate::data::MAX_BAD_LINES)).
+    #[error("{}", each_line(path, lines))]
+    DataLines {
+        /// The file.
+        path: String,
+        /// Each 1-based line and what is wrong with it.
+        lines: Vec<(usize, String)>,
+    },
     /// Training diverged.
     #[error("step {step}: {what} (lower --lr, or check the rewards and weights in the data)")]
     NonFinite {
@@ -58,4 +67,13 @@ pub enum TrainerError {
     /// The file is valid GGUF but not a LoRA adapter.
     #[error("{0}: not a LoRA adapter (general.type is not \"adapter\")")]
     NotAnAdapter(String),
+}
+
+/// `PATH:LINE: REASON`, a line each.
+fn each_line(path: &str, lines: &[(usize, String)]) -> String {
+    let each: Vec<String> = lines
+        .iter()
+        .map(|(line, reason)| format!("{path}:{line}: {reason}"))
+        .collect();
+    each.join("\n")
 }

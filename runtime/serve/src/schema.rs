@@ -67,9 +67,11 @@ pub fn to_gbnf(schema: &Value) -> Result<String, SchemaError> {
 pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, SchemaError> {
     let mut g = Builder::new(None);
     let mut alternatives = Vec::new();
-    for (name, params) in functions {
+    for (i, (name, params)) in functions.iter().enumerate() {
         let path = format!("tools[{name}].function.parameters");
         g.defs = params.get("$defs").or_else(|| params.get("definitions"));
+        g.defs_scope = format!("t{i}-");
+        g.defs_path = format!("{path}.$defs");
         let args = g.rule(params, &path)?;
         alternatives.push(format!(
             "\"{{\" ws \"\\\"name\\\"\" ws \":\" ws {} \",\" ws \"\\\"arguments\\\"\" ws \":\" ws {args} \"}}\" ws",
@@ -81,6 +83,10 @@ pub fn tool_call_gbnf(functions: &[(String, Value)]) -> Result<String, SchemaErr
 
 struct Builder<'a> {
     defs: Option<&'a Value>,
+    /// The `$defs` in scope: its rules' name prefix and its schema path. Each tool has its own
+    /// (two tools may define the same name differently).
+    defs_scope: String,
+    defs_path: String,
     rules: BTreeMap<String, String>,
     /// The rule already written for a schema node, by the node's address: a node reached
     /// twice (an array's item, each entry of a `type` list) is written once, so the grammar
@@ -107,6 +113,8 @@ impl<'a> Builder<'a> {
     fn new(defs: Option<&'a Value>) -> Self {
         Self {
             defs,
+            defs_scope: String::new(),
+            defs_path: "#.$defs".into(),
             rules: BTreeMap::new(),
             named: HashMap::new(),
             bytes: 0,
@@ -287,13 +295,13 @@ impl<'a> Builder<'a> {
                 let why = format!("only local #/$defs/NAME references are supported; got {r:?}");
                 unsupported(format!("{path}.$ref"), why)
             })?;
-        let rule = def_rule_name(name);
+        let rule = def_rule_name(&self.defs_scope, name);
         if !self.rules.contains_key(&rule) {
             let def = self.defs.and_then(|d| d.get(name)).ok_or_else(|| {
                 unsupported(format!("{path}.$ref"), format!("{r:?} is not in $defs"))
             })?;
             self.rules.insert(rule.clone(), String::new());
-            let body = self.expression(def, &format!("$defs.{name}"))?;
+            let body = self.expression(def, &format!("{}.{name}", self.defs_path))?;
             self.bytes += body.len();
             if self.bytes > MAX_GRAMMAR_BYTES {
                 return Err(SchemaError::TooBig);
@@ -306,9 +314,10 @@ impl<'a> Builder<'a> {
 
 /// The rule of a `$defs` entry: its name with every character but ASCII letters and digits
 /// written as `-HEX-` (GBNF names allow letters, digits and `-`), so that two names never
-/// share a rule (`a_b` and `a-b`, `A` and `a`).
-fn def_rule_name(name: &str) -> String {
-    let mut rule = String::from("def-");
+/// share a rule (`a_b` and `a-b`, `A` and `a`). `scope` (`t0-`: a tool's own `$defs`) ends in
+/// the only `-` not from an escape, so two scopes never share a rule either.
+fn def_rule_name(scope: &str, name: &str) -> String {
+    let mut rule = format!("def-{scope}");
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {
             rule.push(c);
@@ -384,6 +393,36 @@ mod tests {
                 "{g}"
             );
         }
+    }
+
+    #[test]
+    fn two_tools_that_define_the_same_name_differently_each_keep_their_own_definition() {
+        let tool = |v: i64| {
+            json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/Item"}},
+                "$defs": {"Item": {"const": v}}})
+        };
+        let g = tool_call_gbnf(&[("a".into(), tool(1)), ("b".into(), tool(2))]).unwrap();
+        let rules: Vec<&str> = g.lines().filter(|l| l.starts_with("def-")).collect();
+        assert_eq!(rules.len(), 2, "{g}");
+        assert!(rules.iter().any(|r| r.contains("\"1\"")), "{g}");
+        assert!(rules.iter().any(|r| r.contains("\"2\"")), "{g}");
+    }
+
+    #[test]
+    fn a_fault_inside_a_tools_definition_is_named_with_the_tool() {
+        let bad = json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/D"}},
+            "$defs": {"D": {"type": "date"}}});
+        let e = tool_call_gbnf(&[("when".into(), bad.clone())]).unwrap_err();
+        assert!(
+            matches!(&e, SchemaError::Unsupported { path, .. }
+                if path == "tools[when].function.parameters.$defs.D.type"),
+            "{e:?}"
+        );
+        let e = to_gbnf(&bad).unwrap_err();
+        assert!(
+            matches!(&e, SchemaError::Unsupported { path, .. } if path == "#.$defs.D.type"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -56,22 +56,39 @@ pub type LineCheck = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 /// Trains an adapter on record files (the `improve` / loop training phase).
 pub type Train<'a> = dyn FnMut(&[PathBuf]) -> Result<Trained, TrainFailure> + Send + 'a;
 
+/// A line that passed the [`LineCheck`] but that the training cannot use, which only the
+/// model can tell (a role its chat template refuses, a token id past its vocabulary): the
+/// `file`-th record file given to the [`Train`], its 1-based `line`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadLine {
+    pub file: usize,
+    pub line: usize,
+    pub reason: String,
+}
+
 /// Why a [`Train`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainFailure {
-    /// A line that passed the [`LineCheck`] but that the training cannot use, which only the
-    /// model can tell (a role its chat template refuses, a token id past its vocabulary): the
-    /// `file`-th record file given, its 1-based `line`. The fleet sets that segment aside and
-    /// trains on the rest.
-    #[error("line {line} of record file {file}: {reason}")]
-    BadLine {
-        file: usize,
-        line: usize,
-        reason: String,
-    },
+    /// Lines the training cannot use (all it found in one pass): the fleet sets their
+    /// segments aside and trains on the rest.
+    #[error("{}", first_of(.0))]
+    BadLines(Vec<BadLine>),
     /// Anything else: the same data would fail the same way.
     #[error("{0}")]
     Failed(String),
+}
+
+fn first_of(lines: &[BadLine]) -> String {
+    match lines.first() {
+        Some(b) => format!(
+            "{} lines the training cannot use, the first line {} of record file {}: {}",
+            lines.len(),
+            b.line,
+            b.file,
+            b.reason
+        ),
+        None => "no line named".into(),
+    }
 }
 
 impl From<String> for TrainFailure {
@@ -259,6 +276,43 @@ impl FleetTrainer {
         Ok(got)
     }
 
+    /// Sets aside each segment of `files` that `bad` names a line of (the first named), so
+    /// that every call removes at least one segment or fails: the caller's loop ends. When
+    /// every segment has one, none is set aside and the training fails: a fault common to all
+    /// is more likely the model's or the trainer's than the data's, and the records are kept
+    /// for the next try. A failure to move one is a [`SyncError::Train`], as a failed
+    /// training is.
+    fn set_aside_all(&self, files: &[PathBuf], bad: &[BadLine]) -> Result<(), SyncError> {
+        let first = bad.first().ok_or_else(|| {
+            SyncError::Train("the training named bad lines but none of them".into())
+        })?;
+        if let Some(b) = bad.iter().find(|b| b.file >= files.len()) {
+            return Err(SyncError::Train(format!(
+                "line {} of a record file {} not given: {}",
+                b.line, b.file, b.reason
+            )));
+        }
+        let named: std::collections::BTreeSet<usize> = bad.iter().map(|b| b.file).collect();
+        if named.len() == files.len() {
+            return Err(SyncError::Train(format!(
+                "every record file has a line the training cannot use, so none is set aside \
+                 (the first: line {} of {}: {})",
+                first.line,
+                files[first.file].display(),
+                first.reason
+            )));
+        }
+        let mut done = std::collections::BTreeSet::new();
+        for b in bad {
+            let segment = &files[b.file];
+            if done.insert(b.file) {
+                self.set_aside(segment, b.line, &b.reason)
+                    .map_err(|e| SyncError::Train(format!("setting a segment aside: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Moves a stored segment to `quarantine/` (a re-delivery of it is then found there and
     /// dropped), logging which line of it the training could not use and why.
     fn set_aside(&self, segment: &Path, line: usize, why: &str) -> Result<(), SyncError> {
@@ -299,8 +353,8 @@ impl FleetTrainer {
         Ok((lines, files))
     }
 
-    /// Trains when enough new records arrived, then publishes the adapter as a candidate. A
-    /// segment the training finds a bad line in ([`TrainFailure::BadLine`]) is set aside and
+    /// Trains when enough new records arrived, then publishes the adapter as a candidate. The
+    /// segments the training finds bad lines in ([`TrainFailure::BadLines`]) are set aside and
     /// the rest trained on, while enough new records are left.
     pub async fn maybe_train(&self, train: &mut Train<'_>) -> Result<Option<Release>, SyncError> {
         let (trained, files) = loop {
@@ -311,14 +365,7 @@ impl FleetTrainer {
             let all = self.stored()?;
             match crate::blocking(|| train(&all)) {
                 Ok(t) => break (t, files),
-                Err(TrainFailure::BadLine { file, line, reason }) => {
-                    let segment = all.get(file).ok_or_else(|| {
-                        SyncError::Train(format!(
-                            "line {line} of a record file {file} not given: {reason}"
-                        ))
-                    })?;
-                    self.set_aside(segment, line, &reason)?;
-                }
+                Err(TrainFailure::BadLines(bad)) => self.set_aside_all(&all, &bad)?,
                 Err(TrainFailure::Failed(why)) => return Err(SyncError::Train(why)),
             }
         };

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::*;
 use retroformer::adapters::AdapterStore;
-use retroformer_sync::trainer::{TrainFailure, Trained};
-use retroformer_sync::{names, Device, FleetTrainer, ReleaseStatus, TrainerConfig};
+use retroformer_sync::trainer::{BadLine, TrainFailure, Trained};
+use retroformer_sync::{names, Device, FleetTrainer, ReleaseStatus, SyncError, TrainerConfig};
 
 // long: one fleet's story, each stage starting from the state the last one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,10 +300,10 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     promote(&b, &trainer, &v2).await;
 }
 
-// A line that passes the line check but that only the model refuses: the training names it,
-// its segment is set aside, and the rest trains at once (no wait for new records).
+// Lines that pass the line check but that only the model refuses: the training names them all,
+// their segments are set aside together, and the rest trains at once (no wait for new records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at_once() {
+async fn segments_the_training_cannot_read_are_set_aside_and_the_rest_trained_at_once() {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let nats = Nats::start(&root.join("nats"));
@@ -311,11 +311,10 @@ async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at
     let a = device(root, "dev-a", connect(&nats.url()).await);
     records(root, "dev-a", "good.jsonl", 4);
     let runs = root.join("dev-a").join("runs");
-    std::fs::write(
-        runs.join("odd.jsonl"),
-        "{\"i\":1}\n{\"unknown_to_the_model\":1}\n",
-    )
-    .unwrap();
+    for (name, odd) in [("odd.jsonl", 1), ("odd2.jsonl", 2)] {
+        let text = format!("{{\"i\":{odd}}}\n{{\"unknown_to_the_model\":{odd}}}\n");
+        std::fs::write(runs.join(name), text).unwrap();
+    }
     a.upload().await.unwrap();
     let got = trainer
         .consume(1000, Duration::from_millis(500), true)
@@ -328,19 +327,22 @@ async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at
     let mut calls = 0;
     let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
         calls += 1;
+        let mut bad = Vec::new();
         for (file, p) in files.iter().enumerate() {
             let text = std::fs::read_to_string(p).unwrap();
-            if let Some(i) = text
-                .lines()
-                .position(|l| l.contains("unknown_to_the_model"))
-            {
-                let reason = "refused by the model".to_string();
-                return Err(TrainFailure::BadLine {
-                    file,
-                    line: i + 1,
-                    reason,
-                });
+            for (i, l) in text.lines().enumerate() {
+                if l.contains("unknown_to_the_model") {
+                    let reason = "refused by the model".to_string();
+                    bad.push(BadLine {
+                        file,
+                        line: i + 1,
+                        reason,
+                    });
+                }
             }
+        }
+        if !bad.is_empty() {
+            return Err(TrainFailure::BadLines(bad));
         }
         let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
         Ok(Trained {
@@ -359,14 +361,42 @@ async fn a_segment_the_training_cannot_read_is_set_aside_and_the_rest_trained_at
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect();
-    assert_eq!(set_aside.len(), 1);
-    assert!(set_aside[0].contains("unknown_to_the_model"));
+    assert_eq!(set_aside.len(), 2);
+    assert!(set_aside.iter().all(|s| s.contains("unknown_to_the_model")));
 
     assert!(
         trainer.maybe_train(&mut train).await.unwrap().is_none(),
         "nothing new"
     );
-    assert_eq!(calls, 2, "one training refused, one on the rest, then none");
+    assert_eq!(
+        calls, 2,
+        "one training refused (both named), one on the rest, then none"
+    );
+
+    // A fault in every record file given is the model's or the trainer's, not the data's:
+    // none is set aside, and the training fails until new records arrive.
+    records(root, "dev-a", "more.jsonl", 4);
+    a.upload().await.unwrap();
+    trainer
+        .consume(1000, Duration::from_millis(500), true)
+        .await
+        .unwrap();
+    let mut broken = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
+        let reason = "the tokenizer is gone".to_string();
+        let each = |file| BadLine {
+            file,
+            line: 1,
+            reason: reason.clone(),
+        };
+        Err(TrainFailure::BadLines((0..files.len()).map(each).collect()))
+    };
+    let e = trainer.maybe_train(&mut broken).await.unwrap_err();
+    assert!(
+        matches!(&e, SyncError::Train(why) if why.contains("none is set aside")),
+        "{e}"
+    );
+    let quarantine = std::fs::read_dir(root.join("trainer/quarantine")).unwrap();
+    assert_eq!(quarantine.count(), 2, "the two set aside before, no more");
 }
 
 /// A trainer under `root` that trains on `min_new` new records and promotes or rolls back on

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use retroformer_sync::trainer::{TrainFailure, Trained};
+use retroformer_sync::trainer::{BadLine, TrainFailure, Trained};
 use retroformer_sync::{FleetTrainer, TrainerConfig};
 
 #[derive(Args)]
@@ -115,7 +115,8 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                     // The fleet goes on (the canaries, the next records); this data is not
                     // tried again until more arrives.
                     Err(e @ retroformer_sync::SyncError::Train(_)) => {
-                        failed_at = Some(untrained);
+                        // Counted after any segment was set aside.
+                        failed_at = Some(trainer.untrained().map_or(untrained, |u| u.0));
                         eprintln!(
                             "[retroformer-train] fleet: {e}; retrying when new records arrive"
                         );
@@ -138,8 +139,8 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
 }
 
 /// Joins the stored segments into one data file and trains on it in a child process of this
-/// binary (a failed or crashed training leaves the fleet loop running). A line of the data
-/// file the child names in its error is traced back to its segment.
+/// binary (a failed or crashed training leaves the fleet loop running). The lines of the data
+/// file the child names in its error are traced back to their segments.
 fn train_child(a: &FleetArgs, files: &[PathBuf]) -> Result<Trained, TrainFailure> {
     let (data, lines) = join(files)?;
     let sha = retroformer_sync::sha256_hex(&data);
@@ -162,13 +163,21 @@ fn train_child(a: &FleetArgs, files: &[PathBuf]) -> Result<Trained, TrainFailure
         .spawn()
         .map_err(|e| e.to_string())?;
     let tail = child.stderr.take().map(relay_tail).unwrap_or_default();
-    let status = child.wait().map_err(|e| e.to_string())?;
+    let status = child.wait().map_err(|e| e.to_string());
+    // The segments stay; the adapter records this file's sha256.
+    let _ = std::fs::remove_file(&data_file);
+    let status = status?;
     if !status.success() {
         let tail = String::from_utf8_lossy(&tail);
-        if let Some((line, reason)) = bad_line(&tail, &data_file) {
-            if let Some((file, line)) = segment_of(&lines, line) {
-                return Err(TrainFailure::BadLine { file, line, reason });
-            }
+        let bad: Option<Vec<BadLine>> = bad_lines(&tail, &data_file)
+            .into_iter()
+            .map(|(line, reason)| {
+                let (file, line) = segment_of(&lines, line)?;
+                Some(BadLine { file, line, reason })
+            })
+            .collect();
+        if let Some(bad) = bad.filter(|b| !b.is_empty()) {
+            return Err(TrainFailure::BadLines(bad));
         }
         let last = tail
             .lines()
@@ -205,10 +214,17 @@ fn join(files: &[PathBuf]) -> Result<(Vec<u8>, Vec<usize>), String> {
 
 /// The child's standard error, passed on to ours as it comes; returns its last 64 KiB.
 fn relay_tail(mut from: impl std::io::Read) -> Vec<u8> {
-    use std::io::Write;
+    use std::io::{ErrorKind, Write};
     const KEEP: usize = 64 << 10;
     let (mut tail, mut buf) = (Vec::new(), [0u8; 8192]);
-    while let Ok(n @ 1..) = from.read(&mut buf) {
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            // A signal, not the end: stopping would close the pipe and fail the child.
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
         let _ = std::io::stderr().write_all(&buf[..n]);
         tail.extend_from_slice(&buf[..n]);
         if tail.len() > 2 * KEEP {
@@ -218,15 +234,31 @@ fn relay_tail(mut from: impl std::io::Read) -> Vec<u8> {
     tail
 }
 
-/// The last `DATA_FILE:LINE: REASON` in the child's error output (the trainer's data errors
-/// name the file and line so): the line and the reason.
-fn bad_line(stderr: &str, data_file: &Path) -> Option<(usize, String)> {
+/// The lines of `data_file` the child's error names, with their reasons: its last message
+/// (`error: ` and what follows) when that is `DATA_FILE:LINE: REASON`, a line each (the
+/// trainer's data errors name every bad line so). Empty for any other error; a line of text
+/// from the data inside a reason cannot pass for one, as each must start a line.
+fn bad_lines(stderr: &str, data_file: &Path) -> Vec<(usize, String)> {
     let prefix = format!("{}:", data_file.display());
-    let (_, rest) = stderr.rsplit_once(&prefix)?;
-    let (line, reason) = rest.split_once(": ")?;
-    let line: usize = line.parse().ok()?;
-    let reason = reason.lines().next().unwrap_or_default().to_string();
-    (line > 0).then_some((line, reason))
+    let Some(at) = stderr
+        .rfind("\nerror: ")
+        .map(|i| i + 1)
+        .or_else(|| stderr.starts_with("error: ").then_some(0))
+    else {
+        return Vec::new();
+    };
+    let message = &stderr[at + "error: ".len()..];
+    let named = |l: &str| {
+        let (line, reason) = l.strip_prefix(&prefix)?.split_once(": ")?;
+        let line: usize = line.parse().ok()?;
+        (line > 0).then(|| (line, reason.to_string()))
+    };
+    let lines: Option<Vec<_>> = message
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(named)
+        .collect();
+    lines.unwrap_or_default()
 }
 
 /// The joined file's 1-based line `n` as (file index, 1-based line in that file).
@@ -258,13 +290,21 @@ mod tests {
         assert_eq!(text.lines().nth(5), Some("{\"x\":1}"));
         let data_file = d.path().join("train-0123.jsonl");
         let stderr = format!(
-            "sft steps 0/1\nError: {}:6: token id 4000000 is past the vocabulary (49152)\n",
+            "sft steps 0/1\nerror: {0}:3: bad role\n{0}:6: token id 4000000 is past the vocabulary (49152)\n",
             data_file.display()
         );
-        let (line, reason) = bad_line(&stderr, &data_file).unwrap();
-        assert_eq!(line, 6);
-        assert_eq!(reason, "token id 4000000 is past the vocabulary (49152)");
-        assert_eq!(segment_of(&lines, line), Some((2, 1)));
+        let named = bad_lines(&stderr, &data_file);
+        assert_eq!(
+            named,
+            [
+                (3, "bad role".to_string()),
+                (
+                    6,
+                    "token id 4000000 is past the vocabulary (49152)".to_string()
+                )
+            ]
+        );
+        assert_eq!(segment_of(&lines, 6), Some((2, 1)));
         assert_eq!(segment_of(&lines, 3), Some((1, 1)));
         assert_eq!(segment_of(&lines, 7), None);
     }
@@ -273,11 +313,19 @@ mod tests {
     fn an_error_about_the_whole_file_or_another_file_names_no_line() {
         let data_file = Path::new("/t/train-0123.jsonl");
         for stderr in [
-            "Error: /t/train-0123.jsonl:0: no examples",
-            "Error: /t/other.jsonl:3: bad",
-            "Error: step 4: loss is NaN",
+            "error: /t/train-0123.jsonl:0: no examples",
+            "error: /t/other.jsonl:3: bad",
+            "error: step 4: loss is NaN",
+            // Data quoted in another error's reason, or a line before the last error.
+            "error: step 4: loss is NaN near /t/train-0123.jsonl:2: x",
+            "warn: /t/train-0123.jsonl:2: x\nerror: step 4: loss is NaN",
+            "/t/train-0123.jsonl:2: x",
+            // Not every line of the message names one.
+            "error: /t/train-0123.jsonl:2: x\nand more",
         ] {
-            assert_eq!(bad_line(stderr, data_file), None, "{stderr}");
+            assert_eq!(bad_lines(stderr, data_file), [], "{stderr}");
         }
+        let last = "error: /t/train-0123.jsonl:9: y";
+        assert_eq!(bad_lines(last, data_file), [(9, "y".to_string())]);
     }
 }

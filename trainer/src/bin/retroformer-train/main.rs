@@ -10,7 +10,7 @@ use retroformer::fetch::{self, Silent};
 use retroformer_core::records::AdapterProvenance;
 use retroformer_llama::{LlamaModel, LoadOptions};
 use retroformer_llm::target::TargetProfile;
-use retroformer_trainer::data::{keep_ids_of, read_examples, tokenize_line, with_min_reward};
+use retroformer_trainer::data::{keep_ids_of, read_examples, tokenize_all, with_min_reward};
 use retroformer_trainer::export::export;
 use retroformer_trainer::lora::{LoraConfig, Target};
 use retroformer_trainer::model::Base;
@@ -324,10 +324,7 @@ fn run(cmd: Command) -> Result<()> {
     if let Some(min) = args.min_reward {
         examples = with_min_reward(examples, min, &args.data)?;
     }
-    let mut data = examples
-        .iter()
-        .map(|e| tokenize_line(e, &tokenizer, args.max_len, &args.data))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut data = tokenize_all(&examples, &tokenizer, args.max_len, &args.data)?;
     // The reward model holds out every fifth example (from 10 examples on) to report its
     // accuracy on data it did not see.
     let held_out: Vec<_> = match objective {
@@ -346,12 +343,8 @@ fn run(cmd: Command) -> Result<()> {
         Some(p) => {
             let mut examples = read_examples(p, &tokenizer)?;
             keep_ids_of(&mut examples, &base_sha256);
-            examples
+            tokenize_all(&examples, &tokenizer, args.max_len, p).context("--eval-data")?
         }
-        .iter()
-        .map(|e| tokenize_line(e, &tokenizer, args.max_len, p))
-        .collect::<Result<Vec<_>, _>>()
-        .context("--eval-data")?,
         None => Vec::new(),
     };
     if args.eval_every == 0 {
