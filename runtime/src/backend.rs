@@ -24,7 +24,7 @@ pub enum BackendError {
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
     /// A named model is not in the cache (and this build cannot fetch).
-    #[error("model {model} is not installed at {path}")]
+    #[error("model {model} is not installed at {path}; run `retroformer models fetch {model}`")]
     NotInstalled {
         /// The model.
         model: String,

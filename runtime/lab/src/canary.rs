@@ -93,7 +93,7 @@ pub fn canary(
             format!("the {} canary has no first trial to share", plan.env),
         ));
     }
-    let base = retroformer::backend::resolve(&plan.base, None)?;
+    let base = models.resolve(&plan.base)?;
     let (store, _) = AdapterStore::for_model(&base)?;
     if store.active()?.is_some_and(|m| m.id == plan.candidate) {
         return Err(LabError::setting(

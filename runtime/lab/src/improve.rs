@@ -115,7 +115,7 @@ pub fn run_improve(
         },
     };
     let env = env::load(s)?;
-    let base = retroformer::backend::resolve(&s.model, None)?;
+    let base = models.resolve(&s.model)?;
     let (store, base_header) = actor_store(&base)?;
     let ctx = Ctx {
         plan,

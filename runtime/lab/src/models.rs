@@ -11,6 +11,11 @@ use crate::LabError;
 pub trait ModelSource {
     /// Loads the model `name` (a manifest name or alias, or a GGUF path).
     fn load(&self, name: &str) -> Result<Box<dyn LanguageModel>, LabError>;
+    /// The file `name` names, fetched when missing as [`Self::load`] would (by default
+    /// never: a missing model is an error naming the command that fetches it).
+    fn resolve(&self, name: &str) -> Result<backend::Resolved, LabError> {
+        Ok(backend::resolve(name, None)?)
+    }
     /// The hardware profile.
     fn profile(&self) -> &TargetProfile;
     /// Threads of a session (`None`: the profile's).
@@ -34,6 +39,10 @@ impl ModelSource for BackendSource<'_> {
         let ms = t.elapsed().as_secs_f64() * 1e3;
         tracing::info!(model = name, ms, "model loaded");
         Ok(m)
+    }
+
+    fn resolve(&self, name: &str) -> Result<backend::Resolved, LabError> {
+        Ok(backend::resolve(name, self.fetch)?)
     }
 
     fn profile(&self) -> &TargetProfile {

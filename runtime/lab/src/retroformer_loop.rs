@@ -59,7 +59,7 @@ pub fn run_loop(
     let spec = check(registry, plan)?;
     let env = registry.get(&s.env)?;
     let saved = check_saved(plan)?;
-    let base = retroformer::backend::resolve(&s.base, None)?;
+    let base = models.resolve(&s.base)?;
     std::fs::create_dir_all(&plan.out).map_err(|e| LabError::file(&plan.out, e))?;
     let (store, base_header) = AdapterStore::for_model(&base)?;
     let mut report = LoopReport {

@@ -225,7 +225,7 @@ pub fn run_slice(
         parallel: plan.parallel,
         out: plan.out.clone(),
     };
-    let base = retroformer::backend::resolve(&s.model, None)?;
+    let base = models.resolve(&s.model)?;
     let (store, base_header) = actor_store(&base)?;
     let env = Gsm8k::load(s)?;
     let ctx = Ctx {
