@@ -216,7 +216,8 @@ struct Assembler<'a> {
 
 impl<'a> Assembler<'a> {
     fn new(m: &Manifest, dest: &Path, opts: FetchOptions<'a>) -> Result<Self, FetchError> {
-        opts.progress.start(&m.name, m.size_bytes);
+        opts.progress
+            .start(&format!("fetching {}", m.name), m.size_bytes);
         Ok(Self {
             out: AtomicFile::create(dest)?,
             hasher: Sha256::new(),
@@ -419,7 +420,7 @@ fn copy_local(
 pub fn sha256_file(path: &Path, progress: &dyn Progress) -> Result<String, FetchError> {
     let mut f = File::open(path).map_err(|e| with_path(e, path))?;
     let len = f.metadata().map_err(|e| with_path(e, path))?.len();
-    progress.start("hashing", len);
+    progress.start(&format!("hashing {}", path.display()), len);
     let mut done = 0;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

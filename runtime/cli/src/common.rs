@@ -242,7 +242,8 @@ pub fn say(bar: &indicatif::ProgressBar, line: &str) {
     }
 }
 
-/// A progress bar for downloads and hashes (hidden when stderr is not a terminal).
+/// A progress bar for downloads and hashes; when stderr is not a terminal (the bar hidden), a
+/// line when each starts and ends, so that a log does not show a silent pause.
 #[derive(Default)]
 pub struct FetchBar {
     bar: Mutex<Option<indicatif::ProgressBar>>,
@@ -259,6 +260,10 @@ impl retroformer::fetch::Progress for FetchBar {
             .progress_chars("=> "),
         );
         b.set_message(label.to_string());
+        say(
+            &b,
+            &format!("[retroformer] {label}: {:.1} MB", total as f64 / 1e6),
+        );
         *self.bar.lock().unwrap_or_else(|e| e.into_inner()) = Some(b);
     }
 
@@ -271,6 +276,9 @@ impl retroformer::fetch::Progress for FetchBar {
     fn finish(&self) {
         if let Some(b) = self.bar.lock().unwrap_or_else(|e| e.into_inner()).take() {
             b.finish_and_clear();
+            if b.is_hidden() {
+                eprintln!("[retroformer] {}: done", b.message());
+            }
         }
     }
 }
