@@ -105,6 +105,8 @@ fn a_device_s_samples_train_an_adapter_that_comes_back_passes_its_canary_and_is_
             .args(["--min-new", "8", "--promote-after", "1", "--"])
             .args(["sft", "--steps", "1", "--batch", "2", "--max-len", "256"])
             .env("RETROFORMER_HOME", home)
+            // Its warnings are checked below, whatever the caller's log filter.
+            .env("RUST_LOG", "warn")
             .output()
             .unwrap();
         ok(o, "retroformer-train fleet")
