@@ -26,7 +26,6 @@
 //!   carries no loss. One episode is one example instead of one example an action, each
 //!   re-reading the whole history.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use retroformer_core::records::{RatingRecord, RiseSample, Segment, TurnTokens};
@@ -106,26 +105,21 @@ pub fn read_examples(path: &Path, model: &dyn LanguageModel) -> Result<Vec<Examp
         path: path.display().to_string(),
         source: e,
     })?;
-    let (mut out, mut bad) = (Vec::new(), Vec::new());
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| TrainerError::Io {
-            path: path.display().to_string(),
-            source: e,
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match example(&line, Some(model)).and_then(checked) {
-            Ok(ex) => out.push(Example { line: i + 1, ..ex }),
-            Err(reason) => bad.push((i + 1, reason)),
-        }
-        if bad.len() == MAX_BAD_LINES {
-            break;
-        }
-    }
-    if !bad.is_empty() {
-        return Err(bad_lines(path, bad));
-    }
+    // Read whole: the examples are kept in memory anyway.
+    let text = std::io::read_to_string(file).map_err(|e| TrainerError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
+    let parsed = text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let ex = example(line, Some(model)).and_then(checked);
+            ex.map(|ex| Example { line: i + 1, ..ex })
+                .map_err(|reason| (i + 1, reason))
+        });
+    let out = good_or_bad_lines(path, parsed)?;
     if out.is_empty() {
         return Err(TrainerError::Data {
             path: path.display().to_string(),
@@ -389,11 +383,23 @@ pub fn tokenize_all(
     max_len: usize,
     path: &Path,
 ) -> Result<Vec<Tokenized>, TrainerError> {
+    let tokenized = examples.iter().map(|ex| {
+        tokenize(ex, model, max_len).map_err(|e| (ex.line, retroformer_core::text::error_chain(&e)))
+    });
+    good_or_bad_lines(path, tokenized)
+}
+
+/// The items of `path`'s lines, or the error naming each bad line (1-based line, reason): the
+/// first [`MAX_BAD_LINES`] of them, so that a file's faults are all found in one pass.
+fn good_or_bad_lines<T>(
+    path: &Path,
+    items: impl Iterator<Item = Result<T, (usize, String)>>,
+) -> Result<Vec<T>, TrainerError> {
     let (mut out, mut bad) = (Vec::new(), Vec::new());
-    for ex in examples {
-        match tokenize(ex, model, max_len) {
+    for item in items {
+        match item {
             Ok(t) => out.push(t),
-            Err(e) => bad.push((ex.line, retroformer_core::text::error_chain(&e))),
+            Err(b) => bad.push(b),
         }
         if bad.len() == MAX_BAD_LINES {
             break;
@@ -753,6 +759,22 @@ mod tests {
             matches!(&err, TrainerError::DataLines { lines, .. } if lines.len() == 3),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_file_of_bad_lines_is_named_up_to_the_cap_and_crlf_lines_read_as_plain_ones() {
+        let (_d, p) = file(&vec!["not json"; MAX_BAD_LINES + 50]);
+        let model = ScriptedModel::new(Vec::<String>::new());
+        let err = read_examples(&p, &model).unwrap_err();
+        let TrainerError::DataLines { lines, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(lines.len(), MAX_BAD_LINES);
+        assert_eq!(lines.last().map(|l| l.0), Some(MAX_BAD_LINES));
+        let line = r#"{"prompt": "P", "response": "R"}"#;
+        std::fs::write(&p, format!("{line}\r\n\r\n{line}\r\n")).unwrap();
+        let ex = read_examples(&p, &model).unwrap();
+        assert_eq!(ex.iter().map(|e| e.line).collect::<Vec<_>>(), [1, 3]);
     }
 
     #[test]

@@ -292,8 +292,12 @@ impl FleetTrainer {
                 b.line, b.file, b.reason
             )));
         }
-        let named: std::collections::BTreeSet<usize> = bad.iter().map(|b| b.file).collect();
-        if named.len() == files.len() {
+        // Each named file with the first of its bad lines: what is logged when it is set aside.
+        let mut by_file = std::collections::BTreeMap::new();
+        for b in bad {
+            by_file.entry(b.file).or_insert(b);
+        }
+        if by_file.len() == files.len() {
             return Err(SyncError::Train(format!(
                 "every record file has a line the training cannot use, so none is set aside \
                  (the first: line {} of {}: {})",
@@ -302,13 +306,9 @@ impl FleetTrainer {
                 first.reason
             )));
         }
-        let mut done = std::collections::BTreeSet::new();
-        for b in bad {
-            let segment = &files[b.file];
-            if done.insert(b.file) {
-                self.set_aside(segment, b.line, &b.reason)
-                    .map_err(|e| SyncError::Train(format!("setting a segment aside: {e}")))?;
-            }
+        for (file, b) in by_file {
+            self.set_aside(&files[file], b.line, &b.reason)
+                .map_err(|e| SyncError::Train(format!("setting a segment aside: {e}")))?;
         }
         Ok(())
     }

@@ -155,7 +155,7 @@ struct TrainArgs {
     /// Peak learning rate.
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
-    /// Warmup steps.
+    /// Warmup steps (if not below --steps, the learning rate never reaches --lr).
     #[arg(long, default_value_t = 10)]
     warmup: u64,
     /// Optimiser steps.
@@ -300,6 +300,14 @@ fn run(cmd: Command) -> Result<()> {
         checkpoint_minutes: args.checkpoint_minutes,
     };
     config.validate()?;
+    if config.warmup >= config.steps {
+        // Allowed, as elsewhere (a short run with the default warmup), but worth knowing.
+        tracing::warn!(
+            warmup = config.warmup,
+            steps = config.steps,
+            "--warmup is not below --steps: every step is warmup, the learning rate never reaches --lr"
+        );
+    }
     if args.max_len < 2 {
         bail!("--max-len {}: must be at least 2", args.max_len);
     }
