@@ -30,6 +30,32 @@ fn a_grammar_constrains_the_output_and_a_bad_grammar_is_an_error() {
     assert!(s.generate(&req, &mut |_| true).is_ok());
 }
 
+/// llama.cpp's matcher keeps a parse stack for every reading of the text so far: here they
+/// double with each `x`, and without the session's limit on grammar work a token would soon
+/// take minutes (and the memory) while every lane waited.
+#[test]
+fn an_ambiguous_grammar_ends_its_request_with_an_error_instead_of_stalling_the_session() {
+    let model = smollm2();
+    let mut s = model.session(&opts()).unwrap();
+    let mut req = GenerateRequest::new(chat(&model, "Write the letter x."), 400);
+    req.grammar = Some(Grammar {
+        text: "root ::= s\ns ::= \"x\" s \"y\" | \"x\" s \"z\"".into(),
+        root: "root".into(),
+        origin: "ambiguous.gbnf".into(),
+    });
+    let t = std::time::Instant::now();
+    let e = s.generate(&req, &mut |_| true).unwrap_err().to_string();
+    assert!(
+        e.contains("ambiguous.gbnf") && e.contains("too ambiguous"),
+        "{e}"
+    );
+    eprintln!("ended after {:.1} s: {e}", t.elapsed().as_secs_f64());
+    // The session still works afterwards.
+    req.grammar = None;
+    req.max_tokens = 4;
+    assert!(s.generate(&req, &mut |_| true).is_ok());
+}
+
 /// Household-like actions, most of which SmolLM2 would not write unconstrained.
 const ACTIONS: [&str; 6] = [
     "go to cabinet 1",

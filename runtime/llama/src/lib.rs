@@ -26,7 +26,7 @@ pub use probe::{install_probe, probe, LoadProbe};
 pub use sigbus::install_report as report_sigbus;
 
 pub use score::MAX_SCORE_TOKENS;
-pub use session::LlamaSession;
+pub use session::{LlamaSession, MAX_GRAMMAR_MS_PER_TOKEN};
 pub use tensors::{dequantize, TensorReader, MAX_TENSOR_ELEMENTS};
 
 // The C++ exception barrier (shim.cpp): llama.cpp calls that can throw go through these.

@@ -21,6 +21,7 @@ use retroformer_llm::{
 
 mod kvfile;
 mod sampling;
+pub use sampling::MAX_GRAMMAR_MS_PER_TOKEN;
 mod stream;
 
 use sampling::{Drawn, TokenSampler};

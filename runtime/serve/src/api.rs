@@ -12,6 +12,9 @@ use crate::engine::Limits;
 use crate::error::ApiError;
 use crate::schema;
 
+/// The longest `stop` string, in bytes (OpenAI sets none; a stop is a word or a marker).
+pub const MAX_STOP_BYTES: usize = 256;
+
 /// `stop`: one string or a list.
 #[derive(Deserialize, Clone, Debug)]
 #[serde(untagged)]
@@ -146,10 +149,15 @@ impl Sampling {
             Some(Stop::One(s)) => vec![s.clone()],
             Some(Stop::Many(v)) => v.clone(),
         };
-        if stop.len() > 4 || stop.iter().any(String::is_empty) {
+        // Each is looked for in the text at every token, on the thread all lanes share.
+        if stop.len() > 4
+            || stop
+                .iter()
+                .any(|s| s.is_empty() || s.len() > MAX_STOP_BYTES)
+        {
             return Err(ApiError::invalid(
                 "stop",
-                "stop takes at most 4 non-empty strings",
+                format!("stop takes at most 4 non-empty strings of at most {MAX_STOP_BYTES} bytes"),
             ));
         }
         // OpenAI's seed is any integer; the sampler's is 32 bits.

@@ -131,13 +131,16 @@ impl ServedModel {
     }
 
     /// Where `session_id`'s KV cache persists under `adapter`, when `--kv-dir` is on. The file
-    /// is named by a hash of the id (any string is safe) and tagged with what the cells depend
+    /// is named by a hash of the id and the adapter (any string is safe) and tagged with what the cells depend
     /// on beyond the backend's own checks: the model's and the adapter's content and scale.
     pub fn kv_file(&self, session_id: &str, adapter: Option<&Resolved>) -> Option<KvFile> {
         use sha2::{Digest, Sha256};
         let (dir, model_sha) = (self.kv_dir.as_ref()?, self.sha256.as_ref()?);
-        let name = hex::encode(&Sha256::digest(session_id.as_bytes())[..16]);
         let adapter = adapter.map_or("base".to_string(), |a| format!("{}@{}", a.id, a.scale));
+        // One file for each adapter a conversation uses: switching back and forth would
+        // otherwise overwrite the other's cells at each turn.
+        let key = format!("{session_id}\0{adapter}");
+        let name = hex::encode(&Sha256::digest(key.as_bytes())[..16]);
         let path = dir.join(format!("{name}.kv"));
         prune_kv(dir, self.kv_budget, &path);
         Some(KvFile {
@@ -152,10 +155,18 @@ impl ServedModel {
     }
 }
 
+/// A KV file's temporary twin older than this was left by a killed process (a writer's
+/// own lives a fraction of a second; a dropped one removes itself).
+const STALE_KV_TMP: Duration = Duration::from_secs(3600);
+
 /// Removes the least recently saved `*.kv` files in `dir` (but `keep`) until the rest fit in
-/// `budget` bytes. A file removed while a lane restores it is still read whole (the lane holds
-/// it open); a removed conversation only re-evaluates its prefix. Failures are logged.
+/// `budget` bytes, and temporary files a killed writer left. A file removed while a lane
+/// restores it is still read whole (the lane holds it open); a removed conversation only
+/// re-evaluates its prefix. One prune at a time: two would each count the other's removals
+/// as still there and remove more than the budget asks. Failures are logged.
 fn prune_kv(dir: &std::path::Path, budget: u64, keep: &std::path::Path) {
+    static PRUNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = crate::lock(&PRUNING);
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
@@ -168,10 +179,17 @@ fn prune_kv(dir: &std::path::Path, budget: u64, keep: &std::path::Path) {
             let e = e.ok()?;
             let path = e.path();
             let meta = e.metadata().ok()?;
-            if !(path.extension().is_some_and(|x| x == "kv") && meta.is_file()) {
+            let modified = meta.modified().ok()?;
+            if !meta.is_file() {
                 return None;
             }
-            Some((meta.modified().ok()?, meta.len(), path))
+            if is_stale_kv_tmp(&path, modified) {
+                remove_kv(&path);
+                return None;
+            }
+            path.extension()
+                .is_some_and(|x| x == "kv")
+                .then_some((modified, meta.len(), path))
         })
         .collect();
     let mut total: u64 = files.iter().map(|f| f.1).sum();
@@ -180,12 +198,30 @@ fn prune_kv(dir: &std::path::Path, budget: u64, keep: &std::path::Path) {
         if total <= budget {
             break;
         }
-        if path == keep {
-            continue;
+        if path != *keep && remove_kv(&path) {
+            total -= len;
         }
-        match std::fs::remove_file(&path) {
-            Ok(()) => total -= len,
-            Err(e) => tracing::warn!(path = %path.display(), "cannot remove a KV file: {e}"),
+    }
+}
+
+/// Whether `path` is the temporary twin of a KV file (`.NAME.kv.XXXX.tmp`, as
+/// `fsutil::AtomicFile` names them) last written before [`STALE_KV_TMP`].
+fn is_stale_kv_tmp(path: &std::path::Path, modified: std::time::SystemTime) -> bool {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with('.')
+        && name.ends_with(".tmp")
+        && name.contains(".kv.")
+        && modified.elapsed().is_ok_and(|age| age > STALE_KV_TMP)
+}
+
+/// Removes a KV file; whether it is gone (removed here, or already).
+fn remove_kv(path: &std::path::Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "cannot remove a KV file: {e}");
+            false
         }
     }
 }
@@ -339,5 +375,9 @@ mod tests {
         let (b, c) = (at("b.kv", 20), at("c.kv", 10));
         prune_kv(d.path(), 250, &c);
         assert!(!oldest.exists() && b.exists() && c.exists());
+        // What a killed writer left goes; a writer's own (recent) stays.
+        let (stale, fresh) = (at(".d.kv.x1.tmp", 7200), at(".e.kv.x2.tmp", 5));
+        prune_kv(d.path(), 250, &c);
+        assert!(!stale.exists() && fresh.exists() && b.exists());
     }
 }

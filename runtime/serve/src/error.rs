@@ -149,6 +149,12 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
+        if self.status == StatusCode::GATEWAY_TIMEOUT {
+            // OpenAI's clients retry a 5xx twice by default: a request that ran out its whole
+            // deadline would run it out twice more. They honour this header.
+            r.headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+        }
         r
     }
 }
@@ -167,4 +173,19 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Config(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_error_tells_openais_clients_not_to_retry_it_and_a_full_queue_when_to() {
+        let r = ApiError::deadline(600.0).into_response();
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert_eq!(r.headers()["x-should-retry"], "false");
+        let r = ApiError::queue_full(64, 2).into_response();
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        assert!(r.headers().get("x-should-retry").is_none());
+    }
 }

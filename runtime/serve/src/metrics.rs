@@ -41,10 +41,7 @@ pub struct Metrics {
 impl Metrics {
     /// A request to `endpoint` answered with `status` after `seconds`.
     pub fn request(&self, endpoint: &str, status: u16, seconds: f64) {
-        *self
-            .requests
-            .lock()
-            .unwrap()
+        *crate::lock(&self.requests)
             .entry((endpoint.to_string(), status))
             .or_default() += 1;
         let mut l = crate::lock(&self.latency);
@@ -70,10 +67,7 @@ impl Metrics {
         if stats.reused_tokens > 0 {
             self.cache_hits.fetch_add(1, Ordering::Relaxed);
         }
-        *self
-            .per_adapter
-            .lock()
-            .unwrap()
+        *crate::lock(&self.per_adapter)
             .entry((model.to_string(), adapter.to_string()))
             .or_default() += 1;
     }

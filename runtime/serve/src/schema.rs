@@ -92,6 +92,9 @@ struct Builder<'a> {
     /// twice (an array's item, each entry of a `type` list) is written once, so the grammar
     /// grows with the schema, never with its nesting.
     named: HashMap<usize, String>,
+    /// The rule already written for a body: two nodes alike share one rule, so that alike
+    /// alternatives of an `anyOf` become one (each would double llama.cpp's parse stacks).
+    by_body: HashMap<String, String>,
     /// The grammar text written so far.
     bytes: usize,
     depth: u32,
@@ -102,6 +105,16 @@ fn literal(v: &Value) -> String {
     let json = v.to_string();
     let escaped = json.replace('\\', "\\\\").replace('"', "\\\"");
     format!("\"{escaped}\" ws")
+}
+
+/// GBNF alternatives, each once (llama.cpp keeps a parse for each alternative that matches).
+fn alternatives(parts: impl IntoIterator<Item = String>) -> String {
+    let mut seen = std::collections::HashSet::new();
+    let distinct: Vec<String> = parts
+        .into_iter()
+        .filter(|p| seen.insert(p.clone()))
+        .collect();
+    format!("({})", distinct.join(" | "))
 }
 
 /// Whether a GBNF expression is already a single rule's name.
@@ -117,6 +130,7 @@ impl<'a> Builder<'a> {
             defs_path: "#.$defs".into(),
             rules: BTreeMap::new(),
             named: HashMap::new(),
+            by_body: HashMap::new(),
             bytes: 0,
             depth: 0,
         }
@@ -145,11 +159,17 @@ impl<'a> Builder<'a> {
         if is_name(&expr) {
             return Ok(expr);
         }
+        if let Some(name) = self.by_body.get(&expr) {
+            let name = name.clone();
+            self.named.insert(node, name.clone());
+            return Ok(name);
+        }
         self.bytes += expr.len();
         if self.bytes > MAX_GRAMMAR_BYTES {
             return Err(SchemaError::TooBig);
         }
-        let name = format!("n-{}", self.named.len());
+        let name = format!("n-{}", self.by_body.len());
+        self.by_body.insert(expr.clone(), name.clone());
         self.rules.insert(name.clone(), expr);
         self.named.insert(node, name.clone());
         Ok(name)
@@ -183,10 +203,7 @@ impl<'a> Builder<'a> {
             let values = e
                 .as_array()
                 .ok_or_else(|| unsupported(format!("{path}.enum"), "must be a list"))?;
-            return Ok(format!(
-                "({})",
-                values.iter().map(literal).collect::<Vec<_>>().join(" | ")
-            ));
+            return Ok(alternatives(values.iter().map(literal)));
         }
         if let Some(any) = obj.get("anyOf").or_else(|| obj.get("oneOf")) {
             let alts = any
@@ -197,22 +214,27 @@ impl<'a> Builder<'a> {
                 .enumerate()
                 .map(|(i, s)| self.rule(s, &format!("{path}.anyOf[{i}]")))
                 .collect::<Result<Vec<_>, _>>()?;
-            return Ok(format!("({})", parts.join(" | ")));
+            return Ok(alternatives(parts));
         }
         match obj.get("type") {
             None => Ok("value".into()),
             Some(Value::String(t)) => self.typed(t, obj, path),
             Some(Value::Array(ts)) => {
-                let parts = ts
-                    .iter()
-                    .map(|t| {
-                        let t = t.as_str().ok_or_else(|| {
-                            unsupported(format!("{path}.type"), "must name types")
-                        })?;
-                        self.typed(t, obj, path)
-                    })
+                let mut names = Vec::new();
+                for t in ts {
+                    let t = t
+                        .as_str()
+                        .ok_or_else(|| unsupported(format!("{path}.type"), "must name types"))?;
+                    // Each type once: a repeated "object" would write its properties again.
+                    if !names.contains(&t) {
+                        names.push(t);
+                    }
+                }
+                let parts = names
+                    .into_iter()
+                    .map(|t| self.typed(t, obj, path))
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(format!("({})", parts.join(" | ")))
+                Ok(alternatives(parts))
             }
             Some(_) => Err(unsupported(
                 format!("{path}.type"),
@@ -371,6 +393,30 @@ mod tests {
             let g = to_gbnf(&schema).unwrap();
             assert!(g.len() < 20_000, "{} bytes", g.len());
         }
+    }
+
+    #[test]
+    fn a_type_list_that_repeats_object_writes_its_many_properties_once() {
+        let props: serde_json::Map<String, Value> =
+            (0..2_000).map(|i| (format!("k{i}"), json!(true))).collect();
+        let schema = json!({"type": vec!["object"; 2_000], "properties": props});
+        let t = std::time::Instant::now();
+        let g = to_gbnf(&schema).unwrap();
+        // Once: 2 000 properties of ~20 bytes, not 2 000 times that.
+        assert!(g.len() < 100_000, "{} bytes", g.len());
+        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn alike_alternatives_become_one_so_the_matcher_does_not_keep_a_parse_for_each() {
+        let item = json!({"type": "array", "items": {"$ref": "#/$defs/n"}, "minItems": 1});
+        let g = to_gbnf(&json!({"$ref": "#/$defs/n",
+            "$defs": {"n": {"anyOf": [item.clone(), item]}}}))
+        .unwrap();
+        let def = g.lines().find(|l| l.starts_with("def-n ::=")).unwrap();
+        assert!(!def.contains('|'), "{g}");
+        let g = to_gbnf(&json!({"enum": ["a", "b", "a"]})).unwrap();
+        assert_eq!(g.lines().next().unwrap().matches('|').count(), 1, "{g}");
     }
 
     #[test]

@@ -12,6 +12,16 @@
 //! probabilities (a rejected draw is redrawn among the allowed tokens only), except that a
 //! truncation (top-k, top-p, min-p) is first applied over the whole vocabulary rather than
 //! over the allowed tokens.
+//!
+//! llama.cpp's grammar matcher keeps one parse stack for every way the text so far can be
+//! parsed, and nothing bounds them: an ambiguous grammar (`s ::= "x" s "y" | "x" s "z"`, or a
+//! JSON schema whose `anyOf` alternatives nest) doubles them with each character, until one
+//! token takes minutes and the memory runs out, and every lane of the session waits on it.
+//! So a request whose grammar work for one token passes [`MAX_GRAMMAR_MS_PER_TOKEN`] is ended
+//! with an error naming its grammar (the time doubles token by token, so the cut comes within
+//! a few tokens of the point where the matcher starts to blow up).
+
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
@@ -21,8 +31,14 @@ use llama_cpp_2::token::LlamaToken;
 
 use retroformer_llm::{GenerateRequest, LlmError};
 
+/// The most milliseconds of grammar work (drawing and accepting) one token may take; a normal
+/// grammar takes a few over a whole vocabulary.
+pub const MAX_GRAMMAR_MS_PER_TOKEN: u64 = 2_000;
+
 pub(crate) struct TokenSampler {
     grammar: Option<LlamaSampler>,
+    /// Time spent on the current token while a grammar is on: draw and accept.
+    spent: Duration,
     chain: LlamaSampler,
     /// Apply the grammar to every token before drawing ([`retroformer_llm::SamplingParams::grammar_first`]).
     grammar_first: bool,
@@ -85,6 +101,7 @@ impl TokenSampler {
         }
         Ok(TokenSampler {
             grammar,
+            spent: Duration::ZERO,
             chain: LlamaSampler::chain_simple(chain),
             grammar_first: s.grammar_first,
             origin: req
@@ -97,6 +114,13 @@ impl TokenSampler {
 
     /// Draws a token from `logits`, with `buf` as the candidates' scratch space.
     pub(crate) fn draw(&mut self, logits: &[f32], buf: &mut Vec<LlamaTokenData>) -> Drawn {
+        let t0 = Instant::now();
+        let drawn = self.draw_timed(logits, buf);
+        self.spent = t0.elapsed();
+        drawn
+    }
+
+    fn draw_timed(&mut self, logits: &[f32], buf: &mut Vec<LlamaTokenData>) -> Drawn {
         let masked = self.grammar.is_some() && self.grammar_first;
         let first = self.apply(logits, buf, masked);
         let redraw = match (self.grammar.as_mut(), &first) {
@@ -111,10 +135,21 @@ impl TokenSampler {
     }
 
     /// Records `token` as generated: advances the grammar and the penalties' history.
+    /// The error when the token's grammar work passed [`MAX_GRAMMAR_MS_PER_TOKEN`].
     pub(crate) fn accept(&mut self, token: LlamaToken) -> Result<(), LlmError> {
+        let t0 = Instant::now();
         let grammar = self.grammar.as_mut().map(|g| g.try_accept(token));
         if let Some(Err(e)) = grammar {
             return Err(self.error(&format!("the grammar rejected the sampled token ({e})")));
+        }
+        let ms = (self.spent + t0.elapsed()).as_millis();
+        if grammar.is_some() && ms > u128::from(MAX_GRAMMAR_MS_PER_TOKEN) {
+            return Err(self.error(&format!(
+                "too ambiguous: matching one token took {ms} ms (at most \
+                 {MAX_GRAMMAR_MS_PER_TOKEN}); llama.cpp keeps every parse of the text so far, \
+                 and their number doubles where alternatives can match the same text (make the \
+                 alternatives of each rule start differently)"
+            )));
         }
         let chain = self.chain.try_accept(token);
         chain.map_err(|e| self.error(&format!("the sampler rejected the sampled token ({e})")))
