@@ -56,6 +56,50 @@ fn an_ambiguous_grammar_ends_its_request_with_an_error_instead_of_stalling_the_s
     assert!(s.generate(&req, &mut |_| true).is_ok());
 }
 
+/// `n` rules, each starting twice with the next: llama.cpp's left-recursion check visits them
+/// 2^n times, with nothing that could interrupt it.
+fn chain(n: usize) -> Grammar {
+    let mut text = String::from("root ::= a0\n");
+    for i in 0..n {
+        text.push_str(&format!("a{i} ::= a{0} \"0\" | a{0} \"1\"\n", i + 1));
+    }
+    text.push_str(&format!("a{n} ::= \"x\"\n"));
+    Grammar {
+        text,
+        root: "root".into(),
+        origin: format!("chain{n}.gbnf"),
+    }
+}
+
+#[test]
+fn a_grammar_whose_set_up_would_take_exponential_time_is_refused_before_llama_cpp_sees_it() {
+    let model = smollm2();
+    let mut s = model.session(&opts()).unwrap();
+    let mut req = GenerateRequest::new(chat(&model, "Say x."), 4);
+    // 2^9 visits, 256 parses: llama.cpp sets it up and the output follows it.
+    req.grammar = Some(chain(8));
+    let t = std::time::Instant::now();
+    let g = run(s.as_mut(), &req);
+    eprintln!("chain8: {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    assert!(g.text.starts_with('x'), "{:?}", g.text);
+    // 2^15 visits but 8 192 parses at the start (65 536 made one token take 37 s): refused.
+    req.grammar = Some(chain(13));
+    let e = s.generate(&req, &mut |_| true).unwrap_err().to_string();
+    assert!(
+        e.contains("chain13.gbnf") && e.contains("8192 parses"),
+        "{e}"
+    );
+    // 2^61 visits: refused at once.
+    req.grammar = Some(chain(60));
+    let t = std::time::Instant::now();
+    let e = s.generate(&req, &mut |_| true).unwrap_err().to_string();
+    assert!(
+        e.contains("chain60.gbnf") && e.contains("too costly"),
+        "{e}"
+    );
+    assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+}
+
 /// Household-like actions, most of which SmolLM2 would not write unconstrained.
 const ACTIONS: [&str; 6] = [
     "go to cabinet 1",

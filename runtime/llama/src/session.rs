@@ -19,6 +19,7 @@ use retroformer_llm::{
     LlmError, OnDone, SampledToken, Session, SessionInfo, StopStream, Token, TokenLogprob,
 };
 
+mod gbnf;
 mod kvfile;
 mod sampling;
 pub use sampling::MAX_GRAMMAR_MS_PER_TOKEN;
@@ -881,6 +882,30 @@ fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
     }
     if let Some(g) = &req.grammar {
         check_grammar_depth(g)?;
+        let visits = gbnf::setup_visits(&g.text);
+        if visits > gbnf::MAX_SETUP_VISITS {
+            return Err(LlmError::Grammar {
+                origin: g.origin.clone(),
+                message: format!(
+                    "too costly to set up: llama.cpp's left-recursion check would visit its \
+                     rules {visits} times (at most {}); a rule whose alternatives start with \
+                     the same rule multiplies the visits of every rule above it",
+                    gbnf::MAX_SETUP_VISITS
+                ),
+            });
+        }
+        let stacks = gbnf::initial_stacks(&g.text, &g.root);
+        if stacks > gbnf::MAX_INITIAL_STACKS {
+            return Err(LlmError::Grammar {
+                origin: g.origin.clone(),
+                message: format!(
+                    "too ambiguous: llama.cpp's matcher would start it with {stacks} parses \
+                     (at most {}), each checked against every candidate at every token; a \
+                     rule whose alternatives start with the same rule multiplies them",
+                    gbnf::MAX_INITIAL_STACKS
+                ),
+            });
+        }
     }
     Ok(())
 }
