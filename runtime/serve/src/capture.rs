@@ -16,17 +16,64 @@ use crate::error::ApiError;
 const MAX_OPEN: usize = 4096;
 /// Turns one episode keeps at most.
 const MAX_TURNS: usize = 256;
+/// Bytes of turns kept by default, all open episodes together (each turn holds the whole
+/// conversation so far, so a long one grows quadratically); the oldest episodes are dropped
+/// (with a warning) past this. One episode keeps at most an eighth of it; its later turns are
+/// not kept (with a warning).
+pub const DEFAULT_OPEN_BYTES: usize = 1 << 30;
 
 /// One captured turn: the conversation up to the reply, and its token ids when known.
 type Turn = (Vec<ChatMessage>, Option<TurnTokens>);
 
-/// Each open episode's turns by session id, and the ids oldest first.
-type Open = (BTreeMap<String, Vec<Turn>>, VecDeque<String>);
+/// The turns of one open episode and their bytes.
+#[derive(Default)]
+struct Episode {
+    turns: Vec<Turn>,
+    bytes: usize,
+}
+
+/// Each open episode by session id, the ids oldest first, and their bytes together.
+#[derive(Default)]
+struct Open {
+    episodes: BTreeMap<String, Episode>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Open {
+    /// Drops the oldest episode but `keep`; whether one was dropped.
+    fn drop_oldest(&mut self, keep: &str, why: &str) -> bool {
+        let Some(at) = self.order.iter().position(|s| s != keep) else {
+            return false;
+        };
+        let old = self.order.remove(at).unwrap_or_default();
+        if let Some(e) = self.episodes.remove(&old) {
+            self.bytes -= e.bytes;
+        }
+        tracing::warn!("capture: dropped session {old:?} (no feedback; {why})");
+        true
+    }
+}
+
+/// About the memory a turn holds.
+fn turn_bytes((messages, tokens): &Turn) -> usize {
+    let text: usize = messages
+        .iter()
+        .map(|m| m.role.len() + m.content.len() + 48)
+        .sum();
+    let ids = tokens.as_ref().map_or(0, |t| {
+        t.model_sha256.len()
+            + 4 * (t.prompt.len() + t.completion.len() + t.logprobs.as_ref().map_or(0, Vec::len))
+    });
+    text + ids
+}
 
 /// Captured episodes, by session id, waiting for their return.
 pub struct Capture {
     dir: PathBuf,
     open: Mutex<Open>,
+    /// Bytes of open episodes kept at most.
+    budget: usize,
 }
 
 impl Capture {
@@ -35,8 +82,15 @@ impl Capture {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_path_buf(),
-            open: Mutex::new((BTreeMap::new(), VecDeque::new())),
+            open: Mutex::new(Open::default()),
+            budget: DEFAULT_OPEN_BYTES,
         })
+    }
+
+    /// Keeps at most `bytes` of open episodes (default [`DEFAULT_OPEN_BYTES`]).
+    pub fn with_budget(mut self, bytes: usize) -> Self {
+        self.budget = bytes;
+        self
     }
 
     /// One turn of `session`: the request's messages, the model's reply and its token ids.
@@ -48,22 +102,31 @@ impl Capture {
         tokens: Option<TurnTokens>,
     ) {
         messages.push(ChatMessage::new("assistant", reply));
-        let mut guard = crate::lock(&self.open);
-        let (episodes, order) = &mut *guard;
-        if !episodes.contains_key(session) {
-            if episodes.len() >= MAX_OPEN {
-                if let Some(old) = order.pop_front() {
-                    episodes.remove(&old);
-                    tracing::warn!(
-                        "capture: dropped session {old:?} (no feedback; {MAX_OPEN} open)"
-                    );
-                }
+        let turn = (messages, tokens);
+        let bytes = turn_bytes(&turn);
+        let mut open = crate::lock(&self.open);
+        if !open.episodes.contains_key(session) {
+            if open.episodes.len() >= MAX_OPEN {
+                open.drop_oldest(session, &format!("{MAX_OPEN} open"));
             }
-            order.push_back(session.to_string());
+            open.order.push_back(session.to_string());
         }
-        let turns = episodes.entry(session.to_string()).or_default();
-        if turns.len() < MAX_TURNS {
-            turns.push((messages, tokens));
+        let share = self.budget / 8;
+        let episode = open.episodes.entry(session.to_string()).or_default();
+        if episode.turns.len() >= MAX_TURNS || episode.bytes + bytes > share {
+            tracing::warn!(
+                "capture: session {session:?} keeps no more turns ({MAX_TURNS} turns or \
+                 {share} bytes at most)"
+            );
+            return;
+        }
+        episode.turns.push(turn);
+        episode.bytes += bytes;
+        open.bytes += bytes;
+        while open.bytes > self.budget {
+            if !open.drop_oldest(session, &format!("{} bytes open", self.budget)) {
+                break;
+            }
         }
     }
 
@@ -76,10 +139,11 @@ impl Capture {
             ));
         }
         let turns = {
-            let mut guard = crate::lock(&self.open);
-            let (episodes, order) = &mut *guard;
-            order.retain(|s| s != session);
-            episodes.remove(session)
+            let mut open = crate::lock(&self.open);
+            open.order.retain(|s| s != session);
+            let episode = open.episodes.remove(session);
+            open.bytes -= episode.as_ref().map_or(0, |e| e.bytes);
+            episode.map(|e| e.turns)
         }
         .ok_or_else(|| {
             ApiError::not_found(
@@ -177,5 +241,28 @@ mod tests {
         assert_eq!(lines[1].tokens.as_ref().unwrap().completion, vec![4, 0]);
         assert!(c.feedback("../s 1", 1.0).is_err(), "an episode closes once");
         assert!(c.feedback("other", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn open_episodes_past_the_byte_budget_drop_the_oldest_and_a_huge_one_stops_growing() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = 8 << 20;
+        let c = Capture::new(dir.path()).unwrap().with_budget(budget);
+        let big = || vec![ChatMessage::new("user", "x".repeat(budget / 8 / 3))];
+        // 16 episodes of two turns, each two-thirds of its share: twice the budget.
+        for s in 0..16 {
+            c.turn(&format!("s{s}"), big(), "a", None);
+            c.turn(&format!("s{s}"), big(), "b", None);
+        }
+        {
+            let open = crate::lock(&c.open);
+            assert!(open.bytes <= budget, "{}", open.bytes);
+            assert!(!open.episodes.contains_key("s0"), "the oldest went first");
+            assert!(open.episodes.contains_key("s15"));
+        }
+        // A third turn of that size would pass one episode's share: not kept.
+        c.turn("s15", big(), "c", None);
+        assert_eq!(c.feedback("s15", 1.0).unwrap().1, 2);
+        assert!(crate::lock(&c.open).bytes <= budget);
     }
 }
