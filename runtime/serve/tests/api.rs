@@ -222,7 +222,9 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
     );
     let cases: Vec<(&str, String, StatusCode, Option<&str>)> = vec![
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"#.into(), StatusCode::BAD_REQUEST, None),
-        ("/v1/chat/completions", r#"{"model":"tiny","messages":"hi"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, None),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":"hi"}"#.into(), StatusCode::BAD_REQUEST, Some("messages")),
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":"100"}"#.into(), StatusCode::BAD_REQUEST, Some("max_tokens")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","stop":7}"#.into(), StatusCode::BAD_REQUEST, Some("stop")),
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[]}"#.into(), StatusCode::BAD_REQUEST, Some("messages")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","max_tokens":1000000000}"#.into(), StatusCode::BAD_REQUEST, Some("max_tokens")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","temperature":5}"#.into(), StatusCode::BAD_REQUEST, Some("temperature")),
@@ -246,6 +248,21 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
             assert_eq!(p, param, "{body:.80}: {v}");
         }
     }
+    // Not declared JSON: 415, in OpenAI's shape; `application/json; charset=utf-8` is JSON.
+    let plain = Request::post("/v1/completions")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"model":"tiny","prompt":"x"}"#))
+        .unwrap();
+    let (s, v) = call_json(&e, plain).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    error_of(&v);
+    let charset = Request::post("/v1/completions")
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::from(
+            r#"{"model":"tiny","prompt":"x","max_tokens":1}"#,
+        ))
+        .unwrap();
+    assert_eq!(call(&e, charset).await.0, StatusCode::OK);
     let bad_query = Request::get("/v1/adapters?model=%FF")
         .body(Body::empty())
         .unwrap();

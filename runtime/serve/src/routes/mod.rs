@@ -103,22 +103,66 @@ async fn method_not_allowed(req: Request) -> ApiError {
 }
 
 /// A JSON body whose rejections (malformed, wrong types, too large, wrong content type) are
-/// answered in OpenAI's error shape.
+/// answered in OpenAI's error shape: a type error is a 400 naming its field, as OpenAI's is.
 pub struct ApiJson<T>(pub T);
 
 impl<T, S> FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(r) => Err(ApiError::status(r.status(), r.body_text())),
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().ends_with("json"));
+        if !json {
+            return Err(ApiError::status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| ApiError::status(r.status(), r.body_text()))?;
+        body_of(&bytes).map(Self)
+    }
+}
+
+/// `bytes` read as a `T`, or the 400 naming the field at fault.
+fn body_of<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let e = match serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(bytes))
+    {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    if e.inner().is_syntax() || e.inner().is_eof() {
+        let why = format!("the body is not valid JSON: {}", e.inner());
+        return Err(ApiError::status(StatusCode::BAD_REQUEST, why));
+    }
+    let mut field = e.path().to_string();
+    let mut message = e.inner().to_string();
+    if field == "." {
+        // Serde loses the path inside a flattened struct: the sampling fields are read again
+        // on their own to find it.
+        if let Some(located) = sampling_fault(bytes) {
+            (field, message) = located;
         }
     }
+    if field == "." {
+        return Err(ApiError::status(StatusCode::BAD_REQUEST, message));
+    }
+    Err(ApiError::invalid(&field, format!("{field}: {message}")))
+}
+
+/// The sampling field at fault in `bytes`, and why (none when they read well alone).
+fn sampling_fault(bytes: &[u8]) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let e = serde_path_to_error::deserialize::<_, crate::api::Sampling>(v).err()?;
+    Some((e.path().to_string(), e.inner().to_string()))
 }
 
 /// A query string whose rejections (a bad percent-encoding, a wrong type) are answered in
