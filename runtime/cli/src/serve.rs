@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// Requests that may wait beyond --parallel; more are answered 429 with Retry-After.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
-    /// The largest `max_tokens` a request may ask for.
+    /// The largest `max_tokens` a request may ask for, and what one that asks none gets (its
+    /// reply then ends at the model's end of generation or the context's end, as OpenAI's).
     #[arg(long, default_value_t = 4096)]
     max_tokens: u32,
     /// A request's wall-clock budget in seconds, queueing included (0: none).

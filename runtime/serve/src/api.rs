@@ -120,7 +120,9 @@ impl Sampling {
         let max_tokens = self
             .max_completion_tokens
             .or(self.max_tokens)
-            .unwrap_or(256.min(limits.max_tokens));
+            // As OpenAI's: without a bound the reply ends at its end, the context's or the
+            // server's cap.
+            .unwrap_or(limits.max_tokens);
         if max_tokens == 0 || max_tokens > limits.max_tokens {
             return Err(ApiError::invalid(
                 "max_tokens",
