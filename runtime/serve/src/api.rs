@@ -1,6 +1,8 @@
 //! OpenAI's request bodies, as far as this server reads them, and how their sampling fields
 //! become a [`GenerateRequest`]. Fields a client may send that the server does not implement
-//! are refused by name rather than ignored (`echo`, `suffix`, penalties other than 0).
+//! are refused by name rather than ignored (`echo`, `suffix`, penalties other than 0,
+//! `logit_bias`, `best_of` above 1); fields that change nothing here (`user`, `store`,
+//! `parallel_tool_calls`, ...) are accepted.
 
 use std::time::Instant;
 
@@ -54,6 +56,10 @@ pub struct Sampling {
     pub top_logprobs: Option<Value>,
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
+    /// Refused unless empty: a client that sets it counts on it.
+    pub logit_bias: Option<serde_json::Map<String, Value>>,
+    /// Completions: refused above 1.
+    pub best_of: Option<u32>,
     pub response_format: Option<ResponseFormat>,
     /// Extension: a GBNF grammar the output must match (root rule `root`).
     pub grammar: Option<String>,
@@ -102,6 +108,18 @@ impl Sampling {
                     format!("{field} is not supported (only 0)"),
                 ));
             }
+        }
+        if self.logit_bias.as_ref().is_some_and(|b| !b.is_empty()) {
+            return Err(ApiError::unsupported(
+                "logit_bias",
+                "logit_bias is not supported (only {})",
+            ));
+        }
+        if self.best_of.is_some_and(|b| b > 1) {
+            return Err(ApiError::unsupported(
+                "best_of",
+                "best_of is not supported (only 1)",
+            ));
         }
         Ok(())
     }

@@ -225,6 +225,8 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
         ("/v1/chat/completions", r#"{"model":"tiny","messages":"hi"}"#.into(), StatusCode::BAD_REQUEST, Some("messages")),
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"max_tokens":"100"}"#.into(), StatusCode::BAD_REQUEST, Some("max_tokens")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","stop":7}"#.into(), StatusCode::BAD_REQUEST, Some("stop")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","logit_bias":{"50256":-100}}"#.into(), StatusCode::BAD_REQUEST, Some("logit_bias")),
+        ("/v1/completions", r#"{"model":"tiny","prompt":"x","best_of":3}"#.into(), StatusCode::BAD_REQUEST, Some("best_of")),
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[]}"#.into(), StatusCode::BAD_REQUEST, Some("messages")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","max_tokens":1000000000}"#.into(), StatusCode::BAD_REQUEST, Some("max_tokens")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","temperature":5}"#.into(), StatusCode::BAD_REQUEST, Some("temperature")),
