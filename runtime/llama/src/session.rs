@@ -882,7 +882,7 @@ fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
     }
     if let Some(g) = &req.grammar {
         check_grammar_depth(g)?;
-        let visits = gbnf::setup_visits(&g.text);
+        let gbnf::Cost { visits, stacks } = gbnf::cost(&g.text, &g.root);
         if visits > gbnf::MAX_SETUP_VISITS {
             return Err(LlmError::Grammar {
                 origin: g.origin.clone(),
@@ -894,7 +894,6 @@ fn check_request(req: &GenerateRequest) -> Result<(), LlmError> {
                 ),
             });
         }
-        let stacks = gbnf::initial_stacks(&g.text, &g.root);
         if stacks > gbnf::MAX_INITIAL_STACKS {
             return Err(LlmError::Grammar {
                 origin: g.origin.clone(),

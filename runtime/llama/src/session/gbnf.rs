@@ -59,18 +59,14 @@ struct Grammar {
     names: HashMap<String, usize>,
 }
 
-/// The visits llama.cpp's left-recursion check would make over `text`'s rules (saturating);
-/// 0 when the text does not parse.
-pub fn setup_visits(text: &str) -> u64 {
-    let Some(g) = parse(text) else {
-        return 0;
-    };
+/// The visits llama.cpp's left-recursion check would make over `g`'s rules (saturating).
+fn setup_visits_of(g: &Grammar) -> u64 {
     let mut memo = vec![None; g.rules.len()];
     // The rules llama.cpp writes for repetitions, each checked on its own too.
     let mut repetitions = 0u64;
     (0..g.rules.len())
         .fold(0u64, |total, id| {
-            total.saturating_add(visits(&g, id, &mut memo, &mut repetitions, 0))
+            total.saturating_add(visits(g, id, &mut memo, &mut repetitions, 0))
         })
         .saturating_add(repetitions)
 }
@@ -139,18 +135,45 @@ fn visits(
     total
 }
 
-/// The parses llama.cpp's matcher starts `text` with from `root`: one stack for each way to
-/// reach a first character (saturating; 0 when the text does not parse). Each is checked
+/// The parses llama.cpp's matcher starts `g` with from `root`: one stack for each way to
+/// reach a first character (saturating; 0 without that rule). Each is checked
 /// against every candidate token, at every token while it lives.
-pub fn initial_stacks(text: &str, root: &str) -> u64 {
-    let Some(g) = parse(text) else {
-        return 0;
-    };
+fn initial_stacks_of(g: &Grammar, root: &str) -> u64 {
     let Some(&id) = g.names.get(root) else {
         return 0;
     };
     let mut memo = vec![None; g.rules.len()];
-    stacks(&g, id, &mut memo, 0)
+    stacks(g, id, &mut memo, 0)
+}
+
+/// What llama.cpp will spend on a grammar, both counted from one reading of its text (zero
+/// when the text does not parse).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cost {
+    /// The visits of llama.cpp's left-recursion check (saturating).
+    pub visits: u64,
+    /// The parses its matcher starts with (saturating).
+    pub stacks: u64,
+}
+
+/// `text`'s [`Cost`], its matching starting from `root`.
+pub fn cost(text: &str, root: &str) -> Cost {
+    parse(text).map_or_else(Cost::default, |g| Cost {
+        visits: setup_visits_of(&g),
+        stacks: initial_stacks_of(&g, root),
+    })
+}
+
+/// The visits llama.cpp's left-recursion check would make over `text`'s rules.
+#[cfg(test)]
+fn setup_visits(text: &str) -> u64 {
+    cost(text, "root").visits
+}
+
+/// The parses llama.cpp's matcher starts `text` with from `root`.
+#[cfg(test)]
+fn initial_stacks(text: &str, root: &str) -> u64 {
+    cost(text, root).stacks
 }
 
 /// The stacks a rule's alternatives expand to that reach a character (the empty completion
