@@ -257,7 +257,8 @@ impl Parser<'_> {
     }
 
     fn eat(&mut self, what: &[u8]) -> bool {
-        let found = self.s[self.pos..].starts_with(what);
+        // An escape at the very end leaves `pos` one past the text.
+        let found = self.s.get(self.pos..).is_some_and(|r| r.starts_with(what));
         if found {
             self.pos += what.len();
         }
@@ -491,5 +492,7 @@ ws ::= | " " | "\n" [ \t]{0,20}   # a comment
     fn what_does_not_parse_counts_nothing_and_is_left_to_llama_cpp() {
         assert_eq!(setup_visits("root ::= (\"unclosed\""), 0);
         assert_eq!(setup_visits("no rule here"), 0);
+        assert_eq!(setup_visits("root ::= \"x\\"), 0);
+        assert_eq!(initial_stacks("root ::= [a\\", "root"), 0);
     }
 }
