@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
+    /// Seconds a model may have requests in flight with no progress (no token, no answer)
+    /// before `/health` answers 503 with the model "stalled".
+    #[arg(long, default_value_t = 300)]
+    stall_seconds: u64,
     /// Context size per lane in tokens (default: the target profile's).
     #[arg(long)]
     ctx_size: Option<u32>,
@@ -84,12 +88,16 @@ pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
     if a.timeout > 7 * 24 * 3600 {
         anyhow::bail!("--timeout must be at most 604800 seconds (a week); 0: none");
     }
+    if !(1..=7 * 24 * 3600).contains(&a.stall_seconds) {
+        anyhow::bail!("--stall-seconds must be between 1 and 604800 (a week)");
+    }
     let limits = Limits {
         max_queue: a.max_queue,
         max_tokens: a.max_tokens.max(1),
         deadline: (a.timeout > 0).then(|| Duration::from_secs(a.timeout)),
         max_body_bytes: a.max_body,
         api_key: a.api_key.clone().filter(|k| !k.is_empty()),
+        stall_after: Duration::from_secs(a.stall_seconds),
         ..Limits::default()
     };
     let models = a

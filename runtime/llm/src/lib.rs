@@ -224,6 +224,11 @@ impl TextSink {
     pub fn new(f: impl Fn(&str) -> bool + Send + Sync + 'static) -> Self {
         Self(std::sync::Arc::new(f))
     }
+
+    /// Hands `piece` to the sink; `false`: the request is cancelled.
+    pub fn send(&self, piece: &str) -> bool {
+        (self.0)(piece)
+    }
 }
 
 impl std::fmt::Debug for TextSink {
@@ -287,7 +292,7 @@ impl GenerateRequest {
 
     /// Hands `text` to the request's [`TextSink`], if any; `false`: the request is cancelled.
     pub fn emit(&self, text: &str) -> bool {
-        self.on_text.as_ref().is_none_or(|s| (s.0)(text))
+        self.on_text.as_ref().is_none_or(|s| s.send(text))
     }
 
     /// Why this request must end now without another token: cancelled, or past its deadline.

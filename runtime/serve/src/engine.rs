@@ -23,7 +23,7 @@ use crate::adapters::{Adapters, Resolved};
 use crate::capture::Capture;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Health, Refused, Scheduler};
 
 /// Limits on what one request and the whole server may ask for.
 #[derive(Clone, Debug)]
@@ -40,6 +40,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// The API key clients must send (constant-time compared); `None`: no key.
     pub api_key: Option<String>,
+    /// How long a model may have requests in flight without any progress before `/health`
+    /// calls it stalled (503).
+    pub stall_after: Duration,
 }
 
 impl Default for Limits {
@@ -51,6 +54,7 @@ impl Default for Limits {
             deadline: Some(Duration::from_secs(600)),
             max_body_bytes: 4 << 20,
             api_key: None,
+            stall_after: Duration::from_secs(300),
         }
     }
 }
@@ -69,6 +73,10 @@ pub struct ServedModel {
     /// The most bytes of KV files kept there; the least recently saved go first.
     kv_budget: u64,
 }
+
+/// How long past its deadline a request waits for the session's own answer before the route
+/// answers 504 itself.
+const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 
 /// The KV files `--kv-dir` keeps by default: each conversation has one (~20 MB per ~900 tokens
 /// of SmolLM2), and a client that rotates session ids would otherwise fill the disk.
@@ -116,6 +124,11 @@ impl ServedModel {
     /// Requests the session decodes together.
     pub fn lanes(&self) -> usize {
         self.scheduler.lanes()
+    }
+
+    /// Whether this model serves (see [`Scheduler::health`]).
+    pub fn health(&self, stall_after: Duration) -> Health {
+        self.scheduler.health(stall_after)
     }
 
     /// `g`'s token ids for a captured turn, when the model's hash is known (ids mean nothing
@@ -326,14 +339,27 @@ impl Engine {
             .scheduler
             .lanes()
             .saturating_add(self.limits.max_queue);
+        let deadline = job.request.deadline;
         let reply = model
             .scheduler
             .submit(job.request, job.adapter, limit)
-            .map_err(|ahead| ApiError::queue_full(ahead, 1))?;
+            .map_err(|refused| match refused {
+                Refused::Full(ahead) => ApiError::queue_full(ahead, 1),
+                Refused::Stopped(why) => ApiError::unavailable(why),
+            })?;
         let _running = Gauge::new(&self.metrics.running);
-        let g = reply
-            .await
-            .map_err(|_| ApiError::internal("the model's scheduler stopped"))??;
+        // The session ends a request at its deadline; should the session itself hang, the
+        // answer still comes, a moment later.
+        let reply = match deadline {
+            Some(d) => {
+                let at = tokio::time::Instant::from_std(d) + DEADLINE_GRACE;
+                tokio::time::timeout_at(at, reply)
+                    .await
+                    .map_err(|_| ApiError::deadline(self.deadline_seconds()))?
+            }
+            None => reply.await,
+        };
+        let g = reply.map_err(|_| ApiError::internal("the model's scheduler stopped"))??;
         self.metrics
             .generation(&model.name, &adapter_name, &g.stats);
         if g.finish == retroformer_llm::FinishReason::Deadline {

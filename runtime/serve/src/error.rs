@@ -99,6 +99,13 @@ impl ApiError {
         e
     }
 
+    /// 503: the model no longer serves (its session failed and could not be reopened).
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message);
+        e.code = Some("model_unavailable");
+        e
+    }
+
     /// 500: a failure of the server or the model, not of the request.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
@@ -149,9 +156,13 @@ impl IntoResponse for ApiError {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
-        if self.status == StatusCode::GATEWAY_TIMEOUT {
+        if matches!(
+            self.status,
+            StatusCode::GATEWAY_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE
+        ) {
             // OpenAI's clients retry a 5xx twice by default: a request that ran out its whole
-            // deadline would run it out twice more. They honour this header.
+            // deadline would run it out twice more, and a model that stopped serving stays
+            // stopped. They honour this header.
             r.headers_mut()
                 .insert("x-should-retry", HeaderValue::from_static("false"));
         }
@@ -187,5 +198,8 @@ mod tests {
         let r = ApiError::queue_full(64, 2).into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
         assert!(r.headers().get("x-should-retry").is_none());
+        let r = ApiError::unavailable("stopped").into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()["x-should-retry"], "false");
     }
 }

@@ -12,11 +12,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use retroformer_llm::{
-    GenerateRequest, Generation, Keyed, LanguageModel, LlmError, Session, SessionOptions,
+    GenerateRequest, Generation, Keyed, LanguageModel, LlmError, Session, SessionOptions, TextSink,
 };
 use tokio::sync::oneshot;
 
@@ -49,18 +51,54 @@ struct State {
     in_flight: usize,
     next_key: u64,
     closed: bool,
+    /// Why the model stopped serving, once it has.
+    stopped: Option<String>,
 }
 
 /// The queue between the routes and the scheduler thread.
-#[derive(Default)]
 struct Queue {
     state: Mutex<State>,
     changed: Condvar,
+    /// When the queue was made: [`Self::beat`] counts from it.
+    born: Instant,
+    /// Milliseconds from `born` to the scheduler's last sign of progress: a request taken or
+    /// answered, a piece of text made (see [`Scheduler::health`]).
+    beat: AtomicU64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            born: Instant::now(),
+            beat: AtomicU64::new(0),
+        }
+    }
 }
 
 impl Queue {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes that the scheduler moved.
+    fn stamp(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.beat.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long since the scheduler last moved.
+    fn quiet(&self) -> Duration {
+        let beat = Duration::from_millis(self.beat.load(Ordering::Relaxed));
+        self.born.elapsed().saturating_sub(beat)
+    }
+
+    /// Closes the queue for good: later submissions are refused with `why`.
+    fn stop(&self, why: String) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.stopped.get_or_insert(why);
     }
 
     /// Blocks until a request waits (its adapter), or the queue is closed (`None`; what still
@@ -87,6 +125,7 @@ impl Queue {
         wait: bool,
         replies: &Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     ) -> Vec<Keyed> {
+        self.stamp();
         let mut s = self.lock();
         loop {
             if s.closed || s.waiting.iter().any(|p| p.adapter_key() != key) {
@@ -109,9 +148,30 @@ impl Queue {
 
     /// Answers a request and forgets it.
     fn answer(&self, reply: oneshot::Sender<Reply>, r: Reply) {
+        self.stamp();
         let _ = reply.send(r);
         self.lock().in_flight -= 1;
     }
+}
+
+/// Why [`Scheduler::submit`] refused a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue is at its limit; this many requests wait.
+    Full(usize),
+    /// The model stopped serving, for this reason.
+    Stopped(String),
+}
+
+/// What [`Scheduler::health`] finds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Idle, or serving and moving.
+    Ready,
+    /// Requests are in flight and nothing has moved for this long.
+    Stalled(Duration),
+    /// The model stopped serving, for this reason; every request is refused.
+    Stopped(String),
 }
 
 /// The scheduler of one model: its queue and its thread.
@@ -150,18 +210,42 @@ impl Scheduler {
         self.queue.lock().waiting.len()
     }
 
-    /// Queues `request` under `adapter` unless `in_flight` would pass `limit` (then `Err` with
-    /// the requests ahead). The answer comes on the returned channel.
+    /// Whether the model serves: [`Health::Stalled`] when requests are in flight and the
+    /// scheduler has not moved for `stall_after` (a llama.cpp call that does not return, say).
+    pub fn health(&self, stall_after: Duration) -> Health {
+        let s = self.queue.lock();
+        if let Some(why) = &s.stopped {
+            return Health::Stopped(why.clone());
+        }
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Health::Stopped("the scheduler thread ended".into());
+        }
+        match self.queue.quiet() {
+            quiet if s.in_flight > 0 && quiet >= stall_after => Health::Stalled(quiet),
+            _ => Health::Ready,
+        }
+    }
+
+    /// Queues `request` under `adapter` unless `in_flight` would pass `limit` or the model
+    /// stopped serving. The answer comes on the returned channel.
     pub fn submit(
         &self,
-        request: GenerateRequest,
+        mut request: GenerateRequest,
         adapter: Option<Resolved>,
         limit: usize,
-    ) -> Result<oneshot::Receiver<Reply>, usize> {
+    ) -> Result<oneshot::Receiver<Reply>, Refused> {
         let (reply, rx) = oneshot::channel();
+        request.on_text = Some(self.beating(request.on_text.take()));
         let mut s = self.queue.lock();
+        if let Some(why) = &s.stopped {
+            return Err(Refused::Stopped(why.clone()));
+        }
         if s.in_flight >= limit {
-            return Err(s.waiting.len());
+            return Err(Refused::Full(s.waiting.len()));
+        }
+        if s.in_flight == 0 {
+            // An idle scheduler's quiet time is not a stall: the clock starts with the work.
+            self.queue.stamp();
         }
         s.in_flight += 1;
         s.next_key += 1;
@@ -175,6 +259,17 @@ impl Scheduler {
         drop(s);
         self.queue.changed.notify_all();
         Ok(rx)
+    }
+
+    /// `sink`, and a beat for each piece of text: a long generation is progress.
+    fn beating(&self, sink: Option<TextSink>) -> TextSink {
+        let queue = Arc::downgrade(&self.queue);
+        TextSink::new(move |piece| {
+            if let Some(q) = queue.upgrade() {
+                q.stamp();
+            }
+            sink.as_ref().is_none_or(|s| s.send(piece))
+        })
     }
 }
 
@@ -195,6 +290,9 @@ fn run(
     options: &SessionOptions,
     queue: &Queue,
 ) {
+    // However the thread ends (a panic outside the session included), later requests are
+    // refused rather than left waiting for an answer that will not come.
+    let _stop = StopOnExit(queue);
     let mut applied: Option<AdapterKey> = None;
     while let Some(adapter) = queue.next_adapter() {
         let key = adapter.as_ref().map(Resolved::key);
@@ -231,13 +329,25 @@ fn run(
             Ok(s) => session = s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot reopen the session; the model stops serving");
-                queue.lock().closed = true;
+                queue.stop(format!(
+                    "the model stopped serving: cannot reopen its session: {e}"
+                ));
                 fail_waiting(queue, None, &e);
                 return;
             }
         }
     }
-    fail_waiting(queue, None, &LlmError::SessionGone);
+}
+
+/// Stops the queue when the scheduler thread ends, and answers what still waits.
+struct StopOnExit<'a>(&'a Queue);
+
+impl Drop for StopOnExit<'_> {
+    fn drop(&mut self) {
+        self.0
+            .stop("the model stopped serving: its scheduler ended".into());
+        fail_waiting(self.0, None, &LlmError::SessionGone);
+    }
 }
 
 /// Answers the waiting requests with adapter `key` (every one when the queue is closed) with

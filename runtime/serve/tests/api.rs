@@ -10,7 +10,9 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use retroformer_llm::scripted::ScriptedModel;
-use retroformer_llm::SessionOptions;
+use retroformer_llm::{
+    AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, SessionOptions, Token,
+};
 use retroformer_serve::{router, Adapters, Engine, Limits, ServedModel};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -375,6 +377,153 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
     OPEN.store(true, Ordering::SeqCst);
     assert_eq!(running.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move() {
+    static OPEN: AtomicBool = AtomicBool::new(false);
+    let m = ScriptedModel::responder(|_, _| {
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "done".into()
+    });
+    let limits = Limits {
+        stall_after: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let e = engine_with(m, limits, 1);
+    let health = |e: Arc<Engine>| async move {
+        call_json(&e, Request::get("/health").body(Body::empty()).unwrap()).await
+    };
+    // Idle for longer than `stall_after` is not a stall.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(health(e.clone()).await.0, StatusCode::OK);
+    let body = r#"{"model":"tiny","prompt":"x"}"#;
+    let e2 = e.clone();
+    let running = tokio::spawn(async move { call(&e2, post("/v1/completions", body)).await });
+    while e.metrics.running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(health(e.clone()).await.0, StatusCode::OK, "just started");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (s, v) = health(e.clone()).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["schedulers"][0]["state"], "stalled", "{v}");
+    assert!(v["schedulers"][0]["quiet_seconds"].as_f64().unwrap() >= 0.3);
+    OPEN.store(true, Ordering::SeqCst);
+    assert_eq!(running.await.unwrap().0, StatusCode::OK);
+    let (s, v) = health(e.clone()).await;
+    assert_eq!(
+        (s, &v["schedulers"][0]["state"]),
+        (StatusCode::OK, &json!("ready"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_gets_its_504_even_when_the_session_does_not_end_it() {
+    static OPEN: AtomicBool = AtomicBool::new(false);
+    // The scripted session checks the deadline only before it starts: a session that hangs.
+    let m = ScriptedModel::responder(|_, _| {
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "late".into()
+    });
+    let limits = Limits {
+        deadline: Some(Duration::from_millis(200)),
+        ..Limits::default()
+    };
+    let e = engine_with(m, limits, 1);
+    let started = std::time::Instant::now();
+    let (s, v) = call_json(
+        &e,
+        post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#),
+    )
+    .await;
+    let took = started.elapsed();
+    OPEN.store(true, Ordering::SeqCst);
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+}
+
+/// A model whose sessions cannot be opened again once one has been: the scheduler cannot
+/// recover from a failed session.
+struct OneSession {
+    inner: ScriptedModel,
+    opened: AtomicBool,
+}
+
+impl LanguageModel for OneSession {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn tokenize(&self, text: &str, bos: bool, special: bool) -> Result<Vec<Token>, LlmError> {
+        self.inner.tokenize(text, bos, special)
+    }
+    fn detokenize(&self, tokens: &[Token]) -> Result<String, LlmError> {
+        self.inner.detokenize(tokens)
+    }
+    fn chat_prompt(&self, messages: &[ChatMessage], open: bool) -> Result<String, LlmError> {
+        self.inner.chat_prompt(messages, open)
+    }
+    fn session(&self, opts: &SessionOptions) -> Result<Box<dyn Session>, LlmError> {
+        if self.opened.swap(true, Ordering::SeqCst) {
+            return Err(LlmError::Context("the device is gone".into()));
+        }
+        self.inner.session(opts)
+    }
+    fn load_adapter(&self, path: &std::path::Path) -> Result<AdapterHandle, LlmError> {
+        self.inner.load_adapter(path)
+    }
+}
+
+#[tokio::test]
+async fn a_model_that_stops_serving_fails_health_and_refuses_requests_with_503() {
+    // One reply: the second request finds the script empty, a failure of the session.
+    let m = OneSession {
+        inner: ScriptedModel::new(["fine"]),
+        opened: AtomicBool::new(false),
+    };
+    let served = ServedModel::new(
+        "tiny",
+        Arc::new(m),
+        Adapters::new(None, 1.0).unwrap(),
+        SessionOptions::default(),
+    )
+    .unwrap();
+    let e = Arc::new(Engine::new(vec![served], Limits::default()));
+    let body = r#"{"model":"tiny","prompt":"x"}"#;
+    assert_eq!(
+        call(&e, post("/v1/completions", body)).await.0,
+        StatusCode::OK
+    );
+    let (s, v) = call_json(&e, post("/v1/completions", body)).await;
+    assert_eq!(
+        s,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the failed request: {v}"
+    );
+    let mut stopped = None;
+    for _ in 0..200 {
+        let (s, v) = call_json(&e, Request::get("/health").body(Body::empty()).unwrap()).await;
+        if s == StatusCode::SERVICE_UNAVAILABLE {
+            stopped = Some(v);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v = stopped.expect("/health still answers 200 for a model that stopped");
+    assert_eq!(v["schedulers"][0]["state"], "stopped", "{v}");
+    let reason = v["schedulers"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("the device is gone"), "{reason}");
+    // A later request is refused at once, not left waiting for a thread that is gone.
+    let r = router(e.clone())
+        .oneshot(post("/v1/completions", body))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.headers()["x-should-retry"], "false");
 }
 
 #[tokio::test]

@@ -1,16 +1,46 @@
 //! `GET /health` (no key needed: load balancers ask it) and `GET /metrics` (Prometheus).
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
 use super::AppState;
+use crate::scheduler::Health;
 
-pub async fn health(State(engine): State<AppState>) -> Json<Value> {
+/// 200 while every model serves; 503 when one has stopped, or has had requests in flight
+/// without progress for `Limits::stall_after`, so that a balancer or supervisor takes the
+/// server out or restarts it. Each model's state is in `schedulers`.
+pub async fn health(State(engine): State<AppState>) -> impl IntoResponse {
+    let stall_after = engine.limits.stall_after;
+    let mut ok = true;
+    let schedulers: Vec<Value> = engine
+        .models
+        .iter()
+        .map(|m| {
+            let health = m.health(stall_after);
+            ok &= health == Health::Ready;
+            match health {
+                Health::Ready => json!({"model": m.name, "state": "ready"}),
+                Health::Stalled(quiet) => json!({
+                    "model": m.name,
+                    "state": "stalled",
+                    "quiet_seconds": quiet.as_secs_f64(),
+                }),
+                Health::Stopped(why) => json!({"model": m.name, "state": "stopped", "reason": why}),
+            }
+        })
+        .collect();
     let models: Vec<&str> = engine.models.iter().map(|m| m.name.as_str()).collect();
-    Json(json!({"status": "ok", "models": models}))
+    let (status, word) = match ok {
+        true => (StatusCode::OK, "ok"),
+        false => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    (
+        status,
+        Json(json!({"status": word, "models": models, "schedulers": schedulers})),
+    )
 }
 
 pub async fn metrics(State(engine): State<AppState>) -> impl IntoResponse {
