@@ -72,9 +72,19 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with `ready`: each model's name and whether it serves
+    /// (what `/health` finds).
+    pub fn render(&self, ready: &[(&str, bool)]) -> String {
         let mut s = String::new();
+        s.push_str("# HELP retroformer_model_ready 1 while the model serves; 0 once it has stopped or stalled (see /health).\n# TYPE retroformer_model_ready gauge\n");
+        for (model, up) in ready {
+            let _ = writeln!(
+                s,
+                "retroformer_model_ready{{model=\"{}\"}} {}",
+                escape(model),
+                u8::from(*up)
+            );
+        }
         let counter = |s: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };

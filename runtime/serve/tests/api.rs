@@ -524,6 +524,11 @@ async fn a_model_that_stops_serving_fails_health_and_refuses_requests_with_503()
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["x-should-retry"], "false");
+    let (_, text) = call(&e, Request::get("/metrics").body(Body::empty()).unwrap()).await;
+    assert!(
+        text.contains("retroformer_model_ready{model=\"tiny\"} 0"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -592,6 +597,10 @@ async fn metrics_count_requests_tokens_and_cache_hits_in_prometheus_text() {
     );
     assert!(
         text.contains("retroformer_request_duration_seconds_count{endpoint=\"/v1/completions\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retroformer_model_ready{model=\"tiny\"} 1"),
         "{text}"
     );
 }

@@ -49,11 +49,17 @@ pub async fn metrics(State(engine): State<AppState>) -> impl IntoResponse {
         .metrics
         .queued
         .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
+    let stall_after = engine.limits.stall_after;
+    let ready: Vec<(&str, bool)> = engine
+        .models
+        .iter()
+        .map(|m| (m.name.as_str(), m.health(stall_after) == Health::Ready))
+        .collect();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        engine.metrics.render(),
+        engine.metrics.render(&ready),
     )
 }
