@@ -42,8 +42,10 @@ pub struct ServeArgs {
     /// The largest request body, in bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_body: usize,
-    /// Seconds a model may have requests in flight with no progress (no token, no answer)
-    /// before `/health` answers 503 with the model "stalled".
+    /// Seconds a model may have requests in flight with no progress before `/health` answers
+    /// 503 with the model "stalled". With --parallel above 1 every prompt chunk and decode
+    /// step counts; with --parallel 1 a prompt is evaluated whole, so this must exceed the
+    /// longest prompt's evaluation.
     #[arg(long, default_value_t = 300)]
     stall_seconds: u64,
     /// Context size per lane in tokens (default: the target profile's).

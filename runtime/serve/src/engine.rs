@@ -166,6 +166,11 @@ impl ServedModel {
     pub fn waiting(&self) -> usize {
         self.scheduler.waiting()
     }
+
+    /// Requests submitted and not yet answered (waiting or in the session).
+    pub fn in_flight(&self) -> usize {
+        self.scheduler.in_flight()
+    }
 }
 
 /// A KV file's temporary twin older than this was left by a killed process (a writer's
@@ -349,7 +354,8 @@ impl Engine {
             })?;
         let _running = Gauge::new(&self.metrics.running);
         // The session ends a request at its deadline; should the session itself hang, the
-        // answer still comes, a moment later.
+        // answer still comes, a moment later. (The request then leaves the `running` gauge
+        // while the session may still hold it, until it sees the cancellation.)
         let reply = match deadline {
             Some(d) => {
                 let at = tokio::time::Instant::from_std(d) + DEADLINE_GRACE;

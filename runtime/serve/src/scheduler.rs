@@ -61,8 +61,9 @@ struct Queue {
     changed: Condvar,
     /// When the queue was made: [`Self::beat`] counts from it.
     born: Instant,
-    /// Milliseconds from `born` to the scheduler's last sign of progress: a request taken or
-    /// answered, a piece of text made (see [`Scheduler::health`]).
+    /// Milliseconds from `born` to the scheduler's last sign of progress: the session asked
+    /// for work (with lanes, between every prompt chunk and decode step), answered a request,
+    /// or emitted a piece of a request's text (see [`Scheduler::health`]).
     beat: AtomicU64,
 }
 
@@ -85,7 +86,7 @@ impl Queue {
     /// Notes that the scheduler moved.
     fn stamp(&self) {
         let ms = self.born.elapsed().as_millis() as u64;
-        self.beat.store(ms, Ordering::Relaxed);
+        self.beat.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// How long since the scheduler last moved.
@@ -210,6 +211,11 @@ impl Scheduler {
         self.queue.lock().waiting.len()
     }
 
+    /// Requests submitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.queue.lock().in_flight
+    }
+
     /// Whether the model serves: [`Health::Stalled`] when requests are in flight and the
     /// scheduler has not moved for `stall_after` (a llama.cpp call that does not return, say).
     pub fn health(&self, stall_after: Duration) -> Health {
@@ -218,7 +224,7 @@ impl Scheduler {
             return Health::Stopped(why.clone());
         }
         if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-            return Health::Stopped("the scheduler thread ended".into());
+            return Health::Stopped(SCHEDULER_ENDED.into());
         }
         match self.queue.quiet() {
             quiet if s.in_flight > 0 && quiet >= stall_after => Health::Stalled(quiet),
@@ -234,8 +240,6 @@ impl Scheduler {
         adapter: Option<Resolved>,
         limit: usize,
     ) -> Result<oneshot::Receiver<Reply>, Refused> {
-        let (reply, rx) = oneshot::channel();
-        request.on_text = Some(self.beating(request.on_text.take()));
         let mut s = self.queue.lock();
         if let Some(why) = &s.stopped {
             return Err(Refused::Stopped(why.clone()));
@@ -243,6 +247,8 @@ impl Scheduler {
         if s.in_flight >= limit {
             return Err(Refused::Full(s.waiting.len()));
         }
+        let (reply, rx) = oneshot::channel();
+        request.on_text = Some(self.beating(request.on_text.take()));
         if s.in_flight == 0 {
             // An idle scheduler's quiet time is not a stall: the clock starts with the work.
             self.queue.stamp();
@@ -273,12 +279,27 @@ impl Scheduler {
     }
 }
 
+/// How long dropping a scheduler waits for its thread to end.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
 impl Drop for Scheduler {
+    /// Closes the queue and waits for the thread, for at most [`JOIN_WAIT`]: a session stuck
+    /// in a llama.cpp call would otherwise keep a stopping server from ever exiting. A thread
+    /// still running then is left to the process's exit (it holds its own model).
     fn drop(&mut self) {
         self.queue.lock().closed = true;
         self.queue.changed.notify_all();
-        if let Some(t) = self.thread.take() {
+        let Some(t) = self.thread.take() else {
+            return;
+        };
+        let start = Instant::now();
+        while !t.is_finished() && start.elapsed() < JOIN_WAIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
             let _ = t.join();
+        } else {
+            tracing::warn!("the scheduler's session did not stop within {JOIN_WAIT:?}; leaving it");
         }
     }
 }
@@ -316,7 +337,14 @@ fn run(
             })
         }));
         let failure = match served {
-            Ok(Ok(())) => continue,
+            Ok(Ok(())) => {
+                // The session answers every request it takes before it returns; should one be
+                // left, its client must not wait (nor count as in flight) for ever.
+                for (_, reply) in replies.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                    queue.answer(reply, Err(LlmError::SessionGone));
+                }
+                continue;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => "the session panicked".to_string(),
         };
@@ -339,13 +367,15 @@ fn run(
     }
 }
 
+/// Why a model whose scheduler thread ended without another reason stopped serving.
+const SCHEDULER_ENDED: &str = "the model stopped serving: its scheduler ended";
+
 /// Stops the queue when the scheduler thread ends, and answers what still waits.
 struct StopOnExit<'a>(&'a Queue);
 
 impl Drop for StopOnExit<'_> {
     fn drop(&mut self) {
-        self.0
-            .stop("the model stopped serving: its scheduler ended".into());
+        self.0.stop(SCHEDULER_ENDED.into());
         fail_waiting(self.0, None, &LlmError::SessionGone);
     }
 }

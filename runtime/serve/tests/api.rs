@@ -70,6 +70,26 @@ fn error_of(v: &Value) -> (&str, Option<&str>) {
     (e["message"].as_str().unwrap(), e["param"].as_str())
 }
 
+/// Sets its flag when dropped. A test whose responder waits on a flag holds one, declared after
+/// the engine: should the test fail before it opens the flag, the session is released, the
+/// engine's drop (which waits for the session) returns, and the test fails instead of hanging.
+struct Release(&'static AtomicBool);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Waits until `cond` holds; fails the test after 10 s.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(10), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_chat_completion_answers_in_openais_shape_with_usage() {
     let e = engine(ScriptedModel::new(["Paris is the capital."]));
@@ -352,17 +372,17 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
         },
         1,
     );
+    let open = Release(&OPEN);
     let body = r#"{"model":"tiny","prompt":"x"}"#;
     let spawn =
         |e: Arc<Engine>| tokio::spawn(async move { call(&e, post("/v1/completions", body)).await });
     let running = spawn(e.clone());
-    while e.metrics.running.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("a request runs", || {
+        e.metrics.running.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let queued = spawn(e.clone());
-    while e.models[0].waiting() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("a request waits", || e.models[0].waiting() > 0).await;
     let r = router(e.clone())
         .oneshot(post("/v1/completions", body))
         .await
@@ -374,9 +394,52 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
     let (s, v) = call_json(&e, post("/v1/completions", streamed)).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
     error_of(&v);
-    OPEN.store(true, Ordering::SeqCst);
+    drop(open);
     assert_eq!(running.await.unwrap().0, StatusCode::OK);
     assert_eq!(queued.await.unwrap().0, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_choices_do_not_all_fit_in_the_queue_is_refused_before_any_is_queued() {
+    static OPEN: AtomicBool = AtomicBool::new(false);
+    let m = ScriptedModel::responder(|_, _| {
+        while !OPEN.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        "done".into()
+    });
+    let limits = Limits {
+        max_queue: 1,
+        ..Limits::default()
+    };
+    let e = engine_with(m, limits, 1);
+    let open = Release(&OPEN);
+    let e2 = e.clone();
+    let running = tokio::spawn(async move {
+        call(
+            &e2,
+            post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#),
+        )
+        .await
+    });
+    until("a request runs", || {
+        e.metrics.running.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Two choices, room for one.
+    let two = r#"{"model":"tiny","prompt":"x","n":2}"#;
+    let r = router(e.clone())
+        .oneshot(post("/v1/completions", two))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        e.models[0].in_flight(),
+        1,
+        "no choice of the refused request was queued"
+    );
+    drop(open);
+    assert_eq!(running.await.unwrap().0, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,6 +456,7 @@ async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move(
         ..Limits::default()
     };
     let e = engine_with(m, limits, 1);
+    let open = Release(&OPEN);
     let health = |e: Arc<Engine>| async move {
         call_json(&e, Request::get("/health").body(Body::empty()).unwrap()).await
     };
@@ -402,20 +466,21 @@ async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move(
     let body = r#"{"model":"tiny","prompt":"x"}"#;
     let e2 = e.clone();
     let running = tokio::spawn(async move { call(&e2, post("/v1/completions", body)).await });
-    while e.metrics.running.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("a request runs", || {
+        e.metrics.running.load(Ordering::SeqCst) > 0
+    })
+    .await;
     assert_eq!(health(e.clone()).await.0, StatusCode::OK, "just started");
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (s, v) = health(e.clone()).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert_eq!(v["schedulers"][0]["state"], "stalled", "{v}");
-    assert!(v["schedulers"][0]["quiet_seconds"].as_f64().unwrap() >= 0.3);
-    OPEN.store(true, Ordering::SeqCst);
+    assert_eq!(v["states"][0]["state"], "stalled", "{v}");
+    assert!(v["states"][0]["quiet_seconds"].as_f64().unwrap() >= 0.3);
+    drop(open);
     assert_eq!(running.await.unwrap().0, StatusCode::OK);
     let (s, v) = health(e.clone()).await;
     assert_eq!(
-        (s, &v["schedulers"][0]["state"]),
+        (s, &v["states"][0]["state"]),
         (StatusCode::OK, &json!("ready"))
     );
 }
@@ -435,16 +500,16 @@ async fn a_request_gets_its_504_even_when_the_session_does_not_end_it() {
         ..Limits::default()
     };
     let e = engine_with(m, limits, 1);
+    let open = Release(&OPEN);
     let started = std::time::Instant::now();
-    let (s, v) = call_json(
-        &e,
-        post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#),
-    )
-    .await;
+    let body = post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#);
+    let answer = tokio::time::timeout(Duration::from_secs(10), call_json(&e, body)).await;
     let took = started.elapsed();
-    OPEN.store(true, Ordering::SeqCst);
+    drop(open);
+    let (s, v) = answer.expect("no answer 10 s after a deadline of 0.2 s");
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
-    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    // The deadline, then the 2 s the route gives the session to end the request itself.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
 }
 
 /// A model whose sessions cannot be opened again once one has been: the scheduler cannot
@@ -514,8 +579,8 @@ async fn a_model_that_stops_serving_fails_health_and_refuses_requests_with_503()
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let v = stopped.expect("/health still answers 200 for a model that stopped");
-    assert_eq!(v["schedulers"][0]["state"], "stopped", "{v}");
-    let reason = v["schedulers"][0]["reason"].as_str().unwrap();
+    assert_eq!(v["states"][0]["state"], "stopped", "{v}");
+    let reason = v["states"][0]["reason"].as_str().unwrap();
     assert!(reason.contains("the device is gone"), "{reason}");
     // A later request is refused at once, not left waiting for a thread that is gone.
     let r = router(e.clone())
@@ -772,6 +837,7 @@ async fn a_request_in_flight_keeps_the_adapter_it_started_with_when_another_is_a
     )
     .unwrap();
     let e = Arc::new(Engine::new(vec![served], Limits::default()));
+    let open = Release(&OPEN);
     let act = |id: &str, generation: u64| {
         post(
             "/v1/adapters/activate",
@@ -781,16 +847,17 @@ async fn a_request_in_flight_keeps_the_adapter_it_started_with_when_another_is_a
     assert_eq!(call(&e, act(&a, 0)).await.0, StatusCode::OK);
     let e2 = e.clone();
     let in_flight = tokio::spawn(async move { text_of(&e2, Some("active")).await });
-    while e.metrics.running.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until("a request runs", || {
+        e.metrics.running.load(Ordering::SeqCst) > 0
+    })
+    .await;
     let (s, v) = call_json(&e, act(&b, 1)).await;
     assert_eq!(
         (s, &v["active"]["generation"]),
         (StatusCode::OK, &json!(2)),
         "{v}"
     );
-    OPEN.store(true, Ordering::SeqCst);
+    drop(open);
     assert_eq!(
         in_flight.await.unwrap(),
         a,

@@ -101,8 +101,15 @@ impl Plan {
             .deadline
             .and_then(|d| Instant::now().checked_add(d));
         let grammar = self.sampling.grammar()?;
-        let mut jobs = Vec::new();
         let adapter = self.adapter().await?;
+        // Each choice copies its prompt and grammar: refuse before copying when the queue has
+        // no room for them all (submitting would refuse them anyway), so that what the copies
+        // take stays bounded by what may be in flight.
+        let in_flight = self.model.in_flight();
+        if in_flight.saturating_add(asked) > jobs_max {
+            return Err(ApiError::queue_full(self.model.waiting(), 1));
+        }
+        let mut jobs = Vec::new();
         for (p, prompt) in self.prompts.iter().enumerate() {
             for i in 0..n {
                 let mut request = self.sampling.request(

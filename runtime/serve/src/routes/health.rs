@@ -11,11 +11,11 @@ use crate::scheduler::Health;
 
 /// 200 while every model serves; 503 when one has stopped, or has had requests in flight
 /// without progress for `Limits::stall_after`, so that a balancer or supervisor takes the
-/// server out or restarts it. Each model's state is in `schedulers`.
+/// server out or restarts it. Each model's state is in `states`.
 pub async fn health(State(engine): State<AppState>) -> impl IntoResponse {
     let stall_after = engine.limits.stall_after;
     let mut ok = true;
-    let schedulers: Vec<Value> = engine
+    let states: Vec<Value> = engine
         .models
         .iter()
         .map(|m| {
@@ -39,7 +39,7 @@ pub async fn health(State(engine): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({"status": word, "models": models, "schedulers": schedulers})),
+        Json(json!({"status": word, "models": models, "states": states})),
     )
 }
 
