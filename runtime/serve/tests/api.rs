@@ -81,6 +81,29 @@ impl Drop for Release {
     }
 }
 
+/// A model whose session answers `reply` only once `open` is set: the request it runs holds
+/// its lane until then.
+fn gated(open: &'static AtomicBool, reply: &'static str) -> ScriptedModel {
+    ScriptedModel::responder(move |_, _| {
+        while !open.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        reply.into()
+    })
+}
+
+/// A one-choice completion on `e`, in the background.
+fn start_completion(e: &Arc<Engine>) -> tokio::task::JoinHandle<(StatusCode, String)> {
+    let e = e.clone();
+    tokio::spawn(async move {
+        call(
+            &e,
+            post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#),
+        )
+        .await
+    })
+}
+
 /// Waits until `cond` holds; fails the test after 10 s.
 async fn until(what: &str, cond: impl Fn() -> bool) {
     let start = std::time::Instant::now();
@@ -358,12 +381,7 @@ async fn with_a_key_every_route_but_health_needs_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
     static OPEN: AtomicBool = AtomicBool::new(false);
-    let m = ScriptedModel::responder(|_, _| {
-        while !OPEN.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        "done".into()
-    });
+    let m = gated(&OPEN, "done");
     let e = engine_with(
         m,
         Limits {
@@ -374,14 +392,12 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
     );
     let open = Release(&OPEN);
     let body = r#"{"model":"tiny","prompt":"x"}"#;
-    let spawn =
-        |e: Arc<Engine>| tokio::spawn(async move { call(&e, post("/v1/completions", body)).await });
-    let running = spawn(e.clone());
+    let running = start_completion(&e);
     until("a request runs", || {
         e.metrics.running.load(Ordering::SeqCst) > 0
     })
     .await;
-    let queued = spawn(e.clone());
+    let queued = start_completion(&e);
     until("a request waits", || e.models[0].waiting() > 0).await;
     let r = router(e.clone())
         .oneshot(post("/v1/completions", body))
@@ -402,26 +418,14 @@ async fn a_full_queue_answers_429_with_retry_after_and_the_rest_complete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_choices_do_not_all_fit_in_the_queue_is_refused_before_any_is_queued() {
     static OPEN: AtomicBool = AtomicBool::new(false);
-    let m = ScriptedModel::responder(|_, _| {
-        while !OPEN.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        "done".into()
-    });
+    let m = gated(&OPEN, "done");
     let limits = Limits {
         max_queue: 1,
         ..Limits::default()
     };
     let e = engine_with(m, limits, 1);
     let open = Release(&OPEN);
-    let e2 = e.clone();
-    let running = tokio::spawn(async move {
-        call(
-            &e2,
-            post("/v1/completions", r#"{"model":"tiny","prompt":"x"}"#),
-        )
-        .await
-    });
+    let running = start_completion(&e);
     until("a request runs", || {
         e.metrics.running.load(Ordering::SeqCst) > 0
     })
@@ -445,12 +449,7 @@ async fn a_request_whose_choices_do_not_all_fit_in_the_queue_is_refused_before_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move() {
     static OPEN: AtomicBool = AtomicBool::new(false);
-    let m = ScriptedModel::responder(|_, _| {
-        while !OPEN.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        "done".into()
-    });
+    let m = gated(&OPEN, "done");
     let limits = Limits {
         stall_after: Duration::from_millis(300),
         ..Limits::default()
@@ -463,9 +462,7 @@ async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move(
     // Idle for longer than `stall_after` is not a stall.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(health(e.clone()).await.0, StatusCode::OK);
-    let body = r#"{"model":"tiny","prompt":"x"}"#;
-    let e2 = e.clone();
-    let running = tokio::spawn(async move { call(&e2, post("/v1/completions", body)).await });
+    let running = start_completion(&e);
     until("a request runs", || {
         e.metrics.running.load(Ordering::SeqCst) > 0
     })
@@ -489,12 +486,7 @@ async fn health_answers_503_while_requests_wait_on_a_session_that_does_not_move(
 async fn a_request_gets_its_504_even_when_the_session_does_not_end_it() {
     static OPEN: AtomicBool = AtomicBool::new(false);
     // The scripted session checks the deadline only before it starts: a session that hangs.
-    let m = ScriptedModel::responder(|_, _| {
-        while !OPEN.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        "late".into()
-    });
+    let m = gated(&OPEN, "late");
     let limits = Limits {
         deadline: Some(Duration::from_millis(200)),
         ..Limits::default()
