@@ -177,6 +177,25 @@ pub fn read_text(path: &std::path::Path, max: u64) -> Result<String> {
     String::from_utf8(bytes).map_err(|_| anyhow::anyhow!("not UTF-8 text"))
 }
 
+/// The longest line [`read_line`] takes from stdin.
+pub const MAX_STDIN_LINE: u64 = 1 << 20;
+
+/// One line of stdin (`None` at its end); a line past [`MAX_STDIN_LINE`] bytes is an error
+/// rather than a buffer that grows until memory runs out.
+pub fn read_line() -> Result<Option<String>> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    let n = std::io::stdin()
+        .lock()
+        .take(MAX_STDIN_LINE + 1)
+        .read_line(&mut line)
+        .context("reading stdin")?;
+    if n as u64 > MAX_STDIN_LINE {
+        anyhow::bail!("a line of stdin passes {MAX_STDIN_LINE} bytes");
+    }
+    Ok((n > 0).then_some(line))
+}
+
 pub fn request(prompt: String, s: &SamplingArgs) -> Result<GenerateRequest> {
     let grammar = match &s.grammar {
         Some(p) => Some(Grammar {

@@ -88,7 +88,7 @@ fn setting_args(s: Setting, spec: &Spec) -> Vec<Arg> {
         Setting::Trials => {
             let (name, default) = spec.trials;
             let help = if name == "trials" {
-                format!("Number of trials (default: {default}, or the count of the run already in --out). Running again with more trials goes on from where the run stopped (the last trial's failures get their reflections first); fewer are refused.")
+                format!("Number of trials, at most 100 (default: {default}, or the count of the run already in --out). Running again with more trials goes on from where the run stopped (the last trial's failures get their reflections first); fewer are refused.")
             } else {
                 format!("Most implementations per task, the first plus retries (default {default}).")
             };

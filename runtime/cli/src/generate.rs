@@ -1,6 +1,6 @@
 //! `generate` and `chat`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use clap::Args;
@@ -82,13 +82,11 @@ pub fn chat(profile: &TargetProfile, a: &ChatArgs) -> Result<()> {
         "[retroformer] chat with {} (empty line or Ctrl-D to quit)",
         model.name()
     );
-    let stdin = std::io::stdin();
     loop {
         eprint!("> ");
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+        let Some(line) = crate::common::read_line()?.filter(|l| !l.trim().is_empty()) else {
             return Ok(());
-        }
+        };
         msgs.push(ChatMessage::new("user", line.trim_end()));
         let req = request(model.chat_prompt(&msgs, true)?, &a.sampling)?;
         let g = stream_generate(session.as_mut(), &req, true)?;

@@ -1,6 +1,6 @@
 //! `play`: an environment in the terminal, for a person.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -27,16 +27,14 @@ pub fn play_household(seed: u64, task_type: &str) -> Result<()> {
     };
     let mut env = HouseholdEnv::new(&TaskSpec::new(seed, t));
     println!("{}", env.reset());
-    let stdin = std::io::stdin();
     let mut steps = 0u32;
     loop {
         print!("> ");
         std::io::stdout().flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
+        let Some(line) = crate::common::read_line()? else {
             println!();
             break;
-        }
+        };
         let action = line.trim();
         match action {
             "" => continue,

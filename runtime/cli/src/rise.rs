@@ -108,8 +108,13 @@ pub enum DatasetCommand {
 
 pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> Result<()> {
     use retroformer_envs::math::rise::{self, MathAgent, RolloutConfig};
-    if a.models.is_empty() || a.samples.is_empty() || a.samples.contains(&0) {
-        anyhow::bail!("--models and --samples need at least one entry each, samples at least 1");
+    if a.models.is_empty() || a.samples.is_empty() {
+        anyhow::bail!("--models and --samples need at least one entry each");
+    }
+    for &n in &a.samples {
+        if let Err((flag, why)) = rise::check_counts(a.turns, n) {
+            anyhow::bail!("--{flag} {why}");
+        }
     }
     if let Err((flag, why)) = rise::check_sampling(a.window, a.temperature, a.top_p) {
         anyhow::bail!("--{flag} {why}");

@@ -46,8 +46,9 @@ pub struct SyncArgs {
     #[arg(long)]
     outbox: Option<PathBuf>,
     /// Seconds between rounds of upload and release check (after the first round, each device
-    /// waits once more a part of this set by its id, so that a fleet's polls are spread).
-    #[arg(long, default_value_t = 30)]
+    /// waits once more a part of this set by its id, so that a fleet's polls are spread). At
+    /// most a week.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=WEEK_S))]
     every: u64,
     /// One round, then exit.
     #[arg(long)]
@@ -120,6 +121,9 @@ fn canary_of(profile: &TargetProfile, a: &SyncArgs) -> Canary {
         done.map(|d| d.report).map_err(|e| e.to_string())
     })
 }
+
+/// The longest `--every`, in seconds.
+const WEEK_S: u64 = 7 * 24 * 3600;
 
 /// How far into each `every`-second period this device polls, from its id: devices started
 /// together (a site after a power cut) do not all ask for a new release in the same second.

@@ -18,6 +18,25 @@ pub fn trainer() -> std::process::Command {
     std::process::Command::new(beside.unwrap_or_else(|| PathBuf::from(name)))
 }
 
+/// What the trainer child will refuse of `--rank`, `--alpha`, `--lr` and `--max-len` (its own
+/// checks), found before the hours of collection that precede training.
+pub fn check_training(rank: usize, alpha: f32, lr: f64, max_len: usize) -> Result<(), LabError> {
+    let bad = |flag: &str, why: String| Err(LabError::setting(flag, why));
+    if !(1..=1024).contains(&rank) {
+        return bad("rank", format!("{rank}: must be 1 to 1024"));
+    }
+    if !(alpha.is_finite() && alpha > 0.0) {
+        return bad("alpha", format!("{alpha}: must be a positive number"));
+    }
+    if !(lr.is_finite() && lr > 0.0) {
+        return bad("lr", format!("{lr}: must be a positive number"));
+    }
+    if max_len < 2 {
+        return bad("max-len", format!("{max_len}: must be at least 2"));
+    }
+    Ok(())
+}
+
 /// Runs `cmd` to the end (output passed through): its wall seconds and peak resident memory.
 pub(crate) fn run_child(
     what: &str,
@@ -86,6 +105,19 @@ fn die_with_parent(_cmd: &mut std::process::Command) {}
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn training_settings_the_trainer_would_refuse_are_refused_by_flag() {
+        let flag = |r: Result<(), LabError>| match r {
+            Err(LabError::Setting { flag, .. }) => flag,
+            other => panic!("{other:?}"),
+        };
+        assert!(check_training(4, 8.0, 2e-4, 3072).is_ok());
+        assert_eq!(flag(check_training(0, 8.0, 2e-4, 3072)), "rank");
+        assert_eq!(flag(check_training(4, f32::NAN, 2e-4, 3072)), "alpha");
+        assert_eq!(flag(check_training(4, 8.0, 0.0, 3072)), "lr");
+        assert_eq!(flag(check_training(4, 8.0, 2e-4, 1)), "max-len");
+    }
 
     const PIDFILE: &str = "RETROFORMER_TEST_CHILD_PIDFILE";
     const NAME: &str = "child::tests::a_child_ends_when_the_process_that_waits_on_it_is_killed";

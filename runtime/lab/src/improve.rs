@@ -210,6 +210,12 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
     if s.chains == 0 || s.per_problem == 0 || plan.parallel == 0 {
         return bad("chains", "--per-problem and --parallel must be at least 1");
     }
+    // Each chain and sample is an attempt kept in memory until its problem ends.
+    for (flag, n) in [("chains", s.chains), ("eval-samples", s.eval_samples)] {
+        if n > rise::MAX_SAMPLES {
+            return bad(flag, &format!("{n}: must be at most {}", rise::MAX_SAMPLES));
+        }
+    }
     if s.temperature <= 0.0 {
         return bad(
             "temperature",
@@ -220,6 +226,7 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
         .map_err(|(flag, why)| LabError::setting(flag, why))?;
     rise::check_sampling(1, s.eval_temperature, s.top_p)
         .map_err(|(flag, why)| LabError::setting(&format!("eval-{flag}"), why))?;
+    crate::child::check_training(s.rank, s.alpha, s.lr, s.max_len)?;
     if s.lora_seeds.is_empty() {
         return bad("lora-seeds", "needs at least one seed");
     }

@@ -192,9 +192,27 @@ fn check(registry: &Registry, plan: &LoopPlan) -> Result<Spec, LabError> {
     if plan.parallel == 0 {
         return Err(LabError::setting("parallel", "must be at least 1"));
     }
+    if !(s.margin.is_finite() && s.margin >= 0.0) {
+        return Err(LabError::setting(
+            "margin",
+            format!("{}: must be 0 or more", s.margin),
+        ));
+    }
+    if !s.min_reward.is_finite() {
+        return Err(LabError::setting(
+            "min-reward",
+            format!("{}: must be a number", s.min_reward),
+        ));
+    }
+    if s.lr.is_some_and(|lr| !(lr.is_finite() && lr > 0.0)) {
+        return Err(LabError::setting("lr", "must be a positive number"));
+    }
     let samples = s.collect_samples.unwrap_or(1);
-    if samples == 0 {
-        return Err(LabError::setting("collect-samples", "must be at least 1"));
+    if !(1..=1024).contains(&samples) {
+        return Err(LabError::setting(
+            "collect-samples",
+            format!("{samples}: must be 1 to 1024"),
+        ));
     }
     if samples > 1 && !spec.settings.contains(&Setting::FirstTrialFrom) {
         return Err(LabError::setting(

@@ -279,8 +279,11 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
     if s.train_problems == 0 || s.eval_problems == 0 {
         return bad("train", "and --eval need at least one problem each");
     }
-    if s.samples.is_empty() || s.samples.contains(&0) {
-        return bad("samples", "needs counts of at least 1");
+    if s.samples.is_empty() {
+        return bad("samples", "needs at least one count");
+    }
+    for &n in &s.samples {
+        rise::check_counts(1, n).map_err(|(flag, why)| LabError::setting(flag, why))?;
     }
     rise::check_sampling(s.window, s.temperature, s.top_p)
         .map_err(|(flag, why)| LabError::setting(flag, why))?;
@@ -288,6 +291,7 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
         rise::check_sampling(s.window, t, p)
             .map_err(|(flag, why)| LabError::setting(&format!("rollout-{flag}"), why))?;
     }
+    crate::child::check_training(s.rank, s.alpha, s.lr, s.max_len)?;
     if Criterion::parse(&s.criterion).is_none() {
         return bad("criteria", "known criteria are all, better, best, success");
     }
@@ -300,6 +304,14 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
             "--rollout-turns, --samples-eval and --eval-batch must be at least 1",
         );
     }
+    rise::check_counts(s.turns, s.parallel_samples)
+        .map_err(|(flag, why)| LabError::setting(flag, why))?;
+    rise::check_counts(s.rollout_turns, 1).map_err(|_| {
+        LabError::setting(
+            "rollout-turns",
+            format!("{}: must be 1 to {}", s.rollout_turns, rise::MAX_TURNS),
+        )
+    })?;
     Ok(())
 }
 

@@ -493,6 +493,9 @@ fn group_size(parallelism: usize) -> usize {
     parallelism.max(1) * if parallelism > 1 { GROUP_LANES } else { 1 }
 }
 
+/// The most trials a run may have (trial folders are numbered with two digits).
+pub const MAX_TRIALS: u32 = 100;
+
 /// The trial loop: N trials over `tasks`; a task solved in a trial is not attempted again; one
 /// result file per task and trial (the single source of truth, so a killed run resumes where
 /// it was); a reflection after each failure when the strategy reflects and a trial follows;
@@ -505,8 +508,11 @@ pub fn run_trials(
     on_task: &mut (dyn FnMut(&TaskResult) + Send),
 ) -> Result<Vec<TrialSummary>, RunError> {
     let strategy = cfg.parsed_strategy()?;
-    if cfg.trials == 0 {
-        return Err(RunError::Config("--trials must be at least 1".into()));
+    if cfg.trials == 0 || cfg.trials > MAX_TRIALS {
+        return Err(RunError::Config(format!(
+            "--trials {}: must be 1 to {MAX_TRIALS}",
+            cfg.trials
+        )));
     }
     if tasks.is_empty() {
         return Err(RunError::Config("no task to run".into()));

@@ -143,12 +143,8 @@ impl Environment for MathEnv {
         }
         cfg.max_tokens = o.or("max-tokens", 512)?;
         cfg.seed = o.or("seed", 0)?;
-        if cfg.turns == 0 || cfg.samples == 0 {
-            return Err(EnvError::setting(
-                "turns",
-                "and --samples must be at least 1",
-            ));
-        }
+        rise::check_counts(cfg.turns, cfg.samples)
+            .map_err(|(flag, why)| EnvError::setting(flag, why))?;
         cfg.batch = match o.get::<u32>("batch")? {
             Some(0) => return Err(EnvError::setting("batch", "must be at least 1")),
             Some(b) => b,

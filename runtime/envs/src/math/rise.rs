@@ -436,6 +436,22 @@ pub fn check_sampling(
     Ok(())
 }
 
+/// The most turns of one problem's attempt chain.
+pub const MAX_TURNS: u32 = 100;
+/// The most samples drawn of one turn (each is kept in memory with its text).
+pub const MAX_SAMPLES: u32 = 1024;
+
+/// Checks `--turns` and `--samples`: at least 1, at most [`MAX_TURNS`] and [`MAX_SAMPLES`].
+pub fn check_counts(turns: u32, samples: u32) -> Result<(), (&'static str, String)> {
+    if !(1..=MAX_TURNS).contains(&turns) {
+        return Err(("turns", format!("{turns}: must be 1 to {MAX_TURNS}")));
+    }
+    if !(1..=MAX_SAMPLES).contains(&samples) {
+        return Err(("samples", format!("{samples}: must be 1 to {MAX_SAMPLES}")));
+    }
+    Ok(())
+}
+
 /// The sampler of one attempt: greedy at temperature 0, else `temperature` and `top_p`.
 pub(crate) fn sampling(temperature: f32, top_p: f32, seed: u32) -> SamplingParams {
     SamplingParams {

@@ -117,6 +117,24 @@ fn a_reflection_that_helps_is_rated_plus_one_and_solved_tasks_are_not_retried() 
 }
 
 #[test]
+fn trials_past_the_cap_are_refused_before_any_folder_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut agent = Toy { calls: Vec::new() };
+    let err = run_trials(
+        &tasks(1),
+        &mut agent,
+        &cfg(MAX_TRIALS + 1),
+        &out,
+        &mut |_| {},
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--trials"), "{err}");
+    assert!(!out.exists() && agent.calls.is_empty());
+}
+
+#[test]
 fn the_reflector_info_hashes_a_model_and_an_adapter_given_as_files() {
     let dir = tempfile::tempdir().unwrap();
     let (model, adapter) = (dir.path().join("m.gguf"), dir.path().join("a.gguf"));
@@ -230,7 +248,7 @@ fn duplicate_ids_an_empty_task_set_and_a_result_file_of_another_task_are_refused
     let e = run_trials(
         &[],
         &mut Toy { calls: Vec::new() },
-        &cfg(1_000_000),
+        &cfg(MAX_TRIALS),
         dir.path(),
         &mut |_| {},
     )

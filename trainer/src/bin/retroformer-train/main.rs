@@ -512,6 +512,9 @@ fn inspect(adapter: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The longest `bench --seq`.
+const MAX_BENCH_SEQ: usize = 32_768;
+
 fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> Result<()> {
     use retroformer_core::records::{Figure, TrainerFigure};
     use retroformer_core::rss;
@@ -520,8 +523,9 @@ fn bench(backend: Backend, model: &str, seq: usize, steps: u64, json: bool) -> R
     if steps < 2 {
         bail!("--steps must be at least 2 (the first step is warm-up)");
     }
-    if seq < 8 {
-        bail!("--seq must be at least 8 tokens");
+    // Past the bench's prose generator (the tokenizer takes at most 256 KiB of text).
+    if !(8..=MAX_BENCH_SEQ).contains(&seq) {
+        bail!("--seq {seq}: must be 8 to {MAX_BENCH_SEQ} tokens");
     }
     let path = base_file(model)?;
     let isolated = rss::reset_peak_rss();

@@ -119,6 +119,13 @@ fn check_saved(p: &MathProblem, r: &Rollout) -> Result<(), String> {
     }
     for t in &r.turns {
         t.candidates.iter().try_for_each(|a| super::rejudge(p, a))?;
+    }
+    check_turns(r)
+}
+
+/// Each turn's chosen candidate exists and carries the turn's reward.
+fn check_turns(r: &Rollout) -> Result<(), String> {
+    for t in &r.turns {
         if t.candidates.get(t.chosen).map(|a| a.reward) != Some(t.reward) {
             return Err(
                 "a turn's reward is not its chosen candidate's: the file was edited".into(),
@@ -366,9 +373,10 @@ pub fn read_rollouts(dir: &Path) -> Result<Vec<Rollout>, RiseError> {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "json") {
             let mut r: Rollout = read_json(&p)?.ok_or_else(|| file_err(&p, "vanished"))?;
+            check_turns(&r).map_err(|why| file_err(&p, why))?;
             if r.format_version == 1 {
                 // Version 1 counted earlier attempts only.
-                r.window += 1;
+                r.window = r.window.saturating_add(1);
                 r.format_version = FORMAT_VERSION;
             } else if r.format_version != FORMAT_VERSION {
                 return Err(file_err(

@@ -130,6 +130,30 @@ fn a_version_one_rollout_is_read_with_its_window_counting_the_turn_itself() {
     assert!(err.contains("format_version 99"), "{err}");
 }
 
+#[test]
+fn a_rollout_file_whose_turn_has_no_candidates_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("rollouts")).unwrap();
+    let mut bad = rollout("p0", &[0.0, 1.0]);
+    bad.turns[1].candidates.clear();
+    let text = serde_json::to_string(&bad).unwrap();
+    std::fs::write(dir.path().join("rollouts/p0.json"), text).unwrap();
+    let err = read_rollouts(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("p0.json") && err.contains("chosen candidate"),
+        "{err}"
+    );
+}
+
+#[test]
+fn turns_and_samples_are_counted_from_1_to_their_caps() {
+    assert!(check_counts(1, 1).is_ok() && check_counts(MAX_TURNS, MAX_SAMPLES).is_ok());
+    assert_eq!(check_counts(0, 1).unwrap_err().0, "turns");
+    assert_eq!(check_counts(MAX_TURNS + 1, 1).unwrap_err().0, "turns");
+    assert_eq!(check_counts(1, 0).unwrap_err().0, "samples");
+    assert_eq!(check_counts(1, 4_000_000_000).unwrap_err().0, "samples");
+}
+
 fn problem() -> MathProblem {
     MathProblem {
         id: "p1".into(),
