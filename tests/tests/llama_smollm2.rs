@@ -666,6 +666,17 @@ fn out_of_range_threads_context_and_penalty_window_are_clear_errors() {
         .err()
         .expect("a billion-token context is refused");
     assert!(e.to_string().contains("context_size"), "{e}");
+    // The largest context for each of the most sequences: ~3 TB of KV cache, refused before
+    // llama.cpp allocates it.
+    let e = model
+        .session(&SessionOptions {
+            context_size: Some(1 << 20),
+            threads: Some(1),
+            sequences: Some(retroformer_llm::MAX_SEQUENCES),
+        })
+        .err()
+        .expect("a KV cache past the memory is refused");
+    assert!(e.to_string().contains("MiB of KV cache"), "{e}");
     let e = model
         .session(&SessionOptions {
             context_size: Some(512),

@@ -8,7 +8,7 @@ use clap::Args;
 use retroformer::backend;
 use retroformer_llm::target::TargetProfile;
 use retroformer_llm::{
-    GenerateRequest, Grammar, LanguageModel, SamplingParams, Session, SessionOptions,
+    GenerateRequest, Grammar, LanguageModel, LlmError, SamplingParams, Session, SessionOptions,
 };
 use retroformer_report::progress::{self, LineProgress};
 
@@ -148,11 +148,25 @@ pub fn open_batch_session(
     } else {
         args.ctx_size
     };
-    let mut s = model.session(&SessionOptions {
-        context_size,
-        threads: args.threads,
-        sequences: Some(sequences),
-    })?;
+    let mut s = model
+        .session(&SessionOptions {
+            context_size,
+            threads: args.threads,
+            sequences: Some(sequences),
+        })
+        .map_err(|e| match e {
+            // Name the flag the value came from.
+            LlmError::InvalidParam { field, message } => {
+                let flag = match field {
+                    "context_size" if context_size == args.ctx_size => "--ctx-size",
+                    "context_size" => "the context each sequence needs",
+                    "threads" => "--threads",
+                    other => other,
+                };
+                anyhow::anyhow!("{flag}: {message}")
+            }
+            e => e.into(),
+        })?;
     if let Some(a) = &args.adapter {
         let h = model.load_adapter(a)?;
         s.set_adapter(Some((h, args.adapter_scale)))?;

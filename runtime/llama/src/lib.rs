@@ -549,6 +549,9 @@ impl LlamaModel {
             FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
         let kv = kv_ggml_type(&self.header, profile.kv_type)?;
+        // Sequence 0 holds the shared prefix; one more per batched request.
+        let n_seq_max = if sequences > 1 { sequences + 1 } else { 1 };
+        self.check_kv_fits(n_ctx, n_seq_max)?;
         LlamaSession::spawn(
             self.inner.clone(),
             session::ContextConfig {
@@ -559,11 +562,36 @@ impl LlamaModel {
                 threads,
                 flash,
                 reference_kernels: profile.batch_invariant,
-                // Sequence 0 holds the shared prefix; one more per batched request.
-                n_seq_max: if sequences > 1 { sequences + 1 } else { 1 },
+                n_seq_max,
                 numerics: profile.numerics(),
             },
         )
+    }
+
+    /// Refuses a session whose KV cache alone (`n_ctx` cells for each of `n_seq_max`
+    /// sequences) passes the memory available, on the CPU: llama.cpp would allocate and clear
+    /// it, and the kernel end the process. (On a GPU the cache is in its memory, unchecked here.)
+    fn check_kv_fits(&self, n_ctx: u32, n_seq_max: u32) -> Result<(), LlmError> {
+        if self.inner.profile.gpu_layers > 0 {
+            return Ok(());
+        }
+        let per_token = LanguageModel::kv_bytes_per_token(self);
+        let (Some(per_token), Some(free)) = (per_token, retroformer_core::rss::available_bytes())
+        else {
+            return Ok(());
+        };
+        let need = per_token.saturating_mul(u64::from(n_ctx) * u64::from(n_seq_max));
+        if need <= free {
+            return Ok(());
+        }
+        Err(LlmError::InvalidParam {
+            field: "context_size",
+            message: format!(
+                "{n_ctx} tokens for each of {n_seq_max} sequences need {} MiB of KV cache; {} MiB of memory are available",
+                need >> 20,
+                free >> 20
+            ),
+        })
     }
 
     /// Loads an adapter as a concrete handle.
