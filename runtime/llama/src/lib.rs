@@ -14,6 +14,7 @@
 //! writing and decoding takes it for reading.
 
 mod bare;
+mod context;
 mod pinned;
 mod probe;
 mod score;
@@ -25,6 +26,7 @@ pub use bare::BareLoop;
 pub use probe::{install_probe, probe, LoadProbe};
 pub use sigbus::install_report as report_sigbus;
 
+pub use context::MAX_CONTEXT;
 pub use score::MAX_SCORE_TOKENS;
 pub use session::{LlamaSession, MAX_GRAMMAR_MS_PER_TOKEN};
 pub use tensors::{dequantize, TensorReader, MAX_TENSOR_ELEMENTS};
@@ -118,7 +120,7 @@ use std::time::Instant;
 use llama_cpp_sys_2 as sys;
 
 use retroformer_gguf::{BasePolicy, GgufFile};
-use retroformer_llm::target::{Backend, FlashAttention, KvType, TargetProfile};
+use retroformer_llm::target::{Backend, TargetProfile};
 use retroformer_llm::{
     AdapterHandle, ChatMessage, LanguageModel, LlmError, Session, SessionOptions, Token,
 };
@@ -303,10 +305,6 @@ impl LoadOptions {
 }
 
 static NEXT_ADAPTER: AtomicU64 = AtomicU64::new(1);
-
-/// Largest context accepted (tokens); larger requests are a clear error, not an allocation
-/// failure inside llama.cpp.
-pub const MAX_CONTEXT: u32 = 1 << 20;
 
 /// A LoRA adapter loaded into llama.cpp; freed on drop.
 pub(crate) struct AdapterInner {
@@ -507,93 +505,14 @@ impl LlamaModel {
 
     /// A concrete session (also available as `Box<dyn Session>` through the trait).
     pub fn llama_session(&self, opts: &SessionOptions) -> Result<LlamaSession, LlmError> {
-        let profile = &self.inner.profile;
-        let n_ctx = opts.context_size.unwrap_or(profile.context_size);
-        if !(16..=MAX_CONTEXT).contains(&n_ctx) {
-            return Err(LlmError::InvalidParam {
-                field: "context_size",
-                message: format!("{n_ctx} is not in [16, {MAX_CONTEXT}]"),
-            });
-        }
-        let cores = std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1);
-        let wanted = opts.threads.unwrap_or_else(|| profile.resolve_threads());
-        if wanted == 0 {
-            return Err(LlmError::InvalidParam {
-                field: "threads",
-                message: "must be at least 1".into(),
-            });
-        }
-        let threads = wanted.min(cores.clamp(1, 512));
-        if threads < wanted {
-            tracing::warn!(
-                wanted,
-                threads,
-                "more threads than logical cores requested; using {threads}"
-            );
-        }
-        let sequences = opts.sequences.unwrap_or(1);
-        if !(1..=retroformer_llm::MAX_SEQUENCES).contains(&sequences) {
-            return Err(LlmError::InvalidParam {
-                field: "sequences",
-                message: format!(
-                    "{sequences} is not in [1, {}]",
-                    retroformer_llm::MAX_SEQUENCES
-                ),
-            });
-        }
-        let flash = match profile.flash_attention {
-            FlashAttention::Auto => sys::LLAMA_FLASH_ATTN_TYPE_AUTO,
-            FlashAttention::On => sys::LLAMA_FLASH_ATTN_TYPE_ENABLED,
-            FlashAttention::Off => sys::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-        };
-        let kv = kv_ggml_type(&self.header, profile.kv_type)?;
-        // Sequence 0 holds the shared prefix; one more per batched request.
-        let n_seq_max = if sequences > 1 { sequences + 1 } else { 1 };
-        self.check_kv_fits(n_ctx, n_seq_max)?;
-        LlamaSession::spawn(
-            self.inner.clone(),
-            session::ContextConfig {
-                kv,
-                n_ctx,
-                n_batch: profile.batch_size.min(n_ctx),
-                n_ubatch: profile.ubatch_size.min(profile.batch_size).min(n_ctx),
-                threads,
-                flash,
-                reference_kernels: profile.batch_invariant,
-                n_seq_max,
-                numerics: profile.numerics(),
-            },
-        )
+        let cfg = context::config(
+            &self.inner.profile,
+            &self.header,
+            self.kv_bytes_per_token(),
+            opts,
+        )?;
+        LlamaSession::spawn(self.inner.clone(), cfg)
     }
-
-    /// Refuses a session whose KV cache alone (`n_ctx` cells for each of `n_seq_max`
-    /// sequences) passes the memory available, on the CPU: llama.cpp would allocate and clear
-    /// it, and the kernel end the process. (On a GPU the cache is in its memory, unchecked here.)
-    fn check_kv_fits(&self, n_ctx: u32, n_seq_max: u32) -> Result<(), LlmError> {
-        if self.inner.profile.gpu_layers > 0 {
-            return Ok(());
-        }
-        let per_token = LanguageModel::kv_bytes_per_token(self);
-        let (Some(per_token), Some(free)) = (per_token, retroformer_core::rss::available_bytes())
-        else {
-            return Ok(());
-        };
-        let need = per_token.saturating_mul(u64::from(n_ctx) * u64::from(n_seq_max));
-        if need <= free {
-            return Ok(());
-        }
-        Err(LlmError::InvalidParam {
-            field: "context_size",
-            message: format!(
-                "{n_ctx} tokens for each of {n_seq_max} sequences need {} MiB of KV cache; {} MiB of memory are available",
-                need >> 20,
-                free >> 20
-            ),
-        })
-    }
-
     /// Loads an adapter as a concrete handle.
     pub fn load_lora(&self, path: &Path) -> Result<AdapterHandle, LlmError> {
         let pinned = pinned::Pinned::open(path)?;
@@ -644,26 +563,6 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
             n => h.update(&buf[..n]),
         }
     }
-}
-
-/// The ggml type of a `kv_type` cache for the model in `header`, refused (before llama.cpp
-/// sees it) when a head size is not a multiple of the type's block.
-fn kv_ggml_type(header: &GgufFile, kv: KvType) -> Result<sys::ggml_type, LlmError> {
-    let (k, v) = header.head_sizes();
-    if let Some(bad) = [k, v].into_iter().find(|d| d % kv.block() != 0) {
-        return Err(LlmError::InvalidParam {
-            field: "kv_type",
-            message: format!(
-                "{kv} stores blocks of {} values, which do not divide this model's head size {bad}; use f16",
-                kv.block()
-            ),
-        });
-    }
-    Ok(match kv {
-        KvType::F16 => sys::GGML_TYPE_F16,
-        KvType::Q8_0 => sys::GGML_TYPE_Q8_0,
-        KvType::Q4_0 => sys::GGML_TYPE_Q4_0,
-    })
 }
 
 impl LanguageModel for LlamaModel {

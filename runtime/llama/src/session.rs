@@ -14,6 +14,7 @@ use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_sys_2 as sys;
 
 use super::{decode, tokenize, AdapterInner, ModelInner};
+use crate::context::ContextConfig;
 use retroformer_llm::{
     AdapterHandle, FinishReason, GenerateRequest, Generation, GenerationStats, Intake, Keyed,
     LlmError, OnDone, SampledToken, Session, SessionInfo, StopStream, Token, TokenLogprob,
@@ -26,23 +27,6 @@ pub use sampling::MAX_GRAMMAR_MS_PER_TOKEN;
 mod stream;
 
 use sampling::{Drawn, TokenSampler};
-
-pub(crate) struct ContextConfig {
-    /// The KV cache's ggml type (keys and values).
-    pub kv: sys::ggml_type,
-    pub n_ctx: u32,
-    pub n_batch: u32,
-    pub n_ubatch: u32,
-    pub threads: u32,
-    pub flash: sys::llama_flash_attn_type,
-    /// ggml's reference CPU kernels: batch-invariant logits ([`crate::use_reference_kernels`]).
-    pub reference_kernels: bool,
-    /// Sequences the context holds at once, each with `n_ctx` cells of its own: 1, or 1 + the
-    /// lanes of [`Session::generate_stream`].
-    pub n_seq_max: u32,
-    /// The profile's [`TargetProfile::numerics`](retroformer_llm::target::TargetProfile::numerics).
-    pub numerics: String,
-}
 
 /// The caller's streaming callback, lent to the owner thread for one `generate` call.
 ///
