@@ -116,7 +116,9 @@ pub fn rollouts(profile: &TargetProfile, a: &RolloutArgs, dataset: Dataset) -> R
             anyhow::bail!("--{flag} {why}");
         }
     }
-    if let Err((flag, why)) = rise::check_sampling(a.window, a.temperature, a.top_p) {
+    if let Err((flag, why)) = rise::check_max_tokens(a.max_tokens)
+        .and_then(|()| rise::check_sampling(a.window, a.temperature, a.top_p))
+    {
         anyhow::bail!("--{flag} {why}");
     }
     let mut problems = retroformer_envs::math::env::load(dataset, a.data.as_deref(), "train")?;

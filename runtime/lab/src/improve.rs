@@ -227,6 +227,7 @@ fn check(plan: &ImprovePlan) -> Result<(), LabError> {
     rise::check_sampling(1, s.eval_temperature, s.top_p)
         .map_err(|(flag, why)| LabError::setting(&format!("eval-{flag}"), why))?;
     crate::child::check_training(s.rank, s.alpha, s.lr, s.max_len)?;
+    rise::check_max_tokens(s.max_tokens).map_err(|(flag, why)| LabError::setting(flag, why))?;
     if s.lora_seeds.is_empty() {
         return bad("lora-seeds", "needs at least one seed");
     }

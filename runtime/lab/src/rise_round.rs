@@ -292,6 +292,7 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
             .map_err(|(flag, why)| LabError::setting(&format!("rollout-{flag}"), why))?;
     }
     crate::child::check_training(s.rank, s.alpha, s.lr, s.max_len)?;
+    rise::check_max_tokens(s.max_tokens).map_err(|(flag, why)| LabError::setting(flag, why))?;
     if Criterion::parse(&s.criterion).is_none() {
         return bad("criteria", "known criteria are all, better, best, success");
     }

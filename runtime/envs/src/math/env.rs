@@ -142,6 +142,8 @@ impl Environment for MathEnv {
             cfg.adapter_sha256 = Some(sha);
         }
         cfg.max_tokens = o.or("max-tokens", 512)?;
+        rise::check_max_tokens(cfg.max_tokens)
+            .map_err(|(flag, why)| EnvError::setting(flag, why))?;
         cfg.seed = o.or("seed", 0)?;
         rise::check_counts(cfg.turns, cfg.samples)
             .map_err(|(flag, why)| EnvError::setting(flag, why))?;

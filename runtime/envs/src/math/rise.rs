@@ -441,6 +441,21 @@ pub const MAX_TURNS: u32 = 100;
 /// The most samples drawn of one turn (each is kept in memory with its text).
 pub const MAX_SAMPLES: u32 = 1024;
 
+/// The most tokens one answer may take (`--max-tokens`): each lane holds the prompt and the
+/// window's answers, so far more would ask for contexts no device has.
+pub const MAX_ANSWER_TOKENS: u32 = 32_768;
+
+/// Checks `--max-tokens`: 1 to [`MAX_ANSWER_TOKENS`].
+pub fn check_max_tokens(n: u32) -> Result<(), (&'static str, String)> {
+    if !(1..=MAX_ANSWER_TOKENS).contains(&n) {
+        return Err((
+            "max-tokens",
+            format!("{n}: must be 1 to {MAX_ANSWER_TOKENS}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks `--turns` and `--samples`: at least 1, at most [`MAX_TURNS`] and [`MAX_SAMPLES`].
 pub fn check_counts(turns: u32, samples: u32) -> Result<(), (&'static str, String)> {
     if !(1..=MAX_TURNS).contains(&turns) {

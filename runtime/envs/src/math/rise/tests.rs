@@ -146,12 +146,14 @@ fn a_rollout_file_whose_turn_has_no_candidates_is_an_error_naming_it() {
 }
 
 #[test]
-fn turns_and_samples_are_counted_from_1_to_their_caps() {
+fn turns_samples_and_answer_tokens_are_counted_from_1_to_their_caps() {
     assert!(check_counts(1, 1).is_ok() && check_counts(MAX_TURNS, MAX_SAMPLES).is_ok());
     assert_eq!(check_counts(0, 1).unwrap_err().0, "turns");
     assert_eq!(check_counts(MAX_TURNS + 1, 1).unwrap_err().0, "turns");
     assert_eq!(check_counts(1, 0).unwrap_err().0, "samples");
     assert_eq!(check_counts(1, 4_000_000_000).unwrap_err().0, "samples");
+    assert!(check_max_tokens(512).is_ok() && check_max_tokens(MAX_ANSWER_TOKENS).is_ok());
+    assert_eq!(check_max_tokens(600_000).unwrap_err().0, "max-tokens");
 }
 
 fn problem() -> MathProblem {
