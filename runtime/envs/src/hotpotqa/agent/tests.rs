@@ -316,7 +316,7 @@ fn a_run_resumed_with_more_trials_reflects_on_its_last_failures_and_matches_one_
     assert!(r
         .unwrap_err()
         .to_string()
-        .contains("--trials must be at least 1"));
+        .contains("--trials 0: must be 1 to"));
 }
 
 #[test]
