@@ -307,12 +307,8 @@ fn check(s: &RoundSettings) -> Result<(), LabError> {
     }
     rise::check_counts(s.turns, s.parallel_samples)
         .map_err(|(flag, why)| LabError::setting(flag, why))?;
-    rise::check_counts(s.rollout_turns, 1).map_err(|_| {
-        LabError::setting(
-            "rollout-turns",
-            format!("{}: must be 1 to {}", s.rollout_turns, rise::MAX_TURNS),
-        )
-    })?;
+    rise::check_counts(s.rollout_turns, 1)
+        .map_err(|(_, why)| LabError::setting("rollout-turns", why))?;
     Ok(())
 }
 

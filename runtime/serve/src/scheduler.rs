@@ -223,9 +223,6 @@ impl Scheduler {
         if let Some(why) = &s.stopped {
             return Health::Stopped(why.clone());
         }
-        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-            return Health::Stopped(SCHEDULER_ENDED.into());
-        }
         match self.queue.quiet() {
             quiet if s.in_flight > 0 && quiet >= stall_after => Health::Stalled(quiet),
             _ => Health::Ready,
@@ -367,15 +364,13 @@ fn run(
     }
 }
 
-/// Why a model whose scheduler thread ended without another reason stopped serving.
-const SCHEDULER_ENDED: &str = "the model stopped serving: its scheduler ended";
-
 /// Stops the queue when the scheduler thread ends, and answers what still waits.
 struct StopOnExit<'a>(&'a Queue);
 
 impl Drop for StopOnExit<'_> {
     fn drop(&mut self) {
-        self.0.stop(SCHEDULER_ENDED.into());
+        self.0
+            .stop("the model stopped serving: its scheduler ended".into());
         fail_waiting(self.0, None, &LlmError::SessionGone);
     }
 }
