@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// longest prompt's evaluation.
     #[arg(long, default_value_t = 300)]
     stall_seconds: u64,
+    /// Connections open at once; more wait to be accepted. Each connection that sends no
+    /// request for 30 s is closed.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    max_connections: u32,
     /// Context size per lane in tokens (default: the target profile's).
     #[arg(long)]
     ctx_size: Option<u32>,
@@ -100,6 +104,7 @@ pub fn serve(profile: &TargetProfile, a: &ServeArgs) -> Result<()> {
         max_body_bytes: a.max_body,
         api_key: a.api_key.clone().filter(|k| !k.is_empty()),
         stall_after: Duration::from_secs(a.stall_seconds),
+        max_connections: a.max_connections as usize,
         ..Limits::default()
     };
     let models = a

@@ -16,6 +16,23 @@ use crate::schema;
 
 /// The longest `stop` string, in bytes (OpenAI sets none; a stop is a word or a marker).
 pub const MAX_STOP_BYTES: usize = 256;
+/// A `session_id`'s length at most: ids are kept as keys while their episode is open, and are
+/// not counted in the capture's memory budget.
+pub const MAX_SESSION_ID_BYTES: usize = 256;
+
+/// Refuses a `session_id` that is empty or longer than [`MAX_SESSION_ID_BYTES`].
+pub fn check_session_id(id: &str) -> Result<(), ApiError> {
+    if id.is_empty() || id.len() > MAX_SESSION_ID_BYTES {
+        return Err(ApiError::invalid(
+            "session_id",
+            format!(
+                "session_id must be 1 to {MAX_SESSION_ID_BYTES} bytes; got {}",
+                id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
 
 /// `stop`: one string or a list.
 #[derive(Deserialize, Clone, Debug)]
@@ -96,7 +113,7 @@ impl Sampling {
         Ok(n)
     }
 
-    /// Refuses what the server does not implement, by field.
+    /// Refuses what the server does not implement, by field, and a `session_id` out of bounds.
     pub fn check_supported(&self) -> Result<(), ApiError> {
         for (field, v) in [
             ("presence_penalty", self.presence_penalty),
@@ -121,7 +138,7 @@ impl Sampling {
                 "best_of is not supported (only 1)",
             ));
         }
-        Ok(())
+        self.session_id.as_deref().map_or(Ok(()), check_session_id)
     }
 
     /// The generation request for `prompt`, choice `index` (`n` > 1 draws each with seed +

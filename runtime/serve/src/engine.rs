@@ -43,6 +43,13 @@ pub struct Limits {
     /// How long a model may have requests in flight without any progress before `/health`
     /// calls it stalled (503).
     pub stall_after: Duration,
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    pub max_connections: usize,
+    /// The longest a connection may take to send a request's headers, the wait for the next
+    /// request on a kept-alive connection included; then it is closed.
+    pub header_wait: Duration,
+    /// The longest a request body may take to arrive (408 after).
+    pub body_wait: Duration,
 }
 
 impl Default for Limits {
@@ -55,6 +62,10 @@ impl Default for Limits {
             max_body_bytes: 4 << 20,
             api_key: None,
             stall_after: Duration::from_secs(300),
+            max_connections: 256,
+            header_wait: Duration::from_secs(30),
+            // 4 MiB at ~35 kB/s.
+            body_wait: Duration::from_secs(120),
         }
     }
 }

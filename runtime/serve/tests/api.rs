@@ -417,6 +417,18 @@ async fn a_sessions_chat_turns_become_training_samples_when_feedback_arrives() {
         (s, error_of(&v).1),
         (StatusCode::NOT_FOUND, Some("session_id"))
     );
+    // An id past the bound is refused by name on both routes, before anything is kept.
+    let long = "x".repeat(257); // one past `MAX_SESSION_ID_BYTES`
+    let turn = json!({"model": "tiny", "session_id": long, "messages": [{"role": "user", "content": "2+2?"}]});
+    let feedback = json!({"session_id": long, "reward": 1.0});
+    for (path, body) in [("/v1/chat/completions", turn), ("/v1/feedback", feedback)] {
+        let (s, v) = call_json(&e, post(path, &body.to_string())).await;
+        assert_eq!(
+            (s, error_of(&v).1),
+            (StatusCode::BAD_REQUEST, Some("session_id")),
+            "{path}: {v}"
+        );
+    }
 }
 
 /// A store with two installed adapters for a tiny base, and their ids.

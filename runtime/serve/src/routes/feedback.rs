@@ -25,6 +25,7 @@ pub async fn handle(
             "trajectory capture is off: start the server with --capture DIR",
         )
     })?;
+    crate::api::check_session_id(&req.session_id)?;
     let (file, samples) = capture.feedback(&req.session_id, req.reward)?;
     Ok(Json(
         json!({"session_id": req.session_id, "samples": samples, "file": file}),

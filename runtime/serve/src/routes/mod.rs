@@ -106,14 +106,13 @@ async fn method_not_allowed(req: Request) -> ApiError {
 /// answered in OpenAI's error shape: a type error is a 400 naming its field, as OpenAI's is.
 pub struct ApiJson<T>(pub T);
 
-impl<T, S> FromRequest<S> for ApiJson<T>
+impl<T> FromRequest<AppState> for ApiJson<T>
 where
     T: serde::de::DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let json = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -125,8 +124,17 @@ where
                 "expected a request with `Content-Type: application/json`",
             ));
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
+        // A client trickling its body would otherwise hold the request (and its connection)
+        // for as long as it likes: the header timeout ends with the headers.
+        let wait = state.limits.body_wait;
+        let bytes = tokio::time::timeout(wait, axum::body::Bytes::from_request(req, state))
             .await
+            .map_err(|_| {
+                ApiError::status(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("the request body took more than {} s", wait.as_secs_f64()),
+                )
+            })?
             .map_err(|r| ApiError::status(r.status(), r.body_text()))?;
         body_of(&bytes).map(Self)
     }
