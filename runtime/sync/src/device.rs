@@ -11,7 +11,10 @@ use tokio::io::AsyncReadExt;
 use crate::names::{self, HEADER_DEVICE, HEADER_SOURCE};
 use crate::outbox::Pending;
 use crate::release::{CanaryOutcome, Release, ReleaseStatus, FORMAT_VERSION};
-use crate::{sha256_hex, Outbox, SyncError};
+use crate::{Outbox, SyncError};
+
+/// How long a download may receive nothing before it is given up (and retried next check).
+pub const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Checks that an adapter file loads on the base (the CLI's load probe, in a child process).
 pub type Proof = Box<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
@@ -239,10 +242,14 @@ impl Device {
         Ok(outcome)
     }
 
-    /// Downloads the release's adapter (at most its recorded size). A failure here is the
-    /// network's or the disk's, not the release's: it is retried at the next check, never
-    /// reported as a refusal.
-    async fn download(&self, r: &Release) -> Result<Vec<u8>, SyncError> {
+    /// Downloads the release's adapter (at most its recorded size, one byte past it to tell a
+    /// longer object) into `file`, hashing it on the way, so that what it holds in memory is a
+    /// chunk, not the adapter. Returns its sha256 and length. A failure here is the network's
+    /// or the disk's, not the release's: it is retried at the next check, never reported as a
+    /// refusal; a server that sends nothing for [`DOWNLOAD_STALL`] is such a failure.
+    async fn download(&self, r: &Release, file: &Path) -> Result<(String, u64), SyncError> {
+        use sha2::{Digest, Sha256};
+        use tokio::io::AsyncWriteExt;
         let os = self
             .js
             .get_object_store(names::ADAPTERS_BUCKET)
@@ -252,45 +259,56 @@ impl Device {
             .get(&r.object)
             .await
             .map_err(|e| SyncError::Nats(format!("object {}: {e}", r.object)))?;
-        let mut bytes = Vec::new();
-        // One byte past the recorded size tells a longer object from one of that size.
-        object
-            .take(r.size.saturating_add(1))
-            .read_to_end(&mut bytes)
+        let mut object = object.take(r.size.saturating_add(1));
+        let mut out = tokio::fs::File::create(file)
             .await
-            .map_err(|e| SyncError::Nats(format!("reading object {}: {e}", r.object)))?;
-        Ok(bytes)
+            .map_err(|e| SyncError::io(file, e))?;
+        let (mut hash, mut len, mut chunk) = (Sha256::new(), 0u64, vec![0u8; 1 << 16]);
+        loop {
+            let read = tokio::time::timeout(DOWNLOAD_STALL, object.read(&mut chunk))
+                .await
+                .map_err(|_| {
+                    SyncError::Nats(format!(
+                        "object {}: nothing received for {} s",
+                        r.object,
+                        DOWNLOAD_STALL.as_secs()
+                    ))
+                })?
+                .map_err(|e| SyncError::Nats(format!("reading object {}: {e}", r.object)))?;
+            if read == 0 {
+                break;
+            }
+            hash.update(&chunk[..read]);
+            len += read as u64;
+            out.write_all(&chunk[..read])
+                .await
+                .map_err(|e| SyncError::io(file, e))?;
+        }
+        out.flush().await.map_err(|e| SyncError::io(file, e))?;
+        Ok((hex::encode(hash.finalize()), len))
     }
 
-    /// Checks a downloaded adapter: its bytes' sha256, then (by the store's install)
-    /// that it records this base; then that it records the release's data. Returns the
-    /// installed id, or why the release is refused.
-    fn install(&self, r: &Release, bytes: &[u8]) -> Result<String, String> {
+    /// Checks a downloaded adapter: its bytes' sha256 (`sha`, of `len` bytes), then (by the
+    /// store's install) that it records this base; then that it records the release's data.
+    /// Returns the installed id, or why the release is refused.
+    fn install(&self, r: &Release, file: &Path, sha: &str, len: u64) -> Result<String, String> {
         // A longer object was cut one byte past the recorded size: its digest differs too.
-        let sha = sha256_hex(bytes);
         if sha != r.sha256 {
             return Err(format!(
-                "the downloaded adapter's sha256 is {sha} ({} bytes), the release says {} ({} bytes)",
-                bytes.len(),
+                "the downloaded adapter's sha256 is {sha} ({len} bytes), the release says {} ({} bytes)",
                 r.sha256,
                 r.size
             ));
         }
-        let file = self
-            .cfg
-            .outbox
-            .join(format!("download-{}.gguf", &sha[..16]));
-        retroformer_core::fsutil::write_atomic(&file, bytes).map_err(|e| e.to_string())?;
         let installed = crate::blocking(|| {
             self.cfg.store.install(
-                &file,
+                file,
                 &self.cfg.base,
                 &self.cfg.base_name,
                 BasePolicy::Recorded,
                 &*self.cfg.proof,
             )
         });
-        let _ = std::fs::remove_file(&file);
         let m = installed.map_err(|e| e.to_string())?;
         if m.data_sha256 != r.data_sha256 {
             return Err(format!(
@@ -311,8 +329,14 @@ impl Device {
                 r.base_sha256
             )));
         }
-        let bytes = self.download(r).await?;
-        Ok(self.install(r, &bytes))
+        let file = self
+            .cfg
+            .outbox
+            .join(format!("download-{}.gguf", &r.sha256[..16]));
+        let downloaded = self.download(r, &file).await;
+        let installed = downloaded.map(|(sha, len)| self.install(r, &file, &sha, len));
+        let _ = std::fs::remove_file(&file);
+        installed
     }
 
     async fn canary(&self, r: &Release, canary: &mut Canary) -> Result<CanaryOutcome, SyncError> {
@@ -360,13 +384,19 @@ impl Device {
             .find(|m| m.sha256 == r.sha256);
         let id = match installed {
             Some(m) => m.id,
-            None => self
-                .fetch_and_install(r)
-                .await?
-                .map_err(|reason| SyncError::Release {
-                    version: r.version,
-                    reason,
-                })?,
+            None => match self.fetch_and_install(r).await? {
+                Ok(id) => id,
+                // Refused here (its bytes, base or data are not what the release says): the
+                // same object would be downloaded and refused again at every check, so the
+                // device follows the release and keeps what it has.
+                Err(reason) => {
+                    self.follow(r)?;
+                    return Err(SyncError::Release {
+                        version: r.version,
+                        reason,
+                    });
+                }
+            },
         };
         self.cfg.store.activate(&id)?;
         Ok(())

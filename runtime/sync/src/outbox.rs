@@ -14,6 +14,9 @@ use crate::{names::MAX_SEGMENT_BYTES, segment, sha256_hex, SyncError};
 
 use crate::state::FORMAT_VERSION;
 
+/// The largest record file taken (read whole, then cut into segments).
+pub const MAX_RECORD_FILE_BYTES: u64 = 256 << 20;
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct State {
     format_version: u32,
@@ -61,11 +64,22 @@ impl Outbox {
         self.dir.join("state.json")
     }
 
+    /// The state, its segment names checked: they become file paths and message headers.
     fn state(&self) -> Result<State, SyncError> {
-        Ok(crate::state::load(&self.state_path())?.unwrap_or(State {
+        let path = self.state_path();
+        let state = crate::state::load(&path)?.unwrap_or(State {
             format_version: FORMAT_VERSION,
             ..State::default()
-        }))
+        });
+        let is_sha = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
+        if let Some(bad) = state.segments.keys().find(|k| !is_sha(k)) {
+            return Err(SyncError::Record {
+                path: path.display().to_string(),
+                line: 0,
+                reason: format!("segment name {bad:?} is not a sha256 (64 hex digits)"),
+            });
+        }
+        Ok(state)
     }
 
     fn save(&self, s: &State) -> Result<(), SyncError> {
@@ -78,6 +92,20 @@ impl Outbox {
 
     /// Takes `file` unless its current contents were taken before; returns the new segments.
     pub fn add_file(&self, file: &Path) -> Result<usize, SyncError> {
+        let size = std::fs::metadata(file)
+            .map_err(|e| SyncError::io(file, e))?
+            .len();
+        // The file is read whole and cut in memory.
+        if size > MAX_RECORD_FILE_BYTES {
+            return Err(SyncError::Record {
+                path: file.display().to_string(),
+                line: 0,
+                reason: format!(
+                    "{size} bytes; a record file is taken up to {MAX_RECORD_FILE_BYTES} bytes \
+                     (start a new file)"
+                ),
+            });
+        }
         let bytes = std::fs::read(file).map_err(|e| SyncError::io(file, e))?;
         let key = file.display().to_string();
         let sha = sha256_hex(&bytes);
@@ -98,13 +126,20 @@ impl Outbox {
     }
 
     /// Takes every `*.jsonl` file directly in `dirs` (in name order) that is new or changed;
-    /// a file that cannot be cut is skipped with a warning (and retried next scan). Returns
-    /// the new segments.
+    /// a folder or file that cannot be read or cut is skipped with a warning (and retried next
+    /// scan), so that one bad file does not hold back the others' segments. Returns the new
+    /// segments.
     pub fn scan(&self, dirs: &[PathBuf]) -> Result<usize, SyncError> {
         let mut n = 0;
         for d in dirs {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-                .map_err(|e| SyncError::io(d, e))?
+            let entries = match std::fs::read_dir(d) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!("outbox: skipped {}", SyncError::io(d, e));
+                    continue;
+                }
+            };
+            let mut files: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "jsonl") && p.is_file())
                 .collect();
@@ -112,7 +147,9 @@ impl Outbox {
             for f in files {
                 match self.add_file(&f) {
                     Ok(k) => n += k,
-                    Err(e @ SyncError::Record { .. }) => tracing::warn!("outbox: skipped {e}"),
+                    Err(e @ (SyncError::Record { .. } | SyncError::Io { .. })) => {
+                        tracing::warn!("outbox: skipped {e}")
+                    }
                     Err(e) => return Err(e),
                 }
             }
@@ -192,5 +229,34 @@ mod tests {
         std::fs::write(d.path().join("b.jsonl"), "{\"ok\":true}\n").unwrap();
         let o = Outbox::open(&d.path().join("outbox")).unwrap();
         assert_eq!(o.scan(&[d.path().to_path_buf()]).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_missing_folder_or_an_oversized_file_is_skipped_and_the_rest_taken() {
+        let d = tempfile::tempdir().unwrap();
+        let runs = d.path().join("runs");
+        std::fs::create_dir(&runs).unwrap();
+        std::fs::write(runs.join("a.jsonl"), "{\"ok\":true}\n").unwrap();
+        // Sparse: it takes no disk.
+        let big = std::fs::File::create(runs.join("big.jsonl")).unwrap();
+        big.set_len(MAX_RECORD_FILE_BYTES + 1).unwrap();
+        let o = Outbox::open(&d.path().join("outbox")).unwrap();
+        let dirs = [d.path().join("gone"), runs];
+        assert_eq!(o.scan(&dirs).unwrap(), 1);
+        assert_eq!(
+            o.pending().unwrap()[0].source,
+            dirs[1].join("a.jsonl").display().to_string()
+        );
+    }
+
+    #[test]
+    fn a_state_whose_segment_name_is_not_a_sha256_is_refused_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("outbox");
+        let o = Outbox::open(&dir).unwrap();
+        let state = r#"{"format_version":1,"sources":{},"segments":{"../../x":"a.jsonl"}}"#;
+        std::fs::write(dir.join("state.json"), state).unwrap();
+        let e = o.pending().unwrap_err().to_string();
+        assert!(e.contains("state.json") && e.contains("../../x"), "{e}");
     }
 }

@@ -332,6 +332,9 @@ impl FleetTrainer {
     /// Records (lines) stored but not yet trained on, and their segments.
     pub fn untrained(&self) -> Result<(usize, Vec<PathBuf>), SyncError> {
         let state = self.state()?;
+        // A set: the list grows with every segment ever trained on.
+        let trained: std::collections::HashSet<&str> =
+            state.trained.iter().map(String::as_str).collect();
         let mut lines = 0;
         let mut files = Vec::new();
         for p in self.stored()? {
@@ -340,7 +343,7 @@ impl FleetTrainer {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
-            if state.trained.contains(&sha) {
+            if trained.contains(sha.as_str()) {
                 continue;
             }
             let text = std::fs::read(&p).map_err(|e| SyncError::io(&p, e))?;
@@ -411,9 +414,16 @@ impl FleetTrainer {
             .await
             .map_err(SyncError::nats)?;
         let (kv, cur) = self.current().await?;
+        let version = match cur {
+            None => 1,
+            Some(c) => c.version.checked_add(1).ok_or_else(|| SyncError::Release {
+                version: c.version,
+                reason: "the release version cannot go higher".into(),
+            })?,
+        };
         let release = Release {
             format_version: FORMAT_VERSION,
-            version: cur.map_or(1, |c| c.version + 1),
+            version,
             status: ReleaseStatus::Candidate,
             base_sha256: self.cfg.base_sha256.clone(),
             sha256: sha,
@@ -441,6 +451,7 @@ impl FleetTrainer {
             .canaries
             .batch()
             .max_messages(1000)
+            .max_bytes(BATCH_BYTES)
             .expires(wait)
             .messages()
             .await

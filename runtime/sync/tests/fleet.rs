@@ -298,6 +298,26 @@ async fn a_bad_segment_is_set_aside_a_failed_download_is_retried_and_old_votes_d
     let stale = trainer.judge(Duration::from_millis(300)).await.unwrap();
     assert!(stale.is_none(), "judged on v1's vote: {stale:?}");
     promote(&b, &trainer, &v2).await;
+
+    // A promoted release whose object a device refuses (here: replaced after the vote) is
+    // refused once; the device keeps its adapter and does not download it again at every
+    // check.
+    let v3_file = adapter(&dir, 4.0, &"f".repeat(64));
+    let v3 = trainer.publish(&v3_file, &"f".repeat(64)).await.unwrap();
+    promote(&b, &trainer, &v3).await;
+    os.put(v3.object.as_str(), &mut b"not the adapter".as_slice())
+        .await
+        .unwrap();
+    let refused = a.follow_release(&mut eval(&[&v3.sha256])).await;
+    assert!(refused.is_err(), "{refused:?}");
+    let again = a.follow_release(&mut eval(&[&v3.sha256])).await;
+    assert!(matches!(again, Ok(None)), "{again:?}");
+    let active = AdapterStore::open(&root.join("dev-a").join("store"), &base_sha())
+        .unwrap()
+        .active()
+        .unwrap()
+        .map(|m| m.sha256);
+    assert_eq!(active.as_deref(), Some(v1.sha256.as_str()));
 }
 
 // Lines that pass the line check but that only the model refuses: the training names them all,
