@@ -73,12 +73,14 @@ async fn next_connection(
     mut stopped: watch::Receiver<bool>,
 ) -> Option<(TcpStream, OwnedSemaphorePermit)> {
     loop {
+        let slot = tokio::select! {
+            () = until_stopped(&mut stopped) => return None,
+            slot = slots.clone().acquire_owned() => slot.ok()?,
+        };
+        // Raced with shutdown too: with a slot free, the wait is here.
         let accepted = tokio::select! {
             () = until_stopped(&mut stopped) => return None,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => listener.accept().await.map(|(stream, _)| (stream, slot)),
-                Err(_) => return None,
-            },
+            accepted = listener.accept() => accepted.map(|(stream, _)| (stream, slot)),
         };
         match accepted {
             Ok(pair) => return Some(pair),
