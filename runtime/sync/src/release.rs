@@ -91,9 +91,67 @@ pub struct CanaryOutcome {
     pub reason: Option<String>,
 }
 
+/// The most of a canary's `reason` a trainer keeps (it is stored in the trainer's state).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+impl CanaryOutcome {
+    /// A report as a trainer reads it: JSON of this format version, its `reason` cut to
+    /// [`MAX_REASON_BYTES`] (at a character boundary).
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let mut o: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if o.format_version != FORMAT_VERSION {
+            return Err(format!(
+                "format_version {}; this build reads {FORMAT_VERSION}",
+                o.format_version
+            ));
+        }
+        if let Some(r) = o.reason.as_mut().filter(|r| r.len() > MAX_REASON_BYTES) {
+            let mut end = MAX_REASON_BYTES;
+            while !r.is_char_boundary(end) {
+                end -= 1;
+            }
+            r.truncate(end);
+            r.push_str(" [...]");
+        }
+        Ok(o)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outcome(format_version: u32, reason: &str) -> Vec<u8> {
+        let o = CanaryOutcome {
+            format_version,
+            device: "dev-a".into(),
+            version: 1,
+            sha256: "a".repeat(64),
+            installed: false,
+            promoted: false,
+            candidate_score: None,
+            incumbent_score: None,
+            reason: Some(reason.into()),
+        };
+        serde_json::to_vec(&o).unwrap()
+    }
+
+    #[test]
+    fn a_canary_report_of_another_format_version_is_refused_and_a_long_reason_cut() {
+        let e = CanaryOutcome::parse(&outcome(FORMAT_VERSION + 1, "x")).unwrap_err();
+        assert!(e.contains("format_version"), "{e}");
+        // Two-byte characters: the cut must not fall inside one.
+        let long = "\u{e9}".repeat(MAX_REASON_BYTES);
+        let o = CanaryOutcome::parse(&outcome(FORMAT_VERSION, &long)).unwrap();
+        let r = o.reason.unwrap();
+        assert!(
+            r.len() <= MAX_REASON_BYTES + 6 && r.ends_with(" [...]"),
+            "{}",
+            r.len()
+        );
+        let short = CanaryOutcome::parse(&outcome(FORMAT_VERSION, "refused")).unwrap();
+        assert_eq!(short.reason.as_deref(), Some("refused"));
+    }
 
     fn release() -> Release {
         Release {

@@ -461,7 +461,7 @@ impl FleetTrainer {
         let mut read = Vec::new();
         while let Some(m) = batch.next().await {
             let m = m.map_err(SyncError::nats)?;
-            match serde_json::from_slice::<CanaryOutcome>(&m.payload) {
+            match CanaryOutcome::parse(&m.payload) {
                 Ok(o)
                     if cur
                         .as_ref()
