@@ -242,6 +242,11 @@ fn redacted(url: &str) -> String {
 }
 
 /// The hex sha256 of `bytes`.
+/// Whether `s` reads as a sha256: 64 hex digits.
+pub(crate) fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(bytes))

@@ -71,8 +71,7 @@ impl Outbox {
             format_version: FORMAT_VERSION,
             ..State::default()
         });
-        let is_sha = |k: &str| k.len() == 64 && k.bytes().all(|b| b.is_ascii_hexdigit());
-        if let Some(bad) = state.segments.keys().find(|k| !is_sha(k)) {
+        if let Some(bad) = state.segments.keys().find(|k| !crate::is_sha256_hex(k)) {
             return Err(SyncError::Record {
                 path: path.display().to_string(),
                 line: 0,

@@ -56,7 +56,7 @@ impl Release {
             ("sha256", &r.sha256),
             ("data_sha256", &r.data_sha256),
         ] {
-            if !(v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit())) {
+            if !crate::is_sha256_hex(v) {
                 return Err(format!(
                     "release {}: {field} is not 64 hexadecimal digits",
                     r.version
