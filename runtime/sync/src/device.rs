@@ -16,6 +16,27 @@ use crate::{Outbox, SyncError};
 /// How long a download may receive nothing before it is given up (and retried next check).
 pub const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// A download's scratch file in the outbox: `download-<sha256's first 16>.gguf`.
+const DOWNLOAD_PREFIX: &str = "download-";
+
+/// Removes the scratch files of downloads a crash interrupted (a finished or failed download
+/// removes its own): a device opens its outbox alone, so none is in use. Best effort: one that
+/// cannot be removed is overwritten by the next download of the same release.
+fn sweep_downloads(outbox: &Path) {
+    let Ok(entries) = std::fs::read_dir(outbox) else {
+        return;
+    };
+    for path in entries.flatten().map(|e| e.path()) {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(DOWNLOAD_PREFIX) && name.ends_with(".gguf") && path.is_file() {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!("removed an interrupted download, {}", path.display()),
+                Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
 /// Checks that an adapter file loads on the base (the CLI's load probe, in a child process).
 pub type Proof = Box<dyn Fn(&Path) -> Result<(), String> + Send + Sync>;
 /// The canary's evaluation on local held-out tasks: a score, higher is better, for an adapter
@@ -93,6 +114,7 @@ impl Device {
     pub fn new(client: async_nats::Client, cfg: DeviceConfig) -> Result<Self, SyncError> {
         names::check_device_id(&cfg.id).map_err(SyncError::Nats)?;
         let mut outbox = Outbox::open(&cfg.outbox)?;
+        sweep_downloads(&cfg.outbox);
         if let Some(max) = cfg.max_segment {
             outbox = outbox.with_max_segment(max);
         }
@@ -332,7 +354,7 @@ impl Device {
         let file = self
             .cfg
             .outbox
-            .join(format!("download-{}.gguf", &r.sha256[..16]));
+            .join(format!("{DOWNLOAD_PREFIX}{}.gguf", &r.sha256[..16]));
         let downloaded = self.download(r, &file).await;
         let installed = downloaded.map(|(sha, len)| self.install(r, &file, &sha, len));
         let _ = std::fs::remove_file(&file);
@@ -446,5 +468,22 @@ mod tests {
         let v = header_text("runs/a\r\nb\\n.jsonl");
         assert_eq!(v, "runs/a\\r\\nb\\\\n.jsonl");
         assert!(v.parse::<async_nats::HeaderValue>().is_ok());
+    }
+
+    #[test]
+    fn an_interrupted_download_is_swept_and_the_outbox_files_beside_it_are_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let outbox = d.path();
+        let stale = outbox.join("download-0123456789abcdef.gguf");
+        std::fs::write(&stale, b"half an adapter").unwrap();
+        std::fs::write(outbox.join("device.json"), b"{}").unwrap();
+        std::fs::write(outbox.join("download-notes.txt"), b"not ours").unwrap();
+        std::fs::create_dir(outbox.join("download-dir.gguf")).unwrap();
+        sweep_downloads(outbox);
+        assert!(!stale.exists());
+        assert!(outbox.join("device.json").exists());
+        assert!(outbox.join("download-notes.txt").exists());
+        assert!(outbox.join("download-dir.gguf").is_dir());
+        sweep_downloads(&outbox.join("missing"));
     }
 }
