@@ -113,6 +113,26 @@ impl Sampling {
         Ok(n)
     }
 
+    /// The most tokens each completion may generate: `max_completion_tokens`, `max_tokens`, or
+    /// (as OpenAI's, without a bound the reply ends at its end, the context's or) the server's
+    /// cap.
+    pub fn max_tokens(&self, limits: &Limits) -> Result<u32, ApiError> {
+        let max_tokens = self
+            .max_completion_tokens
+            .or(self.max_tokens)
+            .unwrap_or(limits.max_tokens);
+        if max_tokens == 0 || max_tokens > limits.max_tokens {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                format!(
+                    "max_tokens must be 1 to {}; got {max_tokens}",
+                    limits.max_tokens
+                ),
+            ));
+        }
+        Ok(max_tokens)
+    }
+
     /// Refuses what the server does not implement, by field, and a `session_id` out of bounds.
     pub fn check_supported(&self) -> Result<(), ApiError> {
         for (field, v) in [
@@ -152,21 +172,7 @@ impl Sampling {
         deadline: Option<Instant>,
         grammar: Option<Grammar>,
     ) -> Result<GenerateRequest, ApiError> {
-        let max_tokens = self
-            .max_completion_tokens
-            .or(self.max_tokens)
-            // As OpenAI's: without a bound the reply ends at its end, the context's or the
-            // server's cap.
-            .unwrap_or(limits.max_tokens);
-        if max_tokens == 0 || max_tokens > limits.max_tokens {
-            return Err(ApiError::invalid(
-                "max_tokens",
-                format!(
-                    "max_tokens must be 1 to {}; got {max_tokens}",
-                    limits.max_tokens
-                ),
-            ));
-        }
+        let max_tokens = self.max_tokens(limits)?;
         let temperature = self.temperature.unwrap_or(1.0);
         if !(0.0..=2.0).contains(&temperature) {
             return Err(ApiError::invalid(

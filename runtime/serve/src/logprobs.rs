@@ -7,11 +7,23 @@
 //! text; `token_ids` lists every token sampled, including an end-of-generation token and a
 //! stop string's tokens, which the text leaves out.
 
+use std::borrow::Cow;
+
 use retroformer_llm::{Generation, SampledToken, TokenLogprob, MAX_TOP_LOGPROBS};
-use serde_json::{json, Map, Value};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::api::Sampling;
 use crate::error::ApiError;
+
+/// The most log-probabilities one request may ask for: its completions x `max_tokens` x
+/// (alternatives + the sampled token). Each takes ~64 bytes in the generation and ~64 in the
+/// serialised reply (more while the reply's buffer doubles), and a whole reply is built before
+/// it is sent: this keeps one request's to ~100 MB, where the other limits alone allowed
+/// 68 x 4096 x 21 (~1 GB). Up to 6 completions of 4096 tokens with 20 alternatives fit, and
+/// any request that asks for the sampled tokens' logprobs alone.
+pub const MAX_LOGPROB_ENTRIES: u64 = 1 << 19;
 
 /// What a request asked to see of its tokens.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -37,25 +49,117 @@ impl Wanted {
         })
     }
 
-    /// Adds what was asked for to a `choice` of `g`.
-    pub fn add(&self, choice: &mut Value, g: &Generation, text: &str, chat: bool) {
-        let Some(c) = choice.as_object_mut() else {
-            return;
+    /// Refuses logprobs for `completions` of up to `max_tokens` each beyond
+    /// [`MAX_LOGPROB_ENTRIES`], naming the field that asked (`chat`: `top_logprobs` when it
+    /// asked for alternatives, else `logprobs`).
+    pub fn check_budget(
+        &self,
+        completions: usize,
+        max_tokens: u32,
+        chat: bool,
+    ) -> Result<(), ApiError> {
+        let Some(top) = self.logprobs else {
+            return Ok(());
         };
+        let entries = (completions as u64)
+            .saturating_mul(u64::from(max_tokens))
+            .saturating_mul(u64::from(top) + 1);
+        if entries <= MAX_LOGPROB_ENTRIES {
+            return Ok(());
+        }
+        let field = if chat && top > 0 {
+            "top_logprobs"
+        } else {
+            "logprobs"
+        };
+        Err(ApiError::invalid(
+            field,
+            format!(
+                "{completions} completions x max_tokens {max_tokens} x ({top} alternatives + 1) \
+                 = {entries} logprobs; this server returns at most {MAX_LOGPROB_ENTRIES} a \
+                 request: lower max_tokens, n, the prompts or {field}"
+            ),
+        ))
+    }
+
+    /// `choice` (a `g`'s JSON) as sent, with the logprobs and token ids asked for.
+    pub fn sent<'g>(&self, mut choice: Value, g: &'g Generation, chat: bool) -> Sent<'g> {
         if self.logprobs.is_some() {
-            let shown = shown(&g.tokens, text);
-            let v = if chat {
-                json!({"content": shown.iter().map(chat_token).collect::<Vec<_>>(), "refusal": null})
+            if let Some(c) = choice.as_object_mut() {
+                c.remove("logprobs");
+            }
+        }
+        let asked = self.logprobs.is_some() || self.token_ids;
+        Sent {
+            fields: choice,
+            tokens: asked.then_some(Tokens {
+                wanted: *self,
+                g,
+                chat,
+            }),
+        }
+    }
+}
+
+/// A choice as sent: its JSON fields, then what it says about its tokens, serialised
+/// straight from the generation. As a `serde_json::Value` tree a logprob took ~1.7 KB (chat's
+/// shape, 20 alternatives, a counting allocator); serialised, ~64 bytes.
+#[derive(Serialize)]
+pub struct Sent<'g> {
+    #[serde(flatten)]
+    fields: Value,
+    #[serde(flatten)]
+    tokens: Option<Tokens<'g>>,
+}
+
+impl Sent<'_> {
+    /// A choice that shows nothing of its tokens (a streamed piece).
+    pub fn plain(fields: Value) -> Self {
+        Self {
+            fields,
+            tokens: None,
+        }
+    }
+}
+
+/// The `logprobs`, `prompt_token_ids` and `token_ids` fields of a choice of `g`.
+pub struct Tokens<'g> {
+    wanted: Wanted,
+    g: &'g Generation,
+    chat: bool,
+}
+
+impl Serialize for Tokens<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        if self.wanted.logprobs.is_some() {
+            let shown = shown(&self.g.tokens, &self.g.text);
+            if self.chat {
+                m.serialize_entry("logprobs", &ChatLogprobs(shown))?;
             } else {
-                text_lists(shown)
-            };
-            c.insert("logprobs".into(), v);
+                m.serialize_entry("logprobs", &TextLists(shown))?;
+            }
         }
-        if self.token_ids {
-            c.insert("prompt_token_ids".into(), json!(g.prompt_ids));
-            let ids: Vec<i32> = g.tokens.iter().map(|t| t.id).collect();
-            c.insert("token_ids".into(), json!(ids));
+        if self.wanted.token_ids {
+            m.serialize_entry("prompt_token_ids", &self.g.prompt_ids)?;
+            let ids = each(&self.g.tokens, |t| t.id);
+            m.serialize_entry("token_ids", &ids)?;
         }
+        m.end()
+    }
+}
+
+/// A list serialised from a slice, an item at a time, through a function.
+struct Each<'a, T, F>(&'a [T], F);
+
+/// [`Each`], with the closure's types inferred from the bound.
+fn each<'a, T, R: Serialize, F: Fn(&'a T) -> R>(items: &'a [T], f: F) -> Each<'a, T, F> {
+    Each(items, f)
+}
+
+impl<'a, T, R: Serialize, F: Fn(&'a T) -> R> Serialize for Each<'a, T, F> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(&self.1))
     }
 }
 
@@ -124,53 +228,113 @@ fn shown<'a>(tokens: &'a [SampledToken], text: &str) -> &'a [SampledToken] {
     &tokens[..n]
 }
 
-fn piece(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+fn piece(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
 }
 
-fn alternative(t: &TokenLogprob) -> Value {
-    json!({"token": piece(&t.bytes), "logprob": t.logprob, "bytes": t.bytes})
+/// Bytes as OpenAI sends them: a list of numbers.
+struct Bytes<'a>(&'a [u8]);
+
+impl Serialize for Bytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0)
+    }
 }
 
-fn chat_token(t: &SampledToken) -> Value {
-    json!({"token": piece(&t.bytes), "logprob": t.logprob, "bytes": t.bytes,
-        "top_logprobs": t.top.iter().map(alternative).collect::<Vec<_>>()})
+/// Chat's shape: `{"content": [a token each], "refusal": null}`.
+struct ChatLogprobs<'a>(&'a [SampledToken]);
+
+impl Serialize for ChatLogprobs<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("content", &each(self.0, ChatToken))?;
+        m.serialize_entry("refusal", &())?;
+        m.end()
+    }
+}
+
+/// A token with its alternatives, each `{"token", "logprob", "bytes"}`.
+struct ChatToken<'a>(&'a SampledToken);
+
+impl Serialize for ChatToken<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("token", &piece(&t.bytes))?;
+        m.serialize_entry("logprob", &t.logprob)?;
+        m.serialize_entry("bytes", &Bytes(&t.bytes))?;
+        m.serialize_entry("top_logprobs", &each(&t.top, Alternative))?;
+        m.end()
+    }
+}
+
+struct Alternative<'a>(&'a TokenLogprob);
+
+impl Serialize for Alternative<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let a = self.0;
+        let mut m = s.serialize_map(Some(3))?;
+        m.serialize_entry("token", &piece(&a.bytes))?;
+        m.serialize_entry("logprob", &a.logprob)?;
+        m.serialize_entry("bytes", &Bytes(&a.bytes))?;
+        m.end()
+    }
 }
 
 /// The legacy completions' shape: parallel lists of tokens, their logprobs, their
 /// alternatives (a token-to-logprob map each) and their offsets in the text.
-fn text_lists(tokens: &[SampledToken]) -> Value {
-    let mut offset = 0;
-    let offsets: Vec<usize> = tokens
-        .iter()
-        .map(|t| {
+struct TextLists<'a>(&'a [SampledToken]);
+
+impl Serialize for TextLists<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let tokens = self.0;
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("tokens", &each(tokens, |t| piece(&t.bytes)))?;
+        m.serialize_entry("token_logprobs", &each(tokens, |t| t.logprob))?;
+        m.serialize_entry("top_logprobs", &each(tokens, |t| TopMap(&t.top)))?;
+        let mut offset = 0;
+        let offsets = tokens.iter().map(|t| {
             let at = offset;
             offset += t.bytes.len();
             at
-        })
-        .collect();
-    let top: Vec<Value> = tokens
-        .iter()
-        .map(|t| {
-            let m: Map<String, Value> = t
-                .top
-                .iter()
-                .map(|a| (piece(&a.bytes), json!(a.logprob)))
-                .collect();
-            Value::Object(m)
-        })
-        .collect();
-    json!({
-        "tokens": tokens.iter().map(|t| piece(&t.bytes)).collect::<Vec<_>>(),
-        "token_logprobs": tokens.iter().map(|t| t.logprob).collect::<Vec<_>>(),
-        "top_logprobs": top,
-        "text_offset": offsets,
-    })
+        });
+        m.serialize_entry("text_offset", &Offsets(std::cell::Cell::new(Some(offsets))))?;
+        m.end()
+    }
+}
+
+/// A token's alternatives as a map from text to logprob, most likely first. Two alternatives
+/// with the same text (pieces of a character, both shown as U+FFFD) keep the likelier.
+struct TopMap<'a>(&'a [TokenLogprob]);
+
+impl Serialize for TopMap<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        let mut seen: Vec<Cow<'_, str>> = Vec::with_capacity(self.0.len());
+        for a in self.0 {
+            let key = piece(&a.bytes);
+            if !seen.contains(&key) {
+                m.serialize_entry(&key, &a.logprob)?;
+                seen.push(key);
+            }
+        }
+        m.end()
+    }
+}
+
+/// A list from an iterator used once (the offsets accumulate).
+struct Offsets<I>(std::cell::Cell<Option<I>>);
+
+impl<I: Iterator<Item = usize>> Serialize for Offsets<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.take().into_iter().flatten())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn token(text: &str, logprob: f32) -> SampledToken {
         SampledToken {
@@ -183,6 +347,75 @@ mod tests {
                 logprob,
             }],
         }
+    }
+
+    #[test]
+    fn logprobs_are_bounded_per_request_by_completions_tokens_and_alternatives() {
+        let top20 = Wanted {
+            logprobs: Some(20),
+            token_ids: false,
+        };
+        assert!(top20.check_budget(6, 4096, true).is_ok());
+        let e = top20.check_budget(7, 4096, true).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "top_logprobs");
+        let e = top20.check_budget(68, 4096, false).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "logprobs");
+        let sampled_only = Wanted {
+            logprobs: Some(0),
+            ..top20
+        };
+        assert!(sampled_only.check_budget(128, 4096, true).is_ok());
+        let e = sampled_only.check_budget(129, 4096, true).unwrap_err();
+        assert_eq!(e.body()["error"]["param"], "logprobs");
+        assert!(Wanted::default()
+            .check_budget(usize::MAX, u32::MAX, true)
+            .is_ok());
+    }
+
+    #[test]
+    fn a_choice_is_sent_in_openais_shape_with_only_what_was_asked() {
+        let mut hi = token("Hi", -0.1);
+        // Two pieces of one character both read as U+FFFD: the likelier is kept.
+        hi.top = [(b"\xe2".to_vec(), -0.5f32), (b"\xe2\x82".to_vec(), -0.9)]
+            .into_iter()
+            .map(|(bytes, logprob)| TokenLogprob {
+                id: 7,
+                bytes,
+                logprob,
+            })
+            .collect();
+        let g = Generation {
+            text: "Hi".into(),
+            finish: retroformer_llm::FinishReason::EndOfGeneration,
+            stats: Default::default(),
+            prompt_ids: vec![1, 2],
+            tokens: vec![hi, token("", -0.2)],
+        };
+        let choice = || json!({"index": 0, "logprobs": null, "text": "Hi"});
+        let sent = |w: Wanted, chat| serde_json::to_value(w.sent(choice(), &g, chat)).unwrap();
+        let both = Wanted {
+            logprobs: Some(2),
+            token_ids: true,
+        };
+        let chat = sent(both, true);
+        assert_eq!(chat["index"], 0);
+        assert_eq!(chat["logprobs"]["refusal"], Value::Null);
+        let t = &chat["logprobs"]["content"];
+        assert_eq!(t.as_array().unwrap().len(), 1, "the end token is not shown");
+        assert_eq!(t[0]["token"], "Hi");
+        assert!((t[0]["logprob"].as_f64().unwrap() + 0.1).abs() < 1e-6);
+        assert_eq!(t[0]["bytes"], json!([72, 105]));
+        assert_eq!(t[0]["top_logprobs"][1]["bytes"], json!([0xe2, 0x82]));
+        assert_eq!(chat["prompt_token_ids"], json!([1, 2]));
+        assert_eq!(chat["token_ids"], json!([2, 0]));
+        let text = sent(both, false);
+        let top = text["logprobs"]["top_logprobs"][0].as_object().unwrap();
+        assert_eq!(top.len(), 1);
+        assert!((top["\u{fffd}"].as_f64().unwrap() + 0.5).abs() < 1e-6);
+        let none = sent(Wanted::default(), true);
+        assert_eq!(none, choice(), "nothing asked, nothing added");
+        let text = serde_json::to_string(&both.sent(choice(), &g, true)).unwrap();
+        assert_eq!(text.matches("\"logprobs\"").count(), 1, "{text}");
     }
 
     #[test]
@@ -201,7 +434,7 @@ mod tests {
 
     #[test]
     fn completions_logprobs_are_parallel_lists_with_offsets() {
-        let v = text_lists(&[token("a", -0.5), token("bc", -1.0)]);
+        let v = serde_json::to_value(TextLists(&[token("a", -0.5), token("bc", -1.0)])).unwrap();
         assert_eq!(v["tokens"], json!(["a", "bc"]));
         assert_eq!(v["token_logprobs"], json!([-0.5, -1.0]));
         assert_eq!(v["text_offset"], json!([0, 1]));

@@ -182,6 +182,8 @@ async fn hostile_bodies_and_absurd_parameters_get_openai_errors_naming_the_field
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","n":1000}"#.into(), StatusCode::BAD_REQUEST, Some("n")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","top_p":0}"#.into(), StatusCode::BAD_REQUEST, Some("top_p")),
         ("/v1/completions", r#"{"model":"tiny","prompt":"x","logprobs":99}"#.into(), StatusCode::BAD_REQUEST, Some("logprobs")),
+        // 8 x 4096 tokens x 21 logprobs: more than one reply may hold (MAX_LOGPROB_ENTRIES).
+        ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"logprobs":true,"top_logprobs":20,"n":8}"#.into(), StatusCode::BAD_REQUEST, Some("top_logprobs")),
         ("/v1/completions", format!(r#"{{"model":"tiny","prompt":"x","stop":["{}"]}}"#, "x".repeat(257)), StatusCode::BAD_REQUEST, Some("stop")),
         ("/v1/chat/completions", r#"{"model":"tiny","messages":[{"role":"user","content":"x"}],"top_logprobs":2}"#.into(), StatusCode::BAD_REQUEST, Some("top_logprobs")),
         ("/v1/completions", r#"{"model":"gpt-4","prompt":"x"}"#.into(), StatusCode::NOT_FOUND, Some("model")),

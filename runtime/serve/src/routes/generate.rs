@@ -21,7 +21,7 @@ use crate::api::{finish_reason, Sampling};
 use crate::engine::{Job, ServedModel};
 use crate::error::ApiError;
 use crate::ids::{id, now};
-use crate::logprobs::Wanted;
+use crate::logprobs::{Sent, Wanted};
 use crate::tools::Tools;
 
 /// The JSON of one endpoint.
@@ -81,7 +81,8 @@ impl Plan {
     /// Resolves the adapter (once, for every choice) and answers, whole or streamed.
     pub async fn answer(self, engine: AppState) -> Result<Response, ApiError> {
         self.sampling.check_supported()?;
-        let wanted = Wanted::of(&self.sampling, matches!(self.shape, Shape::Chat))?;
+        let chat = matches!(self.shape, Shape::Chat);
+        let wanted = Wanted::of(&self.sampling, chat)?;
         let n = self.sampling.n(&engine.limits)?;
         let jobs_max = self.model.lanes().saturating_add(engine.limits.max_queue);
         let asked = self.prompts.len().saturating_mul(n as usize);
@@ -95,6 +96,8 @@ impl Plan {
                 ),
             ));
         }
+        let max_tokens = self.sampling.max_tokens(&engine.limits)?;
+        wanted.check_budget(asked, max_tokens, chat)?;
         // A deadline past what the clock can hold is no deadline.
         let deadline = engine
             .limits
@@ -200,28 +203,41 @@ impl Head {
     }
 
     /// A whole choice: a tool call, or the text.
-    fn choice(&self, index: u32, g: &Generation) -> Value {
-        let mut choice = match self.call(&g.text) {
+    fn choice<'g>(&self, index: u32, g: &'g Generation) -> Sent<'g> {
+        let choice = match self.call(&g.text) {
             Some(call) => json!({"index": index, "finish_reason": "tool_calls", "logprobs": null,
                 "message": {"role": "assistant", "content": null, "tool_calls": [call]}}),
             None => self
                 .shape
                 .choice(index, &g.text, Some(finish_reason(&g.finish))),
         };
-        self.add_tokens(&mut choice, g);
-        choice
+        self.with_tokens(choice, g)
     }
 
-    /// Adds the logprobs and token ids the request asked for to a choice of `g`.
-    fn add_tokens(&self, choice: &mut Value, g: &Generation) {
-        let chat = matches!(self.shape, Shape::Chat);
-        self.wanted.add(choice, g, &g.text, chat);
+    /// `choice`, a JSON of `g`, with the logprobs and token ids the request asked for.
+    fn with_tokens<'g>(&self, choice: Value, g: &'g Generation) -> Sent<'g> {
+        self.wanted
+            .sent(choice, g, matches!(self.shape, Shape::Chat))
     }
 
-    fn body(&self, chunk: bool, choices: Vec<Value>) -> Value {
-        json!({"id": self.id, "object": self.shape.object(chunk), "created": self.created,
-            "model": self.model, "system_fingerprint": null, "choices": choices})
+    fn body<'g>(&self, chunk: bool, choices: Vec<Sent<'g>>) -> Body<'g> {
+        Body {
+            head: json!({"id": self.id, "object": self.shape.object(chunk),
+                "created": self.created, "model": self.model, "system_fingerprint": null}),
+            choices,
+            usage: None,
+        }
     }
+}
+
+/// A response or a streamed chunk.
+#[derive(serde::Serialize)]
+struct Body<'g> {
+    #[serde(flatten)]
+    head: Value,
+    choices: Vec<Sent<'g>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Value>,
 }
 
 /// A session id and the chat's messages, for capture.
@@ -252,16 +268,17 @@ async fn whole(
         let engine = &engine;
         async move { engine.run(model, job, None).await.map(|g| (index, g)) }
     });
-    for (index, g) in futures_util::future::try_join_all(runs).await? {
-        if index == 0 {
-            keep(&engine, model, &capture, &g);
+    let generations = futures_util::future::try_join_all(runs).await?;
+    for (index, g) in &generations {
+        if *index == 0 {
+            keep(&engine, model, &capture, g);
         }
         prompt += u64::from(g.stats.prompt_tokens);
         completion += u64::from(g.stats.generated_tokens);
-        choices.push(head.choice(index, &g));
+        choices.push(head.choice(*index, g));
     }
     let mut body = head.body(false, choices);
-    body["usage"] = usage(prompt, completion);
+    body.usage = Some(usage(prompt, completion));
     Ok(Json(body).into_response())
 }
 
@@ -272,8 +289,12 @@ enum Msg {
     Fail(ApiError),
 }
 
-fn data(body: &Value) -> Msg {
-    Msg::Event(Event::default().data(body.to_string()))
+fn data(body: &Body<'_>) -> Msg {
+    // Serialising these cannot fail (string keys, objects flattened); were it to, the client
+    // gets an error event rather than a dropped stream.
+    let text = serde_json::to_string(body)
+        .unwrap_or_else(|e| ApiError::internal(e.to_string()).body().to_string());
+    Msg::Event(Event::default().data(text))
 }
 
 /// Streams the choices' pieces as they are generated, then `[DONE]`. The response starts only
@@ -310,7 +331,7 @@ async fn stream(
         }
         if include_usage {
             let mut body = head.body(true, Vec::new());
-            body["usage"] = usage(prompt, completion);
+            body.usage = Some(usage(prompt, completion));
             let _ = out.send(data(&body)).await;
         }
         let _ = out.send(Msg::Event(Event::default().data("[DONE]"))).await;
@@ -350,7 +371,8 @@ async fn stream_one(
     tokio::pin!(run);
     let mut first = true;
     let send = |text: &str, first: bool, finish: Option<&str>| {
-        data(&head.body(true, vec![head.shape.delta(index, text, first, finish)]))
+        let delta = head.shape.delta(index, text, first, finish);
+        data(&head.body(true, vec![Sent::plain(delta)]))
     };
     // With tools, a reply is a call or text only once it is whole: it is held back until then
     // (the client still notices a disconnect through keep-alives).
@@ -386,7 +408,9 @@ async fn stream_one(
             let delta = json!({"index": index, "finish_reason": null, "logprobs": null, "delta": {
                 "role": "assistant", "content": null,
                 "tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": call["function"]}]}});
-            out.send(data(&head.body(true, vec![delta]))).await.ok()?;
+            out.send(data(&head.body(true, vec![Sent::plain(delta)])))
+                .await
+                .ok()?;
             first = false;
             "tool_calls"
         }
@@ -398,8 +422,8 @@ async fn stream_one(
             finish_reason(&g.finish)
         }
     };
-    let mut last = head.shape.delta(index, "", first, Some(finish));
-    head.add_tokens(&mut last, &g);
-    out.send(data(&head.body(true, vec![last]))).await.ok()?;
+    let last = head.shape.delta(index, "", first, Some(finish));
+    let last = head.body(true, vec![head.with_tokens(last, &g)]);
+    out.send(data(&last)).await.ok()?;
     Some(Ok(g))
 }
