@@ -19,16 +19,50 @@ pub const DOWNLOAD_STALL: std::time::Duration = std::time::Duration::from_secs(6
 /// A download's scratch file in the outbox: `download-<sha256's first 16>.gguf`.
 const DOWNLOAD_PREFIX: &str = "download-";
 
+/// The lock file a device holds in its outbox.
+const LOCK_FILE: &str = "device.lock";
+
+/// Takes the outbox for this process: two processes on one outbox (a cron `sync --once` beside
+/// the daemon) would publish the same segments, write the same download file and remove each
+/// other's. The lock is the operating system's (`flock`): a killed process leaves none behind.
+fn lock_outbox(outbox: &Path) -> Result<std::fs::File, SyncError> {
+    let path = outbox.join(LOCK_FILE);
+    // Opened, never written: the lock file carries no data.
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| SyncError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(SyncError::io(
+            &path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another process is this device (it holds this lock); stop it, or give this \
+                 one another outbox",
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(SyncError::io(&path, e)),
+    }
+}
+
 /// Removes the scratch files of downloads a crash interrupted (a finished or failed download
-/// removes its own): a device opens its outbox alone, so none is in use. Best effort: one that
-/// cannot be removed is overwritten by the next download of the same release.
+/// removes its own): the device holds its outbox's lock, so none is in use. Best effort: one
+/// that cannot be removed is overwritten by the next download of the same release.
 fn sweep_downloads(outbox: &Path) {
     let Ok(entries) = std::fs::read_dir(outbox) else {
         return;
     };
     for path in entries.flatten().map(|e| e.path()) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(DOWNLOAD_PREFIX) && name.ends_with(".gguf") && path.is_file() {
+        let digest = name
+            .strip_prefix(DOWNLOAD_PREFIX)
+            .and_then(|n| n.strip_suffix(".gguf"));
+        let ours =
+            digest.is_some_and(|d| d.len() == 16 && d.bytes().all(|b| b.is_ascii_hexdigit()));
+        if ours && path.is_file() {
             match std::fs::remove_file(&path) {
                 Ok(()) => tracing::info!("removed an interrupted download, {}", path.display()),
                 Err(e) => tracing::warn!("could not remove {}: {e}", path.display()),
@@ -108,12 +142,15 @@ pub struct Device {
     cfg: DeviceConfig,
     js: jetstream::Context,
     outbox: Outbox,
+    /// Held while the device lives: one process a outbox ([`lock_outbox`]).
+    _lock: std::fs::File,
 }
 
 impl Device {
     pub fn new(client: async_nats::Client, cfg: DeviceConfig) -> Result<Self, SyncError> {
         names::check_device_id(&cfg.id).map_err(SyncError::Nats)?;
         let mut outbox = Outbox::open(&cfg.outbox)?;
+        let lock = lock_outbox(&cfg.outbox)?;
         sweep_downloads(&cfg.outbox);
         if let Some(max) = cfg.max_segment {
             outbox = outbox.with_max_segment(max);
@@ -122,6 +159,7 @@ impl Device {
             cfg,
             js: jetstream::new(client),
             outbox,
+            _lock: lock,
         })
     }
 
@@ -478,12 +516,29 @@ mod tests {
         std::fs::write(&stale, b"half an adapter").unwrap();
         std::fs::write(outbox.join("device.json"), b"{}").unwrap();
         std::fs::write(outbox.join("download-notes.txt"), b"not ours").unwrap();
-        std::fs::create_dir(outbox.join("download-dir.gguf")).unwrap();
+        std::fs::write(outbox.join("download-mine.gguf"), b"not ours").unwrap();
+        std::fs::create_dir(outbox.join("download-00000000000000aa.gguf")).unwrap();
         sweep_downloads(outbox);
         assert!(!stale.exists());
         assert!(outbox.join("device.json").exists());
         assert!(outbox.join("download-notes.txt").exists());
-        assert!(outbox.join("download-dir.gguf").is_dir());
+        assert!(outbox.join("download-mine.gguf").exists());
+        assert!(outbox.join("download-00000000000000aa.gguf").is_dir());
         sweep_downloads(&outbox.join("missing"));
+    }
+
+    #[test]
+    fn a_second_process_on_a_devices_outbox_is_refused_until_the_first_lets_go() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock_outbox(d.path()).unwrap();
+        // Another open file description stands for another process: flock locks belong to
+        // descriptions, not processes.
+        let e = lock_outbox(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(LOCK_FILE) && e.contains("another process"),
+            "{e}"
+        );
+        drop(first);
+        assert!(lock_outbox(d.path()).is_ok());
     }
 }
