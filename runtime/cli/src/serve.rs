@@ -34,6 +34,8 @@ pub struct ServeArgs {
     max_queue: usize,
     /// The largest `max_tokens` a request may ask for, and what one that asks none gets (its
     /// reply then ends at the model's end of generation or the context's end, as OpenAI's).
+    /// Logprobs are bounded per request by completions x max_tokens x (alternatives + 1): with
+    /// a larger cap, a request for alternatives sets its own max_tokens.
     #[arg(long, default_value_t = 4096)]
     max_tokens: u32,
     /// A request's wall-clock budget in seconds, queueing included (0: none).

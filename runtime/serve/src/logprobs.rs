@@ -49,13 +49,14 @@ impl Wanted {
         })
     }
 
-    /// Refuses logprobs for `completions` of up to `max_tokens` each beyond
-    /// [`MAX_LOGPROB_ENTRIES`], naming the field that asked (`chat`: `top_logprobs` when it
-    /// asked for alternatives, else `logprobs`).
+    /// Refuses logprobs for `completions` of up to `max_tokens` each (`given` by the request,
+    /// else the server's cap) beyond [`MAX_LOGPROB_ENTRIES`], naming the field that asked
+    /// (`chat`: `top_logprobs` when it asked for alternatives, else `logprobs`).
     pub fn check_budget(
         &self,
         completions: usize,
         max_tokens: u32,
+        given: bool,
         chat: bool,
     ) -> Result<(), ApiError> {
         let Some(top) = self.logprobs else {
@@ -72,11 +73,16 @@ impl Wanted {
         } else {
             "logprobs"
         };
+        let cap = if given {
+            ""
+        } else {
+            " (the server's cap: the request set none)"
+        };
         Err(ApiError::invalid(
             field,
             format!(
-                "{completions} completions x max_tokens {max_tokens} x ({top} alternatives + 1) \
-                 = {entries} logprobs; this server returns at most {MAX_LOGPROB_ENTRIES} a \
+                "{completions} completions x max_tokens {max_tokens}{cap} x ({top} alternatives \
+                 + 1) = {entries} logprobs; this server returns at most {MAX_LOGPROB_ENTRIES} a \
                  request: lower max_tokens, n, the prompts or {field}"
             ),
         ))
@@ -232,6 +238,9 @@ fn piece(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }
 
+// Logprobs are written as f64s widened from the model's f32s, as the `Value` code wrote
+// them: a client reads the same numbers as before (-0.10000000149011612, not -0.1).
+
 /// Bytes as OpenAI sends them: a list of numbers.
 struct Bytes<'a>(&'a [u8]);
 
@@ -261,7 +270,7 @@ impl Serialize for ChatToken<'_> {
         let t = self.0;
         let mut m = s.serialize_map(Some(4))?;
         m.serialize_entry("token", &piece(&t.bytes))?;
-        m.serialize_entry("logprob", &t.logprob)?;
+        m.serialize_entry("logprob", &t.logprob.map(f64::from))?;
         m.serialize_entry("bytes", &Bytes(&t.bytes))?;
         m.serialize_entry("top_logprobs", &each(&t.top, Alternative))?;
         m.end()
@@ -275,7 +284,7 @@ impl Serialize for Alternative<'_> {
         let a = self.0;
         let mut m = s.serialize_map(Some(3))?;
         m.serialize_entry("token", &piece(&a.bytes))?;
-        m.serialize_entry("logprob", &a.logprob)?;
+        m.serialize_entry("logprob", &f64::from(a.logprob))?;
         m.serialize_entry("bytes", &Bytes(&a.bytes))?;
         m.end()
     }
@@ -290,7 +299,10 @@ impl Serialize for TextLists<'_> {
         let tokens = self.0;
         let mut m = s.serialize_map(Some(4))?;
         m.serialize_entry("tokens", &each(tokens, |t| piece(&t.bytes)))?;
-        m.serialize_entry("token_logprobs", &each(tokens, |t| t.logprob))?;
+        m.serialize_entry(
+            "token_logprobs",
+            &each(tokens, |t| t.logprob.map(f64::from)),
+        )?;
         m.serialize_entry("top_logprobs", &each(tokens, |t| TopMap(&t.top)))?;
         let mut offset = 0;
         let offsets = tokens.iter().map(|t| {
@@ -314,7 +326,7 @@ impl Serialize for TopMap<'_> {
         for a in self.0 {
             let key = piece(&a.bytes);
             if !seen.contains(&key) {
-                m.serialize_entry(&key, &a.logprob)?;
+                m.serialize_entry(&key, &f64::from(a.logprob))?;
                 seen.push(key);
             }
         }
@@ -355,20 +367,26 @@ mod tests {
             logprobs: Some(20),
             token_ids: false,
         };
-        assert!(top20.check_budget(6, 4096, true).is_ok());
-        let e = top20.check_budget(7, 4096, true).unwrap_err();
+        assert!(top20.check_budget(6, 4096, true, true).is_ok());
+        let e = top20.check_budget(7, 4096, true, true).unwrap_err();
         assert_eq!(e.body()["error"]["param"], "top_logprobs");
-        let e = top20.check_budget(68, 4096, false).unwrap_err();
+        let message = |e: &ApiError| e.body()["error"]["message"].as_str().unwrap().to_string();
+        assert!(!message(&e).contains("server's cap"), "{e:?}");
+        let e = top20.check_budget(1, 32768, false, true).unwrap_err();
+        assert!(message(&e).contains("the server's cap"), "{e:?}");
+        let e = top20.check_budget(68, 4096, true, false).unwrap_err();
         assert_eq!(e.body()["error"]["param"], "logprobs");
         let sampled_only = Wanted {
             logprobs: Some(0),
             ..top20
         };
-        assert!(sampled_only.check_budget(128, 4096, true).is_ok());
-        let e = sampled_only.check_budget(129, 4096, true).unwrap_err();
+        assert!(sampled_only.check_budget(128, 4096, true, true).is_ok());
+        let e = sampled_only
+            .check_budget(129, 4096, true, true)
+            .unwrap_err();
         assert_eq!(e.body()["error"]["param"], "logprobs");
         assert!(Wanted::default()
-            .check_budget(usize::MAX, u32::MAX, true)
+            .check_budget(usize::MAX, u32::MAX, true, true)
             .is_ok());
     }
 
@@ -416,6 +434,7 @@ mod tests {
         assert_eq!(none, choice(), "nothing asked, nothing added");
         let text = serde_json::to_string(&both.sent(choice(), &g, true)).unwrap();
         assert_eq!(text.matches("\"logprobs\"").count(), 1, "{text}");
+        assert!(text.contains("-0.10000000149011612"), "the f32 widened, as before: {text}");
     }
 
     #[test]

@@ -97,7 +97,11 @@ impl Plan {
             ));
         }
         let max_tokens = self.sampling.max_tokens(&engine.limits)?;
-        wanted.check_budget(asked, max_tokens, chat)?;
+        let given = self
+            .sampling
+            .max_completion_tokens
+            .or(self.sampling.max_tokens);
+        wanted.check_budget(asked, max_tokens, given.is_some(), chat)?;
         // A deadline past what the clock can hold is no deadline.
         let deadline = engine
             .limits
