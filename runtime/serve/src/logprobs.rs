@@ -269,9 +269,7 @@ impl Serialize for ChatToken<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let t = self.0;
         let mut m = s.serialize_map(Some(4))?;
-        m.serialize_entry("token", &piece(&t.bytes))?;
-        m.serialize_entry("logprob", &t.logprob.map(f64::from))?;
-        m.serialize_entry("bytes", &Bytes(&t.bytes))?;
+        token_fields(&mut m, &t.bytes, t.logprob)?;
         m.serialize_entry("top_logprobs", &each(&t.top, Alternative))?;
         m.end()
     }
@@ -281,13 +279,21 @@ struct Alternative<'a>(&'a TokenLogprob);
 
 impl Serialize for Alternative<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let a = self.0;
         let mut m = s.serialize_map(Some(3))?;
-        m.serialize_entry("token", &piece(&a.bytes))?;
-        m.serialize_entry("logprob", &f64::from(a.logprob))?;
-        m.serialize_entry("bytes", &Bytes(&a.bytes))?;
+        token_fields(&mut m, &self.0.bytes, Some(self.0.logprob))?;
         m.end()
     }
+}
+
+/// What a token and an alternative both say: its text, logprob and bytes.
+fn token_fields<M: SerializeMap>(
+    m: &mut M,
+    bytes: &[u8],
+    logprob: Option<f32>,
+) -> Result<(), M::Error> {
+    m.serialize_entry("token", &piece(bytes))?;
+    m.serialize_entry("logprob", &logprob.map(f64::from))?;
+    m.serialize_entry("bytes", &Bytes(bytes))
 }
 
 /// The legacy completions' shape: parallel lists of tokens, their logprobs, their
@@ -434,7 +440,10 @@ mod tests {
         assert_eq!(none, choice(), "nothing asked, nothing added");
         let text = serde_json::to_string(&both.sent(choice(), &g, true)).unwrap();
         assert_eq!(text.matches("\"logprobs\"").count(), 1, "{text}");
-        assert!(text.contains("-0.10000000149011612"), "the f32 widened, as before: {text}");
+        assert!(
+            text.contains("-0.10000000149011612"),
+            "the f32 widened, as before: {text}"
+        );
     }
 
     #[test]
