@@ -496,6 +496,7 @@ async fn repetition(n: usize, a: &Args, m: &Material) -> Result<Value> {
             promote_after: n,
             rollback_after: 1,
             ack_wait: Duration::from_secs(60),
+            max_stored_bytes: None,
         },
     )
     .await?;

@@ -28,6 +28,11 @@ pub struct TrainerConfig {
     /// How long a delivered segment may stay unacknowledged before the server re-delivers it
     /// (a trainer that crashed between storing and acknowledging).
     pub ack_wait: Duration,
+    /// The most bytes `records/` and `quarantine/` may hold (`None`: no bound). At or past
+    /// it the trainer takes no more segments: they wait in the stream, under its own limits,
+    /// until the operator frees space or raises this. A batch taken just under it may pass it
+    /// by one batch (64 MiB).
+    pub max_stored_bytes: Option<u64>,
 }
 
 /// An adapter trained on the stored records.
@@ -46,6 +51,8 @@ pub struct Consumed {
     pub stored: usize,
     /// Segments with a line the trainer cannot read, set aside (`quarantine/`) instead.
     pub quarantined: usize,
+    /// The store was full ([`TrainerConfig::max_stored_bytes`]): nothing was taken.
+    pub full: bool,
 }
 
 /// Checks one line of a record segment as the training will read it (the trainer's
@@ -198,6 +205,28 @@ impl FleetTrainer {
         self.cfg.dir.join("records").join(format!("{sha256}.jsonl"))
     }
 
+    /// The bytes of the stored and the set-aside segments.
+    pub fn stored_bytes(&self) -> Result<u64, SyncError> {
+        let mut total = 0;
+        for d in [
+            self.cfg.dir.join("records"),
+            self.cfg.dir.join("quarantine"),
+        ] {
+            let entries = match std::fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SyncError::io(&d, e)),
+            };
+            // A file removed between the listing and its size counts nothing.
+            total += entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum::<u64>();
+        }
+        Ok(total)
+    }
+
     /// The stored segments, in name order.
     pub fn stored(&self) -> Result<Vec<PathBuf>, SyncError> {
         let d = self.cfg.dir.join("records");
@@ -220,6 +249,16 @@ impl FleetTrainer {
         wait: Duration,
         ack: bool,
     ) -> Result<Consumed, SyncError> {
+        if let Some(cap) = self.cfg.max_stored_bytes {
+            let used = self.stored_bytes()?;
+            if used >= cap {
+                tracing::warn!(used, cap, "the store is full: segments wait in the stream");
+                return Ok(Consumed {
+                    full: true,
+                    ..Consumed::default()
+                });
+            }
+        }
         let mut batch = self
             .records
             .batch()
@@ -260,6 +299,7 @@ impl FleetTrainer {
             received: messages.len(),
             stored,
             quarantined,
+            full: false,
         };
         if quarantined > 0 {
             let q = self.cfg.dir.join("quarantine");

@@ -28,6 +28,7 @@ async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good
         promote_after: 2,
         rollback_after: 1,
         ack_wait: Duration::from_secs(1),
+        max_stored_bytes: None,
     };
     let trainer = FleetTrainer::new(connect(&nats.url()).await, trainer_cfg())
         .await
@@ -429,6 +430,7 @@ async fn one_vote_trainer(root: &std::path::Path, nats: &Nats, min_new: usize) -
         promote_after: 1,
         rollback_after: 1,
         ack_wait: Duration::from_secs(1),
+        max_stored_bytes: None,
     };
     FleetTrainer::new(connect(&nats.url()).await, cfg)
         .await
@@ -452,4 +454,60 @@ async fn promote(device: &Device, trainer: &FleetTrainer, r: &retroformer_sync::
         (judged.version, judged.status),
         (r.version, ReleaseStatus::Promoted)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_takes_no_segment_and_they_wait_in_the_stream_until_there_is_room() {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let nats = Nats::start(&root.join("nats"));
+    let cfg = |cap| TrainerConfig {
+        dir: root.join("trainer"),
+        base_sha256: base_sha(),
+        min_new_records: 1000,
+        promote_after: 1,
+        rollback_after: 1,
+        ack_wait: Duration::from_secs(1),
+        max_stored_bytes: cap,
+    };
+    // One byte: the first batch fits (the store is empty), nothing after it does.
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, cfg(Some(1)))
+        .await
+        .unwrap();
+    let a = device(root, "dev-a", connect(&nats.url()).await);
+    records(root, "dev-a", "run-1.jsonl", 4);
+    a.upload().await.unwrap();
+    let first = trainer
+        .consume(1000, Duration::from_millis(500), true)
+        .await
+        .unwrap();
+    assert!(first.stored > 0 && !first.full, "{first:?}");
+    let kept = trainer.stored().unwrap().len();
+    assert!(trainer.stored_bytes().unwrap() > 1);
+
+    records(root, "dev-a", "run-2.jsonl", 4);
+    assert!(a.upload().await.unwrap() > 0);
+    let full = trainer
+        .consume(1000, Duration::from_millis(300), true)
+        .await
+        .unwrap();
+    assert!(full.full && full.received == 0, "{full:?}");
+    assert_eq!(trainer.stored().unwrap().len(), kept);
+
+    // Room again (no bound): the segments that waited are taken.
+    drop(trainer);
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, cfg(None))
+        .await
+        .unwrap();
+    let mut stored = 0;
+    for _ in 0..3 {
+        let got = trainer
+            .consume(1000, Duration::from_millis(300), true)
+            .await
+            .unwrap();
+        assert!(!got.full);
+        stored += got.stored;
+    }
+    assert!(stored > 0, "the waiting segments");
+    assert_eq!(trainer.stored().unwrap().len(), kept + stored);
 }

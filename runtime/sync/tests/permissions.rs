@@ -51,6 +51,7 @@ async fn a_device_does_its_whole_part_but_cannot_speak_for_another_or_write_a_re
             promote_after: 1,
             rollback_after: 1,
             ack_wait: Duration::from_secs(1),
+            max_stored_bytes: None,
         },
     )
     .await

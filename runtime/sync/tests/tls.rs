@@ -133,6 +133,7 @@ async fn a_client_with_the_authority_and_its_certificate_connects_and_others_are
             promote_after: 1,
             rollback_after: 1,
             ack_wait: Duration::from_secs(1),
+            max_stored_bytes: None,
         },
     )
     .await

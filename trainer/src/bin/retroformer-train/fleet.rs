@@ -43,6 +43,10 @@ pub struct FleetArgs {
     /// Roll it back once this many devices did not.
     #[arg(long, default_value_t = 1)]
     rollback_after: usize,
+    /// The most MiB the stored and set-aside segments may take on disk (0: no bound); when
+    /// they do, new segments wait in the NATS stream until there is room.
+    #[arg(long, default_value_t = 16384)]
+    max_stored_mib: u64,
     /// Seconds between rounds.
     #[arg(long, default_value_t = 30)]
     every: u64,
@@ -74,6 +78,7 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
         promote_after: a.promote_after,
         rollback_after: a.rollback_after,
         ack_wait: Duration::from_secs(60),
+        max_stored_bytes: (a.max_stored_mib > 0).then(|| a.max_stored_mib.saturating_mul(1 << 20)),
     };
     let mut train = |files: &[PathBuf]| train_child(a, files);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -91,6 +96,14 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                 eprintln!(
                     "[retroformer-train] fleet: stored {} new segments",
                     got.stored
+                );
+            }
+            if got.full {
+                eprintln!(
+                    "[retroformer-train] fleet: the store in {} is full (--max-stored-mib {}): \
+                     new segments wait in the stream",
+                    a.dir.display(),
+                    a.max_stored_mib
                 );
             }
             if got.quarantined > 0 {
