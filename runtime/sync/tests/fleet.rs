@@ -420,19 +420,9 @@ async fn segments_the_training_cannot_read_are_set_aside_and_the_rest_trained_at
     assert_eq!(quarantine.count(), 2, "the two set aside before, no more");
 }
 
-/// A trainer under `root` that trains on `min_new` new records and promotes or rolls back on
-/// one vote.
+/// The trainer of [`one_vote_config`].
 async fn one_vote_trainer(root: &std::path::Path, nats: &Nats, min_new: usize) -> FleetTrainer {
-    let cfg = TrainerConfig {
-        dir: root.join("trainer"),
-        base_sha256: base_sha(),
-        min_new_records: min_new,
-        promote_after: 1,
-        rollback_after: 1,
-        ack_wait: Duration::from_secs(1),
-        max_stored_bytes: None,
-    };
-    FleetTrainer::new(connect(&nats.url()).await, cfg)
+    FleetTrainer::new(connect(&nats.url()).await, one_vote_config(root, min_new))
         .await
         .unwrap()
 }
@@ -462,13 +452,8 @@ async fn a_full_store_takes_no_segment_and_they_wait_in_the_stream_until_there_i
     let root = root.path();
     let nats = Nats::start(&root.join("nats"));
     let cfg = |cap| TrainerConfig {
-        dir: root.join("trainer"),
-        base_sha256: base_sha(),
-        min_new_records: 1000,
-        promote_after: 1,
-        rollback_after: 1,
-        ack_wait: Duration::from_secs(1),
         max_stored_bytes: cap,
+        ..one_vote_config(root, 1000)
     };
     // One byte: the first batch fits (the store is empty), nothing after it does.
     let trainer = FleetTrainer::new(connect(&nats.url()).await, cfg(Some(1)))

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use retroformer_sync::trainer::{TrainFailure, Trained};
-use retroformer_sync::{names, FleetTrainer, ReleaseStatus, TrainerConfig};
+use retroformer_sync::{names, FleetTrainer, ReleaseStatus};
 
 /// A JetStream context that gives up on an unanswered request soon (a refused publish is
 /// dropped by the server, so its acknowledgement never comes).
@@ -42,20 +42,9 @@ async fn a_device_does_its_whole_part_but_cannot_speak_for_another_or_write_a_re
     );
     let as_trainer = nats.url_as("trainer", "t-secret");
     let as_a = nats.url_as("dev-a", "a-secret");
-    let trainer = FleetTrainer::new(
-        connect(&as_trainer).await,
-        TrainerConfig {
-            dir: root.join("trainer"),
-            base_sha256: base_sha(),
-            min_new_records: 5,
-            promote_after: 1,
-            rollback_after: 1,
-            ack_wait: Duration::from_secs(1),
-            max_stored_bytes: None,
-        },
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}; server log:\n{}", nats.log()));
+    let trainer = FleetTrainer::new(connect(&as_trainer).await, one_vote_config(root, 5))
+        .await
+        .unwrap_or_else(|e| panic!("{e}; server log:\n{}", nats.log()));
 
     // A wrong password is an error now, not a connection retried for ever; the message does
     // not repeat the password.

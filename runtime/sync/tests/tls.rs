@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use retroformer_sync::{FleetTrainer, Security, TrainerConfig};
+use retroformer_sync::{FleetTrainer, Security};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let o = Command::new("openssl")
@@ -124,20 +124,9 @@ async fn a_client_with_the_authority_and_its_certificate_connects_and_others_are
     let client = retroformer_sync::connect(&url, &security(&certs, true, true))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", nats.log()));
-    let trainer = FleetTrainer::new(
-        client,
-        TrainerConfig {
-            dir: root.join("trainer"),
-            base_sha256: base_sha(),
-            min_new_records: 1000,
-            promote_after: 1,
-            rollback_after: 1,
-            ack_wait: Duration::from_secs(1),
-            max_stored_bytes: None,
-        },
-    )
-    .await
-    .unwrap();
+    let trainer = FleetTrainer::new(client, one_vote_config(root, 1000))
+        .await
+        .unwrap();
     let device_client =
         retroformer_sync::connect_device(&url, &security(&certs, true, true), "dev-a")
             .await

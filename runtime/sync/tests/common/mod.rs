@@ -11,7 +11,7 @@ use retroformer::adapters::AdapterStore;
 use retroformer_core::records::keys;
 use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
 use retroformer_sync::device::{scored, Canary};
-use retroformer_sync::{Device, DeviceConfig};
+use retroformer_sync::{Device, DeviceConfig, TrainerConfig};
 
 /// A `nats-server -js` on a free loopback port, storing under `dir`; killed when dropped.
 pub struct Nats {
@@ -131,6 +131,20 @@ pub fn adapter(dir: &Path, fill: f32, data_sha256: &str) -> PathBuf {
     let p = dir.join(format!("adapter-{fill}.gguf"));
     w.write(&p).unwrap();
     p
+}
+
+/// A trainer under `root` that trains on `min_new` new records and promotes or rolls back on
+/// one vote, its store unbounded.
+pub fn one_vote_config(root: &Path, min_new: usize) -> TrainerConfig {
+    TrainerConfig {
+        dir: root.join("trainer"),
+        base_sha256: base_sha(),
+        min_new_records: min_new,
+        promote_after: 1,
+        rollback_after: 1,
+        ack_wait: Duration::from_secs(1),
+        max_stored_bytes: None,
+    }
 }
 
 pub fn device(root: &Path, id: &str, client: async_nats::Client) -> Device {
