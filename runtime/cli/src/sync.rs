@@ -42,7 +42,8 @@ pub struct SyncArgs {
     /// The base model whose adapters this device receives.
     #[arg(long, default_value = "smollm2-135m-instruct")]
     base: String,
-    /// The outbox (default: the model cache's `sync/DEVICE`).
+    /// The outbox (default: the model cache's `sync/DEVICE`). One process at a time: a second
+    /// on the same outbox is refused (it holds `device.lock`).
     #[arg(long)]
     outbox: Option<PathBuf>,
     /// Seconds between rounds of upload and release check (after the first round, each device

@@ -29,9 +29,10 @@ pub struct TrainerConfig {
     /// (a trainer that crashed between storing and acknowledging).
     pub ack_wait: Duration,
     /// The most bytes `records/` and `quarantine/` may hold (`None`: no bound). At or past
-    /// it the trainer takes no more segments: they wait in the stream, under its own limits,
-    /// until the operator frees space or raises this. A batch taken just under it may pass it
-    /// by one batch (64 MiB).
+    /// it the trainer takes no more segments: they wait in the stream (which has no limits of
+    /// its own: the server's JetStream storage holds them) until the operator frees space or
+    /// raises this. A batch taken just under it may pass it by one batch (64 MiB). Each
+    /// training reads every stored record and writes one copy of them: this bounds that too.
     pub max_stored_bytes: Option<u64>,
 }
 
@@ -217,9 +218,10 @@ impl FleetTrainer {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(SyncError::io(&d, e)),
             };
-            // A file removed between the listing and its size counts nothing.
+            // A file removed between the listing and its size counts nothing; a link counts
+            // what it points to, which the training reads.
             total += entries
-                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter_map(|e| std::fs::metadata(e.ok()?.path()).ok())
                 .filter(|m| m.is_file())
                 .map(|m| m.len())
                 .sum::<u64>();
@@ -252,7 +254,8 @@ impl FleetTrainer {
         if let Some(cap) = self.cfg.max_stored_bytes {
             let used = self.stored_bytes()?;
             if used >= cap {
-                tracing::warn!(used, cap, "the store is full: segments wait in the stream");
+                // The caller says so (`Consumed::full`), once a round.
+                tracing::debug!(used, cap, "the store is full: segments wait in the stream");
                 return Ok(Consumed {
                     full: true,
                     ..Consumed::default()

@@ -43,9 +43,10 @@ pub struct FleetArgs {
     /// Roll it back once this many devices did not.
     #[arg(long, default_value_t = 1)]
     rollback_after: usize,
-    /// The most MiB the stored and set-aside segments may take on disk (0: no bound); when
-    /// they do, new segments wait in the NATS stream until there is room.
-    #[arg(long, default_value_t = 16384)]
+    /// The most MiB the stored and set-aside segments may take (0: no bound); when they do,
+    /// new segments wait in the NATS stream until there is room. Each training reads every
+    /// stored record into memory and writes one copy of them.
+    #[arg(long, default_value_t = 2048)]
     max_stored_mib: u64,
     /// Seconds between rounds.
     #[arg(long, default_value_t = 30)]
