@@ -310,13 +310,16 @@ impl Serialize for TextLists<'_> {
             &each(tokens, |t| t.logprob.map(f64::from)),
         )?;
         m.serialize_entry("top_logprobs", &each(tokens, |t| TopMap(&t.top)))?;
-        let mut offset = 0;
-        let offsets = tokens.iter().map(|t| {
-            let at = offset;
-            offset += t.bytes.len();
-            at
-        });
-        m.serialize_entry("text_offset", &Offsets(std::cell::Cell::new(Some(offsets))))?;
+        // A number a token: small beside the rest, so collected rather than streamed.
+        let offsets: Vec<usize> = tokens
+            .iter()
+            .scan(0, |offset, t| {
+                let at = *offset;
+                *offset += t.bytes.len();
+                Some(at)
+            })
+            .collect();
+        m.serialize_entry("text_offset", &offsets)?;
         m.end()
     }
 }
@@ -337,15 +340,6 @@ impl Serialize for TopMap<'_> {
             }
         }
         m.end()
-    }
-}
-
-/// A list from an iterator used once (the offsets accumulate).
-struct Offsets<I>(std::cell::Cell<Option<I>>);
-
-impl<I: Iterator<Item = usize>> Serialize for Offsets<I> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.take().into_iter().flatten())
     }
 }
 
