@@ -497,6 +497,7 @@ async fn repetition(n: usize, a: &Args, m: &Material) -> Result<Value> {
             rollback_after: 1,
             ack_wait: Duration::from_secs(60),
             max_stored_bytes: None,
+            when_full: retroformer_sync::WhenFull::Wait,
         },
     )
     .await?;

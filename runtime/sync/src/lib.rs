@@ -29,7 +29,7 @@ pub mod trainer;
 pub use device::{Device, DeviceConfig};
 pub use outbox::Outbox;
 pub use release::{CanaryOutcome, Release, ReleaseStatus};
-pub use trainer::{BadLine, Consumed, FleetTrainer, TrainFailure, TrainerConfig};
+pub use trainer::{BadLine, Consumed, FleetTrainer, TrainFailure, TrainerConfig, WhenFull};
 
 use std::path::PathBuf;
 

@@ -31,9 +31,26 @@ pub struct TrainerConfig {
     /// The most bytes `records/` and `quarantine/` may hold (`None`: no bound). At or past
     /// it the trainer takes no more segments: they wait in the stream (which has no limits of
     /// its own: the server's JetStream storage holds them) until the operator frees space or
-    /// raises this. A batch taken just under it may pass it by one batch (64 MiB). Each
-    /// training reads every stored record and writes one copy of them: this bounds that too.
+    /// raises this (or [`WhenFull::DropTrained`]). A batch taken just under it may pass it by
+    /// one batch (64 MiB). Each training reads every stored record and writes one copy of
+    /// them: this bounds that too.
     pub max_stored_bytes: Option<u64>,
+    /// What a store at `max_stored_bytes` does.
+    pub when_full: WhenFull,
+}
+
+/// What a trainer whose store reached [`TrainerConfig::max_stored_bytes`] does.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Takes no segment: they wait in the stream until the operator frees space. Nothing is
+    /// lost, but no training starts until then.
+    #[default]
+    Wait,
+    /// Removes the segments trained on longest ago until the store is under its bound, then
+    /// takes more: every training then learns from the newest records only (a window over
+    /// the fleet's experience). Segments not yet trained on and those set aside are never
+    /// removed; a removed segment sent again is still known and not stored twice.
+    DropTrained,
 }
 
 /// An adapter trained on the stored records.
@@ -54,6 +71,8 @@ pub struct Consumed {
     pub quarantined: usize,
     /// The store was full ([`TrainerConfig::max_stored_bytes`]): nothing was taken.
     pub full: bool,
+    /// Trained segments removed to make room ([`WhenFull::DropTrained`]).
+    pub dropped: usize,
 }
 
 /// Checks one line of a record segment as the training will read it (the trainer's
@@ -251,17 +270,26 @@ impl FleetTrainer {
         wait: Duration,
         ack: bool,
     ) -> Result<Consumed, SyncError> {
+        let mut dropped = 0;
         if let Some(cap) = self.cfg.max_stored_bytes {
-            let used = self.stored_bytes()?;
+            let mut used = self.stored_bytes()?;
+            if used >= cap && self.cfg.when_full == WhenFull::DropTrained {
+                (used, dropped) = self.drop_trained(used, cap)?;
+            }
             if used >= cap {
                 // The caller says so (`Consumed::full`), once a round.
                 tracing::debug!(used, cap, "the store is full: segments wait in the stream");
                 return Ok(Consumed {
                     full: true,
+                    dropped,
                     ..Consumed::default()
                 });
             }
         }
+        // A segment trained on is known by name even once its file is dropped.
+        let state = self.state()?;
+        let trained: std::collections::HashSet<&str> =
+            state.trained.iter().map(String::as_str).collect();
         let mut batch = self
             .records
             .batch()
@@ -282,7 +310,7 @@ impl FleetTrainer {
             // A re-delivered segment is found by name before its lines are read again.
             let (kept, set_aside) = (self.segment_path(&sha), self.quarantine_path(&sha));
             let seen = |p: &PathBuf| p.exists() || new.contains_key(p);
-            if seen(&kept) || seen(&set_aside) {
+            if trained.contains(sha.as_str()) || seen(&kept) || seen(&set_aside) {
                 continue;
             }
             let bad = self.bad_line(&m.payload);
@@ -303,6 +331,7 @@ impl FleetTrainer {
             stored,
             quarantined,
             full: false,
+            dropped,
         };
         if quarantined > 0 {
             let q = self.cfg.dir.join("quarantine");
@@ -317,6 +346,32 @@ impl FleetTrainer {
             }
         }
         Ok(got)
+    }
+
+    /// Removes stored segments in the order they were trained on (the earliest training's
+    /// first) until fewer than `cap` bytes are used; returns the bytes used then and how many
+    /// were removed.
+    fn drop_trained(&self, mut used: u64, cap: u64) -> Result<(u64, usize), SyncError> {
+        let mut dropped = 0;
+        for sha in self.state()?.trained {
+            if used < cap {
+                break;
+            }
+            let p = self.segment_path(&sha);
+            let len = match std::fs::metadata(&p) {
+                Ok(m) => m.len(),
+                // Dropped before, or set aside by the operator.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SyncError::io(&p, e)),
+            };
+            std::fs::remove_file(&p).map_err(|e| SyncError::io(&p, e))?;
+            used = used.saturating_sub(len);
+            dropped += 1;
+        }
+        if dropped > 0 {
+            tracing::info!(dropped, used, cap, "dropped the oldest trained segments");
+        }
+        Ok((used, dropped))
     }
 
     /// Sets aside each segment of `files` that `bad` names a line of (the first named), so

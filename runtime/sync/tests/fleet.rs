@@ -12,7 +12,9 @@ use std::time::Duration;
 use common::*;
 use retroformer::adapters::AdapterStore;
 use retroformer_sync::trainer::{BadLine, TrainFailure, Trained};
-use retroformer_sync::{names, Device, FleetTrainer, ReleaseStatus, SyncError, TrainerConfig};
+use retroformer_sync::{
+    names, Consumed, Device, FleetTrainer, ReleaseStatus, SyncError, TrainerConfig, WhenFull,
+};
 
 // long: one fleet's story, each stage starting from the state the last one left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,6 +31,7 @@ async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good
         rollback_after: 1,
         ack_wait: Duration::from_secs(1),
         max_stored_bytes: None,
+        when_full: retroformer_sync::WhenFull::Wait,
     };
     let trainer = FleetTrainer::new(connect(&nats.url()).await, trainer_cfg())
         .await
@@ -495,4 +498,72 @@ async fn a_full_store_takes_no_segment_and_they_wait_in_the_stream_until_there_i
     }
     assert!(stored > 0, "the waiting segments");
     assert_eq!(trainer.stored().unwrap().len(), kept + stored);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_store_that_drops_trained_segments_takes_the_newest_and_never_drops_untrained_ones()
+{
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let nats = Nats::start(&root.join("nats"));
+    // One byte: every round finds the store full once anything is stored.
+    let trainer = FleetTrainer::new(
+        connect(&nats.url()).await,
+        TrainerConfig {
+            max_stored_bytes: Some(1),
+            when_full: WhenFull::DropTrained,
+            ..one_vote_config(root, 1)
+        },
+    )
+    .await
+    .unwrap();
+    let consume = || trainer.consume(1000, Duration::from_millis(300), true);
+    let a = device(root, "dev-a", connect(&nats.url()).await);
+    records(root, "dev-a", "run-1.jsonl", 4);
+    a.upload().await.unwrap();
+    let first = consume().await.unwrap();
+    assert!(first.stored > 0 && first.dropped == 0, "{first:?}");
+    let old = trainer.stored().unwrap();
+
+    // Nothing trained yet: nothing may go, and the next segments wait.
+    records(root, "dev-a", "run-2.jsonl", 4);
+    assert!(a.upload().await.unwrap() > 0);
+    let waiting = consume().await.unwrap();
+    assert!(
+        waiting.full && waiting.dropped == 0 && waiting.received == 0,
+        "{waiting:?}"
+    );
+    assert_eq!(trainer.stored().unwrap(), old);
+
+    // Once trained on, the old segments make room for the new.
+    let dir = root.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
+        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
+        Ok(Trained {
+            path: adapter(&dir, 1.0, &data),
+            data_sha256: data,
+        })
+    };
+    trainer.maybe_train(&mut train).await.unwrap().unwrap();
+    let mut got = Consumed::default();
+    for _ in 0..3 {
+        let c = consume().await.unwrap();
+        got.dropped += c.dropped;
+        got.stored += c.stored;
+        if got.stored > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        got.dropped,
+        old.len(),
+        "every trained segment went: {got:?}"
+    );
+    assert!(got.stored > 0, "{got:?}");
+    let now = trainer.stored().unwrap();
+    assert!(old.iter().all(|p| !p.exists() && !now.contains(p)));
+    let (lines, untrained) = trainer.untrained().unwrap();
+    assert_eq!(untrained, now, "only the new segments are left");
+    assert!(lines > 0);
 }

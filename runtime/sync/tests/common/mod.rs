@@ -144,6 +144,7 @@ pub fn one_vote_config(root: &Path, min_new: usize) -> TrainerConfig {
         rollback_after: 1,
         ack_wait: Duration::from_secs(1),
         max_stored_bytes: None,
+        when_full: retroformer_sync::WhenFull::Wait,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use retroformer_sync::trainer::{BadLine, TrainFailure, Trained};
-use retroformer_sync::{FleetTrainer, TrainerConfig};
+use retroformer_sync::{FleetTrainer, TrainerConfig, WhenFull};
 
 #[derive(Args)]
 pub struct FleetArgs {
@@ -43,11 +43,16 @@ pub struct FleetArgs {
     /// Roll it back once this many devices did not.
     #[arg(long, default_value_t = 1)]
     rollback_after: usize,
-    /// The most MiB the stored and set-aside segments may take (0: no bound); when they do,
-    /// new segments wait in the NATS stream until there is room. Each training reads every
-    /// stored record into memory and writes one copy of them.
+    /// The most MiB the stored and set-aside segments may take (0: no bound); see
+    /// --when-full. Each training reads every stored record into memory and writes one copy
+    /// of them.
     #[arg(long, default_value_t = 2048)]
     max_stored_mib: u64,
+    /// At --max-stored-mib: `wait` takes no more segments (they wait in the NATS stream until
+    /// there is room); `drop-trained` removes the segments trained on longest ago, so that
+    /// each training learns from the newest records.
+    #[arg(long, value_enum, default_value_t = WhenFullArg::Wait)]
+    when_full: WhenFullArg,
     /// Seconds between rounds.
     #[arg(long, default_value_t = 30)]
     every: u64,
@@ -58,6 +63,12 @@ pub struct FleetArgs {
     /// and `--out` are added.
     #[arg(last = true)]
     train: Vec<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum WhenFullArg {
+    Wait,
+    DropTrained,
 }
 
 pub fn fleet(a: &FleetArgs) -> Result<()> {
@@ -80,6 +91,10 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
         rollback_after: a.rollback_after,
         ack_wait: Duration::from_secs(60),
         max_stored_bytes: (a.max_stored_mib > 0).then(|| a.max_stored_mib.saturating_mul(1 << 20)),
+        when_full: match a.when_full {
+            WhenFullArg::Wait => WhenFull::Wait,
+            WhenFullArg::DropTrained => WhenFull::DropTrained,
+        },
     };
     let mut train = |files: &[PathBuf]| train_child(a, files);
     let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -99,12 +114,26 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                     got.stored
                 );
             }
+            if got.dropped > 0 {
+                eprintln!(
+                    "[retroformer-train] fleet: the store in {} was full (--max-stored-mib {}): \
+                     removed the {} segments trained on longest ago",
+                    a.dir.display(),
+                    a.max_stored_mib,
+                    got.dropped
+                );
+            }
             if got.full {
                 eprintln!(
-                    "[retroformer-train] fleet: the store in {} is full (--max-stored-mib {}): \
+                    "[retroformer-train] fleet: the store in {} is full (--max-stored-mib {}){}: \
                      new segments wait in the stream",
                     a.dir.display(),
-                    a.max_stored_mib
+                    a.max_stored_mib,
+                    match a.when_full {
+                        WhenFullArg::Wait => "",
+                        WhenFullArg::DropTrained =>
+                            " with segments not yet trained on or set aside",
+                    }
                 );
             }
             if got.quarantined > 0 {
