@@ -43,7 +43,7 @@ pub struct TrainerConfig {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub enum WhenFull {
     /// Takes no segment: they wait in the stream until the operator frees space. Nothing is
-    /// lost, but no training starts until then.
+    /// lost, but no new record reaches a training until then.
     #[default]
     Wait,
     /// Removes the segments trained on longest ago until the store is under its bound, then
