@@ -48,8 +48,10 @@ pub enum WhenFull {
     Wait,
     /// Removes the segments trained on longest ago until the store is under its bound, then
     /// takes more: every training then learns from the newest records only (a window over
-    /// the fleet's experience). Segments not yet trained on and those set aside are never
-    /// removed; a removed segment sent again is still known and not stored twice.
+    /// the fleet's experience). When that is not enough, the segments set aside longest ago
+    /// go too (else a device sending bad records could fill the store for good). Segments
+    /// not yet trained on are never removed; a removed segment sent again is still known and
+    /// not stored twice.
     DropTrained,
 }
 
@@ -73,6 +75,8 @@ pub struct Consumed {
     pub full: bool,
     /// Trained segments removed to make room ([`WhenFull::DropTrained`]).
     pub dropped: usize,
+    /// Set-aside segments removed to make room, once no trained one was left.
+    pub dropped_set_aside: usize,
 }
 
 /// Checks one line of a record segment as the training will read it (the trainer's
@@ -270,19 +274,18 @@ impl FleetTrainer {
         wait: Duration,
         ack: bool,
     ) -> Result<Consumed, SyncError> {
-        let mut dropped = 0;
+        let mut made_room = Consumed::default();
         if let Some(cap) = self.cfg.max_stored_bytes {
             let mut used = self.stored_bytes()?;
             if used >= cap && self.cfg.when_full == WhenFull::DropTrained {
-                (used, dropped) = self.drop_trained(used, cap)?;
+                (used, made_room) = self.make_room(used, cap)?;
             }
             if used >= cap {
                 // The caller says so (`Consumed::full`), once a round.
                 tracing::debug!(used, cap, "the store is full: segments wait in the stream");
                 return Ok(Consumed {
                     full: true,
-                    dropped,
-                    ..Consumed::default()
+                    ..made_room
                 });
             }
         }
@@ -330,8 +333,7 @@ impl FleetTrainer {
             received: messages.len(),
             stored,
             quarantined,
-            full: false,
-            dropped,
+            ..made_room
         };
         if quarantined > 0 {
             let q = self.cfg.dir.join("quarantine");
@@ -349,29 +351,62 @@ impl FleetTrainer {
     }
 
     /// Removes stored segments in the order they were trained on (the earliest training's
-    /// first) until fewer than `cap` bytes are used; returns the bytes used then and how many
-    /// were removed.
-    fn drop_trained(&self, mut used: u64, cap: u64) -> Result<(u64, usize), SyncError> {
-        let mut dropped = 0;
-        for sha in self.state()?.trained {
+    /// first), then set-aside ones by age, until fewer than `cap` bytes are used; returns the
+    /// bytes used then and what was removed ([`Consumed::dropped`] and
+    /// [`Consumed::dropped_set_aside`]).
+    fn make_room(&self, mut used: u64, cap: u64) -> Result<(u64, Consumed), SyncError> {
+        let mut removed = Consumed::default();
+        let trained = self.state()?.trained.into_iter();
+        for p in trained.map(|sha| self.segment_path(&sha)) {
             if used < cap {
                 break;
             }
-            let p = self.segment_path(&sha);
-            let len = match std::fs::metadata(&p) {
-                Ok(m) => m.len(),
-                // Dropped before, or set aside by the operator.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(SyncError::io(&p, e)),
-            };
-            std::fs::remove_file(&p).map_err(|e| SyncError::io(&p, e))?;
-            used = used.saturating_sub(len);
-            dropped += 1;
+            // A trained segment's file is gone when it was dropped before.
+            if let Some(len) = remove_file(&p)? {
+                used = used.saturating_sub(len);
+                removed.dropped += 1;
+            }
         }
-        if dropped > 0 {
-            tracing::info!(dropped, used, cap, "dropped the oldest trained segments");
+        if used >= cap {
+            for p in self.set_aside_by_age()? {
+                if used < cap {
+                    break;
+                }
+                if let Some(len) = remove_file(&p)? {
+                    used = used.saturating_sub(len);
+                    removed.dropped_set_aside += 1;
+                }
+            }
         }
-        Ok((used, dropped))
+        if removed.dropped + removed.dropped_set_aside > 0 {
+            tracing::info!(
+                removed.dropped,
+                removed.dropped_set_aside,
+                used,
+                cap,
+                "removed the oldest trained (then set-aside) segments to make room"
+            );
+        }
+        Ok((used, removed))
+    }
+
+    /// The set-aside segments, the oldest (by modification time) first.
+    fn set_aside_by_age(&self) -> Result<Vec<PathBuf>, SyncError> {
+        let q = self.cfg.dir.join("quarantine");
+        let entries = match std::fs::read_dir(&q) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(SyncError::io(&q, e)),
+        };
+        let mut aged: Vec<(std::time::SystemTime, PathBuf)> = entries
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
+                Some((m.modified().ok()?, p))
+            })
+            .collect();
+        aged.sort();
+        Ok(aged.into_iter().map(|(_, p)| p).collect())
     }
 
     /// Sets aside each segment of `files` that `bad` names a line of (the first named), so
@@ -603,6 +638,20 @@ impl FleetTrainer {
         };
         self.put(&kv, &r).await?;
         Ok(Some(r))
+    }
+}
+
+/// Removes `p`; its length, or `None` when it was not there.
+fn remove_file(p: &Path) -> Result<Option<u64>, SyncError> {
+    let len = match std::fs::metadata(p) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(SyncError::io(p, e)),
+    };
+    match std::fs::remove_file(p) {
+        Ok(()) => Ok(Some(len)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(SyncError::io(p, e)),
     }
 }
 

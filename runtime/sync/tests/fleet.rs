@@ -567,3 +567,67 @@ async fn a_full_store_that_drops_trained_segments_takes_the_newest_and_never_dro
     assert_eq!(untrained, now, "only the new segments are left");
     assert!(lines > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_full_of_set_aside_segments_removes_the_oldest_to_take_new_ones_but_never_untrained_ones(
+) {
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let nats = Nats::start(&root.join("nats"));
+    let trainer = FleetTrainer::new(
+        connect(&nats.url()).await,
+        TrainerConfig {
+            max_stored_bytes: Some(1),
+            when_full: WhenFull::DropTrained,
+            ..one_vote_config(root, 1000)
+        },
+    )
+    .await
+    .unwrap()
+    .with_line_check(Box::new(|l: &str| match l.contains("\"bad\"") {
+        true => Err("a bad record".into()),
+        false => Ok(()),
+    }));
+    let consume = || trainer.consume(1000, Duration::from_millis(300), true);
+    let a = device(root, "dev-a", connect(&nats.url()).await);
+    let runs = root.join("dev-a").join("runs");
+    std::fs::write(runs.join("bad.jsonl"), "{\"bad\":true}\n").unwrap();
+    a.upload().await.unwrap();
+    let first = consume().await.unwrap();
+    assert_eq!((first.quarantined, first.stored), (1, 0), "{first:?}");
+
+    records(root, "dev-a", "good.jsonl", 2);
+    assert!(a.upload().await.unwrap() > 0);
+    let mut got = Consumed::default();
+    for _ in 0..3 {
+        let c = consume().await.unwrap();
+        got.dropped_set_aside += c.dropped_set_aside;
+        got.stored += c.stored;
+        if got.stored > 0 {
+            break;
+        }
+    }
+    assert_eq!(
+        (got.dropped_set_aside, got.dropped),
+        (1, 0),
+        "the set-aside segment went: {got:?}"
+    );
+    assert!(got.stored > 0, "{got:?}");
+    assert_eq!(
+        std::fs::read_dir(root.join("trainer/quarantine"))
+            .unwrap()
+            .count(),
+        0
+    );
+
+    // Now only untrained segments fill it: they stay, and the next ones wait.
+    let kept = trainer.stored().unwrap();
+    records(root, "dev-a", "more.jsonl", 2);
+    assert!(a.upload().await.unwrap() > 0);
+    let waiting = consume().await.unwrap();
+    assert!(
+        waiting.full && waiting.received == 0 && waiting.dropped + waiting.dropped_set_aside == 0,
+        "{waiting:?}"
+    );
+    assert_eq!(trainer.stored().unwrap(), kept);
+}

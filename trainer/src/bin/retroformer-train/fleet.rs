@@ -49,8 +49,8 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 2048)]
     max_stored_mib: u64,
     /// At --max-stored-mib: `wait` takes no more segments (they wait in the NATS stream until
-    /// there is room); `drop-trained` removes the segments trained on longest ago, so that
-    /// each training learns from the newest records.
+    /// there is room); `drop-trained` removes the segments trained on longest ago (then the
+    /// oldest set aside), so that each training learns from the newest records.
     #[arg(long, value_enum, default_value_t = WhenFullArg::Wait)]
     when_full: WhenFullArg,
     /// Seconds between rounds.
@@ -114,13 +114,14 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                     got.stored
                 );
             }
-            if got.dropped > 0 {
+            if got.dropped + got.dropped_set_aside > 0 {
                 eprintln!(
                     "[retroformer-train] fleet: the store in {} was full (--max-stored-mib {}): \
-                     removed the {} segments trained on longest ago",
+                     removed the {} segments trained on longest ago and {} set aside",
                     a.dir.display(),
                     a.max_stored_mib,
-                    got.dropped
+                    got.dropped,
+                    got.dropped_set_aside
                 );
             }
             if got.full {
@@ -131,8 +132,7 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
                     a.max_stored_mib,
                     match a.when_full {
                         WhenFullArg::Wait => "",
-                        WhenFullArg::DropTrained =>
-                            " with segments not yet trained on or set aside",
+                        WhenFullArg::DropTrained => " with segments not yet trained on",
                     }
                 );
             }
