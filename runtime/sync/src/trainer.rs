@@ -46,12 +46,13 @@ pub enum WhenFull {
     /// lost, but no new record reaches a training until then.
     #[default]
     Wait,
-    /// Removes the segments trained on longest ago until the store is under its bound, then
-    /// takes more: every training then learns from the newest records only (a window over
-    /// the fleet's experience). When that is not enough, the segments set aside longest ago
-    /// go too (else a device sending bad records could fill the store for good). Segments
-    /// not yet trained on are never removed; a removed segment sent again is still known and
-    /// not stored twice.
+    /// Removes the segments already trained on, and the set-aside ones (else a device sending
+    /// bad records could fill the store for good), the longest stored first, until the store
+    /// is under its bound, then takes more: every training then learns from the newest
+    /// records only (a window over the fleet's experience). A segment not yet trained on is
+    /// never removed, and nothing is when the untrained ones alone fill the store. A removed
+    /// trained segment sent again is still known and not stored twice; a removed set-aside
+    /// one is checked again.
     DropTrained,
 }
 
@@ -75,7 +76,7 @@ pub struct Consumed {
     pub full: bool,
     /// Trained segments removed to make room ([`WhenFull::DropTrained`]).
     pub dropped: usize,
-    /// Set-aside segments removed to make room, once no trained one was left.
+    /// Set-aside segments removed to make room ([`WhenFull::DropTrained`]).
     pub dropped_set_aside: usize,
 }
 
@@ -350,63 +351,90 @@ impl FleetTrainer {
         Ok(got)
     }
 
-    /// Removes stored segments in the order they were trained on (the earliest training's
-    /// first), then set-aside ones by age, until fewer than `cap` bytes are used; returns the
-    /// bytes used then and what was removed ([`Consumed::dropped`] and
-    /// [`Consumed::dropped_set_aside`]).
-    fn make_room(&self, mut used: u64, cap: u64) -> Result<(u64, Consumed), SyncError> {
+    /// Removes the segments trained on or set aside, the longest stored first, until fewer
+    /// than `cap` bytes are used; none when removing all of them would not get there (the
+    /// untrained ones fill the store: removing the rest would lose them for nothing). Returns
+    /// the bytes used then and what was removed.
+    fn make_room(&self, used: u64, cap: u64) -> Result<(u64, Consumed), SyncError> {
         let mut removed = Consumed::default();
-        let trained = self.state()?.trained.into_iter();
-        for p in trained.map(|sha| self.segment_path(&sha)) {
-            if used < cap {
+        let candidates = self.removable()?;
+        let removable: u64 = candidates.iter().map(|c| c.len).sum();
+        if used.saturating_sub(removable) >= cap {
+            tracing::warn!(
+                used,
+                removable,
+                cap,
+                "the store is full of segments not yet trained on: nothing removed"
+            );
+            return Ok((used, removed));
+        }
+        let mut left = used;
+        for c in candidates {
+            if left < cap {
                 break;
             }
-            // A trained segment's file is gone when it was dropped before.
-            if let Some(len) = remove_file(&p)? {
-                used = used.saturating_sub(len);
-                removed.dropped += 1;
+            // One that cannot go (a permission, a folder by that name) is passed over: the
+            // trainer goes on, and the next round says the store is still full.
+            if let Err(e) = std::fs::remove_file(&c.path) {
+                tracing::warn!(path = %c.path.display(), "cannot remove: {e}");
+                continue;
+            }
+            left = left.saturating_sub(c.len);
+            match c.set_aside {
+                false => removed.dropped += 1,
+                true => removed.dropped_set_aside += 1,
             }
         }
-        if used >= cap {
-            for p in self.set_aside_by_age()? {
-                if used < cap {
-                    break;
-                }
-                if let Some(len) = remove_file(&p)? {
-                    used = used.saturating_sub(len);
-                    removed.dropped_set_aside += 1;
-                }
-            }
-        }
-        if removed.dropped + removed.dropped_set_aside > 0 {
-            tracing::info!(
-                removed.dropped,
-                removed.dropped_set_aside,
-                used,
-                cap,
-                "removed the oldest trained (then set-aside) segments to make room"
-            );
-        }
-        Ok((used, removed))
+        tracing::info!(
+            removed.dropped,
+            removed.dropped_set_aside,
+            left,
+            cap,
+            "removed the segments stored longest ago (trained on or set aside) to make room"
+        );
+        Ok((left, removed))
     }
 
-    /// The set-aside segments, the oldest (by modification time) first.
-    fn set_aside_by_age(&self) -> Result<Vec<PathBuf>, SyncError> {
-        let q = self.cfg.dir.join("quarantine");
-        let entries = match std::fs::read_dir(&q) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(SyncError::io(&q, e)),
-        };
-        let mut aged: Vec<(std::time::SystemTime, PathBuf)> = entries
-            .filter_map(|e| {
-                let p = e.ok()?.path();
-                let m = std::fs::metadata(&p).ok().filter(|m| m.is_file())?;
-                Some((m.modified().ok()?, p))
-            })
-            .collect();
-        aged.sort();
-        Ok(aged.into_iter().map(|(_, p)| p).collect())
+    /// The stored segments already trained on and the set-aside ones, the longest stored
+    /// first (a file's modification time: it is written once, and setting aside moves it).
+    fn removable(&self) -> Result<Vec<Removable>, SyncError> {
+        let state = self.state()?;
+        let trained: std::collections::HashSet<&str> =
+            state.trained.iter().map(String::as_str).collect();
+        let mut all = Vec::new();
+        for (dir, set_aside) in [("records", false), ("quarantine", true)] {
+            let d = self.cfg.dir.join(dir);
+            let entries = match std::fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(SyncError::io(&d, e)),
+            };
+            for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+                // Only segments: `<sha256>.jsonl`, trained on unless set aside.
+                let Some(sha) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".jsonl"))
+                else {
+                    continue;
+                };
+                if !set_aside && !trained.contains(sha) {
+                    continue;
+                }
+                let Some(m) = std::fs::metadata(&path).ok().filter(|m| m.is_file()) else {
+                    continue;
+                };
+                let stored = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+                all.push(Removable {
+                    stored,
+                    len: m.len(),
+                    set_aside,
+                    path,
+                });
+            }
+        }
+        all.sort_by(|a, b| (a.stored, &a.path).cmp(&(b.stored, &b.path)));
+        Ok(all)
     }
 
     /// Sets aside each segment of `files` that `bad` names a line of (the first named), so
@@ -641,18 +669,12 @@ impl FleetTrainer {
     }
 }
 
-/// Removes `p`; its length, or `None` when it was not there.
-fn remove_file(p: &Path) -> Result<Option<u64>, SyncError> {
-    let len = match std::fs::metadata(p) {
-        Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(SyncError::io(p, e)),
-    };
-    match std::fs::remove_file(p) {
-        Ok(()) => Ok(Some(len)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(SyncError::io(p, e)),
-    }
+/// A segment [`FleetTrainer::make_room`] may remove.
+struct Removable {
+    stored: std::time::SystemTime,
+    len: u64,
+    set_aside: bool,
+    path: PathBuf,
 }
 
 /// A segment's sha256 when its id (`Nats-Msg-Id`) is that; else `None`, logged as corrupt.

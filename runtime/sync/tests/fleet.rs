@@ -501,71 +501,95 @@ async fn a_full_store_takes_no_segment_and_they_wait_in_the_stream_until_there_i
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_store_that_drops_trained_segments_takes_the_newest_and_never_drops_untrained_ones()
-{
+async fn a_full_store_that_drops_trained_segments_removes_the_oldest_first_and_never_untrained_ones(
+) {
     let root = tempfile::tempdir().unwrap();
     let root = root.path();
     let nats = Nats::start(&root.join("nats"));
-    // One byte: every round finds the store full once anything is stored.
-    let trainer = FleetTrainer::new(
-        connect(&nats.url()).await,
-        TrainerConfig {
-            max_stored_bytes: Some(1),
-            when_full: WhenFull::DropTrained,
-            ..one_vote_config(root, 1)
-        },
-    )
-    .await
-    .unwrap();
-    let consume = || trainer.consume(1000, Duration::from_millis(300), true);
-    let a = device(root, "dev-a", connect(&nats.url()).await);
-    records(root, "dev-a", "run-1.jsonl", 4);
-    a.upload().await.unwrap();
-    let first = consume().await.unwrap();
-    assert!(first.stored > 0 && first.dropped == 0, "{first:?}");
-    let old = trainer.stored().unwrap();
-
-    // Nothing trained yet: nothing may go, and the next segments wait.
-    records(root, "dev-a", "run-2.jsonl", 4);
-    assert!(a.upload().await.unwrap() > 0);
-    let waiting = consume().await.unwrap();
-    assert!(
-        waiting.full && waiting.dropped == 0 && waiting.received == 0,
-        "{waiting:?}"
-    );
-    assert_eq!(trainer.stored().unwrap(), old);
-
-    // Once trained on, the old segments make room for the new.
+    let cfg = |cap| TrainerConfig {
+        max_stored_bytes: cap,
+        when_full: WhenFull::DropTrained,
+        ..one_vote_config(root, 1)
+    };
     let dir = root.join("adapters");
     std::fs::create_dir_all(&dir).unwrap();
+    let mut fill = 0.0;
     let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
         let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
+        fill += 1.0;
         Ok(Trained {
-            path: adapter(&dir, 1.0, &data),
+            path: adapter(&dir, fill, &data),
             data_sha256: data,
         })
     };
-    trainer.maybe_train(&mut train).await.unwrap().unwrap();
+    let bytes = |ps: &[PathBuf]| ps.iter().map(|p| p.metadata().unwrap().len()).sum::<u64>();
+    let a = device(root, "dev-a", connect(&nats.url()).await);
+
+    // Two trainings, A then B, stored without a bound and never acknowledged: the server
+    // delivers them again later.
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, cfg(None))
+        .await
+        .unwrap();
+    let mut batches: Vec<Vec<PathBuf>> = Vec::new();
+    for (name, n) in [("run-a.jsonl", 4), ("run-b.jsonl", 4)] {
+        records(root, "dev-a", name, n);
+        assert!(a.upload().await.unwrap() > 0);
+        let before = trainer.stored().unwrap();
+        trainer
+            .consume(1000, Duration::from_millis(300), false)
+            .await
+            .unwrap();
+        let now = trainer.stored().unwrap();
+        batches.push(now.into_iter().filter(|p| !before.contains(p)).collect());
+        trainer.maybe_train(&mut train).await.unwrap().unwrap();
+    }
+    let (old, newer) = (&batches[0], &batches[1]);
+    assert!(!old.is_empty() && !newer.is_empty());
+    drop(trainer);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+
+    // A bound that removing A alone meets; C, larger than B, comes in.
+    let cap = bytes(newer) + 1;
+    let trainer = FleetTrainer::new(connect(&nats.url()).await, cfg(Some(cap)))
+        .await
+        .unwrap();
+    records(root, "dev-a", "run-c.jsonl", 12);
+    assert!(a.upload().await.unwrap() > 0);
     let mut got = Consumed::default();
     for _ in 0..3 {
-        let c = consume().await.unwrap();
-        got.dropped += c.dropped;
+        let c = trainer
+            .consume(1000, Duration::from_millis(300), true)
+            .await
+            .unwrap();
+        (got.dropped, got.received) = (got.dropped + c.dropped, got.received + c.received);
         got.stored += c.stored;
         if got.stored > 0 {
             break;
         }
     }
-    assert_eq!(
-        got.dropped,
-        old.len(),
-        "every trained segment went: {got:?}"
+    assert_eq!(got.dropped, old.len(), "A, the oldest, went: {got:?}");
+    assert!(old.iter().all(|p| !p.exists()), "and was not stored again");
+    assert!(newer.iter().all(|p| p.exists()), "B stays: {got:?}");
+    assert!(
+        got.received > got.stored,
+        "A and B delivered again: {got:?}"
     );
-    assert!(got.stored > 0, "{got:?}");
-    let now = trainer.stored().unwrap();
-    assert!(old.iter().all(|p| !p.exists() && !now.contains(p)));
-    let (lines, untrained) = trainer.untrained().unwrap();
-    assert_eq!(untrained, now, "only the new segments are left");
-    assert!(lines > 0);
+    let (_, untrained) = trainer.untrained().unwrap();
+    assert_eq!(untrained.len(), got.stored, "C alone is untrained");
+    assert!(bytes(&untrained) >= cap, "C alone fills the store");
+
+    // C is untrained and fills the store alone: removing B would not help, so it stays.
+    records(root, "dev-a", "run-d.jsonl", 2);
+    assert!(a.upload().await.unwrap() > 0);
+    let waiting = trainer
+        .consume(1000, Duration::from_millis(300), true)
+        .await
+        .unwrap();
+    assert!(
+        waiting.full && waiting.dropped == 0 && waiting.received == 0,
+        "{waiting:?}"
+    );
+    assert!(newer.iter().all(|p| p.exists()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

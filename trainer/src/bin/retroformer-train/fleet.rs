@@ -49,8 +49,9 @@ pub struct FleetArgs {
     #[arg(long, default_value_t = 2048)]
     max_stored_mib: u64,
     /// At --max-stored-mib: `wait` takes no more segments (they wait in the NATS stream until
-    /// there is room); `drop-trained` removes the segments trained on longest ago (then the
-    /// oldest set aside), so that each training learns from the newest records.
+    /// there is room); `drop-trained` removes the segments already trained on and the
+    /// set-aside ones, the longest stored first (never one not yet trained on), so that each
+    /// training learns from the newest records.
     #[arg(long, value_enum, default_value_t = WhenFullArg::Wait)]
     when_full: WhenFullArg,
     /// Seconds between rounds.
@@ -117,7 +118,8 @@ pub fn fleet(a: &FleetArgs) -> Result<()> {
             if got.dropped + got.dropped_set_aside > 0 {
                 eprintln!(
                     "[retroformer-train] fleet: the store in {} was full (--max-stored-mib {}): \
-                     removed the {} segments trained on longest ago and {} set aside",
+                     removed {} segments already trained on and {} set aside, the longest \
+                     stored first",
                     a.dir.display(),
                     a.max_stored_mib,
                     got.dropped,
