@@ -269,6 +269,8 @@ impl FleetTrainer {
     /// sha256 (once: a re-delivered or re-sent one finds its file) and acknowledged only then.
     /// A segment whose id is not its sha256 is dropped as corrupt. With `ack` false the
     /// segments are stored but never acknowledged (a trainer that crashes in between; tests).
+    /// Not concurrently with [`Self::maybe_train`]: with [`WhenFull::DropTrained`] it may
+    /// remove a segment that training is reading (the fleet command calls them in turn).
     pub async fn consume(
         &self,
         max: usize,
