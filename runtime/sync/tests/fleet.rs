@@ -116,17 +116,7 @@ async fn every_record_arrives_once_and_every_device_converges_to_the_newest_good
     assert_eq!(stored.len(), 20 * 3 + 10, "every record stored");
 
     // Training: an adapter that says which data it saw; devices a and b run the canary.
-    let dir = root.join("adapters");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut fill = 1.0;
-    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
-        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
-        fill += 1.0;
-        Ok(Trained {
-            path: adapter(&dir, fill, &data),
-            data_sha256: data,
-        })
-    };
+    let mut train = fake_train(root, 1.0);
     let v1 = trainer
         .maybe_train(&mut train)
         .await
@@ -511,17 +501,7 @@ async fn a_full_store_that_drops_trained_segments_removes_the_oldest_first_and_n
         when_full: WhenFull::DropTrained,
         ..one_vote_config(root, 1)
     };
-    let dir = root.join("adapters");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut fill = 0.0;
-    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
-        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
-        fill += 1.0;
-        Ok(Trained {
-            path: adapter(&dir, fill, &data),
-            data_sha256: data,
-        })
-    };
+    let mut train = fake_train(root, 0.0);
     let bytes = |ps: &[PathBuf]| ps.iter().map(|p| p.metadata().unwrap().len()).sum::<u64>();
     let a = device(root, "dev-a", connect(&nats.url()).await);
 

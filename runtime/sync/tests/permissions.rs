@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use retroformer_sync::trainer::{TrainFailure, Trained};
 use retroformer_sync::{names, FleetTrainer, ReleaseStatus};
 
 /// A JetStream context that gives up on an unanswered request soon (a refused publish is
@@ -67,15 +65,7 @@ async fn a_device_does_its_whole_part_but_cannot_speak_for_another_or_write_a_re
         .await
         .unwrap();
     assert!(got.stored > 0, "{got:?}");
-    let dir = root.join("adapters");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut train = |files: &[PathBuf]| -> Result<Trained, TrainFailure> {
-        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
-        Ok(Trained {
-            path: adapter(&dir, 2.0, &data),
-            data_sha256: data,
-        })
-    };
+    let mut train = fake_train(root, 1.0);
     let v1 = trainer.maybe_train(&mut train).await.unwrap().unwrap();
     let o = a
         .follow_release(&mut eval(&[&v1.sha256]))

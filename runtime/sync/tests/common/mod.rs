@@ -11,6 +11,7 @@ use retroformer::adapters::AdapterStore;
 use retroformer_core::records::keys;
 use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
 use retroformer_sync::device::{scored, Canary};
+use retroformer_sync::trainer::{TrainFailure, Trained};
 use retroformer_sync::{Device, DeviceConfig, TrainerConfig};
 
 /// A `nats-server -js` on a free loopback port, storing under `dir`; killed when dropped.
@@ -116,6 +117,25 @@ impl Drop for Nats {
 
 pub fn base_sha() -> String {
     "ab".repeat(32)
+}
+
+/// A training that writes a tiny adapter under `root/adapters` saying which data it saw; each
+/// call's adapter differs (`fill` `first + 1`, then `first + 2`, ...).
+pub fn fake_train(
+    root: &Path,
+    first: f32,
+) -> impl FnMut(&[PathBuf]) -> Result<Trained, TrainFailure> + Send {
+    let dir = root.join("adapters");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut fill = first;
+    move |files| {
+        let data = retroformer_sync::sha256_hex(lines_in(files).join("\n").as_bytes());
+        fill += 1.0;
+        Ok(Trained {
+            path: adapter(&dir, fill, &data),
+            data_sha256: data,
+        })
+    }
 }
 
 /// A tiny adapter of the tiny base, trained (so it says) on `data_sha256`; `fill` makes each
