@@ -138,6 +138,13 @@ struct State {
     canaries: BTreeMap<String, CanaryOutcome>,
 }
 
+impl State {
+    /// The segments trained on, to look up (the list grows with every segment ever trained on).
+    fn trained_set(&self) -> std::collections::HashSet<&str> {
+        self.trained.iter().map(String::as_str).collect()
+    }
+}
+
 /// The fleet's trainer.
 pub struct FleetTrainer {
     cfg: TrainerConfig,
@@ -294,8 +301,7 @@ impl FleetTrainer {
         }
         // A segment trained on is known by name even once its file is dropped.
         let state = self.state()?;
-        let trained: std::collections::HashSet<&str> =
-            state.trained.iter().map(String::as_str).collect();
+        let trained = state.trained_set();
         let mut batch = self
             .records
             .batch()
@@ -401,8 +407,7 @@ impl FleetTrainer {
     /// first (a file's modification time: it is written once, and setting aside moves it).
     fn removable(&self) -> Result<Vec<Removable>, SyncError> {
         let state = self.state()?;
-        let trained: std::collections::HashSet<&str> =
-            state.trained.iter().map(String::as_str).collect();
+        let trained = state.trained_set();
         let mut all = Vec::new();
         for (dir, set_aside) in [("records", false), ("quarantine", true)] {
             let d = self.cfg.dir.join(dir);
@@ -495,9 +500,7 @@ impl FleetTrainer {
     /// Records (lines) stored but not yet trained on, and their segments.
     pub fn untrained(&self) -> Result<(usize, Vec<PathBuf>), SyncError> {
         let state = self.state()?;
-        // A set: the list grows with every segment ever trained on.
-        let trained: std::collections::HashSet<&str> =
-            state.trained.iter().map(String::as_str).collect();
+        let trained = state.trained_set();
         let mut lines = 0;
         let mut files = Vec::new();
         for p in self.stored()? {

@@ -13,7 +13,7 @@ use common::*;
 use retroformer::adapters::AdapterStore;
 use retroformer_sync::trainer::{BadLine, TrainFailure, Trained};
 use retroformer_sync::{
-    names, Consumed, Device, FleetTrainer, ReleaseStatus, SyncError, TrainerConfig, WhenFull,
+    names, Device, FleetTrainer, ReleaseStatus, SyncError, TrainerConfig, WhenFull,
 };
 
 // long: one fleet's story, each stage starting from the state the last one left.
@@ -535,18 +535,7 @@ async fn a_full_store_that_drops_trained_segments_removes_the_oldest_first_and_n
         .unwrap();
     records(root, "dev-a", "run-c.jsonl", 12);
     assert!(a.upload().await.unwrap() > 0);
-    let mut got = Consumed::default();
-    for _ in 0..3 {
-        let c = trainer
-            .consume(1000, Duration::from_millis(300), true)
-            .await
-            .unwrap();
-        (got.dropped, got.received) = (got.dropped + c.dropped, got.received + c.received);
-        got.stored += c.stored;
-        if got.stored > 0 {
-            break;
-        }
-    }
+    let got = consume_until_stored(&trainer).await;
     assert_eq!(got.dropped, old.len(), "A, the oldest, went: {got:?}");
     assert!(old.iter().all(|p| !p.exists()), "and was not stored again");
     assert!(newer.iter().all(|p| p.exists()), "B stays: {got:?}");
@@ -602,15 +591,7 @@ async fn a_store_full_of_set_aside_segments_removes_the_oldest_to_take_new_ones_
 
     records(root, "dev-a", "good.jsonl", 2);
     assert!(a.upload().await.unwrap() > 0);
-    let mut got = Consumed::default();
-    for _ in 0..3 {
-        let c = consume().await.unwrap();
-        got.dropped_set_aside += c.dropped_set_aside;
-        got.stored += c.stored;
-        if got.stored > 0 {
-            break;
-        }
-    }
+    let got = consume_until_stored(&trainer).await;
     assert_eq!(
         (got.dropped_set_aside, got.dropped),
         (1, 0),

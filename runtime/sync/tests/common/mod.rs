@@ -12,7 +12,7 @@ use retroformer_core::records::keys;
 use retroformer_gguf::{GgufWriter, TinyModel, WriteValue};
 use retroformer_sync::device::{scored, Canary};
 use retroformer_sync::trainer::{TrainFailure, Trained};
-use retroformer_sync::{Device, DeviceConfig, TrainerConfig};
+use retroformer_sync::{Consumed, Device, DeviceConfig, FleetTrainer, TrainerConfig};
 
 /// A `nats-server -js` on a free loopback port, storing under `dir`; killed when dropped.
 pub struct Nats {
@@ -117,6 +117,27 @@ impl Drop for Nats {
 
 pub fn base_sha() -> String {
     "ab".repeat(32)
+}
+
+/// Consumes (acknowledging) until something is stored, three rounds at most; the rounds'
+/// counts added up.
+pub async fn consume_until_stored(trainer: &FleetTrainer) -> Consumed {
+    let mut got = Consumed::default();
+    for _ in 0..3 {
+        let c = trainer
+            .consume(1000, Duration::from_millis(300), true)
+            .await
+            .unwrap();
+        got.received += c.received;
+        got.stored += c.stored;
+        got.quarantined += c.quarantined;
+        got.dropped += c.dropped;
+        got.dropped_set_aside += c.dropped_set_aside;
+        if got.stored > 0 {
+            break;
+        }
+    }
+    got
 }
 
 /// A training that writes a tiny adapter under `root/adapters` saying which data it saw; each
