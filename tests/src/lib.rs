@@ -75,3 +75,40 @@ pub fn run(session: &mut dyn Session, req: &GenerateRequest) -> Generation {
 }
 
 pub mod serve;
+
+/// A rank-4 LoRA for `model` on every layer's FFN down projection, with weights from a fixed
+/// xorshift, written as `dir/adapter.gguf`.
+pub fn write_adapter(
+    dir: &std::path::Path,
+    model: &retroformer_llama::LlamaModel,
+    magnitude: f32,
+) -> std::path::PathBuf {
+    let header = model.header();
+    let mut w = retroformer_gguf::GgufWriter::lora_adapter("llama", 4.0);
+    w.kv(
+        retroformer::core::records::keys::BASE_SHA256,
+        model.sha256().unwrap(),
+    );
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 2.0
+    };
+    let rank = 4u64;
+    for t in header
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with("ffn_down.weight"))
+    {
+        let (n_in, n_out) = (t.dims[0], t.dims[1]);
+        let a: Vec<f32> = (0..n_in * rank).map(|_| rnd() * magnitude).collect();
+        let b: Vec<f32> = (0..rank * n_out).map(|_| rnd() * magnitude).collect();
+        w.tensor_f32(&format!("{}.lora_a", t.name), &[n_in, rank], &a)
+            .tensor_f32(&format!("{}.lora_b", t.name), &[rank, n_out], &b);
+    }
+    let p = dir.join("adapter.gguf");
+    w.write(&p).unwrap();
+    p
+}

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use retroformer_e2e::{smollm2_path, workspace_bin};
+use retroformer_e2e::{smollm2, smollm2_path, workspace_bin, write_adapter};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data/math/gsm8k_trivial.jsonl")
@@ -354,7 +354,8 @@ fn demo_reproduces_the_run(run: &Path) {
 }
 
 #[test]
-fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_the_teacher_flag() {
+fn a_household_run_collects_whole_episodes_without_a_success_stops_naming_the_teacher_flag_and_its_demo_compares_episodes(
+) {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let out = dir.path().join("household");
@@ -407,4 +408,90 @@ fn a_household_run_collects_whole_episodes_and_without_a_success_stops_naming_th
         .unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--retries"));
+    a_household_demo_compares_episodes_with_the_runs(&out, home.path());
+}
+
+/// `retroformer demo --run` on a household run whose adapter was put in by hand (SmolLM2
+/// solves no task to train on): both arms' episodes on the run's 2 evaluation tasks, told as
+/// tasks and episodes. Given the demo's own episodes as the run's evaluations, a second demo
+/// takes the same actions on every task.
+fn a_household_demo_compares_episodes_with_the_runs(run: &Path, home: &Path) {
+    let adapter = write_adapter(run, &smollm2(), 0.5);
+    let sha = retroformer::fetch::sha256_file(&adapter, &retroformer::fetch::Silent).unwrap();
+    let path = run.join("improve.json");
+    let mut report = json(&path);
+    report["rounds"][0]["train"] = serde_json::json!([{
+        "name": "s1", "adapter": "adapter.gguf", "sha256": sha, "bytes": 0, "samples": 0,
+        "steps": 0, "best_step": null, "loss": [0.0, 0.0], "heldout_loss": null,
+        "wall_s": null, "command": "written by the test"
+    }]);
+    report["rounds"][0]["canary"] = serde_json::json!({
+        "candidate": "s1", "incumbent": null, "candidate_score": 0.0,
+        "incumbent_score": 0.0, "promoted": true, "wall_s": null
+    });
+    std::fs::write(&path, report.to_string()).unwrap();
+    let demo = |out: &Path| {
+        let o = Command::new(workspace_bin("retroformer"))
+            .args(["demo", "--parallel", "2", "--threads", "2", "--run"])
+            .arg(run)
+            .arg("--out")
+            .arg(out)
+            .env("RETROFORMER_HOME", home)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).to_string();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}\n{stdout}");
+        (json(&out.join("demo.json")), stdout)
+    };
+    let first_out = run.join("demo-1");
+    let (first, stdout) = demo(&first_out);
+    assert_eq!(
+        (first["env"].as_str(), first["paired"]["n"].as_u64()),
+        (Some("household"), Some(2))
+    );
+    assert_eq!(names(&first["arms"]), ["base", "r1-s1"]);
+    for want in [
+        "r1-s1 - base on these 2 tasks",
+        "episode",
+        "The full experiment, evaluation tasks 1-2",
+        "not evaluated yet",
+    ] {
+        assert!(stdout.contains(want), "{want}\n{stdout}");
+    }
+    // The run has not evaluated either arm: nothing to compare with.
+    assert!(first["arms"][0]["same_as_run"].is_null(), "{first}");
+    // The demo's episodes become the run's own evaluations.
+    let mut arms = Vec::new();
+    for arm in first["arms"].as_array().unwrap() {
+        let folder = arm["score"]["run"].as_str().unwrap();
+        copy_dir(&first_out.join(folder), &run.join(folder));
+        arms.push(serde_json::json!({
+            "name": arm["name"], "adapter": arm["adapter"], "greedy": arm["score"], "sampled": null
+        }));
+    }
+    report["arms"] = serde_json::Value::Array(arms);
+    std::fs::write(&path, report.to_string()).unwrap();
+    let (second, stdout) = demo(&run.join("demo-2"));
+    for arm in second["arms"].as_array().unwrap() {
+        // Same tasks, same greedy settings, same lanes, same machine: the same actions.
+        assert_eq!(arm["same_as_run"], serde_json::json!([2, 2]), "{arm}");
+    }
+    assert!(
+        stdout.contains("the same episode as the run's evaluation on 2 of 2"),
+        "{stdout}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
 }

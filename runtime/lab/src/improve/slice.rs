@@ -1,26 +1,28 @@
 //! A slice of a finished `improve` run evaluated again on this machine (`retroformer demo`):
-//! the base and the run's adapter, greedy, on the first problems of the run's held-out
-//! evaluation set. It shows that the committed result reproduces here and how the trained model
-//! answers; a few dozen problems cannot tell a gain of a few points from chance, so the full
-//! evaluation's figure is printed beside it.
+//! the base and the run's adapter, greedy, on the first problems (GSM8K) or tasks (the
+//! household) of the run's held-out evaluation set. It shows that the committed result
+//! reproduces here and what the trained model does; a slice this small cannot tell a gain of a
+//! few points from chance, so the full evaluation's figure is printed beside it.
 
 use std::path::{Path, PathBuf};
 
 use retroformer::agent::files::{read_json, write_json};
-use retroformer::agent::runner::task_path;
 use retroformer::provenance::{one_machine, provenance_in, Machine};
-use retroformer_envs::math::rise::RiseResult;
+use retroformer_envs::household::TaskSpec;
 use retroformer_envs::math::{self, Dataset, MathProblem};
 use retroformer_envs::{Chart, Progress};
 use serde::{Deserialize, Serialize};
 
-use super::gsm8k::{evaluate, score, solved, Gsm8k};
-use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, Score};
+use super::env::Timed;
+use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, ImproveSettings, Score};
 use crate::compare::{paired, Table, TrialComparison};
 use crate::{LabError, ModelSource};
 
-/// Format version of `demo.json`.
-pub const SLICE_FORMAT_VERSION: u32 = 1;
+mod gsm8k;
+pub(super) mod household;
+
+/// Format version of `demo.json` (2: `env`, and a household run's tasks).
+pub const SLICE_FORMAT_VERSION: u32 = 2;
 /// `demo.json`'s `kind`.
 pub const SLICE_KIND: &str = "improve-slice";
 
@@ -29,8 +31,9 @@ pub const SLICE_KIND: &str = "improve-slice";
 pub struct SlicePlan {
     /// The finished `improve` run's folder (its `improve.json` and adapters).
     pub run: PathBuf,
-    /// Problems: the first N of the run's evaluation set.
-    pub problems: usize,
+    /// Problems: the first N of the run's evaluation set (`None`: 50 GSM8K problems, 12
+    /// household tasks).
+    pub problems: Option<usize>,
     /// Requests decoded together.
     pub parallel: u32,
     /// The output folder.
@@ -58,13 +61,13 @@ pub struct SliceArm {
 /// A problem where the two arms' outcomes differ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Example {
-    /// The problem.
+    /// The problem or task.
     pub problem_id: String,
-    /// The gold answer.
+    /// The gold answer, or the household task's goal.
     pub gold: String,
-    /// The base's parsed answer.
+    /// The base's parsed answer, or how its episode ended.
     pub base: Option<String>,
-    /// The trained arm's parsed answer.
+    /// The trained arm's parsed answer, or how its episode ended.
     pub trained: Option<String>,
 }
 
@@ -75,6 +78,9 @@ pub struct SliceReport {
     pub format_version: u32,
     /// [`SLICE_KIND`].
     pub kind: String,
+    /// The run's environment: `gsm8k` or `household`.
+    #[serde(default = "gsm8k")]
+    pub env: String,
     /// The run's folder.
     pub run: PathBuf,
     /// The actor.
@@ -93,6 +99,10 @@ pub struct SliceReport {
     pub full: Option<Comparison>,
     /// Problems where exactly one arm is right, the first few.
     pub examples: Vec<Example>,
+}
+
+fn gsm8k() -> String {
+    "gsm8k".into()
 }
 
 /// Examples kept in the report.
@@ -116,6 +126,20 @@ pub fn shown_adapter(report: &ImproveReport) -> Option<(String, PathBuf, String,
         t.sha256.clone(),
         verdict,
     ))
+}
+
+/// The finished run the slice repeats: its folder and its report.
+pub(super) struct TheRun<'a> {
+    dir: &'a Path,
+    report: &'a ImproveReport,
+}
+
+impl TheRun<'_> {
+    /// The folder of the run's own greedy evaluation of `arm`, if it has one.
+    fn greedy_dir(&self, arm: &str) -> Option<PathBuf> {
+        let a = self.report.arms.iter().find(|a| a.name == arm)?;
+        Some(self.dir.join(&a.greedy.as_ref()?.run))
+    }
 }
 
 /// Reads `RUN/improve.json`, naming what is wrong.
@@ -146,43 +170,59 @@ pub(super) fn check_adapter(file: &Path, sha256: &str) -> Result<(), LabError> {
     Ok(())
 }
 
-/// The run's saved greedy answers of arm `name`, by problem, where it saved them.
-fn run_answers(
-    run: &Path,
-    report: &ImproveReport,
-    name: &str,
-    problems: &[MathProblem],
-) -> Result<Option<Vec<Option<Option<String>>>>, LabError> {
-    let Some(g) = report
-        .arms
-        .iter()
-        .find(|a| a.name == name)
-        .and_then(|a| a.greedy.as_ref())
-    else {
-        return Ok(None);
-    };
-    let dir = run.join(&g.run);
-    let mut out = Vec::with_capacity(problems.len());
-    for p in problems {
-        let r: Option<RiseResult> = read_json(&task_path(&dir, 0, &p.id))?;
-        out.push(r.map(|r| first_answer(&r)));
+/// One problem of the slice as an arm did it.
+pub(super) struct Outcome {
+    /// The problem's or the task's id.
+    pub id: String,
+    /// What is right: the gold answer, or the task's goal.
+    pub gold: String,
+    /// The arm's parsed answer (`None`: none), or how its episode ended.
+    pub answer: Option<String>,
+    /// The answer is the gold one, or the episode reached the goal.
+    pub solved: bool,
+}
+
+/// An arm evaluated on the slice by its environment's module.
+pub(super) struct Evaluated {
+    /// The score (`run`: this evaluation's folder relative to the demo's).
+    pub score: Score,
+    /// This process's part (`None`: every problem was saved).
+    pub timed: Option<Timed>,
+    /// Each problem, in order.
+    pub outcomes: Vec<Outcome>,
+    /// Problems done as the run's own evaluation did them, and how many it saved (`None`: the
+    /// run has not evaluated this arm).
+    pub same_as_run: Option<(usize, usize)>,
+}
+
+/// The slice's problems, by environment.
+enum Problems {
+    Gsm8k(Vec<MathProblem>),
+    Household(Vec<TaskSpec>),
+}
+
+impl Problems {
+    /// The first `n` test problems of run `s`.
+    fn of(s: &ImproveSettings, n: usize) -> Result<Self, LabError> {
+        if s.env == "household" {
+            return Ok(Self::Household(household::tasks(s, n)));
+        }
+        let test = math::env::load(Dataset::Gsm8k, s.eval_data.as_deref(), "test")?;
+        let slice = test
+            .get(s.eval_skip..s.eval_skip + n)
+            .ok_or_else(|| LabError::setting("problems", "beyond the test split".to_string()))?;
+        Ok(Self::Gsm8k(slice.to_vec()))
     }
-    Ok(Some(out))
 }
 
-fn first_answer(r: &RiseResult) -> Option<String> {
-    r.sequential.first().and_then(|a| a.answer.clone())
-}
-
-/// Answers equal to the run's, and answers the run saved.
-fn agreement(here: &[RiseResult], run: &[Option<Option<String>>]) -> (usize, usize) {
-    let pairs = here
-        .iter()
-        .zip(run)
-        .filter_map(|(h, r)| Some((h, r.as_ref()?)));
-    pairs.fold((0, 0), |(same, n), (h, r)| {
-        (same + usize::from(first_answer(h) == *r), n + 1)
-    })
+/// The demo's default slice (or the run's whole evaluation set, if smaller): 50 GSM8K problems (~5 minutes an arm on 2 cores), 12 household
+/// tasks (two of each type; each a whole episode of up to 30 actions, ~10 minutes an arm).
+fn default_problems(env: &str) -> usize {
+    if env == "household" {
+        12
+    } else {
+        50
+    }
 }
 
 /// Evaluates the slice (resumed from `out` if it was started), writes `demo.json` and the
@@ -194,13 +234,16 @@ pub fn run_slice(
 ) -> Result<(SliceReport, Vec<PathBuf>), LabError> {
     let report = read_run(&plan.run)?;
     let s = &report.settings;
-    if s.env != "gsm8k" {
+    if !["gsm8k", "household"].contains(&s.env.as_str()) {
         return Err(LabError::file(
             &plan.run.join("improve.json"),
-            format!("a {} run: the demo shows GSM8K runs", s.env),
+            format!("a {} run: the demo shows GSM8K and household runs", s.env),
         ));
     }
-    if plan.problems == 0 || plan.problems > s.eval_problems {
+    let n = plan
+        .problems
+        .unwrap_or(default_problems(&s.env).min(s.eval_problems));
+    if n == 0 || n > s.eval_problems {
         return Err(LabError::setting(
             "problems",
             format!("must be 1 to {}, the run's evaluation set", s.eval_problems),
@@ -214,63 +257,69 @@ pub fn run_slice(
     })?;
     let adapter = plan.run.join(&rel);
     check_adapter(&adapter, &sha)?;
-    let test = math::env::load(Dataset::Gsm8k, s.eval_data.as_deref(), "test")?;
-    let problems = test
-        .get(s.eval_skip..s.eval_skip + plan.problems)
-        .ok_or_else(|| LabError::setting("problems", "beyond the test split".to_string()))?
-        .to_vec();
+    let problems = Problems::of(s, n)?;
+    // The run's settings but for the test slice: an environment evaluates all its test tasks.
+    let settings = ImproveSettings {
+        eval_problems: n,
+        ..s.clone()
+    };
     let improve_plan = ImprovePlan {
-        settings: s.clone(),
+        settings,
         rounds: 0,
         parallel: plan.parallel,
         out: plan.out.clone(),
     };
     let base = models.resolve(&s.model)?;
     let (store, base_header) = actor_store(&base)?;
-    let env = Gsm8k::load(s)?;
+    let env = super::env::load(&improve_plan.settings)?;
     let ctx = Ctx {
         plan: &improve_plan,
-        env: &env,
+        env: env.as_ref(),
         models,
         store,
         base_path: base.path.clone(),
         base_header,
     };
+    let the_run = TheRun {
+        dir: &plan.run,
+        report: &report,
+    };
     let mut arms = Vec::new();
-    let mut results = Vec::new();
+    let mut outcomes = Vec::new();
     for (arm, file) in [("base".to_string(), None), (name, Some(adapter))] {
-        let (r, timed, _) = evaluate(&ctx, &problems, file.as_deref(), false, "slice", progress)
-            .map_err(|e| e.during(format!("evaluate {arm}")))?;
-        let here = file
-            .as_ref()
-            .map_or("base".into(), |_| sha[..16].to_string());
-        let theirs = run_answers(&plan.run, &report, &arm, &problems)?;
-        let run = Path::new("slice").join(format!("{here}-greedy"));
-        let run_machines = report.machines(&arm, false).to_vec();
-        let made = provenance_in(&plan.out.join(&run))?;
+        let e = match &problems {
+            Problems::Gsm8k(p) => {
+                gsm8k::evaluate_arm(&ctx, p, &the_run, &arm, file.as_deref(), progress)
+            }
+            Problems::Household(t) => {
+                household::evaluate_arm(&ctx, t, &the_run, &arm, file.as_deref(), progress)
+            }
+        }
+        .map_err(|e| e.during(format!("evaluate {arm}")))?;
+        let made = provenance_in(&plan.out.join(&e.score.run))?;
         arms.push(SliceArm {
             adapter: file.as_ref().map(|_| rel.clone()),
             score: Score {
-                wall_s: timed.map(|t| t.wall_s),
-                wall_tasks: timed.map(|t| t.tasks),
+                wall_s: e.timed.map(|t| t.wall_s),
+                wall_tasks: e.timed.map(|t| t.tasks),
                 machines: made.machines,
                 numerics: made.numerics,
                 time: made.time,
-                run,
-                ..score(&r, false)
+                ..e.score
             },
-            same_as_run: theirs.map(|t| agreement(&r, &t)),
-            run_machines,
+            same_as_run: e.same_as_run,
+            run_machines: report.machines(&arm, false).to_vec(),
             name: arm,
         });
-        results.push(r);
+        outcomes.push(e.outcomes);
     }
-    let outcomes = |r: &[RiseResult]| r.iter().map(solved).collect::<Vec<bool>>();
-    let table = Table::of(&outcomes(&results[0]), &outcomes(&results[1]));
+    let solved = |o: &[Outcome]| o.iter().map(|x| x.solved).collect::<Vec<bool>>();
+    let table = Table::of(&solved(&outcomes[0]), &solved(&outcomes[1]));
     let full_name = format!("{} - base", arms[1].name);
     let slice = SliceReport {
         format_version: SLICE_FORMAT_VERSION,
         kind: SLICE_KIND.into(),
+        env: s.env.clone(),
         run: plan.run.clone(),
         model: s.model.clone(),
         skip: s.eval_skip,
@@ -282,7 +331,7 @@ pub fn run_slice(
             .iter()
             .find(|c| c.name == full_name && c.metric == "greedy")
             .cloned(),
-        examples: examples(&results[0], &results[1]),
+        examples: examples(&outcomes[0], &outcomes[1]),
         arms,
     };
     let mut files = vec![plan.out.join("demo.json")];
@@ -292,16 +341,16 @@ pub fn run_slice(
 }
 
 /// The first problems where exactly one arm is right.
-fn examples(base: &[RiseResult], trained: &[RiseResult]) -> Vec<Example> {
+fn examples(base: &[Outcome], trained: &[Outcome]) -> Vec<Example> {
     base.iter()
         .zip(trained)
-        .filter(|(b, t)| solved(b) != solved(t))
+        .filter(|(b, t)| b.solved != t.solved)
         .take(EXAMPLES)
         .map(|(b, t)| Example {
-            problem_id: b.problem_id.clone(),
+            problem_id: b.id.clone(),
             gold: b.gold.clone(),
-            base: first_answer(b),
-            trained: first_answer(t),
+            base: b.answer.clone(),
+            trained: t.answer.clone(),
         })
         .collect()
 }
@@ -328,20 +377,47 @@ fn chart(slice: &SliceReport, report: &ImproveReport) -> Chart {
             Some((round(&a.name), arm.greedy.as_ref()?.accuracy))
         })
         .collect::<Vec<_>>();
-    let mut series = vec![(format!("this machine, {} problems", slice.paired.n), here)];
+    let noun = slice.noun();
+    let mut series = vec![(format!("this machine, {} {noun}", slice.paired.n), here)];
     if full.len() == 2 {
-        series.push((format!("the run, {} problems", slice.run_problems), full));
+        series.push((format!("the run, {} {noun}", slice.run_problems), full));
     }
+    let title = if slice.is_household() {
+        format!(
+            "Household greedy success, {}: base and trained",
+            slice.model
+        )
+    } else {
+        format!("GSM8K greedy accuracy, {}: base and trained", slice.model)
+    };
     Chart {
         stem: "accuracy".into(),
-        title: format!("GSM8K greedy accuracy, {}: base and trained", slice.model),
+        title,
         x_label: "round (0: base)".into(),
-        y_label: "accuracy".into(),
+        y_label: if slice.is_household() {
+            "success rate"
+        } else {
+            "accuracy"
+        }
+        .into(),
         series,
     }
 }
 
 impl SliceReport {
+    fn is_household(&self) -> bool {
+        self.env == "household"
+    }
+
+    /// What the slice is made of: `problems` (GSM8K) or `tasks` (the household).
+    fn noun(&self) -> &'static str {
+        if self.is_household() {
+            "tasks"
+        } else {
+            "problems"
+        }
+    }
+
     /// The report as the demo prints it: each arm, the paired difference, what the slice can
     /// tell, the full evaluation's figure and a few problems where the arms differ.
     pub fn lines(&self) -> Vec<String> {
@@ -349,8 +425,9 @@ impl SliceReport {
         let trained = &self.arms[1].name;
         let mut out: Vec<String> = self.arms.iter().map(arm_line).collect();
         out.push(format!(
-            "{trained} - base on these {} problems: {} points (95 % exact interval {} to {}, McNemar p = {:.3})",
+            "{trained} - base on these {} {}: {} points (95 % exact interval {} to {}, McNemar p = {:.3})",
             d.n,
+            self.noun(),
             points(d.difference),
             points(d.exact_interval[0]),
             points(d.exact_interval[1]),
@@ -359,29 +436,46 @@ impl SliceReport {
         out.push(self.what_it_tells());
         out.push(self.full_line());
         if !self.examples.is_empty() {
-            out.push("Problems where exactly one of them is right (parsed answers):".into());
+            out.push(if self.is_household() {
+                "Tasks where exactly one of them reaches the goal (how each episode ended):".into()
+            } else {
+                "Problems where exactly one of them is right (parsed answers):".into()
+            });
         }
-        for e in &self.examples {
-            let a = |x: &Option<String>| x.clone().unwrap_or_else(|| "no answer".into());
-            out.push(format!(
+        out.extend(self.examples.iter().map(|e| self.example_line(e)));
+        out
+    }
+
+    fn example_line(&self, e: &Example) -> String {
+        let trained = &self.arms[1].name;
+        let a = |x: &Option<String>| x.clone().unwrap_or_else(|| "no answer".into());
+        if self.is_household() {
+            format!(
+                "  {} ({}): base {}; {trained} {}",
+                e.problem_id,
+                e.gold,
+                a(&e.base),
+                a(&e.trained)
+            )
+        } else {
+            format!(
                 "  {}: gold {}, base {}, {trained} {}",
                 e.problem_id,
                 e.gold,
                 a(&e.base),
                 a(&e.trained)
-            ));
+            )
         }
-        out
     }
 
     /// One sentence on what this slice can and cannot tell; it agrees with the exact
     /// interval, which excludes 0 exactly when p < 0.05.
     fn what_it_tells(&self) -> String {
-        let n = self.paired.n;
+        let (n, noun) = (self.paired.n, self.noun());
         if self.paired.p_value < 0.05 {
-            format!("On {n} problems this difference is one chance rarely gives (p < 0.05), but a slice this small says little about its size; the full evaluation below is the measure.")
+            format!("On {n} {noun} this difference is one chance rarely gives (p < 0.05), but a slice this small says little about its size; the full evaluation below is the measure.")
         } else {
-            format!("{n} problems cannot tell a difference of this size from chance (the interval holds 0); whether training helps is the full evaluation's question, below.")
+            format!("{n} {noun} cannot tell a difference of this size from chance (the interval holds 0); whether training helps is the full evaluation's question, below.")
         }
     }
 
@@ -392,7 +486,12 @@ impl SliceReport {
             None => "not yet judged by the run's canary",
         };
         let head = format!(
-            "The full experiment, test problems {}-{} ({}/improve.json; adapter {}, {verdict})",
+            "The full experiment, {} {}-{} ({}/improve.json; adapter {}, {verdict})",
+            if self.is_household() {
+                "evaluation tasks"
+            } else {
+                "test problems"
+            },
             self.skip + 1,
             self.skip + self.run_problems,
             self.run.display(),
@@ -403,15 +502,15 @@ impl SliceReport {
         );
         match &self.full {
             Some(c) => format!(
-                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {:.3}, Holm-adjusted {:.3}. {}.",
+                "{head}: {} {} points (95 % exact interval {} to {}, bootstrap {} to {}), McNemar p = {}, Holm-adjusted {}. {}.",
                 c.name,
                 points(c.paired.difference),
                 points(c.paired.exact_interval[0]),
                 points(c.paired.exact_interval[1]),
                 points(c.paired.interval[0]),
                 points(c.paired.interval[1]),
-                c.paired.p_value,
-                c.p_holm,
+                p_text(c.paired.p_value),
+                p_text(c.p_holm),
                 full_verdict(c)
             ),
             None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
@@ -444,16 +543,33 @@ pub(super) fn full_verdict(c: &Comparison) -> String {
     }
 }
 
+/// A p-value: three decimals, or two significant digits below 0.001 (`5.4e-9`), where three
+/// decimals would print 0.000.
+fn p_text(p: f64) -> String {
+    if p < 0.001 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
 fn points(x: f64) -> String {
     format!("{:+.1}", 100.0 * x)
 }
 
+/// An arm's line; an arm with episode figures is the household's, whose every action is
+/// admissible (the grammar), so it has no parsable rate to report.
 pub(super) fn arm_line(a: &SliceArm) -> String {
     let s = &a.score;
     let right = (s.accuracy * s.answers as f64).round() as usize;
+    let what = if s.episodes.is_some() {
+        "episode"
+    } else {
+        "answer"
+    };
     let same = a.same_as_run.map_or(String::new(), |(same, n)| {
         format!(
-            ", the same answer as the run's evaluation on {same} of {n}{}",
+            ", the same {what} as the run's evaluation on {same} of {n}{}",
             if same < n {
                 machines_note(a)
             } else {
@@ -467,10 +583,16 @@ pub(super) fn arm_line(a: &SliceArm) -> String {
             super::report::part_secs(w, s.wall_tasks, s.problems)
         )
     });
-    format!(
-        "{:<10} greedy accuracy {:.3} ({right} of {}), parsable answers {:.3}, accuracy among parsable {:.3}, {:.0} tokens an answer{same}{wall}",
-        a.name, s.accuracy, s.answers, s.parsable, s.accuracy_parsable, s.mean_tokens
-    )
+    match &s.episodes {
+        Some(e) => format!(
+            "{:<10} greedy success {:.3} ({right} of {}), {:.1} actions and {:.0} tokens an episode{same}{wall}",
+            a.name, s.accuracy, s.answers, e.mean_actions, s.mean_tokens
+        ),
+        None => format!(
+            "{:<10} greedy accuracy {:.3} ({right} of {}), parsable answers {:.3}, accuracy among parsable {:.3}, {:.0} tokens an answer{same}{wall}",
+            a.name, s.accuracy, s.answers, s.parsable, s.accuracy_parsable, s.mean_tokens
+        ),
+    }
 }
 
 /// Why answers may differ from the run's: the two evaluations' machines, when recorded.
@@ -493,3 +615,6 @@ fn machines_note(a: &SliceArm) -> String {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;
