@@ -36,7 +36,7 @@ pub struct DemoArgs {
     #[arg(long)]
     reflexion: bool,
     /// Held-out problems evaluated: the first N of the experiment's evaluation set (default:
-    /// 50 GSM8K problems, ~10 minutes on 2 cores; 12 household tasks, ~20 minutes).
+    /// 50 GSM8K problems, ~10 minutes on 2 cores; 12 household tasks, ~6 minutes).
     #[arg(long, conflicts_with = "reflexion")]
     problems: Option<usize>,
     /// The `retroformer improve` run whose adapter is shown (default: the repository's

@@ -215,8 +215,9 @@ impl Problems {
     }
 }
 
-/// The demo's default slice (or the run's whole evaluation set, if smaller): 50 GSM8K problems (~5 minutes an arm on 2 cores), 12 household
-/// tasks (two of each type; each a whole episode of up to 30 actions, ~10 minutes an arm).
+/// The demo's default slice (or the run's whole evaluation set, if smaller): 50 GSM8K problems
+/// (~5 minutes an arm on 2 cores), 12 household tasks (two of each type, each a whole episode
+/// of up to 30 actions: the household run's adapter took 168 s for its 12 on 2 cores alone).
 fn default_problems(env: &str) -> usize {
     if env == "household" {
         12
@@ -600,7 +601,7 @@ fn machines_note(a: &SliceArm) -> String {
     let labels = |m: &[Machine]| m.iter().map(Machine::label).collect::<Vec<_>>().join("; ");
     let (there, here) = (&a.run_machines, &a.score.machines);
     match one_machine(there, here) {
-        None => " (the run's machine is not recorded; greedy answers differ across CPUs, whose kernels round differently)".into(),
+        None => " (the run's machine is not recorded; greedy answers may differ across CPUs, whose kernels round differently, and beside other problems than in the run)".into(),
         // Measured (benches/results/improve-gsm8k/README.md): on one Xeon with one executable,
         // three of the slice's problems decoded alone got other greedy answers than beside
         // the slice's other 49, and the slice's 50 answers were reproduced exactly.
@@ -609,7 +610,7 @@ fn machines_note(a: &SliceArm) -> String {
             labels(here)
         ),
         Some(false) => format!(
-            " (the run's on {}, this on {}: greedy answers differ across CPUs, whose kernels round differently)",
+            " (the run's on {}, this on {}: greedy answers may differ across CPUs, whose kernels round differently, and for a problem decoded beside other problems than in the run)",
             labels(there),
             labels(here)
         ),
