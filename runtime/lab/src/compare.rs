@@ -673,14 +673,20 @@ pub fn lines(report: &CompareReport) -> Vec<String> {
     lines
 }
 
+/// A p-value with `decimals` decimals, or two significant digits below 0.001 (`5.4e-9`), where
+/// the decimals would print zeros.
+pub(crate) fn p_text(p: f64, decimals: usize) -> String {
+    if p >= 0.001 {
+        format!("{p:.decimals$}")
+    } else {
+        format!("{p:.1e}")
+    }
+}
+
 fn trial_line(t: &TrialComparison) -> String {
     let pts = |x: f64| format!("{:+.1}", x * 100.0);
     let interval = |[lo, hi]: [f64; 2]| format!("[{}, {}]", pts(lo), pts(hi));
-    let p = if t.p_value >= 0.001 {
-        format!("{:.4}", t.p_value)
-    } else {
-        format!("{:.1e}", t.p_value)
-    };
+    let p = p_text(t.p_value, 4);
     format!(
         "{:>5} {:>5} {:>7.3} {:>7.3} {:>7}  {:<16} {:<16} {:<16} {:>9} {:>5} {:>7} {:>7} {:>7}",
         t.trial + 1,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use retroformer::provenance::{Machine, SessionsTime};
 
-use crate::compare::TrialComparison;
+use crate::compare::{p_text, TrialComparison};
 
 /// Format version of `improve.json`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -430,7 +430,7 @@ impl ImproveReport {
         for c in &self.comparisons {
             let p = &c.paired;
             out.push(format!(
-                "{} ({}): {:+.3}, exact [{:+.3}, {:+.3}], bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {:.4}, Holm p {:.4} ({} problems)",
+                "{} ({}): {:+.3}, exact [{:+.3}, {:+.3}], bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {}, Holm p {} ({} problems)",
                 c.name,
                 c.metric,
                 p.difference,
@@ -440,8 +440,8 @@ impl ImproveReport {
                 p.interval[1],
                 p.score_interval[0],
                 p.score_interval[1],
-                p.p_value,
-                c.p_holm,
+                p_text(p.p_value, 4),
+                p_text(c.p_holm, 4),
                 p.n
             ));
             match c.same_machine {

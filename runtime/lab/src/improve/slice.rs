@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::env::Timed;
 use super::{actor_store, Comparison, Ctx, ImprovePlan, ImproveReport, ImproveSettings, Score};
-use crate::compare::{paired, Table, TrialComparison};
+use crate::compare::{p_text, paired, Table, TrialComparison};
 use crate::{LabError, ModelSource};
 
 mod gsm8k;
@@ -510,8 +510,8 @@ impl SliceReport {
                 points(c.paired.exact_interval[1]),
                 points(c.paired.interval[0]),
                 points(c.paired.interval[1]),
-                p_text(c.paired.p_value),
-                p_text(c.p_holm),
+                p_text(c.paired.p_value, 3),
+                p_text(c.p_holm, 3),
                 full_verdict(c)
             ),
             None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
@@ -541,16 +541,6 @@ pub(super) fn full_verdict(c: &Comparison) -> String {
             "The interval holds 0: on {} problems the run cannot tell the adapter from the base",
             p.n
         ),
-    }
-}
-
-/// A p-value: three decimals, or two significant digits below 0.001 (`5.4e-9`), where three
-/// decimals would print 0.000.
-fn p_text(p: f64) -> String {
-    if p < 0.001 {
-        format!("{p:.1e}")
-    } else {
-        format!("{p:.3}")
     }
 }
 
