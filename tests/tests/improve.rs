@@ -453,14 +453,16 @@ fn a_household_demo_compares_episodes_with_the_runs(run: &Path, home: &Path) {
     assert_eq!(names(&first["arms"]), ["base", "r1-s1"]);
     for want in [
         "r1-s1 - base on these 2 tasks",
-        "episode",
+        "greedy success",
         "The full experiment, evaluation tasks 1-2",
         "not evaluated yet",
     ] {
         assert!(stdout.contains(want), "{want}\n{stdout}");
     }
     // The run has not evaluated either arm: nothing to compare with.
-    assert!(first["arms"][0]["same_as_run"].is_null(), "{first}");
+    for arm in first["arms"].as_array().unwrap() {
+        assert!(arm["same_as_run"].is_null(), "{arm}");
+    }
     // The demo's episodes become the run's own evaluations.
     let mut arms = Vec::new();
     for arm in first["arms"].as_array().unwrap() {
@@ -472,15 +474,34 @@ fn a_household_demo_compares_episodes_with_the_runs(run: &Path, home: &Path) {
     }
     report["arms"] = serde_json::Value::Array(arms);
     std::fs::write(&path, report.to_string()).unwrap();
+    // One of the base's episodes in the run took another first action.
+    let base_run = first["arms"][0]["score"]["run"].as_str().unwrap();
+    let edited = run.join(base_run).join("trial-00/put-1000000.json");
+    let mut episode = json(&edited);
+    episode["chains"][0]["steps"][0]["action"] = "inventory".into();
+    std::fs::write(&edited, episode.to_string()).unwrap();
     let (second, stdout) = demo(&run.join("demo-2"));
-    for arm in second["arms"].as_array().unwrap() {
-        // Same tasks, same greedy settings, same lanes, same machine: the same actions.
-        assert_eq!(arm["same_as_run"], serde_json::json!([2, 2]), "{arm}");
+    // Same tasks, same greedy settings, same lanes, same machine: the same actions, but for
+    // the edited one.
+    assert_eq!(second["arms"][0]["same_as_run"], serde_json::json!([1, 2]));
+    assert_eq!(second["arms"][1]["same_as_run"], serde_json::json!([2, 2]));
+    for want in [
+        "the same episode as the run's evaluation on 2 of 2",
+        "the same episode as the run's evaluation on 1 of 2 (both on",
+    ] {
+        assert!(stdout.contains(want), "{want}\n{stdout}");
     }
-    assert!(
-        stdout.contains("the same episode as the run's evaluation on 2 of 2"),
-        "{stdout}"
-    );
+    // The run's own folder as the demo's output is refused, naming the flag.
+    let o = Command::new(workspace_bin("retroformer"))
+        .args(["demo", "--run"])
+        .arg(run)
+        .arg("--out")
+        .arg(run)
+        .env("RETROFORMER_HOME", home)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--out"), "{err}");
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -50,7 +50,8 @@ pub struct SliceArm {
     /// The score on the slice (`run` names this folder's evaluation).
     pub score: Score,
     /// Problems whose parsed answer (or its absence) is the one the run's own evaluation
-    /// saved, and how many the run had saved; `None` when the run has not evaluated this arm.
+    /// saved (household tasks: whose episode took the same actions), and how many the run had
+    /// saved; `None` when the run has not evaluated this arm.
     pub same_as_run: Option<(usize, usize)>,
     /// The machines of the run's own evaluation of this arm (empty: not recorded), to tell
     /// answers that changed with the CPU from answers that should not have changed.
@@ -241,6 +242,12 @@ pub fn run_slice(
             format!("a {} run: the demo shows GSM8K and household runs", s.env),
         ));
     }
+    if same_folder(&plan.out, &plan.run) {
+        return Err(LabError::setting(
+            "out",
+            "the run's own folder: the demo's evaluations would be taken for the run's; choose another",
+        ));
+    }
     let n = plan
         .problems
         .unwrap_or(default_problems(&s.env).min(s.eval_problems));
@@ -258,12 +265,14 @@ pub fn run_slice(
     })?;
     let adapter = plan.run.join(&rel);
     check_adapter(&adapter, &sha)?;
-    let problems = Problems::of(s, n)?;
     // The run's settings but for the test slice: an environment evaluates all its test tasks.
     let settings = ImproveSettings {
         eval_problems: n,
         ..s.clone()
     };
+    // Loaded first: it checks the settings' task ranges before they are used.
+    let env = super::env::load(&settings)?;
+    let problems = Problems::of(s, n)?;
     let improve_plan = ImprovePlan {
         settings,
         rounds: 0,
@@ -272,7 +281,6 @@ pub fn run_slice(
     };
     let base = models.resolve(&s.model)?;
     let (store, base_header) = actor_store(&base)?;
-    let env = super::env::load(&improve_plan.settings)?;
     let ctx = Ctx {
         plan: &improve_plan,
         env: env.as_ref(),
@@ -339,6 +347,14 @@ pub fn run_slice(
     write_json(&files[0], &slice)?;
     files.extend(crate::eval::draw(&chart(&slice, &report), &plan.out)?);
     Ok((slice, files))
+}
+
+/// Whether `a` is folder `b` (`a` may not exist yet, and then it is not).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// The first problems where exactly one arm is right.
@@ -426,13 +442,13 @@ impl SliceReport {
         let trained = &self.arms[1].name;
         let mut out: Vec<String> = self.arms.iter().map(arm_line).collect();
         out.push(format!(
-            "{trained} - base on these {} {}: {} points (95 % exact interval {} to {}, McNemar p = {:.3})",
+            "{trained} - base on these {} {}: {} points (95 % exact interval {} to {}, McNemar p = {})",
             d.n,
             self.noun(),
             points(d.difference),
             points(d.exact_interval[0]),
             points(d.exact_interval[1]),
-            d.p_value
+            p_text(d.p_value, 3)
         ));
         out.push(self.what_it_tells());
         out.push(self.full_line());
@@ -512,7 +528,7 @@ impl SliceReport {
                 points(c.paired.interval[1]),
                 p_text(c.paired.p_value, 3),
                 p_text(c.p_holm, 3),
-                full_verdict(c)
+                full_verdict(c, self.noun())
             ),
             None => format!("{head}: not evaluated yet; its figures appear here once the run has evaluated both arms."),
         }
@@ -523,7 +539,7 @@ impl SliceReport {
 /// 0 exactly when p < 0.05) and with Holm's correction across the run's comparisons: a user
 /// reading "+1.0 points" should not take it for a gain, nor p = 0.04 among six tests for an
 /// established one.
-pub(super) fn full_verdict(c: &Comparison) -> String {
+pub(super) fn full_verdict(c: &Comparison, noun: &str) -> String {
     let p = &c.paired;
     let direction = if p.difference > 0.0 {
         "better"
@@ -538,7 +554,7 @@ pub(super) fn full_verdict(c: &Comparison) -> String {
             "The adapter is {direction} than the base by this test alone (p < 0.05), not after Holm's correction across the run's comparisons: suggestive, not established"
         ),
         (false, _) => format!(
-            "The interval holds 0: on {} problems the run cannot tell the adapter from the base",
+            "The interval holds 0: on {} {noun} the run cannot tell the adapter from the base",
             p.n
         ),
     }
@@ -553,16 +569,13 @@ fn points(x: f64) -> String {
 pub(super) fn arm_line(a: &SliceArm) -> String {
     let s = &a.score;
     let right = (s.accuracy * s.answers as f64).round() as usize;
-    let what = if s.episodes.is_some() {
-        "episode"
-    } else {
-        "answer"
-    };
+    let what = Words::of(a);
     let same = a.same_as_run.map_or(String::new(), |(same, n)| {
         format!(
-            ", the same {what} as the run's evaluation on {same} of {n}{}",
+            ", the same {} as the run's evaluation on {same} of {n}{}",
+            what.output,
             if same < n {
-                machines_note(a)
+                machines_note(a, &what)
             } else {
                 String::new()
             }
@@ -586,21 +599,44 @@ pub(super) fn arm_line(a: &SliceArm) -> String {
     }
 }
 
-/// Why answers may differ from the run's: the two evaluations' machines, when recorded.
-fn machines_note(a: &SliceArm) -> String {
+/// What an arm's evaluation is made of, in words: GSM8K's answers to problems, the
+/// household's episodes on tasks.
+struct Words {
+    output: &'static str,
+    unit: &'static str,
+}
+
+impl Words {
+    fn of(a: &SliceArm) -> Self {
+        match a.score.episodes {
+            Some(_) => Words {
+                output: "episode",
+                unit: "task",
+            },
+            None => Words {
+                output: "answer",
+                unit: "problem",
+            },
+        }
+    }
+}
+
+/// Why outputs may differ from the run's: the two evaluations' machines, when recorded.
+fn machines_note(a: &SliceArm, w: &Words) -> String {
+    let (output, unit) = (w.output, w.unit);
     let labels = |m: &[Machine]| m.iter().map(Machine::label).collect::<Vec<_>>().join("; ");
     let (there, here) = (&a.run_machines, &a.score.machines);
     match one_machine(there, here) {
-        None => " (the run's machine is not recorded; greedy answers may differ across CPUs, whose kernels round differently, and beside other problems than in the run)".into(),
+        None => format!(" (the run's machine is not recorded; greedy {output}s may differ across CPUs, whose kernels round differently, and beside other {unit}s than in the run)"),
         // Measured (benches/results/improve-gsm8k/README.md): on one Xeon with one executable,
         // three of the slice's problems decoded alone got other greedy answers than beside
         // the slice's other 49, and the slice's 50 answers were reproduced exactly.
         Some(true) => format!(
-            " (both on {}: llama.cpp's batched CPU kernels are not batch-invariant, and a problem decoded beside other problems than in the run, as the slice's last ones or a resumed run's are, may get another greedy answer)",
+            " (both on {}: llama.cpp's batched CPU kernels are not batch-invariant, and a {unit} decoded beside other {unit}s than in the run, as the slice's last ones or a resumed run's are, may get another greedy {output})",
             labels(here)
         ),
         Some(false) => format!(
-            " (the run's on {}, this on {}: greedy answers may differ across CPUs, whose kernels round differently, and for a problem decoded beside other problems than in the run)",
+            " (the run's on {}, this on {}: greedy {output}s may differ across CPUs, whose kernels round differently, and for a {unit} decoded beside other {unit}s than in the run)",
             labels(there),
             labels(here)
         ),

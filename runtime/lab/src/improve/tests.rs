@@ -372,7 +372,7 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
     );
     assert!(tie.paired.p_value > 0.05 && tie.paired.difference > 0.0);
     assert_eq!(
-        full_verdict(&tie),
+        full_verdict(&tie, "problems"),
         "The interval holds 0: on 500 problems the run cannot tell the adapter from the base"
     );
     let table = |only_a, only_b| Table {
@@ -384,16 +384,17 @@ fn the_demo_calls_the_full_runs_difference_a_gain_only_when_its_interval_exclude
     let gain = comparison(table(20, 60), 0.001);
     assert!(gain.paired.p_value < 0.05);
     assert_eq!(
-        full_verdict(&gain),
+        full_verdict(&gain, "problems"),
         "The adapter is better than the base beyond chance, also after Holm's correction across the run's comparisons"
     );
     let loss = comparison(table(60, 20), 0.001);
-    assert!(full_verdict(&loss).starts_with("The adapter is worse than the base beyond chance"));
+    assert!(full_verdict(&loss, "problems")
+        .starts_with("The adapter is worse than the base beyond chance"));
     // Amendment 3's figure: 32 against 52, p 0.038 alone, 0.11 after Holm over three.
     let holm_disagrees = comparison(table(32, 52), 0.11);
     assert!(holm_disagrees.paired.p_value < 0.05);
     assert_eq!(
-        full_verdict(&holm_disagrees),
+        full_verdict(&holm_disagrees, "problems"),
         "The adapter is better than the base by this test alone (p < 0.05), not after Holm's correction across the run's comparisons: suggestive, not established"
     );
 }

@@ -71,9 +71,12 @@ pub(in super::super) fn ending(c: &Collected) -> String {
     let Some(e) = c.chains.first() else {
         return "no episode".into();
     };
-    let n = e.steps.len();
+    let n = match e.steps.len() {
+        1 => "1 action".to_string(),
+        n => format!("{n} actions"),
+    };
     if e.success {
-        return format!("reached the goal in {n} actions");
+        return format!("reached the goal in {n}");
     }
     let why = match e.stopped.as_deref() {
         Some("steps") => "the action limit",
@@ -83,7 +86,7 @@ pub(in super::super) fn ending(c: &Collected) -> String {
         Some(other) => other,
         None => "a stop",
     };
-    format!("{why} after {n} actions")
+    format!("{why} after {n}")
 }
 
 /// Tasks whose episodes took the same actions here as in the run, and tasks the run saved.

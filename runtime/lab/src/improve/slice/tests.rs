@@ -38,7 +38,7 @@ fn a_household_episode_is_told_by_how_it_ended_and_is_the_runs_only_with_the_sam
     let cycle = episode(&["look", "look", "look"], false, Some("cycle"));
     assert_eq!(ending(&cycle), "a cycle after 3 actions");
     let limit = episode(&["look"], false, Some("steps"));
-    assert_eq!(ending(&limit), "the action limit after 1 actions");
+    assert_eq!(ending(&limit), "the action limit after 1 action");
     let other = episode(&["go to fridge 1", "open drawer 1"], true, None);
     let here = [Some(won.clone()), Some(won.clone()), Some(cycle.clone())];
     // The second episode took other actions; the third task the run did not save.
