@@ -404,23 +404,7 @@ impl ImproveReport {
         for a in &self.arms {
             for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
                 if let Some(s) = s {
-                    out.push(format!(
-                        "{} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{}, {:.0} tokens an answer{}{}{}",
-                        a.name,
-                        s.accuracy,
-                        s.answers,
-                        s.problems,
-                        s.parsable,
-                        s.accuracy_parsable,
-                        s.pass_at_k.map_or(String::new(), |p| format!(", pass@k {p:.3}")),
-                        s.mean_tokens,
-                        s.wall_s.map_or(String::new(), |w| format!(
-                            ", {}",
-                            part_secs(w, s.wall_tasks, s.problems)
-                        )),
-                        in_all(s.time),
-                        machines_part(&s.machines),
-                    ));
+                    out.push(arm_line(&a.name, kind, s));
                     if let Some(e) = &s.episodes {
                         out.push(format!("  {} {kind} episodes: {}", a.name, e.line()));
                     }
@@ -430,7 +414,7 @@ impl ImproveReport {
         for c in &self.comparisons {
             let p = &c.paired;
             out.push(format!(
-                "{} ({}): {:+.3}, exact [{:+.3}, {:+.3}], bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {}, Holm p {} ({} problems)",
+                "{} ({}): {:+.3}, exact [{:+.3}, {:+.3}], bootstrap [{:+.3}, {:+.3}], Newcombe [{:+.3}, {:+.3}], McNemar p {}, Holm p {} ({} {})",
                 c.name,
                 c.metric,
                 p.difference,
@@ -442,7 +426,12 @@ impl ImproveReport {
                 p.score_interval[1],
                 p_text(p.p_value, 4),
                 p_text(c.p_holm, 4),
-                p.n
+                p.n,
+                if self.settings.env == "household" {
+                    "tasks"
+                } else {
+                    "problems"
+                }
             ));
             match c.same_machine {
                 Some(false) => out.push(format!(
@@ -525,21 +514,59 @@ fn secs(w: Option<f64>) -> String {
     w.map_or("resumed".into(), |w| format!("{w:.0} s"))
 }
 
+/// An arm's line: GSM8K's answers with their parsable rate, or the household's episodes, whose
+/// every action is admissible (the grammar), so that a parsable rate would say nothing.
+fn arm_line(name: &str, kind: &str, s: &Score) -> String {
+    let pass = s
+        .pass_at_k
+        .map_or(String::new(), |p| format!(", pass@k {p:.3}"));
+    let tail = format!(
+        "{}{}{}",
+        s.wall_s.map_or(String::new(), |w| format!(
+            ", {}",
+            part_secs(w, s.wall_tasks, s.problems)
+        )),
+        in_all(s.time),
+        machines_part(&s.machines),
+    );
+    match s.episodes {
+        Some(_) => format!(
+            "{name} {kind}: {:.3} of {} episodes succeeded ({} tasks){pass}, {:.0} tokens an episode{tail}",
+            s.accuracy, s.answers, s.problems, s.mean_tokens
+        ),
+        None => format!(
+            "{name} {kind}: {:.3} of {} answers ({} problems), parsable {:.3}, correct among parsable {:.3}{pass}, {:.0} tokens an answer{tail}",
+            s.accuracy, s.answers, s.problems, s.parsable, s.accuracy_parsable, s.mean_tokens
+        ),
+    }
+}
+
 fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
     let mut out = Vec::new();
     let n = r.round;
     if let Some(c) = &r.collect {
-        out.push(format!(
-            "round {n} collect ({}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {}{}",
-            teacher.map_or_else(
-                || r.policy.as_deref().unwrap_or("base").to_string(),
-                |t| format!("teacher {t}")
-            ),
-            c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
-            c.train_solved, c.train_first_correct, c.generated_tokens,
-            c.wall_s.map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems)),
+        let who = teacher.map_or_else(
+            || r.policy.as_deref().unwrap_or("base").to_string(),
+            |t| format!("teacher {t}"),
+        );
+        let time = format!(
+            "{}{}",
+            c.wall_s
+                .map_or("resumed".into(), |w| part_secs(w, c.wall_tasks, c.problems)),
             in_all(c.time)
-        ));
+        );
+        out.push(match c.episodes {
+            Some(_) => format!(
+                "round {n} collect ({who}): {} tasks, {} episodes ({} succeeded), {} train tasks solved ({} by their first episode), {} tokens, {time}",
+                c.problems, c.attempts, c.correct_attempts, c.train_solved,
+                c.train_first_correct, c.generated_tokens
+            ),
+            None => format!(
+                "round {n} collect ({who}): {} problems, {} attempts ({} correct, {} parsable), {} train problems solved ({} on the first try), {} tokens, {time}",
+                c.problems, c.attempts, c.correct_attempts, c.parsable_attempts,
+                c.train_solved, c.train_first_correct, c.generated_tokens
+            ),
+        });
         if let Some(e) = &c.episodes {
             out.push(format!("  round {n} collect episodes: {}", e.line()));
         }

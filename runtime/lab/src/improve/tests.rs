@@ -679,6 +679,12 @@ fn the_summary_prints_a_canarys_time_with_the_tasks_it_covers_and_the_episodes_o
         text.contains("\n  r1-s1 greedy episodes: put 1/4, clean 0/3; failures: cycle 2, steps 4; 21.2 actions an episode (9.0 a success)"),
         "{text}"
     );
+    // An arm of episodes is told as episodes: every action is admissible, nothing to parse.
+    assert!(
+        text.contains("r1-s1 greedy: 0.500 of 2 episodes succeeded (2 tasks), 9 tokens an episode"),
+        "{text}"
+    );
+    assert!(!text.contains("parsable"), "{text}");
 }
 
 #[test]
