@@ -57,7 +57,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// The main job: Qwen2.5-Coder-0.5B alone and with the committed expert-iteration adapter,
-    /// greedy, on 50 held-out GSM8K problems (fetches the model if missing).
+    /// greedy, on 50 held-out GSM8K problems (--run: another run, the household's too; fetches
+    /// the model if missing).
     Demo(demo::DemoArgs),
     /// Generate text from a prompt (streams tokens; --json prints text and statistics).
     Generate(generate::GenerateArgs),

@@ -41,6 +41,12 @@ pub(super) struct Household {
     examples: Examples,
 }
 
+/// The evaluation tasks of `s`: `eval_skip..eval_skip + eval_problems` of the held-out set
+/// (the caller has checked the range against [`MAX_EVAL_TASKS`]).
+pub(super) fn test_tasks(s: &ImproveSettings) -> Vec<TaskSpec> {
+    eval_tasks(s.eval_skip + s.eval_problems).split_off(s.eval_skip)
+}
+
 impl Household {
     pub(super) fn load(s: &ImproveSettings) -> Result<Self, LabError> {
         let end = s.eval_skip + s.eval_problems;
@@ -58,7 +64,7 @@ impl Household {
         Ok(Self {
             dev: all,
             train,
-            test: eval_tasks(end).split_off(s.eval_skip),
+            test: test_tasks(s),
             examples: Examples::load(),
         })
     }

@@ -399,7 +399,7 @@ impl ImproveReport {
                 .collect_model
                 .as_deref()
                 .filter(|_| r.round == 1);
-            out.extend(round_lines(r, teacher));
+            out.extend(round_lines(r, teacher, self.settings.env == "household"));
         }
         for a in &self.arms {
             for (kind, s) in [("greedy", &a.greedy), ("sampled", &a.sampled)] {
@@ -541,7 +541,8 @@ fn arm_line(name: &str, kind: &str, s: &Score) -> String {
     }
 }
 
-fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
+/// A round's lines; `household`: its examples are whole episodes that reached the goal.
+fn round_lines(r: &RoundFigures, teacher: Option<&str>, household: bool) -> Vec<String> {
     let mut out = Vec::new();
     let n = r.round;
     if let Some(c) = &r.collect {
@@ -572,10 +573,17 @@ fn round_lines(r: &RoundFigures, teacher: Option<&str>) -> Vec<String> {
         }
     }
     if let Some(d) = &r.data {
-        out.push(format!(
-            "round {n} data: {} correct samples ({} from retries, {} tokens), {} held out; placebo {} ({} correct, {} tokens)",
-            d.samples, d.from_retries, d.tokens, d.heldout, d.placebo, d.placebo_correct, d.placebo_tokens
-        ));
+        out.push(if household {
+            format!(
+                "round {n} data: {} episodes that reached the goal ({} tokens), {} held out; placebo {} episodes ({} reached it, {} tokens)",
+                d.samples, d.tokens, d.heldout, d.placebo, d.placebo_correct, d.placebo_tokens
+            )
+        } else {
+            format!(
+                "round {n} data: {} correct samples ({} from retries, {} tokens), {} held out; placebo {} ({} correct, {} tokens)",
+                d.samples, d.from_retries, d.tokens, d.heldout, d.placebo, d.placebo_correct, d.placebo_tokens
+            )
+        });
     }
     for t in &r.train {
         out.push(format!(

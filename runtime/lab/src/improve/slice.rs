@@ -19,7 +19,7 @@ use crate::compare::{p_text, paired, Table, TrialComparison};
 use crate::{LabError, ModelSource};
 
 mod gsm8k;
-pub(super) mod household;
+mod household;
 
 /// Format version of `demo.json` (2: `env`, and a household run's tasks).
 pub const SLICE_FORMAT_VERSION: u32 = 2;
@@ -203,14 +203,14 @@ enum Problems {
 }
 
 impl Problems {
-    /// The first `n` test problems of run `s`.
-    fn of(s: &ImproveSettings, n: usize) -> Result<Self, LabError> {
+    /// The test problems of `s`, as its environment evaluates them.
+    fn of(s: &ImproveSettings) -> Result<Self, LabError> {
         if s.env == "household" {
-            return Ok(Self::Household(household::tasks(s, n)));
+            return Ok(Self::Household(super::household::test_tasks(s)));
         }
         let test = math::env::load(Dataset::Gsm8k, s.eval_data.as_deref(), "test")?;
         let slice = test
-            .get(s.eval_skip..s.eval_skip + n)
+            .get(s.eval_skip..s.eval_skip + s.eval_problems)
             .ok_or_else(|| LabError::setting("problems", "beyond the test split".to_string()))?;
         Ok(Self::Gsm8k(slice.to_vec()))
     }
@@ -272,7 +272,7 @@ pub fn run_slice(
     };
     // Loaded first: it checks the settings' task ranges before they are used.
     let env = super::env::load(&settings)?;
-    let problems = Problems::of(s, n)?;
+    let problems = Problems::of(&settings)?;
     let improve_plan = ImprovePlan {
         settings,
         rounds: 0,

@@ -618,6 +618,41 @@ fn the_demo_names_both_machines_when_its_answers_differ_from_the_runs() {
 }
 
 #[test]
+fn a_household_rounds_data_line_counts_episodes_that_reached_the_goal_not_correct_samples() {
+    use super::{DataFigures, RoundFigures};
+    let round = RoundFigures {
+        round: 1,
+        policy: None,
+        collect: None,
+        data: Some(DataFigures {
+            samples: 71,
+            from_retries: 0,
+            tokens: 30_000,
+            heldout: 6,
+            placebo: 71,
+            placebo_correct: 9,
+            placebo_tokens: 90_000,
+        }),
+        train: Vec::new(),
+        installed: None,
+        canary: None,
+    };
+    let mut report = report_of(vec![round]);
+    let gsm8k = report.summary().join("\n");
+    assert!(
+        gsm8k.contains("round 1 data: 71 correct samples (0 from retries, 30000 tokens)"),
+        "{gsm8k}"
+    );
+    report.settings.env = "household".into();
+    let household = report.summary().join("\n");
+    assert!(
+        household.contains("round 1 data: 71 episodes that reached the goal (30000 tokens), 6 held out; placebo 71 episodes (9 reached it, 90000 tokens)"),
+        "{household}"
+    );
+    assert!(!household.contains("retries"), "{household}");
+}
+
+#[test]
 fn the_summary_prints_a_canarys_time_with_the_tasks_it_covers_and_the_episodes_of_each_arm() {
     use super::{ArmFigures, CanaryFigures, EpisodeFigures, RoundFigures, TypeTally};
     let canary = |wall_s, wall_tasks| RoundFigures {

@@ -6,18 +6,13 @@ use std::path::Path;
 use retroformer::agent::files::read_json;
 use retroformer::agent::runner::task_path;
 use retroformer_envs::household::expert::Collected;
-use retroformer_envs::household::{eval_tasks, HouseholdEnv, TaskSpec};
+use retroformer_envs::household::{HouseholdEnv, TaskSpec};
 use retroformer_envs::Progress;
 
 use super::super::env::Split;
-use super::super::{Ctx, ImproveSettings};
+use super::super::Ctx;
 use super::{Evaluated, Outcome, TheRun};
 use crate::LabError;
-
-/// The first `n` evaluation tasks of run `s`, as its evaluation ran them.
-pub(super) fn tasks(s: &ImproveSettings, n: usize) -> Vec<TaskSpec> {
-    eval_tasks(s.eval_skip + n).split_off(s.eval_skip)
-}
 
 /// Arm `arm` (`adapter`; `None`: the base) greedy on `tasks` (the context's test tasks), into
 /// the demo's `eval/KEY-greedy/`, each episode compared with the one the run saved.
@@ -67,7 +62,7 @@ fn episodes(dir: &Path, tasks: &[TaskSpec]) -> Result<Vec<Option<Collected>>, La
 
 /// How a greedy episode ended, in words: `reached the goal in 9 actions`, `a cycle after 14
 /// actions`.
-pub(in super::super) fn ending(c: &Collected) -> String {
+pub(super) fn ending(c: &Collected) -> String {
     let Some(e) = c.chains.first() else {
         return "no episode".into();
     };
@@ -90,10 +85,7 @@ pub(in super::super) fn ending(c: &Collected) -> String {
 }
 
 /// Tasks whose episodes took the same actions here as in the run, and tasks the run saved.
-pub(in super::super) fn agreement(
-    here: &[Option<Collected>],
-    run: &[Option<Collected>],
-) -> (usize, usize) {
+pub(super) fn agreement(here: &[Option<Collected>], run: &[Option<Collected>]) -> (usize, usize) {
     let actions = |c: &Collected| -> Vec<Vec<String>> {
         c.chains
             .iter()
