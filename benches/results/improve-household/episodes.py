@@ -88,9 +88,20 @@ def load(folder):
     return out
 
 
+# Instruction sets every machine of the run has; the others tell two VMs of one CPU model apart
+# (the run had two AMD EPYCs, with and without avx_vnni: PLAN.md amendments 6 and 7).
+COMMON_SIMD = {"sse3", "ssse3", "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f",
+               "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"}
+
+
+def machine_name(machine):
+    extra = [s for s in machine["simd"] if s not in COMMON_SIMD]
+    return f"{machine['cpu_model']} [{', '.join(extra) or 'without avx_vnni'}]"
+
+
 def machines(folder, saved):
-    """CPU model -> tasks its processes saved, from the folder's sessions.json (each process
-    records how many tasks were saved before it started)."""
+    """CPU (model and distinguishing instruction sets) -> tasks its processes saved, from the
+    folder's sessions.json (each process records how many tasks were saved before it started)."""
     path = os.path.join(folder, "sessions.json")
     if not os.path.exists(path):
         return Counter()
@@ -99,7 +110,7 @@ def machines(folder, saved):
     out = Counter()
     for k, s in enumerate(sessions):
         end = sessions[k + 1]["saved_before"] if k + 1 < len(sessions) else saved
-        out[s["machine"]["cpu_model"]] += max(0, end - s["saved_before"])
+        out[machine_name(s["machine"])] += max(0, end - s["saved_before"])
     return out
 
 
